@@ -1,0 +1,85 @@
+//! The HTTP admin endpoint: `/healthz`, `/config_dump` (every served xDS resource as JSON),
+//! `/clients` (connected clients with their ACKed and NACKed versions) and `/config_status`
+//! (the last reload: accepted or rejected, with its diagnostics). Read-only.
+
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::model::Diagnostics;
+use crate::translate::json::resource_to_json;
+use crate::xds::types::{short_name, PUSH_ORDER};
+use crate::xds::{Cache, Clients};
+
+/// The outcome of the latest config load.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConfigStatus {
+    /// Snapshot version being served.
+    pub serving_version: String,
+    /// Whether the latest edit was accepted.
+    pub last_load_accepted: bool,
+    /// Diagnostics of the latest load (errors when rejected, warnings either way).
+    pub diagnostics: Diagnostics,
+    /// Loads rejected since start.
+    pub rejected_loads: u64,
+}
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub cache: Cache,
+    pub clients: Arc<Clients>,
+    pub status: Arc<RwLock<ConfigStatus>>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/config_dump", get(config_dump))
+        .route("/clients", get(clients))
+        .route("/config_status", get(config_status))
+        .with_state(state)
+}
+
+async fn config_dump(State(state): State<AdminState>) -> Json<Value> {
+    Json(config_dump_json(&state.cache))
+}
+
+/// Every served resource, grouped by type, as proto3 JSON.
+pub fn config_dump_json(cache: &Cache) -> Value {
+    let snapshot = cache.current();
+    let mut resources = serde_json::Map::new();
+    for type_url in PUSH_ORDER {
+        let items: Vec<Value> = snapshot
+            .of_type(type_url)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "version": r.version,
+                    "resource": resource_to_json(&r.body.type_url, &r.body.value),
+                })
+            })
+            .collect();
+        resources.insert(short_name(type_url).to_string(), Value::Array(items));
+    }
+    json!({ "version_info": snapshot.version, "resources": resources })
+}
+
+async fn clients(State(state): State<AdminState>) -> Json<Value> {
+    Json(json!({ "clients": state.clients.list() }))
+}
+
+async fn config_status(State(state): State<AdminState>) -> Json<ConfigStatus> {
+    Json(
+        state
+            .status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    )
+}

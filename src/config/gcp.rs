@@ -1,0 +1,1037 @@
+//! The GCP dialect: `healthChecks`, `instanceGroups`, `networkEndpointGroups`,
+//! `backendServices`, `urlMaps`, `targetHttpProxies`, `forwardingRules`, with the cloud API's
+//! field names and documented defaults, lowered straight into the internal model.
+//! Field-level rules (types, enums, ranges) are checked here; cross-resource rules live in
+//! `model::validate`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::model::{
+    Backend, BackendProtocol, BackendService, BalancingMode, Diagnostics, Endpoint, EndpointGroup,
+    ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HostRule, LoadBalancingScheme,
+    Loc, LocalityLbPolicy, MatchRule, Model, PathMatch, PathMatcher, PathRule, Ref, RouteRule,
+    RouteTarget, TargetProxy, UrlMap, WeightedService,
+};
+
+use super::reader::Fields;
+use super::references::{self, region_of_zone};
+use super::yaml::Node;
+
+/// Read-only metadata that `gcloud ... --format=yaml` prints; accepted and ignored.
+const CLOUD_METADATA: &[&str] = &[
+    "kind",
+    "id",
+    "selfLink",
+    "creationTimestamp",
+    "fingerprint",
+    "description",
+    "region",
+];
+
+/// The largest timeoutSec the cloud accepts.
+pub const MAX_TIMEOUT_SEC: i64 = 2_147_483_647;
+
+/// Reads one YAML document of the GCP dialect into `model`.
+pub fn read_document(
+    doc: &Node,
+    file: &Arc<str>,
+    model: &mut Model,
+    diagnostics: &mut Diagnostics,
+) {
+    let mut top = Fields::new(doc, file, "", diagnostics);
+    for node in top.list("healthChecks", diagnostics) {
+        if let Some(check) = health_check(node, file, diagnostics) {
+            insert(
+                &mut model.health_checks,
+                check.name.clone(),
+                check,
+                "healthChecks",
+                |c| &c.loc,
+                diagnostics,
+            );
+        }
+    }
+    for (collection, kind_is_neg) in [("instanceGroups", false), ("networkEndpointGroups", true)] {
+        for node in top.list(collection, diagnostics) {
+            let group = if kind_is_neg {
+                network_endpoint_group(node, file, diagnostics)
+            } else {
+                instance_group(node, file, diagnostics)
+            };
+            if let Some(group) = group {
+                insert(
+                    &mut model.endpoint_groups,
+                    group.name.clone(),
+                    group,
+                    "instanceGroups and networkEndpointGroups",
+                    |g| &g.loc,
+                    diagnostics,
+                );
+            }
+        }
+    }
+    for node in top.list("backendServices", diagnostics) {
+        if let Some(service) = backend_service(node, file, diagnostics) {
+            insert(
+                &mut model.backend_services,
+                service.name.clone(),
+                service,
+                "backendServices",
+                |s| &s.loc,
+                diagnostics,
+            );
+        }
+    }
+    for node in top.list("urlMaps", diagnostics) {
+        if let Some(url_map) = url_map(node, file, diagnostics) {
+            insert(
+                &mut model.url_maps,
+                url_map.name.clone(),
+                url_map,
+                "urlMaps",
+                |u| &u.loc,
+                diagnostics,
+            );
+        }
+    }
+    for node in top.list("targetHttpProxies", diagnostics) {
+        if let Some(proxy) = target_http_proxy(node, file, diagnostics) {
+            insert(
+                &mut model.target_proxies,
+                proxy.name.clone(),
+                proxy,
+                "targetHttpProxies",
+                |p| &p.loc,
+                diagnostics,
+            );
+        }
+    }
+    for node in top.list("forwardingRules", diagnostics) {
+        if let Some(rule) = forwarding_rule(node, file, diagnostics) {
+            insert(
+                &mut model.forwarding_rules,
+                rule.name.clone(),
+                rule,
+                "forwardingRules",
+                |r| &r.loc,
+                diagnostics,
+            );
+        }
+    }
+    top.finish(diagnostics);
+}
+
+fn insert<T>(
+    map: &mut BTreeMap<String, T>,
+    name: String,
+    value: T,
+    collection: &str,
+    loc: impl Fn(&T) -> &Loc,
+    diagnostics: &mut Diagnostics,
+) {
+    if let Some(first) = map.get(&name) {
+        diagnostics.error(
+            loc(&value),
+            format!("{collection}[{name}]"),
+            format!(
+                "the name `{name}` is already used at {}; names must be unique in {collection}",
+                loc(first)
+            ),
+        );
+        return;
+    }
+    map.insert(name, value);
+}
+
+/// Opens a resource mapping and reads its `name`, so that its path can use it.
+fn open<'n>(
+    node: &'n Node,
+    file: &Arc<str>,
+    collection: &str,
+    diagnostics: &mut Diagnostics,
+) -> Option<(Fields<'n>, String)> {
+    let mut fields = Fields::new(
+        node,
+        file,
+        format!("{collection}[line {}]", node.line),
+        diagnostics,
+    );
+    fields.ignore(CLOUD_METADATA);
+    let name = fields.required_string("name", diagnostics)?;
+    if !valid_name(&name) {
+        diagnostics.error(
+            &fields.loc_of("name"),
+            fields.field_path("name"),
+            format!(
+                "`{name}` is not a valid name: use 1-63 lowercase letters, digits or hyphens, \
+                 starting with a letter and not ending with a hyphen"
+            ),
+        );
+    }
+    fields.path = format!("{collection}[{name}]");
+    Some((fields, name))
+}
+
+/// RFC 1035 names, with upper case allowed so that the documents' placeholders load as-is.
+fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphabetic()
+        && bytes.last() != Some(&b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+}
+
+fn reference(
+    fields: &mut Fields<'_>,
+    key: &'static str,
+    collections: &[&str],
+    diagnostics: &mut Diagnostics,
+) -> Option<Ref> {
+    let text = fields.string(key, diagnostics)?;
+    references::parse(
+        &text,
+        collections,
+        &fields.loc_of(key),
+        &fields.field_path(key),
+        diagnostics,
+    )
+}
+
+fn health_check(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<HealthCheck> {
+    let (mut fields, name) = open(node, file, "healthChecks", diagnostics)?;
+    let protocols = [
+        ("HTTP", HealthCheckProtocol::Http),
+        ("HTTPS", HealthCheckProtocol::Https),
+        ("HTTP2", HealthCheckProtocol::Http2),
+        ("GRPC", HealthCheckProtocol::Grpc),
+        ("TCP", HealthCheckProtocol::Tcp),
+    ];
+    let protocol = fields
+        .choice("type", &protocols, diagnostics)
+        .unwrap_or(HealthCheckProtocol::Http);
+    let check_interval_sec = fields
+        .integer("checkIntervalSec", 1, 300, diagnostics)
+        .unwrap_or(5) as u32;
+    let timeout_sec = fields
+        .integer("timeoutSec", 1, 300, diagnostics)
+        .unwrap_or(5) as u32;
+    let healthy_threshold = fields
+        .integer("healthyThreshold", 1, 10, diagnostics)
+        .unwrap_or(2) as u32;
+    let unhealthy_threshold = fields
+        .integer("unhealthyThreshold", 1, 10, diagnostics)
+        .unwrap_or(2) as u32;
+    if timeout_sec > check_interval_sec {
+        diagnostics.error(
+            &fields.loc_of("timeoutSec"),
+            fields.field_path("timeoutSec"),
+            format!("{timeout_sec} is longer than checkIntervalSec ({check_interval_sec}); timeoutSec must not exceed it"),
+        );
+    }
+    let mut port = None;
+    let mut port_name = None;
+    let mut request_path = "/".to_string();
+    for key in [
+        "httpHealthCheck",
+        "httpsHealthCheck",
+        "http2HealthCheck",
+        "grpcHealthCheck",
+        "tcpHealthCheck",
+    ] {
+        if let Some(inner) = fields.get(key) {
+            let mut details = Fields::new(inner, file, fields.field_path(key), diagnostics);
+            port = details
+                .integer("port", 1, 65535, diagnostics)
+                .map(|p| p as u16);
+            port_name = details.string("portName", diagnostics);
+            details.choice(
+                "portSpecification",
+                &[
+                    ("USE_FIXED_PORT", ()),
+                    ("USE_NAMED_PORT", ()),
+                    ("USE_SERVING_PORT", ()),
+                ],
+                diagnostics,
+            );
+            if key != "tcpHealthCheck" && key != "grpcHealthCheck" {
+                if let Some(path) = details.string("requestPath", diagnostics) {
+                    request_path = path;
+                }
+                details.string("host", diagnostics);
+            }
+            if key == "grpcHealthCheck" {
+                details.string("grpcServiceName", diagnostics);
+            }
+            details.ignore(&["proxyHeader", "response", "request"]);
+            details.finish(diagnostics);
+        }
+    }
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(HealthCheck {
+        name,
+        loc,
+        protocol,
+        port,
+        port_name,
+        request_path,
+        check_interval_sec,
+        timeout_sec,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
+
+fn ip_address(
+    fields: &mut Fields<'_>,
+    key: &'static str,
+    diagnostics: &mut Diagnostics,
+) -> Option<IpAddr> {
+    let text = fields.string(key, diagnostics)?;
+    match text.parse::<IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) => {
+            diagnostics.error(
+                &fields.loc_of(key),
+                fields.field_path(key),
+                format!("`{text}` is not an IPv4 or IPv6 address"),
+            );
+            None
+        }
+    }
+}
+
+fn zone_of(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> String {
+    let zone = fields
+        .required_string("zone", diagnostics)
+        .unwrap_or_default();
+    // A zone may be written as a link (`zones/us-central1-a` or a full URL).
+    zone.rsplit('/').next().unwrap_or_default().to_string()
+}
+
+fn instance_group(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<EndpointGroup> {
+    let (mut fields, name) = open(node, file, "instanceGroups", diagnostics)?;
+    let zone = zone_of(&mut fields, diagnostics);
+    let mut named_ports = BTreeMap::new();
+    for (index, item) in fields
+        .list("namedPorts", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let mut port = Fields::new(
+            item,
+            file,
+            format!("{}.namedPorts[{index}]", fields.path),
+            diagnostics,
+        );
+        let port_name = port.required_string("name", diagnostics);
+        let number = port.integer("port", 1, 65535, diagnostics);
+        if number.is_none() && port.get("port").is_none() {
+            diagnostics.error(
+                &port.loc(),
+                port.field_path("port"),
+                "this field is required",
+            );
+        }
+        port.finish(diagnostics);
+        if let (Some(port_name), Some(number)) = (port_name, number) {
+            named_ports.insert(port_name, number as u16);
+        }
+    }
+    let mut endpoints = Vec::new();
+    for (index, item) in fields
+        .list("instances", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let mut instance = Fields::new(
+            item,
+            file,
+            format!("{}.instances[{index}]", fields.path),
+            diagnostics,
+        );
+        let instance_name = instance.string("name", diagnostics);
+        let ip = ip_address(&mut instance, "ipAddress", diagnostics);
+        if ip.is_none() && instance.get("ipAddress").is_none() {
+            diagnostics.error(
+                &instance.loc(),
+                instance.field_path("ipAddress"),
+                "this field is required",
+            );
+        }
+        instance.finish(diagnostics);
+        if let Some(ip_address) = ip {
+            endpoints.push(Endpoint {
+                instance: instance_name,
+                ip_address,
+                port: None,
+            });
+        }
+    }
+    fields.ignore(&["network", "subnetwork", "size"]);
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(EndpointGroup {
+        name,
+        loc,
+        kind: GroupKind::InstanceGroup,
+        region: region_of_zone(&zone),
+        zone,
+        named_ports,
+        default_port: None,
+        endpoints,
+    })
+}
+
+fn network_endpoint_group(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<EndpointGroup> {
+    let (mut fields, name) = open(node, file, "networkEndpointGroups", diagnostics)?;
+    let zone = zone_of(&mut fields, diagnostics);
+    let kind = fields
+        .choice(
+            "networkEndpointType",
+            &[
+                ("GCE_VM_IP_PORT", GroupKind::GceVmIpPortNeg),
+                ("NON_GCP_PRIVATE_IP_PORT", GroupKind::NonGcpPrivateIpPortNeg),
+            ],
+            diagnostics,
+        )
+        .unwrap_or(GroupKind::GceVmIpPortNeg);
+    let default_port = fields
+        .integer("defaultPort", 1, 65535, diagnostics)
+        .map(|p| p as u16);
+    let mut endpoints = Vec::new();
+    for (index, item) in fields
+        .list("endpoints", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let mut endpoint = Fields::new(
+            item,
+            file,
+            format!("{}.endpoints[{index}]", fields.path),
+            diagnostics,
+        );
+        let instance = endpoint.string("instance", diagnostics);
+        let ip = ip_address(&mut endpoint, "ipAddress", diagnostics);
+        if ip.is_none() && endpoint.get("ipAddress").is_none() {
+            diagnostics.error(
+                &endpoint.loc(),
+                endpoint.field_path("ipAddress"),
+                "this field is required",
+            );
+        }
+        let port = endpoint
+            .integer("port", 1, 65535, diagnostics)
+            .map(|p| p as u16);
+        if kind == GroupKind::NonGcpPrivateIpPortNeg && instance.is_some() {
+            diagnostics.error(
+                &endpoint.loc_of("instance"),
+                endpoint.field_path("instance"),
+                "NON_GCP_PRIVATE_IP_PORT endpoints are not VM instances; remove `instance`",
+            );
+        }
+        endpoint.finish(diagnostics);
+        if let Some(ip_address) = ip {
+            endpoints.push(Endpoint {
+                instance,
+                ip_address,
+                port,
+            });
+        }
+    }
+    fields.ignore(&["network", "subnetwork", "size"]);
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(EndpointGroup {
+        name,
+        loc,
+        kind,
+        region: region_of_zone(&zone),
+        zone,
+        named_ports: BTreeMap::new(),
+        default_port,
+        endpoints,
+    })
+}
+
+fn backend_service(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<BackendService> {
+    let (mut fields, name) = open(node, file, "backendServices", diagnostics)?;
+    let load_balancing_scheme = fields
+        .choice(
+            "loadBalancingScheme",
+            &[
+                ("EXTERNAL", LoadBalancingScheme::External),
+                ("EXTERNAL_MANAGED", LoadBalancingScheme::ExternalManaged),
+                ("INTERNAL_MANAGED", LoadBalancingScheme::InternalManaged),
+                (
+                    "INTERNAL_SELF_MANAGED",
+                    LoadBalancingScheme::InternalSelfManaged,
+                ),
+            ],
+            diagnostics,
+        )
+        .unwrap_or(LoadBalancingScheme::External);
+    let protocol = fields
+        .choice(
+            "protocol",
+            &[
+                ("HTTP", BackendProtocol::Http),
+                ("HTTP2", BackendProtocol::Http2),
+            ],
+            diagnostics,
+        )
+        .unwrap_or(BackendProtocol::Http);
+    let port_name = fields
+        .string("portName", diagnostics)
+        .unwrap_or_else(|| "http".to_string());
+    let timeout_sec = fields
+        .integer("timeoutSec", 1, MAX_TIMEOUT_SEC, diagnostics)
+        .unwrap_or(30) as u32;
+    let mut health_checks = Vec::new();
+    for (index, text) in fields
+        .strings("healthChecks", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let path = format!("{}.healthChecks[{index}]", fields.path);
+        if let Some(check) = references::parse(
+            &text,
+            &["healthChecks"],
+            &fields.loc_of("healthChecks"),
+            &path,
+            diagnostics,
+        ) {
+            health_checks.push(check);
+        }
+    }
+    let locality_lb_policy = fields
+        .choice(
+            "localityLbPolicy",
+            &[
+                ("ROUND_ROBIN", LocalityLbPolicy::RoundRobin),
+                ("LEAST_REQUEST", LocalityLbPolicy::LeastRequest),
+                ("RING_HASH", LocalityLbPolicy::RingHash),
+                ("RANDOM", LocalityLbPolicy::Random),
+                (
+                    "ORIGINAL_DESTINATION",
+                    LocalityLbPolicy::OriginalDestination,
+                ),
+                ("MAGLEV", LocalityLbPolicy::Maglev),
+                ("WEIGHTED_MAGLEV", LocalityLbPolicy::WeightedMaglev),
+            ],
+            diagnostics,
+        )
+        .unwrap_or(LocalityLbPolicy::RoundRobin);
+    if locality_lb_policy == LocalityLbPolicy::OriginalDestination {
+        diagnostics.error(
+            &fields.loc_of("localityLbPolicy"),
+            fields.field_path("localityLbPolicy"),
+            "ORIGINAL_DESTINATION is not supported yet; use ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM, MAGLEV or WEIGHTED_MAGLEV",
+        );
+    }
+    let mut backends = Vec::new();
+    for (index, item) in fields.list("backends", diagnostics).into_iter().enumerate() {
+        let path = format!("{}.backends[{index}]", fields.path);
+        if let Some(backend) = backend(item, file, path, diagnostics) {
+            backends.push(backend);
+        }
+    }
+    fields.ignore(&["network"]);
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(BackendService {
+        name,
+        loc,
+        load_balancing_scheme,
+        protocol,
+        port_name,
+        timeout_sec,
+        health_checks,
+        locality_lb_policy,
+        backends,
+    })
+}
+
+fn backend(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> Option<Backend> {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    let group = reference(
+        &mut fields,
+        "group",
+        &["instanceGroups", "networkEndpointGroups"],
+        diagnostics,
+    );
+    if group.is_none() && fields.get("group").is_none() {
+        diagnostics.error(
+            &fields.loc(),
+            fields.field_path("group"),
+            "this field is required",
+        );
+    }
+    let balancing_mode = fields
+        .choice(
+            "balancingMode",
+            &[
+                ("RATE", BalancingMode::Rate),
+                ("UTILIZATION", BalancingMode::Utilization),
+                ("CONNECTION", BalancingMode::Connection),
+            ],
+            diagnostics,
+        )
+        .unwrap_or(BalancingMode::Utilization);
+    const MAX: f64 = 2_147_483_647.0;
+    let max_rate = fields.number("maxRate", 0.0, MAX, diagnostics);
+    let max_rate_per_instance = fields.number("maxRatePerInstance", 0.0, MAX, diagnostics);
+    let max_rate_per_endpoint = fields.number("maxRatePerEndpoint", 0.0, MAX, diagnostics);
+    let max_connections = fields.number("maxConnections", 0.0, MAX, diagnostics);
+    let max_connections_per_instance =
+        fields.number("maxConnectionsPerInstance", 0.0, MAX, diagnostics);
+    let max_connections_per_endpoint =
+        fields.number("maxConnectionsPerEndpoint", 0.0, MAX, diagnostics);
+    let max_utilization = fields.number("maxUtilization", 0.0, 1.0, diagnostics);
+    let capacity_scaler = capacity_scaler(&mut fields, diagnostics);
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(Backend {
+        group: group?,
+        loc,
+        balancing_mode,
+        max_rate,
+        max_rate_per_instance,
+        max_rate_per_endpoint,
+        max_connections,
+        max_connections_per_instance,
+        max_connections_per_endpoint,
+        max_utilization,
+        capacity_scaler,
+    })
+}
+
+/// capacityScaler: exactly 0.0, or 0.1 to 1.0 (default 1.0).
+fn capacity_scaler(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> f64 {
+    let Some(value) = fields.number("capacityScaler", 0.0, 1.0, diagnostics) else {
+        return 1.0;
+    };
+    if value != 0.0 && value < 0.1 {
+        diagnostics.error(
+            &fields.loc_of("capacityScaler"),
+            fields.field_path("capacityScaler"),
+            format!(
+                "{value} is not allowed; capacityScaler must be exactly 0.0 or between 0.1 and 1.0"
+            ),
+        );
+        return 1.0;
+    }
+    value
+}
+
+fn url_map(node: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) -> Option<UrlMap> {
+    let (mut fields, name) = open(node, file, "urlMaps", diagnostics)?;
+    let default_service = reference(
+        &mut fields,
+        "defaultService",
+        &["backendServices"],
+        diagnostics,
+    );
+    let mut host_rules = Vec::new();
+    for (index, item) in fields
+        .list("hostRules", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let mut rule = Fields::new(
+            item,
+            file,
+            format!("{}.hostRules[{index}]", fields.path),
+            diagnostics,
+        );
+        rule.ignore(&["description"]);
+        let hosts = rule.strings("hosts", diagnostics);
+        if hosts.is_empty() {
+            diagnostics.error(
+                &rule.loc(),
+                rule.field_path("hosts"),
+                "a host rule needs at least one host",
+            );
+        }
+        let path_matcher = rule
+            .required_string("pathMatcher", diagnostics)
+            .unwrap_or_default();
+        let loc = rule.loc();
+        rule.finish(diagnostics);
+        host_rules.push(HostRule {
+            loc,
+            hosts,
+            path_matcher,
+        });
+    }
+    let mut path_matchers = Vec::new();
+    for (index, item) in fields
+        .list("pathMatchers", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(matcher) = path_matcher(
+            item,
+            file,
+            format!("{}.pathMatchers[{index}]", fields.path),
+            diagnostics,
+        ) {
+            path_matchers.push(matcher);
+        }
+    }
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(UrlMap {
+        name,
+        loc,
+        default_service,
+        host_rules,
+        path_matchers,
+    })
+}
+
+fn path_matcher(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> Option<PathMatcher> {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    fields.ignore(&["description"]);
+    let name = fields.required_string("name", diagnostics)?;
+    fields.path = format!(
+        "{}[{name}]",
+        fields
+            .path
+            .rsplit_once('[')
+            .map(|(head, _)| head)
+            .unwrap_or("")
+    );
+    let default_service = reference(
+        &mut fields,
+        "defaultService",
+        &["backendServices"],
+        diagnostics,
+    );
+    let mut path_rules = Vec::new();
+    for (index, item) in fields
+        .list("pathRules", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let mut rule = Fields::new(
+            item,
+            file,
+            format!("{}.pathRules[{index}]", fields.path),
+            diagnostics,
+        );
+        let paths = rule.strings("paths", diagnostics);
+        for (path_index, path) in paths.iter().enumerate() {
+            check_path_pattern(path, &rule, path_index, diagnostics);
+        }
+        if paths.is_empty() {
+            diagnostics.error(
+                &rule.loc(),
+                rule.field_path("paths"),
+                "a path rule needs at least one path",
+            );
+        }
+        let action = route_target(&mut rule, diagnostics);
+        rule.finish(diagnostics);
+        if let Some(action) = action {
+            path_rules.push(PathRule { paths, action });
+        }
+    }
+    let mut route_rules = Vec::new();
+    for (index, item) in fields
+        .list("routeRules", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let mut rule = Fields::new(
+            item,
+            file,
+            format!("{}.routeRules[{index}]", fields.path),
+            diagnostics,
+        );
+        rule.ignore(&["description"]);
+        let priority = rule.integer("priority", 0, 2_147_483_647, diagnostics);
+        if priority.is_none() && rule.get("priority").is_none() {
+            diagnostics.error(
+                &rule.loc(),
+                rule.field_path("priority"),
+                "this field is required",
+            );
+        }
+        let mut match_rules = Vec::new();
+        for (match_index, item) in rule.list("matchRules", diagnostics).into_iter().enumerate() {
+            if let Some(matched) = match_rule(
+                item,
+                file,
+                format!("{}.matchRules[{match_index}]", rule.path),
+                diagnostics,
+            ) {
+                match_rules.push(matched);
+            }
+        }
+        let action = route_target(&mut rule, diagnostics);
+        rule.finish(diagnostics);
+        if let (Some(priority), Some(action)) = (priority, action) {
+            route_rules.push(RouteRule {
+                priority: priority as u32,
+                match_rules,
+                action,
+            });
+        }
+    }
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(PathMatcher {
+        name,
+        loc,
+        default_service,
+        path_rules,
+        route_rules,
+    })
+}
+
+/// Path rule patterns: start with `/`; `*` only as the final segment (`/a/*`).
+fn check_path_pattern(path: &str, rule: &Fields<'_>, index: usize, diagnostics: &mut Diagnostics) {
+    let star_ok = !path.contains('*') || (path.ends_with("/*") && path.matches('*').count() == 1);
+    if !path.starts_with('/') || !star_ok {
+        diagnostics.error(
+            &rule.loc_of("paths"),
+            format!("{}[{index}]", rule.field_path("paths")),
+            format!("`{path}` is not a valid path pattern; it must start with `/` and may end with `/*`"),
+        );
+    }
+}
+
+fn match_rule(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> Option<MatchRule> {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    let prefix = fields.string("prefixMatch", diagnostics);
+    let full = fields.string("fullPathMatch", diagnostics);
+    let ignore_case = fields.bool("ignoreCase", false, diagnostics);
+    let matched = match (prefix, full) {
+        (Some(prefix), None) => Some(PathMatch::Prefix(prefix)),
+        (None, Some(full)) => Some(PathMatch::Full(full)),
+        (None, None) => Some(PathMatch::Prefix(String::new())),
+        (Some(_), Some(_)) => {
+            diagnostics.error(
+                &fields.loc(),
+                fields.path.clone(),
+                "set only one of prefixMatch and fullPathMatch",
+            );
+            None
+        }
+    };
+    fields.finish(diagnostics);
+    Some(MatchRule {
+        path: matched?,
+        ignore_case,
+    })
+}
+
+/// `service` or `routeAction.weightedBackendServices` (exactly one).
+fn route_target(rule: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<RouteTarget> {
+    let service = reference(rule, "service", &["backendServices"], diagnostics);
+    let action = rule.get("routeAction");
+    let file = rule.file().clone();
+    let weighted = action.and_then(|node| {
+        let mut action = Fields::new(node, &file, rule.field_path("routeAction"), diagnostics);
+        let mut services = Vec::new();
+        for (index, item) in action
+            .list("weightedBackendServices", diagnostics)
+            .into_iter()
+            .enumerate()
+        {
+            let mut weighted = Fields::new(
+                item,
+                &file,
+                format!("{}.weightedBackendServices[{index}]", action.path),
+                diagnostics,
+            );
+            let backend_service = reference(
+                &mut weighted,
+                "backendService",
+                &["backendServices"],
+                diagnostics,
+            );
+            let weight = weighted.integer("weight", 0, 1000, diagnostics);
+            if weight.is_none() && weighted.get("weight").is_none() {
+                diagnostics.error(
+                    &weighted.loc(),
+                    weighted.field_path("weight"),
+                    "this field is required",
+                );
+            }
+            weighted.ignore(&["headerAction"]);
+            weighted.finish(diagnostics);
+            if let (Some(backend_service), Some(weight)) = (backend_service, weight) {
+                services.push(WeightedService {
+                    backend_service,
+                    weight: weight as u32,
+                });
+            }
+        }
+        let timeout_sec = action.get("timeout").and_then(|timeout| {
+            let mut timeout =
+                Fields::new(timeout, &file, action.field_path("timeout"), diagnostics);
+            let seconds = timeout.integer("seconds", 0, 315_576_000_000, diagnostics);
+            timeout.integer("nanos", 0, 999_999_999, diagnostics);
+            timeout.finish(diagnostics);
+            seconds.map(|s| s.min(u32::MAX as i64) as u32)
+        });
+        if services.is_empty() {
+            diagnostics.error(
+                &action.loc(),
+                action.field_path("weightedBackendServices"),
+                "routeAction needs weightedBackendServices with at least one backend service",
+            );
+        } else if services.iter().all(|s| s.weight == 0) {
+            diagnostics.error(
+                &action.loc_of("weightedBackendServices"),
+                action.field_path("weightedBackendServices"),
+                "every weight is 0; at least one backend service needs a weight above 0",
+            );
+        }
+        action.finish(diagnostics);
+        Some(RouteTarget::Weighted {
+            services,
+            timeout_sec,
+        })
+    });
+    match (service, weighted) {
+        (Some(service), None) => Some(RouteTarget::Service(service)),
+        (None, Some(weighted)) => Some(weighted),
+        (Some(_), Some(_)) => {
+            diagnostics.error(
+                &rule.loc(),
+                rule.path.clone(),
+                "set only one of service and routeAction.weightedBackendServices",
+            );
+            None
+        }
+        (None, None) => {
+            if rule.get("service").is_none() && action.is_none() {
+                diagnostics.error(
+                    &rule.loc(),
+                    rule.field_path("service"),
+                    "the rule needs a service or a routeAction",
+                );
+            }
+            None
+        }
+    }
+}
+
+fn target_http_proxy(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<TargetProxy> {
+    let (mut fields, name) = open(node, file, "targetHttpProxies", diagnostics)?;
+    let url_map = reference(&mut fields, "urlMap", &["urlMaps"], diagnostics);
+    if url_map.is_none() && fields.get("urlMap").is_none() {
+        diagnostics.error(
+            &fields.loc(),
+            fields.field_path("urlMap"),
+            "this field is required",
+        );
+    }
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(TargetProxy {
+        name,
+        loc,
+        url_map: url_map?,
+    })
+}
+
+fn forwarding_rule(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<ForwardingRule> {
+    let (mut fields, name) = open(node, file, "forwardingRules", diagnostics)?;
+    let ip_address =
+        ip_address(&mut fields, "IPAddress", diagnostics).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    fields.choice("IPProtocol", &[("TCP", ())], diagnostics);
+    fields.choice(
+        "loadBalancingScheme",
+        &[
+            ("EXTERNAL", ()),
+            ("EXTERNAL_MANAGED", ()),
+            ("INTERNAL_MANAGED", ()),
+            ("INTERNAL_SELF_MANAGED", ()),
+        ],
+        diagnostics,
+    );
+    fields.ignore(&["network", "subnetwork", "networkTier"]);
+    let port = port_range(&mut fields, diagnostics).unwrap_or(80);
+    let target = reference(&mut fields, "target", &["targetHttpProxies"], diagnostics);
+    if target.is_none() && fields.get("target").is_none() {
+        diagnostics.error(
+            &fields.loc(),
+            fields.field_path("target"),
+            "this field is required",
+        );
+    }
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(ForwardingRule {
+        name,
+        loc,
+        ip_address,
+        port,
+        target: target?,
+    })
+}
+
+/// `portRange`: `80` or `80-80`; a target HTTP proxy listens on exactly one port.
+fn port_range(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<u16> {
+    let text = fields.string("portRange", diagnostics)?;
+    let (low, high) = text.split_once('-').unwrap_or((&text, &text));
+    match (low.trim().parse::<u16>(), high.trim().parse::<u16>()) {
+        (Ok(low), Ok(high)) if low == high && low > 0 => Some(low),
+        _ => {
+            diagnostics.error(
+                &fields.loc_of("portRange"),
+                fields.field_path("portRange"),
+                format!("`{text}` is not allowed; a forwarding rule for an HTTP proxy takes one port from 1 to 65535 (e.g. 80 or 8080-8080)"),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Typed reading of one YAML mapping, field by field, with a diagnostic for every problem:
+//! wrong type, value out of range, enum value not allowed, unknown field (with "did you mean").
+//! A reader learns the known field names from the fields the decoder asks for, so the list
+//! of allowed fields is never written twice.
+
+use std::sync::Arc;
+
+use crate::model::{Diagnostics, Loc};
+
+use super::yaml::{Node, Value};
+
+/// A mapping being read; call [`Fields::finish`] once every known field was asked for.
+pub struct Fields<'n> {
+    entries: Vec<(&'n str, &'n Node)>,
+    node: &'n Node,
+    file: Arc<str>,
+    /// Resource path of the mapping itself, e.g. `backendServices[web]`.
+    pub path: String,
+    known: Vec<&'static str>,
+}
+
+impl<'n> Fields<'n> {
+    /// Starts reading `node`, which must be a mapping (else an error, and no fields).
+    pub fn new(
+        node: &'n Node,
+        file: &Arc<str>,
+        path: impl Into<String>,
+        diagnostics: &mut Diagnostics,
+    ) -> Self {
+        let path = path.into();
+        let mut entries = Vec::new();
+        match &node.value {
+            Value::Map(pairs) => {
+                for (key, value) in pairs {
+                    let name = key.as_scalar().unwrap_or("");
+                    if entries.iter().any(|(seen, _)| *seen == name) {
+                        diagnostics.error(
+                            &Loc::new(file.clone(), key.line),
+                            format!("{path}.{name}"),
+                            "the field is given twice",
+                        );
+                    }
+                    entries.push((name, value));
+                }
+            }
+            Value::Null => {}
+            _ => diagnostics.error(
+                &Loc::new(file.clone(), node.line),
+                &path,
+                format!("expected a mapping of fields, found {}", node.kind()),
+            ),
+        }
+        Fields {
+            entries,
+            node,
+            file: file.clone(),
+            path,
+            known: Vec::new(),
+        }
+    }
+
+    /// Where the mapping starts.
+    pub fn loc(&self) -> Loc {
+        Loc::new(self.file.clone(), self.node.line)
+    }
+
+    pub fn file(&self) -> &Arc<str> {
+        &self.file
+    }
+
+    /// Path of one field of this mapping.
+    pub fn field_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The node of a field, if present and not null; records the field as known.
+    pub fn get(&mut self, key: &'static str) -> Option<&'n Node> {
+        self.known.push(key);
+        self.entries
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, node)| *node)
+            .filter(|node| node.value != Value::Null)
+    }
+
+    /// Where a field is written (or the mapping, when the field is absent).
+    pub fn loc_of(&self, key: &str) -> Loc {
+        let line = self
+            .entries
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, node)| node.line)
+            .unwrap_or(self.node.line);
+        Loc::new(self.file.clone(), line)
+    }
+
+    /// Records fields that are accepted and have no effect (cloud metadata such as `id`).
+    pub fn ignore(&mut self, keys: &[&'static str]) {
+        self.known.extend_from_slice(keys);
+    }
+
+    pub fn string(&mut self, key: &'static str, diagnostics: &mut Diagnostics) -> Option<String> {
+        let node = self.get(key)?;
+        match node.as_scalar() {
+            Some(text) => Some(text.to_string()),
+            None => {
+                self.type_error(key, node, "a string", diagnostics);
+                None
+            }
+        }
+    }
+
+    pub fn required_string(
+        &mut self,
+        key: &'static str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<String> {
+        let value = self.string(key, diagnostics);
+        if value.is_none() && !self.has(key) {
+            diagnostics.error(&self.loc(), self.field_path(key), "this field is required");
+        }
+        value
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|(name, _)| *name == key)
+    }
+
+    pub fn bool(
+        &mut self,
+        key: &'static str,
+        default: bool,
+        diagnostics: &mut Diagnostics,
+    ) -> bool {
+        let Some(node) = self.get(key) else {
+            return default;
+        };
+        match node.as_scalar() {
+            Some("true" | "True" | "TRUE") => true,
+            Some("false" | "False" | "FALSE") => false,
+            _ => {
+                self.type_error(key, node, "true or false", diagnostics);
+                default
+            }
+        }
+    }
+
+    /// A number (plain or quoted, as gcloud quotes int64 fields) within `min..=max`.
+    pub fn number(
+        &mut self,
+        key: &'static str,
+        min: f64,
+        max: f64,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<f64> {
+        let node = self.get(key)?;
+        let parsed = node
+            .as_scalar()
+            .and_then(|text| text.trim().parse::<f64>().ok());
+        match parsed {
+            Some(value) if value.is_finite() && value >= min && value <= max => Some(value),
+            Some(value) => {
+                diagnostics.error(
+                    &self.loc_of(key),
+                    self.field_path(key),
+                    format!(
+                        "{value} is out of range; allowed: {} to {}",
+                        show(min),
+                        show(max)
+                    ),
+                );
+                None
+            }
+            None => {
+                self.type_error(key, node, "a number", diagnostics);
+                None
+            }
+        }
+    }
+
+    /// A whole number within `min..=max`.
+    pub fn integer(
+        &mut self,
+        key: &'static str,
+        min: i64,
+        max: i64,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<i64> {
+        let node = self.get(key)?;
+        let parsed = node
+            .as_scalar()
+            .and_then(|text| text.trim().parse::<i64>().ok());
+        match parsed {
+            Some(value) if (min..=max).contains(&value) => Some(value),
+            Some(value) => {
+                diagnostics.error(
+                    &self.loc_of(key),
+                    self.field_path(key),
+                    format!("{value} is out of range; allowed: {min} to {max}"),
+                );
+                None
+            }
+            None => {
+                self.type_error(key, node, "a whole number", diagnostics);
+                None
+            }
+        }
+    }
+
+    /// One of `allowed` (UPPER_CASE enum names), mapped to its value.
+    pub fn choice<T: Copy>(
+        &mut self,
+        key: &'static str,
+        allowed: &[(&str, T)],
+        diagnostics: &mut Diagnostics,
+    ) -> Option<T> {
+        let node = self.get(key)?;
+        let text = node.as_scalar().unwrap_or("");
+        if let Some((_, value)) = allowed.iter().find(|(name, _)| *name == text) {
+            return Some(*value);
+        }
+        let names: Vec<&str> = allowed.iter().map(|(name, _)| *name).collect();
+        let hint = suggest(text, &names)
+            .map(|close| format!(" (did you mean {close}?)"))
+            .unwrap_or_default();
+        diagnostics.error(
+            &self.loc_of(key),
+            self.field_path(key),
+            format!(
+                "`{text}` is not allowed{hint}; allowed: {}",
+                names.join(", ")
+            ),
+        );
+        None
+    }
+
+    /// The items of a list field, with their index.
+    pub fn list(&mut self, key: &'static str, diagnostics: &mut Diagnostics) -> Vec<&'n Node> {
+        let Some(node) = self.get(key) else {
+            return Vec::new();
+        };
+        match &node.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => {
+                self.type_error(key, node, "a list", diagnostics);
+                Vec::new()
+            }
+        }
+    }
+
+    /// A list of strings.
+    pub fn strings(&mut self, key: &'static str, diagnostics: &mut Diagnostics) -> Vec<String> {
+        let items = self.list(key, diagnostics);
+        let mut out = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match item.as_scalar() {
+                Some(text) => out.push(text.to_string()),
+                None => diagnostics.error(
+                    &Loc::new(self.file.clone(), item.line),
+                    format!("{}[{index}]", self.field_path(key)),
+                    format!("expected a string, found {}", item.kind()),
+                ),
+            }
+        }
+        out
+    }
+
+    fn type_error(&self, key: &str, node: &Node, expected: &str, diagnostics: &mut Diagnostics) {
+        let found = match node.as_scalar() {
+            Some(text) => format!("`{text}`"),
+            None => node.kind().to_string(),
+        };
+        diagnostics.error(
+            &Loc::new(self.file.clone(), node.line),
+            self.field_path(key),
+            format!("expected {expected}, found {found}"),
+        );
+    }
+
+    /// Reports every field that no one asked for, suggesting the closest known name.
+    pub fn finish(self, diagnostics: &mut Diagnostics) {
+        for (name, node) in &self.entries {
+            if self.known.contains(name) {
+                continue;
+            }
+            let hint = match suggest(name, &self.known) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => {
+                    let mut known = self.known.clone();
+                    known.sort_unstable();
+                    known.dedup();
+                    format!("known fields: {}", known.join(", "))
+                }
+            };
+            diagnostics.error(
+                &Loc::new(self.file.clone(), node.line),
+                self.field_path(name),
+                format!("unknown field `{name}`; {hint}"),
+            );
+        }
+    }
+}
+
+fn show(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The candidate closest to `word` by edit distance, if close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|candidate| {
+            (
+                edit_distance(&lower, &candidate.to_ascii_lowercase()),
+                *candidate,
+            )
+        })
+        .filter(|(distance, candidate)| *distance <= (candidate.len().max(3) / 3).max(1))
+        .min()
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_find_typos_only() {
+        let known = ["capacityScaler", "balancingMode", "group"];
+        assert_eq!(suggest("capacityScalr", &known), Some("capacityScaler"));
+        assert_eq!(suggest("groop", &known), Some("group"));
+        assert_eq!(suggest("zzz", &known), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! Switchyard: an xDS control plane that serves cloud-style load-balancer configs to Envoy,
+//! proxyless gRPC clients and its own sidecar.
+//!
+//! Data flows left to right through the modules:
+//! `config` (YAML) → `model` (validated) → `translate` (pure xDS) → `xds` (cache and streams),
+//! with `admin` exposing what is served and to whom.
+
+pub mod admin;
+pub mod config;
+pub mod model;
+pub mod serve;
+pub mod translate;
+pub mod xds;

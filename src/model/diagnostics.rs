@@ -1,0 +1,126 @@
+//! Diagnostics: what is wrong (or suspicious) in a config, and exactly where.
+//!
+//! Every diagnostic names the file, the line, the resource path
+//! (`backendServices[web].backends[1].capacityScaler`) and says what is allowed. Errors reject
+//! a whole config; warnings are served and reported.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// A place in a config file. Lines are 1-based.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Loc {
+    pub file: Arc<str>,
+    pub line: usize,
+}
+
+impl Loc {
+    pub fn new(file: impl Into<Arc<str>>, line: usize) -> Self {
+        Loc {
+            file: file.into(),
+            line,
+        }
+    }
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    #[serde(flatten)]
+    pub loc: Loc,
+    /// Resource path, e.g. `backendServices[web].backends[1].capacityScaler`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{severity}: {}: {}: {}",
+            self.loc, self.path, self.message
+        )
+    }
+}
+
+/// An ordered collection of diagnostics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Diagnostics {
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn error(&mut self, loc: &Loc, path: impl Into<String>, message: impl Into<String>) {
+        self.push(Severity::Error, loc, path.into(), message.into());
+    }
+
+    pub fn warning(&mut self, loc: &Loc, path: impl Into<String>, message: impl Into<String>) {
+        self.push(Severity::Warning, loc, path.into(), message.into());
+    }
+
+    fn push(&mut self, severity: Severity, loc: &Loc, path: String, message: String) {
+        self.items.push(Diagnostic {
+            severity,
+            loc: loc.clone(),
+            path,
+            message,
+        });
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items.iter().filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+    }
+
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.items.extend(other.items);
+    }
+
+    /// Sorts by file, line and path so output is stable whatever order checks ran in.
+    pub fn sort(&mut self) {
+        self.items
+            .sort_by(|a, b| (&a.loc, &a.path, a.severity).cmp(&(&b.loc, &b.path, b.severity)));
+        self.items.dedup();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for item in &self.items {
+            writeln!(f, "{item}")?;
+        }
+        Ok(())
+    }
+}

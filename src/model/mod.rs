@@ -1,0 +1,10 @@
+//! The one internal model that every config dialect lowers into, plus the diagnostics that
+//! validation produces. It knows neither YAML nor xDS: `config` fills it, `translate` reads it.
+
+pub mod capacity;
+pub mod diagnostics;
+pub mod resources;
+pub mod validate;
+
+pub use diagnostics::{Diagnostic, Diagnostics, Loc, Severity};
+pub use resources::*;

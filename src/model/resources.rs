@@ -1,0 +1,290 @@
+//! The resources of the internal model. Names are plain (`web`), never cloud URLs; every
+//! reference keeps where it was written so that a dangling one can be reported precisely.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::Loc;
+
+/// A reference from one resource to another, by plain name, with where it was written.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Ref {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    /// Resource path of the field holding the reference.
+    #[serde(skip)]
+    pub path: String,
+}
+
+/// The whole load-balancing configuration, every map sorted by name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Model {
+    pub health_checks: BTreeMap<String, HealthCheck>,
+    pub endpoint_groups: BTreeMap<String, EndpointGroup>,
+    pub backend_services: BTreeMap<String, BackendService>,
+    pub url_maps: BTreeMap<String, UrlMap>,
+    pub target_proxies: BTreeMap<String, TargetProxy>,
+    pub forwarding_rules: BTreeMap<String, ForwardingRule>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthCheckProtocol {
+    Http,
+    Https,
+    Http2,
+    Grpc,
+    Tcp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub protocol: HealthCheckProtocol,
+    pub port: Option<u16>,
+    pub port_name: Option<String>,
+    pub request_path: String,
+    pub check_interval_sec: u32,
+    pub timeout_sec: u32,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// What kind of backend group this is; it decides which balancing modes are allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GroupKind {
+    /// An (unmanaged) instance group: ports come from its named ports.
+    InstanceGroup,
+    /// A zonal NEG of GCE_VM_IP_PORT endpoints.
+    GceVmIpPortNeg,
+    /// A hybrid connectivity NEG of NON_GCP_PRIVATE_IP_PORT endpoints.
+    NonGcpPrivateIpPortNeg,
+}
+
+impl GroupKind {
+    pub fn is_instance_group(self) -> bool {
+        self == GroupKind::InstanceGroup
+    }
+
+    /// The name users know the kind by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupKind::InstanceGroup => "instance group",
+            GroupKind::GceVmIpPortNeg => "GCE_VM_IP_PORT NEG",
+            GroupKind::NonGcpPrivateIpPortNeg => "NON_GCP_PRIVATE_IP_PORT NEG",
+        }
+    }
+}
+
+/// An instance group or a network endpoint group: a set of addresses in one zone.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointGroup {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub kind: GroupKind,
+    pub zone: String,
+    pub region: String,
+    /// Instance groups: port name → port.
+    pub named_ports: BTreeMap<String, u16>,
+    /// NEGs: the port of endpoints that do not name one.
+    pub default_port: Option<u16>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    pub instance: Option<String>,
+    pub ip_address: IpAddr,
+    /// NEG endpoints may carry their own port; instances never do.
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BackendProtocol {
+    Http,
+    Http2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LocalityLbPolicy {
+    RoundRobin,
+    LeastRequest,
+    RingHash,
+    Random,
+    OriginalDestination,
+    Maglev,
+    WeightedMaglev,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadBalancingScheme {
+    External,
+    ExternalManaged,
+    InternalManaged,
+    InternalSelfManaged,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendService {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub load_balancing_scheme: LoadBalancingScheme,
+    pub protocol: BackendProtocol,
+    pub port_name: String,
+    pub timeout_sec: u32,
+    pub health_checks: Vec<Ref>,
+    pub locality_lb_policy: LocalityLbPolicy,
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BalancingMode {
+    Rate,
+    Utilization,
+    Connection,
+}
+
+impl BalancingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalancingMode::Rate => "RATE",
+            BalancingMode::Utilization => "UTILIZATION",
+            BalancingMode::Connection => "CONNECTION",
+        }
+    }
+}
+
+/// One backend of a backend service: a group plus how much traffic it is meant to take.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backend {
+    pub group: Ref,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub balancing_mode: BalancingMode,
+    pub max_rate: Option<f64>,
+    pub max_rate_per_instance: Option<f64>,
+    pub max_rate_per_endpoint: Option<f64>,
+    pub max_connections: Option<f64>,
+    pub max_connections_per_instance: Option<f64>,
+    pub max_connections_per_endpoint: Option<f64>,
+    pub max_utilization: Option<f64>,
+    pub capacity_scaler: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlMap {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub default_service: Option<Ref>,
+    pub host_rules: Vec<HostRule>,
+    pub path_matchers: Vec<PathMatcher>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostRule {
+    #[serde(skip)]
+    pub loc: Loc,
+    pub hosts: Vec<String>,
+    pub path_matcher: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathMatcher {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub default_service: Option<Ref>,
+    pub path_rules: Vec<PathRule>,
+    pub route_rules: Vec<RouteRule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PathRule {
+    pub paths: Vec<String>,
+    pub action: RouteTarget,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRule {
+    pub priority: u32,
+    pub match_rules: Vec<MatchRule>,
+    pub action: RouteTarget,
+}
+
+/// How a request path is matched.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PathMatch {
+    Prefix(String),
+    Full(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchRule {
+    pub path: PathMatch,
+    pub ignore_case: bool,
+}
+
+/// Where a matched request goes: one backend service, or a weighted split.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RouteTarget {
+    Service(Ref),
+    Weighted {
+        services: Vec<WeightedService>,
+        /// routeAction.timeout, overriding the services' timeoutSec.
+        timeout_sec: Option<u32>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedService {
+    pub backend_service: Ref,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetProxy {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub url_map: Ref,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardingRule {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub ip_address: IpAddr,
+    pub port: u16,
+    pub target: Ref,
+}

@@ -1,0 +1,91 @@
+//! Backend service → Cluster: EDS over ADS, the LB policy of `localityLbPolicy`, locality
+//! weighting (so balancing-mode capacities take effect), and the backend protocol.
+
+use std::collections::HashMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::{
+    cluster::{
+        common_lb_config::{LocalityConfigSpecifier, LocalityWeightedLbConfig},
+        ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbPolicy,
+    },
+    Cluster,
+};
+use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    http_protocol_options::{
+        explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+    },
+    HttpProtocolOptions,
+};
+
+use crate::model::{BackendProtocol, BackendService, LocalityLbPolicy, Model};
+
+use super::{ads_config_source, seconds, to_any};
+
+/// How long Envoy waits for a TCP connection to a backend.
+pub const CONNECT_TIMEOUT_SEC: u64 = 5;
+
+pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+pub fn clusters_for(model: &Model) -> Vec<Cluster> {
+    model.backend_services.values().map(cluster_for).collect()
+}
+
+pub fn cluster_for(service: &BackendService) -> Cluster {
+    let mut cluster = Cluster {
+        name: service.name.clone(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ads_config_source()),
+            service_name: service.name.clone(),
+        }),
+        connect_timeout: Some(seconds(CONNECT_TIMEOUT_SEC)),
+        lb_policy: lb_policy(service.locality_lb_policy) as i32,
+        ..Default::default()
+    };
+    if !uses_consistent_hashing(service.locality_lb_policy) {
+        cluster.common_lb_config = Some(CommonLbConfig {
+            locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+                LocalityWeightedLbConfig {},
+            )),
+            ..Default::default()
+        });
+    }
+    if service.protocol == BackendProtocol::Http2 {
+        cluster.typed_extension_protocol_options =
+            HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&http2_only()))]);
+    }
+    cluster
+}
+
+fn lb_policy(policy: LocalityLbPolicy) -> LbPolicy {
+    match policy {
+        LocalityLbPolicy::RoundRobin => LbPolicy::RoundRobin,
+        LocalityLbPolicy::LeastRequest => LbPolicy::LeastRequest,
+        LocalityLbPolicy::RingHash => LbPolicy::RingHash,
+        LocalityLbPolicy::Random => LbPolicy::Random,
+        LocalityLbPolicy::Maglev | LocalityLbPolicy::WeightedMaglev => LbPolicy::Maglev,
+        // Rejected by validation until original-destination clusters are supported.
+        LocalityLbPolicy::OriginalDestination => LbPolicy::ClusterProvided,
+    }
+}
+
+fn uses_consistent_hashing(policy: LocalityLbPolicy) -> bool {
+    matches!(
+        policy,
+        LocalityLbPolicy::RingHash | LocalityLbPolicy::Maglev | LocalityLbPolicy::WeightedMaglev
+    )
+}
+
+fn http2_only() -> HttpProtocolOptions {
+    HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                    Http2ProtocolOptions::default(),
+                )),
+            },
+        )),
+        ..Default::default()
+    }
+}
