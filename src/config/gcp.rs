@@ -131,18 +131,25 @@ fn insert<T>(
     loc: impl Fn(&T) -> &Loc,
     diagnostics: &mut Diagnostics,
 ) {
-    if let Some(first) = map.get(&name) {
-        diagnostics.error(
-            loc(&value),
-            format!("{collection}[{name}]"),
-            format!(
-                "the name `{name}` is already used at {}; names must be unique in {collection}",
-                loc(first)
-            ),
-        );
+    let Some(first) = map.get(&name) else {
+        map.insert(name, value);
         return;
-    }
-    map.insert(name, value);
+    };
+    // Keep whichever comes first in the files; report the later one.
+    let (kept, duplicate) = if loc(&value) < loc(first) {
+        (value, map.remove(&name).unwrap())
+    } else {
+        (map.remove(&name).unwrap(), value)
+    };
+    diagnostics.error(
+        loc(&duplicate),
+        format!("{collection}[{name}]"),
+        format!(
+            "the name `{name}` is already used at {}; names must be unique in {collection}",
+            loc(&kept)
+        ),
+    );
+    map.insert(name, kept);
 }
 
 /// Opens a resource mapping and reads its `name`, so that its path can use it.
@@ -573,12 +580,15 @@ fn backend_service(
     })
 }
 
+/// A backend with a field error is left out of the model, so that no rule reports the
+/// consequences of a value that was never read.
 fn backend(
     node: &Node,
     file: &Arc<str>,
     path: String,
     diagnostics: &mut Diagnostics,
 ) -> Option<Backend> {
+    let errors_before = diagnostics.errors().count();
     let mut fields = Fields::new(node, file, path, diagnostics);
     let group = reference(
         &mut fields,
@@ -617,6 +627,9 @@ fn backend(
     let capacity_scaler = capacity_scaler(&mut fields, diagnostics);
     let loc = fields.loc();
     fields.finish(diagnostics);
+    if diagnostics.errors().count() > errors_before {
+        return None;
+    }
     Some(Backend {
         group: group?,
         loc,

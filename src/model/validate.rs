@@ -152,7 +152,7 @@ fn check_balancing_mode(
             &backend.loc,
             format!("{path}.{field}"),
             format!(
-                "{field} does not apply to a {} backend; use maxRate or {per_member_field}",
+                "{field} does not apply to backends of type {}; use maxRate or {per_member_field}",
                 kind.as_str()
             ),
         );

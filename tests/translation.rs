@@ -1,0 +1,461 @@
+//! Unit tests of the pure translation, field by field: config text in, xDS messages out.
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint::HostIdentifier, ClusterLoadAssignment,
+};
+use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+use envoy_types::pb::envoy::config::route::v3::{
+    route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier, Route, RouteAction,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, HttpConnectionManager,
+};
+use prost::Message;
+use switchyard::config::load_str;
+use switchyard::translate::{translate, Resources};
+use switchyard::xds::Snapshot;
+
+const GROUPS: &str = r#"
+networkEndpointGroups:
+- name: neg-a
+  zone: us-central1-a
+  defaultPort: 8080
+  endpoints:
+  - {instance: vm-1, ipAddress: 10.0.0.2}
+  - {instance: vm-2, ipAddress: 10.0.0.1, port: 9090}
+  - {instance: vm-3, ipAddress: 10.0.0.3}
+- name: neg-b
+  zone: europe-west4-b
+  networkEndpointType: NON_GCP_PRIVATE_IP_PORT
+  endpoints:
+  - {ipAddress: 192.168.0.1, port: 80}
+instanceGroups:
+- name: ig-c
+  zone: us-east-1a
+  namedPorts: [{name: http, port: 8000}, {name: admin, port: 9000}]
+  instances:
+  - {name: vm-c1, ipAddress: 10.1.0.1}
+  - {name: vm-c2, ipAddress: 10.1.0.2}
+"#;
+
+fn resources(extra: &str) -> Resources {
+    let loaded = load_str(&format!("{GROUPS}{extra}"), "t.yaml");
+    assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+    translate(&loaded.model)
+}
+
+fn assignment<'a>(resources: &'a Resources, name: &str) -> &'a ClusterLoadAssignment {
+    resources
+        .endpoints
+        .iter()
+        .find(|e| e.cluster_name == name)
+        .expect("assignment")
+}
+
+/// (sub_zone, weight, [ip:port]) per locality.
+fn localities(assignment: &ClusterLoadAssignment) -> Vec<(String, u32, Vec<String>)> {
+    assignment
+        .endpoints
+        .iter()
+        .map(|l| {
+            let addresses = l
+                .lb_endpoints
+                .iter()
+                .map(|e| {
+                    let Some(HostIdentifier::Endpoint(endpoint)) = &e.host_identifier else {
+                        panic!()
+                    };
+                    let Some(address::Address::SocketAddress(socket)) =
+                        &endpoint.address.as_ref().unwrap().address
+                    else {
+                        panic!()
+                    };
+                    let Some(PortSpecifier::PortValue(port)) = socket.port_specifier.clone() else {
+                        panic!()
+                    };
+                    format!("{}:{port}", socket.address)
+                })
+                .collect();
+            (
+                l.locality.as_ref().unwrap().sub_zone.clone(),
+                l.load_balancing_weight.unwrap().value,
+                addresses,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn backends_become_weighted_localities_with_resolved_ports() {
+    let out = resources(
+        r#"
+backendServices:
+- name: neg-service
+  backends:
+  - {group: zones/us-central1-a/networkEndpointGroups/neg-a, balancingMode: RATE, maxRatePerEndpoint: 10}
+  - {group: neg-b, balancingMode: RATE, maxRate: 10}
+- name: ig-service
+  portName: admin
+  backends:
+  - {group: zones/us-east-1a/instanceGroups/ig-c, balancingMode: UTILIZATION, maxUtilization: 0.5}
+"#,
+    );
+    assert_eq!(
+        localities(assignment(&out, "neg-service")),
+        vec![
+            ("neg-b".into(), 3333, vec!["192.168.0.1:80".into()]),
+            (
+                "neg-a".into(),
+                10000,
+                vec![
+                    "10.0.0.1:9090".into(),
+                    "10.0.0.2:8080".into(),
+                    "10.0.0.3:8080".into()
+                ]
+            ),
+        ],
+        "3 endpoints × 10 rps vs 10 rps is 3:1; NEG endpoints without a port use defaultPort"
+    );
+    let locality = assignment(&out, "neg-service").endpoints[1]
+        .locality
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (locality.region.as_str(), locality.zone.as_str()),
+        ("us-central1", "us-central1-a")
+    );
+    let ig = assignment(&out, "ig-service");
+    assert_eq!(
+        localities(ig),
+        vec![(
+            "ig-c".into(),
+            10000,
+            vec!["10.1.0.1:9000".into(), "10.1.0.2:9000".into()]
+        )]
+    );
+    assert_eq!(
+        ig.endpoints[0].locality.as_ref().unwrap().region,
+        "us-east-1",
+        "an AWS-style zone implies its region"
+    );
+}
+
+#[test]
+fn capacity_scaler_scales_and_zero_leaves_rotation() {
+    let config = |scaler: &str| {
+        format!(
+            r#"
+backendServices:
+- name: s
+  backends:
+  - {{group: neg-a, balancingMode: RATE, maxRate: 10, capacityScaler: {scaler}}}
+  - {{group: neg-b, balancingMode: RATE, maxRate: 10}}
+"#
+        )
+    };
+    let halved = resources(&config("0.5"));
+    let weights: Vec<(String, u32)> = localities(assignment(&halved, "s"))
+        .into_iter()
+        .map(|(z, w, _)| (z, w))
+        .collect();
+    assert_eq!(
+        weights,
+        vec![("neg-b".into(), 10000), ("neg-a".into(), 5000)]
+    );
+    let drained = resources(&config("0.0"));
+    let zones: Vec<String> = localities(assignment(&drained, "s"))
+        .into_iter()
+        .map(|(z, ..)| z)
+        .collect();
+    assert_eq!(
+        zones,
+        vec!["neg-b".to_string()],
+        "capacityScaler 0 removes the locality instead of weighting it 0"
+    );
+}
+
+#[test]
+fn backend_services_become_eds_clusters_with_their_lb_policy() {
+    let out = resources(
+        r#"
+backendServices:
+- name: plain
+  backends: [{group: neg-a, balancingMode: RATE, maxRate: 1}]
+- name: h2
+  protocol: HTTP2
+  localityLbPolicy: LEAST_REQUEST
+- name: hashed
+  localityLbPolicy: RING_HASH
+- name: random
+  localityLbPolicy: RANDOM
+- name: maglev
+  localityLbPolicy: MAGLEV
+"#,
+    );
+    let cluster = |name: &str| {
+        out.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .clone()
+    };
+    let plain = cluster("plain");
+    assert_eq!(
+        plain.cluster_discovery_type,
+        Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
+    );
+    assert_eq!(
+        plain.eds_cluster_config.as_ref().unwrap().service_name,
+        "plain"
+    );
+    assert_eq!(plain.lb_policy, LbPolicy::RoundRobin as i32);
+    assert!(
+        plain
+            .common_lb_config
+            .unwrap()
+            .locality_config_specifier
+            .is_some(),
+        "locality weights are honoured"
+    );
+    assert!(plain.typed_extension_protocol_options.is_empty());
+    let h2 = cluster("h2");
+    assert_eq!(h2.lb_policy, LbPolicy::LeastRequest as i32);
+    assert!(h2
+        .typed_extension_protocol_options
+        .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
+    assert_eq!(cluster("hashed").lb_policy, LbPolicy::RingHash as i32);
+    assert_eq!(cluster("random").lb_policy, LbPolicy::Random as i32);
+    assert_eq!(cluster("maglev").lb_policy, LbPolicy::Maglev as i32);
+    let names: Vec<&str> = out.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["h2", "hashed", "maglev", "plain", "random"],
+        "sorted by name"
+    );
+}
+
+const FRONTEND: &str = r#"
+backendServices:
+- name: web
+  timeoutSec: 45
+- name: api
+- name: static
+  timeoutSec: 5
+targetHttpProxies:
+- name: proxy
+  urlMap: https://www.googleapis.com/compute/v1/projects/p/global/urlMaps/map
+forwardingRules:
+- name: fr
+  IPAddress: 10.9.8.7
+  portRange: 8080-8080
+  target: global/targetHttpProxies/proxy
+"#;
+
+fn routes_of(url_map: &str) -> Resources {
+    resources(&format!("{FRONTEND}urlMaps:\n{url_map}"))
+}
+
+fn describe(route: &Route) -> String {
+    let matched = route.r#match.as_ref().unwrap();
+    let path = match matched.path_specifier.as_ref().unwrap() {
+        PathSpecifier::Prefix(p) => format!("prefix {p}"),
+        PathSpecifier::Path(p) => format!("path {p}"),
+        other => format!("{other:?}"),
+    };
+    let case = if matched.case_sensitive.map(|b| !b.value).unwrap_or(false) {
+        " (any case)"
+    } else {
+        ""
+    };
+    let Some(Action::Route(RouteAction {
+        cluster_specifier: Some(target),
+        timeout,
+        ..
+    })) = &route.action
+    else {
+        panic!()
+    };
+    let target = match target {
+        ClusterSpecifier::Cluster(c) => c.clone(),
+        ClusterSpecifier::WeightedClusters(w) => w
+            .clusters
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.weight.unwrap().value))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => format!("{other:?}"),
+    };
+    format!("{path}{case} -> {target} {}s", timeout.unwrap().seconds)
+}
+
+#[test]
+fn forwarding_rules_become_listeners_routing_over_rds() {
+    let out = routes_of("- name: map\n  defaultService: web\n");
+    assert_eq!(out.listeners.len(), 1);
+    let listener = &out.listeners[0];
+    assert_eq!(listener.name, "fr");
+    let Some(address::Address::SocketAddress(socket)) = &listener.address.as_ref().unwrap().address
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (socket.address.as_str(), socket.port_specifier.clone()),
+        ("10.9.8.7", Some(PortSpecifier::PortValue(8080)))
+    );
+    let filter = &listener.filter_chains[0].filters[0];
+    let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
+        panic!()
+    };
+    let manager = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    let Some(RouteSpecifier::Rds(rds)) = manager.route_specifier else {
+        panic!()
+    };
+    assert_eq!(rds.route_config_name, "map");
+    assert_eq!(manager.http_filters[0].name, "envoy.filters.http.router");
+}
+
+#[test]
+fn path_rules_match_longest_first_and_fall_back_to_the_default() {
+    let out = routes_of(
+        r#"
+- name: map
+  defaultService: web
+  hostRules:
+  - {hosts: [example.com, '*.example.com'], pathMatcher: site}
+  pathMatchers:
+  - name: site
+    defaultService: global/backendServices/web
+    pathRules:
+    - {paths: ['/static/*'], service: static}
+    - {paths: [/api, '/api/*', /api/v1/special], service: api}
+"#,
+    );
+    let config = &out.routes[0];
+    assert_eq!(config.name, "map");
+    let hosts: Vec<(&str, Vec<String>)> = config
+        .virtual_hosts
+        .iter()
+        .map(|v| (v.name.as_str(), v.domains.clone()))
+        .collect();
+    assert_eq!(
+        hosts,
+        vec![
+            (
+                "site-0",
+                vec!["example.com".to_string(), "*.example.com".to_string()]
+            ),
+            ("default", vec!["*".to_string()])
+        ],
+        "host rules first, then the URL map's default service for any other host"
+    );
+    let routes: Vec<String> = config.virtual_hosts[0]
+        .routes
+        .iter()
+        .map(describe)
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            "path /api/v1/special -> api 30s",
+            "prefix /static/ -> static 5s",
+            "prefix /api/ -> api 30s",
+            "path /api -> api 30s",
+            "prefix  -> web 45s",
+        ]
+    );
+}
+
+#[test]
+fn route_rules_follow_priority_and_split_by_weight() {
+    let out = routes_of(
+        r#"
+- name: map
+  defaultService: global/backendServices/web
+  hostRules:
+  - hosts: ['*']
+    pathMatcher: matcher1
+  pathMatchers:
+  - defaultService: global/backendServices/web
+    name: matcher1
+    routeRules:
+    - matchRules:
+      - prefixMatch: ''
+      priority: 10
+      routeAction:
+        weightedBackendServices:
+        - backendService: global/backendServices/web
+          weight: 95
+        - backendService: global/backendServices/static
+          weight: 5
+    - priority: 1
+      matchRules:
+      - {fullPathMatch: /Exact, ignoreCase: true}
+      - {prefixMatch: /p/}
+      service: api
+    - priority: 2
+      matchRules: [{prefixMatch: /zero}]
+      routeAction:
+        timeout: {seconds: 7}
+        weightedBackendServices:
+        - {backendService: web, weight: 0}
+        - {backendService: api, weight: 1000}
+"#,
+    );
+    let config = &out.routes[0];
+    assert_eq!(
+        config.virtual_hosts.len(),
+        1,
+        "a `*` host rule replaces the default virtual host"
+    );
+    let routes: Vec<String> = config.virtual_hosts[0]
+        .routes
+        .iter()
+        .map(describe)
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            "path /Exact (any case) -> api 30s",
+            "prefix /p/ -> api 30s",
+            "prefix /zero -> api=1000 7s",
+            "prefix  -> web=95,static=5 45s",
+            "prefix  -> web 45s",
+        ],
+        "priority order; a weight of 0 drops the service; the split's timeout is the longest timeoutSec"
+    );
+}
+
+#[test]
+fn translation_is_deterministic_and_versions_are_content_hashes() {
+    let text = format!("{GROUPS}{FRONTEND}urlMaps:\n- name: map\n  defaultService: web\n");
+    let first = Snapshot::build(&translate(&load_str(&text, "a.yaml").model), None);
+    let second = Snapshot::build(&translate(&load_str(&text, "b.yaml").model), None);
+    assert_eq!(
+        first, second,
+        "same config, same bytes and versions, whatever the file name"
+    );
+    let changed = Snapshot::build(
+        &translate(&load_str(&text.replace("timeoutSec: 45", "timeoutSec: 46"), "a.yaml").model),
+        Some(&first),
+    );
+    assert_ne!(first.version, changed.version);
+    let route_of = |s: &Snapshot| {
+        s.resources[switchyard::xds::types::ROUTE]["map"]
+            .version
+            .clone()
+    };
+    let cluster_of = |s: &Snapshot| s.resources[switchyard::xds::types::CLUSTER]["web"].clone();
+    assert_ne!(
+        route_of(&first),
+        route_of(&changed),
+        "the route timeout changed"
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&cluster_of(&first), &cluster_of(&changed)),
+        "an unchanged resource is shared, not re-encoded"
+    );
+}

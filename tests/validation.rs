@@ -1,0 +1,243 @@
+//! Every validation rule of the foundation, one test each, asserting the exact message a user
+//! sees: file, line, resource path, the value and what is allowed.
+
+use switchyard::config::{load, load_str};
+
+/// A valid config whose lines the tests below break one at a time.
+const VALID: &str = r#"networkEndpointGroups:
+- name: neg-a
+  zone: us-central1-a
+  endpoints:
+  - {ipAddress: 127.0.0.1, port: 8080}
+instanceGroups:
+- name: ig-a
+  zone: us-central1-a
+  namedPorts: [{name: http, port: 80}]
+  instances: [{name: vm-1, ipAddress: 127.0.0.2}]
+backendServices:
+- name: web
+  timeoutSec: 30
+  backends:
+  - group: zones/us-central1-a/networkEndpointGroups/neg-a
+    balancingMode: RATE
+    maxRatePerEndpoint: 10
+    capacityScaler: 1.0
+urlMaps:
+- name: map
+  defaultService: global/backendServices/web
+targetHttpProxies:
+- name: proxy
+  urlMap: global/urlMaps/map
+forwardingRules:
+- name: fr
+  portRange: "80"
+  target: global/targetHttpProxies/proxy
+"#;
+
+/// The diagnostics of VALID with `from` replaced by `to`, one per line.
+fn diagnostics_after(from: &str, to: &str) -> Vec<String> {
+    assert!(VALID.contains(from), "{from} is not in the config");
+    let loaded = load_str(&VALID.replacen(from, to, 1), "lb.yaml");
+    loaded
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn one_error(from: &str, to: &str) -> String {
+    let found = diagnostics_after(from, to);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one diagnostic: {found:#?}"
+    );
+    found[0].clone()
+}
+
+#[test]
+fn the_valid_config_is_valid() {
+    assert_eq!(diagnostics_after("web", "web"), Vec::<String>::new());
+}
+
+#[test]
+fn unknown_fields_get_a_suggestion() {
+    assert_eq!(
+        one_error("    capacityScaler: 1.0", "    capacityScalr: 1.0"),
+        "error: lb.yaml:18: backendServices[web].backends[0].capacityScalr: unknown field `capacityScalr`; did you mean `capacityScaler`?"
+    );
+}
+
+#[test]
+fn unknown_fields_without_a_close_name_list_the_known_ones() {
+    assert_eq!(
+        one_error("  urlMap: global/urlMaps/map", "  urlMap: global/urlMaps/map\n  zzzzzz: 1"),
+        "error: lb.yaml:25: targetHttpProxies[proxy].zzzzzz: unknown field `zzzzzz`; known fields: creationTimestamp, description, fingerprint, id, kind, name, region, selfLink, urlMap"
+    );
+}
+
+#[test]
+fn enum_values_must_be_allowed() {
+    assert_eq!(
+        one_error("balancingMode: RATE", "balancingMode: RAET"),
+        "error: lb.yaml:16: backendServices[web].backends[0].balancingMode: `RAET` is not allowed (did you mean RATE?); allowed: RATE, UTILIZATION, CONNECTION"
+    );
+}
+
+#[test]
+fn capacity_scaler_is_zero_or_a_tenth_to_one() {
+    assert_eq!(
+        one_error("capacityScaler: 1.0", "capacityScaler: 0.05"),
+        "error: lb.yaml:18: backendServices[web].backends[0].capacityScaler: 0.05 is not allowed; capacityScaler must be exactly 0.0 or between 0.1 and 1.0"
+    );
+    assert_eq!(
+        one_error("capacityScaler: 1.0", "capacityScaler: 1.5"),
+        "error: lb.yaml:18: backendServices[web].backends[0].capacityScaler: 1.5 is out of range; allowed: 0 to 1"
+    );
+    assert!(diagnostics_after("capacityScaler: 1.0", "capacityScaler: 0.0").is_empty());
+}
+
+#[test]
+fn timeout_sec_is_one_to_the_cloud_maximum() {
+    assert_eq!(
+        one_error("timeoutSec: 30", "timeoutSec: 0"),
+        "error: lb.yaml:13: backendServices[web].timeoutSec: 0 is out of range; allowed: 1 to 2147483647"
+    );
+    assert_eq!(
+        one_error("timeoutSec: 30", "timeoutSec: thirty"),
+        "error: lb.yaml:13: backendServices[web].timeoutSec: expected a whole number, found `thirty`"
+    );
+}
+
+#[test]
+fn dangling_references_name_what_exists() {
+    assert_eq!(
+        one_error("defaultService: global/backendServices/web", "defaultService: global/backendServices/wbe"),
+        "error: lb.yaml:21: urlMaps[map].defaultService: `wbe` refers to no resource in backendServices; did you mean `web`?"
+    );
+    assert_eq!(
+        one_error("  urlMap: global/urlMaps/map", "  urlMap: global/urlMaps/other"),
+        "error: lb.yaml:24: targetHttpProxies[proxy].urlMap: `other` refers to no resource in urlMaps; defined urlMaps: map"
+    );
+}
+
+#[test]
+fn links_must_point_at_the_right_collection() {
+    assert_eq!(
+        one_error("target: global/targetHttpProxies/proxy", "target: global/urlMaps/map"),
+        "error: lb.yaml:28: forwardingRules[fr].target: `global/urlMaps/map` links to a resource in urlMaps, but this field takes targetHttpProxies"
+    );
+}
+
+#[test]
+fn names_are_unique_per_collection() {
+    assert_eq!(
+        one_error("- name: ig-a", "- name: neg-a"),
+        "error: lb.yaml:7: instanceGroups and networkEndpointGroups[neg-a]: the name `neg-a` is already used at lb.yaml:2; names must be unique in instanceGroups and networkEndpointGroups"
+    );
+}
+
+#[test]
+fn balancing_mode_must_suit_the_backend_type() {
+    assert_eq!(
+        one_error("    balancingMode: RATE\n    maxRatePerEndpoint: 10\n", "    balancingMode: UTILIZATION\n"),
+        "error: lb.yaml:15: backendServices[web].backends[0].balancingMode: UTILIZATION is not allowed for a backend of type GCE_VM_IP_PORT NEG behind an HTTP(S) proxy; allowed: RATE"
+    );
+    assert_eq!(
+        one_error("    maxRatePerEndpoint: 10\n", ""),
+        "error: lb.yaml:15: backendServices[web].backends[0].balancingMode: balancing mode RATE needs a target capacity: set maxRate or maxRatePerEndpoint"
+    );
+    assert_eq!(
+        one_error("maxRatePerEndpoint: 10", "maxRatePerInstance: 10"),
+        "error: lb.yaml:15: backendServices[web].backends[0].maxRatePerInstance: maxRatePerInstance does not apply to backends of type GCE_VM_IP_PORT NEG; use maxRate or maxRatePerEndpoint"
+    );
+}
+
+#[test]
+fn instance_groups_and_negs_do_not_mix() {
+    let mixed = "    capacityScaler: 1.0\n  - {group: zones/us-central1-a/instanceGroups/ig-a, balancingMode: RATE, maxRate: 5}\n";
+    assert_eq!(
+        one_error("    capacityScaler: 1.0\n", mixed),
+        "error: lb.yaml:12: backendServices[web].backends: a backend service may not mix instance groups and network endpoint groups"
+    );
+}
+
+#[test]
+fn port_name_must_exist_in_the_instance_group() {
+    let on_group = "  - group: zones/us-central1-a/instanceGroups/ig-a\n    balancingMode: RATE\n    maxRatePerInstance: 10\n";
+    let config = VALID
+        .replace("  timeoutSec: 30\n", "  timeoutSec: 30\n  portName: grpc\n")
+        .replace("  - group: zones/us-central1-a/networkEndpointGroups/neg-a\n    balancingMode: RATE\n    maxRatePerEndpoint: 10\n", on_group);
+    let loaded = load_str(&config, "lb.yaml");
+    let found: Vec<String> = loaded
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        vec!["error: lb.yaml:16: backendServices[web].backends[0].group: backend service `web` uses portName `grpc`, but instance group `ig-a` has no named port of that name (its namedPorts: http)"]
+    );
+}
+
+#[test]
+fn a_forwarding_rule_for_http_takes_one_port() {
+    assert_eq!(
+        one_error("portRange: \"80\"", "portRange: 80-90"),
+        "error: lb.yaml:27: forwardingRules[fr].portRange: `80-90` is not allowed; a forwarding rule for an HTTP proxy takes one port from 1 to 65535 (e.g. 80 or 8080-8080)"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_name_the_line() {
+    let found = diagnostics_after(
+        "  zone: us-central1-a\n  endpoints:",
+        "  zone: [us-central1-a\n  endpoints:",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("error: lb.yaml:4: : YAML syntax error:"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn every_example_validates() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let loaded = load(&path);
+            assert!(
+                !loaded.diagnostics.has_errors(),
+                "{}:\n{}",
+                path.display(),
+                loaded.diagnostics
+            );
+            assert!(
+                !loaded.model.forwarding_rules.is_empty(),
+                "{} serves nothing",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn a_directory_of_files_is_one_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (groups, rest) = VALID.split_at(VALID.find("backendServices:").unwrap());
+    std::fs::write(dir.path().join("10-groups.yaml"), groups).unwrap();
+    std::fs::write(dir.path().join("20-services.yml"), rest).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not config").unwrap();
+    let loaded = load(dir.path());
+    assert!(loaded.diagnostics.is_empty(), "{}", loaded.diagnostics);
+    assert_eq!(loaded.model.backend_services.len(), 1);
+    assert_eq!(loaded.model.endpoint_groups.len(), 2);
+}
