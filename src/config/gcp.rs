@@ -881,70 +881,8 @@ fn route_target(rule: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<
     let service = reference(rule, "service", &["backendServices"], diagnostics);
     let action = rule.get("routeAction");
     let file = rule.file().clone();
-    let weighted = action.and_then(|node| {
-        let mut action = Fields::new(node, &file, rule.field_path("routeAction"), diagnostics);
-        let mut services = Vec::new();
-        for (index, item) in action
-            .list("weightedBackendServices", diagnostics)
-            .into_iter()
-            .enumerate()
-        {
-            let mut weighted = Fields::new(
-                item,
-                &file,
-                format!("{}.weightedBackendServices[{index}]", action.path),
-                diagnostics,
-            );
-            let backend_service = reference(
-                &mut weighted,
-                "backendService",
-                &["backendServices"],
-                diagnostics,
-            );
-            let weight = weighted.integer("weight", 0, 1000, diagnostics);
-            if weight.is_none() && weighted.get("weight").is_none() {
-                diagnostics.error(
-                    &weighted.loc(),
-                    weighted.field_path("weight"),
-                    "this field is required",
-                );
-            }
-            weighted.ignore(&["headerAction"]);
-            weighted.finish(diagnostics);
-            if let (Some(backend_service), Some(weight)) = (backend_service, weight) {
-                services.push(WeightedService {
-                    backend_service,
-                    weight: weight as u32,
-                });
-            }
-        }
-        let timeout_sec = action.get("timeout").and_then(|timeout| {
-            let mut timeout =
-                Fields::new(timeout, &file, action.field_path("timeout"), diagnostics);
-            let seconds = timeout.integer("seconds", 0, 315_576_000_000, diagnostics);
-            timeout.integer("nanos", 0, 999_999_999, diagnostics);
-            timeout.finish(diagnostics);
-            seconds.map(|s| s.min(u32::MAX as i64) as u32)
-        });
-        if services.is_empty() {
-            diagnostics.error(
-                &action.loc(),
-                action.field_path("weightedBackendServices"),
-                "routeAction needs weightedBackendServices with at least one backend service",
-            );
-        } else if services.iter().all(|s| s.weight == 0) {
-            diagnostics.error(
-                &action.loc_of("weightedBackendServices"),
-                action.field_path("weightedBackendServices"),
-                "every weight is 0; at least one backend service needs a weight above 0",
-            );
-        }
-        action.finish(diagnostics);
-        Some(RouteTarget::Weighted {
-            services,
-            timeout_sec,
-        })
-    });
+    let weighted = action
+        .map(|node| weighted_action(node, &file, rule.field_path("routeAction"), diagnostics));
     match (service, weighted) {
         (Some(service), None) => Some(RouteTarget::Service(service)),
         (None, Some(weighted)) => Some(weighted),
@@ -966,6 +904,76 @@ fn route_target(rule: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<
             }
             None
         }
+    }
+}
+
+/// `routeAction`: weightedBackendServices (weights 0..1000, not all 0) and an optional timeout.
+fn weighted_action(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> RouteTarget {
+    let mut action = Fields::new(node, file, path, diagnostics);
+    let mut services = Vec::new();
+    for (index, item) in action
+        .list("weightedBackendServices", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let mut weighted = Fields::new(
+            item,
+            file,
+            format!("{}.weightedBackendServices[{index}]", action.path),
+            diagnostics,
+        );
+        let backend_service = reference(
+            &mut weighted,
+            "backendService",
+            &["backendServices"],
+            diagnostics,
+        );
+        let weight = weighted.integer("weight", 0, 1000, diagnostics);
+        if weight.is_none() && weighted.get("weight").is_none() {
+            diagnostics.error(
+                &weighted.loc(),
+                weighted.field_path("weight"),
+                "this field is required",
+            );
+        }
+        weighted.ignore(&["headerAction"]);
+        weighted.finish(diagnostics);
+        if let (Some(backend_service), Some(weight)) = (backend_service, weight) {
+            services.push(WeightedService {
+                backend_service,
+                weight: weight as u32,
+            });
+        }
+    }
+    let timeout_sec = action.get("timeout").and_then(|timeout| {
+        let mut timeout = Fields::new(timeout, file, action.field_path("timeout"), diagnostics);
+        let seconds = timeout.integer("seconds", 0, 315_576_000_000, diagnostics);
+        timeout.integer("nanos", 0, 999_999_999, diagnostics);
+        timeout.finish(diagnostics);
+        seconds.map(|s| s.min(u32::MAX as i64) as u32)
+    });
+    if services.is_empty() {
+        diagnostics.error(
+            &action.loc(),
+            action.field_path("weightedBackendServices"),
+            "routeAction needs weightedBackendServices with at least one backend service",
+        );
+    } else if services.iter().all(|s| s.weight == 0) {
+        diagnostics.error(
+            &action.loc_of("weightedBackendServices"),
+            action.field_path("weightedBackendServices"),
+            "every weight is 0; at least one backend service needs a weight above 0",
+        );
+    }
+    action.finish(diagnostics);
+    RouteTarget::Weighted {
+        services,
+        timeout_sec,
     }
 }
 

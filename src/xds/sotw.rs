@@ -8,7 +8,10 @@
 //! - the first request of a type is always answered, even with no resources;
 //! - a subscription change is always answered (re-subscribes included);
 //! - a Cluster (Listener) response is followed by the endpoints (routes) the client asks for
-//!   next, changed or not, because Envoy keeps the cluster (listener) warming until then.
+//!   next, changed or not, because Envoy keeps the cluster (listener) warming until then;
+//! - a push adds before it references and unreferences before it removes: when a snapshot
+//!   drops clusters or listeners, they are first kept while everything else is updated, and
+//!   removed in a final Listener, then Cluster, response.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use super::cache::{set_version, Resource, Snapshot};
-use super::types::{dependent_of, is_full_state, PUSH_ORDER};
+use super::types::{dependent_of, is_full_state, CLUSTER, LISTENER, PUSH_ORDER};
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Nack {
@@ -60,6 +63,8 @@ pub struct StreamState {
     pub node: Option<Node>,
     pub types: BTreeMap<String, TypeState>,
     nonces: u64,
+    /// The snapshot this stream was last served from.
+    served: Option<Arc<Snapshot>>,
 }
 
 impl StreamState {
@@ -67,8 +72,9 @@ impl StreamState {
     pub fn on_request(
         &mut self,
         request: &DiscoveryRequest,
-        snapshot: &Snapshot,
+        snapshot: &Arc<Snapshot>,
     ) -> (RequestKind, Vec<DiscoveryResponse>) {
+        self.served = Some(snapshot.clone());
         if self.node.is_none() {
             self.node = request.node.clone();
         }
@@ -98,34 +104,57 @@ impl StreamState {
         state.wildcard = wildcard;
         state.names = names;
         let mut out = Vec::new();
-        self.respond(&type_url, snapshot, changed, &mut out);
+        self.respond(&type_url, snapshot, None, changed, &mut out);
         (kind, out)
     }
 
-    /// Pushes what a new snapshot changed for this client, in add-before-reference order.
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+    /// Pushes what a new snapshot changed for this client: adds before references, and
+    /// removals of clusters and listeners only once nothing points at them any more.
+    pub fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Vec<DiscoveryResponse> {
+        let previous = self.served.replace(snapshot.clone());
+        let removing = previous.filter(|old| {
+            PUSH_ORDER.iter().filter(|t| is_full_state(t)).any(|t| {
+                self.types
+                    .get(*t)
+                    .is_some_and(|s| drops(old, snapshot, t, s))
+            })
+        });
         let mut out = Vec::new();
         for type_url in PUSH_ORDER {
-            if self.types.contains_key(type_url) {
-                self.respond(type_url, snapshot, false, &mut out);
+            let keep = removing.as_deref().filter(|_| is_full_state(type_url));
+            self.respond(type_url, snapshot, keep, false, &mut out);
+        }
+        if removing.is_some() {
+            for type_url in [LISTENER, CLUSTER] {
+                self.respond(type_url, snapshot, None, false, &mut out);
             }
         }
         out
     }
 
     /// Sends `type_url` if its content for this client changed (or `force`, or a pending
-    /// forced answer); then lets its dependent type follow.
+    /// forced answer); then lets its dependent type follow. With `keep`, resources of that
+    /// older snapshot that the new one drops are sent too (removal comes later).
     fn respond(
         &mut self,
         type_url: &str,
         snapshot: &Snapshot,
+        keep: Option<&Snapshot>,
         force: bool,
         out: &mut Vec<DiscoveryResponse>,
     ) {
         let Some(state) = self.types.get_mut(type_url) else {
             return;
         };
-        let selected = select(snapshot, type_url, state);
+        let mut selected = select(snapshot, type_url, state);
+        if let Some(old) = keep {
+            let dropped = select(old, type_url, state)
+                .into_iter()
+                .filter(|r| !selected.iter().any(|n| n.name == r.name))
+                .collect::<Vec<_>>();
+            selected.extend(dropped);
+            selected.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         let version = set_version(selected.iter());
         let force = force || state.force_next;
         if !force && state.sent_version.as_deref() == Some(version.as_str()) {
@@ -147,7 +176,7 @@ impl StreamState {
         if let Some(dependent) = dependent_of(type_url) {
             if let Some(dependent_state) = self.types.get_mut(dependent) {
                 dependent_state.force_next = true;
-                self.respond(dependent, snapshot, false, out);
+                self.respond(dependent, snapshot, None, false, out);
             }
         }
     }
@@ -166,6 +195,14 @@ fn subscription(
     let legacy =
         is_full_state(type_url) && request.resource_names.is_empty() && (first || was_wildcard);
     (star || legacy, names)
+}
+
+/// Whether going from `old` to `new` removes a resource of `type_url` this client has.
+fn drops(old: &Snapshot, new: &Snapshot, type_url: &str, state: &TypeState) -> bool {
+    let kept = new.of_type(type_url);
+    select(old, type_url, state)
+        .iter()
+        .any(|r| !kept.is_some_and(|k| k.contains_key(&r.name)))
 }
 
 /// The resources of `type_url` this client subscribes to, sorted by name.
@@ -187,12 +224,13 @@ fn select(snapshot: &Snapshot, type_url: &str, state: &TypeState) -> Vec<Arc<Res
 mod tests {
     use super::*;
     use crate::translate::{self, Resources};
-    use crate::xds::types::{CLUSTER, ENDPOINT};
+    use crate::xds::types::{ENDPOINT, ROUTE};
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
     use envoy_types::pb::google::rpc::Status;
 
-    fn snapshot(clusters: &[&str], priority: u32) -> Snapshot {
+    fn snapshot(clusters: &[&str], priority: u32) -> Arc<Snapshot> {
         let mut resources = Resources::default();
         for name in clusters {
             resources.clusters.push(Cluster {
@@ -207,7 +245,7 @@ mod tests {
             assignment.endpoints[0].priority = priority;
             resources.endpoints.push(assignment);
         }
-        Snapshot::build(&resources, None)
+        Arc::new(Snapshot::build(&resources, None))
     }
 
     fn request(type_url: &str, names: &[&str], nonce: &str, version: &str) -> DiscoveryRequest {
@@ -302,7 +340,7 @@ mod tests {
             endpoints: vec![Default::default()],
             ..Default::default()
         });
-        let pushed = stream.on_snapshot(&Snapshot::build(&changed, None));
+        let pushed = stream.on_snapshot(&Arc::new(Snapshot::build(&changed, None)));
         let types: Vec<&str> = pushed.iter().map(|r| r.type_url.as_str()).collect();
         assert_eq!(types, vec![CLUSTER, ENDPOINT]);
     }
@@ -328,5 +366,47 @@ mod tests {
         );
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].resources.len(), 2);
+    }
+
+    #[test]
+    fn removed_clusters_go_after_the_routes_that_named_them() {
+        let with_b = |b: bool| {
+            let mut resources = Resources::default();
+            for name in ["a", "b"].into_iter().filter(|n| b || *n == "a") {
+                resources.clusters.push(Cluster {
+                    name: name.into(),
+                    ..Default::default()
+                });
+            }
+            resources.routes.push(RouteConfiguration {
+                name: "r".into(),
+                virtual_hosts: vec![Default::default(); if b { 2 } else { 1 }],
+                ..Default::default()
+            });
+            Arc::new(Snapshot::build(&resources, None))
+        };
+        let before = with_b(true);
+        let mut stream = StreamState::default();
+        let (_, cds) = stream.on_request(&request(CLUSTER, &[], "", ""), &before);
+        stream.on_request(&request(ROUTE, &["r"], "", ""), &before);
+        stream.on_request(
+            &request(CLUSTER, &[], &cds[0].nonce, &cds[0].version_info),
+            &before,
+        );
+        let pushed = stream.on_snapshot(&with_b(false));
+        let order: Vec<(&str, usize)> = pushed
+            .iter()
+            .map(|r| {
+                (
+                    crate::xds::types::short_name(&r.type_url),
+                    r.resources.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            vec![("RouteConfiguration", 1), ("Cluster", 1)],
+            "route first, then the cluster removal"
+        );
     }
 }
