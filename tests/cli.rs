@@ -1,0 +1,72 @@
+//! The `switchyard` binary's validate and translate commands, run as a user runs them.
+
+use std::process::Command;
+
+fn switchyard(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+fn quickstart() -> String {
+    format!("{}/examples/quickstart.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn validate_exits_zero_on_a_good_config_and_one_on_errors() {
+    let (code, out, _) = switchyard(&["validate", &quickstart()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.ends_with("quickstart.yaml: 0 error(s), 0 warning(s)\n"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    let text = std::fs::read_to_string(quickstart())
+        .unwrap()
+        .replace("maxRate: 10", "maxRate: -1");
+    std::fs::write(&broken, text).unwrap();
+    let (code, out, _) = switchyard(&["validate", broken.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("broken.yaml:47: backendServices[web].backends[1].maxRate: -1 is out of range; allowed: 0 to 2147483647"),
+        "{out}"
+    );
+}
+
+#[test]
+fn translate_prints_envoy_style_json_and_yaml() {
+    let (code, out, err) = switchyard(&["translate", &quickstart(), "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let dump: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let listener = &dump["listeners"][0];
+    assert_eq!(
+        listener["@type"],
+        "type.googleapis.com/envoy.config.listener.v3.Listener"
+    );
+    assert_eq!(listener["address"]["socket_address"]["port_value"], 10000);
+    let manager = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(
+        manager["rds"]["route_config_name"], "quickstart",
+        "Any is expanded"
+    );
+    let weights: Vec<u64> = dump["endpoints"][1]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["load_balancing_weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, vec![10000, 3333]);
+
+    let (code, yaml, _) = switchyard(&["translate", &quickstart()]);
+    assert_eq!(code, 0);
+    let from_yaml: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(from_yaml, dump, "YAML and JSON carry the same resources");
+}
