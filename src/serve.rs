@@ -1,20 +1,25 @@
 //! `switchyard serve`: load and validate the config, translate it, serve it over ADS, and
 //! reload it when the files change. A rejected edit is logged with its diagnostics and the
-//! last good snapshot keeps serving.
+//! last good snapshot keeps serving. Endpoints an edit removes are kept DRAINING for their
+//! service's drainingTimeoutSec, then dropped by a timer.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::{Duration, Instant};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::{self, AdminState, ConfigStatus};
 use crate::config;
-use crate::translate;
+use crate::model::{DrainingEndpoint, Model};
+use crate::translate::{self, endpoints};
+use crate::xds::cache::EndpointViews;
 use crate::xds::server::AdsService;
 use crate::xds::{Cache, Clients};
 
@@ -56,7 +61,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     if loaded.diagnostics.has_errors() {
         anyhow::bail!("the config has errors:\n{}", loaded.diagnostics);
     }
-    apply(&loaded, &cache, &status);
+    let publisher = Arc::new(Publisher::new(cache.clone(), status.clone()));
+    publisher.accept(loaded);
 
     let xds_listener = TcpListener::bind(options.xds_listen)
         .await
@@ -88,17 +94,10 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         }
     });
 
-    let (changes_sender, mut changes) = mpsc::channel(1);
+    let (changes_sender, changes) = mpsc::channel(1);
     let watch = config::watch::watch(&options.config, changes_sender)
         .with_context(|| format!("watching {}", options.config.display()))?;
-    let reload_task = {
-        let (path, cache, status) = (options.config.clone(), cache.clone(), status.clone());
-        tokio::spawn(async move {
-            while changes.recv().await.is_some() {
-                reload(&path, &cache, &status);
-            }
-        })
-    };
+    let reload_task = tokio::spawn(reload_loop(options.config.clone(), changes, publisher));
     tracing::info!(%xds_addr, %admin_addr, config = %options.config.display(), "serving");
     Ok(Running {
         xds_addr,
@@ -111,38 +110,143 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     })
 }
 
-/// Re-reads the config; serves it if valid, else keeps the last good one and reports why.
-pub fn reload(path: &Path, cache: &Cache, status: &RwLock<ConfigStatus>) {
-    let loaded = config::load(path);
-    if loaded.diagnostics.has_errors() {
-        for diagnostic in &loaded.diagnostics.items {
-            tracing::error!("{diagnostic}");
+/// Reloads on every change; republishes when a draining endpoint's time is up.
+async fn reload_loop(path: PathBuf, mut changes: mpsc::Receiver<()>, publisher: Arc<Publisher>) {
+    loop {
+        let deadline = publisher.next_drain_deadline();
+        tokio::select! {
+            change = changes.recv() => match change {
+                Some(()) => publisher.reload(&path),
+                None => return,
+            },
+            _ = sleep_until(deadline) => publisher.republish(),
         }
-        tracing::error!(
-            "config change rejected; still serving version {}",
-            cache.current().version
-        );
-        let mut status = status.write().unwrap_or_else(|e| e.into_inner());
-        status.last_load_accepted = false;
-        status.rejected_loads += 1;
-        status.diagnostics = loaded.diagnostics;
-        return;
     }
-    for warning in loaded.diagnostics.warnings() {
-        tracing::warn!("{warning}");
-    }
-    apply(&loaded, cache, status);
 }
 
-fn apply(loaded: &config::Loaded, cache: &Cache, status: &RwLock<ConfigStatus>) {
-    let resources = translate::translate(&loaded.model);
-    let changed = cache.set(&resources);
-    let version = cache.current().version.clone();
-    if changed {
-        tracing::info!(%version, "serving a new config");
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
-    let mut status = status.write().unwrap_or_else(|e| e.into_inner());
-    status.serving_version = version;
-    status.last_load_accepted = true;
-    status.diagnostics = loaded.diagnostics.clone();
+}
+
+/// What is being served, and the endpoints still draining out of it.
+struct Served {
+    model: Arc<Model>,
+    draining: BTreeMap<DrainingEndpoint, Instant>,
+}
+
+/// Turns accepted configs into snapshots in the cache.
+pub struct Publisher {
+    cache: Cache,
+    status: Arc<RwLock<ConfigStatus>>,
+    served: Mutex<Served>,
+}
+
+impl Publisher {
+    fn new(cache: Cache, status: Arc<RwLock<ConfigStatus>>) -> Self {
+        Publisher {
+            cache,
+            status,
+            served: Mutex::new(Served {
+                model: Arc::default(),
+                draining: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// Re-reads the config; serves it if valid, else keeps the last good one and says why.
+    pub fn reload(&self, path: &Path) {
+        let loaded = config::load(path);
+        if loaded.diagnostics.has_errors() {
+            for diagnostic in &loaded.diagnostics.items {
+                tracing::error!("{diagnostic}");
+            }
+            tracing::error!(
+                "config change rejected; still serving version {}",
+                self.cache.current().version
+            );
+            let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+            status.last_load_accepted = false;
+            status.rejected_loads += 1;
+            status.diagnostics = loaded.diagnostics;
+            return;
+        }
+        for warning in loaded.diagnostics.warnings() {
+            tracing::warn!("{warning}");
+        }
+        self.accept(loaded);
+    }
+
+    /// Serves a valid config; endpoints it no longer has start draining.
+    fn accept(&self, loaded: config::Loaded) {
+        let now = Instant::now();
+        let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = endpoints::served_endpoints(&loaded.model);
+        for removed in endpoints::served_endpoints(&served.model).difference(&kept) {
+            let timeout = served
+                .model
+                .backend_services
+                .get(&removed.service)
+                .map(|s| s.draining_timeout_sec)
+                .unwrap_or(0);
+            if timeout > 0 {
+                let until = now + Duration::from_secs(u64::from(timeout));
+                served.draining.entry(removed.clone()).or_insert(until);
+            }
+        }
+        let model = Arc::new(loaded.model);
+        served.draining.retain(|endpoint, _| {
+            !kept.contains(endpoint) && model.backend_services.contains_key(&endpoint.service)
+        });
+        served.model = model;
+        self.publish(&mut served, now);
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        status.last_load_accepted = true;
+        status.diagnostics = loaded.diagnostics;
+    }
+
+    /// Publishes again, dropping endpoints whose draining time is up.
+    fn republish(&self) {
+        let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        self.publish(&mut served, Instant::now());
+    }
+
+    fn next_drain_deadline(&self) -> Option<Instant> {
+        let served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        served.draining.values().min().copied()
+    }
+
+    fn publish(&self, served: &mut Served, now: Instant) {
+        served.draining.retain(|_, until| *until > now);
+        let draining: Arc<Vec<DrainingEndpoint>> =
+            Arc::new(served.draining.keys().cloned().collect());
+        let resources = translate::translate_with_draining(&served.model, &draining);
+        let model = served.model.clone();
+        let view_draining = draining.clone();
+        let views = EndpointViews {
+            build: Arc::new(move |region: &str| {
+                endpoints::assignments_for(&model, Some(region), &view_draining)
+            }),
+            fingerprint: format!("{:?}", served.model.region_order),
+        };
+        if self.cache.set(&resources, Some(views)) {
+            tracing::info!(version = %self.cache.current().version, draining = draining.len(), "serving a new config");
+        }
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        status.serving_version = self.cache.current().version.clone();
+        status.draining = served
+            .draining
+            .iter()
+            .map(|(endpoint, until)| {
+                format!(
+                    "{} {} ({}s left)",
+                    endpoint.service,
+                    endpoint.address,
+                    until.saturating_duration_since(now).as_secs()
+                )
+            })
+            .collect();
+    }
 }

@@ -26,6 +26,8 @@ pub struct ConfigStatus {
     pub diagnostics: Diagnostics,
     /// Loads rejected since start.
     pub rejected_loads: u64,
+    /// Endpoints removed by an edit and still draining: `service address (Ns left)`.
+    pub draining: Vec<String>,
 }
 
 #[derive(Clone)]

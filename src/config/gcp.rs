@@ -9,10 +9,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::model::{
-    Backend, BackendProtocol, BackendService, BalancingMode, Diagnostics, Endpoint, EndpointGroup,
-    ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HostRule, LoadBalancingScheme,
-    Loc, LocalityLbPolicy, MatchRule, Model, PathMatch, PathMatcher, PathRule, Ref, RouteRule,
-    RouteTarget, TargetProxy, UrlMap, WeightedService,
+    Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
+    EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HostRule,
+    HttpCookie, LoadBalancingScheme, Loc, LocalityLbPolicy, MatchRule, Model, PathMatch,
+    PathMatcher, PathRule, ProxyTarget, Ref, RouteRule, RouteTarget, SessionAffinity, TargetProxy,
+    UrlMap, WeightedService,
 };
 
 use super::reader::Fields;
@@ -102,11 +103,26 @@ pub fn read_document(
                 &mut model.target_proxies,
                 proxy.name.clone(),
                 proxy,
-                "targetHttpProxies",
+                "targetHttpProxies and targetTcpProxies",
                 |p| &p.loc,
                 diagnostics,
             );
         }
+    }
+    for node in top.list("targetTcpProxies", diagnostics) {
+        if let Some(proxy) = target_tcp_proxy(node, file, diagnostics) {
+            insert(
+                &mut model.target_proxies,
+                proxy.name.clone(),
+                proxy,
+                "targetHttpProxies and targetTcpProxies",
+                |p| &p.loc,
+                diagnostics,
+            );
+        }
+    }
+    if let Some(node) = top.get("regionOrder") {
+        region_order(node, file, model, diagnostics);
     }
     for node in top.list("forwardingRules", diagnostics) {
         if let Some(rule) = forwarding_rule(node, file, diagnostics) {
@@ -385,6 +401,7 @@ fn instance_group(
                 instance: instance_name,
                 ip_address,
                 port: None,
+                weight: None,
             });
         }
     }
@@ -447,6 +464,9 @@ fn network_endpoint_group(
         let port = endpoint
             .integer("port", 1, 65535, diagnostics)
             .map(|p| p as u16);
+        let weight = endpoint
+            .integer("weight", 1, 1_000_000, diagnostics)
+            .map(|w| w as u32);
         if kind == GroupKind::NonGcpPrivateIpPortNeg && instance.is_some() {
             diagnostics.error(
                 &endpoint.loc_of("instance"),
@@ -460,6 +480,7 @@ fn network_endpoint_group(
                 instance,
                 ip_address,
                 port,
+                weight,
             });
         }
     }
@@ -505,6 +526,7 @@ fn backend_service(
             &[
                 ("HTTP", BackendProtocol::Http),
                 ("HTTP2", BackendProtocol::Http2),
+                ("TCP", BackendProtocol::Tcp),
             ],
             diagnostics,
         )
@@ -550,13 +572,54 @@ fn backend_service(
             diagnostics,
         )
         .unwrap_or(LocalityLbPolicy::RoundRobin);
-    if locality_lb_policy == LocalityLbPolicy::OriginalDestination {
-        diagnostics.error(
-            &fields.loc_of("localityLbPolicy"),
-            fields.field_path("localityLbPolicy"),
-            "ORIGINAL_DESTINATION is not supported yet; use ROUND_ROBIN, LEAST_REQUEST, RING_HASH, RANDOM, MAGLEV or WEIGHTED_MAGLEV",
-        );
-    }
+    let session_affinity = fields
+        .choice(
+            "sessionAffinity",
+            &[
+                ("NONE", SessionAffinity::None),
+                ("CLIENT_IP", SessionAffinity::ClientIp),
+                ("GENERATED_COOKIE", SessionAffinity::GeneratedCookie),
+                ("HEADER_FIELD", SessionAffinity::HeaderField),
+                ("HTTP_COOKIE", SessionAffinity::HttpCookie),
+            ],
+            diagnostics,
+        )
+        .unwrap_or(SessionAffinity::None);
+    let affinity_cookie_ttl_sec = fields
+        .integer("affinityCookieTtlSec", 0, 86_400, diagnostics)
+        .unwrap_or(0) as u32;
+    let consistent_hash = fields
+        .get("consistentHash")
+        .map(|node| consistent_hash(node, file, fields.field_path("consistentHash"), diagnostics))
+        .unwrap_or_default();
+    let draining_timeout_sec = fields
+        .get("connectionDraining")
+        .and_then(|node| {
+            let mut draining = Fields::new(
+                node,
+                file,
+                fields.field_path("connectionDraining"),
+                diagnostics,
+            );
+            let seconds = draining.integer("drainingTimeoutSec", 0, 3600, diagnostics);
+            draining.finish(diagnostics);
+            seconds
+        })
+        .unwrap_or(DEFAULT_DRAINING_TIMEOUT_SEC as i64) as u32;
+    let subsetting = fields
+        .get("subsetting")
+        .and_then(|node| {
+            let mut subsetting =
+                Fields::new(node, file, fields.field_path("subsetting"), diagnostics);
+            let policy = subsetting.choice(
+                "policy",
+                &[("NONE", false), ("CONSISTENT_HASH_SUBSETTING", true)],
+                diagnostics,
+            );
+            subsetting.finish(diagnostics);
+            policy
+        })
+        .unwrap_or(false);
     let mut backends = Vec::new();
     for (index, item) in fields.list("backends", diagnostics).into_iter().enumerate() {
         let path = format!("{}.backends[{index}]", fields.path);
@@ -566,8 +629,19 @@ fn backend_service(
     }
     fields.ignore(&["network"]);
     let loc = fields.loc();
+    let field_locs = [
+        "sessionAffinity",
+        "localityLbPolicy",
+        "subsetting",
+        "protocol",
+        "consistentHash",
+    ]
+    .into_iter()
+    .map(|field| (field, fields.loc_of(field)))
+    .collect();
     fields.finish(diagnostics);
     Some(BackendService {
+        field_locs,
         name,
         loc,
         load_balancing_scheme,
@@ -577,7 +651,53 @@ fn backend_service(
         health_checks,
         locality_lb_policy,
         backends,
+        session_affinity,
+        affinity_cookie_ttl_sec,
+        consistent_hash,
+        draining_timeout_sec,
+        subsetting,
     })
+}
+
+/// Default connectionDraining.drainingTimeoutSec, as for AWS deregistration delay.
+pub const DEFAULT_DRAINING_TIMEOUT_SEC: u32 = 300;
+
+/// `consistentHash`: httpHeaderName, httpCookie {name, path, ttl}, minimumRingSize.
+fn consistent_hash(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> ConsistentHash {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    let http_header_name = fields.string("httpHeaderName", diagnostics);
+    let minimum_ring_size = fields
+        .integer("minimumRingSize", 1, 8_388_608, diagnostics)
+        .map(|size| size as u64);
+    let http_cookie = fields.get("httpCookie").and_then(|node| {
+        let mut cookie = Fields::new(node, file, fields.field_path("httpCookie"), diagnostics);
+        let name = cookie.required_string("name", diagnostics);
+        let cookie_path = cookie.string("path", diagnostics);
+        let ttl_sec = cookie.get("ttl").and_then(|node| {
+            let mut ttl = Fields::new(node, file, cookie.field_path("ttl"), diagnostics);
+            let seconds = ttl.integer("seconds", 0, 315_576_000_000, diagnostics);
+            ttl.integer("nanos", 0, 999_999_999, diagnostics);
+            ttl.finish(diagnostics);
+            seconds.map(|s| s as u64)
+        });
+        cookie.finish(diagnostics);
+        Some(HttpCookie {
+            name: name?,
+            path: cookie_path,
+            ttl_sec,
+        })
+    });
+    fields.finish(diagnostics);
+    ConsistentHash {
+        http_header_name,
+        http_cookie,
+        minimum_ring_size,
+    }
 }
 
 /// A backend with a field error is left out of the model, so that no rule reports the
@@ -996,8 +1116,68 @@ fn target_http_proxy(
     Some(TargetProxy {
         name,
         loc,
-        url_map: url_map?,
+        target: ProxyTarget::UrlMap(url_map?),
     })
+}
+
+fn target_tcp_proxy(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<TargetProxy> {
+    let (mut fields, name) = open(node, file, "targetTcpProxies", diagnostics)?;
+    let service = reference(&mut fields, "service", &["backendServices"], diagnostics);
+    if service.is_none() && fields.get("service").is_none() {
+        diagnostics.error(
+            &fields.loc(),
+            fields.field_path("service"),
+            "this field is required",
+        );
+    }
+    fields.choice("proxyHeader", &[("NONE", ())], diagnostics);
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(TargetProxy {
+        name,
+        loc,
+        target: ProxyTarget::Service(service?),
+    })
+}
+
+/// `regionOrder`: client region → the regions it fails over to, in order.
+fn region_order(node: &Node, file: &Arc<str>, model: &mut Model, diagnostics: &mut Diagnostics) {
+    let super::yaml::Value::Map(entries) = &node.value else {
+        diagnostics.error(
+            &Loc::new(file.clone(), node.line),
+            "regionOrder",
+            format!(
+                "expected a mapping of region to a list of regions, found {}",
+                node.kind()
+            ),
+        );
+        return;
+    };
+    for (key, value) in entries {
+        let region = key.as_scalar().unwrap_or_default().to_string();
+        let path = format!("regionOrder[{region}]");
+        let next: Option<Vec<String>> = match &value.value {
+            super::yaml::Value::Seq(items) => items
+                .iter()
+                .map(|i| i.as_scalar().map(str::to_string))
+                .collect(),
+            _ => None,
+        };
+        match next {
+            Some(next) => {
+                model.region_order.insert(region, next);
+            }
+            None => diagnostics.error(
+                &Loc::new(file.clone(), value.line),
+                path,
+                "expected a list of region names",
+            ),
+        }
+    }
 }
 
 fn forwarding_rule(
@@ -1021,7 +1201,12 @@ fn forwarding_rule(
     );
     fields.ignore(&["network", "subnetwork", "networkTier"]);
     let port = port_range(&mut fields, diagnostics).unwrap_or(80);
-    let target = reference(&mut fields, "target", &["targetHttpProxies"], diagnostics);
+    let target = reference(
+        &mut fields,
+        "target",
+        &["targetHttpProxies", "targetTcpProxies"],
+        diagnostics,
+    );
     if target.is_none() && fields.get("target").is_none() {
         diagnostics.error(
             &fields.loc(),

@@ -3,6 +3,7 @@
 
 pub mod capacity;
 pub mod diagnostics;
+pub mod regions;
 pub mod resources;
 pub mod validate;
 

@@ -29,6 +29,8 @@ pub struct Model {
     pub url_maps: BTreeMap<String, UrlMap>,
     pub target_proxies: BTreeMap<String, TargetProxy>,
     pub forwarding_rules: BTreeMap<String, ForwardingRule>,
+    /// Failover preferences: client region → regions to try next, in order.
+    pub region_order: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -108,6 +110,8 @@ pub struct Endpoint {
     pub ip_address: IpAddr,
     /// NEG endpoints may carry their own port; instances never do.
     pub port: Option<u16>,
+    /// Relative weight inside the group (WEIGHTED_MAGLEV); 1 when absent.
+    pub weight: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -115,6 +119,22 @@ pub struct Endpoint {
 pub enum BackendProtocol {
     Http,
     Http2,
+    Tcp,
+}
+
+impl BackendProtocol {
+    /// HTTP-family services sit behind HTTP proxies; TCP ones behind TCP proxies.
+    pub fn is_http(self) -> bool {
+        matches!(self, BackendProtocol::Http | BackendProtocol::Http2)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendProtocol::Http => "HTTP",
+            BackendProtocol::Http2 => "HTTP2",
+            BackendProtocol::Tcp => "TCP",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -127,6 +147,46 @@ pub enum LocalityLbPolicy {
     OriginalDestination,
     Maglev,
     WeightedMaglev,
+}
+
+impl LocalityLbPolicy {
+    /// Policies that pick endpoints by hashing, and so can honour session affinity.
+    pub fn is_consistent_hash(self) -> bool {
+        matches!(
+            self,
+            LocalityLbPolicy::RingHash
+                | LocalityLbPolicy::Maglev
+                | LocalityLbPolicy::WeightedMaglev
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SessionAffinity {
+    None,
+    ClientIp,
+    GeneratedCookie,
+    HeaderField,
+    HttpCookie,
+}
+
+/// `consistentHash` of a backend service.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsistentHash {
+    pub http_header_name: Option<String>,
+    pub http_cookie: Option<HttpCookie>,
+    pub minimum_ring_size: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCookie {
+    pub name: String,
+    pub path: Option<String>,
+    /// Lifetime in seconds; None makes a session cookie.
+    pub ttl_sec: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -151,6 +211,24 @@ pub struct BackendService {
     pub health_checks: Vec<Ref>,
     pub locality_lb_policy: LocalityLbPolicy,
     pub backends: Vec<Backend>,
+    pub session_affinity: SessionAffinity,
+    /// GENERATED_COOKIE lifetime; 0 makes a session cookie.
+    pub affinity_cookie_ttl_sec: u32,
+    pub consistent_hash: ConsistentHash,
+    /// How long a removed endpoint is kept DRAINING (connectionDraining.drainingTimeoutSec).
+    pub draining_timeout_sec: u32,
+    /// subsetting.policy CONSISTENT_HASH_SUBSETTING (accepted, not applied).
+    pub subsetting: bool,
+    /// Where some fields were written, for diagnostics about them.
+    #[serde(skip)]
+    pub field_locs: BTreeMap<&'static str, Loc>,
+}
+
+impl BackendService {
+    /// Where `field` was written, or where the service starts.
+    pub fn loc_of(&self, field: &str) -> &Loc {
+        self.field_locs.get(field).unwrap_or(&self.loc)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -275,7 +353,29 @@ pub struct TargetProxy {
     pub name: String,
     #[serde(skip)]
     pub loc: Loc,
-    pub url_map: Ref,
+    pub target: ProxyTarget,
+}
+
+/// What a target proxy hands connections to.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProxyTarget {
+    /// targetHttpProxies: requests are routed by a URL map.
+    UrlMap(Ref),
+    /// targetTcpProxies: connections go to one backend service.
+    Service(Ref),
+}
+
+/// An endpoint removed from the config that is kept, DRAINING, for its service's
+/// drainingTimeoutSec so that requests in flight can finish.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainingEndpoint {
+    pub service: String,
+    pub group: String,
+    pub region: String,
+    pub zone: String,
+    pub address: std::net::SocketAddr,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -1,21 +1,41 @@
-//! Rules that span resources: references that must resolve, names a URL map may use once,
-//! backends that must agree with their group. Field-level checks (types, enums, ranges) happen
-//! while a dialect is read, where the value's line is at hand.
+//! Rules that span resources: references that must resolve, balancing modes and capacities
+//! allowed for the backend type and protocol (the tables of the backend-services document),
+//! session affinity and its preconditions, names a URL map may use once. Field-level checks
+//! (types, enums, ranges) happen while a dialect is read, where the value's line is at hand.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{BalancingMode, Diagnostics, GroupKind, Model, Ref, RouteTarget, UrlMap};
+use super::{
+    Backend, BackendService, BalancingMode, Diagnostics, GroupKind, Model, ProxyTarget, Ref,
+    RouteTarget, SessionAffinity, UrlMap,
+};
 
 /// Checks a lowered model; appends to `diagnostics`.
 pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
     for service in model.backend_services.values() {
         check_backend_service(model, service, diagnostics);
+        check_session_affinity(service, diagnostics);
     }
+    check_shared_instance_groups(model, diagnostics);
     for url_map in model.url_maps.values() {
         check_url_map(model, url_map, diagnostics);
     }
     for proxy in model.target_proxies.values() {
-        expect(&model.url_maps, &proxy.url_map, "urlMaps", diagnostics);
+        match &proxy.target {
+            ProxyTarget::UrlMap(url_map) => {
+                expect(&model.url_maps, url_map, "urlMaps", diagnostics);
+            }
+            ProxyTarget::Service(service) => {
+                if expect(
+                    &model.backend_services,
+                    service,
+                    "backendServices",
+                    diagnostics,
+                ) {
+                    expect_protocol(model, service, false, diagnostics);
+                }
+            }
+        }
     }
     check_forwarding_rules(model, diagnostics);
 }
@@ -43,11 +63,30 @@ fn expect<T>(
     false
 }
 
-fn check_backend_service(
-    model: &Model,
-    service: &super::BackendService,
-    diagnostics: &mut Diagnostics,
-) {
+/// A URL map needs HTTP-family services; a TCP proxy needs a TCP one.
+fn expect_protocol(model: &Model, reference: &Ref, http: bool, diagnostics: &mut Diagnostics) {
+    let Some(service) = model.backend_services.get(&reference.name) else {
+        return;
+    };
+    if service.protocol.is_http() != http {
+        let (wanted, user) = if http {
+            ("HTTP or HTTP2", "a URL map")
+        } else {
+            ("TCP", "a target TCP proxy")
+        };
+        diagnostics.error(
+            &reference.loc,
+            &reference.path,
+            format!(
+                "backend service `{}` has protocol {}, but {user} needs protocol {wanted}",
+                service.name,
+                service.protocol.as_str()
+            ),
+        );
+    }
+}
+
+fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &mut Diagnostics) {
     let base = format!("backendServices[{}]", service.name);
     for check in &service.health_checks {
         expect(&model.health_checks, check, "healthChecks", diagnostics);
@@ -65,7 +104,7 @@ fn check_backend_service(
         }
         let group = &model.endpoint_groups[&backend.group.name];
         kinds.insert(group.kind.is_instance_group());
-        check_balancing_mode(backend, group.kind, &path, diagnostics);
+        check_balancing_mode(service, backend, group.kind, &path, diagnostics);
         if group.kind.is_instance_group() && !group.named_ports.contains_key(&service.port_name) {
             let known: Vec<&str> = group.named_ports.keys().map(String::as_str).collect();
             diagnostics.error(
@@ -109,26 +148,96 @@ fn check_backend_service(
     }
 }
 
-/// Balancing modes and target capacities allowed for proxy (HTTP) load balancers.
+/// One target-capacity field of a backend, with what it measures and what it counts per.
+struct CapacityField {
+    name: &'static str,
+    set: bool,
+    measures: BalancingMode,
+    per: Per,
+}
+
+#[derive(PartialEq)]
+enum Per {
+    Group,
+    Instance,
+    Endpoint,
+}
+
+fn capacity_fields(backend: &Backend) -> [CapacityField; 7] {
+    use BalancingMode::{Connection, Rate, Utilization};
+    let field = |name, value: Option<f64>, measures, per| CapacityField {
+        name,
+        set: value.is_some(),
+        measures,
+        per,
+    };
+    [
+        field("maxRate", backend.max_rate, Rate, Per::Group),
+        field(
+            "maxRatePerInstance",
+            backend.max_rate_per_instance,
+            Rate,
+            Per::Instance,
+        ),
+        field(
+            "maxRatePerEndpoint",
+            backend.max_rate_per_endpoint,
+            Rate,
+            Per::Endpoint,
+        ),
+        field(
+            "maxConnections",
+            backend.max_connections,
+            Connection,
+            Per::Group,
+        ),
+        field(
+            "maxConnectionsPerInstance",
+            backend.max_connections_per_instance,
+            Connection,
+            Per::Instance,
+        ),
+        field(
+            "maxConnectionsPerEndpoint",
+            backend.max_connections_per_endpoint,
+            Connection,
+            Per::Endpoint,
+        ),
+        field(
+            "maxUtilization",
+            backend.max_utilization,
+            Utilization,
+            Per::Group,
+        ),
+    ]
+}
+
+/// The balancing-mode tables: which modes a backend type allows behind an HTTP(S) or a TCP
+/// proxy, which target capacity each mode requires, and which fields fit which backend.
 fn check_balancing_mode(
-    backend: &super::Backend,
+    service: &BackendService,
+    backend: &Backend,
     kind: GroupKind,
     path: &str,
     diagnostics: &mut Diagnostics,
 ) {
     let mode = backend.balancing_mode;
-    let allowed: &[BalancingMode] = match kind {
-        GroupKind::InstanceGroup => &[BalancingMode::Rate, BalancingMode::Utilization],
-        _ => &[BalancingMode::Rate],
+    let http = service.protocol.is_http();
+    let allowed: &[BalancingMode] = match (http, kind.is_instance_group()) {
+        (true, true) => &[BalancingMode::Rate, BalancingMode::Utilization],
+        (true, false) => &[BalancingMode::Rate],
+        (false, true) => &[BalancingMode::Connection, BalancingMode::Utilization],
+        (false, false) => &[BalancingMode::Connection],
     };
     if !allowed.contains(&mode) {
         diagnostics.error(
             &backend.loc,
             format!("{path}.balancingMode"),
             format!(
-                "{} is not allowed for a backend of type {} behind an HTTP(S) proxy; allowed: {}",
+                "{} is not allowed for a backend of type {} behind {} proxy; allowed: {}",
                 mode.as_str(),
                 kind.as_str(),
+                if http { "an HTTP(S)" } else { "a TCP" },
                 allowed
                     .iter()
                     .map(|m| m.as_str())
@@ -138,60 +247,233 @@ fn check_balancing_mode(
         );
         return;
     }
-    let per_member_field = if kind.is_instance_group() {
-        "maxRatePerInstance"
+    let fields = capacity_fields(backend);
+    let member = if kind.is_instance_group() {
+        Per::Instance
     } else {
-        "maxRatePerEndpoint"
+        Per::Endpoint
     };
-    let wrong_member_field = match kind {
-        GroupKind::InstanceGroup => backend.max_rate_per_endpoint.map(|_| "maxRatePerEndpoint"),
-        _ => backend.max_rate_per_instance.map(|_| "maxRatePerInstance"),
-    };
-    if let Some(field) = wrong_member_field {
-        diagnostics.error(
-            &backend.loc,
-            format!("{path}.{field}"),
-            format!(
-                "{field} does not apply to backends of type {}; use maxRate or {per_member_field}",
-                kind.as_str()
-            ),
-        );
+    for field in fields.iter().filter(|f| f.set) {
+        if field.per != Per::Group && field.per != member {
+            let instead = fields
+                .iter()
+                .find(|f| f.measures == field.measures && f.per == member)
+                .map(|f| f.name)
+                .unwrap_or_default();
+            diagnostics.error(
+                &backend.loc,
+                format!("{path}.{}", field.name),
+                format!(
+                    "{} does not apply to backends of type {}; use {} or {instead}",
+                    field.name,
+                    kind.as_str(),
+                    fields
+                        .iter()
+                        .find(|f| f.measures == field.measures)
+                        .unwrap()
+                        .name
+                ),
+            );
+        }
     }
-    let rate_fields = [
-        backend.max_rate,
-        backend.max_rate_per_instance,
-        backend.max_rate_per_endpoint,
-    ]
-    .iter()
-    .filter(|v| v.is_some())
-    .count();
-    if mode == BalancingMode::Rate && rate_fields == 0 {
+    // The capacity a mode is measured in: RATE → rate, CONNECTION → connections;
+    // UTILIZATION may add a rate (HTTP) or connection (TCP) cap.
+    let measured = match mode {
+        BalancingMode::Utilization if http => BalancingMode::Rate,
+        BalancingMode::Utilization => BalancingMode::Connection,
+        other => other,
+    };
+    for field in fields.iter().filter(|f| f.set) {
+        let fits = field.measures == measured
+            || (mode == BalancingMode::Utilization && field.measures == BalancingMode::Utilization);
+        if !fits {
+            let with: Vec<&str> = fields
+                .iter()
+                .filter(|f| f.measures == measured && (f.per == Per::Group || f.per == member))
+                .map(|f| f.name)
+                .chain((mode == BalancingMode::Utilization).then_some("maxUtilization"))
+                .collect();
+            diagnostics.error(
+                &backend.loc,
+                format!("{path}.{}", field.name),
+                format!(
+                    "{} does not apply to balancing mode {}; with {} set {}",
+                    field.name,
+                    mode.as_str(),
+                    mode.as_str(),
+                    with.join(" or ")
+                ),
+            );
+        }
+    }
+    let capacities: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.set && f.measures == measured)
+        .map(|f| f.name)
+        .collect();
+    let options = fields
+        .iter()
+        .filter(|f| f.measures == measured && (f.per == Per::Group || f.per == member))
+        .map(|f| f.name)
+        .collect::<Vec<_>>()
+        .join(" or ");
+    if capacities.is_empty() && mode != BalancingMode::Utilization {
         diagnostics.error(
             &backend.loc,
             format!("{path}.balancingMode"),
             format!(
-                "balancing mode RATE needs a target capacity: set maxRate or {per_member_field}"
+                "balancing mode {} needs a target capacity: set {options}",
+                mode.as_str()
             ),
         );
     }
-    if rate_fields > 1 {
+    if capacities.len() > 1 {
         diagnostics.error(
             &backend.loc,
-            format!("{path}.maxRate"),
-            format!("set only one of maxRate and {per_member_field}"),
+            format!("{path}.{}", capacities[1]),
+            format!("set only one of {}", capacities.join(" and ")),
         );
+    }
+}
+
+/// Session affinity is honoured only by hashing policies, excludes subsetting, and needs the
+/// header or cookie it hashes.
+fn check_session_affinity(service: &BackendService, diagnostics: &mut Diagnostics) {
+    let base = format!("backendServices[{}]", service.name);
+    let affinity = service.session_affinity;
+    let affinity_name = format!("{affinity:?}");
+    let affinity_name = affinity_upper(&affinity_name);
+    if service.subsetting && affinity != SessionAffinity::None {
+        diagnostics.error(
+            service.loc_of("subsetting"),
+            format!("{base}.subsetting"),
+            format!(
+                "backend subsetting needs sessionAffinity NONE, but it is {affinity_name}; use one or the other"
+            ),
+        );
+    } else if service.subsetting {
+        diagnostics.warning(
+            service.loc_of("subsetting"),
+            format!("{base}.subsetting"),
+            "CONSISTENT_HASH_SUBSETTING is accepted but not applied: every proxy gets every endpoint",
+        );
+    }
+    if affinity == SessionAffinity::None {
+        return;
+    }
+    if !service.protocol.is_http() && affinity != SessionAffinity::ClientIp {
+        diagnostics.error(
+            service.loc_of("sessionAffinity"),
+            format!("{base}.sessionAffinity"),
+            format!("{affinity_name} needs an HTTP protocol; a TCP backend service allows NONE or CLIENT_IP"),
+        );
+    }
+    if !service.locality_lb_policy.is_consistent_hash() {
+        diagnostics.warning(
+            service.loc_of("sessionAffinity"),
+            format!("{base}.sessionAffinity"),
+            format!(
+                "{affinity_name} is honoured only with localityLbPolicy RING_HASH or MAGLEV; backend \
+                 service `{}` uses {}, so its requests will not stick",
+                service.name,
+                affinity_upper(&format!("{:?}", service.locality_lb_policy))
+            ),
+        );
+    }
+    if affinity == SessionAffinity::HeaderField
+        && service.consistent_hash.http_header_name.is_none()
+    {
+        diagnostics.error(
+            service.loc_of("sessionAffinity"),
+            format!("{base}.consistentHash.httpHeaderName"),
+            "HEADER_FIELD affinity needs consistentHash.httpHeaderName: the header to hash",
+        );
+    }
+    if affinity == SessionAffinity::HttpCookie && service.consistent_hash.http_cookie.is_none() {
+        diagnostics.error(
+            service.loc_of("sessionAffinity"),
+            format!("{base}.consistentHash.httpCookie"),
+            "HTTP_COOKIE affinity needs consistentHash.httpCookie with the cookie's name",
+        );
+    }
+    for (index, backend) in service.backends.iter().enumerate() {
+        if backend.balancing_mode == BalancingMode::Utilization {
+            diagnostics.warning(
+                &backend.loc,
+                format!("{base}.backends[{index}].balancingMode"),
+                format!(
+                    "session affinity {affinity_name} with balancing mode UTILIZATION is not recommended: \
+                     changes in load break affinity; prefer RATE or CONNECTION"
+                ),
+            );
+        }
+    }
+}
+
+/// `ClientIp` → `CLIENT_IP`.
+fn affinity_upper(debug_name: &str) -> String {
+    let mut out = String::new();
+    for (index, c) in debug_name.chars().enumerate() {
+        if c.is_uppercase() && index > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// An instance group used by several backend services needs compatible balancing modes:
+/// the same mode, or CONNECTION with RATE — never UTILIZATION with another mode.
+fn check_shared_instance_groups(model: &Model, diagnostics: &mut Diagnostics) {
+    let mut first_use: BTreeMap<&str, (&str, BalancingMode)> = BTreeMap::new();
+    for service in model.backend_services.values() {
+        for (index, backend) in service.backends.iter().enumerate() {
+            let Some(group) = model.endpoint_groups.get(&backend.group.name) else {
+                continue;
+            };
+            if !group.kind.is_instance_group() {
+                continue;
+            }
+            let mode = backend.balancing_mode;
+            let (other_service, other_mode) = *first_use
+                .entry(&group.name)
+                .or_insert((&service.name, mode));
+            let utilization = [mode, other_mode].contains(&BalancingMode::Utilization);
+            if other_service != service.name && mode != other_mode && utilization {
+                diagnostics.error(
+                    &backend.loc,
+                    format!(
+                        "backendServices[{}].backends[{index}].balancingMode",
+                        service.name
+                    ),
+                    format!(
+                        "instance group `{}` is also a backend of `{other_service}` with balancing \
+                         mode {}; {} is not compatible with it (a shared instance group needs the \
+                         same mode, or CONNECTION with RATE)",
+                        group.name,
+                        other_mode.as_str(),
+                        mode.as_str()
+                    ),
+                );
+            }
+        }
     }
 }
 
 fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics) {
     let base = format!("urlMaps[{}]", url_map.name);
-    if let Some(default) = &url_map.default_service {
-        expect(
+    let service = |reference: &Ref, diagnostics: &mut Diagnostics| {
+        if expect(
             &model.backend_services,
-            default,
+            reference,
             "backendServices",
             diagnostics,
-        );
+        ) {
+            expect_protocol(model, reference, true, diagnostics);
+        }
+    };
+    if let Some(default) = &url_map.default_service {
+        service(default, diagnostics);
     }
     let matchers: BTreeSet<&str> = url_map
         .path_matchers
@@ -229,12 +511,7 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
     for matcher in &url_map.path_matchers {
         let path = format!("{base}.pathMatchers[{}]", matcher.name);
         if let Some(default) = &matcher.default_service {
-            expect(
-                &model.backend_services,
-                default,
-                "backendServices",
-                diagnostics,
-            );
+            service(default, diagnostics);
         } else if url_map.default_service.is_none() {
             diagnostics.error(
                 &matcher.loc,
@@ -261,10 +538,21 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
                     ),
                 );
             }
-            check_target(model, &rule.action, diagnostics);
         }
-        for rule in &matcher.path_rules {
-            check_target(model, &rule.action, diagnostics);
+        let targets = matcher
+            .route_rules
+            .iter()
+            .map(|r| &r.action)
+            .chain(matcher.path_rules.iter().map(|r| &r.action));
+        for target in targets {
+            match target {
+                RouteTarget::Service(reference) => service(reference, diagnostics),
+                RouteTarget::Weighted { services, .. } => {
+                    for weighted in services {
+                        service(&weighted.backend_service, diagnostics);
+                    }
+                }
+            }
         }
     }
     if url_map.default_service.is_none() && url_map.host_rules.is_empty() {
@@ -276,29 +564,6 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
     }
 }
 
-fn check_target(model: &Model, target: &RouteTarget, diagnostics: &mut Diagnostics) {
-    match target {
-        RouteTarget::Service(service) => {
-            expect(
-                &model.backend_services,
-                service,
-                "backendServices",
-                diagnostics,
-            );
-        }
-        RouteTarget::Weighted { services, .. } => {
-            for weighted in services {
-                expect(
-                    &model.backend_services,
-                    &weighted.backend_service,
-                    "backendServices",
-                    diagnostics,
-                );
-            }
-        }
-    }
-}
-
 fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
     let mut frontends: BTreeMap<(std::net::IpAddr, u16), &str> = BTreeMap::new();
     for rule in model.forwarding_rules.values() {
@@ -306,7 +571,7 @@ fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
         expect(
             &model.target_proxies,
             &rule.target,
-            "targetHttpProxies",
+            "targetHttpProxies or targetTcpProxies",
             diagnostics,
         );
         if let Some(other) = frontends.insert((rule.ip_address, rule.port), &rule.name) {

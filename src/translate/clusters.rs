@@ -1,12 +1,15 @@
-//! Backend service → Cluster: EDS over ADS, the LB policy of `localityLbPolicy`, locality
-//! weighting (so balancing-mode capacities take effect), and the backend protocol.
+//! Backend service → Cluster: EDS over ADS, the LB policy of `localityLbPolicy` (ring size from
+//! consistentHash.minimumRingSize), locality weighting for the non-hashing policies (so
+//! balancing-mode capacities take effect), and the backend protocol. ORIGINAL_DESTINATION
+//! becomes an original-destination cluster, which takes no endpoints.
 
 use std::collections::HashMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{
         common_lb_config::{LocalityConfigSpecifier, LocalityWeightedLbConfig},
-        ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbPolicy,
+        ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
+        RingHashLbConfig,
     },
     Cluster,
 };
@@ -17,6 +20,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     },
     HttpProtocolOptions,
 };
+use envoy_types::pb::google::protobuf::UInt64Value;
 
 use crate::model::{BackendProtocol, BackendService, LocalityLbPolicy, Model};
 
@@ -25,6 +29,9 @@ use super::{ads_config_source, seconds, to_any};
 /// How long Envoy waits for a TCP connection to a backend.
 pub const CONNECT_TIMEOUT_SEC: u64 = 5;
 
+/// The cloud's default ring size for RING_HASH.
+pub const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
+
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub fn clusters_for(model: &Model) -> Vec<Cluster> {
@@ -32,18 +39,35 @@ pub fn clusters_for(model: &Model) -> Vec<Cluster> {
 }
 
 pub fn cluster_for(service: &BackendService) -> Cluster {
+    let policy = service.locality_lb_policy;
     let mut cluster = Cluster {
         name: service.name.clone(),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(EdsClusterConfig {
-            eds_config: Some(ads_config_source()),
-            service_name: service.name.clone(),
-        }),
         connect_timeout: Some(seconds(CONNECT_TIMEOUT_SEC)),
-        lb_policy: lb_policy(service.locality_lb_policy) as i32,
+        lb_policy: lb_policy(policy) as i32,
         ..Default::default()
     };
-    if !uses_consistent_hashing(service.locality_lb_policy) {
+    if policy == LocalityLbPolicy::OriginalDestination {
+        cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst as i32,
+        ));
+        return cluster;
+    }
+    cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+    cluster.eds_cluster_config = Some(EdsClusterConfig {
+        eds_config: Some(ads_config_source()),
+        service_name: service.name.clone(),
+    });
+    if policy == LocalityLbPolicy::RingHash {
+        let minimum = service
+            .consistent_hash
+            .minimum_ring_size
+            .unwrap_or(DEFAULT_MINIMUM_RING_SIZE);
+        cluster.lb_config = Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
+            minimum_ring_size: Some(UInt64Value { value: minimum }),
+            ..Default::default()
+        }));
+    }
+    if !policy.is_consistent_hash() {
         cluster.common_lb_config = Some(CommonLbConfig {
             locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
                 LocalityWeightedLbConfig {},
@@ -65,16 +89,8 @@ fn lb_policy(policy: LocalityLbPolicy) -> LbPolicy {
         LocalityLbPolicy::RingHash => LbPolicy::RingHash,
         LocalityLbPolicy::Random => LbPolicy::Random,
         LocalityLbPolicy::Maglev | LocalityLbPolicy::WeightedMaglev => LbPolicy::Maglev,
-        // Rejected by validation until original-destination clusters are supported.
         LocalityLbPolicy::OriginalDestination => LbPolicy::ClusterProvided,
     }
-}
-
-fn uses_consistent_hashing(policy: LocalityLbPolicy) -> bool {
-    matches!(
-        policy,
-        LocalityLbPolicy::RingHash | LocalityLbPolicy::Maglev | LocalityLbPolicy::WeightedMaglev
-    )
 }
 
 fn http2_only() -> HttpProtocolOptions {

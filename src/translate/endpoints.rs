@@ -1,28 +1,59 @@
-//! Backends → ClusterLoadAssignment: one locality per backend (region and zone of its group,
-//! the group's name as sub-zone), weighted by effective capacity. A backend whose effective
-//! capacity is 0 (capacityScaler 0) is left out: it leaves rotation without being deleted.
+//! Backends → ClusterLoadAssignment, as seen by a client in a given region.
+//!
+//! One locality per backend (region and zone of its group, the group's name as sub-zone),
+//! weighted by effective capacity. Regions become priorities in the client's failover order
+//! (`model::regions`), counting only regions with capacity, so priorities stay contiguous
+//! from 0. A backend whose effective capacity is 0 (capacityScaler 0) is left out: it leaves
+//! rotation without being deleted. Endpoints removed from the config but still draining are
+//! listed with health status DRAINING (no new requests). With a hashing policy (ring hash,
+//! Maglev) capacity is carried by endpoint weights, which those policies honour.
+//!
+//! The overprovisioning factor is set very high: as the cloud does, a backend keeps its full
+//! capacity while any of its endpoints is healthy, and a region hands its traffic to the next
+//! one only when it has no healthy endpoint left.
 
-use envoy_types::pb::envoy::config::core::v3::Locality;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality};
 use envoy_types::pb::envoy::config::endpoint::v3::{
-    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+    cluster_load_assignment::Policy, lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint,
+    LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 
-use crate::model::{capacity, BackendService, EndpointGroup, Model};
+use crate::model::{
+    capacity, regions, BackendService, DrainingEndpoint, EndpointGroup, LocalityLbPolicy, Model,
+};
 
 use super::listeners::socket_address;
 
-pub fn assignments_for(model: &Model) -> Vec<ClusterLoadAssignment> {
+/// Overprovisioning factor in percent (Envoy's default is 140).
+pub const OVERPROVISIONING_PERCENT: u32 = 100_000;
+
+/// The assignments of every backend service for a client in `client_region`.
+pub fn assignments_for(
+    model: &Model,
+    client_region: Option<&str>,
+    draining: &[DrainingEndpoint],
+) -> Vec<ClusterLoadAssignment> {
     model
         .backend_services
         .values()
-        .map(|service| assignment_for(model, service))
+        .map(|service| assignment_for(model, service, client_region, draining))
         .collect()
 }
 
-/// The endpoints of one backend service, as its cluster's EDS resource.
-pub fn assignment_for(model: &Model, service: &BackendService) -> ClusterLoadAssignment {
-    let backends: Vec<(&crate::model::Backend, &EndpointGroup)> = service
+/// One backend's locality before priorities are assigned.
+pub struct PlannedLocality<'m> {
+    pub group: &'m EndpointGroup,
+    pub effective_capacity: f64,
+    pub weight: Option<u32>,
+}
+
+/// The backends of `service` with their effective capacity and locality weight.
+pub fn plan_localities<'m>(model: &'m Model, service: &BackendService) -> Vec<PlannedLocality<'m>> {
+    let backends: Vec<_> = service
         .backends
         .iter()
         .filter_map(|backend| Some((backend, model.endpoint_groups.get(&backend.group.name)?)))
@@ -31,43 +62,166 @@ pub fn assignment_for(model: &Model, service: &BackendService) -> ClusterLoadAss
         .iter()
         .map(|(backend, group)| capacity::effective_capacity(backend, group))
         .collect();
-    let mut localities: Vec<LocalityLbEndpoints> = backends
+    backends
         .iter()
-        .zip(capacity::weights(&capacities))
-        .filter_map(|((_, group), weight)| {
-            let weight = weight?;
-            Some(LocalityLbEndpoints {
-                locality: Some(Locality {
-                    region: group.region.clone(),
-                    zone: group.zone.clone(),
-                    sub_zone: group.name.clone(),
-                }),
-                lb_endpoints: lb_endpoints(service, group),
-                load_balancing_weight: Some(UInt32Value { value: weight }),
-                ..Default::default()
-            })
-        })
+        .zip(capacities.iter().zip(capacity::weights(&capacities)))
+        .map(
+            |((_, group), (&effective_capacity, weight))| PlannedLocality {
+                group,
+                effective_capacity,
+                weight,
+            },
+        )
+        .collect()
+}
+
+/// Priority of each region with capacity, for a client in `client_region`.
+pub fn region_priorities(
+    model: &Model,
+    planned: &[PlannedLocality<'_>],
+    client_region: Option<&str>,
+) -> BTreeMap<String, u32> {
+    let with_capacity: BTreeSet<String> = planned
+        .iter()
+        .filter(|p| p.weight.is_some())
+        .map(|p| p.group.region.clone())
         .collect();
-    localities.sort_by(|a, b| {
-        a.locality
-            .as_ref()
-            .map(locality_key)
-            .cmp(&b.locality.as_ref().map(locality_key))
-    });
+    regions::failover_tiers(&model.region_order, client_region, &with_capacity)
+        .into_iter()
+        .enumerate()
+        .flat_map(|(priority, tier)| {
+            tier.into_iter()
+                .map(move |region| (region, priority as u32))
+        })
+        .collect()
+}
+
+/// The endpoints of one backend service, as its cluster's EDS resource for that client.
+pub fn assignment_for(
+    model: &Model,
+    service: &BackendService,
+    client_region: Option<&str>,
+    draining: &[DrainingEndpoint],
+) -> ClusterLoadAssignment {
+    let planned = plan_localities(model, service);
+    let priorities = region_priorities(model, &planned, client_region);
+    let hashing = service.locality_lb_policy.is_consistent_hash();
+    let mut localities: BTreeMap<LocalityKey, LocalityLbEndpoints> = BTreeMap::new();
+    for plan in &planned {
+        let Some(weight) = plan.weight else { continue };
+        let group = plan.group;
+        let priority = priorities[&group.region];
+        let members = members(service, group);
+        let total_endpoint_weight: u64 = members.iter().map(|(_, w)| u64::from(*w)).sum();
+        let lb_endpoints = members
+            .iter()
+            .map(|(address, endpoint_weight)| {
+                // Hashing policies ignore locality weights: spread the locality's weight over
+                // its endpoints instead.
+                let share = hashing.then(|| {
+                    let share = u64::from(weight) * u64::from(*endpoint_weight)
+                        / total_endpoint_weight.max(1);
+                    share.clamp(1, u64::from(u32::MAX)) as u32
+                });
+                lb_endpoint(*address, share, HealthStatus::Unknown)
+            })
+            .collect();
+        let locality = locality_of(&group.region, &group.zone, &group.name);
+        localities.insert(
+            key(priority, &locality),
+            LocalityLbEndpoints {
+                locality: Some(locality),
+                lb_endpoints,
+                load_balancing_weight: Some(UInt32Value { value: weight }),
+                priority,
+                ..Default::default()
+            },
+        );
+    }
+    add_draining(&mut localities, &priorities, service, draining);
     ClusterLoadAssignment {
         cluster_name: service.name.clone(),
-        endpoints: localities,
+        endpoints: localities.into_values().collect(),
+        policy: Some(Policy {
+            overprovisioning_factor: Some(UInt32Value {
+                value: OVERPROVISIONING_PERCENT,
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
 
-fn locality_key(locality: &Locality) -> (&str, &str, &str) {
-    (&locality.region, &locality.zone, &locality.sub_zone)
+/// Adds the service's draining endpoints: into their locality when it is still served, else
+/// into a locality of their own (weight 1, never picked: all its endpoints drain), placed at
+/// their region's priority or after every served priority.
+fn add_draining(
+    localities: &mut BTreeMap<LocalityKey, LocalityLbEndpoints>,
+    priorities: &BTreeMap<String, u32>,
+    service: &BackendService,
+    draining: &[DrainingEndpoint],
+) {
+    let after_all = priorities.values().max().map(|p| p + 1).unwrap_or(0);
+    for endpoint in draining.iter().filter(|d| d.service == service.name) {
+        let priority = priorities
+            .get(&endpoint.region)
+            .copied()
+            .unwrap_or(after_all);
+        let locality = locality_of(&endpoint.region, &endpoint.zone, &endpoint.group);
+        let entry = localities
+            .entry(key(priority, &locality))
+            .or_insert_with(|| LocalityLbEndpoints {
+                locality: Some(locality),
+                load_balancing_weight: Some(UInt32Value { value: 1 }),
+                priority,
+                ..Default::default()
+            });
+        let hashing = service.locality_lb_policy.is_consistent_hash();
+        entry.lb_endpoints.push(lb_endpoint(
+            endpoint.address,
+            hashing.then_some(1),
+            HealthStatus::Draining,
+        ));
+    }
 }
 
-/// The group's members with the port the service reaches them on, sorted by address.
-fn lb_endpoints(service: &BackendService, group: &EndpointGroup) -> Vec<LbEndpoint> {
-    let mut members: Vec<(std::net::IpAddr, u16)> = group
+/// Sort key of a locality inside an assignment: priority, then region, zone, sub-zone.
+type LocalityKey = (u32, String, String, String);
+
+fn key(priority: u32, locality: &Locality) -> LocalityKey {
+    (
+        priority,
+        locality.region.clone(),
+        locality.zone.clone(),
+        locality.sub_zone.clone(),
+    )
+}
+
+fn locality_of(region: &str, zone: &str, group: &str) -> Locality {
+    Locality {
+        region: region.to_string(),
+        zone: zone.to_string(),
+        sub_zone: group.to_string(),
+    }
+}
+
+fn lb_endpoint(address: SocketAddr, weight: Option<u32>, health: HealthStatus) -> LbEndpoint {
+    LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: Some(socket_address(address.ip(), address.port())),
+            ..Default::default()
+        })),
+        health_status: health as i32,
+        load_balancing_weight: weight.map(|value| UInt32Value { value }),
+        ..Default::default()
+    }
+}
+
+/// The group's members with the port the service reaches them on and their weight (only
+/// WEIGHTED_MAGLEV reads endpoint weights), sorted by address.
+pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<(SocketAddr, u32)> {
+    let weighted = service.locality_lb_policy == LocalityLbPolicy::WeightedMaglev;
+    let mut members: Vec<(SocketAddr, u32)> = group
         .endpoints
         .iter()
         .filter_map(|endpoint| {
@@ -75,18 +229,33 @@ fn lb_endpoints(service: &BackendService, group: &EndpointGroup) -> Vec<LbEndpoi
                 .port
                 .or(group.default_port)
                 .or_else(|| group.named_ports.get(&service.port_name).copied())?;
-            Some((endpoint.ip_address, port))
+            let weight = if weighted {
+                endpoint.weight.unwrap_or(1)
+            } else {
+                1
+            };
+            Some((SocketAddr::new(endpoint.ip_address, port), weight))
         })
         .collect();
     members.sort();
     members
-        .into_iter()
-        .map(|(ip, port)| LbEndpoint {
-            host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                address: Some(socket_address(ip, port)),
-                ..Default::default()
-            })),
-            ..Default::default()
-        })
-        .collect()
+}
+
+/// Every (service, group, address) the model serves, to tell what an edit removed.
+pub fn served_endpoints(model: &Model) -> BTreeSet<DrainingEndpoint> {
+    let mut served = BTreeSet::new();
+    for service in model.backend_services.values() {
+        for plan in plan_localities(model, service) {
+            for (address, _) in members(service, plan.group) {
+                served.insert(DrainingEndpoint {
+                    service: service.name.clone(),
+                    group: plan.group.name.clone(),
+                    region: plan.group.region.clone(),
+                    zone: plan.group.zone.clone(),
+                    address,
+                });
+            }
+        }
+    }
+    served
 }

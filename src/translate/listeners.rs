@@ -11,28 +11,69 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
 
-use crate::model::{ForwardingRule, Model};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
+use envoy_types::pb::google::protobuf::Any;
 
-use super::{ads_config_source, to_any};
+use crate::model::{BackendService, ForwardingRule, Model, ProxyTarget};
+
+use super::affinity::tcp_hash_policies;
+use super::{ads_config_source, seconds, to_any};
 
 pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 pub const ROUTER: &str = "envoy.filters.http.router";
+pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
-/// One listener per forwarding rule whose target proxy and URL map exist.
+/// One listener per forwarding rule whose target proxy (and its URL map or service) exist.
 pub fn listeners_for(model: &Model) -> Vec<Listener> {
     model
         .forwarding_rules
         .values()
         .filter_map(|rule| {
             let proxy = model.target_proxies.get(&rule.target.name)?;
-            let url_map = model.url_maps.get(&proxy.url_map.name)?;
-            Some(listener_for(rule, &url_map.name))
+            match &proxy.target {
+                ProxyTarget::UrlMap(url_map) => {
+                    let url_map = model.url_maps.get(&url_map.name)?;
+                    Some(http_listener_for(rule, &url_map.name))
+                }
+                ProxyTarget::Service(service) => {
+                    let service = model.backend_services.get(&service.name)?;
+                    Some(tcp_listener_for(rule, service))
+                }
+            }
         })
         .collect()
 }
 
+/// The listener of a forwarding rule to a target TCP proxy: connections go to the service's
+/// cluster, closed after timeoutSec without traffic.
+pub fn tcp_listener_for(rule: &ForwardingRule, service: &BackendService) -> Listener {
+    let proxy = TcpProxy {
+        stat_prefix: rule.name.clone(),
+        cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(service.name.clone())),
+        idle_timeout: Some(seconds(u64::from(service.timeout_sec))),
+        hash_policy: tcp_hash_policies(service),
+        ..Default::default()
+    };
+    listener_with(rule, TCP_PROXY, to_any(&proxy))
+}
+
+fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Listener {
+    Listener {
+        name: rule.name.clone(),
+        address: Some(socket_address(rule.ip_address, rule.port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: filter_name.to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(config)),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 /// The listener of one forwarding rule, routing with the RouteConfiguration `route_name`.
-pub fn listener_for(rule: &ForwardingRule, route_name: &str) -> Listener {
+pub fn http_listener_for(rule: &ForwardingRule, route_name: &str) -> Listener {
     let manager = HttpConnectionManager {
         codec_type: CodecType::Auto as i32,
         stat_prefix: rule.name.clone(),
@@ -51,18 +92,7 @@ pub fn listener_for(rule: &ForwardingRule, route_name: &str) -> Listener {
         strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
         ..Default::default()
     };
-    Listener {
-        name: rule.name.clone(),
-        address: Some(socket_address(rule.ip_address, rule.port)),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: HTTP_CONNECTION_MANAGER.to_string(),
-                config_type: Some(filter::ConfigType::TypedConfig(to_any(&manager))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    listener_with(rule, HTTP_CONNECTION_MANAGER, to_any(&manager))
 }
 
 pub fn socket_address(ip: std::net::IpAddr, port: u16) -> Address {

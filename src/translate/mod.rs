@@ -2,6 +2,7 @@
 //! the same order (everything sorted by name), so encoded bytes and content-hash versions are
 //! stable across restarts and replicas. No I/O here.
 
+pub mod affinity;
 pub mod clusters;
 pub mod endpoints;
 pub mod json;
@@ -17,7 +18,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::{Any, Duration};
 
-use crate::model::Model;
+use crate::model::{DrainingEndpoint, Model};
 
 /// Every xDS resource a model stands for, each list sorted by resource name.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -28,13 +29,18 @@ pub struct Resources {
     pub endpoints: Vec<ClusterLoadAssignment>,
 }
 
-/// Translates a validated model.
+/// Translates a validated model, with endpoints as a client that reports no region sees them.
 pub fn translate(model: &Model) -> Resources {
+    translate_with_draining(model, &[])
+}
+
+/// Translates a validated model, listing `draining` endpoints as DRAINING.
+pub fn translate_with_draining(model: &Model, draining: &[DrainingEndpoint]) -> Resources {
     Resources {
         listeners: listeners::listeners_for(model),
         routes: routes::route_configurations_for(model),
         clusters: clusters::clusters_for(model),
-        endpoints: endpoints::assignments_for(model),
+        endpoints: endpoints::assignments_for(model, None, draining),
     }
 }
 

@@ -4,14 +4,15 @@
 //! weighted clusters. The route timeout is the backend service's timeoutSec.
 
 use envoy_types::pb::envoy::config::route::v3::{
-    route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
-    weighted_cluster::ClusterWeight, Route, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost, WeightedCluster,
+    route::Action, route_action::ClusterSpecifier, route_action::HashPolicy,
+    route_match::PathSpecifier, weighted_cluster::ClusterWeight, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::model::{Model, PathMatch, PathMatcher, Ref, RouteTarget, UrlMap};
 
+use super::affinity::route_hash_policies;
 use super::seconds;
 
 pub fn route_configurations_for(model: &Model) -> Vec<RouteConfiguration> {
@@ -141,10 +142,19 @@ fn timeout_sec_of(model: &Model, service: &Ref) -> u32 {
         .unwrap_or(30)
 }
 
+fn hash_policies_of(model: &Model, service: &Ref) -> Vec<HashPolicy> {
+    model
+        .backend_services
+        .get(&service.name)
+        .map(route_hash_policies)
+        .unwrap_or_default()
+}
+
 fn action_to_service(model: &Model, service: &Ref) -> RouteAction {
     RouteAction {
         cluster_specifier: Some(ClusterSpecifier::Cluster(service.name.clone())),
         timeout: Some(seconds(u64::from(timeout_sec_of(model, service)))),
+        hash_policy: hash_policies_of(model, service),
         ..Default::default()
     }
 }
@@ -174,12 +184,24 @@ fn action_for(model: &Model, target: &RouteTarget) -> RouteAction {
                     ..Default::default()
                 })
                 .collect();
+            // The split is drawn per request, so it wins over affinity; affinity still holds
+            // inside the chosen service when every service of the split hashes alike.
+            let policies: Vec<Vec<HashPolicy>> = services
+                .iter()
+                .map(|s| hash_policies_of(model, &s.backend_service))
+                .collect();
+            let shared = policies.windows(2).all(|pair| pair[0] == pair[1]);
             RouteAction {
                 cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster {
                     clusters,
                     ..Default::default()
                 })),
                 timeout: Some(seconds(u64::from(timeout))),
+                hash_policy: if shared {
+                    policies.into_iter().next().unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
                 ..Default::default()
             }
         }

@@ -68,6 +68,15 @@ pub struct StreamState {
 }
 
 impl StreamState {
+    /// Which per-client view this stream gets: the region its node reports.
+    pub fn view_key(&self) -> String {
+        self.node
+            .as_ref()
+            .and_then(|n| n.locality.as_ref())
+            .map(|l| l.region.clone())
+            .unwrap_or_default()
+    }
+
     /// Handles one request; returns what it was and the responses to send, in order.
     pub fn on_request(
         &mut self,
@@ -116,7 +125,7 @@ impl StreamState {
             PUSH_ORDER.iter().filter(|t| is_full_state(t)).any(|t| {
                 self.types
                     .get(*t)
-                    .is_some_and(|s| drops(old, snapshot, t, s))
+                    .is_some_and(|s| drops(old, snapshot, t, s, &self.view_key()))
             })
         });
         let mut out = Vec::new();
@@ -143,12 +152,13 @@ impl StreamState {
         force: bool,
         out: &mut Vec<DiscoveryResponse>,
     ) {
+        let view = self.view_key();
         let Some(state) = self.types.get_mut(type_url) else {
             return;
         };
-        let mut selected = select(snapshot, type_url, state);
+        let mut selected = select(snapshot, type_url, state, &view);
         if let Some(old) = keep {
-            let dropped = select(old, type_url, state)
+            let dropped = select(old, type_url, state, &view)
                 .into_iter()
                 .filter(|r| !selected.iter().any(|n| n.name == r.name))
                 .collect::<Vec<_>>();
@@ -198,16 +208,21 @@ fn subscription(
 }
 
 /// Whether going from `old` to `new` removes a resource of `type_url` this client has.
-fn drops(old: &Snapshot, new: &Snapshot, type_url: &str, state: &TypeState) -> bool {
+fn drops(old: &Snapshot, new: &Snapshot, type_url: &str, state: &TypeState, view: &str) -> bool {
     let kept = new.of_type(type_url);
-    select(old, type_url, state)
+    select(old, type_url, state, view)
         .iter()
         .any(|r| !kept.is_some_and(|k| k.contains_key(&r.name)))
 }
 
 /// The resources of `type_url` this client subscribes to, sorted by name.
-fn select(snapshot: &Snapshot, type_url: &str, state: &TypeState) -> Vec<Arc<Resource>> {
-    let Some(all) = snapshot.of_type(type_url) else {
+fn select(
+    snapshot: &Snapshot,
+    type_url: &str,
+    state: &TypeState,
+    view: &str,
+) -> Vec<Arc<Resource>> {
+    let Some(all) = snapshot.for_client(type_url, view) else {
         return Vec::new();
     };
     if state.wildcard {

@@ -1,0 +1,77 @@
+//! Session affinity → the hash policies that make a hashing load balancer (ring hash, Maglev)
+//! send the same client to the same endpoint. Honoured only for services whose
+//! localityLbPolicy hashes; validation warns about the others.
+
+use envoy_types::pb::envoy::config::route::v3::route_action::{
+    hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier},
+    HashPolicy,
+};
+use envoy_types::pb::envoy::r#type::v3 as envoy_type;
+
+use crate::model::{BackendService, SessionAffinity};
+
+use super::seconds;
+
+/// Name of the cookie GENERATED_COOKIE affinity issues (as internal load balancers and Traffic
+/// Director name it).
+pub const GENERATED_COOKIE_NAME: &str = "GCILB";
+
+/// Route hash policies for requests to `service`; empty when it has no (honoured) affinity.
+pub fn route_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
+    if !service.locality_lb_policy.is_consistent_hash() {
+        return Vec::new();
+    }
+    let policy = match service.session_affinity {
+        SessionAffinity::None => return Vec::new(),
+        SessionAffinity::ClientIp => {
+            PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: true })
+        }
+        // A ttl (0 = session cookie) makes Envoy issue the cookie when the request lacks it.
+        SessionAffinity::GeneratedCookie => PolicySpecifier::Cookie(Cookie {
+            name: GENERATED_COOKIE_NAME.to_string(),
+            ttl: Some(seconds(u64::from(service.affinity_cookie_ttl_sec))),
+            path: "/".to_string(),
+            ..Default::default()
+        }),
+        SessionAffinity::HeaderField => PolicySpecifier::Header(Header {
+            header_name: service
+                .consistent_hash
+                .http_header_name
+                .clone()
+                .unwrap_or_default(),
+            ..Default::default()
+        }),
+        SessionAffinity::HttpCookie => {
+            let cookie = service.consistent_hash.http_cookie.clone();
+            let cookie = cookie.unwrap_or_else(|| crate::model::HttpCookie {
+                name: String::new(),
+                path: None,
+                ttl_sec: None,
+            });
+            PolicySpecifier::Cookie(Cookie {
+                name: cookie.name,
+                ttl: Some(seconds(cookie.ttl_sec.unwrap_or(0))),
+                path: cookie.path.unwrap_or_else(|| "/".to_string()),
+                ..Default::default()
+            })
+        }
+    };
+    vec![HashPolicy {
+        policy_specifier: Some(policy),
+        terminal: false,
+    }]
+}
+
+/// TCP proxy hash policy: CLIENT_IP is the only affinity a TCP service can have.
+pub fn tcp_hash_policies(service: &BackendService) -> Vec<envoy_type::HashPolicy> {
+    let honoured = service.locality_lb_policy.is_consistent_hash()
+        && service.session_affinity == SessionAffinity::ClientIp;
+    if !honoured {
+        return Vec::new();
+    }
+    vec![envoy_type::HashPolicy {
+        policy_specifier: Some(envoy_type::hash_policy::PolicySpecifier::SourceIp(
+            envoy_type::hash_policy::SourceIp {},
+        )),
+    }]
+}
