@@ -19,6 +19,8 @@ pub struct ClientStatus {
     pub cluster: String,
     pub locality: Option<LocalityStatus>,
     pub user_agent: String,
+    /// Version of the snapshot this client was last served from.
+    pub snapshot_version: Option<String>,
     pub types: BTreeMap<String, TypeStatus>,
 }
 
@@ -93,6 +95,7 @@ impl Clients {
                 sub_zone: l.sub_zone.clone(),
             });
         }
+        entry.snapshot_version = state.served_version().map(str::to_string);
         entry.types = state
             .types
             .iter()

@@ -68,6 +68,11 @@ pub struct StreamState {
 }
 
 impl StreamState {
+    /// Version of the snapshot this stream was last served from.
+    pub fn served_version(&self) -> Option<&str> {
+        self.served.as_deref().map(|s| s.version.as_str())
+    }
+
     /// Which per-client view this stream gets: the region its node reports.
     pub fn view_key(&self) -> String {
         self.node

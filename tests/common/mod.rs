@@ -126,6 +126,99 @@ impl Drop for Backend {
     }
 }
 
+/// A TCP backend on loopback that writes its name to each connection and closes it.
+pub struct TcpBackend {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpBackend {
+    pub async fn start(name: &str) -> TcpBackend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let name = name.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let name = name.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = stream.write_all(name.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        TcpBackend { addr, task }
+    }
+}
+
+impl Drop for TcpBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Backends named `{prefix}1..={count}` listening on 127.0.0.1, 127.0.0.2, ... on one shared
+/// port, as the instances of an instance group share their named port.
+pub async fn instances(prefix: &str, first_ip: u8, count: u8) -> (u16, Vec<Backend>) {
+    loop {
+        let port = free_port();
+        let mut started = Vec::new();
+        for index in 0..count {
+            let addr: SocketAddr = format!("127.0.0.{}:{port}", first_ip + index)
+                .parse()
+                .unwrap();
+            if tokio::net::TcpListener::bind(addr).await.is_err() {
+                break;
+            }
+            started.push(Backend::start_on(&format!("{prefix}{}", index + 1), addr).await);
+        }
+        if started.len() == count as usize {
+            return (port, started);
+        }
+    }
+}
+
+/// Opens `count` TCP connections to `addr` and tallies what each reads before EOF.
+pub async fn tally_tcp(addr: &str, count: usize) -> BTreeMap<String, usize> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = BTreeMap::new();
+    for _ in 0..count {
+        let key = match tokio::net::TcpStream::connect(addr).await {
+            Ok(mut stream) => {
+                let mut body = String::new();
+                match stream.read_to_string(&mut body).await {
+                    Ok(_) if !body.is_empty() => body,
+                    Ok(_) => "<empty>".to_string(),
+                    Err(error) => format!("<error: {error}>"),
+                }
+            }
+            Err(error) => format!("<error: {error}>"),
+        };
+        *seen.entry(key).or_default() += 1;
+    }
+    seen
+}
+
+/// Share of `name` among the tallied responses.
+pub fn share(seen: &BTreeMap<String, usize>, name: &str) -> f64 {
+    let total: usize = seen.values().sum();
+    *seen.get(name).unwrap_or(&0) as f64 / total.max(1) as f64
+}
+
+/// Summed share of every response whose name starts with `prefix`.
+pub fn share_of_prefix(seen: &BTreeMap<String, usize>, prefix: &str) -> f64 {
+    let total: usize = seen.values().sum();
+    let matched: usize = seen
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum();
+    matched as f64 / total.max(1) as f64
+}
+
 /// A config file in a temporary folder, served by an in-process Switchyard.
 pub struct Switchyard {
     pub dir: tempfile::TempDir,
@@ -186,23 +279,21 @@ impl Switchyard {
             .cloned()
     }
 
-    /// Waits until `node_id` has ACKed the latest response of each of the four types.
+    /// Waits until `node_id` has subscribed to clusters and listeners and has ACKed the latest
+    /// response of every type it subscribed to (routes and endpoints follow when named).
     pub async fn wait_for_acks(&self, node_id: &str) {
         wait_for(&format!("{node_id} to ACK every resource type"), || async {
             let client = self.client(node_id).await?;
+            if client["snapshot_version"] != self.serving_version().as_str() {
+                return None;
+            }
             let types = client["types"].as_object()?;
-            let all = [
-                "Cluster",
-                "ClusterLoadAssignment",
-                "Listener",
-                "RouteConfiguration",
-            ];
-            let acked = all.iter().all(|t| {
-                let status = &types.get(*t).cloned().unwrap_or_default();
+            let has_basics = types.contains_key("Cluster") && types.contains_key("Listener");
+            let acked = types.values().all(|status| {
                 !status["sent_version"].is_null()
                     && status["sent_version"] == status["acked_version"]
             });
-            acked.then_some(())
+            (has_basics && acked).then_some(())
         })
         .await;
     }
@@ -217,7 +308,13 @@ pub struct Envoy {
 }
 
 impl Envoy {
+    /// An Envoy in us-central1-a, the bootstrap's locality.
     pub async fn start(xds: SocketAddr, node_id: &str) -> Envoy {
+        Self::start_in(xds, node_id, "us-central1", "us-central1-a").await
+    }
+
+    /// An Envoy that reports `region`/`zone` as its locality.
+    pub async fn start_in(xds: SocketAddr, node_id: &str, region: &str, zone: &str) -> Envoy {
         let dir = tempfile::tempdir().unwrap();
         let template =
             std::fs::read_to_string(repo_root().join("envoy-configs/envoy-bootstrap.yaml"))
@@ -225,7 +322,9 @@ impl Envoy {
         let bootstrap = template
             .replace("port_value: 18000", &format!("port_value: {}", xds.port()))
             .replace("port_value: 9901", "port_value: 0")
-            .replace("id: envoy-quickstart", &format!("id: {node_id}"));
+            .replace("id: envoy-quickstart", &format!("id: {node_id}"))
+            .replace("region: us-central1\n", &format!("region: {region}\n"))
+            .replace("zone: us-central1-a\n", &format!("zone: {zone}\n"));
         let bootstrap_path = dir.path().join("bootstrap.yaml");
         std::fs::write(&bootstrap_path, bootstrap).unwrap();
         let admin_path = dir.path().join("admin-address");
@@ -272,6 +371,40 @@ impl Envoy {
             .ok()?;
         text.lines()
             .find_map(|line| line.strip_prefix(&format!("{name}: "))?.trim().parse().ok())
+    }
+
+    /// Envoy's view of a cluster's hosts: (address, EDS health status) from /clusters.
+    pub async fn hosts(&self, cluster: &str) -> Vec<(String, String)> {
+        let Some(dump) = get_json(&format!("{}/clusters?format=json", self.admin)).await else {
+            return Vec::new();
+        };
+        let statuses = dump["cluster_statuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let Some(status) = statuses.iter().find(|c| c["name"] == cluster) else {
+            return Vec::new();
+        };
+        status["host_statuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|host| {
+                let address = &host["address"]["socket_address"];
+                (
+                    format!(
+                        "{}:{}",
+                        address["address"].as_str().unwrap_or(""),
+                        address["port_value"]
+                    ),
+                    host["health_status"]["eds_health_status"]
+                        .as_str()
+                        .unwrap_or("UNKNOWN")
+                        .to_string(),
+                )
+            })
+            .collect()
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,634 @@
+//! Backend-service semantics through a real Envoy and real backends on loopback: balancing
+//! modes and capacity scaler shaping the split, region failover, session affinity, LB
+//! policies, draining. Splits are measured over 2,000 requests with a ±4% tolerance (the
+//! binomial standard deviation at n = 2,000 is at most 1.12%, so ±4% is over 3.5 of them).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+
+const REQUESTS: usize = 2000;
+const TOLERANCE: f64 = 0.04;
+
+/// An HTTP frontend on 127.0.0.1:`listen` whose URL map sends everything to `service`.
+fn http_frontend(listen: u16, service: &str) -> String {
+    format!(
+        r#"
+urlMaps:
+- name: lb
+  defaultService: global/backendServices/{service}
+targetHttpProxies:
+- name: proxy
+  urlMap: global/urlMaps/lb
+forwardingRules:
+- name: fr
+  IPAddress: 127.0.0.1
+  portRange: "{listen}"
+  target: global/targetHttpProxies/proxy
+"#
+    )
+}
+
+/// Switchyard serving `config`, and an Envoy (in us-central1-a) that has ACKed it.
+async fn serve(node_id: &str, config: &str) -> (Switchyard, Envoy) {
+    let switchyard = Switchyard::start(config).await;
+    let envoy = Envoy::start(switchyard.running.xds_addr, node_id).await;
+    switchyard.wait_for_acks(node_id).await;
+    (switchyard, envoy)
+}
+
+fn assert_share(seen: &std::collections::BTreeMap<String, usize>, prefix: &str, expected: f64) {
+    let got = share_of_prefix(seen, prefix);
+    assert!(
+        (got - expected).abs() <= TOLERANCE,
+        "{prefix}* expected {expected:.2} ± {TOLERANCE}, got {got:.3}: {seen:?}"
+    );
+    assert!(
+        !seen.keys().any(|k| k.starts_with('<')),
+        "no request may fail: {seen:?}"
+    );
+}
+
+fn rate_config(listen: u16, a: &[&Backend], b: &Backend, scaler: &str) -> String {
+    let a_endpoints: String = a
+        .iter()
+        .map(|e| format!("  - {{ipAddress: 127.0.0.1, port: {}}}\n", e.port()))
+        .collect();
+    format!(
+        r#"
+networkEndpointGroups:
+- name: neg-a
+  zone: us-central1-a
+  endpoints:
+{a_endpoints}- name: neg-b
+  zone: us-central1-b
+  endpoints:
+  - {{ipAddress: 127.0.0.1, port: {b}}}
+backendServices:
+- name: svc
+  backends:
+  - group: zones/us-central1-a/networkEndpointGroups/neg-a
+    balancingMode: RATE
+    maxRatePerEndpoint: 10
+    capacityScaler: {scaler}
+  - group: zones/us-central1-b/networkEndpointGroups/neg-b
+    balancingMode: RATE
+    maxRate: 10
+{frontend}"#,
+        b = b.port(),
+        frontend = http_frontend(listen, "svc")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_capacity_and_capacity_scaler_shape_the_split() {
+    let a = [
+        Backend::start("a1").await,
+        Backend::start("a2").await,
+        Backend::start("a3").await,
+    ];
+    let b = Backend::start("b1").await;
+    let a_refs: Vec<&Backend> = a.iter().collect();
+    let listen = free_port();
+    let url = format!("http://127.0.0.1:{listen}/");
+    let (switchyard, _envoy) = serve("rate", &rate_config(listen, &a_refs, &b, "1.0")).await;
+
+    // 3 endpoints × 10 rps against 10 rps: 3:1.
+    assert_share(&tally(&url, REQUESTS).await, "a", 0.75);
+
+    // Scaler 0.5: 15 against 10.
+    switchyard
+        .edit(&rate_config(listen, &a_refs, &b, "0.5"))
+        .await;
+    switchyard.wait_for_acks("rate").await;
+    assert_share(&tally(&url, REQUESTS).await, "a", 0.60);
+
+    // Scaler 0: A leaves rotation.
+    switchyard
+        .edit(&rate_config(listen, &a_refs, &b, "0.0"))
+        .await;
+    switchyard.wait_for_acks("rate").await;
+    let drained = tally(&url, 500).await;
+    assert_eq!(
+        drained.get("b1"),
+        Some(&500),
+        "capacityScaler 0 sends A nothing: {drained:?}"
+    );
+
+    // 0.05 is not an allowed scaler: rejected, and the last good config keeps serving.
+    switchyard
+        .edit(&rate_config(listen, &a_refs, &b, "0.05"))
+        .await;
+    let status = get_json(&switchyard.admin_url("/config_status"))
+        .await
+        .unwrap();
+    assert_eq!(status["last_load_accepted"], false);
+    let message = status["diagnostics"]["items"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        message,
+        "0.05 is not allowed; capacityScaler must be exactly 0.0 or between 0.1 and 1.0"
+    );
+    assert_eq!(
+        status["diagnostics"]["items"][0]["path"],
+        "backendServices[svc].backends[0].capacityScaler"
+    );
+    assert_eq!(tally(&url, 100).await.get("b1"), Some(&100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn utilization_capacity_follows_instances_and_max_utilization() {
+    // Instance group A: 2 instances at maxUtilization 0.8 (1.6); B: 1 instance at 0.4 (0.4).
+    let (a_port, _a) = instances("a", 11, 2).await;
+    let (b_port, _b) = instances("b", 21, 1).await;
+    let listen = free_port();
+    let config = format!(
+        r#"
+instanceGroups:
+- name: ig-a
+  zone: us-central1-a
+  namedPorts: [{{name: http, port: {a_port}}}]
+  instances: [{{name: vm-a1, ipAddress: 127.0.0.11}}, {{name: vm-a2, ipAddress: 127.0.0.12}}]
+- name: ig-b
+  zone: us-central1-b
+  namedPorts: [{{name: http, port: {b_port}}}]
+  instances: [{{name: vm-b1, ipAddress: 127.0.0.21}}]
+backendServices:
+- name: svc
+  backends:
+  - {{group: zones/us-central1-a/instanceGroups/ig-a, balancingMode: UTILIZATION, maxUtilization: 0.8}}
+  - {{group: zones/us-central1-b/instanceGroups/ig-b, balancingMode: UTILIZATION, maxUtilization: 0.4}}
+{}"#,
+        http_frontend(listen, "svc")
+    );
+    let (_switchyard, _envoy) = serve("utilization", &config).await;
+    let seen = tally(&format!("http://127.0.0.1:{listen}/"), REQUESTS).await;
+    assert_share(&seen, "a", 0.80);
+    assert!(
+        seen.contains_key("a1") && seen.contains_key("a2"),
+        "both instances of A serve: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connection_capacity_splits_tcp_connections() {
+    // NEG A: 2 endpoints × 5 connections (10); NEG B: maxConnections 30.
+    let a = [TcpBackend::start("a1").await, TcpBackend::start("a2").await];
+    let b = TcpBackend::start("b1").await;
+    let listen = free_port();
+    let config = format!(
+        r#"
+networkEndpointGroups:
+- name: neg-a
+  zone: us-central1-a
+  endpoints:
+  - {{ipAddress: 127.0.0.1, port: {a1}}}
+  - {{ipAddress: 127.0.0.1, port: {a2}}}
+- name: neg-b
+  zone: us-central1-b
+  endpoints: [{{ipAddress: 127.0.0.1, port: {b}}}]
+backendServices:
+- name: tcp
+  protocol: TCP
+  timeoutSec: 30
+  backends:
+  - {{group: neg-a, balancingMode: CONNECTION, maxConnectionsPerEndpoint: 5}}
+  - {{group: neg-b, balancingMode: CONNECTION, maxConnections: 30}}
+targetTcpProxies:
+- name: tcp-proxy
+  service: global/backendServices/tcp
+forwardingRules:
+- name: fr-tcp
+  IPAddress: 127.0.0.1
+  portRange: "{listen}"
+  target: global/targetTcpProxies/tcp-proxy
+"#,
+        a1 = a[0].addr.port(),
+        a2 = a[1].addr.port(),
+        b = b.addr.port()
+    );
+    let (_switchyard, _envoy) = serve("connection", &config).await;
+    let address = format!("127.0.0.1:{listen}");
+    wait_for("the TCP listener to proxy", || async {
+        let seen = tally_tcp(&address, 1).await;
+        (!seen.keys().any(|k| k.starts_with('<'))).then_some(())
+    })
+    .await;
+    assert_share(&tally_tcp(&address, REQUESTS).await, "a", 0.25);
+}
+
+fn regional_config(
+    listen: u16,
+    central: &Backend,
+    europe: &Backend,
+    central_scaler: &str,
+) -> String {
+    format!(
+        r#"
+networkEndpointGroups:
+- name: neg-central
+  zone: us-central1-a
+  endpoints: [{{ipAddress: 127.0.0.1, port: {c}}}]
+- name: neg-europe
+  zone: europe-west4-a
+  endpoints: [{{ipAddress: 127.0.0.1, port: {e}}}]
+backendServices:
+- name: svc
+  backends:
+  - {{group: neg-central, balancingMode: RATE, maxRate: 100, capacityScaler: {central_scaler}}}
+  - {{group: neg-europe, balancingMode: RATE, maxRate: 100}}
+{frontend}"#,
+        c = central.port(),
+        e = europe.port(),
+        frontend = http_frontend(listen, "svc")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_are_served_by_their_region_and_fail_over_to_the_next() {
+    let central = Backend::start("central").await;
+    let europe = Backend::start("europe").await;
+    let listen = free_port();
+    let url = format!("http://127.0.0.1:{listen}/");
+    let (switchyard, _envoy) =
+        serve("in-us", &regional_config(listen, &central, &europe, "1.0")).await;
+
+    let home = tally(&url, 200).await;
+    assert_eq!(
+        home.get("central"),
+        Some(&200),
+        "a us-central1 client stays in its region: {home:?}"
+    );
+
+    switchyard
+        .edit(&regional_config(listen, &central, &europe, "0.0"))
+        .await;
+    switchyard.wait_for_acks("in-us").await;
+    let failed_over = tally(&url, 200).await;
+    assert_eq!(
+        failed_over.get("europe"),
+        Some(&200),
+        "no capacity at home: the next region serves: {failed_over:?}"
+    );
+
+    switchyard
+        .edit(&regional_config(listen, &central, &europe, "1.0"))
+        .await;
+    switchyard.wait_for_acks("in-us").await;
+    let back = tally(&url, 200).await;
+    assert_eq!(
+        back.get("central"),
+        Some(&200),
+        "capacity is back: traffic returns: {back:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_client_gets_the_priorities_of_its_own_region() {
+    let central = Backend::start("central").await;
+    let europe = Backend::start("europe").await;
+    let listen = free_port();
+    let switchyard = Switchyard::start(&regional_config(listen, &central, &europe, "1.0")).await;
+    // Only the European Envoy binds the listener port; the Americans' view is read from EDS.
+    let in_europe = Envoy::start_in(
+        switchyard.running.xds_addr,
+        "in-europe",
+        "europe-west4",
+        "europe-west4-a",
+    )
+    .await;
+    switchyard.wait_for_acks("in-europe").await;
+    let seen = tally(&format!("http://127.0.0.1:{listen}/"), 200).await;
+    assert_eq!(
+        seen.get("europe"),
+        Some(&200),
+        "a europe-west4 client is served from europe-west4: {seen:?}"
+    );
+    let hosts = in_europe.hosts("svc").await;
+    assert_eq!(
+        hosts.len(),
+        2,
+        "both regions are known, in different priorities: {hosts:?}"
+    );
+}
+
+/// A ring-hash (or Maglev) service over four endpoints with the given affinity settings.
+fn affinity_config(listen: u16, backends: &[Backend], policy: &str, affinity: &str) -> String {
+    let endpoints: String = backends
+        .iter()
+        .map(|e| format!("  - {{ipAddress: 127.0.0.1, port: {}}}\n", e.port()))
+        .collect();
+    format!(
+        r#"
+networkEndpointGroups:
+- name: neg
+  zone: us-central1-a
+  endpoints:
+{endpoints}backendServices:
+- name: sticky
+  localityLbPolicy: {policy}
+{affinity}
+  backends:
+  - {{group: neg, balancingMode: RATE, maxRatePerEndpoint: 10}}
+{frontend}"#,
+        frontend = http_frontend(listen, "sticky")
+    )
+}
+
+async fn four_backends() -> Vec<Backend> {
+    let mut backends = Vec::new();
+    for name in ["e1", "e2", "e3", "e4"] {
+        backends.push(Backend::start(name).await);
+    }
+    backends
+}
+
+/// Bodies of GETs to `url` with `header` set to each of `values`.
+async fn endpoints_for(url: &str, header: &str, values: &[String]) -> BTreeSet<String> {
+    let client = http();
+    let mut seen = BTreeSet::new();
+    for value in values {
+        let response = client.get(url).header(header, value).send().await.unwrap();
+        seen.insert(response.text().await.unwrap());
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn header_field_affinity_sticks_by_header_value() {
+    let backends = four_backends().await;
+    let listen = free_port();
+    let url = format!("http://127.0.0.1:{listen}/");
+    let affinity = "  sessionAffinity: HEADER_FIELD\n  consistentHash: {httpHeaderName: x-user}";
+    let (_s, _e) = serve(
+        "header",
+        &affinity_config(listen, &backends, "RING_HASH", affinity),
+    )
+    .await;
+    let same = endpoints_for(&url, "x-user", &vec!["alice".to_string(); 200]).await;
+    assert_eq!(
+        same.len(),
+        1,
+        "200 requests with one header value reach one endpoint: {same:?}"
+    );
+    let many: Vec<String> = (0..100).map(|i| format!("user-{i}")).collect();
+    let spread = endpoints_for(&url, "x-user", &many).await;
+    assert!(
+        spread.len() >= 3,
+        "100 different values spread over the endpoints: {spread:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_cookie_affinity_sticks_and_issues_the_cookie() {
+    let backends = four_backends().await;
+    let listen = free_port();
+    let url = format!("http://127.0.0.1:{listen}/");
+    let affinity = "  sessionAffinity: HTTP_COOKIE\n  consistentHash:\n    httpCookie: {name: session, ttl: {seconds: 120}}";
+    let (_s, _e) = serve(
+        "cookie",
+        &affinity_config(listen, &backends, "MAGLEV", affinity),
+    )
+    .await;
+    let first = http().get(&url).send().await.unwrap();
+    let set_cookie = first
+        .headers()
+        .get("set-cookie")
+        .expect("the cookie is issued when absent")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set_cookie.starts_with("session=") && set_cookie.contains("Max-Age=120"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let sticky = endpoints_for(&url, "cookie", &vec![cookie; 200]).await;
+    assert_eq!(
+        sticky.len(),
+        1,
+        "requests carrying the cookie reach one endpoint: {sticky:?}"
+    );
+    let many: Vec<String> = (0..100).map(|i| format!("session=s{i}")).collect();
+    let spread = endpoints_for(&url, "cookie", &many).await;
+    assert!(spread.len() >= 3, "different cookies spread: {spread:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generated_cookie_affinity_sets_gcilb_with_the_ttl() {
+    let backends = four_backends().await;
+    let listen = free_port();
+    let url = format!("http://127.0.0.1:{listen}/");
+    let affinity = "  sessionAffinity: GENERATED_COOKIE\n  affinityCookieTtlSec: 600";
+    let (_s, _e) = serve(
+        "generated",
+        &affinity_config(listen, &backends, "RING_HASH", affinity),
+    )
+    .await;
+    let mut clients_landed = BTreeSet::new();
+    for _ in 0..20 {
+        let first = http().get(&url).send().await.unwrap();
+        let set_cookie = first
+            .headers()
+            .get("set-cookie")
+            .expect("GCILB is issued")
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(set_cookie.starts_with("GCILB="), "{set_cookie}");
+        assert!(
+            set_cookie.contains("Max-Age=600") && set_cookie.contains("Path=/"),
+            "{set_cookie}"
+        );
+        let cookie = set_cookie.split(';').next().unwrap().to_string();
+        let sticky = endpoints_for(&url, "cookie", &vec![cookie; 10]).await;
+        assert_eq!(
+            sticky.len(),
+            1,
+            "a client's later requests stick: {sticky:?}"
+        );
+        clients_landed.extend(sticky);
+    }
+    let sticky = {
+        let first = http().get(&url).send().await.unwrap();
+        let cookie = first.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        endpoints_for(&url, "cookie", &vec![cookie; 200]).await
+    };
+    assert_eq!(
+        sticky.len(),
+        1,
+        "200 requests with one GCILB reach one endpoint"
+    );
+    assert!(
+        clients_landed.len() >= 2,
+        "different clients land on different endpoints: {clients_landed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_ip_affinity_sticks_by_source_address() {
+    let backends = four_backends().await;
+    let listen = free_port();
+    let url = format!("http://127.0.0.1:{listen}/");
+    let (_s, _e) = serve(
+        "client-ip",
+        &affinity_config(
+            listen,
+            &backends,
+            "RING_HASH",
+            "  sessionAffinity: CLIENT_IP",
+        ),
+    )
+    .await;
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .unwrap()
+    };
+    let one = from(1);
+    let mut same = BTreeSet::new();
+    for _ in 0..200 {
+        same.insert(one.get(&url).send().await.unwrap().text().await.unwrap());
+    }
+    assert_eq!(
+        same.len(),
+        1,
+        "one client IP reaches one endpoint: {same:?}"
+    );
+    let mut spread = BTreeSet::new();
+    for last in 2..60 {
+        spread.insert(
+            from(last)
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(spread.len() >= 3, "different client IPs spread: {spread:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn least_request_random_and_maglev_are_accepted_and_serve() {
+    let backends = four_backends().await;
+    for policy in [
+        "LEAST_REQUEST",
+        "RANDOM",
+        "MAGLEV",
+        "WEIGHTED_MAGLEV",
+        "RING_HASH",
+    ] {
+        let listen = free_port();
+        let node = format!("policy-{}", policy.to_lowercase());
+        let (switchyard, envoy) =
+            serve(&node, &affinity_config(listen, &backends, policy, "")).await;
+        let client = switchyard.client(&node).await.unwrap();
+        assert!(
+            client["types"]["Cluster"]["last_nack"].is_null(),
+            "{policy}: {client}"
+        );
+        assert_eq!(
+            envoy.stat("cluster_manager.cds.update_rejected").await,
+            Some(0),
+            "{policy}"
+        );
+        let seen = tally(&format!("http://127.0.0.1:{listen}/"), 200).await;
+        assert_eq!(seen.values().sum::<usize>(), 200);
+        assert!(
+            seen.keys().all(|k| k.starts_with('e')),
+            "{policy} serves every request: {seen:?}"
+        );
+        if policy != "MAGLEV" && policy != "WEIGHTED_MAGLEV" && policy != "RING_HASH" {
+            assert!(seen.len() >= 3, "{policy} spreads requests: {seen:?}");
+        }
+    }
+}
+
+fn draining_config(listen: u16, endpoints: &[&Backend]) -> String {
+    let list: String = endpoints
+        .iter()
+        .map(|e| format!("  - {{ipAddress: 127.0.0.1, port: {}}}\n", e.port()))
+        .collect();
+    format!(
+        r#"
+networkEndpointGroups:
+- name: neg
+  zone: us-central1-a
+  endpoints:
+{list}backendServices:
+- name: svc
+  connectionDraining: {{drainingTimeoutSec: 5}}
+  backends:
+  - {{group: neg, balancingMode: RATE, maxRatePerEndpoint: 10}}
+{frontend}"#,
+        frontend = http_frontend(listen, "svc")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removed_endpoints_drain_then_disappear() {
+    let keep = Backend::start("keep").await;
+    let leave = Backend::start("leave").await;
+    let listen = free_port();
+    let url = format!("http://127.0.0.1:{listen}/");
+    let (switchyard, envoy) = serve("draining", &draining_config(listen, &[&keep, &leave])).await;
+    let before = tally(&url, 100).await;
+    assert!(before.contains_key("leave"), "{before:?}");
+
+    switchyard.edit(&draining_config(listen, &[&keep])).await;
+    let leaving = format!("127.0.0.1:{}", leave.port());
+    wait_for("Envoy to see the removed endpoint as DRAINING", || async {
+        let hosts = envoy.hosts("svc").await;
+        hosts
+            .iter()
+            .any(|(address, health)| *address == leaving && health == "DRAINING")
+            .then_some(())
+    })
+    .await;
+    let hits_before = *leave.hits.lock().unwrap();
+    let during = tally(&url, 200).await;
+    assert_eq!(
+        during.get("keep"),
+        Some(&200),
+        "a draining endpoint gets no new requests: {during:?}"
+    );
+    assert_eq!(*leave.hits.lock().unwrap(), hits_before);
+    let status = get_json(&switchyard.admin_url("/config_status"))
+        .await
+        .unwrap();
+    assert!(
+        status["draining"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("svc {leaving}")),
+        "{status}"
+    );
+
+    wait_for(
+        "the drained endpoint to be removed after drainingTimeoutSec",
+        || async {
+            let hosts = envoy.hosts("svc").await;
+            (hosts.len() == 1 && hosts[0].0 != leaving).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        get_json(&switchyard.admin_url("/config_status"))
+            .await
+            .unwrap()["draining"],
+        serde_json::json!([])
+    );
+}
