@@ -459,3 +459,340 @@ fn translation_is_deterministic_and_versions_are_content_hashes() {
         "an unchanged resource is shared, not re-encoded"
     );
 }
+
+mod backend_services {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbConfig;
+    use envoy_types::pb::envoy::config::core::v3::HealthStatus;
+    use envoy_types::pb::envoy::config::route::v3::route_action::hash_policy::PolicySpecifier;
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+    use switchyard::model::DrainingEndpoint;
+    use switchyard::translate::endpoints::{assignment_for, OVERPROVISIONING_PERCENT};
+
+    fn model(extra: &str) -> switchyard::model::Model {
+        let loaded = load_str(&format!("{GROUPS}{extra}"), "t.yaml");
+        assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+        loaded.model
+    }
+
+    /// (priority, sub_zone) of each locality as a client in `region` sees `service`.
+    fn priorities(model: &switchyard::model::Model, region: Option<&str>) -> Vec<(u32, String)> {
+        let service = &model.backend_services["svc"];
+        assignment_for(model, service, region, &[])
+            .endpoints
+            .iter()
+            .map(|l| (l.priority, l.locality.as_ref().unwrap().sub_zone.clone()))
+            .collect()
+    }
+
+    const THREE_REGIONS: &str = r#"
+backendServices:
+- name: svc
+  backends:
+  - {group: neg-a, balancingMode: RATE, maxRate: 10}
+  - {group: neg-b, balancingMode: RATE, maxRate: 10}
+  - {group: neg-c, balancingMode: RATE, maxRate: 10}
+---
+networkEndpointGroups:
+- name: neg-c
+  zone: us-east1-b
+  endpoints: [{ipAddress: 10.3.0.1, port: 80}]
+"#;
+
+    #[test]
+    fn regions_become_priorities_in_the_clients_failover_order() {
+        let m = model(THREE_REGIONS);
+        assert_eq!(
+            priorities(&m, Some("us-central1")),
+            vec![
+                (0, "neg-a".into()),
+                (1, "neg-c".into()),
+                (2, "neg-b".into())
+            ],
+            "own region, then the same continent (us-east1), then anywhere"
+        );
+        assert_eq!(
+            priorities(&m, Some("europe-west4")),
+            vec![
+                (0, "neg-b".into()),
+                (1, "neg-a".into()),
+                (1, "neg-c".into())
+            ]
+        );
+        assert_eq!(
+            priorities(&m, None),
+            vec![
+                (0, "neg-b".into()),
+                (0, "neg-a".into()),
+                (0, "neg-c".into())
+            ],
+            "a client without a region sees one priority"
+        );
+        let ordered = model(&format!(
+            "{THREE_REGIONS}regionOrder:\n  us-central1: [europe-west4]\n"
+        ));
+        assert_eq!(
+            priorities(&ordered, Some("us-central1")),
+            vec![
+                (0, "neg-a".into()),
+                (1, "neg-b".into()),
+                (2, "neg-c".into())
+            ],
+            "regionOrder goes before the continent rule"
+        );
+        let assignment = assignment_for(&m, &m.backend_services["svc"], None, &[]);
+        assert_eq!(
+            assignment
+                .policy
+                .unwrap()
+                .overprovisioning_factor
+                .unwrap()
+                .value,
+            OVERPROVISIONING_PERCENT
+        );
+    }
+
+    #[test]
+    fn a_region_without_capacity_gives_its_priority_to_the_next() {
+        let m = model(&THREE_REGIONS.replace(
+            "{group: neg-a, balancingMode: RATE, maxRate: 10}",
+            "{group: neg-a, balancingMode: RATE, maxRate: 10, capacityScaler: 0}",
+        ));
+        assert_eq!(
+            priorities(&m, Some("us-central1")),
+            vec![(0, "neg-c".into()), (1, "neg-b".into())],
+            "priorities stay contiguous from 0"
+        );
+    }
+
+    #[test]
+    fn draining_endpoints_are_listed_as_draining() {
+        let m = model(THREE_REGIONS);
+        let draining = [
+            DrainingEndpoint {
+                service: "svc".into(),
+                group: "neg-a".into(),
+                region: "us-central1".into(),
+                zone: "us-central1-a".into(),
+                address: "10.0.0.9:8080".parse().unwrap(),
+            },
+            DrainingEndpoint {
+                service: "svc".into(),
+                group: "gone".into(),
+                region: "asia-east1".into(),
+                zone: "asia-east1-a".into(),
+                address: "10.9.9.9:80".parse().unwrap(),
+            },
+        ];
+        let assignment = assignment_for(
+            &m,
+            &m.backend_services["svc"],
+            Some("us-central1"),
+            &draining,
+        );
+        let neg_a = &assignment.endpoints[0];
+        assert_eq!(neg_a.lb_endpoints.len(), 4);
+        assert_eq!(
+            neg_a.lb_endpoints[3].health_status,
+            HealthStatus::Draining as i32
+        );
+        let last = assignment.endpoints.last().unwrap();
+        assert_eq!(
+            (
+                last.priority,
+                last.locality.as_ref().unwrap().sub_zone.as_str()
+            ),
+            (3, "gone")
+        );
+        assert_eq!(
+            last.lb_endpoints[0].health_status,
+            HealthStatus::Draining as i32
+        );
+    }
+
+    #[test]
+    fn hashing_policies_carry_capacity_in_endpoint_weights() {
+        let m = model(
+            r#"
+backendServices:
+- name: svc
+  localityLbPolicy: RING_HASH
+  consistentHash: {minimumRingSize: 4096}
+  backends:
+  - {group: neg-a, balancingMode: RATE, maxRatePerEndpoint: 10}
+  - {group: neg-b, balancingMode: RATE, maxRate: 10}
+- name: weighted
+  localityLbPolicy: WEIGHTED_MAGLEV
+  backends:
+  - {group: neg-w, balancingMode: RATE, maxRate: 10}
+---
+networkEndpointGroups:
+- name: neg-w
+  zone: us-central1-c
+  endpoints:
+  - {ipAddress: 10.5.0.1, port: 80, weight: 3}
+  - {ipAddress: 10.5.0.2, port: 80}
+"#,
+        );
+        let assignment = assignment_for(&m, &m.backend_services["svc"], None, &[]);
+        let weights: Vec<Vec<u32>> = assignment
+            .endpoints
+            .iter()
+            .map(|l| {
+                l.lb_endpoints
+                    .iter()
+                    .map(|e| e.load_balancing_weight.unwrap().value)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            weights,
+            vec![vec![3333], vec![3333, 3333, 3333]],
+            "each endpoint carries an equal share of capacity"
+        );
+        let weighted = assignment_for(&m, &m.backend_services["weighted"], None, &[]);
+        let weights: Vec<u32> = weighted.endpoints[0]
+            .lb_endpoints
+            .iter()
+            .map(|e| e.load_balancing_weight.unwrap().value)
+            .collect();
+        assert_eq!(
+            weights,
+            vec![7500, 2500],
+            "WEIGHTED_MAGLEV honours endpoint weights"
+        );
+        let out = translate(&m);
+        let ring = out.clusters.iter().find(|c| c.name == "svc").unwrap();
+        let Some(LbConfig::RingHashLbConfig(config)) = &ring.lb_config else {
+            panic!("{ring:?}")
+        };
+        assert_eq!(config.minimum_ring_size.unwrap().value, 4096);
+        assert!(
+            ring.common_lb_config.is_none(),
+            "no locality weighting with a hashing policy"
+        );
+    }
+
+    fn policy_of(affinity: &str) -> Option<PolicySpecifier> {
+        let policy = if affinity.contains("localityLbPolicy") {
+            ""
+        } else {
+            "  localityLbPolicy: RING_HASH\n"
+        };
+        let out = resources(&format!(
+            "backendServices:\n- name: web\n{policy}{affinity}\n{}",
+            "urlMaps:\n- name: map\n  defaultService: web\n"
+        ));
+        let route = &out.routes[0].virtual_hosts[0].routes[0];
+        let Some(Action::Route(action)) = &route.action else {
+            panic!()
+        };
+        action
+            .hash_policy
+            .first()
+            .and_then(|p| p.policy_specifier.clone())
+    }
+
+    #[test]
+    fn session_affinity_becomes_a_route_hash_policy() {
+        let Some(PolicySpecifier::Cookie(cookie)) =
+            policy_of("  sessionAffinity: GENERATED_COOKIE\n  affinityCookieTtlSec: 60")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                cookie.name.as_str(),
+                cookie.ttl.unwrap().seconds,
+                cookie.path.as_str()
+            ),
+            ("GCILB", 60, "/")
+        );
+        let Some(PolicySpecifier::Cookie(session)) =
+            policy_of("  sessionAffinity: GENERATED_COOKIE")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            session.ttl.unwrap().seconds,
+            0,
+            "ttl 0: a session cookie, still generated"
+        );
+        let Some(PolicySpecifier::Cookie(cookie)) = policy_of("  sessionAffinity: HTTP_COOKIE\n  consistentHash:\n    httpCookie: {name: sid, path: /app, ttl: {seconds: 5}}") else { panic!() };
+        assert_eq!(
+            (
+                cookie.name.as_str(),
+                cookie.ttl.unwrap().seconds,
+                cookie.path.as_str()
+            ),
+            ("sid", 5, "/app")
+        );
+        let Some(PolicySpecifier::Header(header)) = policy_of(
+            "  sessionAffinity: HEADER_FIELD\n  consistentHash: {httpHeaderName: x-user}",
+        ) else {
+            panic!()
+        };
+        assert_eq!(header.header_name, "x-user");
+        let Some(PolicySpecifier::ConnectionProperties(properties)) =
+            policy_of("  sessionAffinity: CLIENT_IP")
+        else {
+            panic!()
+        };
+        assert!(properties.source_ip);
+        assert_eq!(policy_of("  sessionAffinity: NONE"), None);
+        assert_eq!(
+            policy_of("  localityLbPolicy: ROUND_ROBIN\n  sessionAffinity: CLIENT_IP").map(|_| ()),
+            None,
+            "not honoured without hashing"
+        );
+    }
+
+    #[test]
+    fn tcp_proxies_become_tcp_proxy_listeners_and_original_destination_clusters_take_no_eds() {
+        let out = resources(
+            r#"
+backendServices:
+- name: tcp
+  protocol: TCP
+  timeoutSec: 90
+  localityLbPolicy: MAGLEV
+  sessionAffinity: CLIENT_IP
+- name: passthrough
+  localityLbPolicy: ORIGINAL_DESTINATION
+targetTcpProxies:
+- {name: tp, service: tcp}
+forwardingRules:
+- {name: fr-tcp, IPAddress: 127.0.0.1, portRange: '5432', target: global/targetTcpProxies/tp}
+"#,
+        );
+        let filter = &out.listeners[0].filter_chains[0].filters[0];
+        assert_eq!(filter.name, "envoy.filters.network.tcp_proxy");
+        let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
+            panic!()
+        };
+        let proxy = TcpProxy::decode(any.value.as_slice()).unwrap();
+        assert_eq!(
+            proxy.idle_timeout.unwrap().seconds,
+            90,
+            "timeoutSec is the TCP idle timeout"
+        );
+        assert_eq!(
+            proxy.hash_policy.len(),
+            1,
+            "CLIENT_IP hashes the source address"
+        );
+        let passthrough = out
+            .clusters
+            .iter()
+            .find(|c| c.name == "passthrough")
+            .unwrap();
+        assert_eq!(
+            passthrough.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(
+                DiscoveryType::OriginalDst as i32
+            ))
+        );
+        assert_eq!(passthrough.lb_policy, LbPolicy::ClusterProvided as i32);
+        assert!(passthrough.eds_cluster_config.is_none());
+    }
+}

@@ -241,3 +241,177 @@ fn a_directory_of_files_is_one_config() {
     assert_eq!(loaded.model.backend_services.len(), 1);
     assert_eq!(loaded.model.endpoint_groups.len(), 2);
 }
+
+/// Diagnostics of a config with a NEG, an instance group and the given backend services.
+fn services_diagnostics(services: &str) -> Vec<String> {
+    let config = format!(
+        r#"networkEndpointGroups:
+- name: neg-a
+  zone: us-central1-a
+  endpoints: [{{ipAddress: 127.0.0.1, port: 8080}}]
+instanceGroups:
+- name: ig-a
+  zone: us-central1-a
+  namedPorts: [{{name: http, port: 80}}]
+  instances: [{{name: vm-1, ipAddress: 127.0.0.2}}]
+backendServices:
+{services}"#
+    );
+    let loaded = load_str(&config, "svc.yaml");
+    loaded
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn affinity_without_a_hashing_policy_is_a_warning_naming_the_service() {
+    assert_eq!(
+        services_diagnostics("- name: web\n  sessionAffinity: CLIENT_IP\n"),
+        vec!["warning: svc.yaml:12: backendServices[web].sessionAffinity: CLIENT_IP is honoured only with localityLbPolicy RING_HASH or MAGLEV; backend service `web` uses ROUND_ROBIN, so its requests will not stick"]
+    );
+}
+
+#[test]
+fn affinity_and_subsetting_exclude_each_other() {
+    assert_eq!(
+        services_diagnostics("- name: web\n  localityLbPolicy: RING_HASH\n  sessionAffinity: CLIENT_IP\n  subsetting: {policy: CONSISTENT_HASH_SUBSETTING}\n"),
+        vec!["error: svc.yaml:14: backendServices[web].subsetting: backend subsetting needs sessionAffinity NONE, but it is CLIENT_IP; use one or the other"]
+    );
+    assert_eq!(
+        services_diagnostics("- name: web\n  subsetting: {policy: CONSISTENT_HASH_SUBSETTING}\n"),
+        vec!["warning: svc.yaml:12: backendServices[web].subsetting: CONSISTENT_HASH_SUBSETTING is accepted but not applied: every proxy gets every endpoint"]
+    );
+}
+
+#[test]
+fn header_and_cookie_affinity_need_what_they_hash() {
+    assert_eq!(
+        services_diagnostics("- name: web\n  localityLbPolicy: MAGLEV\n  sessionAffinity: HEADER_FIELD\n"),
+        vec!["error: svc.yaml:13: backendServices[web].consistentHash.httpHeaderName: HEADER_FIELD affinity needs consistentHash.httpHeaderName: the header to hash"]
+    );
+    assert_eq!(
+        services_diagnostics("- name: web\n  localityLbPolicy: MAGLEV\n  sessionAffinity: HTTP_COOKIE\n"),
+        vec!["error: svc.yaml:13: backendServices[web].consistentHash.httpCookie: HTTP_COOKIE affinity needs consistentHash.httpCookie with the cookie's name"]
+    );
+    assert_eq!(
+        services_diagnostics("- name: web\n  consistentHash:\n    httpCookie: {path: /}\n"),
+        vec!["error: svc.yaml:13: backendServices[web].consistentHash.httpCookie.name: this field is required"]
+    );
+}
+
+#[test]
+fn a_tcp_service_can_only_have_client_ip_affinity() {
+    assert_eq!(
+        services_diagnostics("- name: tcp\n  protocol: TCP\n  localityLbPolicy: RING_HASH\n  sessionAffinity: GENERATED_COOKIE\n"),
+        vec!["error: svc.yaml:14: backendServices[tcp].sessionAffinity: GENERATED_COOKIE needs an HTTP protocol; a TCP backend service allows NONE or CLIENT_IP"]
+    );
+}
+
+#[test]
+fn affinity_with_utilization_is_a_warning() {
+    assert_eq!(
+        services_diagnostics("- name: web\n  localityLbPolicy: RING_HASH\n  sessionAffinity: CLIENT_IP\n  backends:\n  - {group: ig-a, balancingMode: UTILIZATION}\n"),
+        vec!["warning: svc.yaml:15: backendServices[web].backends[0].balancingMode: session affinity CLIENT_IP with balancing mode UTILIZATION is not recommended: changes in load break affinity; prefer RATE or CONNECTION"]
+    );
+}
+
+#[test]
+fn affinity_ranges_are_enforced() {
+    assert_eq!(
+        services_diagnostics("- name: web\n  affinityCookieTtlSec: 86401\n"),
+        vec!["error: svc.yaml:12: backendServices[web].affinityCookieTtlSec: 86401 is out of range; allowed: 0 to 86400"]
+    );
+    assert_eq!(
+        services_diagnostics("- name: web\n  consistentHash: {minimumRingSize: 0}\n"),
+        vec!["error: svc.yaml:12: backendServices[web].consistentHash.minimumRingSize: 0 is out of range; allowed: 1 to 8388608"]
+    );
+}
+
+#[test]
+fn draining_timeout_is_zero_to_an_hour() {
+    assert_eq!(
+        services_diagnostics("- name: web\n  connectionDraining: {drainingTimeoutSec: 3601}\n"),
+        vec!["error: svc.yaml:12: backendServices[web].connectionDraining.drainingTimeoutSec: 3601 is out of range; allowed: 0 to 3600"]
+    );
+}
+
+#[test]
+fn a_shared_instance_group_needs_compatible_balancing_modes() {
+    let services = "- name: one\n  backends:\n  - {group: ig-a, balancingMode: RATE, maxRate: 10}\n- name: two\n  backends:\n  - {group: ig-a, balancingMode: UTILIZATION}\n";
+    assert_eq!(
+        services_diagnostics(services),
+        vec!["error: svc.yaml:16: backendServices[two].backends[0].balancingMode: instance group `ig-a` is also a backend of `one` with balancing mode RATE; UTILIZATION is not compatible with it (a shared instance group needs the same mode, or CONNECTION with RATE)"]
+    );
+    let compatible = "- name: one\n  backends:\n  - {group: ig-a, balancingMode: RATE, maxRate: 10}\n- name: two\n  protocol: TCP\n  backends:\n  - {group: ig-a, balancingMode: CONNECTION, maxConnections: 10}\n";
+    assert_eq!(
+        services_diagnostics(compatible),
+        Vec::<String>::new(),
+        "CONNECTION with RATE is compatible"
+    );
+}
+
+#[test]
+fn capacities_must_fit_the_mode() {
+    assert_eq!(
+        services_diagnostics("- name: web\n  backends:\n  - {group: neg-a, balancingMode: RATE, maxRate: 5, maxConnections: 10}\n"),
+        vec!["error: svc.yaml:13: backendServices[web].backends[0].maxConnections: maxConnections does not apply to balancing mode RATE; with RATE set maxRate or maxRatePerEndpoint"]
+    );
+    assert_eq!(
+        services_diagnostics("- name: web\n  backends:\n  - {group: ig-a, balancingMode: UTILIZATION, maxConnectionsPerInstance: 3}\n"),
+        vec!["error: svc.yaml:13: backendServices[web].backends[0].maxConnectionsPerInstance: maxConnectionsPerInstance does not apply to balancing mode UTILIZATION; with UTILIZATION set maxRate or maxRatePerInstance or maxUtilization"]
+    );
+    assert_eq!(
+        services_diagnostics("- name: tcp\n  protocol: TCP\n  backends:\n  - {group: neg-a, balancingMode: CONNECTION}\n"),
+        vec!["error: svc.yaml:14: backendServices[tcp].backends[0].balancingMode: balancing mode CONNECTION needs a target capacity: set maxConnections or maxConnectionsPerEndpoint"]
+    );
+    assert_eq!(
+        services_diagnostics("- name: web\n  backends:\n  - {group: ig-a, balancingMode: CONNECTION, maxConnections: 5}\n"),
+        vec!["error: svc.yaml:13: backendServices[web].backends[0].balancingMode: CONNECTION is not allowed for a backend of type instance group behind an HTTP(S) proxy; allowed: RATE, UTILIZATION"]
+    );
+    assert_eq!(
+        services_diagnostics("- name: web\n  backends:\n  - {group: ig-a, balancingMode: UTILIZATION, maxUtilization: 1.5}\n"),
+        vec!["error: svc.yaml:13: backendServices[web].backends[0].maxUtilization: 1.5 is out of range; allowed: 0 to 1"]
+    );
+}
+
+#[test]
+fn proxies_need_services_of_their_protocol() {
+    let config = VALID
+        .replace("  timeoutSec: 30\n", "  timeoutSec: 30\n  protocol: TCP\n")
+        .replace(
+            "    balancingMode: RATE\n    maxRatePerEndpoint: 10\n",
+            "    balancingMode: CONNECTION\n    maxConnectionsPerEndpoint: 10\n",
+        );
+    let found: Vec<String> = load_str(&config, "lb.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        vec!["error: lb.yaml:22: urlMaps[map].defaultService: backend service `web` has protocol TCP, but a URL map needs protocol HTTP or HTTP2"]
+    );
+    let tcp_proxy = VALID
+        .replace(
+            "targetHttpProxies:\n- name: proxy\n  urlMap: global/urlMaps/map\n",
+            "targetTcpProxies:\n- name: proxy\n  service: global/backendServices/web\n",
+        )
+        .replace(
+            "global/targetHttpProxies/proxy",
+            "global/targetTcpProxies/proxy",
+        );
+    let found: Vec<String> = load_str(&tcp_proxy, "lb.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        vec!["error: lb.yaml:24: targetTcpProxies[proxy].service: backend service `web` has protocol HTTP, but a target TCP proxy needs protocol TCP"]
+    );
+}

@@ -34,9 +34,14 @@ impl<'n> Fields<'n> {
                 for (key, value) in pairs {
                     let name = key.as_scalar().unwrap_or("");
                     if entries.iter().any(|(seen, _)| *seen == name) {
+                        let field = if path.is_empty() {
+                            name.to_string()
+                        } else {
+                            format!("{path}.{name}")
+                        };
                         diagnostics.error(
                             &Loc::new(file.clone(), key.line),
-                            format!("{path}.{name}"),
+                            field,
                             "the field is given twice",
                         );
                     }
