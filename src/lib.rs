@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod explain;
 pub mod model;
 pub mod serve;
 pub mod translate;

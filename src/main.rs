@@ -31,6 +31,15 @@ enum Command {
     },
     /// Check a config; exit 0 when it has no errors, 1 otherwise.
     Validate { path: PathBuf },
+    /// Show why a backend service's traffic goes where it goes, for a client's locality.
+    Explain {
+        path: PathBuf,
+        /// `backendServices/NAME` (or just NAME).
+        service: String,
+        /// The client's `REGION/ZONE` (or `REGION`).
+        #[arg(long)]
+        client_locality: Option<String>,
+    },
     /// Print the xDS resources a config translates to.
     Translate {
         path: PathBuf,
@@ -97,6 +106,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Explain {
+            path,
+            service,
+            client_locality,
+        } => {
+            let loaded = config::load(&path);
+            if loaded.diagnostics.has_errors() {
+                eprint!("{}", loaded.diagnostics);
+                return Ok(ExitCode::FAILURE);
+            }
+            let name = service.rsplit('/').next().unwrap_or(&service);
+            let Some(found) = loaded.model.backend_services.get(name) else {
+                let known: Vec<&str> = loaded
+                    .model
+                    .backend_services
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                anyhow::bail!(
+                    "no backend service `{name}` in {}; defined: {}",
+                    path.display(),
+                    known.join(", ")
+                );
+            };
+            let region = client_locality
+                .as_deref()
+                .map(|l| l.split('/').next().unwrap_or(l));
+            print!(
+                "{}",
+                switchyard::explain::explain(&loaded.model, found, region)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Translate { path, format } => {
             let loaded = config::load(&path);

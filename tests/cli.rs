@@ -70,3 +70,42 @@ fn translate_prints_envoy_style_json_and_yaml() {
     let from_yaml: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
     assert_eq!(from_yaml, dump, "YAML and JSON carry the same resources");
 }
+
+#[test]
+fn explain_shows_priorities_capacities_and_shares() {
+    let failover = format!("{}/examples/failover.yaml", env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = switchyard(&[
+        "explain",
+        &failover,
+        "backendServices/web",
+        "--client-locality",
+        "us-central1/us-central1-a",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    for expected in [
+        "priority 0: us-central1 (the client's own region)",
+        "  web-a (us-central1-a, RATE): target 30 = maxRatePerEndpoint 10 × 3 endpoints; scaler 1; effective 30; weight 6000; share 85.7%",
+        "  web-b (us-central1-b, RATE): target 10 = maxRate 10; scaler 0.5; effective 5; weight 1000; share 14.3%",
+        "priority 1: europe-west4 (listed in regionOrder for the client's region)",
+        "  web-eu (europe-west4-a, RATE): target 50 = maxRate 50; scaler 1; effective 50; weight 10000; share 100.0%",
+        "  web-east (us-east1-b): capacityScaler 0; target 20 = maxRate 20",
+    ] {
+        assert!(lines.contains(&expected), "missing line {expected:?} in:\n{out}");
+    }
+    let (_, from_europe, _) = switchyard(&[
+        "explain",
+        &failover,
+        "web",
+        "--client-locality",
+        "europe-west4",
+    ]);
+    assert!(
+        from_europe.contains("priority 0: europe-west4 (the client's own region)"),
+        "{from_europe}"
+    );
+    assert!(
+        from_europe.contains("priority 1: us-central1 (another continent)"),
+        "{from_europe}"
+    );
+}

@@ -39,6 +39,54 @@ pub fn target_capacity(backend: &Backend, group: &EndpointGroup) -> f64 {
     }
 }
 
+/// How the target capacity was reached, for people: `maxRatePerEndpoint 10 × 3 endpoints`.
+pub fn describe_target_capacity(backend: &Backend, group: &EndpointGroup) -> String {
+    let members = group.endpoints.len();
+    let unit = if group.kind.is_instance_group() {
+        "instance"
+    } else {
+        "endpoint"
+    };
+    let plural = if members == 1 { "" } else { "s" };
+    let per = |name: &str, x: f64| format!("{name} {} × {members} {unit}{plural}", number(x));
+    let rate = match (
+        backend.max_rate,
+        backend.max_rate_per_instance,
+        backend.max_rate_per_endpoint,
+    ) {
+        (Some(x), ..) => Some(format!("maxRate {}", number(x))),
+        (None, Some(x), _) => Some(per("maxRatePerInstance", x)),
+        (None, None, Some(x)) => Some(per("maxRatePerEndpoint", x)),
+        _ => None,
+    };
+    match backend.balancing_mode {
+        BalancingMode::Rate => rate.unwrap_or_else(|| "no target capacity".into()),
+        BalancingMode::Connection => match (
+            backend.max_connections,
+            backend.max_connections_per_instance,
+            backend.max_connections_per_endpoint,
+        ) {
+            (Some(x), ..) => format!("maxConnections {}", number(x)),
+            (None, Some(x), _) => per("maxConnectionsPerInstance", x),
+            (None, None, Some(x)) => per("maxConnectionsPerEndpoint", x),
+            _ => "no target capacity".into(),
+        },
+        BalancingMode::Utilization => rate.unwrap_or_else(|| {
+            let utilization = backend.max_utilization.unwrap_or(DEFAULT_MAX_UTILIZATION);
+            per("maxUtilization", utilization)
+        }),
+    }
+}
+
+/// A number without a needless fraction: `10`, `0.8`.
+pub fn number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{}", (x * 1000.0).round() / 1000.0)
+    }
+}
+
 /// Target capacity × capacityScaler.
 pub fn effective_capacity(backend: &Backend, group: &EndpointGroup) -> f64 {
     target_capacity(backend, group) * backend.capacity_scaler

@@ -150,6 +150,18 @@ pub enum LocalityLbPolicy {
 }
 
 impl LocalityLbPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalityLbPolicy::RoundRobin => "ROUND_ROBIN",
+            LocalityLbPolicy::LeastRequest => "LEAST_REQUEST",
+            LocalityLbPolicy::RingHash => "RING_HASH",
+            LocalityLbPolicy::Random => "RANDOM",
+            LocalityLbPolicy::OriginalDestination => "ORIGINAL_DESTINATION",
+            LocalityLbPolicy::Maglev => "MAGLEV",
+            LocalityLbPolicy::WeightedMaglev => "WEIGHTED_MAGLEV",
+        }
+    }
+
     /// Policies that pick endpoints by hashing, and so can honour session affinity.
     pub fn is_consistent_hash(self) -> bool {
         matches!(
@@ -169,6 +181,18 @@ pub enum SessionAffinity {
     GeneratedCookie,
     HeaderField,
     HttpCookie,
+}
+
+impl SessionAffinity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionAffinity::None => "NONE",
+            SessionAffinity::ClientIp => "CLIENT_IP",
+            SessionAffinity::GeneratedCookie => "GENERATED_COOKIE",
+            SessionAffinity::HeaderField => "HEADER_FIELD",
+            SessionAffinity::HttpCookie => "HTTP_COOKIE",
+        }
+    }
 }
 
 /// `consistentHash` of a backend service.

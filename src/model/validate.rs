@@ -341,8 +341,7 @@ fn check_balancing_mode(
 fn check_session_affinity(service: &BackendService, diagnostics: &mut Diagnostics) {
     let base = format!("backendServices[{}]", service.name);
     let affinity = service.session_affinity;
-    let affinity_name = format!("{affinity:?}");
-    let affinity_name = affinity_upper(&affinity_name);
+    let affinity_name = affinity.as_str();
     if service.subsetting && affinity != SessionAffinity::None {
         diagnostics.error(
             service.loc_of("subsetting"),
@@ -376,7 +375,7 @@ fn check_session_affinity(service: &BackendService, diagnostics: &mut Diagnostic
                 "{affinity_name} is honoured only with localityLbPolicy RING_HASH or MAGLEV; backend \
                  service `{}` uses {}, so its requests will not stick",
                 service.name,
-                affinity_upper(&format!("{:?}", service.locality_lb_policy))
+                service.locality_lb_policy.as_str()
             ),
         );
     }
@@ -408,18 +407,6 @@ fn check_session_affinity(service: &BackendService, diagnostics: &mut Diagnostic
             );
         }
     }
-}
-
-/// `ClientIp` → `CLIENT_IP`.
-fn affinity_upper(debug_name: &str) -> String {
-    let mut out = String::new();
-    for (index, c) in debug_name.chars().enumerate() {
-        if c.is_uppercase() && index > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }
 
 /// An instance group used by several backend services needs compatible balancing modes:

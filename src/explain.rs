@@ -1,0 +1,123 @@
+//! `switchyard explain`: why traffic for a backend service goes where it goes, for a client
+//! in a given locality. Shows each backend's priority (from the client's region), target
+//! capacity with the formula behind it, capacity scaler, effective capacity, locality weight
+//! and resulting share. Pure: model in, text out, using the same functions translation uses.
+
+use std::fmt::Write;
+
+use crate::model::{capacity, regions, BackendService, Model};
+use crate::translate::endpoints::{plan_localities, region_priorities};
+
+/// The report for `service` as a client in `client_region` sees it.
+pub fn explain(model: &Model, service: &BackendService, client_region: Option<&str>) -> String {
+    let mut out = String::new();
+    let client = client_region.unwrap_or("no region");
+    let _ = writeln!(
+        out,
+        "backendServices[{}] as seen by a client in {client}\n\
+         localityLbPolicy {}, sessionAffinity {}, protocol {}",
+        service.name,
+        service.locality_lb_policy.as_str(),
+        service.session_affinity.as_str(),
+        service.protocol.as_str()
+    );
+    out.push_str(
+        "effective = target capacity × capacityScaler; weight = effective ÷ largest effective × 10000;\n\
+         share = weight ÷ sum of weights in the same priority. Priority 0 takes all traffic while it\n\
+         has a healthy endpoint; the next priority takes over when it has none.\n",
+    );
+    let planned = plan_localities(model, service);
+    let priorities = region_priorities(model, &planned, client_region);
+    let backends: Vec<_> = service
+        .backends
+        .iter()
+        .filter(|b| model.endpoint_groups.contains_key(&b.group.name))
+        .collect();
+    let max_priority = priorities.values().max().copied();
+    for priority in 0..=max_priority.unwrap_or(0) {
+        let in_priority: Vec<usize> = (0..planned.len())
+            .filter(|&i| {
+                planned[i].weight.is_some()
+                    && priorities.get(&planned[i].group.region) == Some(&priority)
+            })
+            .collect();
+        if in_priority.is_empty() {
+            continue;
+        }
+        let region = &planned[in_priority[0]].group.region;
+        let regions_here: Vec<&str> = {
+            let mut r: Vec<&str> = in_priority
+                .iter()
+                .map(|&i| planned[i].group.region.as_str())
+                .collect();
+            r.dedup();
+            r
+        };
+        let _ = writeln!(
+            out,
+            "\npriority {priority}: {} ({})",
+            regions_here.join(", "),
+            why(model, client_region, region)
+        );
+        let total: u64 = in_priority
+            .iter()
+            .map(|&i| u64::from(planned[i].weight.unwrap()))
+            .sum();
+        for &i in &in_priority {
+            let plan = &planned[i];
+            let backend = backends[i];
+            let weight = plan.weight.unwrap();
+            let _ = writeln!(
+                out,
+                "  {} ({}, {}): target {} = {}; scaler {}; effective {}; weight {}; share {:.1}%",
+                plan.group.name,
+                plan.group.zone,
+                backend.balancing_mode.as_str(),
+                capacity::number(capacity::target_capacity(backend, plan.group)),
+                capacity::describe_target_capacity(backend, plan.group),
+                capacity::number(backend.capacity_scaler),
+                capacity::number(plan.effective_capacity),
+                weight,
+                100.0 * f64::from(weight) / total as f64
+            );
+        }
+    }
+    let idle: Vec<usize> = (0..planned.len())
+        .filter(|&i| planned[i].weight.is_none())
+        .collect();
+    if !idle.is_empty() {
+        out.push_str("\nout of rotation (effective capacity 0):\n");
+        for i in idle {
+            let _ = writeln!(
+                out,
+                "  {} ({}): capacityScaler {}; target {} = {}",
+                planned[i].group.name,
+                planned[i].group.zone,
+                capacity::number(backends[i].capacity_scaler),
+                capacity::number(capacity::target_capacity(backends[i], planned[i].group)),
+                capacity::describe_target_capacity(backends[i], planned[i].group)
+            );
+        }
+    }
+    out
+}
+
+/// Why a region has its place in the client's failover order.
+fn why(model: &Model, client_region: Option<&str>, region: &str) -> &'static str {
+    match client_region {
+        None => "the client reports no region: every region is equal",
+        Some(client) if client == region => "the client's own region",
+        Some(client)
+            if model
+                .region_order
+                .get(client)
+                .is_some_and(|o| o.iter().any(|r| r == region)) =>
+        {
+            "listed in regionOrder for the client's region"
+        }
+        Some(client) if regions::continent(client) == regions::continent(region) => {
+            "same continent as the client"
+        }
+        Some(_) => "another continent",
+    }
+}
