@@ -415,3 +415,21 @@ fn proxies_need_services_of_their_protocol() {
         vec!["error: lb.yaml:24: targetTcpProxies[proxy].service: backend service `web` has protocol HTTP, but a target TCP proxy needs protocol TCP"]
     );
 }
+
+#[test]
+fn protocols_and_backends_must_suit_the_scheme() {
+    assert_eq!(
+        services_diagnostics("- name: tcp\n  loadBalancingScheme: EXTERNAL_MANAGED\n  protocol: TCP\n"),
+        vec!["error: svc.yaml:13: backendServices[tcp].protocol: protocol TCP is not offered with loadBalancingScheme EXTERNAL_MANAGED (HTTP, HTTPS or HTTP2 only); use EXTERNAL, INTERNAL_MANAGED or INTERNAL_SELF_MANAGED"]
+    );
+    let hybrid = "- name: tcp\n  protocol: TCP\n  backends:\n  - {group: hybrid, balancingMode: CONNECTION, maxConnections: 5}\n---\nnetworkEndpointGroups:\n- {name: hybrid, zone: us-central1-a, networkEndpointType: NON_GCP_PRIVATE_IP_PORT, endpoints: [{ipAddress: 10.0.0.1, port: 80}]}\n";
+    assert_eq!(
+        services_diagnostics(hybrid),
+        vec!["error: svc.yaml:14: backendServices[tcp].backends[0].group: a NON_GCP_PRIVATE_IP_PORT NEG can back a TCP proxy only with loadBalancingScheme INTERNAL_MANAGED (the regional internal TCP proxy)"]
+    );
+    assert!(services_diagnostics(&hybrid.replace(
+        "  protocol: TCP\n",
+        "  protocol: TCP\n  loadBalancingScheme: INTERNAL_MANAGED\n"
+    ))
+    .is_empty());
+}

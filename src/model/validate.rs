@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Backend, BackendService, BalancingMode, Diagnostics, GroupKind, Model, ProxyTarget, Ref,
-    RouteTarget, SessionAffinity, UrlMap,
+    Backend, BackendProtocol, BackendService, BalancingMode, Diagnostics, GroupKind,
+    LoadBalancingScheme, Model, ProxyTarget, Ref, RouteTarget, SessionAffinity, UrlMap,
 };
 
 /// Checks a lowered model; appends to `diagnostics`.
@@ -88,6 +88,16 @@ fn expect_protocol(model: &Model, reference: &Ref, http: bool, diagnostics: &mut
 
 fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &mut Diagnostics) {
     let base = format!("backendServices[{}]", service.name);
+    if service.protocol == BackendProtocol::Tcp
+        && service.load_balancing_scheme == LoadBalancingScheme::ExternalManaged
+    {
+        diagnostics.error(
+            service.loc_of("protocol"),
+            format!("{base}.protocol"),
+            "protocol TCP is not offered with loadBalancingScheme EXTERNAL_MANAGED (HTTP, HTTPS or \
+             HTTP2 only); use EXTERNAL, INTERNAL_MANAGED or INTERNAL_SELF_MANAGED",
+        );
+    }
     for check in &service.health_checks {
         expect(&model.health_checks, check, "healthChecks", diagnostics);
     }
@@ -229,6 +239,18 @@ fn check_balancing_mode(
         (false, true) => &[BalancingMode::Connection, BalancingMode::Utilization],
         (false, false) => &[BalancingMode::Connection],
     };
+    let hybrid_outside_internal_tcp = !http
+        && kind == GroupKind::NonGcpPrivateIpPortNeg
+        && service.load_balancing_scheme != LoadBalancingScheme::InternalManaged;
+    if hybrid_outside_internal_tcp {
+        diagnostics.error(
+            &backend.loc,
+            format!("{path}.group"),
+            "a NON_GCP_PRIVATE_IP_PORT NEG can back a TCP proxy only with loadBalancingScheme \
+             INTERNAL_MANAGED (the regional internal TCP proxy)",
+        );
+        return;
+    }
     if !allowed.contains(&mode) {
         diagnostics.error(
             &backend.loc,
