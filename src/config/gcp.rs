@@ -231,15 +231,8 @@ fn health_check(
     diagnostics: &mut Diagnostics,
 ) -> Option<HealthCheck> {
     let (mut fields, name) = open(node, file, "healthChecks", diagnostics)?;
-    let protocols = [
-        ("HTTP", HealthCheckProtocol::Http),
-        ("HTTPS", HealthCheckProtocol::Https),
-        ("HTTP2", HealthCheckProtocol::Http2),
-        ("GRPC", HealthCheckProtocol::Grpc),
-        ("TCP", HealthCheckProtocol::Tcp),
-    ];
     let protocol = fields
-        .choice("type", &protocols, diagnostics)
+        .cloud_enum("type", diagnostics)
         .unwrap_or(HealthCheckProtocol::Http);
     let check_interval_sec = fields
         .integer("checkIntervalSec", 1, 300, diagnostics)
@@ -506,30 +499,10 @@ fn backend_service(
 ) -> Option<BackendService> {
     let (mut fields, name) = open(node, file, "backendServices", diagnostics)?;
     let load_balancing_scheme = fields
-        .choice(
-            "loadBalancingScheme",
-            &[
-                ("EXTERNAL", LoadBalancingScheme::External),
-                ("EXTERNAL_MANAGED", LoadBalancingScheme::ExternalManaged),
-                ("INTERNAL_MANAGED", LoadBalancingScheme::InternalManaged),
-                (
-                    "INTERNAL_SELF_MANAGED",
-                    LoadBalancingScheme::InternalSelfManaged,
-                ),
-            ],
-            diagnostics,
-        )
+        .cloud_enum::<LoadBalancingScheme>("loadBalancingScheme", diagnostics)
         .unwrap_or(LoadBalancingScheme::External);
     let protocol = fields
-        .choice(
-            "protocol",
-            &[
-                ("HTTP", BackendProtocol::Http),
-                ("HTTP2", BackendProtocol::Http2),
-                ("TCP", BackendProtocol::Tcp),
-            ],
-            diagnostics,
-        )
+        .cloud_enum::<BackendProtocol>("protocol", diagnostics)
         .unwrap_or(BackendProtocol::Http);
     let port_name = fields
         .string("portName", diagnostics)
@@ -555,35 +528,10 @@ fn backend_service(
         }
     }
     let locality_lb_policy = fields
-        .choice(
-            "localityLbPolicy",
-            &[
-                ("ROUND_ROBIN", LocalityLbPolicy::RoundRobin),
-                ("LEAST_REQUEST", LocalityLbPolicy::LeastRequest),
-                ("RING_HASH", LocalityLbPolicy::RingHash),
-                ("RANDOM", LocalityLbPolicy::Random),
-                (
-                    "ORIGINAL_DESTINATION",
-                    LocalityLbPolicy::OriginalDestination,
-                ),
-                ("MAGLEV", LocalityLbPolicy::Maglev),
-                ("WEIGHTED_MAGLEV", LocalityLbPolicy::WeightedMaglev),
-            ],
-            diagnostics,
-        )
+        .cloud_enum::<LocalityLbPolicy>("localityLbPolicy", diagnostics)
         .unwrap_or(LocalityLbPolicy::RoundRobin);
     let session_affinity = fields
-        .choice(
-            "sessionAffinity",
-            &[
-                ("NONE", SessionAffinity::None),
-                ("CLIENT_IP", SessionAffinity::ClientIp),
-                ("GENERATED_COOKIE", SessionAffinity::GeneratedCookie),
-                ("HEADER_FIELD", SessionAffinity::HeaderField),
-                ("HTTP_COOKIE", SessionAffinity::HttpCookie),
-            ],
-            diagnostics,
-        )
+        .cloud_enum::<SessionAffinity>("sessionAffinity", diagnostics)
         .unwrap_or(SessionAffinity::None);
     let affinity_cookie_ttl_sec = fields
         .integer("affinityCookieTtlSec", 0, 86_400, diagnostics)
@@ -724,15 +672,7 @@ fn backend(
         );
     }
     let balancing_mode = fields
-        .choice(
-            "balancingMode",
-            &[
-                ("RATE", BalancingMode::Rate),
-                ("UTILIZATION", BalancingMode::Utilization),
-                ("CONNECTION", BalancingMode::Connection),
-            ],
-            diagnostics,
-        )
+        .cloud_enum::<BalancingMode>("balancingMode", diagnostics)
         .unwrap_or(BalancingMode::Utilization);
     const MAX: f64 = 2_147_483_647.0;
     let max_rate = fields.number("maxRate", 0.0, MAX, diagnostics);
@@ -1189,16 +1129,7 @@ fn forwarding_rule(
     let ip_address =
         ip_address(&mut fields, "IPAddress", diagnostics).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     fields.choice("IPProtocol", &[("TCP", ())], diagnostics);
-    fields.choice(
-        "loadBalancingScheme",
-        &[
-            ("EXTERNAL", ()),
-            ("EXTERNAL_MANAGED", ()),
-            ("INTERNAL_MANAGED", ()),
-            ("INTERNAL_SELF_MANAGED", ()),
-        ],
-        diagnostics,
-    );
+    fields.cloud_enum::<LoadBalancingScheme>("loadBalancingScheme", diagnostics);
     fields.ignore(&["network", "subnetwork", "networkTier"]);
     let port = port_range(&mut fields, diagnostics).unwrap_or(80);
     let target = reference(

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{Diagnostics, Loc};
+use crate::model::{CloudEnum, Diagnostics, Loc};
 
 use super::yaml::{Node, Value};
 
@@ -241,6 +241,16 @@ impl<'n> Fields<'n> {
             ),
         );
         None
+    }
+
+    /// One of a cloud enum's values, by its UPPER_CASE name.
+    pub fn cloud_enum<T: CloudEnum>(
+        &mut self,
+        key: &'static str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<T> {
+        let allowed: Vec<(&str, T)> = T::ALL.iter().map(|v| (v.as_str(), *v)).collect();
+        self.choice(key, &allowed, diagnostics)
     }
 
     /// The items of a list field, with their index.

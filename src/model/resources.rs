@@ -8,6 +8,44 @@ use serde::Serialize;
 
 use super::Loc;
 
+/// An enum the cloud API spells in UPPER_CASE: its values and their names, written once.
+pub trait CloudEnum: Copy + 'static {
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+}
+
+/// Declares a [`CloudEnum`] with the cloud's names for its variants.
+macro_rules! cloud_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl CloudEnum for $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+            fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                CloudEnum::as_str(self)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// A reference from one resource to another, by plain name, with where it was written.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ref {
@@ -33,15 +71,13 @@ pub struct Model {
     pub region_order: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum HealthCheckProtocol {
-    Http,
-    Https,
-    Http2,
-    Grpc,
-    Tcp,
-}
+cloud_enum!(HealthCheckProtocol {
+    Http => "HTTP",
+    Https => "HTTPS",
+    Http2 => "HTTP2",
+    Grpc => "GRPC",
+    Tcp => "TCP",
+});
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -114,54 +150,30 @@ pub struct Endpoint {
     pub weight: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum BackendProtocol {
-    Http,
-    Http2,
-    Tcp,
-}
+cloud_enum!(BackendProtocol {
+    Http => "HTTP",
+    Http2 => "HTTP2",
+    Tcp => "TCP",
+});
 
 impl BackendProtocol {
     /// HTTP-family services sit behind HTTP proxies; TCP ones behind TCP proxies.
     pub fn is_http(self) -> bool {
         matches!(self, BackendProtocol::Http | BackendProtocol::Http2)
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendProtocol::Http => "HTTP",
-            BackendProtocol::Http2 => "HTTP2",
-            BackendProtocol::Tcp => "TCP",
-        }
-    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LocalityLbPolicy {
-    RoundRobin,
-    LeastRequest,
-    RingHash,
-    Random,
-    OriginalDestination,
-    Maglev,
-    WeightedMaglev,
-}
+cloud_enum!(LocalityLbPolicy {
+    RoundRobin => "ROUND_ROBIN",
+    LeastRequest => "LEAST_REQUEST",
+    RingHash => "RING_HASH",
+    Random => "RANDOM",
+    OriginalDestination => "ORIGINAL_DESTINATION",
+    Maglev => "MAGLEV",
+    WeightedMaglev => "WEIGHTED_MAGLEV",
+});
 
 impl LocalityLbPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LocalityLbPolicy::RoundRobin => "ROUND_ROBIN",
-            LocalityLbPolicy::LeastRequest => "LEAST_REQUEST",
-            LocalityLbPolicy::RingHash => "RING_HASH",
-            LocalityLbPolicy::Random => "RANDOM",
-            LocalityLbPolicy::OriginalDestination => "ORIGINAL_DESTINATION",
-            LocalityLbPolicy::Maglev => "MAGLEV",
-            LocalityLbPolicy::WeightedMaglev => "WEIGHTED_MAGLEV",
-        }
-    }
-
     /// Policies that pick endpoints by hashing, and so can honour session affinity.
     pub fn is_consistent_hash(self) -> bool {
         matches!(
@@ -173,27 +185,13 @@ impl LocalityLbPolicy {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SessionAffinity {
-    None,
-    ClientIp,
-    GeneratedCookie,
-    HeaderField,
-    HttpCookie,
-}
-
-impl SessionAffinity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionAffinity::None => "NONE",
-            SessionAffinity::ClientIp => "CLIENT_IP",
-            SessionAffinity::GeneratedCookie => "GENERATED_COOKIE",
-            SessionAffinity::HeaderField => "HEADER_FIELD",
-            SessionAffinity::HttpCookie => "HTTP_COOKIE",
-        }
-    }
-}
+cloud_enum!(SessionAffinity {
+    None => "NONE",
+    ClientIp => "CLIENT_IP",
+    GeneratedCookie => "GENERATED_COOKIE",
+    HeaderField => "HEADER_FIELD",
+    HttpCookie => "HTTP_COOKIE",
+});
 
 /// `consistentHash` of a backend service.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -213,14 +211,12 @@ pub struct HttpCookie {
     pub ttl_sec: Option<u64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LoadBalancingScheme {
-    External,
-    ExternalManaged,
-    InternalManaged,
-    InternalSelfManaged,
-}
+cloud_enum!(LoadBalancingScheme {
+    External => "EXTERNAL",
+    ExternalManaged => "EXTERNAL_MANAGED",
+    InternalManaged => "INTERNAL_MANAGED",
+    InternalSelfManaged => "INTERNAL_SELF_MANAGED",
+});
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -255,23 +251,11 @@ impl BackendService {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum BalancingMode {
-    Rate,
-    Utilization,
-    Connection,
-}
-
-impl BalancingMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BalancingMode::Rate => "RATE",
-            BalancingMode::Utilization => "UTILIZATION",
-            BalancingMode::Connection => "CONNECTION",
-        }
-    }
-}
+cloud_enum!(BalancingMode {
+    Rate => "RATE",
+    Utilization => "UTILIZATION",
+    Connection => "CONNECTION",
+});
 
 /// One backend of a backend service: a group plus how much traffic it is meant to take.
 #[derive(Clone, Debug, PartialEq, Serialize)]
