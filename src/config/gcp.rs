@@ -5,15 +5,15 @@
 //! `model::validate`.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::model::{
     Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
     EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HostRule,
-    HttpCookie, LoadBalancingScheme, Loc, LocalityLbPolicy, MatchRule, Model, PathMatch,
-    PathMatcher, PathRule, ProxyTarget, Ref, RouteRule, RouteTarget, SessionAffinity, TargetProxy,
-    UrlMap, WeightedService,
+    HttpCookie, IpAddressSelectionPolicy, LoadBalancingScheme, Loc, LocalityLbPolicy, MatchRule,
+    Model, PathMatch, PathMatcher, PathRule, ProxyTarget, Ref, RouteRule, RouteTarget,
+    SessionAffinity, TargetProxy, UrlMap, WeightedService,
 };
 
 use super::reader::Fields;
@@ -326,6 +326,92 @@ fn ip_address(
     }
 }
 
+/// An endpoint written the way gcloud takes it, `instance=vm-a1,ip=10.0.0.1,ipv6=fd00::1,port=80`,
+/// as the mapping the API uses (`instance`, `ipAddress`, `ipv6Address`, `port`).
+fn gcloud_endpoint(node: &Node) -> Node {
+    let Some(text) = node.as_scalar() else {
+        return node.clone();
+    };
+    let scalar = |text: &str| Node {
+        value: super::yaml::Value::Scalar {
+            text: text.to_string(),
+            quoted: false,
+        },
+        line: node.line,
+    };
+    let entries = text
+        .split(',')
+        .map(|pair| pair.trim().trim_matches('\\').trim())
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = match key.trim() {
+                "ip" => "ipAddress",
+                "ipv6" => "ipv6Address",
+                other => other,
+            };
+            (scalar(key), scalar(value.trim()))
+        })
+        .collect();
+    Node {
+        value: super::yaml::Value::Map(entries),
+        line: node.line,
+    }
+}
+
+/// `ipAddress` (IPv4) and `ipv6Address`: at least one; both only where the cloud allows dual
+/// stack (instance groups and GCE_VM_IP_PORT NEGs).
+fn endpoint_addresses(
+    fields: &mut Fields<'_>,
+    kind: GroupKind,
+    diagnostics: &mut Diagnostics,
+) -> Option<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
+    let ipv4 = match ip_address(fields, "ipAddress", diagnostics) {
+        Some(IpAddr::V6(_)) => {
+            diagnostics.error(
+                &fields.loc_of("ipAddress"),
+                fields.field_path("ipAddress"),
+                "ipAddress takes an IPv4 address; write an IPv6 address in ipv6Address",
+            );
+            return None;
+        }
+        Some(IpAddr::V4(v4)) => Some(v4),
+        None if fields.get("ipAddress").is_some() => return None,
+        None => None,
+    };
+    let ipv6 = match ip_address(fields, "ipv6Address", diagnostics) {
+        Some(IpAddr::V4(_)) => {
+            diagnostics.error(
+                &fields.loc_of("ipv6Address"),
+                fields.field_path("ipv6Address"),
+                "ipv6Address takes an IPv6 address; write an IPv4 address in ipAddress",
+            );
+            return None;
+        }
+        Some(IpAddr::V6(v6)) => Some(v6),
+        None if fields.get("ipv6Address").is_some() => return None,
+        None => None,
+    };
+    if ipv4.is_none() && ipv6.is_none() {
+        diagnostics.error(
+            &fields.loc(),
+            fields.field_path("ipAddress"),
+            "an endpoint needs ipAddress, ipv6Address or both",
+        );
+        return None;
+    }
+    if ipv4.is_some() && ipv6.is_some() && kind == GroupKind::NonGcpPrivateIpPortNeg {
+        diagnostics.error(
+            &fields.loc_of("ipv6Address"),
+            fields.field_path("ipv6Address"),
+            "only instance groups and GCE_VM_IP_PORT NEGs may be dual stack; a \
+             NON_GCP_PRIVATE_IP_PORT endpoint takes ipAddress or ipv6Address, not both",
+        );
+        return None;
+    }
+    Some((ipv4, ipv6))
+}
+
 fn zone_of(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> String {
     let zone = fields
         .required_string("zone", diagnostics)
@@ -373,26 +459,21 @@ fn instance_group(
         .into_iter()
         .enumerate()
     {
+        let item = gcloud_endpoint(item);
         let mut instance = Fields::new(
-            item,
+            &item,
             file,
             format!("{}.instances[{index}]", fields.path),
             diagnostics,
         );
         let instance_name = instance.string("name", diagnostics);
-        let ip = ip_address(&mut instance, "ipAddress", diagnostics);
-        if ip.is_none() && instance.get("ipAddress").is_none() {
-            diagnostics.error(
-                &instance.loc(),
-                instance.field_path("ipAddress"),
-                "this field is required",
-            );
-        }
+        let addresses = endpoint_addresses(&mut instance, GroupKind::InstanceGroup, diagnostics);
         instance.finish(diagnostics);
-        if let Some(ip_address) = ip {
+        if let Some((ipv4, ipv6)) = addresses {
             endpoints.push(Endpoint {
                 instance: instance_name,
-                ip_address,
+                ipv4,
+                ipv6,
                 port: None,
                 weight: None,
             });
@@ -439,21 +520,15 @@ fn network_endpoint_group(
         .into_iter()
         .enumerate()
     {
+        let item = gcloud_endpoint(item);
         let mut endpoint = Fields::new(
-            item,
+            &item,
             file,
             format!("{}.endpoints[{index}]", fields.path),
             diagnostics,
         );
         let instance = endpoint.string("instance", diagnostics);
-        let ip = ip_address(&mut endpoint, "ipAddress", diagnostics);
-        if ip.is_none() && endpoint.get("ipAddress").is_none() {
-            diagnostics.error(
-                &endpoint.loc(),
-                endpoint.field_path("ipAddress"),
-                "this field is required",
-            );
-        }
+        let addresses = endpoint_addresses(&mut endpoint, kind, diagnostics);
         let port = endpoint
             .integer("port", 1, 65535, diagnostics)
             .map(|p| p as u16);
@@ -468,10 +543,11 @@ fn network_endpoint_group(
             );
         }
         endpoint.finish(diagnostics);
-        if let Some(ip_address) = ip {
+        if let Some((ipv4, ipv6)) = addresses {
             endpoints.push(Endpoint {
                 instance,
-                ip_address,
+                ipv4,
+                ipv6,
                 port,
                 weight,
             });
@@ -530,6 +606,9 @@ fn backend_service(
     let locality_lb_policy = fields
         .cloud_enum::<LocalityLbPolicy>("localityLbPolicy", diagnostics)
         .unwrap_or(LocalityLbPolicy::RoundRobin);
+    let ip_address_selection_policy = fields
+        .cloud_enum("ipAddressSelectionPolicy", diagnostics)
+        .unwrap_or(IpAddressSelectionPolicy::Ipv4Only);
     let session_affinity = fields
         .cloud_enum::<SessionAffinity>("sessionAffinity", diagnostics)
         .unwrap_or(SessionAffinity::None);
@@ -590,6 +669,7 @@ fn backend_service(
     fields.finish(diagnostics);
     Some(BackendService {
         field_locs,
+        ip_address_selection_policy,
         name,
         loc,
         load_balancing_scheme,
@@ -1126,8 +1206,30 @@ fn forwarding_rule(
     diagnostics: &mut Diagnostics,
 ) -> Option<ForwardingRule> {
     let (mut fields, name) = open(node, file, "forwardingRules", diagnostics)?;
-    let ip_address =
-        ip_address(&mut fields, "IPAddress", diagnostics).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip_version = fields.choice("ipVersion", &[("IPV4", false), ("IPV6", true)], diagnostics);
+    let written = ip_address(&mut fields, "IPAddress", diagnostics);
+    let any = |v6: bool| {
+        if v6 {
+            IpAddr::from([0u16; 8])
+        } else {
+            IpAddr::from([0u8; 4])
+        }
+    };
+    let ip_address = written.unwrap_or_else(|| any(ip_version.unwrap_or(false)));
+    if let (Some(v6), Some(written)) = (ip_version, written) {
+        if written.is_ipv6() != v6 {
+            diagnostics.error(
+                &fields.loc_of("IPAddress"),
+                fields.field_path("IPAddress"),
+                format!(
+                    "{written} is an {} address, but ipVersion is {}",
+                    if written.is_ipv6() { "IPv6" } else { "IPv4" },
+                    if v6 { "IPV6" } else { "IPV4" }
+                ),
+            );
+        }
+    }
+    let freebind = fields.bool("freebind", false, diagnostics);
     fields.choice("IPProtocol", &[("TCP", ())], diagnostics);
     fields.cloud_enum::<LoadBalancingScheme>("loadBalancingScheme", diagnostics);
     fields.ignore(&["network", "subnetwork", "networkTier"]);
@@ -1153,6 +1255,7 @@ fn forwarding_rule(
         ip_address,
         port,
         target: target?,
+        freebind,
     })
 }
 

@@ -143,7 +143,10 @@ pub struct EndpointGroup {
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     pub instance: Option<String>,
-    pub ip_address: IpAddr,
+    /// `ipAddress`: the IPv4 address.
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// `ipv6Address`.
+    pub ipv6: Option<std::net::Ipv6Addr>,
     /// NEG endpoints may carry their own port; instances never do.
     pub port: Option<u16>,
     /// Relative weight inside the group (WEIGHTED_MAGLEV); 1 when absent.
@@ -239,10 +242,20 @@ pub struct BackendService {
     pub draining_timeout_sec: u32,
     /// subsetting.policy CONSISTENT_HASH_SUBSETTING (accepted, not applied).
     pub subsetting: bool,
+    pub ip_address_selection_policy: IpAddressSelectionPolicy,
     /// Where some fields were written, for diagnostics about them.
     #[serde(skip)]
     pub field_locs: BTreeMap<&'static str, Loc>,
 }
+
+cloud_enum!(
+    /// Which address family of its endpoints a backend service connects to.
+    IpAddressSelectionPolicy {
+        Ipv4Only => "IPV4_ONLY",
+        PreferIpv6 => "PREFER_IPV6",
+        Ipv6Only => "IPV6_ONLY",
+    }
+);
 
 impl BackendService {
     /// Where `field` was written, or where the service starts.
@@ -395,4 +408,6 @@ pub struct ForwardingRule {
     pub ip_address: IpAddr,
     pub port: u16,
     pub target: Ref,
+    /// Bind even if the address is not (yet) on the host, as keepalived VIPs need.
+    pub freebind: bool,
 }

@@ -9,6 +9,7 @@ use super::{
     Backend, BackendProtocol, BackendService, BalancingMode, Diagnostics, GroupKind,
     LoadBalancingScheme, Model, ProxyTarget, Ref, RouteTarget, SessionAffinity, UrlMap,
 };
+use crate::model::IpAddressSelectionPolicy;
 
 /// Checks a lowered model; appends to `diagnostics`.
 pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
@@ -114,6 +115,7 @@ fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &
         }
         let group = &model.endpoint_groups[&backend.group.name];
         kinds.insert(group.kind.is_instance_group());
+        check_address_family(service, group, &path, backend, diagnostics);
         check_balancing_mode(service, backend, group.kind, &path, diagnostics);
         if group.kind.is_instance_group() && !group.named_ports.contains_key(&service.port_name) {
             let known: Vec<&str> = group.named_ports.keys().map(String::as_str).collect();
@@ -156,6 +158,41 @@ fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &
             "a backend service may not mix instance groups and network endpoint groups",
         );
     }
+}
+
+/// A backend whose endpoints all lack the family the service's ipAddressSelectionPolicy
+/// connects to is accepted (as the cloud accepts it) but will get no traffic: say so.
+fn check_address_family(
+    service: &BackendService,
+    group: &super::EndpointGroup,
+    path: &str,
+    backend: &Backend,
+    diagnostics: &mut Diagnostics,
+) {
+    let policy = service.ip_address_selection_policy;
+    let (needed, has): (&str, fn(&super::Endpoint) -> bool) = match policy {
+        IpAddressSelectionPolicy::Ipv6Only => ("IPv6", |e| e.ipv6.is_some()),
+        IpAddressSelectionPolicy::Ipv4Only => ("IPv4", |e| e.ipv4.is_some()),
+        IpAddressSelectionPolicy::PreferIpv6 => return,
+    };
+    let missing = group.endpoints.iter().filter(|e| !has(e)).count();
+    if missing == 0 {
+        return;
+    }
+    let (kind, name, policy) = (group.kind.as_str(), &group.name, policy.as_str());
+    let message = if missing == group.endpoints.len() {
+        format!(
+            "no endpoint of {kind} `{name}` has an {needed} address; with ipAddressSelectionPolicy \
+             {policy} this backend gets no traffic (clients see 503 failed_to_pick_backend)"
+        )
+    } else {
+        format!(
+            "{missing} of the {} endpoints of {kind} `{name}` have no {needed} address; with \
+             ipAddressSelectionPolicy {policy} they get no traffic",
+            group.endpoints.len()
+        )
+    };
+    diagnostics.warning(&backend.loc, format!("{path}.group"), message);
 }
 
 /// One target-capacity field of a backend, with what it measures and what it counts per.

@@ -11,7 +11,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
         ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
         RingHashLbConfig,
     },
-    Cluster,
+    upstream_connection_options::{FirstAddressFamilyVersion, HappyEyeballsConfig},
+    Cluster, UpstreamConnectionOptions,
 };
 use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
@@ -20,9 +21,11 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     },
     HttpProtocolOptions,
 };
-use envoy_types::pb::google::protobuf::UInt64Value;
+use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
-use crate::model::{BackendProtocol, BackendService, LocalityLbPolicy, Model};
+use crate::model::{
+    BackendProtocol, BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model,
+};
 
 use super::{ads_config_source, seconds, to_any};
 
@@ -72,6 +75,15 @@ pub fn cluster_for(service: &BackendService) -> Cluster {
             locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
                 LocalityWeightedLbConfig {},
             )),
+            ..Default::default()
+        });
+    }
+    if service.ip_address_selection_policy == IpAddressSelectionPolicy::PreferIpv6 {
+        cluster.upstream_connection_options = Some(UpstreamConnectionOptions {
+            happy_eyeballs_config: Some(HappyEyeballsConfig {
+                first_address_family_version: FirstAddressFamilyVersion::V6 as i32,
+                first_address_family_count: Some(UInt32Value { value: 1 }),
+            }),
             ..Default::default()
         });
     }

@@ -13,17 +13,18 @@
 //! one only when it has no healthy endpoint left.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality};
 use envoy_types::pb::envoy::config::endpoint::v3::{
-    cluster_load_assignment::Policy, lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint,
-    LbEndpoint, LocalityLbEndpoints,
+    cluster_load_assignment::Policy, endpoint::AdditionalAddress, lb_endpoint::HostIdentifier,
+    ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use crate::model::{
-    capacity, regions, BackendService, DrainingEndpoint, EndpointGroup, LocalityLbPolicy, Model,
+    capacity, regions, BackendService, DrainingEndpoint, Endpoint, EndpointGroup,
+    IpAddressSelectionPolicy, LocalityLbPolicy, Model,
 };
 
 use super::listeners::socket_address;
@@ -112,18 +113,23 @@ pub fn assignment_for(
         let group = plan.group;
         let priority = priorities[&group.region];
         let members = members(service, group);
-        let total_endpoint_weight: u64 = members.iter().map(|(_, w)| u64::from(*w)).sum();
+        let total_endpoint_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
         let lb_endpoints = members
             .iter()
-            .map(|(address, endpoint_weight)| {
+            .map(|member| {
                 // Hashing policies ignore locality weights: spread the locality's weight over
                 // its endpoints instead.
                 let share = hashing.then(|| {
-                    let share = u64::from(weight) * u64::from(*endpoint_weight)
-                        / total_endpoint_weight.max(1);
+                    let share =
+                        u64::from(weight) * u64::from(member.weight) / total_endpoint_weight.max(1);
                     share.clamp(1, u64::from(u32::MAX)) as u32
                 });
-                lb_endpoint(*address, share, HealthStatus::Unknown)
+                lb_endpoint(
+                    member.primary,
+                    member.fallback,
+                    share,
+                    HealthStatus::Unknown,
+                )
             })
             .collect();
         let locality = locality_of(&group.region, &group.zone, &group.name);
@@ -179,6 +185,7 @@ fn add_draining(
         let hashing = service.locality_lb_policy.is_consistent_hash();
         entry.lb_endpoints.push(lb_endpoint(
             endpoint.address,
+            None,
             hashing.then_some(1),
             HealthStatus::Draining,
         ));
@@ -205,10 +212,22 @@ fn locality_of(region: &str, zone: &str, group: &str) -> Locality {
     }
 }
 
-fn lb_endpoint(address: SocketAddr, weight: Option<u32>, health: HealthStatus) -> LbEndpoint {
+fn lb_endpoint(
+    address: SocketAddr,
+    fallback: Option<SocketAddr>,
+    weight: Option<u32>,
+    health: HealthStatus,
+) -> LbEndpoint {
+    let additional_addresses = fallback
+        .map(|f| AdditionalAddress {
+            address: Some(socket_address(f.ip(), f.port())),
+        })
+        .into_iter()
+        .collect();
     LbEndpoint {
-        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
             address: Some(socket_address(address.ip(), address.port())),
+            additional_addresses,
             ..Default::default()
         })),
         health_status: health as i32,
@@ -217,11 +236,23 @@ fn lb_endpoint(address: SocketAddr, weight: Option<u32>, health: HealthStatus) -
     }
 }
 
-/// The group's members with the port the service reaches them on and their weight (only
-/// WEIGHTED_MAGLEV reads endpoint weights), sorted by address.
-pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<(SocketAddr, u32)> {
+/// One endpoint as a service reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    /// The address connected to first.
+    pub primary: SocketAddr,
+    /// PREFER_IPV6 with both families: the IPv4 address to fall back to (happy eyeballs).
+    pub fallback: Option<SocketAddr>,
+    /// Relative weight inside the group (only WEIGHTED_MAGLEV reads endpoint weights).
+    pub weight: u32,
+}
+
+/// The group's members as the service reaches them: the port (endpoint's, defaultPort or the
+/// service's named port) and the addresses its ipAddressSelectionPolicy picks. An endpoint
+/// without an address of the needed family is left out. Sorted by address.
+pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<Member> {
     let weighted = service.locality_lb_policy == LocalityLbPolicy::WeightedMaglev;
-    let mut members: Vec<(SocketAddr, u32)> = group
+    let mut members: Vec<Member> = group
         .endpoints
         .iter()
         .filter_map(|endpoint| {
@@ -229,16 +260,38 @@ pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<(SocketAd
                 .port
                 .or(group.default_port)
                 .or_else(|| group.named_ports.get(&service.port_name).copied())?;
-            let weight = if weighted {
-                endpoint.weight.unwrap_or(1)
-            } else {
-                1
-            };
-            Some((SocketAddr::new(endpoint.ip_address, port), weight))
+            let (first, second) = addresses_for(service.ip_address_selection_policy, endpoint);
+            let at = |ip: IpAddr| SocketAddr::new(ip, port);
+            Some(Member {
+                primary: at(first?),
+                fallback: second.map(at),
+                weight: if weighted {
+                    endpoint.weight.unwrap_or(1)
+                } else {
+                    1
+                },
+            })
         })
         .collect();
     members.sort();
     members
+}
+
+/// The address a policy connects to first, and the one it falls back to.
+pub fn addresses_for(
+    policy: IpAddressSelectionPolicy,
+    endpoint: &Endpoint,
+) -> (Option<IpAddr>, Option<IpAddr>) {
+    let v4 = endpoint.ipv4.map(IpAddr::V4);
+    let v6 = endpoint.ipv6.map(IpAddr::V6);
+    match policy {
+        IpAddressSelectionPolicy::Ipv4Only => (v4, None),
+        IpAddressSelectionPolicy::Ipv6Only => (v6, None),
+        IpAddressSelectionPolicy::PreferIpv6 => match (v6, v4) {
+            (Some(v6), v4) => (Some(v6), v4),
+            (None, v4) => (v4, None),
+        },
+    }
 }
 
 /// Every (service, group, address) the model serves, to tell what an edit removed.
@@ -246,13 +299,13 @@ pub fn served_endpoints(model: &Model) -> BTreeSet<DrainingEndpoint> {
     let mut served = BTreeSet::new();
     for service in model.backend_services.values() {
         for plan in plan_localities(model, service) {
-            for (address, _) in members(service, plan.group) {
+            for member in members(service, plan.group) {
                 served.insert(DrainingEndpoint {
                     service: service.name.clone(),
                     group: plan.group.name.clone(),
                     region: plan.group.region.clone(),
                     zone: plan.group.zone.clone(),
-                    address,
+                    address: member.primary,
                 });
             }
         }

@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
 use crate::model::{BackendService, ForwardingRule, Model, ProxyTarget};
 
@@ -61,6 +61,7 @@ fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Liste
     Listener {
         name: rule.name.clone(),
         address: Some(socket_address(rule.ip_address, rule.port)),
+        freebind: rule.freebind.then_some(BoolValue { value: true }),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: filter_name.to_string(),

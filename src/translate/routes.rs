@@ -12,6 +12,11 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::model::{Model, PathMatch, PathMatcher, Ref, RouteTarget, UrlMap};
 
+use envoy_types::pb::envoy::config::route::v3::{
+    header_matcher::HeaderMatchSpecifier, HeaderMatcher, RetryPolicy,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+
 use super::affinity::route_hash_policies;
 use super::seconds;
 
@@ -43,6 +48,7 @@ pub fn route_configuration_for(model: &Model, url_map: &UrlMap) -> RouteConfigur
             name: format!("{}-{index}", matcher.name),
             domains: rule.hosts.clone(),
             routes: routes_for(model, matcher, fallback),
+            retry_policy: Some(get_retry_policy()),
             ..Default::default()
         });
     }
@@ -52,6 +58,7 @@ pub fn route_configuration_for(model: &Model, url_map: &UrlMap) -> RouteConfigur
                 name: "default".to_string(),
                 domains: vec!["*".to_string()],
                 routes: vec![route(prefix(""), action_to_service(model, default))],
+                retry_policy: Some(get_retry_policy()),
                 ..Default::default()
             });
         }
@@ -59,6 +66,27 @@ pub fn route_configuration_for(model: &Model, url_map: &UrlMap) -> RouteConfigur
     RouteConfiguration {
         name: url_map.name.clone(),
         virtual_hosts,
+        ..Default::default()
+    }
+}
+
+/// How many times a GET is retried.
+pub const GET_RETRIES: u32 = 2;
+
+/// As the cloud's proxies do: a GET is retried (at most twice) when the backend refuses or
+/// resets the connection before answering; other methods are never retried.
+pub fn get_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        retry_on: "connect-failure,reset,refused-stream".to_string(),
+        num_retries: Some(UInt32Value { value: GET_RETRIES }),
+        retriable_request_headers: vec![HeaderMatcher {
+            name: ":method".to_string(),
+            header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
+                match_pattern: Some(MatchPattern::Exact("GET".to_string())),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }

@@ -60,12 +60,28 @@ where
     }
 }
 
+/// A port for a listener that Envoy will bind. Taken below Linux's ephemeral range
+/// (32768 and up), so that no outgoing connection of Envoy or of the tests can hold it by the
+/// time Envoy binds it; free on 127.0.0.1 and, where there is one, on ::1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20_000 + (std::process::id() % 1000) as u16 * 10;
+    let _ = NEXT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_000, "ran out of test ports");
+        let v4 = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let v6 = !has_ipv6_loopback() || std::net::TcpListener::bind(("::1", port)).is_ok();
+        if v4 && v6 {
+            return port;
+        }
+    }
+}
+
+/// Whether ::1 can be bound on this machine.
+pub fn has_ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
 pub fn http() -> reqwest::Client {
@@ -123,6 +139,86 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// An HTTP backend on 127.0.0.1:P and [::1]:P answering `{name} ipv4` or `{name} ipv6`
+/// depending on the family it was reached on. Its IPv6 side can be shut down alone.
+pub struct DualStackBackend {
+    pub name: String,
+    pub port: u16,
+    v4: tokio::task::JoinHandle<()>,
+    v6: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl DualStackBackend {
+    pub async fn start(name: &str) -> DualStackBackend {
+        assert!(
+            has_ipv6_loopback(),
+            "this test needs the IPv6 loopback ::1, which this machine lacks"
+        );
+        let port = free_port();
+        let serve = |family: &'static str, addr: &str| {
+            let body = format!("{name} {family}");
+            let addr: SocketAddr = addr.parse().unwrap();
+            async move {
+                let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+                let app = axum::Router::new().fallback(move || {
+                    let body = body.clone();
+                    async move { body }
+                });
+                (listener, app)
+            }
+        };
+        let (v4_listener, v4_app) = serve("ipv4", &format!("127.0.0.1:{port}")).await;
+        let (v6_listener, v6_app) = serve("ipv6", &format!("[::1]:{port}")).await;
+        let v4 = tokio::spawn(async move { axum::serve(v4_listener, v4_app).await.unwrap() });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let v6 = tokio::spawn(async move {
+            axum::serve(v6_listener, v6_app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        });
+        DualStackBackend {
+            name: name.to_string(),
+            port,
+            v4,
+            v6: Some((stop, v6)),
+        }
+    }
+
+    /// Stops serving on ::1 (connections there are then refused); IPv4 keeps serving.
+    pub async fn close_ipv6(&mut self) {
+        if let Some((stop, task)) = self.v6.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        let address = format!("[::1]:{}", self.port);
+        wait_for("the IPv6 side to refuse connections", || {
+            let address = address.clone();
+            async move {
+                tokio::net::TcpStream::connect(address)
+                    .await
+                    .is_err()
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for DualStackBackend {
+    fn drop(&mut self) {
+        self.v4.abort();
+        if let Some((_, task)) = &self.v6 {
+            task.abort();
+        }
     }
 }
 
