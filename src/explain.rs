@@ -1,12 +1,16 @@
 //! `switchyard explain`: why traffic for a backend service goes where it goes, for a client
 //! in a given locality. Shows each backend's priority (from the client's region), target
 //! capacity with the formula behind it, capacity scaler, effective capacity, locality weight
-//! and resulting share. Pure: model in, text out, using the same functions translation uses.
+//! and resulting share, and for each endpoint the address (and family) the client connects
+//! to. Pure: model in, text out, using the same functions translation uses.
 
 use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::model::{capacity, regions, BackendService, Model};
-use crate::translate::endpoints::{plan_localities, region_priorities};
+use crate::model::{
+    capacity, regions, BackendService, Endpoint, EndpointGroup, IpAddressSelectionPolicy, Model,
+};
+use crate::translate::endpoints::{addresses_for, plan_localities, port_of, region_priorities};
 
 /// The report for `service` as a client in `client_region` sees it.
 pub fn explain(model: &Model, service: &BackendService, client_region: Option<&str>) -> String {
@@ -80,6 +84,13 @@ pub fn explain(model: &Model, service: &BackendService, client_region: Option<&s
                 weight,
                 100.0 * f64::from(weight) / total as f64
             );
+            for endpoint in &plan.group.endpoints {
+                let _ = writeln!(
+                    out,
+                    "    {}",
+                    describe_endpoint(service, plan.group, endpoint)
+                );
+            }
         }
     }
     let idle: Vec<usize> = (0..planned.len())
@@ -100,6 +111,45 @@ pub fn explain(model: &Model, service: &BackendService, client_region: Option<&s
         }
     }
     out
+}
+
+/// Which address a client connects to for `endpoint`, and why.
+fn describe_endpoint(
+    service: &BackendService,
+    group: &EndpointGroup,
+    endpoint: &Endpoint,
+) -> String {
+    let name = endpoint.instance.as_deref().unwrap_or("endpoint");
+    let policy = service.ip_address_selection_policy;
+    let Some(port) = port_of(service, group, endpoint) else {
+        return format!(
+            "{name}: no port (neither the endpoint, defaultPort nor a named port gives one)"
+        );
+    };
+    let at = |ip: IpAddr| SocketAddr::new(ip, port);
+    let family = |ip: &IpAddr| if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+    match addresses_for(policy, endpoint) {
+        (None, _) => format!(
+            "{name}: no traffic — {} and the endpoint has no address of that family",
+            policy.as_str()
+        ),
+        (Some(first), Some(fallback)) => format!(
+            "{name}: {} over {} ({}: IPv6 first; happy eyeballs falls back to {} over IPv4)",
+            at(first),
+            family(&first),
+            policy.as_str(),
+            at(fallback)
+        ),
+        (Some(first), None) => {
+            let why = match policy {
+                IpAddressSelectionPolicy::PreferIpv6 => {
+                    "PREFER_IPV6, and it is the endpoint's only family"
+                }
+                other => other.as_str(),
+            };
+            format!("{name}: {} over {} ({why})", at(first), family(&first))
+        }
+    }
 }
 
 /// Why a region has its place in the client's failover order.

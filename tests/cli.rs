@@ -109,3 +109,25 @@ fn explain_shows_priorities_capacities_and_shares() {
         "{from_europe}"
     );
 }
+
+#[test]
+fn explain_shows_the_address_family_each_endpoint_is_reached_on() {
+    let example = format!("{}/examples/dual-stack.yaml", env!("CARGO_MANIFEST_DIR"));
+    let (code, prefer, err) = switchyard(&[
+        "explain",
+        &example,
+        "BACKEND_SERVICE_IPV6",
+        "--client-locality",
+        "us-central1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        prefer.contains("    vm-a1: [::1]:8091 over IPv6 (PREFER_IPV6: IPv6 first; happy eyeballs falls back to 127.0.0.1:8091 over IPv4)\n"),
+        "{prefer}"
+    );
+    let (_, ipv4, _) = switchyard(&["explain", &example, "backendServices/BACKEND_SERVICE"]);
+    assert!(
+        ipv4.contains("    vm-a2: 127.0.0.1:8092 over IPv4 (IPV4_ONLY)\n"),
+        "{ipv4}"
+    );
+}

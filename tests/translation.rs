@@ -796,3 +796,111 @@ forwardingRules:
         assert!(passthrough.eds_cluster_config.is_none());
     }
 }
+
+mod dual_stack {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::upstream_connection_options::FirstAddressFamilyVersion;
+    use switchyard::translate::routes::GET_RETRIES;
+
+    const DUAL: &str = r#"
+---
+networkEndpointGroups:
+- name: dual
+  zone: us-central1-a
+  endpoints:
+  - 'instance=vm-1,ip=10.0.0.1,ipv6=fd00::1,port=80'
+  - {instance: vm-2, ipAddress: 10.0.0.2, port: 80}
+  - {instance: vm-3, ipv6Address: 'fd00::3', port: 80}
+"#;
+
+    /// (address, additional addresses) of each endpoint of the service `svc` with `policy`.
+    fn addresses(policy: &str) -> (Vec<(String, Vec<String>)>, Resources) {
+        let out = resources(&format!(
+            "backendServices:\n- name: svc\n  ipAddressSelectionPolicy: {policy}\n  backends:\n  - {{group: dual, balancingMode: RATE, maxRate: 5}}\n{DUAL}"
+        ));
+        let assignment = assignment(&out, "svc");
+        let socket = |address: &envoy_types::pb::envoy::config::core::v3::Address| {
+            let Some(address::Address::SocketAddress(s)) = &address.address else {
+                panic!()
+            };
+            s.address.clone()
+        };
+        let list = assignment.endpoints[0]
+            .lb_endpoints
+            .iter()
+            .map(|e| {
+                let Some(HostIdentifier::Endpoint(endpoint)) = &e.host_identifier else {
+                    panic!()
+                };
+                let extra = endpoint
+                    .additional_addresses
+                    .iter()
+                    .map(|a| socket(a.address.as_ref().unwrap()))
+                    .collect();
+                (socket(endpoint.address.as_ref().unwrap()), extra)
+            })
+            .collect();
+        (list, out)
+    }
+
+    #[test]
+    fn each_policy_sends_its_family() {
+        let (v4, out) = addresses("IPV4_ONLY");
+        assert_eq!(
+            v4,
+            vec![("10.0.0.1".into(), vec![]), ("10.0.0.2".into(), vec![])]
+        );
+        assert!(out.clusters[0].upstream_connection_options.is_none());
+        let (v6, _) = addresses("IPV6_ONLY");
+        assert_eq!(
+            v6,
+            vec![("fd00::1".into(), vec![]), ("fd00::3".into(), vec![])]
+        );
+        let (prefer, out) = addresses("PREFER_IPV6");
+        assert_eq!(
+            prefer,
+            vec![
+                ("10.0.0.2".into(), vec![]),
+                ("fd00::1".into(), vec!["10.0.0.1".into()]),
+                ("fd00::3".into(), vec![]),
+            ],
+            "IPv6 first with the IPv4 address as fallback; single-stack endpoints as they are"
+        );
+        let eyeballs = out.clusters[0]
+            .upstream_connection_options
+            .unwrap()
+            .happy_eyeballs_config
+            .unwrap();
+        assert_eq!(
+            eyeballs.first_address_family_version,
+            FirstAddressFamilyVersion::V6 as i32
+        );
+    }
+
+    #[test]
+    fn ipv6_frontends_freebind_and_get_retries() {
+        let out = resources(&format!(
+            "{FRONTEND}- {{name: fr6, ipVersion: IPV6, portRange: '80', freebind: true, target: proxy}}\nurlMaps:\n- name: map\n  defaultService: web\n"
+        )
+        .replace("forwardingRules:\n", "forwardingRules:\n"));
+        let v6 = out.listeners.iter().find(|l| l.name == "fr6").unwrap();
+        let Some(address::Address::SocketAddress(socket)) = &v6.address.as_ref().unwrap().address
+        else {
+            panic!()
+        };
+        assert_eq!(
+            socket.address, "::",
+            "ipVersion IPV6 without an address listens on ::"
+        );
+        assert_eq!(v6.freebind.unwrap().value, true);
+        let v4 = out.listeners.iter().find(|l| l.name == "fr").unwrap();
+        assert!(v4.freebind.is_none());
+        let retry = out.routes[0].virtual_hosts[0].retry_policy.clone().unwrap();
+        assert_eq!(retry.retry_on, "connect-failure,reset,refused-stream");
+        assert_eq!(retry.num_retries.unwrap().value, GET_RETRIES);
+        assert_eq!(
+            retry.retriable_request_headers[0].name, ":method",
+            "only GET is retried"
+        );
+    }
+}

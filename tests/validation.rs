@@ -433,3 +433,88 @@ fn protocols_and_backends_must_suit_the_scheme() {
     ))
     .is_empty());
 }
+
+/// Diagnostics of a config with one NEG whose endpoint is written as `endpoint`.
+fn endpoint_diagnostics(kind: &str, endpoint: &str) -> Vec<String> {
+    let config = format!("networkEndpointGroups:\n- name: neg\n  zone: us-central1-a\n  networkEndpointType: {kind}\n  endpoints:\n  - {endpoint}\n");
+    load_str(&config, "ds.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn the_gcloud_endpoint_form_reads_like_the_mapping() {
+    let text = "networkEndpointGroups:\n- name: neg\n  zone: us-central1-a\n  endpoints:\n  - 'instance=vm-a1,ip=10.0.0.1, ipv6=fd00::1,port=80'\n";
+    let loaded = load_str(text, "ds.yaml");
+    assert!(loaded.diagnostics.is_empty(), "{}", loaded.diagnostics);
+    let endpoint = &loaded.model.endpoint_groups["neg"].endpoints[0];
+    assert_eq!(endpoint.instance.as_deref(), Some("vm-a1"));
+    assert_eq!(endpoint.ipv4, Some("10.0.0.1".parse().unwrap()));
+    assert_eq!(endpoint.ipv6, Some("fd00::1".parse().unwrap()));
+    assert_eq!(endpoint.port, Some(80));
+    assert_eq!(
+        endpoint_diagnostics("GCE_VM_IP_PORT", "'instance=vm-a1,ipp=10.0.0.1,port=80'"),
+        vec![
+            "error: ds.yaml:6: networkEndpointGroups[neg].endpoints[0].ipAddress: an endpoint needs ipAddress, ipv6Address or both",
+            "error: ds.yaml:6: networkEndpointGroups[neg].endpoints[0].ipp: unknown field `ipp`; known fields: instance, ipAddress, ipv6Address, port, weight",
+        ]
+    );
+}
+
+#[test]
+fn addresses_must_be_of_their_family() {
+    assert_eq!(
+        endpoint_diagnostics("GCE_VM_IP_PORT", "{ipAddress: 'fd00::1', port: 80}"),
+        vec!["error: ds.yaml:6: networkEndpointGroups[neg].endpoints[0].ipAddress: ipAddress takes an IPv4 address; write an IPv6 address in ipv6Address"]
+    );
+    assert_eq!(
+        endpoint_diagnostics("GCE_VM_IP_PORT", "{ipv6Address: 10.0.0.1, port: 80}"),
+        vec!["error: ds.yaml:6: networkEndpointGroups[neg].endpoints[0].ipv6Address: ipv6Address takes an IPv6 address; write an IPv4 address in ipAddress"]
+    );
+}
+
+#[test]
+fn only_instance_groups_and_gce_vm_ip_port_negs_are_dual_stack() {
+    assert_eq!(
+        endpoint_diagnostics("NON_GCP_PRIVATE_IP_PORT", "{ipAddress: 10.0.0.1, ipv6Address: 'fd00::1', port: 80}"),
+        vec!["error: ds.yaml:6: networkEndpointGroups[neg].endpoints[0].ipv6Address: only instance groups and GCE_VM_IP_PORT NEGs may be dual stack; a NON_GCP_PRIVATE_IP_PORT endpoint takes ipAddress or ipv6Address, not both"]
+    );
+    assert!(endpoint_diagnostics(
+        "NON_GCP_PRIVATE_IP_PORT",
+        "{ipv6Address: 'fd00::1', port: 80}"
+    )
+    .is_empty());
+    assert!(endpoint_diagnostics(
+        "GCE_VM_IP_PORT",
+        "{ipAddress: 10.0.0.1, ipv6Address: 'fd00::1', port: 80}"
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_selection_policy_that_leaves_endpoints_out_warns() {
+    let services = "- name: web\n  backends:\n  - {group: mixed, balancingMode: RATE, maxRate: 5}\n---\nnetworkEndpointGroups:\n- {name: mixed, zone: us-central1-a, endpoints: [{ipAddress: 10.0.0.1, port: 80}, {ipv6Address: 'fd00::2', port: 80}]}\n";
+    assert_eq!(
+        services_diagnostics(services),
+        vec!["warning: svc.yaml:13: backendServices[web].backends[0].group: 1 of the 2 endpoints of GCE_VM_IP_PORT NEG `mixed` have no IPv4 address; with ipAddressSelectionPolicy IPV4_ONLY they get no traffic"]
+    );
+    let preferring = services.replace(
+        "- name: web\n",
+        "- name: web\n  ipAddressSelectionPolicy: PREFER_IPV6\n",
+    );
+    assert!(
+        services_diagnostics(&preferring).is_empty(),
+        "PREFER_IPV6 reaches both"
+    );
+}
+
+#[test]
+fn ip_version_must_match_the_address() {
+    assert_eq!(
+        one_error("portRange: \"80\"", "portRange: \"80\"\n  ipVersion: IPV6\n  IPAddress: 10.0.0.5"),
+        "error: lb.yaml:29: forwardingRules[fr].IPAddress: 10.0.0.5 is an IPv4 address, but ipVersion is IPV6"
+    );
+}

@@ -256,10 +256,7 @@ pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<Member> {
         .endpoints
         .iter()
         .filter_map(|endpoint| {
-            let port = endpoint
-                .port
-                .or(group.default_port)
-                .or_else(|| group.named_ports.get(&service.port_name).copied())?;
+            let port = port_of(service, group, endpoint)?;
             let (first, second) = addresses_for(service.ip_address_selection_policy, endpoint);
             let at = |ip: IpAddr| SocketAddr::new(ip, port);
             Some(Member {
@@ -275,6 +272,19 @@ pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<Member> {
         .collect();
     members.sort();
     members
+}
+
+/// The port a service reaches an endpoint on: the endpoint's own, the NEG's defaultPort, or the
+/// instance group's named port for the service's portName.
+pub fn port_of(
+    service: &BackendService,
+    group: &EndpointGroup,
+    endpoint: &Endpoint,
+) -> Option<u16> {
+    endpoint
+        .port
+        .or(group.default_port)
+        .or_else(|| group.named_ports.get(&service.port_name).copied())
 }
 
 /// The address a policy connects to first, and the one it falls back to.
