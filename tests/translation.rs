@@ -892,7 +892,7 @@ networkEndpointGroups:
             socket.address, "::",
             "ipVersion IPV6 without an address listens on ::"
         );
-        assert_eq!(v6.freebind.unwrap().value, true);
+        assert!(v6.freebind.unwrap().value);
         let v4 = out.listeners.iter().find(|l| l.name == "fr").unwrap();
         assert!(v4.freebind.is_none());
         let retry = out.routes[0].virtual_hosts[0].retry_policy.clone().unwrap();
