@@ -20,6 +20,7 @@ use crate::config;
 use crate::model::{DrainingEndpoint, Model};
 use crate::translate::{self, endpoints};
 use crate::xds::cache::EndpointViews;
+use crate::xds::lrs::{LoadReports, LrsService};
 use crate::xds::server::AdsService;
 use crate::xds::{Cache, Clients};
 
@@ -37,6 +38,7 @@ pub struct Running {
     pub cache: Cache,
     pub clients: Arc<Clients>,
     pub status: Arc<RwLock<ConfigStatus>>,
+    pub load_reports: Arc<LoadReports>,
     tasks: Vec<JoinHandle<()>>,
     _watch: config::watch::ConfigWatch,
 }
@@ -73,10 +75,13 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let xds_addr = xds_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
+    let load_reports = Arc::new(LoadReports::default());
     let ads = AdsService::new(cache.clone(), clients.clone()).into_server();
+    let lrs = LrsService::new(load_reports.clone()).into_server();
     let xds_task = tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(ads)
+            .add_service(lrs)
             .serve_with_incoming(TcpListenerStream::new(xds_listener))
             .await;
         if let Err(error) = served {
@@ -87,6 +92,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         cache: cache.clone(),
         clients: clients.clone(),
         status: status.clone(),
+        load_reports: load_reports.clone(),
     };
     let admin_task = tokio::spawn(async move {
         if let Err(error) = axum::serve(admin_listener, admin::router(admin_state)).await {
@@ -105,6 +111,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         cache,
         clients,
         status,
+        load_reports,
         tasks: vec![xds_task, admin_task, reload_task],
         _watch: watch,
     })

@@ -1,6 +1,7 @@
 //! The HTTP admin endpoint: `/healthz`, `/config_dump` (every served xDS resource as JSON),
-//! `/clients` (connected clients with their ACKed and NACKed versions) and `/config_status`
-//! (the last reload: accepted or rejected, with its diagnostics). Read-only.
+//! `/clients` (connected clients with their ACKed and NACKed versions), `/config_status`
+//! (the last reload: accepted or rejected, with its diagnostics) and `/load_reports` (what
+//! clients reported over LRS). Read-only.
 
 use std::sync::{Arc, RwLock};
 
@@ -12,6 +13,8 @@ use serde_json::{json, Value};
 
 use crate::model::Diagnostics;
 use crate::translate::json::resource_to_json;
+use crate::xds::cache::TypeResources;
+use crate::xds::lrs::LoadReports;
 use crate::xds::types::{short_name, PUSH_ORDER};
 use crate::xds::{Cache, Clients};
 
@@ -35,6 +38,7 @@ pub struct AdminState {
     pub cache: Cache,
     pub clients: Arc<Clients>,
     pub status: Arc<RwLock<ConfigStatus>>,
+    pub load_reports: Arc<LoadReports>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -43,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/config_dump", get(config_dump))
         .route("/clients", get(clients))
         .route("/config_status", get(config_status))
+        .route("/load_reports", get(load_reports))
         .with_state(state)
 }
 
@@ -50,26 +55,39 @@ async fn config_dump(State(state): State<AdminState>) -> Json<Value> {
     Json(config_dump_json(&state.cache))
 }
 
-/// Every served resource, grouped by type, as proto3 JSON.
+/// Every served resource, grouped by type, as proto3 JSON: what Envoy clients get, and the
+/// listeners and routes proxyless gRPC clients get instead.
 pub fn config_dump_json(cache: &Cache) -> Value {
     let snapshot = cache.current();
-    let mut resources = serde_json::Map::new();
-    for type_url in PUSH_ORDER {
-        let items: Vec<Value> = snapshot
-            .of_type(type_url)
-            .into_iter()
-            .flat_map(|m| m.values())
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "version": r.version,
-                    "resource": resource_to_json(&r.body.type_url, &r.body.value),
+    let group = |map: &std::collections::BTreeMap<&'static str, Arc<TypeResources>>| {
+        let mut out = serde_json::Map::new();
+        for type_url in PUSH_ORDER {
+            let Some(resources) = map.get(type_url) else {
+                continue;
+            };
+            let items: Vec<Value> = resources
+                .values()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "version": r.version,
+                        "resource": resource_to_json(&r.body.type_url, &r.body.value),
+                    })
                 })
-            })
-            .collect();
-        resources.insert(short_name(type_url).to_string(), Value::Array(items));
-    }
-    json!({ "version_info": snapshot.version, "resources": resources })
+                .collect();
+            out.insert(short_name(type_url).to_string(), Value::Array(items));
+        }
+        Value::Object(out)
+    };
+    json!({
+        "version_info": snapshot.version,
+        "resources": group(&snapshot.resources),
+        "proxyless": group(&snapshot.proxyless),
+    })
+}
+
+async fn load_reports(State(state): State<AdminState>) -> Json<Value> {
+    Json(json!({ "load_reports": state.load_reports.rows() }))
 }
 
 async fn clients(State(state): State<AdminState>) -> Json<Value> {

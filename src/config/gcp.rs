@@ -103,7 +103,7 @@ pub fn read_document(
                 &mut model.target_proxies,
                 proxy.name.clone(),
                 proxy,
-                "targetHttpProxies and targetTcpProxies",
+                "target proxies",
                 |p| &p.loc,
                 diagnostics,
             );
@@ -115,7 +115,19 @@ pub fn read_document(
                 &mut model.target_proxies,
                 proxy.name.clone(),
                 proxy,
-                "targetHttpProxies and targetTcpProxies",
+                "target proxies",
+                |p| &p.loc,
+                diagnostics,
+            );
+        }
+    }
+    for node in top.list("targetGrpcProxies", diagnostics) {
+        if let Some(proxy) = target_grpc_proxy(node, file, diagnostics) {
+            insert(
+                &mut model.target_proxies,
+                proxy.name.clone(),
+                proxy,
+                "target proxies",
                 |p| &p.loc,
                 diagnostics,
             );
@@ -606,6 +618,26 @@ fn backend_service(
     let locality_lb_policy = fields
         .cloud_enum::<LocalityLbPolicy>("localityLbPolicy", diagnostics)
         .unwrap_or(LocalityLbPolicy::RoundRobin);
+    let timeout_sec_written = fields.get("timeoutSec").is_some();
+    let max_stream_duration = fields.get("maxStreamDuration").and_then(|node| {
+        duration(
+            node,
+            file,
+            fields.field_path("maxStreamDuration"),
+            diagnostics,
+        )
+    });
+    let max_requests = fields.get("circuitBreakers").and_then(|node| {
+        let mut breakers = Fields::new(
+            node,
+            file,
+            fields.field_path("circuitBreakers"),
+            diagnostics,
+        );
+        let max = breakers.integer("maxRequests", 1, i64::from(u32::MAX), diagnostics);
+        breakers.finish(diagnostics);
+        max.map(|m| m as u32)
+    });
     let ip_address_selection_policy = fields
         .cloud_enum("ipAddressSelectionPolicy", diagnostics)
         .unwrap_or(IpAddressSelectionPolicy::Ipv4Only);
@@ -668,6 +700,9 @@ fn backend_service(
     .collect();
     fields.finish(diagnostics);
     Some(BackendService {
+        timeout_sec_written,
+        max_stream_duration,
+        max_requests,
         field_locs,
         ip_address_selection_policy,
         name,
@@ -685,6 +720,26 @@ fn backend_service(
         draining_timeout_sec,
         subsetting,
     })
+}
+
+/// A `{seconds, nanos}` duration (google.protobuf.Duration as the cloud API writes it).
+fn duration(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> Option<std::time::Duration> {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    let seconds = fields.integer("seconds", 0, 315_576_000_000, diagnostics);
+    let nanos = fields.integer("nanos", 0, 999_999_999, diagnostics);
+    fields.finish(diagnostics);
+    if seconds.is_none() && nanos.is_none() {
+        return None;
+    }
+    Some(std::time::Duration::new(
+        seconds.unwrap_or(0) as u64,
+        nanos.unwrap_or(0) as u32,
+    ))
 }
 
 /// Default connectionDraining.drainingTimeoutSec, as for AWS deregistration delay.
@@ -1140,6 +1195,33 @@ fn target_http_proxy(
     })
 }
 
+fn target_grpc_proxy(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<TargetProxy> {
+    let (mut fields, name) = open(node, file, "targetGrpcProxies", diagnostics)?;
+    let url_map = reference(&mut fields, "urlMap", &["urlMaps"], diagnostics);
+    if url_map.is_none() && fields.get("urlMap").is_none() {
+        diagnostics.error(
+            &fields.loc(),
+            fields.field_path("urlMap"),
+            "this field is required",
+        );
+    }
+    let validate_for_proxyless = fields.bool("validateForProxyless", false, diagnostics);
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(TargetProxy {
+        name,
+        loc,
+        target: ProxyTarget::Grpc {
+            url_map: url_map?,
+            validate_for_proxyless,
+        },
+    })
+}
+
 fn target_tcp_proxy(
     node: &Node,
     file: &Arc<str>,
@@ -1237,7 +1319,7 @@ fn forwarding_rule(
     let target = reference(
         &mut fields,
         "target",
-        &["targetHttpProxies", "targetTcpProxies"],
+        &["targetHttpProxies", "targetTcpProxies", "targetGrpcProxies"],
         diagnostics,
     );
     if target.is_none() && fields.get("target").is_none() {

@@ -156,13 +156,20 @@ pub struct Endpoint {
 cloud_enum!(BackendProtocol {
     Http => "HTTP",
     Http2 => "HTTP2",
+    Grpc => "GRPC",
     Tcp => "TCP",
 });
 
 impl BackendProtocol {
-    /// HTTP-family services sit behind HTTP proxies; TCP ones behind TCP proxies.
+    /// HTTP-family services (gRPC included) sit behind HTTP or gRPC proxies; TCP ones behind
+    /// TCP proxies.
     pub fn is_http(self) -> bool {
-        matches!(self, BackendProtocol::Http | BackendProtocol::Http2)
+        !matches!(self, BackendProtocol::Tcp)
+    }
+
+    /// Whether backends are spoken to over HTTP/2.
+    pub fn is_http2(self) -> bool {
+        matches!(self, BackendProtocol::Http2 | BackendProtocol::Grpc)
     }
 }
 
@@ -243,6 +250,12 @@ pub struct BackendService {
     /// subsetting.policy CONSISTENT_HASH_SUBSETTING (accepted, not applied).
     pub subsetting: bool,
     pub ip_address_selection_policy: IpAddressSelectionPolicy,
+    /// Whether timeoutSec was written (proxyless gRPC does not support it).
+    pub timeout_sec_written: bool,
+    /// maxStreamDuration: the proxyless gRPC deadline for a whole call.
+    pub max_stream_duration: Option<std::time::Duration>,
+    /// circuitBreakers.maxRequests: concurrent requests allowed to the service.
+    pub max_requests: Option<u32>,
     /// Where some fields were written, for diagnostics about them.
     #[serde(skip)]
     pub field_locs: BTreeMap<&'static str, Loc>,
@@ -385,6 +398,11 @@ pub enum ProxyTarget {
     UrlMap(Ref),
     /// targetTcpProxies: connections go to one backend service.
     Service(Ref),
+    /// targetGrpcProxies: proxyless gRPC clients route with a URL map.
+    Grpc {
+        url_map: Ref,
+        validate_for_proxyless: bool,
+    },
 }
 
 /// An endpoint removed from the config that is kept, DRAINING, for its service's

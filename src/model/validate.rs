@@ -26,6 +26,15 @@ pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
             ProxyTarget::UrlMap(url_map) => {
                 expect(&model.url_maps, url_map, "urlMaps", diagnostics);
             }
+            ProxyTarget::Grpc {
+                url_map,
+                validate_for_proxyless,
+            } => {
+                if expect(&model.url_maps, url_map, "urlMaps", diagnostics) {
+                    let url_map = &model.url_maps[&url_map.name];
+                    check_proxyless(model, proxy, url_map, *validate_for_proxyless, diagnostics);
+                }
+            }
             ProxyTarget::Service(service) => {
                 if expect(
                     &model.backend_services,
@@ -610,6 +619,106 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
     }
 }
 
+/// The names of every backend service a URL map routes to.
+pub fn services_of(url_map: &UrlMap) -> BTreeSet<&str> {
+    let mut names: BTreeSet<&str> = url_map
+        .default_service
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    for matcher in &url_map.path_matchers {
+        names.extend(matcher.default_service.iter().map(|r| r.name.as_str()));
+        let targets = matcher
+            .route_rules
+            .iter()
+            .map(|r| &r.action)
+            .chain(matcher.path_rules.iter().map(|r| &r.action));
+        for target in targets {
+            match target {
+                RouteTarget::Service(service) => {
+                    names.insert(&service.name);
+                }
+                RouteTarget::Weighted { services, .. } => {
+                    names.extend(services.iter().map(|s| s.backend_service.name.as_str()));
+                }
+            }
+        }
+    }
+    names
+}
+
+/// What a proxyless gRPC client would NACK or ignore in the services a gRPC proxy routes to:
+/// errors with validateForProxyless, warnings without it.
+fn check_proxyless(
+    model: &Model,
+    proxy: &super::TargetProxy,
+    url_map: &UrlMap,
+    validate: bool,
+    diagnostics: &mut Diagnostics,
+) {
+    let mut report = |loc: &super::Loc, path: String, problem: String| {
+        let consequence = if validate {
+            "(targetGrpcProxies[{proxy}] has validateForProxyless)"
+        } else {
+            "(served anyway, since targetGrpcProxies[{proxy}] does not set validateForProxyless)"
+        };
+        let message = format!("{problem} {}", consequence.replace("{proxy}", &proxy.name));
+        if validate {
+            diagnostics.error(loc, path, message);
+        } else {
+            diagnostics.warning(loc, path, message);
+        }
+    };
+    if url_map.host_rules.is_empty() {
+        report(
+            &url_map.loc,
+            format!("urlMaps[{}].hostRules", url_map.name),
+            "proxyless clients look up the host they dial; add hostRules naming those hosts".into(),
+        );
+    }
+    for name in services_of(url_map) {
+        let Some(service) = model.backend_services.get(name) else {
+            continue;
+        };
+        let base = format!("backendServices[{name}]");
+        let policy = service.locality_lb_policy;
+        if !matches!(
+            policy,
+            super::LocalityLbPolicy::RoundRobin | super::LocalityLbPolicy::RingHash
+        ) {
+            report(
+                service.loc_of("localityLbPolicy"),
+                format!("{base}.localityLbPolicy"),
+                format!(
+                    "{} is not supported by proxyless gRPC clients, which reject the cluster; use ROUND_ROBIN or RING_HASH",
+                    policy.as_str()
+                ),
+            );
+        }
+        if service.timeout_sec_written {
+            report(
+                service.loc_of("timeoutSec"),
+                format!("{base}.timeoutSec"),
+                "proxyless gRPC clients do not support timeoutSec; set maxStreamDuration instead"
+                    .into(),
+            );
+        }
+        if matches!(
+            service.session_affinity,
+            SessionAffinity::GeneratedCookie | SessionAffinity::HttpCookie
+        ) {
+            report(
+                service.loc_of("sessionAffinity"),
+                format!("{base}.sessionAffinity"),
+                format!(
+                    "{} is not honoured by proxyless gRPC clients; use HEADER_FIELD or CLIENT_IP (one backend per channel) with RING_HASH",
+                    service.session_affinity.as_str()
+                ),
+            );
+        }
+    }
+}
+
 fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
     let mut frontends: BTreeMap<(std::net::IpAddr, u16), &str> = BTreeMap::new();
     for rule in model.forwarding_rules.values() {
@@ -617,7 +726,7 @@ fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
         expect(
             &model.target_proxies,
             &rule.target,
-            "targetHttpProxies or targetTcpProxies",
+            "target proxies",
             diagnostics,
         );
         if let Some(other) = frontends.insert((rule.ip_address, rule.port), &rule.name) {

@@ -3,7 +3,7 @@
 //! localityLbPolicy hashes; validation warns about the others.
 
 use envoy_types::pb::envoy::config::route::v3::route_action::{
-    hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier},
+    hash_policy::{ConnectionProperties, Cookie, FilterState, Header, PolicySpecifier},
     HashPolicy,
 };
 use envoy_types::pb::envoy::r#type::v3 as envoy_type;
@@ -55,6 +55,36 @@ pub fn route_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
                 ..Default::default()
             })
         }
+    };
+    vec![HashPolicy {
+        policy_specifier: Some(policy),
+        terminal: false,
+    }]
+}
+
+/// Filter-state key gRPC fills with a per-channel id: hashing it keeps one channel on one
+/// backend, the proxyless analogue of client-IP affinity.
+pub const GRPC_CHANNEL_ID: &str = "io.grpc.channel_id";
+
+/// Hash policies for proxyless gRPC clients, which implement header and channel-id hashing
+/// with ring hash (cookie affinity is left out; validation says so).
+pub fn proxyless_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
+    if service.locality_lb_policy != crate::model::LocalityLbPolicy::RingHash {
+        return Vec::new();
+    }
+    let policy = match service.session_affinity {
+        SessionAffinity::HeaderField => PolicySpecifier::Header(Header {
+            header_name: service
+                .consistent_hash
+                .http_header_name
+                .clone()
+                .unwrap_or_default(),
+            ..Default::default()
+        }),
+        SessionAffinity::ClientIp => PolicySpecifier::FilterState(FilterState {
+            key: GRPC_CHANNEL_ID.to_string(),
+        }),
+        _ => return Vec::new(),
     };
     vec![HashPolicy {
         policy_specifier: Some(policy),

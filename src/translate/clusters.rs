@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers::Thresholds, CircuitBreakers};
 use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{
         common_lb_config::{LocalityConfigSpecifier, LocalityWeightedLbConfig},
@@ -14,7 +15,10 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     upstream_connection_options::{FirstAddressFamilyVersion, HappyEyeballsConfig},
     Cluster, UpstreamConnectionOptions,
 };
-use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::config::core::v3::{
+    config_source::ConfigSourceSpecifier, ApiVersion, ConfigSource, Http2ProtocolOptions,
+    SelfConfigSource,
+};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{
         explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
@@ -23,9 +27,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
-use crate::model::{
-    BackendProtocol, BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model,
-};
+use crate::model::{BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model};
 
 use super::{ads_config_source, seconds, to_any};
 
@@ -56,6 +58,24 @@ pub fn cluster_for(service: &BackendService) -> Cluster {
         return cluster;
     }
     cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+    // Load reports go to this control plane (gRPC reads this; Envoy ignores it).
+    cluster.lrs_server = Some(ConfigSource {
+        config_source_specifier: Some(ConfigSourceSpecifier::Self_(SelfConfigSource {
+            transport_api_version: ApiVersion::V3 as i32,
+        })),
+        ..Default::default()
+    });
+    if let Some(max_requests) = service.max_requests {
+        cluster.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![Thresholds {
+                max_requests: Some(UInt32Value {
+                    value: max_requests,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
     cluster.eds_cluster_config = Some(EdsClusterConfig {
         eds_config: Some(ads_config_source()),
         service_name: service.name.clone(),
@@ -87,7 +107,7 @@ pub fn cluster_for(service: &BackendService) -> Cluster {
             ..Default::default()
         });
     }
-    if service.protocol == BackendProtocol::Http2 {
+    if service.protocol.is_http2() {
         cluster.typed_extension_protocol_options =
             HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&http2_only()))]);
     }

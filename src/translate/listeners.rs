@@ -23,6 +23,29 @@ pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection
 pub const ROUTER: &str = "envoy.filters.http.router";
 pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
+/// An HTTP connection manager that takes its routes over RDS (ADS) from `route_name`, with
+/// the router filter (proxyless gRPC clients reject a manager without one).
+pub fn http_connection_manager(stat_prefix: &str, route_name: &str) -> HttpConnectionManager {
+    HttpConnectionManager {
+        codec_type: CodecType::Auto as i32,
+        stat_prefix: stat_prefix.to_string(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: route_name.to_string(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: ROUTER.to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
+                &Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        // Host rules name hosts without ports, as the cloud matches them.
+        strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
+        ..Default::default()
+    }
+}
+
 /// One listener per forwarding rule whose target proxy (and its URL map or service) exist.
 pub fn listeners_for(model: &Model) -> Vec<Listener> {
     model
@@ -39,6 +62,8 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
                     let service = model.backend_services.get(&service.name)?;
                     Some(tcp_listener_for(rule, service))
                 }
+                // Proxyless clients get API listeners named by host (translate::proxyless).
+                ProxyTarget::Grpc { .. } => None,
             }
         })
         .collect()
@@ -75,24 +100,7 @@ fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Liste
 
 /// The listener of one forwarding rule, routing with the RouteConfiguration `route_name`.
 pub fn http_listener_for(rule: &ForwardingRule, route_name: &str) -> Listener {
-    let manager = HttpConnectionManager {
-        codec_type: CodecType::Auto as i32,
-        stat_prefix: rule.name.clone(),
-        route_specifier: Some(RouteSpecifier::Rds(Rds {
-            config_source: Some(ads_config_source()),
-            route_config_name: route_name.to_string(),
-        })),
-        http_filters: vec![HttpFilter {
-            name: ROUTER.to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
-                &Router::default(),
-            ))),
-            ..Default::default()
-        }],
-        // Host rules name hosts without ports, as the cloud matches them.
-        strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
-        ..Default::default()
-    };
+    let manager = http_connection_manager(&rule.name, route_name);
     listener_with(rule, HTTP_CONNECTION_MANAGER, to_any(&manager))
 }
 

@@ -7,6 +7,7 @@ pub mod clusters;
 pub mod endpoints;
 pub mod json;
 pub mod listeners;
+pub mod proxyless;
 pub mod routes;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -27,6 +28,9 @@ pub struct Resources {
     pub routes: Vec<RouteConfiguration>,
     pub clusters: Vec<Cluster>,
     pub endpoints: Vec<ClusterLoadAssignment>,
+    /// What proxyless gRPC clients get instead of `listeners` and `routes`.
+    pub proxyless_listeners: Vec<Listener>,
+    pub proxyless_routes: Vec<RouteConfiguration>,
 }
 
 /// Translates a validated model, with endpoints as a client that reports no region sees them.
@@ -41,6 +45,8 @@ pub fn translate_with_draining(model: &Model, draining: &[DrainingEndpoint]) -> 
         routes: routes::route_configurations_for(model),
         clusters: clusters::clusters_for(model),
         endpoints: endpoints::assignments_for(model, None, draining),
+        proxyless_listeners: proxyless::proxyless_listeners_for(model),
+        proxyless_routes: proxyless::proxyless_route_configurations_for(model),
     }
 }
 

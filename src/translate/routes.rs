@@ -1,34 +1,53 @@
 //! URL map → RouteConfiguration. Host rules become virtual hosts; a path matcher's route rules
 //! (by priority) or path rules (longest path first, as the cloud picks the longest match)
 //! become routes, ending in the matcher's default service. Weighted backend services become
-//! weighted clusters. The route timeout is the backend service's timeoutSec.
+//! weighted clusters.
+//!
+//! The same URL map is rendered for two audiences. Envoy gets the backend service's
+//! timeoutSec as route timeout, GET retries, and hosts matched without their port. Proxyless
+//! gRPC clients match the virtual host against the exact target they dial (`host` or
+//! `host:port`), so their domains list both forms for each forwarding-rule port; they get
+//! maxStreamDuration as the call deadline and the hash policies gRPC implements.
 
 use envoy_types::pb::envoy::config::route::v3::{
-    route::Action, route_action::ClusterSpecifier, route_action::HashPolicy,
-    route_match::PathSpecifier, weighted_cluster::ClusterWeight, Route, RouteAction,
+    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
+    route_action::HashPolicy, route_action::MaxStreamDuration, route_match::PathSpecifier,
+    weighted_cluster::ClusterWeight, HeaderMatcher, RetryPolicy, Route, RouteAction,
     RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
-use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
-
-use crate::model::{Model, PathMatch, PathMatcher, Ref, RouteTarget, UrlMap};
-
-use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher::HeaderMatchSpecifier, HeaderMatcher, RetryPolicy,
-};
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 
-use super::affinity::route_hash_policies;
+use crate::model::{BackendService, Model, PathMatch, PathMatcher, Ref, RouteTarget, UrlMap};
+
+use super::affinity::{proxyless_hash_policies, route_hash_policies};
 use super::seconds;
 
+/// Who a route configuration is rendered for.
+#[derive(Clone, Copy, Debug)]
+pub enum Audience<'a> {
+    Envoy,
+    /// Proxyless gRPC clients reaching the URL map through forwarding rules on these ports.
+    Proxyless {
+        ports: &'a [u16],
+    },
+}
+
+/// Every URL map, for Envoy.
 pub fn route_configurations_for(model: &Model) -> Vec<RouteConfiguration> {
     model
         .url_maps
         .values()
-        .map(|url_map| route_configuration_for(model, url_map))
+        .map(|url_map| route_configuration_for(model, url_map, Audience::Envoy))
         .collect()
 }
 
-pub fn route_configuration_for(model: &Model, url_map: &UrlMap) -> RouteConfiguration {
+pub fn route_configuration_for(
+    model: &Model,
+    url_map: &UrlMap,
+    audience: Audience<'_>,
+) -> RouteConfiguration {
+    let routing = Routing { model, audience };
     let mut virtual_hosts = Vec::new();
     let mut claims_any_host = false;
     for (index, rule) in url_map.host_rules.iter().enumerate() {
@@ -44,23 +63,16 @@ pub fn route_configuration_for(model: &Model, url_map: &UrlMap) -> RouteConfigur
             .default_service
             .as_ref()
             .or(url_map.default_service.as_ref());
-        virtual_hosts.push(VirtualHost {
-            name: format!("{}-{index}", matcher.name),
-            domains: rule.hosts.clone(),
-            routes: routes_for(model, matcher, fallback),
-            retry_policy: Some(get_retry_policy()),
-            ..Default::default()
-        });
+        virtual_hosts.push(routing.virtual_host(
+            format!("{}-{index}", matcher.name),
+            &rule.hosts,
+            routing.routes_for(matcher, fallback),
+        ));
     }
     if !claims_any_host {
         if let Some(default) = &url_map.default_service {
-            virtual_hosts.push(VirtualHost {
-                name: "default".to_string(),
-                domains: vec!["*".to_string()],
-                routes: vec![route(prefix(""), action_to_service(model, default))],
-                retry_policy: Some(get_retry_policy()),
-                ..Default::default()
-            });
+            let routes = vec![route(prefix(""), routing.action_to_service(default))];
+            virtual_hosts.push(routing.virtual_host("default".into(), &["*".into()], routes));
         }
     }
     RouteConfiguration {
@@ -68,6 +80,27 @@ pub fn route_configuration_for(model: &Model, url_map: &UrlMap) -> RouteConfigur
         virtual_hosts,
         ..Default::default()
     }
+}
+
+/// Names a proxyless client may dial to reach `hosts` through forwarding rules on `ports`:
+/// `host:port` as written, or a port-less host alone and with each port.
+pub fn proxyless_authorities(hosts: &[String], ports: &[u16]) -> Vec<String> {
+    let mut names = Vec::new();
+    for host in hosts {
+        if host == "*" || has_port(host) {
+            names.push(host.clone());
+        } else {
+            names.push(host.clone());
+            names.extend(ports.iter().map(|port| format!("{host}:{port}")));
+        }
+    }
+    names
+}
+
+fn has_port(host: &str) -> bool {
+    host.rsplit_once(':').is_some_and(|(name, port)| {
+        !name.is_empty() && !name.ends_with(':') && port.parse::<u16>().is_ok()
+    })
 }
 
 /// How many times a GET is retried.
@@ -91,53 +124,170 @@ pub fn get_retry_policy() -> RetryPolicy {
     }
 }
 
-fn routes_for(model: &Model, matcher: &PathMatcher, fallback: Option<&Ref>) -> Vec<Route> {
-    let mut routes = Vec::new();
-    let mut route_rules: Vec<_> = matcher.route_rules.iter().collect();
-    route_rules.sort_by_key(|rule| rule.priority);
-    for rule in route_rules {
-        let action = action_for(model, &rule.action);
-        for matched in &rule.match_rules {
-            let mut route_match = match &matched.path {
-                PathMatch::Prefix(p) => prefix(p),
-                PathMatch::Full(p) => exact(p),
-            };
-            if matched.ignore_case {
-                route_match.case_sensitive = Some(BoolValue { value: false });
+/// A URL map being rendered for one audience.
+struct Routing<'m> {
+    model: &'m Model,
+    audience: Audience<'m>,
+}
+
+impl Routing<'_> {
+    fn virtual_host(&self, name: String, hosts: &[String], routes: Vec<Route>) -> VirtualHost {
+        match self.audience {
+            Audience::Envoy => VirtualHost {
+                name,
+                domains: hosts.to_vec(),
+                routes,
+                retry_policy: Some(get_retry_policy()),
+                ..Default::default()
+            },
+            Audience::Proxyless { ports } => VirtualHost {
+                name,
+                domains: proxyless_authorities(hosts, ports),
+                routes,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn routes_for(&self, matcher: &PathMatcher, fallback: Option<&Ref>) -> Vec<Route> {
+        let mut routes = Vec::new();
+        let mut route_rules: Vec<_> = matcher.route_rules.iter().collect();
+        route_rules.sort_by_key(|rule| rule.priority);
+        for rule in route_rules {
+            let action = self.action_for(&rule.action);
+            for matched in &rule.match_rules {
+                let mut route_match = match &matched.path {
+                    PathMatch::Prefix(p) => prefix(p),
+                    PathMatch::Full(p) => exact(p),
+                };
+                if matched.ignore_case {
+                    route_match.case_sensitive = Some(BoolValue { value: false });
+                }
+                routes.push(route(route_match, action.clone()));
             }
-            routes.push(route(route_match, action.clone()));
+            if rule.match_rules.is_empty() {
+                routes.push(route(prefix(""), action));
+            }
         }
-        if rule.match_rules.is_empty() {
-            routes.push(route(prefix(""), action));
+        let mut path_routes: Vec<(&str, &RouteTarget)> = matcher
+            .path_rules
+            .iter()
+            .flat_map(|rule| {
+                rule.paths
+                    .iter()
+                    .map(move |path| (path.as_str(), &rule.action))
+            })
+            .collect();
+        // Longest pattern first; for equal length an exact path before a `/*` prefix.
+        path_routes.sort_by_key(|(path, _)| {
+            (
+                std::cmp::Reverse(path.trim_end_matches('*').len()),
+                path.ends_with('*'),
+            )
+        });
+        for (path, target) in path_routes {
+            let route_match = match path.strip_suffix('*') {
+                Some(stem) => prefix(stem),
+                None => exact(path),
+            };
+            routes.push(route(route_match, self.action_for(target)));
         }
+        if let Some(fallback) = fallback {
+            routes.push(route(prefix(""), self.action_to_service(fallback)));
+        }
+        routes
     }
-    let mut path_routes: Vec<(&str, &RouteTarget)> = matcher
-        .path_rules
-        .iter()
-        .flat_map(|rule| {
-            rule.paths
-                .iter()
-                .map(move |path| (path.as_str(), &rule.action))
-        })
-        .collect();
-    // Longest pattern first; for equal length an exact path before a `/*` prefix.
-    path_routes.sort_by_key(|(path, _)| {
-        (
-            std::cmp::Reverse(path.trim_end_matches('*').len()),
-            path.ends_with('*'),
-        )
-    });
-    for (path, target) in path_routes {
-        let route_match = match path.strip_suffix('*') {
-            Some(stem) => prefix(stem),
-            None => exact(path),
+
+    fn service(&self, reference: &Ref) -> Option<&BackendService> {
+        self.model.backend_services.get(&reference.name)
+    }
+
+    fn hash_policies_of(&self, service: &Ref) -> Vec<HashPolicy> {
+        let Some(service) = self.service(service) else {
+            return Vec::new();
         };
-        routes.push(route(route_match, action_for(model, target)));
+        match self.audience {
+            Audience::Envoy => route_hash_policies(service),
+            Audience::Proxyless { .. } => proxyless_hash_policies(service),
+        }
     }
-    if let Some(fallback) = fallback {
-        routes.push(route(prefix(""), action_to_service(model, fallback)));
+
+    /// The deadline of a request to `services`: for Envoy the whole-response timeout
+    /// (`override_sec`, else the longest timeoutSec), for gRPC the longest maxStreamDuration.
+    fn limit(&self, services: &[&Ref], override_sec: Option<u32>, action: &mut RouteAction) {
+        let found: Vec<&BackendService> = services.iter().filter_map(|s| self.service(s)).collect();
+        match self.audience {
+            Audience::Envoy => {
+                let timeout = override_sec
+                    .or_else(|| found.iter().map(|s| s.timeout_sec).max())
+                    .unwrap_or(30);
+                action.timeout = Some(seconds(u64::from(timeout)));
+            }
+            Audience::Proxyless { .. } => {
+                if let Some(longest) = found.iter().filter_map(|s| s.max_stream_duration).max() {
+                    action.max_stream_duration = Some(MaxStreamDuration {
+                        max_stream_duration: Some(Duration {
+                            seconds: longest.as_secs() as i64,
+                            nanos: longest.subsec_nanos() as i32,
+                        }),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
     }
-    routes
+
+    fn action_to_service(&self, service: &Ref) -> RouteAction {
+        let mut action = RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::Cluster(service.name.clone())),
+            hash_policy: self.hash_policies_of(service),
+            ..Default::default()
+        };
+        self.limit(&[service], None, &mut action);
+        action
+    }
+
+    fn action_for(&self, target: &RouteTarget) -> RouteAction {
+        let (services, timeout_sec) = match target {
+            RouteTarget::Service(service) => return self.action_to_service(service),
+            RouteTarget::Weighted {
+                services,
+                timeout_sec,
+            } => (services, timeout_sec),
+        };
+        let clusters = services
+            .iter()
+            .filter(|s| s.weight > 0)
+            .map(|s| ClusterWeight {
+                name: s.backend_service.name.clone(),
+                weight: Some(UInt32Value { value: s.weight }),
+                ..Default::default()
+            })
+            .collect();
+        // The split is drawn per request, so it wins over affinity; affinity still holds
+        // inside the chosen service when every service of the split hashes alike.
+        let policies: Vec<Vec<HashPolicy>> = services
+            .iter()
+            .map(|s| self.hash_policies_of(&s.backend_service))
+            .collect();
+        let shared = policies.windows(2).all(|pair| pair[0] == pair[1]);
+        let mut action = RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters,
+                ..Default::default()
+            })),
+            hash_policy: if shared {
+                policies.into_iter().next().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        // A weighted split is one route, so it has one deadline.
+        let refs: Vec<&Ref> = services.iter().map(|s| &s.backend_service).collect();
+        self.limit(&refs, *timeout_sec, &mut action);
+        action
+    }
 }
 
 fn prefix(path: &str) -> RouteMatch {
@@ -162,76 +312,17 @@ fn route(route_match: RouteMatch, action: RouteAction) -> Route {
     }
 }
 
-fn timeout_sec_of(model: &Model, service: &Ref) -> u32 {
-    model
-        .backend_services
-        .get(&service.name)
-        .map(|s| s.timeout_sec)
-        .unwrap_or(30)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn hash_policies_of(model: &Model, service: &Ref) -> Vec<HashPolicy> {
-    model
-        .backend_services
-        .get(&service.name)
-        .map(route_hash_policies)
-        .unwrap_or_default()
-}
-
-fn action_to_service(model: &Model, service: &Ref) -> RouteAction {
-    RouteAction {
-        cluster_specifier: Some(ClusterSpecifier::Cluster(service.name.clone())),
-        timeout: Some(seconds(u64::from(timeout_sec_of(model, service)))),
-        hash_policy: hash_policies_of(model, service),
-        ..Default::default()
-    }
-}
-
-fn action_for(model: &Model, target: &RouteTarget) -> RouteAction {
-    match target {
-        RouteTarget::Service(service) => action_to_service(model, service),
-        RouteTarget::Weighted {
-            services,
-            timeout_sec,
-        } => {
-            // A weighted split is one route, so it has one timeout: routeAction.timeout when
-            // set, else the longest timeoutSec among the services it splits across.
-            let timeout = timeout_sec.unwrap_or_else(|| {
-                services
-                    .iter()
-                    .map(|s| timeout_sec_of(model, &s.backend_service))
-                    .max()
-                    .unwrap_or(30)
-            });
-            let clusters = services
-                .iter()
-                .filter(|s| s.weight > 0)
-                .map(|s| ClusterWeight {
-                    name: s.backend_service.name.clone(),
-                    weight: Some(UInt32Value { value: s.weight }),
-                    ..Default::default()
-                })
-                .collect();
-            // The split is drawn per request, so it wins over affinity; affinity still holds
-            // inside the chosen service when every service of the split hashes alike.
-            let policies: Vec<Vec<HashPolicy>> = services
-                .iter()
-                .map(|s| hash_policies_of(model, &s.backend_service))
-                .collect();
-            let shared = policies.windows(2).all(|pair| pair[0] == pair[1]);
-            RouteAction {
-                cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster {
-                    clusters,
-                    ..Default::default()
-                })),
-                timeout: Some(seconds(u64::from(timeout))),
-                hash_policy: if shared {
-                    policies.into_iter().next().unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
-                ..Default::default()
-            }
-        }
+    #[test]
+    fn proxyless_authorities_follow_the_hosts_and_ports() {
+        let hosts = vec!["who.example".to_string(), "api.example:8443".to_string()];
+        assert_eq!(
+            proxyless_authorities(&hosts, &[8080]),
+            vec!["who.example", "who.example:8080", "api.example:8443"]
+        );
+        assert!(has_port("a:1") && !has_port("a") && !has_port("::1"));
     }
 }

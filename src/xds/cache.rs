@@ -44,7 +44,10 @@ pub struct EndpointViews {
 
 #[derive(Default)]
 pub struct Snapshot {
+    /// Envoy's resources, and the clusters and endpoints every client shares.
     pub resources: BTreeMap<&'static str, Arc<TypeResources>>,
+    /// The listeners and routes of proxyless gRPC clients.
+    pub proxyless: BTreeMap<&'static str, Arc<TypeResources>>,
     /// Hash over every resource version: the snapshot's identity.
     pub version: String,
     views: Option<EndpointViews>,
@@ -53,7 +56,9 @@ pub struct Snapshot {
 
 impl PartialEq for Snapshot {
     fn eq(&self, other: &Self) -> bool {
-        self.version == other.version && self.resources == other.resources
+        self.version == other.version
+            && self.resources == other.resources
+            && self.proxyless == other.proxyless
     }
 }
 
@@ -78,107 +83,164 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         views: Option<EndpointViews>,
     ) -> Snapshot {
-        let mut by_type = BTreeMap::new();
-        let mut encode = |type_url: &'static str, items: Vec<(String, Any)>| {
-            let old = previous.and_then(|p| p.resources.get(type_url));
-            let map: TypeResources = items
-                .into_iter()
-                .map(|(name, body)| {
-                    let reused = old
-                        .and_then(|o| o.get(&name))
-                        .filter(|r| r.body.value == body.value)
-                        .cloned();
-                    let resource = reused.unwrap_or_else(|| {
-                        Arc::new(Resource {
-                            version: content_hash([body.value.as_slice()]),
-                            name: name.clone(),
-                            body,
-                        })
-                    });
-                    (name, resource)
-                })
-                .collect();
-            by_type.insert(type_url, Arc::new(map));
+        let old = |audience: Audience, type_url: &str| {
+            previous.and_then(|p| p.audience_map(audience).get(type_url).cloned())
         };
-        encode(
-            CLUSTER,
-            resources
-                .clusters
-                .iter()
-                .map(|c| (c.name.clone(), to_any(c)))
-                .collect(),
+        let named = |items: Vec<(String, Any)>, audience: Audience, type_url: &'static str| {
+            (
+                type_url,
+                Arc::new(encode_reusing(items, old(audience, type_url).as_deref())),
+            )
+        };
+        let shared: BTreeMap<&'static str, Arc<TypeResources>> = [
+            named(
+                resources
+                    .clusters
+                    .iter()
+                    .map(|c| (c.name.clone(), to_any(c)))
+                    .collect(),
+                Audience::Envoy,
+                CLUSTER,
+            ),
+            named(
+                resources
+                    .endpoints
+                    .iter()
+                    .map(|e| (e.cluster_name.clone(), to_any(e)))
+                    .collect(),
+                Audience::Envoy,
+                ENDPOINT,
+            ),
+            named(
+                resources
+                    .listeners
+                    .iter()
+                    .map(|l| (l.name.clone(), to_any(l)))
+                    .collect(),
+                Audience::Envoy,
+                LISTENER,
+            ),
+            named(
+                resources
+                    .routes
+                    .iter()
+                    .map(|r| (r.name.clone(), to_any(r)))
+                    .collect(),
+                Audience::Envoy,
+                ROUTE,
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let proxyless: BTreeMap<&'static str, Arc<TypeResources>> = [
+            named(
+                resources
+                    .proxyless_listeners
+                    .iter()
+                    .map(|l| (l.name.clone(), to_any(l)))
+                    .collect(),
+                Audience::Proxyless,
+                LISTENER,
+            ),
+            named(
+                resources
+                    .proxyless_routes
+                    .iter()
+                    .map(|r| (r.name.clone(), to_any(r)))
+                    .collect(),
+                Audience::Proxyless,
+                ROUTE,
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let mut version = set_version(
+            shared
+                .values()
+                .chain(proxyless.values())
+                .flat_map(|m| m.values()),
         );
-        encode(
-            ENDPOINT,
-            resources
-                .endpoints
-                .iter()
-                .map(|e| (e.cluster_name.clone(), to_any(e)))
-                .collect(),
-        );
-        encode(
-            LISTENER,
-            resources
-                .listeners
-                .iter()
-                .map(|l| (l.name.clone(), to_any(l)))
-                .collect(),
-        );
-        encode(
-            ROUTE,
-            resources
-                .routes
-                .iter()
-                .map(|r| (r.name.clone(), to_any(r)))
-                .collect(),
-        );
-        let mut version = set_version(by_type.values().flat_map(|m| m.values()));
         if let Some(views) = &views {
             version = content_hash([version.as_bytes(), views.fingerprint.as_bytes()]);
         }
         Snapshot {
-            resources: by_type,
+            resources: shared,
+            proxyless,
             version,
             views,
             view_cache: Mutex::default(),
         }
     }
 
-    /// The resources of a type, as every client sees them.
+    /// The resources of a type, as Envoy clients see them.
     pub fn of_type(&self, type_url: &str) -> Option<&TypeResources> {
         self.resources.get(type_url).map(|r| r.as_ref())
     }
 
-    /// The resources of a type as a client with `view_key` sees them: endpoints per view
-    /// when the snapshot has views, the shared resources otherwise.
-    pub fn for_client(&self, type_url: &str, view_key: &str) -> Option<Arc<TypeResources>> {
+    /// The resources an audience has of its own (listeners and routes for proxyless clients);
+    /// other types are shared.
+    fn audience_map(&self, audience: Audience) -> &BTreeMap<&'static str, Arc<TypeResources>> {
+        match audience {
+            Audience::Envoy => &self.resources,
+            Audience::Proxyless => &self.proxyless,
+        }
+    }
+
+    /// The resources of a type as a client with `view` sees them: its audience's listeners
+    /// and routes, and endpoints for its region when the snapshot has per-region views.
+    pub fn for_client(&self, type_url: &str, view: &ClientView) -> Option<Arc<TypeResources>> {
+        if let Some(own) = self.audience_map(view.audience).get(type_url) {
+            return Some(own.clone());
+        }
         match &self.views {
-            Some(views) if type_url == ENDPOINT && !view_key.is_empty() => {
+            Some(views) if type_url == ENDPOINT && !view.region.is_empty() => {
                 let mut cache = self.view_cache.lock().unwrap_or_else(|e| e.into_inner());
-                let view = cache.entry(view_key.to_string()).or_insert_with(|| {
-                    let assignments = (views.build)(view_key);
-                    Arc::new(encode_all(
-                        assignments
-                            .iter()
-                            .map(|e| (e.cluster_name.clone(), to_any(e))),
-                    ))
+                let resources = cache.entry(view.region.clone()).or_insert_with(|| {
+                    let assignments = (views.build)(&view.region);
+                    let items = assignments
+                        .iter()
+                        .map(|e| (e.cluster_name.clone(), to_any(e)));
+                    Arc::new(encode_reusing(items.collect(), None))
                 });
-                Some(view.clone())
+                Some(resources.clone())
             }
             _ => self.resources.get(type_url).cloned(),
         }
     }
 }
 
-fn encode_all(items: impl Iterator<Item = (String, Any)>) -> TypeResources {
+/// Which set of listeners and routes a client gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Audience {
+    #[default]
+    Envoy,
+    Proxyless,
+}
+
+/// What decides the resources one client sees: its audience and its region.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClientView {
+    pub audience: Audience,
+    pub region: String,
+}
+
+/// Encodes named resources, reusing `old` entries whose bytes are unchanged.
+fn encode_reusing(items: Vec<(String, Any)>, old: Option<&TypeResources>) -> TypeResources {
     items
+        .into_iter()
         .map(|(name, body)| {
-            let resource = Resource {
-                version: content_hash([body.value.as_slice()]),
-                name: name.clone(),
-                body,
-            };
-            (name, Arc::new(resource))
+            let reused = old
+                .and_then(|o| o.get(&name))
+                .filter(|r| r.body.value == body.value)
+                .cloned();
+            let resource = reused.unwrap_or_else(|| {
+                Arc::new(Resource {
+                    version: content_hash([body.value.as_slice()]),
+                    name: name.clone(),
+                    body,
+                })
+            });
+            (name, resource)
         })
         .collect()
 }

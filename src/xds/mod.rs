@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod clients;
+pub mod lrs;
 pub mod server;
 pub mod sotw;
 pub mod types;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
-use super::cache::{set_version, Resource, Snapshot};
+use super::cache::{set_version, Audience, ClientView, Resource, Snapshot};
 use super::types::{dependent_of, is_full_state, CLUSTER, LISTENER, PUSH_ORDER};
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -73,13 +73,20 @@ impl StreamState {
         self.served.as_deref().map(|s| s.version.as_str())
     }
 
-    /// Which per-client view this stream gets: the region its node reports.
-    pub fn view_key(&self) -> String {
-        self.node
-            .as_ref()
-            .and_then(|n| n.locality.as_ref())
-            .map(|l| l.region.clone())
-            .unwrap_or_default()
+    /// Which view of the snapshot this stream gets: proxyless gRPC or Envoy (from what the
+    /// node says it is), and the region its node reports.
+    pub fn view(&self) -> ClientView {
+        let Some(node) = &self.node else {
+            return ClientView::default();
+        };
+        ClientView {
+            audience: audience_of(node),
+            region: node
+                .locality
+                .as_ref()
+                .map(|l| l.region.clone())
+                .unwrap_or_default(),
+        }
     }
 
     /// Handles one request; returns what it was and the responses to send, in order.
@@ -130,7 +137,7 @@ impl StreamState {
             PUSH_ORDER.iter().filter(|t| is_full_state(t)).any(|t| {
                 self.types
                     .get(*t)
-                    .is_some_and(|s| drops(old, snapshot, t, s, &self.view_key()))
+                    .is_some_and(|s| drops(old, snapshot, t, s, &self.view()))
             })
         });
         let mut out = Vec::new();
@@ -157,7 +164,7 @@ impl StreamState {
         force: bool,
         out: &mut Vec<DiscoveryResponse>,
     ) {
-        let view = self.view_key();
+        let view = self.view();
         let Some(state) = self.types.get_mut(type_url) else {
             return;
         };
@@ -212,12 +219,33 @@ fn subscription(
     (star || legacy, names)
 }
 
+/// Proxyless gRPC clients say so in their node: a gRPC user agent, or the client features
+/// only gRPC announces. Everything else (Envoy, the sidecar) gets Envoy's resources.
+pub fn audience_of(node: &Node) -> Audience {
+    let agent = node.user_agent_name.to_ascii_lowercase();
+    let grpc_feature = node
+        .client_features
+        .iter()
+        .any(|f| f == "envoy.lb.does_not_support_overprovisioning");
+    if agent != "envoy" && (agent.contains("grpc") || grpc_feature) {
+        Audience::Proxyless
+    } else {
+        Audience::Envoy
+    }
+}
+
 /// Whether going from `old` to `new` removes a resource of `type_url` this client has.
-fn drops(old: &Snapshot, new: &Snapshot, type_url: &str, state: &TypeState, view: &str) -> bool {
-    let kept = new.of_type(type_url);
+fn drops(
+    old: &Snapshot,
+    new: &Snapshot,
+    type_url: &str,
+    state: &TypeState,
+    view: &ClientView,
+) -> bool {
+    let kept = new.for_client(type_url, view);
     select(old, type_url, state, view)
         .iter()
-        .any(|r| !kept.is_some_and(|k| k.contains_key(&r.name)))
+        .any(|r| !kept.as_ref().is_some_and(|k| k.contains_key(&r.name)))
 }
 
 /// The resources of `type_url` this client subscribes to, sorted by name.
@@ -225,7 +253,7 @@ fn select(
     snapshot: &Snapshot,
     type_url: &str,
     state: &TypeState,
-    view: &str,
+    view: &ClientView,
 ) -> Vec<Arc<Resource>> {
     let Some(all) = snapshot.for_client(type_url, view) else {
         return Vec::new();

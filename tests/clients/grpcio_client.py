@@ -1,0 +1,95 @@
+"""A proxyless gRPC client (grpcio) driven line by line by the integration tests.
+
+It dials an xds:/// target with the bootstrap given in GRPC_XDS_BOOTSTRAP_CONFIG and calls
+/switchyard.test.Who/Name, whose backends answer with their name. Commands on stdin, one JSON
+answer per line on stdout:
+
+  calls N [HEADER=VALUE|HEADER=*] [DELAY_MS]  -> {"tally": {name: count}, "errors": {code: count}}
+                                                 (HEADER=* sends a different value on each call)
+  csds                                        -> {"Listener": "ACKED", ...} from the client's own CSDS
+  quit
+"""
+
+import json
+import sys
+
+import grpc
+from grpc._cython import cygrpc
+from envoy.admin.v3 import config_dump_shared_pb2
+from envoy.service.status.v3 import csds_pb2
+
+METHOD = "/switchyard.test.Who/Name"
+
+
+def encode_request(delay_ms):
+    """WhoRequest{delay_ms = 1}: a varint field, written by hand to need no generated code."""
+    if not delay_ms:
+        return b""
+    out, value = bytearray([0x08]), delay_ms
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def decode_reply(data):
+    """WhoReply{name = 1}: a length-prefixed string."""
+    if not data:
+        return ""
+    length, shift, index = 0, 0, 1
+    while True:
+        byte = data[index]
+        length |= (byte & 0x7F) << shift
+        index += 1
+        if not byte & 0x80:
+            break
+        shift += 7
+    return data[index:index + length].decode()
+
+
+def client_status():
+    response = csds_pb2.ClientStatusResponse.FromString(cygrpc.dump_xds_configs())
+    status = {}
+    for config in response.config:
+        for generic in config.generic_xds_configs:
+            kind = generic.type_url.rsplit(".", 1)[-1]
+            name = config_dump_shared_pb2.ClientResourceStatus.Name(generic.client_status)
+            status.setdefault(kind, set()).add(name)
+    return {kind: sorted(names) for kind, names in status.items()}
+
+
+def main():
+    target = sys.argv[1]
+    channel = grpc.insecure_channel(target)
+    call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            break
+        if words[0] == "csds":
+            print(json.dumps(client_status()), flush=True)
+            continue
+        count = int(words[1])
+        header = words[2] if len(words) > 2 and "=" in words[2] else None
+        delay = int(words[-1]) if len(words) > 2 and "=" not in words[-1] else 0
+        tally, errors = {}, {}
+        for index in range(count):
+            metadata = ()
+            if header:
+                key, value = header.split("=", 1)
+                metadata = ((key, f"value-{index}" if value == "*" else value),)
+            try:
+                name = decode_reply(call(encode_request(delay), metadata=metadata, timeout=20, wait_for_ready=True))
+                tally[name] = tally.get(name, 0) + 1
+            except grpc.RpcError as error:
+                code = error.code().name
+                errors[code] = errors.get(code, 0) + 1
+        print(json.dumps({"tally": tally, "errors": errors}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
