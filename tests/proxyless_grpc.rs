@@ -102,3 +102,318 @@ async fn grpcio_acks_everything_splits_by_capacity_and_follows_edits() {
         after.errors
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpc_js_xds_splits_by_capacity() {
+    let backends = four_backends().await;
+    let switchyard = Switchyard::start(&grpc_config(&backends)).await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "grpc-js-client",
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut client = GrpcClient::start(Library::GrpcJs, "xds:///who.example:8080", &node).await;
+    assert_zone_a_share(&client.calls(CALLS, None, 0).await, 0.75);
+    switchyard.wait_for_acks("grpc-js-client").await;
+    let status = switchyard.client("grpc-js-client").await.unwrap();
+    for kind in [
+        "Listener",
+        "RouteConfiguration",
+        "Cluster",
+        "ClusterLoadAssignment",
+    ] {
+        assert!(
+            status["types"][kind]["last_nack"].is_null(),
+            "{kind}: {status}"
+        );
+    }
+}
+
+/// A ring-hash service for proxyless clients with the given affinity lines.
+fn hashed_config(backends: &[GrpcBackend], affinity: &str) -> String {
+    grpc_config(backends).replace(
+        "  localityLbPolicy: ROUND_ROBIN\n",
+        &format!("  localityLbPolicy: RING_HASH\n{affinity}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ring_hash_keeps_one_header_value_on_one_backend() {
+    let backends = four_backends().await;
+    let affinity = "  sessionAffinity: HEADER_FIELD\n  consistentHash: {httpHeaderName: x-user}\n";
+    let switchyard = Switchyard::start(&hashed_config(&backends, affinity)).await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "hashing",
+        "us-central1",
+        "us-central1-a",
+    );
+    for library in [Library::Grpcio, Library::GrpcJs] {
+        let mut client = GrpcClient::start(library, "xds:///who.example:8080", &node).await;
+        let same = client.calls(200, Some("x-user=alice"), 0).await;
+        assert!(same.errors.is_empty(), "{library:?}: {:?}", same.errors);
+        assert_eq!(
+            same.tally.len(),
+            1,
+            "{library:?}: one header value, one backend: {:?}",
+            same.tally
+        );
+        let spread = client.calls(200, Some("x-user=*"), 0).await;
+        assert!(
+            spread.tally.len() >= 3,
+            "{library:?}: different values spread: {:?}",
+            spread.tally
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_ip_affinity_keeps_a_channel_on_one_backend() {
+    let backends = four_backends().await;
+    let switchyard =
+        Switchyard::start(&hashed_config(&backends, "  sessionAffinity: CLIENT_IP\n")).await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "channel",
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut landed = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &node).await;
+        let calls = client.calls(50, None, 0).await;
+        assert!(calls.errors.is_empty(), "{:?}", calls.errors);
+        assert_eq!(
+            calls.tally.len(),
+            1,
+            "one channel, one backend: {:?}",
+            calls.tally
+        );
+        landed.extend(calls.tally.into_keys());
+    }
+    assert!(
+        landed.len() >= 2,
+        "different channels land on different backends: {landed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_stream_duration_ends_slow_calls() {
+    // The clients' own deadline is 20 s, so an 8 s call that ends early was ended by the 3 s
+    // maxStreamDuration. (grpcio 1.85 starts the deadline up to about a second early: with
+    // a 1 s duration every call fails at once, with 2 s a first call sometimes does; 3 s
+    // leaves it margin.)
+    let backends = four_backends().await;
+    let config = grpc_config(&backends).replace(
+        "  maxStreamDuration:\n    seconds: 5\n",
+        "  maxStreamDuration:\n    seconds: 3\n",
+    );
+    let switchyard = Switchyard::start(&config).await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "deadline",
+        "us-central1",
+        "us-central1-a",
+    );
+    for library in [Library::Grpcio, Library::GrpcJs] {
+        let mut client = GrpcClient::start(library, "xds:///who.example:8080", &node).await;
+        let quick = client.calls(5, None, 0).await;
+        assert!(quick.errors.is_empty(), "{library:?}: {:?}", quick.errors);
+        let slow = client.calls(3, None, 8000).await;
+        assert_eq!(
+            slow.errors.get("DEADLINE_EXCEEDED"),
+            Some(&3),
+            "{library:?}: {:?} {:?}",
+            slow.tally,
+            slow.errors
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_config_grpc_rejects_is_a_nack_and_validate_for_proxyless_stops_it_first() {
+    let backends = four_backends().await;
+    let maglev = grpc_config(&backends)
+        .replace(
+            "  localityLbPolicy: ROUND_ROBIN\n",
+            "  localityLbPolicy: MAGLEV\n",
+        )
+        .replace("  validateForProxyless: true\n", "");
+    let switchyard = Switchyard::start(&maglev).await;
+    let status = get_json(&switchyard.admin_url("/config_status"))
+        .await
+        .unwrap();
+    let warning = status["diagnostics"]["items"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert_eq!(warning, "MAGLEV is not supported by proxyless gRPC clients, which reject the cluster; use ROUND_ROBIN or RING_HASH (served anyway, since targetGrpcProxies[who-proxy] does not set validateForProxyless)");
+
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "nacking",
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &node).await;
+    client.connect().await;
+    let nack = wait_for("grpcio to NACK the MAGLEV cluster", || async {
+        let client = switchyard.client("nacking").await?;
+        let nack = client["types"]["Cluster"]["last_nack"].clone();
+        (!nack.is_null()).then_some(nack)
+    })
+    .await;
+    let detail = nack["error_detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.to_lowercase().contains("lb") || detail.contains("MAGLEV"),
+        "gRPC's own error text: {detail}"
+    );
+    let sends = |c: &serde_json::Value| c["types"]["Cluster"]["responses_sent"].as_u64().unwrap();
+    let before = sends(&switchyard.client("nacking").await.unwrap());
+    // An endpoint edit goes out; the rejected cluster is not sent again.
+    switchyard
+        .edit(&maglev.replace(
+            &format!("port: {}}}", backends[3].port()),
+            &format!("port: {}}}", backends[2].port()),
+        ))
+        .await;
+    wait_for("the endpoint edit to reach the client", || async {
+        let c = switchyard.client("nacking").await?;
+        (c["snapshot_version"] == switchyard.serving_version().as_str()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        sends(&switchyard.client("nacking").await.unwrap()),
+        before,
+        "the NACKed cluster was re-sent"
+    );
+    drop(client);
+
+    // With validateForProxyless the same config never reaches a client.
+    let validated = grpc_config(&backends).replace(
+        "  localityLbPolicy: ROUND_ROBIN\n",
+        "  localityLbPolicy: MAGLEV\n",
+    );
+    let loaded = switchyard::config::load_str(&validated, "grpc.yaml");
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .errors()
+        .map(ToString::to_string)
+        .collect();
+    let line = validated
+        .lines()
+        .position(|l| l.contains("localityLbPolicy: MAGLEV"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        errors,
+        vec![format!("error: grpc.yaml:{line}: backendServices[who].localityLbPolicy: MAGLEV is not supported by proxyless gRPC clients, which reject the cluster; use ROUND_ROBIN or RING_HASH (targetGrpcProxies[who-proxy] has validateForProxyless)")]
+    );
+    switchyard.edit(&validated).await;
+    let status = get_json(&switchyard.admin_url("/config_status"))
+        .await
+        .unwrap();
+    assert_eq!(
+        status["last_load_accepted"], false,
+        "rejected before it is served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn envoy_and_grpcio_share_a_server_each_with_its_own_view() {
+    let backends = four_backends().await;
+    let listen = free_port();
+    let with_envoy_frontend = format!(
+        "{}targetHttpProxies:\n- {{name: who-http, urlMap: who-map}}\n---\nforwardingRules:\n- {{name: who-envoy, IPAddress: 127.0.0.1, portRange: '{listen}', target: who-http}}\n",
+        grpc_config(&backends)
+    )
+    .replace("  protocol: GRPC\n", "  protocol: GRPC\n  loadBalancingScheme: INTERNAL_SELF_MANAGED\n")
+    .replace("  loadBalancingScheme: INTERNAL_SELF_MANAGED\n  protocol: GRPC\n  loadBalancingScheme: INTERNAL_SELF_MANAGED\n", "  loadBalancingScheme: INTERNAL_SELF_MANAGED\n  protocol: GRPC\n");
+    let switchyard = Switchyard::start(&with_envoy_frontend).await;
+    let _envoy = Envoy::start(switchyard.running.xds_addr, "envoy-side").await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "grpc-side",
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example", &node).await;
+    let calls = client.calls(100, None, 0).await;
+    assert!(
+        calls.errors.is_empty() && calls.tally.values().sum::<usize>() == 100,
+        "{:?} {:?}",
+        calls.tally,
+        calls.errors
+    );
+    switchyard.wait_for_acks("envoy-side").await;
+    switchyard.wait_for_acks("grpc-side").await;
+
+    let envoy = switchyard.client("envoy-side").await.unwrap();
+    let grpc = switchyard.client("grpc-side").await.unwrap();
+    assert_ne!(
+        envoy["types"]["Listener"]["sent_version"], grpc["types"]["Listener"]["sent_version"],
+        "different listener views"
+    );
+    assert_eq!(envoy["types"]["Listener"]["wildcard"], true);
+    assert_eq!(
+        grpc["types"]["Listener"]["subscribed"],
+        serde_json::json!(["who.example"])
+    );
+    assert_eq!(
+        envoy["types"]["Cluster"]["sent_version"], grpc["types"]["Cluster"]["sent_version"],
+        "clusters are shared"
+    );
+    let dump = get_json(&switchyard.admin_url("/config_dump"))
+        .await
+        .unwrap();
+    let envoy_listeners: Vec<&str> = dump["resources"]["Listener"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    let grpc_listeners: Vec<&str> = dump["proxyless"]["Listener"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(envoy_listeners, vec!["who-envoy"]);
+    assert_eq!(grpc_listeners, vec!["who.example", "who.example:8080"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn load_reports_from_grpc_clients_are_shown() {
+    let backends = four_backends().await;
+    let switchyard = Switchyard::start(&grpc_config(&backends)).await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "reporting",
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &node).await;
+    let calls = client.calls(400, None, 0).await;
+    assert!(calls.errors.is_empty(), "{:?}", calls.errors);
+    let rows = wait_for("grpcio to report the load of its 400 calls", || async {
+        let reports = get_json(&switchyard.admin_url("/load_reports")).await?;
+        let rows = reports["load_reports"].as_array()?.clone();
+        let total: u64 = rows
+            .iter()
+            .filter(|r| r["node_id"] == "reporting")
+            .map(|r| r["successful_requests"].as_u64().unwrap())
+            .sum();
+        (total >= 400).then_some(rows)
+    })
+    .await;
+    let localities: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["locality"].as_str().unwrap())
+        .collect();
+    assert!(
+        localities.contains("us-central1/us-central1-a/who-a")
+            && localities.contains("us-central1/us-central1-b/who-b"),
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r["cluster"] == "who"), "{rows:?}");
+}

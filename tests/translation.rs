@@ -904,3 +904,115 @@ networkEndpointGroups:
         );
     }
 }
+
+mod proxyless {
+    use super::*;
+    use envoy_types::pb::envoy::config::route::v3::route_action::hash_policy::PolicySpecifier;
+
+    fn proxyless_resources(extra: &str) -> Resources {
+        resources(&format!(
+            r#"
+backendServices:
+- name: who
+  protocol: GRPC
+  localityLbPolicy: RING_HASH
+  sessionAffinity: CLIENT_IP
+  maxStreamDuration: {{seconds: 4, nanos: 500000000}}
+  circuitBreakers: {{maxRequests: 100}}
+  backends: [{{group: neg-a, balancingMode: RATE, maxRate: 10}}]
+urlMaps:
+- name: who-map
+  defaultService: who
+  hostRules:
+  - {{hosts: [who.example, 'api.example:9000'], pathMatcher: m}}
+  pathMatchers: [{{name: m, defaultService: who}}]
+targetGrpcProxies:
+- {{name: gp, urlMap: who-map, validateForProxyless: true}}
+forwardingRules:
+- {{name: g1, IPAddress: 0.0.0.0, portRange: '8080', target: global/targetGrpcProxies/gp}}
+{extra}"#
+        ))
+    }
+
+    #[test]
+    fn grpc_proxies_become_api_listeners_named_by_what_clients_dial() {
+        let out = proxyless_resources("");
+        assert!(
+            out.listeners.is_empty(),
+            "Envoy gets no listener for a gRPC proxy"
+        );
+        let names: Vec<&str> = out
+            .proxyless_listeners
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["api.example:9000", "who.example", "who.example:8080"]
+        );
+        let api = out.proxyless_listeners[1]
+            .api_listener
+            .as_ref()
+            .unwrap()
+            .api_listener
+            .as_ref()
+            .unwrap();
+        let manager = HttpConnectionManager::decode(api.value.as_slice()).unwrap();
+        let Some(RouteSpecifier::Rds(rds)) = manager.route_specifier else {
+            panic!()
+        };
+        assert_eq!(rds.route_config_name, "who-map");
+        assert_eq!(
+            manager.http_filters[0].name, "envoy.filters.http.router",
+            "gRPC requires the router filter"
+        );
+    }
+
+    #[test]
+    fn proxyless_routes_match_the_dialed_authority_and_carry_the_stream_deadline() {
+        let out = proxyless_resources("");
+        let config = &out.proxyless_routes[0];
+        assert_eq!(
+            config.virtual_hosts[0].domains,
+            vec!["who.example", "who.example:8080", "api.example:9000"]
+        );
+        assert!(
+            config.virtual_hosts[0].retry_policy.is_none(),
+            "no HTTP retry policy for gRPC"
+        );
+        let Some(Action::Route(action)) = &config.virtual_hosts[0].routes[0].action else {
+            panic!()
+        };
+        let deadline = action
+            .max_stream_duration
+            .as_ref()
+            .unwrap()
+            .max_stream_duration
+            .unwrap();
+        assert_eq!((deadline.seconds, deadline.nanos), (4, 500_000_000));
+        assert!(
+            action.timeout.is_none(),
+            "gRPC takes maxStreamDuration, not timeoutSec"
+        );
+        let Some(PolicySpecifier::FilterState(state)) = &action.hash_policy[0].policy_specifier
+        else {
+            panic!()
+        };
+        assert_eq!(
+            state.key, "io.grpc.channel_id",
+            "CLIENT_IP becomes channel affinity"
+        );
+        let cluster = &out.clusters[0];
+        assert_eq!(
+            cluster.circuit_breakers.as_ref().unwrap().thresholds[0]
+                .max_requests
+                .unwrap()
+                .value,
+            100
+        );
+        assert!(
+            cluster.lrs_server.is_some(),
+            "clients report load to this server"
+        );
+    }
+}

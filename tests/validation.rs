@@ -126,7 +126,7 @@ fn dangling_references_name_what_exists() {
 fn links_must_point_at_the_right_collection() {
     assert_eq!(
         one_error("target: global/targetHttpProxies/proxy", "target: global/urlMaps/map"),
-        "error: lb.yaml:28: forwardingRules[fr].target: `global/urlMaps/map` links to a resource in urlMaps, but this field takes targetHttpProxies or targetTcpProxies"
+        "error: lb.yaml:28: forwardingRules[fr].target: `global/urlMaps/map` links to a resource in urlMaps, but this field takes targetHttpProxies or targetTcpProxies or targetGrpcProxies"
     );
 }
 
@@ -516,5 +516,36 @@ fn ip_version_must_match_the_address() {
     assert_eq!(
         one_error("portRange: \"80\"", "portRange: \"80\"\n  ipVersion: IPV6\n  IPAddress: 10.0.0.5"),
         "error: lb.yaml:29: forwardingRules[fr].IPAddress: 10.0.0.5 is an IPv4 address, but ipVersion is IPV6"
+    );
+}
+
+#[test]
+fn validate_for_proxyless_rejects_what_grpc_cannot_use() {
+    let config = |validate: bool| {
+        format!(
+            "networkEndpointGroups:\n- {{name: neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: 80}}]}}\nbackendServices:\n- name: svc\n  timeoutSec: 10\n  sessionAffinity: GENERATED_COOKIE\n  localityLbPolicy: LEAST_REQUEST\nurlMaps:\n- {{name: map, defaultService: svc}}\ntargetGrpcProxies:\n- {{name: gp, urlMap: map, validateForProxyless: {validate}}}\n"
+        )
+    };
+    let found = |validate: bool| -> Vec<String> {
+        load_str(&config(validate), "g.yaml")
+            .diagnostics
+            .items
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        found(true),
+        vec![
+            "error: g.yaml:4: backendServices[svc].timeoutSec: proxyless gRPC clients do not support timeoutSec; set maxStreamDuration instead (targetGrpcProxies[gp] has validateForProxyless)",
+            "error: g.yaml:6: backendServices[svc].sessionAffinity: GENERATED_COOKIE is not honoured by proxyless gRPC clients; use HEADER_FIELD or CLIENT_IP (one backend per channel) with RING_HASH (targetGrpcProxies[gp] has validateForProxyless)",
+            "warning: g.yaml:6: backendServices[svc].sessionAffinity: GENERATED_COOKIE is honoured only with localityLbPolicy RING_HASH or MAGLEV; backend service `svc` uses LEAST_REQUEST, so its requests will not stick",
+            "error: g.yaml:7: backendServices[svc].localityLbPolicy: LEAST_REQUEST is not supported by proxyless gRPC clients, which reject the cluster; use ROUND_ROBIN or RING_HASH (targetGrpcProxies[gp] has validateForProxyless)",
+            "error: g.yaml:9: urlMaps[map].hostRules: proxyless clients look up the host they dial; add hostRules naming those hosts (targetGrpcProxies[gp] has validateForProxyless)",
+        ]
+    );
+    assert!(
+        found(false).iter().all(|d| d.starts_with("warning:")),
+        "without validateForProxyless: warnings only"
     );
 }

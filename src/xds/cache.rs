@@ -189,8 +189,10 @@ impl Snapshot {
     /// The resources of a type as a client with `view` sees them: its audience's listeners
     /// and routes, and endpoints for its region when the snapshot has per-region views.
     pub fn for_client(&self, type_url: &str, view: &ClientView) -> Option<Arc<TypeResources>> {
-        if let Some(own) = self.audience_map(view.audience).get(type_url) {
-            return Some(own.clone());
+        if view.audience == Audience::Proxyless {
+            if let Some(own) = self.proxyless.get(type_url) {
+                return Some(own.clone());
+            }
         }
         match &self.views {
             Some(views) if type_url == ENDPOINT && !view.region.is_empty() => {
@@ -301,5 +303,75 @@ impl Cache {
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+
+    fn assignment(name: &str, priority: u32) -> ClusterLoadAssignment {
+        let mut assignment = ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            ..Default::default()
+        };
+        assignment.endpoints.push(Default::default());
+        assignment.endpoints[0].priority = priority;
+        assignment
+    }
+
+    #[test]
+    fn each_client_sees_its_audiences_listeners_and_its_regions_endpoints() {
+        let resources = Resources {
+            listeners: vec![Listener {
+                name: "envoy-listener".into(),
+                ..Default::default()
+            }],
+            proxyless_listeners: vec![Listener {
+                name: "who.example".into(),
+                ..Default::default()
+            }],
+            endpoints: vec![assignment("svc", 0)],
+            ..Default::default()
+        };
+        let views = EndpointViews {
+            build: Arc::new(|region: &str| {
+                vec![assignment("svc", if region == "far" { 1 } else { 0 })]
+            }),
+            fingerprint: String::new(),
+        };
+        let snapshot = Snapshot::build_with_views(&resources, None, Some(views));
+        let view = |audience, region: &str| ClientView {
+            audience,
+            region: region.to_string(),
+        };
+        let names = |v: &ClientView| -> Vec<String> {
+            snapshot
+                .for_client(LISTENER, v)
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(names(&view(Audience::Envoy, "")), vec!["envoy-listener"]);
+        assert_eq!(names(&view(Audience::Proxyless, "")), vec!["who.example"]);
+        let shared = snapshot
+            .for_client(ENDPOINT, &view(Audience::Envoy, ""))
+            .unwrap();
+        let far_envoy = snapshot
+            .for_client(ENDPOINT, &view(Audience::Envoy, "far"))
+            .unwrap();
+        let far_grpc = snapshot
+            .for_client(ENDPOINT, &view(Audience::Proxyless, "far"))
+            .unwrap();
+        assert_ne!(
+            shared["svc"].version, far_envoy["svc"].version,
+            "Envoy gets its region's view"
+        );
+        assert!(
+            Arc::ptr_eq(&far_envoy, &far_grpc),
+            "one encoded view per region, shared by all its clients"
+        );
     }
 }

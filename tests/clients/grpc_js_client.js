@@ -1,6 +1,7 @@
 // A proxyless gRPC client (@grpc/grpc-js-xds) driven line by line by the integration tests,
 // with the same commands as grpcio_client.py (except csds):
 //   calls N [HEADER=VALUE|HEADER=*] [DELAY_MS]  -> {"tally": {...}, "errors": {...}}
+//   connect   -> {} once the channel starts connecting (fetches xDS)
 //   quit
 'use strict';
 
@@ -73,6 +74,10 @@ async function drain() {
     const words = queue.shift().trim().split(/\s+/);
     if (words[0] === 'quit') { client.close(); process.exit(0); }
     if (words[0] === 'calls') process.stdout.write(JSON.stringify(await run(words)) + '\n');
+    if (words[0] === 'connect') {
+      client.getChannel().getConnectivityState(true);
+      process.stdout.write('{}\n');
+    }
   }
   busy = false;
 }

@@ -7,10 +7,12 @@ answer per line on stdout:
   calls N [HEADER=VALUE|HEADER=*] [DELAY_MS]  -> {"tally": {name: count}, "errors": {code: count}}
                                                  (HEADER=* sends a different value on each call)
   csds                                        -> {"Listener": "ACKED", ...} from the client's own CSDS
+  connect                                     -> {} once the channel starts connecting (fetches xDS)
   quit
 """
 
 import json
+import os
 import sys
 
 import grpc
@@ -70,6 +72,10 @@ def main():
             continue
         if words[0] == "quit":
             break
+        if words[0] == "connect":
+            channel.subscribe(lambda state: None, try_to_connect=True)
+            print("{}", flush=True)
+            continue
         if words[0] == "csds":
             print(json.dumps(client_status()), flush=True)
             continue
@@ -88,6 +94,8 @@ def main():
             except grpc.RpcError as error:
                 code = error.code().name
                 errors[code] = errors.get(code, 0) + 1
+                if os.environ.get("SWITCHYARD_CLIENT_DEBUG"):
+                    print(f"call failed: {code}: {error.details()} {error.debug_error_string()}", file=sys.stderr, flush=True)
         print(json.dumps({"tally": tally, "errors": errors}), flush=True)
 
 

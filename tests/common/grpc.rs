@@ -238,6 +238,11 @@ impl GrpcClient {
         }
     }
 
+    /// Makes the (lazy) channel start resolving, so it fetches its xDS resources.
+    pub async fn connect(&mut self) {
+        self.ask("connect").await;
+    }
+
     /// The client's own CSDS view: resource type → statuses of its resources (grpcio only).
     pub async fn csds(&mut self) -> Value {
         self.ask("csds").await

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use switchyard::serve::{self, Running, ServeOptions};
 
-pub const INSTALL_HINT: &str = "install the test dependencies with `./scripts/test` (or: python3 -m venv .venv && .venv/bin/pip install -r requirements-test.txt)";
+pub const INSTALL_HINT: &str = "install the test dependencies with `./scripts/test` (or: python3 -m venv .venv && .venv/bin/pip install -r requirements-test.txt && (cd tests/clients && npm ci))";
 
 /// How long a wait may last before the test fails with what it waited for.
 pub const PATIENCE: Duration = Duration::from_secs(60);
