@@ -417,3 +417,69 @@ async fn load_reports_from_grpc_clients_are_shown() {
     );
     assert!(rows.iter().all(|r| r["cluster"] == "who"), "{rows:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generated_cookie_affinity_keeps_a_grpcio_session_on_its_backend() {
+    let backends = four_backends().await;
+    let config = grpc_config(&backends).replace(
+        "  localityLbPolicy: ROUND_ROBIN\n",
+        "  localityLbPolicy: ROUND_ROBIN\n  sessionAffinity: GENERATED_COOKIE\n  affinityCookieTtlSec: 600\n",
+    );
+    let switchyard = Switchyard::start(&config).await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "sessions",
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &node).await;
+    let mut firsts = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let session = client.session(25).await;
+        let set_cookie = session["set_cookie"]
+            .as_str()
+            .expect("the first call sets the session cookie");
+        assert!(
+            set_cookie.starts_with("GCILB=") && set_cookie.contains("Max-Age=600"),
+            "{set_cookie}"
+        );
+        let first = session["first"].as_str().unwrap().to_string();
+        assert_eq!(
+            session["tally"],
+            serde_json::json!({ first.clone(): 25 }),
+            "calls carrying the cookie stay on {first}: {session}"
+        );
+        firsts.insert(first);
+    }
+    assert!(
+        firsts.len() >= 2,
+        "new sessions are balanced across backends: {firsts:?}"
+    );
+    let plain = client.calls(100, None, 0).await;
+    assert!(
+        plain.tally.len() >= 3,
+        "calls without the cookie are balanced: {:?}",
+        plain.tally
+    );
+
+    // grpc-js has no stateful sessions: the filter is optional, so it still accepts and serves.
+    let js_node = bootstrap(
+        switchyard.running.xds_addr,
+        "sessions-js",
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut js = GrpcClient::start(Library::GrpcJs, "xds:///who.example:8080", &js_node).await;
+    let served = js.calls(20, None, 0).await;
+    assert!(
+        served.errors.is_empty() && served.tally.values().sum::<usize>() == 20,
+        "{:?} {:?}",
+        served.tally,
+        served.errors
+    );
+    let status = switchyard.client("sessions-js").await.unwrap();
+    assert!(
+        status["types"]["Listener"]["last_nack"].is_null(),
+        "{status}"
+    );
+}

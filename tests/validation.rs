@@ -538,8 +538,8 @@ fn validate_for_proxyless_rejects_what_grpc_cannot_use() {
         found(true),
         vec![
             "error: g.yaml:4: backendServices[svc].timeoutSec: proxyless gRPC clients do not support timeoutSec; set maxStreamDuration instead (targetGrpcProxies[gp] has validateForProxyless)",
-            "error: g.yaml:6: backendServices[svc].sessionAffinity: GENERATED_COOKIE is not honoured by proxyless gRPC clients; use HEADER_FIELD or CLIENT_IP (one backend per channel) with RING_HASH (targetGrpcProxies[gp] has validateForProxyless)",
             "warning: g.yaml:6: backendServices[svc].sessionAffinity: GENERATED_COOKIE is honoured only with localityLbPolicy RING_HASH or MAGLEV; backend service `svc` uses LEAST_REQUEST, so its requests will not stick",
+            "warning: g.yaml:6: backendServices[svc].sessionAffinity: GENERATED_COOKIE reaches proxyless clients as a stateful-session cookie: gRPC C-core clients (grpcio, C++) honour it when the application sends the cookie back; grpc-js and others ignore it (used by targetGrpcProxies[gp])",
             "error: g.yaml:7: backendServices[svc].localityLbPolicy: LEAST_REQUEST is not supported by proxyless gRPC clients, which reject the cluster; use ROUND_ROBIN or RING_HASH (targetGrpcProxies[gp] has validateForProxyless)",
             "error: g.yaml:9: urlMaps[map].hostRules: proxyless clients look up the host they dial; add hostRules naming those hosts (targetGrpcProxies[gp] has validateForProxyless)",
         ]

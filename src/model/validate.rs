@@ -676,6 +676,7 @@ fn check_proxyless(
             "proxyless clients look up the host they dial; add hostRules naming those hosts".into(),
         );
     }
+    let mut cookie_services = Vec::new();
     for name in services_of(url_map) {
         let Some(service) = model.backend_services.get(name) else {
             continue;
@@ -707,15 +708,23 @@ fn check_proxyless(
             service.session_affinity,
             SessionAffinity::GeneratedCookie | SessionAffinity::HttpCookie
         ) {
-            report(
-                service.loc_of("sessionAffinity"),
-                format!("{base}.sessionAffinity"),
-                format!(
-                    "{} is not honoured by proxyless gRPC clients; use HEADER_FIELD or CLIENT_IP (one backend per channel) with RING_HASH",
-                    service.session_affinity.as_str()
-                ),
-            );
+            cookie_services.push(service);
         }
+    }
+    // Honoured by gRPC C-core clients through stateful sessions (gRFC A55), ignored by
+    // others: a warning whatever validateForProxyless asks, since it is not an error.
+    for service in cookie_services {
+        diagnostics.warning(
+            service.loc_of("sessionAffinity"),
+            format!("backendServices[{}].sessionAffinity", service.name),
+            format!(
+                "{} reaches proxyless clients as a stateful-session cookie: gRPC C-core clients \
+                 (grpcio, C++) honour it when the application sends the cookie back; grpc-js and \
+                 others ignore it (used by targetGrpcProxies[{}])",
+                service.session_affinity.as_str(),
+                proxy.name
+            ),
+        );
     }
 }
 

@@ -10,7 +10,20 @@ use envoy_types::pb::envoy::r#type::v3 as envoy_type;
 
 use crate::model::{BackendService, SessionAffinity};
 
-use super::seconds;
+use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+use envoy_types::pb::envoy::config::route::v3::FilterConfig;
+use envoy_types::pb::envoy::extensions::filters::http::stateful_session::v3::{
+    stateful_session_per_route::Override as PerRouteOverride, StatefulSession,
+    StatefulSessionPerRoute,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_filter, HttpFilter,
+};
+use envoy_types::pb::envoy::extensions::http::stateful_session::cookie::v3::CookieBasedSessionState;
+use envoy_types::pb::envoy::r#type::http::v3 as envoy_http;
+use envoy_types::pb::google::protobuf::Any;
+
+use super::{seconds, to_any};
 
 /// Name of the cookie GENERATED_COOKIE affinity issues (as internal load balancers and Traffic
 /// Director name it).
@@ -90,6 +103,68 @@ pub fn proxyless_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
         policy_specifier: Some(policy),
         terminal: false,
     }]
+}
+
+/// HTTP filter that keeps a proxyless session on one backend with a cookie (gRFC A55).
+pub const STATEFUL_SESSION: &str = "envoy.filters.http.stateful_session";
+const COOKIE_SESSION_STATE: &str = "envoy.http.stateful_session.cookie";
+
+/// The session cookie of GENERATED_COOKIE (`GCILB`) and HTTP_COOKIE affinity.
+pub fn session_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
+    match service.session_affinity {
+        SessionAffinity::GeneratedCookie => Some(envoy_http::Cookie {
+            name: GENERATED_COOKIE_NAME.to_string(),
+            ttl: Some(seconds(u64::from(service.affinity_cookie_ttl_sec))),
+            path: "/".to_string(),
+            ..Default::default()
+        }),
+        SessionAffinity::HttpCookie => {
+            let cookie = service.consistent_hash.http_cookie.as_ref()?;
+            Some(envoy_http::Cookie {
+                name: cookie.name.clone(),
+                ttl: Some(seconds(cookie.ttl_sec.unwrap_or(0))),
+                path: cookie.path.clone().unwrap_or_else(|| "/".to_string()),
+                ..Default::default()
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The HTTP connection manager's stateful-session filter for proxyless clients: optional (a
+/// client without it, such as grpc-js, ignores it instead of rejecting the listener) and
+/// without a session of its own; routes to cookie-affinity services switch it on.
+pub fn stateful_session_filter() -> HttpFilter {
+    HttpFilter {
+        name: STATEFUL_SESSION.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
+            &StatefulSession::default(),
+        ))),
+        is_optional: true,
+        ..Default::default()
+    }
+}
+
+/// Per-route config turning cookie sessions on for one service's routes, wrapped as optional
+/// so that a client without the filter ignores it instead of rejecting the routes.
+pub fn stateful_session_for_route(cookie: envoy_http::Cookie) -> Any {
+    let state = CookieBasedSessionState {
+        cookie: Some(cookie),
+    };
+    let per_route = StatefulSessionPerRoute {
+        r#override: Some(PerRouteOverride::StatefulSession(StatefulSession {
+            session_state: Some(TypedExtensionConfig {
+                name: COOKIE_SESSION_STATE.to_string(),
+                typed_config: Some(to_any(&state)),
+            }),
+            ..Default::default()
+        })),
+    };
+    to_any(&FilterConfig {
+        config: Some(to_any(&per_route)),
+        is_optional: true,
+        ..Default::default()
+    })
 }
 
 /// TCP proxy hash policy: CLIENT_IP is the only affinity a TCP service can have.

@@ -16,8 +16,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster, UpstreamConnectionOptions,
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    config_source::ConfigSourceSpecifier, ApiVersion, ConfigSource, Http2ProtocolOptions,
-    SelfConfigSource,
+    config_source::ConfigSourceSpecifier, ApiVersion, ConfigSource, HealthStatus, HealthStatusSet,
+    Http2ProtocolOptions, SelfConfigSource,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{
@@ -29,6 +29,7 @@ use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
 use crate::model::{BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model};
 
+use super::affinity::session_cookie;
 use super::{ads_config_source, seconds, to_any};
 
 /// How long Envoy waits for a TCP connection to a backend.
@@ -90,13 +91,27 @@ pub fn cluster_for(service: &BackendService) -> Cluster {
             ..Default::default()
         }));
     }
+    let mut common = CommonLbConfig::default();
     if !policy.is_consistent_hash() {
-        cluster.common_lb_config = Some(CommonLbConfig {
-            locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
-                LocalityWeightedLbConfig {},
-            )),
-            ..Default::default()
+        common.locality_config_specifier = Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+            LocalityWeightedLbConfig {},
+        ));
+    }
+    if session_cookie(service).is_some() {
+        // A session cookie may pin a request to any live endpoint, draining ones included
+        // (they finish their sessions), as gRFC A55 describes.
+        common.override_host_status = Some(HealthStatusSet {
+            statuses: [
+                HealthStatus::Unknown,
+                HealthStatus::Healthy,
+                HealthStatus::Draining,
+            ]
+            .map(|s| s as i32)
+            .to_vec(),
         });
+    }
+    if common != CommonLbConfig::default() {
+        cluster.common_lb_config = Some(common);
     }
     if service.ip_address_selection_policy == IpAddressSelectionPolicy::PreferIpv6 {
         cluster.upstream_connection_options = Some(UpstreamConnectionOptions {

@@ -13,6 +13,9 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
 use crate::model::{Model, ProxyTarget};
 
+use crate::model::validate::services_of;
+
+use super::affinity::{session_cookie, stateful_session_filter};
 use super::listeners::http_connection_manager;
 use super::routes::{proxyless_authorities, route_configuration_for, Audience};
 use super::to_any;
@@ -40,6 +43,14 @@ fn proxyless_url_maps(model: &Model) -> BTreeMap<&str, Vec<u16>> {
         .collect()
 }
 
+/// Whether any service of the URL map keeps sessions with a cookie.
+fn uses_session_cookies(model: &Model, url_map: &crate::model::UrlMap) -> bool {
+    services_of(url_map)
+        .into_iter()
+        .filter_map(|name| model.backend_services.get(name))
+        .any(|service| session_cookie(service).is_some())
+}
+
 /// The route configurations of URL maps behind target gRPC proxies.
 pub fn proxyless_route_configurations_for(model: &Model) -> Vec<RouteConfiguration> {
     proxyless_url_maps(model)
@@ -65,7 +76,10 @@ pub fn proxyless_listeners_for(model: &Model) -> Vec<Listener> {
             if authority == "*" || listeners.contains_key(&authority) {
                 continue;
             }
-            let manager = http_connection_manager(&authority, &url_map.name);
+            let mut manager = http_connection_manager(&authority, &url_map.name);
+            if uses_session_cookies(model, url_map) {
+                manager.http_filters.insert(0, stateful_session_filter());
+            }
             let listener = Listener {
                 name: authority.clone(),
                 api_listener: Some(ApiListener {

@@ -20,7 +20,10 @@ use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 
 use crate::model::{BackendService, Model, PathMatch, PathMatcher, Ref, RouteTarget, UrlMap};
 
-use super::affinity::{proxyless_hash_policies, route_hash_policies};
+use super::affinity::{
+    proxyless_hash_policies, route_hash_policies, session_cookie, stateful_session_for_route,
+    STATEFUL_SESSION,
+};
 use super::seconds;
 
 /// Who a route configuration is rendered for.
@@ -71,7 +74,7 @@ pub fn route_configuration_for(
     }
     if !claims_any_host {
         if let Some(default) = &url_map.default_service {
-            let routes = vec![route(prefix(""), routing.action_to_service(default))];
+            let routes = vec![routing.route(prefix(""), &RouteTarget::Service(default.clone()))];
             virtual_hosts.push(routing.virtual_host("default".into(), &["*".into()], routes));
         }
     }
@@ -154,7 +157,6 @@ impl Routing<'_> {
         let mut route_rules: Vec<_> = matcher.route_rules.iter().collect();
         route_rules.sort_by_key(|rule| rule.priority);
         for rule in route_rules {
-            let action = self.action_for(&rule.action);
             for matched in &rule.match_rules {
                 let mut route_match = match &matched.path {
                     PathMatch::Prefix(p) => prefix(p),
@@ -163,10 +165,10 @@ impl Routing<'_> {
                 if matched.ignore_case {
                     route_match.case_sensitive = Some(BoolValue { value: false });
                 }
-                routes.push(route(route_match, action.clone()));
+                routes.push(self.route(route_match, &rule.action));
             }
             if rule.match_rules.is_empty() {
-                routes.push(route(prefix(""), action));
+                routes.push(self.route(prefix(""), &rule.action));
             }
         }
         let mut path_routes: Vec<(&str, &RouteTarget)> = matcher
@@ -190,10 +192,10 @@ impl Routing<'_> {
                 Some(stem) => prefix(stem),
                 None => exact(path),
             };
-            routes.push(route(route_match, self.action_for(target)));
+            routes.push(self.route(route_match, target));
         }
         if let Some(fallback) = fallback {
-            routes.push(route(prefix(""), self.action_to_service(fallback)));
+            routes.push(self.route(prefix(""), &RouteTarget::Service(fallback.clone())));
         }
         routes
     }
@@ -235,6 +237,22 @@ impl Routing<'_> {
                 }
             }
         }
+    }
+
+    /// A route; for proxyless clients, routes to a cookie-affinity service switch the
+    /// stateful-session filter on with that service's cookie.
+    fn route(&self, route_match: RouteMatch, target: &RouteTarget) -> Route {
+        let mut route = route(route_match, self.action_for(target));
+        if let (Audience::Proxyless { .. }, RouteTarget::Service(service)) = (self.audience, target)
+        {
+            if let Some(cookie) = self.service(service).and_then(session_cookie) {
+                route.typed_per_filter_config.insert(
+                    STATEFUL_SESSION.to_string(),
+                    stateful_session_for_route(cookie),
+                );
+            }
+        }
+        route
     }
 
     fn action_to_service(&self, service: &Ref) -> RouteAction {

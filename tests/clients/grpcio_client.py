@@ -8,6 +8,8 @@ answer per line on stdout:
                                                  (HEADER=* sends a different value on each call)
   csds                                        -> {"Listener": "ACKED", ...} from the client's own CSDS
   connect                                     -> {} once the channel starts connecting (fetches xDS)
+  session N                                   -> {"first": name, "set_cookie": ..., "tally": ..., "errors": ...}
+                                                 one call, then N calls sending back the cookie it set
   quit
 """
 
@@ -62,6 +64,26 @@ def client_status():
     return {kind: sorted(names) for kind, names in status.items()}
 
 
+def session(call, count):
+    """One call without a cookie, then `count` calls carrying the cookie the first one got."""
+    reply, first_call = call.with_call(b"", timeout=20, wait_for_ready=True)
+    set_cookies = [value for key, value in first_call.initial_metadata() if key == "set-cookie"]
+    cookie = set_cookies[0].split(";")[0] if set_cookies else ""
+    tally, errors = {}, {}
+    for _ in range(count):
+        try:
+            name = decode_reply(call(b"", metadata=(("cookie", cookie),), timeout=20, wait_for_ready=True))
+            tally[name] = tally.get(name, 0) + 1
+        except grpc.RpcError as error:
+            errors[error.code().name] = errors.get(error.code().name, 0) + 1
+    return {
+        "first": decode_reply(reply),
+        "set_cookie": set_cookies[0] if set_cookies else None,
+        "tally": tally,
+        "errors": errors,
+    }
+
+
 def main():
     target = sys.argv[1]
     channel = grpc.insecure_channel(target)
@@ -75,6 +97,9 @@ def main():
         if words[0] == "connect":
             channel.subscribe(lambda state: None, try_to_connect=True)
             print("{}", flush=True)
+            continue
+        if words[0] == "session":
+            print(json.dumps(session(call, int(words[1]))), flush=True)
             continue
         if words[0] == "csds":
             print(json.dumps(client_status()), flush=True)

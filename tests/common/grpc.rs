@@ -238,6 +238,11 @@ impl GrpcClient {
         }
     }
 
+    /// One call, then `count` calls sending back the cookie it set (grpcio only).
+    pub async fn session(&mut self, count: usize) -> Value {
+        self.ask(&format!("session {count}")).await
+    }
+
     /// Makes the (lazy) channel start resolving, so it fetches its xDS resources.
     pub async fn connect(&mut self) {
         self.ask("connect").await;
