@@ -453,13 +453,7 @@ fn instance_group(
         );
         let port_name = port.required_string("name", diagnostics);
         let number = port.integer("port", 1, 65535, diagnostics);
-        if number.is_none() && port.get("port").is_none() {
-            diagnostics.error(
-                &port.loc(),
-                port.field_path("port"),
-                "this field is required",
-            );
-        }
+        port.require("port", diagnostics);
         port.finish(diagnostics);
         if let (Some(port_name), Some(number)) = (port_name, number) {
             named_ports.insert(port_name, number as u16);
@@ -799,13 +793,7 @@ fn backend(
         &["instanceGroups", "networkEndpointGroups"],
         diagnostics,
     );
-    if group.is_none() && fields.get("group").is_none() {
-        diagnostics.error(
-            &fields.loc(),
-            fields.field_path("group"),
-            "this field is required",
-        );
-    }
+    fields.require("group", diagnostics);
     let balancing_mode = fields
         .cloud_enum::<BalancingMode>("balancingMode", diagnostics)
         .unwrap_or(BalancingMode::Utilization);
@@ -990,13 +978,7 @@ fn path_matcher(
         );
         rule.ignore(&["description"]);
         let priority = rule.integer("priority", 0, 2_147_483_647, diagnostics);
-        if priority.is_none() && rule.get("priority").is_none() {
-            diagnostics.error(
-                &rule.loc(),
-                rule.field_path("priority"),
-                "this field is required",
-            );
-        }
+        rule.require("priority", diagnostics);
         let mut match_rules = Vec::new();
         for (match_index, item) in rule.list("matchRules", diagnostics).into_iter().enumerate() {
             if let Some(matched) = match_rule(
@@ -1129,13 +1111,7 @@ fn weighted_action(
             diagnostics,
         );
         let weight = weighted.integer("weight", 0, 1000, diagnostics);
-        if weight.is_none() && weighted.get("weight").is_none() {
-            diagnostics.error(
-                &weighted.loc(),
-                weighted.field_path("weight"),
-                "this field is required",
-            );
-        }
+        weighted.require("weight", diagnostics);
         weighted.ignore(&["headerAction"]);
         weighted.finish(diagnostics);
         if let (Some(backend_service), Some(weight)) = (backend_service, weight) {
@@ -1179,13 +1155,7 @@ fn target_http_proxy(
 ) -> Option<TargetProxy> {
     let (mut fields, name) = open(node, file, "targetHttpProxies", diagnostics)?;
     let url_map = reference(&mut fields, "urlMap", &["urlMaps"], diagnostics);
-    if url_map.is_none() && fields.get("urlMap").is_none() {
-        diagnostics.error(
-            &fields.loc(),
-            fields.field_path("urlMap"),
-            "this field is required",
-        );
-    }
+    fields.require("urlMap", diagnostics);
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(TargetProxy {
@@ -1202,13 +1172,7 @@ fn target_grpc_proxy(
 ) -> Option<TargetProxy> {
     let (mut fields, name) = open(node, file, "targetGrpcProxies", diagnostics)?;
     let url_map = reference(&mut fields, "urlMap", &["urlMaps"], diagnostics);
-    if url_map.is_none() && fields.get("urlMap").is_none() {
-        diagnostics.error(
-            &fields.loc(),
-            fields.field_path("urlMap"),
-            "this field is required",
-        );
-    }
+    fields.require("urlMap", diagnostics);
     let validate_for_proxyless = fields.bool("validateForProxyless", false, diagnostics);
     let loc = fields.loc();
     fields.finish(diagnostics);
@@ -1229,13 +1193,7 @@ fn target_tcp_proxy(
 ) -> Option<TargetProxy> {
     let (mut fields, name) = open(node, file, "targetTcpProxies", diagnostics)?;
     let service = reference(&mut fields, "service", &["backendServices"], diagnostics);
-    if service.is_none() && fields.get("service").is_none() {
-        diagnostics.error(
-            &fields.loc(),
-            fields.field_path("service"),
-            "this field is required",
-        );
-    }
+    fields.require("service", diagnostics);
     fields.choice("proxyHeader", &[("NONE", ())], diagnostics);
     let loc = fields.loc();
     fields.finish(diagnostics);
@@ -1322,13 +1280,7 @@ fn forwarding_rule(
         &["targetHttpProxies", "targetTcpProxies", "targetGrpcProxies"],
         diagnostics,
     );
-    if target.is_none() && fields.get("target").is_none() {
-        diagnostics.error(
-            &fields.loc(),
-            fields.field_path("target"),
-            "this field is required",
-        );
-    }
+    fields.require("target", diagnostics);
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(ForwardingRule {

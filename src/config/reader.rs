@@ -131,6 +131,15 @@ impl<'n> Fields<'n> {
         value
     }
 
+    /// Reports a missing (or null) required field; true when it is there.
+    pub fn require(&mut self, key: &'static str, diagnostics: &mut Diagnostics) -> bool {
+        let present = self.get(key).is_some();
+        if !present {
+            diagnostics.error(&self.loc(), self.field_path(key), "this field is required");
+        }
+        present
+    }
+
     fn has(&self, key: &str) -> bool {
         self.entries.iter().any(|(name, _)| *name == key)
     }

@@ -36,14 +36,7 @@ pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
                 }
             }
             ProxyTarget::Service(service) => {
-                if expect(
-                    &model.backend_services,
-                    service,
-                    "backendServices",
-                    diagnostics,
-                ) {
-                    expect_protocol(model, service, false, diagnostics);
-                }
+                expect_service(model, service, false, diagnostics);
             }
         }
     }
@@ -71,6 +64,18 @@ fn expect<T>(
         format!("`{}` refers to no resource in {kind}{hint}", reference.name),
     );
     false
+}
+
+/// A reference to a backend service that must exist and speak HTTP (`http`) or TCP.
+fn expect_service(model: &Model, reference: &Ref, http: bool, diagnostics: &mut Diagnostics) {
+    if expect(
+        &model.backend_services,
+        reference,
+        "backendServices",
+        diagnostics,
+    ) {
+        expect_protocol(model, reference, http, diagnostics);
+    }
 }
 
 /// A URL map needs HTTP-family services; a TCP proxy needs a TCP one.
@@ -518,14 +523,7 @@ fn check_shared_instance_groups(model: &Model, diagnostics: &mut Diagnostics) {
 fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics) {
     let base = format!("urlMaps[{}]", url_map.name);
     let service = |reference: &Ref, diagnostics: &mut Diagnostics| {
-        if expect(
-            &model.backend_services,
-            reference,
-            "backendServices",
-            diagnostics,
-        ) {
-            expect_protocol(model, reference, true, diagnostics);
-        }
+        expect_service(model, reference, true, diagnostics);
     };
     if let Some(default) = &url_map.default_service {
         service(default, diagnostics);

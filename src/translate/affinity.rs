@@ -29,6 +29,18 @@ use super::{seconds, to_any};
 /// Director name it).
 pub const GENERATED_COOKIE_NAME: &str = "GCILB";
 
+/// Hashing the header that HEADER_FIELD affinity names.
+fn header_policy(service: &BackendService) -> PolicySpecifier {
+    PolicySpecifier::Header(Header {
+        header_name: service
+            .consistent_hash
+            .http_header_name
+            .clone()
+            .unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
 /// Route hash policies for requests to `service`; empty when it has no (honoured) affinity.
 pub fn route_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
     if !service.locality_lb_policy.is_consistent_hash() {
@@ -46,14 +58,7 @@ pub fn route_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
             path: "/".to_string(),
             ..Default::default()
         }),
-        SessionAffinity::HeaderField => PolicySpecifier::Header(Header {
-            header_name: service
-                .consistent_hash
-                .http_header_name
-                .clone()
-                .unwrap_or_default(),
-            ..Default::default()
-        }),
+        SessionAffinity::HeaderField => header_policy(service),
         SessionAffinity::HttpCookie => {
             let cookie = service.consistent_hash.http_cookie.clone();
             let cookie = cookie.unwrap_or_else(|| crate::model::HttpCookie {
@@ -86,14 +91,7 @@ pub fn proxyless_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
         return Vec::new();
     }
     let policy = match service.session_affinity {
-        SessionAffinity::HeaderField => PolicySpecifier::Header(Header {
-            header_name: service
-                .consistent_hash
-                .http_header_name
-                .clone()
-                .unwrap_or_default(),
-            ..Default::default()
-        }),
+        SessionAffinity::HeaderField => header_policy(service),
         SessionAffinity::ClientIp => PolicySpecifier::FilterState(FilterState {
             key: GRPC_CHANNEL_ID.to_string(),
         }),
