@@ -570,7 +570,7 @@ networkEndpointGroups:
   endpoints:
 {list}backendServices:
 - name: svc
-  connectionDraining: {{drainingTimeoutSec: 5}}
+  connectionDraining: {{drainingTimeoutSec: 10}}
   backends:
   - {{group: neg, balancingMode: RATE, maxRatePerEndpoint: 10}}
 {frontend}"#,
