@@ -3,7 +3,7 @@
 //! last good snapshot keeps serving. Endpoints an edit removes are kept DRAINING for their
 //! service's drainingTimeoutSec, then dropped by a timer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,7 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::{self, AdminState, ConfigStatus};
 use crate::config;
-use crate::model::{DrainingEndpoint, Model};
+use crate::model::{regions, DrainingEndpoint, Model};
 use crate::translate::{self, endpoints};
 use crate::xds::cache::EndpointViews;
 use crate::xds::lrs::{LoadReports, LrsService};
@@ -232,9 +232,18 @@ impl Publisher {
         let resources = translate::translate_with_draining(&served.model, &draining);
         let model = served.model.clone();
         let view_draining = draining.clone();
+        let known_regions: BTreeSet<String> = model
+            .endpoint_groups
+            .values()
+            .map(|g| g.region.clone())
+            .collect();
+        let region_order = model.region_order.clone();
         let views = EndpointViews {
             build: Arc::new(move |region: &str| {
                 endpoints::assignments_for(&model, Some(region), &view_draining)
+            }),
+            canonical: Arc::new(move |region: &str| {
+                regions::view_region(&region_order, &known_regions, region)
             }),
             fingerprint: format!("{:?}", served.model.region_order),
         };

@@ -50,6 +50,29 @@ pub fn failover_tiers(
     tiers
 }
 
+/// The region a client's view can be computed as: regions that appear in the config stay as
+/// they are; any other region sees exactly what a client of its continent would (its own
+/// region has no backends), or, on a continent without backends, what a client without a
+/// region sees. So clients reporting made-up regions share a bounded set of views.
+pub fn view_region(
+    region_order: &BTreeMap<String, Vec<String>>,
+    known: &BTreeSet<String>,
+    client_region: &str,
+) -> String {
+    if client_region.is_empty()
+        || known.contains(client_region)
+        || region_order.contains_key(client_region)
+    {
+        return client_region.to_string();
+    }
+    let continent = continent(client_region);
+    if known.iter().any(|r| self::continent(r) == continent) {
+        format!("{continent}-*")
+    } else {
+        String::new()
+    }
+}
+
 /// `us-central1` → `us`; `europe-west4` → `europe`.
 pub fn continent(region: &str) -> &str {
     region.split('-').next().unwrap_or(region)
@@ -80,6 +103,25 @@ mod tests {
                 vec!["us-east1", "us-west1"],
                 vec!["asia-east1", "europe-west4"]
             ]
+        );
+    }
+
+    #[test]
+    fn made_up_regions_share_their_continents_view() {
+        let known = regions(&["europe-west4", "us-central1"]);
+        let none = BTreeMap::new();
+        assert_eq!(view_region(&none, &known, "us-central1"), "us-central1");
+        assert_eq!(view_region(&none, &known, "us-nowhere9"), "us-*");
+        assert_eq!(view_region(&none, &known, "mars-base1"), "");
+        let tiers = |r: &str| failover_tiers(&none, Some(r), &known);
+        assert_eq!(
+            tiers("us-nowhere9"),
+            tiers("us-*"),
+            "the canonical region gives the same tiers"
+        );
+        assert_eq!(
+            failover_tiers(&none, Some("mars-base1"), &known).concat(),
+            tiers("").concat()
         );
     }
 

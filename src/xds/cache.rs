@@ -34,11 +34,14 @@ pub type TypeResources = BTreeMap<String, Arc<Resource>>;
 /// Builds the endpoints a client sees from its view key (its region).
 pub type EndpointView = Arc<dyn Fn(&str) -> Vec<ClusterLoadAssignment> + Send + Sync>;
 
-/// Per-client endpoint views: the builder, and a fingerprint of everything it depends on
-/// beyond the base resources (so that a change to it changes the snapshot version).
+/// Per-client endpoint views: the builder, the function that maps a client's region to the
+/// view it shares with others (bounding how many views a snapshot can hold, whatever regions
+/// clients claim), and a fingerprint of everything the views depend on beyond the base
+/// resources (so that a change to it changes the snapshot version).
 #[derive(Clone)]
 pub struct EndpointViews {
     pub build: EndpointView,
+    pub canonical: Arc<dyn Fn(&str) -> String + Send + Sync>,
     pub fingerprint: String,
 }
 
@@ -196,9 +199,13 @@ impl Snapshot {
         }
         match &self.views {
             Some(views) if type_url == ENDPOINT && !view.region.is_empty() => {
+                let region = (views.canonical)(&view.region);
+                if region.is_empty() {
+                    return self.resources.get(type_url).cloned();
+                }
                 let mut cache = self.view_cache.lock().unwrap_or_else(|e| e.into_inner());
-                let resources = cache.entry(view.region.clone()).or_insert_with(|| {
-                    let assignments = (views.build)(&view.region);
+                let resources = cache.entry(region.clone()).or_insert_with(|| {
+                    let assignments = (views.build)(&region);
                     let items = assignments
                         .iter()
                         .map(|e| (e.cluster_name.clone(), to_any(e)));
@@ -338,6 +345,14 @@ mod tests {
         let views = EndpointViews {
             build: Arc::new(|region: &str| {
                 vec![assignment("svc", if region == "far" { 1 } else { 0 })]
+            }),
+            // Regions outside the config share the no-region view.
+            canonical: Arc::new(|region: &str| {
+                if region == "far" {
+                    region.to_string()
+                } else {
+                    String::new()
+                }
             }),
             fingerprint: String::new(),
         };
