@@ -632,3 +632,51 @@ async fn removed_endpoints_drain_then_disappear() {
         serde_json::json!([])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outlier_detection_ejects_an_endpoint_that_keeps_failing() {
+    let good = Backend::start("good").await;
+    let bad = Backend::start_failing("bad").await;
+    let listen = free_port();
+    let config = format!(
+        r#"
+networkEndpointGroups:
+- name: neg
+  zone: us-central1-a
+  endpoints:
+  - {{ipAddress: 127.0.0.1, port: {good}}}
+  - {{ipAddress: 127.0.0.1, port: {bad}}}
+backendServices:
+- name: svc
+  outlierDetection:
+    consecutiveErrors: 3
+    enforcingConsecutiveErrors: 100
+    baseEjectionTime: {{seconds: 300}}
+  backends:
+  - {{group: neg, balancingMode: RATE, maxRatePerEndpoint: 10}}
+{frontend}"#,
+        good = good.port(),
+        bad = bad.port(),
+        frontend = http_frontend(listen, "svc")
+    );
+    let (_switchyard, envoy) = serve("outliers", &config).await;
+    let url = format!("http://127.0.0.1:{listen}/");
+    let early = tally(&url, 50).await;
+    assert!(
+        early.get("<500>").copied().unwrap_or(0) <= 3,
+        "3 consecutive errors eject the endpoint: {early:?}"
+    );
+    let later = tally(&url, 200).await;
+    assert_eq!(
+        later.get("good"),
+        Some(&200),
+        "the ejected endpoint gets nothing: {later:?}"
+    );
+    assert_eq!(
+        envoy
+            .stat("cluster.svc.outlier_detection.ejections_enforced_consecutive_5xx")
+            .await,
+        Some(1)
+    );
+    assert_eq!(*bad.hits.lock().unwrap(), 3);
+}

@@ -1016,3 +1016,27 @@ forwardingRules:
         );
     }
 }
+
+#[test]
+fn outlier_detection_takes_the_clouds_defaults() {
+    let out = resources("backendServices:\n- name: svc\n  outlierDetection: {consecutiveErrors: 7, interval: {seconds: 10}}\n- name: plain\n");
+    let cluster = |name: &str| {
+        out.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap()
+            .clone()
+    };
+    let outliers = cluster("svc").outlier_detection.unwrap();
+    assert_eq!(outliers.consecutive_5xx.unwrap().value, 7);
+    assert_eq!(outliers.interval.unwrap().seconds, 10);
+    assert_eq!(outliers.base_ejection_time.unwrap().seconds, 30);
+    assert_eq!(outliers.max_ejection_percent.unwrap().value, 50);
+    assert_eq!(
+        outliers.enforcing_consecutive_5xx.unwrap().value,
+        0,
+        "the cloud does not enforce consecutive errors unless asked"
+    );
+    assert_eq!(outliers.success_rate_stdev_factor.unwrap().value, 1900);
+    assert!(cluster("plain").outlier_detection.is_none());
+}

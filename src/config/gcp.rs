@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::model::OutlierDetection;
 use crate::model::{
     Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
     EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HostRule,
@@ -632,6 +633,14 @@ fn backend_service(
         breakers.finish(diagnostics);
         max.map(|m| m as u32)
     });
+    let outlier_detection = fields.get("outlierDetection").map(|node| {
+        outlier_detection(
+            node,
+            file,
+            fields.field_path("outlierDetection"),
+            diagnostics,
+        )
+    });
     let ip_address_selection_policy = fields
         .cloud_enum("ipAddressSelectionPolicy", diagnostics)
         .unwrap_or(IpAddressSelectionPolicy::Ipv4Only);
@@ -694,6 +703,7 @@ fn backend_service(
     .collect();
     fields.finish(diagnostics);
     Some(BackendService {
+        outlier_detection,
         timeout_sec_written,
         max_stream_duration,
         max_requests,
@@ -734,6 +744,55 @@ fn duration(
         seconds.unwrap_or(0) as u64,
         nanos.unwrap_or(0) as u32,
     ))
+}
+
+/// `outlierDetection`, with the cloud API's defaults for what is not written.
+fn outlier_detection(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> OutlierDetection {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    let mut count = |key: &'static str, max: i64, default: u32, diagnostics: &mut Diagnostics| {
+        fields
+            .integer(key, 0, max, diagnostics)
+            .map(|v| v as u32)
+            .unwrap_or(default)
+    };
+    let consecutive_errors = count("consecutiveErrors", 1_000_000, 5, diagnostics);
+    let consecutive_gateway_failure = count("consecutiveGatewayFailure", 1_000_000, 3, diagnostics);
+    let enforcing_consecutive_errors = count("enforcingConsecutiveErrors", 100, 0, diagnostics);
+    let enforcing_consecutive_gateway_failure =
+        count("enforcingConsecutiveGatewayFailure", 100, 100, diagnostics);
+    let enforcing_success_rate = count("enforcingSuccessRate", 100, 100, diagnostics);
+    let max_ejection_percent = count("maxEjectionPercent", 100, 50, diagnostics);
+    let success_rate_minimum_hosts = count("successRateMinimumHosts", 1_000_000, 5, diagnostics);
+    let success_rate_request_volume =
+        count("successRateRequestVolume", 1_000_000, 100, diagnostics);
+    let success_rate_stdev_factor = count("successRateStdevFactor", 1_000_000, 1900, diagnostics);
+    let mut duration_of = |key: &'static str, default: u64, diagnostics: &mut Diagnostics| {
+        fields
+            .get(key)
+            .and_then(|node| duration(node, file, fields.field_path(key), diagnostics))
+            .unwrap_or(std::time::Duration::from_secs(default))
+    };
+    let interval = duration_of("interval", 1, diagnostics);
+    let base_ejection_time = duration_of("baseEjectionTime", 30, diagnostics);
+    fields.finish(diagnostics);
+    OutlierDetection {
+        consecutive_errors,
+        consecutive_gateway_failure,
+        enforcing_consecutive_errors,
+        enforcing_consecutive_gateway_failure,
+        enforcing_success_rate,
+        interval,
+        base_ejection_time,
+        max_ejection_percent,
+        success_rate_minimum_hosts,
+        success_rate_request_volume,
+        success_rate_stdev_factor,
+    }
 }
 
 /// Default connectionDraining.drainingTimeoutSec, as for AWS deregistration delay.

@@ -256,9 +256,28 @@ pub struct BackendService {
     pub max_stream_duration: Option<std::time::Duration>,
     /// circuitBreakers.maxRequests: concurrent requests allowed to the service.
     pub max_requests: Option<u32>,
+    /// outlierDetection: eject endpoints that keep failing.
+    pub outlier_detection: Option<OutlierDetection>,
     /// Where some fields were written, for diagnostics about them.
     #[serde(skip)]
     pub field_locs: BTreeMap<&'static str, Loc>,
+}
+
+/// `outlierDetection` of a backend service, with the cloud API's defaults filled in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetection {
+    pub consecutive_errors: u32,
+    pub consecutive_gateway_failure: u32,
+    pub enforcing_consecutive_errors: u32,
+    pub enforcing_consecutive_gateway_failure: u32,
+    pub enforcing_success_rate: u32,
+    pub interval: std::time::Duration,
+    pub base_ejection_time: std::time::Duration,
+    pub max_ejection_percent: u32,
+    pub success_rate_minimum_hosts: u32,
+    pub success_rate_request_volume: u32,
+    pub success_rate_stdev_factor: u32,
 }
 
 cloud_enum!(

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers::Thresholds, CircuitBreakers};
+use envoy_types::pb::envoy::config::cluster::v3::{
+    circuit_breakers::Thresholds, CircuitBreakers, OutlierDetection as EnvoyOutlierDetection,
+};
 use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{
         common_lb_config::{LocalityConfigSpecifier, LocalityWeightedLbConfig},
@@ -25,7 +27,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     },
     HttpProtocolOptions,
 };
-use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
+use envoy_types::pb::google::protobuf::{Duration, UInt32Value, UInt64Value};
 
 use crate::model::{BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model};
 
@@ -66,6 +68,9 @@ pub fn cluster_for(service: &BackendService) -> Cluster {
         })),
         ..Default::default()
     });
+    if let Some(outliers) = &service.outlier_detection {
+        cluster.outlier_detection = Some(outlier_detection(outliers));
+    }
     if let Some(max_requests) = service.max_requests {
         cluster.circuit_breakers = Some(CircuitBreakers {
             thresholds: vec![Thresholds {
@@ -127,6 +132,33 @@ pub fn cluster_for(service: &BackendService) -> Cluster {
             HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&http2_only()))]);
     }
     cluster
+}
+
+/// The cloud's outlierDetection, field for field (consecutiveErrors counts 5xx responses).
+fn outlier_detection(outliers: &crate::model::OutlierDetection) -> EnvoyOutlierDetection {
+    let count = |value: u32| Some(UInt32Value { value });
+    let duration = |d: std::time::Duration| {
+        Some(Duration {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        })
+    };
+    EnvoyOutlierDetection {
+        consecutive_5xx: count(outliers.consecutive_errors),
+        consecutive_gateway_failure: count(outliers.consecutive_gateway_failure),
+        enforcing_consecutive_5xx: count(outliers.enforcing_consecutive_errors),
+        enforcing_consecutive_gateway_failure: count(
+            outliers.enforcing_consecutive_gateway_failure,
+        ),
+        enforcing_success_rate: count(outliers.enforcing_success_rate),
+        interval: duration(outliers.interval),
+        base_ejection_time: duration(outliers.base_ejection_time),
+        max_ejection_percent: count(outliers.max_ejection_percent),
+        success_rate_minimum_hosts: count(outliers.success_rate_minimum_hosts),
+        success_rate_request_volume: count(outliers.success_rate_request_volume),
+        success_rate_stdev_factor: count(outliers.success_rate_stdev_factor),
+        ..Default::default()
+    }
 }
 
 fn lb_policy(policy: LocalityLbPolicy) -> LbPolicy {

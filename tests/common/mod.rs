@@ -136,6 +136,30 @@ impl Backend {
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
+
+    /// A backend that answers every request 500, naming itself in the body.
+    pub async fn start_failing(name: &str) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(Mutex::new(0));
+        let (body, counter) = (name.to_string(), hits.clone());
+        let app = axum::Router::new().fallback(move || {
+            let (body, counter) = (body.clone(), counter.clone());
+            async move {
+                *counter.lock().unwrap() += 1;
+                (axum::http::StatusCode::INTERNAL_SERVER_ERROR, body)
+            }
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Backend {
+            name: name.to_string(),
+            addr,
+            hits,
+            task,
+        }
+    }
 }
 
 impl Drop for Backend {
