@@ -680,3 +680,61 @@ backendServices:
     );
     assert_eq!(*bad.hits.lock().unwrap(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn envoy_routes_by_header_matches() {
+    let stable = Backend::start("stable").await;
+    let canary = Backend::start("canary").await;
+    let listen = free_port();
+    let config = format!(
+        r#"
+networkEndpointGroups:
+- {{name: stable-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {s}}}]}}
+- {{name: canary-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {c}}}]}}
+backendServices:
+- {{name: stable, backends: [{{group: stable-neg, balancingMode: RATE, maxRate: 10}}]}}
+- {{name: canary, backends: [{{group: canary-neg, balancingMode: RATE, maxRate: 10}}]}}
+urlMaps:
+- name: lb
+  defaultService: stable
+  hostRules: [{{hosts: ['*'], pathMatcher: m}}]
+  pathMatchers:
+  - name: m
+    defaultService: stable
+    routeRules:
+    - priority: 1
+      matchRules:
+      - prefixMatch: /
+        headerMatches:
+        - {{headerName: x-canary, exactMatch: 'yes'}}
+        - {{headerName: x-version, rangeMatch: {{rangeStart: 2, rangeEnd: 5}}}}
+      service: canary
+targetHttpProxies: [{{name: proxy, urlMap: lb}}]
+forwardingRules: [{{name: fr, IPAddress: 127.0.0.1, portRange: '{listen}', target: proxy}}]
+"#,
+        s = stable.port(),
+        c = canary.port()
+    );
+    let (_switchyard, _envoy) = serve("headers", &config).await;
+    let url = format!("http://127.0.0.1:{listen}/");
+    let get = |canary: &'static str, version: &'static str| {
+        let url = url.clone();
+        async move {
+            let response = http()
+                .get(&url)
+                .header("x-canary", canary)
+                .header("x-version", version)
+                .send()
+                .await
+                .unwrap();
+            response.text().await.unwrap()
+        }
+    };
+    assert_eq!(get("yes", "3").await, "canary");
+    assert_eq!(
+        get("yes", "7").await,
+        "stable",
+        "every header match must hold"
+    );
+    assert_eq!(get("no", "3").await, "stable");
+}

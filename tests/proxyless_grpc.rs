@@ -483,3 +483,41 @@ async fn generated_cookie_affinity_keeps_a_grpcio_session_on_its_backend() {
         "{status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn header_matches_route_calls_to_another_service() {
+    let backends = four_backends().await;
+    let canary = GrpcBackend::start("canary").await;
+    let config = format!(
+        "{}---\nnetworkEndpointGroups:\n- {{name: canary-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}\nbackendServices:\n- {{name: canary, protocol: GRPC, loadBalancingScheme: INTERNAL_SELF_MANAGED, backends: [{{group: canary-neg, balancingMode: RATE, maxRate: 10}}]}}\n",
+        grpc_config(&backends).replace(
+            "  - name: who\n    defaultService: global/backendServices/who\n",
+            "  - name: who\n    defaultService: global/backendServices/who\n    routeRules:\n    - priority: 1\n      matchRules:\n      - prefixMatch: /\n        headerMatches: [{headerName: x-canary, exactMatch: 'yes'}]\n      service: canary\n",
+        ),
+        canary.port()
+    );
+    let switchyard = Switchyard::start(&config).await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "header-routing",
+        "us-central1",
+        "us-central1-a",
+    );
+    for library in [Library::Grpcio, Library::GrpcJs] {
+        let mut client = GrpcClient::start(library, "xds:///who.example:8080", &node).await;
+        let flagged = client.calls(50, Some("x-canary=yes"), 0).await;
+        assert_eq!(
+            flagged.tally.get("canary"),
+            Some(&50),
+            "{library:?}: {:?} {:?}",
+            flagged.tally,
+            flagged.errors
+        );
+        let plain = client.calls(50, Some("x-canary=no"), 0).await;
+        assert!(
+            plain.errors.is_empty() && !plain.tally.contains_key("canary"),
+            "{library:?}: {:?}",
+            plain.tally
+        );
+    }
+}

@@ -1040,3 +1040,58 @@ fn outlier_detection_takes_the_clouds_defaults() {
     assert_eq!(outliers.success_rate_stdev_factor.unwrap().value, 1900);
     assert!(cluster("plain").outlier_detection.is_none());
 }
+
+#[test]
+fn header_matches_become_route_header_matchers() {
+    use envoy_types::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier;
+    use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+    let out = routes_of(
+        r#"
+- name: map
+  defaultService: web
+  hostRules: [{hosts: ['*'], pathMatcher: m}]
+  pathMatchers:
+  - name: m
+    defaultService: web
+    routeRules:
+    - priority: 1
+      matchRules:
+      - prefixMatch: /
+        headerMatches:
+        - {headerName: x-canary, exactMatch: 'true'}
+        - {headerName: x-debug, presentMatch: true, invertMatch: true}
+        - {headerName: x-version, rangeMatch: {rangeStart: 2, rangeEnd: 5}}
+        - {headerName: x-user, regexMatch: '^a.*'}
+      service: api
+"#,
+    );
+    let headers = &out.routes[0].virtual_hosts[0].routes[0]
+        .r#match
+        .as_ref()
+        .unwrap()
+        .headers;
+    assert_eq!(headers.len(), 4);
+    let Some(HeaderMatchSpecifier::StringMatch(exact)) = &headers[0].header_match_specifier else {
+        panic!()
+    };
+    assert_eq!(
+        exact.match_pattern,
+        Some(MatchPattern::Exact("true".into()))
+    );
+    assert_eq!(
+        (headers[1].name.as_str(), headers[1].invert_match),
+        ("x-debug", true)
+    );
+    assert_eq!(
+        headers[1].header_match_specifier,
+        Some(HeaderMatchSpecifier::PresentMatch(true))
+    );
+    let Some(HeaderMatchSpecifier::RangeMatch(range)) = &headers[2].header_match_specifier else {
+        panic!()
+    };
+    assert_eq!((range.start, range.end), (2, 5));
+    let Some(HeaderMatchSpecifier::StringMatch(regex)) = &headers[3].header_match_specifier else {
+        panic!()
+    };
+    assert!(matches!(&regex.match_pattern, Some(MatchPattern::SafeRegex(r)) if r.regex == "^a.*"));
+}

@@ -549,3 +549,27 @@ fn validate_for_proxyless_rejects_what_grpc_cannot_use() {
         "without validateForProxyless: warnings only"
     );
 }
+
+#[test]
+fn a_header_match_takes_exactly_one_way_to_match() {
+    let config = |matches: &str| {
+        format!("backendServices:\n- name: svc\nurlMaps:\n- name: map\n  defaultService: svc\n  hostRules: [{{hosts: ['*'], pathMatcher: m}}]\n  pathMatchers:\n  - name: m\n    defaultService: svc\n    routeRules:\n    - priority: 1\n      service: svc\n      matchRules:\n      - headerMatches:\n        - {matches}\n")
+    };
+    let found = |matches: &str| -> Vec<String> {
+        load_str(&config(matches), "h.yaml")
+            .diagnostics
+            .items
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert!(found("{headerName: x-a, exactMatch: b}").is_empty());
+    assert_eq!(
+        found("{headerName: x-a, exactMatch: b, prefixMatch: c}"),
+        vec!["error: h.yaml:15: urlMaps[map].pathMatchers[m].routeRules[0].matchRules[0].headerMatches[0]: a header match needs exactly one of exactMatch, prefixMatch, suffixMatch, regexMatch, presentMatch or rangeMatch; found 2"]
+    );
+    assert_eq!(
+        found("{exactMatch: b}"),
+        vec!["error: h.yaml:15: urlMaps[map].pathMatchers[m].routeRules[0].matchRules[0].headerMatches[0].headerName: this field is required"]
+    );
+}

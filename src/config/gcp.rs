@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::model::OutlierDetection;
 use crate::model::{
     Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
     EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HostRule,
@@ -16,6 +15,7 @@ use crate::model::{
     Model, PathMatch, PathMatcher, PathRule, ProxyTarget, Ref, RouteRule, RouteTarget,
     SessionAffinity, TargetProxy, UrlMap, WeightedService,
 };
+use crate::model::{HeaderMatch, HeaderMatchKind, OutlierDetection};
 
 use super::reader::Fields;
 use super::references::{self, region_of_zone};
@@ -1092,6 +1092,17 @@ fn match_rule(
     let prefix = fields.string("prefixMatch", diagnostics);
     let full = fields.string("fullPathMatch", diagnostics);
     let ignore_case = fields.bool("ignoreCase", false, diagnostics);
+    let mut headers = Vec::new();
+    for (index, item) in fields
+        .list("headerMatches", diagnostics)
+        .into_iter()
+        .enumerate()
+    {
+        let path = format!("{}.headerMatches[{index}]", fields.path);
+        if let Some(header) = header_match(item, fields.file(), path, diagnostics) {
+            headers.push(header);
+        }
+    }
     let matched = match (prefix, full) {
         (Some(prefix), None) => Some(PathMatch::Prefix(prefix)),
         (None, Some(full)) => Some(PathMatch::Full(full)),
@@ -1109,6 +1120,69 @@ fn match_rule(
     Some(MatchRule {
         path: matched?,
         ignore_case,
+        headers,
+    })
+}
+
+/// One `headerMatches` entry: a header name and exactly one way to match it.
+fn header_match(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> Option<HeaderMatch> {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    let header_name = fields.required_string("headerName", diagnostics);
+    let invert_match = fields.bool("invertMatch", false, diagnostics);
+    let mut kinds = Vec::new();
+    for (key, make) in [
+        (
+            "exactMatch",
+            HeaderMatchKind::Exact as fn(String) -> HeaderMatchKind,
+        ),
+        ("prefixMatch", HeaderMatchKind::Prefix),
+        ("suffixMatch", HeaderMatchKind::Suffix),
+        ("regexMatch", HeaderMatchKind::Regex),
+    ] {
+        if let Some(value) = fields.string(key, diagnostics) {
+            kinds.push(make(value));
+        }
+    }
+    if fields.get("presentMatch").is_some() {
+        kinds.push(HeaderMatchKind::Present(fields.bool(
+            "presentMatch",
+            true,
+            diagnostics,
+        )));
+    }
+    if let Some(range) = fields.get("rangeMatch") {
+        let mut bounds = Fields::new(range, file, fields.field_path("rangeMatch"), diagnostics);
+        let start = bounds.integer("rangeStart", i64::MIN, i64::MAX, diagnostics);
+        let end = bounds.integer("rangeEnd", i64::MIN, i64::MAX, diagnostics);
+        bounds.finish(diagnostics);
+        if let (Some(start), Some(end)) = (start, end) {
+            kinds.push(HeaderMatchKind::Range(start, end));
+        }
+    }
+    let loc = fields.loc();
+    let path = fields.path.clone();
+    fields.finish(diagnostics);
+    if kinds.len() != 1 {
+        diagnostics.error(
+            &loc,
+            path,
+            format!(
+                "a header match needs exactly one of exactMatch, prefixMatch, suffixMatch, \
+                 regexMatch, presentMatch or rangeMatch; found {}",
+                kinds.len()
+            ),
+        );
+        return None;
+    }
+    Some(HeaderMatch {
+        header_name: header_name?,
+        kind: kinds.pop()?,
+        invert_match,
     })
 }
 

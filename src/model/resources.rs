@@ -379,6 +379,29 @@ pub enum PathMatch {
 pub struct MatchRule {
     pub path: PathMatch,
     pub ignore_case: bool,
+    /// headerMatches: every one must hold.
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// One of a match rule's headerMatches.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderMatch {
+    pub header_name: String,
+    pub kind: HeaderMatchKind,
+    pub invert_match: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HeaderMatchKind {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Regex(String),
+    Present(bool),
+    /// rangeMatch: rangeStart inclusive, rangeEnd exclusive.
+    Range(i64, i64),
 }
 
 /// Where a matched request goes: one backend service, or a weighted split.

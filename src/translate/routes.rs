@@ -15,10 +15,16 @@ use envoy_types::pb::envoy::config::route::v3::{
     weighted_cluster::ClusterWeight, HeaderMatcher, RetryPolicy, Route, RouteAction,
     RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    string_matcher::MatchPattern, RegexMatcher, StringMatcher,
+};
+use envoy_types::pb::envoy::r#type::v3::Int64Range;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 
-use crate::model::{BackendService, Model, PathMatch, PathMatcher, Ref, RouteTarget, UrlMap};
+use crate::model::{
+    BackendService, HeaderMatch, HeaderMatchKind, Model, PathMatch, PathMatcher, Ref, RouteTarget,
+    UrlMap,
+};
 
 use super::affinity::{
     proxyless_hash_policies, route_hash_policies, session_cookie, stateful_session_for_route,
@@ -165,6 +171,7 @@ impl Routing<'_> {
                 if matched.ignore_case {
                     route_match.case_sensitive = Some(BoolValue { value: false });
                 }
+                route_match.headers = matched.headers.iter().map(header_matcher).collect();
                 routes.push(self.route(route_match, &rule.action));
             }
             if rule.match_rules.is_empty() {
@@ -305,6 +312,36 @@ impl Routing<'_> {
         let refs: Vec<&Ref> = services.iter().map(|s| &s.backend_service).collect();
         self.limit(&refs, *timeout_sec, &mut action);
         action
+    }
+}
+
+/// A headerMatches entry as Envoy's (and gRPC's) header matcher.
+fn header_matcher(header: &HeaderMatch) -> HeaderMatcher {
+    let string = |pattern: MatchPattern| {
+        HeaderMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(pattern),
+            ..Default::default()
+        })
+    };
+    let specifier = match &header.kind {
+        HeaderMatchKind::Exact(value) => string(MatchPattern::Exact(value.clone())),
+        HeaderMatchKind::Prefix(value) => string(MatchPattern::Prefix(value.clone())),
+        HeaderMatchKind::Suffix(value) => string(MatchPattern::Suffix(value.clone())),
+        HeaderMatchKind::Regex(value) => string(MatchPattern::SafeRegex(RegexMatcher {
+            regex: value.clone(),
+            ..Default::default()
+        })),
+        HeaderMatchKind::Present(present) => HeaderMatchSpecifier::PresentMatch(*present),
+        HeaderMatchKind::Range(start, end) => HeaderMatchSpecifier::RangeMatch(Int64Range {
+            start: *start,
+            end: *end,
+        }),
+    };
+    HeaderMatcher {
+        name: header.header_name.clone(),
+        invert_match: header.invert_match,
+        header_match_specifier: Some(specifier),
+        ..Default::default()
     }
 }
 
