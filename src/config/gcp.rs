@@ -43,139 +43,147 @@ pub fn read_document(
     diagnostics: &mut Diagnostics,
 ) {
     let mut top = Fields::new(doc, file, "", diagnostics);
-    for node in top.list("healthChecks", diagnostics) {
-        if let Some(check) = health_check(node, file, diagnostics) {
-            insert(
-                &mut model.health_checks,
-                check.name.clone(),
-                check,
-                "healthChecks",
-                |c| &c.loc,
-                diagnostics,
-            );
-        }
-    }
-    for (collection, kind_is_neg) in [("instanceGroups", false), ("networkEndpointGroups", true)] {
-        for node in top.list(collection, diagnostics) {
-            let group = if kind_is_neg {
-                network_endpoint_group(node, file, diagnostics)
-            } else {
-                instance_group(node, file, diagnostics)
-            };
-            if let Some(group) = group {
-                insert(
-                    &mut model.endpoint_groups,
-                    group.name.clone(),
-                    group,
-                    "instanceGroups and networkEndpointGroups",
-                    |g| &g.loc,
-                    diagnostics,
-                );
-            }
-        }
-    }
-    for node in top.list("backendServices", diagnostics) {
-        if let Some(service) = backend_service(node, file, diagnostics) {
-            insert(
-                &mut model.backend_services,
-                service.name.clone(),
-                service,
-                "backendServices",
-                |s| &s.loc,
-                diagnostics,
-            );
-        }
-    }
-    for node in top.list("urlMaps", diagnostics) {
-        if let Some(url_map) = url_map(node, file, diagnostics) {
-            insert(
-                &mut model.url_maps,
-                url_map.name.clone(),
-                url_map,
-                "urlMaps",
-                |u| &u.loc,
-                diagnostics,
-            );
-        }
-    }
-    for node in top.list("targetHttpProxies", diagnostics) {
-        if let Some(proxy) = target_http_proxy(node, file, diagnostics) {
-            insert(
-                &mut model.target_proxies,
-                proxy.name.clone(),
-                proxy,
-                "target proxies",
-                |p| &p.loc,
-                diagnostics,
-            );
-        }
-    }
-    for node in top.list("targetTcpProxies", diagnostics) {
-        if let Some(proxy) = target_tcp_proxy(node, file, diagnostics) {
-            insert(
-                &mut model.target_proxies,
-                proxy.name.clone(),
-                proxy,
-                "target proxies",
-                |p| &p.loc,
-                diagnostics,
-            );
-        }
-    }
-    for node in top.list("targetGrpcProxies", diagnostics) {
-        if let Some(proxy) = target_grpc_proxy(node, file, diagnostics) {
-            insert(
-                &mut model.target_proxies,
-                proxy.name.clone(),
-                proxy,
-                "target proxies",
-                |p| &p.loc,
-                diagnostics,
-            );
-        }
-    }
+    let mut collection = Collection {
+        top: &mut top,
+        file,
+        diagnostics,
+    };
+    collection.read(
+        "healthChecks",
+        health_check,
+        &mut model.health_checks,
+        "healthChecks",
+    );
+    let groups = "instanceGroups and networkEndpointGroups";
+    collection.read(
+        "instanceGroups",
+        instance_group,
+        &mut model.endpoint_groups,
+        groups,
+    );
+    collection.read(
+        "networkEndpointGroups",
+        network_endpoint_group,
+        &mut model.endpoint_groups,
+        groups,
+    );
+    collection.read(
+        "backendServices",
+        backend_service,
+        &mut model.backend_services,
+        "backendServices",
+    );
+    collection.read("urlMaps", url_map, &mut model.url_maps, "urlMaps");
+    let proxies = "target proxies";
+    collection.read(
+        "targetHttpProxies",
+        target_http_proxy,
+        &mut model.target_proxies,
+        proxies,
+    );
+    collection.read(
+        "targetTcpProxies",
+        target_tcp_proxy,
+        &mut model.target_proxies,
+        proxies,
+    );
+    collection.read(
+        "targetGrpcProxies",
+        target_grpc_proxy,
+        &mut model.target_proxies,
+        proxies,
+    );
+    collection.read(
+        "forwardingRules",
+        forwarding_rule,
+        &mut model.forwarding_rules,
+        "forwardingRules",
+    );
     if let Some(node) = top.get("regionOrder") {
         region_order(node, file, model, diagnostics);
-    }
-    for node in top.list("forwardingRules", diagnostics) {
-        if let Some(rule) = forwarding_rule(node, file, diagnostics) {
-            insert(
-                &mut model.forwarding_rules,
-                rule.name.clone(),
-                rule,
-                "forwardingRules",
-                |r| &r.loc,
-                diagnostics,
-            );
-        }
     }
     top.finish(diagnostics);
 }
 
-fn insert<T>(
+/// A resource that has a unique name within its collection.
+trait Named {
+    fn name(&self) -> &str;
+    fn loc(&self) -> &Loc;
+}
+
+macro_rules! named {
+    ($($kind:ty),+) => {
+        $(impl Named for $kind {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn loc(&self) -> &Loc {
+                &self.loc
+            }
+        })+
+    };
+}
+
+named!(
+    HealthCheck,
+    EndpointGroup,
+    BackendService,
+    UrlMap,
+    TargetProxy,
+    ForwardingRule
+);
+
+/// Reads the top-level lists of one document into the model.
+struct Collection<'a, 'n> {
+    top: &'a mut Fields<'n>,
+    file: &'a Arc<str>,
+    diagnostics: &'a mut Diagnostics,
+}
+
+type Reader<T> = fn(&Node, &Arc<str>, &mut Diagnostics) -> Option<T>;
+
+impl Collection<'_, '_> {
+    /// Reads every item of the list `key` with `read` into `into`, whose names must be unique
+    /// across `unique_in`.
+    fn read<T: Named>(
+        &mut self,
+        key: &'static str,
+        read: Reader<T>,
+        into: &mut BTreeMap<String, T>,
+        unique_in: &str,
+    ) {
+        for node in self.top.list(key, self.diagnostics) {
+            if let Some(resource) = read(node, self.file, self.diagnostics) {
+                insert(into, resource, unique_in, self.diagnostics);
+            }
+        }
+    }
+}
+
+/// Adds a resource; of two with one name, the one written first in the files is kept and the
+/// later one reported.
+fn insert<T: Named>(
     map: &mut BTreeMap<String, T>,
-    name: String,
     value: T,
     collection: &str,
-    loc: impl Fn(&T) -> &Loc,
     diagnostics: &mut Diagnostics,
 ) {
+    let name = value.name().to_string();
     let Some(first) = map.get(&name) else {
         map.insert(name, value);
         return;
     };
-    // Keep whichever comes first in the files; report the later one.
-    let (kept, duplicate) = if loc(&value) < loc(first) {
+    let (kept, duplicate) = if value.loc() < first.loc() {
         (value, map.remove(&name).unwrap())
     } else {
         (map.remove(&name).unwrap(), value)
     };
     diagnostics.error(
-        loc(&duplicate),
+        duplicate.loc(),
         format!("{collection}[{name}]"),
         format!(
             "the name `{name}` is already used at {}; names must be unique in {collection}",
-            loc(&kept)
+            kept.loc()
         ),
     );
     map.insert(name, kept);
