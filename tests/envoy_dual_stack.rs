@@ -331,7 +331,7 @@ async fn the_dual_stack_migration_moves_traffic_by_weight_and_loses_no_request()
         }
         for url in [&v4_url, &v6_url] {
             let seen = tally(url, REQUESTS).await;
-            let got = share_of_suffix(&seen, " ipv6");
+            let got = share_where(&seen, |name| name.ends_with(" ipv6"));
             assert!(
                 (got - ipv6_share).abs() <= TOLERANCE,
                 "{weights:?} on {url}: IPv6 share {got:.3}, expected {ipv6_share}: {seen:?}"
@@ -351,16 +351,6 @@ async fn the_dual_stack_migration_moves_traffic_by_weight_and_loses_no_request()
         "no request failed across the edits ({} sent)",
         sent.load(Ordering::SeqCst)
     );
-}
-
-fn share_of_suffix(seen: &std::collections::BTreeMap<String, usize>, suffix: &str) -> f64 {
-    let total: usize = seen.values().sum();
-    let matched: usize = seen
-        .iter()
-        .filter(|(k, _)| k.ends_with(suffix))
-        .map(|(_, v)| v)
-        .sum();
-    matched as f64 / total.max(1) as f64
 }
 
 async fn wait_for_body_prefix(url: &str, prefix: &str) {

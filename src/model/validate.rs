@@ -592,20 +592,8 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
                 );
             }
         }
-        let targets = matcher
-            .route_rules
-            .iter()
-            .map(|r| &r.action)
-            .chain(matcher.path_rules.iter().map(|r| &r.action));
-        for target in targets {
-            match target {
-                RouteTarget::Service(reference) => service(reference, diagnostics),
-                RouteTarget::Weighted { services, .. } => {
-                    for weighted in services {
-                        service(&weighted.backend_service, diagnostics);
-                    }
-                }
-            }
+        for reference in rule_targets(matcher) {
+            service(reference, diagnostics);
         }
     }
     if url_map.default_service.is_none() && url_map.host_rules.is_empty() {
@@ -617,32 +605,33 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
     }
 }
 
+/// The backend services a path matcher's route and path rules send to.
+fn rule_targets(matcher: &super::PathMatcher) -> impl Iterator<Item = &Ref> {
+    let actions = matcher
+        .route_rules
+        .iter()
+        .map(|r| &r.action)
+        .chain(matcher.path_rules.iter().map(|r| &r.action));
+    actions.flat_map(|action| match action {
+        RouteTarget::Service(service) => vec![service],
+        RouteTarget::Weighted { services, .. } => {
+            services.iter().map(|s| &s.backend_service).collect()
+        }
+    })
+}
+
 /// The names of every backend service a URL map routes to.
 pub fn services_of(url_map: &UrlMap) -> BTreeSet<&str> {
-    let mut names: BTreeSet<&str> = url_map
-        .default_service
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
-    for matcher in &url_map.path_matchers {
-        names.extend(matcher.default_service.iter().map(|r| r.name.as_str()));
-        let targets = matcher
-            .route_rules
+    let defaults = url_map.default_service.iter().chain(
+        url_map
+            .path_matchers
             .iter()
-            .map(|r| &r.action)
-            .chain(matcher.path_rules.iter().map(|r| &r.action));
-        for target in targets {
-            match target {
-                RouteTarget::Service(service) => {
-                    names.insert(&service.name);
-                }
-                RouteTarget::Weighted { services, .. } => {
-                    names.extend(services.iter().map(|s| s.backend_service.name.as_str()));
-                }
-            }
-        }
-    }
-    names
+            .flat_map(|m| m.default_service.iter()),
+    );
+    defaults
+        .chain(url_map.path_matchers.iter().flat_map(rule_targets))
+        .map(|r| r.name.as_str())
+        .collect()
 }
 
 /// What a proxyless gRPC client would NACK or ignore in the services a gRPC proxy routes to:

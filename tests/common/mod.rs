@@ -111,6 +111,17 @@ impl Backend {
     }
 
     pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        Self::serve(name, addr, axum::http::StatusCode::OK).await
+    }
+
+    /// A backend that answers every request 500, naming itself in the body.
+    pub async fn start_failing(name: &str) -> Backend {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        Self::serve(name, addr, axum::http::StatusCode::INTERNAL_SERVER_ERROR).await
+    }
+
+    /// Answers every request with `status` and the backend's name, counting hits.
+    async fn serve(name: &str, addr: SocketAddr, status: axum::http::StatusCode) -> Backend {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(0));
@@ -119,7 +130,7 @@ impl Backend {
             let (body, counter) = (body.clone(), counter.clone());
             async move {
                 *counter.lock().unwrap() += 1;
-                body
+                (status, body)
             }
         });
         let task = tokio::spawn(async move {
@@ -135,30 +146,6 @@ impl Backend {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
-    }
-
-    /// A backend that answers every request 500, naming itself in the body.
-    pub async fn start_failing(name: &str) -> Backend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(Mutex::new(0));
-        let (body, counter) = (name.to_string(), hits.clone());
-        let app = axum::Router::new().fallback(move || {
-            let (body, counter) = (body.clone(), counter.clone());
-            async move {
-                *counter.lock().unwrap() += 1;
-                (axum::http::StatusCode::INTERNAL_SERVER_ERROR, body)
-            }
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Backend {
-            name: name.to_string(),
-            addr,
-            hits,
-            task,
-        }
     }
 }
 
@@ -332,10 +319,15 @@ pub fn share(seen: &BTreeMap<String, usize>, name: &str) -> f64 {
 
 /// Summed share of every response whose name starts with `prefix`.
 pub fn share_of_prefix(seen: &BTreeMap<String, usize>, prefix: &str) -> f64 {
+    share_where(seen, |name| name.starts_with(prefix))
+}
+
+/// Summed share of every response whose name satisfies `matches`.
+pub fn share_where(seen: &BTreeMap<String, usize>, matches: impl Fn(&str) -> bool) -> f64 {
     let total: usize = seen.values().sum();
     let matched: usize = seen
         .iter()
-        .filter(|(k, _)| k.starts_with(prefix))
+        .filter(|(k, _)| matches(k))
         .map(|(_, v)| v)
         .sum();
     matched as f64 / total.max(1) as f64
