@@ -2,13 +2,15 @@
 //! proxyless gRPC clients and its own sidecar.
 //!
 //! Data flows left to right through the modules:
-//! `config` (YAML) → `model` (validated) → `translate` (pure xDS) → `xds` (cache and streams),
+//! `config` (YAML) → `model` (validated) → `translate` (pure xDS) → `publish` (snapshots,
+//! draining, the removal guard) → `xds` (cache and streams),
 //! with `admin` exposing what is served and to whom.
 
 pub mod admin;
 pub mod config;
 pub mod explain;
 pub mod model;
+pub mod publish;
 pub mod serve;
 pub mod translate;
 pub mod xds;

@@ -1,12 +1,15 @@
-//! The `switchyard` command line: serve, validate, translate.
+//! The `switchyard` command line: serve, validate, translate, explain. Parsing and printing
+//! only; each subcommand is one small function over the library.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use switchyard::{config, serve, translate};
+use switchyard::config::{self, ReadLimits};
+use switchyard::{publish, serve, translate};
 
 #[derive(Parser)]
 #[command(
@@ -28,9 +31,24 @@ enum Command {
         xds_listen: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:19000")]
         admin_listen: SocketAddr,
+        /// Seconds an edit that would withdraw every listener, every cluster or more than half
+        /// of what is served waits (the files unchanged) before it is applied; 0 applies it at
+        /// once.
+        #[arg(long, default_value_t = publish::DEFAULT_REMOVAL_GRACE.as_secs_f64(), value_name = "SECONDS")]
+        removal_grace: f64,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Exit with the diagnostics when the config is not valid at start, instead of serving
+        /// nothing until it is fixed.
+        #[arg(long)]
+        exit_on_invalid: bool,
     },
     /// Check a config; exit 0 when it has no errors, 1 otherwise.
-    Validate { path: PathBuf },
+    Validate {
+        path: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
     /// Show why a backend service's traffic goes where it goes, for a client's locality.
     Explain {
         path: PathBuf,
@@ -46,6 +64,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Yaml)]
         format: Format,
     },
+}
+
+#[derive(clap::Args, Clone, Copy)]
+struct LimitArgs {
+    /// The largest config file accepted, in bytes.
+    #[arg(long, default_value_t = config::source::DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
+    max_config_bytes: u64,
+}
+
+impl LimitArgs {
+    fn limits(self) -> ReadLimits {
+        ReadLimits {
+            max_file_bytes: self.max_config_bytes,
+            ..ReadLimits::default()
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -71,29 +105,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// Serves until SIGTERM or SIGINT, then stops gracefully; SIGHUP reloads the config.
+async fn run_serve(options: serve::ServeOptions) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("handling SIGHUP")?;
+    let running = serve::start(options).await?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reading the config again");
+                running.reload_now();
+            }
+        }
+    }
+    tracing::info!("stopping: closing xDS streams");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
             path,
             xds_listen,
             admin_listen,
+            removal_grace,
+            limits,
+            exit_on_invalid,
         } => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
-                let _running = serve::start(serve::ServeOptions {
-                    config: path,
-                    xds_listen,
-                    admin_listen,
-                })
-                .await?;
-                tokio::signal::ctrl_c()
-                    .await
-                    .context("waiting for Ctrl-C")?;
-                Ok(ExitCode::SUCCESS)
-            })
+            anyhow::ensure!(
+                removal_grace.is_finite() && removal_grace >= 0.0,
+                "--removal-grace must be a number of seconds, 0 or more"
+            );
+            let options = serve::ServeOptions {
+                removal_grace: Duration::from_secs_f64(removal_grace),
+                limits: limits.limits(),
+                exit_on_invalid,
+                ..serve::ServeOptions::new(path, xds_listen, admin_listen)
+            };
+            tokio::runtime::Runtime::new()?.block_on(run_serve(options))
         }
-        Command::Validate { path } => {
-            let loaded = config::load(&path);
+        Command::Validate { path, limits } => {
+            let loaded = config::load_with(&path, &limits.limits());
             print!("{}", loaded.diagnostics);
             let errors = loaded.diagnostics.errors().count();
             let warnings = loaded.diagnostics.warnings().count();

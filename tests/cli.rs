@@ -131,3 +131,41 @@ fn explain_shows_the_address_family_each_endpoint_is_reached_on() {
         "{ipv4}"
     );
 }
+
+#[test]
+fn validate_refuses_an_empty_or_comment_only_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("empty.yaml", ""),
+        ("blank.yaml", "  \n\n\t\n"),
+        ("comments.yaml", "# nothing yet\n"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let (code, out, _) = switchyard(&["validate", file.to_str().unwrap()]);
+        assert_eq!(code, 1, "{name}: {out}");
+        assert!(
+            out.contains(&format!("{name}:1: : the file holds no YAML document (it is empty, or only whitespace and comments)")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn serve_exits_on_an_invalid_config_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.yaml");
+    std::fs::write(&file, "backendServices: [\n").unwrap();
+    let (code, _, err) = switchyard(&[
+        "serve",
+        file.to_str().unwrap(),
+        "--exit-on-invalid",
+        "--xds-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the config has errors"), "{err}");
+    assert!(err.contains("lb.yaml:2: : YAML syntax error"), "{err}");
+}

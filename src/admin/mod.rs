@@ -1,37 +1,24 @@
-//! The HTTP admin endpoint: `/healthz`, `/config_dump` (every served xDS resource as JSON),
-//! `/clients` (connected clients with their ACKed and NACKed versions), `/config_status`
-//! (the last reload: accepted or rejected, with its diagnostics) and `/load_reports` (what
-//! clients reported over LRS). Read-only.
+//! The HTTP admin endpoint: `/healthz`, `/ready` (200 once a config is served), `/config_dump`
+//! (served xDS resources as JSON, streamed, filterable by type and name), `/clients`
+//! (connected clients with their ACKed and NACKed versions), `/config_status` (the latest
+//! reload: accepted, rejected or held back, with its diagnostics) and `/load_reports` (what
+//! clients reported over LRS). Read-only; nothing here may hold a copy of a large config.
+
+mod dump;
 
 use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::model::Diagnostics;
-use crate::translate::json::resource_to_json;
-use crate::xds::cache::TypeResources;
+use crate::publish::status::ConfigStatus;
 use crate::xds::lrs::LoadReports;
-use crate::xds::types::{short_name, PUSH_ORDER};
 use crate::xds::{Cache, Clients};
 
-/// The outcome of the latest config load.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ConfigStatus {
-    /// Snapshot version being served.
-    pub serving_version: String,
-    /// Whether the latest edit was accepted.
-    pub last_load_accepted: bool,
-    /// Diagnostics of the latest load (errors when rejected, warnings either way).
-    pub diagnostics: Diagnostics,
-    /// Loads rejected since start.
-    pub rejected_loads: u64,
-    /// Endpoints removed by an edit and still draining: `service address (Ns left)`.
-    pub draining: Vec<String>,
-}
+pub use dump::{DumpFilter, FilterError};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -44,46 +31,33 @@ pub struct AdminState {
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/config_dump", get(config_dump))
+        .route("/ready", get(ready))
+        .route("/config_dump", get(dump::config_dump))
         .route("/clients", get(clients))
         .route("/config_status", get(config_status))
         .route("/load_reports", get(load_reports))
         .with_state(state)
 }
 
-async fn config_dump(State(state): State<AdminState>) -> Json<Value> {
-    Json(config_dump_json(&state.cache))
-}
-
-/// Every served resource, grouped by type, as proto3 JSON: what Envoy clients get, and the
-/// listeners and routes proxyless gRPC clients get instead.
-pub fn config_dump_json(cache: &Cache) -> Value {
-    let snapshot = cache.current();
-    let group = |map: &std::collections::BTreeMap<&'static str, Arc<TypeResources>>| {
-        let mut out = serde_json::Map::new();
-        for type_url in PUSH_ORDER {
-            let Some(resources) = map.get(type_url) else {
-                continue;
-            };
-            let items: Vec<Value> = resources
-                .values()
-                .map(|r| {
-                    json!({
-                        "name": r.name,
-                        "version": r.version,
-                        "resource": resource_to_json(&r.body.type_url, &r.body.value),
-                    })
-                })
-                .collect();
-            out.insert(short_name(type_url).to_string(), Value::Array(items));
-        }
-        Value::Object(out)
-    };
-    json!({
-        "version_info": snapshot.version,
-        "resources": group(&snapshot.resources),
-        "proxyless": group(&snapshot.proxyless),
-    })
+/// 200 once a config is served, 503 (with the reason) before.
+async fn ready(State(state): State<AdminState>) -> (StatusCode, String) {
+    let status = state.status.read().unwrap_or_else(|e| e.into_inner());
+    if status.serving {
+        return (
+            StatusCode::OK,
+            format!("ready: serving version {}\n", status.serving_version),
+        );
+    }
+    let why = status
+        .diagnostics
+        .errors()
+        .next()
+        .map(|error| format!("the config is not valid: {error}"))
+        .unwrap_or_else(|| "the config has not been loaded yet".to_string());
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: nothing is served yet; {why}\n"),
+    )
 }
 
 async fn load_reports(State(state): State<AdminState>) -> Json<Value> {

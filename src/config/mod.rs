@@ -4,15 +4,18 @@
 pub mod gcp;
 pub mod reader;
 pub mod references;
+pub mod source;
 pub mod watch;
 pub mod yaml;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::model::{self, Diagnostics, Loc, Model};
 
 pub use reader::suggest;
+pub use source::{config_files, ReadLimits, Sources};
+pub use yaml::YamlLimits;
 
 /// A config as read: the model and everything found wrong with it.
 #[derive(Debug, Default)]
@@ -28,28 +31,36 @@ impl Loaded {
     }
 }
 
-/// Reads a file, or every `*.yaml`/`*.yml` file of a directory (sorted), and validates the whole.
+/// Reads a file, or every `*.yaml`/`*.yml` file of a directory (sorted), and validates the
+/// whole, with the default limits.
 pub fn load(path: &Path) -> Loaded {
+    load_with(path, &ReadLimits::default())
+}
+
+/// As [`load`], within `limits`.
+pub fn load_with(path: &Path, limits: &ReadLimits) -> Loaded {
+    load_sources(&source::read_sources(path, limits), limits)
+}
+
+/// Parses and validates config files already read.
+pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
     let mut loaded = Loaded::default();
-    match config_files(path) {
-        Ok(files) => {
-            for file in files {
-                let display: Arc<str> = file.display().to_string().into();
-                match std::fs::read_to_string(&file) {
-                    Ok(text) => read_text(&text, &display, &mut loaded),
-                    Err(error) => loaded.diagnostics.error(
-                        &Loc::new(display, 0),
-                        "",
-                        format!("cannot read the file: {error}"),
-                    ),
-                }
-            }
-        }
-        Err(error) => loaded.diagnostics.error(
-            &Loc::new(path.display().to_string(), 0),
+    if let Some(error) = &sources.listing_error {
+        loaded.diagnostics.error(
+            &Loc::new(sources.root.clone(), 0),
             "",
             format!("cannot read the config: {error}"),
-        ),
+        );
+    }
+    for file in &sources.files {
+        match &file.text {
+            Ok(text) => read_text(text, &file.display, &limits.yaml, &mut loaded),
+            Err(problem) => loaded.diagnostics.error(
+                &Loc::new(file.display.clone(), problem.line),
+                "",
+                problem.message.clone(),
+            ),
+        }
     }
     model::validate::check(&loaded.model, &mut loaded.diagnostics);
     loaded.diagnostics.sort();
@@ -58,19 +69,32 @@ pub fn load(path: &Path) -> Loaded {
 
 /// Reads config text (one or more YAML documents) as if it came from `file`.
 pub fn load_str(text: &str, file: &str) -> Loaded {
-    let mut loaded = Loaded::default();
-    read_text(text, &Arc::from(file), &mut loaded);
-    model::validate::check(&loaded.model, &mut loaded.diagnostics);
-    loaded.diagnostics.sort();
-    loaded
+    load_sources(
+        &source::sources_from_text(text, file),
+        &ReadLimits::default(),
+    )
 }
 
-fn read_text(text: &str, file: &Arc<str>, loaded: &mut Loaded) {
-    match yaml::parse(text) {
+/// Why a file with nothing in it is refused: it is what a truncated or half-written file
+/// looks like, and serving it would withdraw everything.
+const EMPTY_FILE: &str = "the file holds no YAML document (it is empty, or only whitespace and comments); a truncated or half-written file looks like this, so it is refused rather than served as \"nothing\" (to serve nothing on purpose, write `{}`)";
+
+fn read_text(text: &str, file: &Arc<str>, limits: &YamlLimits, loaded: &mut Loaded) {
+    match yaml::parse_with_limits(text, limits) {
+        Ok(documents) if documents.is_empty() => {
+            loaded
+                .diagnostics
+                .error(&Loc::new(file.clone(), 1), "", EMPTY_FILE)
+        }
         Ok(documents) => {
             for document in &documents {
                 gcp::read_document(document, file, &mut loaded.model, &mut loaded.diagnostics);
             }
+        }
+        Err(error) if error.over_limit => {
+            loaded
+                .diagnostics
+                .error(&Loc::new(file.clone(), error.line), "", error.message)
         }
         Err(error) => loaded.diagnostics.error(
             &Loc::new(file.clone(), error.line),
@@ -78,20 +102,4 @@ fn read_text(text: &str, file: &Arc<str>, loaded: &mut Loaded) {
             format!("YAML syntax error: {}", error.message),
         ),
     }
-}
-
-/// The files a config path stands for.
-pub fn config_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        std::fs::metadata(path)?;
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
 }

@@ -1,9 +1,15 @@
 //! A YAML document tree in which every node remembers its line, so that diagnostics can point
-//! at the exact place a value was written. Built from yaml-rust2's event stream.
+//! at the exact place a value was written. Built from yaml-rust2's event stream, pulled one
+//! event at a time (no recursion, so nesting cannot overflow the stack).
+//!
+//! Hostile input is bounded here, before anything else sees it: the number of nodes, the
+//! nodes that aliases copy in (a "billion laughs" file is nothing but aliases) and the nesting
+//! depth are capped by [`YamlLimits`], and hitting a cap is a syntax error with its line. Must
+//! not: know any dialect's field names.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -46,25 +52,68 @@ impl Node {
     }
 }
 
-/// A syntax error, with its 1-based line.
+/// How much one file may make the parser build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct YamlLimits {
+    /// Nodes in the whole tree, counting the ones aliases copy in.
+    pub max_nodes: usize,
+    /// Nodes that aliases may copy in, in total.
+    pub max_alias_nodes: usize,
+    /// How deeply sequences and mappings may nest.
+    pub max_depth: usize,
+}
+
+impl Default for YamlLimits {
+    /// Far above what a real config needs (a 50 MB config of 120,000 services is about six
+    /// million nodes and ten levels deep), far below what would exhaust memory.
+    fn default() -> Self {
+        YamlLimits {
+            max_nodes: 20_000_000,
+            max_alias_nodes: 1_000_000,
+            max_depth: 64,
+        }
+    }
+}
+
+/// A syntax error, or a limit hit, with its 1-based line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyntaxError {
     pub line: usize,
     pub message: String,
+    /// True when the text is valid YAML but beyond [`YamlLimits`].
+    pub over_limit: bool,
 }
 
-/// Parses every document in `text`. Empty documents are dropped.
+impl SyntaxError {
+    fn over_limit(line: usize, message: String) -> Self {
+        SyntaxError {
+            line,
+            message,
+            over_limit: true,
+        }
+    }
+}
+
+/// Parses every document in `text` with the default limits. Empty documents are dropped.
 pub fn parse(text: &str) -> Result<Vec<Node>, SyntaxError> {
-    let mut builder = TreeBuilder::default();
+    parse_with_limits(text, &YamlLimits::default())
+}
+
+/// Parses every document in `text`, refusing input beyond `limits`. Empty documents are
+/// dropped.
+pub fn parse_with_limits(text: &str, limits: &YamlLimits) -> Result<Vec<Node>, SyntaxError> {
+    let mut builder = TreeBuilder::new(*limits);
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, true)
-        .map_err(|error| SyntaxError {
+    loop {
+        let (event, mark) = parser.next_token().map_err(|error| SyntaxError {
             line: error.marker().line(),
             message: error.info().to_string(),
+            over_limit: false,
         })?;
-    if let Some(message) = builder.error {
-        return Err(message);
+        if event == Event::StreamEnd {
+            break;
+        }
+        builder.on_event(event, mark)?;
     }
     Ok(builder
         .documents
@@ -73,41 +122,48 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SyntaxError> {
         .collect())
 }
 
-enum Open {
-    Seq(Vec<Node>, usize, usize),
-    /// Entries so far, a key waiting for its value, anchor id, line.
-    Map(Vec<(Node, Node)>, Option<Node>, usize, usize),
+/// A sequence or mapping still being read.
+struct Open {
+    kind: OpenKind,
+    anchor: usize,
+    line: usize,
+    /// Nodes in this subtree so far, itself included.
+    size: usize,
 }
 
-#[derive(Default)]
+enum OpenKind {
+    Seq(Vec<Node>),
+    /// Entries so far, and a key waiting for its value.
+    Map(Vec<(Node, Node)>, Option<Node>),
+}
+
 struct TreeBuilder {
+    limits: YamlLimits,
     stack: Vec<Open>,
     documents: Vec<Node>,
-    anchors: HashMap<usize, Node>,
-    error: Option<SyntaxError>,
+    /// Anchored nodes with their subtree sizes, for aliases to copy.
+    anchors: HashMap<usize, (Node, usize)>,
+    nodes: usize,
+    alias_nodes: usize,
 }
 
 impl TreeBuilder {
-    fn complete(&mut self, node: Node, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
-        }
-        match self.stack.last_mut() {
-            None => self.documents.push(node),
-            Some(Open::Seq(items, ..)) => items.push(node),
-            Some(Open::Map(entries, pending_key, ..)) => match pending_key.take() {
-                None => *pending_key = Some(node),
-                Some(key) => entries.push((key, node)),
-            },
+    fn new(limits: YamlLimits) -> Self {
+        TreeBuilder {
+            limits,
+            stack: Vec::new(),
+            documents: Vec::new(),
+            anchors: HashMap::new(),
+            nodes: 0,
+            alias_nodes: 0,
         }
     }
-}
 
-impl MarkedEventReceiver for TreeBuilder {
-    fn on_event(&mut self, event: Event, mark: Marker) {
+    fn on_event(&mut self, event: Event, mark: Marker) -> Result<(), SyntaxError> {
         let line = mark.line().max(1);
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
+                self.count(1, line)?;
                 let quoted = style != TScalarStyle::Plain;
                 let value =
                     if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
@@ -115,49 +171,111 @@ impl MarkedEventReceiver for TreeBuilder {
                     } else {
                         Value::Scalar { text, quoted }
                     };
-                self.complete(Node { value, line }, anchor);
+                self.complete(Node { value, line }, anchor, 1);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(Vec::new(), anchor, line)),
+            Event::SequenceStart(anchor, _) => {
+                self.open(OpenKind::Seq(Vec::new()), anchor, line)?
+            }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Open::Map(Vec::new(), None, anchor, line))
+                self.open(OpenKind::Map(Vec::new(), None), anchor, line)?
             }
-            Event::SequenceEnd => {
-                if let Some(Open::Seq(items, anchor, line)) = self.stack.pop() {
-                    self.complete(
-                        Node {
-                            value: Value::Seq(items),
-                            line,
-                        },
-                        anchor,
-                    );
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(open) = self.stack.pop() {
+                    let value = match open.kind {
+                        OpenKind::Seq(items) => Value::Seq(items),
+                        OpenKind::Map(entries, _) => Value::Map(entries),
+                    };
+                    let node = Node {
+                        value,
+                        line: open.line,
+                    };
+                    self.complete(node, open.anchor, open.size);
                 }
             }
-            Event::MappingEnd => {
-                if let Some(Open::Map(entries, _, anchor, line)) = self.stack.pop() {
-                    self.complete(
-                        Node {
-                            value: Value::Map(entries),
-                            line,
-                        },
-                        anchor,
-                    );
-                }
-            }
-            Event::Alias(anchor) => match self.anchors.get(&anchor).cloned() {
-                Some(node) => self.complete(node, 0),
-                None => {
-                    self.error.get_or_insert(SyntaxError {
-                        line,
-                        message: "alias to an unknown anchor".to_string(),
-                    });
-                }
-            },
-            Event::DocumentEnd if self.stack.is_empty() && self.documents.is_empty() => {}
+            Event::Alias(anchor) => self.alias(anchor, line)?,
+            Event::DocumentStart => self.anchors.clear(),
             _ => {}
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, kind: OpenKind, anchor: usize, line: usize) -> Result<(), SyntaxError> {
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(SyntaxError::over_limit(
+                line,
+                format!(
+                    "the document nests lists and mappings deeper than {} levels; no config needs that many",
+                    self.limits.max_depth
+                ),
+            ));
+        }
+        self.count(1, line)?;
+        self.stack.push(Open {
+            kind,
+            anchor,
+            line,
+            size: 1,
+        });
+        Ok(())
+    }
+
+    /// Copies an anchored node in, within the alias budget.
+    fn alias(&mut self, anchor: usize, line: usize) -> Result<(), SyntaxError> {
+        let Some(&(_, size)) = self.anchors.get(&anchor) else {
+            return Err(SyntaxError {
+                line,
+                message: "alias to an unknown anchor".to_string(),
+                over_limit: false,
+            });
+        };
+        if self.alias_nodes + size > self.limits.max_alias_nodes {
+            return Err(SyntaxError::over_limit(
+                line,
+                format!(
+                    "aliases in this file expand to more than {} nodes; anchors and aliases are capped so that a small file cannot expand into gigabytes (a \"billion laughs\")",
+                    self.limits.max_alias_nodes
+                ),
+            ));
+        }
+        self.count(size, line)?;
+        self.alias_nodes += size;
+        let node = self.anchors[&anchor].0.clone();
+        self.complete(node, 0, size);
+        Ok(())
+    }
+
+    fn count(&mut self, nodes: usize, line: usize) -> Result<(), SyntaxError> {
+        self.nodes += nodes;
+        if self.nodes > self.limits.max_nodes {
+            return Err(SyntaxError::over_limit(
+                line,
+                format!(
+                    "the file holds more than {} YAML nodes (values, lists and mappings), the most one file may hold",
+                    self.limits.max_nodes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, node: Node, anchor: usize, size: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        let Some(parent) = self.stack.last_mut() else {
+            self.documents.push(node);
+            return;
+        };
+        parent.size += size;
+        match &mut parent.kind {
+            OpenKind::Seq(items) => items.push(node),
+            OpenKind::Map(entries, pending_key) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => entries.push((key, node)),
+            },
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +315,61 @@ mod tests {
     fn several_documents_and_empty_ones() {
         assert_eq!(parse("---\na: 1\n---\n---\nb: 2\n").unwrap().len(), 2);
         assert!(parse("").unwrap().is_empty());
+    }
+
+    /// The classic nine-level alias bomb: 307 bytes that would expand to 9^9 nodes.
+    pub const ALIAS_BOMB: &str = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+
+    #[test]
+    fn an_alias_bomb_is_refused_with_its_line() {
+        let error = parse(ALIAS_BOMB).unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("aliases in this file expand to more than 1000000 nodes"),
+            "{error:?}"
+        );
+        assert!((5..=9).contains(&error.line), "{error:?}");
+    }
+
+    #[test]
+    fn modest_aliases_are_expanded() {
+        let docs = parse("base: &b {port: 80}\nuse: [*b, *b]\n").unwrap();
+        let Value::Map(entries) = &docs[0].value else {
+            panic!("not a map")
+        };
+        let Value::Seq(items) = &entries[1].1.value else {
+            panic!("not a seq")
+        };
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1], entries[0].1);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let text = "[".repeat(100_000);
+        let error = parse(&text).unwrap_err();
+        assert_eq!(error.line, 1);
+        let block: String = (0..200)
+            .map(|depth| format!("{}k:\n", "  ".repeat(depth)))
+            .collect();
+        let error = parse(&block).unwrap_err();
+        assert!(error.message.contains("deeper than 64 levels"), "{error:?}");
+        assert_eq!(error.line, 65, "the first mapping past the limit");
+    }
+
+    #[test]
+    fn node_count_is_capped() {
+        let limits = YamlLimits {
+            max_nodes: 100,
+            ..YamlLimits::default()
+        };
+        let text = format!("[{}]", vec!["1"; 200].join(","));
+        let error = parse_with_limits(&text, &limits).unwrap_err();
+        assert!(
+            error.message.contains("more than 100 YAML nodes"),
+            "{error:?}"
+        );
+        assert!(parse_with_limits("[1, 2, 3]", &limits).is_ok());
     }
 }

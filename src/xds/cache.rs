@@ -175,6 +175,11 @@ impl Snapshot {
         }
     }
 
+    /// Whether this snapshot holds a published config (the cache's initial snapshot does not).
+    pub fn is_published(&self) -> bool {
+        !self.version.is_empty()
+    }
+
     /// The resources of a type, as Envoy clients see them.
     pub fn of_type(&self, type_url: &str) -> Option<&TypeResources> {
         self.resources.get(type_url).map(|r| r.as_ref())

@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::service::load_stats::v3::{
 use envoy_types::pb::google::protobuf::Duration;
 use serde::Serialize;
 use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 /// How often clients are asked to report.
@@ -85,11 +86,12 @@ impl LoadReports {
 #[derive(Clone)]
 pub struct LrsService {
     reports: Arc<LoadReports>,
+    shutdown: CancellationToken,
 }
 
 impl LrsService {
-    pub fn new(reports: Arc<LoadReports>) -> Self {
-        LrsService { reports }
+    pub fn new(reports: Arc<LoadReports>, shutdown: CancellationToken) -> Self {
+        LrsService { reports, shutdown }
     }
 
     pub fn into_server(self) -> LoadReportingServiceServer<Self> {
@@ -128,8 +130,10 @@ impl LoadReportingService for LrsService {
             }),
             ..Default::default()
         };
-        let replies =
-            tokio_stream::once(Ok(ask)).chain(async_stream_of_reports(inbound, reports, node_id));
+        let replies = futures_util::StreamExt::take_until(
+            tokio_stream::once(Ok(ask)).chain(async_stream_of_reports(inbound, reports, node_id)),
+            self.shutdown.clone().cancelled_owned(),
+        );
         Ok(Response::new(Box::pin(replies)))
     }
 }

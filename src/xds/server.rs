@@ -1,6 +1,10 @@
 //! The tonic ADS service. Each stream runs in its own task: requests and snapshot changes go
 //! into the stream's state machine, responses go out through a small bounded channel, so a
 //! slow or stuck client only ever holds up itself.
+//!
+//! Nothing is answered before the first config is published: an empty answer would make a
+//! client drop what it has, so a server restarted with a broken config must stay silent, not
+//! wipe the fleet. On shutdown every stream ends after the responses it already queued.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::sotw::{RequestKind, StreamState};
@@ -23,15 +28,23 @@ use super::{Cache, Clients};
 /// Responses buffered per stream before the stream's task waits for the client.
 const STREAM_BUFFER: usize = 16;
 
+/// Resource types whose requests a stream keeps while waiting for the first config.
+const MAX_HELD_TYPES: usize = 16;
+
 #[derive(Clone)]
 pub struct AdsService {
     cache: Cache,
     clients: Arc<Clients>,
+    shutdown: CancellationToken,
 }
 
 impl AdsService {
-    pub fn new(cache: Cache, clients: Arc<Clients>) -> Self {
-        AdsService { cache, clients }
+    pub fn new(cache: Cache, clients: Arc<Clients>, shutdown: CancellationToken) -> Self {
+        AdsService {
+            cache,
+            clients,
+            shutdown,
+        }
     }
 
     pub fn into_server(self) -> AggregatedDiscoveryServiceServer<Self> {
@@ -63,6 +76,7 @@ impl AggregatedDiscoveryService for AdsService {
             sender,
             self.cache.clone(),
             self.clients.clone(),
+            self.shutdown.clone(),
         ));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
@@ -83,30 +97,46 @@ async fn run_sotw_stream(
     sender: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     cache: Cache,
     clients: Arc<Clients>,
+    shutdown: CancellationToken,
 ) {
     let mut snapshots = cache.subscribe();
     let mut state = StreamState::default();
+    let Some(held) =
+        hold_until_published(&mut inbound, &mut snapshots, &mut state, &shutdown).await
+    else {
+        clients.remove(id);
+        return;
+    };
+    let mut backlog = held.into_iter();
     loop {
-        let responses = tokio::select! {
-            message = inbound.message() => match message {
-                Ok(Some(request)) => {
+        let responses = if let Some(request) = backlog.next() {
+            let snapshot = snapshots.borrow_and_update().clone();
+            let (kind, responses) = state.on_request(&request, &snapshot);
+            log_request(&state, &request, &kind);
+            responses
+        } else {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = inbound.message() => match message {
+                    Ok(Some(request)) => {
+                        let snapshot = snapshots.borrow_and_update().clone();
+                        let (kind, responses) = state.on_request(&request, &snapshot);
+                        log_request(&state, &request, &kind);
+                        responses
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(stream = id, %status, "xDS stream ended with an error");
+                        break;
+                    }
+                },
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
                     let snapshot = snapshots.borrow_and_update().clone();
-                    let (kind, responses) = state.on_request(&request, &snapshot);
-                    log_request(&state, &request, &kind);
-                    responses
+                    state.on_snapshot(&snapshot)
                 }
-                Ok(None) => break,
-                Err(status) => {
-                    tracing::debug!(stream = id, %status, "xDS stream ended with an error");
-                    break;
-                }
-            },
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let snapshot = snapshots.borrow_and_update().clone();
-                state.on_snapshot(&snapshot)
             }
         };
         clients.update(id, &state);
@@ -119,6 +149,36 @@ async fn run_sotw_stream(
         }
     }
     clients.remove(id);
+}
+
+/// Before the first config is published, keeps each type's latest request (and the node,
+/// which only the first request carries) unanswered. Returns the requests to answer once a
+/// config is published, or None when the stream ended or the server is stopping.
+async fn hold_until_published(
+    inbound: &mut Streaming<DiscoveryRequest>,
+    snapshots: &mut tokio::sync::watch::Receiver<Arc<crate::xds::Snapshot>>,
+    state: &mut StreamState,
+    shutdown: &CancellationToken,
+) -> Option<Vec<DiscoveryRequest>> {
+    let mut held: Vec<DiscoveryRequest> = Vec::new();
+    while !snapshots.borrow_and_update().is_published() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            message = inbound.message() => {
+                let request = message.ok().flatten()?;
+                if state.node.is_none() {
+                    state.node = request.node.clone();
+                }
+                match held.iter().position(|r| r.type_url == request.type_url) {
+                    Some(same_type) => held[same_type] = request,
+                    None if held.len() < MAX_HELD_TYPES => held.push(request),
+                    None => {}
+                }
+            }
+            changed = snapshots.changed() => changed.ok()?,
+        }
+    }
+    Some(held)
 }
 
 fn log_request(state: &StreamState, request: &DiscoveryRequest, kind: &RequestKind) {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod grpc;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -345,13 +346,16 @@ impl Switchyard {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("lb.yaml");
         std::fs::write(&config, config_text).unwrap();
-        let running = serve::start(ServeOptions {
-            config: config.clone(),
-            xds_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: "127.0.0.1:0".parse().unwrap(),
-        })
-        .await
-        .expect("switchyard starts");
+        // Edits in these tests remove things on purpose; the removal guard has its own tests.
+        let options = ServeOptions {
+            removal_grace: Duration::ZERO,
+            ..ServeOptions::new(
+                config.clone(),
+                "127.0.0.1:0".parse().unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+            )
+        };
+        let running = serve::start(options).await.expect("switchyard starts");
         Switchyard {
             dir,
             config,

@@ -1,0 +1,283 @@
+//! `/config_dump`: every served resource as proto3 JSON, grouped by type — Envoy's resources
+//! under `resources`, the proxyless gRPC listeners and routes under `proxyless`.
+//!
+//! The dump is written resource by resource on a blocking thread into a small bounded channel
+//! that the HTTP body drains, so a config of any size costs a few chunks of memory, and a
+//! client that stops reading stops the writing. `?type=` (Cluster, ClusterLoadAssignment,
+//! Listener, RouteConfiguration, or clusters / endpoints / listeners / routes; commas for
+//! several) and `?name=` (exact, or with `*` wildcards) narrow it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::translate::json::resource_to_json;
+use crate::xds::cache::TypeResources;
+use crate::xds::types::{short_name, PUSH_ORDER};
+use crate::xds::Snapshot;
+
+use super::AdminState;
+
+/// Bytes gathered before a chunk goes to the client.
+const CHUNK: usize = 64 * 1024;
+/// Chunks written ahead of what the client has read.
+const CHUNKS_AHEAD: usize = 4;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DumpQuery {
+    #[serde(rename = "type")]
+    types: Option<String>,
+    name: Option<String>,
+}
+
+/// Which resources a dump shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DumpFilter {
+    /// Type URLs shown; empty shows every type.
+    types: Vec<&'static str>,
+    /// A name pattern (`*` matches any run of characters).
+    name: Option<String>,
+}
+
+/// A filter the dump cannot apply, with what is allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterError(pub String);
+
+impl DumpFilter {
+    /// Reads `?type=` and `?name=`.
+    pub fn parse(types: Option<&str>, name: Option<&str>) -> Result<DumpFilter, FilterError> {
+        let mut filter = DumpFilter {
+            types: Vec::new(),
+            name: name.filter(|n| !n.is_empty()).map(str::to_string),
+        };
+        for wanted in types.unwrap_or("").split(',').map(str::trim) {
+            if wanted.is_empty() {
+                continue;
+            }
+            let found = PUSH_ORDER.iter().find(|type_url| {
+                let short = short_name(type_url);
+                wanted == **type_url
+                    || wanted.eq_ignore_ascii_case(short)
+                    || wanted.eq_ignore_ascii_case(plural_of(short))
+            });
+            match found {
+                Some(type_url) => filter.types.push(type_url),
+                None => {
+                    return Err(FilterError(format!(
+                        "unknown type `{wanted}`; use one of Cluster, ClusterLoadAssignment, Listener, RouteConfiguration (or clusters, endpoints, listeners, routes)"
+                    )))
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    fn shows_type(&self, type_url: &str) -> bool {
+        self.types.is_empty() || self.types.contains(&type_url)
+    }
+
+    fn shows_name(&self, name: &str) -> bool {
+        self.name
+            .as_deref()
+            .is_none_or(|pattern| wildcard_match(pattern, name))
+    }
+}
+
+fn plural_of(short: &str) -> &'static str {
+    match short {
+        "Cluster" => "clusters",
+        "ClusterLoadAssignment" => "endpoints",
+        "Listener" => "listeners",
+        _ => "routes",
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+pub async fn config_dump(
+    State(state): State<AdminState>,
+    Query(query): Query<DumpQuery>,
+) -> Response {
+    let filter = match DumpFilter::parse(query.types.as_deref(), query.name.as_deref()) {
+        Ok(filter) => filter,
+        Err(FilterError(message)) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    let snapshot = state.cache.current();
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            buffer: Vec::with_capacity(CHUNK),
+            sender,
+        };
+        // An error here means the client went away; there is no one left to tell.
+        let _ = write_dump(&snapshot, &filter, &mut out).and_then(|()| out.flush());
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(ReceiverStream::new(receiver)),
+    )
+        .into_response()
+}
+
+/// Writes the dump of `snapshot` as JSON.
+pub fn write_dump(
+    snapshot: &Snapshot,
+    filter: &DumpFilter,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    write!(
+        out,
+        "{{\"version_info\":{},\"resources\":",
+        serde_json::to_string(&snapshot.version)?
+    )?;
+    write_group(&snapshot.resources, filter, out)?;
+    out.write_all(b",\"proxyless\":")?;
+    write_group(&snapshot.proxyless, filter, out)?;
+    out.write_all(b"}\n")
+}
+
+fn write_group(
+    group: &BTreeMap<&'static str, Arc<TypeResources>>,
+    filter: &DumpFilter,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    out.write_all(b"{")?;
+    let mut first_type = true;
+    for type_url in PUSH_ORDER.iter().filter(|t| filter.shows_type(t)) {
+        let Some(resources) = group.get(type_url) else {
+            continue;
+        };
+        if !first_type {
+            out.write_all(b",")?;
+        }
+        first_type = false;
+        write!(out, "\"{}\":[", short_name(type_url))?;
+        let mut first = true;
+        for resource in resources.values().filter(|r| filter.shows_name(&r.name)) {
+            if !first {
+                out.write_all(b",")?;
+            }
+            first = false;
+            let entry = serde_json::json!({
+                "name": resource.name,
+                "version": resource.version,
+                "resource": resource_to_json(&resource.body.type_url, &resource.body.value),
+            });
+            serde_json::to_writer(&mut *out, &entry)?;
+        }
+        out.write_all(b"]")?;
+    }
+    out.write_all(b"}")
+}
+
+/// Gathers bytes into chunks and hands each to the HTTP body, waiting while the client is
+/// behind; fails once the client is gone.
+struct ChunkWriter {
+    buffer: Vec<u8>,
+    sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        self.sender
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::Resources;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+
+    #[test]
+    fn wildcards_match_as_globs() {
+        assert!(wildcard_match("web", "web"));
+        assert!(!wildcard_match("web", "web2"));
+        assert!(wildcard_match("svc-*", "svc-12"));
+        assert!(wildcard_match("*-12", "svc-12"));
+        assert!(wildcard_match("s*c*2", "svc-12"));
+        assert!(!wildcard_match("s*x*2", "svc-12"));
+        assert!(!wildcard_match("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn types_are_named_short_plural_or_by_url() {
+        let filter = DumpFilter::parse(Some("cluster, endpoints"), None).unwrap();
+        assert!(filter.shows_type(crate::xds::types::CLUSTER));
+        assert!(filter.shows_type(crate::xds::types::ENDPOINT));
+        assert!(!filter.shows_type(crate::xds::types::LISTENER));
+        let error = DumpFilter::parse(Some("secrets"), None).unwrap_err();
+        assert!(error.0.starts_with("unknown type `secrets`; use one of"));
+    }
+
+    #[test]
+    fn a_filtered_dump_is_valid_json_with_only_what_was_asked() {
+        let resources = Resources {
+            clusters: ["svc-1", "svc-2", "web"]
+                .into_iter()
+                .map(|name| Cluster {
+                    name: name.into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let snapshot = Snapshot::build(&resources, None);
+        let filter = DumpFilter::parse(Some("clusters"), Some("svc-*")).unwrap();
+        let mut out = Vec::new();
+        write_dump(&snapshot, &filter, &mut out).unwrap();
+        let dump: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let names: Vec<&str> = dump["resources"]["Cluster"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["svc-1", "svc-2"]);
+        assert!(dump["resources"].get("Listener").is_none());
+        assert_eq!(dump["proxyless"], serde_json::json!({}));
+    }
+}

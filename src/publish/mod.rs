@@ -1,0 +1,334 @@
+//! Publishing: turns validated configs into snapshots in the cache. Keeps the endpoints an
+//! edit removed DRAINING for their service's drainingTimeoutSec; holds back an edit that
+//! would withdraw most of what is served (a truncated or half-written file looks like that)
+//! until the files have stayed unchanged for a grace period; and keeps the config status.
+//!
+//! Everything here is synchronous and may take long on a large config (translation and
+//! encoding): callers run it off the async runtime. Must not: read files (the reload loop in
+//! [`reload`] does) or talk to clients (the cache does).
+
+pub mod guard;
+pub mod reload;
+pub mod status;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::Loaded;
+use crate::model::{regions, DrainingEndpoint, Model};
+use crate::translate::{self, endpoints, Resources};
+use crate::xds::cache::EndpointViews;
+use crate::xds::Cache;
+
+use guard::{Removal, ServedNames};
+use status::{ConfigStatus, LoadOutcome, PendingRemovalStatus};
+
+/// How long an edit that withdraws most of what is served waits, by default.
+pub const DEFAULT_REMOVAL_GRACE: Duration = Duration::from_secs(10);
+
+/// What became of a config offered to the publisher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offered {
+    Accepted,
+    Rejected,
+    /// Valid but held back by the removal guard; applied when the grace period ends.
+    Held,
+}
+
+/// An edit held back by the removal guard.
+struct Pending {
+    loaded: Loaded,
+    fingerprint: String,
+    deadline: Instant,
+}
+
+/// What is served, and what is on its way in or out.
+#[derive(Default)]
+struct Served {
+    model: Arc<Model>,
+    names: ServedNames,
+    /// Whether any config has been published yet.
+    published: bool,
+    /// Endpoints removed by an edit, kept DRAINING until their time.
+    draining: BTreeMap<DrainingEndpoint, Instant>,
+    pending: Option<Pending>,
+}
+
+/// Turns accepted configs into snapshots in the cache.
+pub struct Publisher {
+    cache: Cache,
+    status: Arc<RwLock<ConfigStatus>>,
+    removal_grace: Duration,
+    served: Mutex<Served>,
+}
+
+impl Publisher {
+    pub fn new(cache: Cache, status: Arc<RwLock<ConfigStatus>>, removal_grace: Duration) -> Self {
+        Publisher {
+            cache,
+            status,
+            removal_grace,
+            served: Mutex::default(),
+        }
+    }
+
+    /// Serves `loaded` if it is valid and withdraws no more than the guard allows; holds it
+    /// back if it withdraws more; else keeps what is served and says why. `fingerprint`
+    /// identifies the file content it came from.
+    pub fn offer(&self, loaded: Loaded, fingerprint: &str, now: Instant) -> Offered {
+        let guarded = !self.removal_grace.is_zero();
+        self.consider(&mut self.lock(), loaded, fingerprint, now, guarded)
+    }
+
+    fn consider(
+        &self,
+        served: &mut Served,
+        loaded: Loaded,
+        fingerprint: &str,
+        now: Instant,
+        guarded: bool,
+    ) -> Offered {
+        if loaded.diagnostics.has_errors() {
+            // A held edit only stands while the files stay as they were.
+            served.pending = None;
+            self.reject(served, loaded);
+            return Offered::Rejected;
+        }
+        for warning in loaded.diagnostics.warnings() {
+            tracing::warn!("{warning}");
+        }
+        let draining = draining_after(served, &loaded.model, now);
+        let resources = translate_with(&loaded.model, &draining);
+        let names = ServedNames::of(&resources);
+        let guarded = guarded && served.published;
+        if let Some(removal) = guarded
+            .then(|| guard::assess(&served.names, &names))
+            .flatten()
+        {
+            drop(resources);
+            self.hold(served, loaded, fingerprint, removal, now);
+            return Offered::Held;
+        }
+        served.pending = None;
+        served.draining = draining;
+        served.model = Arc::new(loaded.model);
+        served.names = names;
+        self.publish(served, resources, now);
+        let mut status = self.status_mut();
+        status.last_load = LoadOutcome::Accepted;
+        status.last_load_accepted = true;
+        status.accepted_loads += 1;
+        status.diagnostics = loaded.diagnostics;
+        status.pending_removal = None;
+        Offered::Accepted
+    }
+
+    /// The fingerprint of the content held back, if any.
+    pub fn pending_fingerprint(&self) -> Option<String> {
+        self.lock().pending.as_ref().map(|p| p.fingerprint.clone())
+    }
+
+    /// Serves the held-back edit (its grace period is over and the files did not change).
+    pub fn apply_pending(&self, now: Instant) {
+        let mut served = self.lock();
+        let Some(pending) = served.pending.take() else {
+            return;
+        };
+        tracing::warn!(
+            "applying the held-back edit: the files stayed unchanged for the {}s grace period",
+            self.removal_grace.as_secs_f64()
+        );
+        self.consider(
+            &mut served,
+            pending.loaded,
+            &pending.fingerprint,
+            now,
+            false,
+        );
+    }
+
+    /// Drops endpoints whose draining time is up. Returns true when the held-back edit's
+    /// grace period is over (the caller checks the files and applies it).
+    pub fn on_timer(&self, now: Instant) -> bool {
+        let mut served = self.lock();
+        if served.draining.values().any(|until| *until <= now) {
+            served.draining.retain(|_, until| *until > now);
+            let resources = translate_with(&served.model, &served.draining);
+            self.publish(&mut served, resources, now);
+        }
+        served.pending.as_ref().is_some_and(|p| p.deadline <= now)
+    }
+
+    /// When [`Publisher::on_timer`] has something to do next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let served = self.lock();
+        let drain = served.draining.values().min().copied();
+        let pending = served.pending.as_ref().map(|p| p.deadline);
+        drain.into_iter().chain(pending).min()
+    }
+
+    fn reject(&self, served: &Served, loaded: Loaded) {
+        for diagnostic in loaded.diagnostics.errors() {
+            tracing::error!("{diagnostic}");
+        }
+        if served.published {
+            tracing::error!(
+                "config change rejected; still serving version {}",
+                self.cache.current().version
+            );
+        } else {
+            tracing::error!("the config is not valid; nothing is served until it is fixed");
+        }
+        let mut status = self.status_mut();
+        status.last_load = LoadOutcome::Rejected;
+        status.last_load_accepted = false;
+        status.rejected_loads += 1;
+        status.diagnostics = loaded.diagnostics;
+        status.pending_removal = None;
+    }
+
+    fn hold(
+        &self,
+        served: &mut Served,
+        loaded: Loaded,
+        fingerprint: &str,
+        removal: Removal,
+        now: Instant,
+    ) {
+        let deadline = match &served.pending {
+            Some(pending) if pending.fingerprint == fingerprint => pending.deadline,
+            _ => {
+                tracing::warn!(
+                    "holding back an edit: {}; it would remove listeners {}, routes {}, clusters {}. It is applied in {}s if the files stay as they are; write them again to cancel (a truncated or half-written file looks like this)",
+                    removal.reason,
+                    sample(&removal.listeners),
+                    sample(&removal.routes),
+                    sample(&removal.clusters),
+                    self.removal_grace.as_secs_f64(),
+                );
+                now + self.removal_grace
+            }
+        };
+        let applies_in = deadline.saturating_duration_since(now);
+        let mut status = self.status_mut();
+        status.last_load = LoadOutcome::PendingRemoval;
+        status.last_load_accepted = false;
+        status.diagnostics = loaded.diagnostics.clone();
+        status.pending_removal = Some(PendingRemovalStatus {
+            removal,
+            grace_seconds: self.removal_grace.as_secs(),
+            applies_at_unix: (SystemTime::now() + applies_in)
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        });
+        served.pending = Some(Pending {
+            loaded,
+            fingerprint: fingerprint.to_string(),
+            deadline,
+        });
+    }
+
+    fn publish(&self, served: &mut Served, resources: Resources, now: Instant) {
+        served.published = true;
+        let draining: Arc<Vec<DrainingEndpoint>> =
+            Arc::new(served.draining.keys().cloned().collect());
+        let views = endpoint_views(&served.model, draining.clone());
+        if self.cache.set(&resources, Some(views)) {
+            tracing::info!(version = %self.cache.current().version, draining = draining.len(), "serving a new config");
+        }
+        let mut status = self.status_mut();
+        status.serving = true;
+        status.serving_version = self.cache.current().version.clone();
+        status.draining_count = served.draining.len();
+        status.draining = served
+            .draining
+            .iter()
+            .take(status::DRAINING_SHOWN)
+            .map(|(endpoint, until)| {
+                format!(
+                    "{} {} ({}s left)",
+                    endpoint.service,
+                    endpoint.address,
+                    until.saturating_duration_since(now).as_secs()
+                )
+            })
+            .collect();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Served> {
+        self.served.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn status_mut(&self) -> std::sync::RwLockWriteGuard<'_, ConfigStatus> {
+        self.status.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The draining set after serving `next`: what is draining now and still gone, plus the
+/// endpoints `next` drops, each until its service's drainingTimeoutSec is up.
+fn draining_after(
+    served: &Served,
+    next: &Model,
+    now: Instant,
+) -> BTreeMap<DrainingEndpoint, Instant> {
+    let kept = endpoints::served_endpoints(next);
+    let mut draining = served.draining.clone();
+    for removed in endpoints::served_endpoints(&served.model).difference(&kept) {
+        let timeout = served
+            .model
+            .backend_services
+            .get(&removed.service)
+            .map(|s| s.draining_timeout_sec)
+            .unwrap_or(0);
+        if timeout > 0 {
+            let until = now + Duration::from_secs(u64::from(timeout));
+            draining.entry(removed.clone()).or_insert(until);
+        }
+    }
+    draining.retain(|endpoint, until| {
+        *until > now
+            && !kept.contains(endpoint)
+            && next.backend_services.contains_key(&endpoint.service)
+    });
+    draining
+}
+
+fn translate_with(model: &Model, draining: &BTreeMap<DrainingEndpoint, Instant>) -> Resources {
+    let draining: Vec<DrainingEndpoint> = draining.keys().cloned().collect();
+    translate::translate_with_draining(model, &draining)
+}
+
+/// Per-region endpoint views of `model`, built on first use by a client of that region.
+fn endpoint_views(model: &Arc<Model>, draining: Arc<Vec<DrainingEndpoint>>) -> EndpointViews {
+    let known_regions: BTreeSet<String> = model
+        .endpoint_groups
+        .values()
+        .map(|g| g.region.clone())
+        .collect();
+    let region_order = model.region_order.clone();
+    let fingerprint = format!("{:?}", model.region_order);
+    let model = model.clone();
+    EndpointViews {
+        build: Arc::new(move |region: &str| {
+            endpoints::assignments_for(&model, Some(region), &draining)
+        }),
+        canonical: Arc::new(move |region: &str| {
+            regions::view_region(&region_order, &known_regions, region)
+        }),
+        fingerprint,
+    }
+}
+
+/// Up to ten names, for a log line.
+fn sample(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".to_string();
+    }
+    let shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+    match names.len() {
+        n if n > 10 => format!("{} and {} more", shown.join(", "), n - 10),
+        _ => shown.join(", "),
+    }
+}

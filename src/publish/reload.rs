@@ -1,0 +1,180 @@
+//! The file source's driver: waits for the watcher, a forced reload (SIGHUP) or a timer; lets
+//! a burst of file events settle; reads the files and offers new content to the publisher —
+//! all of the reading, parsing and translating on a blocking thread, so the async runtime
+//! keeps answering clients and the admin port whatever the config's size.
+//!
+//! Content is fingerprinted: a read that finds exactly what was last loaded stops there, so
+//! touching a file costs one read, and a rejected content is reported once, not once per
+//! event. Must not: decide what is served (the publisher does) or know YAML (config does).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tokio::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, source, watch::ConfigWatch, ReadLimits};
+
+use super::status::ConfigStatus;
+use super::{Offered, Publisher};
+
+/// How long the files must stay quiet after an event before they are read.
+pub const QUIET: Duration = Duration::from_millis(150);
+/// The longest a steady stream of events can put a read off.
+pub const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
+
+/// Why the files are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The first read at start.
+    Start,
+    /// The watcher saw a change.
+    Changed,
+    /// Asked for (SIGHUP): load even if the content is what was last loaded.
+    Forced,
+    /// A held-back edit's grace period is over: apply it if the files are still as they were.
+    GraceOver,
+}
+
+/// Reads a config path and offers what is new in it to a publisher.
+pub struct Reloader {
+    path: PathBuf,
+    limits: ReadLimits,
+    publisher: Arc<Publisher>,
+    status: Arc<RwLock<ConfigStatus>>,
+    last_fingerprint: Mutex<Option<String>>,
+}
+
+impl Reloader {
+    pub fn new(
+        path: PathBuf,
+        limits: ReadLimits,
+        publisher: Arc<Publisher>,
+        status: Arc<RwLock<ConfigStatus>>,
+    ) -> Self {
+        status.write().unwrap_or_else(|e| e.into_inner()).config = path.display().to_string();
+        Reloader {
+            path,
+            limits,
+            publisher,
+            status,
+            last_fingerprint: Mutex::new(None),
+        }
+    }
+
+    /// Reads the files and handles what they hold. Blocking; returns None when the content
+    /// was already loaded.
+    pub fn reload(&self, trigger: Trigger) -> Option<Offered> {
+        let started = Instant::now();
+        let sources = source::read_sources(&self.path, &self.limits);
+        self.status_mut().reads += 1;
+        let fingerprint = sources.fingerprint.clone();
+        if trigger == Trigger::GraceOver
+            && self.publisher.pending_fingerprint().as_deref() == Some(fingerprint.as_str())
+        {
+            self.publisher.apply_pending(Instant::now());
+            return Some(Offered::Accepted);
+        }
+        {
+            let mut last = self
+                .last_fingerprint
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if trigger != Trigger::Forced && last.as_deref() == Some(fingerprint.as_str()) {
+                self.status_mut().unchanged_reads += 1;
+                return None;
+            }
+            *last = Some(fingerprint.clone());
+        }
+        let bytes = sources.total_bytes() as u64;
+        let loaded = config::load_sources(&sources, &self.limits);
+        drop(sources);
+        let offered = self.publisher.offer(loaded, &fingerprint, Instant::now());
+        let elapsed = started.elapsed();
+        let mut status = self.status_mut();
+        status.loads += 1;
+        status.last_load_milliseconds = elapsed.as_millis() as u64;
+        status.last_load_bytes = bytes;
+        status.files_fingerprint = fingerprint;
+        tracing::info!(
+            ?trigger,
+            outcome = ?offered,
+            bytes,
+            milliseconds = elapsed.as_millis() as u64,
+            "config loaded"
+        );
+        Some(offered)
+    }
+
+    fn status_mut(&self) -> std::sync::RwLockWriteGuard<'_, ConfigStatus> {
+        self.status.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `reloader.reload` on a blocking thread.
+pub async fn reload_off_runtime(reloader: &Arc<Reloader>, trigger: Trigger) -> Option<Offered> {
+    let reloader = reloader.clone();
+    tokio::task::spawn_blocking(move || reloader.reload(trigger))
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "loading the config failed unexpectedly");
+            None
+        })
+}
+
+/// Reloads on every change, on every `force` and when a timer of the publisher (draining, a
+/// held-back edit) is due; returns when `shutdown` is cancelled.
+pub async fn run(
+    reloader: Arc<Reloader>,
+    watch: ConfigWatch,
+    force: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let deadline = reloader.publisher.next_deadline();
+        let trigger = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = watch.changed() => {
+                settle(&watch).await;
+                Trigger::Changed
+            }
+            _ = force.notified() => Trigger::Forced,
+            _ = sleep_until(deadline) => {
+                let publisher = reloader.publisher.clone();
+                let grace_over = tokio::task::spawn_blocking(move || publisher.on_timer(Instant::now()))
+                    .await
+                    .unwrap_or(false);
+                if !grace_over {
+                    continue;
+                }
+                Trigger::GraceOver
+            }
+        };
+        watch.rearm();
+        reload_off_runtime(&reloader, trigger).await;
+    }
+}
+
+/// Waits until no event has come for [`QUIET`], or [`SETTLE_AT_MOST`] has passed.
+async fn settle(watch: &ConfigWatch) {
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = watch.changed() => {
+                if started.elapsed() >= SETTLE_AT_MOST {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(QUIET) => return,
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await,
+        None => std::future::pending().await,
+    }
+}
