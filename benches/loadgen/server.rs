@@ -1,0 +1,173 @@
+//! The server under test: `switchyard serve` as its own process (so its memory and CPU are its
+//! own), on a config folder the load generator edits, and a loopback TCP throughput probe to
+//! compare push bandwidth against.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct ServerProcess {
+    pub xds: String,
+    admin: String,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProcess {
+    /// Starts the release (or test) build of `switchyard serve` on `config` and waits until it
+    /// is ready.
+    pub async fn start(config: &str) -> ServerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fleet.yaml"), config).unwrap();
+        let (xds, admin) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        // SWITCHYARD_SERVE_BIN runs another build (the previous one, to compare in one run).
+        let binary = std::env::var("SWITCHYARD_SERVE_BIN")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_switchyard").to_string());
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(dir.path().join("fleet.yaml"))
+            .args(["--xds-listen", &xds, "--admin-listen", &admin])
+            .env("RUST_LOG", "switchyard=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+            .spawn()
+            .expect("the switchyard binary starts");
+        let server = ServerProcess {
+            xds,
+            admin,
+            child,
+            dir,
+        };
+        let started = Instant::now();
+        while !server.ready().await {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the server did not become ready: {}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// `/ready` answers 200 (builds without `/ready` loaded their config before listening:
+    /// any answer there means ready).
+    async fn ready(&self) -> bool {
+        match self.get_status("/ready").await {
+            Some(404) => self.get_status("/healthz").await == Some(200),
+            status => status == Some(200),
+        }
+    }
+
+    async fn get_status(&self, path: &str) -> Option<u16> {
+        let mut stream = tokio::net::TcpStream::connect(&self.admin).await.ok()?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin
+        );
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        answer.get(9..12)?.parse().ok()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Replaces the config atomically; returns the moment of the rename.
+    pub fn write_config(&self, config: &str) -> Instant {
+        let staging: PathBuf = self.dir.path().join(".fleet.yaml.tmp");
+        std::fs::write(&staging, config).unwrap();
+        let at = Instant::now();
+        std::fs::rename(&staging, self.dir.path().join("fleet.yaml")).unwrap();
+        at
+    }
+
+    fn proc_status(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    /// User + system CPU time the server has used.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0
+    }
+
+    /// RSS once it stops falling (memory freed by closed streams is returned over a few seconds).
+    pub async fn wait_rss_settles(&self) -> u64 {
+        let mut last = self.rss_kib();
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = self.rss_kib();
+            if now >= last && now.abs_diff(last) < 64 {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Bytes per second one TCP stream carries over loopback here and now.
+pub async fn loopback_bandwidth() -> f64 {
+    const TOTAL: usize = 1 << 30;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut read = 0;
+        while read < TOTAL {
+            let n = stream.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            read += n;
+        }
+    });
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let chunk = vec![7u8; 1 << 16];
+    let started = Instant::now();
+    let mut written = 0;
+    while written < TOTAL {
+        stream.write_all(&chunk).await.unwrap();
+        written += chunk.len();
+    }
+    reader.await.unwrap();
+    TOTAL as f64 / started.elapsed().as_secs_f64()
+}
