@@ -78,7 +78,10 @@ fn report_peak_memory(text: &str) {
     PEAK.store(baseline, Ordering::Relaxed);
     let loaded = load_str(text, "generated.yaml");
     assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
-    let snapshot = Snapshot::build(&translate(&loaded.model), None);
+    let snapshot = Snapshot::build(
+        switchyard::publish::content_of(&loaded.model, translate(&loaded.model), &[]),
+        None,
+    );
     let peak = PEAK.load(Ordering::Relaxed) - baseline;
     let held = LIVE.load(Ordering::Relaxed) - baseline;
     println!(
@@ -104,7 +107,12 @@ fn main() {
         b.iter(|| translate(&loaded.model))
     });
     criterion.bench_function("snapshot (encode once) 1k services / 10k endpoints", |b| {
-        b.iter(|| Snapshot::build(&resources, None))
+        b.iter(|| {
+            Snapshot::build(
+                switchyard::publish::content_of(&loaded.model, resources.clone(), &[]),
+                None,
+            )
+        })
     });
     criterion.final_summary();
 }

@@ -19,12 +19,16 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::config::watch::ConfigWatch;
 use crate::config::ReadLimits;
+use crate::metrics::Metrics;
 use crate::publish::reload::{self, Reloader, Trigger};
 use crate::publish::status::ConfigStatus;
 use crate::publish::{Offered, Publisher, DEFAULT_REMOVAL_GRACE};
-use crate::xds::lrs::{LoadReports, LrsService};
-use crate::xds::server::AdsService;
-use crate::xds::{Cache, Clients};
+use crate::xds::server::csds::CsdsService;
+use crate::xds::server::hooks::Hooks;
+use crate::xds::server::lrs::{LoadReports, LrsService};
+use crate::xds::server::services::XdsServer;
+use crate::xds::server::Clients;
+use crate::xds::Cache;
 
 /// How long a graceful stop waits for connections to close before giving up on them.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
@@ -64,6 +68,7 @@ pub struct Running {
     pub clients: Arc<Clients>,
     pub status: Arc<RwLock<ConfigStatus>>,
     pub load_reports: Arc<LoadReports>,
+    pub metrics: Arc<Metrics>,
     force_reload: Arc<Notify>,
     shutdown: CancellationToken,
     servers: Vec<JoinHandle<()>>,
@@ -109,6 +114,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let clients = Arc::new(Clients::default());
     let status = Arc::new(RwLock::new(ConfigStatus::default()));
     let load_reports = Arc::new(LoadReports::default());
+    let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
 
     let xds_listener = TcpListener::bind(options.xds_listen)
@@ -120,13 +126,17 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let xds_addr = xds_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
-    let ads = AdsService::new(cache.clone(), clients.clone(), shutdown.clone()).into_server();
+    let hooks = Hooks::default().with(clients.clone()).with(metrics.clone());
+    let xds = XdsServer::new(cache.clone(), Arc::new(hooks), shutdown.clone());
+    let csds = CsdsService::new(clients.clone()).into_server();
     let lrs = LrsService::new(load_reports.clone(), shutdown.clone()).into_server();
     let stop_xds = shutdown.clone().cancelled_owned();
     let xds_task = tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
-            .add_service(ads)
-            .add_service(lrs)
+        let router = tonic::transport::Server::builder()
+            .add_service(csds)
+            .add_service(lrs);
+        let served = xds
+            .add_to(router)
             .serve_with_incoming_shutdown(TcpListenerStream::new(xds_listener), stop_xds)
             .await;
         if let Err(error) = served {
@@ -138,6 +148,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         clients: clients.clone(),
         status: status.clone(),
         load_reports: load_reports.clone(),
+        metrics: metrics.clone(),
     };
     let stop_admin = shutdown.clone().cancelled_owned();
     let admin_task = tokio::spawn(async move {
@@ -156,6 +167,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let publisher = Arc::new(Publisher::new(
         cache.clone(),
         status.clone(),
+        metrics.clone(),
         options.removal_grace,
     ));
     let reloader = Arc::new(Reloader::new(
@@ -163,6 +175,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         options.limits,
         publisher,
         status.clone(),
+        metrics.clone(),
     ));
     let first = reload::reload_off_runtime(&reloader, Trigger::Start).await;
     if options.exit_on_invalid && first != Some(Offered::Accepted) {
@@ -188,6 +201,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         clients,
         status,
         load_reports,
+        metrics,
         force_reload,
         shutdown,
         servers: vec![xds_task, admin_task],

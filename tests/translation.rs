@@ -431,24 +431,42 @@ fn route_rules_follow_priority_and_split_by_weight() {
 
 #[test]
 fn translation_is_deterministic_and_versions_are_content_hashes() {
+    use switchyard::xds::server::cache::{Audience, ViewKey};
+    use switchyard::xds::types::TypeUrl;
+    let snapshot_of = |text: &str, file: &str, previous: Option<&Snapshot>| {
+        let model = load_str(text, file).model;
+        let resources = translate(&model);
+        Snapshot::build(
+            switchyard::publish::content_of(&model, resources, &[]),
+            previous,
+        )
+    };
     let text = format!("{GROUPS}{FRONTEND}urlMaps:\n- name: map\n  defaultService: web\n");
-    let first = Snapshot::build(&translate(&load_str(&text, "a.yaml").model), None);
-    let second = Snapshot::build(&translate(&load_str(&text, "b.yaml").model), None);
+    let first = snapshot_of(&text, "a.yaml", None);
+    let second = snapshot_of(&text, "b.yaml", None);
     assert_eq!(
-        first, second,
+        first.version, second.version,
         "same config, same bytes and versions, whatever the file name"
     );
-    let changed = Snapshot::build(
-        &translate(&load_str(&text.replace("timeoutSec: 45", "timeoutSec: 46"), "a.yaml").model),
+    let changed = snapshot_of(
+        &text.replace("timeoutSec: 45", "timeoutSec: 46"),
+        "a.yaml",
         Some(&first),
     );
     assert_ne!(first.version, changed.version);
     let route_of = |s: &Snapshot| {
-        s.resources[switchyard::xds::types::ROUTE]["map"]
+        s.view_by_key(TypeUrl::Route, &ViewKey::Audience(Audience::Envoy))
+            .unwrap()
+            .resources["map"]
             .version
             .clone()
     };
-    let cluster_of = |s: &Snapshot| s.resources[switchyard::xds::types::CLUSTER]["web"].clone();
+    let cluster_of = |s: &Snapshot| {
+        s.view_by_key(TypeUrl::Cluster, &ViewKey::Shared)
+            .unwrap()
+            .resources["web"]
+            .clone()
+    };
     assert_ne!(
         route_of(&first),
         route_of(&changed),

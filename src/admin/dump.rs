@@ -7,9 +7,7 @@
 //! Listener, RouteConfiguration, or clusters / endpoints / listeners / routes; commas for
 //! several) and `?name=` (exact, or with `*` wildcards) narrow it.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -20,8 +18,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::translate::json::resource_to_json;
-use crate::xds::cache::TypeResources;
-use crate::xds::types::{short_name, PUSH_ORDER};
+use crate::xds::server::cache::{Audience, ViewKey};
+use crate::xds::types::TypeUrl;
 use crate::xds::Snapshot;
 
 use super::AdminState;
@@ -41,8 +39,8 @@ pub struct DumpQuery {
 /// Which resources a dump shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DumpFilter {
-    /// Type URLs shown; empty shows every type.
-    types: Vec<&'static str>,
+    /// Types shown; empty shows every type.
+    types: Vec<TypeUrl>,
     /// A name pattern (`*` matches any run of characters).
     name: Option<String>,
 }
@@ -62,11 +60,10 @@ impl DumpFilter {
             if wanted.is_empty() {
                 continue;
             }
-            let found = PUSH_ORDER.iter().find(|type_url| {
-                let short = short_name(type_url);
-                wanted == **type_url
-                    || wanted.eq_ignore_ascii_case(short)
-                    || wanted.eq_ignore_ascii_case(plural_of(short))
+            let found = TypeUrl::ALL.into_iter().find(|type_url| {
+                wanted == type_url.url()
+                    || wanted.eq_ignore_ascii_case(type_url.short_name())
+                    || wanted.eq_ignore_ascii_case(plural_of(*type_url))
             });
             match found {
                 Some(type_url) => filter.types.push(type_url),
@@ -80,7 +77,7 @@ impl DumpFilter {
         Ok(filter)
     }
 
-    fn shows_type(&self, type_url: &str) -> bool {
+    fn shows_type(&self, type_url: TypeUrl) -> bool {
         self.types.is_empty() || self.types.contains(&type_url)
     }
 
@@ -91,12 +88,12 @@ impl DumpFilter {
     }
 }
 
-fn plural_of(short: &str) -> &'static str {
-    match short {
-        "Cluster" => "clusters",
-        "ClusterLoadAssignment" => "endpoints",
-        "Listener" => "listeners",
-        _ => "routes",
+fn plural_of(type_url: TypeUrl) -> &'static str {
+    match type_url {
+        TypeUrl::Cluster => "clusters",
+        TypeUrl::Endpoint => "endpoints",
+        TypeUrl::Listener => "listeners",
+        TypeUrl::Route => "routes",
     }
 }
 
@@ -145,7 +142,9 @@ pub async fn config_dump(
         .into_response()
 }
 
-/// Writes the dump of `snapshot` as JSON.
+/// Writes the dump of `snapshot` as JSON: under `resources` what an Envoy without a region
+/// gets (the shared clusters, the endpoints of clients without a region, Envoy's listeners
+/// and routes); under `proxyless` the listeners and routes of proxyless gRPC clients.
 pub fn write_dump(
     snapshot: &Snapshot,
     filter: &DumpFilter,
@@ -156,30 +155,46 @@ pub fn write_dump(
         "{{\"version_info\":{},\"resources\":",
         serde_json::to_string(&snapshot.version)?
     )?;
-    write_group(&snapshot.resources, filter, out)?;
+    let envoy = |type_url: TypeUrl| match type_url {
+        TypeUrl::Cluster => Some(ViewKey::Shared),
+        TypeUrl::Endpoint => Some(ViewKey::Region(String::new())),
+        _ => Some(ViewKey::Audience(Audience::Envoy)),
+    };
+    write_group(snapshot, envoy, filter, out)?;
     out.write_all(b",\"proxyless\":")?;
-    write_group(&snapshot.proxyless, filter, out)?;
+    let proxyless = |type_url: TypeUrl| match type_url {
+        TypeUrl::Listener | TypeUrl::Route => Some(ViewKey::Audience(Audience::Proxyless)),
+        _ => None,
+    };
+    write_group(snapshot, proxyless, filter, out)?;
     out.write_all(b"}\n")
 }
 
+/// One object with a list per type, of the views `key_of` picks.
 fn write_group(
-    group: &BTreeMap<&'static str, Arc<TypeResources>>,
+    snapshot: &Snapshot,
+    key_of: impl Fn(TypeUrl) -> Option<ViewKey>,
     filter: &DumpFilter,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
     out.write_all(b"{")?;
     let mut first_type = true;
-    for type_url in PUSH_ORDER.iter().filter(|t| filter.shows_type(t)) {
-        let Some(resources) = group.get(type_url) else {
+    for type_url in TypeUrl::ALL.into_iter().filter(|t| filter.shows_type(*t)) {
+        let Some(view) = key_of(type_url).and_then(|key| snapshot.view_by_key(type_url, &key))
+        else {
             continue;
         };
         if !first_type {
             out.write_all(b",")?;
         }
         first_type = false;
-        write!(out, "\"{}\":[", short_name(type_url))?;
+        write!(out, "\"{}\":[", type_url.short_name())?;
         let mut first = true;
-        for resource in resources.values().filter(|r| filter.shows_name(&r.name)) {
+        for resource in view
+            .resources
+            .values()
+            .filter(|r| filter.shows_name(&r.name))
+        {
             if !first {
                 out.write_all(b",")?;
             }
@@ -187,7 +202,7 @@ fn write_group(
             let entry = serde_json::json!({
                 "name": resource.name,
                 "version": resource.version,
-                "resource": resource_to_json(&resource.body.type_url, &resource.body.value),
+                "resource": resource_to_json(type_url.url(), &resource.value),
             });
             serde_json::to_writer(&mut *out, &entry)?;
         }
@@ -229,8 +244,7 @@ impl Write for ChunkWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::Resources;
-    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use crate::xds::server::cache::Content;
 
     #[test]
     fn wildcards_match_as_globs() {
@@ -246,26 +260,24 @@ mod tests {
     #[test]
     fn types_are_named_short_plural_or_by_url() {
         let filter = DumpFilter::parse(Some("cluster, endpoints"), None).unwrap();
-        assert!(filter.shows_type(crate::xds::types::CLUSTER));
-        assert!(filter.shows_type(crate::xds::types::ENDPOINT));
-        assert!(!filter.shows_type(crate::xds::types::LISTENER));
+        assert!(filter.shows_type(TypeUrl::Cluster));
+        assert!(filter.shows_type(TypeUrl::Endpoint));
+        assert!(!filter.shows_type(TypeUrl::Listener));
         let error = DumpFilter::parse(Some("secrets"), None).unwrap_err();
         assert!(error.0.starts_with("unknown type `secrets`; use one of"));
     }
 
     #[test]
     fn a_filtered_dump_is_valid_json_with_only_what_was_asked() {
-        let resources = Resources {
-            clusters: ["svc-1", "svc-2", "web"]
+        let mut content = Content::default();
+        content.views.insert(
+            (TypeUrl::Cluster, ViewKey::Shared),
+            ["svc-1", "svc-2", "web"]
                 .into_iter()
-                .map(|name| Cluster {
-                    name: name.into(),
-                    ..Default::default()
-                })
+                .map(|name| (name.to_string(), bytes::Bytes::new()))
                 .collect(),
-            ..Default::default()
-        };
-        let snapshot = Snapshot::build(&resources, None);
+        );
+        let snapshot = Snapshot::build(content, None);
         let filter = DumpFilter::parse(Some("clusters"), Some("svc-*")).unwrap();
         let mut out = Vec::new();
         write_dump(&snapshot, &filter, &mut out).unwrap();

@@ -14,9 +14,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::metrics::Metrics;
 use crate::publish::status::ConfigStatus;
-use crate::xds::lrs::LoadReports;
-use crate::xds::{Cache, Clients};
+use crate::xds::server::lrs::LoadReports;
+use crate::xds::server::Clients;
+use crate::xds::Cache;
 
 pub use dump::{DumpFilter, FilterError};
 
@@ -26,6 +28,7 @@ pub struct AdminState {
     pub clients: Arc<Clients>,
     pub status: Arc<RwLock<ConfigStatus>>,
     pub load_reports: Arc<LoadReports>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -36,6 +39,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/clients", get(clients))
         .route("/config_status", get(config_status))
         .route("/load_reports", get(load_reports))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -57,6 +61,16 @@ async fn ready(State(state): State<AdminState>) -> (StatusCode, String) {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         format!("not ready: nothing is served yet; {why}\n"),
+    )
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
     )
 }
 

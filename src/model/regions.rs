@@ -73,6 +73,19 @@ pub fn view_region(
     }
 }
 
+/// Every region [`view_region`] can map a client to: none (`""`), the known regions, those
+/// `regionOrder` names clients for, and `CONTINENT-*` for each continent with backends.
+pub fn view_regions(
+    region_order: &BTreeMap<String, Vec<String>>,
+    known: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut regions: BTreeSet<String> = known.iter().cloned().collect();
+    regions.extend(region_order.keys().cloned());
+    regions.extend(known.iter().map(|r| format!("{}-*", continent(r))));
+    regions.insert(String::new());
+    regions
+}
+
 /// `us-central1` → `us`; `europe-west4` → `europe`.
 pub fn continent(region: &str) -> &str {
     region.split('-').next().unwrap_or(region)

@@ -15,10 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use crate::config::Loaded;
+use crate::metrics::Metrics;
 use crate::model::{regions, DrainingEndpoint, Model};
 use crate::translate::{self, endpoints, Resources};
-use crate::xds::cache::EndpointViews;
+use crate::xds::server::cache::{Audience, Content, ViewKey};
+use crate::xds::types::TypeUrl;
 use crate::xds::Cache;
 
 use guard::{Removal, ServedNames};
@@ -59,15 +63,22 @@ struct Served {
 pub struct Publisher {
     cache: Cache,
     status: Arc<RwLock<ConfigStatus>>,
+    metrics: Arc<Metrics>,
     removal_grace: Duration,
     served: Mutex<Served>,
 }
 
 impl Publisher {
-    pub fn new(cache: Cache, status: Arc<RwLock<ConfigStatus>>, removal_grace: Duration) -> Self {
+    pub fn new(
+        cache: Cache,
+        status: Arc<RwLock<ConfigStatus>>,
+        metrics: Arc<Metrics>,
+        removal_grace: Duration,
+    ) -> Self {
         Publisher {
             cache,
             status,
+            metrics,
             removal_grace,
             served: Mutex::default(),
         }
@@ -232,10 +243,13 @@ impl Publisher {
 
     fn publish(&self, served: &mut Served, resources: Resources, now: Instant) {
         served.published = true;
-        let draining: Arc<Vec<DrainingEndpoint>> =
-            Arc::new(served.draining.keys().cloned().collect());
-        let views = endpoint_views(&served.model, draining.clone());
-        if self.cache.set(&resources, Some(views)) {
+        let draining: Vec<DrainingEndpoint> = served.draining.keys().cloned().collect();
+        let content = content_of(&served.model, resources, &draining);
+        let metrics = &self.metrics;
+        let published = self.cache.publish_observed(content, |snapshot| {
+            metrics.snapshot_published(&snapshot.version);
+        });
+        if published {
             tracing::info!(version = %self.cache.current().version, draining = draining.len(), "serving a new config");
         }
         let mut status = self.status_mut();
@@ -300,24 +314,61 @@ fn translate_with(model: &Model, draining: &BTreeMap<DrainingEndpoint, Instant>)
     translate::translate_with_draining(model, &draining)
 }
 
-/// Per-region endpoint views of `model`, built on first use by a client of that region.
-fn endpoint_views(model: &Arc<Model>, draining: Arc<Vec<DrainingEndpoint>>) -> EndpointViews {
-    let known_regions: BTreeSet<String> = model
+/// What the cache serves for `model`: its translated resources for each audience, and the
+/// endpoints as the clients of each region see them (priorities follow the client's region),
+/// every view computed here, once per publication, off the async runtime.
+pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpoint]) -> Content {
+    fn encoded<M: prost::Message>(items: &[M], name: impl Fn(&M) -> &str) -> Vec<(String, Bytes)> {
+        items
+            .iter()
+            .map(|item| (name(item).to_string(), Bytes::from(item.encode_to_vec())))
+            .collect()
+    }
+    let mut views = BTreeMap::new();
+    views.insert(
+        (TypeUrl::Cluster, ViewKey::Shared),
+        encoded(&resources.clusters, |c| &c.name),
+    );
+    let envoy = ViewKey::Audience(Audience::Envoy);
+    let proxyless = ViewKey::Audience(Audience::Proxyless);
+    views.insert(
+        (TypeUrl::Listener, envoy.clone()),
+        encoded(&resources.listeners, |l| &l.name),
+    );
+    views.insert(
+        (TypeUrl::Route, envoy),
+        encoded(&resources.routes, |r| &r.name),
+    );
+    views.insert(
+        (TypeUrl::Listener, proxyless.clone()),
+        encoded(&resources.proxyless_listeners, |l| &l.name),
+    );
+    views.insert(
+        (TypeUrl::Route, proxyless),
+        encoded(&resources.proxyless_routes, |r| &r.name),
+    );
+    let known: BTreeSet<String> = model
         .endpoint_groups
         .values()
         .map(|g| g.region.clone())
         .collect();
+    for region in regions::view_regions(&model.region_order, &known) {
+        let assignments = if region.is_empty() {
+            encoded(&resources.endpoints, |e| &e.cluster_name)
+        } else {
+            encoded(
+                &endpoints::assignments_for(model, Some(&region), draining),
+                |e| &e.cluster_name,
+            )
+        };
+        views.insert((TypeUrl::Endpoint, ViewKey::Region(region)), assignments);
+    }
     let region_order = model.region_order.clone();
-    let fingerprint = format!("{:?}", model.region_order);
-    let model = model.clone();
-    EndpointViews {
-        build: Arc::new(move |region: &str| {
-            endpoints::assignments_for(&model, Some(region), &draining)
+    Content {
+        views,
+        region_key: Arc::new(move |region: &str| {
+            regions::view_region(&region_order, &known, region)
         }),
-        canonical: Arc::new(move |region: &str| {
-            regions::view_region(&region_order, &known_regions, region)
-        }),
-        fingerprint,
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, source, watch::ConfigWatch, ReadLimits};
+use crate::metrics::Metrics;
 
 use super::status::ConfigStatus;
 use super::{Offered, Publisher};
@@ -44,6 +45,7 @@ pub struct Reloader {
     limits: ReadLimits,
     publisher: Arc<Publisher>,
     status: Arc<RwLock<ConfigStatus>>,
+    metrics: Arc<Metrics>,
     last_fingerprint: Mutex<Option<String>>,
 }
 
@@ -53,6 +55,7 @@ impl Reloader {
         limits: ReadLimits,
         publisher: Arc<Publisher>,
         status: Arc<RwLock<ConfigStatus>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         status.write().unwrap_or_else(|e| e.into_inner()).config = path.display().to_string();
         Reloader {
@@ -60,6 +63,7 @@ impl Reloader {
             limits,
             publisher,
             status,
+            metrics,
             last_fingerprint: Mutex::new(None),
         }
     }
@@ -93,6 +97,12 @@ impl Reloader {
         drop(sources);
         let offered = self.publisher.offer(loaded, &fingerprint, Instant::now());
         let elapsed = started.elapsed();
+        let outcome = match offered {
+            Offered::Accepted => "accepted",
+            Offered::Rejected => "rejected",
+            Offered::Held => "held",
+        };
+        self.metrics.config_loaded(outcome, elapsed);
         let mut status = self.status_mut();
         status.loads += 1;
         status.last_load_milliseconds = elapsed.as_millis() as u64;

@@ -1,13 +1,9 @@
-//! Serving xDS: the versioned resource cache (what to serve), the stream state machines (how a
-//! stream behaves), the registry of connected clients, and the tonic services. Never looks at
-//! YAML; takes `translate::Resources` in.
+//! xDS: what both sides of the protocol share — resource types ([`types`]) and encoded
+//! resources and responses ([`wire`]) — and the server ([`server`]). Never looks at YAML or
+//! the model.
 
-pub mod cache;
-pub mod clients;
-pub mod lrs;
 pub mod server;
-pub mod sotw;
 pub mod types;
+pub mod wire;
 
-pub use cache::{Cache, Snapshot};
-pub use clients::Clients;
+pub use server::cache::{Cache, Snapshot};

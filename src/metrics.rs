@@ -1,0 +1,249 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format: connected clients
+//! by kind and protocol; responses, resources and bytes sent by type; ACKs and NACKs by type;
+//! config loads by outcome; how long loads take; and convergence — from a snapshot's
+//! publication until the last client connected at that moment is in sync with it.
+//!
+//! Fed by stream hooks and by the publisher; must not be read on any hot path.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::xds::server::cache::Snapshot;
+use crate::xds::server::clients::ClientKind;
+use crate::xds::server::hooks::{StreamEvent, StreamHooks, StreamInfo};
+use crate::xds::server::stream_state::{RequestKind, StreamCore};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabels {
+    kind: &'static str,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabels {
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// A snapshot whose convergence is being timed.
+struct Tracking {
+    version: String,
+    published_at: Instant,
+    /// Streams connected at publication that are not in sync with it yet.
+    waiting: HashSet<u64>,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    clients: Family<ClientLabels, Gauge>,
+    responses: Family<TypeLabels, Counter>,
+    resources: Family<TypeLabels, Counter>,
+    bytes: Family<TypeLabels, Counter>,
+    acks: Family<TypeLabels, Counter>,
+    nacks: Family<TypeLabels, Counter>,
+    loads: Family<OutcomeLabels, Counter>,
+    load_seconds: Histogram,
+    convergence_seconds: Histogram,
+    /// The labels each stream is counted under.
+    streams: DashMap<u64, ClientLabels>,
+    tracking: Mutex<Option<Tracking>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let clients = Family::<ClientLabels, Gauge>::default();
+        registry.register(
+            "xds_clients",
+            "Connected xDS streams by client kind and protocol",
+            clients.clone(),
+        );
+        let counter_family = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<TypeLabels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let responses = counter_family(
+            &mut registry,
+            "xds_responses",
+            "xDS responses sent, by resource type",
+        );
+        let resources = counter_family(
+            &mut registry,
+            "xds_resources_sent",
+            "Resources (and delta removals) sent, by type",
+        );
+        let bytes = counter_family(
+            &mut registry,
+            "xds_bytes_sent",
+            "Encoded bytes of xDS responses sent, by type",
+        );
+        let acks = counter_family(
+            &mut registry,
+            "xds_acks",
+            "Responses ACKed by clients, by type",
+        );
+        let nacks = counter_family(
+            &mut registry,
+            "xds_nacks",
+            "Responses NACKed by clients, by type",
+        );
+        let loads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "config_loads",
+            "Config contents loaded, by outcome (accepted, rejected, held)",
+            loads.clone(),
+        );
+        let load_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "config_load_seconds",
+            "Time from reading the config files to publishing the snapshot",
+            load_seconds.clone(),
+        );
+        let convergence_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "xds_convergence_seconds",
+            "Time from a snapshot's publication until every client connected then is in sync with it",
+            convergence_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            clients,
+            responses,
+            resources,
+            bytes,
+            acks,
+            nacks,
+            loads,
+            load_seconds,
+            convergence_seconds,
+            streams: DashMap::new(),
+            tracking: Mutex::new(None),
+        }
+    }
+}
+
+impl Metrics {
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    /// A config content was loaded with `outcome`, in `elapsed`.
+    pub fn config_loaded(&self, outcome: &'static str, elapsed: Duration) {
+        self.loads.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.load_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A new snapshot is published: time how long the clients connected now take to sync.
+    pub fn snapshot_published(&self, version: &str) {
+        let waiting: HashSet<u64> = self.streams.iter().map(|e| *e.key()).collect();
+        let mut tracking = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+        *tracking = (!waiting.is_empty()).then(|| Tracking {
+            version: version.to_string(),
+            published_at: Instant::now(),
+            waiting,
+        });
+    }
+
+    fn stream_settled(&self, stream: u64, synced_with: Option<&str>) {
+        let mut guard = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tracking) = guard.as_mut() else {
+            return;
+        };
+        if synced_with.is_some_and(|v| v != tracking.version) {
+            return;
+        }
+        if tracking.waiting.remove(&stream) && tracking.waiting.is_empty() {
+            self.convergence_seconds
+                .observe(tracking.published_at.elapsed().as_secs_f64());
+            *guard = None;
+        }
+    }
+
+    fn count_stream(&self, stream: &StreamInfo, state: &StreamCore) {
+        let labels = ClientLabels {
+            kind: ClientKind::of(state.node.as_ref()).name(),
+            protocol: stream.protocol.name(),
+        };
+        let previous = self.streams.insert(stream.id, labels.clone());
+        if previous.as_ref() != Some(&labels) {
+            if let Some(previous) = previous {
+                self.clients.get_or_create(&previous).dec();
+            }
+            self.clients.get_or_create(&labels).inc();
+        }
+    }
+}
+
+impl StreamHooks for Metrics {
+    fn on_event(
+        &self,
+        stream: &StreamInfo,
+        event: &StreamEvent<'_>,
+        state: &StreamCore,
+        snapshot: &Arc<Snapshot>,
+    ) {
+        match event {
+            StreamEvent::Connected => self.count_stream(stream, state),
+            StreamEvent::Request { type_url, kind } => {
+                if state.node.is_some()
+                    && self
+                        .streams
+                        .get(&stream.id)
+                        .is_some_and(|l| l.kind == ClientKind::Unknown.name())
+                {
+                    self.count_stream(stream, state);
+                }
+                let labels = || TypeLabels {
+                    r#type: type_url.map_or("other", |t| t.short_name()).to_string(),
+                };
+                match kind {
+                    RequestKind::Ack => self.acks.get_or_create(&labels()).inc(),
+                    RequestKind::Nack(_) => self.nacks.get_or_create(&labels()).inc(),
+                    _ => 0,
+                };
+            }
+            StreamEvent::Sent {
+                type_url,
+                resources,
+                bytes,
+            } => {
+                let labels = TypeLabels {
+                    r#type: type_url
+                        .served()
+                        .map_or("other", |t| t.short_name())
+                        .to_string(),
+                };
+                self.responses.get_or_create(&labels).inc();
+                self.resources
+                    .get_or_create(&labels)
+                    .inc_by(*resources as u64);
+                self.bytes.get_or_create(&labels).inc_by(*bytes as u64);
+            }
+            StreamEvent::Synced => self.stream_settled(stream.id, Some(&snapshot.version)),
+            StreamEvent::Disconnected => {
+                if let Some((_, labels)) = self.streams.remove(&stream.id) {
+                    self.clients.get_or_create(&labels).dec();
+                }
+                self.stream_settled(stream.id, None);
+            }
+        }
+    }
+}

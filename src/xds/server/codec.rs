@@ -1,0 +1,103 @@
+//! The gRPC codec of the discovery services: requests decode as the generated messages;
+//! responses are written straight from shared resource bytes (see [`crate::xds::wire`]),
+//! never built as generated messages with copied payloads. Buffers start small: most of a
+//! stream's life is idle.
+
+use std::marker::PhantomData;
+
+use bytes::BufMut;
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::Status;
+
+use crate::xds::wire::{DeltaResponse, SotwResponse};
+
+/// Initial size of a stream's encode and decode buffers (they grow as messages need).
+const BUFFER: usize = 1024;
+/// Encoded bytes gathered before they are handed to the transport.
+const YIELD_AT: usize = 32 * 1024;
+
+/// A response that writes itself onto the wire.
+pub trait WireResponse: Send + 'static {
+    fn encoded_len(&self) -> usize;
+    fn encode(&self, buf: &mut impl BufMut);
+}
+
+impl WireResponse for SotwResponse {
+    fn encoded_len(&self) -> usize {
+        SotwResponse::encoded_len(self)
+    }
+    fn encode(&self, buf: &mut impl BufMut) {
+        SotwResponse::encode(self, buf)
+    }
+}
+
+impl WireResponse for DeltaResponse {
+    fn encoded_len(&self) -> usize {
+        DeltaResponse::encoded_len(self)
+    }
+    fn encode(&self, buf: &mut impl BufMut) {
+        DeltaResponse::encode(self, buf)
+    }
+}
+
+/// Decodes `Req` with prost, encodes `Resp` from shared bytes.
+pub struct XdsCodec<Req, Resp>(PhantomData<fn(Req) -> Resp>);
+
+impl<Req, Resp> Default for XdsCodec<Req, Resp> {
+    fn default() -> Self {
+        XdsCodec(PhantomData)
+    }
+}
+
+impl<Req, Resp> Codec for XdsCodec<Req, Resp>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: WireResponse,
+{
+    type Encode = Resp;
+    type Decode = Req;
+    type Encoder = ResponseEncoder<Resp>;
+    type Decoder = RequestDecoder<Req>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ResponseEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RequestDecoder(PhantomData)
+    }
+}
+
+pub struct ResponseEncoder<Resp>(PhantomData<fn(Resp)>);
+
+impl<Resp: WireResponse> Encoder for ResponseEncoder<Resp> {
+    type Item = Resp;
+    type Error = Status;
+
+    fn encode(&mut self, item: Resp, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.encoded_len());
+        item.encode(dst);
+        Ok(())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(BUFFER, YIELD_AT)
+    }
+}
+
+pub struct RequestDecoder<Req>(PhantomData<fn() -> Req>);
+
+impl<Req: prost::Message + Default> Decoder for RequestDecoder<Req> {
+    type Item = Req;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Req>, Status> {
+        Req::decode(src).map(Some).map_err(|error| {
+            Status::invalid_argument(format!("cannot decode the request: {error}"))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(BUFFER, YIELD_AT)
+    }
+}

@@ -1,0 +1,21 @@
+//! The xDS server: the cache of snapshots ([`cache`]); subscription tracking and ordering
+//! shared by the state-of-the-world and delta state machines ([`subscription`],
+//! [`stream_state`], [`sotw`], [`delta`]); the stream on the wire ([`stream`]) and the tonic
+//! services ([`services`], [`codec`]); stream hooks feeding the client registry
+//! ([`clients`]), CSDS ([`csds`]) and metrics; and load reporting ([`lrs`]).
+
+pub mod cache;
+pub mod clients;
+pub mod codec;
+pub mod csds;
+pub mod delta;
+pub mod hooks;
+pub mod lrs;
+pub mod services;
+pub mod sotw;
+pub mod stream;
+pub mod stream_state;
+pub mod subscription;
+
+pub use cache::{Cache, Snapshot};
+pub use clients::Clients;

@@ -1,0 +1,315 @@
+//! Encoded resources and the responses that carry them. A [`Resource`] is encoded once, when
+//! its content changes, and held as shared bytes; a response is a list of such resources,
+//! written onto the wire around those bytes — framing, names and versions only — so that
+//! sending one resource to a thousand clients never copies it a thousand times in memory.
+//! Must not: know how resources were made, or which client gets what.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryResponse, DiscoveryResponse, Resource as DeltaResource,
+};
+use envoy_types::pb::google::protobuf::Any;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use sha2::{Digest, Sha256};
+
+use super::types::TypeUrl;
+
+/// One encoded resource, shared by every snapshot and response that holds it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub type_url: TypeUrl,
+    pub name: String,
+    /// Content hash of the encoded message: stable across restarts and replicas.
+    pub version: String,
+    /// The encoded message (the `value` of its `Any`).
+    pub value: Bytes,
+}
+
+impl Resource {
+    pub fn new(type_url: TypeUrl, name: impl Into<String>, value: impl Into<Bytes>) -> Resource {
+        let value = value.into();
+        Resource {
+            type_url,
+            name: name.into(),
+            version: content_hash(&value),
+            value,
+        }
+    }
+
+    /// The resource as `Any` (a copy; for rendering and tests, not for sending).
+    pub fn to_any(&self) -> Any {
+        Any {
+            type_url: self.type_url.url().to_string(),
+            value: self.value.to_vec(),
+        }
+    }
+
+    fn any_len(&self) -> usize {
+        string_field_len(1, self.type_url.url()) + bytes_field_len(2, self.value.len())
+    }
+
+    fn write_any(&self, buf: &mut impl BufMut) {
+        write_string_field(1, self.type_url.url(), buf);
+        write_bytes_field(2, &self.value, buf);
+    }
+
+    /// Length of this resource wrapped as a delta `Resource` message.
+    fn delta_len(&self) -> usize {
+        string_field_len(1, &self.version)
+            + message_field_len(2, self.any_len())
+            + string_field_len(3, &self.name)
+    }
+
+    fn write_delta(&self, buf: &mut impl BufMut) {
+        write_string_field(1, &self.version, buf);
+        write_message_header(2, self.any_len(), buf);
+        self.write_any(buf);
+        write_string_field(3, &self.name, buf);
+    }
+}
+
+/// Hex of the first 8 bytes of SHA-256: a content version.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex16(&Sha256::digest(bytes))
+}
+
+/// Hex of the first 8 bytes of a digest.
+pub fn hex16(digest: &[u8]) -> String {
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The type of a response: one the server serves, or one it does not (answered empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeName {
+    Served(TypeUrl),
+    Other(Arc<str>),
+}
+
+impl TypeName {
+    pub fn url(&self) -> &str {
+        match self {
+            TypeName::Served(type_url) => type_url.url(),
+            TypeName::Other(url) => url,
+        }
+    }
+
+    pub fn served(&self) -> Option<TypeUrl> {
+        match self {
+            TypeName::Served(type_url) => Some(*type_url),
+            TypeName::Other(_) => None,
+        }
+    }
+}
+
+/// A state-of-the-world response.
+#[derive(Clone, Debug)]
+pub struct SotwResponse {
+    pub type_url: TypeName,
+    pub version_info: Arc<str>,
+    pub nonce: u64,
+    pub resources: Vec<Arc<Resource>>,
+}
+
+impl SotwResponse {
+    pub fn encoded_len(&self) -> usize {
+        string_field_len(1, &self.version_info)
+            + self
+                .resources
+                .iter()
+                .map(|r| message_field_len(2, r.any_len()))
+                .sum::<usize>()
+            + string_field_len(4, self.type_url.url())
+            + string_field_len(5, &self.nonce.to_string())
+    }
+
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        write_string_field(1, &self.version_info, buf);
+        for resource in &self.resources {
+            write_message_header(2, resource.any_len(), buf);
+            resource.write_any(buf);
+        }
+        write_string_field(4, self.type_url.url(), buf);
+        write_string_field(5, &self.nonce.to_string(), buf);
+    }
+
+    /// As the generated message (a copy; for tests and clients in tests).
+    pub fn to_message(&self) -> DiscoveryResponse {
+        DiscoveryResponse {
+            version_info: self.version_info.to_string(),
+            resources: self.resources.iter().map(|r| r.to_any()).collect(),
+            type_url: self.type_url.url().to_string(),
+            nonce: self.nonce.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A delta (incremental) response.
+#[derive(Clone, Debug)]
+pub struct DeltaResponse {
+    pub type_url: TypeName,
+    pub system_version_info: Arc<str>,
+    pub nonce: u64,
+    pub resources: Vec<Arc<Resource>>,
+    pub removed: Vec<String>,
+}
+
+impl DeltaResponse {
+    pub fn encoded_len(&self) -> usize {
+        string_field_len(1, &self.system_version_info)
+            + self
+                .resources
+                .iter()
+                .map(|r| message_field_len(2, r.delta_len()))
+                .sum::<usize>()
+            + string_field_len(4, self.type_url.url())
+            + string_field_len(5, &self.nonce.to_string())
+            + self
+                .removed
+                .iter()
+                .map(|name| repeated_string_len(6, name))
+                .sum::<usize>()
+    }
+
+    pub fn encode(&self, buf: &mut impl BufMut) {
+        write_string_field(1, &self.system_version_info, buf);
+        for resource in &self.resources {
+            write_message_header(2, resource.delta_len(), buf);
+            resource.write_delta(buf);
+        }
+        write_string_field(4, self.type_url.url(), buf);
+        write_string_field(5, &self.nonce.to_string(), buf);
+        for name in &self.removed {
+            encode_key(6, WireType::LengthDelimited, buf);
+            encode_varint(name.len() as u64, buf);
+            buf.put_slice(name.as_bytes());
+        }
+    }
+
+    /// As the generated message (a copy; for tests and clients in tests).
+    pub fn to_message(&self) -> DeltaDiscoveryResponse {
+        DeltaDiscoveryResponse {
+            system_version_info: self.system_version_info.to_string(),
+            resources: self
+                .resources
+                .iter()
+                .map(|r| DeltaResource {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.to_any()),
+                    ..Default::default()
+                })
+                .collect(),
+            type_url: self.type_url.url().to_string(),
+            nonce: self.nonce.to_string(),
+            removed_resources: self.removed.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+// Protobuf framing, written by hand around shared bytes. Empty strings are left out, as
+// proto3 encoders do, so the bytes equal what prost would write.
+
+fn string_field_len(tag: u32, value: &str) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        bytes_field_len(tag, value.len())
+    }
+}
+
+/// A repeated string element is written even when empty.
+fn repeated_string_len(tag: u32, value: &str) -> usize {
+    message_field_len(tag, value.len())
+}
+
+fn bytes_field_len(tag: u32, len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+fn message_field_len(tag: u32, len: usize) -> usize {
+    key_len(tag) + encoded_len_varint(len as u64) + len
+}
+
+fn write_string_field(tag: u32, value: &str, buf: &mut impl BufMut) {
+    if !value.is_empty() {
+        write_bytes_field(tag, value.as_bytes(), buf);
+    }
+}
+
+fn write_bytes_field(tag: u32, value: &[u8], buf: &mut impl BufMut) {
+    if !value.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(value.len() as u64, buf);
+        buf.put_slice(value);
+    }
+}
+
+fn write_message_header(tag: u32, len: usize, buf: &mut impl BufMut) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn resources() -> Vec<Arc<Resource>> {
+        vec![
+            Arc::new(Resource::new(TypeUrl::Cluster, "a", vec![1u8, 2, 3])),
+            Arc::new(Resource::new(TypeUrl::Cluster, "b", vec![0u8; 300])),
+            Arc::new(Resource::new(TypeUrl::Cluster, "empty", Vec::<u8>::new())),
+        ]
+    }
+
+    #[test]
+    fn sotw_bytes_are_what_prost_would_write() {
+        let response = SotwResponse {
+            type_url: TypeName::Served(TypeUrl::Cluster),
+            version_info: "v1".into(),
+            nonce: 42,
+            resources: resources(),
+        };
+        let mut ours = Vec::new();
+        response.encode(&mut ours);
+        assert_eq!(ours.len(), response.encoded_len());
+        assert_eq!(ours, response.to_message().encode_to_vec());
+        let decoded = DiscoveryResponse::decode(ours.as_slice()).unwrap();
+        assert_eq!(decoded.nonce, "42");
+        assert_eq!(decoded.resources[1].value.len(), 300);
+    }
+
+    #[test]
+    fn delta_bytes_are_what_prost_would_write() {
+        let response = DeltaResponse {
+            type_url: TypeName::Served(TypeUrl::Endpoint),
+            system_version_info: "".into(),
+            nonce: 7,
+            resources: resources(),
+            removed: vec!["gone".into(), "".into()],
+        };
+        let mut ours = Vec::new();
+        response.encode(&mut ours);
+        assert_eq!(ours.len(), response.encoded_len());
+        assert_eq!(ours, response.to_message().encode_to_vec());
+    }
+
+    #[test]
+    fn versions_are_content_hashes() {
+        let a = Resource::new(TypeUrl::Route, "r", vec![1u8]);
+        let b = Resource::new(TypeUrl::Route, "other-name", vec![1u8]);
+        assert_eq!(a.version, b.version);
+        assert_eq!(a.version.len(), 16);
+        assert_ne!(
+            a.version,
+            Resource::new(TypeUrl::Route, "r", vec![2u8]).version
+        );
+    }
+}
