@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod explain;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod publish;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use switchyard::config::{self, ReadLimits};
 use switchyard::{publish, serve, translate};
 
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",

@@ -145,6 +145,11 @@ impl Metrics {
         text
     }
 
+    /// Gives back the table space of streams that are gone.
+    pub fn shrink(&self) {
+        self.streams.shrink_to_fit();
+    }
+
     /// A config content was loaded with `outcome`, in `elapsed`.
     pub fn config_loaded(&self, outcome: &'static str, elapsed: Duration) {
         self.loads.get_or_create(&OutcomeLabels { outcome }).inc();

@@ -187,6 +187,11 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             .clone();
         anyhow::bail!("the config has errors:\n{diagnostics}");
     }
+    tokio::spawn(crate::memory::trim_when_streams_close(
+        clients.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let force_reload = Arc::new(Notify::new());
     let reload_task = tokio::spawn(reload::run(
         reloader,

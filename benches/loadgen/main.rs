@@ -319,9 +319,10 @@ async fn fleet(
     fleet.disconnect();
     let after = server.wait_rss_settles().await;
     println!(
-        "server RSS {:.1} MiB after every client disconnected ({:+.1}% against the idle baseline)",
+        "server RSS {:.1} MiB after every client disconnected ({:+.1}% against the idle baseline; {} streams still counted)",
         mib(after),
-        (after as f64 / baseline as f64 - 1.0) * 100.0
+        (after as f64 / baseline as f64 - 1.0) * 100.0,
+        server.streams_connected().await
     );
 }
 

@@ -74,6 +74,29 @@ impl ServerProcess {
         }
     }
 
+    /// Streams the server counts as connected (its `switchyard_xds_clients` gauges).
+    pub async fn streams_connected(&self) -> u64 {
+        let Some(text) = self.get_text("/metrics").await else {
+            return 0;
+        };
+        text.lines()
+            .filter(|l| l.starts_with("switchyard_xds_clients{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    async fn get_text(&self, path: &str) -> Option<String> {
+        let mut stream = tokio::net::TcpStream::connect(&self.admin).await.ok()?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.admin
+        );
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        Some(answer)
+    }
+
     async fn get_status(&self, path: &str) -> Option<u16> {
         let mut stream = tokio::net::TcpStream::connect(&self.admin).await.ok()?;
         let request = format!(
@@ -121,23 +144,40 @@ impl ServerProcess {
         ticks as f64 / 100.0
     }
 
-    /// RSS once it stops falling (memory freed by closed streams is returned over a few seconds).
+    /// RSS once the server has seen every stream close and its memory has stopped falling
+    /// (memory freed by closed streams is returned over a few seconds).
     pub async fn wait_rss_settles(&self) -> u64 {
-        let mut last = self.rss_kib();
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let now = self.rss_kib();
-            if now >= last && now.abs_diff(last) < 64 {
-                return now;
+        for _ in 0..600 {
+            if self.streams_connected().await == 0 {
+                break;
             }
-            last = now;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        last
+        let mut samples = vec![self.rss_kib()];
+        while samples.len() < 60 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            samples.push(self.rss_kib());
+            let recent = &samples[samples.len().saturating_sub(8)..];
+            if samples.len() >= 8 && recent.iter().all(|r| r.abs_diff(recent[0]) < 64) {
+                break;
+            }
+        }
+        *samples.last().unwrap()
     }
 }
 
 impl Drop for ServerProcess {
+    /// Stops the server as an operator would (SIGTERM), so that a profiler wrapped around it
+    /// writes its report; kills it if it has not exited within ten seconds.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

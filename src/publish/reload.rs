@@ -96,6 +96,7 @@ impl Reloader {
         let loaded = config::load_sources(&sources, &self.limits);
         drop(sources);
         let offered = self.publisher.offer(loaded, &fingerprint, Instant::now());
+        crate::memory::trim();
         let elapsed = started.elapsed();
         let outcome = match offered {
             Offered::Accepted => "accepted",

@@ -164,6 +164,11 @@ impl Clients {
         self.streams.len()
     }
 
+    /// Gives back the table space of streams that are gone.
+    pub fn shrink(&self) {
+        self.streams.shrink_to_fit();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.streams.is_empty()
     }

@@ -87,6 +87,12 @@ impl<Resp: WireResponse> Encoder for ResponseEncoder<Resp> {
 
 pub struct RequestDecoder<Req>(PhantomData<fn() -> Req>);
 
+impl<Req> Default for RequestDecoder<Req> {
+    fn default() -> Self {
+        RequestDecoder(PhantomData)
+    }
+}
+
 impl<Req: prost::Message + Default> Decoder for RequestDecoder<Req> {
     type Item = Req;
     type Error = Status;
@@ -99,5 +105,67 @@ impl<Req: prost::Message + Default> Decoder for RequestDecoder<Req> {
 
     fn buffer_settings(&self) -> BufferSettings {
         BufferSettings::new(BUFFER, YIELD_AT)
+    }
+}
+
+/// The response body of a discovery stream: each response becomes one gRPC message in a
+/// buffer of exactly its size, handed to the transport and freed once sent — no buffer is
+/// kept between responses (tonic's encoder keeps its largest one for the stream's life,
+/// which for a fleet of idle streams is most of their memory). Ends with the stream's
+/// status in the trailers.
+pub struct ResponseBody<S> {
+    responses: S,
+    done: bool,
+}
+
+impl<S> ResponseBody<S> {
+    pub fn new(responses: S) -> Self {
+        ResponseBody {
+            responses,
+            done: false,
+        }
+    }
+}
+
+impl<S, R> http_body::Body for ResponseBody<S>
+where
+    S: tokio_stream::Stream<Item = Result<R, Status>> + Unpin,
+    R: WireResponse,
+{
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let status = match std::pin::Pin::new(&mut self.responses).poll_next(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(response))) => {
+                let len = response.encoded_len();
+                let mut frame = bytes::BytesMut::with_capacity(5 + len);
+                frame.put_u8(0);
+                frame.put_u32(len as u32);
+                response.encode(&mut frame);
+                return Poll::Ready(Some(Ok(http_body::Frame::data(frame.freeze()))));
+            }
+            Poll::Ready(Some(Err(status))) => status,
+            Poll::Ready(None) => Status::ok(""),
+        };
+        self.done = true;
+        let mut trailers = tonic::codegen::http::HeaderMap::new();
+        if status.add_header(&mut trailers).is_err() {
+            trailers.clear();
+            let _ = Status::new(status.code(), "").add_header(&mut trailers);
+        }
+        Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
     }
 }

@@ -10,21 +10,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
-use tonic::server::{Grpc, NamedService, StreamingService, UnaryService};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::cache::Cache;
-use super::codec::XdsCodec;
+use super::codec::{RequestDecoder, ResponseBody, XdsCodec};
 use super::delta::DeltaStream;
 use super::hooks::{StreamHooks, StreamInfo};
 use super::sotw::SotwStream;
 use super::stream::{Machine, ResponseStream};
 use super::subscription::NameSets;
 use crate::xds::types::TypeUrl;
-use crate::xds::wire::{DeltaResponse, SotwResponse};
+use crate::xds::wire::SotwResponse;
 
 /// The largest request accepted, by default.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -171,18 +171,11 @@ where
         let limit = Some(xds.max_request_bytes);
         let handler = Handler { xds, only: A::ONLY };
         if method.starts_with("Stream") {
-            Box::pin(async move {
-                let mut grpc = Grpc::new(XdsCodec::<DiscoveryRequest, SotwResponse>::default())
-                    .apply_max_message_size_config(limit, None);
-                Ok(grpc.streaming(SotwHandler(handler), request).await)
-            })
+            let machine = SotwStream::new(handler.xds.names.clone(), A::ONLY);
+            Box::pin(std::future::ready(Ok(handler.open_stream(machine, request))))
         } else if method.starts_with("Delta") {
-            Box::pin(async move {
-                let mut grpc =
-                    Grpc::new(XdsCodec::<DeltaDiscoveryRequest, DeltaResponse>::default())
-                        .apply_max_message_size_config(limit, None);
-                Ok(grpc.streaming(DeltaHandler(handler), request).await)
-            })
+            let machine = DeltaStream::new(handler.xds.names.clone(), A::ONLY);
+            Box::pin(std::future::ready(Ok(handler.open_stream(machine, request))))
         } else if method.starts_with("Fetch") && A::ONLY.is_some() {
             Box::pin(async move {
                 let mut grpc = Grpc::new(XdsCodec::<DiscoveryRequest, SotwResponse>::default())
@@ -201,42 +194,45 @@ struct Handler {
     only: Option<TypeUrl>,
 }
 
-fn peer_of<T>(request: &Request<T>) -> String {
-    request
-        .remote_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default()
-}
-
-struct SotwHandler(Handler);
-
-impl StreamingService<DiscoveryRequest> for SotwHandler {
-    type Response = SotwResponse;
-    type ResponseStream = ResponseStream<SotwStream>;
-    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
-
-    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let Handler { xds, only } = &self.0;
-        let peer = peer_of(&request);
-        let machine = SotwStream::new(xds.names.clone(), *only);
-        let stream = xds.open(machine, request.into_inner(), peer, *only);
-        std::future::ready(Ok(Response::new(stream)))
-    }
-}
-
-struct DeltaHandler(Handler);
-
-impl StreamingService<DeltaDiscoveryRequest> for DeltaHandler {
-    type Response = DeltaResponse;
-    type ResponseStream = ResponseStream<DeltaStream>;
-    type Future = std::future::Ready<Result<Response<Self::ResponseStream>, Status>>;
-
-    fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
-        let Handler { xds, only } = &self.0;
-        let peer = peer_of(&request);
-        let machine = DeltaStream::new(xds.names.clone(), *only);
-        let stream = xds.open(machine, request.into_inner(), peer, *only);
-        std::future::ready(Ok(Response::new(stream)))
+impl Handler {
+    /// Starts a stream: requests decode with tonic's framing; responses go out through
+    /// [`ResponseBody`], one exactly-sized frame each.
+    fn open_stream<M, B>(&self, machine: M, request: http::Request<B>) -> http::Response<tonic::body::Body>
+    where
+        M: Machine,
+        M::Request: prost::Message + Default,
+        ResponseStream<M>: tokio_stream::Stream<Item = Result<M::Response, Status>>,
+        M::Response: super::codec::WireResponse,
+        B: Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        let compressed = request
+            .headers()
+            .get("grpc-encoding")
+            .is_some_and(|encoding| encoding != "identity");
+        if compressed {
+            return Status::unimplemented("compressed requests are not accepted; send them uncompressed")
+                .into_http();
+        }
+        let peer = request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|address| address.to_string())
+            .unwrap_or_default();
+        let inbound = Streaming::new_request(
+            RequestDecoder::<M::Request>::default(),
+            request.into_body(),
+            None,
+            Some(self.xds.max_request_bytes),
+        );
+        let stream = self.xds.open(machine, inbound, peer, self.only);
+        let mut response = http::Response::new(tonic::body::Body::new(ResponseBody::new(stream)));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        response
     }
 }
 
