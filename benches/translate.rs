@@ -1,15 +1,20 @@
-//! Translation cost at scale: a generated config of 1,000 backend services and 10,000
-//! endpoints, read + validated, translated, and encoded into a snapshot. Also prints the peak
-//! heap used by one full pass (counted by a wrapping allocator).
+//! The cost of a config load at scale, step by step: read + validate, translate, encode every
+//! view (endpoints once per region), and build the snapshot — for generated configs of 1,000
+//! and 10,000 backend services (two zonal NEGs of five endpoints each: 10,000 and 100,000
+//! endpoints). Also prints the peak heap of one full pass (counted by a wrapping allocator).
 //!
 //!     cargo bench --bench translate
 
+#[path = "support/fleet_config.rs"]
+mod fleet_config;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::fmt::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use criterion::Criterion;
 use switchyard::config::load_str;
+use switchyard::publish::content_of;
 use switchyard::translate::translate;
 use switchyard::xds::Snapshot;
 
@@ -38,81 +43,58 @@ unsafe impl GlobalAlloc for PeakCounting {
 #[global_allocator]
 static ALLOCATOR: PeakCounting = PeakCounting;
 
-const SERVICES: usize = 1_000;
-const ENDPOINTS_PER_SERVICE: usize = 10;
-
-/// A config with SERVICES backend services, each on its own NEG of ENDPOINTS_PER_SERVICE
-/// endpoints, all routed from one URL map by path.
-fn generated_config() -> String {
-    let mut text = String::from("networkEndpointGroups:\n");
-    for s in 0..SERVICES {
-        let zone = ["us-central1-a", "us-central1-b", "europe-west4-a"][s % 3];
-        writeln!(
-            text,
-            "- name: neg-{s}\n  zone: {zone}\n  defaultPort: 8080\n  endpoints:"
-        )
-        .unwrap();
-        for e in 0..ENDPOINTS_PER_SERVICE {
-            writeln!(text, "  - {{ipAddress: 10.{}.{}.{e}}}", s / 250, s % 250).unwrap();
-        }
-    }
-    text.push_str("backendServices:\n");
-    for s in 0..SERVICES {
-        writeln!(
-            text,
-            "- name: svc-{s}\n  backends:\n  - {{group: neg-{s}, balancingMode: RATE, maxRatePerEndpoint: {}}}",
-            10 + s % 7
-        )
-        .unwrap();
-    }
-    text.push_str("urlMaps:\n- name: big\n  defaultService: svc-0\n  hostRules:\n  - {hosts: ['*'], pathMatcher: all}\n  pathMatchers:\n  - name: all\n    defaultService: svc-0\n    pathRules:\n");
-    for s in 0..SERVICES {
-        writeln!(text, "    - {{paths: ['/svc-{s}/*'], service: svc-{s}}}").unwrap();
-    }
-    text.push_str("targetHttpProxies:\n- {name: proxy, urlMap: big}\nforwardingRules:\n- {name: fr, portRange: '80', target: proxy}\n");
-    text
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / 1048576.0
 }
 
-fn report_peak_memory(text: &str) {
+/// One full pass, timed step by step, with its peak heap.
+fn one_pass(services: usize) {
+    let text = fleet_config::fleet_config(services, 10080, "1.0");
     let baseline = LIVE.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
-    let loaded = load_str(text, "generated.yaml");
+    let started = Instant::now();
+    let loaded = load_str(&text, "generated.yaml");
     assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
-    let snapshot = Snapshot::build(
-        switchyard::publish::content_of(&loaded.model, translate(&loaded.model), &[]),
-        None,
-    );
+    let read = started.elapsed();
+    let resources = translate(&loaded.model);
+    let translated = started.elapsed();
+    let content = content_of(&loaded.model, resources, &[]);
+    let encoded = started.elapsed();
+    let snapshot = Snapshot::build(content, None);
+    let built = started.elapsed();
     let peak = PEAK.load(Ordering::Relaxed) - baseline;
     let held = LIVE.load(Ordering::Relaxed) - baseline;
     println!(
-        "config of {} bytes ({SERVICES} services, {} endpoints): peak heap {:.1} MiB for load + translate + snapshot; {:.1} MiB still held afterwards by the model and the snapshot",
-        text.len(),
-        SERVICES * ENDPOINTS_PER_SERVICE,
-        peak as f64 / 1048576.0,
-        held as f64 / 1048576.0
+        "{services} services / {} endpoints ({:.1} MB of YAML): read + validate {:.0} ms, translate {:.0} ms, encode every view {:.0} ms, snapshot {:.0} ms; total {:.0} ms; peak heap {:.1} MiB, {:.1} MiB held by the model and snapshot",
+        services * 10,
+        text.len() as f64 / 1e6,
+        read.as_secs_f64() * 1e3,
+        (translated - read).as_secs_f64() * 1e3,
+        (encoded - translated).as_secs_f64() * 1e3,
+        (built - encoded).as_secs_f64() * 1e3,
+        built.as_secs_f64() * 1e3,
+        mib(peak),
+        mib(held)
     );
     drop((loaded, snapshot));
 }
 
 fn main() {
-    let text = generated_config();
-    report_peak_memory(&text);
+    for services in [1_000, 10_000] {
+        one_pass(services);
+    }
+    let text = fleet_config::fleet_config(1_000, 10080, "1.0");
     let loaded = load_str(&text, "generated.yaml");
     let resources = translate(&loaded.model);
     let mut criterion = Criterion::default().sample_size(10).configure_from_args();
-    criterion.bench_function("load+validate 1k services / 10k endpoints", |b| {
+    criterion.bench_function("read + validate, 1k services / 10k endpoints", |b| {
         b.iter(|| load_str(&text, "generated.yaml"))
     });
-    criterion.bench_function("translate 1k services / 10k endpoints", |b| {
+    criterion.bench_function("translate, 1k services / 10k endpoints", |b| {
         b.iter(|| translate(&loaded.model))
     });
-    criterion.bench_function("snapshot (encode once) 1k services / 10k endpoints", |b| {
-        b.iter(|| {
-            Snapshot::build(
-                switchyard::publish::content_of(&loaded.model, resources.clone(), &[]),
-                None,
-            )
-        })
+    criterion.bench_function("encode every view + snapshot, 1k services", |b| {
+        b.iter(|| Snapshot::build(content_of(&loaded.model, resources.clone(), &[]), None))
     });
     criterion.final_summary();
 }

@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use switchyard::config::{self, ReadLimits};
 use switchyard::{publish, serve, translate};
 
-
 #[derive(Parser)]
 #[command(
     name = "switchyard",
@@ -90,6 +89,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    switchyard::memory::configure();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

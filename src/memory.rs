@@ -17,6 +17,18 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// Streams that must have closed since the last trim for another one.
 const CLOSED_STREAMS_WORTH_A_TRIM: usize = 64;
 
+/// Sets the allocator's policy for a long-running server, before any thread starts: blocks
+/// of 128 KiB or more (a full response to one client, a config's text) always get their own
+/// mapping, returned to the system as soon as they are freed. (glibc otherwise raises that
+/// threshold after the first such block is freed, and later ones fragment its arenas.)
+pub fn configure() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tuning parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// Returns free memory at the end of glibc's arenas and inside them to the system.
 pub fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -184,7 +184,7 @@ impl Metrics {
 
     fn count_stream(&self, stream: &StreamInfo, state: &StreamCore) {
         let labels = ClientLabels {
-            kind: ClientKind::of(state.node.as_ref()).name(),
+            kind: ClientKind::of(state.node.as_deref()).name(),
             protocol: stream.protocol.name(),
         };
         let previous = self.streams.insert(stream.id, labels.clone());

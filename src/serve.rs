@@ -128,7 +128,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
 
     let hooks = Hooks::default().with(clients.clone()).with(metrics.clone());
     let xds = XdsServer::new(cache.clone(), Arc::new(hooks), shutdown.clone());
-    let csds = CsdsService::new(clients.clone()).into_server();
+    let csds = CsdsService::new(clients.clone(), cache.clone()).into_server();
     let lrs = LrsService::new(load_reports.clone(), shutdown.clone()).into_server();
     let stop_xds = shutdown.clone().cancelled_owned();
     let xds_task = tokio::spawn(async move {

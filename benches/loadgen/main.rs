@@ -247,15 +247,16 @@ async fn fleet(
     let loopback = server::loopback_bandwidth().await;
     println!("loopback TCP, one stream: {:.0} MB/s", loopback / 1e6);
     let server = ServerProcess::start(&fleet_config::fleet_config(services, 10080, "1.0")).await;
-    let baseline = server.rss_kib();
+    let (cold, baseline) = baselines(&server, delta_share).await;
     let fleet = Fleet::connect(&server.xds, clients, delta_share, endpoint_subscriptions).await;
     let synced_in = fleet.wait_synced(Duration::from_secs(600)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let connected = server.rss_kib();
     println!(
-        "all {clients} clients synced in {:.2} s; server RSS {:.1} MiB idle, {:.1} MiB with clients ({:.1} KiB per client)",
+        "all {clients} clients synced in {:.2} s; server RSS {:.1} MiB idle ({:.1} MiB cold), {:.1} MiB with clients ({:.1} KiB per client)",
         synced_in.as_secs_f64(),
         mib(baseline),
+        mib(cold),
         mib(connected),
         (connected.saturating_sub(baseline)) as f64 / clients as f64
     );
@@ -263,6 +264,7 @@ async fn fleet(
     for edit in 0..edits {
         fleet.counters.phase.store(1, Ordering::Relaxed);
         let cpu_before = server.cpu_seconds();
+        let convergence_before = server.histogram("switchyard_xds_convergence_seconds").await;
         let scaler = ["0.5", "0.8", "0.3", "0.9"][edit % 4];
         let written = server.write_config(&fleet_config::fleet_config(services, 10080, scaler));
         let mut arrivals = Vec::with_capacity(clients);
@@ -288,12 +290,23 @@ async fn fleet(
         let endpoint_bytes = counted[1].2;
         let first = arrivals[0];
         let last = *arrivals.last().unwrap();
+        let convergence_after = server.histogram("switchyard_xds_convergence_seconds").await;
+        let publish_to_synced = if convergence_after.1 > convergence_before.1 {
+            format!(
+                "{:.0} ms",
+                (convergence_after.0 - convergence_before.0) * 1e3
+                    / (convergence_after.1 - convergence_before.1) as f64
+            )
+        } else {
+            "not measured".to_string()
+        };
         println!(
-            "edit {}: capacityScaler of svc-0 → {scaler}: convergence from the file write p50 {:.0} ms, p99 {:.0} ms, last {:.0} ms; server CPU {:.2} s",
+            "edit {}: capacityScaler of svc-0 → {scaler}: convergence from the file write p50 {:.0} ms, p99 {:.0} ms, last {:.0} ms; the load took {:.0} ms, publication → every client ACKed {publish_to_synced} (server metric); server CPU {:.2} s",
             edit + 1,
             percentile(&arrivals, 0.5).as_secs_f64() * 1e3,
             percentile(&arrivals, 0.99).as_secs_f64() * 1e3,
             last.as_secs_f64() * 1e3,
+            server.status_number("last_load_milliseconds").await,
             server.cpu_seconds() - cpu_before,
         );
         for (type_url, messages, bytes) in &counted {
@@ -319,22 +332,34 @@ async fn fleet(
     fleet.disconnect();
     let after = server.wait_rss_settles().await;
     println!(
-        "server RSS {:.1} MiB after every client disconnected ({:+.1}% against the idle baseline; {} streams still counted)",
+        "server RSS {:.1} MiB after every client disconnected ({:+.1}% against the warm idle baseline, {:+.1}% against the cold one; {} streams still counted)",
         mib(after),
         (after as f64 / baseline as f64 - 1.0) * 100.0,
+        (after as f64 / cold as f64 - 1.0) * 100.0,
         server.streams_connected().await
     );
 }
 
+/// RSS with no client: right after start (cold) and after ten clients came and went (warm:
+/// the one-time setup of the first connections is done).
+async fn baselines(server: &ServerProcess, delta_share: f64) -> (u64, u64) {
+    let cold = server.rss_kib();
+    let warm_up = Fleet::connect(&server.xds, 10, delta_share, None).await;
+    warm_up.wait_synced(Duration::from_secs(60)).await;
+    warm_up.disconnect();
+    (cold, server.wait_rss_settles().await)
+}
+
 async fn idle(clients: usize, delta_share: f64) {
     let server = ServerProcess::start(&fleet_config::fleet_config(1, 10080, "1.0")).await;
-    let baseline = server.rss_kib();
+    let (cold, baseline) = baselines(&server, delta_share).await;
     let fleet = Fleet::connect(&server.xds, clients, delta_share, None).await;
     fleet.wait_synced(Duration::from_secs(600)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let connected = server.rss_kib();
     println!(
-        "idle: {clients} clients on a one-service config: server RSS {:.1} MiB → {:.1} MiB, {:.1} KiB per client",
+        "idle: {clients} clients on a one-service config: server RSS {:.1} MiB (cold), {:.1} MiB (warm) → {:.1} MiB, {:.1} KiB per client",
+        mib(cold),
         mib(baseline),
         mib(connected),
         connected.saturating_sub(baseline) as f64 / clients as f64
@@ -342,9 +367,10 @@ async fn idle(clients: usize, delta_share: f64) {
     fleet.disconnect();
     let after = server.wait_rss_settles().await;
     println!(
-        "after every client disconnected: {:.1} MiB ({:+.1}% against the baseline)",
+        "after every client disconnected: {:.1} MiB ({:+.1}% against the warm baseline, {:+.1}% against the cold one)",
         mib(after),
-        (after as f64 / baseline as f64 - 1.0) * 100.0
+        (after as f64 / baseline as f64 - 1.0) * 100.0,
+        (after as f64 / cold as f64 - 1.0) * 100.0
     );
 }
 

@@ -85,6 +85,30 @@ impl ServerProcess {
             .sum()
     }
 
+    /// A number from `/config_status`.
+    pub async fn status_number(&self, field: &str) -> f64 {
+        let Some(answer) = self.get_text("/config_status").await else {
+            return 0.0;
+        };
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v[field].as_f64())
+            .unwrap_or(0.0)
+    }
+
+    /// The sum and count of a histogram in `/metrics`.
+    pub async fn histogram(&self, name: &str) -> (f64, u64) {
+        let text = self.get_text("/metrics").await.unwrap_or_default();
+        let value = |suffix: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}_{suffix} ")))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (value("sum"), value("count") as u64)
+    }
+
     async fn get_text(&self, path: &str) -> Option<String> {
         let mut stream = tokio::net::TcpStream::connect(&self.admin).await.ok()?;
         let request = format!(

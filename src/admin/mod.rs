@@ -79,7 +79,7 @@ async fn load_reports(State(state): State<AdminState>) -> Json<Value> {
 }
 
 async fn clients(State(state): State<AdminState>) -> Json<Value> {
-    Json(json!({ "clients": state.clients.list() }))
+    Json(json!({ "clients": state.clients.list(&state.cache.current()) }))
 }
 
 async fn config_status(State(state): State<AdminState>) -> Json<ConfigStatus> {

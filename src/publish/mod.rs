@@ -352,15 +352,25 @@ pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpo
         .values()
         .map(|g| g.region.clone())
         .collect();
+    // Clients whose regions fail over through the same tiers see the same endpoints: build
+    // each distinct view once and share it.
+    let mut built: BTreeMap<Vec<Vec<String>>, Vec<(String, Bytes)>> = BTreeMap::new();
+    let no_region = regions::failover_tiers(&model.region_order, None, &known);
+    built.insert(
+        no_region,
+        encoded(&resources.endpoints, |e| &e.cluster_name),
+    );
     for region in regions::view_regions(&model.region_order, &known) {
-        let assignments = if region.is_empty() {
-            encoded(&resources.endpoints, |e| &e.cluster_name)
-        } else {
-            encoded(
-                &endpoints::assignments_for(model, Some(&region), draining),
-                |e| &e.cluster_name,
-            )
-        };
+        let client = Some(region.as_str()).filter(|r| !r.is_empty());
+        let tiers = regions::failover_tiers(&model.region_order, client, &known);
+        let assignments = built
+            .entry(tiers)
+            .or_insert_with(|| {
+                encoded(&endpoints::assignments_for(model, client, draining), |e| {
+                    &e.cluster_name
+                })
+            })
+            .clone();
         views.insert((TypeUrl::Endpoint, ViewKey::Region(region)), assignments);
     }
     let region_order = model.region_order.clone();

@@ -22,7 +22,7 @@ use super::status::ConfigStatus;
 use super::{Offered, Publisher};
 
 /// How long the files must stay quiet after an event before they are read.
-pub const QUIET: Duration = Duration::from_millis(150);
+pub const QUIET: Duration = Duration::from_millis(50);
 /// The longest a steady stream of events can put a read off.
 pub const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
 

@@ -313,3 +313,157 @@ mod tests {
         );
     }
 }
+
+/// A state-of-the-world request, read in place: its strings stay in the received bytes (an
+/// ACK from an Envoy subscribed to a thousand clusters lists a thousand names, and is
+/// compared with what the stream has without allocating them), and the node and error are
+/// decoded only when asked for.
+#[derive(Clone, Debug)]
+pub struct SotwRequest {
+    raw: Bytes,
+    version_info: (u32, u32),
+    type_url: (u32, u32),
+    response_nonce: (u32, u32),
+    names: Vec<(u32, u32)>,
+    node: Option<(u32, u32)>,
+    error_detail: Option<(u32, u32)>,
+}
+
+impl SotwRequest {
+    /// Reads an encoded `DiscoveryRequest`; fields Switchyard does not use are skipped.
+    pub fn decode(raw: Bytes) -> Result<SotwRequest, String> {
+        use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext};
+        let mut request = SotwRequest {
+            raw: raw.clone(),
+            version_info: (0, 0),
+            type_url: (0, 0),
+            response_nonce: (0, 0),
+            names: Vec::new(),
+            node: None,
+            error_detail: None,
+        };
+        let total = raw.len();
+        let mut buf = raw;
+        while !buf.is_empty() {
+            let (tag, wire_type) = decode_key(&mut buf).map_err(|e| e.to_string())?;
+            if wire_type != WireType::LengthDelimited || !(1..=6).contains(&tag) {
+                skip_field(wire_type, tag, &mut buf, DecodeContext::default())
+                    .map_err(|e| e.to_string())?;
+                continue;
+            }
+            let len = decode_varint(&mut buf).map_err(|e| e.to_string())? as usize;
+            if len > buf.len() {
+                return Err("a field runs past the end of the request".to_string());
+            }
+            let start = (total - buf.len()) as u32;
+            let span = (start, start + len as u32);
+            if matches!(tag, 1 | 3 | 4 | 5) && std::str::from_utf8(&buf[..len]).is_err() {
+                return Err(format!("field {tag} is a string that is not valid UTF-8"));
+            }
+            match tag {
+                1 => request.version_info = span,
+                2 => request.node = Some(span),
+                3 => request.names.push(span),
+                4 => request.type_url = span,
+                5 => request.response_nonce = span,
+                _ => request.error_detail = Some(span),
+            }
+            bytes::Buf::advance(&mut buf, len);
+        }
+        Ok(request)
+    }
+
+    /// The request as read from `message` (for tests, and the one-shot Fetch call).
+    pub fn from_message(
+        message: &envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest,
+    ) -> SotwRequest {
+        use prost::Message;
+        SotwRequest::decode(Bytes::from(message.encode_to_vec()))
+            .expect("prost encodes valid messages")
+    }
+
+    fn text(&self, (start, end): (u32, u32)) -> &str {
+        // Checked to be UTF-8 when decoded.
+        std::str::from_utf8(&self.raw[start as usize..end as usize]).unwrap_or_default()
+    }
+
+    pub fn version_info(&self) -> &str {
+        self.text(self.version_info)
+    }
+
+    pub fn type_url(&self) -> &str {
+        self.text(self.type_url)
+    }
+
+    pub fn response_nonce(&self) -> &str {
+        self.text(self.response_nonce)
+    }
+
+    /// The names asked for, in the order sent.
+    pub fn resource_names(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        self.names.iter().map(|span| self.text(*span))
+    }
+
+    /// The node, when the request carries one.
+    pub fn node(&self) -> Option<envoy_types::pb::envoy::config::core::v3::Node> {
+        use prost::Message;
+        let (start, end) = self.node?;
+        envoy_types::pb::envoy::config::core::v3::Node::decode(
+            &self.raw[start as usize..end as usize],
+        )
+        .ok()
+    }
+
+    pub fn has_node(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// The client's error, when the request is a NACK.
+    pub fn error_detail(&self) -> Option<envoy_types::pb::google::rpc::Status> {
+        use prost::Message;
+        let (start, end) = self.error_detail?;
+        Some(
+            envoy_types::pb::google::rpc::Status::decode(&self.raw[start as usize..end as usize])
+                .unwrap_or_else(|_| envoy_types::pb::google::rpc::Status {
+                    message: "(an error_detail that could not be decoded)".into(),
+                    ..Default::default()
+                }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+
+    #[test]
+    fn a_request_reads_in_place_as_prost_would() {
+        let message = DiscoveryRequest {
+            version_info: "v1".into(),
+            node: Some(Node {
+                id: "n".into(),
+                ..Default::default()
+            }),
+            resource_names: vec!["a".into(), "".into(), "ä".into()],
+            type_url: TypeUrl::Endpoint.url().into(),
+            response_nonce: "7".into(),
+            error_detail: Some(envoy_types::pb::google::rpc::Status {
+                code: 3,
+                message: "no".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let request = SotwRequest::from_message(&message);
+        assert_eq!(request.version_info(), "v1");
+        assert_eq!(request.type_url(), TypeUrl::Endpoint.url());
+        assert_eq!(request.response_nonce(), "7");
+        assert_eq!(request.resource_names().collect::<Vec<_>>(), ["a", "", "ä"]);
+        assert_eq!(request.node().unwrap().id, "n");
+        assert_eq!(request.error_detail().unwrap().message, "no");
+        assert!(SotwRequest::decode(Bytes::from_static(&[0x0a, 0x05, b'a'])).is_err());
+        assert!(SotwRequest::decode(Bytes::from_static(&[0x1a, 0x01, 0xff])).is_err());
+    }
+}

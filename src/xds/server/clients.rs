@@ -77,15 +77,34 @@ pub struct TypeEntry {
     pub sent_version: Option<Arc<str>>,
     pub acked_version: Option<Arc<str>>,
     pub last_nack: Option<Nack>,
+    /// The last response was NACKed and nothing newer was sent.
+    pub nacked: bool,
+    pub awaiting_ack: bool,
     pub responses_sent: u64,
-    pub status: SyncStatus,
+}
+
+impl TypeEntry {
+    /// Where the client stands against `view`, the view it should have now.
+    pub fn status(&self, view: &TypeView) -> SyncStatus {
+        if self.responses_sent == 0 {
+            SyncStatus::NotSent
+        } else if self.nacked {
+            SyncStatus::Nacked
+        } else if self.awaiting_ack
+            || self.base.as_ref().map(|b| b.generation) != Some(view.generation)
+        {
+            SyncStatus::Stale
+        } else {
+            SyncStatus::Synced
+        }
+    }
 }
 
 /// One connected stream.
 #[derive(Clone, Debug)]
 pub struct ClientEntry {
     pub info: StreamInfo,
-    pub node: Option<Node>,
+    pub node: Option<Arc<Node>>,
     pub client: ClientView,
     pub kind: ClientKind,
     /// The snapshot the stream last processed.
@@ -125,7 +144,7 @@ impl StreamHooks for Clients {
             });
         if entry.node.is_none() && state.node.is_some() {
             entry.node = state.node.clone();
-            entry.kind = ClientKind::of(state.node.as_ref());
+            entry.kind = ClientKind::of(state.node.as_deref());
         }
         entry.client = state.client.clone();
         entry.snapshot_version = snapshot.version.clone();
@@ -137,16 +156,9 @@ impl StreamHooks for Clients {
                 sent_version: t.sent_version.clone(),
                 acked_version: t.acked_version.clone(),
                 last_nack: t.last_nack.clone(),
+                nacked: t.nacked_generation.is_some(),
+                awaiting_ack: t.awaiting_ack,
                 responses_sent: t.responses_sent,
-                status: if t.responses_sent == 0 {
-                    SyncStatus::NotSent
-                } else if t.nacked_generation.is_some() {
-                    SyncStatus::Nacked
-                } else if t.awaiting_ack || state.need(type_url, snapshot).is_some() {
-                    SyncStatus::Stale
-                } else {
-                    SyncStatus::Synced
-                },
             });
         }
     }
@@ -173,9 +185,12 @@ impl Clients {
         self.streams.is_empty()
     }
 
-    /// What `/clients` shows.
-    pub fn list(&self) -> Vec<ClientStatus> {
-        self.entries().iter().map(ClientStatus::of).collect()
+    /// What `/clients` shows, each client measured against `snapshot`.
+    pub fn list(&self, snapshot: &Snapshot) -> Vec<ClientStatus> {
+        self.entries()
+            .iter()
+            .map(|entry| ClientStatus::of(entry, snapshot))
+            .collect()
     }
 }
 
@@ -223,8 +238,8 @@ pub struct NackStatus {
 }
 
 impl ClientStatus {
-    fn of(entry: &ClientEntry) -> ClientStatus {
-        let node = entry.node.as_ref();
+    fn of(entry: &ClientEntry, snapshot: &Snapshot) -> ClientStatus {
+        let node = entry.node.as_deref();
         ClientStatus {
             stream_id: entry.info.id,
             peer: entry.info.peer.clone(),
@@ -248,8 +263,9 @@ impl ClientStatus {
             types: TypeUrl::ALL
                 .into_iter()
                 .filter_map(|t| {
-                    let status = entry.types[t.index()].as_ref()?;
-                    Some((t.short_name().to_string(), TypeStatus::of(status)))
+                    let state = entry.types[t.index()].as_ref()?;
+                    let status = state.status(snapshot.view(t, &entry.client));
+                    Some((t.short_name().to_string(), TypeStatus::of(state, status)))
                 })
                 .collect(),
         }
@@ -257,9 +273,9 @@ impl ClientStatus {
 }
 
 impl TypeStatus {
-    fn of(entry: &TypeEntry) -> TypeStatus {
+    fn of(entry: &TypeEntry, status: SyncStatus) -> TypeStatus {
         TypeStatus {
-            status: entry.status,
+            status,
             wildcard: entry.subscription.wildcard,
             subscribed: entry
                 .subscription

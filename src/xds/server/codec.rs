@@ -40,7 +40,32 @@ impl WireResponse for DeltaResponse {
     }
 }
 
-/// Decodes `Req` with prost, encodes `Resp` from shared bytes.
+/// A request as the stream machines read it.
+pub trait WireRequest: Sized + Send + 'static {
+    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, String>;
+}
+
+impl WireRequest for crate::xds::wire::SotwRequest {
+    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, String> {
+        use bytes::Buf;
+        let raw = src.copy_to_bytes(src.remaining());
+        crate::xds::wire::SotwRequest::decode(raw)
+    }
+}
+
+impl WireRequest for envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest {
+    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, String> {
+        <Self as prost::Message>::decode(src).map_err(|e| e.to_string())
+    }
+}
+
+impl WireRequest for envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest {
+    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, String> {
+        <Self as prost::Message>::decode(src).map_err(|e| e.to_string())
+    }
+}
+
+/// Decodes `Req`, encodes `Resp` from shared bytes.
 pub struct XdsCodec<Req, Resp>(PhantomData<fn(Req) -> Resp>);
 
 impl<Req, Resp> Default for XdsCodec<Req, Resp> {
@@ -51,7 +76,7 @@ impl<Req, Resp> Default for XdsCodec<Req, Resp> {
 
 impl<Req, Resp> Codec for XdsCodec<Req, Resp>
 where
-    Req: prost::Message + Default + Send + 'static,
+    Req: WireRequest,
     Resp: WireResponse,
 {
     type Encode = Resp;
@@ -93,12 +118,12 @@ impl<Req> Default for RequestDecoder<Req> {
     }
 }
 
-impl<Req: prost::Message + Default> Decoder for RequestDecoder<Req> {
+impl<Req: WireRequest> Decoder for RequestDecoder<Req> {
     type Item = Req;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Req>, Status> {
-        Req::decode(src).map(Some).map_err(|error| {
+        Req::decode_wire(src).map(Some).map_err(|error| {
             Status::invalid_argument(format!("cannot decode the request: {error}"))
         })
     }

@@ -19,17 +19,19 @@ use envoy_types::pb::google::protobuf::Timestamp;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::cache::{Cache, Snapshot};
 use super::clients::{ClientEntry, Clients, SyncStatus, TypeEntry};
 use crate::xds::types::TypeUrl;
 
 #[derive(Clone)]
 pub struct CsdsService {
     clients: Arc<Clients>,
+    cache: Cache,
 }
 
 impl CsdsService {
-    pub fn new(clients: Arc<Clients>) -> Self {
-        CsdsService { clients }
+    pub fn new(clients: Arc<Clients>, cache: Cache) -> Self {
+        CsdsService { clients, cache }
     }
 
     pub fn into_server(self) -> ClientStatusDiscoveryServiceServer<Self> {
@@ -47,10 +49,10 @@ impl ClientStatusDiscoveryService for CsdsService {
         &self,
         request: Request<Streaming<ClientStatusRequest>>,
     ) -> Result<Response<StatusStream>, Status> {
-        let clients = self.clients.clone();
-        let answers = request
-            .into_inner()
-            .map(move |message| message.and_then(|request| client_status(&clients, &request)));
+        let (clients, cache) = (self.clients.clone(), self.cache.clone());
+        let answers = request.into_inner().map(move |message| {
+            message.and_then(|request| client_status(&clients, &cache.current(), &request))
+        });
         Ok(Response::new(Box::pin(answers)))
     }
 
@@ -58,13 +60,14 @@ impl ClientStatusDiscoveryService for CsdsService {
         &self,
         request: Request<ClientStatusRequest>,
     ) -> Result<Response<ClientStatusResponse>, Status> {
-        client_status(&self.clients, request.get_ref()).map(Response::new)
+        client_status(&self.clients, &self.cache.current(), request.get_ref()).map(Response::new)
     }
 }
 
 /// The status of every client the request's matchers select.
 pub fn client_status(
     clients: &Clients,
+    snapshot: &Snapshot,
     request: &ClientStatusRequest,
 ) -> Result<ClientStatusResponse, Status> {
     for matcher in &request.node_matchers {
@@ -82,7 +85,7 @@ pub fn client_status(
         .entries()
         .iter()
         .filter(|entry| selected(entry, &request.node_matchers))
-        .map(|entry| client_config(entry, request.exclude_resource_contents))
+        .map(|entry| client_config(entry, snapshot, request.exclude_resource_contents))
         .collect();
     Ok(ClientStatusResponse { config })
 }
@@ -114,7 +117,7 @@ fn selected(entry: &ClientEntry, matchers: &[NodeMatcher]) -> bool {
     })
 }
 
-fn client_config(entry: &ClientEntry, exclude_contents: bool) -> ClientConfig {
+fn client_config(entry: &ClientEntry, snapshot: &Snapshot, exclude_contents: bool) -> ClientConfig {
     let since_epoch = entry
         .last_update
         .duration_since(std::time::UNIX_EPOCH)
@@ -126,11 +129,19 @@ fn client_config(entry: &ClientEntry, exclude_contents: bool) -> ClientConfig {
     let mut configs = Vec::new();
     for type_url in TypeUrl::ALL {
         if let Some(state) = &entry.types[type_url.index()] {
-            resources_of(type_url, state, exclude_contents, &updated, &mut configs);
+            let status = state.status(snapshot.view(type_url, &entry.client));
+            resources_of(
+                type_url,
+                state,
+                status,
+                exclude_contents,
+                &updated,
+                &mut configs,
+            );
         }
     }
     ClientConfig {
-        node: entry.node.clone(),
+        node: entry.node.as_deref().cloned(),
         generic_xds_configs: configs,
         ..Default::default()
     }
@@ -141,6 +152,7 @@ fn client_config(entry: &ClientEntry, exclude_contents: bool) -> ClientConfig {
 fn resources_of(
     type_url: TypeUrl,
     state: &TypeEntry,
+    status: SyncStatus,
     exclude_contents: bool,
     updated: &Timestamp,
     out: &mut Vec<GenericXdsConfig>,
@@ -151,7 +163,7 @@ fn resources_of(
     } else {
         state.subscription.names.iter().collect()
     };
-    let config_status = match state.status {
+    let config_status = match status {
         SyncStatus::Synced => ConfigStatus::Synced,
         SyncStatus::Stale => ConfigStatus::Stale,
         SyncStatus::NotSent => ConfigStatus::NotSent,
@@ -159,7 +171,7 @@ fn resources_of(
     };
     for name in names {
         let resource = held.and_then(|h| h.get(name));
-        let client_status = match (resource, state.status) {
+        let client_status = match (resource, status) {
             (_, SyncStatus::Nacked) => ClientResourceStatus::Nacked,
             (None, _) if state.responses_sent > 0 => ClientResourceStatus::DoesNotExist,
             (Some(_), SyncStatus::Synced) => ClientResourceStatus::Acked,

@@ -101,6 +101,12 @@ impl DeltaStream {
             .state(type_url)
             .map(|s| s.subscription.clone())
             .unwrap_or_default();
+        if !first
+            && request.resource_names_subscribe.is_empty()
+            && request.resource_names_unsubscribe.is_empty()
+        {
+            return current;
+        }
         let mut wildcard = current.wildcard
             || (first && type_url.is_full_state() && request.resource_names_subscribe.is_empty());
         let mut names = (*current.names).clone();

@@ -172,10 +172,14 @@ where
         let handler = Handler { xds, only: A::ONLY };
         if method.starts_with("Stream") {
             let machine = SotwStream::new(handler.xds.names.clone(), A::ONLY);
-            Box::pin(std::future::ready(Ok(handler.open_stream(machine, request))))
+            Box::pin(std::future::ready(
+                Ok(handler.open_stream(machine, request)),
+            ))
         } else if method.starts_with("Delta") {
             let machine = DeltaStream::new(handler.xds.names.clone(), A::ONLY);
-            Box::pin(std::future::ready(Ok(handler.open_stream(machine, request))))
+            Box::pin(std::future::ready(
+                Ok(handler.open_stream(machine, request)),
+            ))
         } else if method.starts_with("Fetch") && A::ONLY.is_some() {
             Box::pin(async move {
                 let mut grpc = Grpc::new(XdsCodec::<DiscoveryRequest, SotwResponse>::default())
@@ -197,10 +201,14 @@ struct Handler {
 impl Handler {
     /// Starts a stream: requests decode with tonic's framing; responses go out through
     /// [`ResponseBody`], one exactly-sized frame each.
-    fn open_stream<M, B>(&self, machine: M, request: http::Request<B>) -> http::Response<tonic::body::Body>
+    fn open_stream<M, B>(
+        &self,
+        machine: M,
+        request: http::Request<B>,
+    ) -> http::Response<tonic::body::Body>
     where
         M: Machine,
-        M::Request: prost::Message + Default,
+        M::Request: super::codec::WireRequest,
         ResponseStream<M>: tokio_stream::Stream<Item = Result<M::Response, Status>>,
         M::Response: super::codec::WireResponse,
         B: Body + Send + 'static,
@@ -211,8 +219,10 @@ impl Handler {
             .get("grpc-encoding")
             .is_some_and(|encoding| encoding != "identity");
         if compressed {
-            return Status::unimplemented("compressed requests are not accepted; send them uncompressed")
-                .into_http();
+            return Status::unimplemented(
+                "compressed requests are not accepted; send them uncompressed",
+            )
+            .into_http();
         }
         let peer = request
             .extensions()
@@ -247,7 +257,9 @@ impl UnaryService<DiscoveryRequest> for FetchHandler {
         let Handler { xds, only } = &self.0;
         let snapshot = xds.cache.current();
         let mut machine = SotwStream::new(xds.names.clone(), *only);
-        machine.on_request(request.get_ref());
+        machine.on_request(&crate::xds::wire::SotwRequest::from_message(
+            request.get_ref(),
+        ));
         let answer = machine
             .next_response(&snapshot)
             .map(Response::new)

@@ -12,13 +12,11 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-
 use super::cache::Snapshot;
 use super::stream_state::{Nack, RequestKind, StreamCore};
 use super::subscription::{NameSets, Subscription};
 use crate::xds::types::TypeUrl;
-use crate::xds::wire::{content_hash, SotwResponse, TypeName};
+use crate::xds::wire::{content_hash, SotwRequest, SotwResponse, TypeName};
 
 /// Type URLs the server does not serve that a stream remembers having answered.
 const MAX_UNKNOWN_TYPES: usize = 16;
@@ -42,10 +40,12 @@ impl SotwStream {
     }
 
     /// Takes one request in. Returns its type (None when not served) and what it was.
-    pub fn on_request(&mut self, request: &DiscoveryRequest) -> (Option<TypeUrl>, RequestKind) {
-        self.core.note_node(request.node.as_ref());
-        let Some(type_url) = self.served_type(&request.type_url) else {
-            self.note_unknown(&request.type_url);
+    pub fn on_request(&mut self, request: &SotwRequest) -> (Option<TypeUrl>, RequestKind) {
+        if self.core.node.is_none() && request.has_node() {
+            self.core.note_node(request.node().as_ref());
+        }
+        let Some(type_url) = self.served_type(request.type_url()) else {
+            self.note_unknown(request.type_url());
             return (None, RequestKind::Stale);
         };
         let first = self.core.state(type_url).is_none();
@@ -54,9 +54,9 @@ impl SotwStream {
             RequestKind::Subscribe
         } else if state.last_nonce == 0 {
             RequestKind::Update
-        } else if request.response_nonce.parse::<u64>().ok() != Some(state.last_nonce) {
+        } else if request.response_nonce().parse::<u64>().ok() != Some(state.last_nonce) {
             return (Some(type_url), RequestKind::Stale);
-        } else if let Some(error) = &request.error_detail {
+        } else if let Some(error) = request.error_detail() {
             let nack = Nack {
                 version: state
                     .sent_version
@@ -69,7 +69,7 @@ impl SotwStream {
             state.nacked(nack.clone());
             RequestKind::Nack(nack)
         } else {
-            state.acked(&request.version_info);
+            state.acked(request.version_info());
             RequestKind::Ack
         };
         let subscription = self.subscription(type_url, request, first);
@@ -114,20 +114,26 @@ impl SotwStream {
 
     /// The subscription a request asks for: `*` means every resource, and so does an empty
     /// first request for Listener and Cluster, for as long as the names stay empty.
-    fn subscription(
-        &self,
-        type_url: TypeUrl,
-        request: &DiscoveryRequest,
-        first: bool,
-    ) -> Subscription {
-        let was_wildcard = self
-            .core
-            .state(type_url)
-            .is_some_and(|s| s.subscription.wildcard);
-        let mut names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
+    fn subscription(&self, type_url: TypeUrl, request: &SotwRequest, first: bool) -> Subscription {
+        let current = self.core.state(type_url).map(|s| &s.subscription);
+        let was_wildcard = current.is_some_and(|s| s.wildcard);
+        if let Some(current) = current.filter(|_| !first) {
+            // An ACK names what the stream already has; most clients list it sorted, so it
+            // is recognized without building a set.
+            let star = request.resource_names().any(|n| n == "*");
+            let wildcard = star || (was_wildcard && request.resource_names().len() == 0);
+            let listed = request.resource_names().filter(|n| *n != "*");
+            if current.wildcard == wildcard
+                && listed.clone().count() == current.names.len()
+                && listed.zip(current.names.iter()).all(|(a, b)| a == b)
+            {
+                return current.clone();
+            }
+        }
+        let mut names: BTreeSet<String> = request.resource_names().map(str::to_string).collect();
         let star = names.remove("*");
         let legacy = type_url.is_full_state()
-            && request.resource_names.is_empty()
+            && request.resource_names().len() == 0
             && (first || was_wildcard);
         Subscription {
             wildcard: star || legacy,
@@ -189,6 +195,7 @@ mod tests {
     use super::*;
     use crate::xds::server::cache::{Content, ViewKey};
     use bytes::Bytes;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
     use envoy_types::pb::google::rpc::Status;
 
     /// A snapshot with these clusters (name, content) and an endpoint assignment for each,
@@ -221,7 +228,11 @@ mod tests {
         Arc::new(Snapshot::build(content, previous))
     }
 
-    fn request(type_url: TypeUrl, names: &[&str], nonce: u64, version: &str) -> DiscoveryRequest {
+    fn request(type_url: TypeUrl, names: &[&str], nonce: u64, version: &str) -> SotwRequest {
+        SotwRequest::from_message(&message(type_url, names, nonce, version))
+    }
+
+    fn message(type_url: TypeUrl, names: &[&str], nonce: u64, version: &str) -> DiscoveryRequest {
         DiscoveryRequest {
             type_url: type_url.url().to_string(),
             resource_names: names.iter().map(|n| n.to_string()).collect(),
@@ -343,7 +354,7 @@ mod tests {
             summary(&pushed)[0],
             ("Cluster".into(), vec!["a".into(), "b".into()])
         );
-        let mut nack = request(
+        let mut nack = message(
             TypeUrl::Cluster,
             &[],
             pushed[0].nonce,
@@ -354,7 +365,7 @@ mod tests {
             message: "bad cluster".into(),
             ..Default::default()
         });
-        let (_, kind) = stream.on_request(&nack);
+        let (_, kind) = stream.on_request(&SotwRequest::from_message(&nack));
         assert!(matches!(kind, RequestKind::Nack(ref n) if n.detail == "bad cluster"));
         assert!(
             drain(&mut stream, &two)
@@ -465,14 +476,14 @@ mod tests {
         let one = snapshot(&[("a", "1")], &[], None);
         let mut stream = stream();
         let secret = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-        let mut ask = request(TypeUrl::Cluster, &["x"], 0, "");
+        let mut ask = message(TypeUrl::Cluster, &["x"], 0, "");
         ask.type_url = secret.into();
-        assert_eq!(stream.on_request(&ask).0, None);
+        assert_eq!(stream.on_request(&SotwRequest::from_message(&ask)).0, None);
         let answers = drain(&mut stream, &one);
         assert_eq!(answers.len(), 1);
         assert_eq!(answers[0].type_url.url(), secret);
         ask.response_nonce = answers[0].nonce.to_string();
-        stream.on_request(&ask);
+        stream.on_request(&SotwRequest::from_message(&ask));
         assert!(drain(&mut stream, &one).is_empty(), "answered once");
     }
 }

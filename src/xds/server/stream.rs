@@ -22,9 +22,9 @@ use super::hooks::{Protocol, StreamEvent, StreamHooks, StreamInfo};
 use super::sotw::SotwStream;
 use super::stream_state::{RequestKind, StreamCore};
 use crate::xds::types::TypeUrl;
-use crate::xds::wire::{DeltaResponse, SotwResponse, TypeName};
+use crate::xds::wire::{DeltaResponse, SotwRequest, SotwResponse, TypeName};
 
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 /// A protocol's state machine, as the stream drives it.
 pub trait Machine: Send + Unpin + 'static {
@@ -41,11 +41,11 @@ pub trait Machine: Send + Unpin + 'static {
 }
 
 impl Machine for SotwStream {
-    type Request = DiscoveryRequest;
+    type Request = SotwRequest;
     type Response = SotwResponse;
     const PROTOCOL: Protocol = Protocol::Sotw;
 
-    fn on_request(&mut self, request: &DiscoveryRequest) -> (Option<TypeUrl>, RequestKind) {
+    fn on_request(&mut self, request: &SotwRequest) -> (Option<TypeUrl>, RequestKind) {
         SotwStream::on_request(self, request)
     }
     fn next_response(&mut self, snapshot: &Snapshot) -> Option<SotwResponse> {

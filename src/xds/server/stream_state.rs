@@ -14,7 +14,7 @@
 //! - a NACKed view is not sent again; the next change sends what differs from the last view
 //!   the client ACKed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -140,18 +140,20 @@ impl TypeState {
             }
             (None, None) => need.updated = self.subscription.select(view),
         }
-        for name in &self.forced {
-            if !self.subscription.contains(name) {
-                continue;
-            }
-            match view.resources.get(name) {
-                Some(resource) if !need.updated.iter().any(|r| r.name == *name) => {
-                    need.updated.push(resource.clone());
+        if !self.forced.is_empty() {
+            let mut listed: HashSet<&str> = need.updated.iter().map(|r| r.name.as_str()).collect();
+            let mut extra = Vec::new();
+            for name in self.forced.iter().filter(|n| self.subscription.contains(n)) {
+                match view.resources.get(name) {
+                    Some(resource) if listed.insert(name.as_str()) => extra.push(resource.clone()),
+                    Some(_) => {}
+                    None if self.subscription.names.contains(name) => {
+                        need.absent.push(name.clone())
+                    }
+                    None => {}
                 }
-                Some(_) => {}
-                None if self.subscription.names.contains(name) => need.absent.push(name.clone()),
-                None => {}
             }
+            need.updated.extend(extra);
         }
         if hold_removals {
             need.kept = removed;
@@ -200,7 +202,8 @@ impl TypeState {
 /// The state both protocols keep per stream: the node, per type state, nonces.
 #[derive(Debug, Default)]
 pub struct StreamCore {
-    pub node: Option<Node>,
+    /// The node of the first request that named one; shared with the client registry.
+    pub node: Option<Arc<Node>>,
     pub client: ClientView,
     pub types: [Option<TypeState>; 4],
     nonce: u64,
@@ -230,7 +233,7 @@ impl StreamCore {
                     .map(|l| l.region.clone())
                     .unwrap_or_default(),
             };
-            self.node = Some(node.clone());
+            self.node = Some(Arc::new(node.clone()));
         }
     }
 
