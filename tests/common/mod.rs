@@ -6,6 +6,7 @@
 
 pub mod grpc;
 pub mod process;
+pub mod xds;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

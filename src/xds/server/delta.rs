@@ -136,20 +136,24 @@ impl DeltaStream {
         }
     }
 
+    /// The one empty answer to a type this server does not serve; it goes after every
+    /// response that was due, so a client can use it to know it has seen them all.
+    fn unknown_answer(&mut self) -> Option<DeltaResponse> {
+        let type_url = self.unknown_pending.pop_front()?;
+        Some(DeltaResponse {
+            type_url: TypeName::Other(type_url.into()),
+            system_version_info: "".into(),
+            nonce: self.core.next_nonce(),
+            resources: Vec::new(),
+            removed: Vec::new(),
+        })
+    }
+
     /// The next response to send, if any.
     pub fn next_response(&mut self, snapshot: &Snapshot) -> Option<DeltaResponse> {
-        if let Some(type_url) = self.unknown_pending.pop_front() {
-            return Some(DeltaResponse {
-                type_url: TypeName::Other(type_url.into()),
-                system_version_info: "".into(),
-                nonce: self.core.next_nonce(),
-                resources: Vec::new(),
-                removed: Vec::new(),
-            });
-        }
         let Some((type_url, need)) = self.core.next(snapshot) else {
             self.core.settle(snapshot);
-            return None;
+            return self.unknown_answer();
         };
         let view = snapshot.view(type_url, &self.core.client).clone();
         let resources = need.updated.clone();

@@ -141,20 +141,24 @@ impl SotwStream {
         }
     }
 
+    /// The one empty answer to a type this server does not serve; it goes after every
+    /// response that was due, so a client can use it to know it has seen them all.
+    fn unknown_answer(&mut self) -> Option<SotwResponse> {
+        let type_url = self.unknown_pending.pop_front()?;
+        Some(SotwResponse {
+            type_url: TypeName::Other(type_url.into()),
+            version_info: "".into(),
+            nonce: self.core.next_nonce(),
+            resources: Vec::new(),
+        })
+    }
+
     /// The next response to send, if any.
     pub fn next_response(&mut self, snapshot: &Snapshot) -> Option<SotwResponse> {
-        if let Some(type_url) = self.unknown_pending.pop_front() {
-            return Some(SotwResponse {
-                type_url: TypeName::Other(type_url.into()),
-                version_info: "".into(),
-                nonce: self.core.next_nonce(),
-                resources: Vec::new(),
-            });
-        }
         loop {
             let Some((type_url, need)) = self.core.next(snapshot) else {
                 self.core.settle(snapshot);
-                return None;
+                return self.unknown_answer();
             };
             let view = snapshot.view(type_url, &self.core.client).clone();
             let state = self.core.state_mut(type_url)?;
