@@ -77,7 +77,7 @@ mod sotw {
             client.request(CLUSTER, &[], "", "");
             let clusters = client.recv().await;
             assert_eq!(
-                sotw_summary(&[clusters.clone()]),
+                sotw_summary(std::slice::from_ref(&clusters)),
                 [sotw(CLUSTER, &["a", "b"])]
             );
             client.ack(&clusters, &[]);
@@ -153,7 +153,7 @@ mod sotw {
             client.request(ENDPOINT, &["a", "b"], "", "");
             let first = client.recv().await;
             assert_eq!(
-                sotw_summary(&[first.clone()]),
+                sotw_summary(std::slice::from_ref(&first)),
                 [sotw(ENDPOINT, &["a", "b"])]
             );
             client.ack(&first, &["a"]);
