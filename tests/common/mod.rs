@@ -434,12 +434,49 @@ impl Envoy {
 
     /// An Envoy that reports `region`/`zone` as its locality.
     pub async fn start_in(xds: SocketAddr, node_id: &str, region: &str, zone: &str) -> Envoy {
+        Self::start_with("envoy-bootstrap.yaml", &[xds], node_id, region, zone).await
+    }
+
+    /// An Envoy on delta xDS (envoy-configs/envoy-bootstrap-delta.yaml), in us-central1-a.
+    pub async fn start_delta(xds: SocketAddr, node_id: &str) -> Envoy {
+        Self::start_with(
+            "envoy-bootstrap-delta.yaml",
+            &[xds],
+            node_id,
+            "us-central1",
+            "us-central1-a",
+        )
+        .await
+    }
+
+    /// An Envoy from `envoy-configs/{bootstrap}` whose xDS cluster lists every address of
+    /// `xds` (replicas), reporting `region`/`zone`.
+    pub async fn start_with(
+        bootstrap: &str,
+        xds: &[SocketAddr],
+        node_id: &str,
+        region: &str,
+        zone: &str,
+    ) -> Envoy {
         let dir = tempfile::tempdir().unwrap();
         let template =
-            std::fs::read_to_string(repo_root().join("envoy-configs/envoy-bootstrap.yaml"))
-                .unwrap();
+            std::fs::read_to_string(repo_root().join("envoy-configs").join(bootstrap)).unwrap();
+        let one_endpoint = "        - endpoint:\n            address:\n              socket_address:\n                address: 127.0.0.1\n                port_value: 18000\n";
+        assert!(
+            template.contains(one_endpoint),
+            "{bootstrap} lists one xDS endpoint"
+        );
+        let endpoints: String = xds
+            .iter()
+            .map(|address| {
+                one_endpoint.replace(
+                    "port_value: 18000",
+                    &format!("port_value: {}", address.port()),
+                )
+            })
+            .collect();
         let bootstrap = template
-            .replace("port_value: 18000", &format!("port_value: {}", xds.port()))
+            .replace(one_endpoint, &endpoints)
             .replace("port_value: 9901", "port_value: 0")
             .replace("id: envoy-quickstart", &format!("id: {node_id}"))
             .replace("region: us-central1\n", &format!("region: {region}\n"))

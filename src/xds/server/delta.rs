@@ -373,6 +373,25 @@ mod tests {
     }
 
     #[test]
+    fn a_reconnecting_named_subscription_gets_nothing_it_holds() {
+        let one = snapshot(&[("a", "1"), ("b", "1")], None);
+        let versions: HashMap<String, String> = one
+            .view(TypeUrl::Endpoint, &Default::default())
+            .resources
+            .values()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect();
+        let mut stream = stream();
+        let mut reconnect = request(TypeUrl::Endpoint, &["a", "b"], &[], 0);
+        reconnect.initial_resource_versions = versions;
+        stream.on_request(&reconnect);
+        assert_eq!(
+            summary(&drain(&mut stream, &one)),
+            [("ClusterLoadAssignment".into(), vec![], vec![])]
+        );
+    }
+
+    #[test]
     fn unsubscribe_then_resubscribe_is_answered() {
         let one = snapshot(&[("a", "1"), ("b", "1")], None);
         let mut stream = stream();

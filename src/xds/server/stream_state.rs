@@ -143,8 +143,16 @@ impl TypeState {
         if !self.forced.is_empty() {
             let mut listed: HashSet<&str> = need.updated.iter().map(|r| r.name.as_str()).collect();
             let mut extra = Vec::new();
+            let held = |name: &str, version: &str| {
+                self.initial_versions
+                    .as_ref()
+                    .and_then(|initial| initial.get(name))
+                    .is_some_and(|v| v == version)
+            };
             for name in self.forced.iter().filter(|n| self.subscription.contains(n)) {
                 match view.resources.get(name) {
+                    // A reconnecting client that holds this version needs nothing.
+                    Some(resource) if held(name, &resource.version) => {}
                     Some(resource) if listed.insert(name.as_str()) => extra.push(resource.clone()),
                     Some(_) => {}
                     None if self.subscription.names.contains(name) => {
