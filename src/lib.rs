@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod model;
 pub mod publish;
 pub mod serve;
+pub mod status;
 pub mod translate;
 pub mod xds;

@@ -1,4 +1,4 @@
-//! The `switchyard` command line: serve, validate, translate, explain. Parsing and printing
+//! The `switchyard` command line: serve, validate, translate, explain, status. Parsing and printing
 //! only; each subcommand is one small function over the library.
 
 use std::net::SocketAddr;
@@ -57,6 +57,13 @@ enum Command {
         /// The client's `REGION/ZONE` (or `REGION`).
         #[arg(long)]
         client_locality: Option<String>,
+    },
+    /// One line per connected xDS client: node, kind, protocol and per type SYNCED, STALE,
+    /// NACKED or NOT_SENT.
+    Status {
+        /// The admin endpoint of `switchyard serve`.
+        #[arg(long, default_value = "127.0.0.1:19000")]
+        admin: SocketAddr,
     },
     /// Print the xDS resources a config translates to.
     Translate {
@@ -197,6 +204,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}",
                 switchyard::explain::explain(&loaded.model, found, region)
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { admin } => {
+            let clients = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(switchyard::status::fetch_clients(admin))?;
+            print!("{}", switchyard::status::table(&clients));
             Ok(ExitCode::SUCCESS)
         }
         Command::Translate { path, format } => {

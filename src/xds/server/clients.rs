@@ -79,6 +79,8 @@ pub struct TypeEntry {
     pub last_nack: Option<Nack>,
     /// The last response was NACKed and nothing newer was sent.
     pub nacked: bool,
+    /// The view that was rejected, while `nacked`.
+    pub rejected: Option<Arc<TypeView>>,
     pub awaiting_ack: bool,
     pub responses_sent: u64,
 }
@@ -157,6 +159,7 @@ impl StreamHooks for Clients {
                 acked_version: t.acked_version.clone(),
                 last_nack: t.last_nack.clone(),
                 nacked: t.nacked_generation.is_some(),
+                rejected: t.rejected.clone(),
                 awaiting_ack: t.awaiting_ack,
                 responses_sent: t.responses_sent,
             });

@@ -158,8 +158,16 @@ fn resources_of(
     out: &mut Vec<GenericXdsConfig>,
 ) {
     let held = state.base.as_ref().map(|b| &b.resources);
+    let rejected = state.rejected.as_ref().map(|r| &r.resources);
     let names: Vec<&String> = if state.subscription.wildcard {
-        held.map(|h| h.keys().collect()).unwrap_or_default()
+        let mut names: Vec<&String> = held
+            .into_iter()
+            .chain(rejected)
+            .flat_map(|resources| resources.keys())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     } else {
         state.subscription.names.iter().collect()
     };
@@ -170,7 +178,9 @@ fn resources_of(
         SyncStatus::Nacked => ConfigStatus::Error,
     };
     for name in names {
-        let resource = held.and_then(|h| h.get(name));
+        let resource = held
+            .and_then(|h| h.get(name))
+            .or_else(|| rejected.and_then(|r| r.get(name)));
         let client_status = match (resource, status) {
             (_, SyncStatus::Nacked) => ClientResourceStatus::Nacked,
             (None, _) if state.responses_sent > 0 => ClientResourceStatus::DoesNotExist,

@@ -70,6 +70,8 @@ pub struct TypeState {
     pub last_nack: Option<Nack>,
     /// The generation of the view last NACKed: it is not sent again.
     pub nacked_generation: Option<u64>,
+    /// The view last NACKed, for status (what the client rejected).
+    pub rejected: Option<Arc<TypeView>>,
     pub responses_sent: u64,
 }
 
@@ -182,6 +184,7 @@ impl TypeState {
         self.awaiting_ack = true;
         self.sent_version = Some(version);
         self.nacked_generation = None;
+        self.rejected = None;
         self.responses_sent += 1;
     }
 
@@ -202,7 +205,7 @@ impl TypeState {
     pub fn nacked(&mut self, nack: Nack) {
         self.awaiting_ack = false;
         self.nacked_generation = self.base.as_ref().map(|b| b.generation);
-        self.base = self.acked_base.clone();
+        self.rejected = std::mem::replace(&mut self.base, self.acked_base.clone());
         self.last_nack = Some(nack);
     }
 }
