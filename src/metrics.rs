@@ -30,7 +30,7 @@ struct ClientLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TypeLabels {
-    r#type: String,
+    r#type: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -217,7 +217,7 @@ impl StreamHooks for Metrics {
                     self.count_stream(stream, state);
                 }
                 let labels = || TypeLabels {
-                    r#type: type_url.map_or("other", |t| t.short_name()).to_string(),
+                    r#type: type_url.map_or("other", |t| t.short_name()),
                 };
                 match kind {
                     RequestKind::Ack => self.acks.get_or_create(&labels()).inc(),
@@ -231,10 +231,7 @@ impl StreamHooks for Metrics {
                 bytes,
             } => {
                 let labels = TypeLabels {
-                    r#type: type_url
-                        .served()
-                        .map_or("other", |t| t.short_name())
-                        .to_string(),
+                    r#type: type_url.served().map_or("other", |t| t.short_name()),
                 };
                 self.responses.get_or_create(&labels).inc();
                 self.resources

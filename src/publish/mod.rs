@@ -51,6 +51,8 @@ struct Pending {
 #[derive(Default)]
 struct Served {
     model: Arc<Model>,
+    /// The endpoints `model` serves (kept to compare the next config with).
+    endpoints: BTreeSet<DrainingEndpoint>,
     names: ServedNames,
     /// Whether any config has been published yet.
     published: bool,
@@ -109,7 +111,8 @@ impl Publisher {
         for warning in loaded.diagnostics.warnings() {
             tracing::warn!("{warning}");
         }
-        let draining = draining_after(served, &loaded.model, now);
+        let kept = endpoints::served_endpoints(&loaded.model);
+        let draining = draining_after(served, &loaded.model, &kept, now);
         let resources = translate_with(&loaded.model, &draining);
         let names = ServedNames::of(&resources);
         let guarded = guarded && served.published;
@@ -123,6 +126,7 @@ impl Publisher {
         }
         served.pending = None;
         served.draining = draining;
+        served.endpoints = kept;
         served.model = Arc::new(loaded.model);
         served.names = names;
         self.publish(served, resources, now);
@@ -280,16 +284,17 @@ impl Publisher {
     }
 }
 
-/// The draining set after serving `next`: what is draining now and still gone, plus the
-/// endpoints `next` drops, each until its service's drainingTimeoutSec is up.
+/// The draining set after serving `next`, whose endpoints are `kept`: what is draining now
+/// and still gone, plus the endpoints the served config had and `next` drops, each until its
+/// service's drainingTimeoutSec is up.
 fn draining_after(
     served: &Served,
     next: &Model,
+    kept: &BTreeSet<DrainingEndpoint>,
     now: Instant,
 ) -> BTreeMap<DrainingEndpoint, Instant> {
-    let kept = endpoints::served_endpoints(next);
     let mut draining = served.draining.clone();
-    for removed in endpoints::served_endpoints(&served.model).difference(&kept) {
+    for removed in served.endpoints.difference(kept) {
         let timeout = served
             .model
             .backend_services

@@ -25,6 +25,8 @@ use super::{Offered, Publisher};
 pub const QUIET: Duration = Duration::from_millis(50);
 /// The longest a steady stream of events can put a read off.
 pub const SETTLE_AT_MOST: Duration = Duration::from_secs(2);
+/// How long after a load the memory it freed is trimmed.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
 
 /// Why the files are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +98,6 @@ impl Reloader {
         let loaded = config::load_sources(&sources, &self.limits);
         drop(sources);
         let offered = self.publisher.offer(loaded, &fingerprint, Instant::now());
-        crate::memory::trim();
         let elapsed = started.elapsed();
         let outcome = match offered {
             Offered::Accepted => "accepted",
@@ -143,10 +144,17 @@ pub async fn run(
     force: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
+    // The memory a load freed is given back a little later, off the path of the push.
+    let mut trim_at: Option<Instant> = None;
     loop {
         let deadline = reloader.publisher.next_deadline();
         let trigger = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = sleep_until(trim_at) => {
+                trim_at = None;
+                let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+                continue;
+            }
             _ = watch.changed() => {
                 settle(&watch).await;
                 Trigger::Changed
@@ -164,7 +172,9 @@ pub async fn run(
             }
         };
         watch.rearm();
-        reload_off_runtime(&reloader, trigger).await;
+        if reload_off_runtime(&reloader, trigger).await.is_some() {
+            trim_at = Some(Instant::now() + TRIM_AFTER);
+        }
     }
 }
 

@@ -101,9 +101,9 @@ impl Need {
 }
 
 impl TypeState {
-    /// What the client needs to be up to date with `view`; `hold_removals` keeps removals
-    /// back. None when nothing is needed.
-    pub fn need(&self, view: &Arc<TypeView>, hold_removals: bool) -> Option<Need> {
+    /// What the client needs to be up to date with `view`; when there are removals,
+    /// `hold_removals` says whether they must wait. None when nothing is needed.
+    pub fn need(&self, view: &Arc<TypeView>, hold_removals: impl FnOnce() -> bool) -> Option<Need> {
         if self.nacked_generation == Some(view.generation)
             && !self.must_answer
             && self.forced.is_empty()
@@ -165,7 +165,7 @@ impl TypeState {
             }
             need.updated.extend(extra);
         }
-        if hold_removals {
+        if !removed.is_empty() && hold_removals() {
             need.kept = removed;
         } else {
             need.removed = removed.into_keys().collect();
@@ -266,7 +266,7 @@ impl StreamCore {
     pub fn need(&self, type_url: TypeUrl, snapshot: &Snapshot) -> Option<Need> {
         let state = self.state(type_url)?;
         let view = snapshot.view(type_url, &self.client);
-        state.need(view, self.hold_removals(type_url, snapshot))
+        state.need(view, || self.hold_removals(type_url, snapshot))
     }
 
     fn hold_removals(&self, type_url: TypeUrl, snapshot: &Snapshot) -> bool {
