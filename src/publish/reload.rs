@@ -144,8 +144,9 @@ pub async fn run(
     force: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    // The memory a load freed is given back a little later, off the path of the push.
-    let mut trim_at: Option<Instant> = None;
+    // The memory a load freed is given back a little later, off the path of the push (the
+    // first load happened before this loop started).
+    let mut trim_at = Some(Instant::now() + TRIM_AFTER);
     loop {
         let deadline = reloader.publisher.next_deadline();
         let trigger = tokio::select! {
