@@ -183,12 +183,7 @@ forwardingRules:
             "{protocols:?}"
         );
     }
-    let metrics = reqwest::get(switchyard.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&switchyard.admin_url("/metrics")).await.unwrap();
     for line in [
         r#"switchyard_xds_clients{kind="envoy",protocol="delta"} 1"#,
         r#"switchyard_xds_clients{kind="envoy",protocol="sotw"} 1"#,
@@ -287,12 +282,7 @@ async fn replicas_hand_over_an_envoy_without_rebuilding(bootstrap: &str, node_id
     let seen = tally(&format!("http://127.0.0.1:{listen}/"), 20).await;
     assert_eq!(seen.get("web"), Some(&20), "{seen:?}");
     if bootstrap.contains("delta") {
-        let metrics = reqwest::get(format!("http://{admin}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = get_text(&format!("http://{admin}/metrics")).await.unwrap();
         let sent: Vec<&str> = metrics
             .lines()
             .filter(|l| l.starts_with("switchyard_xds_resources_sent_total{"))

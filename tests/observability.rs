@@ -167,12 +167,7 @@ async fn csds_status_and_metrics_show_each_client_and_resource() {
         "{table}"
     );
 
-    let metrics = reqwest::get(switchyard.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&switchyard.admin_url("/metrics")).await.unwrap();
     let value = |name: &str| -> f64 {
         metrics
             .lines()
@@ -202,12 +197,7 @@ async fn csds_status_and_metrics_show_each_client_and_resource() {
     switchyard.edit(&config(listen, web.port() + 1)).await;
     switchyard.wait_for_acks("observed-envoy").await;
     wait_for("the convergence histogram to count the edit", || async {
-        let metrics = reqwest::get(switchyard.admin_url("/metrics"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let metrics = get_text(&switchyard.admin_url("/metrics")).await?;
         metrics
             .lines()
             .any(|l| {

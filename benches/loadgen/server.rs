@@ -122,15 +122,7 @@ impl ServerProcess {
     }
 
     async fn get_status(&self, path: &str) -> Option<u16> {
-        let mut stream = tokio::net::TcpStream::connect(&self.admin).await.ok()?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.admin
-        );
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer).await;
-        answer.get(9..12)?.parse().ok()
+        self.get_text(path).await?.get(9..12)?.parse().ok()
     }
 
     pub fn log(&self) -> String {

@@ -99,6 +99,11 @@ pub async fn get_json(url: &str) -> Option<Value> {
     http().get(url).send().await.ok()?.json().await.ok()
 }
 
+/// The body of GET `url`, as text.
+pub async fn get_text(url: &str) -> Option<String> {
+    http().get(url).send().await.ok()?.text().await.ok()
+}
+
 /// An HTTP backend on loopback that answers every request with its name, counting hits.
 pub struct Backend {
     pub name: String,

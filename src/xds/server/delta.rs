@@ -9,24 +9,21 @@
 //! `removed_resources`; every response has a fresh nonce; a subscription change is processed
 //! whatever nonce the request carries, while ACK and NACK apply only to the latest nonce.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::cache::Snapshot;
-use super::stream_state::{Nack, RequestKind, StreamCore, TypeState};
+use super::stream_state::{Nack, RequestKind, StreamCore, TypeState, UnknownTypes};
 use super::subscription::{NameSets, Subscription};
 use crate::xds::types::TypeUrl;
 use crate::xds::wire::{DeltaResponse, TypeName};
 
-const MAX_UNKNOWN_TYPES: usize = 16;
-
 pub struct DeltaStream {
     pub core: StreamCore,
     names: Arc<NameSets>,
-    unknown_pending: VecDeque<String>,
-    unknown_answered: BTreeSet<String>,
+    unknown: UnknownTypes,
 }
 
 impl DeltaStream {
@@ -34,8 +31,7 @@ impl DeltaStream {
         DeltaStream {
             core: StreamCore::for_service(only),
             names,
-            unknown_pending: VecDeque::new(),
-            unknown_answered: BTreeSet::new(),
+            unknown: UnknownTypes::default(),
         }
     }
 
@@ -45,12 +41,8 @@ impl DeltaStream {
         request: &DeltaDiscoveryRequest,
     ) -> (Option<TypeUrl>, RequestKind) {
         self.core.note_node(request.node.as_ref());
-        let Some(type_url) = self.served_type(&request.type_url) else {
-            if self.unknown_answered.len() < MAX_UNKNOWN_TYPES
-                && self.unknown_answered.insert(request.type_url.clone())
-            {
-                self.unknown_pending.push_back(request.type_url.clone());
-            }
+        let Some(type_url) = self.core.served_type(&request.type_url) else {
+            self.unknown.note(&request.type_url);
             return (None, RequestKind::Stale);
         };
         let first = self.core.state(type_url).is_none();
@@ -74,18 +66,6 @@ impl DeltaStream {
             }
         }
         (Some(type_url), kind)
-    }
-
-    fn served_type(&self, type_url: &str) -> Option<TypeUrl> {
-        let type_url = if type_url.is_empty() {
-            self.core.only?
-        } else {
-            TypeUrl::from_url(type_url)?
-        };
-        self.core
-            .only
-            .is_none_or(|only| only == type_url)
-            .then_some(type_url)
     }
 
     /// The subscription after `request`: names and `*` added and removed; an empty first
@@ -139,7 +119,7 @@ impl DeltaStream {
     /// The one empty answer to a type this server does not serve; it goes after every
     /// response that was due, so a client can use it to know it has seen them all.
     fn unknown_answer(&mut self) -> Option<DeltaResponse> {
-        let type_url = self.unknown_pending.pop_front()?;
+        let type_url = self.unknown.take_next()?;
         Some(DeltaResponse {
             type_url: TypeName::Other(type_url.into()),
             system_version_info: "".into(),
@@ -208,9 +188,10 @@ fn change_subscription(state: &mut TypeState, next: Subscription) {
     if next == state.subscription {
         return;
     }
-    let added: Vec<String> = next
+    let newly: Vec<String> = next
         .names
-        .difference(&state.subscription.names)
+        .iter()
+        .filter(|name| !state.subscription.contains(name))
         .cloned()
         .collect();
     if next.wildcard && !state.subscription.wildcard {
@@ -226,13 +207,9 @@ fn change_subscription(state: &mut TypeState, next: Subscription) {
         }
         state.must_answer = true;
     }
-    for name in next.names.iter() {
-        if !state.subscription.contains(name) {
-            state.forced.insert(name.clone());
-        }
-    }
+    state.must_answer |= !newly.is_empty();
+    state.forced.extend(newly);
     state.forced.retain(|name| next.contains(name));
-    state.must_answer |= !added.is_empty();
     state.subscription = next;
 }
 

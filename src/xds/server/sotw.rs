@@ -9,24 +9,19 @@
 //! for this client (clients keep what a response leaves out). An empty resource list for
 //! Listener and Cluster in a first request means "everything" (the legacy wildcard).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::cache::Snapshot;
-use super::stream_state::{Nack, RequestKind, StreamCore};
+use super::stream_state::{Nack, RequestKind, StreamCore, UnknownTypes};
 use super::subscription::{NameSets, Subscription};
 use crate::xds::types::TypeUrl;
 use crate::xds::wire::{content_hash, SotwRequest, SotwResponse, TypeName};
 
-/// Type URLs the server does not serve that a stream remembers having answered.
-const MAX_UNKNOWN_TYPES: usize = 16;
-
 pub struct SotwStream {
     pub core: StreamCore,
     names: Arc<NameSets>,
-    /// Unknown type URLs waiting for their one empty answer.
-    unknown_pending: VecDeque<String>,
-    unknown_answered: BTreeSet<String>,
+    unknown: UnknownTypes,
 }
 
 impl SotwStream {
@@ -34,8 +29,7 @@ impl SotwStream {
         SotwStream {
             core: StreamCore::for_service(only),
             names,
-            unknown_pending: VecDeque::new(),
-            unknown_answered: BTreeSet::new(),
+            unknown: UnknownTypes::default(),
         }
     }
 
@@ -44,8 +38,8 @@ impl SotwStream {
         if self.core.node.is_none() && request.has_node() {
             self.core.note_node(request.node().as_ref());
         }
-        let Some(type_url) = self.served_type(request.type_url()) else {
-            self.note_unknown(request.type_url());
+        let Some(type_url) = self.core.served_type(request.type_url()) else {
+            self.unknown.note(request.type_url());
             return (None, RequestKind::Stale);
         };
         let first = self.core.state(type_url).is_none();
@@ -92,26 +86,6 @@ impl SotwStream {
         (Some(type_url), kind)
     }
 
-    fn served_type(&self, type_url: &str) -> Option<TypeUrl> {
-        let type_url = if type_url.is_empty() {
-            self.core.only?
-        } else {
-            TypeUrl::from_url(type_url)?
-        };
-        self.core
-            .only
-            .is_none_or(|only| only == type_url)
-            .then_some(type_url)
-    }
-
-    fn note_unknown(&mut self, type_url: &str) {
-        if self.unknown_answered.len() < MAX_UNKNOWN_TYPES
-            && self.unknown_answered.insert(type_url.to_string())
-        {
-            self.unknown_pending.push_back(type_url.to_string());
-        }
-    }
-
     /// The subscription a request asks for: `*` means every resource, and so does an empty
     /// first request for Listener and Cluster, for as long as the names stay empty.
     fn subscription(&self, type_url: TypeUrl, request: &SotwRequest, first: bool) -> Subscription {
@@ -144,7 +118,7 @@ impl SotwStream {
     /// The one empty answer to a type this server does not serve; it goes after every
     /// response that was due, so a client can use it to know it has seen them all.
     fn unknown_answer(&mut self) -> Option<SotwResponse> {
-        let type_url = self.unknown_pending.pop_front()?;
+        let type_url = self.unknown.take_next()?;
         Some(SotwResponse {
             type_url: TypeName::Other(type_url.into()),
             version_info: "".into(),

@@ -210,6 +210,30 @@ impl TypeState {
     }
 }
 
+/// Type URLs a stream asked for that the server does not serve: each gets one empty answer
+/// (after every response that was due), and only a few are remembered.
+#[derive(Debug, Default)]
+pub struct UnknownTypes {
+    pending: std::collections::VecDeque<String>,
+    answered: BTreeSet<String>,
+}
+
+impl UnknownTypes {
+    /// Type URLs remembered per stream; requests for more are not answered.
+    pub const MAX: usize = 16;
+
+    pub fn note(&mut self, type_url: &str) {
+        if self.answered.len() < Self::MAX && self.answered.insert(type_url.to_string()) {
+            self.pending.push_back(type_url.to_string());
+        }
+    }
+
+    /// The next type URL to answer.
+    pub fn take_next(&mut self) -> Option<String> {
+        self.pending.pop_front()
+    }
+}
+
 /// The state both protocols keep per stream: the node, per type state, nonces.
 #[derive(Debug, Default)]
 pub struct StreamCore {
@@ -246,6 +270,19 @@ impl StreamCore {
             };
             self.node = Some(Arc::new(node.clone()));
         }
+    }
+
+    /// The served type a request's type URL names (an empty one names a per-type service's
+    /// type); None for a type this stream does not serve.
+    pub fn served_type(&self, type_url: &str) -> Option<TypeUrl> {
+        let type_url = if type_url.is_empty() {
+            self.only?
+        } else {
+            TypeUrl::from_url(type_url)?
+        };
+        self.only
+            .is_none_or(|only| only == type_url)
+            .then_some(type_url)
     }
 
     pub fn state(&self, type_url: TypeUrl) -> Option<&TypeState> {
