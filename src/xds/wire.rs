@@ -50,23 +50,19 @@ impl Resource {
         string_field_len(1, self.type_url.url()) + bytes_field_len(2, self.value.len())
     }
 
-    fn write_any(&self, buf: &mut impl BufMut) {
+    /// The `Any` up to (not including) the value bytes.
+    fn write_any_prefix(&self, buf: &mut impl BufMut) {
         write_string_field(1, self.type_url.url(), buf);
-        write_bytes_field(2, &self.value, buf);
+        if !self.value.is_empty() {
+            write_message_header(2, self.value.len(), buf);
+        }
     }
 
     /// Length of this resource wrapped as a delta `Resource` message.
     fn delta_len(&self) -> usize {
         string_field_len(1, &self.version)
-            + message_field_len(2, self.any_len())
             + string_field_len(3, &self.name)
-    }
-
-    fn write_delta(&self, buf: &mut impl BufMut) {
-        write_string_field(1, &self.version, buf);
-        write_message_header(2, self.any_len(), buf);
-        self.write_any(buf);
-        write_string_field(3, &self.name, buf);
+            + message_field_len(2, self.any_len())
     }
 }
 
@@ -103,6 +99,29 @@ impl TypeName {
     }
 }
 
+/// A response as it goes onto the wire: a small head; each resource as a small prefix (its
+/// framing, name, version) followed by its shared value bytes; a small tail. Written in that
+/// order, the parts are the encoded message, so a sender can copy the small parts and send
+/// the values as they are.
+pub trait WireParts {
+    fn encoded_len(&self) -> usize;
+    fn write_head(&self, buf: &mut impl BufMut);
+    fn resource_count(&self) -> usize;
+    fn write_prefix(&self, index: usize, buf: &mut impl BufMut);
+    fn value(&self, index: usize) -> &Bytes;
+    fn write_tail(&self, buf: &mut impl BufMut);
+
+    /// The whole message into `buf`.
+    fn encode(&self, buf: &mut impl BufMut) {
+        self.write_head(buf);
+        for index in 0..self.resource_count() {
+            self.write_prefix(index, buf);
+            buf.put_slice(self.value(index));
+        }
+        self.write_tail(buf);
+    }
+}
+
 /// A state-of-the-world response.
 #[derive(Clone, Debug)]
 pub struct SotwResponse {
@@ -112,8 +131,8 @@ pub struct SotwResponse {
     pub resources: Vec<Arc<Resource>>,
 }
 
-impl SotwResponse {
-    pub fn encoded_len(&self) -> usize {
+impl WireParts for SotwResponse {
+    fn encoded_len(&self) -> usize {
         string_field_len(1, &self.version_info)
             + self
                 .resources
@@ -124,16 +143,31 @@ impl SotwResponse {
             + string_field_len(5, &self.nonce.to_string())
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut) {
+    fn write_head(&self, buf: &mut impl BufMut) {
         write_string_field(1, &self.version_info, buf);
-        for resource in &self.resources {
-            write_message_header(2, resource.any_len(), buf);
-            resource.write_any(buf);
-        }
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    fn write_prefix(&self, index: usize, buf: &mut impl BufMut) {
+        let resource = &self.resources[index];
+        write_message_header(2, resource.any_len(), buf);
+        resource.write_any_prefix(buf);
+    }
+
+    fn value(&self, index: usize) -> &Bytes {
+        &self.resources[index].value
+    }
+
+    fn write_tail(&self, buf: &mut impl BufMut) {
         write_string_field(4, self.type_url.url(), buf);
         write_string_field(5, &self.nonce.to_string(), buf);
     }
+}
 
+impl SotwResponse {
     /// As the generated message (a copy; for tests and clients in tests).
     pub fn to_message(&self) -> DiscoveryResponse {
         DiscoveryResponse {
@@ -156,8 +190,8 @@ pub struct DeltaResponse {
     pub removed: Vec<String>,
 }
 
-impl DeltaResponse {
-    pub fn encoded_len(&self) -> usize {
+impl WireParts for DeltaResponse {
+    fn encoded_len(&self) -> usize {
         string_field_len(1, &self.system_version_info)
             + self
                 .resources
@@ -169,25 +203,44 @@ impl DeltaResponse {
             + self
                 .removed
                 .iter()
-                .map(|name| repeated_string_len(6, name))
+                .map(|name| message_field_len(6, name.len()))
                 .sum::<usize>()
     }
 
-    pub fn encode(&self, buf: &mut impl BufMut) {
+    fn write_head(&self, buf: &mut impl BufMut) {
         write_string_field(1, &self.system_version_info, buf);
-        for resource in &self.resources {
-            write_message_header(2, resource.delta_len(), buf);
-            resource.write_delta(buf);
-        }
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// A delta `Resource` with its fields in the order version, name, resource, so that the
+    /// value bytes come last.
+    fn write_prefix(&self, index: usize, buf: &mut impl BufMut) {
+        let resource = &self.resources[index];
+        write_message_header(2, resource.delta_len(), buf);
+        write_string_field(1, &resource.version, buf);
+        write_string_field(3, &resource.name, buf);
+        write_message_header(2, resource.any_len(), buf);
+        resource.write_any_prefix(buf);
+    }
+
+    fn value(&self, index: usize) -> &Bytes {
+        &self.resources[index].value
+    }
+
+    fn write_tail(&self, buf: &mut impl BufMut) {
         write_string_field(4, self.type_url.url(), buf);
         write_string_field(5, &self.nonce.to_string(), buf);
         for name in &self.removed {
-            encode_key(6, WireType::LengthDelimited, buf);
-            encode_varint(name.len() as u64, buf);
+            write_message_header(6, name.len(), buf);
             buf.put_slice(name.as_bytes());
         }
     }
+}
 
+impl DeltaResponse {
     /// As the generated message (a copy; for tests and clients in tests).
     pub fn to_message(&self) -> DeltaDiscoveryResponse {
         DeltaDiscoveryResponse {
@@ -219,11 +272,6 @@ fn string_field_len(tag: u32, value: &str) -> usize {
     } else {
         bytes_field_len(tag, value.len())
     }
-}
-
-/// A repeated string element is written even when empty.
-fn repeated_string_len(tag: u32, value: &str) -> usize {
-    message_field_len(tag, value.len())
 }
 
 fn bytes_field_len(tag: u32, len: usize) -> usize {
@@ -298,7 +346,11 @@ mod tests {
         let mut ours = Vec::new();
         response.encode(&mut ours);
         assert_eq!(ours.len(), response.encoded_len());
-        assert_eq!(ours, response.to_message().encode_to_vec());
+        assert_eq!(
+            DeltaDiscoveryResponse::decode(ours.as_slice()).unwrap(),
+            response.to_message(),
+            "the same message (fields of a resource in another order)"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use bytes::BufMut;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
-use crate::xds::wire::{DeltaResponse, SotwResponse};
+use crate::xds::wire::{DeltaResponse, SotwResponse, WireParts};
 
 /// Initial size of a stream's encode and decode buffers (they grow as messages need).
 const BUFFER: usize = 1024;
@@ -17,28 +17,10 @@ const BUFFER: usize = 1024;
 const YIELD_AT: usize = 32 * 1024;
 
 /// A response that writes itself onto the wire.
-pub trait WireResponse: Send + 'static {
-    fn encoded_len(&self) -> usize;
-    fn encode(&self, buf: &mut impl BufMut);
-}
+pub trait WireResponse: WireParts + Send + 'static {}
 
-impl WireResponse for SotwResponse {
-    fn encoded_len(&self) -> usize {
-        SotwResponse::encoded_len(self)
-    }
-    fn encode(&self, buf: &mut impl BufMut) {
-        SotwResponse::encode(self, buf)
-    }
-}
-
-impl WireResponse for DeltaResponse {
-    fn encoded_len(&self) -> usize {
-        DeltaResponse::encoded_len(self)
-    }
-    fn encode(&self, buf: &mut impl BufMut) {
-        DeltaResponse::encode(self, buf)
-    }
-}
+impl WireResponse for SotwResponse {}
+impl WireResponse for DeltaResponse {}
 
 /// A request as the stream machines read it.
 pub trait WireRequest: Sized + Send + 'static {
@@ -133,29 +115,85 @@ impl<Req: WireRequest> Decoder for RequestDecoder<Req> {
     }
 }
 
-/// The response body of a discovery stream: each response becomes one gRPC message in a
-/// buffer of exactly its size, handed to the transport and freed once sent — no buffer is
-/// kept between responses (tonic's encoder keeps its largest one for the stream's life,
-/// which for a fleet of idle streams is most of their memory). Ends with the stream's
-/// status in the trailers.
-pub struct ResponseBody<S> {
+/// Bytes of framing and small resources gathered into one piece before it goes out.
+const PIECE: usize = 32 * 1024;
+/// Resource values this large go out as they are (slices of the shared bytes), not copied.
+const SENT_AS_IS: usize = 8 * 1024;
+
+/// The response body of a discovery stream. Each response goes out in pieces: framing and
+/// small resources copied into pieces of at most [`PIECE`] bytes, large resource values as
+/// slices of the shared bytes, each piece produced only when the transport has room for it.
+/// So a client that stops reading holds at most one piece and the response it was being sent
+/// (shared pointers to resources, not their bytes), and no buffer outlives a response (tonic's
+/// encoder keeps its largest one for the stream's life). Ends with the stream's status in the
+/// trailers.
+pub struct ResponseBody<S, R> {
     responses: S,
+    sending: Option<Sending<R>>,
     done: bool,
 }
 
-impl<S> ResponseBody<S> {
+/// A response part-way out.
+struct Sending<R> {
+    response: R,
+    /// The next resource to write, or `count` for the tail.
+    next: usize,
+    /// A large value to send on its own before going on.
+    value: Option<bytes::Bytes>,
+    started: bool,
+}
+
+impl<S, R> ResponseBody<S, R> {
     pub fn new(responses: S) -> Self {
         ResponseBody {
             responses,
+            sending: None,
             done: false,
         }
     }
 }
 
-impl<S, R> http_body::Body for ResponseBody<S>
+impl<R: WireParts> Sending<R> {
+    /// The next piece; None when the response is out.
+    fn next_piece(&mut self) -> Option<bytes::Bytes> {
+        if let Some(value) = self.value.take() {
+            return Some(value);
+        }
+        let count = self.response.resource_count();
+        if self.next > count {
+            return None;
+        }
+        let mut piece = bytes::BytesMut::with_capacity(PIECE);
+        if !self.started {
+            self.started = true;
+            piece.put_u8(0);
+            piece.put_u32(self.response.encoded_len() as u32);
+            self.response.write_head(&mut piece);
+        }
+        while self.next < count {
+            let index = self.next;
+            self.next += 1;
+            self.response.write_prefix(index, &mut piece);
+            let value = self.response.value(index);
+            if value.len() >= SENT_AS_IS {
+                self.value = Some(value.clone());
+                return Some(piece.freeze());
+            }
+            piece.put_slice(value);
+            if piece.len() >= PIECE {
+                return Some(piece.freeze());
+            }
+        }
+        self.next = count + 1;
+        self.response.write_tail(&mut piece);
+        Some(piece.freeze())
+    }
+}
+
+impl<S, R> http_body::Body for ResponseBody<S, R>
 where
     S: tokio_stream::Stream<Item = Result<R, Status>> + Unpin,
-    R: WireResponse,
+    R: WireResponse + Unpin,
 {
     type Data = bytes::Bytes;
     type Error = Status;
@@ -168,29 +206,97 @@ where
         if self.done {
             return Poll::Ready(None);
         }
-        let status = match std::pin::Pin::new(&mut self.responses).poll_next(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(response))) => {
-                let len = response.encoded_len();
-                let mut frame = bytes::BytesMut::with_capacity(5 + len);
-                frame.put_u8(0);
-                frame.put_u32(len as u32);
-                response.encode(&mut frame);
-                return Poll::Ready(Some(Ok(http_body::Frame::data(frame.freeze()))));
+        loop {
+            if let Some(sending) = self.sending.as_mut() {
+                match sending.next_piece() {
+                    Some(piece) => return Poll::Ready(Some(Ok(http_body::Frame::data(piece)))),
+                    None => self.sending = None,
+                }
             }
-            Poll::Ready(Some(Err(status))) => status,
-            Poll::Ready(None) => Status::ok(""),
-        };
-        self.done = true;
-        let mut trailers = tonic::codegen::http::HeaderMap::new();
-        if status.add_header(&mut trailers).is_err() {
-            trailers.clear();
-            let _ = Status::new(status.code(), "").add_header(&mut trailers);
+            let status = match std::pin::Pin::new(&mut self.responses).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(response))) => {
+                    self.sending = Some(Sending {
+                        response,
+                        next: 0,
+                        value: None,
+                        started: false,
+                    });
+                    continue;
+                }
+                Poll::Ready(Some(Err(status))) => status,
+                Poll::Ready(None) => Status::ok(""),
+            };
+            self.done = true;
+            let mut trailers = tonic::codegen::http::HeaderMap::new();
+            if status.add_header(&mut trailers).is_err() {
+                trailers.clear();
+                let _ = Status::new(status.code(), "").add_header(&mut trailers);
+            }
+            return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
         }
-        Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
     }
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::types::TypeUrl;
+    use crate::xds::wire::{Resource, TypeName};
+    use std::sync::Arc;
+
+    /// The pieces of `response`, put back together, are its encoding; big values are sent as
+    /// the very bytes the resource holds.
+    #[test]
+    fn pieces_make_the_message_and_share_big_values() {
+        let big = Arc::new(Resource::new(TypeUrl::Cluster, "big", vec![7u8; 100_000]));
+        let mut resources: Vec<Arc<Resource>> = (0..500)
+            .map(|i| {
+                Arc::new(Resource::new(
+                    TypeUrl::Cluster,
+                    format!("r{i}"),
+                    vec![i as u8; 200],
+                ))
+            })
+            .collect();
+        resources.insert(250, big.clone());
+        let response = SotwResponse {
+            type_url: TypeName::Served(TypeUrl::Cluster),
+            version_info: "v".into(),
+            nonce: 3,
+            resources,
+        };
+        let mut expected = Vec::new();
+        response.encode(&mut expected);
+        let mut sending = Sending {
+            response,
+            next: 0,
+            value: None,
+            started: false,
+        };
+        let mut joined = Vec::new();
+        let mut pieces = 0;
+        let mut shared = false;
+        while let Some(piece) = sending.next_piece() {
+            if piece.as_ptr() == big.value.as_ptr() {
+                shared = true;
+            } else {
+                assert!(piece.len() <= PIECE + 1024, "{}", piece.len());
+            }
+            joined.extend_from_slice(&piece);
+            pieces += 1;
+        }
+        assert!(shared, "the big value went out as the resource's own bytes");
+        assert_eq!(joined[0], 0, "uncompressed");
+        assert_eq!(
+            u32::from_be_bytes(joined[1..5].try_into().unwrap()) as usize,
+            expected.len()
+        );
+        assert_eq!(&joined[5..], &expected[..]);
+        assert!(pieces > 4, "{pieces}");
     }
 }

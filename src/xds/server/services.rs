@@ -210,7 +210,7 @@ impl Handler {
         M: Machine,
         M::Request: super::codec::WireRequest,
         ResponseStream<M>: tokio_stream::Stream<Item = Result<M::Response, Status>>,
-        M::Response: super::codec::WireResponse,
+        M::Response: super::codec::WireResponse + Unpin,
         B: Body + Send + 'static,
         B::Error: Into<StdError> + Send + 'static,
     {

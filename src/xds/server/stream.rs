@@ -22,7 +22,7 @@ use super::hooks::{Protocol, StreamEvent, StreamHooks, StreamInfo};
 use super::sotw::SotwStream;
 use super::stream_state::{RequestKind, StreamCore};
 use crate::xds::types::TypeUrl;
-use crate::xds::wire::{DeltaResponse, SotwRequest, SotwResponse, TypeName};
+use crate::xds::wire::{DeltaResponse, SotwRequest, SotwResponse, TypeName, WireParts};
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
