@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard::config::{self, ReadLimits};
+use switchyard::xds::server::limits::XdsLimits;
 use switchyard::{publish, serve, translate};
 
 #[derive(Parser)]
@@ -42,6 +43,8 @@ enum Command {
         /// nothing until it is fixed.
         #[arg(long)]
         exit_on_invalid: bool,
+        #[command(flatten)]
+        xds_limits: XdsLimitArgs,
     },
     /// Check a config; exit 0 when it has no errors, 1 otherwise.
     Validate {
@@ -85,6 +88,52 @@ impl LimitArgs {
         ReadLimits {
             max_file_bytes: self.max_config_bytes,
             ..ReadLimits::default()
+        }
+    }
+}
+
+/// What one xDS client may cost (see `XdsLimits`).
+#[derive(clap::Args, Clone, Copy)]
+struct XdsLimitArgs {
+    /// Streams one HTTP/2 connection may have open.
+    #[arg(long, default_value_t = XdsLimits::default().max_streams_per_connection)]
+    max_streams_per_connection: u32,
+    /// Connections one peer address may have open.
+    #[arg(long, default_value_t = XdsLimits::default().max_connections_per_peer)]
+    max_connections_per_peer: usize,
+    /// Connections open in all.
+    #[arg(long, default_value_t = XdsLimits::default().max_connections)]
+    max_connections: usize,
+    /// The largest request accepted, in bytes.
+    #[arg(long, default_value_t = XdsLimits::default().max_request_bytes)]
+    max_request_bytes: usize,
+    /// Resource names one request may carry.
+    #[arg(long, default_value_t = XdsLimits::default().max_resource_names)]
+    max_resource_names: usize,
+    /// The largest node accepted, encoded, in bytes.
+    #[arg(long, default_value_t = XdsLimits::default().max_node_bytes)]
+    max_node_bytes: usize,
+    /// Seconds without reading anything (not even a keepalive answer) before a connection is
+    /// closed.
+    #[arg(long, default_value_t = XdsLimits::default().idle_timeout.as_secs(), value_name = "SECONDS")]
+    idle_timeout: u64,
+    /// Seconds between the server's keepalive pings on each connection.
+    #[arg(long, default_value_t = XdsLimits::default().keepalive_interval.as_secs(), value_name = "SECONDS")]
+    keepalive_interval: u64,
+}
+
+impl XdsLimitArgs {
+    fn limits(self) -> XdsLimits {
+        XdsLimits {
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_connections_per_peer: self.max_connections_per_peer,
+            max_connections: self.max_connections,
+            max_request_bytes: self.max_request_bytes,
+            max_resource_names: self.max_resource_names,
+            max_node_bytes: self.max_node_bytes,
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            keepalive_interval: Duration::from_secs(self.keepalive_interval),
+            ..XdsLimits::default()
         }
     }
 }
@@ -145,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             removal_grace,
             limits,
             exit_on_invalid,
+            xds_limits,
         } => {
             anyhow::ensure!(
                 removal_grace.is_finite() && removal_grace >= 0.0,
@@ -154,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 removal_grace: Duration::from_secs_f64(removal_grace),
                 limits: limits.limits(),
                 exit_on_invalid,
+                xds_limits: xds_limits.limits(),
                 ..serve::ServeOptions::new(path, xds_listen, admin_listen)
             };
             tokio::runtime::Runtime::new()?.block_on(run_serve(options))

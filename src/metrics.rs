@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use crate::xds::server::cache::Snapshot;
 use crate::xds::server::clients::ClientKind;
 use crate::xds::server::hooks::{StreamEvent, StreamHooks, StreamInfo};
+use crate::xds::server::limits::Refusals;
 use crate::xds::server::stream_state::{RequestKind, StreamCore};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,7 +65,19 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(&Refusals::default())
+    }
+}
+
+impl Metrics {
+    /// The metrics, with the refusals of the xDS port among them.
+    pub fn new(refusals: &Refusals) -> Self {
         let mut registry = Registry::with_prefix("switchyard");
+        registry.register(
+            "xds_refused",
+            "What the xDS port refused, by reason (limits, idle connections, accept failures)",
+            refusals.family.clone(),
+        );
         let clients = Family::<ClientLabels, Gauge>::default();
         registry.register(
             "xds_clients",
@@ -134,9 +147,7 @@ impl Default for Metrics {
             tracking: Mutex::new(None),
         }
     }
-}
 
-impl Metrics {
     /// The metrics in the OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut text = String::new();

@@ -13,7 +13,6 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
@@ -25,6 +24,8 @@ use crate::publish::status::ConfigStatus;
 use crate::publish::{Offered, Publisher, DEFAULT_REMOVAL_GRACE};
 use crate::xds::server::csds::CsdsService;
 use crate::xds::server::hooks::Hooks;
+use crate::xds::server::incoming;
+use crate::xds::server::limits::{Refusals, XdsLimits};
 use crate::xds::server::lrs::{LoadReports, LrsService};
 use crate::xds::server::services::XdsServer;
 use crate::xds::server::Clients;
@@ -44,6 +45,8 @@ pub struct ServeOptions {
     pub limits: ReadLimits,
     /// Fail at start when the config is not valid, instead of waiting for a fix.
     pub exit_on_invalid: bool,
+    /// What one xDS client may cost.
+    pub xds_limits: XdsLimits,
 }
 
 impl ServeOptions {
@@ -56,6 +59,7 @@ impl ServeOptions {
             removal_grace: DEFAULT_REMOVAL_GRACE,
             limits: ReadLimits::default(),
             exit_on_invalid: false,
+            xds_limits: XdsLimits::default(),
         }
     }
 }
@@ -106,6 +110,42 @@ impl Drop for Running {
     }
 }
 
+/// HTTP/2 on the xDS port: streams per connection advertised in SETTINGS (at twice the limit
+/// the services enforce, so that a client going over gets a gRPC status that says why rather
+/// than a refused stream), pings that close dead connections, and windows sized for xDS
+/// (requests are small; responses are paced by the client's window).
+fn http2_settings(
+    builder: tonic::transport::Server,
+    limits: &XdsLimits,
+) -> tonic::transport::Server {
+    builder
+        .max_concurrent_streams(limits.max_streams_per_connection.saturating_mul(2))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .initial_stream_window_size(256 * 1024)
+        .initial_connection_window_size(1024 * 1024)
+        .http2_max_pending_accept_reset_streams(Some(64))
+}
+
+/// How often what the xDS port refused is summed up in the log.
+const REFUSALS_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// One warning per interval saying what was refused, instead of one line per refusal.
+async fn log_refusals(refusals: Arc<Refusals>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REFUSALS_SUMMARY_EVERY) => {}
+        }
+        if let Some(summary) = refusals.summary() {
+            tracing::warn!(
+                "refused on the xDS port in the last {}s: {summary}",
+                REFUSALS_SUMMARY_EVERY.as_secs()
+            );
+        }
+    }
+}
+
 /// Starts serving: binds both ports, loads the config (off the async runtime) and starts
 /// watching it. Fails when a port cannot be bound, or with `exit_on_invalid` when the config
 /// is not valid.
@@ -114,8 +154,10 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let clients = Arc::new(Clients::default());
     let status = Arc::new(RwLock::new(ConfigStatus::default()));
     let load_reports = Arc::new(LoadReports::default());
-    let metrics = Arc::new(Metrics::default());
+    let refusals = Arc::new(Refusals::default());
+    let metrics = Arc::new(Metrics::new(&refusals));
     let shutdown = CancellationToken::new();
+    let limits = options.xds_limits;
 
     let xds_listener = TcpListener::bind(options.xds_listen)
         .await
@@ -127,17 +169,24 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let admin_addr = admin_listener.local_addr()?;
 
     let hooks = Hooks::default().with(clients.clone()).with(metrics.clone());
-    let xds = XdsServer::new(cache.clone(), Arc::new(hooks), shutdown.clone());
+    let xds = XdsServer::new(
+        cache.clone(),
+        Arc::new(hooks),
+        limits,
+        refusals.clone(),
+        shutdown.clone(),
+    );
     let csds = CsdsService::new(clients.clone(), cache.clone()).into_server();
     let lrs = LrsService::new(load_reports.clone(), shutdown.clone()).into_server();
     let stop_xds = shutdown.clone().cancelled_owned();
+    let connections = incoming::accept(xds_listener, limits, refusals.clone(), shutdown.clone());
     let xds_task = tokio::spawn(async move {
-        let router = tonic::transport::Server::builder()
+        let router = http2_settings(tonic::transport::Server::builder(), &limits)
             .add_service(csds)
             .add_service(lrs);
         let served = xds
             .add_to(router)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(xds_listener), stop_xds)
+            .serve_with_incoming_shutdown(connections, stop_xds)
             .await;
         if let Err(error) = served {
             tracing::error!(%error, "the xDS server stopped");
@@ -187,6 +236,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             .clone();
         anyhow::bail!("the config has errors:\n{diagnostics}");
     }
+    tokio::spawn(log_refusals(refusals, shutdown.clone()));
     tokio::spawn(crate::memory::trim_when_streams_close(
         clients.clone(),
         metrics.clone(),

@@ -470,6 +470,11 @@ impl SotwRequest {
         self.node.is_some()
     }
 
+    /// Encoded size of the node (0 without one).
+    pub fn node_len(&self) -> usize {
+        self.node.map_or(0, |(start, end)| (end - start) as usize)
+    }
+
     /// The client's error, when the request is a NACK.
     pub fn error_detail(&self) -> Option<envoy_types::pb::google::rpc::Status> {
         use prost::Message;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::cache::Snapshot;
-use super::stream_state::{Nack, RequestKind, StreamCore, TypeState, UnknownTypes};
+use super::stream_state::{Nack, RequestKind, StreamCore, TypeState};
 use super::subscription::{NameSets, Subscription};
 use crate::xds::types::TypeUrl;
 use crate::xds::wire::{DeltaResponse, TypeName};
@@ -23,7 +23,6 @@ use crate::xds::wire::{DeltaResponse, TypeName};
 pub struct DeltaStream {
     pub core: StreamCore,
     names: Arc<NameSets>,
-    unknown: UnknownTypes,
 }
 
 impl DeltaStream {
@@ -31,7 +30,6 @@ impl DeltaStream {
         DeltaStream {
             core: StreamCore::for_service(only),
             names,
-            unknown: UnknownTypes::default(),
         }
     }
 
@@ -42,7 +40,7 @@ impl DeltaStream {
     ) -> (Option<TypeUrl>, RequestKind) {
         self.core.note_node(request.node.as_ref());
         let Some(type_url) = self.core.served_type(&request.type_url) else {
-            self.unknown.note(&request.type_url);
+            self.core.unknown.note(&request.type_url);
             return (None, RequestKind::Stale);
         };
         let first = self.core.state(type_url).is_none();
@@ -119,7 +117,7 @@ impl DeltaStream {
     /// The one empty answer to a type this server does not serve; it goes after every
     /// response that was due, so a client can use it to know it has seen them all.
     fn unknown_answer(&mut self) -> Option<DeltaResponse> {
-        let type_url = self.unknown.take_next()?;
+        let type_url = self.core.unknown.take_next()?;
         Some(DeltaResponse {
             type_url: TypeName::Other(type_url.into()),
             system_version_info: "".into(),

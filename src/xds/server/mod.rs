@@ -10,6 +10,8 @@ pub mod codec;
 pub mod csds;
 pub mod delta;
 pub mod hooks;
+pub mod incoming;
+pub mod limits;
 pub mod lrs;
 pub mod services;
 pub mod sotw;

@@ -20,14 +20,13 @@ use super::cache::Cache;
 use super::codec::{RequestDecoder, ResponseBody, XdsCodec};
 use super::delta::DeltaStream;
 use super::hooks::{StreamHooks, StreamInfo};
+use super::incoming::ConnectionInfo;
+use super::limits::{Refusal, Refusals, XdsLimits};
 use super::sotw::SotwStream;
-use super::stream::{Machine, ResponseStream};
+use super::stream::{Guards, Machine, ResponseStream};
 use super::subscription::NameSets;
 use crate::xds::types::TypeUrl;
 use crate::xds::wire::SotwResponse;
-
-/// The largest request accepted, by default.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// What every discovery service shares: the cache, the hooks, interned names, shutdown.
 pub struct XdsServer {
@@ -36,13 +35,16 @@ pub struct XdsServer {
     hooks: Arc<dyn StreamHooks>,
     shutdown: CancellationToken,
     next_id: AtomicU64,
-    max_request_bytes: usize,
+    limits: XdsLimits,
+    refusals: Arc<Refusals>,
 }
 
 impl XdsServer {
     pub fn new(
         cache: Cache,
         hooks: Arc<dyn StreamHooks>,
+        limits: XdsLimits,
+        refusals: Arc<Refusals>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(XdsServer {
@@ -51,7 +53,8 @@ impl XdsServer {
             hooks,
             shutdown,
             next_id: AtomicU64::new(1),
-            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            limits,
+            refusals,
         })
     }
 
@@ -72,12 +75,15 @@ impl XdsServer {
         &self,
         machine: M,
         inbound: Streaming<M::Request>,
-        peer: String,
+        connection: Option<&ConnectionInfo>,
         service: Option<TypeUrl>,
     ) -> ResponseStream<M> {
         let info = StreamInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            peer,
+            peer: connection
+                .and_then(|c| c.remote_addr)
+                .map(|address| address.to_string())
+                .unwrap_or_default(),
             protocol: M::PROTOCOL,
             service,
             connected_at: Instant::now(),
@@ -87,7 +93,12 @@ impl XdsServer {
             inbound,
             self.cache.subscribe(),
             self.shutdown.clone().cancelled_owned(),
-            self.hooks.clone(),
+            Guards {
+                hooks: self.hooks.clone(),
+                limits: self.limits,
+                refusals: self.refusals.clone(),
+                connection_streams: connection.map(|c| c.streams.clone()),
+            },
             info,
         )
     }
@@ -168,7 +179,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = request.uri().path().rsplit('/').next().unwrap_or("");
         let xds = self.xds.clone();
-        let limit = Some(xds.max_request_bytes);
+        let limit = Some(xds.limits.max_request_bytes);
         let handler = Handler { xds, only: A::ONLY };
         if method.starts_with("Stream") {
             let machine = SotwStream::new(handler.xds.names.clone(), A::ONLY);
@@ -224,19 +235,27 @@ impl Handler {
             )
             .into_http();
         }
-        let peer = request
-            .extensions()
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-            .map(|address| address.to_string())
-            .unwrap_or_default();
+        let connection = request.extensions().get::<ConnectionInfo>().cloned();
+        if let Some(connection) = &connection {
+            let limit = self.xds.limits.max_streams_per_connection as usize;
+            if connection.streams.fetch_add(1, Ordering::Relaxed) >= limit {
+                connection.streams.fetch_sub(1, Ordering::Relaxed);
+                self.xds.refusals.count(Refusal::StreamsPerConnection);
+                return Status::resource_exhausted(format!(
+                    "this connection already has {limit} xDS streams open, the most one may have (--max-streams-per-connection); open another connection"
+                ))
+                .into_http();
+            }
+        }
         let inbound = Streaming::new_request(
             RequestDecoder::<M::Request>::default(),
             request.into_body(),
             None,
-            Some(self.xds.max_request_bytes),
+            Some(self.xds.limits.max_request_bytes),
         );
-        let stream = self.xds.open(machine, inbound, peer, self.only);
+        let stream = self
+            .xds
+            .open(machine, inbound, connection.as_ref(), self.only);
         let mut response = http::Response::new(tonic::body::Body::new(ResponseBody::new(stream)));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::cache::Snapshot;
-use super::stream_state::{Nack, RequestKind, StreamCore, UnknownTypes};
+use super::stream_state::{Nack, RequestKind, StreamCore};
 use super::subscription::{NameSets, Subscription};
 use crate::xds::types::TypeUrl;
 use crate::xds::wire::{content_hash, SotwRequest, SotwResponse, TypeName};
@@ -21,7 +21,6 @@ use crate::xds::wire::{content_hash, SotwRequest, SotwResponse, TypeName};
 pub struct SotwStream {
     pub core: StreamCore,
     names: Arc<NameSets>,
-    unknown: UnknownTypes,
 }
 
 impl SotwStream {
@@ -29,7 +28,6 @@ impl SotwStream {
         SotwStream {
             core: StreamCore::for_service(only),
             names,
-            unknown: UnknownTypes::default(),
         }
     }
 
@@ -39,7 +37,7 @@ impl SotwStream {
             self.core.note_node(request.node().as_ref());
         }
         let Some(type_url) = self.core.served_type(request.type_url()) else {
-            self.unknown.note(request.type_url());
+            self.core.unknown.note(request.type_url());
             return (None, RequestKind::Stale);
         };
         let first = self.core.state(type_url).is_none();
@@ -118,7 +116,7 @@ impl SotwStream {
     /// The one empty answer to a type this server does not serve; it goes after every
     /// response that was due, so a client can use it to know it has seen them all.
     fn unknown_answer(&mut self) -> Option<SotwResponse> {
-        let type_url = self.unknown.take_next()?;
+        let type_url = self.core.unknown.take_next()?;
         Some(SotwResponse {
             type_url: TypeName::Other(type_url.into()),
             version_info: "".into(),

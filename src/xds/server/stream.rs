@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -19,11 +20,13 @@ use tonic::{Status, Streaming};
 use super::cache::Snapshot;
 use super::delta::DeltaStream;
 use super::hooks::{Protocol, StreamEvent, StreamHooks, StreamInfo};
+use super::limits::{for_log, Refusal, Refusals, XdsLimits};
 use super::sotw::SotwStream;
 use super::stream_state::{RequestKind, StreamCore};
 use crate::xds::types::TypeUrl;
 use crate::xds::wire::{DeltaResponse, SotwRequest, SotwResponse, TypeName, WireParts};
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 /// A protocol's state machine, as the stream drives it.
@@ -32,6 +35,9 @@ pub trait Machine: Send + Unpin + 'static {
     type Response: Send + 'static;
     const PROTOCOL: Protocol;
 
+    /// Whether `request` stays within `limits`; the refusal and the status to end the stream
+    /// with when it does not.
+    fn check(&self, request: &Self::Request, limits: &XdsLimits) -> Result<(), (Refusal, Status)>;
     fn on_request(&mut self, request: &Self::Request) -> (Option<TypeUrl>, RequestKind);
     fn next_response(&mut self, snapshot: &Snapshot) -> Option<Self::Response>;
     fn core(&self) -> &StreamCore;
@@ -45,6 +51,16 @@ impl Machine for SotwStream {
     type Response = SotwResponse;
     const PROTOCOL: Protocol = Protocol::Sotw;
 
+    fn check(&self, request: &SotwRequest, limits: &XdsLimits) -> Result<(), (Refusal, Status)> {
+        check_names(request.resource_names().len(), limits)?;
+        check_node_size(request.node_len(), limits)?;
+        if self.core.node.is_none() {
+            if let Some(node) = request.node() {
+                check_node_id(&node, limits)?;
+            }
+        }
+        Ok(())
+    }
     fn on_request(&mut self, request: &SotwRequest) -> (Option<TypeUrl>, RequestKind) {
         SotwStream::on_request(self, request)
     }
@@ -71,6 +87,23 @@ impl Machine for DeltaStream {
     type Response = DeltaResponse;
     const PROTOCOL: Protocol = Protocol::Delta;
 
+    fn check(
+        &self,
+        request: &DeltaDiscoveryRequest,
+        limits: &XdsLimits,
+    ) -> Result<(), (Refusal, Status)> {
+        check_names(
+            request.resource_names_subscribe.len()
+                + request.resource_names_unsubscribe.len()
+                + request.initial_resource_versions.len(),
+            limits,
+        )?;
+        if let Some(node) = &request.node {
+            check_node_size(prost::Message::encoded_len(node), limits)?;
+            check_node_id(node, limits)?;
+        }
+        Ok(())
+    }
     fn on_request(&mut self, request: &DeltaDiscoveryRequest) -> (Option<TypeUrl>, RequestKind) {
         DeltaStream::on_request(self, request)
     }
@@ -92,6 +125,55 @@ impl Machine for DeltaStream {
     }
 }
 
+fn check_names(count: usize, limits: &XdsLimits) -> Result<(), (Refusal, Status)> {
+    if count > limits.max_resource_names {
+        return Err((
+            Refusal::TooManyNames,
+            Status::resource_exhausted(format!(
+                "the request names {count} resources; at most {} are accepted in one request (--max-resource-names)",
+                limits.max_resource_names
+            )),
+        ));
+    }
+    Ok(())
+}
+
+fn check_node_size(bytes: usize, limits: &XdsLimits) -> Result<(), (Refusal, Status)> {
+    if bytes > limits.max_node_bytes {
+        return Err((
+            Refusal::NodeTooLarge,
+            Status::resource_exhausted(format!(
+                "the node is {bytes} bytes encoded; at most {} are accepted (--max-node-bytes)",
+                limits.max_node_bytes
+            )),
+        ));
+    }
+    Ok(())
+}
+
+fn check_node_id(node: &Node, limits: &XdsLimits) -> Result<(), (Refusal, Status)> {
+    let longest = node.id.len().max(node.cluster.len());
+    if longest > limits.max_node_id_bytes {
+        return Err((
+            Refusal::NodeTooLarge,
+            Status::resource_exhausted(format!(
+                "the node id and cluster may be {} bytes at most; this node has {longest}",
+                limits.max_node_id_bytes
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// What a stream answers to beyond its state machine: the hooks that watch it, the limits it
+/// keeps, the counts of what it refused, and its connection's count of open streams.
+pub struct Guards {
+    pub hooks: Arc<dyn StreamHooks>,
+    pub limits: XdsLimits,
+    pub refusals: Arc<Refusals>,
+    pub connection_streams: Option<Arc<AtomicUsize>>,
+}
+
 /// The response side of one stream.
 pub struct ResponseStream<M: Machine> {
     machine: M,
@@ -99,7 +181,7 @@ pub struct ResponseStream<M: Machine> {
     snapshots: WatchStream<Arc<Snapshot>>,
     snapshot: Arc<Snapshot>,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
-    hooks: Arc<dyn StreamHooks>,
+    guards: Guards,
     info: StreamInfo,
     /// The snapshot version the stream last reported being in sync with.
     synced_with: Option<String>,
@@ -112,7 +194,7 @@ impl<M: Machine> ResponseStream<M> {
         inbound: Streaming<M::Request>,
         snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
         shutdown: WaitForCancellationFutureOwned,
-        hooks: Arc<dyn StreamHooks>,
+        guards: Guards,
         info: StreamInfo,
     ) -> Self {
         let snapshot = snapshots.borrow().clone();
@@ -122,7 +204,7 @@ impl<M: Machine> ResponseStream<M> {
             snapshots: WatchStream::from_changes(snapshots),
             snapshot,
             shutdown: Box::pin(shutdown),
-            hooks,
+            guards,
             info,
             synced_with: None,
             finished: false,
@@ -132,8 +214,25 @@ impl<M: Machine> ResponseStream<M> {
     }
 
     fn emit(&self, event: &StreamEvent<'_>) {
-        self.hooks
+        self.guards
+            .hooks
             .on_event(&self.info, event, self.machine.core(), &self.snapshot);
+    }
+
+    /// Ends the stream with `status`, counting why.
+    fn refuse(
+        &mut self,
+        refusal: Refusal,
+        status: Status,
+    ) -> Poll<Option<Result<M::Response, Status>>> {
+        self.guards.refusals.count(refusal);
+        tracing::debug!(
+            stream = self.info.id,
+            reason = refusal.name(),
+            "request refused"
+        );
+        self.finished = true;
+        Poll::Ready(Some(Err(status)))
     }
 
     fn finish(&mut self) -> Poll<Option<Result<M::Response, Status>>> {
@@ -156,14 +255,40 @@ impl<M: Machine> Stream for ResponseStream<M> {
         loop {
             match Pin::new(&mut this.inbound).poll_next(cx) {
                 Poll::Ready(Some(Ok(request))) => {
+                    if let Err((refusal, status)) =
+                        this.machine.check(&request, &this.guards.limits)
+                    {
+                        return this.refuse(refusal, status);
+                    }
+                    let refused_types = this.machine.core().unknown.refused;
                     let (type_url, kind) = this.machine.on_request(&request);
-                    log_request(&this.info, this.machine.core(), type_url, &kind);
+                    if this.machine.core().unknown.refused > refused_types {
+                        this.guards.refusals.count(Refusal::UnknownTypes);
+                    }
+                    log_request(
+                        &this.info,
+                        this.machine.core(),
+                        type_url,
+                        &kind,
+                        &this.guards.refusals,
+                    );
                     this.emit(&StreamEvent::Request {
                         type_url,
                         kind: &kind,
                     });
                 }
                 Poll::Ready(Some(Err(status))) => {
+                    if status.code() == tonic::Code::OutOfRange {
+                        // tonic's decoder: a message over the size limit.
+                        let limit = this.guards.limits.max_request_bytes;
+                        return this.refuse(
+                            Refusal::RequestTooLarge,
+                            Status::resource_exhausted(format!(
+                                "a request is over the limit of {limit} bytes (--max-request-bytes): {}",
+                                status.message()
+                            )),
+                        );
+                    }
                     tracing::debug!(stream = this.info.id, %status, "xDS stream ended with an error");
                     this.finished = true;
                     return Poll::Ready(Some(Err(status)));
@@ -204,25 +329,31 @@ impl<M: Machine> Stream for ResponseStream<M> {
 
 impl<M: Machine> Drop for ResponseStream<M> {
     fn drop(&mut self) {
+        if let Some(streams) = &self.guards.connection_streams {
+            streams.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.emit(&StreamEvent::Disconnected);
     }
 }
 
-/// Logs what a request was: NACKs at warning level (with what the client said), the rest at
-/// debug level.
+/// Logs what a request was: NACKs at warning level (a few per minute, client strings cut
+/// short), the rest at debug level.
 fn log_request(
     info: &StreamInfo,
     core: &StreamCore,
     type_url: Option<TypeUrl>,
     kind: &RequestKind,
+    refusals: &Refusals,
 ) {
     let node = core.node.as_ref().map(|n| n.id.as_str()).unwrap_or("");
     let type_name = type_url.map_or("(not served)", |t| t.short_name());
     match kind {
-        RequestKind::Nack(nack) => tracing::warn!(
-            stream = info.id, node, r#type = type_name, version = %nack.version, error_detail = %nack.detail,
-            "client rejected (NACKed) a response"
+        RequestKind::Nack(nack) if refusals.may_log_nack() => tracing::warn!(
+            stream = info.id, node = %for_log(node), r#type = type_name, version = %nack.version,
+            error_detail = %for_log(&nack.detail), "client rejected (NACKed) a response"
         ),
-        _ => tracing::debug!(stream = info.id, node, r#type = type_name, ?kind, "request"),
+        _ => {
+            tracing::debug!(stream = info.id, node = %for_log(node), r#type = type_name, ?kind, "request")
+        }
     }
 }

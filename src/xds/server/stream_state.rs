@@ -216,6 +216,8 @@ impl TypeState {
 pub struct UnknownTypes {
     pending: std::collections::VecDeque<String>,
     answered: BTreeSet<String>,
+    /// Requests for more types than are remembered, which get no answer.
+    pub refused: u64,
 }
 
 impl UnknownTypes {
@@ -223,8 +225,14 @@ impl UnknownTypes {
     pub const MAX: usize = 16;
 
     pub fn note(&mut self, type_url: &str) {
-        if self.answered.len() < Self::MAX && self.answered.insert(type_url.to_string()) {
+        if self.answered.contains(type_url) {
+            return;
+        }
+        if self.answered.len() < Self::MAX {
+            self.answered.insert(type_url.to_string());
             self.pending.push_back(type_url.to_string());
+        } else {
+            self.refused += 1;
         }
     }
 
@@ -244,6 +252,8 @@ pub struct StreamCore {
     nonce: u64,
     /// A per-type service serves only this type.
     pub only: Option<TypeUrl>,
+    /// Types asked for that this server does not serve.
+    pub unknown: UnknownTypes,
 }
 
 impl StreamCore {
