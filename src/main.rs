@@ -146,6 +146,7 @@ enum Format {
 
 fn main() -> ExitCode {
     switchyard::memory::configure();
+    switchyard::descriptors::raise_open_file_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -200,11 +201,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 removal_grace.is_finite() && removal_grace >= 0.0,
                 "--removal-grace must be a number of seconds, 0 or more"
             );
+            let xds_limits = xds_limits.limits();
+            xds_limits.check().map_err(anyhow::Error::msg)?;
             let options = serve::ServeOptions {
                 removal_grace: Duration::from_secs_f64(removal_grace),
                 limits: limits.limits(),
                 exit_on_invalid,
-                xds_limits: xds_limits.limits(),
+                xds_limits,
                 ..serve::ServeOptions::new(path, xds_listen, admin_listen)
             };
             tokio::runtime::Runtime::new()?.block_on(run_serve(options))

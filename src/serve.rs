@@ -127,6 +127,25 @@ fn http2_settings(
         .http2_max_pending_accept_reset_streams(Some(64))
 }
 
+/// `limits` with the total of connections lowered to what the open-file limit leaves room
+/// for, saying so when it does.
+fn within_open_file_limit(mut limits: XdsLimits) -> XdsLimits {
+    let Some(open_files) = crate::descriptors::open_file_limit() else {
+        return limits;
+    };
+    let budget = crate::descriptors::connection_budget(open_files);
+    if budget < limits.max_connections {
+        tracing::warn!(
+            open_files,
+            "the open-file limit leaves room for {budget} xDS connections, fewer than \
+             --max-connections {}; raise `ulimit -n` to serve more",
+            limits.max_connections
+        );
+        limits.max_connections = budget;
+    }
+    limits
+}
+
 /// How often what the xDS port refused is summed up in the log.
 const REFUSALS_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
@@ -157,7 +176,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let refusals = Arc::new(Refusals::default());
     let metrics = Arc::new(Metrics::new(&refusals));
     let shutdown = CancellationToken::new();
-    let limits = options.xds_limits;
+    let limits = within_open_file_limit(options.xds_limits);
 
     let xds_listener = TcpListener::bind(options.xds_listen)
         .await

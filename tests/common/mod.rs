@@ -349,11 +349,19 @@ pub struct Switchyard {
 
 impl Switchyard {
     pub async fn start(config_text: &str) -> Switchyard {
+        Self::start_with(config_text, |_| {}).await
+    }
+
+    /// Serves `config_text` with options changed by `customize`.
+    pub async fn start_with(
+        config_text: &str,
+        customize: impl FnOnce(&mut ServeOptions),
+    ) -> Switchyard {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("lb.yaml");
         std::fs::write(&config, config_text).unwrap();
         // Edits in these tests remove things on purpose; the removal guard has its own tests.
-        let options = ServeOptions {
+        let mut options = ServeOptions {
             removal_grace: Duration::ZERO,
             ..ServeOptions::new(
                 config.clone(),
@@ -361,6 +369,7 @@ impl Switchyard {
                 "127.0.0.1:0".parse().unwrap(),
             )
         };
+        customize(&mut options);
         let running = serve::start(options).await.expect("switchyard starts");
         Switchyard {
             dir,

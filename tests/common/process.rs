@@ -21,11 +21,38 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `switchyard serve CONFIG ARGS…` and waits until its admin port answers.
     pub async fn start(config: &Path, args: &[&str]) -> ServeProcess {
+        Self::start_with_fd_limit(config, args, None).await
+    }
+
+    /// As [`ServeProcess::start`], with at most `max_fds` open file descriptors.
+    pub async fn start_with_fd_limit(
+        config: &Path,
+        args: &[&str],
+        max_fds: Option<u64>,
+    ) -> ServeProcess {
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("serve.log");
         let xds: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin_addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        if let Some(max_fds) = max_fds {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: max_fds,
+                        rlim_max: max_fds,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .arg("serve")
             .arg(config)
             .args([

@@ -128,8 +128,29 @@ impl SotwClient {
         }
     }
 
+    /// An ADS stream on an existing connection (several streams may share one).
+    pub async fn on_channel(channel: Channel) -> SotwClient {
+        Self::try_on_channel(channel)
+            .await
+            .expect("the stream opens")
+    }
+
+    /// As [`SotwClient::on_channel`], answering the status when the server refuses the stream.
+    pub async fn try_on_channel(channel: Channel) -> Result<SotwClient, tonic::Status> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let inbound = AggregatedDiscoveryServiceClient::new(channel)
+            .stream_aggregated_resources(UnboundedReceiverStream::new(receiver))
+            .await?
+            .into_inner();
+        Ok(SotwClient {
+            sender,
+            inbound,
+            barriers: 0,
+        })
+    }
+
     pub fn send(&self, request: DiscoveryRequest) {
-        self.sender.send(request).expect("the stream is open");
+        let _ = self.sender.send(request);
     }
 
     /// Asks for `names` of `type_url` (the node goes with every request).

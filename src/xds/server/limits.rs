@@ -52,6 +52,29 @@ impl Default for XdsLimits {
     }
 }
 
+impl XdsLimits {
+    /// Says what is wrong with limits that cannot work together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_streams_per_connection == 0 || self.max_connections_per_peer == 0 {
+            return Err(
+                "--max-streams-per-connection and --max-connections-per-peer must be \
+                        at least 1"
+                    .into(),
+            );
+        }
+        if self.idle_timeout <= self.keepalive_interval + self.keepalive_timeout {
+            return Err(format!(
+                "--idle-timeout ({}s) must be longer than --keepalive-interval ({}s) plus the \
+                 {}s a ping may take to be answered, or healthy idle clients would be closed",
+                self.idle_timeout.as_secs(),
+                self.keepalive_interval.as_secs(),
+                self.keepalive_timeout.as_secs()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Why something was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Refusal {

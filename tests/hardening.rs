@@ -1,0 +1,271 @@
+//! The xDS port against hostile and broken clients: each limit hit by a raw client and
+//! answered with the documented status and counted; idle connections closed; accept failures
+//! backed off while the admin port keeps answering; garbage on the wire hurting nobody but
+//! the sender. A well-behaved client is served alongside throughout.
+
+mod common;
+
+use std::time::Duration;
+
+use common::process::ServeProcess;
+use common::xds::*;
+use common::*;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config(port: u16) -> String {
+    format!(
+        "networkEndpointGroups:\n- {{name: neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {port}}}]}}\nbackendServices:\n- {{name: web, backends: [{{group: neg, balancingMode: RATE, maxRate: 100}}]}}\nurlMaps:\n- {{name: lb, defaultService: web}}\ntargetHttpProxies:\n- {{name: proxy, urlMap: lb}}\nforwardingRules:\n- {{name: fr, IPAddress: 127.0.0.1, portRange: '10080', target: proxy}}\n"
+    )
+}
+
+/// The value of a metric line in `/metrics` (0 when absent).
+async fn metric(switchyard: &Switchyard, line: &str) -> f64 {
+    let text = get_text(&switchyard.admin_url("/metrics")).await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{line} ")))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+fn refused(reason: &str) -> String {
+    format!("switchyard_xds_refused_total{{reason=\"{reason}\"}}")
+}
+
+/// A client that subscribes to `web`'s endpoints and keeps up: it must be served whatever
+/// the others do.
+async fn well_behaved(switchyard: &Switchyard) -> SotwClient {
+    let mut client = SotwClient::open(switchyard.running.xds_addr, Service::Ads).await;
+    client.request(ENDPOINT, &["web"], "", "");
+    let first = client.recv().await;
+    client.ack(&first, &["web"]);
+    client
+}
+
+async fn still_served(switchyard: &Switchyard, client: &mut SotwClient, port: u16) {
+    switchyard.edit(&config(port)).await;
+    let pushed = client.drain().await;
+    assert_eq!(
+        sotw_summary(&pushed),
+        [(short(ENDPOINT).to_string(), vec!["web".to_string()])]
+    );
+    client.ack(&pushed[0], &["web"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_limit_is_answered_with_resource_exhausted_and_counted() {
+    let switchyard = Switchyard::start_with(&config(8080), |options| {
+        options.xds_limits.max_resource_names = 100;
+        options.xds_limits.max_streams_per_connection = 3;
+        options.xds_limits.max_request_bytes = 1024 * 1024;
+    })
+    .await;
+    let address = switchyard.running.xds_addr;
+    let mut good = well_behaved(&switchyard).await;
+
+    // A request over the size limit.
+    let mut big = SotwClient::open(address, Service::Ads).await;
+    big.request(CLUSTER, &[&"x".repeat(2 * 1024 * 1024)], "", "");
+    let status = big.closed_with().await;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("--max-request-bytes"),
+        "{status:?}"
+    );
+
+    // Too many names.
+    let names: Vec<String> = (0..101).map(|i| format!("n{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut wordy = SotwClient::open(address, Service::Ads).await;
+    wordy.request(ENDPOINT, &names, "", "");
+    let status = wordy.closed_with().await;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(status.message().contains("101 resources"), "{status:?}");
+
+    // A node id over 1 KiB.
+    let mut vain = SotwClient::open(address, Service::Ads).await;
+    vain.send(DiscoveryRequest {
+        node: Some(Node {
+            id: "n".repeat(2000),
+            ..Default::default()
+        }),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    });
+    let status = vain.closed_with().await;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(status.message().contains("node id"), "{status:?}");
+
+    // A fourth stream on one connection.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut client = SotwClient::on_channel(channel.clone()).await;
+        client.request(CLUSTER, &[], "", "");
+        client.recv().await;
+        open.push(client);
+    }
+    // The server answers before the client sends anything.
+    let status = match SotwClient::try_on_channel(channel.clone()).await {
+        Err(status) => status,
+        Ok(mut fourth) => fourth.closed_with().await,
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().contains("--max-streams-per-connection"),
+        "{status:?}"
+    );
+    drop(open);
+
+    // More unknown types than a stream remembers: 16 answered, the rest counted.
+    let mut curious = SotwClient::open(address, Service::Ads).await;
+    for index in 0..20 {
+        curious.request(&format!("type.googleapis.com/made.Up{index}"), &[], "", "");
+    }
+    for _ in 0..16 {
+        assert!(curious.recv().await.resources.is_empty());
+    }
+
+    for (reason, expected) in [
+        ("request_too_large", 1.0),
+        ("too_many_names", 1.0),
+        ("node_too_large", 1.0),
+        ("streams_per_connection", 1.0),
+    ] {
+        assert_eq!(
+            metric(&switchyard, &refused(reason)).await,
+            expected,
+            "{reason}"
+        );
+    }
+    wait_for("the unknown types to be counted", || async {
+        (metric(&switchyard, &refused("unknown_types")).await == 4.0).then_some(())
+    })
+    .await;
+    still_served(&switchyard, &mut good, 9000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_over_the_peer_limit_and_idle_ones_are_closed() {
+    let switchyard = Switchyard::start_with(&config(8080), |options| {
+        options.xds_limits.max_connections_per_peer = 3;
+        options.xds_limits.idle_timeout = Duration::from_secs(2);
+        options.xds_limits.keepalive_interval = Duration::from_millis(300);
+        options.xds_limits.keepalive_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let address = switchyard.running.xds_addr;
+    let mut good = well_behaved(&switchyard).await;
+    // Two silent connections take the peer's remaining places; a third is closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(address).await.unwrap());
+    }
+    let mut over = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut sink = Vec::new();
+    let read = over.read_to_end(&mut sink).await;
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "closed without a byte: {read:?}"
+    );
+    assert_eq!(
+        metric(&switchyard, &refused("connections_per_peer")).await,
+        1.0
+    );
+    // The silent ones read the server's SETTINGS and then nothing: closed when idle. The
+    // well-behaved client answers the server's pings, so it is not idle.
+    for mut connection in silent {
+        let mut sink = Vec::new();
+        let _ = connection.read_to_end(&mut sink).await;
+    }
+    wait_for("the idle connections to be counted", || async {
+        (metric(&switchyard, &refused("idle_connections")).await >= 2.0).then_some(())
+    })
+    .await;
+    still_served(&switchyard, &mut good, 9000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_http1_floods_and_random_nonces_hurt_only_their_sender() {
+    let switchyard = Switchyard::start(&config(8080)).await;
+    let address = switchyard.running.xds_addr;
+    let mut good = well_behaved(&switchyard).await;
+
+    let mut garbage = tokio::net::TcpStream::connect(address).await.unwrap();
+    garbage
+        .write_all(&[0xde, 0xad, 0xbe, 0xef].repeat(4096))
+        .await
+        .ok();
+    let mut http1 = tokio::net::TcpStream::connect(address).await.unwrap();
+    http1
+        .write_all(b"GET /envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok();
+    // HEADERS without END_HEADERS, then CONTINUATION frames without end.
+    let mut flood = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frames.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    frames.extend_from_slice(&[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82]);
+    for _ in 0..10_000 {
+        frames.extend_from_slice(&[0, 0, 1, 9, 0, 0, 0, 0, 1, 0x84]);
+    }
+    flood.write_all(&frames).await.ok();
+    // A stream sending nonces that were never sent.
+    let mut random = SotwClient::open(address, Service::Ads).await;
+    random.request(CLUSTER, &[], "", "");
+    random.recv().await;
+    for nonce in ["9999", "-1", "x", ""] {
+        random.request(CLUSTER, &[], nonce, "v");
+    }
+    assert!(random.drain().await.is_empty(), "stale nonces are ignored");
+    for connection in [&mut garbage, &mut http1, &mut flood] {
+        let mut sink = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), connection.read_to_end(&mut sink)).await;
+    }
+    still_served(&switchyard, &mut good, 9000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn running_out_of_file_descriptors_backs_off_and_the_admin_port_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.yaml");
+    std::fs::write(&file, config(8080)).unwrap();
+    let serve = ServeProcess::start_with_fd_limit(&file, &[], Some(64)).await;
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        if let Ok(connection) = tokio::net::TcpStream::connect(serve.xds).await {
+            held.push(connection);
+        }
+    }
+    // 64 descriptors leave room for 16 xDS connections; the rest are refused.
+    wait_for("connections over the budget to be refused", || async {
+        let text = get_text(&serve.url("/metrics")).await?;
+        text.lines()
+            .any(|l| l.starts_with(&refused("connections")) && !l.ends_with(" 0"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        serve.get_status_code("/ready").await,
+        200,
+        "the admin port answers"
+    );
+    drop(held);
+    wait_for("the xDS port to serve again", || async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", serve.xds))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let mut client = SotwClient::on_channel(channel).await;
+        client.request(CLUSTER, &[], "", "");
+        Some(client.recv().await)
+    })
+    .await;
+}
