@@ -109,6 +109,8 @@ pub trait WireParts {
     fn resource_count(&self) -> usize;
     fn write_prefix(&self, index: usize, buf: &mut impl BufMut);
     fn value(&self, index: usize) -> &Bytes;
+    /// The encoded length of resource `index`: its prefix and its value.
+    fn entry_len(&self, index: usize) -> usize;
     fn write_tail(&self, buf: &mut impl BufMut);
 
     /// The whole message into `buf`.
@@ -159,6 +161,10 @@ impl WireParts for SotwResponse {
 
     fn value(&self, index: usize) -> &Bytes {
         &self.resources[index].value
+    }
+
+    fn entry_len(&self, index: usize) -> usize {
+        message_field_len(2, self.resources[index].any_len())
     }
 
     fn write_tail(&self, buf: &mut impl BufMut) {
@@ -228,6 +234,10 @@ impl WireParts for DeltaResponse {
 
     fn value(&self, index: usize) -> &Bytes {
         &self.resources[index].value
+    }
+
+    fn entry_len(&self, index: usize) -> usize {
+        message_field_len(2, self.resources[index].delta_len())
     }
 
     fn write_tail(&self, buf: &mut impl BufMut) {

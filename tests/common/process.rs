@@ -19,7 +19,8 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `switchyard serve CONFIG ARGS…` and waits until its admin port answers.
+    /// Starts `switchyard serve CONFIG ARGS…` and waits until its admin port answers. With
+    /// `SWITCHYARD_SERVE_WRAPPER` set (for example to `heaptrack`), the server runs under it.
     pub async fn start(config: &Path, args: &[&str]) -> ServeProcess {
         Self::start_with_fd_limit(config, args, None).await
     }
@@ -34,7 +35,14 @@ impl ServeProcess {
         let log = log_dir.path().join("serve.log");
         let xds: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin_addr = format!("127.0.0.1:{}", free_port());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        let mut command = match std::env::var("SWITCHYARD_SERVE_WRAPPER") {
+            Ok(wrapper) => {
+                let mut command = Command::new(wrapper);
+                command.arg(env!("CARGO_BIN_EXE_switchyard"));
+                command
+            }
+            Err(_) => Command::new(env!("CARGO_BIN_EXE_switchyard")),
+        };
         if let Some(max_fds) = max_fds {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
@@ -88,6 +96,14 @@ impl ServeProcess {
     }
 
     pub fn pid(&self) -> u32 {
+        if std::env::var("SWITCHYARD_SERVE_WRAPPER").is_ok() {
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+                    .unwrap_or_default();
+            if let Some(child) = children.split_whitespace().next() {
+                return child.parse().unwrap();
+            }
+        }
         self.child.id()
     }
 
@@ -164,6 +180,10 @@ impl ServeProcess {
 
 impl Drop for ServeProcess {
     fn drop(&mut self) {
+        if std::env::var("SWITCHYARD_SERVE_WRAPPER").is_ok() {
+            self.signal(libc::SIGTERM);
+            let _ = self.child.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

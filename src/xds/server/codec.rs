@@ -115,10 +115,14 @@ impl<Req: WireRequest> Decoder for RequestDecoder<Req> {
     }
 }
 
-/// Bytes of framing and small resources gathered into one piece before it goes out.
-const PIECE: usize = 32 * 1024;
-/// Resource values this large go out as they are (slices of the shared bytes), not copied.
-const SENT_AS_IS: usize = 8 * 1024;
+/// Bytes of framing and small resources gathered into one piece before it goes out. A stream
+/// that does not read holds one (HTTP/2 takes a piece as soon as the window has a byte).
+const PIECE: usize = 8 * 1024;
+/// Resource values this large go out as they are (slices of the shared bytes), not copied;
+/// smaller ones, with their framing, always fit in a piece.
+const SENT_AS_IS: usize = 4 * 1024;
+/// gRPC's message header: a compression flag and a length.
+const FRAME_HEADER: usize = 5;
 
 /// The response body of a discovery stream. Each response goes out in pieces: framing and
 /// small resources copied into pieces of at most [`PIECE`] bytes, large resource values as
@@ -140,7 +144,8 @@ struct Sending<R> {
     next: usize,
     /// A large value to send on its own before going on.
     value: Option<bytes::Bytes>,
-    started: bool,
+    /// Bytes of the message (gRPC frame header included) not yet out; None until started.
+    remaining: Option<usize>,
 }
 
 impl<S, R> ResponseBody<S, R> {
@@ -157,36 +162,51 @@ impl<R: WireParts> Sending<R> {
     /// The next piece; None when the response is out.
     fn next_piece(&mut self) -> Option<bytes::Bytes> {
         if let Some(value) = self.value.take() {
-            return Some(value);
+            return Some(self.out(value));
         }
         let count = self.response.resource_count();
         if self.next > count {
             return None;
         }
-        let mut piece = bytes::BytesMut::with_capacity(PIECE);
-        if !self.started {
-            self.started = true;
+        let started = self.remaining.is_some();
+        let remaining = *self
+            .remaining
+            .get_or_insert_with(|| FRAME_HEADER + self.response.encoded_len());
+        let mut piece = bytes::BytesMut::with_capacity(remaining.min(PIECE));
+        if !started {
             piece.put_u8(0);
             piece.put_u32(self.response.encoded_len() as u32);
             self.response.write_head(&mut piece);
         }
         while self.next < count {
             let index = self.next;
+            let value = self.response.value(index);
+            let as_is = value.len() >= SENT_AS_IS;
+            let copied = self.response.entry_len(index) - if as_is { value.len() } else { 0 };
+            // A piece is never grown past its size (growing doubles it), unless a single
+            // entry is larger, which the size of values sent as they are rules out.
+            if piece.len() + copied > PIECE && !piece.is_empty() {
+                return Some(self.out(piece.freeze()));
+            }
             self.next += 1;
             self.response.write_prefix(index, &mut piece);
-            let value = self.response.value(index);
-            if value.len() >= SENT_AS_IS {
+            if as_is {
                 self.value = Some(value.clone());
-                return Some(piece.freeze());
+                return Some(self.out(piece.freeze()));
             }
             piece.put_slice(value);
-            if piece.len() >= PIECE {
-                return Some(piece.freeze());
-            }
         }
         self.next = count + 1;
         self.response.write_tail(&mut piece);
-        Some(piece.freeze())
+        Some(self.out(piece.freeze()))
+    }
+
+    /// Accounts for `bytes` going out.
+    fn out(&mut self, bytes: bytes::Bytes) -> bytes::Bytes {
+        if let Some(remaining) = self.remaining.as_mut() {
+            *remaining = remaining.saturating_sub(bytes.len());
+        }
+        bytes
     }
 }
 
@@ -220,7 +240,7 @@ where
                         response,
                         next: 0,
                         value: None,
-                        started: false,
+                        remaining: None,
                     });
                     continue;
                 }
@@ -276,7 +296,7 @@ mod tests {
             response,
             next: 0,
             value: None,
-            started: false,
+            remaining: None,
         };
         let mut joined = Vec::new();
         let mut pieces = 0;
@@ -285,7 +305,7 @@ mod tests {
             if piece.as_ptr() == big.value.as_ptr() {
                 shared = true;
             } else {
-                assert!(piece.len() <= PIECE + 1024, "{}", piece.len());
+                assert!(piece.len() <= PIECE, "{}", piece.len());
             }
             joined.extend_from_slice(&piece);
             pieces += 1;

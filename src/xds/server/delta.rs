@@ -186,11 +186,10 @@ fn change_subscription(state: &mut TypeState, next: Subscription) {
     if next == state.subscription {
         return;
     }
-    let newly: Vec<String> = next
+    let newly: Vec<&String> = next
         .names
         .iter()
         .filter(|name| !state.subscription.contains(name))
-        .cloned()
         .collect();
     if next.wildcard && !state.subscription.wildcard {
         if let Some(base) = state.base.take() {
@@ -206,8 +205,12 @@ fn change_subscription(state: &mut TypeState, next: Subscription) {
         state.must_answer = true;
     }
     state.must_answer |= !newly.is_empty();
-    state.forced.extend(newly);
-    state.forced.retain(|name| next.contains(name));
+    if newly.len() == next.names.len() {
+        state.forced.every_subscribed();
+    } else {
+        state.forced.add_names(newly.into_iter().cloned());
+    }
+    state.forced.retain_in(&next);
     state.subscription = next;
 }
 

@@ -69,12 +69,16 @@ impl SotwStream {
             .as_mut()
             .expect("created above");
         if subscription != state.subscription {
-            let added: Vec<String> = subscription
-                .names
-                .difference(&state.subscription.names)
-                .cloned()
-                .collect();
-            state.forced.extend(added);
+            if state.subscription.names.is_empty() {
+                state.forced.every_subscribed();
+            } else {
+                state.forced.add_names(
+                    subscription
+                        .names
+                        .difference(&state.subscription.names)
+                        .cloned(),
+                );
+            }
             state.must_answer = true;
             state.subscription = subscription;
         }

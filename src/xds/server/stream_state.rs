@@ -58,7 +58,7 @@ pub struct TypeState {
     /// until nothing references them (the resource, when the server sent it).
     pub kept: BTreeMap<String, Option<Arc<Resource>>>,
     /// Names to send even if unchanged: newly subscribed ones, endpoints of changed clusters.
-    pub forced: BTreeSet<String>,
+    pub forced: Forced,
     /// The next evaluation must answer, even with nothing (first request, re-subscription).
     pub must_answer: bool,
     /// Delta: the versions the client said it holds when it (re)subscribed, until answered.
@@ -74,6 +74,70 @@ pub struct TypeState {
     pub rejected: Option<Arc<TypeView>>,
     pub responses_sent: u64,
 }
+
+/// Names to send even if unchanged. Kept without copying names: a first subscription to a
+/// thousand names is a flag over the subscription's own (shared) set, and the endpoints that
+/// must follow changed clusters are the clusters' resources, named alike.
+#[derive(Clone, Debug, Default)]
+pub struct Forced {
+    /// Every name of the subscription.
+    every_subscribed: bool,
+    names: BTreeSet<String>,
+    /// Resources whose names are forced (the clusters whose endpoints must follow).
+    named_after: Vec<Arc<Resource>>,
+}
+
+impl Forced {
+    pub fn is_empty(&self) -> bool {
+        !self.every_subscribed && self.names.is_empty() && self.named_after.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        *self = Forced::default();
+    }
+
+    /// Forces every name `subscription` lists.
+    pub fn every_subscribed(&mut self) {
+        self.every_subscribed = true;
+    }
+
+    pub fn add_names(&mut self, names: impl IntoIterator<Item = String>) {
+        self.names.extend(names);
+    }
+
+    /// Forces the names of `resources`.
+    pub fn add_named_after(&mut self, resources: &[Arc<Resource>]) {
+        self.named_after.extend(resources.iter().cloned());
+        if self.named_after.len() > MAX_FORCED_RESOURCES {
+            self.named_after.sort_by(|a, b| a.name.cmp(&b.name));
+            self.named_after.dedup_by(|a, b| a.name == b.name);
+        }
+    }
+
+    /// Drops names `subscription` does not cover (a flag over the whole set stays).
+    pub fn retain_in(&mut self, subscription: &Subscription) {
+        self.names.retain(|name| subscription.contains(name));
+        self.named_after.retain(|r| subscription.contains(&r.name));
+    }
+
+    /// The forced names `subscription` covers (perhaps with repeats).
+    fn names_in<'a>(&'a self, subscription: &'a Subscription) -> impl Iterator<Item = &'a str> {
+        let every = self
+            .every_subscribed
+            .then(|| subscription.names.iter())
+            .into_iter()
+            .flatten();
+        every
+            .chain(self.names.iter())
+            .map(String::as_str)
+            .chain(self.named_after.iter().map(|r| r.name.as_str()))
+            .filter(|name| subscription.contains(name))
+    }
+}
+
+/// Past this many forced resources, repeats are removed (a client that keeps getting cluster
+/// pushes without taking endpoints must not grow the list).
+const MAX_FORCED_RESOURCES: usize = 4096;
 
 /// What a client needs of one type now.
 #[derive(Debug, Default)]
@@ -151,18 +215,20 @@ impl TypeState {
                     .and_then(|initial| initial.get(name))
                     .is_some_and(|v| v == version)
             };
-            for name in self.forced.iter().filter(|n| self.subscription.contains(n)) {
+            let mut absent = BTreeSet::new();
+            for name in self.forced.names_in(&self.subscription) {
                 match view.resources.get(name) {
                     // A reconnecting client that holds this version needs nothing.
                     Some(resource) if held(name, &resource.version) => {}
-                    Some(resource) if listed.insert(name.as_str()) => extra.push(resource.clone()),
+                    Some(resource) if listed.insert(name) => extra.push(resource.clone()),
                     Some(_) => {}
                     None if self.subscription.names.contains(name) => {
-                        need.absent.push(name.clone())
+                        absent.insert(name);
                     }
                     None => {}
                 }
             }
+            need.absent = absent.into_iter().map(str::to_string).collect();
             need.updated.extend(extra);
         }
         if !removed.is_empty() && hold_removals() {
@@ -375,7 +441,7 @@ impl StreamCore {
         };
         if let Some(state) = self.state_mut(dependent) {
             // Switchyard names a cluster's ClusterLoadAssignment after the cluster.
-            state.forced.extend(updated.iter().map(|r| r.name.clone()));
+            state.forced.add_named_after(updated);
         }
     }
 
