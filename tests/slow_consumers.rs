@@ -85,7 +85,7 @@ async fn open_slow_streams(
         for stream in 0..STREAMS_PER_CONNECTION {
             let index = connection * STREAMS_PER_CONNECTION + stream;
             let mut client = AggregatedDiscoveryServiceClient::new(channel.clone());
-            if index % 2 == 0 {
+            if index.is_multiple_of(2) {
                 let requests = futures_util::stream::iter(subscriptions(index))
                     .chain(futures_util::stream::pending())
                     .take_until(stop.clone().cancelled_owned());
