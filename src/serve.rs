@@ -196,7 +196,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         shutdown.clone(),
     );
     let csds = CsdsService::new(clients.clone(), cache.clone()).into_server();
-    let lrs = LrsService::new(load_reports.clone(), shutdown.clone()).into_server();
+    let lrs = LrsService::new(
+        load_reports.clone(),
+        cache.clone(),
+        refusals.clone(),
+        shutdown.clone(),
+    )
+    .into_server()
+    .max_decoding_message_size(limits.max_request_bytes);
     let stop_xds = shutdown.clone().cancelled_owned();
     let connections = incoming::accept(xds_listener, limits, refusals.clone(), shutdown.clone());
     let xds_task = tokio::spawn(async move {

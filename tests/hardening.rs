@@ -10,8 +10,11 @@ use std::time::Duration;
 use common::process::ServeProcess;
 use common::xds::*;
 use common::*;
-use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::load_stats::v3::load_reporting_service_client::LoadReportingServiceClient;
+use envoy_types::pb::envoy::service::load_stats::v3::LoadStatsRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(port: u16) -> String {
@@ -266,6 +269,93 @@ async fn running_out_of_file_descriptors_backs_off_and_the_admin_port_answers() 
         let mut client = SotwClient::on_channel(channel).await;
         client.request(CLUSTER, &[], "", "");
         Some(client.recv().await)
+    })
+    .await;
+}
+
+/// A load report of `clusters`, each with `zones` localities.
+fn load_report(node_id: &str, clusters: &[String], zones: usize) -> LoadStatsRequest {
+    LoadStatsRequest {
+        node: Some(node(node_id)),
+        cluster_stats: clusters
+            .iter()
+            .map(|cluster| ClusterStats {
+                cluster_name: cluster.clone(),
+                upstream_locality_stats: (0..zones)
+                    .map(|zone| UpstreamLocalityStats {
+                        locality: Some(Locality {
+                            region: "r".into(),
+                            zone: format!("z{zone}"),
+                            ..Default::default()
+                        }),
+                        total_successful_requests: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn load_reports_are_bounded_per_stream_filterable_and_counted() {
+    let switchyard = Switchyard::start(&config(8080)).await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", switchyard.running.xds_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    // Invented clusters count nothing; a served one keeps at most 4,096 localities. (The
+    // server answers once it has the first report, so the reports go first.)
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let invented: Vec<String> = (0..50_000).map(|i| format!("invented-{i}")).collect();
+    for _ in 0..10 {
+        sender.send(load_report("liar", &invented, 1)).unwrap();
+    }
+    sender
+        .send(load_report("liar", &["web".to_string()], 5000))
+        .unwrap();
+    let mut replies = LoadReportingServiceClient::new(channel)
+        .stream_load_stats(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            receiver,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    replies
+        .message()
+        .await
+        .unwrap()
+        .expect("the server asks for reports");
+    let page = wait_for("the reports to be recorded", || async {
+        let page = get_json(&switchyard.admin_url("/load_reports?node=liar&limit=10")).await?;
+        (page["matched"] == 4096).then_some(page)
+    })
+    .await;
+    assert_eq!(page["load_reports"].as_array().unwrap().len(), 10);
+    assert_eq!(page["truncated"], true);
+    assert!(page["load_reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|row| row["cluster"] == "web"));
+    let nobody = get_json(&switchyard.admin_url("/load_reports?node=nobody"))
+        .await
+        .unwrap();
+    assert_eq!(nobody["matched"], 0);
+    wait_for("the dropped entries to be counted", || async {
+        let dropped = metric(&switchyard, &refused("load_report_entries")).await;
+        (dropped == 500_000.0 + 904.0).then_some(())
+    })
+    .await;
+    // When the stream ends its totals are kept a while, no longer open.
+    drop(sender);
+    drop(replies);
+    wait_for("the stream to end", || async {
+        let (open, ended, entries) = switchyard.running.load_reports.size();
+        (open == 0 && ended == 1 && entries == 4096).then_some(())
     })
     .await;
 }

@@ -8,7 +8,7 @@ mod dump;
 
 use std::sync::{Arc, RwLock};
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::metrics::Metrics;
 use crate::publish::status::ConfigStatus;
-use crate::xds::server::lrs::LoadReports;
+use crate::xds::server::load_reports::{LoadFilter, LoadPage, LoadReports};
 use crate::xds::server::Clients;
 use crate::xds::Cache;
 
@@ -74,8 +74,24 @@ async fn metrics(State(state): State<AdminState>) -> impl axum::response::IntoRe
     )
 }
 
-async fn load_reports(State(state): State<AdminState>) -> Json<Value> {
-    Json(json!({ "load_reports": state.load_reports.rows() }))
+/// `/load_reports?node=ID&cluster=NAME&limit=N`: totals by client, cluster and locality,
+/// at most `limit` rows (1,000 unless asked; 10,000 at most).
+async fn load_reports(
+    State(state): State<AdminState>,
+    Query(query): Query<LoadQuery>,
+) -> Json<LoadPage> {
+    Json(state.load_reports.rows(&LoadFilter {
+        node_id: query.node,
+        cluster: query.cluster,
+        limit: query.limit,
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct LoadQuery {
+    node: Option<String>,
+    cluster: Option<String>,
+    limit: Option<usize>,
 }
 
 async fn clients(State(state): State<AdminState>) -> Json<Value> {

@@ -90,10 +90,12 @@ pub enum Refusal {
     IdleConnections,
     /// Failures to accept a connection (such as running out of file descriptors).
     AcceptErrors,
+    /// Load report entries dropped: an unserved cluster, or over a stream's bound.
+    LoadReportEntries,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 9] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::ConnectionsPerPeer,
         Refusal::Connections,
         Refusal::StreamsPerConnection,
@@ -103,6 +105,7 @@ impl Refusal {
         Refusal::UnknownTypes,
         Refusal::IdleConnections,
         Refusal::AcceptErrors,
+        Refusal::LoadReportEntries,
     ];
 
     /// The metric label and log word.
@@ -117,6 +120,7 @@ impl Refusal {
             Refusal::UnknownTypes => "unknown_types",
             Refusal::IdleConnections => "idle_connections",
             Refusal::AcceptErrors => "accept_errors",
+            Refusal::LoadReportEntries => "load_report_entries",
         }
     }
 }
@@ -133,7 +137,7 @@ pub struct RefusalLabel {
 pub struct Refusals {
     /// Registered with the metrics.
     pub family: Family<RefusalLabel, Counter>,
-    since_summary: [AtomicU64; 9],
+    since_summary: [AtomicU64; Refusal::ALL.len()],
     nack_logs: Mutex<NackLogBudget>,
     nack_logs_dropped: AtomicU64,
 }
@@ -151,12 +155,19 @@ const NACK_LOG_WINDOW: Duration = Duration::from_secs(60);
 
 impl Refusals {
     pub fn count(&self, refusal: Refusal) {
+        self.count_many(refusal, 1);
+    }
+
+    pub fn count_many(&self, refusal: Refusal, count: u64) {
+        if count == 0 {
+            return;
+        }
         self.family
             .get_or_create(&RefusalLabel {
                 reason: refusal.name(),
             })
-            .inc();
-        self.since_summary[refusal as usize].fetch_add(1, Ordering::Relaxed);
+            .inc_by(count);
+        self.since_summary[refusal as usize].fetch_add(count, Ordering::Relaxed);
     }
 
     pub fn total(&self, refusal: Refusal) -> u64 {

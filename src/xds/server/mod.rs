@@ -2,7 +2,7 @@
 //! shared by the state-of-the-world and delta state machines ([`subscription`],
 //! [`stream_state`], [`sotw`], [`delta`]); the stream on the wire ([`stream`]) and the tonic
 //! services ([`services`], [`codec`]); stream hooks feeding the client registry
-//! ([`clients`]), CSDS ([`csds`]) and metrics; and load reporting ([`lrs`]).
+//! ([`clients`]), CSDS ([`csds`]) and metrics; and load reporting ([`lrs`], [`load_reports`]).
 
 pub mod cache;
 pub mod clients;
@@ -12,6 +12,7 @@ pub mod delta;
 pub mod hooks;
 pub mod incoming;
 pub mod limits;
+pub mod load_reports;
 pub mod lrs;
 pub mod services;
 pub mod sotw;
