@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard::config::{self, ReadLimits};
 use switchyard::xds::server::limits::XdsLimits;
+use switchyard::xds::server::tls::TlsFiles;
 use switchyard::{publish, serve, translate};
 
 #[derive(Parser)]
@@ -45,6 +46,8 @@ enum Command {
         exit_on_invalid: bool,
         #[command(flatten)]
         xds_limits: XdsLimitArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Check a config; exit 0 when it has no errors, 1 otherwise.
     Validate {
@@ -89,6 +92,33 @@ impl LimitArgs {
             max_file_bytes: self.max_config_bytes,
             ..ReadLimits::default()
         }
+    }
+}
+
+/// mTLS on the xDS port: all three files, or none.
+#[derive(clap::Args, Clone)]
+struct TlsArgs {
+    /// The xDS port's certificate chain (PEM); read again when it changes.
+    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_key", "xds_client_ca"])]
+    xds_tls_cert: Option<PathBuf>,
+    /// The key of --xds-tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_cert", "xds_client_ca"])]
+    xds_tls_key: Option<PathBuf>,
+    /// The CAs that xDS clients' certificates must chain to (PEM bundle).
+    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_cert", "xds_tls_key"])]
+    xds_client_ca: Option<PathBuf>,
+    /// Serve xDS without TLS on an address other hosts can reach.
+    #[arg(long, conflicts_with = "xds_tls_cert")]
+    xds_plaintext: bool,
+}
+
+impl TlsArgs {
+    fn files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.xds_tls_cert.clone()?,
+            key: self.xds_tls_key.clone()?,
+            client_ca: self.xds_client_ca.clone()?,
+        })
     }
 }
 
@@ -196,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limits,
             exit_on_invalid,
             xds_limits,
+            tls,
         } => {
             anyhow::ensure!(
                 removal_grace.is_finite() && removal_grace >= 0.0,
@@ -208,6 +239,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: limits.limits(),
                 exit_on_invalid,
                 xds_limits,
+                tls: tls.files(),
+                plaintext: tls.xds_plaintext,
                 ..serve::ServeOptions::new(path, xds_listen, admin_listen)
             };
             tokio::runtime::Runtime::new()?.block_on(run_serve(options))

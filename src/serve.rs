@@ -28,6 +28,7 @@ use crate::xds::server::incoming;
 use crate::xds::server::limits::{Refusals, XdsLimits};
 use crate::xds::server::lrs::{LoadReports, LrsService};
 use crate::xds::server::services::XdsServer;
+use crate::xds::server::tls::{TlsFiles, TlsSettings};
 use crate::xds::server::Clients;
 use crate::xds::Cache;
 
@@ -47,6 +48,10 @@ pub struct ServeOptions {
     pub exit_on_invalid: bool,
     /// What one xDS client may cost.
     pub xds_limits: XdsLimits,
+    /// mTLS on the xDS port.
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext on an address that is not loopback (mTLS is otherwise required there).
+    pub plaintext: bool,
 }
 
 impl ServeOptions {
@@ -60,6 +65,8 @@ impl ServeOptions {
             limits: ReadLimits::default(),
             exit_on_invalid: false,
             xds_limits: XdsLimits::default(),
+            tls: None,
+            plaintext: false,
         }
     }
 }
@@ -127,6 +134,22 @@ fn http2_settings(
         .http2_max_pending_accept_reset_streams(Some(64))
 }
 
+/// The xDS port's TLS settings: mTLS when its files are given; plaintext on loopback, or
+/// anywhere when asked for explicitly.
+fn transport_security(options: &ServeOptions) -> anyhow::Result<Option<Arc<TlsSettings>>> {
+    match &options.tls {
+        Some(files) => TlsSettings::load(files.clone())
+            .context("setting up mTLS on the xDS port")
+            .map(Some),
+        None if options.plaintext || options.xds_listen.ip().is_loopback() => Ok(None),
+        None => anyhow::bail!(
+            "the xDS port {} is reachable from other hosts: give it mTLS (--xds-tls-cert, \
+             --xds-tls-key, --xds-client-ca) or pass --xds-plaintext to serve without TLS",
+            options.xds_listen
+        ),
+    }
+}
+
 /// `limits` with the total of connections lowered to what the open-file limit leaves room
 /// for, saying so when it does.
 fn within_open_file_limit(mut limits: XdsLimits) -> XdsLimits {
@@ -178,6 +201,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let limits = within_open_file_limit(options.xds_limits);
 
+    let tls = transport_security(&options)?;
     let xds_listener = TcpListener::bind(options.xds_listen)
         .await
         .with_context(|| format!("binding the xDS port {}", options.xds_listen))?;
@@ -205,7 +229,16 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     .into_server()
     .max_decoding_message_size(limits.max_request_bytes);
     let stop_xds = shutdown.clone().cancelled_owned();
-    let connections = incoming::accept(xds_listener, limits, refusals.clone(), shutdown.clone());
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(shutdown.clone()));
+    }
+    let connections = incoming::accept(
+        xds_listener,
+        limits,
+        refusals.clone(),
+        tls,
+        shutdown.clone(),
+    );
     let xds_task = tokio::spawn(async move {
         let router = http2_settings(tonic::transport::Server::builder(), &limits)
             .add_service(csds)

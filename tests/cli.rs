@@ -169,3 +169,44 @@ fn serve_exits_on_an_invalid_config_only_when_asked() {
     assert!(err.contains("the config has errors"), "{err}");
     assert!(err.contains("lb.yaml:2: : YAML syntax error"), "{err}");
 }
+
+#[test]
+fn serve_refuses_plaintext_xds_off_loopback_unless_asked_and_half_tls_flags() {
+    let (code, _, err) = switchyard(&[
+        "serve",
+        &quickstart(),
+        "--xds-listen",
+        "0.0.0.0:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("reachable from other hosts") && err.contains("--xds-plaintext"),
+        "{err}"
+    );
+    // A certificate without its key and CA is a usage error.
+    let (code, _, err) = switchyard(&["serve", &quickstart(), "--xds-tls-cert", "cert.pem"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--xds-tls-key") && err.contains("--xds-client-ca"),
+        "{err}"
+    );
+    // Files that are not there are named.
+    let (code, _, err) = switchyard(&[
+        "serve",
+        &quickstart(),
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--xds-listen",
+        "127.0.0.1:0",
+        "--xds-tls-cert",
+        "/nonexistent/cert.pem",
+        "--xds-tls-key",
+        "/nonexistent/key.pem",
+        "--xds-client-ca",
+        "/nonexistent/ca.pem",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+}

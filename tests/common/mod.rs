@@ -472,6 +472,18 @@ impl Envoy {
         region: &str,
         zone: &str,
     ) -> Envoy {
+        Self::start_replacing(bootstrap, xds, node_id, region, zone, &[]).await
+    }
+
+    /// As [`Envoy::start_with`], with each (from, to) of `replacements` made in the bootstrap.
+    pub async fn start_replacing(
+        bootstrap: &str,
+        xds: &[SocketAddr],
+        node_id: &str,
+        region: &str,
+        zone: &str,
+        replacements: &[(&str, &str)],
+    ) -> Envoy {
         let dir = tempfile::tempdir().unwrap();
         let template =
             std::fs::read_to_string(repo_root().join("envoy-configs").join(bootstrap)).unwrap();
@@ -495,6 +507,9 @@ impl Envoy {
             .replace("id: envoy-quickstart", &format!("id: {node_id}"))
             .replace("region: us-central1\n", &format!("region: {region}\n"))
             .replace("zone: us-central1-a\n", &format!("zone: {zone}\n"));
+        let bootstrap = replacements
+            .iter()
+            .fold(bootstrap, |text, (from, to)| text.replace(from, to));
         let bootstrap_path = dir.path().join("bootstrap.yaml");
         std::fs::write(&bootstrap_path, bootstrap).unwrap();
         let admin_path = dir.path().join("admin-address");

@@ -201,6 +201,8 @@ impl Clients {
 pub struct ClientStatus {
     pub stream_id: u64,
     pub peer: String,
+    /// The identity in the client's certificate; None without mTLS.
+    pub identity: Option<String>,
     pub protocol: String,
     /// `ads`, or the per-type service (`Cluster`, …).
     pub service: String,
@@ -246,6 +248,7 @@ impl ClientStatus {
         ClientStatus {
             stream_id: entry.info.id,
             peer: entry.info.peer.clone(),
+            identity: entry.info.identity.as_deref().map(str::to_string),
             protocol: entry.info.protocol.name().to_string(),
             service: entry
                 .info

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, NodeMatcher};
 use envoy_types::pb::envoy::service::status::v3::{
     client_config::GenericXdsConfig,
@@ -15,7 +16,7 @@ use envoy_types::pb::envoy::service::status::v3::{
     },
     ClientConfig, ClientStatusRequest, ClientStatusResponse, ConfigStatus,
 };
-use envoy_types::pb::google::protobuf::Timestamp;
+use envoy_types::pb::google::protobuf::{value, Timestamp, Value};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -141,10 +142,29 @@ fn client_config(entry: &ClientEntry, snapshot: &Snapshot, exclude_contents: boo
         }
     }
     ClientConfig {
-        node: entry.node.as_deref().cloned(),
+        node: entry
+            .node
+            .as_deref()
+            .map(|node| with_identity(node, entry.info.identity.as_deref())),
         generic_xds_configs: configs,
         ..Default::default()
     }
+}
+
+/// The node as the client sent it, with the identity of its certificate (mTLS) added to its
+/// metadata as `switchyard.identity`: CSDS has no field of its own for it.
+fn with_identity(node: &Node, identity: Option<&str>) -> Node {
+    let mut node = node.clone();
+    if let Some(identity) = identity {
+        let metadata = node.metadata.get_or_insert_with(Default::default);
+        metadata.fields.insert(
+            "switchyard.identity".to_string(),
+            Value {
+                kind: Some(value::Kind::StringValue(identity.to_string())),
+            },
+        );
+    }
+    node
 }
 
 /// One entry per resource the client subscribes to (every resource it holds, with a

@@ -32,6 +32,8 @@ impl Protocol {
 pub struct StreamInfo {
     pub id: u64,
     pub peer: String,
+    /// The identity in the client's certificate (mTLS only).
+    pub identity: Option<Arc<str>>,
     pub protocol: Protocol,
     /// The per-type service the stream came in on; None for ADS.
     pub service: Option<TypeUrl>,

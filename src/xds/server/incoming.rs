@@ -2,8 +2,9 @@
 //! limit, a connection is closed at once and the refusal counted), an idle timeout (a
 //! connection from which nothing is read — not even the answer to the server's keepalive
 //! pings — is closed), and backoff when accepting fails (running out of file descriptors
-//! must not spin a core). Each connection carries [`ConnectionInfo`] to the services: its
-//! addresses and a count of its open streams.
+//! must not spin a core), and the TLS handshake when the port has mTLS (done off the accept
+//! loop, within [`HANDSHAKE_TIMEOUT`]). Each connection carries [`ConnectionInfo`] to the
+//! services: its addresses, its client's identity and a count of its open streams.
 //! Must not: look inside the bytes (HTTP/2 and gRPC are hyper's and tonic's).
 
 use std::collections::HashMap;
@@ -25,12 +26,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
 use super::limits::{Refusal, Refusals, XdsLimits};
+use super::tls::{identity_of, TlsSettings};
 
 /// What the services know of a stream's connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {
     pub local_addr: Option<SocketAddr>,
     pub remote_addr: Option<SocketAddr>,
+    /// The identity in the client's certificate (mTLS only).
+    pub identity: Option<Arc<str>>,
     /// Streams open on this connection.
     pub streams: Arc<AtomicUsize>,
 }
@@ -61,9 +65,15 @@ impl Drop for Slot {
     }
 }
 
+/// The bytes of a connection: plain, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
 /// An accepted connection.
 pub struct XdsConnection {
-    stream: TcpStream,
+    stream: Transport,
     info: ConnectionInfo,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
@@ -86,7 +96,11 @@ impl AsyncRead for XdsConnection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let filled = buf.filled().len();
-        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+        let read = match &mut self.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        };
+        match read {
             Poll::Ready(Ok(())) if buf.filled().len() > filled => {
                 let deadline = Instant::now() + self.idle_timeout;
                 self.idle.as_mut().reset(deadline);
@@ -110,7 +124,10 @@ impl AsyncWrite for XdsConnection {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, data)
+        match &mut self.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_write(cx, data),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, data),
+        }
     }
 
     fn poll_write_vectored(
@@ -118,28 +135,45 @@ impl AsyncWrite for XdsConnection {
         cx: &mut Context<'_>,
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, data)
+        match &mut self.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, data),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, data),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.stream {
+            Transport::Plain(stream) => stream.is_write_vectored(),
+            Transport::Tls(stream) => stream.is_write_vectored(),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match &mut self.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        match &mut self.stream {
+            Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Transport::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 
-/// Accepts connections on `listener` within `limits` until `shutdown`; the stream of
-/// accepted connections never yields an error (failures are handled here).
+/// The most a TLS handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections on `listener` within `limits` (with mTLS when `tls` is given) until
+/// `shutdown`; the stream of accepted connections never yields an error (failures are
+/// handled here).
 pub fn accept(
     listener: TcpListener,
     limits: XdsLimits,
     refusals: Arc<Refusals>,
+    tls: Option<Arc<TlsSettings>>,
     shutdown: CancellationToken,
 ) -> ReceiverStream<Result<XdsConnection, io::Error>> {
     let (sender, receiver) = mpsc::channel(64);
@@ -170,24 +204,67 @@ pub fn accept(
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            let info = ConnectionInfo {
+                local_addr: stream.local_addr().ok(),
+                remote_addr: Some(peer),
+                identity: None,
+                streams: Arc::new(AtomicUsize::new(0)),
+            };
             let connection = XdsConnection {
-                info: ConnectionInfo {
-                    local_addr: stream.local_addr().ok(),
-                    remote_addr: Some(peer),
-                    streams: Arc::new(AtomicUsize::new(0)),
-                },
-                stream,
+                info,
+                stream: Transport::Plain(stream),
                 idle: Box::pin(tokio::time::sleep(limits.idle_timeout)),
                 idle_timeout: limits.idle_timeout,
                 refusals: refusals.clone(),
                 _slot: slot,
             };
-            if sender.send(Ok(connection)).await.is_err() {
-                return;
+            match &tls {
+                None => {
+                    if sender.send(Ok(connection)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(tls) => {
+                    let acceptor = tls.acceptor();
+                    let sender = sender.clone();
+                    let refusals = refusals.clone();
+                    tokio::spawn(async move {
+                        match handshake(connection, acceptor).await {
+                            Ok(connection) => {
+                                let _ = sender.send(Ok(connection)).await;
+                            }
+                            Err(error) => {
+                                refusals.count(Refusal::TlsHandshakes);
+                                tracing::debug!(%peer, %error, "a TLS handshake failed");
+                            }
+                        }
+                    });
+                }
             }
         }
     });
     ReceiverStream::new(receiver)
+}
+
+/// Completes the TLS handshake of a plain `connection` and reads its client's identity.
+async fn handshake(
+    mut connection: XdsConnection,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> io::Result<XdsConnection> {
+    let Transport::Plain(stream) = connection.stream else {
+        return Ok(connection);
+    };
+    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake timed out"))??;
+    connection.info.identity = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(identity_of);
+    connection.stream = Transport::Tls(Box::new(tls));
+    Ok(connection)
 }
 
 fn take_slot(

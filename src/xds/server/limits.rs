@@ -92,10 +92,14 @@ pub enum Refusal {
     AcceptErrors,
     /// Load report entries dropped: an unserved cluster, or over a stream's bound.
     LoadReportEntries,
+    /// TLS handshakes that failed (no client certificate, an untrusted one, a timeout).
+    TlsHandshakes,
+    /// Streams whose client claimed a node id its identity may not use.
+    NodeNotAllowed,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::ConnectionsPerPeer,
         Refusal::Connections,
         Refusal::StreamsPerConnection,
@@ -106,6 +110,8 @@ impl Refusal {
         Refusal::IdleConnections,
         Refusal::AcceptErrors,
         Refusal::LoadReportEntries,
+        Refusal::TlsHandshakes,
+        Refusal::NodeNotAllowed,
     ];
 
     /// The metric label and log word.
@@ -121,6 +127,8 @@ impl Refusal {
             Refusal::IdleConnections => "idle_connections",
             Refusal::AcceptErrors => "accept_errors",
             Refusal::LoadReportEntries => "load_report_entries",
+            Refusal::TlsHandshakes => "tls_handshakes",
+            Refusal::NodeNotAllowed => "node_not_allowed",
         }
     }
 }

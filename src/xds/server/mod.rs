@@ -19,6 +19,7 @@ pub mod sotw;
 pub mod stream;
 pub mod stream_state;
 pub mod subscription;
+pub mod tls;
 
 pub use cache::{Cache, Snapshot};
 pub use clients::Clients;

@@ -84,6 +84,7 @@ impl XdsServer {
                 .and_then(|c| c.remote_addr)
                 .map(|address| address.to_string())
                 .unwrap_or_default(),
+            identity: connection.and_then(|c| c.identity.clone()),
             protocol: M::PROTOCOL,
             service,
             connected_at: Instant::now(),
