@@ -96,6 +96,12 @@ impl Forced {
         *self = Forced::default();
     }
 
+    /// Whether the client asked for any of the names (newly subscribed), rather than only
+    /// the server forcing them (endpoints that follow changed clusters).
+    pub fn asked_by_client(&self) -> bool {
+        self.every_subscribed || !self.names.is_empty()
+    }
+
     /// Forces every name `subscription` lists.
     pub fn every_subscribed(&mut self) {
         self.every_subscribed = true;
@@ -168,9 +174,11 @@ impl TypeState {
     /// What the client needs to be up to date with `view`; when there are removals,
     /// `hold_removals` says whether they must wait. None when nothing is needed.
     pub fn need(&self, view: &Arc<TypeView>, hold_removals: impl FnOnce() -> bool) -> Option<Need> {
+        // A NACKed view goes again only when the client asks again (a subscription), not
+        // to follow a cluster push: the client would reject it again.
         if self.nacked_generation == Some(view.generation)
             && !self.must_answer
-            && self.forced.is_empty()
+            && !self.forced.asked_by_client()
         {
             return None;
         }
@@ -258,6 +266,9 @@ impl TypeState {
     pub fn caught_up(&mut self, view: &Arc<TypeView>, need: Need) {
         self.base = Some(view.clone());
         self.kept = need.kept;
+        // What was forced and is not there cannot be told in this protocol; once it exists,
+        // it is an addition to the view and goes out as one.
+        self.forced.clear();
     }
 
     pub fn acked(&mut self, version: &str) {
