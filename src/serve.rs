@@ -158,7 +158,7 @@ fn within_open_file_limit(mut limits: XdsLimits) -> XdsLimits {
     };
     let budget = crate::descriptors::connection_budget(open_files);
     if budget < limits.max_connections {
-        tracing::warn!(
+        tracing::info!(
             open_files,
             "the open-file limit leaves room for {budget} xDS connections, fewer than \
              --max-connections {}; raise `ulimit -n` to serve more",
