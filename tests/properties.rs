@@ -399,22 +399,8 @@ proptest! {
 }
 
 fn sotw_converges(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut snap = snapshot(&[Some(0), Some(0), None, None], 0, None);
     let mut client = SotwClient::new();
-    for (serial, op) in ops.iter().enumerate() {
-        if let Op::Publish(world) = op {
-            snap = snapshot(world, serial as u64, Some(&snap));
-        }
-        client.apply(op, &snap)?;
-    }
-    // Then the client asks for everything and ACKs whatever comes.
-    client.nack_next = [false; 2];
-    client.apply(&Op::Subscribe(true, 0), &snap)?;
-    client.apply(&Op::Subscribe(false, 0b0111), &snap)?;
-    // Content no earlier step made (variants 0 to 2 are), so none of it was NACKed.
-    snap = snapshot(&[Some(3), Some(3), Some(3), None], 10_000, Some(&snap));
-    client.apply(&Op::Publish([None; 4]), &snap)?;
-    client.drain(&snap)?;
+    let snap = run_then_settle(&mut client, ops)?;
     let names = names_of(0b0111);
     let want = expected(&snap, &names);
     prop_assert_eq!(&client.held[0], &want[0]);
@@ -546,24 +532,60 @@ proptest! {
 }
 
 fn delta_converges(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut snap = snapshot(&[Some(0), Some(0), None, None], 0, None);
     let mut client = DeltaClient::new();
+    let snap = run_then_settle(&mut client, ops)?;
+    let want = expected(&snap, &names_of(0b0111));
+    prop_assert_eq!(&client.held[0], &want[0]);
+    prop_assert_eq!(&client.held[1], &want[1]);
+    Ok(())
+}
+
+/// A client model the sequences drive.
+trait ModelClient {
+    fn apply(&mut self, op: &Op, snapshot: &Snapshot) -> Result<(), TestCaseError>;
+    /// Stops NACKing what comes next.
+    fn accept_everything(&mut self);
+}
+
+impl ModelClient for SotwClient {
+    fn apply(&mut self, op: &Op, snapshot: &Snapshot) -> Result<(), TestCaseError> {
+        SotwClient::apply(self, op, snapshot)
+    }
+    fn accept_everything(&mut self) {
+        self.nack_next = [false; 2];
+    }
+}
+
+impl ModelClient for DeltaClient {
+    fn apply(&mut self, op: &Op, snapshot: &Snapshot) -> Result<(), TestCaseError> {
+        DeltaClient::apply(self, op, snapshot)
+    }
+    fn accept_everything(&mut self) {
+        self.nack_next = [false; 2];
+    }
+}
+
+/// Runs `ops`; then the client asks for every cluster and the endpoints of a, b and c, a new
+/// snapshot comes whose content no earlier step made (variants 0 to 2 are, so none of it was
+/// NACKed), and the client ACKs whatever comes. Answers that snapshot.
+fn run_then_settle(
+    client: &mut impl ModelClient,
+    ops: &[Op],
+) -> Result<Arc<Snapshot>, TestCaseError> {
+    let mut snap = snapshot(&[Some(0), Some(0), None, None], 0, None);
     for (serial, op) in ops.iter().enumerate() {
         if let Op::Publish(world) = op {
             snap = snapshot(world, serial as u64, Some(&snap));
         }
         client.apply(op, &snap)?;
     }
-    client.nack_next = [false; 2];
+    client.accept_everything();
     client.apply(&Op::Subscribe(true, 0), &snap)?;
     client.apply(&Op::Subscribe(false, 0b0111), &snap)?;
-    // Content no earlier step made (variants 0 to 2 are), so none of it was NACKed.
     snap = snapshot(&[Some(3), Some(3), Some(3), None], 10_000, Some(&snap));
-    client.drain(&snap)?;
-    let want = expected(&snap, &names_of(0b0111));
-    prop_assert_eq!(&client.held[0], &want[0]);
-    prop_assert_eq!(&client.held[1], &want[1]);
-    Ok(())
+    client.apply(&Op::Publish([None; 4]), &snap)?;
+    client.apply(&Op::Drain, &snap)?;
+    Ok(snap)
 }
 
 /// Sequences that once failed, kept as plain tests.
