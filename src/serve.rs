@@ -188,6 +188,26 @@ async fn log_refusals(refusals: Arc<Refusals>, shutdown: CancellationToken) {
     }
 }
 
+/// Without mTLS no client has an identity, so an `xdsClients` policy refuses every client:
+/// says so each time a published config brings one in.
+async fn warn_of_policy_without_tls(cache: crate::xds::Cache, shutdown: CancellationToken) {
+    let mut snapshots = cache.subscribe();
+    let mut warned = false;
+    loop {
+        let restricted = !snapshots.borrow_and_update().access().is_open();
+        if restricted && !warned {
+            tracing::warn!(
+                "the config has xdsClients rules, which authorize clients by their certificates,                  but the xDS port serves without mTLS: every client is refused                  (give --xds-tls-cert, --xds-tls-key and --xds-client-ca)"
+            );
+        }
+        warned = restricted;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = snapshots.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// Starts serving: binds both ports, loads the config (off the async runtime) and starts
 /// watching it. Fails when a port cannot be bound, or with `exit_on_invalid` when the config
 /// is not valid.
@@ -231,6 +251,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let stop_xds = shutdown.clone().cancelled_owned();
     if let Some(tls) = &tls {
         tokio::spawn(tls.clone().watch(shutdown.clone()));
+    } else {
+        tokio::spawn(warn_of_policy_without_tls(cache.clone(), shutdown.clone()));
     }
     let connections = incoming::accept(
         xds_listener,

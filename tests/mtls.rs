@@ -6,98 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
+use common::pki::{tls_channel, Pki};
 use common::xds::*;
 use common::*;
-use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, SanType};
-use switchyard::xds::server::tls::TlsFiles;
+use rcgen::KeyPair;
 use tokio_rustls::rustls;
-use tonic::transport::{Certificate as TonicCertificate, ClientTlsConfig, Identity};
-
-/// A CA that signs certificates into a folder.
-struct Authority {
-    certificate: Certificate,
-    key: KeyPair,
-    dir: PathBuf,
-}
-
-impl Authority {
-    fn new(dir: &Path, name: &str) -> Authority {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let certificate = params.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{name}.pem")), certificate.pem()).unwrap();
-        Authority {
-            certificate,
-            key,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// Writes `{name}.pem` and `{name}-key.pem`: a certificate with `dns` names and IP
-    /// addresses, and `uri` SANs.
-    fn issue(&self, name: &str, dns: &[&str], uri: &[&str]) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        for uri in uri {
-            params
-                .subject_alt_names
-                .push(SanType::URI((*uri).try_into().unwrap()));
-        }
-        let certificate = params
-            .signed_by(&key, &self.certificate, &self.key)
-            .unwrap();
-        let cert_path = self.dir.join(format!("{name}.pem"));
-        let key_path = self.dir.join(format!("{name}-key.pem"));
-        std::fs::write(&cert_path, certificate.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
-}
-
-/// A server certificate, clients' certificates from the same CA, and a stranger's from
-/// another CA.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: Authority,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Authority::new(dir.path(), "ca");
-        ca.issue("server", &["localhost", "127.0.0.1"], &[]);
-        ca.issue("envoy", &[], &["spiffe://switchyard.test/envoy"]);
-        ca.issue("grpc", &[], &["spiffe://switchyard.test/grpc"]);
-        ca.issue("raw", &["raw.switchyard.test"], &[]);
-        let stranger = Authority::new(dir.path(), "stranger-ca");
-        stranger.issue("stranger", &[], &["spiffe://elsewhere.test/stranger"]);
-        Pki { dir, ca }
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-
-    fn files(&self) -> TlsFiles {
-        TlsFiles {
-            cert: self.path("server.pem"),
-            key: self.path("server-key.pem"),
-            client_ca: self.path("ca.pem"),
-        }
-    }
-
-    fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.path(file)).unwrap()
-    }
-}
 
 fn config() -> String {
     std::fs::read_to_string(repo_root().join("examples/grpc.yaml")).unwrap()
@@ -106,29 +22,6 @@ fn config() -> String {
 async fn start(pki: &Pki, config: &str) -> Switchyard {
     let files = pki.files();
     Switchyard::start_with(config, move |options| options.tls = Some(files)).await
-}
-
-/// A tonic channel over TLS, showing `client` (a certificate name in the PKI) if given.
-async fn tls_channel(
-    pki: &Pki,
-    address: std::net::SocketAddr,
-    client: Option<&str>,
-) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(TonicCertificate::from_pem(pki.read("ca.pem")))
-        .domain_name("localhost");
-    if let Some(client) = client {
-        tls = tls.identity(Identity::from_pem(
-            pki.read(&format!("{client}.pem")),
-            pki.read(&format!("{client}-key.pem")),
-        ));
-    }
-    tonic::transport::Channel::from_shared(format!("https://{address}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
 }
 
 /// The identity `/clients` shows for `node_id`, once it is connected.

@@ -99,6 +99,12 @@ pub fn read_document(
         &mut model.forwarding_rules,
         "forwardingRules",
     );
+    collection.read(
+        "xdsClients",
+        super::access::xds_client,
+        &mut model.xds_clients,
+        "xdsClients",
+    );
     if let Some(node) = top.get("regionOrder") {
         region_order(node, file, model, diagnostics);
     }
@@ -125,6 +131,7 @@ macro_rules! named {
 }
 
 named!(
+    crate::model::XdsClientRule,
     HealthCheck,
     EndpointGroup,
     BackendService,
@@ -190,7 +197,7 @@ fn insert<T: Named>(
 }
 
 /// Opens a resource mapping and reads its `name`, so that its path can use it.
-fn open<'n>(
+pub(super) fn open<'n>(
     node: &'n Node,
     file: &Arc<str>,
     collection: &str,

@@ -1,6 +1,7 @@
 //! Reading configs: YAML files (one file or a directory of them), the cloud dialects, cloud
 //! style references, and file watching. Knows YAML; knows nothing of xDS.
 
+pub mod access;
 pub mod gcp;
 pub mod reader;
 pub mod references;

@@ -1,11 +1,13 @@
 //! The one internal model that every config dialect lowers into, plus the diagnostics that
 //! validation produces. It knows neither YAML nor xDS: `config` fills it, `translate` reads it.
 
+pub mod access;
 pub mod capacity;
 pub mod diagnostics;
 pub mod regions;
 pub mod resources;
 pub mod validate;
 
+pub use access::XdsClientRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Loc, Severity};
 pub use resources::*;

@@ -69,6 +69,8 @@ pub struct Model {
     pub forwarding_rules: BTreeMap<String, ForwardingRule>,
     /// Failover preferences: client region → regions to try next, in order.
     pub region_order: BTreeMap<String, Vec<String>>,
+    /// Who may use the xDS port and receive what; empty means everyone, everything.
+    pub xds_clients: BTreeMap<String, super::XdsClientRule>,
 }
 
 cloud_enum!(HealthCheckProtocol {

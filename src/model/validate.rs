@@ -41,9 +41,10 @@ pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
         }
     }
     check_forwarding_rules(model, diagnostics);
+    super::access::check(model, diagnostics);
 }
 
-fn expect<T>(
+pub(super) fn expect<T>(
     existing: &BTreeMap<String, T>,
     reference: &Ref,
     kind: &str,

@@ -7,6 +7,7 @@
 //! encoding): callers run it off the async runtime. Must not: read files (the reload loop in
 //! [`reload`] does) or talk to clients (the cache does).
 
+pub mod access;
 pub mod guard;
 pub mod reload;
 pub mod status;
@@ -329,6 +330,7 @@ pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpo
             .map(|item| (name(item).to_string(), Bytes::from(item.encode_to_vec())))
             .collect()
     }
+    let access = access::access_policy(model, &resources);
     let mut views = BTreeMap::new();
     views.insert(
         (TypeUrl::Cluster, ViewKey::Shared),
@@ -384,6 +386,7 @@ pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpo
         region_key: Arc::new(move |region: &str| {
             regions::view_region(&region_order, &known, region)
         }),
+        access,
     }
 }
 

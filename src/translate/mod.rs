@@ -8,6 +8,7 @@ pub mod endpoints;
 pub mod json;
 pub mod listeners;
 pub mod proxyless;
+pub mod references;
 pub mod routes;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;

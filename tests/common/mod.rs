@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod grpc;
+pub mod pki;
 pub mod process;
 pub mod xds;
 

@@ -11,6 +11,10 @@
 //!
 //! Sources publish typed resource sets ([`Content`]); the cache knows nothing of how they
 //! were made. A source that changes only endpoints publishes only endpoints.
+//!
+//! With an access policy, each rule gets its own copy of every view, holding only what the
+//! rule allows (the same `Arc`s as the full view, so a restricted view costs a map, not
+//! payloads); a client granted a rule sees only those.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +24,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::access::AccessPolicy;
 use crate::xds::types::TypeUrl;
 use crate::xds::wire::{hex16, Resource};
 
@@ -31,11 +36,13 @@ pub enum Audience {
     Proxyless,
 }
 
-/// What decides the resources one client sees: its audience and its region.
+/// What decides the resources one client sees: its audience, its region, and the access
+/// rule it was granted (None when the policy is open).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ClientView {
     pub audience: Audience,
     pub region: String,
+    pub grant: Option<Arc<str>>,
 }
 
 /// Which clients a view is for.
@@ -122,6 +129,31 @@ impl TypeView {
                 (name, resource)
             })
             .collect();
+        Self::of(type_url, resources, previous)
+    }
+
+    /// The view of `base` a rule allowing `permits` gets, reusing `previous` when unchanged.
+    fn restricted(
+        base: &TypeView,
+        permits: impl Fn(&str) -> bool,
+        previous: Option<&Arc<TypeView>>,
+    ) -> Arc<TypeView> {
+        let resources: ResourceMap = base
+            .resources
+            .iter()
+            .filter(|(name, _)| permits(name))
+            .map(|(name, resource)| (name.clone(), resource.clone()))
+            .collect();
+        Self::of(base.type_url, resources, previous)
+    }
+
+    /// A view of `resources`: `previous` itself when it holds the same, else a new
+    /// generation listing what changed since `previous`.
+    fn of(
+        type_url: TypeUrl,
+        resources: ResourceMap,
+        previous: Option<&Arc<TypeView>>,
+    ) -> Arc<TypeView> {
         let version = view_version(&resources);
         if let Some(previous) = previous.filter(|p| *p.version == *version) {
             return previous.clone();
@@ -174,6 +206,8 @@ pub struct Content {
     pub views: BTreeMap<(TypeUrl, ViewKey), Vec<(String, Bytes)>>,
     /// Maps a client's region to the key of its endpoint view.
     pub region_key: RegionKey,
+    /// Who may receive what; open (everything to everyone) by default.
+    pub access: AccessPolicy,
 }
 
 impl Default for Content {
@@ -181,17 +215,25 @@ impl Default for Content {
         Content {
             views: BTreeMap::new(),
             region_key: Arc::new(|_: &str| String::new()),
+            access: AccessPolicy::default(),
         }
     }
 }
+
+type Views = BTreeMap<(TypeUrl, ViewKey), Arc<TypeView>>;
+
+/// Per access rule, its copy of every view.
+type RestrictedViews = BTreeMap<Arc<str>, Views>;
 
 /// Every view of every type, at one moment.
 pub struct Snapshot {
     /// Hash over every view's version: the snapshot's identity; empty before the first
     /// publication.
     pub version: String,
-    views: BTreeMap<(TypeUrl, ViewKey), Arc<TypeView>>,
+    views: Views,
     region_key: RegionKey,
+    access: Arc<AccessPolicy>,
+    restricted: RestrictedViews,
     empty: [Arc<TypeView>; 4],
 }
 
@@ -201,6 +243,8 @@ impl Default for Snapshot {
             version: String::new(),
             views: BTreeMap::new(),
             region_key: Arc::new(|_: &str| String::new()),
+            access: Arc::default(),
+            restricted: BTreeMap::new(),
             empty: TypeUrl::ALL.map(TypeView::empty),
         }
     }
@@ -224,7 +268,7 @@ impl PartialEq for Snapshot {
 impl Snapshot {
     /// Builds a snapshot of `content`, sharing what did not change with `previous`.
     pub fn build(content: Content, previous: Option<&Snapshot>) -> Snapshot {
-        let mut views: BTreeMap<(TypeUrl, ViewKey), Arc<TypeView>> = BTreeMap::new();
+        let mut views: Views = BTreeMap::new();
         for ((type_url, key), items) in content.views {
             let old = previous.and_then(|p| p.views.get(&(type_url, key.clone())));
             let siblings: Vec<Arc<TypeView>> = views
@@ -235,12 +279,14 @@ impl Snapshot {
             let view = TypeView::build(type_url, items, old, &siblings);
             views.insert((type_url, key), view);
         }
-        Self::assemble(views, content.region_key)
+        let access = Arc::new(content.access);
+        let restricted = restrict(&views, &access, previous.map(|p| &p.restricted), |_| true);
+        Self::assemble(views, content.region_key, access, restricted)
     }
 
     /// This snapshot with the endpoint views replaced (every other view kept as it is).
     pub fn with_endpoints(&self, endpoints: BTreeMap<ViewKey, Vec<(String, Bytes)>>) -> Snapshot {
-        let mut views: BTreeMap<(TypeUrl, ViewKey), Arc<TypeView>> = self
+        let mut views: Views = self
             .views
             .iter()
             .filter(|((t, _), _)| *t != TypeUrl::Endpoint)
@@ -253,23 +299,55 @@ impl Snapshot {
             built.push(view.clone());
             views.insert((TypeUrl::Endpoint, key), view);
         }
-        Self::assemble(views, self.region_key.clone())
+        let mut restricted = self.restricted.clone();
+        let endpoints = restrict(&views, &self.access, Some(&self.restricted), |t| {
+            t == TypeUrl::Endpoint
+        });
+        for (rule, rule_views) in endpoints {
+            let kept = restricted.entry(rule).or_default();
+            kept.retain(|(t, _), _| *t != TypeUrl::Endpoint);
+            kept.extend(rule_views);
+        }
+        Self::assemble(
+            views,
+            self.region_key.clone(),
+            self.access.clone(),
+            restricted,
+        )
     }
 
     fn assemble(
-        views: BTreeMap<(TypeUrl, ViewKey), Arc<TypeView>>,
+        views: Views,
         region_key: RegionKey,
+        access: Arc<AccessPolicy>,
+        restricted: RestrictedViews,
     ) -> Snapshot {
         let mut hasher = Sha256::new();
         for ((type_url, key), view) in &views {
             hasher.update(format!("{type_url}/{key:?}/{}\0", view.version).as_bytes());
         }
+        for rule in &access.rules {
+            let (identities, node_ids) = (&rule.identities, &rule.node_ids);
+            hasher.update(format!("rule {} {identities:?} {node_ids:?}\0", rule.name).as_bytes());
+        }
+        for (rule, rule_views) in &restricted {
+            for ((type_url, key), view) in rule_views {
+                hasher.update(format!("{rule}/{type_url}/{key:?}/{}\0", view.version).as_bytes());
+            }
+        }
         Snapshot {
             version: hex16(&hasher.finalize()),
             views,
             region_key,
+            access,
+            restricted,
             empty: TypeUrl::ALL.map(TypeView::empty),
         }
+    }
+
+    /// The access policy this snapshot serves under.
+    pub fn access(&self) -> &AccessPolicy {
+        &self.access
     }
 
     /// Whether this snapshot holds a published config (the cache's initial one does not).
@@ -277,16 +355,23 @@ impl Snapshot {
         !self.version.is_empty()
     }
 
-    /// The view of `type_url` a client gets.
+    /// The view of `type_url` a client gets: the one for its audience or region, restricted
+    /// to what its grant allows (a grant the policy no longer has sees nothing).
     pub fn view(&self, type_url: TypeUrl, client: &ClientView) -> &Arc<TypeView> {
+        let views = match &client.grant {
+            None => Some(&self.views),
+            Some(rule) => self.restricted.get(rule),
+        };
         let key = ViewKey::for_client(type_url, client, &self.region_key);
-        self.views
-            .get(&(type_url, key))
-            .or_else(|| {
-                // A region key the content has no view for sees what clients without a region see.
-                (type_url == TypeUrl::Endpoint)
-                    .then(|| self.views.get(&(type_url, ViewKey::Region(String::new()))))
-                    .flatten()
+        views
+            .and_then(|views| {
+                views.get(&(type_url, key)).or_else(|| {
+                    // A region key the content has no view for sees what clients without a
+                    // region see.
+                    (type_url == TypeUrl::Endpoint)
+                        .then(|| views.get(&(type_url, ViewKey::Region(String::new()))))
+                        .flatten()
+                })
             })
             .unwrap_or(&self.empty[type_url.index()])
     }
@@ -303,6 +388,32 @@ impl Snapshot {
             .filter(move |((t, _), _)| *t == type_url)
             .map(|((_, key), view)| (key, view))
     }
+}
+
+/// Each rule's copy of the views of `views` whose type passes `types`, sharing resources with
+/// the full views and reusing the rule's `previous` views when unchanged.
+fn restrict(
+    views: &Views,
+    access: &AccessPolicy,
+    previous: Option<&RestrictedViews>,
+    types: impl Fn(TypeUrl) -> bool,
+) -> RestrictedViews {
+    let mut restricted = RestrictedViews::new();
+    for rule in &access.rules {
+        let before = previous.and_then(|p| p.get(&rule.name));
+        let rule_views = views
+            .iter()
+            .filter(|((type_url, _), _)| types(*type_url))
+            .map(|((type_url, key), view)| {
+                let old = before.and_then(|b| b.get(&(*type_url, key.clone())));
+                let permits = |name: &str| rule.allowed.permits(*type_url, key, name);
+                let view = TypeView::restricted(view, permits, old);
+                ((*type_url, key.clone()), view)
+            })
+            .collect();
+        restricted.insert(rule.name.clone(), rule_views);
+    }
+    restricted
 }
 
 /// The current snapshot, shared with every stream.
@@ -405,6 +516,7 @@ mod tests {
                     String::new()
                 }
             }),
+            access: AccessPolicy::default(),
         }
     }
 
@@ -412,6 +524,7 @@ mod tests {
         ClientView {
             audience,
             region: region.to_string(),
+            grant: None,
         }
     }
 
@@ -465,6 +578,81 @@ mod tests {
             "an unchanged view keeps its generation"
         );
         assert_ne!(first.version, second.version);
+    }
+
+    #[test]
+    fn a_granted_client_sees_only_what_its_rule_allows_sharing_the_full_views_resources() {
+        use crate::xds::server::access::{AccessPolicy, AccessRule, Allowed, NamePattern};
+        let rule = |clusters: &[&str]| AccessRule {
+            name: "team".into(),
+            identities: vec![NamePattern::new("*")],
+            node_ids: vec![NamePattern::new("*")],
+            allowed: Allowed {
+                clusters: clusters.iter().map(|c| c.to_string()).collect(),
+                ..Allowed::default()
+            },
+        };
+        let mut first = content(&[("svc", b"1"), ("other", b"2")], b"far");
+        first.access = AccessPolicy::new(vec![rule(&["svc"])]);
+        let first = Snapshot::build(first, None);
+        let granted = ClientView {
+            grant: Some("team".into()),
+            ..client(Audience::Envoy, "far")
+        };
+        let clusters = first.view(TypeUrl::Cluster, &granted);
+        assert_eq!(clusters.resources.keys().collect::<Vec<_>>(), ["svc"]);
+        assert!(Arc::ptr_eq(
+            &clusters.resources["svc"],
+            &first
+                .view(TypeUrl::Cluster, &client(Audience::Envoy, ""))
+                .resources["svc"]
+        ));
+        assert_eq!(
+            &first.view(TypeUrl::Endpoint, &granted).resources["svc"].value[..],
+            b"far"
+        );
+        assert!(first.view(TypeUrl::Listener, &granted).resources.is_empty());
+        let unknown = ClientView {
+            grant: Some("gone".into()),
+            ..client(Audience::Envoy, "")
+        };
+        assert!(first.view(TypeUrl::Cluster, &unknown).resources.is_empty());
+
+        // Widening the rule changes the restricted view, and only it.
+        let mut second = content(&[("svc", b"1"), ("other", b"2")], b"far");
+        second.access = AccessPolicy::new(vec![rule(&["svc", "other"])]);
+        let second = Snapshot::build(second, Some(&first));
+        assert_ne!(first.version, second.version);
+        let widened = second.view(TypeUrl::Cluster, &granted);
+        assert_eq!(widened.resources.len(), 2);
+        assert_eq!(
+            widened
+                .changed_since
+                .as_ref()
+                .map(|(g, n)| (*g, n.to_vec())),
+            Some((clusters.generation, vec!["other".to_string()]))
+        );
+        assert!(Arc::ptr_eq(
+            first.view(TypeUrl::Cluster, &client(Audience::Envoy, "")),
+            second.view(TypeUrl::Cluster, &client(Audience::Envoy, ""))
+        ));
+
+        // Endpoint-only publications refresh the restricted endpoint views too.
+        let mut endpoints = BTreeMap::new();
+        endpoints.insert(
+            ViewKey::Region("far".into()),
+            vec![
+                ("svc".to_string(), Bytes::from_static(b"moved")),
+                ("other".to_string(), Bytes::from_static(b"x")),
+            ],
+        );
+        let third = second.with_endpoints(endpoints);
+        let seen = third.view(TypeUrl::Endpoint, &granted);
+        assert_eq!(&seen.resources["svc"].value[..], b"moved");
+        assert!(Arc::ptr_eq(
+            third.view(TypeUrl::Cluster, &granted),
+            second.view(TypeUrl::Cluster, &granted)
+        ));
     }
 
     #[test]

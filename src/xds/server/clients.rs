@@ -203,6 +203,8 @@ pub struct ClientStatus {
     pub peer: String,
     /// The identity in the client's certificate; None without mTLS.
     pub identity: Option<String>,
+    /// The xdsClients rule the client is served under; None when there is no policy.
+    pub access_rule: Option<String>,
     pub protocol: String,
     /// `ads`, or the per-type service (`Cluster`, …).
     pub service: String,
@@ -249,6 +251,7 @@ impl ClientStatus {
             stream_id: entry.info.id,
             peer: entry.info.peer.clone(),
             identity: entry.info.identity.as_deref().map(str::to_string),
+            access_rule: entry.client.grant.as_deref().map(str::to_string),
             protocol: entry.info.protocol.name().to_string(),
             service: entry
                 .info

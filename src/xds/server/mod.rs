@@ -4,6 +4,7 @@
 //! services ([`services`], [`codec`]); stream hooks feeding the client registry
 //! ([`clients`]), CSDS ([`csds`]) and metrics; and load reporting ([`lrs`], [`load_reports`]).
 
+pub mod access;
 pub mod cache;
 pub mod clients;
 pub mod codec;

@@ -185,6 +185,10 @@ pub struct ResponseStream<M: Machine> {
     info: StreamInfo,
     /// The snapshot version the stream last reported being in sync with.
     synced_with: Option<String>,
+    /// Whether a request arrived (nothing is authorized or sent before one does).
+    requested: bool,
+    /// The snapshot version whose access policy the stream was last authorized under.
+    authorized_under: Option<String>,
     finished: bool,
 }
 
@@ -207,6 +211,8 @@ impl<M: Machine> ResponseStream<M> {
             guards,
             info,
             synced_with: None,
+            requested: false,
+            authorized_under: None,
             finished: false,
         };
         stream.emit(&StreamEvent::Connected);
@@ -235,6 +241,25 @@ impl<M: Machine> ResponseStream<M> {
         Poll::Ready(Some(Err(status)))
     }
 
+    /// Checks the client's identity and node id against `snapshot`'s access policy, and
+    /// sets the grant its views are restricted by.
+    fn authorize(&mut self, snapshot: &Snapshot) -> Result<(), Status> {
+        if self.authorized_under.as_deref() == Some(snapshot.version.as_str()) {
+            return Ok(());
+        }
+        let core = self.machine.core();
+        let node_id = core.node.as_ref().map_or("", |n| n.id.as_str());
+        let grant = snapshot
+            .access()
+            .authorize(self.info.identity.as_deref(), node_id)?;
+        if core.client.grant != grant {
+            tracing::debug!(stream = self.info.id, grant = ?grant, "access granted");
+            self.machine.core_mut().client.grant = grant;
+        }
+        self.authorized_under = Some(snapshot.version.clone());
+        Ok(())
+    }
+
     fn finish(&mut self) -> Poll<Option<Result<M::Response, Status>>> {
         self.finished = true;
         Poll::Ready(None)
@@ -260,6 +285,7 @@ impl<M: Machine> Stream for ResponseStream<M> {
                     {
                         return this.refuse(refusal, status);
                     }
+                    this.requested = true;
                     let refused_types = this.machine.core().unknown.refused;
                     let (type_url, kind) = this.machine.on_request(&request);
                     if this.machine.core().unknown.refused > refused_types {
@@ -301,6 +327,12 @@ impl<M: Machine> Stream for ResponseStream<M> {
             this.snapshot = snapshot;
         }
         let snapshot = this.snapshot.clone();
+        if !this.requested {
+            return Poll::Pending;
+        }
+        if let Err(status) = this.authorize(&snapshot) {
+            return this.refuse(Refusal::NodeNotAllowed, status);
+        }
         if let Some(response) = this.machine.next_response(&snapshot) {
             let (type_url, resources, bytes) = M::describe(&response);
             tracing::debug!(

@@ -1,0 +1,121 @@
+//! `xdsClients`: Switchyard's own section, read the same way whatever the dialect of the
+//! file. Each rule names the certificate identities it admits, the node ids they may claim and
+//! what they may receive. Field rules live here; references are checked in `model::access`.
+
+use std::sync::Arc;
+
+use crate::model::{Diagnostics, Loc, Ref, XdsClientRule};
+
+use super::gcp::open;
+use super::reader::Fields;
+use super::references;
+use super::yaml::Node;
+
+/// Reads one rule of `xdsClients`.
+pub fn xds_client(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<XdsClientRule> {
+    let (mut fields, name) = open(node, file, "xdsClients", diagnostics)?;
+    let identities = patterns(&mut fields, "identities", diagnostics);
+    let node_ids = patterns(&mut fields, "nodeIds", diagnostics);
+    let listeners = patterns(&mut fields, "listeners", diagnostics);
+    let clusters = patterns(&mut fields, "clusters", diagnostics);
+    let target_proxies = references(
+        &mut fields,
+        "targetProxies",
+        &["targetHttpProxies", "targetTcpProxies", "targetGrpcProxies"],
+        diagnostics,
+    );
+    let backend_services = references(
+        &mut fields,
+        "backendServices",
+        &["backendServices"],
+        diagnostics,
+    );
+    let required = [
+        (
+            "identities",
+            &identities,
+            "certificate identities (SPIFFE URI or DNS name) it admits",
+        ),
+        ("nodeIds", &node_ids, "node ids its clients may claim"),
+    ];
+    for (key, list, what) in required {
+        if list.is_empty() {
+            diagnostics.error(
+                &fields.loc_of(key),
+                fields.field_path(key),
+                format!(
+                    "list at least one pattern: the {what} (`*` matches any run of characters)"
+                ),
+            );
+        }
+    }
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(XdsClientRule {
+        name,
+        loc,
+        identities,
+        node_ids,
+        listeners,
+        clusters,
+        target_proxies,
+        backend_services,
+    })
+}
+
+/// A list of name patterns; empty ones are refused (they would match only the empty name).
+fn patterns(
+    fields: &mut Fields<'_>,
+    key: &'static str,
+    diagnostics: &mut Diagnostics,
+) -> Vec<String> {
+    let loc = fields.loc_of(key);
+    let path = fields.field_path(key);
+    let list = fields.strings(key, diagnostics);
+    for (index, pattern) in list.iter().enumerate() {
+        if pattern.trim().is_empty() {
+            diagnostics.error(
+                &loc,
+                format!("{path}[{index}]"),
+                "an empty pattern matches nothing; write a name, or `*` for any",
+            );
+        }
+    }
+    list
+}
+
+/// A list of references to resources of `collections`.
+fn references(
+    fields: &mut Fields<'_>,
+    key: &'static str,
+    collections: &[&str],
+    diagnostics: &mut Diagnostics,
+) -> Vec<Ref> {
+    let path = fields.field_path(key);
+    let file = fields.file().clone();
+    let items = fields.list(key, diagnostics);
+    let mut out = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let loc = Loc::new(file.clone(), item.line);
+        let item_path = format!("{path}[{index}]");
+        match item.as_scalar() {
+            Some(text) => out.extend(references::parse(
+                text,
+                collections,
+                &loc,
+                &item_path,
+                diagnostics,
+            )),
+            None => diagnostics.error(
+                &loc,
+                item_path,
+                format!("expected a name or link, found {}", item.kind()),
+            ),
+        }
+    }
+    out
+}

@@ -1,0 +1,113 @@
+//! Certificates made at test time for mTLS on the xDS port: a CA, a server certificate, and
+//! client certificates with SPIFFE URI or DNS identities; and a tonic channel that shows one.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use switchyard::xds::server::tls::TlsFiles;
+use tonic::transport::{Certificate as TonicCertificate, ClientTlsConfig, Identity};
+
+/// A CA that signs certificates into a folder.
+pub struct Authority {
+    certificate: Certificate,
+    key: KeyPair,
+    dir: PathBuf,
+}
+
+impl Authority {
+    pub fn new(dir: &Path, name: &str) -> Authority {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let certificate = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), certificate.pem()).unwrap();
+        Authority {
+            certificate,
+            key,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Writes `{name}.pem` and `{name}-key.pem`: a certificate with `dns` names and IP
+    /// addresses, and `uri` SANs.
+    pub fn issue(&self, name: &str, dns: &[&str], uri: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        for uri in uri {
+            params
+                .subject_alt_names
+                .push(SanType::URI((*uri).try_into().unwrap()));
+        }
+        let certificate = params
+            .signed_by(&key, &self.certificate, &self.key)
+            .unwrap();
+        let cert_path = self.dir.join(format!("{name}.pem"));
+        let key_path = self.dir.join(format!("{name}-key.pem"));
+        std::fs::write(&cert_path, certificate.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+/// A server certificate, clients' certificates from the same CA, and a stranger's from
+/// another CA.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: Authority,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::new(dir.path(), "ca");
+        ca.issue("server", &["localhost", "127.0.0.1"], &[]);
+        ca.issue("envoy", &[], &["spiffe://switchyard.test/envoy"]);
+        ca.issue("grpc", &[], &["spiffe://switchyard.test/grpc"]);
+        ca.issue("raw", &["raw.switchyard.test"], &[]);
+        let stranger = Authority::new(dir.path(), "stranger-ca");
+        stranger.issue("stranger", &[], &["spiffe://elsewhere.test/stranger"]);
+        Pki { dir, ca }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.path("server.pem"),
+            key: self.path("server-key.pem"),
+            client_ca: self.path("ca.pem"),
+        }
+    }
+
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path(file)).unwrap()
+    }
+}
+
+/// A tonic channel over TLS, showing `client` (a certificate name in the PKI) if given.
+pub async fn tls_channel(
+    pki: &Pki,
+    address: std::net::SocketAddr,
+    client: Option<&str>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(TonicCertificate::from_pem(pki.read("ca.pem")))
+        .domain_name("localhost");
+    if let Some(client) = client {
+        tls = tls.identity(Identity::from_pem(
+            pki.read(&format!("{client}.pem")),
+            pki.read(&format!("{client}-key.pem")),
+        ));
+    }
+    tonic::transport::Channel::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+}
