@@ -596,6 +596,56 @@ impl Envoy {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("envoy.log")).unwrap_or_default()
     }
+
+    /// The names of the dynamic listeners, route configurations and clusters in Envoy's own
+    /// /config_dump.
+    pub async fn config_names(&self) -> ConfigNames {
+        let dump = get_json(&format!("{}/config_dump", self.admin))
+            .await
+            .unwrap_or_default();
+        let mut names = ConfigNames::default();
+        let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+        let collect = |config: &Value, list: &str, name: &[&str]| -> Vec<String> {
+            config[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| {
+                    name.iter()
+                        .fold(item, |value, key| &value[*key])
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect()
+        };
+        for config in &configs {
+            let kind = config["@type"].as_str().unwrap_or_default();
+            if kind.ends_with("ListenersConfigDump") {
+                names.listeners = collect(config, "dynamic_listeners", &["name"]);
+            } else if kind.ends_with("RoutesConfigDump") {
+                names.routes = collect(config, "dynamic_route_configs", &["route_config", "name"]);
+            } else if kind.ends_with("ClustersConfigDump") {
+                names.clusters = collect(config, "dynamic_active_clusters", &["cluster", "name"]);
+                names.clusters.extend(collect(
+                    config,
+                    "dynamic_warming_clusters",
+                    &["cluster", "name"],
+                ));
+            }
+        }
+        for list in [&mut names.listeners, &mut names.routes, &mut names.clusters] {
+            list.sort();
+        }
+        names
+    }
+}
+
+/// What an Envoy holds, by name, each list sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigNames {
+    pub listeners: Vec<String>,
+    pub routes: Vec<String>,
+    pub clusters: Vec<String>,
 }
 
 fn regex_escape(text: &str) -> String {

@@ -84,6 +84,21 @@ impl Pki {
         }
     }
 
+    /// A folder laid out as envoy-configs/envoy-bootstrap-mtls.yaml expects
+    /// (`envoy.pem`, `envoy-key.pem`, `ca.pem`), holding the certificate `client`.
+    pub fn envoy_dir(&self, client: &str) -> PathBuf {
+        let dir = self.path(&format!("{client}-envoy"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (from, to) in [
+            (format!("{client}.pem"), "envoy.pem"),
+            (format!("{client}-key.pem"), "envoy-key.pem"),
+            ("ca.pem".to_string(), "ca.pem"),
+        ] {
+            std::fs::copy(self.path(&from), dir.join(to)).unwrap();
+        }
+        dir
+    }
+
     pub fn read(&self, file: &str) -> String {
         std::fs::read_to_string(self.path(file)).unwrap()
     }

@@ -90,7 +90,11 @@ pub struct SotwClient {
 
 impl SotwClient {
     pub async fn open(address: SocketAddr, service: Service) -> SotwClient {
-        let channel = channel(address).await;
+        Self::open_on(channel(address).await, service).await
+    }
+
+    /// A stream of `service` on an existing connection (a TLS one, say).
+    pub async fn open_on(channel: Channel, service: Service) -> SotwClient {
         let (sender, receiver) = mpsc::unbounded_channel();
         let requests = UnboundedReceiverStream::new(receiver);
         let inbound = match service {
@@ -224,14 +228,7 @@ impl SotwClient {
 
     /// The stream's status after the server closes it.
     pub async fn closed_with(&mut self) -> tonic::Status {
-        loop {
-            match tokio::time::timeout(PATIENCE, self.inbound.message()).await {
-                Ok(Ok(Some(_))) => continue,
-                Ok(Ok(None)) => return tonic::Status::ok(""),
-                Ok(Err(status)) => return status,
-                Err(_) => panic!("the stream stayed open"),
-            }
-        }
+        closed_with(&mut self.inbound).await
     }
 }
 
@@ -257,7 +254,11 @@ pub struct DeltaClient {
 
 impl DeltaClient {
     pub async fn open(address: SocketAddr, service: Service) -> DeltaClient {
-        let channel = channel(address).await;
+        Self::open_on(channel(address).await, service).await
+    }
+
+    /// A stream of `service` on an existing connection (a TLS one, say).
+    pub async fn open_on(channel: Channel, service: Service) -> DeltaClient {
         let (sender, receiver) = mpsc::unbounded_channel();
         let requests = UnboundedReceiverStream::new(receiver);
         let inbound = match service {
@@ -352,6 +353,22 @@ impl DeltaClient {
                 return seen;
             }
             seen.push(response);
+        }
+    }
+
+    /// The stream's status after the server closes it.
+    pub async fn closed_with(&mut self) -> tonic::Status {
+        closed_with(&mut self.inbound).await
+    }
+}
+
+async fn closed_with<M>(inbound: &mut Streaming<M>) -> tonic::Status {
+    loop {
+        match tokio::time::timeout(PATIENCE, inbound.message()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => return tonic::Status::ok(""),
+            Ok(Err(status)) => return status,
+            Err(_) => panic!("the stream stayed open"),
         }
     }
 }

@@ -1,0 +1,308 @@
+//! Node authorization on the mTLS xDS port (examples/authorized.yaml): two Envoys with
+//! different certificate identities each hold only their own listeners, routes and clusters
+//! (read from Envoy's own config dump) and carry traffic through them; a raw client receives
+//! only what its rule allows over SotW, delta and the per-type services alike; a client
+//! claiming another node id, or whose identity no rule admits, is refused with
+//! PERMISSION_DENIED and counted; a policy edit applies to connected clients.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::pki::{tls_channel, Pki};
+use common::xds::*;
+use common::*;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+
+fn example() -> String {
+    std::fs::read_to_string(repo_root().join("examples/authorized.yaml")).unwrap()
+}
+
+/// The PKI of these tests: the shop's and billing's Envoys, and the `raw` client whose DNS
+/// identity no rule admits.
+fn pki() -> Pki {
+    let pki = Pki::new();
+    pki.ca
+        .issue("shop", &[], &["spiffe://switchyard.test/shop/edge"]);
+    pki.ca
+        .issue("billing", &[], &["spiffe://switchyard.test/billing/edge"]);
+    pki
+}
+
+async fn start(pki: &Pki, config: &str) -> Switchyard {
+    let files = pki.files();
+    Switchyard::start_with(config, move |options| options.tls = Some(files)).await
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+async fn refusals_of(switchyard: &Switchyard, reason: &str) -> f64 {
+    let text = get_text(&switchyard.admin_url("/metrics")).await.unwrap();
+    let prefix = format!("switchyard_xds_refused_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+async fn envoy_as(pki: &Pki, xds: SocketAddr, certificate: &str, node_id: &str) -> Envoy {
+    let dir = pki.envoy_dir(certificate);
+    Envoy::start_replacing(
+        "envoy-bootstrap-mtls.yaml",
+        &[xds],
+        node_id,
+        "us-central1",
+        "us-central1-a",
+        &[("/etc/switchyard/xds-tls", dir.to_str().unwrap())],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_envoys_each_receive_only_their_own_listeners_and_clusters() {
+    let pki = pki();
+    let shop_web = Backend::start("shop-web").await;
+    let payments = Backend::start("payments").await;
+    let billing_api = Backend::start("billing-api").await;
+    let (shop_port, billing_port) = (free_port(), free_port());
+    let config = example()
+        .replace("port: 8081", &format!("port: {}", shop_web.port()))
+        .replace("port: 8082", &format!("port: {}", payments.port()))
+        .replace("port: 8083", &format!("port: {}", billing_api.port()))
+        .replace("\"10000\"", &format!("\"{shop_port}\""))
+        .replace("\"10001\"", &format!("\"{billing_port}\""));
+    let switchyard = start(&pki, &config).await;
+    let xds = switchyard.running.xds_addr;
+
+    let shop = envoy_as(&pki, xds, "shop", "shop-1").await;
+    let billing = envoy_as(&pki, xds, "billing", "billing-1").await;
+    switchyard.wait_for_acks("shop-1").await;
+    switchyard.wait_for_acks("billing-1").await;
+
+    let shop_holds = ConfigNames {
+        listeners: strings(&["shop-http"]),
+        routes: strings(&["shop-map"]),
+        clusters: strings(&["payments", "shop-web"]),
+    };
+    let billing_holds = ConfigNames {
+        listeners: strings(&["billing-http"]),
+        routes: strings(&["billing-map"]),
+        clusters: strings(&["billing-api", "reports"]),
+    };
+    for (envoy, expected) in [(&shop, &shop_holds), (&billing, &billing_holds)] {
+        wait_for(&format!("{} to hold its grant", envoy.node_id), || async {
+            (envoy.config_names().await == *expected).then_some(())
+        })
+        .await;
+    }
+    let shop_url = format!("http://127.0.0.1:{shop_port}");
+    wait_for_body(&format!("{shop_url}/"), "shop-web").await;
+    wait_for_body(&format!("{shop_url}/checkout/pay"), "payments").await;
+    wait_for_body(&format!("http://127.0.0.1:{billing_port}/"), "billing-api").await;
+
+    let entry = switchyard.client("shop-1").await.unwrap();
+    assert_eq!(entry["identity"], "spiffe://switchyard.test/shop/edge");
+    assert_eq!(entry["access_rule"], "shop");
+
+    // Widening the shop's rule reaches its connected Envoy; billing's is untouched.
+    let widened = config.replace(
+        "  targetProxies: [global/targetHttpProxies/shop-proxy]\n",
+        "  targetProxies: [global/targetHttpProxies/shop-proxy]\n  clusters: ['rep*']\n",
+    );
+    assert_ne!(widened, config);
+    switchyard.edit(&widened).await;
+    let mut shop_widened = shop_holds.clone();
+    shop_widened.clusters = strings(&["payments", "reports", "shop-web"]);
+    wait_for(
+        "the shop's Envoy to receive the reports cluster",
+        || async { (shop.config_names().await == shop_widened).then_some(()) },
+    )
+    .await;
+    assert_eq!(billing.config_names().await, billing_holds);
+}
+
+/// A TLS connection showing the certificate `client`.
+async fn connection(pki: &Pki, switchyard: &Switchyard, client: &str) -> tonic::transport::Channel {
+    tls_channel(pki, switchyard.running.xds_addr, Some(client))
+        .await
+        .expect("the TLS connection opens")
+}
+
+fn sotw_first(node_id: &str, type_url: &str, names: &[&str]) -> DiscoveryRequest {
+    DiscoveryRequest {
+        node: Some(node(node_id)),
+        type_url: type_url.to_string(),
+        resource_names: strings(names),
+        ..Default::default()
+    }
+}
+
+fn delta_first(node_id: &str, type_url: &str, names: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        node: Some(node(node_id)),
+        type_url: type_url.to_string(),
+        resource_names_subscribe: strings(names),
+        ..Default::default()
+    }
+}
+
+/// The resource names of the first response on a SotW stream of `service`.
+async fn sotw_names(
+    channel: tonic::transport::Channel,
+    service: Service,
+    node_id: &str,
+    type_url: &str,
+    names: &[&str],
+) -> Vec<String> {
+    let mut client = SotwClient::open_on(channel, service).await;
+    client.send(sotw_first(node_id, type_url, names));
+    let response = client.recv().await;
+    let mut got: Vec<String> = response.resources.iter().map(name_of).collect();
+    got.sort();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_receives_only_its_grant_over_every_protocol() {
+    let pki = pki();
+    let switchyard = start(&pki, &example()).await;
+    let channel = connection(&pki, &switchyard, "shop").await;
+    let shop_clusters = strings(&["payments", "shop-web"]);
+
+    for service in [Service::Ads, Service::PerType(CLUSTER)] {
+        let got = sotw_names(channel.clone(), service, "shop-1", CLUSTER, &[]).await;
+        assert_eq!(got, shop_clusters, "SotW {service:?}");
+    }
+    let got = sotw_names(channel.clone(), Service::Ads, "shop-1", LISTENER, &[]).await;
+    assert_eq!(got, strings(&["shop-http"]));
+    // Naming what the grant does not hold gets nothing of it.
+    let got = sotw_names(
+        channel.clone(),
+        Service::PerType(ENDPOINT),
+        "shop-1",
+        ENDPOINT,
+        &["billing-api", "shop-web"],
+    )
+    .await;
+    assert_eq!(got, strings(&["shop-web"]));
+    let got = sotw_names(
+        channel.clone(),
+        Service::PerType(ROUTE),
+        "shop-1",
+        ROUTE,
+        &["billing-map"],
+    )
+    .await;
+    assert!(got.is_empty(), "{got:?}");
+
+    let per_type = [Service::PerType(CLUSTER), Service::PerType(ENDPOINT)];
+    for [clusters, endpoints] in [[Service::Ads; 2], per_type] {
+        let mut delta = DeltaClient::open_on(channel.clone(), clusters).await;
+        delta.send(delta_first("shop-1", CLUSTER, &["*"]));
+        let response = delta.recv().await;
+        let mut got: Vec<String> = response.resources.iter().map(|r| r.name.clone()).collect();
+        got.sort();
+        assert_eq!(got, shop_clusters, "delta {clusters:?}");
+        delta.ack(&response);
+        let mut delta = match endpoints {
+            Service::Ads => delta,
+            other => DeltaClient::open_on(channel.clone(), other).await,
+        };
+        delta.send(delta_first(
+            "shop-1",
+            ENDPOINT,
+            &["billing-api", "payments"],
+        ));
+        let endpoints = delta.drain().await;
+        assert_eq!(
+            delta_summary(&endpoints),
+            [(
+                "ClusterLoadAssignment".to_string(),
+                strings(&["payments"]),
+                strings(&["billing-api"])
+            )],
+            "delta {clusters:?}: the granted assignment; the other is reported as not there, \
+             as a name that does not exist would be"
+        );
+    }
+
+    // Proxyless: the gRPC identity gets the who.example listener, the shop's does not.
+    let grpc = connection(&pki, &switchyard, "grpc").await;
+    let mut proxyless = node("grpc-1");
+    proxyless.user_agent_name = "gRPC Python".into();
+    let mut client = SotwClient::open_on(grpc, Service::Ads).await;
+    client.send(DiscoveryRequest {
+        node: Some(proxyless.clone()),
+        type_url: LISTENER.into(),
+        resource_names: strings(&["who.example:8080"]),
+        ..Default::default()
+    });
+    assert_eq!(
+        client
+            .recv()
+            .await
+            .resources
+            .iter()
+            .map(name_of)
+            .collect::<Vec<_>>(),
+        ["who.example:8080"]
+    );
+    let mut client = SotwClient::open_on(channel.clone(), Service::Ads).await;
+    proxyless.id = "shop-grpc".into();
+    client.send(DiscoveryRequest {
+        node: Some(proxyless),
+        type_url: LISTENER.into(),
+        resource_names: strings(&["who.example:8080"]),
+        ..Default::default()
+    });
+    assert!(client.recv().await.resources.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_claiming_another_node_id_or_unknown_to_the_policy_is_refused() {
+    let pki = pki();
+    let switchyard = start(&pki, &example()).await;
+    let shop = connection(&pki, &switchyard, "shop").await;
+    let mut refused = 0.0;
+    let mut expect_denied = |status: tonic::Status, what: &str, says: &str| {
+        assert_eq!(
+            status.code(),
+            tonic::Code::PermissionDenied,
+            "{what}: {status}"
+        );
+        assert!(status.message().contains(says), "{what}: {status}");
+        refused += 1.0;
+    };
+
+    for service in [Service::Ads, Service::PerType(CLUSTER)] {
+        let mut client = SotwClient::open_on(shop.clone(), service).await;
+        client.send(sotw_first("billing-1", CLUSTER, &[]));
+        let status = client.closed_with().await;
+        expect_denied(status, "SotW", "may not claim the node id `billing-1`");
+        let mut client = DeltaClient::open_on(shop.clone(), service).await;
+        client.send(delta_first("billing-1", CLUSTER, &["*"]));
+        let status = client.closed_with().await;
+        expect_denied(status, "delta", "may not claim the node id `billing-1`");
+    }
+    let raw = connection(&pki, &switchyard, "raw").await;
+    let mut client = SotwClient::open_on(raw, Service::Ads).await;
+    client.send(sotw_first("shop-1", CLUSTER, &[]));
+    let status = client.closed_with().await;
+    expect_denied(status, "unknown identity", "no xdsClients rule admits");
+    wait_for("the refusals to be counted", || async {
+        (refusals_of(&switchyard, "node_not_allowed").await >= refused).then_some(())
+    })
+    .await;
+
+    // A connected client whose node id the policy stops allowing is cut off.
+    let mut client = SotwClient::open_on(shop.clone(), Service::Ads).await;
+    client.send(sotw_first("shop-1", CLUSTER, &[]));
+    assert!(!client.recv().await.resources.is_empty());
+    switchyard
+        .edit(&example().replace("nodeIds: ['shop-*']", "nodeIds: ['store-*']"))
+        .await;
+    let status = client.closed_with().await;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+}
