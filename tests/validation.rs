@@ -573,3 +573,38 @@ fn a_header_match_takes_exactly_one_way_to_match() {
         vec!["error: h.yaml:15: urlMaps[map].pathMatchers[m].routeRules[0].matchRules[0].headerMatches[0].headerName: this field is required"]
     );
 }
+
+/// VALID with an `xdsClients` rule whose body is `rule`.
+fn rule_diagnostics(rule: &str) -> Vec<String> {
+    let text = format!("{VALID}xdsClients:\n- name: edge\n{rule}");
+    load_str(&text, "lb.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn xds_client_rules_need_identities_and_node_ids_and_real_references() {
+    assert_eq!(
+        rule_diagnostics("  identities: ['spiffe://t/*']\n  targetProxies: [prox]\n"),
+        [
+            "error: lb.yaml:30: xdsClients[edge].nodeIds: list at least one pattern: the node ids its clients may claim (`*` matches any run of characters)",
+            "error: lb.yaml:32: xdsClients[edge].targetProxies[0]: `prox` refers to no resource in target proxies; did you mean `proxy`?",
+        ]
+    );
+    assert_eq!(
+        rule_diagnostics(
+            "  identities: ['']\n  nodeIds: ['*']\n  backendServices: [global/urlMaps/map]\n  listeners: [fr]\n"
+        ),
+        [
+            "error: lb.yaml:31: xdsClients[edge].identities[0]: an empty pattern matches nothing; write a name, or `*` for any",
+            "error: lb.yaml:33: xdsClients[edge].backendServices[0]: `global/urlMaps/map` links to a resource in urlMaps, but this field takes backendServices",
+        ]
+    );
+    assert_eq!(
+        rule_diagnostics("  identities: ['*']\n  nodeIds: ['*']\n"),
+        ["warning: lb.yaml:30: xdsClients[edge]: the rule names no listeners, clusters, targetProxies or backendServices: its clients are admitted and receive nothing"]
+    );
+}
