@@ -197,7 +197,9 @@ async fn warn_of_policy_without_tls(cache: crate::xds::Cache, shutdown: Cancella
         let restricted = !snapshots.borrow_and_update().access().is_open();
         if restricted && !warned {
             tracing::warn!(
-                "the config has xdsClients rules, which authorize clients by their certificates,                  but the xDS port serves without mTLS: every client is refused                  (give --xds-tls-cert, --xds-tls-key and --xds-client-ca)"
+                "the config has xdsClients rules, which authorize clients by their certificates, \
+                 but the xDS port serves without mTLS: every client is refused \
+                 (give --xds-tls-cert, --xds-tls-key and --xds-client-ca)"
             );
         }
         warned = restricted;

@@ -306,3 +306,19 @@ async fn a_client_claiming_another_node_id_or_unknown_to_the_policy_is_refused()
     let status = client.closed_with().await;
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_served_without_mtls_refuses_every_client_and_says_so() {
+    let serve =
+        common::process::ServeProcess::start(&repo_root().join("examples/authorized.yaml"), &[])
+            .await;
+    wait_for("the warning about the policy without mTLS", || async {
+        (serve.log_count("every client is refused") == 1).then_some(())
+    })
+    .await;
+    let mut client = SotwClient::open(serve.xds, Service::Ads).await;
+    client.send(sotw_first("shop-1", CLUSTER, &[]));
+    let status = client.closed_with().await;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    assert!(status.message().contains("presented none"), "{status}");
+}
