@@ -3,12 +3,14 @@
 //! (read from Envoy's own config dump) and carry traffic through them; a raw client receives
 //! only what its rule allows over SotW, delta and the per-type services alike; a client
 //! claiming another node id, or whose identity no rule admits, is refused with
-//! PERMISSION_DENIED and counted; a policy edit applies to connected clients.
+//! PERMISSION_DENIED and counted; a policy edit applies to connected clients; grpcio calls
+//! the proxyless service its identity is granted.
 
 mod common;
 
 use std::net::SocketAddr;
 
+use common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
 use common::pki::{tls_channel, Pki};
 use common::xds::*;
 use common::*;
@@ -321,4 +323,37 @@ async fn a_policy_served_without_mtls_refuses_every_client_and_says_so() {
     let status = client.closed_with().await;
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
     assert!(status.message().contains("presented none"), "{status}");
+}
+
+/// A grpcio client's bootstrap for Switchyard at `xds` over mTLS, showing `certificate`.
+fn grpc_bootstrap(pki: &Pki, xds: SocketAddr, node_id: &str, certificate: &str) -> String {
+    let mut text: serde_json::Value =
+        serde_json::from_str(&bootstrap(xds, node_id, "us-central1", "us-central1-a")).unwrap();
+    text["xds_servers"][0]["server_uri"] = format!("localhost:{}", xds.port()).into();
+    text["xds_servers"][0]["channel_creds"] = serde_json::json!([{
+        "type": "tls",
+        "config": {
+            "ca_certificate_file": pki.path("ca.pem"),
+            "certificate_file": pki.path(&format!("{certificate}.pem")),
+            "private_key_file": pki.path(&format!("{certificate}-key.pem")),
+        }
+    }]);
+    text.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpcio_gets_the_proxyless_service_its_identity_is_granted() {
+    let pki = pki();
+    let backend = GrpcBackend::start("who-1").await;
+    let config = example().replace("port: 50051", &format!("port: {}", backend.port()));
+    let switchyard = start(&pki, &config).await;
+    let xds = switchyard.running.xds_addr;
+
+    let granted = grpc_bootstrap(&pki, xds, "grpc-1", "grpc");
+    let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &granted).await;
+    let calls = client.calls(50, None, 0).await;
+    assert!(calls.errors.is_empty(), "{:?}", calls.errors);
+    assert_eq!(calls.tally.get("who-1"), Some(&50));
+    let entry = switchyard.client("grpc-1").await.unwrap();
+    assert_eq!(entry["access_rule"], "grpc-clients");
 }
