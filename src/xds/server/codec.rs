@@ -121,6 +121,11 @@ const PIECE: usize = 8 * 1024;
 /// Resource values this large go out as they are (slices of the shared bytes), not copied;
 /// smaller ones, with their framing, always fit in a piece.
 const SENT_AS_IS: usize = 4 * 1024;
+/// Bytes handed to HTTP/2 before the body lets the connection write them out. HTTP/2 queues
+/// every piece it is given while the client's window allows, in a per-connection table that
+/// grows to the most pieces ever queued at once and never shrinks: handing over a whole
+/// response in one go would leave every connection with a table sized for it.
+const YIELD_EVERY: usize = 64 * 1024;
 /// gRPC's message header: a compression flag and a length.
 const FRAME_HEADER: usize = 5;
 
@@ -134,6 +139,8 @@ const FRAME_HEADER: usize = 5;
 pub struct ResponseBody<S, R> {
     responses: S,
     sending: Option<Sending<R>>,
+    /// Bytes handed over since the body last yielded.
+    since_yield: usize,
     done: bool,
 }
 
@@ -153,6 +160,7 @@ impl<S, R> ResponseBody<S, R> {
         ResponseBody {
             responses,
             sending: None,
+            since_yield: 0,
             done: false,
         }
     }
@@ -227,9 +235,18 @@ where
             return Poll::Ready(None);
         }
         loop {
+            if self.since_yield >= YIELD_EVERY {
+                // Let the connection's task write out what is queued before handing over more.
+                self.since_yield = 0;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if let Some(sending) = self.sending.as_mut() {
                 match sending.next_piece() {
-                    Some(piece) => return Poll::Ready(Some(Ok(http_body::Frame::data(piece)))),
+                    Some(piece) => {
+                        self.since_yield += piece.len();
+                        return Poll::Ready(Some(Ok(http_body::Frame::data(piece))));
+                    }
                     None => self.sending = None,
                 }
             }
