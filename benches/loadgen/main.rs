@@ -6,11 +6,13 @@
 //!     cargo bench --bench loadgen -- fleet --services 1000 --clients 2000 --delta-share 0.5
 //!     cargo bench --bench loadgen -- idle --clients 10000
 //!     cargo bench --bench loadgen -- storm --services 100 --clients 10000
+//!     cargo bench --bench loadgen -- hostile --services 2000
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does), it makes a small fleet run as a
 //! smoke test of itself.
 
 mod client;
+mod hostile;
 mod server;
 
 #[path = "../support/fleet_config.rs"]
@@ -58,6 +60,12 @@ enum Scenario {
         clients: usize,
         #[arg(long, default_value_t = 0.0)]
         delta_share: f64,
+    },
+    /// The hostile-client probes: many streams, made-up types, oversized input, invented
+    /// load reports.
+    Hostile {
+        #[arg(long, default_value_t = 2000)]
+        services: usize,
     },
     /// Clients that all connect at once: time until every one has its config.
     Storm {
@@ -132,6 +140,9 @@ fn main() {
                 clients,
                 delta_share,
             } => storm(services, clients, delta_share).await,
+            Scenario::Hostile { services } => {
+                hostile::run(&fleet_config::fleet_config(services, 10080, "1.0")).await
+            }
         }
     });
 }

@@ -27,6 +27,11 @@ impl ServerProcess {
     /// Starts the release (or test) build of `switchyard serve` on `config` and waits until it
     /// is ready.
     pub async fn start(config: &str) -> ServerProcess {
+        Self::start_logging(config, "switchyard=warn").await
+    }
+
+    /// As [`ServerProcess::start`], logging at `filter` (a `RUST_LOG` value).
+    pub async fn start_logging(config: &str, filter: &str) -> ServerProcess {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("fleet.yaml"), config).unwrap();
         let (xds, admin) = (
@@ -42,7 +47,7 @@ impl ServerProcess {
             .arg("serve")
             .arg(dir.path().join("fleet.yaml"))
             .args(["--xds-listen", &xds, "--admin-listen", &admin])
-            .env("RUST_LOG", "switchyard=warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
             .spawn()
@@ -123,6 +128,18 @@ impl ServerProcess {
 
     async fn get_status(&self, path: &str) -> Option<u16> {
         self.get_text(path).await?.get(9..12)?.parse().ok()
+    }
+
+    /// Bytes the server has written to its log.
+    pub fn log_bytes(&self) -> u64 {
+        std::fs::metadata(self.dir.path().join("serve.log")).map_or(0, |m| m.len())
+    }
+
+    /// The body of an admin GET, and how long it took.
+    pub async fn admin_body(&self, path: &str) -> (usize, Duration) {
+        let started = Instant::now();
+        let answer = self.get_text(path).await.unwrap_or_default();
+        (answer.len(), started.elapsed())
     }
 
     pub fn log(&self) -> String {

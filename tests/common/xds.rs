@@ -210,6 +210,15 @@ impl SotwClient {
         }
     }
 
+    /// The next response, or None when the stream ends first (for polling loops).
+    pub async fn try_recv(&mut self) -> Option<DiscoveryResponse> {
+        match tokio::time::timeout(PATIENCE, self.inbound.message()).await {
+            Ok(Ok(Some(response))) => Some(response),
+            Ok(_) => None,
+            Err(_) => panic!("no response within {PATIENCE:?}"),
+        }
+    }
+
     /// Every response the server had to send, up to a barrier.
     pub async fn drain(&mut self) -> Vec<DiscoveryResponse> {
         self.barriers += 1;
