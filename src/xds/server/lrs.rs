@@ -60,10 +60,31 @@ struct Recorder {
     reports: Arc<LoadReports>,
     cache: Cache,
     refusals: Arc<Refusals>,
+    /// Cluster entries the stream's reports carried, counted or not.
+    entries_seen: std::sync::atomic::AtomicUsize,
+}
+
+/// Cluster entries a stream must have sent for its end to be worth giving memory back: each
+/// report is decoded whole, and big ones leave the allocator holding what they used.
+const ENTRIES_WORTH_A_TRIM: usize = 100_000;
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let seen = *self.entries_seen.get_mut();
+        if seen >= ENTRIES_WORTH_A_TRIM {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn_blocking(crate::memory::trim);
+            }
+        }
+    }
 }
 
 impl Recorder {
     fn record(&self, report: &LoadStatsRequest) {
+        self.entries_seen.fetch_add(
+            report.cluster_stats.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let snapshot = self.cache.current();
         let served = |cluster: &str| {
             snapshot
@@ -100,6 +121,7 @@ impl LoadReportingService for LrsService {
             reports: self.reports.clone(),
             cache: self.cache.clone(),
             refusals: self.refusals.clone(),
+            entries_seen: Default::default(),
         };
         recorder.record(&first);
         let ask = LoadStatsResponse {
