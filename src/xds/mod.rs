@@ -2,6 +2,7 @@
 //! resources and responses ([`wire`]) — and the server ([`server`]). Never looks at YAML or
 //! the model.
 
+pub mod client;
 pub mod server;
 pub mod types;
 pub mod wire;

@@ -1,0 +1,170 @@
+use super::*;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::service::discovery::v3::Resource as DeltaResource;
+use prost::{Message, Name};
+
+/// Rejects a resource named `bad`; listeners name the route of their own name, clusters the
+/// endpoints of theirs.
+struct Fake;
+
+impl Checker for Fake {
+    fn check(&self, type_url: TypeUrl, candidate: &HeldMap) -> Result<(), String> {
+        match candidate.contains_key("bad") {
+            true => Err(format!("{type_url} bad: field `x` is not supported")),
+            false => Ok(()),
+        }
+    }
+    fn interest(&self, _dependent: TypeUrl, held: &HeldMap) -> BTreeSet<String> {
+        held.keys().cloned().collect()
+    }
+}
+
+fn cluster(name: &str) -> Any {
+    Any {
+        type_url: Cluster::type_url(),
+        value: Cluster {
+            name: name.into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    }
+}
+
+fn clusters(version: &str, nonce: &str, names: &[&str]) -> DiscoveryResponse {
+    DiscoveryResponse {
+        type_url: TypeUrl::Cluster.url().into(),
+        version_info: version.into(),
+        nonce: nonce.into(),
+        resources: names.iter().map(|n| cluster(n)).collect(),
+        ..Default::default()
+    }
+}
+
+fn sotw(request: &Request) -> &DiscoveryRequest {
+    match request {
+        Request::Sotw(r) => r,
+        Request::Delta(_) => panic!("expected a SotW request"),
+    }
+}
+
+fn delta(request: &Request) -> &DeltaDiscoveryRequest {
+    match request {
+        Request::Delta(r) => r,
+        Request::Sotw(_) => panic!("expected a delta request"),
+    }
+}
+
+fn node() -> Node {
+    Node {
+        id: "sidecar".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn sotw_opens_with_wildcards_acks_and_follows_with_the_endpoints_it_needs() {
+    let mut state = ClientState::new(Protocol::StateOfTheWorld, node());
+    let opening = state.on_connect();
+    let types: Vec<&str> = opening.iter().map(|r| sotw(r).type_url.as_str()).collect();
+    assert_eq!(types, [TypeUrl::Cluster.url(), TypeUrl::Listener.url()]);
+    assert!(sotw(&opening[0]).node.is_some() && sotw(&opening[1]).node.is_none());
+    assert!(sotw(&opening[0]).resource_names.is_empty(), "wildcard");
+
+    let outcome = state.on_sotw(&clusters("v1", "n1", &["a", "b"]), &Fake);
+    assert!(outcome.changed);
+    let ack = sotw(&outcome.requests[0]);
+    assert_eq!(
+        (ack.version_info.as_str(), ack.response_nonce.as_str()),
+        ("v1", "n1")
+    );
+    assert!(ack.error_detail.is_none());
+    let endpoints = sotw(&outcome.requests[1]);
+    assert_eq!(endpoints.type_url, TypeUrl::Endpoint.url());
+    assert_eq!(endpoints.resource_names, ["a", "b"]);
+
+    // The same content again: ACKed, nothing changed, nothing more asked.
+    let outcome = state.on_sotw(&clusters("v1", "n2", &["a", "b"]), &Fake);
+    assert!(!outcome.changed);
+    assert_eq!(outcome.requests.len(), 1);
+}
+
+#[test]
+fn a_response_with_a_resource_it_cannot_apply_is_nacked_and_nothing_of_it_kept() {
+    let mut state = ClientState::new(Protocol::StateOfTheWorld, node());
+    state.on_connect();
+    state.on_sotw(&clusters("v1", "n1", &["a"]), &Fake);
+    let outcome = state.on_sotw(&clusters("v2", "n2", &["a", "bad"]), &Fake);
+    assert!(!outcome.changed);
+    let nack = sotw(&outcome.requests[0]);
+    assert_eq!(nack.version_info, "v1", "the version still applied");
+    assert_eq!(nack.response_nonce, "n2");
+    let detail = nack.error_detail.as_ref().unwrap();
+    assert!(
+        detail.message.contains("bad: field `x`"),
+        "{}",
+        detail.message
+    );
+    assert_eq!(
+        state.held(TypeUrl::Cluster).keys().collect::<Vec<_>>(),
+        ["a"]
+    );
+    // A full-state type drops what a later response leaves out.
+    let outcome = state.on_sotw(&clusters("v3", "n3", &["b"]), &Fake);
+    assert!(outcome.changed);
+    assert_eq!(
+        state.held(TypeUrl::Cluster).keys().collect::<Vec<_>>(),
+        ["b"]
+    );
+    let endpoints = sotw(&outcome.requests[1]);
+    assert_eq!(endpoints.resource_names, ["b"]);
+}
+
+#[test]
+fn delta_applies_removals_and_announces_what_it_holds_on_reconnect() {
+    let mut state = ClientState::new(Protocol::Delta, node());
+    let opening = state.on_connect();
+    assert_eq!(delta(&opening[0]).resource_names_subscribe, ["*"]);
+    let response = |nonce: &str, add: &[(&str, &str)], removed: &[&str]| DeltaDiscoveryResponse {
+        type_url: TypeUrl::Cluster.url().into(),
+        nonce: nonce.into(),
+        resources: add
+            .iter()
+            .map(|(name, version)| DeltaResource {
+                name: name.to_string(),
+                version: version.to_string(),
+                resource: Some(cluster(name)),
+                ..Default::default()
+            })
+            .collect(),
+        removed_resources: removed.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    };
+    let outcome = state.on_delta(&response("n1", &[("a", "1"), ("b", "1")], &[]), &Fake);
+    assert_eq!(delta(&outcome.requests[0]).response_nonce, "n1");
+    assert_eq!(
+        delta(&outcome.requests[1]).resource_names_subscribe,
+        ["a", "b"]
+    );
+    let outcome = state.on_delta(&response("n2", &[], &["a"]), &Fake);
+    assert!(outcome.changed);
+    assert_eq!(
+        delta(&outcome.requests[1]).resource_names_unsubscribe,
+        ["a"]
+    );
+    let nacked = state.on_delta(&response("n3", &[("bad", "9")], &[]), &Fake);
+    assert!(delta(&nacked.requests[0]).error_detail.is_some());
+
+    let reconnect = state.on_connect();
+    let clusters = delta(&reconnect[0]);
+    assert_eq!(
+        clusters.initial_resource_versions,
+        [("b".to_string(), "1".to_string())].into_iter().collect()
+    );
+    assert!(clusters.node.is_some(), "a new stream sends the node again");
+    let endpoints = reconnect
+        .iter()
+        .map(delta)
+        .find(|r| r.type_url == TypeUrl::Endpoint.url())
+        .unwrap();
+    assert_eq!(endpoints.resource_names_subscribe, ["b"]);
+}
