@@ -13,6 +13,7 @@ pub mod explain;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod proxy;
 pub mod publish;
 pub mod serve;
 pub mod status;

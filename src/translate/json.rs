@@ -2,33 +2,19 @@
 //! config_dump shows them (`Any` expanded with its `@type`). Uses descriptors compiled at
 //! build time from the Envoy API protos.
 
-use std::sync::OnceLock;
-
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::SerializeOptions;
 use serde_json::Value;
 
-static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
-
-fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).expect("descriptors built by build.rs"))
-}
+use crate::xds::reflect;
 
 /// JSON for one resource given as type URL and encoded bytes; `@type` first.
 pub fn resource_to_json(type_url: &str, bytes: &[u8]) -> Value {
-    let name = type_url.rsplit('/').next().unwrap_or(type_url);
-    let rendered = pool()
-        .get_message_by_name(name)
-        .ok_or_else(|| format!("no descriptor for {name}"))
-        .and_then(|descriptor| {
-            DynamicMessage::decode(descriptor, bytes).map_err(|error| error.to_string())
-        })
-        .and_then(|message| {
-            let options = SerializeOptions::new().use_proto_field_name(true);
-            message
-                .serialize_with_options(serde_json::value::Serializer, &options)
-                .map_err(|error| error.to_string())
-        });
+    let rendered = reflect::decode(type_url, bytes).and_then(|message| {
+        let options = SerializeOptions::new().use_proto_field_name(true);
+        message
+            .serialize_with_options(serde_json::value::Serializer, &options)
+            .map_err(|error| error.to_string())
+    });
     let mut object = serde_json::Map::new();
     object.insert("@type".to_string(), Value::String(type_url.to_string()));
     match rendered {

@@ -3,6 +3,7 @@
 //! the model.
 
 pub mod client;
+pub mod reflect;
 pub mod server;
 pub mod types;
 pub mod wire;

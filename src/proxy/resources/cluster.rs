@@ -1,0 +1,134 @@
+//! Cluster → how the sidecar balances and connects to one cluster: its LB policy, connect
+//! timeout, HTTP/2 to the upstream, and happy eyeballs. Endpoints come separately over EDS.
+//! (`lrs_server` is accepted and, as Envoy does, not acted on: load reports are for gRPC.)
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::{
+    cluster::{ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy as XdsLbPolicy},
+    Cluster as XdsCluster,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    http_protocol_options::{explicit_http_config::ProtocolConfig, UpstreamProtocolOptions},
+    HttpProtocolOptions,
+};
+use prost::Message;
+
+use super::{decode_checked, duration, Unsupported};
+use crate::xds::types::TypeUrl;
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+/// Envoy's default ring size floor.
+const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+    RingHash { minimum_ring_size: u64 },
+    Maglev,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    /// The name its endpoints come under.
+    pub service_name: String,
+    pub lb: LbPolicy,
+    pub connect_timeout: Duration,
+    pub http2: bool,
+    /// IPv6 first when an endpoint has both families.
+    pub prefer_ipv6: bool,
+}
+
+const FIELDS: &[&str] = &[
+    "name",
+    "type",
+    "eds_cluster_config.eds_config.ads",
+    "eds_cluster_config.eds_config.resource_api_version",
+    "eds_cluster_config.service_name",
+    "connect_timeout",
+    "lb_policy",
+    "ring_hash_lb_config.minimum_ring_size",
+    "common_lb_config.locality_weighted_lb_config",
+    "common_lb_config.override_host_status",
+    "lrs_server",
+    "upstream_connection_options.happy_eyeballs_config",
+    "typed_extension_protocol_options",
+];
+
+/// Converts one Cluster resource.
+pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, Unsupported> {
+    let cluster: XdsCluster = decode_checked(TypeUrl::Cluster, name, bytes, FIELDS)?;
+    let fail = |reason: String| Unsupported {
+        type_url: TypeUrl::Cluster,
+        name: name.to_string(),
+        reason,
+    };
+    match cluster.cluster_discovery_type {
+        Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
+        _ => return Err(fail("type: the sidecar takes EDS clusters only".into())),
+    }
+    let lb = match XdsLbPolicy::try_from(cluster.lb_policy) {
+        Ok(XdsLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(XdsLbPolicy::LeastRequest) => LbPolicy::LeastRequest,
+        Ok(XdsLbPolicy::Random) => LbPolicy::Random,
+        Ok(XdsLbPolicy::Maglev) => LbPolicy::Maglev,
+        Ok(XdsLbPolicy::RingHash) => LbPolicy::RingHash {
+            minimum_ring_size: match &cluster.lb_config {
+                Some(LbConfig::RingHashLbConfig(ring)) => ring
+                    .minimum_ring_size
+                    .as_ref()
+                    .map_or(DEFAULT_MINIMUM_RING_SIZE, |m| m.value),
+                _ => DEFAULT_MINIMUM_RING_SIZE,
+            },
+        },
+        _ => {
+            return Err(fail(format!(
+                "lb_policy {} is not supported",
+                cluster.lb_policy
+            )))
+        }
+    };
+    let mut http2 = false;
+    for (key, options) in &cluster.typed_extension_protocol_options {
+        if key != HTTP_PROTOCOL_OPTIONS {
+            return Err(fail(format!(
+                "typed_extension_protocol_options[{key}] is not supported"
+            )));
+        }
+        let options = HttpProtocolOptions::decode(options.value.as_slice())
+            .map_err(|e| fail(format!("typed_extension_protocol_options[{key}]: {e}")))?;
+        http2 = match options.upstream_protocol_options {
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => matches!(
+                explicit.protocol_config,
+                Some(ProtocolConfig::Http2ProtocolOptions(_))
+            ),
+            _ => return Err(fail(format!(
+                "typed_extension_protocol_options[{key}]: only explicit_http_config is supported"
+            ))),
+        };
+    }
+    let service_name = cluster
+        .eds_cluster_config
+        .as_ref()
+        .map(|c| c.service_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| name.to_string());
+    Ok(Cluster {
+        name: name.to_string(),
+        service_name,
+        lb,
+        connect_timeout: cluster
+            .connect_timeout
+            .as_ref()
+            .map_or(Duration::from_secs(5), duration),
+        http2,
+        prefer_ipv6: cluster
+            .upstream_connection_options
+            .as_ref()
+            .and_then(|o| o.happy_eyeballs_config.as_ref())
+            .is_some_and(|h| h.first_address_family_version == 1),
+    })
+}

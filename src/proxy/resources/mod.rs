@@ -1,0 +1,81 @@
+//! xDS resources → the sidecar's own typed config. Each converter takes one encoded resource,
+//! refuses any field it does not implement (by path, so the NACK says which), and returns a
+//! plain Rust value the data plane uses as is. Pure: no sockets, no clocks.
+//!
+//! Must not: know the control plane; everything here is read from xDS resources.
+
+pub mod cluster;
+pub mod endpoint;
+pub mod fields;
+pub mod listener;
+pub mod route;
+
+use prost::Message;
+
+use crate::xds::types::TypeUrl;
+
+/// Why a resource cannot be applied: its type and name, and the field at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    pub type_url: TypeUrl,
+    pub name: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.type_url.short_name(),
+            self.name,
+            self.reason
+        )
+    }
+}
+
+/// Decodes a resource of `M`, and checks that it sets nothing outside `supported`.
+fn decode_checked<M: Message + Default + prost::Name>(
+    type_url: TypeUrl,
+    name: &str,
+    bytes: &[u8],
+    supported: &[&str],
+) -> Result<M, Unsupported> {
+    let fail = |reason: String| Unsupported {
+        type_url,
+        name: name.to_string(),
+        reason,
+    };
+    let message = M::decode(bytes).map_err(|error| fail(format!("cannot be decoded: {error}")))?;
+    if let Some(path) = fields::first_unsupported_in(&M::type_url(), bytes, supported) {
+        return Err(fail(format!(
+            "field `{path}` is not supported by the sidecar"
+        )));
+    }
+    Ok(message)
+}
+
+/// A protobuf Duration as a std one (negative ones are zero).
+pub fn duration(value: &envoy_types::pb::google::protobuf::Duration) -> std::time::Duration {
+    std::time::Duration::new(value.seconds.max(0) as u64, value.nanos.max(0) as u32)
+}
+
+/// An IP socket address (the sidecar does not resolve names in resources).
+fn socket_address(
+    address: Option<&envoy_types::pb::envoy::config::core::v3::Address>,
+) -> Result<std::net::SocketAddr, String> {
+    use envoy_types::pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
+    let Some(address::Address::SocketAddress(socket)) = address.and_then(|a| a.address.as_ref())
+    else {
+        return Err("a socket address is required".into());
+    };
+    let ip: std::net::IpAddr = socket
+        .address
+        .parse()
+        .map_err(|_| format!("`{}` is not an IP address", socket.address))?;
+    let Some(PortSpecifier::PortValue(port)) = socket.port_specifier else {
+        return Err("a port_value is required".into());
+    };
+    let port = u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?;
+    Ok(std::net::SocketAddr::new(ip, port))
+}

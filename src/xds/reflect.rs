@@ -1,0 +1,26 @@
+//! The Envoy API's message descriptors, compiled at build time from the protos envoy-types
+//! ships: what renders resources as JSON and what lets the sidecar list the fields a
+//! resource sets. Shared by both sides of the protocol.
+
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+
+static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+
+pub fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).expect("descriptors built by build.rs"))
+}
+
+/// The descriptor of a message given by its type URL or full name.
+pub fn descriptor(type_url: &str) -> Option<MessageDescriptor> {
+    let name = type_url.rsplit('/').next().unwrap_or(type_url);
+    pool().get_message_by_name(name)
+}
+
+/// Decodes `bytes` as the message `type_url` names.
+pub fn decode(type_url: &str, bytes: &[u8]) -> Result<DynamicMessage, String> {
+    let descriptor = descriptor(type_url).ok_or_else(|| format!("no descriptor for {type_url}"))?;
+    DynamicMessage::decode(descriptor, bytes).map_err(|error| error.to_string())
+}
