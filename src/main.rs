@@ -1,4 +1,4 @@
-//! The `switchyard` command line: serve, validate, translate, explain, status. Parsing and printing
+//! The `switchyard` command line: serve, validate, translate, explain, status, proxy. Parsing and printing
 //! only; each subcommand is one small function over the library.
 
 use std::net::SocketAddr;
@@ -70,6 +70,15 @@ enum Command {
         /// The admin endpoint of `switchyard serve`.
         #[arg(long, default_value = "127.0.0.1:19000")]
         admin: SocketAddr,
+    },
+    /// Run the sidecar proxy: an xDS client and data plane started from an Envoy bootstrap.
+    Proxy {
+        /// The Envoy bootstrap (YAML) that names the node, the xDS server and the admin address.
+        #[arg(long)]
+        bootstrap: PathBuf,
+        /// Worker threads (Envoy's --concurrency); the number of CPUs by default.
+        #[arg(long)]
+        concurrency: Option<usize>,
     },
     /// Print the xDS resources a config translates to.
     Translate {
@@ -216,8 +225,36 @@ async fn run_serve(options: serve::ServeOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs the sidecar until SIGTERM or SIGINT.
+async fn run_proxy(bootstrap: switchyard::proxy::bootstrap::Bootstrap) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let proxy = tokio::spawn(switchyard::proxy::run(bootstrap, shutdown.clone()));
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+        finished = proxy => return finished?.map(|()| ExitCode::SUCCESS),
+    }
+    tracing::info!("stopping the sidecar");
+    shutdown.cancel();
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Proxy {
+            bootstrap,
+            concurrency,
+        } => {
+            let bootstrap = switchyard::proxy::bootstrap::load(&bootstrap)?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(workers) = concurrency {
+                runtime.worker_threads(workers.max(1));
+            }
+            runtime.enable_all().build()?.block_on(run_proxy(bootstrap))
+        }
         Command::Serve {
             path,
             xds_listen,

@@ -87,10 +87,12 @@ pub fn parse(text: &str) -> anyhow::Result<Bootstrap> {
     let protocol = match string(ads, "api_type").as_deref() {
         Some("GRPC") => Protocol::StateOfTheWorld,
         Some("DELTA_GRPC") => Protocol::Delta,
-        other => return Err(refuse(&format!(
+        other => {
+            return Err(refuse(&format!(
             "dynamic_resources.ads_config.api_type is {}; the sidecar speaks GRPC and DELTA_GRPC",
             other.unwrap_or("missing")
-        ))),
+        )))
+        }
     };
     for key in ["lds_config", "cds_config"] {
         let source = at(&root, &format!("dynamic_resources.{key}"));

@@ -5,5 +5,83 @@
 //!
 //! Must not: import the control plane (config, model, translate, the xDS server).
 
+pub mod admin;
+pub mod balancer;
 pub mod bootstrap;
+pub mod config;
+pub mod http;
+pub mod listeners;
 pub mod resources;
+pub mod router;
+pub mod tcp;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::xds::client::ads::{self, ServerAddress};
+
+/// Runs the sidecar from `bootstrap` until `shutdown`.
+pub async fn run(
+    bootstrap: bootstrap::Bootstrap,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    for path in &bootstrap.not_understood {
+        tracing::warn!(field = %path, "bootstrap field not understood by the sidecar; ignored");
+    }
+    let bootstrap = Arc::new(bootstrap);
+    let (applier, config) = config::Applier::new();
+    let server = server_address(&bootstrap)?;
+    if let Some(admin) = bootstrap.admin {
+        let listener = tokio::net::TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("binding the admin address {admin}"))?;
+        let state = admin::AdminState {
+            applier: applier.clone(),
+            bootstrap: bootstrap.clone(),
+        };
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, admin::router(state))
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+        tracing::info!(%admin, "admin listening");
+    }
+    tokio::spawn(listeners::run(config, shutdown.clone()));
+    ads::run(
+        server,
+        bootstrap.protocol,
+        bootstrap.node.clone(),
+        applier,
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
+
+fn server_address(bootstrap: &bootstrap::Bootstrap) -> anyhow::Result<ServerAddress> {
+    let address = bootstrap.xds_addresses[0];
+    let Some(tls) = &bootstrap.xds_tls else {
+        return Ok(ServerAddress {
+            uri: format!("http://{address}"),
+            tls: None,
+        });
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read(&tls.certificate)?, read(&tls.private_key)?);
+    let mut config = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(
+            &tls.trusted_ca,
+        )?))
+        .identity(identity);
+    config = config.domain_name(tls.sni.clone().unwrap_or_else(|| address.ip().to_string()));
+    Ok(ServerAddress {
+        uri: format!("https://{address}"),
+        tls: Some(config),
+    })
+}

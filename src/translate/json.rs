@@ -2,32 +2,9 @@
 //! config_dump shows them (`Any` expanded with its `@type`). Uses descriptors compiled at
 //! build time from the Envoy API protos.
 
-use prost_reflect::SerializeOptions;
 use serde_json::Value;
 
-use crate::xds::reflect;
-
-/// JSON for one resource given as type URL and encoded bytes; `@type` first.
-pub fn resource_to_json(type_url: &str, bytes: &[u8]) -> Value {
-    let rendered = reflect::decode(type_url, bytes).and_then(|message| {
-        let options = SerializeOptions::new().use_proto_field_name(true);
-        message
-            .serialize_with_options(serde_json::value::Serializer, &options)
-            .map_err(|error| error.to_string())
-    });
-    let mut object = serde_json::Map::new();
-    object.insert("@type".to_string(), Value::String(type_url.to_string()));
-    match rendered {
-        Ok(Value::Object(fields)) => object.extend(fields),
-        Ok(other) => {
-            object.insert("value".to_string(), other);
-        }
-        Err(error) => {
-            object.insert("error".to_string(), Value::String(error));
-        }
-    }
-    Value::Object(object)
-}
+pub use crate::xds::reflect::resource_to_json;
 
 /// JSON for a typed message.
 pub fn message_to_json<M: prost::Message + prost::Name>(message: &M) -> Value {

@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use serde_json::Value;
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
 
@@ -23,4 +24,26 @@ pub fn descriptor(type_url: &str) -> Option<MessageDescriptor> {
 pub fn decode(type_url: &str, bytes: &[u8]) -> Result<DynamicMessage, String> {
     let descriptor = descriptor(type_url).ok_or_else(|| format!("no descriptor for {type_url}"))?;
     DynamicMessage::decode(descriptor, bytes).map_err(|error| error.to_string())
+}
+
+/// JSON for one resource given as type URL and encoded bytes; `@type` first.
+pub fn resource_to_json(type_url: &str, bytes: &[u8]) -> Value {
+    let rendered = decode(type_url, bytes).and_then(|message| {
+        let options = SerializeOptions::new().use_proto_field_name(true);
+        message
+            .serialize_with_options(serde_json::value::Serializer, &options)
+            .map_err(|error| error.to_string())
+    });
+    let mut object = serde_json::Map::new();
+    object.insert("@type".to_string(), Value::String(type_url.to_string()));
+    match rendered {
+        Ok(Value::Object(fields)) => object.extend(fields),
+        Ok(other) => {
+            object.insert("value".to_string(), other);
+        }
+        Err(error) => {
+            object.insert("error".to_string(), Value::String(error));
+        }
+    }
+    Value::Object(object)
 }

@@ -105,9 +105,11 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, Unsupported> {
                 explicit.protocol_config,
                 Some(ProtocolConfig::Http2ProtocolOptions(_))
             ),
-            _ => return Err(fail(format!(
+            _ => {
+                return Err(fail(format!(
                 "typed_extension_protocol_options[{key}]: only explicit_http_config is supported"
-            ))),
+            )))
+            }
         };
     }
     let service_name = cluster

@@ -1,0 +1,197 @@
+//! The sidecar's applied config: what the xDS client accepted, converted once into listeners,
+//! route tables and clusters with their balancers, published as one immutable snapshot that
+//! the data plane reads per connection or request. Also the xDS client's consumer: it checks
+//! candidate resources (converting them is the check) and says which routes and endpoints the
+//! listeners and clusters need.
+//!
+//! Must not: touch sockets (the listeners do).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use super::balancer::Balancer;
+use super::resources::cluster::{self, Cluster};
+use super::resources::endpoint::{self, Assignment};
+use super::resources::listener::{self, Listener, ListenerKind};
+use super::resources::route::{self, RouteTable};
+use crate::xds::client::ads::Consumer;
+use crate::xds::client::{Checker, ClientState, HeldMap};
+use crate::xds::types::TypeUrl;
+
+/// A cluster, its endpoints (None while warming) and the balancer built from both.
+#[derive(Debug)]
+pub struct ClusterEntry {
+    pub cluster: Cluster,
+    pub assignment: Option<Assignment>,
+    pub balancer: Balancer,
+}
+
+/// Everything applied, at one moment.
+#[derive(Debug, Default)]
+pub struct ProxyConfig {
+    pub listeners: BTreeMap<String, Arc<Listener>>,
+    pub routes: BTreeMap<String, Arc<RouteTable>>,
+    pub clusters: BTreeMap<String, Arc<ClusterEntry>>,
+    /// The resources as accepted (type URL, name, version, encoded), for /config_dump.
+    pub raw: Vec<(TypeUrl, String, String, Vec<u8>)>,
+    pub last_updated: Option<SystemTime>,
+}
+
+impl ProxyConfig {
+    /// Whether a config was applied and every listener has its routes and every cluster its
+    /// endpoints.
+    pub fn is_warm(&self) -> bool {
+        if self.last_updated.is_none() {
+            return false;
+        }
+        let routes_in = self.listeners.values().all(|l| match &l.kind {
+            ListenerKind::Http(manager) => self.routes.contains_key(&manager.route_name),
+            ListenerKind::Tcp(_) => true,
+        });
+        routes_in && self.clusters.values().all(|c| c.assignment.is_some())
+    }
+}
+
+/// The xDS client's consumer: converts, checks and publishes.
+pub struct Applier {
+    sender: watch::Sender<Arc<ProxyConfig>>,
+    pub connected: AtomicBool,
+    pub updates_accepted: AtomicU64,
+    pub updates_rejected: AtomicU64,
+}
+
+impl Applier {
+    pub fn new() -> (Arc<Applier>, watch::Receiver<Arc<ProxyConfig>>) {
+        let (sender, receiver) = watch::channel(Arc::new(ProxyConfig::default()));
+        let applier = Applier {
+            sender,
+            connected: AtomicBool::new(false),
+            updates_accepted: AtomicU64::new(0),
+            updates_rejected: AtomicU64::new(0),
+        };
+        (Arc::new(applier), receiver)
+    }
+
+    pub fn current(&self) -> Arc<ProxyConfig> {
+        self.sender.borrow().clone()
+    }
+
+    fn build(&self, state: &ClientState) -> ProxyConfig {
+        let mut config = ProxyConfig {
+            last_updated: Some(SystemTime::now()),
+            ..ProxyConfig::default()
+        };
+        // Everything held was checked when it came in; a failure here cannot happen, and
+        // would only leave the resource out.
+        for (name, held) in state.held(TypeUrl::Listener) {
+            if let Ok(listener) = listener::convert(name, &held.resource.value) {
+                config.listeners.insert(name.clone(), Arc::new(listener));
+            }
+        }
+        for (name, held) in state.held(TypeUrl::Route) {
+            if let Ok(table) = route::convert(name, &held.resource.value) {
+                config.routes.insert(name.clone(), Arc::new(table));
+            }
+        }
+        let assignments: BTreeMap<&String, Assignment> = state
+            .held(TypeUrl::Endpoint)
+            .iter()
+            .filter_map(|(name, held)| {
+                Some((name, endpoint::convert(name, &held.resource.value).ok()?))
+            })
+            .collect();
+        for (name, held) in state.held(TypeUrl::Cluster) {
+            let Ok(cluster) = cluster::convert(name, &held.resource.value) else {
+                continue;
+            };
+            let assignment = assignments.get(&cluster.service_name).cloned();
+            let balancer = Balancer::new(&cluster, assignment.as_ref());
+            config.clusters.insert(
+                name.clone(),
+                Arc::new(ClusterEntry {
+                    cluster,
+                    assignment,
+                    balancer,
+                }),
+            );
+        }
+        for type_url in TypeUrl::ALL {
+            for (name, held) in state.held(type_url) {
+                config.raw.push((
+                    type_url,
+                    name.clone(),
+                    held.version.clone(),
+                    held.resource.value.clone(),
+                ));
+            }
+        }
+        config
+    }
+}
+
+impl Checker for Applier {
+    fn check(&self, type_url: TypeUrl, candidate: &HeldMap) -> Result<(), String> {
+        for (name, held) in candidate {
+            let bytes = held.resource.value.as_slice();
+            let result = match type_url {
+                TypeUrl::Listener => listener::convert(name, bytes).map(drop),
+                TypeUrl::Route => route::convert(name, bytes).map(drop),
+                TypeUrl::Cluster => cluster::convert(name, bytes).map(drop),
+                TypeUrl::Endpoint => endpoint::convert(name, bytes).map(drop),
+            };
+            result.map_err(|unsupported| unsupported.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn interest(&self, dependent: TypeUrl, held: &HeldMap) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for (name, held) in held {
+            let bytes = held.resource.value.as_slice();
+            match dependent {
+                TypeUrl::Route => {
+                    if let Ok(Listener {
+                        kind: ListenerKind::Http(manager),
+                        ..
+                    }) = listener::convert(name, bytes)
+                    {
+                        names.insert(manager.route_name);
+                    }
+                }
+                TypeUrl::Endpoint => {
+                    if let Ok(cluster) = cluster::convert(name, bytes) {
+                        names.insert(cluster.service_name);
+                    }
+                }
+                _ => {}
+            }
+        }
+        names
+    }
+}
+
+impl Consumer for Applier {
+    fn apply(&self, state: &ClientState) {
+        let config = self.build(state);
+        self.updates_accepted.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            listeners = config.listeners.len(),
+            routes = config.routes.len(),
+            clusters = config.clusters.len(),
+            "applied an xDS update"
+        );
+        self.sender.send_replace(Arc::new(config));
+    }
+
+    fn connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+    }
+
+    fn rejected(&self, _message: &str) {
+        self.updates_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,331 @@
+//! The HTTP side of the data plane: one hyper connection (HTTP/1.1 with keep-alive, or HTTP/2
+//! cleartext by prior knowledge) per accepted socket; each request is routed with the route
+//! table its listener names, balanced over the chosen cluster, and sent upstream through a
+//! shared connection pool (HTTP/2 when the cluster asks for it). gRPC passes through with its
+//! trailers. Answers as Envoy does when it cannot: 404 without a route, 503 without a cluster
+//! or a healthy endpoint or when the upstream cannot be reached, 504 on a timeout.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::balancer::{hash_text, next_random};
+use super::config::ProxyConfig;
+use super::resources::listener::HttpManager;
+use super::resources::route::{Action, Forward, HashPolicy};
+use super::router::{self, RequestParts};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Upstream connection pools: one for HTTP/1.1, one for HTTP/2 (prior knowledge), shared by
+/// every listener and keyed by endpoint address inside.
+#[derive(Clone)]
+pub struct Upstreams {
+    http1: Client<HttpConnector, Body>,
+    http2: Client<HttpConnector, Body>,
+}
+
+impl Upstreams {
+    pub fn new() -> Upstreams {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let http1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector.clone());
+        let http2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        Upstreams { http1, http2 }
+    }
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Upstreams::new()
+    }
+}
+
+fn full(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(text.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    manager: Arc<HttpManager>,
+    config: watch::Receiver<Arc<ProxyConfig>>,
+    upstreams: Upstreams,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let snapshot = config.borrow().clone();
+        let manager = manager.clone();
+        let upstreams = upstreams.clone();
+        async move { Ok::<_, Infallible>(handle(request, peer, &manager, &snapshot, &upstreams).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .await;
+}
+
+/// The host a request is for, as routing matches it.
+fn host_of(request: &Request<Incoming>, strip_port: bool) -> String {
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !strip_port {
+        return host;
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.ends_with(':') => {
+            name.to_string()
+        }
+        _ => host,
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    manager: &HttpManager,
+    config: &ProxyConfig,
+    upstreams: &Upstreams,
+) -> Response<Body> {
+    let Some(table) = config.routes.get(&manager.route_name) else {
+        return full(StatusCode::NOT_FOUND, "route configuration not found\n");
+    };
+    let host = host_of(&request, manager.strip_any_host_port);
+    let (action, retry) = {
+        let parts = RequestParts {
+            host: &host,
+            path: request.uri().path(),
+            query: request.uri().query(),
+            method: request.method().as_str(),
+            headers: request.headers(),
+        };
+        let Some(vhost) = router::virtual_host(table, &host) else {
+            return full(StatusCode::NOT_FOUND, "no virtual host\n");
+        };
+        let Some(route) = router::route(vhost, &parts) else {
+            return full(StatusCode::NOT_FOUND, "no route\n");
+        };
+        (route.action.clone(), vhost.retry.clone())
+    };
+    match action {
+        Action::Direct { status, body } => full(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            &body,
+        ),
+        Action::Forward(forward) => {
+            let retry = forward.retry.clone().or(retry);
+            forward_request(request, peer, &forward, retry, config, upstreams).await
+        }
+    }
+}
+
+/// The hash of a request under `policies` (the first that applies), if any.
+fn request_hash(
+    policies: &[HashPolicy],
+    request: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Option<u64> {
+    policies.iter().find_map(|policy| match policy {
+        HashPolicy::Header(name) => request
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(hash_text),
+        HashPolicy::Cookie { name, .. } => request
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                (key == name).then(|| hash_text(value))
+            }),
+        HashPolicy::SourceIp => Some(hash_text(&peer.ip().to_string())),
+    })
+}
+
+/// The cluster of a weighted set for one request.
+fn choose_cluster(clusters: &[(String, u32)], roll: u64) -> Option<&str> {
+    let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return clusters.first().map(|(name, _)| name.as_str());
+    }
+    let mut point = roll % total;
+    for (name, weight) in clusters {
+        if point < u64::from(*weight) {
+            return Some(name);
+        }
+        point -= u64::from(*weight);
+    }
+    None
+}
+
+fn roll() -> u64 {
+    static STATE: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0x2545_F491_4F6C_DD1D);
+    next_random(&STATE)
+}
+
+async fn forward_request(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    forward: &Forward,
+    retry: Option<super::resources::route::Retry>,
+    config: &ProxyConfig,
+    upstreams: &Upstreams,
+) -> Response<Body> {
+    let Some(cluster_name) = choose_cluster(&forward.clusters, roll()) else {
+        return full(StatusCode::SERVICE_UNAVAILABLE, "no cluster\n");
+    };
+    let Some(entry) = config.clusters.get(cluster_name) else {
+        return full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n");
+    };
+    let hash = request_hash(&forward.hash, &request, peer);
+    let (mut parts, body) = request.into_parts();
+    // Only a request without a body can be sent again (nothing of it was consumed).
+    let replayable = body_is_empty(&parts.headers, &body);
+    let attempts = match &retry {
+        Some(policy) if replayable && retries_on_connect_failure(policy) => policy.num_retries + 1,
+        _ => 1,
+    };
+    let client = if entry.cluster.http2 {
+        &upstreams.http2
+    } else {
+        &upstreams.http1
+    };
+    parts
+        .headers
+        .entry("x-forwarded-proto")
+        .or_insert(HeaderValue::from_static("http"));
+    let mut body = Some(body.boxed());
+    let mut last_error = "no healthy upstream\n";
+    for _ in 0..attempts {
+        let Some(host) = entry.balancer.pick(hash) else {
+            return full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
+        };
+        let uri = match upstream_uri(&parts.uri, host.address) {
+            Some(uri) => uri,
+            None => return full(StatusCode::BAD_REQUEST, "bad request target\n"),
+        };
+        let mut upstream = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
+        *upstream.uri_mut() = uri;
+        host.active
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = client.request(upstream);
+        let result = match forward.timeout.filter(|t| !t.is_zero()) {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(result) => result,
+                Err(_) => {
+                    host.active
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    return full(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n");
+                }
+            },
+            None => sent.await,
+        };
+        host.active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(response) => return response.map(|b| b.boxed()),
+            Err(error) => {
+                tracing::debug!(%error, upstream = %host.address, "upstream request failed");
+                last_error = "upstream connect error or disconnect/reset before headers\n";
+            }
+        }
+    }
+    full(StatusCode::SERVICE_UNAVAILABLE, last_error)
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn body_is_empty(headers: &http::HeaderMap, body: &Incoming) -> bool {
+    use hyper::body::Body as _;
+    body.is_end_stream()
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0")
+}
+
+fn retries_on_connect_failure(policy: &super::resources::route::Retry) -> bool {
+    policy.retry_on.iter().any(|r| {
+        matches!(
+            r.as_str(),
+            "connect-failure"
+                | "reset"
+                | "5xx"
+                | "gateway-error"
+                | "refused-stream"
+                | "reset-before-request"
+        )
+    })
+}
+
+/// The request target rewritten to reach `address`, keeping path and query.
+fn upstream_uri(uri: &Uri, address: SocketAddr) -> Option<Uri> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("http://{address}{path}").parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_clusters_are_chosen_in_proportion() {
+        let clusters = vec![
+            ("a".to_string(), 3),
+            ("b".to_string(), 1),
+            ("c".to_string(), 0),
+        ];
+        let mut seen = std::collections::BTreeMap::new();
+        for roll in 0..400 {
+            *seen
+                .entry(choose_cluster(&clusters, roll).unwrap())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(seen.get("a"), Some(&300));
+        assert_eq!(seen.get("b"), Some(&100));
+        assert_eq!(seen.get("c"), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! Keeps the sockets of the applied listeners: binds the ones new to a config, stops accepting
+//! on the ones it dropped (their connections finish on their own), and rebinds one whose
+//! addresses changed. A listener whose routes have not arrived yet is not bound (warming).
+//! What runs on a listener's connections is re-read from the config for each connection.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::config::ProxyConfig;
+use super::http::{self, Upstreams};
+use super::resources::listener::{Listener, ListenerKind};
+use super::tcp;
+
+struct Running {
+    addresses: Vec<SocketAddr>,
+    stop: CancellationToken,
+}
+
+/// Follows the config until `shutdown`.
+pub async fn run(mut config: watch::Receiver<Arc<ProxyConfig>>, shutdown: CancellationToken) {
+    let upstreams = Upstreams::new();
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    loop {
+        let snapshot = config.borrow_and_update().clone();
+        reconcile(&snapshot, &mut running, &config, &upstreams, &shutdown).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = config.changed() => if changed.is_err() { break },
+        }
+    }
+    for listener in running.values() {
+        listener.stop.cancel();
+    }
+}
+
+fn warm(listener: &Listener, config: &ProxyConfig) -> bool {
+    match &listener.kind {
+        ListenerKind::Http(manager) => config.routes.contains_key(&manager.route_name),
+        ListenerKind::Tcp(_) => true,
+    }
+}
+
+async fn reconcile(
+    snapshot: &ProxyConfig,
+    running: &mut BTreeMap<String, Running>,
+    config: &watch::Receiver<Arc<ProxyConfig>>,
+    upstreams: &Upstreams,
+    shutdown: &CancellationToken,
+) {
+    running.retain(|name, listener| {
+        let keep = snapshot
+            .listeners
+            .get(name)
+            .is_some_and(|l| l.addresses == listener.addresses);
+        if !keep {
+            tracing::info!(listener = %name, "listener stops accepting");
+            listener.stop.cancel();
+        }
+        keep
+    });
+    for (name, listener) in &snapshot.listeners {
+        if running.contains_key(name) || !warm(listener, snapshot) {
+            continue;
+        }
+        let stop = shutdown.child_token();
+        let mut bound = Vec::new();
+        for address in &listener.addresses {
+            match bind(*address, listener.freebind) {
+                Ok(socket) => bound.push(socket),
+                Err(error) => tracing::warn!(listener = %name, %address, %error, "cannot bind"),
+            }
+        }
+        for socket in bound {
+            tokio::spawn(accept(
+                socket,
+                name.clone(),
+                config.clone(),
+                upstreams.clone(),
+                stop.clone(),
+            ));
+        }
+        tracing::info!(listener = %name, addresses = ?listener.addresses, "listening");
+        running.insert(
+            name.clone(),
+            Running {
+                addresses: listener.addresses.clone(),
+                stop,
+            },
+        );
+    }
+}
+
+fn bind(address: SocketAddr, freebind: bool) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    if freebind {
+        set_freebind(&socket);
+    }
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+#[cfg(target_os = "linux")]
+fn set_freebind(socket: &tokio::net::TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a correctly sized int option.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_FREEBIND,
+            &on as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_freebind(_socket: &tokio::net::TcpSocket) {}
+
+async fn accept(
+    socket: TcpListener,
+    name: String,
+    config: watch::Receiver<Arc<ProxyConfig>>,
+    upstreams: Upstreams,
+    stop: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = socket.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(listener = %name, %error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(listener) = config.borrow().listeners.get(&name).cloned() else {
+            return;
+        };
+        match &listener.kind {
+            ListenerKind::Http(manager) => {
+                tokio::spawn(http::serve_connection(
+                    stream,
+                    peer,
+                    Arc::new(manager.clone()),
+                    config.clone(),
+                    upstreams.clone(),
+                ));
+            }
+            ListenerKind::Tcp(forward) => {
+                tokio::spawn(tcp::serve_connection(
+                    stream,
+                    peer,
+                    Arc::new(forward.clone()),
+                    config.clone(),
+                ));
+            }
+        }
+    }
+}
