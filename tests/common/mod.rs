@@ -7,6 +7,7 @@
 pub mod grpc;
 pub mod pki;
 pub mod process;
+pub mod sidecar;
 pub mod xds;
 
 use std::collections::BTreeMap;
@@ -486,31 +487,8 @@ impl Envoy {
         replacements: &[(&str, &str)],
     ) -> Envoy {
         let dir = tempfile::tempdir().unwrap();
-        let template =
-            std::fs::read_to_string(repo_root().join("envoy-configs").join(bootstrap)).unwrap();
-        let one_endpoint = "        - endpoint:\n            address:\n              socket_address:\n                address: 127.0.0.1\n                port_value: 18000\n";
-        assert!(
-            template.contains(one_endpoint),
-            "{bootstrap} lists one xDS endpoint"
-        );
-        let endpoints: String = xds
-            .iter()
-            .map(|address| {
-                one_endpoint.replace(
-                    "port_value: 18000",
-                    &format!("port_value: {}", address.port()),
-                )
-            })
-            .collect();
-        let bootstrap = template
-            .replace(one_endpoint, &endpoints)
-            .replace("port_value: 9901", "port_value: 0")
-            .replace("id: envoy-quickstart", &format!("id: {node_id}"))
-            .replace("region: us-central1\n", &format!("region: {region}\n"))
-            .replace("zone: us-central1-a\n", &format!("zone: {zone}\n"));
-        let bootstrap = replacements
-            .iter()
-            .fold(bootstrap, |text, (from, to)| text.replace(from, to));
+        let bootstrap = bootstrap_text(bootstrap, xds, node_id, region, zone, replacements)
+            .replace("port_value: 9901", "port_value: 0");
         let bootstrap_path = dir.path().join("bootstrap.yaml");
         std::fs::write(&bootstrap_path, bootstrap).unwrap();
         let admin_path = dir.path().join("admin-address");
@@ -600,44 +578,86 @@ impl Envoy {
     /// The names of the dynamic listeners, route configurations and clusters in Envoy's own
     /// /config_dump.
     pub async fn config_names(&self) -> ConfigNames {
-        let dump = get_json(&format!("{}/config_dump", self.admin))
-            .await
-            .unwrap_or_default();
-        let mut names = ConfigNames::default();
-        let configs = dump["configs"].as_array().cloned().unwrap_or_default();
-        let collect = |config: &Value, list: &str, name: &[&str]| -> Vec<String> {
-            config[list]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|item| {
-                    name.iter()
-                        .fold(item, |value, key| &value[*key])
-                        .as_str()
-                        .map(str::to_string)
-                })
-                .collect()
-        };
-        for config in &configs {
-            let kind = config["@type"].as_str().unwrap_or_default();
-            if kind.ends_with("ListenersConfigDump") {
-                names.listeners = collect(config, "dynamic_listeners", &["name"]);
-            } else if kind.ends_with("RoutesConfigDump") {
-                names.routes = collect(config, "dynamic_route_configs", &["route_config", "name"]);
-            } else if kind.ends_with("ClustersConfigDump") {
-                names.clusters = collect(config, "dynamic_active_clusters", &["cluster", "name"]);
-                names.clusters.extend(collect(
-                    config,
-                    "dynamic_warming_clusters",
-                    &["cluster", "name"],
-                ));
-            }
-        }
-        for list in [&mut names.listeners, &mut names.routes, &mut names.clusters] {
-            list.sort();
-        }
-        names
+        config_names_at(&self.admin).await
     }
+}
+
+/// The bootstrap `envoy-configs/{bootstrap}` with its xDS cluster listing every address of
+/// `xds`, the node id and locality set, and each (from, to) of `replacements` made.
+pub fn bootstrap_text(
+    bootstrap: &str,
+    xds: &[SocketAddr],
+    node_id: &str,
+    region: &str,
+    zone: &str,
+    replacements: &[(&str, &str)],
+) -> String {
+    let template =
+        std::fs::read_to_string(repo_root().join("envoy-configs").join(bootstrap)).unwrap();
+    let one_endpoint = "        - endpoint:\n            address:\n              socket_address:\n                address: 127.0.0.1\n                port_value: 18000\n";
+    assert!(
+        template.contains(one_endpoint),
+        "{bootstrap} lists one xDS endpoint"
+    );
+    let endpoints: String = xds
+        .iter()
+        .map(|address| {
+            one_endpoint.replace(
+                "port_value: 18000",
+                &format!("port_value: {}", address.port()),
+            )
+        })
+        .collect();
+    let bootstrap = template
+        .replace(one_endpoint, &endpoints)
+        .replace("id: envoy-quickstart", &format!("id: {node_id}"))
+        .replace("region: us-central1\n", &format!("region: {region}\n"))
+        .replace("zone: us-central1-a\n", &format!("zone: {zone}\n"));
+    replacements
+        .iter()
+        .fold(bootstrap, |text, (from, to)| text.replace(from, to))
+}
+
+/// The names of the dynamic listeners, route configurations and clusters in the /config_dump
+/// of the Envoy-style admin at `admin` (Envoy's or the sidecar's).
+pub async fn config_names_at(admin: &str) -> ConfigNames {
+    let dump = get_json(&format!("{admin}/config_dump"))
+        .await
+        .unwrap_or_default();
+    let mut names = ConfigNames::default();
+    let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+    let collect = |config: &Value, list: &str, name: &[&str]| -> Vec<String> {
+        config[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                name.iter()
+                    .fold(item, |value, key| &value[*key])
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    for config in &configs {
+        let kind = config["@type"].as_str().unwrap_or_default();
+        if kind.ends_with("ListenersConfigDump") {
+            names.listeners = collect(config, "dynamic_listeners", &["name"]);
+        } else if kind.ends_with("RoutesConfigDump") {
+            names.routes = collect(config, "dynamic_route_configs", &["route_config", "name"]);
+        } else if kind.ends_with("ClustersConfigDump") {
+            names.clusters = collect(config, "dynamic_active_clusters", &["cluster", "name"]);
+            names.clusters.extend(collect(
+                config,
+                "dynamic_warming_clusters",
+                &["cluster", "name"],
+            ));
+        }
+    }
+    for list in [&mut names.listeners, &mut names.routes, &mut names.clusters] {
+        list.sort();
+    }
+    names
 }
 
 /// What an Envoy holds, by name, each list sorted.

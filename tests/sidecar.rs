@@ -1,0 +1,358 @@
+//! The sidecar (`switchyard proxy`) with real processes on loopback: the same config served
+//! to a real Envoy and to the sidecar routes a table of requests to the same backend services
+//! through both, and splits traffic alike; the sidecar follows edits without a failed request;
+//! it keeps serving while the control plane is down and converges when it is back (SotW and
+//! delta); it carries raw bytes through a TCP listener.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::sidecar::Sidecar;
+use common::*;
+
+const SERVICES: [&str; 7] = [
+    "web", "api", "admin", "mobile", "shop", "canary-a", "canary-b",
+];
+
+/// A load balancer on 127.0.0.1:`listen` with host rules, path rules, route rules with header
+/// matches and a weighted split; `ports` are the backends of SERVICES, in order.
+fn config(listen: u16, ports: &BTreeMap<&str, u16>, canary_a: u32, canary_b: u32) -> String {
+    let mut text = String::from("networkEndpointGroups:\n");
+    for service in SERVICES {
+        text.push_str(&format!(
+            "- {{name: {service}-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}\n",
+            ports[service]
+        ));
+    }
+    text.push_str("backendServices:\n");
+    for service in SERVICES {
+        text.push_str(&format!(
+            "- {{name: {service}, backends: [{{group: zones/us-central1-a/networkEndpointGroups/{service}-neg, balancingMode: RATE, maxRate: 100}}]}}\n"
+        ));
+    }
+    text.push_str(&format!(
+        r#"urlMaps:
+- name: lb
+  defaultService: global/backendServices/web
+  hostRules:
+  - {{hosts: [shop.example.com], pathMatcher: shop}}
+  - {{hosts: ['*.example.com', '*'], pathMatcher: main}}
+  pathMatchers:
+  - name: shop
+    defaultService: global/backendServices/shop
+    pathRules:
+    - {{paths: [/cart, /cart/*], service: global/backendServices/api}}
+  - name: main
+    defaultService: global/backendServices/web
+    routeRules:
+    - priority: 1
+      matchRules: [{{prefixMatch: /, headerMatches: [{{headerName: x-client, exactMatch: mobile}}]}}]
+      service: global/backendServices/mobile
+    - priority: 2
+      matchRules: [{{prefixMatch: /admin, headerMatches: [{{headerName: x-role, presentMatch: true}}]}}]
+      service: global/backendServices/admin
+    - priority: 3
+      matchRules: [{{fullPathMatch: /exact}}]
+      service: global/backendServices/admin
+    - priority: 4
+      matchRules: [{{prefixMatch: /api}}]
+      service: global/backendServices/api
+    - priority: 5
+      matchRules: [{{prefixMatch: /v, headerMatches: [{{headerName: x-version, regexMatch: 'v[0-9]+'}}]}}]
+      service: global/backendServices/api
+    - priority: 6
+      matchRules: [{{prefixMatch: /range, headerMatches: [{{headerName: x-n, rangeMatch: {{rangeStart: 1, rangeEnd: 10}}}}]}}]
+      service: global/backendServices/admin
+    - priority: 7
+      matchRules: [{{prefixMatch: /ci/, ignoreCase: true}}]
+      service: global/backendServices/admin
+    - priority: 8
+      matchRules: [{{prefixMatch: /not, headerMatches: [{{headerName: x-debug, prefixMatch: 'on', invertMatch: true}}]}}]
+      service: global/backendServices/api
+    - priority: 9
+      matchRules: [{{prefixMatch: /split}}]
+      routeAction:
+        weightedBackendServices:
+        - {{backendService: global/backendServices/canary-a, weight: {canary_a}}}
+        - {{backendService: global/backendServices/canary-b, weight: {canary_b}}}
+targetHttpProxies:
+- {{name: lb-proxy, urlMap: global/urlMaps/lb}}
+forwardingRules:
+- {{name: lb-http, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/lb-proxy}}
+"#
+    ));
+    text
+}
+
+/// (host, path, headers) of the request table.
+fn requests() -> Vec<(
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+)> {
+    let mut table = Vec::new();
+    for host in [
+        "any.host",
+        "www.example.com",
+        "shop.example.com",
+        "SHOP.example.com:8080",
+    ] {
+        for path in [
+            "/",
+            "/api",
+            "/api/users",
+            "/apix",
+            "/exact",
+            "/exact/more",
+            "/admin",
+            "/cart",
+            "/cart/1",
+            "/CI/x",
+            "/ci/x",
+            "/v1",
+            "/range",
+        ] {
+            table.push((host, path, vec![]));
+        }
+    }
+    let with = |host, path, headers: Vec<(&'static str, &'static str)>| (host, path, headers);
+    table.extend([
+        with("any.host", "/anything", vec![("x-client", "mobile")]),
+        with("any.host", "/anything", vec![("x-client", "Mobile")]),
+        with("any.host", "/admin/panel", vec![("x-role", "")]),
+        with("any.host", "/admin/panel", vec![("x-role", "root")]),
+        with("any.host", "/v2/x", vec![("x-version", "v2")]),
+        with("any.host", "/v2/x", vec![("x-version", "v2beta")]),
+        with("any.host", "/range", vec![("x-n", "9")]),
+        with("any.host", "/range", vec![("x-n", "10")]),
+        with("any.host", "/range", vec![("x-n", "0")]),
+        with("any.host", "/not", vec![("x-debug", "on")]),
+        with("any.host", "/not", vec![("x-debug", "off")]),
+        with("any.host", "/not", vec![]),
+        with("shop.example.com", "/", vec![("x-client", "mobile")]),
+    ]);
+    table
+}
+
+/// The body (backend name) or status a request through `listen` gets.
+async fn send(listen: u16, host: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = http()
+        .get(format!("http://127.0.0.1:{listen}{path}"))
+        .header("host", host);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    match request.send().await {
+        Ok(response) if response.status() == 200 => response.text().await.unwrap_or_default(),
+        Ok(response) => format!("<{}>", response.status().as_u16()),
+        Err(error) => format!("<error {error}>"),
+    }
+}
+
+struct Backends(Vec<Backend>);
+
+impl Backends {
+    async fn start() -> Backends {
+        let mut all = Vec::new();
+        for service in SERVICES {
+            all.push(Backend::start(service).await);
+        }
+        Backends(all)
+    }
+
+    fn ports(&self) -> BTreeMap<&'static str, u16> {
+        SERVICES
+            .iter()
+            .zip(&self.0)
+            .map(|(s, b)| (*s, b.port()))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sidecar_and_envoy_send_the_same_requests_to_the_same_services() {
+    let backends = Backends::start().await;
+    let ports = backends.ports();
+    // Two servers of the same config, the listener port aside (both proxies run here).
+    let (envoy_port, sidecar_port) = (free_port(), free_port());
+    let for_envoy = Switchyard::start(&config(envoy_port, &ports, 75, 25)).await;
+    let for_sidecar = Switchyard::start(&config(sidecar_port, &ports, 75, 25)).await;
+    let envoy = Envoy::start(for_envoy.running.xds_addr, "envoy-diff").await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        for_sidecar.running.xds_addr,
+        "sidecar-diff",
+    )
+    .await;
+    for_envoy.wait_for_acks("envoy-diff").await;
+    for_sidecar.wait_for_acks("sidecar-diff").await;
+    sidecar.wait_ready().await;
+    wait_for_body(&format!("http://127.0.0.1:{envoy_port}/api"), "api").await;
+    wait_for_body(&format!("http://127.0.0.1:{sidecar_port}/api"), "api").await;
+
+    let table = requests();
+    assert!(table.len() >= 40, "{}", table.len());
+    let mut differences = Vec::new();
+    let mut reached = std::collections::BTreeSet::new();
+    for (host, path, headers) in &table {
+        let through_envoy = send(envoy_port, host, path, headers).await;
+        let through_sidecar = send(sidecar_port, host, path, headers).await;
+        if through_envoy != through_sidecar {
+            differences.push(format!(
+                "{host}{path} {headers:?}: Envoy {through_envoy}, sidecar {through_sidecar}"
+            ));
+        }
+        reached.insert(through_envoy);
+    }
+    assert!(
+        differences.is_empty(),
+        "{differences:#?}\n{}",
+        sidecar.log()
+    );
+    assert!(
+        reached.len() >= 5,
+        "the table reaches most services: {reached:?}"
+    );
+
+    // The weighted split: 2,000 requests each, both within 4 points of 75%.
+    const REQUESTS: usize = 2000;
+    const TOLERANCE: f64 = 0.04;
+    for (who, port) in [("Envoy", envoy_port), ("sidecar", sidecar_port)] {
+        let seen = tally(&format!("http://127.0.0.1:{port}/split"), REQUESTS).await;
+        let share = share(&seen, "canary-a");
+        assert!((share - 0.75).abs() < TOLERANCE, "{who}: {seen:?}");
+    }
+    assert_eq!(sidecar.config_names().await, envoy.config_names().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sidecar_follows_edits_without_a_failed_request() {
+    let backends = Backends::start().await;
+    let ports = backends.ports();
+    let listen = free_port();
+    let switchyard = Switchyard::start(&config(listen, &ports, 100, 0)).await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        switchyard.running.xds_addr,
+        "sidecar-edits",
+    )
+    .await;
+    sidecar.wait_ready().await;
+    wait_for_body(&format!("http://127.0.0.1:{listen}/split"), "canary-a").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let body = send(listen, "any.host", "/split", &[]).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                // Errors and non-200 answers show as `<…>`; once the route moves, /split
+                // falls to the default service, which is an answer too.
+                if body.starts_with('<') {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    switchyard.edit(&config(listen, &ports, 0, 100)).await;
+    wait_for_body(&format!("http://127.0.0.1:{listen}/split"), "canary-b").await;
+    // A route removed and one added: /split goes, /api stays.
+    let edited =
+        config(listen, &ports, 0, 100).replace("prefixMatch: /split", "prefixMatch: /moved");
+    switchyard.edit(&edited).await;
+    wait_for_body(&format!("http://127.0.0.1:{listen}/moved"), "canary-b").await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(sent > 0);
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during the edits"
+    );
+    assert_eq!(send(listen, "any.host", "/split", &[]).await, "web");
+}
+
+async fn control_plane_outage(bootstrap: &str, node_id: &str) {
+    let backends = Backends::start().await;
+    let ports = backends.ports();
+    let listen = free_port();
+    let first = Switchyard::start(&config(listen, &ports, 100, 0)).await;
+    let xds = first.running.xds_addr;
+    let sidecar = Sidecar::start(bootstrap, xds, node_id).await;
+    sidecar.wait_ready().await;
+    wait_for_body(&format!("http://127.0.0.1:{listen}/split"), "canary-a").await;
+
+    first.running.shutdown().await;
+    wait_for("the sidecar to see the control plane gone", || async {
+        (sidecar.stat("switchyard_proxy_xds_connected").await == 0).then_some(())
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(
+            send(listen, "any.host", "/split", &[]).await,
+            "canary-a",
+            "serving while the control plane is down"
+        );
+    }
+    // Back on the same address with an edit the sidecar has not seen.
+    let second = Switchyard::start_with(&config(listen, &ports, 0, 100), move |options| {
+        options.xds_listen = xds;
+    })
+    .await;
+    wait_for_body(&format!("http://127.0.0.1:{listen}/split"), "canary-b").await;
+    second.wait_for_acks(node_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sidecar_rides_out_a_control_plane_outage_over_sotw() {
+    control_plane_outage("envoy-bootstrap.yaml", "sidecar-outage-sotw").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sidecar_rides_out_a_control_plane_outage_over_delta() {
+    control_plane_outage("envoy-bootstrap-delta.yaml", "sidecar-outage-delta").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tcp_listener_carries_raw_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = TcpBackend::start("raw").await;
+    let listen = free_port();
+    let text = format!(
+        r#"
+networkEndpointGroups:
+- {{name: raw-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
+backendServices:
+- {{name: raw, protocol: TCP, backends: [{{group: zones/us-central1-a/networkEndpointGroups/raw-neg, balancingMode: CONNECTION, maxConnections: 100}}]}}
+targetTcpProxies:
+- {{name: raw-proxy, service: global/backendServices/raw}}
+forwardingRules:
+- {{name: raw-tcp, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetTcpProxies/raw-proxy}}
+"#,
+        backend.addr.port()
+    );
+    let switchyard = Switchyard::start(&text).await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        switchyard.running.xds_addr,
+        "sidecar-tcp",
+    )
+    .await;
+    sidecar.wait_ready().await;
+    let seen = wait_for("the TCP listener to answer", || async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", listen))
+            .await
+            .ok()?;
+        stream.write_all(b"ping\n").await.ok()?;
+        let mut answer = vec![0u8; 64];
+        let n = stream.read(&mut answer).await.ok()?;
+        (n > 0).then(|| String::from_utf8_lossy(&answer[..n]).to_string())
+    })
+    .await;
+    assert!(seen.contains("raw"), "{seen}");
+}
