@@ -87,12 +87,15 @@ forwardingRules:
     text
 }
 
-/// (host, path, headers) of the request table.
-fn requests() -> Vec<(
+/// One request of the table: host, path and headers.
+type TableRequest = (
     &'static str,
     &'static str,
     Vec<(&'static str, &'static str)>,
-)> {
+);
+
+/// The request table.
+fn requests() -> Vec<TableRequest> {
     let mut table = Vec::new();
     for host in [
         "any.host",
