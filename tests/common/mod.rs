@@ -7,6 +7,7 @@
 pub mod grpc;
 pub mod pki;
 pub mod process;
+pub mod scripted;
 pub mod sidecar;
 pub mod xds;
 

@@ -1,0 +1,243 @@
+//! The sidecar's xDS client against a scripted ADS server (tests/common/scripted.rs), which
+//! sends exactly what a test writes: the sidecar ACKs what it applies, asks for the routes and
+//! endpoints its listeners and clusters name, and NACKs a resource it cannot apply — naming the
+//! resource and the field — while the previous config keeps serving.
+
+mod common;
+
+use common::scripted::ScriptedServer;
+use common::sidecar::Sidecar;
+use common::*;
+use envoy_types::pb::envoy::config::cluster::v3::{
+    cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig},
+    Cluster, OutlierDetection,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, config_source::ConfigSourceSpecifier, socket_address::PortSpecifier, Address,
+    AggregatedConfigSource, ConfigSource, SocketAddress,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::route::v3::{
+    route::Action,
+    route_action::{ClusterSpecifier, RequestMirrorPolicy},
+    route_match::PathSpecifier,
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
+
+fn any<M: Message + Name>(message: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
+}
+
+fn ads() -> ConfigSource {
+    ConfigSource {
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        resource_api_version: 2,
+        ..Default::default()
+    }
+}
+
+fn socket(port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: "127.0.0.1".into(),
+            port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
+            ..Default::default()
+        })),
+    }
+}
+
+fn cluster(name: &str) -> Cluster {
+    Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: name.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn assignment(name: &str, port: u16) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.into(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![LbEndpoint {
+                host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                    address: Some(socket(port)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn listener(port: u16) -> Listener {
+    let manager = HttpConnectionManager {
+        stat_prefix: "web".into(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: "web-routes".into(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(
+                any(&Router::default()),
+            )),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Listener {
+        name: "web".into(),
+        address: Some(socket(port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&manager))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn routes(mirror: bool) -> RouteConfiguration {
+    RouteConfiguration {
+        name: "web-routes".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "all".into(),
+            domains: vec!["*".into()],
+            routes: vec![Route {
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
+                action: Some(Action::Route(RouteAction {
+                    cluster_specifier: Some(ClusterSpecifier::Cluster("good".into())),
+                    request_mirror_policies: if mirror {
+                        vec![RequestMirrorPolicy {
+                            cluster: "good".into(),
+                            ..Default::default()
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn response<M: Message + Name>(version: &str, nonce: &str, resources: &[M]) -> DiscoveryResponse {
+    DiscoveryResponse {
+        type_url: M::type_url(),
+        version_info: version.into(),
+        nonce: nonce.into(),
+        resources: resources.iter().map(any).collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resource_it_cannot_apply_is_nacked_by_name_and_field_and_the_old_config_serves() {
+    let backend = Backend::start("good").await;
+    let mut server = ScriptedServer::start().await;
+    let sidecar = Sidecar::start("envoy-bootstrap.yaml", server.address, "sidecar-script").await;
+    let listen = free_port();
+    let (cds, eds, rds) = (
+        Cluster::type_url(),
+        ClusterLoadAssignment::type_url(),
+        RouteConfiguration::type_url(),
+    );
+
+    let first = server.next_request(&cds).await;
+    assert!(first.resource_names.is_empty(), "clusters: everything");
+    assert_eq!(first.node.as_ref().unwrap().id, "sidecar-script");
+    server.send(response("c1", "1", &[cluster("good")]));
+    let ack = server.next_request(&cds).await;
+    assert_eq!(
+        (ack.version_info.as_str(), ack.response_nonce.as_str()),
+        ("c1", "1")
+    );
+    assert!(ack.error_detail.is_none());
+    let endpoints = server.next_request(&eds).await;
+    assert_eq!(endpoints.resource_names, ["good"]);
+    server.send(response("e1", "2", &[assignment("good", backend.port())]));
+    server.send(response("l1", "3", &[listener(listen)]));
+    let asked = loop {
+        let request = server.next_request(&rds).await;
+        if !request.resource_names.is_empty() {
+            break request;
+        }
+    };
+    assert_eq!(asked.resource_names, ["web-routes"]);
+    server.send(response("r1", "4", &[routes(false)]));
+    sidecar.wait_ready().await;
+    wait_for_body(&format!("http://127.0.0.1:{listen}/"), "good").await;
+
+    // A cluster with outlier detection, which the sidecar does not implement.
+    let mut bad = cluster("bad");
+    bad.outlier_detection = Some(OutlierDetection::default());
+    server.send(response("c2", "5", &[cluster("good"), bad]));
+    let nack = loop {
+        let request = server.next_request(&cds).await;
+        if request.response_nonce == "5" {
+            break request;
+        }
+    };
+    assert_eq!(nack.version_info, "c1", "the version still applied");
+    let detail = nack.error_detail.expect("a NACK").message;
+    assert_eq!(
+        detail,
+        "Cluster bad: field `outlier_detection` is not supported by the sidecar"
+    );
+
+    // A route configuration asking for a mirror.
+    server.send(response("r2", "6", &[routes(true)]));
+    let nack = loop {
+        let request = server.next_request(&rds).await;
+        if request.response_nonce == "6" {
+            break request;
+        }
+    };
+    assert_eq!(nack.version_info, "r1");
+    let detail = nack.error_detail.expect("a NACK").message;
+    assert_eq!(
+        detail,
+        "RouteConfiguration web-routes: field `virtual_hosts[0].routes[0].route.request_mirror_policies` is not supported by the sidecar"
+    );
+    assert_eq!(
+        sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+        2
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            get_text(&format!("http://127.0.0.1:{listen}/"))
+                .await
+                .as_deref(),
+            Some("good")
+        );
+    }
+    assert_eq!(sidecar.config_names().await.clusters, ["good"]);
+}
