@@ -1,5 +1,6 @@
-//! mTLS on the xDS port with real clients: an Envoy (envoy-configs/envoy-bootstrap-mtls.yaml)
-//! and a grpcio client (TLS channel credentials in its bootstrap) get their config and are
+//! mTLS on the xDS port with real clients: an Envoy and the sidecar (both from
+//! envoy-configs/envoy-bootstrap-mtls.yaml) and a grpcio client (TLS channel credentials in
+//! its bootstrap) get their config and are
 //! known by the identity in their certificates; a client without a certificate, or with one
 //! from another CA, is refused; a rotated server certificate reaches new connections without
 //! a restart. Certificates are made at test time.
@@ -226,4 +227,24 @@ async fn a_rotated_server_certificate_reaches_new_connections_without_a_restart(
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(presented_certificate(&pki, address).await, rotated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sidecar_gets_its_config_over_mtls_from_the_envoy_bootstrap() {
+    let pki = Pki::new();
+    let switchyard = start(&pki, &config()).await;
+    let dir = pki.envoy_dir("envoy");
+    let sidecar = common::sidecar::Sidecar::start_replacing(
+        "envoy-bootstrap-mtls.yaml",
+        switchyard.running.xds_addr,
+        "sidecar-mtls",
+        &[("/etc/switchyard/xds-tls", dir.to_str().unwrap())],
+    )
+    .await;
+    switchyard.wait_for_acks("sidecar-mtls").await;
+    assert_eq!(
+        identity_of(&switchyard, "sidecar-mtls").await,
+        "spiffe://switchyard.test/envoy"
+    );
+    assert_eq!(sidecar.config_names().await.clusters, ["who"]);
 }
