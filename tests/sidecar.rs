@@ -2,7 +2,8 @@
 //! to a real Envoy and to the sidecar routes a table of requests to the same backend services
 //! through both, and splits traffic alike; the sidecar follows edits without a failed request;
 //! it keeps serving while the control plane is down and converges when it is back (SotW and
-//! delta); it carries raw bytes through a TCP listener.
+//! delta); it carries raw bytes through a TCP listener, and gRPC over HTTP/2 with its
+//! status.
 
 mod common;
 
@@ -358,4 +359,69 @@ forwardingRules:
     })
     .await;
     assert!(seen.contains("raw"), "{seen}");
+}
+
+/// Calls `path` of the Who service through `channel`.
+async fn call_who(
+    channel: tonic::transport::Channel,
+    path: &'static str,
+) -> Result<String, tonic::Status> {
+    use common::grpc::{WhoReply, WhoRequest};
+    let mut client = tonic::client::Grpc::new(channel);
+    client
+        .ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<WhoRequest, WhoReply>::default();
+    let reply = client
+        .unary(
+            tonic::Request::new(WhoRequest { delay_ms: 0 }),
+            tonic::codegen::http::uri::PathAndQuery::from_static(path),
+            codec,
+        )
+        .await?;
+    Ok(reply.into_inner().name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpc_passes_through_over_http2_with_its_status() {
+    let backend = common::grpc::GrpcBackend::start("who-1").await;
+    let listen = free_port();
+    let text = format!(
+        r#"
+networkEndpointGroups:
+- {{name: who-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
+backendServices:
+- {{name: who, protocol: HTTP2, backends: [{{group: zones/us-central1-a/networkEndpointGroups/who-neg, balancingMode: RATE, maxRate: 100}}]}}
+urlMaps:
+- {{name: grpc-map, defaultService: global/backendServices/who}}
+targetHttpProxies:
+- {{name: grpc-proxy, urlMap: global/urlMaps/grpc-map}}
+forwardingRules:
+- {{name: grpc-in, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/grpc-proxy}}
+"#,
+        backend.port()
+    );
+    let switchyard = Switchyard::start(&text).await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        switchyard.running.xds_addr,
+        "sidecar-grpc",
+    )
+    .await;
+    sidecar.wait_ready().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{listen}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the sidecar's listener accepts HTTP/2");
+    for _ in 0..20 {
+        let name = call_who(channel.clone(), "/switchyard.test.Who/Name").await;
+        assert_eq!(name.map_err(|s| s.to_string()).as_deref(), Ok("who-1"));
+    }
+    // A status the backend answers in its trailers comes through as it is.
+    let status = call_who(channel, "/switchyard.test.Who/Missing")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status}");
 }
