@@ -1,8 +1,8 @@
 //! Dual stack through a real Envoy, with backends on 127.0.0.1 and ::1 that answer with their
 //! name and the family they were reached on: ipAddressSelectionPolicy, happy-eyeballs
 //! fallback, IPv6 and dual frontends, freebind, and the 95/5 → 100 migration of the
-//! dual-stack document with no request lost. These tests need the IPv6 loopback and fail
-//! (never skip) without it.
+//! dual-stack document with no request lost; the family policies and the fallback through
+//! the sidecar as well. These tests need the IPv6 loopback and fail (never skip) without it.
 
 mod common;
 
@@ -73,13 +73,60 @@ fn families(
         .collect()
 }
 
+/// Which proxy a test sends its requests through.
+#[derive(Clone, Copy, Debug)]
+enum Through {
+    Envoy,
+    Sidecar,
+}
+
+/// A running proxy of either kind, kept alive for the test.
+#[allow(dead_code)]
+enum Running {
+    Envoy(Envoy),
+    Sidecar(common::sidecar::Sidecar),
+}
+
+async fn serve_through(through: Through, node_id: &str, config: &str) -> (Switchyard, Running) {
+    match through {
+        Through::Envoy => {
+            let (switchyard, envoy) = serve(node_id, config).await;
+            (switchyard, Running::Envoy(envoy))
+        }
+        Through::Sidecar => {
+            let switchyard = Switchyard::start(config).await;
+            let sidecar = common::sidecar::Sidecar::start(
+                "envoy-bootstrap.yaml",
+                switchyard.running.xds_addr,
+                node_id,
+            )
+            .await;
+            switchyard.wait_for_acks(node_id).await;
+            sidecar.wait_ready().await;
+            (switchyard, Running::Sidecar(sidecar))
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn selection_policies_pick_the_family_and_prefer_ipv6_falls_back() {
+    selection_policies(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn selection_policies_and_the_ipv4_fallback_hold_through_the_sidecar() {
+    selection_policies(Through::Sidecar).await;
+}
+
+async fn selection_policies(through: Through) {
     require_ipv6();
     let mut e1 = DualStackBackend::start("e1").await;
     let e2 = DualStackBackend::start("e2").await;
     let listen = free_port();
-    let (_switchyard, _envoy) = serve("families", &policies_config(listen, &e1, &e2)).await;
+    let node_id = format!("families-{through:?}");
+    let (_switchyard, _proxy) =
+        serve_through(through, &node_id, &policies_config(listen, &e1, &e2)).await;
+    wait_for_body_prefix(&format!("http://127.0.0.1:{listen}/v4/x"), "e").await;
     let url = |path: &str| format!("http://127.0.0.1:{listen}{path}");
 
     let v4 = tally(&url("/v4/x"), 200).await;

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::balancer::{hash_text, next_random};
 use super::config::ProxyConfig;
+use super::endpoint_names::{name_of, EndpointNames};
 use super::resources::listener::HttpManager;
 use super::resources::route::{Action, Forward, HashPolicy};
 use super::router::{self, RequestParts};
@@ -31,13 +32,15 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// every listener and keyed by endpoint address inside.
 #[derive(Clone)]
 pub struct Upstreams {
-    http1: Client<HttpConnector, Body>,
-    http2: Client<HttpConnector, Body>,
+    http1: Client<HttpConnector<EndpointNames>, Body>,
+    http2: Client<HttpConnector<EndpointNames>, Body>,
 }
 
 impl Upstreams {
     pub fn new() -> Upstreams {
-        let mut connector = HttpConnector::new();
+        let mut connector = HttpConnector::new_with_resolver(EndpointNames);
+        // Envoy's default happy-eyeballs delay before the second family is tried.
+        connector.set_happy_eyeballs_timeout(Some(Duration::from_millis(300)));
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         let http1 = Client::builder(TokioExecutor::new())
@@ -234,13 +237,27 @@ async fn forward_request(
         .headers
         .entry("x-forwarded-proto")
         .or_insert(HeaderValue::from_static("http"));
+    // The upstream URI names the endpoint; the Host the client asked for goes along as it was
+    // (an HTTP/2 client sends it as :authority, which arrives as the URI's authority).
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(authority) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, authority);
+        }
+    }
     let mut body = Some(body.boxed());
     let mut last_error = "no healthy upstream\n";
     for _ in 0..attempts {
         let Some(host) = entry.balancer.pick(hash) else {
             return full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
         };
-        let uri = match upstream_uri(&parts.uri, host.address) {
+        let addresses: Vec<SocketAddr> = std::iter::once(host.address)
+            .chain(host.fallback.iter().copied())
+            .collect();
+        let uri = match upstream_uri(&parts.uri, &name_of(&addresses)) {
             Some(uri) => uri,
             None => return full(StatusCode::BAD_REQUEST, "bad request target\n"),
         };
@@ -301,10 +318,11 @@ fn retries_on_connect_failure(policy: &super::resources::route::Retry) -> bool {
     })
 }
 
-/// The request target rewritten to reach `address`, keeping path and query.
-fn upstream_uri(uri: &Uri, address: SocketAddr) -> Option<Uri> {
+/// The request target rewritten to reach the endpoint named `name` (no port: the name holds
+/// each address's own), keeping path and query.
+fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("http://{address}{path}").parse().ok()
+    format!("http://{name}{path}").parse().ok()
 }
 
 #[cfg(test)]
