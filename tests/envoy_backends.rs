@@ -1,6 +1,6 @@
 //! Backend-service semantics through a real Envoy and real backends on loopback: balancing
 //! modes and capacity scaler shaping the split, region failover, session affinity, LB
-//! policies, draining. Splits are measured over 2,000 requests with a ±4% tolerance (the
+//! policies, draining (session affinity through the sidecar as well). Splits are measured over 2,000 requests with a ±4% tolerance (the
 //! binomial standard deviation at n = 2,000 is at most 1.12%, so ±4% is over 3.5 of them).
 
 mod common;
@@ -359,12 +359,22 @@ async fn endpoints_for(url: &str, header: &str, values: &[String]) -> BTreeSet<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn header_field_affinity_sticks_by_header_value() {
+    header_field_affinity(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn header_field_affinity_sticks_through_the_sidecar() {
+    header_field_affinity(Through::Sidecar).await;
+}
+
+async fn header_field_affinity(through: Through) {
     let backends = four_backends().await;
     let listen = free_port();
     let url = format!("http://127.0.0.1:{listen}/");
     let affinity = "  sessionAffinity: HEADER_FIELD\n  consistentHash: {httpHeaderName: x-user}";
-    let (_s, _e) = serve(
-        "header",
+    let (_s, _proxy) = serve_through(
+        through,
+        &format!("header-{through:?}"),
         &affinity_config(listen, &backends, "RING_HASH", affinity),
     )
     .await;
@@ -384,12 +394,22 @@ async fn header_field_affinity_sticks_by_header_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn http_cookie_affinity_sticks_and_issues_the_cookie() {
+    http_cookie_affinity(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_cookie_affinity_sticks_and_issues_the_cookie_through_the_sidecar() {
+    http_cookie_affinity(Through::Sidecar).await;
+}
+
+async fn http_cookie_affinity(through: Through) {
     let backends = four_backends().await;
     let listen = free_port();
     let url = format!("http://127.0.0.1:{listen}/");
     let affinity = "  sessionAffinity: HTTP_COOKIE\n  consistentHash:\n    httpCookie: {name: session, ttl: {seconds: 120}}";
-    let (_s, _e) = serve(
-        "cookie",
+    let (_s, _proxy) = serve_through(
+        through,
+        &format!("cookie-{through:?}"),
         &affinity_config(listen, &backends, "MAGLEV", affinity),
     )
     .await;
@@ -419,12 +439,22 @@ async fn http_cookie_affinity_sticks_and_issues_the_cookie() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn generated_cookie_affinity_sets_gcilb_with_the_ttl() {
+    generated_cookie_affinity(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generated_cookie_affinity_sets_gcilb_through_the_sidecar() {
+    generated_cookie_affinity(Through::Sidecar).await;
+}
+
+async fn generated_cookie_affinity(through: Through) {
     let backends = four_backends().await;
     let listen = free_port();
     let url = format!("http://127.0.0.1:{listen}/");
     let affinity = "  sessionAffinity: GENERATED_COOKIE\n  affinityCookieTtlSec: 600";
-    let (_s, _e) = serve(
-        "generated",
+    let (_s, _proxy) = serve_through(
+        through,
+        &format!("generated-{through:?}"),
         &affinity_config(listen, &backends, "RING_HASH", affinity),
     )
     .await;

@@ -73,41 +73,6 @@ fn families(
         .collect()
 }
 
-/// Which proxy a test sends its requests through.
-#[derive(Clone, Copy, Debug)]
-enum Through {
-    Envoy,
-    Sidecar,
-}
-
-/// A running proxy of either kind, kept alive for the test.
-#[allow(dead_code)]
-enum Running {
-    Envoy(Envoy),
-    Sidecar(common::sidecar::Sidecar),
-}
-
-async fn serve_through(through: Through, node_id: &str, config: &str) -> (Switchyard, Running) {
-    match through {
-        Through::Envoy => {
-            let (switchyard, envoy) = serve(node_id, config).await;
-            (switchyard, Running::Envoy(envoy))
-        }
-        Through::Sidecar => {
-            let switchyard = Switchyard::start(config).await;
-            let sidecar = common::sidecar::Sidecar::start(
-                "envoy-bootstrap.yaml",
-                switchyard.running.xds_addr,
-                node_id,
-            )
-            .await;
-            switchyard.wait_for_acks(node_id).await;
-            sidecar.wait_ready().await;
-            (switchyard, Running::Sidecar(sidecar))
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn selection_policies_pick_the_family_and_prefer_ipv6_falls_back() {
     selection_policies(Through::Envoy).await;

@@ -178,6 +178,7 @@ fn request_hash(
             .flat_map(|v| v.split(';'))
             .find_map(|pair| {
                 let (key, value) = pair.trim().split_once('=')?;
+                let value = value.trim_matches('"');
                 (key == name).then(|| hash_text(value))
             }),
         HashPolicy::SourceIp => Some(hash_text(&peer.ip().to_string())),
@@ -220,7 +221,25 @@ async fn forward_request(
     let Some(entry) = config.clusters.get(cluster_name) else {
         return full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n");
     };
-    let hash = request_hash(&forward.hash, &request, peer);
+    let mut hash = request_hash(&forward.hash, &request, peer);
+    // A cookie policy with a TTL issues its cookie when the request has none, as Envoy does:
+    // the new value decides this request, and the client's next ones carry it.
+    let mut issued = None;
+    if hash.is_none() {
+        if let Some(HashPolicy::Cookie {
+            name,
+            path,
+            ttl: Some(ttl),
+        }) = forward
+            .hash
+            .iter()
+            .find(|p| matches!(p, HashPolicy::Cookie { .. }))
+        {
+            let value = format!("{:016x}", roll());
+            hash = Some(hash_text(&value));
+            issued = set_cookie(name, &value, path, *ttl);
+        }
+    }
     let (mut parts, body) = request.into_parts();
     // Only a request without a body can be sent again (nothing of it was consumed).
     let replayable = body_is_empty(&parts.headers, &body);
@@ -280,7 +299,13 @@ async fn forward_request(
         host.active
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         match result {
-            Ok(response) => return response.map(|b| b.boxed()),
+            Ok(response) => {
+                let mut response = response.map(|b| b.boxed());
+                if let Some(cookie) = issued {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                return response;
+            }
             Err(error) => {
                 tracing::debug!(%error, upstream = %host.address, "upstream request failed");
                 last_error = "upstream connect error or disconnect/reset before headers\n";
@@ -288,6 +313,16 @@ async fn forward_request(
         }
     }
     full(StatusCode::SERVICE_UNAVAILABLE, last_error)
+}
+
+/// `name="value"; Max-Age=…; Path=…; HttpOnly`, as Envoy writes the cookies it issues.
+fn set_cookie(name: &str, value: &str, path: &str, ttl: Duration) -> Option<HeaderValue> {
+    let mut text = format!("{name}=\"{value}\"; Max-Age={}", ttl.as_secs());
+    if !path.is_empty() {
+        text.push_str(&format!("; Path={path}"));
+    }
+    text.push_str("; HttpOnly");
+    HeaderValue::from_str(&text).ok()
 }
 
 fn empty() -> Body {

@@ -661,6 +661,37 @@ pub async fn config_names_at(admin: &str) -> ConfigNames {
     names
 }
 
+/// Which proxy a test sends its requests through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Through {
+    Envoy,
+    Sidecar,
+}
+
+/// A running proxy of either kind, kept alive for the test.
+pub enum Proxy {
+    Envoy(Envoy),
+    Sidecar(sidecar::Sidecar),
+}
+
+/// Serves `config` and starts the proxy `through` (envoy-configs/envoy-bootstrap.yaml, in
+/// us-central1-a) as `node_id`; returns once it has ACKed everything and is ready.
+pub async fn serve_through(through: Through, node_id: &str, config: &str) -> (Switchyard, Proxy) {
+    let switchyard = Switchyard::start(config).await;
+    let xds = switchyard.running.xds_addr;
+    let proxy = match through {
+        Through::Envoy => Proxy::Envoy(Envoy::start(xds, node_id).await),
+        Through::Sidecar => {
+            Proxy::Sidecar(sidecar::Sidecar::start("envoy-bootstrap.yaml", xds, node_id).await)
+        }
+    };
+    switchyard.wait_for_acks(node_id).await;
+    if let Proxy::Sidecar(sidecar) = &proxy {
+        sidecar.wait_ready().await;
+    }
+    (switchyard, proxy)
+}
+
 /// What an Envoy holds, by name, each list sorted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfigNames {
