@@ -84,6 +84,15 @@ backendServices:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rate_capacity_and_capacity_scaler_shape_the_split() {
+    rate_capacity_and_capacity_scaler_shape_the_split_through(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_capacity_and_capacity_scaler_shape_the_split_through_the_sidecar() {
+    rate_capacity_and_capacity_scaler_shape_the_split_through(Through::Sidecar).await;
+}
+
+async fn rate_capacity_and_capacity_scaler_shape_the_split_through(through: Through) {
     let a = [
         Backend::start("a1").await,
         Backend::start("a2").await,
@@ -93,7 +102,9 @@ async fn rate_capacity_and_capacity_scaler_shape_the_split() {
     let a_refs: Vec<&Backend> = a.iter().collect();
     let listen = free_port();
     let url = format!("http://127.0.0.1:{listen}/");
-    let (switchyard, _envoy) = serve("rate", &rate_config(listen, &a_refs, &b, "1.0")).await;
+    let node = format!("rate-{through:?}");
+    let (switchyard, _proxy) =
+        serve_through(through, &node, &rate_config(listen, &a_refs, &b, "1.0")).await;
 
     // 3 endpoints × 10 rps against 10 rps: 3:1.
     assert_share(&tally(&url, REQUESTS).await, "a", 0.75);
@@ -102,14 +113,14 @@ async fn rate_capacity_and_capacity_scaler_shape_the_split() {
     switchyard
         .edit(&rate_config(listen, &a_refs, &b, "0.5"))
         .await;
-    switchyard.wait_for_acks("rate").await;
+    switchyard.wait_for_acks(&node).await;
     assert_share(&tally(&url, REQUESTS).await, "a", 0.60);
 
     // Scaler 0: A leaves rotation.
     switchyard
         .edit(&rate_config(listen, &a_refs, &b, "0.0"))
         .await;
-    switchyard.wait_for_acks("rate").await;
+    switchyard.wait_for_acks(&node).await;
     let drained = tally(&url, 500).await;
     assert_eq!(
         drained.get("b1"),
@@ -249,12 +260,26 @@ backendServices:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_are_served_by_their_region_and_fail_over_to_the_next() {
+    clients_are_served_by_their_region_and_fail_over_to_the_next_through(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_fail_over_to_the_next_region_through_the_sidecar() {
+    clients_are_served_by_their_region_and_fail_over_to_the_next_through(Through::Sidecar).await;
+}
+
+async fn clients_are_served_by_their_region_and_fail_over_to_the_next_through(through: Through) {
     let central = Backend::start("central").await;
     let europe = Backend::start("europe").await;
     let listen = free_port();
     let url = format!("http://127.0.0.1:{listen}/");
-    let (switchyard, _envoy) =
-        serve("in-us", &regional_config(listen, &central, &europe, "1.0")).await;
+    let node = format!("in-us-{through:?}");
+    let (switchyard, _proxy) = serve_through(
+        through,
+        &node,
+        &regional_config(listen, &central, &europe, "1.0"),
+    )
+    .await;
 
     let home = tally(&url, 200).await;
     assert_eq!(
@@ -266,7 +291,7 @@ async fn clients_are_served_by_their_region_and_fail_over_to_the_next() {
     switchyard
         .edit(&regional_config(listen, &central, &europe, "0.0"))
         .await;
-    switchyard.wait_for_acks("in-us").await;
+    switchyard.wait_for_acks(&node).await;
     let failed_over = tally(&url, 200).await;
     assert_eq!(
         failed_over.get("europe"),
@@ -277,7 +302,7 @@ async fn clients_are_served_by_their_region_and_fail_over_to_the_next() {
     switchyard
         .edit(&regional_config(listen, &central, &europe, "1.0"))
         .await;
-    switchyard.wait_for_acks("in-us").await;
+    switchyard.wait_for_acks(&node).await;
     let back = tally(&url, 200).await;
     assert_eq!(
         back.get("central"),
@@ -553,6 +578,15 @@ async fn client_ip_affinity_sticks_by_source_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn least_request_random_and_maglev_are_accepted_and_serve() {
+    least_request_random_and_maglev_are_accepted_and_serve_through(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn least_request_random_and_maglev_serve_through_the_sidecar() {
+    least_request_random_and_maglev_are_accepted_and_serve_through(Through::Sidecar).await;
+}
+
+async fn least_request_random_and_maglev_are_accepted_and_serve_through(through: Through) {
     let backends = four_backends().await;
     for policy in [
         "LEAST_REQUEST",
@@ -562,19 +596,19 @@ async fn least_request_random_and_maglev_are_accepted_and_serve() {
         "RING_HASH",
     ] {
         let listen = free_port();
-        let node = format!("policy-{}", policy.to_lowercase());
-        let (switchyard, envoy) =
-            serve(&node, &affinity_config(listen, &backends, policy, "")).await;
+        let node = format!("policy-{}-{through:?}", policy.to_lowercase());
+        let (switchyard, proxy) = serve_through(
+            through,
+            &node,
+            &affinity_config(listen, &backends, policy, ""),
+        )
+        .await;
         let client = switchyard.client(&node).await.unwrap();
         assert!(
             client["types"]["Cluster"]["last_nack"].is_null(),
             "{policy}: {client}"
         );
-        assert_eq!(
-            envoy.stat("cluster_manager.cds.update_rejected").await,
-            Some(0),
-            "{policy}"
-        );
+        assert_eq!(proxy.clusters_rejected().await, 0, "{policy}");
         let seen = tally(&format!("http://127.0.0.1:{listen}/"), 200).await;
         assert_eq!(seen.values().sum::<usize>(), 200);
         assert!(
@@ -610,23 +644,40 @@ networkEndpointGroups:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removed_endpoints_drain_then_disappear() {
+    removed_endpoints_drain_then_disappear_through(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removed_endpoints_drain_then_disappear_through_the_sidecar() {
+    removed_endpoints_drain_then_disappear_through(Through::Sidecar).await;
+}
+
+async fn removed_endpoints_drain_then_disappear_through(through: Through) {
     let keep = Backend::start("keep").await;
     let leave = Backend::start("leave").await;
     let listen = free_port();
     let url = format!("http://127.0.0.1:{listen}/");
-    let (switchyard, envoy) = serve("draining", &draining_config(listen, &[&keep, &leave])).await;
+    let (switchyard, proxy) = serve_through(
+        through,
+        &format!("draining-{through:?}"),
+        &draining_config(listen, &[&keep, &leave]),
+    )
+    .await;
     let before = tally(&url, 100).await;
     assert!(before.contains_key("leave"), "{before:?}");
 
     switchyard.edit(&draining_config(listen, &[&keep])).await;
     let leaving = format!("127.0.0.1:{}", leave.port());
-    wait_for("Envoy to see the removed endpoint as DRAINING", || async {
-        let hosts = envoy.hosts("svc").await;
-        hosts
-            .iter()
-            .any(|(address, health)| *address == leaving && health == "DRAINING")
-            .then_some(())
-    })
+    wait_for(
+        "the proxy to see the removed endpoint as DRAINING",
+        || async {
+            let hosts = proxy.hosts("svc").await;
+            hosts
+                .iter()
+                .any(|(address, health)| *address == leaving && health == "DRAINING")
+                .then_some(())
+        },
+    )
     .await;
     let hits_before = *leave.hits.lock().unwrap();
     let during = tally(&url, 200).await;
@@ -650,7 +701,7 @@ async fn removed_endpoints_drain_then_disappear() {
     wait_for(
         "the drained endpoint to be removed after drainingTimeoutSec",
         || async {
-            let hosts = envoy.hosts("svc").await;
+            let hosts = proxy.hosts("svc").await;
             (hosts.len() == 1 && hosts[0].0 != leaving).then_some(())
         },
     )

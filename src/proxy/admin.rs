@@ -81,9 +81,21 @@ async fn config_dump(State(state): State<AdminState>) -> impl IntoResponse {
     axum::Json(dump)
 }
 
-/// Envoy's text form: `cluster::address::field::value`, one line each.
-async fn clusters(State(state): State<AdminState>) -> impl IntoResponse {
+#[derive(serde::Deserialize)]
+struct ClustersQuery {
+    format: Option<String>,
+}
+
+/// Envoy's text form (`cluster::address::field::value`, one line each), or with
+/// `?format=json` its JSON form (`cluster_statuses[].host_statuses[]`).
+async fn clusters(
+    State(state): State<AdminState>,
+    axum::extract::Query(query): axum::extract::Query<ClustersQuery>,
+) -> axum::response::Response {
     let config = state.applier.current();
+    if query.format.as_deref() == Some("json") {
+        return axum::Json(clusters_json(&config)).into_response();
+    }
     let mut text = String::new();
     for (name, entry) in &config.clusters {
         for locality in entry.assignment.iter().flat_map(|a| &a.localities) {
@@ -101,7 +113,42 @@ async fn clusters(State(state): State<AdminState>) -> impl IntoResponse {
             }
         }
     }
-    text
+    text.into_response()
+}
+
+fn clusters_json(config: &super::config::ProxyConfig) -> Value {
+    use super::resources::endpoint::Health;
+    let statuses: Vec<Value> = config
+        .clusters
+        .iter()
+        .map(|(name, entry)| {
+            let hosts: Vec<Value> = entry
+                .assignment
+                .iter()
+                .flat_map(|a| &a.localities)
+                .flat_map(|locality| locality.endpoints.iter().map(move |e| (locality, e)))
+                .map(|(locality, endpoint)| {
+                    let health = match endpoint.health {
+                        Health::Healthy => "HEALTHY",
+                        Health::Unhealthy => "UNHEALTHY",
+                        Health::Draining => "DRAINING",
+                    };
+                    json!({
+                        "address": {"socket_address": {
+                            "address": endpoint.address.ip().to_string(),
+                            "port_value": endpoint.address.port(),
+                        }},
+                        "health_status": {"eds_health_status": health},
+                        "weight": endpoint.weight,
+                        "locality": {"region": locality.region, "zone": locality.zone, "sub_zone": locality.sub_zone},
+                        "priority": locality.priority,
+                    })
+                })
+                .collect();
+            json!({"name": name, "host_statuses": hosts})
+        })
+        .collect();
+    json!({"cluster_statuses": statuses})
 }
 
 async fn stats(State(state): State<AdminState>) -> impl IntoResponse {

@@ -540,36 +540,7 @@ impl Envoy {
 
     /// Envoy's view of a cluster's hosts: (address, EDS health status) from /clusters.
     pub async fn hosts(&self, cluster: &str) -> Vec<(String, String)> {
-        let Some(dump) = get_json(&format!("{}/clusters?format=json", self.admin)).await else {
-            return Vec::new();
-        };
-        let statuses = dump["cluster_statuses"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let Some(status) = statuses.iter().find(|c| c["name"] == cluster) else {
-            return Vec::new();
-        };
-        status["host_statuses"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|host| {
-                let address = &host["address"]["socket_address"];
-                (
-                    format!(
-                        "{}:{}",
-                        address["address"].as_str().unwrap_or(""),
-                        address["port_value"]
-                    ),
-                    host["health_status"]["eds_health_status"]
-                        .as_str()
-                        .unwrap_or("UNKNOWN")
-                        .to_string(),
-                )
-            })
-            .collect()
+        hosts_at(&self.admin, cluster).await
     }
 
     pub fn log(&self) -> String {
@@ -661,6 +632,41 @@ pub async fn config_names_at(admin: &str) -> ConfigNames {
     names
 }
 
+/// A proxy's view of a cluster's hosts: (address, EDS health status) from the JSON /clusters
+/// of the Envoy-style admin at `admin`.
+pub async fn hosts_at(admin: &str, cluster: &str) -> Vec<(String, String)> {
+    let Some(dump) = get_json(&format!("{admin}/clusters?format=json")).await else {
+        return Vec::new();
+    };
+    let statuses = dump["cluster_statuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(status) = statuses.iter().find(|c| c["name"] == cluster) else {
+        return Vec::new();
+    };
+    status["host_statuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|host| {
+            let address = &host["address"]["socket_address"];
+            (
+                format!(
+                    "{}:{}",
+                    address["address"].as_str().unwrap_or(""),
+                    address["port_value"]
+                ),
+                host["health_status"]["eds_health_status"]
+                    .as_str()
+                    .unwrap_or("UNKNOWN")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Which proxy a test sends its requests through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Through {
@@ -672,6 +678,26 @@ pub enum Through {
 pub enum Proxy {
     Envoy(Envoy),
     Sidecar(sidecar::Sidecar),
+}
+
+impl Proxy {
+    pub async fn hosts(&self, cluster: &str) -> Vec<(String, String)> {
+        match self {
+            Proxy::Envoy(envoy) => envoy.hosts(cluster).await,
+            Proxy::Sidecar(sidecar) => hosts_at(&sidecar.admin, cluster).await,
+        }
+    }
+
+    /// Cluster updates the proxy rejected (NACKed).
+    pub async fn clusters_rejected(&self) -> u64 {
+        match self {
+            Proxy::Envoy(envoy) => envoy
+                .stat("cluster_manager.cds.update_rejected")
+                .await
+                .unwrap_or(0),
+            Proxy::Sidecar(sidecar) => sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+        }
+    }
 }
 
 /// Serves `config` and starts the proxy `through` (envoy-configs/envoy-bootstrap.yaml, in
