@@ -230,6 +230,17 @@ async fn the_sidecar_and_envoy_send_the_same_requests_to_the_same_services() {
         assert!((share - 0.75).abs() < TOLERANCE, "{who}: {seen:?}");
     }
     assert_eq!(sidecar.config_names().await, envoy.config_names().await);
+    // Its counters saw every request: the table, the split, the readiness probes.
+    let answered = sidecar
+        .stat("switchyard_proxy_downstream_responses_total{code_class=\"2xx\"}")
+        .await;
+    assert!(answered >= (table.len() + REQUESTS) as u64, "{answered}");
+    assert!(
+        sidecar
+            .stat("switchyard_proxy_upstream_requests_total")
+            .await
+            >= answered
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

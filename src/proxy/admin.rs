@@ -156,9 +156,10 @@ async fn stats(State(state): State<AdminState>) -> impl IntoResponse {
     format!(
         "# TYPE switchyard_proxy_xds_connected gauge\nswitchyard_proxy_xds_connected {}\n\
          # TYPE switchyard_proxy_xds_updates_accepted counter\nswitchyard_proxy_xds_updates_accepted {}\n\
-         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n",
+         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n{}",
         u8::from(applier.connected.load(Ordering::Relaxed)),
         applier.updates_accepted.load(Ordering::Relaxed),
         applier.updates_rejected.load(Ordering::Relaxed),
+        super::stats::STATS.render(),
     )
 }

@@ -21,6 +21,8 @@ pub struct Host {
     pub address: SocketAddr,
     /// Other addresses of the same endpoint (the other IP family), tried after `address`.
     pub fallback: Vec<SocketAddr>,
+    /// The endpoint's name for upstream requests (see [`super::endpoint_names`]).
+    pub name: String,
     pub active: AtomicUsize,
 }
 
@@ -144,9 +146,15 @@ impl Balancer {
                 let hosts: Vec<Arc<Host>> = healthy
                     .iter()
                     .map(|e| {
+                        let address = preferred(e.address, &e.additional, cluster.prefer_ipv6);
+                        let fallback = fallbacks(e.address, &e.additional, cluster.prefer_ipv6);
+                        let all: Vec<SocketAddr> = std::iter::once(address)
+                            .chain(fallback.iter().copied())
+                            .collect();
                         Arc::new(Host {
-                            address: preferred(e.address, &e.additional, cluster.prefer_ipv6),
-                            fallback: fallbacks(e.address, &e.additional, cluster.prefer_ipv6),
+                            address,
+                            fallback,
+                            name: super::endpoint_names::name_of(&all),
                             active: AtomicUsize::new(0),
                         })
                     })

@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +22,11 @@ use tokio::sync::watch;
 
 use super::balancer::{hash_text, next_random};
 use super::config::ProxyConfig;
-use super::endpoint_names::{name_of, EndpointNames};
+use super::endpoint_names::EndpointNames;
 use super::resources::listener::HttpManager;
 use super::resources::route::{Action, Forward, HashPolicy};
 use super::router::{self, RequestParts};
+use super::stats::STATS;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -81,6 +83,7 @@ pub async fn serve_connection(
     upstreams: Upstreams,
 ) {
     let _ = stream.set_nodelay(true);
+    let _counted = STATS.connection();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let snapshot = config.borrow().clone();
         let manager = manager.clone();
@@ -119,7 +122,58 @@ fn host_of(request: &Request<Incoming>, strip_port: bool) -> String {
     }
 }
 
+/// The headers the connection manager adds before routing, as Envoy does: with
+/// use_remote_address the client's address is appended to X-Forwarded-For and
+/// X-Forwarded-Proto says the scheme it came in on (kept when trusted from an earlier hop
+/// otherwise); `via` is appended to Via.
+fn add_forwarding_headers(headers: &mut http::HeaderMap, peer: SocketAddr, manager: &HttpManager) {
+    let proto = HeaderValue::from_static("http");
+    if manager.use_remote_address {
+        let client = peer.ip().to_canonical().to_string();
+        let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(earlier) if !earlier.is_empty() => format!("{earlier}, {client}"),
+            _ => client,
+        };
+        if let Ok(value) = HeaderValue::from_str(&forwarded) {
+            headers.insert("x-forwarded-for", value);
+        }
+        headers.insert("x-forwarded-proto", proto);
+    } else {
+        headers.entry("x-forwarded-proto").or_insert(proto);
+    }
+    if let Some(via) = manager.via.as_deref() {
+        append_via(headers, via);
+    }
+}
+
+fn append_via(headers: &mut http::HeaderMap, via: &str) {
+    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(earlier) if !earlier.is_empty() => format!("{earlier}, {via}"),
+        _ => via.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::VIA, value);
+    }
+}
+
 async fn handle(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    manager: &HttpManager,
+    config: &ProxyConfig,
+    upstreams: &Upstreams,
+) -> Response<Body> {
+    STATS.downstream_requests.fetch_add(1, Ordering::Relaxed);
+    add_forwarding_headers(request.headers_mut(), peer, manager);
+    let mut response = route_and_forward(request, peer, manager, config, upstreams).await;
+    STATS.response(response.status().as_u16());
+    if let Some(via) = manager.via.as_deref() {
+        append_via(response.headers_mut(), via);
+    }
+    response
+}
+
+async fn route_and_forward(
     request: Request<Incoming>,
     peer: SocketAddr,
     manager: &HttpManager,
@@ -252,10 +306,6 @@ async fn forward_request(
     } else {
         &upstreams.http1
     };
-    parts
-        .headers
-        .entry("x-forwarded-proto")
-        .or_insert(HeaderValue::from_static("http"));
     // The upstream URI names the endpoint; the Host the client asked for goes along as it was
     // (an HTTP/2 client sends it as :authority, which arrives as the URI's authority).
     if !parts.headers.contains_key(header::HOST) {
@@ -273,31 +323,27 @@ async fn forward_request(
         let Some(host) = entry.balancer.pick(hash) else {
             return full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
         };
-        let addresses: Vec<SocketAddr> = std::iter::once(host.address)
-            .chain(host.fallback.iter().copied())
-            .collect();
-        let uri = match upstream_uri(&parts.uri, &name_of(&addresses)) {
+        let uri = match upstream_uri(&parts.uri, &host.name) {
             Some(uri) => uri,
             None => return full(StatusCode::BAD_REQUEST, "bad request target\n"),
         };
         let mut upstream = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
         *upstream.uri_mut() = uri;
-        host.active
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        host.active.fetch_add(1, Ordering::Relaxed);
+        STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
         let sent = client.request(upstream);
         let result = match forward.timeout.filter(|t| !t.is_zero()) {
             Some(limit) => match tokio::time::timeout(limit, sent).await {
                 Ok(result) => result,
                 Err(_) => {
-                    host.active
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    host.active.fetch_sub(1, Ordering::Relaxed);
+                    STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                     return full(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n");
                 }
             },
             None => sent.await,
         };
-        host.active
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        host.active.fetch_sub(1, Ordering::Relaxed);
         match result {
             Ok(response) => {
                 let mut response = response.map(|b| b.boxed());
@@ -307,6 +353,7 @@ async fn forward_request(
                 return response;
             }
             Err(error) => {
+                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%error, upstream = %host.address, "upstream request failed");
                 last_error = "upstream connect error or disconnect/reset before headers\n";
             }
@@ -363,6 +410,38 @@ fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manager(use_remote_address: bool, via: Option<&str>) -> HttpManager {
+        HttpManager {
+            stat_prefix: "t".into(),
+            route_name: "r".into(),
+            strip_any_host_port: true,
+            use_remote_address,
+            xff_num_trusted_hops: 0,
+            via: via.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn forwarding_headers_follow_use_remote_address_and_via() {
+        let peer: SocketAddr = "[::ffff:10.0.0.9]:5555".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        add_forwarding_headers(&mut headers, peer, &manager(true, Some("1.1 edge")));
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 10.0.0.9");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["via"], "1.1 edge");
+
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        add_forwarding_headers(&mut headers, peer, &manager(false, None));
+        assert!(!headers.contains_key("x-forwarded-for"));
+        assert_eq!(
+            headers["x-forwarded-proto"], "https",
+            "kept from the earlier hop"
+        );
+    }
 
     #[test]
     fn weighted_clusters_are_chosen_in_proportion() {

@@ -14,6 +14,7 @@ pub mod http;
 pub mod listeners;
 pub mod resources;
 pub mod router;
+pub mod stats;
 pub mod tcp;
 
 use std::sync::Arc;

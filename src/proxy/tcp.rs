@@ -23,6 +23,7 @@ pub async fn serve_connection(
     forward: Arc<TcpForward>,
     config: watch::Receiver<Arc<ProxyConfig>>,
 ) {
+    let _counted = super::stats::STATS.connection();
     let snapshot = config.borrow().clone();
     let Some(entry) = snapshot.clusters.get(&forward.cluster) else {
         return;

@@ -1,0 +1,101 @@
+//! The data plane's counters, as `/stats/prometheus` shows them: downstream connections and
+//! requests with responses by status class, upstream requests and their failures. One sidecar
+//! per process, so the counters are process-wide.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Stats {
+    pub downstream_connections_total: AtomicU64,
+    pub downstream_connections_active: AtomicU64,
+    pub downstream_requests: AtomicU64,
+    /// Responses by class: 1xx … 5xx.
+    pub downstream_responses: [AtomicU64; 5],
+    pub upstream_requests: AtomicU64,
+    pub upstream_failures: AtomicU64,
+}
+
+pub static STATS: Stats = Stats {
+    downstream_connections_total: AtomicU64::new(0),
+    downstream_connections_active: AtomicU64::new(0),
+    downstream_requests: AtomicU64::new(0),
+    downstream_responses: [const { AtomicU64::new(0) }; 5],
+    upstream_requests: AtomicU64::new(0),
+    upstream_failures: AtomicU64::new(0),
+};
+
+impl Stats {
+    pub fn response(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.downstream_responses[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection for as long as the returned guard lives.
+    pub fn connection(&'static self) -> ConnectionGuard {
+        self.downstream_connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.downstream_connections_active
+            .fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self)
+    }
+
+    /// The Prometheus text of every counter.
+    pub fn render(&self) -> String {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut text = String::new();
+        let mut metric = |name: &str, kind: &str, lines: Vec<(String, u64)>| {
+            text.push_str(&format!("# TYPE {name} {kind}\n"));
+            for (labels, value) in lines {
+                text.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        metric(
+            "switchyard_proxy_downstream_connections_total",
+            "counter",
+            vec![(String::new(), get(&self.downstream_connections_total))],
+        );
+        metric(
+            "switchyard_proxy_downstream_connections_active",
+            "gauge",
+            vec![(String::new(), get(&self.downstream_connections_active))],
+        );
+        metric(
+            "switchyard_proxy_downstream_requests_total",
+            "counter",
+            vec![(String::new(), get(&self.downstream_requests))],
+        );
+        metric(
+            "switchyard_proxy_downstream_responses_total",
+            "counter",
+            (0..5)
+                .map(|i| {
+                    (
+                        format!("{{code_class=\"{}xx\"}}", i + 1),
+                        get(&self.downstream_responses[i]),
+                    )
+                })
+                .collect(),
+        );
+        metric(
+            "switchyard_proxy_upstream_requests_total",
+            "counter",
+            vec![(String::new(), get(&self.upstream_requests))],
+        );
+        metric(
+            "switchyard_proxy_upstream_failures_total",
+            "counter",
+            vec![(String::new(), get(&self.upstream_failures))],
+        );
+        text
+    }
+}
+
+pub struct ConnectionGuard(&'static Stats);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0
+            .downstream_connections_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
