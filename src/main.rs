@@ -225,7 +225,10 @@ async fn run_serve(options: serve::ServeOptions) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the sidecar until SIGTERM or SIGINT.
+/// How long a stopping sidecar waits for requests in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs the sidecar until SIGTERM or SIGINT, then drains.
 async fn run_proxy(bootstrap: switchyard::proxy::bootstrap::Bootstrap) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
@@ -237,8 +240,9 @@ async fn run_proxy(bootstrap: switchyard::proxy::bootstrap::Bootstrap) -> anyhow
         _ = interrupt.recv() => {}
         finished = proxy => return finished?.map(|()| ExitCode::SUCCESS),
     }
-    tracing::info!("stopping the sidecar");
+    tracing::info!("stopping the sidecar: draining connections");
     shutdown.cancel();
+    switchyard::proxy::drained(DRAIN_LIMIT).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,7 @@
 //! through both, and splits traffic alike; the sidecar follows edits without a failed request;
 //! it keeps serving while the control plane is down and converges when it is back (SotW and
 //! delta); it carries raw bytes through a TCP listener, and gRPC over HTTP/2 with its
-//! status.
+//! status; SIGTERM lets the request in flight finish.
 
 mod common;
 
@@ -435,4 +435,63 @@ forwardingRules:
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that answers after a second.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_port = slow.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = slow.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
+                    .await;
+            });
+        }
+    });
+    let listen = free_port();
+    let text = format!(
+        r#"
+networkEndpointGroups:
+- {{name: slow-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {slow_port}}}]}}
+backendServices:
+- {{name: slow, backends: [{{group: zones/us-central1-a/networkEndpointGroups/slow-neg, balancingMode: RATE, maxRate: 100}}]}}
+urlMaps:
+- {{name: m, defaultService: global/backendServices/slow}}
+targetHttpProxies:
+- {{name: p, urlMap: global/urlMaps/m}}
+forwardingRules:
+- {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/p}}
+"#
+    );
+    let switchyard = Switchyard::start(&text).await;
+    let mut sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        switchyard.running.xds_addr,
+        "sidecar-drain",
+    )
+    .await;
+    sidecar.wait_ready().await;
+    let in_flight = tokio::spawn(send(listen, "any.host", "/", &[]));
+    wait_for("the request to be in flight", || async {
+        let active = sidecar
+            .stat("switchyard_proxy_upstream_requests_total")
+            .await;
+        (active >= 1).then_some(())
+    })
+    .await;
+    sidecar.terminate();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        "slow",
+        "the request in flight finished"
+    );
+    let status = sidecar.exited().await;
+    assert!(status.success(), "{status}");
 }

@@ -81,6 +81,7 @@ pub async fn serve_connection(
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
+    drain: tokio_util::sync::CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let _counted = STATS.connection();
@@ -91,9 +92,16 @@ pub async fn serve_connection(
         async move { Ok::<_, Infallible>(handle(request, peer, &manager, &snapshot, &upstreams).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let _ = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .await;
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = drain.cancelled() => {}
+    }
+    // Draining (the listener went away, or the sidecar is stopping): requests in flight
+    // finish, idle keep-alive connections close, HTTP/2 clients get a GOAWAY.
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
 }
 
 /// The host a request is for, as routing matches it.

@@ -1,6 +1,6 @@
-//! Keeps the sockets of the applied listeners: binds the ones new to a config, stops accepting
-//! on the ones it dropped (their connections finish on their own), and rebinds one whose
-//! addresses changed. A listener whose routes have not arrived yet is not bound (warming).
+//! Keeps the sockets of the applied listeners: binds the ones new to a config, drains the ones
+//! it dropped (no new connections; requests in flight finish, idle HTTP connections close),
+//! and rebinds one whose addresses changed. A listener whose routes have not arrived yet is not bound (warming).
 //! What runs on a listener's connections is re-read from the config for each connection.
 
 use std::collections::BTreeMap;
@@ -158,6 +158,7 @@ async fn accept(
                     Arc::new(manager.clone()),
                     config.clone(),
                     upstreams.clone(),
+                    stop.clone(),
                 ));
             }
             ListenerKind::Tcp(forward) => {

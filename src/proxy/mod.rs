@@ -63,6 +63,19 @@ pub async fn run(
     Ok(())
 }
 
+/// Waits until no downstream connection is open, or `limit` has passed.
+pub async fn drained(limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while stats::STATS
+        .downstream_connections_active
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn server_address(bootstrap: &bootstrap::Bootstrap) -> anyhow::Result<ServerAddress> {
     let address = bootstrap.xds_addresses[0];
     let Some(tls) = &bootstrap.xds_tls else {

@@ -92,6 +92,22 @@ impl Sidecar {
             .unwrap_or(0)
     }
 
+    /// Sends SIGTERM, as an orchestrator stopping the pod would.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// The exit status, once the process has exited.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
     }
