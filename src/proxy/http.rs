@@ -89,7 +89,11 @@ pub async fn serve_connection(
         let snapshot = config.borrow().clone();
         let manager = manager.clone();
         let upstreams = upstreams.clone();
-        async move { Ok::<_, Infallible>(handle(request, peer, &manager, &snapshot, &upstreams).await) }
+        // Boxed: hyper keeps a slot the size of this future for the connection's whole life,
+        // idle or not; the routing and forwarding state (about 4 KB) lives only per request.
+        let handling =
+            Box::pin(async move { handle(request, peer, &manager, &snapshot, &upstreams).await });
+        async move { Ok::<_, Infallible>(handling.await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
