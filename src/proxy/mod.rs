@@ -52,6 +52,7 @@ pub async fn run(
         tracing::info!(%admin, "admin listening");
     }
     tokio::spawn(listeners::run(config, shutdown.clone()));
+    tokio::spawn(trim_when_connections_close(shutdown.clone()));
     ads::run(
         server,
         bootstrap.protocol,
@@ -61,6 +62,32 @@ pub async fn run(
     )
     .await;
     Ok(())
+}
+
+/// Connections that must have closed since the last trim for another one.
+const CLOSED_CONNECTIONS_WORTH_A_TRIM: u64 = 64;
+
+/// Gives the memory of closed connections back to the system (the allocator keeps what a
+/// burst of clients freed otherwise), checking every two seconds until `shutdown`.
+async fn trim_when_connections_close(shutdown: CancellationToken) {
+    let active = || {
+        stats::STATS
+            .downstream_connections_active
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let mut high = active();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+        let now = active();
+        if now + CLOSED_CONNECTIONS_WORTH_A_TRIM <= high || (now == 0 && high > 0) {
+            let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+            high = now;
+        }
+        high = high.max(now);
+    }
 }
 
 /// Waits until no downstream connection is open, or `limit` has passed.
