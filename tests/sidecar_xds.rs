@@ -225,7 +225,7 @@ async fn a_resource_it_cannot_apply_is_nacked_by_name_and_field_and_the_old_conf
     let detail = nack.error_detail.expect("a NACK").message;
     assert_eq!(
         detail,
-        "RouteConfiguration web-routes: field `virtual_hosts[0].routes[0].route.request_mirror_policies` is not supported by the sidecar"
+        "RouteConfiguration web-routes: field `virtual_hosts[0].routes[0].route.request_mirror_policies[0]` is not supported by the sidecar"
     );
     assert_eq!(
         sidecar.stat("switchyard_proxy_xds_updates_rejected").await,

@@ -1,70 +1,131 @@
 //! Finds the fields a resource sets that the sidecar does not implement, so that it NACKs
 //! them by name instead of ignoring them. Generic over messages: a converter lists what it
-//! implements as dotted field paths, and every other set field is reported.
+//! implements as dotted field paths, and every other field present in the encoded resource
+//! is reported. The walk reads the protobuf encoding itself with a small table of field
+//! numbers and names generated at build time (a full descriptor pool would cost the sidecar
+//! 15 MB of memory).
 
-use prost_reflect::{DynamicMessage, ReflectMessage, Value};
-
-use crate::xds::reflect;
-
-/// The first field `message` sets outside `supported`, as a path with list indices
-/// (`virtual_hosts[0].routes[2].route.cors`). A path listed in `supported` allows the field
-/// and everything under it, unless a longer listed path names which of its fields are allowed.
-pub fn first_unsupported(message: &DynamicMessage, supported: &[&str]) -> Option<String> {
-    walk(message, "", "", supported)
+/// One message of the table: its full name, and its fields as (number, name, the table
+/// index of the field's message type, repeated).
+pub struct MessageFields {
+    pub name: &'static str,
+    pub fields: &'static [(u32, &'static str, Option<usize>, bool)],
 }
 
-/// As [`first_unsupported`] for an encoded message of `type_url`.
+include!(concat!(env!("OUT_DIR"), "/field_table.rs"));
+
+/// The first field present in `bytes` (an encoded `type_url`) outside `supported`, as a path
+/// with list indices (`virtual_hosts[0].routes[2].route.cors`). A path listed in `supported`
+/// allows the field and everything under it, unless a longer listed path names which of its
+/// fields are allowed.
 pub fn first_unsupported_in(type_url: &str, bytes: &[u8], supported: &[&str]) -> Option<String> {
-    match reflect::decode(type_url, bytes) {
-        Ok(message) => first_unsupported(&message, supported),
-        Err(error) => Some(format!("(cannot decode: {error})")),
+    let name = type_url.rsplit('/').next().unwrap_or(type_url);
+    let Some(message) = MESSAGES.iter().position(|m| m.name == name) else {
+        return Some(format!("(no field table for {name})"));
+    };
+    match walk(bytes, message, "", "", supported) {
+        Ok(found) => found,
+        Err(()) => Some("(the encoding is malformed)".into()),
     }
 }
 
-fn walk(message: &DynamicMessage, shown: &str, plain: &str, supported: &[&str]) -> Option<String> {
-    for (field, value) in message.fields() {
-        let join = |base: &str| {
-            if base.is_empty() {
-                field.name().to_string()
-            } else {
-                format!("{base}.{}", field.name())
+fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, ()> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at).ok_or(())?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(())
+}
+
+fn walk(
+    bytes: &[u8],
+    message: usize,
+    shown: &str,
+    plain: &str,
+    supported: &[&str],
+) -> Result<Option<String>, ()> {
+    let fields = MESSAGES[message].fields;
+    let mut seen: Vec<(u32, usize)> = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let key = varint(bytes, &mut at)?;
+        let (number, wire) = ((key >> 3) as u32, key & 7);
+        let payload = match wire {
+            0 => {
+                varint(bytes, &mut at)?;
+                None
+            }
+            1 => {
+                at += 8;
+                None
+            }
+            2 => {
+                let length = varint(bytes, &mut at)? as usize;
+                let start = at;
+                at = at.checked_add(length).ok_or(())?;
+                Some(bytes.get(start..at).ok_or(())?)
+            }
+            5 => {
+                at += 4;
+                None
+            }
+            _ => return Err(()),
+        };
+        if at > bytes.len() {
+            return Err(());
+        }
+        let Some(&(_, name, sub, repeated)) = fields.iter().find(|f| f.0 == number) else {
+            return Ok(Some(join(
+                shown,
+                &format!("#{number} (a field this API version does not have)"),
+            )));
+        };
+        let occurrence = match seen.iter_mut().find(|(n, _)| *n == number) {
+            Some((_, count)) => {
+                *count += 1;
+                *count - 1
+            }
+            None => {
+                seen.push((number, 1));
+                0
             }
         };
-        let (shown, plain) = (join(shown), join(plain));
+        let plain_path = join(plain, name);
+        let mut shown_path = join(shown, name);
+        if repeated {
+            shown_path.push_str(&format!("[{occurrence}]"));
+        }
         let deeper = supported.iter().any(|path| {
-            path.len() > plain.len()
-                && path.starts_with(&plain)
-                && path.as_bytes()[plain.len()] == b'.'
+            path.len() > plain_path.len()
+                && path.starts_with(&plain_path)
+                && path.as_bytes()[plain_path.len()] == b'.'
         });
         if !deeper {
-            if supported.contains(&plain.as_str()) {
+            if supported.contains(&plain_path.as_str()) {
                 continue;
             }
-            return Some(shown);
+            return Ok(Some(shown_path));
         }
-        let found = match value {
-            Value::Message(inner) => walk(inner, &shown, &plain, supported),
-            Value::List(items) => items
-                .iter()
-                .enumerate()
-                .find_map(|(index, item)| match item {
-                    Value::Message(inner) => {
-                        walk(inner, &format!("{shown}[{index}]"), &plain, supported)
-                    }
-                    _ => None,
-                }),
-            _ => None,
-        };
-        if found.is_some() {
-            return found;
+        if let (Some(sub), Some(payload)) = (sub, payload) {
+            if let Some(found) = walk(payload, sub, &shown_path, &plain_path, supported)? {
+                return Ok(Some(found));
+            }
         }
     }
-    None
+    Ok(None)
 }
 
-/// The message's full name, for error texts.
-pub fn message_name(message: &DynamicMessage) -> String {
-    message.descriptor().full_name().to_string()
+fn join(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}.{name}")
+    }
 }
 
 #[cfg(test)]
