@@ -17,6 +17,8 @@ mod server;
 
 #[path = "../support/fleet_config.rs"]
 mod fleet_config;
+#[path = "../support/ports.rs"]
+mod ports;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
