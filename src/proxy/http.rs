@@ -310,7 +310,11 @@ async fn forward_request(
     // Only a request without a body can be sent again (nothing of it was consumed).
     let replayable = body_is_empty(&parts.headers, &body);
     let attempts = match &retry {
-        Some(policy) if replayable && retries_on_connect_failure(policy) => policy.num_retries + 1,
+        Some(policy)
+            if replayable && retries_on_connect_failure(policy) && retriable(policy, &parts) =>
+        {
+            policy.num_retries + 1
+        }
         _ => 1,
     };
     let client = if entry.cluster.http2 {
@@ -398,6 +402,24 @@ fn body_is_empty(headers: &http::HeaderMap, body: &Incoming) -> bool {
             .is_some_and(|v| v.as_bytes() == b"0")
 }
 
+/// Whether the request is one the policy retries: with retriable_request_headers, it must
+/// match one of them (Switchyard names `:method: GET`).
+fn retriable(policy: &super::resources::route::Retry, parts: &http::request::Parts) -> bool {
+    let host = parts.uri.authority().map_or("", |a| a.as_str());
+    let request = RequestParts {
+        host,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        method: parts.method.as_str(),
+        headers: &parts.headers,
+    };
+    policy.only_with.is_empty()
+        || policy
+            .only_with
+            .iter()
+            .any(|matcher| router::header_matches(matcher, &request))
+}
+
 fn retries_on_connect_failure(policy: &super::resources::route::Retry) -> bool {
     policy.retry_on.iter().any(|r| {
         matches!(
@@ -432,6 +454,35 @@ mod tests {
             xff_num_trusted_hops: 0,
             via: via.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn only_requests_matching_the_retriable_headers_are_retried() {
+        use crate::proxy::resources::route::{HeaderMatch, HeaderTest, Retry, TextMatch};
+        let policy = Retry {
+            retry_on: vec!["connect-failure".into()],
+            num_retries: 2,
+            per_try_timeout: None,
+            only_with: vec![HeaderMatch {
+                name: ":method".into(),
+                test: HeaderTest::Text {
+                    matcher: TextMatch::Exact("GET".into()),
+                    ignore_case: false,
+                },
+                invert: false,
+            }],
+        };
+        let parts = |method: &str| {
+            Request::builder()
+                .method(method)
+                .uri("/x")
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        assert!(retriable(&policy, &parts("GET")));
+        assert!(!retriable(&policy, &parts("DELETE")));
     }
 
     #[test]
