@@ -241,3 +241,45 @@ async fn a_resource_it_cannot_apply_is_nacked_by_name_and_field_and_the_old_conf
     }
     assert_eq!(sidecar.config_names().await.clusters, ["good"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_routes_or_endpoints_warming_ends_at_the_initial_fetch_timeout() {
+    let mut server = ScriptedServer::start().await;
+    let sidecar = Sidecar::start("envoy-bootstrap.yaml", server.address, "sidecar-warming").await;
+    let listen = free_port();
+    server.next_request(&Cluster::type_url()).await;
+    server.send(response("c1", "1", &[cluster("never-assigned")]));
+    server.send(response("l1", "2", &[listener(listen)]));
+    // Both are ACKed; the routes and the endpoints they ask for never come.
+    loop {
+        let request = server.next_request(&Listener::type_url()).await;
+        if request.response_nonce == "2" {
+            break;
+        }
+    }
+    let ready = || async {
+        http()
+            .get(format!("{}/ready", sidecar.admin))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    };
+    assert_eq!(ready().await, Some(503), "still warming");
+    // After the initial fetch timeout (15 s) the sidecar is ready and the listener answers,
+    // with no routes: 404, as from Envoy.
+    wait_for("warming to end", || async {
+        (ready().await == Some(200)).then_some(())
+    })
+    .await;
+    let status = wait_for("the listener to answer", || async {
+        http()
+            .get(format!("http://127.0.0.1:{listen}/"))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    })
+    .await;
+    assert_eq!(status, 404);
+}

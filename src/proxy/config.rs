@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
@@ -39,26 +39,67 @@ pub struct ProxyConfig {
     /// The resources as accepted (type URL, name, version, encoded), for /config_dump.
     pub raw: Vec<(TypeUrl, String, String, Vec<u8>)>,
     pub last_updated: Option<SystemTime>,
+    /// When each listener and cluster (by name) first appeared, for the initial fetch timeout.
+    pub listeners_since: BTreeMap<String, Instant>,
+    pub clusters_since: BTreeMap<String, Instant>,
 }
 
+/// How long a listener waits for its routes, and a cluster for its endpoints, before it
+/// stops warming without them (Envoy's default initial_fetch_timeout).
+pub const INITIAL_FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl ProxyConfig {
-    /// Whether a config was applied and every listener has its routes and every cluster its
-    /// endpoints.
+    /// Whether `listener` can take traffic: its routes are in, or it waited long enough
+    /// (then requests get 404, as from Envoy).
+    pub fn listener_warm(&self, name: &str, listener: &Listener, now: Instant) -> bool {
+        let waited = |since: Option<&Instant>| {
+            since.is_some_and(|s| now.saturating_duration_since(*s) >= INITIAL_FETCH_TIMEOUT)
+        };
+        match &listener.kind {
+            ListenerKind::Http(manager) => {
+                self.routes.contains_key(&manager.route_name)
+                    || waited(self.listeners_since.get(name))
+            }
+            ListenerKind::Tcp(_) => true,
+        }
+    }
+
+    /// When the next listener or cluster still warming stops waiting; None when none is
+    /// (deadlines already past do not count).
+    pub fn next_warming_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let listeners = self
+            .listeners
+            .iter()
+            .filter(|(_, l)| matches!(&l.kind, ListenerKind::Http(m) if !self.routes.contains_key(&m.route_name)))
+            .filter_map(|(name, _)| self.listeners_since.get(name));
+        let clusters = self
+            .clusters
+            .iter()
+            .filter(|(_, c)| c.assignment.is_none())
+            .filter_map(|(name, _)| self.clusters_since.get(name));
+        listeners
+            .chain(clusters)
+            .map(|since| *since + INITIAL_FETCH_TIMEOUT)
+            .filter(|deadline| *deadline > now)
+            .min()
+    }
+
+    /// Whether a config was applied and every listener and cluster finished warming (has its
+    /// routes or endpoints, or waited the initial fetch timeout).
     pub fn is_warm(&self) -> bool {
         if self.last_updated.is_none() {
             return false;
         }
-        let routes_in = self.listeners.values().all(|l| match &l.kind {
-            ListenerKind::Http(manager) => self.routes.contains_key(&manager.route_name),
-            ListenerKind::Tcp(_) => true,
-        });
-        routes_in && self.clusters.values().all(|c| c.assignment.is_some())
+        self.next_warming_deadline().is_none()
     }
 }
 
 /// The xDS client's consumer: converts, checks and publishes.
 pub struct Applier {
     sender: watch::Sender<Arc<ProxyConfig>>,
+    /// When each listener (`l`) and cluster (`c`) name was first applied.
+    first_seen: std::sync::Mutex<BTreeMap<(char, String), Instant>>,
     pub connected: AtomicBool,
     pub updates_accepted: AtomicU64,
     pub updates_rejected: AtomicU64,
@@ -69,6 +110,7 @@ impl Applier {
         let (sender, receiver) = watch::channel(Arc::new(ProxyConfig::default()));
         let applier = Applier {
             sender,
+            first_seen: std::sync::Mutex::default(),
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
             updates_rejected: AtomicU64::new(0),
@@ -119,6 +161,7 @@ impl Applier {
                 }),
             );
         }
+        self.note_first_seen(&mut config);
         for type_url in TypeUrl::ALL {
             for (name, held) in state.held(type_url) {
                 config.raw.push((
@@ -130,6 +173,27 @@ impl Applier {
             }
         }
         config
+    }
+}
+
+impl Applier {
+    /// Records when each listener and cluster of `config` first appeared (kept across
+    /// updates, forgotten when the resource goes).
+    fn note_first_seen(&self, config: &mut ProxyConfig) {
+        let now = Instant::now();
+        let mut first_seen = self.first_seen.lock().unwrap_or_else(|e| e.into_inner());
+        first_seen.retain(|(kind, name), _| match kind {
+            'l' => config.listeners.contains_key(name),
+            _ => config.clusters.contains_key(name),
+        });
+        for name in config.listeners.keys() {
+            let since = *first_seen.entry(('l', name.clone())).or_insert(now);
+            config.listeners_since.insert(name.clone(), since);
+        }
+        for name in config.clusters.keys() {
+            let since = *first_seen.entry(('c', name.clone())).or_insert(now);
+            config.clusters_since.insert(name.clone(), since);
+        }
     }
 }
 

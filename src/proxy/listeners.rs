@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::ProxyConfig;
 use super::http::{self, Upstreams};
-use super::resources::listener::{Listener, ListenerKind};
+use super::resources::listener::ListenerKind;
 use super::tcp;
 
 struct Running {
@@ -28,9 +28,13 @@ pub async fn run(mut config: watch::Receiver<Arc<ProxyConfig>>, shutdown: Cancel
     loop {
         let snapshot = config.borrow_and_update().clone();
         reconcile(&snapshot, &mut running, &config, &upstreams, &shutdown).await;
+        // A listener still waiting for its routes is looked at again when its initial fetch
+        // timeout is up.
+        let deadline = snapshot.next_warming_deadline();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             changed = config.changed() => if changed.is_err() { break },
+            _ = sleep_until(deadline) => {}
         }
     }
     for listener in running.values() {
@@ -38,10 +42,10 @@ pub async fn run(mut config: watch::Receiver<Arc<ProxyConfig>>, shutdown: Cancel
     }
 }
 
-fn warm(listener: &Listener, config: &ProxyConfig) -> bool {
-    match &listener.kind {
-        ListenerKind::Http(manager) => config.routes.contains_key(&manager.route_name),
-        ListenerKind::Tcp(_) => true,
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -64,7 +68,9 @@ async fn reconcile(
         keep
     });
     for (name, listener) in &snapshot.listeners {
-        if running.contains_key(name) || !warm(listener, snapshot) {
+        if running.contains_key(name)
+            || !snapshot.listener_warm(name, listener, std::time::Instant::now())
+        {
             continue;
         }
         let stop = shutdown.child_token();
