@@ -430,6 +430,26 @@ forwardingRules:
         let name = call_who(channel.clone(), "/switchyard.test.Who/Name").await;
         assert_eq!(name.map_err(|s| s.to_string()).as_deref(), Ok("who-1"));
     }
+    // A server-streaming call: every message, in order, then the OK status.
+    let mut client = tonic::client::Grpc::new(channel.clone());
+    client.ready().await.unwrap();
+    let codec =
+        tonic_prost::ProstCodec::<common::grpc::WhoRequest, common::grpc::WhoReply>::default();
+    let mut stream = client
+        .server_streaming(
+            tonic::Request::new(common::grpc::WhoRequest { delay_ms: 50 }),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/switchyard.test.Who/Count"),
+            codec,
+        )
+        .await
+        .expect("the streaming call starts")
+        .into_inner();
+    let mut names = Vec::new();
+    while let Some(reply) = stream.message().await.expect("the stream ends cleanly") {
+        names.push(reply.name);
+    }
+    let expected: Vec<String> = (0..50).map(|i| format!("who-1-{i}")).collect();
+    assert_eq!(names, expected);
     // A status the backend answers in its trailers comes through as it is.
     let status = call_who(channel, "/switchyard.test.Who/Missing")
         .await

@@ -56,6 +56,35 @@ impl tonic::server::UnaryService<WhoRequest> for NameMethod {
     }
 }
 
+/// Who/Count: as many replies as the request's `delay_ms` says, named `{server}-{i}`, one
+/// every few milliseconds (a server-streaming call).
+struct CountMethod(Arc<str>);
+
+impl tonic::server::ServerStreamingService<WhoRequest> for CountMethod {
+    type Response = WhoReply;
+    type ResponseStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<WhoReply, tonic::Status>> + Send>>;
+    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<WhoRequest>) -> Self::Future {
+        let name = self.0.to_string();
+        let count = request.get_ref().delay_ms;
+        Box::pin(async move {
+            let replies = tokio_stream::StreamExt::throttle(
+                tokio_stream::iter((0..count).map(move |i| {
+                    Ok(WhoReply {
+                        name: format!("{name}-{i}"),
+                    })
+                })),
+                Duration::from_millis(5),
+            );
+            Ok(tonic::Response::new(
+                Box::pin(replies) as Self::ResponseStream
+            ))
+        })
+    }
+}
+
 impl tower_service::Service<http::Request<tonic::body::Body>> for Who {
     type Response = http::Response<tonic::body::Body>;
     type Error = std::convert::Infallible;
@@ -68,11 +97,17 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Who {
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let name = self.name.clone();
         Box::pin(async move {
-            if request.uri().path() != "/switchyard.test.Who/Name" {
-                return Ok(tonic::Status::unimplemented("only Who/Name is served").into_http());
-            }
             let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-            Ok(grpc.unary(NameMethod(name), request).await)
+            match request.uri().path() {
+                "/switchyard.test.Who/Name" => Ok(grpc.unary(NameMethod(name), request).await),
+                "/switchyard.test.Who/Count" => {
+                    Ok(grpc.server_streaming(CountMethod(name), request).await)
+                }
+                _ => Ok(
+                    tonic::Status::unimplemented("only Who/Name and Who/Count are served")
+                        .into_http(),
+                ),
+            }
         })
     }
 }
