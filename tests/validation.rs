@@ -34,16 +34,20 @@ forwardingRules:
   target: global/targetHttpProxies/proxy
 "#;
 
-/// The diagnostics of VALID with `from` replaced by `to`, one per line.
-fn diagnostics_after(from: &str, to: &str) -> Vec<String> {
-    assert!(VALID.contains(from), "{from} is not in the config");
-    let loaded = load_str(&VALID.replacen(from, to, 1), "lb.yaml");
-    loaded
+/// The diagnostics of config `text` read as `file`, one per line.
+fn diagnostics_of(text: &str, file: &str) -> Vec<String> {
+    load_str(text, file)
         .diagnostics
         .items
         .iter()
         .map(ToString::to_string)
         .collect()
+}
+
+/// The diagnostics of VALID with `from` replaced by `to`, one per line.
+fn diagnostics_after(from: &str, to: &str) -> Vec<String> {
+    assert!(VALID.contains(from), "{from} is not in the config");
+    diagnostics_of(&VALID.replacen(from, to, 1), "lb.yaml")
 }
 
 fn one_error(from: &str, to: &str) -> String {
@@ -437,12 +441,7 @@ fn protocols_and_backends_must_suit_the_scheme() {
 /// Diagnostics of a config with one NEG whose endpoint is written as `endpoint`.
 fn endpoint_diagnostics(kind: &str, endpoint: &str) -> Vec<String> {
     let config = format!("networkEndpointGroups:\n- name: neg\n  zone: us-central1-a\n  networkEndpointType: {kind}\n  endpoints:\n  - {endpoint}\n");
-    load_str(&config, "ds.yaml")
-        .diagnostics
-        .items
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    diagnostics_of(&config, "ds.yaml")
 }
 
 #[test]
@@ -577,12 +576,7 @@ fn a_header_match_takes_exactly_one_way_to_match() {
 /// VALID with an `xdsClients` rule whose body is `rule`.
 fn rule_diagnostics(rule: &str) -> Vec<String> {
     let text = format!("{VALID}xdsClients:\n- name: edge\n{rule}");
-    load_str(&text, "lb.yaml")
-        .diagnostics
-        .items
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    diagnostics_of(&text, "lb.yaml")
 }
 
 #[test]
