@@ -5,118 +5,21 @@
 
 mod common;
 
+use common::resources::*;
 use common::scripted::ScriptedServer;
 use common::sidecar::Sidecar;
 use common::*;
-use envoy_types::pb::envoy::config::cluster::v3::{
-    cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig},
-    Cluster, OutlierDetection,
-};
-use envoy_types::pb::envoy::config::core::v3::{
-    address, config_source::ConfigSourceSpecifier, socket_address::PortSpecifier, Address,
-    AggregatedConfigSource, ConfigSource, SocketAddress,
-};
-use envoy_types::pb::envoy::config::endpoint::v3::{
-    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
-};
-use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, OutlierDetection};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{
     route::Action,
     route_action::{ClusterSpecifier, RequestMirrorPolicy},
     route_match::PathSpecifier,
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };
-use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager, HttpFilter, Rds,
-};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
-use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
-
-fn any<M: Message + Name>(message: &M) -> Any {
-    Any {
-        type_url: M::type_url(),
-        value: message.encode_to_vec(),
-    }
-}
-
-fn ads() -> ConfigSource {
-    ConfigSource {
-        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
-        resource_api_version: 2,
-        ..Default::default()
-    }
-}
-
-fn socket(port: u16) -> Address {
-    Address {
-        address: Some(address::Address::SocketAddress(SocketAddress {
-            address: "127.0.0.1".into(),
-            port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
-            ..Default::default()
-        })),
-    }
-}
-
-fn cluster(name: &str) -> Cluster {
-    Cluster {
-        name: name.into(),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(EdsClusterConfig {
-            eds_config: Some(ads()),
-            service_name: name.into(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn assignment(name: &str, port: u16) -> ClusterLoadAssignment {
-    ClusterLoadAssignment {
-        cluster_name: name.into(),
-        endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: vec![LbEndpoint {
-                host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                    address: Some(socket(port)),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-fn listener(port: u16) -> Listener {
-    let manager = HttpConnectionManager {
-        stat_prefix: "web".into(),
-        route_specifier: Some(RouteSpecifier::Rds(Rds {
-            config_source: Some(ads()),
-            route_config_name: "web-routes".into(),
-        })),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(
-                any(&Router::default()),
-            )),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    Listener {
-        name: "web".into(),
-        address: Some(socket(port)),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(any(&manager))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 fn routes(mirror: bool) -> RouteConfiguration {
     RouteConfiguration {
@@ -184,7 +87,7 @@ async fn a_resource_it_cannot_apply_is_nacked_by_name_and_field_and_the_old_conf
     let endpoints = server.next_request(&eds).await;
     assert_eq!(endpoints.resource_names, ["good"]);
     server.send(response("e1", "2", &[assignment("good", backend.port())]));
-    server.send(response("l1", "3", &[listener(listen)]));
+    server.send(response("l1", "3", &[listener(listen, "web-routes")]));
     let asked = loop {
         let request = server.next_request(&rds).await;
         if !request.resource_names.is_empty() {
@@ -249,7 +152,7 @@ async fn without_routes_or_endpoints_warming_ends_at_the_initial_fetch_timeout()
     let listen = free_port();
     server.next_request(&Cluster::type_url()).await;
     server.send(response("c1", "1", &[cluster("never-assigned")]));
-    server.send(response("l1", "2", &[listener(listen)]));
+    server.send(response("l1", "2", &[listener(listen, "web-routes")]));
     // Both are ACKed; the routes and the endpoints they ask for never come.
     loop {
         let request = server.next_request(&Listener::type_url()).await;

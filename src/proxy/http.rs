@@ -24,7 +24,10 @@ use super::balancer::{hash_text, next_random};
 use super::config::ProxyConfig;
 use super::endpoint_names::EndpointNames;
 use super::resources::listener::HttpManager;
-use super::resources::route::{Action, Forward, HashPolicy};
+use super::resources::route::{
+    Action, Forward, HashPolicy, HeaderChanges, Redirect, Retry, Route, WeightedCluster,
+};
+use super::rewrite::{self, RequestTarget};
 use super::router::{self, RequestParts};
 use super::stats::STATS;
 
@@ -196,7 +199,7 @@ async fn route_and_forward(
         return full(StatusCode::NOT_FOUND, "route configuration not found\n");
     };
     let host = host_of(&request, manager.strip_any_host_port);
-    let (action, retry) = {
+    let (vhost, route) = {
         let parts = RequestParts {
             host: &host,
             path: request.uri().path(),
@@ -210,16 +213,111 @@ async fn route_and_forward(
         let Some(route) = router::route(vhost, &parts) else {
             return full(StatusCode::NOT_FOUND, "no route\n");
         };
-        (route.action.clone(), vhost.retry.clone())
+        (vhost, route)
     };
-    match action {
-        Action::Direct { status, body } => full(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            &body,
+    let levels = [&route.header_changes, &vhost.headers, &table.headers];
+    let (mut response, cluster) = match &route.action {
+        Action::Direct { status, body } => (
+            full(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
+                body,
+            ),
+            None,
         ),
+        Action::Redirect(redirect) => (redirect_response(redirect, route, &request), None),
         Action::Forward(forward) => {
-            let retry = forward.retry.clone().or(retry);
-            forward_request(request, peer, &forward, retry, config, upstreams).await
+            let chosen = Chosen {
+                route,
+                forward,
+                retry: forward.retry.as_ref().or(vhost.retry.as_ref()),
+                levels,
+            };
+            forward_request(request, peer, &chosen, config, upstreams).await
+        }
+    };
+    let cluster_edits = cluster.map(|c| &c.headers.response);
+    rewrite::apply(
+        response.headers_mut(),
+        cluster_edits
+            .into_iter()
+            .chain(levels.iter().map(|level| &level.response)),
+    );
+    response
+}
+
+/// The route a request took, with what forwarding needs from it.
+struct Chosen<'c> {
+    route: &'c Route,
+    forward: &'c Forward,
+    /// The route's retry policy, else its virtual host's.
+    retry: Option<&'c Retry>,
+    /// Header changes from the route outwards: route, virtual host, route configuration.
+    levels: [&'c HeaderChanges; 3],
+}
+
+/// A redirect's answer: its status and Location, no body.
+fn redirect_response(
+    redirect: &Redirect,
+    route: &Route,
+    request: &Request<Incoming>,
+) -> Response<Body> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let target = RequestTarget {
+        scheme: request
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("http"),
+        host,
+        path_and_query: request.uri().path_and_query().map_or("/", |p| p.as_str()),
+    };
+    let location = rewrite::redirect_location(redirect, &route.path, &target);
+    let mut response = Response::new(empty());
+    *response.status_mut() =
+        StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// The request as it goes upstream: each level's header edits (the weighted cluster's first),
+/// then the host and path rewrites of the route, keeping the original path in
+/// x-envoy-original-path as Envoy does.
+fn prepare_upstream_request(
+    parts: &mut http::request::Parts,
+    chosen: &Chosen<'_>,
+    cluster: &WeightedCluster,
+) {
+    rewrite::apply(
+        &mut parts.headers,
+        std::iter::once(&cluster.headers.request)
+            .chain(chosen.levels.iter().map(|level| &level.request)),
+    );
+    if let Some(host) = chosen
+        .forward
+        .host_rewrite
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    if let Some(replacement) = &chosen.forward.prefix_rewrite {
+        let original = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let rewritten = rewrite::replace_matched_prefix(original, &chosen.route.path, replacement);
+        if let (Ok(original), Ok(path)) = (
+            HeaderValue::from_str(original),
+            rewritten.parse::<http::uri::PathAndQuery>(),
+        ) {
+            parts.headers.insert("x-envoy-original-path", original);
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.path_and_query = Some(path);
+            parts.uri = Uri::from_parts(uri).unwrap_or_default();
         }
     }
 }
@@ -252,17 +350,17 @@ fn request_hash(
 }
 
 /// The cluster of a weighted set for one request.
-fn choose_cluster(clusters: &[(String, u32)], roll: u64) -> Option<&str> {
-    let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+fn choose_cluster(clusters: &[WeightedCluster], roll: u64) -> Option<&WeightedCluster> {
+    let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
     if total == 0 {
-        return clusters.first().map(|(name, _)| name.as_str());
+        return clusters.first();
     }
     let mut point = roll % total;
-    for (name, weight) in clusters {
-        if point < u64::from(*weight) {
-            return Some(name);
+    for cluster in clusters {
+        if point < u64::from(cluster.weight) {
+            return Some(cluster);
         }
-        point -= u64::from(*weight);
+        point -= u64::from(cluster.weight);
     }
     None
 }
@@ -273,19 +371,22 @@ fn roll() -> u64 {
     next_random(&STATE)
 }
 
-async fn forward_request(
+/// Forwards the request as the chosen route says; also returns the weighted cluster it went
+/// to, whose response header edits apply to the answer.
+async fn forward_request<'c>(
     request: Request<Incoming>,
     peer: SocketAddr,
-    forward: &Forward,
-    retry: Option<super::resources::route::Retry>,
+    chosen: &Chosen<'c>,
     config: &ProxyConfig,
     upstreams: &Upstreams,
-) -> Response<Body> {
-    let Some(cluster_name) = choose_cluster(&forward.clusters, roll()) else {
-        return full(StatusCode::SERVICE_UNAVAILABLE, "no cluster\n");
+) -> (Response<Body>, Option<&'c WeightedCluster>) {
+    let forward = chosen.forward;
+    let Some(cluster) = choose_cluster(&forward.clusters, roll()) else {
+        return (full(StatusCode::SERVICE_UNAVAILABLE, "no cluster\n"), None);
     };
-    let Some(entry) = config.clusters.get(cluster_name) else {
-        return full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n");
+    let answer = |response| (response, Some(cluster));
+    let Some(entry) = config.clusters.get(&cluster.name) else {
+        return answer(full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n"));
     };
     let mut hash = request_hash(&forward.hash, &request, peer);
     // A cookie policy with a TTL issues its cookie when the request has none, as Envoy does:
@@ -307,9 +408,10 @@ async fn forward_request(
         }
     }
     let (mut parts, body) = request.into_parts();
+    prepare_upstream_request(&mut parts, chosen, cluster);
     // Only a request without a body can be sent again (nothing of it was consumed).
     let replayable = body_is_empty(&parts.headers, &body);
-    let attempts = match &retry {
+    let attempts = match chosen.retry {
         Some(policy)
             if replayable && retries_on_connect_failure(policy) && retriable(policy, &parts) =>
         {
@@ -337,11 +439,14 @@ async fn forward_request(
     let mut last_error = "no healthy upstream\n";
     for _ in 0..attempts {
         let Some(host) = entry.balancer.pick(hash) else {
-            return full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream\n");
+            return answer(full(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no healthy upstream\n",
+            ));
         };
         let uri = match upstream_uri(&parts.uri, &host.name) {
             Some(uri) => uri,
-            None => return full(StatusCode::BAD_REQUEST, "bad request target\n"),
+            None => return answer(full(StatusCode::BAD_REQUEST, "bad request target\n")),
         };
         let mut upstream = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
         *upstream.uri_mut() = uri;
@@ -354,7 +459,10 @@ async fn forward_request(
                 Err(_) => {
                     host.active.fetch_sub(1, Ordering::Relaxed);
                     STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                    return full(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout\n");
+                    return answer(full(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream request timeout\n",
+                    ));
                 }
             },
             None => sent.await,
@@ -366,7 +474,7 @@ async fn forward_request(
                 if let Some(cookie) = issued {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
                 }
-                return response;
+                return answer(response);
             }
             Err(error) => {
                 STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
@@ -375,7 +483,7 @@ async fn forward_request(
             }
         }
     }
-    full(StatusCode::SERVICE_UNAVAILABLE, last_error)
+    answer(full(StatusCode::SERVICE_UNAVAILABLE, last_error))
 }
 
 /// `name="value"; Max-Age=…; Path=…; HttpOnly`, as Envoy writes the cookies it issues.
@@ -404,7 +512,7 @@ fn body_is_empty(headers: &http::HeaderMap, body: &Incoming) -> bool {
 
 /// Whether the request is one the policy retries: with retriable_request_headers, it must
 /// match one of them (Switchyard names `:method: GET`).
-fn retriable(policy: &super::resources::route::Retry, parts: &http::request::Parts) -> bool {
+fn retriable(policy: &Retry, parts: &http::request::Parts) -> bool {
     let host = parts.uri.authority().map_or("", |a| a.as_str());
     let request = RequestParts {
         host,
@@ -420,7 +528,7 @@ fn retriable(policy: &super::resources::route::Retry, parts: &http::request::Par
             .any(|matcher| router::header_matches(matcher, &request))
 }
 
-fn retries_on_connect_failure(policy: &super::resources::route::Retry) -> bool {
+fn retries_on_connect_failure(policy: &Retry) -> bool {
     policy.retry_on.iter().any(|r| {
         matches!(
             r.as_str(),
@@ -508,15 +616,18 @@ mod tests {
 
     #[test]
     fn weighted_clusters_are_chosen_in_proportion() {
-        let clusters = vec![
-            ("a".to_string(), 3),
-            ("b".to_string(), 1),
-            ("c".to_string(), 0),
-        ];
+        let clusters: Vec<WeightedCluster> = [("a", 3), ("b", 1), ("c", 0)]
+            .into_iter()
+            .map(|(name, weight)| WeightedCluster {
+                name: name.into(),
+                weight,
+                headers: HeaderChanges::default(),
+            })
+            .collect();
         let mut seen = std::collections::BTreeMap::new();
         for roll in 0..400 {
             *seen
-                .entry(choose_cluster(&clusters, roll).unwrap())
+                .entry(choose_cluster(&clusters, roll).unwrap().name.as_str())
                 .or_insert(0) += 1;
         }
         assert_eq!(seen.get("a"), Some(&300));

@@ -13,6 +13,7 @@ pub mod endpoint_names;
 pub mod http;
 pub mod listeners;
 pub mod resources;
+pub mod rewrite;
 pub mod router;
 pub mod stats;
 pub mod tcp;

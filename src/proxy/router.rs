@@ -175,6 +175,7 @@ mod tests {
                 status,
                 body: String::new(),
             },
+            header_changes: Default::default(),
         }
     }
 
@@ -184,6 +185,7 @@ mod tests {
             domains: domains.iter().map(|d| d.to_string()).collect(),
             routes: vec![direct(status)],
             retry: None,
+            headers: Default::default(),
         };
         RouteTable {
             name: "t".into(),
@@ -194,6 +196,7 @@ mod tests {
                 vhost("prefix", &["api.*"], 4),
                 vhost("exact", &["api.example.com"], 5),
             ],
+            headers: Default::default(),
         }
     }
 

@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod echo;
 pub mod grpc;
 pub mod pki;
 pub mod process;
+pub mod resources;
 pub mod scripted;
 pub mod sidecar;
 pub mod xds;

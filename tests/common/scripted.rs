@@ -1,5 +1,6 @@
 //! A scripted ADS server for testing xDS clients: the test sends exactly the responses it
-//! wants and reads every request the client makes. One state-of-the-world stream at a time.
+//! wants and reads every request the client makes (one state-of-the-world stream at a time);
+//! and a static server that answers every client the same fixed resources.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -112,6 +113,105 @@ impl ScriptedServer {
 }
 
 impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An ADS server that answers every client the same fixed resources: each type once per
+/// stream, on the client's first request for it, at version "1". Any NACK is recorded.
+pub struct StaticServer {
+    pub address: SocketAddr,
+    rejections: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Fixed {
+    resources: Arc<Vec<envoy_types::pb::google::protobuf::Any>>,
+    rejections: Arc<Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Fixed {
+    type StreamAggregatedResourcesStream = Responses;
+    type DeltaAggregatedResourcesStream = DeltaResponses;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Responses>, Status> {
+        let mut inbound = request.into_inner();
+        let (sender, responses) = mpsc::unbounded_channel();
+        let fixed = self.clone();
+        tokio::spawn(async move {
+            let mut answered = std::collections::HashSet::new();
+            while let Some(Ok(request)) = inbound.next().await {
+                if let Some(error) = &request.error_detail {
+                    fixed.rejections.lock().unwrap().push(error.message.clone());
+                }
+                if !answered.insert(request.type_url.clone()) {
+                    continue;
+                }
+                let resources = fixed
+                    .resources
+                    .iter()
+                    .filter(|r| r.type_url == request.type_url)
+                    .cloned()
+                    .collect();
+                let _ = sender.send(DiscoveryResponse {
+                    version_info: "1".into(),
+                    nonce: format!("{}-1", request.type_url),
+                    type_url: request.type_url.clone(),
+                    resources,
+                    ..Default::default()
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(
+            UnboundedReceiverStream::new(responses).map(Ok),
+        )))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<DeltaResponses>, Status> {
+        Err(Status::unimplemented(
+            "the static server speaks state of the world",
+        ))
+    }
+}
+
+impl StaticServer {
+    pub async fn start(resources: Vec<envoy_types::pb::google::protobuf::Any>) -> StaticServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let rejections = Arc::new(Mutex::new(Vec::new()));
+        let fixed = Fixed {
+            resources: Arc::new(resources),
+            rejections: rejections.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(AggregatedDiscoveryServiceServer::new(fixed))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await;
+        });
+        StaticServer {
+            address,
+            rejections,
+            task,
+        }
+    }
+
+    /// The error messages of every NACK received so far.
+    pub fn rejections(&self) -> Vec<String> {
+        self.rejections.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StaticServer {
     fn drop(&mut self) {
         self.task.abort();
     }

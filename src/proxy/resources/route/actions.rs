@@ -1,0 +1,521 @@
+//! The action half of a route: forwarding (clusters, timeout, retries, hashing, rewrites),
+//! redirects, direct responses, and the header additions and removals every level of a route
+//! configuration can carry. Conversion only; the data plane applies them (proxy/rewrite.rs).
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source::Specifier, header_value_option::HeaderAppendAction, HeaderValueOption,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier},
+    route::Action as XdsAction,
+    route_action::{hash_policy::PolicySpecifier, ClusterSpecifier, HostRewriteSpecifier},
+    RedirectAction, RetryPolicy, RouteAction,
+};
+use http::{HeaderName, HeaderValue};
+
+use super::matchers::{header_match, HeaderMatch, PathMatch};
+use super::{duration, Failure};
+
+#[derive(Clone, Debug)]
+pub enum Action {
+    Forward(Forward),
+    Redirect(Redirect),
+    Direct { status: u16, body: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// Clusters with their weights (one cluster: weight 1).
+    pub clusters: Vec<WeightedCluster>,
+    pub timeout: Option<Duration>,
+    pub retry: Option<Retry>,
+    pub hash: Vec<HashPolicy>,
+    /// Replaces the part of the path the route matched.
+    pub prefix_rewrite: Option<String>,
+    /// Replaces the Host (:authority) sent upstream.
+    pub host_rewrite: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WeightedCluster {
+    pub name: String,
+    pub weight: u32,
+    pub headers: HeaderChanges,
+}
+
+#[derive(Clone, Debug)]
+pub struct Retry {
+    pub retry_on: Vec<String>,
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+    /// Only requests with these headers (e.g. `:method: GET`) are retried.
+    pub only_with: Vec<HeaderMatch>,
+}
+
+#[derive(Clone, Debug)]
+pub enum HashPolicy {
+    Header(String),
+    Cookie {
+        name: String,
+        path: String,
+        ttl: Option<Duration>,
+    },
+    SourceIp,
+}
+
+/// Where a redirect sends the client; unset parts keep the request's own.
+#[derive(Clone, Debug, Default)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Replaces the whole path (a query in it replaces the request's query).
+    pub path: Option<String>,
+    /// Replaces the part of the path the route matched.
+    pub prefix_rewrite: Option<String>,
+    pub status: u16,
+    pub strip_query: bool,
+}
+
+/// Header additions and removals of one level (route configuration, virtual host, route or
+/// weighted cluster), for requests and for responses.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderChanges {
+    pub request: HeaderEdits,
+    pub response: HeaderEdits,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct HeaderEdits {
+    /// Removed before anything is added, as Envoy does.
+    pub remove: Vec<HeaderName>,
+    pub add: Vec<HeaderAddition>,
+}
+
+#[derive(Clone, Debug)]
+pub struct HeaderAddition {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+    pub mode: AddMode,
+}
+
+/// Envoy's `append_action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddMode {
+    /// Another value after any the header already has (the default).
+    Append,
+    AddIfAbsent,
+    Overwrite,
+    OverwriteIfExists,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.add.is_empty()
+    }
+}
+
+impl HeaderChanges {
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
+}
+
+/// The header-mutation fields the sidecar applies, under `prefix` (empty: the top level).
+pub fn header_change_fields(prefix: &str) -> Vec<String> {
+    let at = |field: &str| {
+        if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        }
+    };
+    let mut fields = Vec::new();
+    for side in ["request", "response"] {
+        for field in ["header.key", "header.value", "append", "append_action"] {
+            fields.push(at(&format!("{side}_headers_to_add.{field}")));
+        }
+        fields.push(at(&format!("{side}_headers_to_remove")));
+    }
+    fields
+}
+
+/// The fields of a RouteAction, RedirectAction and DirectResponseAction the sidecar applies,
+/// under `route` (`virtual_hosts.routes`).
+pub fn action_fields(route: &str) -> Vec<String> {
+    let mut fields: Vec<String> = [
+        "route.cluster",
+        "route.weighted_clusters.clusters.name",
+        "route.weighted_clusters.clusters.weight",
+        "route.weighted_clusters.total_weight",
+        "route.timeout",
+        "route.prefix_rewrite",
+        "route.host_rewrite_literal",
+        "route.hash_policy.header.header_name",
+        "route.hash_policy.cookie.name",
+        "route.hash_policy.cookie.path",
+        "route.hash_policy.cookie.ttl",
+        "route.hash_policy.connection_properties.source_ip",
+        "redirect.https_redirect",
+        "redirect.scheme_redirect",
+        "redirect.host_redirect",
+        "redirect.port_redirect",
+        "redirect.path_redirect",
+        "redirect.prefix_rewrite",
+        "redirect.response_code",
+        "redirect.strip_query",
+        "direct_response.status",
+        "direct_response.body.inline_string",
+    ]
+    .iter()
+    .map(|field| format!("{route}.{field}"))
+    .collect();
+    fields.extend(retry_fields(&format!("{route}.route.retry_policy")));
+    fields.extend(header_change_fields(&format!(
+        "{route}.route.weighted_clusters.clusters"
+    )));
+    fields
+}
+
+/// The fields of a RetryPolicy the sidecar applies, under `prefix`.
+pub fn retry_fields(prefix: &str) -> Vec<String> {
+    let mut fields: Vec<String> = ["retry_on", "num_retries", "per_try_timeout"]
+        .iter()
+        .map(|field| format!("{prefix}.{field}"))
+        .collect();
+    fields.extend(super::matchers::header_matcher_fields(&format!(
+        "{prefix}.retriable_request_headers"
+    )));
+    fields
+}
+
+/// What a route does, given the path matcher it matched with.
+pub fn action(
+    route: &envoy_types::pb::envoy::config::route::v3::Route,
+    path: &PathMatch,
+) -> Result<Action, Failure> {
+    Ok(match &route.action {
+        Some(XdsAction::Route(action)) => Action::Forward(forward(action, path)?),
+        Some(XdsAction::Redirect(redirect_action)) => {
+            Action::Redirect(redirect(redirect_action, path)?)
+        }
+        Some(XdsAction::DirectResponse(direct)) => Action::Direct {
+            status: u16::try_from(direct.status).unwrap_or(500),
+            body: direct
+                .body
+                .as_ref()
+                .and_then(|b| match &b.specifier {
+                    Some(Specifier::InlineString(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+        },
+        _ => {
+            return Err((
+                String::new(),
+                "the action must be route, redirect or direct_response".into(),
+            ))
+        }
+    })
+}
+
+fn forward(action: &RouteAction, path: &PathMatch) -> Result<Forward, Failure> {
+    let clusters = match &action.cluster_specifier {
+        Some(ClusterSpecifier::Cluster(name)) => vec![WeightedCluster {
+            name: name.clone(),
+            weight: 1,
+            headers: HeaderChanges::default(),
+        }],
+        Some(ClusterSpecifier::WeightedClusters(weighted)) => weighted
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                Ok(WeightedCluster {
+                    name: c.name.clone(),
+                    weight: c.weight.as_ref().map_or(0, |w| w.value),
+                    headers: header_changes(
+                        &c.request_headers_to_add,
+                        &c.request_headers_to_remove,
+                        &c.response_headers_to_add,
+                        &c.response_headers_to_remove,
+                    )
+                    .map_err(|e| {
+                        super::split_reason(&format!(".route.weighted_clusters.clusters[{i}].{e}"))
+                    })?,
+                })
+            })
+            .collect::<Result<_, Failure>>()?,
+        _ => {
+            return Err((
+                ".route".into(),
+                "a cluster or weighted_clusters is required".into(),
+            ))
+        }
+    };
+    let mut hash = Vec::new();
+    for (i, policy) in action.hash_policy.iter().enumerate() {
+        hash.push(match &policy.policy_specifier {
+            Some(PolicySpecifier::Header(header)) => {
+                HashPolicy::Header(header.header_name.to_ascii_lowercase())
+            }
+            Some(PolicySpecifier::Cookie(cookie)) => HashPolicy::Cookie {
+                name: cookie.name.clone(),
+                path: cookie.path.clone(),
+                ttl: cookie.ttl.as_ref().map(duration),
+            },
+            Some(PolicySpecifier::ConnectionProperties(p)) if p.source_ip => HashPolicy::SourceIp,
+            _ => {
+                return Err((
+                    format!(".route.hash_policy[{i}]"),
+                    "only header, cookie and source_ip hashing are supported".into(),
+                ))
+            }
+        });
+    }
+    let prefix_rewrite = non_empty(&action.prefix_rewrite);
+    if prefix_rewrite.is_some() {
+        rewritable(path).map_err(|e| (".route.prefix_rewrite".to_string(), e))?;
+    }
+    let host_rewrite = match &action.host_rewrite_specifier {
+        Some(HostRewriteSpecifier::HostRewriteLiteral(host)) => Some(
+            HeaderValue::from_str(host)
+                .map_err(|_| {
+                    (
+                        ".route.host_rewrite_literal".to_string(),
+                        format!("`{host}` is not a valid host"),
+                    )
+                })?
+                .to_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        _ => None,
+    };
+    Ok(Forward {
+        clusters,
+        timeout: action.timeout.as_ref().map(duration),
+        retry: action
+            .retry_policy
+            .as_ref()
+            .map(retry)
+            .transpose()
+            .map_err(|e| (".route.retry_policy".to_string(), e))?,
+        hash,
+        prefix_rewrite,
+        host_rewrite,
+    })
+}
+
+fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Failure> {
+    let scheme = match &action.scheme_rewrite_specifier {
+        Some(SchemeRewriteSpecifier::HttpsRedirect(true)) => Some("https".to_string()),
+        Some(SchemeRewriteSpecifier::SchemeRedirect(scheme)) if !scheme.is_empty() => {
+            Some(scheme.to_ascii_lowercase())
+        }
+        _ => None,
+    };
+    let port = match action.port_redirect {
+        0 => None,
+        port => Some(u16::try_from(port).map_err(|_| {
+            (
+                ".redirect.port_redirect".to_string(),
+                format!("port {port} is out of range"),
+            )
+        })?),
+    };
+    let (path_redirect, prefix_rewrite) = match &action.path_rewrite_specifier {
+        Some(PathRewriteSpecifier::PathRedirect(p)) => (non_empty(p), None),
+        Some(PathRewriteSpecifier::PrefixRewrite(p)) => {
+            rewritable(path).map_err(|e| (".redirect.prefix_rewrite".to_string(), e))?;
+            (None, Some(p.clone()))
+        }
+        _ => (None, None),
+    };
+    let status = match RedirectResponseCode::try_from(action.response_code) {
+        Ok(RedirectResponseCode::MovedPermanently) => 301,
+        Ok(RedirectResponseCode::Found) => 302,
+        Ok(RedirectResponseCode::SeeOther) => 303,
+        Ok(RedirectResponseCode::TemporaryRedirect) => 307,
+        Ok(RedirectResponseCode::PermanentRedirect) => 308,
+        Err(_) => {
+            return Err((
+                ".redirect.response_code".into(),
+                format!("unknown response code {}", action.response_code),
+            ))
+        }
+    };
+    Ok(Redirect {
+        scheme,
+        host: non_empty(&action.host_redirect),
+        port,
+        path: path_redirect,
+        prefix_rewrite,
+        status,
+        strip_query: action.strip_query,
+    })
+}
+
+/// A prefix rewrite needs to know which part of the path the route matched.
+fn rewritable(path: &PathMatch) -> Result<(), String> {
+    match path {
+        PathMatch::Regex(_) => Err(
+            "a prefix rewrite needs a prefix, path or path_separated_prefix match, not safe_regex"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+pub fn retry(policy: &RetryPolicy) -> Result<Retry, String> {
+    Ok(Retry {
+        retry_on: policy
+            .retry_on
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        num_retries: policy.num_retries.as_ref().map_or(1, |n| n.value),
+        per_try_timeout: policy.per_try_timeout.as_ref().map(duration),
+        only_with: policy
+            .retriable_request_headers
+            .iter()
+            .map(header_match)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// The header changes of one level from its four lists.
+pub fn header_changes(
+    request_add: &[HeaderValueOption],
+    request_remove: &[String],
+    response_add: &[HeaderValueOption],
+    response_remove: &[String],
+) -> Result<HeaderChanges, String> {
+    Ok(HeaderChanges {
+        request: header_edits(request_add, request_remove)
+            .map_err(|e| format!("request_headers_to_{e}"))?,
+        response: header_edits(response_add, response_remove)
+            .map_err(|e| format!("response_headers_to_{e}"))?,
+    })
+}
+
+fn header_edits(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderEdits, String> {
+    let mut edits = HeaderEdits::default();
+    for (i, name) in remove.iter().enumerate() {
+        edits
+            .remove
+            .push(modifiable_name(name).map_err(|e| format!("remove[{i}]: {e}"))?);
+    }
+    for (i, option) in add.iter().enumerate() {
+        if let Some(addition) = header_addition(option).map_err(|e| format!("add[{i}]: {e}"))? {
+            edits.add.push(addition);
+        }
+    }
+    Ok(edits)
+}
+
+/// One header to add; None for an empty value, which Envoy does not add.
+fn header_addition(option: &HeaderValueOption) -> Result<Option<HeaderAddition>, String> {
+    let Some(header) = &option.header else {
+        return Err("a header is required".into());
+    };
+    let name = modifiable_name(&header.key)?;
+    if header.value.replace("%%", "").contains('%') {
+        return Err(format!(
+            "the value `{}` uses Envoy's %…% substitution, which the sidecar does not implement",
+            header.value
+        ));
+    }
+    let text = header.value.replace("%%", "%");
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let value = HeaderValue::from_str(&text)
+        .map_err(|_| format!("`{text}` is not a valid header value"))?;
+    #[allow(deprecated)]
+    let mode = match option.append.as_ref().map(|a| a.value) {
+        Some(true) => AddMode::Append,
+        Some(false) => AddMode::Overwrite,
+        None => match HeaderAppendAction::try_from(option.append_action) {
+            Ok(HeaderAppendAction::AppendIfExistsOrAdd) => AddMode::Append,
+            Ok(HeaderAppendAction::AddIfAbsent) => AddMode::AddIfAbsent,
+            Ok(HeaderAppendAction::OverwriteIfExistsOrAdd) => AddMode::Overwrite,
+            Ok(HeaderAppendAction::OverwriteIfExists) => AddMode::OverwriteIfExists,
+            Err(_) => return Err(format!("unknown append_action {}", option.append_action)),
+        },
+    };
+    Ok(Some(HeaderAddition { name, value, mode }))
+}
+
+/// A header name a route may change: not a pseudo-header, not Host (as in Envoy).
+fn modifiable_name(name: &str) -> Result<HeaderName, String> {
+    if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
+        return Err(format!(
+            "`{name}`: pseudo-headers and Host cannot be changed"
+        ));
+    }
+    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        .map_err(|_| format!("`{name}` is not a valid header name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::HeaderValue as XdsHeaderValue;
+
+    fn option(key: &str, value: &str) -> HeaderValueOption {
+        HeaderValueOption {
+            header: Some(XdsHeaderValue {
+                key: key.into(),
+                value: value.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn header_edits_the_sidecar_cannot_apply_are_refused_by_position() {
+        let refused = |add: HeaderValueOption, remove: &[&str]| {
+            let remove: Vec<String> = remove.iter().map(|r| r.to_string()).collect();
+            header_changes(&[add], &remove, &[], &[]).unwrap_err()
+        };
+        assert!(
+            refused(option("x-client", "%DOWNSTREAM_REMOTE_ADDRESS%"), &[])
+                .starts_with("request_headers_to_add[0]: the value"),
+        );
+        assert!(refused(option(":path", "/x"), &[]).contains("pseudo-headers"));
+        assert!(refused(option("x-ok", "1"), &["host"]).starts_with("request_headers_to_remove[0]"));
+        let kept = header_changes(
+            &[option("x-pct", "100%%"), option("x-empty", "")],
+            &[],
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(kept.request.add.len(), 1, "an empty value is not added");
+        assert_eq!(kept.request.add[0].value, "100%");
+        assert_eq!(kept.request.add[0].mode, AddMode::Append);
+    }
+
+    #[test]
+    fn a_prefix_rewrite_needs_a_match_it_can_replace() {
+        let action = RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::Cluster("c".into())),
+            prefix_rewrite: "/new".into(),
+            ..Default::default()
+        };
+        let regex = PathMatch::Regex(regex::Regex::new("/x").unwrap());
+        let (at, why) = forward(&action, &regex).unwrap_err();
+        assert_eq!(at, ".route.prefix_rewrite");
+        assert!(why.contains("not safe_regex"), "{why}");
+        assert!(forward(&action, &PathMatch::Prefix("/old".into())).is_ok());
+    }
+}

@@ -1,0 +1,222 @@
+//! What a route changes in a request and in its response, as Envoy changes it: header edits
+//! level by level (weighted cluster, route, virtual host, route configuration — so the
+//! outermost level's overwrite wins), the matched prefix replaced in the path, and the
+//! Location of a redirect. Pure: headers and strings in, headers and strings out.
+
+use http::HeaderMap;
+
+use super::resources::route::{AddMode, HeaderEdits, PathMatch, Redirect};
+
+/// Applies each level's edits in turn: its removals, then its additions.
+pub fn apply<'e>(headers: &mut HeaderMap, levels: impl IntoIterator<Item = &'e HeaderEdits>) {
+    for edits in levels {
+        for name in &edits.remove {
+            headers.remove(name);
+        }
+        for addition in &edits.add {
+            let present = headers.contains_key(&addition.name);
+            match addition.mode {
+                AddMode::Append => {
+                    headers.append(addition.name.clone(), addition.value.clone());
+                }
+                AddMode::AddIfAbsent if present => {}
+                AddMode::OverwriteIfExists if !present => {}
+                AddMode::AddIfAbsent | AddMode::Overwrite | AddMode::OverwriteIfExists => {
+                    headers.insert(addition.name.clone(), addition.value.clone());
+                }
+            }
+        }
+    }
+}
+
+/// `path_and_query` with the part `matched` matched replaced by `replacement` (the whole
+/// path for an exact match), the query kept.
+pub fn replace_matched_prefix(
+    path_and_query: &str,
+    matched: &PathMatch,
+    replacement: &str,
+) -> String {
+    let path_end = path_and_query.find('?').unwrap_or(path_and_query.len());
+    let matched_length = match matched {
+        PathMatch::Prefix(prefix) | PathMatch::SeparatedPrefix(prefix) => prefix.len(),
+        PathMatch::Exact(_) => path_end,
+        // Refused when the route is converted.
+        PathMatch::Regex(_) => 0,
+    };
+    let matched_length = matched_length.min(path_end);
+    if !path_and_query.is_char_boundary(matched_length) {
+        return path_and_query.to_string();
+    }
+    format!("{replacement}{}", &path_and_query[matched_length..])
+}
+
+/// The request as a redirect's Location needs it.
+pub struct RequestTarget<'r> {
+    /// The scheme the client used (X-Forwarded-Proto as the connection manager left it).
+    pub scheme: &'r str,
+    /// The Host header as sent, port included.
+    pub host: &'r str,
+    pub path_and_query: &'r str,
+}
+
+/// The Location a redirect answers with.
+pub fn redirect_location(
+    redirect: &Redirect,
+    matched: &PathMatch,
+    request: &RequestTarget,
+) -> String {
+    let scheme = redirect.scheme.as_deref().unwrap_or(request.scheme);
+    let port = redirect.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let host = match &redirect.host {
+        Some(host) => host.as_str(),
+        None => host_without_replaced_port(request.host, request.scheme, scheme, !port.is_empty()),
+    };
+    let mut path = match (&redirect.path, &redirect.prefix_rewrite) {
+        // A query in the new path replaces the request's.
+        (Some(new_path), _) if new_path.contains('?') => new_path.clone(),
+        (Some(new_path), _) => match request.path_and_query.find('?') {
+            Some(query_start) => format!("{new_path}{}", &request.path_and_query[query_start..]),
+            None => new_path.clone(),
+        },
+        (None, Some(replacement)) => {
+            replace_matched_prefix(request.path_and_query, matched, replacement)
+        }
+        (None, None) => request.path_and_query.to_string(),
+    };
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let query_from_redirect = redirect.path.as_ref().is_some_and(|p| p.contains('?'));
+    if redirect.strip_query && !query_from_redirect {
+        if let Some(query_start) = path.find('?') {
+            path.truncate(query_start);
+        }
+    }
+    format!("{scheme}://{host}{port}{path}")
+}
+
+/// The request's host, without its port when the redirect sets a port of its own, or when
+/// it changes the scheme and the port was the old scheme's default.
+fn host_without_replaced_port<'h>(
+    host: &'h str,
+    old_scheme: &str,
+    new_scheme: &str,
+    new_port: bool,
+) -> &'h str {
+    let port_start = if host.starts_with('[') {
+        host.rfind("]:").map(|i| i + 1)
+    } else {
+        host.rfind(':')
+    };
+    let Some(port_start) = port_start else {
+        return host;
+    };
+    let port = &host[port_start..];
+    let default_port_of_old_scheme =
+        (old_scheme == "https" && port == ":443") || (old_scheme == "http" && port == ":80");
+    if new_port || (new_scheme != old_scheme && default_port_of_old_scheme) {
+        &host[..port_start]
+    } else {
+        host
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::resources::route::HeaderAddition;
+    use http::{HeaderName, HeaderValue};
+
+    fn addition(name: &str, value: &str, mode: AddMode) -> HeaderAddition {
+        HeaderAddition {
+            name: HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value: HeaderValue::from_str(value).unwrap(),
+            mode,
+        }
+    }
+
+    #[test]
+    fn edits_remove_then_add_and_the_outer_level_overwrites_last() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-keep", "client".parse().unwrap());
+        headers.insert("x-drop", "client".parse().unwrap());
+        let route = HeaderEdits {
+            remove: vec![HeaderName::from_static("x-drop")],
+            add: vec![
+                addition("x-keep", "route", AddMode::AddIfAbsent),
+                addition("x-list", "route", AddMode::Append),
+                addition("x-level", "route", AddMode::Overwrite),
+                addition("x-absent", "route", AddMode::OverwriteIfExists),
+            ],
+        };
+        let table = HeaderEdits {
+            remove: Vec::new(),
+            add: vec![
+                addition("x-list", "table", AddMode::Append),
+                addition("x-level", "table", AddMode::Overwrite),
+            ],
+        };
+        apply(&mut headers, [&route, &table]);
+        assert_eq!(headers["x-keep"], "client");
+        assert!(!headers.contains_key("x-drop"));
+        assert!(!headers.contains_key("x-absent"));
+        let list: Vec<_> = headers.get_all("x-list").iter().collect();
+        assert_eq!(list, ["route", "table"]);
+        assert_eq!(headers["x-level"], "table");
+    }
+
+    #[test]
+    fn the_matched_prefix_is_replaced_and_the_query_kept() {
+        let prefix = PathMatch::Prefix("/old".into());
+        assert_eq!(
+            replace_matched_prefix("/old/a?q=1", &prefix, "/new"),
+            "/new/a?q=1"
+        );
+        assert_eq!(
+            replace_matched_prefix("/x?y", &PathMatch::Exact("/x".into()), "/z"),
+            "/z?y"
+        );
+    }
+
+    #[test]
+    fn redirects_compose_their_location_as_envoy_does() {
+        let prefix = PathMatch::Prefix("/old".into());
+        let request = RequestTarget {
+            scheme: "http",
+            host: "shop.example:80",
+            path_and_query: "/old/cart?id=7",
+        };
+        let https = Redirect {
+            scheme: Some("https".into()),
+            status: 301,
+            ..Redirect::default()
+        };
+        assert_eq!(
+            redirect_location(&https, &prefix, &request),
+            "https://shop.example/old/cart?id=7",
+            "the old scheme's default port goes"
+        );
+        let moved = Redirect {
+            host: Some("new.example".into()),
+            port: Some(8443),
+            prefix_rewrite: Some("/v2".into()),
+            strip_query: true,
+            status: 302,
+            ..Redirect::default()
+        };
+        assert_eq!(
+            redirect_location(&moved, &prefix, &request),
+            "http://new.example:8443/v2/cart"
+        );
+        let path = Redirect {
+            path: Some("/landing?from=old".into()),
+            strip_query: true,
+            status: 302,
+            ..Redirect::default()
+        };
+        assert_eq!(
+            redirect_location(&path, &prefix, &request),
+            "http://shop.example:80/landing?from=old"
+        );
+    }
+}

@@ -1,0 +1,438 @@
+//! What routes do besides choosing a cluster, through Envoy and the sidecar side by side:
+//! one static ADS server's exact RouteConfiguration (redirects of every kind, prefix and host
+//! rewrites, request and response header edits at every level with each append action,
+//! weighted-cluster header edits, direct responses) is served to a real Envoy and to the
+//! sidecar, and a table of requests must get the same answer through both — status, Location,
+//! the response headers the routes touch, and what the backend saw (path, Host and headers).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::echo::EchoBackend;
+use common::resources::*;
+use common::scripted::StaticServer;
+use common::sidecar::Sidecar;
+use common::*;
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source::Specifier, header_value_option::HeaderAppendAction, DataSource, HeaderValue,
+    HeaderValueOption,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier},
+    route::Action,
+    route_action::{ClusterSpecifier, HostRewriteSpecifier},
+    route_match::PathSpecifier,
+    weighted_cluster::ClusterWeight,
+    DirectResponseAction, RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost, WeightedCluster,
+};
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+fn add(name: &str, value: &str, action: HeaderAppendAction) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.into(),
+            value: value.into(),
+            ..Default::default()
+        }),
+        append_action: action as i32,
+        ..Default::default()
+    }
+}
+
+fn append(name: &str, value: &str) -> HeaderValueOption {
+    add(name, value, HeaderAppendAction::AppendIfExistsOrAdd)
+}
+
+fn overwrite(name: &str, value: &str) -> HeaderValueOption {
+    add(name, value, HeaderAppendAction::OverwriteIfExistsOrAdd)
+}
+
+fn matching(path: PathSpecifier) -> Option<RouteMatch> {
+    Some(RouteMatch {
+        path_specifier: Some(path),
+        ..Default::default()
+    })
+}
+
+fn prefix(text: &str) -> Option<RouteMatch> {
+    matching(PathSpecifier::Prefix(text.into()))
+}
+
+fn forward(cluster: &str) -> RouteAction {
+    RouteAction {
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.into())),
+        ..Default::default()
+    }
+}
+
+fn route(matcher: Option<RouteMatch>, action: Action) -> Route {
+    Route {
+        r#match: matcher,
+        action: Some(action),
+        ..Default::default()
+    }
+}
+
+fn redirect(matcher: &str, redirect: RedirectAction) -> Route {
+    route(prefix(matcher), Action::Redirect(redirect))
+}
+
+/// The routes under test (see the module comment); cluster `echo` answers with what it got.
+fn routes() -> RouteConfiguration {
+    let rewrite = Route {
+        request_headers_to_add: vec![
+            append("x-route", "added"),
+            add("x-mode-absent", "route", HeaderAppendAction::AddIfAbsent),
+            overwrite("x-mode-overwrite", "route"),
+            add(
+                "x-mode-if-exists",
+                "route",
+                HeaderAppendAction::OverwriteIfExists,
+            ),
+            overwrite("x-level", "route"),
+        ],
+        request_headers_to_remove: vec!["x-secret".into()],
+        response_headers_to_add: vec![append("x-route-response", "yes")],
+        ..route(
+            prefix("/rewrite/"),
+            Action::Route(RouteAction {
+                prefix_rewrite: "/new/".into(),
+                host_rewrite_specifier: Some(HostRewriteSpecifier::HostRewriteLiteral(
+                    "internal.example".into(),
+                )),
+                ..forward("echo")
+            }),
+        )
+    };
+    let weighted = route(
+        prefix("/weighted"),
+        Action::Route(RouteAction {
+            cluster_specifier: Some(ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters: vec![ClusterWeight {
+                    name: "echo".into(),
+                    weight: Some(UInt32Value { value: 100 }),
+                    request_headers_to_add: vec![overwrite("x-cluster", "echo")],
+                    response_headers_to_add: vec![append("x-cluster-response", "echo")],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        }),
+    );
+    let direct = Route {
+        response_headers_to_add: vec![append("x-route-response", "direct")],
+        ..route(
+            prefix("/direct"),
+            Action::DirectResponse(DirectResponseAction {
+                status: 418,
+                body: Some(DataSource {
+                    specifier: Some(Specifier::InlineString("teapot\n".into())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        )
+    };
+    let forwarding = VirtualHost {
+        name: "forwarding".into(),
+        domains: vec!["*".into()],
+        request_headers_to_add: vec![append("x-vhost", "1"), overwrite("x-level", "vhost")],
+        routes: vec![
+            rewrite,
+            route(
+                matching(PathSpecifier::Path("/exact".into())),
+                Action::Route(RouteAction {
+                    prefix_rewrite: "/replaced".into(),
+                    ..forward("echo")
+                }),
+            ),
+            route(
+                matching(PathSpecifier::PathSeparatedPrefix("/sep".into())),
+                Action::Route(RouteAction {
+                    prefix_rewrite: "/s2".into(),
+                    ..forward("echo")
+                }),
+            ),
+            weighted,
+            direct,
+            route(prefix("/"), Action::Route(forward("echo"))),
+        ],
+        ..Default::default()
+    };
+    let redirects = VirtualHost {
+        name: "redirects".into(),
+        domains: vec![
+            "old.example".into(),
+            "old.example:80".into(),
+            "old.example:8080".into(),
+        ],
+        routes: vec![
+            redirect(
+                "/https",
+                RedirectAction {
+                    scheme_rewrite_specifier: Some(SchemeRewriteSpecifier::HttpsRedirect(true)),
+                    ..Default::default()
+                },
+            ),
+            redirect(
+                "/moved",
+                RedirectAction {
+                    host_redirect: "new.example".into(),
+                    port_redirect: 8443,
+                    path_rewrite_specifier: Some(PathRewriteSpecifier::PrefixRewrite("/v2".into())),
+                    response_code: RedirectResponseCode::Found as i32,
+                    strip_query: true,
+                    ..Default::default()
+                },
+            ),
+            redirect(
+                "/path",
+                RedirectAction {
+                    path_rewrite_specifier: Some(PathRewriteSpecifier::PathRedirect(
+                        "/landing?from=old".into(),
+                    )),
+                    response_code: RedirectResponseCode::SeeOther as i32,
+                    strip_query: true,
+                    ..Default::default()
+                },
+            ),
+            redirect(
+                "/keep",
+                RedirectAction {
+                    path_rewrite_specifier: Some(PathRewriteSpecifier::PathRedirect(
+                        "/kept".into(),
+                    )),
+                    response_code: RedirectResponseCode::TemporaryRedirect as i32,
+                    ..Default::default()
+                },
+            ),
+            redirect(
+                "/scheme",
+                RedirectAction {
+                    scheme_rewrite_specifier: Some(SchemeRewriteSpecifier::SchemeRedirect(
+                        "https".into(),
+                    )),
+                    port_redirect: 9443,
+                    response_code: RedirectResponseCode::PermanentRedirect as i32,
+                    ..Default::default()
+                },
+            ),
+            redirect(
+                "/",
+                RedirectAction {
+                    host_redirect: "www.example".into(),
+                    ..Default::default()
+                },
+            ),
+        ],
+        ..Default::default()
+    };
+    RouteConfiguration {
+        name: "routes".into(),
+        virtual_hosts: vec![forwarding, redirects],
+        request_headers_to_add: vec![overwrite("x-level", "table")],
+        response_headers_to_add: vec![append("x-served-by", "table")],
+        response_headers_to_remove: vec!["x-drop-me".into()],
+        ..Default::default()
+    }
+}
+
+/// One request of the table: host, path with query, headers.
+type TableRequest = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+);
+
+fn requests() -> Vec<TableRequest> {
+    let plain = |host, path| (host, path, vec![]);
+    vec![
+        plain("app.example", "/"),
+        plain("app.example", "/rewrite/a/b?q=1"),
+        (
+            "app.example",
+            "/rewrite/x",
+            vec![
+                ("x-secret", "s"),
+                ("x-route", "client"),
+                ("x-mode-absent", "client"),
+                ("x-mode-overwrite", "client"),
+                ("x-mode-if-exists", "client"),
+                ("x-level", "client"),
+                ("x-vhost", "client"),
+            ],
+        ),
+        plain("app.example", "/exact"),
+        plain("app.example", "/exact?z=9"),
+        plain("app.example", "/exact/not"),
+        plain("app.example", "/sep"),
+        plain("app.example", "/sep/deeper?x"),
+        plain("app.example", "/separate"),
+        plain("app.example", "/weighted/1"),
+        plain("app.example", "/direct"),
+        plain("old.example", "/https/a?b=c"),
+        plain("old.example:80", "/https/a"),
+        plain("old.example:8080", "/https/a"),
+        plain("old.example", "/moved/item?x=1"),
+        plain("old.example:8080", "/moved"),
+        plain("old.example", "/path/a?drop=1"),
+        plain("old.example", "/keep/a?kept=1"),
+        plain("old.example:8080", "/scheme/x?y"),
+        plain("old.example", "/anything?q"),
+    ]
+}
+
+const RESPONSE_HEADERS: [&str; 8] = [
+    "location",
+    "content-type",
+    "x-backend",
+    "x-drop-me",
+    "x-served-by",
+    "x-route-response",
+    "x-cluster-response",
+    "via",
+];
+
+const SEEN_HEADERS: [&str; 11] = [
+    "host",
+    "x-secret",
+    "x-route",
+    "x-mode-absent",
+    "x-mode-overwrite",
+    "x-mode-if-exists",
+    "x-level",
+    "x-vhost",
+    "x-cluster",
+    "x-envoy-original-path",
+    "x-client",
+];
+
+/// What a request through `port` got, as comparable text: status, the response headers the
+/// routes touch, and the path and headers the backend saw (or the body it did not come from).
+async fn answer(client: &reqwest::Client, port: u16, request: &TableRequest) -> String {
+    let (host, path, headers) = request;
+    let mut builder = client
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", *host);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = match builder.send().await {
+        Ok(response) => response,
+        Err(error) => return format!("error {error}"),
+    };
+    let mut text = format!("{}", response.status().as_u16());
+    for name in RESPONSE_HEADERS {
+        let values: Vec<_> = response
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("?").to_string())
+            .collect();
+        if !values.is_empty() {
+            text.push_str(&format!(" | {name}: {}", values.join(", ")));
+        }
+    }
+    let body = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<serde_json::Value>(&body) {
+        Ok(seen) => {
+            text.push_str(&format!(" | backend path {}", seen["path"]));
+            for name in SEEN_HEADERS {
+                if let Some(value) = seen["headers"][name].as_str() {
+                    text.push_str(&format!(" | backend {name}: {value}"));
+                }
+            }
+        }
+        Err(_) => text.push_str(&format!(" | body {body:?}")),
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn route_actions_answer_the_same_through_envoy_and_the_sidecar() {
+    let echo = EchoBackend::start().await;
+    let (envoy_port, sidecar_port) = (free_port(), free_port());
+    let resources = |port: u16| {
+        vec![
+            any(&listener(port, "routes")),
+            any(&routes()),
+            any(&cluster("echo")),
+            any(&assignment("echo", echo.port())),
+        ]
+    };
+    let for_envoy = StaticServer::start(resources(envoy_port)).await;
+    let for_sidecar = StaticServer::start(resources(sidecar_port)).await;
+    let _envoy = Envoy::start(for_envoy.address, "envoy-routing").await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        for_sidecar.address,
+        "sidecar-routing",
+    )
+    .await;
+    sidecar.wait_ready().await;
+    for port in [envoy_port, sidecar_port] {
+        // The direct-response route answers 418 once the routes have arrived.
+        wait_for(&format!("routes on port {port}"), || async move {
+            let response = http()
+                .get(format!("http://127.0.0.1:{port}/direct"))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 418).then_some(())
+        })
+        .await;
+    }
+    assert!(
+        for_envoy.rejections().is_empty(),
+        "Envoy NACKed: {:?}",
+        for_envoy.rejections()
+    );
+    assert!(
+        for_sidecar.rejections().is_empty(),
+        "the sidecar NACKed: {:?}",
+        for_sidecar.rejections()
+    );
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut through_sidecar = BTreeMap::new();
+    let mut differences = Vec::new();
+    for request in requests() {
+        let by_envoy = answer(&client, envoy_port, &request).await;
+        let by_sidecar = answer(&client, sidecar_port, &request).await;
+        if by_envoy != by_sidecar {
+            differences.push(format!(
+                "{} {}:\n  envoy:   {by_envoy}\n  sidecar: {by_sidecar}",
+                request.0, request.1
+            ));
+        }
+        through_sidecar.insert(format!("{} {}", request.0, request.1), by_sidecar);
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+
+    // The features are really at work (both proxies ignoring them would agree too).
+    let seen = |key: &str| through_sidecar[key].clone();
+    let rewritten = seen("app.example /rewrite/a/b?q=1");
+    for expected in [
+        "backend path \"/new/a/b?q=1\"",
+        "backend host: internal.example",
+        "backend x-envoy-original-path: /rewrite/a/b?q=1",
+        "backend x-level: table",
+        "x-route-response: yes",
+        "x-served-by: table",
+    ] {
+        assert!(rewritten.contains(expected), "{expected} in {rewritten}");
+    }
+    assert!(!rewritten.contains("x-drop-me"), "{rewritten}");
+    let moved = seen("old.example /moved/item?x=1");
+    assert!(
+        moved.starts_with("302 | location: http://new.example:8443/v2/item |"),
+        "{moved}"
+    );
+    assert!(seen("app.example /direct").starts_with("418"));
+}
