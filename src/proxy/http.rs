@@ -1,14 +1,11 @@
-//! The HTTP side of the data plane: one hyper connection (HTTP/1.1 with keep-alive, or HTTP/2
-//! cleartext by prior knowledge) per accepted socket; each request is routed with the route
-//! table its listener names, balanced over the chosen cluster, and sent upstream through a
-//! shared connection pool (HTTP/2 when the cluster asks for it). gRPC passes through with its
+//! The HTTP side of the data plane, per request (proxy/downstream.rs serves the connections):
+//! each request is routed with the route table its listener names, balanced over the chosen
+//! cluster, and sent upstream through a shared connection pool (HTTP/2 when the cluster asks for it). gRPC passes through with its
 //! trailers. Answers as Envoy does when it cannot: 404 without a route, 503 without a cluster
 //! or a healthy endpoint or when the upstream cannot be reached, 504 on a timeout.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,9 +13,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
-use tokio::sync::watch;
+use hyper_util::rt::TokioExecutor;
 
 use super::balancer::{hash_text, next_random};
 use super::config::ProxyConfig;
@@ -36,7 +31,10 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// Upstream connection pools: one for HTTP/1.1, one for HTTP/2 (prior knowledge), shared by
 /// every listener and keyed by endpoint address inside.
 #[derive(Clone)]
-pub struct Upstreams {
+pub struct Upstreams(std::sync::Arc<Pools>);
+
+/// Cloned into every connection, so kept behind one pointer (a hyper client is ~300 bytes).
+struct Pools {
     http1: Client<HttpConnector<EndpointNames>, Body>,
     http2: Client<HttpConnector<EndpointNames>, Body>,
 }
@@ -54,7 +52,7 @@ impl Upstreams {
         let http2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .build(connector);
-        Upstreams { http1, http2 }
+        Upstreams(std::sync::Arc::new(Pools { http1, http2 }))
     }
 }
 
@@ -75,40 +73,6 @@ fn full(status: StatusCode, text: &str) -> Response<Body> {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
-}
-
-/// Serves one accepted connection until it closes.
-pub async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    manager: Arc<HttpManager>,
-    config: watch::Receiver<Arc<ProxyConfig>>,
-    upstreams: Upstreams,
-    drain: tokio_util::sync::CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let _counted = STATS.connection();
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let snapshot = config.borrow().clone();
-        let manager = manager.clone();
-        let upstreams = upstreams.clone();
-        // Boxed: hyper keeps a slot the size of this future for the connection's whole life,
-        // idle or not; the routing and forwarding state (about 4 KB) lives only per request.
-        let handling =
-            Box::pin(async move { handle(request, peer, &manager, &snapshot, &upstreams).await });
-        async move { Ok::<_, Infallible>(handling.await) }
-    });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => return,
-        _ = drain.cancelled() => {}
-    }
-    // Draining (the listener went away, or the sidecar is stopping): requests in flight
-    // finish, idle keep-alive connections close, HTTP/2 clients get a GOAWAY.
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
 }
 
 /// The host a request is for, as routing matches it.
@@ -171,7 +135,7 @@ fn append_via(headers: &mut http::HeaderMap, via: &str) {
     }
 }
 
-async fn handle(
+pub async fn handle(
     mut request: Request<Incoming>,
     peer: SocketAddr,
     manager: &HttpManager,
@@ -408,6 +372,7 @@ async fn forward_request<'c>(
         }
     }
     let (mut parts, body) = request.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
     prepare_upstream_request(&mut parts, chosen, cluster);
     // Only a request without a body can be sent again (nothing of it was consumed).
     let replayable = body_is_empty(&parts.headers, &body);
@@ -420,9 +385,9 @@ async fn forward_request<'c>(
         _ => 1,
     };
     let client = if entry.cluster.http2 {
-        &upstreams.http2
+        &upstreams.0.http2
     } else {
-        &upstreams.http1
+        &upstreams.0.http1
     };
     // The upstream URI names the endpoint; the Host the client asked for goes along as it was
     // (an HTTP/2 client sends it as :authority, which arrives as the URI's authority).
@@ -471,6 +436,7 @@ async fn forward_request<'c>(
         match result {
             Ok(response) => {
                 let mut response = response.map(|b| b.boxed());
+                remove_hop_by_hop(response.headers_mut());
                 if let Some(cookie) = issued {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
                 }
@@ -484,6 +450,36 @@ async fn forward_request<'c>(
         }
     }
     answer(full(StatusCode::SERVICE_UNAVAILABLE, last_error))
+}
+
+/// Removes what belongs to one connection and not to the message (RFC 9110 7.6.1): the
+/// Connection header and every header it names, Keep-Alive, Proxy-Connection, Upgrade and a TE
+/// other than `trailers` (which gRPC needs end to end). Each hop decides its own.
+fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| http::HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::UPGRADE,
+        http::HeaderName::from_static("keep-alive"),
+        http::HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if headers
+        .get(header::TE)
+        .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        headers.remove(header::TE);
+    }
 }
 
 /// `name="value"; Max-Age=…; Path=…; HttpOnly`, as Envoy writes the cookies it issues.
@@ -591,6 +587,19 @@ mod tests {
         };
         assert!(retriable(&policy, &parts("GET")));
         assert!(!retriable(&policy, &parts("DELETE")));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_on_their_hop() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("connection", "close, x-hop".parse().unwrap());
+        headers.insert("x-hop", "1".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("te", "trailers".parse().unwrap());
+        headers.insert("x-end-to-end", "1".parse().unwrap());
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["te", "x-end-to-end"]);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ProxyConfig;
-use super::http::{self, Upstreams};
+use super::downstream;
+use super::http::Upstreams;
 use super::resources::listener::ListenerKind;
 use super::tcp;
 
@@ -158,7 +159,7 @@ async fn accept(
         };
         match &listener.kind {
             ListenerKind::Http(manager) => {
-                tokio::spawn(http::serve_connection(
+                tokio::spawn(downstream::serve_connection(
                     stream,
                     peer,
                     Arc::new(manager.clone()),

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod balancer;
 pub mod bootstrap;
 pub mod config;
+pub mod downstream;
 pub mod endpoint_names;
 pub mod http;
 pub mod listeners;

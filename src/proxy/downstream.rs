@@ -1,0 +1,281 @@
+//! Accepted HTTP connections: HTTP/2 by prior knowledge (the client preface) or HTTP/1.1 with
+//! keep-alive, each request handed to the request handler in proxy/http.rs.
+//!
+//! An idle HTTP/1.1 connection holds no buffers. hyper keeps a read and a write buffer (8 KiB
+//! or more each) for as long as its connection object lives, so a connection here is served
+//! by a short-lived hyper connection per exchange: once a body-less request has been answered,
+//! hyper is asked to stop after that response, hands the socket back with any bytes it had
+//! already read, and the socket waits for the client's next request with nothing allocated
+//! but itself. Requests with a body, pipelined requests and upgrades stay inside one hyper
+//! connection until a plain exchange ends.
+//!
+//! Must not: route or forward; that is proxy/http.rs.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::{header, Request, Response, Version};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::config::ProxyConfig;
+use super::http::{handle, Body, Upstreams};
+use super::resources::listener::HttpManager;
+use super::stats::STATS;
+
+type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// What a connection's requests need, shared by its exchanges.
+#[derive(Clone)]
+struct Handler {
+    peer: SocketAddr,
+    manager: Arc<HttpManager>,
+    config: watch::Receiver<Arc<ProxyConfig>>,
+    upstreams: Upstreams,
+    exchanges: Arc<Exchanges>,
+}
+
+/// Counts of one socket's exchanges, written by the request handler and read by the loop that
+/// decides when hyper may let go of the socket.
+#[derive(Default)]
+struct Exchanges {
+    started: AtomicU64,
+    /// The number of the last exchange after which the socket may be handed back (0: none).
+    releasable_after: AtomicU64,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Handler {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Handling;
+
+    fn call(&self, request: Request<Incoming>) -> Handling {
+        let number = self.exchanges.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let plain = is_plain_exchange(&request);
+        let snapshot = self.config.borrow().clone();
+        let handler = self.clone();
+        // Boxed: the routing and forwarding state (about 4 KB) lives only per request.
+        Box::pin(async move {
+            let response = handle(
+                request,
+                handler.peer,
+                &handler.manager,
+                &snapshot,
+                &handler.upstreams,
+            )
+            .await;
+            if plain && !asks_to_close(response.headers()) {
+                handler
+                    .exchanges
+                    .releasable_after
+                    .store(number, Ordering::Relaxed);
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// An HTTP/1.1 request without a body, upgrade or `Connection: close`: once its response is
+/// written, the connection is exactly between two requests.
+fn is_plain_exchange(request: &Request<Incoming>) -> bool {
+    request.version() == Version::HTTP_11
+        && request.body().is_end_stream()
+        && request.method() != http::Method::CONNECT
+        && !request.headers().contains_key(header::UPGRADE)
+        && !asks_to_close(request.headers())
+}
+
+fn asks_to_close(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"))
+}
+
+/// Serves one accepted connection until it closes, or until `drain` (the listener went away,
+/// or the sidecar is stopping): then requests in flight finish, idle connections close and
+/// HTTP/2 clients get a GOAWAY.
+pub async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    manager: Arc<HttpManager>,
+    config: watch::Receiver<Arc<ProxyConfig>>,
+    upstreams: Upstreams,
+    drain: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let _counted = STATS.connection();
+    let handler = Handler {
+        peer,
+        manager,
+        config,
+        upstreams,
+        exchanges: Arc::default(),
+    };
+    match starts_with_http2_preface(&stream, &drain).await {
+        // Boxed: an HTTP/2 connection's state is large, and an HTTP/1 one should not carry
+        // room for it.
+        Some(true) => Box::pin(serve_http2(stream, handler, drain)).await,
+        Some(false) => serve_http1(&mut stream, handler, drain).await,
+        None => {}
+    }
+}
+
+/// Whether the client opens with HTTP/2's preface (`PRI * HTTP/2.0…`; no HTTP/1 method is
+/// PRI); None when it closes or the connection drains before saying anything.
+async fn starts_with_http2_preface(stream: &TcpStream, drain: &CancellationToken) -> Option<bool> {
+    const PREFACE: &[u8] = b"PRI ";
+    let mut first = [0u8; 4];
+    loop {
+        let seen = tokio::select! {
+            peeked = stream.peek(&mut first) => peeked.ok()?,
+            _ = drain.cancelled() => return None,
+        };
+        if seen == 0 {
+            return None;
+        }
+        if first[..seen] != PREFACE[..seen] {
+            return Some(false);
+        }
+        if seen == PREFACE.len() {
+            return Some(true);
+        }
+        // A few bytes of what may be the preface: wait for the rest.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+async fn serve_http2(stream: TcpStream, handler: Handler, drain: CancellationToken) {
+    let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(stream), handler);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = drain.cancelled() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// HTTP/1.1: one hyper connection per run of exchanges, the socket alone between them.
+async fn serve_http1(stream: &mut TcpStream, handler: Handler, drain: CancellationToken) {
+    let mut already_read = Bytes::new();
+    loop {
+        if already_read.is_empty() && !next_request_arrives(stream, &drain).await {
+            return;
+        }
+        let exchanges = handler.exchanges.clone();
+        let before = exchanges.started.load(Ordering::Relaxed);
+        let io = TokioIo::new(Rewind {
+            prefix: std::mem::take(&mut already_read),
+            inner: &mut *stream,
+        });
+        let mut connection = Box::pin(
+            hyper::server::conn::http1::Builder::new().serve_connection(io, handler.clone()),
+        );
+        let mut stopping = false;
+        let mut draining = false;
+        let cancelled = drain.cancelled();
+        tokio::pin!(cancelled);
+        let finished = std::future::poll_fn(|cx| {
+            if !draining && cancelled.as_mut().poll(cx).is_ready() {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            let polled = connection.as_mut().get_mut().poll_without_shutdown(cx);
+            if polled.is_pending() && !stopping && !draining {
+                let started = exchanges.started.load(Ordering::Relaxed);
+                let releasable = exchanges.releasable_after.load(Ordering::Relaxed);
+                // Only when the plain exchange is the last one hyper started: a pipelined
+                // request behind it would otherwise be answered with `Connection: close`.
+                if releasable == started && started > before {
+                    stopping = true;
+                    connection.as_mut().graceful_shutdown();
+                    cx.waker().wake_by_ref();
+                }
+            }
+            polled
+        })
+        .await;
+        if finished.is_err() || !stopping || draining {
+            return;
+        }
+        let read_buf = Pin::into_inner(connection).into_parts().read_buf;
+        // Copied out: even empty, hyper's bytes keep its whole read buffer alive.
+        already_read = Bytes::copy_from_slice(&read_buf);
+    }
+}
+
+/// Waits for the client's next request without holding a buffer; false when the client
+/// closes or the connection drains.
+async fn next_request_arrives(stream: &TcpStream, drain: &CancellationToken) -> bool {
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        peeked = stream.peek(&mut byte) => matches!(peeked, Ok(1)),
+        _ = drain.cancelled() => false,
+    }
+}
+
+/// A socket that first yields bytes already read from it.
+struct Rewind<T> {
+    prefix: Bytes,
+    inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let count = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..count]);
+            self.prefix.advance(count);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
