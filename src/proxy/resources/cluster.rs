@@ -42,7 +42,7 @@ pub struct Cluster {
     pub prefer_ipv6: bool,
 }
 
-const FIELDS: &[&str] = &[
+pub(super) const FIELDS: &[&str] = &[
     "name",
     "type",
     "eds_cluster_config.eds_config.ads",

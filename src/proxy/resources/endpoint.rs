@@ -44,7 +44,7 @@ pub enum Health {
     Draining,
 }
 
-const FIELDS: &[&str] = &[
+pub(super) const FIELDS: &[&str] = &[
     "cluster_name",
     "endpoints.locality.region",
     "endpoints.locality.zone",

@@ -29,6 +29,32 @@ pub fn first_unsupported_in(type_url: &str, bytes: &[u8], supported: &[&str]) ->
     }
 }
 
+/// Every field of message `name` (a full protobuf name) that `supported` leaves out, as the
+/// shortest paths: a field not applied at all is listed, and nothing under it.
+pub fn unsupported_fields(name: &str, supported: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(message) = MESSAGES.iter().position(|m| m.name == name) {
+        frontier(message, "", supported, &mut found);
+    }
+    found
+}
+
+fn frontier(message: usize, plain: &str, supported: &[&str], found: &mut Vec<String>) {
+    let mut fields: Vec<_> = MESSAGES[message].fields.to_vec();
+    fields.sort_by_key(|field| field.1);
+    for (_, name, sub, _) in fields {
+        let path = join(plain, name);
+        let deeper = supported.iter().any(|p| {
+            p.len() > path.len() && p.starts_with(&path) && p.as_bytes()[path.len()] == b'.'
+        });
+        match sub {
+            Some(sub) if deeper => frontier(sub, &path, supported, found),
+            _ if deeper || supported.contains(&path.as_str()) => {}
+            _ => found.push(path),
+        }
+    }
+}
+
 fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, ()> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener as XdsListener};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{RouteSpecifier, StripPortMode},
-    HttpConnectionManager,
+    http_filter, HttpConnectionManager,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use prost::Name;
@@ -57,7 +58,7 @@ pub struct TcpForward {
     pub hash_source_ip: bool,
 }
 
-const LISTENER_FIELDS: &[&str] = &[
+pub(super) const LISTENER_FIELDS: &[&str] = &[
     "name",
     "address.socket_address.address",
     "address.socket_address.port_value",
@@ -70,7 +71,7 @@ const LISTENER_FIELDS: &[&str] = &[
     "stat_prefix",
 ];
 
-const MANAGER_FIELDS: &[&str] = &[
+pub(super) const MANAGER_FIELDS: &[&str] = &[
     "codec_type",
     "stat_prefix",
     "rds.config_source.ads",
@@ -84,7 +85,9 @@ const MANAGER_FIELDS: &[&str] = &[
     "via",
 ];
 
-const TCP_FIELDS: &[&str] = &[
+pub(super) const ROUTER_FIELDS: &[&str] = &["dynamic_stats"];
+
+pub(super) const TCP_FIELDS: &[&str] = &[
     "stat_prefix",
     "cluster",
     "idle_timeout",
@@ -166,6 +169,15 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
                 http_filter.name
             )));
         }
+        if let Some(http_filter::ConfigType::TypedConfig(config)) = &http_filter.config_type {
+            router_config(name, config).map_err(|mut e| {
+                e.reason = format!(
+                    "{prefix}: http_filters[{index}].typed_config (Router): {}",
+                    e.reason
+                );
+                e
+            })?;
+        }
     }
     Ok(HttpManager {
         stat_prefix: manager.stat_prefix.clone(),
@@ -178,6 +190,22 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
         xff_num_trusted_hops: manager.xff_num_trusted_hops,
         via: Some(manager.via.clone()).filter(|v| !v.is_empty()),
     })
+}
+
+/// The router filter's own config: nothing in it changes what the sidecar does, so only
+/// `dynamic_stats` (statistics the sidecar does not keep) is accepted.
+fn router_config(
+    name: &str,
+    config: &envoy_types::pb::google::protobuf::Any,
+) -> Result<(), Unsupported> {
+    if config.type_url != Router::type_url() {
+        return Err(Unsupported {
+            type_url: TypeUrl::Listener,
+            name: name.to_string(),
+            reason: format!("the type {} is not the router's", config.type_url),
+        });
+    }
+    decode_checked::<Router>(TypeUrl::Listener, name, &config.value, ROUTER_FIELDS).map(drop)
 }
 
 fn tcp_forward(name: &str, bytes: &[u8]) -> Result<TcpForward, Unsupported> {

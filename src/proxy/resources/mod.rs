@@ -34,6 +34,51 @@ impl std::fmt::Display for Unsupported {
     }
 }
 
+/// Every field the sidecar NACKs, by message, as Markdown (docs/sidecar-nacked-fields.md is
+/// this text; a unit test keeps the two equal).
+pub fn nacked_fields_report() -> String {
+    let route_fields = route::supported_fields();
+    let route_fields: Vec<&str> = route_fields.iter().map(String::as_str).collect();
+    let messages: [(&str, &[&str]); 7] = [
+        (
+            "envoy.config.listener.v3.Listener",
+            listener::LISTENER_FIELDS,
+        ),
+        (
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            listener::MANAGER_FIELDS,
+        ),
+        (
+            "envoy.extensions.filters.http.router.v3.Router",
+            listener::ROUTER_FIELDS,
+        ),
+        (
+            "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            listener::TCP_FIELDS,
+        ),
+        ("envoy.config.route.v3.RouteConfiguration", &route_fields),
+        ("envoy.config.cluster.v3.Cluster", cluster::FIELDS),
+        (
+            "envoy.config.endpoint.v3.ClusterLoadAssignment",
+            endpoint::FIELDS,
+        ),
+    ];
+    let mut text = String::from(
+        "# Fields the sidecar NACKs\n\n\
+         Generated from the sidecar's converters (`src/proxy/resources/`): a resource that sets \
+         any of these fields is NACKed with the field's path, and the previous config keeps \
+         serving. A field listed here is refused with everything under it. Regenerate with \
+         `SWITCHYARD_BLESS=1 cargo test --lib nacked_fields`.\n",
+    );
+    for (message, supported) in messages {
+        text.push_str(&format!("\n## {message}\n\n"));
+        for path in fields::unsupported_fields(message, supported) {
+            text.push_str(&format!("- `{path}`\n"));
+        }
+    }
+    text
+}
+
 /// Decodes a resource of `M`, and checks that it sets nothing outside `supported`.
 fn decode_checked<M: Message + Default + prost::Name>(
     type_url: TypeUrl,
@@ -78,4 +123,21 @@ fn socket_address(
     };
     let port = u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?;
     Ok(std::net::SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_nacked_fields_document_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/sidecar-nacked-fields.md");
+        let report = super::nacked_fields_report();
+        if std::env::var_os("SWITCHYARD_BLESS").is_some() {
+            std::fs::write(path, &report).unwrap();
+        }
+        let written = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            written == report,
+            "{path} is stale; regenerate it with SWITCHYARD_BLESS=1 cargo test --lib nacked_fields"
+        );
+    }
 }

@@ -84,6 +84,11 @@ static FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
     fields
 });
 
+/// The RouteConfiguration fields the sidecar applies.
+pub fn supported_fields() -> Vec<String> {
+    FIELDS.clone()
+}
+
 fn fail(name: &str, reason: String) -> Unsupported {
     Unsupported {
         type_url: TypeUrl::Route,
