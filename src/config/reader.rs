@@ -103,6 +103,23 @@ impl<'n> Fields<'n> {
         Loc::new(self.file.clone(), line)
     }
 
+    /// Fields the cloud has and Switchyard does not serve: each one present is an error that
+    /// says so (never "unknown field", never a "did you mean" to another real field).
+    pub fn not_served(&mut self, keys: &[&'static str], diagnostics: &mut Diagnostics) {
+        for key in keys {
+            if self.get(key).is_some() {
+                diagnostics.error(
+                    &self.loc_of(key),
+                    self.field_path(key),
+                    format!(
+                        "`{key}` is a cloud field Switchyard does not serve yet; remove it \
+                         (its traffic would otherwise behave differently than written)"
+                    ),
+                );
+            }
+        }
+    }
+
     /// Records fields that are accepted and have no effect (cloud metadata such as `id`).
     pub fn ignore(&mut self, keys: &[&'static str]) {
         self.known.extend_from_slice(keys);

@@ -329,8 +329,11 @@ pub struct UrlMap {
     #[serde(skip)]
     pub loc: Loc,
     pub default_service: Option<Ref>,
+    /// defaultUrlRedirect: instead of a default service.
+    pub default_url_redirect: Option<UrlRedirect>,
     pub host_rules: Vec<HostRule>,
     pub path_matchers: Vec<PathMatcher>,
+    pub header_action: HeaderAction,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -349,8 +352,10 @@ pub struct PathMatcher {
     #[serde(skip)]
     pub loc: Loc,
     pub default_service: Option<Ref>,
+    pub default_url_redirect: Option<UrlRedirect>,
     pub path_rules: Vec<PathRule>,
     pub route_rules: Vec<RouteRule>,
+    pub header_action: HeaderAction,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -358,6 +363,7 @@ pub struct PathMatcher {
 pub struct PathRule {
     pub paths: Vec<String>,
     pub action: RouteTarget,
+    pub extras: RouteExtras,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -366,6 +372,77 @@ pub struct RouteRule {
     pub priority: u32,
     pub match_rules: Vec<MatchRule>,
     pub action: RouteTarget,
+    pub extras: RouteExtras,
+}
+
+/// What a rule does to a request besides choosing where it goes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteExtras {
+    /// routeAction.timeout, overriding the services' timeoutSec.
+    pub timeout_sec: Option<u32>,
+    pub url_rewrite: Option<UrlRewrite>,
+    pub retry_policy: Option<RetryPolicy>,
+    /// routeRules[].headerAction (path rules have none).
+    pub header_action: HeaderAction,
+}
+
+/// routeAction.urlRewrite: applied before the request reaches the backend.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlRewrite {
+    pub path_prefix_rewrite: Option<String>,
+    pub host_rewrite: Option<String>,
+}
+
+/// routeAction.retryPolicy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    pub retry_conditions: Vec<String>,
+    pub num_retries: u32,
+    pub per_try_timeout: Option<std::time::Duration>,
+}
+
+/// headerAction: headers added to and removed from requests and responses.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderAction {
+    pub request_headers_to_add: Vec<HeaderToAdd>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderToAdd>,
+    pub response_headers_to_remove: Vec<String>,
+}
+
+impl HeaderAction {
+    pub fn is_empty(&self) -> bool {
+        self.request_headers_to_add.is_empty()
+            && self.request_headers_to_remove.is_empty()
+            && self.response_headers_to_add.is_empty()
+            && self.response_headers_to_remove.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderToAdd {
+    pub header_name: String,
+    pub header_value: String,
+    /// Replace any value the header has; otherwise add one more.
+    pub replace: bool,
+}
+
+/// urlRedirect / defaultUrlRedirect: the client is sent elsewhere.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UrlRedirect {
+    pub host_redirect: Option<String>,
+    pub path_redirect: Option<String>,
+    pub prefix_redirect: Option<String>,
+    pub https_redirect: bool,
+    /// 301, 302, 303, 307 or 308.
+    pub response_code: u16,
+    pub strip_query: bool,
 }
 
 /// How a request path is matched.
@@ -374,6 +451,8 @@ pub struct RouteRule {
 pub enum PathMatch {
     Prefix(String),
     Full(String),
+    /// regexMatch: RE2 syntax, matching the whole path.
+    Regex(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -383,6 +462,23 @@ pub struct MatchRule {
     pub ignore_case: bool,
     /// headerMatches: every one must hold.
     pub headers: Vec<HeaderMatch>,
+    /// queryParameterMatches: every one must hold.
+    pub query_parameters: Vec<QueryParameterMatch>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryParameterMatch {
+    pub name: String,
+    pub kind: QueryParameterMatchKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum QueryParameterMatchKind {
+    Exact(String),
+    Regex(String),
+    Present,
 }
 
 /// One of a match rule's headerMatches.
@@ -411,11 +507,8 @@ pub enum HeaderMatchKind {
 #[serde(rename_all = "camelCase")]
 pub enum RouteTarget {
     Service(Ref),
-    Weighted {
-        services: Vec<WeightedService>,
-        /// routeAction.timeout, overriding the services' timeoutSec.
-        timeout_sec: Option<u32>,
-    },
+    Weighted { services: Vec<WeightedService> },
+    Redirect(UrlRedirect),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -423,6 +516,7 @@ pub enum RouteTarget {
 pub struct WeightedService {
     pub backend_service: Ref,
     pub weight: u32,
+    pub header_action: HeaderAction,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

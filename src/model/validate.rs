@@ -597,7 +597,10 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
             service(reference, diagnostics);
         }
     }
-    if url_map.default_service.is_none() && url_map.host_rules.is_empty() {
+    if url_map.default_service.is_none()
+        && url_map.default_url_redirect.is_none()
+        && url_map.host_rules.is_empty()
+    {
         diagnostics.error(
             &url_map.loc,
             format!("{base}.defaultService"),
@@ -618,6 +621,7 @@ fn rule_targets(matcher: &super::PathMatcher) -> impl Iterator<Item = &Ref> {
         RouteTarget::Weighted { services, .. } => {
             services.iter().map(|s| &s.backend_service).collect()
         }
+        RouteTarget::Redirect(_) => Vec::new(),
     })
 }
 
@@ -663,6 +667,9 @@ fn check_proxyless(
             format!("urlMaps[{}].hostRules", url_map.name),
             "proxyless clients look up the host they dial; add hostRules naming those hosts".into(),
         );
+    }
+    for (path, problem) in proxyless_rule_problems(url_map) {
+        report(&url_map.loc, path, problem);
     }
     let mut cookie_services = Vec::new();
     for name in services_of(url_map) {
@@ -714,6 +721,60 @@ fn check_proxyless(
             ),
         );
     }
+}
+
+/// URL-map actions proxyless gRPC clients cannot apply: redirects fail their calls; rewrites
+/// and header actions are ignored. (Weighted splits, header matches and retries they honour.)
+fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
+    let base = format!("urlMaps[{}]", url_map.name);
+    let mut problems = Vec::new();
+    let mut note = |path: String, what: &str| {
+        problems.push((
+            path,
+            format!("{what} is not supported by proxyless gRPC clients"),
+        ));
+    };
+    if url_map.default_url_redirect.is_some() {
+        note(format!("{base}.defaultUrlRedirect"), "defaultUrlRedirect");
+    }
+    if !url_map.header_action.is_empty() {
+        note(format!("{base}.headerAction"), "headerAction");
+    }
+    for matcher in &url_map.path_matchers {
+        let at = format!("{base}.pathMatchers[{}]", matcher.name);
+        if matcher.default_url_redirect.is_some() {
+            note(format!("{at}.defaultUrlRedirect"), "defaultUrlRedirect");
+        }
+        if !matcher.header_action.is_empty() {
+            note(format!("{at}.headerAction"), "headerAction");
+        }
+        let rules = matcher
+            .route_rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("{at}.routeRules[{i}]"), &r.action, &r.extras))
+            .chain(
+                matcher
+                    .path_rules
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (format!("{at}.pathRules[{i}]"), &r.action, &r.extras)),
+            );
+        for (rule, action, extras) in rules {
+            if matches!(action, RouteTarget::Redirect(_)) {
+                note(format!("{rule}.urlRedirect"), "urlRedirect");
+            }
+            if extras.url_rewrite.is_some() {
+                note(format!("{rule}.routeAction.urlRewrite"), "urlRewrite");
+            }
+            let weighted_headers = matches!(action, RouteTarget::Weighted { services }
+                if services.iter().any(|s| !s.header_action.is_empty()));
+            if !extras.header_action.is_empty() || weighted_headers {
+                note(format!("{rule}.headerAction"), "headerAction");
+            }
+        }
+    }
+    problems
 }
 
 fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {

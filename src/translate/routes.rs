@@ -9,10 +9,21 @@
 //! `host:port`), so their domains list both forms for each forwarding-rule port; they get
 //! maxStreamDuration as the call deadline and the hash policies gRPC implements.
 
+use envoy_types::pb::envoy::config::core::v3::{
+    header_value_option::HeaderAppendAction, HeaderValue as XdsHeaderValue, HeaderValueOption,
+};
 use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher::HeaderMatchSpecifier, route::Action, route_action::ClusterSpecifier,
-    route_action::HashPolicy, route_action::MaxStreamDuration, route_match::PathSpecifier,
-    weighted_cluster::ClusterWeight, HeaderMatcher, RetryPolicy, Route, RouteAction,
+    header_matcher::HeaderMatchSpecifier,
+    query_parameter_matcher::QueryParameterMatchSpecifier,
+    redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier},
+    route::Action,
+    route_action::ClusterSpecifier,
+    route_action::HashPolicy,
+    route_action::HostRewriteSpecifier,
+    route_action::MaxStreamDuration,
+    route_match::PathSpecifier,
+    weighted_cluster::ClusterWeight,
+    HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
     RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{
@@ -22,8 +33,9 @@ use envoy_types::pb::envoy::r#type::v3::Int64Range;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 
 use crate::model::{
-    BackendService, HeaderMatch, HeaderMatchKind, Model, PathMatch, PathMatcher, Ref, RouteTarget,
-    UrlMap,
+    BackendService, HeaderAction, HeaderMatch, HeaderMatchKind, HeaderToAdd, Model, PathMatch,
+    PathMatcher, PathRule, QueryParameterMatch, QueryParameterMatchKind, Ref, RouteExtras,
+    RouteTarget, UrlMap, UrlRedirect, WeightedService,
 };
 
 use super::affinity::{
@@ -31,6 +43,18 @@ use super::affinity::{
     STATEFUL_SESSION,
 };
 use super::seconds;
+
+/// Sets the four header lists of an xDS message (route configuration, virtual host, route,
+/// weighted cluster) from a headerAction.
+macro_rules! set_headers {
+    ($message:expr, $action:expr) => {{
+        let action: &HeaderAction = $action;
+        $message.request_headers_to_add = headers_to_add(&action.request_headers_to_add);
+        $message.request_headers_to_remove = action.request_headers_to_remove.clone();
+        $message.response_headers_to_add = headers_to_add(&action.response_headers_to_add);
+        $message.response_headers_to_remove = action.response_headers_to_remove.clone();
+    }};
+}
 
 /// Who a route configuration is rendered for.
 #[derive(Clone, Copy, Debug)]
@@ -68,27 +92,69 @@ pub fn route_configuration_for(
             continue;
         };
         claims_any_host |= rule.hosts.iter().any(|h| h == "*");
-        let fallback = matcher
-            .default_service
-            .as_ref()
-            .or(url_map.default_service.as_ref());
-        virtual_hosts.push(routing.virtual_host(
+        let fallback = default_target(
+            matcher.default_service.as_ref(),
+            matcher.default_url_redirect.as_ref(),
+        )
+        .or_else(|| {
+            default_target(
+                url_map.default_service.as_ref(),
+                url_map.default_url_redirect.as_ref(),
+            )
+        });
+        let mut virtual_host = routing.virtual_host(
             format!("{}-{index}", matcher.name),
             &rule.hosts,
-            routing.routes_for(matcher, fallback),
-        ));
+            routing.routes_for(matcher, fallback.as_ref()),
+        );
+        set_headers!(virtual_host, &matcher.header_action);
+        virtual_hosts.push(virtual_host);
     }
     if !claims_any_host {
-        if let Some(default) = &url_map.default_service {
-            let routes = vec![routing.route(prefix(""), &RouteTarget::Service(default.clone()))];
+        let default = default_target(
+            url_map.default_service.as_ref(),
+            url_map.default_url_redirect.as_ref(),
+        );
+        if let Some(default) = default {
+            let routes = vec![routing.route(prefix(""), &default, &RouteExtras::default())];
             virtual_hosts.push(routing.virtual_host("default".into(), &["*".into()], routes));
         }
     }
-    RouteConfiguration {
+    let mut configuration = RouteConfiguration {
         name: url_map.name.clone(),
         virtual_hosts,
         ..Default::default()
-    }
+    };
+    set_headers!(configuration, &url_map.header_action);
+    configuration
+}
+
+/// A default service or default redirect as a route target.
+fn default_target(service: Option<&Ref>, redirect: Option<&UrlRedirect>) -> Option<RouteTarget> {
+    service
+        .map(|s| RouteTarget::Service(s.clone()))
+        .or_else(|| redirect.map(|r| RouteTarget::Redirect(r.clone())))
+}
+
+/// headerAction additions as Envoy's: `replace` overwrites, otherwise one more value is
+/// appended; `%` is escaped, since Envoy reads `%…%` as a substitution.
+fn headers_to_add(headers: &[HeaderToAdd]) -> Vec<HeaderValueOption> {
+    headers
+        .iter()
+        .map(|header| HeaderValueOption {
+            header: Some(XdsHeaderValue {
+                key: header.header_name.clone(),
+                value: header.header_value.replace('%', "%%"),
+                ..Default::default()
+            }),
+            append_action: if header.replace {
+                HeaderAppendAction::OverwriteIfExistsOrAdd
+            } else {
+                HeaderAppendAction::AppendIfExistsOrAdd
+            } as i32,
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// Names a proxyless client may dial to reach `hosts` through forwarding rules on `ports`:
@@ -158,7 +224,7 @@ impl Routing<'_> {
         }
     }
 
-    fn routes_for(&self, matcher: &PathMatcher, fallback: Option<&Ref>) -> Vec<Route> {
+    fn routes_for(&self, matcher: &PathMatcher, fallback: Option<&RouteTarget>) -> Vec<Route> {
         let mut routes = Vec::new();
         let mut route_rules: Vec<_> = matcher.route_rules.iter().collect();
         route_rules.sort_by_key(|rule| rule.priority);
@@ -167,25 +233,30 @@ impl Routing<'_> {
                 let mut route_match = match &matched.path {
                     PathMatch::Prefix(p) => prefix(p),
                     PathMatch::Full(p) => exact(p),
+                    PathMatch::Regex(pattern) => RouteMatch {
+                        path_specifier: Some(PathSpecifier::SafeRegex(regex(pattern))),
+                        ..Default::default()
+                    },
                 };
                 if matched.ignore_case {
                     route_match.case_sensitive = Some(BoolValue { value: false });
                 }
                 route_match.headers = matched.headers.iter().map(header_matcher).collect();
-                routes.push(self.route(route_match, &rule.action));
+                route_match.query_parameters = matched
+                    .query_parameters
+                    .iter()
+                    .map(query_parameter_matcher)
+                    .collect();
+                routes.push(self.route(route_match, &rule.action, &rule.extras));
             }
             if rule.match_rules.is_empty() {
-                routes.push(self.route(prefix(""), &rule.action));
+                routes.push(self.route(prefix(""), &rule.action, &rule.extras));
             }
         }
-        let mut path_routes: Vec<(&str, &RouteTarget)> = matcher
+        let mut path_routes: Vec<(&str, &PathRule)> = matcher
             .path_rules
             .iter()
-            .flat_map(|rule| {
-                rule.paths
-                    .iter()
-                    .map(move |path| (path.as_str(), &rule.action))
-            })
+            .flat_map(|rule| rule.paths.iter().map(move |path| (path.as_str(), rule)))
             .collect();
         // Longest pattern first; for equal length an exact path before a `/*` prefix.
         path_routes.sort_by_key(|(path, _)| {
@@ -194,15 +265,15 @@ impl Routing<'_> {
                 path.ends_with('*'),
             )
         });
-        for (path, target) in path_routes {
+        for (path, rule) in path_routes {
             let route_match = match path.strip_suffix('*') {
                 Some(stem) => prefix(stem),
                 None => exact(path),
             };
-            routes.push(self.route(route_match, target));
+            routes.push(self.route(route_match, &rule.action, &rule.extras));
         }
         if let Some(fallback) = fallback {
-            routes.push(self.route(prefix(""), &RouteTarget::Service(fallback.clone())));
+            routes.push(self.route(prefix(""), fallback, &RouteExtras::default()));
         }
         routes
     }
@@ -248,8 +319,16 @@ impl Routing<'_> {
 
     /// A route; for proxyless clients, routes to a cookie-affinity service switch the
     /// stateful-session filter on with that service's cookie.
-    fn route(&self, route_match: RouteMatch, target: &RouteTarget) -> Route {
-        let mut route = route(route_match, self.action_for(target));
+    fn route(&self, route_match: RouteMatch, target: &RouteTarget, extras: &RouteExtras) -> Route {
+        let mut route = match target {
+            RouteTarget::Redirect(redirect) => Route {
+                r#match: Some(route_match),
+                action: Some(Action::Redirect(redirect_action(redirect))),
+                ..Default::default()
+            },
+            _ => route(route_match, self.action_for(target, extras)),
+        };
+        set_headers!(route, &extras.header_action);
         if let (Audience::Proxyless { .. }, RouteTarget::Service(service)) = (self.audience, target)
         {
             if let Some(cookie) = self.service(service).and_then(session_cookie) {
@@ -262,31 +341,61 @@ impl Routing<'_> {
         route
     }
 
-    fn action_to_service(&self, service: &Ref) -> RouteAction {
+    fn action_to_service(&self, service: &Ref, extras: &RouteExtras) -> RouteAction {
         let mut action = RouteAction {
             cluster_specifier: Some(ClusterSpecifier::Cluster(service.name.clone())),
             hash_policy: self.hash_policies_of(service),
             ..Default::default()
         };
-        self.limit(&[service], None, &mut action);
+        self.limit(&[service], extras.timeout_sec, &mut action);
         action
     }
 
-    fn action_for(&self, target: &RouteTarget) -> RouteAction {
-        let (services, timeout_sec) = match target {
-            RouteTarget::Service(service) => return self.action_to_service(service),
-            RouteTarget::Weighted {
-                services,
-                timeout_sec,
-            } => (services, timeout_sec),
+    /// The forwarding action of a service or weighted target, with the rule's rewrite and
+    /// retry policy.
+    fn action_for(&self, target: &RouteTarget, extras: &RouteExtras) -> RouteAction {
+        let mut action = match target {
+            RouteTarget::Weighted { services } => self.action_to_split(services, extras),
+            RouteTarget::Service(service) => self.action_to_service(service, extras),
+            RouteTarget::Redirect(_) => RouteAction::default(),
         };
+        if let Some(rewrite) = &extras.url_rewrite {
+            if let Some(prefix) = &rewrite.path_prefix_rewrite {
+                action.prefix_rewrite = prefix.clone();
+            }
+            if let Some(host) = &rewrite.host_rewrite {
+                action.host_rewrite_specifier =
+                    Some(HostRewriteSpecifier::HostRewriteLiteral(host.clone()));
+            }
+        }
+        if let Some(policy) = &extras.retry_policy {
+            action.retry_policy = Some(RetryPolicy {
+                retry_on: policy.retry_conditions.join(","),
+                num_retries: Some(UInt32Value {
+                    value: policy.num_retries,
+                }),
+                per_try_timeout: policy.per_try_timeout.map(|t| Duration {
+                    seconds: t.as_secs() as i64,
+                    nanos: t.subsec_nanos() as i32,
+                }),
+                ..Default::default()
+            });
+        }
+        action
+    }
+
+    fn action_to_split(&self, services: &[WeightedService], extras: &RouteExtras) -> RouteAction {
         let clusters = services
             .iter()
             .filter(|s| s.weight > 0)
-            .map(|s| ClusterWeight {
-                name: s.backend_service.name.clone(),
-                weight: Some(UInt32Value { value: s.weight }),
-                ..Default::default()
+            .map(|s| {
+                let mut cluster = ClusterWeight {
+                    name: s.backend_service.name.clone(),
+                    weight: Some(UInt32Value { value: s.weight }),
+                    ..Default::default()
+                };
+                set_headers!(cluster, &s.header_action);
+                cluster
             })
             .collect();
         // The split is drawn per request, so it wins over affinity; affinity still holds
@@ -310,8 +419,59 @@ impl Routing<'_> {
         };
         // A weighted split is one route, so it has one deadline.
         let refs: Vec<&Ref> = services.iter().map(|s| &s.backend_service).collect();
-        self.limit(&refs, *timeout_sec, &mut action);
+        self.limit(&refs, extras.timeout_sec, &mut action);
         action
+    }
+}
+
+/// A urlRedirect as Envoy's redirect action.
+fn redirect_action(redirect: &UrlRedirect) -> RedirectAction {
+    RedirectAction {
+        scheme_rewrite_specifier: redirect
+            .https_redirect
+            .then_some(SchemeRewriteSpecifier::HttpsRedirect(true)),
+        host_redirect: redirect.host_redirect.clone().unwrap_or_default(),
+        path_rewrite_specifier: match (&redirect.path_redirect, &redirect.prefix_redirect) {
+            (Some(path), _) => Some(PathRewriteSpecifier::PathRedirect(path.clone())),
+            (None, Some(prefix)) => Some(PathRewriteSpecifier::PrefixRewrite(prefix.clone())),
+            (None, None) => None,
+        },
+        response_code: match redirect.response_code {
+            302 => RedirectResponseCode::Found,
+            303 => RedirectResponseCode::SeeOther,
+            307 => RedirectResponseCode::TemporaryRedirect,
+            308 => RedirectResponseCode::PermanentRedirect,
+            _ => RedirectResponseCode::MovedPermanently,
+        } as i32,
+        strip_query: redirect.strip_query,
+        ..Default::default()
+    }
+}
+
+/// A queryParameterMatches entry as Envoy's (and gRPC's) query-parameter matcher.
+fn query_parameter_matcher(parameter: &QueryParameterMatch) -> QueryParameterMatcher {
+    let string = |pattern: MatchPattern| {
+        QueryParameterMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(pattern),
+            ..Default::default()
+        })
+    };
+    QueryParameterMatcher {
+        name: parameter.name.clone(),
+        query_parameter_match_specifier: Some(match &parameter.kind {
+            QueryParameterMatchKind::Exact(value) => string(MatchPattern::Exact(value.clone())),
+            QueryParameterMatchKind::Regex(pattern) => {
+                string(MatchPattern::SafeRegex(regex(pattern)))
+            }
+            QueryParameterMatchKind::Present => QueryParameterMatchSpecifier::PresentMatch(true),
+        }),
+    }
+}
+
+fn regex(pattern: &str) -> RegexMatcher {
+    RegexMatcher {
+        regex: pattern.to_string(),
+        ..Default::default()
     }
 }
 

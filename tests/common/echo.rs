@@ -1,5 +1,5 @@
 //! An HTTP backend on loopback that answers every request with what it received, as JSON:
-//! method, path with query, and every header (values of a repeated header joined by ", ").
+//! its name, method, path with query, and every header (values of a repeated header joined by ", ").
 //! Its answers carry `x-backend: echo` and `x-drop-me: 1`, for response-header edits to act on.
 
 use std::collections::BTreeMap;
@@ -14,9 +14,15 @@ pub struct EchoBackend {
 
 impl EchoBackend {
     pub async fn start() -> EchoBackend {
+        Self::start_named("echo").await
+    }
+
+    /// An echo backend whose answers also carry `"backend": name`.
+    pub async fn start_named(name: &str) -> EchoBackend {
+        let name = name.to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback(|request: axum::extract::Request| async move {
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| async move {
             let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (name, value) in request.headers() {
                 headers
@@ -29,6 +35,7 @@ impl EchoBackend {
                 .map(|(name, values)| (name, values.join(", ")))
                 .collect();
             let body = json!({
+                "backend": name,
                 "method": request.method().as_str(),
                 "path": request.uri().path_and_query().map_or("/", |p| p.as_str()),
                 "headers": headers,

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use crate::model::{
     Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
-    EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HostRule,
-    HttpCookie, IpAddressSelectionPolicy, LoadBalancingScheme, Loc, LocalityLbPolicy, MatchRule,
-    Model, PathMatch, PathMatcher, PathRule, ProxyTarget, Ref, RouteRule, RouteTarget,
-    SessionAffinity, TargetProxy, UrlMap, WeightedService,
+    EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HttpCookie,
+    IpAddressSelectionPolicy, LoadBalancingScheme, Loc, LocalityLbPolicy, Model, OutlierDetection,
+    ProxyTarget, Ref, SessionAffinity, TargetProxy, UrlMap,
 };
-use crate::model::{HeaderMatch, HeaderMatchKind, OutlierDetection};
+
+mod url_maps;
 
 use super::reader::Fields;
 use super::references::{self, region_of_zone};
@@ -73,7 +73,7 @@ pub fn read_document(
         &mut model.backend_services,
         "backendServices",
     );
-    collection.read("urlMaps", url_map, &mut model.url_maps, "urlMaps");
+    collection.read("urlMaps", url_maps::url_map, &mut model.url_maps, "urlMaps");
     let proxies = "target proxies";
     collection.read(
         "targetHttpProxies",
@@ -237,7 +237,7 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
-fn reference(
+pub(super) fn reference(
     fields: &mut Fields<'_>,
     key: &'static str,
     collections: &[&str],
@@ -742,7 +742,7 @@ fn backend_service(
 }
 
 /// A `{seconds, nanos}` duration (google.protobuf.Duration as the cloud API writes it).
-fn duration(
+pub(super) fn duration(
     node: &Node,
     file: &Arc<str>,
     path: String,
@@ -918,382 +918,6 @@ fn capacity_scaler(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> f6
         return 1.0;
     }
     value
-}
-
-fn url_map(node: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) -> Option<UrlMap> {
-    let (mut fields, name) = open(node, file, "urlMaps", diagnostics)?;
-    let default_service = reference(
-        &mut fields,
-        "defaultService",
-        &["backendServices"],
-        diagnostics,
-    );
-    let mut host_rules = Vec::new();
-    for (index, item) in fields
-        .list("hostRules", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let mut rule = Fields::new(
-            item,
-            file,
-            format!("{}.hostRules[{index}]", fields.path),
-            diagnostics,
-        );
-        rule.ignore(&["description"]);
-        let hosts = rule.strings("hosts", diagnostics);
-        if hosts.is_empty() {
-            diagnostics.error(
-                &rule.loc(),
-                rule.field_path("hosts"),
-                "a host rule needs at least one host",
-            );
-        }
-        let path_matcher = rule
-            .required_string("pathMatcher", diagnostics)
-            .unwrap_or_default();
-        let loc = rule.loc();
-        rule.finish(diagnostics);
-        host_rules.push(HostRule {
-            loc,
-            hosts,
-            path_matcher,
-        });
-    }
-    let mut path_matchers = Vec::new();
-    for (index, item) in fields
-        .list("pathMatchers", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        if let Some(matcher) = path_matcher(
-            item,
-            file,
-            format!("{}.pathMatchers[{index}]", fields.path),
-            diagnostics,
-        ) {
-            path_matchers.push(matcher);
-        }
-    }
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(UrlMap {
-        name,
-        loc,
-        default_service,
-        host_rules,
-        path_matchers,
-    })
-}
-
-fn path_matcher(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
-    diagnostics: &mut Diagnostics,
-) -> Option<PathMatcher> {
-    let mut fields = Fields::new(node, file, path, diagnostics);
-    fields.ignore(&["description"]);
-    let name = fields.required_string("name", diagnostics)?;
-    fields.path = format!(
-        "{}[{name}]",
-        fields
-            .path
-            .rsplit_once('[')
-            .map(|(head, _)| head)
-            .unwrap_or("")
-    );
-    let default_service = reference(
-        &mut fields,
-        "defaultService",
-        &["backendServices"],
-        diagnostics,
-    );
-    let mut path_rules = Vec::new();
-    for (index, item) in fields
-        .list("pathRules", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let mut rule = Fields::new(
-            item,
-            file,
-            format!("{}.pathRules[{index}]", fields.path),
-            diagnostics,
-        );
-        let paths = rule.strings("paths", diagnostics);
-        for (path_index, path) in paths.iter().enumerate() {
-            check_path_pattern(path, &rule, path_index, diagnostics);
-        }
-        if paths.is_empty() {
-            diagnostics.error(
-                &rule.loc(),
-                rule.field_path("paths"),
-                "a path rule needs at least one path",
-            );
-        }
-        let action = route_target(&mut rule, diagnostics);
-        rule.finish(diagnostics);
-        if let Some(action) = action {
-            path_rules.push(PathRule { paths, action });
-        }
-    }
-    let mut route_rules = Vec::new();
-    for (index, item) in fields
-        .list("routeRules", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let mut rule = Fields::new(
-            item,
-            file,
-            format!("{}.routeRules[{index}]", fields.path),
-            diagnostics,
-        );
-        rule.ignore(&["description"]);
-        let priority = rule.integer("priority", 0, 2_147_483_647, diagnostics);
-        rule.require("priority", diagnostics);
-        let mut match_rules = Vec::new();
-        for (match_index, item) in rule.list("matchRules", diagnostics).into_iter().enumerate() {
-            if let Some(matched) = match_rule(
-                item,
-                file,
-                format!("{}.matchRules[{match_index}]", rule.path),
-                diagnostics,
-            ) {
-                match_rules.push(matched);
-            }
-        }
-        let action = route_target(&mut rule, diagnostics);
-        rule.finish(diagnostics);
-        if let (Some(priority), Some(action)) = (priority, action) {
-            route_rules.push(RouteRule {
-                priority: priority as u32,
-                match_rules,
-                action,
-            });
-        }
-    }
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(PathMatcher {
-        name,
-        loc,
-        default_service,
-        path_rules,
-        route_rules,
-    })
-}
-
-/// Path rule patterns: start with `/`; `*` only as the final segment (`/a/*`).
-fn check_path_pattern(path: &str, rule: &Fields<'_>, index: usize, diagnostics: &mut Diagnostics) {
-    let star_ok = !path.contains('*') || (path.ends_with("/*") && path.matches('*').count() == 1);
-    if !path.starts_with('/') || !star_ok {
-        diagnostics.error(
-            &rule.loc_of("paths"),
-            format!("{}[{index}]", rule.field_path("paths")),
-            format!("`{path}` is not a valid path pattern; it must start with `/` and may end with `/*`"),
-        );
-    }
-}
-
-fn match_rule(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
-    diagnostics: &mut Diagnostics,
-) -> Option<MatchRule> {
-    let mut fields = Fields::new(node, file, path, diagnostics);
-    let prefix = fields.string("prefixMatch", diagnostics);
-    let full = fields.string("fullPathMatch", diagnostics);
-    let ignore_case = fields.bool("ignoreCase", false, diagnostics);
-    let mut headers = Vec::new();
-    for (index, item) in fields
-        .list("headerMatches", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let path = format!("{}.headerMatches[{index}]", fields.path);
-        if let Some(header) = header_match(item, fields.file(), path, diagnostics) {
-            headers.push(header);
-        }
-    }
-    let matched = match (prefix, full) {
-        (Some(prefix), None) => Some(PathMatch::Prefix(prefix)),
-        (None, Some(full)) => Some(PathMatch::Full(full)),
-        (None, None) => Some(PathMatch::Prefix(String::new())),
-        (Some(_), Some(_)) => {
-            diagnostics.error(
-                &fields.loc(),
-                fields.path.clone(),
-                "set only one of prefixMatch and fullPathMatch",
-            );
-            None
-        }
-    };
-    fields.finish(diagnostics);
-    Some(MatchRule {
-        path: matched?,
-        ignore_case,
-        headers,
-    })
-}
-
-/// One `headerMatches` entry: a header name and exactly one way to match it.
-fn header_match(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
-    diagnostics: &mut Diagnostics,
-) -> Option<HeaderMatch> {
-    let mut fields = Fields::new(node, file, path, diagnostics);
-    let header_name = fields.required_string("headerName", diagnostics);
-    let invert_match = fields.bool("invertMatch", false, diagnostics);
-    let mut kinds = Vec::new();
-    for (key, make) in [
-        (
-            "exactMatch",
-            HeaderMatchKind::Exact as fn(String) -> HeaderMatchKind,
-        ),
-        ("prefixMatch", HeaderMatchKind::Prefix),
-        ("suffixMatch", HeaderMatchKind::Suffix),
-        ("regexMatch", HeaderMatchKind::Regex),
-    ] {
-        if let Some(value) = fields.string(key, diagnostics) {
-            kinds.push(make(value));
-        }
-    }
-    if fields.get("presentMatch").is_some() {
-        kinds.push(HeaderMatchKind::Present(fields.bool(
-            "presentMatch",
-            true,
-            diagnostics,
-        )));
-    }
-    if let Some(range) = fields.get("rangeMatch") {
-        let mut bounds = Fields::new(range, file, fields.field_path("rangeMatch"), diagnostics);
-        let start = bounds.integer("rangeStart", i64::MIN, i64::MAX, diagnostics);
-        let end = bounds.integer("rangeEnd", i64::MIN, i64::MAX, diagnostics);
-        bounds.finish(diagnostics);
-        if let (Some(start), Some(end)) = (start, end) {
-            kinds.push(HeaderMatchKind::Range(start, end));
-        }
-    }
-    let loc = fields.loc();
-    let path = fields.path.clone();
-    fields.finish(diagnostics);
-    if kinds.len() != 1 {
-        diagnostics.error(
-            &loc,
-            path,
-            format!(
-                "a header match needs exactly one of exactMatch, prefixMatch, suffixMatch, \
-                 regexMatch, presentMatch or rangeMatch; found {}",
-                kinds.len()
-            ),
-        );
-        return None;
-    }
-    Some(HeaderMatch {
-        header_name: header_name?,
-        kind: kinds.pop()?,
-        invert_match,
-    })
-}
-
-/// `service` or `routeAction.weightedBackendServices` (exactly one).
-fn route_target(rule: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<RouteTarget> {
-    let service = reference(rule, "service", &["backendServices"], diagnostics);
-    let action = rule.get("routeAction");
-    let file = rule.file().clone();
-    let weighted = action
-        .map(|node| weighted_action(node, &file, rule.field_path("routeAction"), diagnostics));
-    match (service, weighted) {
-        (Some(service), None) => Some(RouteTarget::Service(service)),
-        (None, Some(weighted)) => Some(weighted),
-        (Some(_), Some(_)) => {
-            diagnostics.error(
-                &rule.loc(),
-                rule.path.clone(),
-                "set only one of service and routeAction.weightedBackendServices",
-            );
-            None
-        }
-        (None, None) => {
-            if rule.get("service").is_none() && action.is_none() {
-                diagnostics.error(
-                    &rule.loc(),
-                    rule.field_path("service"),
-                    "the rule needs a service or a routeAction",
-                );
-            }
-            None
-        }
-    }
-}
-
-/// `routeAction`: weightedBackendServices (weights 0..1000, not all 0) and an optional timeout.
-fn weighted_action(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
-    diagnostics: &mut Diagnostics,
-) -> RouteTarget {
-    let mut action = Fields::new(node, file, path, diagnostics);
-    let mut services = Vec::new();
-    for (index, item) in action
-        .list("weightedBackendServices", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let mut weighted = Fields::new(
-            item,
-            file,
-            format!("{}.weightedBackendServices[{index}]", action.path),
-            diagnostics,
-        );
-        let backend_service = reference(
-            &mut weighted,
-            "backendService",
-            &["backendServices"],
-            diagnostics,
-        );
-        let weight = weighted.integer("weight", 0, 1000, diagnostics);
-        weighted.require("weight", diagnostics);
-        weighted.ignore(&["headerAction"]);
-        weighted.finish(diagnostics);
-        if let (Some(backend_service), Some(weight)) = (backend_service, weight) {
-            services.push(WeightedService {
-                backend_service,
-                weight: weight as u32,
-            });
-        }
-    }
-    let timeout_sec = action.get("timeout").and_then(|timeout| {
-        let mut timeout = Fields::new(timeout, file, action.field_path("timeout"), diagnostics);
-        let seconds = timeout.integer("seconds", 0, 315_576_000_000, diagnostics);
-        timeout.integer("nanos", 0, 999_999_999, diagnostics);
-        timeout.finish(diagnostics);
-        seconds.map(|s| s.min(u32::MAX as i64) as u32)
-    });
-    if services.is_empty() {
-        diagnostics.error(
-            &action.loc(),
-            action.field_path("weightedBackendServices"),
-            "routeAction needs weightedBackendServices with at least one backend service",
-        );
-    } else if services.iter().all(|s| s.weight == 0) {
-        diagnostics.error(
-            &action.loc_of("weightedBackendServices"),
-            action.field_path("weightedBackendServices"),
-            "every weight is 0; at least one backend service needs a weight above 0",
-        );
-    }
-    action.finish(diagnostics);
-    RouteTarget::Weighted {
-        services,
-        timeout_sec,
-    }
 }
 
 fn target_http_proxy(

@@ -1,0 +1,152 @@
+//! Validation of URL-map actions, one rule per test, asserting the exact message: cloud
+//! fields Switchyard does not serve are named as such; conflicting actions, bad regexes,
+//! header names Envoy would refuse and unknown retry conditions are errors with their path.
+
+use switchyard::config::load_str;
+
+/// A URL map with one path matcher whose route rule the tests rewrite.
+const VALID: &str = r#"networkEndpointGroups:
+- {name: neg-a, zone: us-central1-a, endpoints: [{ipAddress: 127.0.0.1, port: 8080}]}
+backendServices:
+- {name: web, backends: [{group: zones/us-central1-a/networkEndpointGroups/neg-a, balancingMode: RATE, maxRatePerEndpoint: 10}]}
+urlMaps:
+- name: map
+  defaultService: global/backendServices/web
+  hostRules: [{hosts: ['*'], pathMatcher: main}]
+  pathMatchers:
+  - name: main
+    defaultService: global/backendServices/web
+    routeRules:
+    - priority: 1
+      matchRules: [{prefixMatch: /a/}]
+      service: global/backendServices/web
+targetHttpProxies:
+- {name: proxy, urlMap: global/urlMaps/map}
+forwardingRules:
+- {name: fr, portRange: "80", target: global/targetHttpProxies/proxy}
+"#;
+
+const RULE: &str =
+    "      matchRules: [{prefixMatch: /a/}]\n      service: global/backendServices/web\n";
+
+/// The diagnostics of VALID with the route rule's match and action replaced by `rule`.
+fn with_rule(rule: &str) -> Vec<String> {
+    assert!(VALID.contains(RULE));
+    load_str(&VALID.replacen(RULE, rule, 1), "lb.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn one_error(rule: &str) -> String {
+    let found = with_rule(rule);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one diagnostic: {found:#?}"
+    );
+    found[0].clone()
+}
+
+const AT: &str = "urlMaps[map].pathMatchers[main].routeRules[0]";
+
+#[test]
+fn every_action_is_accepted_together() {
+    let found = with_rule(
+        "      matchRules: [{regexMatch: '/a/[0-9]+', queryParameterMatches: [{name: v, exactMatch: '1'}]}]\n      \
+         headerAction: {requestHeadersToAdd: [{headerName: x-a, headerValue: '1', replace: true}], responseHeadersToRemove: [x-b]}\n      \
+         routeAction:\n        weightedBackendServices: [{backendService: global/backendServices/web, weight: 1}]\n        \
+         urlRewrite: {hostRewrite: internal}\n        retryPolicy: {retryConditions: [5xx, unavailable], numRetries: 2, perTryTimeout: {seconds: 1}}\n",
+    );
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn cloud_fields_not_served_are_named_as_such() {
+    assert_eq!(
+        one_error(&format!("{RULE}      routeAction: {{faultInjectionPolicy: {{abort: {{httpStatus: 503}}}}}}\n")),
+        format!("error: lb.yaml:16: {AT}.routeAction.faultInjectionPolicy: `faultInjectionPolicy` is a cloud field Switchyard does not serve yet; remove it (its traffic would otherwise behave differently than written)")
+    );
+    assert!(one_error("      matchRules: [{pathTemplateMatch: '/a/{x=*}'}]\n      service: global/backendServices/web\n")
+        .contains(".matchRules[0].pathTemplateMatch: `pathTemplateMatch` is a cloud field Switchyard does not serve yet"));
+}
+
+#[test]
+fn a_rule_has_exactly_one_destination() {
+    assert_eq!(
+        one_error(&format!("{RULE}      urlRedirect: {{hostRedirect: b.example}}\n")),
+        format!("error: lb.yaml:13: {AT}: set only one of service, routeAction.weightedBackendServices and urlRedirect")
+    );
+    assert_eq!(
+        one_error("      matchRules: [{prefixMatch: /a/}]\n      urlRedirect: {hostRedirect: b.example}\n      routeAction: {urlRewrite: {hostRewrite: c}}\n"),
+        format!("error: lb.yaml:15: {AT}.urlRedirect: a rule with urlRedirect takes no routeAction: the request is not forwarded")
+    );
+    assert_eq!(
+        one_error("      matchRules: [{prefixMatch: /a/}]\n"),
+        format!("error: lb.yaml:13: {AT}.service: the rule needs one of service, routeAction.weightedBackendServices and urlRedirect")
+    );
+}
+
+#[test]
+fn redirects_take_one_path_and_a_known_code() {
+    assert_eq!(
+        one_error("      matchRules: [{prefixMatch: /a/}]\n      urlRedirect: {pathRedirect: /x, prefixRedirect: /y}\n"),
+        format!("error: lb.yaml:15: {AT}.urlRedirect.prefixRedirect: set only one of pathRedirect and prefixRedirect")
+    );
+    assert_eq!(
+        one_error("      matchRules: [{prefixMatch: /a/}]\n      urlRedirect: {hostRedirect: b, redirectResponseCode: MOVED}\n"),
+        format!("error: lb.yaml:15: {AT}.urlRedirect.redirectResponseCode: `MOVED` is not allowed; allowed: MOVED_PERMANENTLY_DEFAULT, FOUND, SEE_OTHER, TEMPORARY_REDIRECT, PERMANENT_REDIRECT")
+    );
+}
+
+#[test]
+fn regexes_must_compile_and_prefix_rewrites_need_a_prefix() {
+    let bad = one_error(
+        "      matchRules: [{regexMatch: '/a/(['}]\n      service: global/backendServices/web\n",
+    );
+    assert!(
+        bad.starts_with(&format!("error: lb.yaml:14: {AT}.matchRules[0].regexMatch: `/a/([` is not a valid RE2 regular expression:")),
+        "{bad}"
+    );
+    assert_eq!(
+        one_error("      matchRules: [{regexMatch: '/a/.*'}]\n      service: global/backendServices/web\n      routeAction: {urlRewrite: {pathPrefixRewrite: /b/}}\n"),
+        format!("error: lb.yaml:13: {AT}: pathPrefixRewrite and prefixRedirect replace the matched prefix, which a regexMatch does not have; use prefixMatch or fullPathMatch")
+    );
+}
+
+#[test]
+fn header_actions_cannot_touch_host_and_retry_conditions_are_the_clouds() {
+    assert_eq!(
+        one_error(&format!("{RULE}      headerAction: {{requestHeadersToRemove: [Host]}}\n")),
+        format!("error: lb.yaml:16: {AT}.headerAction.requestHeadersToRemove[0]: `Host`: Host and pseudo-headers cannot be changed by a header action")
+    );
+    assert_eq!(
+        one_error(&format!("{RULE}      routeAction: {{retryPolicy: {{retryConditions: [5xx, timeout]}}}}\n")),
+        format!("error: lb.yaml:16: {AT}.routeAction.retryPolicy.retryConditions[1]: `timeout` is not a retry condition; allowed: 5xx, gateway-error, connect-failure, retriable-4xx, refused-stream, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable")
+    );
+    assert_eq!(
+        one_error("      matchRules: [{prefixMatch: /a/, queryParameterMatches: [{name: q, presentMatch: false}]}]\n      service: global/backendServices/web\n"),
+        format!("error: lb.yaml:14: {AT}.matchRules[0].queryParameterMatches[0].presentMatch: presentMatch can only be true (a parameter that must be absent cannot be matched)")
+    );
+}
+
+#[test]
+fn a_default_is_a_service_or_a_redirect() {
+    let text = VALID.replacen(
+        "    defaultService: global/backendServices/web\n    routeRules:",
+        "    defaultService: global/backendServices/web\n    defaultUrlRedirect: {httpsRedirect: true}\n    routeRules:",
+        1,
+    );
+    let found: Vec<String> = load_str(&text, "lb.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultUrlRedirect: set only one of defaultService and defaultUrlRedirect"]
+    );
+}
