@@ -2,7 +2,7 @@
 //! defaultUrlRedirect (scheme, host, path, prefix, response code, stripQuery), urlRewrite
 //! (path prefix and host), headerAction at the URL map, path matcher, route rule and weighted
 //! backend service, regexMatch and queryParameterMatches — checked on what the client gets
-//! and what the backend sees.
+//! and what the backend sees; a retryPolicy on 5xx hides a failing endpoint through both.
 
 mod common;
 
@@ -201,4 +201,93 @@ async fn url_map_actions_through_envoy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn url_map_actions_through_the_sidecar() {
     url_map_actions_through(Through::Sidecar).await;
+}
+
+/// A service of one endpoint that answers 500 and one that answers 200; `/retried/` carries
+/// a retryPolicy on 5xx, everything else has only the cloud's GET retries (on connection
+/// failures).
+fn retry_config(listen: u16, failing: u16, healthy: u16) -> String {
+    format!(
+        r#"
+networkEndpointGroups:
+- {{name: mixed-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {failing}}}, {{ipAddress: 127.0.0.1, port: {healthy}}}]}}
+backendServices:
+- {{name: mixed, localityLbPolicy: ROUND_ROBIN, backends: [{{group: zones/us-central1-a/networkEndpointGroups/mixed-neg, balancingMode: RATE, maxRatePerEndpoint: 100}}]}}
+urlMaps:
+- name: lb
+  defaultService: global/backendServices/mixed
+  hostRules: [{{hosts: ['*'], pathMatcher: main}}]
+  pathMatchers:
+  - name: main
+    defaultService: global/backendServices/mixed
+    routeRules:
+    - priority: 1
+      matchRules: [{{prefixMatch: /retried/}}]
+      service: global/backendServices/mixed
+      routeAction:
+        retryPolicy: {{retryConditions: [5xx], numRetries: 3, perTryTimeout: {{seconds: 5}}}}
+targetHttpProxies:
+- {{name: p, urlMap: global/urlMaps/lb}}
+forwardingRules:
+- {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/p}}
+"#
+    )
+}
+
+async fn retry_policy_through(through: Through) {
+    let failing = Backend::start_failing("failing").await;
+    let healthy = Backend::start("healthy").await;
+    let listen = free_port();
+    let node = format!("url-map-retries-{through:?}").to_lowercase();
+    let (_switchyard, _proxy) = serve_through(
+        through,
+        &node,
+        &retry_config(listen, failing.port(), healthy.port()),
+    )
+    .await;
+    wait_for("both endpoints in use", || async move {
+        let status = http()
+            .get(format!("http://127.0.0.1:{listen}/retried/x"))
+            .send()
+            .await
+            .ok()?
+            .status();
+        (status == 200).then_some(())
+    })
+    .await;
+    let statuses = |path: &'static str| async move {
+        let mut failed = 0;
+        for _ in 0..40 {
+            let response = http()
+                .get(format!("http://127.0.0.1:{listen}{path}"))
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 200 {
+                failed += 1;
+            }
+        }
+        failed
+    };
+    // Round robin over one failing and one healthy endpoint: every 5xx is retried on the
+    // other endpoint under the policy; without one, about half the requests fail.
+    assert_eq!(statuses("/retried/x").await, 0, "retried on 5xx");
+    assert!(
+        statuses("/plain").await >= 10,
+        "no retry on 5xx without the policy"
+    );
+    assert!(
+        *failing.hits.lock().unwrap() >= 20,
+        "the failing endpoint was tried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_policy_retries_5xx_through_envoy() {
+    retry_policy_through(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_policy_retries_5xx_through_the_sidecar() {
+    retry_policy_through(Through::Sidecar).await;
 }

@@ -377,9 +377,7 @@ async fn forward_request<'c>(
     // Only a request without a body can be sent again (nothing of it was consumed).
     let replayable = body_is_empty(&parts.headers, &body);
     let attempts = match chosen.retry {
-        Some(policy)
-            if replayable && retries_on_connect_failure(policy) && retriable(policy, &parts) =>
-        {
+        Some(policy) if replayable && retries_anything(policy) && retriable(policy, &parts) => {
             policy.num_retries + 1
         }
         _ => 1,
@@ -402,7 +400,14 @@ async fn forward_request<'c>(
     }
     let mut body = Some(body.boxed());
     let mut last_error = "no healthy upstream\n";
-    for _ in 0..attempts {
+    // The route's timeout covers every attempt; a per-try timeout bounds each one.
+    let deadline = forward
+        .timeout
+        .filter(|t| !t.is_zero())
+        .map(|t| tokio::time::Instant::now() + t);
+    let per_try = chosen.retry.and_then(|p| p.per_try_timeout);
+    for attempt in 1..=attempts {
+        let last_attempt = attempt == attempts;
         let Some(host) = entry.balancer.pick(hash) else {
             return answer(full(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -418,22 +423,43 @@ async fn forward_request<'c>(
         host.active.fetch_add(1, Ordering::Relaxed);
         STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
         let sent = client.request(upstream);
-        let result = match forward.timeout.filter(|t| !t.is_zero()) {
-            Some(limit) => match tokio::time::timeout(limit, sent).await {
-                Ok(result) => result,
-                Err(_) => {
-                    host.active.fetch_sub(1, Ordering::Relaxed);
-                    STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
+        let try_deadline = match (deadline, per_try) {
+            (Some(deadline), Some(per_try)) => {
+                Some(deadline.min(tokio::time::Instant::now() + per_try))
+            }
+            (Some(deadline), None) => Some(deadline),
+            (None, per_try) => per_try.map(|t| tokio::time::Instant::now() + t),
+        };
+        let result = match try_deadline {
+            Some(limit) => tokio::time::timeout_at(limit, sent).await,
+            None => Ok(sent.await),
+        };
+        host.active.fetch_sub(1, Ordering::Relaxed);
+        let result = match result {
+            Ok(result) => result,
+            Err(_) => {
+                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                let route_timeout = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+                if route_timeout || last_attempt {
                     return answer(full(
                         StatusCode::GATEWAY_TIMEOUT,
                         "upstream request timeout\n",
                     ));
                 }
-            },
-            None => sent.await,
+                last_error = "upstream request timeout\n";
+                continue;
+            }
         };
-        host.active.fetch_sub(1, Ordering::Relaxed);
         match result {
+            Ok(response)
+                if !last_attempt
+                    && chosen
+                        .retry
+                        .is_some_and(|p| retries_status(p, response.status())) =>
+            {
+                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                last_error = "upstream answered with a retriable status\n";
+            }
             Ok(response) => {
                 let mut response = response.map(|b| b.boxed());
                 remove_hop_by_hop(response.headers_mut());
@@ -524,7 +550,9 @@ fn retriable(policy: &Retry, parts: &http::request::Parts) -> bool {
             .any(|matcher| router::header_matches(matcher, &request))
 }
 
-fn retries_on_connect_failure(policy: &Retry) -> bool {
+/// Whether the policy retries anything the sidecar can see: a connection failure or reset,
+/// a timed-out attempt, or an answer whose status it names.
+fn retries_anything(policy: &Retry) -> bool {
     policy.retry_on.iter().any(|r| {
         matches!(
             r.as_str(),
@@ -534,8 +562,23 @@ fn retries_on_connect_failure(policy: &Retry) -> bool {
                 | "gateway-error"
                 | "refused-stream"
                 | "reset-before-request"
+                | "retriable-4xx"
         )
     })
+}
+
+/// Whether an answer with `status` is retried under the policy, as Envoy reads retry_on:
+/// `5xx` any 5xx, `gateway-error` 502, 503 and 504, `retriable-4xx` 409.
+fn retries_status(policy: &Retry, status: StatusCode) -> bool {
+    policy
+        .retry_on
+        .iter()
+        .any(|condition| match condition.as_str() {
+            "5xx" => status.is_server_error(),
+            "gateway-error" => matches!(status.as_u16(), 502..=504),
+            "retriable-4xx" => status == StatusCode::CONFLICT,
+            _ => false,
+        })
 }
 
 /// The request target rewritten to reach the endpoint named `name` (no port: the name holds
