@@ -2,7 +2,7 @@
 //! defaultUrlRedirect (scheme, host, path, prefix, response code, stripQuery), urlRewrite
 //! (path prefix and host), headerAction at the URL map, path matcher, route rule and weighted
 //! backend service, regexMatch and queryParameterMatches — checked on what the client gets
-//! and what the backend sees; a retryPolicy on 5xx hides a failing endpoint through both.
+//! and what the backend sees, with the target proxy's X-Forwarded-For / -Proto and Via; a retryPolicy on 5xx hides a failing endpoint through both.
 
 mod common;
 
@@ -143,7 +143,11 @@ async fn url_map_actions_through(through: Through) {
         listen,
         "shop.example",
         "/v1/users?id=3",
-        &[("x-secret", "s")],
+        &[
+            ("x-secret", "s"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+        ],
     )
     .await;
     assert_eq!(rewritten.status, 200);
@@ -157,6 +161,27 @@ async fn url_map_actions_through(through: Through) {
     );
     assert_eq!(header(&rewritten, "x-lb").as_deref(), Some("100%"));
     assert_eq!(header(&rewritten, "x-debug"), None);
+    // The target proxy's headers: X-Forwarded-For is <supplied>,<client>,<load balancer>
+    // (Envoy writes its host's own address for a loopback client, the sidecar the client's),
+    // X-Forwarded-Proto the scheme the client used, Via both ways.
+    let forwarded: Vec<&str> = rewritten.seen["headers"]["x-forwarded-for"]
+        .as_str()
+        .unwrap_or("")
+        .split(',')
+        .collect();
+    assert_eq!(forwarded.len(), 3, "{forwarded:?}");
+    assert_eq!(forwarded[0], "203.0.113.9");
+    assert!(
+        forwarded[1].parse::<std::net::IpAddr>().is_ok(),
+        "{forwarded:?}"
+    );
+    if through == Through::Sidecar {
+        assert_eq!(forwarded[1], "127.0.0.1");
+    }
+    assert_eq!(forwarded[2], "127.0.0.1", "the forwarding rule's address");
+    assert_eq!(rewritten.seen["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(rewritten.seen["headers"]["via"], "1.1 p");
+    assert_eq!(header(&rewritten, "via").as_deref(), Some("1.1 p"));
 
     // queryParameterMatches presentMatch, with the route rule's response headerAction.
     let debug = get(&client, listen, "shop.example", "/v1/users?debug", &[]).await;

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::ProxyConfig;
 use super::http::{handle, Body, Upstreams};
 use super::resources::listener::HttpManager;
+use super::rewrite::Connection;
 use super::stats::STATS;
 
 type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -38,7 +39,7 @@ type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> 
 /// What a connection's requests need, shared by its exchanges.
 #[derive(Clone)]
 struct Handler {
-    peer: SocketAddr,
+    connection: Connection,
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
@@ -68,7 +69,7 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         Box::pin(async move {
             let response = handle(
                 request,
-                handler.peer,
+                handler.connection,
                 &handler.manager,
                 &snapshot,
                 &handler.upstreams,
@@ -117,8 +118,12 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let _counted = STATS.connection();
+    let local = stream.local_addr().map_or(peer.ip(), |a| a.ip());
     let handler = Handler {
-        peer,
+        connection: Connection {
+            remote: peer.ip(),
+            local,
+        },
         manager,
         config,
         upstreams,

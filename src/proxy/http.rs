@@ -4,7 +4,6 @@
 //! trailers. Answers as Envoy does when it cannot: 404 without a route, 503 without a cluster
 //! or a healthy endpoint or when the upstream cannot be reached, 504 on a timeout.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use super::resources::listener::HttpManager;
 use super::resources::route::{
     Action, Forward, HashPolicy, HeaderChanges, Redirect, Retry, Route, WeightedCluster,
 };
-use super::rewrite::{self, RequestTarget};
+use super::rewrite::{self, Connection, RequestTarget};
 use super::router::{self, RequestParts};
 use super::stats::STATS;
 
@@ -102,15 +101,20 @@ fn host_of(request: &Request<Incoming>, strip_port: bool) -> String {
 }
 
 /// The headers the connection manager adds before routing, as Envoy does: with
-/// use_remote_address the client's address is appended to X-Forwarded-For and
+/// use_remote_address the client's address is appended to X-Forwarded-For (comma-joined, as
+/// Envoy writes it) and
 /// X-Forwarded-Proto says the scheme it came in on (kept when trusted from an earlier hop
 /// otherwise); `via` is appended to Via.
-fn add_forwarding_headers(headers: &mut http::HeaderMap, peer: SocketAddr, manager: &HttpManager) {
+fn add_forwarding_headers(
+    headers: &mut http::HeaderMap,
+    client: std::net::IpAddr,
+    manager: &HttpManager,
+) {
     let proto = HeaderValue::from_static("http");
     if manager.use_remote_address {
-        let client = peer.ip().to_canonical().to_string();
+        let client = client.to_canonical().to_string();
         let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) if !earlier.is_empty() => format!("{earlier}, {client}"),
+            Some(earlier) if !earlier.is_empty() => format!("{earlier},{client}"),
             _ => client,
         };
         if let Ok(value) = HeaderValue::from_str(&forwarded) {
@@ -137,14 +141,14 @@ fn append_via(headers: &mut http::HeaderMap, via: &str) {
 
 pub async fn handle(
     mut request: Request<Incoming>,
-    peer: SocketAddr,
+    connection: Connection,
     manager: &HttpManager,
     config: &ProxyConfig,
     upstreams: &Upstreams,
 ) -> Response<Body> {
     STATS.downstream_requests.fetch_add(1, Ordering::Relaxed);
-    add_forwarding_headers(request.headers_mut(), peer, manager);
-    let mut response = route_and_forward(request, peer, manager, config, upstreams).await;
+    add_forwarding_headers(request.headers_mut(), connection.remote, manager);
+    let mut response = route_and_forward(request, connection, manager, config, upstreams).await;
     STATS.response(response.status().as_u16());
     if let Some(via) = manager.via.as_deref() {
         append_via(response.headers_mut(), via);
@@ -154,7 +158,7 @@ pub async fn handle(
 
 async fn route_and_forward(
     request: Request<Incoming>,
-    peer: SocketAddr,
+    connection: Connection,
     manager: &HttpManager,
     config: &ProxyConfig,
     upstreams: &Upstreams,
@@ -196,7 +200,7 @@ async fn route_and_forward(
                 retry: forward.retry.as_ref().or(vhost.retry.as_ref()),
                 levels,
             };
-            forward_request(request, peer, &chosen, config, upstreams).await
+            forward_request(request, connection, &chosen, config, upstreams).await
         }
     };
     let cluster_edits = cluster.map(|c| &c.headers.response);
@@ -205,6 +209,7 @@ async fn route_and_forward(
         cluster_edits
             .into_iter()
             .chain(levels.iter().map(|level| &level.response)),
+        &connection,
     );
     response
 }
@@ -257,11 +262,13 @@ fn prepare_upstream_request(
     parts: &mut http::request::Parts,
     chosen: &Chosen<'_>,
     cluster: &WeightedCluster,
+    connection: &Connection,
 ) {
     rewrite::apply(
         &mut parts.headers,
         std::iter::once(&cluster.headers.request)
             .chain(chosen.levels.iter().map(|level| &level.request)),
+        connection,
     );
     if let Some(host) = chosen
         .forward
@@ -290,7 +297,7 @@ fn prepare_upstream_request(
 fn request_hash(
     policies: &[HashPolicy],
     request: &Request<Incoming>,
-    peer: SocketAddr,
+    client: std::net::IpAddr,
 ) -> Option<u64> {
     policies.iter().find_map(|policy| match policy {
         HashPolicy::Header(name) => request
@@ -309,7 +316,7 @@ fn request_hash(
                 let value = value.trim_matches('"');
                 (key == name).then(|| hash_text(value))
             }),
-        HashPolicy::SourceIp => Some(hash_text(&peer.ip().to_string())),
+        HashPolicy::SourceIp => Some(hash_text(&client.to_string())),
     })
 }
 
@@ -339,7 +346,7 @@ fn roll() -> u64 {
 /// to, whose response header edits apply to the answer.
 async fn forward_request<'c>(
     request: Request<Incoming>,
-    peer: SocketAddr,
+    connection: Connection,
     chosen: &Chosen<'c>,
     config: &ProxyConfig,
     upstreams: &Upstreams,
@@ -352,7 +359,7 @@ async fn forward_request<'c>(
     let Some(entry) = config.clusters.get(&cluster.name) else {
         return answer(full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n"));
     };
-    let mut hash = request_hash(&forward.hash, &request, peer);
+    let mut hash = request_hash(&forward.hash, &request, connection.remote);
     // A cookie policy with a TTL issues its cookie when the request has none, as Envoy does:
     // the new value decides this request, and the client's next ones carry it.
     let mut issued = None;
@@ -373,7 +380,7 @@ async fn forward_request<'c>(
     }
     let (mut parts, body) = request.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    prepare_upstream_request(&mut parts, chosen, cluster);
+    prepare_upstream_request(&mut parts, chosen, cluster, &connection);
     // Only a request without a body can be sent again (nothing of it was consumed).
     let replayable = body_is_empty(&parts.headers, &body);
     let attempts = match chosen.retry {
@@ -591,6 +598,7 @@ fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn manager(use_remote_address: bool, via: Option<&str>) -> HttpManager {
         HttpManager {
@@ -651,14 +659,14 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
-        add_forwarding_headers(&mut headers, peer, &manager(true, Some("1.1 edge")));
-        assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 10.0.0.9");
+        add_forwarding_headers(&mut headers, peer.ip(), &manager(true, Some("1.1 edge")));
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7,10.0.0.9");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["via"], "1.1 edge");
 
         let mut headers = http::HeaderMap::new();
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
-        add_forwarding_headers(&mut headers, peer, &manager(false, None));
+        add_forwarding_headers(&mut headers, peer.ip(), &manager(false, None));
         assert!(!headers.contains_key("x-forwarded-for"));
         assert_eq!(
             headers["x-forwarded-proto"], "https",

@@ -3,28 +3,86 @@
 //! outermost level's overwrite wins), the matched prefix replaced in the path, and the
 //! Location of a redirect. Pure: headers and strings in, headers and strings out.
 
-use http::HeaderMap;
+use std::net::IpAddr;
 
-use super::resources::route::{AddMode, HeaderEdits, PathMatch, Redirect};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::resources::route::{
+    AddMode, HeaderAddition, HeaderEdits, HeaderText, PathMatch, Redirect, TextPart,
+};
+
+/// The addresses of the connection a request came on, for header values that name them.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection {
+    /// The client.
+    pub remote: IpAddr,
+    /// The address the client connected to.
+    pub local: IpAddr,
+}
+
+/// Headers Envoy keeps as one comma-joined value, so that appending extends the list in
+/// place rather than adding a second header line.
+const JOINED_ON_APPEND: [HeaderName; 3] = [
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+];
 
 /// Applies each level's edits in turn: its removals, then its additions.
-pub fn apply<'e>(headers: &mut HeaderMap, levels: impl IntoIterator<Item = &'e HeaderEdits>) {
+pub fn apply<'e>(
+    headers: &mut HeaderMap,
+    levels: impl IntoIterator<Item = &'e HeaderEdits>,
+    connection: &Connection,
+) {
     for edits in levels {
         for name in &edits.remove {
             headers.remove(name);
         }
         for addition in &edits.add {
+            let Some(value) = value_of(addition, connection) else {
+                continue;
+            };
             let present = headers.contains_key(&addition.name);
             match addition.mode {
+                AddMode::Append if present && JOINED_ON_APPEND.contains(&addition.name) => {
+                    let joined = headers
+                        .get_all(&addition.name)
+                        .iter()
+                        .chain(std::iter::once(&value))
+                        .filter_map(|v| v.to_str().ok())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    if let Ok(joined) = HeaderValue::from_str(&joined) {
+                        headers.insert(addition.name.clone(), joined);
+                    }
+                }
                 AddMode::Append => {
-                    headers.append(addition.name.clone(), addition.value.clone());
+                    headers.append(addition.name.clone(), value);
                 }
                 AddMode::AddIfAbsent if present => {}
                 AddMode::OverwriteIfExists if !present => {}
                 AddMode::AddIfAbsent | AddMode::Overwrite | AddMode::OverwriteIfExists => {
-                    headers.insert(addition.name.clone(), addition.value.clone());
+                    headers.insert(addition.name.clone(), value);
                 }
             }
+        }
+    }
+}
+
+/// The value an addition adds on this connection.
+fn value_of(addition: &HeaderAddition, connection: &Connection) -> Option<HeaderValue> {
+    match &addition.value {
+        HeaderText::Fixed(value) => Some(value.clone()),
+        HeaderText::Template(parts) => {
+            let text: String = parts
+                .iter()
+                .map(|part| match part {
+                    TextPart::Literal(text) => text.clone(),
+                    TextPart::LocalAddress => connection.local.to_canonical().to_string(),
+                    TextPart::RemoteAddress => connection.remote.to_canonical().to_string(),
+                })
+                .collect();
+            HeaderValue::from_str(&text).ok()
         }
     }
 }
@@ -124,15 +182,35 @@ fn host_without_replaced_port<'h>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::resources::route::HeaderAddition;
-    use http::{HeaderName, HeaderValue};
 
     fn addition(name: &str, value: &str, mode: AddMode) -> HeaderAddition {
         HeaderAddition {
             name: HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value: HeaderValue::from_str(value).unwrap(),
+            value: HeaderText::Fixed(HeaderValue::from_str(value).unwrap()),
             mode,
         }
+    }
+
+    const CONNECTION: Connection = Connection {
+        remote: IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)),
+        local: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+    };
+
+    #[test]
+    fn x_forwarded_for_grows_in_place_with_the_connections_addresses() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9,10.0.0.9".parse().unwrap());
+        let edits = HeaderEdits {
+            remove: Vec::new(),
+            add: vec![HeaderAddition {
+                name: HeaderName::from_static("x-forwarded-for"),
+                value: HeaderText::Template(vec![TextPart::LocalAddress]),
+                mode: AddMode::Append,
+            }],
+        };
+        apply(&mut headers, [&edits], &CONNECTION);
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9,10.0.0.9,127.0.0.1");
+        assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
     }
 
     #[test]
@@ -156,7 +234,7 @@ mod tests {
                 addition("x-level", "table", AddMode::Overwrite),
             ],
         };
-        apply(&mut headers, [&route, &table]);
+        apply(&mut headers, [&route, &table], &CONNECTION);
         assert_eq!(headers["x-keep"], "client");
         assert!(!headers.contains_key("x-drop"));
         assert!(!headers.contains_key("x-absent"));

@@ -56,7 +56,7 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
             match &proxy.target {
                 ProxyTarget::UrlMap(url_map) => {
                     let url_map = model.url_maps.get(&url_map.name)?;
-                    Some(http_listener_for(rule, &url_map.name))
+                    Some(http_listener_for(rule, &proxy.name, &url_map.name))
                 }
                 ProxyTarget::Service(service) => {
                     let service = model.backend_services.get(&service.name)?;
@@ -98,9 +98,15 @@ fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Liste
     }
 }
 
-/// The listener of one forwarding rule, routing with the RouteConfiguration `route_name`.
-pub fn http_listener_for(rule: &ForwardingRule, route_name: &str) -> Listener {
-    let manager = http_connection_manager(&rule.name, route_name);
+/// The listener of one forwarding rule of target proxy `proxy_name`, routing with the
+/// RouteConfiguration `route_name`. As the cloud's proxies do, it appends the client's address
+/// to X-Forwarded-For (the URL map's route configuration appends its own address after it),
+/// sets X-Forwarded-Proto to the scheme the client used, and adds `Via: 1.1 <proxy>` to
+/// requests and responses.
+pub fn http_listener_for(rule: &ForwardingRule, proxy_name: &str, route_name: &str) -> Listener {
+    let mut manager = http_connection_manager(&rule.name, route_name);
+    manager.use_remote_address = Some(BoolValue { value: true });
+    manager.via = format!("1.1 {proxy_name}");
     listener_with(rule, HTTP_CONNECTION_MANAGER, to_any(&manager))
 }
 

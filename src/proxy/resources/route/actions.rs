@@ -97,8 +97,81 @@ pub struct HeaderEdits {
 #[derive(Clone, Debug)]
 pub struct HeaderAddition {
     pub name: HeaderName,
-    pub value: HeaderValue,
+    pub value: HeaderText,
     pub mode: AddMode,
+}
+
+/// A header value: fixed, or with Envoy's connection variables filled in per request.
+#[derive(Clone, Debug)]
+pub enum HeaderText {
+    Fixed(HeaderValue),
+    Template(Vec<TextPart>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TextPart {
+    Literal(String),
+    /// `%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%`: the address the client connected to.
+    LocalAddress,
+    /// `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`: the client's address.
+    RemoteAddress,
+}
+
+/// The variables of Envoy's header formatting the sidecar fills in.
+const VARIABLES: [(&str, TextPart); 2] = [
+    (
+        "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
+        TextPart::LocalAddress,
+    ),
+    (
+        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
+        TextPart::RemoteAddress,
+    ),
+];
+
+/// A header value as Envoy reads it: `%%` is a percent sign, `%NAME%` a variable (only the
+/// connection addresses are known here; any other is refused by name).
+fn header_text(value: &str) -> Result<HeaderText, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find('%') {
+        literal.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        if let Some(tail) = after.strip_prefix('%') {
+            literal.push('%');
+            rest = tail;
+            continue;
+        }
+        let Some(end) = after.find('%') else {
+            return Err(format!(
+                "the value `{value}` has an unterminated %…% variable"
+            ));
+        };
+        let name = &after[..end];
+        let Some((_, part)) = VARIABLES.iter().find(|(known, _)| *known == name) else {
+            return Err(format!(
+                "the value `{value}` uses %{name}%, which the sidecar does not fill in \
+                 (it knows {})",
+                VARIABLES.map(|(known, _)| format!("%{known}%")).join(", ")
+            ));
+        };
+        if !literal.is_empty() {
+            parts.push(TextPart::Literal(std::mem::take(&mut literal)));
+        }
+        parts.push(part.clone());
+        rest = &after[end + 1..];
+    }
+    literal.push_str(rest);
+    let fixed = HeaderValue::from_str(&literal)
+        .map_err(|_| format!("`{value}` is not a valid header value"))?;
+    if parts.is_empty() {
+        return Ok(HeaderText::Fixed(fixed));
+    }
+    if !literal.is_empty() {
+        parts.push(TextPart::Literal(literal));
+    }
+    Ok(HeaderText::Template(parts))
 }
 
 /// Envoy's `append_action`.
@@ -427,18 +500,10 @@ fn header_addition(option: &HeaderValueOption) -> Result<Option<HeaderAddition>,
         return Err("a header is required".into());
     };
     let name = modifiable_name(&header.key)?;
-    if header.value.replace("%%", "").contains('%') {
-        return Err(format!(
-            "the value `{}` uses Envoy's %…% substitution, which the sidecar does not implement",
-            header.value
-        ));
-    }
-    let text = header.value.replace("%%", "%");
-    if text.is_empty() {
+    if header.value.is_empty() {
         return Ok(None);
     }
-    let value = HeaderValue::from_str(&text)
-        .map_err(|_| format!("`{text}` is not a valid header value"))?;
+    let value = header_text(&header.value)?;
     #[allow(deprecated)]
     let mode = match option.append.as_ref().map(|a| a.value) {
         Some(true) => AddMode::Append,
@@ -501,7 +566,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(kept.request.add.len(), 1, "an empty value is not added");
-        assert_eq!(kept.request.add[0].value, "100%");
+        assert!(matches!(&kept.request.add[0].value, HeaderText::Fixed(v) if v == "100%"));
+        let template = header_text("by %DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%").unwrap();
+        assert!(matches!(template, HeaderText::Template(parts)
+            if parts == [TextPart::Literal("by ".into()), TextPart::LocalAddress]));
+        assert!(refused(option("x-client", "50%"), &[]).contains("unterminated"));
         assert_eq!(kept.request.add[0].mode, AddMode::Append);
     }
 

@@ -11,8 +11,8 @@ use std::sync::LazyLock;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
 pub use actions::{
-    Action, AddMode, Forward, HashPolicy, HeaderAddition, HeaderChanges, HeaderEdits, Redirect,
-    Retry, WeightedCluster,
+    Action, AddMode, Forward, HashPolicy, HeaderAddition, HeaderChanges, HeaderEdits, HeaderText,
+    Redirect, Retry, TextPart, WeightedCluster,
 };
 pub use matchers::{HeaderMatch, HeaderTest, PathMatch, QueryMatch, TextMatch};
 
