@@ -19,7 +19,7 @@ mod url_maps;
 
 use super::reader::Fields;
 use super::references::{self, region_of_zone};
-use super::yaml::Node;
+use super::yaml::{Node, Value};
 
 /// Read-only metadata that `gcloud ... --format=yaml` prints; accepted and ignored.
 const CLOUD_METADATA: &[&str] = &[
@@ -35,6 +35,128 @@ const CLOUD_METADATA: &[&str] = &[
 /// The largest timeoutSec the cloud accepts.
 pub const MAX_TIMEOUT_SEC: i64 = 2_147_483_647;
 
+/// What `gcloud compute backend-services describe` prints besides the fields Switchyard
+/// serves: `usedBy` (read-only) is ignored; `logConfig` only shapes the cloud's request logs
+/// and `port` is deprecated (the cloud uses portName), so each gets a warning saying what
+/// happens to it; `enableCDN: true` is refused (no cache here).
+fn gcloud_describe_fields(
+    fields: &mut Fields<'_>,
+    port_name_written: bool,
+    diagnostics: &mut Diagnostics,
+) {
+    fields.ignore(&["usedBy"]);
+    if fields.get("logConfig").is_some() {
+        diagnostics.warning(
+            &fields.loc_of("logConfig"),
+            fields.field_path("logConfig"),
+            "accepted and not used: Switchyard writes no per-request logs (Envoy's access logs are configured in its bootstrap)",
+        );
+    }
+    if fields.get("port").is_some() && !port_name_written {
+        diagnostics.warning(
+            &fields.loc_of("port"),
+            fields.field_path("port"),
+            "deprecated in the cloud API and not used: backends are reached on their named port (portName, default `http`) or their NEG endpoint's port",
+        );
+    }
+    if fields.bool("enableCDN", false, diagnostics) {
+        diagnostics.error(
+            &fields.loc_of("enableCDN"),
+            fields.field_path("enableCDN"),
+            "`enableCDN` is a cloud field Switchyard does not serve (there is no cache); remove it or set it to false",
+        );
+    }
+}
+
+/// Collections a bare resource (one resource as `gcloud … describe` or `edit` shows it,
+/// rather than a file of collections) belongs to, by its `kind`.
+const KINDS: [(&str, &str); 9] = [
+    ("compute#healthCheck", "healthChecks"),
+    ("compute#instanceGroup", "instanceGroups"),
+    ("compute#networkEndpointGroup", "networkEndpointGroups"),
+    ("compute#backendService", "backendServices"),
+    ("compute#urlMap", "urlMaps"),
+    ("compute#targetHttpProxy", "targetHttpProxies"),
+    ("compute#targetTcpProxy", "targetTcpProxies"),
+    ("compute#targetGrpcProxy", "targetGrpcProxies"),
+    ("compute#forwardingRule", "forwardingRules"),
+];
+
+/// A document holding one bare resource, rewritten as a file with that resource in its
+/// collection: by `kind` when gcloud printed it, else by the fields only that resource has
+/// (a URL map from `gcloud compute url-maps edit`). None when `doc` is not a bare resource.
+fn as_collection(doc: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) -> Option<Node> {
+    let Value::Map(entries) = &doc.value else {
+        return None;
+    };
+    let key = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k.as_scalar() == Some(name))
+            .map(|(_, v)| v)
+    };
+    let has_collection_key = entries.iter().any(|(k, _)| {
+        k.as_scalar().is_some_and(|name| {
+            KINDS.iter().any(|(_, collection)| *collection == name)
+                || ["xdsClients", "regionOrder"].contains(&name)
+        })
+    });
+    // A backend service's own `healthChecks` list looks like a collection; its `kind` says
+    // what it is.
+    let kind = key("kind").and_then(Node::as_scalar);
+    if key("name").is_none() || (kind.is_none() && has_collection_key) {
+        return None;
+    }
+    let collection = match kind {
+        Some(kind) => match KINDS.iter().find(|(known, _)| *known == kind) {
+            Some((_, collection)) => *collection,
+            None => {
+                diagnostics.error(
+                    &Loc::new(file.clone(), doc.line),
+                    "kind",
+                    format!(
+                        "`{kind}` resources are not served; a single resource may be one of: {}",
+                        KINDS.map(|(kind, _)| kind).join(", ")
+                    ),
+                );
+                return Some(Node {
+                    value: Value::Map(Vec::new()),
+                    line: doc.line,
+                });
+            }
+        },
+        None if [
+            "hostRules",
+            "pathMatchers",
+            "defaultService",
+            "defaultUrlRedirect",
+        ]
+        .iter()
+        .any(|field| key(field).is_some()) =>
+        {
+            "urlMaps"
+        }
+        None => return None,
+    };
+    let scalar = |text: &str| Node {
+        value: Value::Scalar {
+            text: text.to_string(),
+            quoted: false,
+        },
+        line: doc.line,
+    };
+    Some(Node {
+        value: Value::Map(vec![(
+            scalar(collection),
+            Node {
+                value: Value::Seq(vec![doc.clone()]),
+                line: doc.line,
+            },
+        )]),
+        line: doc.line,
+    })
+}
+
 /// Reads one YAML document of the GCP dialect into `model`.
 pub fn read_document(
     doc: &Node,
@@ -42,6 +164,8 @@ pub fn read_document(
     model: &mut Model,
     diagnostics: &mut Diagnostics,
 ) {
+    let wrapped = as_collection(doc, file, diagnostics);
+    let doc = wrapped.as_ref().unwrap_or(doc);
     let mut top = Fields::new(doc, file, "", diagnostics);
     let mut collection = Collection {
         top: &mut top,
@@ -602,9 +726,9 @@ fn backend_service(
     let protocol = fields
         .cloud_enum::<BackendProtocol>("protocol", diagnostics)
         .unwrap_or(BackendProtocol::Http);
-    let port_name = fields
-        .string("portName", diagnostics)
-        .unwrap_or_else(|| "http".to_string());
+    let written_port_name = fields.string("portName", diagnostics);
+    gcloud_describe_fields(&mut fields, written_port_name.is_some(), diagnostics);
+    let port_name = written_port_name.unwrap_or_else(|| "http".to_string());
     let timeout_sec = fields
         .integer("timeoutSec", 1, MAX_TIMEOUT_SEC, diagnostics)
         .unwrap_or(30) as u32;

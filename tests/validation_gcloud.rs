@@ -1,0 +1,78 @@
+//! gcloud's YAML pasted unchanged: a backend service as `gcloud compute backend-services
+//! describe --format=yaml` prints it (with `kind`, `port`, `logConfig`, `usedBy` and the
+//! read-only metadata) and a URL map as `gcloud compute url-maps edit` shows it (a bare
+//! resource, no collection) load next to an ordinary file, with a warning for what has no
+//! effect and an error for what Switchyard cannot serve.
+
+use std::path::Path;
+
+use switchyard::config::{load, load_str};
+
+fn diagnostics(loaded: &switchyard::config::Loaded) -> Vec<String> {
+    loaded
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn gcloud_output_loads_as_printed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gcloud");
+    let loaded = load(&dir);
+    let found = diagnostics(&loaded);
+    let file = dir.join("web-backend-service.yaml");
+    assert_eq!(
+        found,
+        [format!(
+            "warning: {}:20: backendServices[web].logConfig: accepted and not used: Switchyard writes no per-request logs (Envoy's access logs are configured in its bootstrap)",
+            file.display()
+        )]
+    );
+    let model = &loaded.model;
+    let service = &model.backend_services["web"];
+    assert_eq!(service.timeout_sec, 30);
+    assert_eq!(
+        model.url_maps["web-map"].path_matchers[0].route_rules.len(),
+        1
+    );
+    assert!(model.forwarding_rules.contains_key("f"));
+}
+
+#[test]
+fn a_bare_resource_of_a_kind_not_served_is_named() {
+    let found = diagnostics(&load_str(
+        "kind: compute#sslCertificate\nname: cert\ncertificate: x\n",
+        "cert.yaml",
+    ));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("error: cert.yaml:1: kind: `compute#sslCertificate` resources are not served; a single resource may be one of: compute#healthCheck,"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn deprecated_port_without_port_name_and_cdn_are_reported() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gcloud/web-backend-service.yaml"),
+    )
+    .unwrap()
+    .replace("portName: http\n", "")
+    .replace("enableCDN: false", "enableCDN: true")
+    .replace("logConfig:\n  enable: true\n  sampleRate: 1.0\n", "");
+    let found: Vec<String> = diagnostics(&load_str(&text, "bs.yaml"))
+        .into_iter()
+        .filter(|d| !d.contains("refers to no resource"))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "error: bs.yaml:11: backendServices[web].enableCDN: `enableCDN` is a cloud field Switchyard does not serve (there is no cache); remove it or set it to false",
+            "warning: bs.yaml:20: backendServices[web].port: deprecated in the cloud API and not used: backends are reached on their named port (portName, default `http`) or their NEG endpoint's port",
+        ]
+    );
+}
