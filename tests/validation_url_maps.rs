@@ -1,6 +1,7 @@
 //! Validation of URL-map actions, one rule per test, asserting the exact message: cloud
 //! fields Switchyard does not serve are named as such; conflicting actions, bad regexes,
-//! header names Envoy would refuse and unknown retry conditions are errors with their path.
+//! header names Envoy would refuse and unknown retry conditions are errors with their path;
+//! so are the ports an external forwarding rule to a target HTTP proxy may not use.
 
 use switchyard::config::load_str;
 
@@ -148,5 +149,34 @@ fn a_default_is_a_service_or_a_redirect() {
     assert_eq!(
         found,
         ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultUrlRedirect: set only one of defaultService and defaultUrlRedirect"]
+    );
+}
+
+#[test]
+fn external_rules_to_http_proxies_listen_on_80_or_8080() {
+    let at = |rule: &str| VALID.replacen("- {name: fr, portRange: \"80\",", rule, 1);
+    let errors = |text: String| -> Vec<String> {
+        load_str(&text, "lb.yaml")
+            .diagnostics
+            .items
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert!(errors(at(
+        "- {name: fr, loadBalancingScheme: EXTERNAL_MANAGED, portRange: \"8080\","
+    ))
+    .is_empty());
+    assert!(
+        errors(at("- {name: fr, portRange: \"9090\",")).is_empty(),
+        "no scheme: any port"
+    );
+    assert_eq!(
+        errors(at("- {name: fr, loadBalancingScheme: EXTERNAL, portRange: \"9090\",")),
+        ["error: lb.yaml:19: forwardingRules[fr].portRange: an EXTERNAL forwarding rule to a target HTTP proxy listens on port 80 or 8080, not 9090; for another port use loadBalancingScheme INTERNAL_SELF_MANAGED"]
+    );
+    assert_eq!(
+        errors(at("- {name: fr, ports: [\"80\"], portRange: \"80\",")),
+        ["error: lb.yaml:19: forwardingRules[fr].ports: `ports` lists the ports of a passthrough load balancer's forwarding rule; a rule that targets a proxy takes one port in portRange"]
     );
 }

@@ -566,4 +566,6 @@ pub struct ForwardingRule {
     pub target: Ref,
     /// Bind even if the address is not (yet) on the host, as keepalived VIPs need.
     pub freebind: bool,
+    /// As written; unwritten, the rule is served as INTERNAL_SELF_MANAGED (any port).
+    pub load_balancing_scheme: Option<LoadBalancingScheme>,
 }

@@ -777,6 +777,51 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
     problems
 }
 
+/// The cloud's rules for a forwarding rule's scheme and port by target (004): an external
+/// rule to a target HTTP proxy listens on 80 or 8080; targetGrpcProxies serve proxyless
+/// clients, which only INTERNAL_SELF_MANAGED reaches. A rule that does not write its scheme
+/// is served as Traffic Director serves INTERNAL_SELF_MANAGED: on any port.
+fn check_scheme_and_port(
+    rule: &super::ForwardingRule,
+    proxy: &super::TargetProxy,
+    diagnostics: &mut Diagnostics,
+) {
+    let Some(scheme) = rule.load_balancing_scheme else {
+        return;
+    };
+    let path = format!("forwardingRules[{}]", rule.name);
+    let external = matches!(
+        scheme,
+        LoadBalancingScheme::External | LoadBalancingScheme::ExternalManaged
+    );
+    match &proxy.target {
+        ProxyTarget::UrlMap(_) if external && ![80, 8080].contains(&rule.port) => {
+            diagnostics.error(
+                &rule.loc,
+                format!("{path}.portRange"),
+                format!(
+                    "an {} forwarding rule to a target HTTP proxy listens on port 80 or 8080, \
+                     not {}; for another port use loadBalancingScheme INTERNAL_SELF_MANAGED",
+                    scheme.as_str(),
+                    rule.port
+                ),
+            );
+        }
+        ProxyTarget::Grpc { .. } if scheme != LoadBalancingScheme::InternalSelfManaged => {
+            diagnostics.error(
+                &rule.loc,
+                format!("{path}.loadBalancingScheme"),
+                format!(
+                    "{} cannot reach a target gRPC proxy; proxyless clients are served under \
+                     INTERNAL_SELF_MANAGED",
+                    scheme.as_str()
+                ),
+            );
+        }
+        _ => {}
+    }
+}
+
 fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
     let mut frontends: BTreeMap<(std::net::IpAddr, u16), &str> = BTreeMap::new();
     for rule in model.forwarding_rules.values() {
@@ -787,6 +832,9 @@ fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
             "target proxies",
             diagnostics,
         );
+        if let Some(proxy) = model.target_proxies.get(&rule.target.name) {
+            check_scheme_and_port(rule, proxy, diagnostics);
+        }
         if let Some(other) = frontends.insert((rule.ip_address, rule.port), &rule.name) {
             diagnostics.error(
                 &rule.loc,

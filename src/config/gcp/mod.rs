@@ -1167,8 +1167,17 @@ fn forwarding_rule(
     }
     let freebind = fields.bool("freebind", false, diagnostics);
     fields.choice("IPProtocol", &[("TCP", ())], diagnostics);
-    fields.cloud_enum::<LoadBalancingScheme>("loadBalancingScheme", diagnostics);
+    let load_balancing_scheme =
+        fields.cloud_enum::<LoadBalancingScheme>("loadBalancingScheme", diagnostics);
     fields.ignore(&["network", "subnetwork", "networkTier"]);
+    if fields.get("ports").is_some() {
+        diagnostics.error(
+            &fields.loc_of("ports"),
+            fields.field_path("ports"),
+            "`ports` lists the ports of a passthrough load balancer's forwarding rule; a rule \
+             that targets a proxy takes one port in portRange",
+        );
+    }
     let port = port_range(&mut fields, diagnostics).unwrap_or(80);
     let target = reference(
         &mut fields,
@@ -1186,6 +1195,7 @@ fn forwarding_rule(
         port,
         target: target?,
         freebind,
+        load_balancing_scheme,
     })
 }
 
