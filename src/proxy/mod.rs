@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod downstream;
 pub mod endpoint_names;
+pub mod headers;
 pub mod http;
 pub mod listeners;
 pub mod resources;

@@ -15,6 +15,7 @@ use crate::model::{
     ProxyTarget, Ref, SessionAffinity, TargetProxy, UrlMap,
 };
 
+mod route_actions;
 mod url_maps;
 
 use super::reader::Fields;

@@ -1,0 +1,144 @@
+//! Headers the proxy itself writes or drops, as Envoy's connection manager and router do:
+//! X-Forwarded-For / -Proto and Via, the hop-by-hop headers that stay on their hop, and the
+//! affinity cookie it issues. Pure: headers in, headers out.
+
+use std::time::Duration;
+
+use http::{header, HeaderValue};
+
+use super::resources::listener::HttpManager;
+
+/// The headers the connection manager adds before routing, as Envoy does: with
+/// use_remote_address the client's address is appended to X-Forwarded-For (comma-joined, as
+/// Envoy writes it) and
+/// X-Forwarded-Proto says the scheme it came in on (kept when trusted from an earlier hop
+/// otherwise); `via` is appended to Via.
+pub(super) fn add_forwarding_headers(
+    headers: &mut http::HeaderMap,
+    client: std::net::IpAddr,
+    manager: &HttpManager,
+) {
+    let proto = HeaderValue::from_static("http");
+    if manager.use_remote_address {
+        let client = client.to_canonical().to_string();
+        let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(earlier) if !earlier.is_empty() => format!("{earlier},{client}"),
+            _ => client,
+        };
+        if let Ok(value) = HeaderValue::from_str(&forwarded) {
+            headers.insert("x-forwarded-for", value);
+        }
+        headers.insert("x-forwarded-proto", proto);
+    } else {
+        headers.entry("x-forwarded-proto").or_insert(proto);
+    }
+    if let Some(via) = manager.via.as_deref() {
+        append_via(headers, via);
+    }
+}
+
+pub(super) fn append_via(headers: &mut http::HeaderMap, via: &str) {
+    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(earlier) if !earlier.is_empty() => format!("{earlier}, {via}"),
+        _ => via.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::VIA, value);
+    }
+}
+
+/// Removes what belongs to one connection and not to the message (RFC 9110 7.6.1): the
+/// Connection header and every header it names, Keep-Alive, Proxy-Connection, Upgrade and a TE
+/// other than `trailers` (which gRPC needs end to end). Each hop decides its own.
+pub(super) fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| http::HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::UPGRADE,
+        http::HeaderName::from_static("keep-alive"),
+        http::HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if headers
+        .get(header::TE)
+        .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        headers.remove(header::TE);
+    }
+}
+
+/// `name="value"; Max-Age=…; Path=…; HttpOnly`, as Envoy writes the cookies it issues.
+pub(super) fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    ttl: Duration,
+) -> Option<HeaderValue> {
+    let mut text = format!("{name}=\"{value}\"; Max-Age={}", ttl.as_secs());
+    if !path.is_empty() {
+        text.push_str(&format!("; Path={path}"));
+    }
+    text.push_str("; HttpOnly");
+    HeaderValue::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn manager(use_remote_address: bool, via: Option<&str>) -> HttpManager {
+        HttpManager {
+            stat_prefix: "t".into(),
+            route_name: "r".into(),
+            strip_any_host_port: true,
+            use_remote_address,
+            xff_num_trusted_hops: 0,
+            via: via.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_on_their_hop() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("connection", "close, x-hop".parse().unwrap());
+        headers.insert("x-hop", "1".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("te", "trailers".parse().unwrap());
+        headers.insert("x-end-to-end", "1".parse().unwrap());
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["te", "x-end-to-end"]);
+    }
+
+    #[test]
+    fn forwarding_headers_follow_use_remote_address_and_via() {
+        let peer: SocketAddr = "[::ffff:10.0.0.9]:5555".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        add_forwarding_headers(&mut headers, peer.ip(), &manager(true, Some("1.1 edge")));
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7,10.0.0.9");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["via"], "1.1 edge");
+
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        add_forwarding_headers(&mut headers, peer.ip(), &manager(false, None));
+        assert!(!headers.contains_key("x-forwarded-for"));
+        assert_eq!(
+            headers["x-forwarded-proto"], "https",
+            "kept from the earlier hop"
+        );
+    }
+}
