@@ -180,3 +180,28 @@ fn external_rules_to_http_proxies_listen_on_80_or_8080() {
         ["error: lb.yaml:19: forwardingRules[fr].ports: `ports` lists the ports of a passthrough load balancer's forwarding rule; a rule that targets a proxy takes one port in portRange"]
     );
 }
+
+#[test]
+fn a_target_grpc_proxy_is_reached_only_under_internal_self_managed() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/grpc.yaml"))
+            .unwrap();
+    // The forwarding rule's scheme (the backend service writes one too, earlier).
+    let rule = "- name: who-grpc\n  loadBalancingScheme: INTERNAL_SELF_MANAGED\n";
+    assert!(example.contains(rule));
+    let external = example.replacen(
+        rule,
+        "- name: who-grpc\n  loadBalancingScheme: EXTERNAL_MANAGED\n",
+        1,
+    );
+    let found: Vec<String> = load_str(&external, "grpc.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        ["error: grpc.yaml:54: forwardingRules[who-grpc].loadBalancingScheme: EXTERNAL_MANAGED cannot reach a target gRPC proxy; proxyless clients are served under INTERNAL_SELF_MANAGED"]
+    );
+}
