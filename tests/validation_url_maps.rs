@@ -30,15 +30,20 @@ forwardingRules:
 const RULE: &str =
     "      matchRules: [{prefixMatch: /a/}]\n      service: global/backendServices/web\n";
 
-/// The diagnostics of VALID with the route rule's match and action replaced by `rule`.
-fn with_rule(rule: &str) -> Vec<String> {
-    assert!(VALID.contains(RULE));
-    load_str(&VALID.replacen(RULE, rule, 1), "lb.yaml")
+/// The diagnostics of config `text` read as `file`, one per line.
+fn lines(text: &str, file: &str) -> Vec<String> {
+    load_str(text, file)
         .diagnostics
         .items
         .iter()
         .map(ToString::to_string)
         .collect()
+}
+
+/// The diagnostics of VALID with the route rule's match and action replaced by `rule`.
+fn with_rule(rule: &str) -> Vec<String> {
+    assert!(VALID.contains(RULE));
+    lines(&VALID.replacen(RULE, rule, 1), "lb.yaml")
 }
 
 fn one_error(rule: &str) -> String {
@@ -140,12 +145,7 @@ fn a_default_is_a_service_or_a_redirect() {
         "    defaultService: global/backendServices/web\n    defaultUrlRedirect: {httpsRedirect: true}\n    routeRules:",
         1,
     );
-    let found: Vec<String> = load_str(&text, "lb.yaml")
-        .diagnostics
-        .items
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let found: Vec<String> = lines(&text, "lb.yaml");
     assert_eq!(
         found,
         ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultUrlRedirect: set only one of defaultService and defaultUrlRedirect"]
@@ -155,14 +155,7 @@ fn a_default_is_a_service_or_a_redirect() {
 #[test]
 fn external_rules_to_http_proxies_listen_on_80_or_8080() {
     let at = |rule: &str| VALID.replacen("- {name: fr, portRange: \"80\",", rule, 1);
-    let errors = |text: String| -> Vec<String> {
-        load_str(&text, "lb.yaml")
-            .diagnostics
-            .items
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    };
+    let errors = |text: String| -> Vec<String> { lines(&text, "lb.yaml") };
     assert!(errors(at(
         "- {name: fr, loadBalancingScheme: EXTERNAL_MANAGED, portRange: \"8080\","
     ))
@@ -194,12 +187,7 @@ fn a_target_grpc_proxy_is_reached_only_under_internal_self_managed() {
         "- name: who-grpc\n  loadBalancingScheme: EXTERNAL_MANAGED\n",
         1,
     );
-    let found: Vec<String> = load_str(&external, "grpc.yaml")
-        .diagnostics
-        .items
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let found: Vec<String> = lines(&external, "grpc.yaml");
     assert_eq!(
         found,
         ["error: grpc.yaml:54: forwardingRules[who-grpc].loadBalancingScheme: EXTERNAL_MANAGED cannot reach a target gRPC proxy; proxyless clients are served under INTERNAL_SELF_MANAGED"]

@@ -293,6 +293,22 @@ impl<'n> Fields<'n> {
         }
     }
 
+    /// Each item of a list field, read by `read` with its resource path (`key[index]`);
+    /// items it makes nothing of are left out.
+    pub fn items<T>(
+        &mut self,
+        key: &'static str,
+        diagnostics: &mut Diagnostics,
+        mut read: impl FnMut(&'n Node, String, &mut Diagnostics) -> Option<T>,
+    ) -> Vec<T> {
+        let base = self.field_path(key);
+        self.list(key, diagnostics)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, item)| read(item, format!("{base}[{index}]"), diagnostics))
+            .collect()
+    }
+
     /// A list of strings.
     pub fn strings(&mut self, key: &'static str, diagnostics: &mut Diagnostics) -> Vec<String> {
         let items = self.list(key, diagnostics);

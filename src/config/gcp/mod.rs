@@ -822,13 +822,9 @@ fn backend_service(
             policy
         })
         .unwrap_or(false);
-    let mut backends = Vec::new();
-    for (index, item) in fields.list("backends", diagnostics).into_iter().enumerate() {
-        let path = format!("{}.backends[{index}]", fields.path);
-        if let Some(backend) = backend(item, file, path, diagnostics) {
-            backends.push(backend);
-        }
-    }
+    let backends = fields.items("backends", diagnostics, |item, path, diagnostics| {
+        backend(item, file, path, diagnostics)
+    });
     fields.ignore(&["network"]);
     let loc = fields.loc();
     let field_locs = [

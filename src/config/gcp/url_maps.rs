@@ -67,17 +67,9 @@ pub(super) fn url_map(
             path_matcher,
         });
     }
-    let mut path_matchers = Vec::new();
-    for (index, item) in fields
-        .list("pathMatchers", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let path = format!("{}.pathMatchers[{index}]", fields.path);
-        if let Some(matcher) = path_matcher(item, file, path, diagnostics) {
-            path_matchers.push(matcher);
-        }
-    }
+    let path_matchers = fields.items("pathMatchers", diagnostics, |item, path, diagnostics| {
+        path_matcher(item, file, path, diagnostics)
+    });
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(UrlMap {
@@ -170,17 +162,9 @@ fn path_matcher(
             });
         }
     }
-    let mut route_rules = Vec::new();
-    for (index, item) in fields
-        .list("routeRules", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let path = format!("{}.routeRules[{index}]", fields.path);
-        if let Some(rule) = route_rule(item, file, path, diagnostics) {
-            route_rules.push(rule);
-        }
-    }
+    let route_rules = fields.items("routeRules", diagnostics, |item, path, diagnostics| {
+        route_rule(item, file, path, diagnostics)
+    });
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(PathMatcher {
@@ -205,13 +189,9 @@ fn route_rule(
     rule.not_served(ROUTE_RULE_NOT_SERVED, diagnostics);
     let priority = rule.integer("priority", 0, 2_147_483_647, diagnostics);
     rule.require("priority", diagnostics);
-    let mut match_rules = Vec::new();
-    for (index, item) in rule.list("matchRules", diagnostics).into_iter().enumerate() {
-        let path = format!("{}.matchRules[{index}]", rule.path);
-        if let Some(matched) = match_rule(item, file, path, diagnostics) {
-            match_rules.push(matched);
-        }
-    }
+    let match_rules = rule.items("matchRules", diagnostics, |item, path, diagnostics| {
+        match_rule(item, file, path, diagnostics)
+    });
     let header_action = header_action(&mut rule, diagnostics);
     let target = rule_target(&mut rule, diagnostics);
     if let Some((target, extras)) = &target {
@@ -277,28 +257,15 @@ fn match_rule(
         }
     }
     let ignore_case = fields.bool("ignoreCase", false, diagnostics);
-    let mut headers = Vec::new();
-    for (index, item) in fields
-        .list("headerMatches", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let path = format!("{}.headerMatches[{index}]", fields.path);
-        if let Some(header) = header_match(item, fields.file(), path, diagnostics) {
-            headers.push(header);
-        }
-    }
-    let mut query_parameters = Vec::new();
-    for (index, item) in fields
-        .list("queryParameterMatches", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let path = format!("{}.queryParameterMatches[{index}]", fields.path);
-        if let Some(parameter) = query_parameter_match(item, fields.file(), path, diagnostics) {
-            query_parameters.push(parameter);
-        }
-    }
+    let file = fields.file().clone();
+    let headers = fields.items("headerMatches", diagnostics, |item, path, diagnostics| {
+        header_match(item, &file, path, diagnostics)
+    });
+    let query_parameters = fields.items(
+        "queryParameterMatches",
+        diagnostics,
+        |item, path, diagnostics| query_parameter_match(item, &file, path, diagnostics),
+    );
     let matched = match paths.len() {
         0 => Some(PathMatch::Prefix(String::new())),
         1 => paths.pop(),
