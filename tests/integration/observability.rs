@@ -2,10 +2,9 @@
 //! `switchyard status` (one line per client), and Prometheus metrics — with a real Envoy and
 //! a raw client that rejects what it is sent.
 
-mod common;
-
-use common::xds::{DeltaClient, Service, CLUSTER};
-use common::*;
+use crate::common;
+use crate::common::xds::{DeltaClient, Service, CLUSTER};
+use crate::common::*;
 use envoy_types::pb::envoy::admin::v3::ClientResourceStatus;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     string_matcher::MatchPattern, NodeMatcher, StringMatcher,

@@ -4,12 +4,10 @@
 //! dual-stack document with no request lost; the family policies and the fallback through
 //! the sidecar as well. These tests need the IPv6 loopback and fail (never skip) without it.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 
 const REQUESTS: usize = 2000;
 /// The binomial standard deviation at n = 2,000 is at most 1.12%; ±4% is over 3.5 of them.

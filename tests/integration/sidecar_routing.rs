@@ -5,15 +5,13 @@
 //! sidecar, and a table of requests must get the same answer through both — status, Location,
 //! the response headers the routes touch, and what the backend saw (path, Host and headers).
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::echo::EchoBackend;
-use common::resources::*;
-use common::scripted::StaticServer;
-use common::sidecar::Sidecar;
-use common::*;
+use crate::common::echo::EchoBackend;
+use crate::common::resources::*;
+use crate::common::scripted::StaticServer;
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
 use envoy_types::pb::envoy::config::core::v3::{
     data_source::Specifier, header_value_option::HeaderAppendAction, DataSource, HeaderValue,
     HeaderValueOption,

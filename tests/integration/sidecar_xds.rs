@@ -1,14 +1,12 @@
-//! The sidecar's xDS client against a scripted ADS server (tests/common/scripted.rs), which
+//! The sidecar's xDS client against a scripted ADS server (tests/integration/common/scripted.rs), which
 //! sends exactly what a test writes: the sidecar ACKs what it applies, asks for the routes and
 //! endpoints its listeners and clusters name, and NACKs a resource it cannot apply — naming the
 //! resource and the field — while the previous config keeps serving.
 
-mod common;
-
-use common::resources::*;
-use common::scripted::ScriptedServer;
-use common::sidecar::Sidecar;
-use common::*;
+use crate::common::resources::*;
+use crate::common::scripted::ScriptedServer;
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, OutlierDetection};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;

@@ -4,12 +4,10 @@
 //! an Envoy handed from one replica to another (same files, content-hash versions) rebuilds
 //! nothing.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
-use common::*;
+use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
+use crate::common::*;
 use switchyard::serve::{self, ServeOptions};
 
 /// An HTTP load balancer on 127.0.0.1:`listen`: `/` goes to `web` on `web_port`, `/api` to

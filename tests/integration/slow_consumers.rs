@@ -2,13 +2,10 @@
 //! client that keeps up is served every update alongside them. The server runs as its own
 //! process so that its memory is measured alone.
 
-mod common;
-
-#[path = "../benches/support/fleet_config.rs"]
-mod fleet_config;
-
-use common::process::{write_atomically, ServeProcess};
-use common::xds::*;
+use crate::common;
+use crate::common::process::{write_atomically, ServeProcess};
+use crate::common::xds::*;
+use crate::fleet_config;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{

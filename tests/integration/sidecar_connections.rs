@@ -5,11 +5,9 @@
 //! HTTP/1.0 end it; hop-by-hop headers, an h2c upgrade offer among them, stop at the sidecar,
 //! which answers in HTTP/1.1 as Envoy does.
 
-mod common;
-
-use common::echo::EchoBackend;
-use common::sidecar::Sidecar;
-use common::*;
+use crate::common::echo::EchoBackend;
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

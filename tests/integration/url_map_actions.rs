@@ -4,10 +4,8 @@
 //! backend service, regexMatch and queryParameterMatches — checked on what the client gets
 //! and what the backend sees, with the target proxy's X-Forwarded-For / -Proto and Via; a retryPolicy on 5xx hides a failing endpoint through both.
 
-mod common;
-
-use common::echo::EchoBackend;
-use common::*;
+use crate::common::echo::EchoBackend;
+use crate::common::*;
 use serde_json::Value;
 
 fn config(listen: u16, first: u16, second: u16) -> String {

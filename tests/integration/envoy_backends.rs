@@ -3,11 +3,9 @@
 //! policies, draining (session affinity through the sidecar as well). Splits are measured over 2,000 requests with a ±4% tolerance (the
 //! binomial standard deviation at n = 2,000 is at most 1.12%, so ±4% is over 3.5 of them).
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 
 const REQUESTS: usize = 2000;
 const TOLERANCE: f64 = 0.04;

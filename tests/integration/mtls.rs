@@ -5,14 +5,13 @@
 //! from another CA, is refused; a rotated server certificate reaches new connections without
 //! a restart. Certificates are made at test time.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
-use common::pki::{tls_channel, Pki};
-use common::xds::*;
-use common::*;
+use crate::common;
+use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
+use crate::common::pki::{tls_channel, Pki};
+use crate::common::xds::*;
+use crate::common::*;
 use rcgen::KeyPair;
 use tokio_rustls::rustls;
 

@@ -4,12 +4,10 @@
 //! the server does not serve, whose one answer comes after every response that was due),
 //! never by waiting.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::xds::*;
-use common::*;
+use crate::common::xds::*;
+use crate::common::*;
 
 /// Backend services `names`, each on its own NEG (endpoint port from `ports`), routed by path
 /// from one URL map `lb` on one listener.

@@ -5,14 +5,13 @@
 //! delta); it carries raw bytes through a TCP listener, and gRPC over HTTP/2 with its
 //! status; SIGTERM lets the request in flight finish.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::sidecar::Sidecar;
-use common::*;
+use crate::common;
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
 
 const SERVICES: [&str; 7] = [
     "web", "api", "admin", "mobile", "shop", "canary-a", "canary-b",

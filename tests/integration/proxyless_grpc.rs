@@ -3,10 +3,9 @@
 //! their name. Splits are measured over 2,000 calls with a ±4% tolerance (the binomial
 //! standard deviation at n = 2,000 is at most 1.12%).
 
-mod common;
-
-use common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
-use common::*;
+use crate::common;
+use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
+use crate::common::*;
 
 const CALLS: usize = 2000;
 const TOLERANCE: f64 = 0.04;

@@ -1,9 +1,7 @@
 //! End to end through a real Envoy: YAML → Switchyard → ADS → Envoy → HTTP backends on
 //! 127.0.0.1. Covers routing, a live weight change, a rejected edit, and an Envoy NACK.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// A load balancer on 127.0.0.1:`listen`: `/api…` → `api`; everything else is split between
 /// `blue` and `green` by weight.

@@ -3,13 +3,11 @@
 //! swaps, truncated and half-written files held back, hostile YAML refused within a memory
 //! bound, a server started without a valid config, SIGHUP, and a graceful SIGTERM.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::process::{idle, write_atomically, ConfigMapVolume, ServeProcess};
-use common::*;
+use crate::common::process::{idle, write_atomically, ConfigMapVolume, ServeProcess};
+use crate::common::*;
 
 /// An HTTP load balancer on 127.0.0.1:`listen` with one backend service per backend, each
 /// reachable at `/NAME`; everything else goes to `default`.

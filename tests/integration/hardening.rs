@@ -3,13 +3,11 @@
 //! backed off while the admin port keeps answering; garbage on the wire hurting nobody but
 //! the sender. A well-behaved client is served alongside throughout.
 
-mod common;
-
 use std::time::Duration;
 
-use common::process::ServeProcess;
-use common::xds::*;
-use common::*;
+use crate::common::process::ServeProcess;
+use crate::common::xds::*;
+use crate::common::*;
 use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;

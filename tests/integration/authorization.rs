@@ -6,14 +6,13 @@
 //! PERMISSION_DENIED and counted; a policy edit applies to connected clients; grpcio calls
 //! the proxyless service its identity is granted.
 
-mod common;
-
 use std::net::SocketAddr;
 
-use common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
-use common::pki::{tls_channel, Pki};
-use common::xds::*;
-use common::*;
+use crate::common;
+use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
+use crate::common::pki::{tls_channel, Pki};
+use crate::common::xds::*;
+use crate::common::*;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 
 fn example() -> String {

@@ -1,0 +1,32 @@
+//! Every integration test, in one binary: the suite links the whole crate (and Envoy's
+//! generated types) once instead of once per file, which keeps a clean build of the tests
+//! to a fraction of the disk and link time. Each module is one area; the shared harness is
+//! `common`. Run one area with `cargo test --test integration sidecar::`.
+
+mod common;
+#[path = "../../benches/support/fleet_config.rs"]
+mod fleet_config;
+
+mod authorization;
+mod cli;
+mod config_source;
+mod conformance;
+mod envoy_backends;
+mod envoy_delta;
+mod envoy_dual_stack;
+mod envoy_routing;
+mod hardening;
+mod mtls;
+mod observability;
+mod properties;
+mod proxyless_grpc;
+mod sidecar;
+mod sidecar_connections;
+mod sidecar_routing;
+mod sidecar_xds;
+mod slow_consumers;
+mod translation;
+mod url_map_actions;
+mod validation;
+mod validation_gcloud;
+mod validation_url_maps;
