@@ -17,6 +17,8 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/http/stateful_session/cookie/v3/cookie.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/service/discovery/v3/discovery.proto",
+    "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/transport_sockets/tls/v3/secret.proto",
 ];
 
 /// Include roots inside the envoy-types proto folder.

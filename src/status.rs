@@ -30,11 +30,12 @@ pub async fn fetch_clients(admin: SocketAddr) -> anyhow::Result<Value> {
     serde_json::from_slice(&body).context("reading /clients")
 }
 
-const TYPES: [(&str, &str); 4] = [
+const TYPES: [(&str, &str); 5] = [
     ("Cluster", "CDS"),
     ("ClusterLoadAssignment", "EDS"),
     ("Listener", "LDS"),
     ("RouteConfiguration", "RDS"),
+    ("Secret", "SDS"),
 ];
 
 /// The table `switchyard status` prints for a `/clients` answer.
@@ -94,9 +95,9 @@ mod tests {
         ]});
         assert_eq!(
             table(&clients),
-            "NODE        KIND     PROTOCOL  SERVICE  CDS       EDS    LDS     RDS     SNAPSHOT\n\
-             envoy-1     envoy    delta     ads      SYNCED    STALE  NACKED  SYNCED  abc\n\
-             (stream 2)  unknown  sotw      Cluster  NOT_SENT  -      -       -\n"
+            "NODE        KIND     PROTOCOL  SERVICE  CDS       EDS    LDS     RDS     SDS  SNAPSHOT\n\
+             envoy-1     envoy    delta     ads      SYNCED    STALE  NACKED  SYNCED  -    abc\n\
+             (stream 2)  unknown  sotw      Cluster  NOT_SENT  -      -       -       -\n"
         );
     }
 }

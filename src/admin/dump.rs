@@ -90,6 +90,7 @@ impl DumpFilter {
 
 fn plural_of(type_url: TypeUrl) -> &'static str {
     match type_url {
+        TypeUrl::Secret => "secrets",
         TypeUrl::Cluster => "clusters",
         TypeUrl::Endpoint => "endpoints",
         TypeUrl::Listener => "listeners",
@@ -156,7 +157,7 @@ pub fn write_dump(
         serde_json::to_string(&snapshot.version)?
     )?;
     let envoy = |type_url: TypeUrl| match type_url {
-        TypeUrl::Cluster => Some(ViewKey::Shared),
+        TypeUrl::Cluster | TypeUrl::Secret => Some(ViewKey::Shared),
         TypeUrl::Endpoint => Some(ViewKey::Region(String::new())),
         _ => Some(ViewKey::Audience(Audience::Envoy)),
     };
@@ -263,8 +264,8 @@ mod tests {
         assert!(filter.shows_type(TypeUrl::Cluster));
         assert!(filter.shows_type(TypeUrl::Endpoint));
         assert!(!filter.shows_type(TypeUrl::Listener));
-        let error = DumpFilter::parse(Some("secrets"), None).unwrap_err();
-        assert!(error.0.starts_with("unknown type `secrets`; use one of"));
+        let error = DumpFilter::parse(Some("runtimes"), None).unwrap_err();
+        assert!(error.0.starts_with("unknown type `runtimes`; use one of"));
     }
 
     #[test]

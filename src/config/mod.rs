@@ -2,6 +2,7 @@
 //! style references, and file watching. Knows YAML; knows nothing of xDS.
 
 pub mod access;
+pub mod certificates;
 pub mod gcp;
 pub mod reader;
 pub mod references;
@@ -23,6 +24,8 @@ pub use yaml::YamlLimits;
 pub struct Loaded {
     pub model: Model,
     pub diagnostics: Diagnostics,
+    /// Files read besides the YAML (certificates and keys), with what they held.
+    pub referenced: Vec<certificates::ReferencedFile>,
 }
 
 impl Loaded {
@@ -63,6 +66,7 @@ pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
             ),
         }
     }
+    loaded.referenced = certificates::resolve(&mut loaded.model, &mut loaded.diagnostics);
     model::validate::check(&loaded.model, &mut loaded.diagnostics);
     loaded.diagnostics.sort();
     loaded

@@ -41,9 +41,24 @@ pub struct WatchPlan {
 }
 
 impl WatchPlan {
-    /// The plan for a config path as the file system stands now.
-    pub fn for_path(path: &Path) -> WatchPlan {
+    /// The plan for a config path, and the files it names (certificates), as the file system
+    /// stands now.
+    pub fn for_path(path: &Path, referenced: &[PathBuf]) -> WatchPlan {
         let mut plan = WatchPlan::default();
+        if let Some(real) = plan.watch_path(path) {
+            if real.is_dir() {
+                plan.folders.entry(real).or_default().config_folder = true;
+            }
+        }
+        for file in referenced {
+            plan.watch_path(file);
+        }
+        plan
+    }
+
+    /// Watches `path` and every hop of the symlinks it goes through; returns where it leads.
+    fn watch_path(&mut self, path: &Path) -> Option<PathBuf> {
+        let plan = self;
         let given = absolute(path);
         plan.watch_entry(&given);
         let mut current = given.clone();
@@ -61,13 +76,9 @@ impl WatchPlan {
             current = folder.join(target);
             plan.watch_entry(&current);
         }
-        if let Ok(real) = std::fs::canonicalize(&given) {
-            plan.watch_entry(&real);
-            if real.is_dir() {
-                plan.folders.entry(real).or_default().config_folder = true;
-            }
-        }
-        plan
+        let real = std::fs::canonicalize(&given).ok()?;
+        plan.watch_entry(&real);
+        Some(real)
     }
 
     /// Watches the folder holding `entry` for changes to it (or, when that folder does not
@@ -126,6 +137,8 @@ pub struct ConfigWatch {
     watcher: Mutex<RecommendedWatcher>,
     plan: Arc<Mutex<WatchPlan>>,
     changed: Arc<Notify>,
+    /// Files the config names (certificates and keys), watched too.
+    referenced: Mutex<Vec<PathBuf>>,
 }
 
 impl ConfigWatch {
@@ -155,6 +168,7 @@ impl ConfigWatch {
             watcher: Mutex::new(watcher),
             plan,
             changed,
+            referenced: Mutex::new(Vec::new()),
         };
         watch.rearm();
         Ok(watch)
@@ -169,7 +183,12 @@ impl ConfigWatch {
     /// Recomputes what to watch from the file system as it is now. Call after each wake-up,
     /// before reading.
     pub fn rearm(&self) {
-        let next = WatchPlan::for_path(&self.path);
+        let referenced = self
+            .referenced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let next = WatchPlan::for_path(&self.path, &referenced);
         let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
         let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
         for gone in plan
@@ -186,6 +205,18 @@ impl ConfigWatch {
             }
         }
         *plan = next;
+    }
+
+    /// Watches `files` (what the last load read besides the YAML) from now on, instead of the
+    /// ones before.
+    pub fn set_referenced(&self, files: Vec<PathBuf>) {
+        let mut referenced = self.referenced.lock().unwrap_or_else(|e| e.into_inner());
+        if *referenced == files {
+            return;
+        }
+        *referenced = files;
+        drop(referenced);
+        self.rearm();
     }
 
     /// The folders watched now.
@@ -229,7 +260,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         config_map(&root);
-        let plan = WatchPlan::for_path(&root.join("lb.yaml"));
+        let plan = WatchPlan::for_path(&root.join("lb.yaml"), &[]);
         assert!(plan.concerns(&root.join("lb.yaml")));
         assert!(plan.concerns(&root.join("..data")), "the swap of ..data");
         assert!(plan.concerns(&root.join("..v1/lb.yaml")), "the real file");
@@ -242,7 +273,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         config_map(&root);
-        let plan = WatchPlan::for_path(&root);
+        let plan = WatchPlan::for_path(&root, &[]);
         assert!(plan.concerns(&root.join("new.yaml")));
         assert!(plan.concerns(&root.join("..data")));
         assert!(!plan.concerns(&root.join(".new.yaml.swp")));
@@ -253,9 +284,26 @@ mod tests {
     fn a_missing_folder_is_watched_from_its_nearest_ancestor() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
-        let plan = WatchPlan::for_path(&root.join("later/lb.yaml"));
+        let plan = WatchPlan::for_path(&root.join("later/lb.yaml"), &[]);
         assert_eq!(plan.folders().collect::<Vec<_>>(), vec![root.as_path()]);
         assert!(plan.concerns(&root.join("later")));
+    }
+
+    #[test]
+    fn files_the_config_names_are_watched_through_their_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let certs = root.join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        config_map(&certs);
+        let plan = WatchPlan::for_path(&root.join("lb.yaml"), &[certs.join("lb.yaml")]);
+        assert!(plan.concerns(&certs.join("lb.yaml")));
+        assert!(
+            plan.concerns(&certs.join("..data")),
+            "a cert-manager style swap"
+        );
+        assert!(plan.concerns(&certs.join("..v1/lb.yaml")));
+        assert!(!plan.concerns(&certs.join("other.pem")));
     }
 
     #[test]

@@ -6,8 +6,10 @@ pub mod capacity;
 pub mod diagnostics;
 pub mod regions;
 pub mod resources;
+pub mod tls;
 pub mod validate;
 
 pub use access::XdsClientRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Loc, Severity};
 pub use resources::*;
+pub use tls::{ProxyTls, SslCertificate, SslPolicy, SslProfile, TlsVersion};

@@ -46,6 +46,8 @@ macro_rules! cloud_enum {
     };
 }
 
+pub(crate) use cloud_enum;
+
 /// A reference from one resource to another, by plain name, with where it was written.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ref {
@@ -67,6 +69,8 @@ pub struct Model {
     pub url_maps: BTreeMap<String, UrlMap>,
     pub target_proxies: BTreeMap<String, TargetProxy>,
     pub forwarding_rules: BTreeMap<String, ForwardingRule>,
+    pub ssl_certificates: BTreeMap<String, super::SslCertificate>,
+    pub ssl_policies: BTreeMap<String, super::SslPolicy>,
     /// Failover preferences: client region → regions to try next, in order.
     pub region_order: BTreeMap<String, Vec<String>>,
     /// Who may use the xDS port and receive what; empty means everyone, everything.
@@ -157,21 +161,35 @@ pub struct Endpoint {
 
 cloud_enum!(BackendProtocol {
     Http => "HTTP",
+    Https => "HTTPS",
     Http2 => "HTTP2",
+    H2c => "H2C",
     Grpc => "GRPC",
     Tcp => "TCP",
+    Ssl => "SSL",
 });
 
 impl BackendProtocol {
     /// HTTP-family services (gRPC included) sit behind HTTP or gRPC proxies; TCP ones behind
     /// TCP proxies.
     pub fn is_http(self) -> bool {
-        !matches!(self, BackendProtocol::Tcp)
+        !matches!(self, BackendProtocol::Tcp | BackendProtocol::Ssl)
+    }
+
+    /// HTTPS, HTTP2 (HTTP/2 over TLS, as the cloud speaks it) and SSL reach backends over TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(
+            self,
+            BackendProtocol::Https | BackendProtocol::Http2 | BackendProtocol::Ssl
+        )
     }
 
     /// Whether backends are spoken to over HTTP/2.
     pub fn is_http2(self) -> bool {
-        matches!(self, BackendProtocol::Http2 | BackendProtocol::Grpc)
+        matches!(
+            self,
+            BackendProtocol::Http2 | BackendProtocol::H2c | BackendProtocol::Grpc
+        )
     }
 }
 
@@ -526,6 +544,8 @@ pub struct TargetProxy {
     #[serde(skip)]
     pub loc: Loc,
     pub target: ProxyTarget,
+    /// targetHttpsProxies: the certificates and policy TLS is terminated with.
+    pub tls: Option<super::ProxyTls>,
 }
 
 /// What a target proxy hands connections to.

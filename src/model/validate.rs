@@ -25,6 +25,9 @@ pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
         match &proxy.target {
             ProxyTarget::UrlMap(url_map) => {
                 expect(&model.url_maps, url_map, "urlMaps", diagnostics);
+                if let Some(tls) = &proxy.tls {
+                    super::tls::check_proxy_tls(model, tls, diagnostics);
+                }
             }
             ProxyTarget::Grpc {
                 url_map,
@@ -86,7 +89,7 @@ fn expect_protocol(model: &Model, reference: &Ref, http: bool, diagnostics: &mut
     };
     if service.protocol.is_http() != http {
         let (wanted, user) = if http {
-            ("HTTP or HTTP2", "a URL map")
+            ("HTTP, HTTPS, HTTP2, H2C or GRPC", "a URL map")
         } else {
             ("TCP", "a target TCP proxy")
         };
@@ -691,6 +694,17 @@ fn check_proxyless(
                 ),
             );
         }
+        if service.protocol.uses_tls() {
+            report(
+                service.loc_of("protocol"),
+                format!("{base}.protocol"),
+                format!(
+                    "protocol {} means TLS to the backends, which proxyless gRPC clients only do \
+                     with xDS security certificates; use GRPC or H2C",
+                    service.protocol.as_str()
+                ),
+            );
+        }
         if service.timeout_sec_written {
             report(
                 service.loc_of("timeoutSec"),
@@ -778,7 +792,7 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
 }
 
 /// The cloud's rules for a forwarding rule's scheme and port by target (004): an external
-/// rule to a target HTTP proxy listens on 80 or 8080; targetGrpcProxies serve proxyless
+/// rule to a target HTTP proxy listens on 80 or 8080, to a target HTTPS proxy on 443; targetGrpcProxies serve proxyless
 /// clients, which only INTERNAL_SELF_MANAGED reaches. A rule that does not write its scheme
 /// is served as Traffic Director serves INTERNAL_SELF_MANAGED: on any port.
 fn check_scheme_and_port(
@@ -795,7 +809,21 @@ fn check_scheme_and_port(
         LoadBalancingScheme::External | LoadBalancingScheme::ExternalManaged
     );
     match &proxy.target {
-        ProxyTarget::UrlMap(_) if external && ![80, 8080].contains(&rule.port) => {
+        ProxyTarget::UrlMap(_) if external && proxy.tls.is_some() && rule.port != 443 => {
+            diagnostics.error(
+                &rule.loc,
+                format!("{path}.portRange"),
+                format!(
+                    "an {} forwarding rule to a target HTTPS proxy listens on port 443, not {}; \
+                     for another port use loadBalancingScheme INTERNAL_SELF_MANAGED",
+                    scheme.as_str(),
+                    rule.port
+                ),
+            );
+        }
+        ProxyTarget::UrlMap(_)
+            if external && proxy.tls.is_none() && ![80, 8080].contains(&rule.port) =>
+        {
             diagnostics.error(
                 &rule.loc,
                 format!("{path}.portRange"),

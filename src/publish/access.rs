@@ -89,6 +89,7 @@ fn allowed(model: &Model, rule: &XdsClientRule, resources: &Resources) -> Allowe
         proxyless_listeners: proxyless.listeners,
         proxyless_routes: proxyless.routes,
         clusters,
+        secrets: envoy.secrets,
     }
 }
 
@@ -98,6 +99,7 @@ struct Granted {
     listeners: BTreeSet<String>,
     routes: BTreeSet<String>,
     clusters: BTreeSet<String>,
+    secrets: BTreeSet<String>,
 }
 
 fn granted_listeners(
@@ -111,6 +113,7 @@ fn granted_listeners(
         granted.listeners.insert(listener.name.clone());
         granted.clusters.extend(used.clusters);
         granted.routes.extend(used.routes);
+        granted.secrets.extend(used.secrets);
     }
     for route in routes.iter().filter(|r| granted.routes.contains(&r.name)) {
         granted.clusters.extend(route_clusters(route));

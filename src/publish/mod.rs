@@ -336,6 +336,10 @@ pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpo
         (TypeUrl::Cluster, ViewKey::Shared),
         encoded(&resources.clusters, |c| &c.name),
     );
+    views.insert(
+        (TypeUrl::Secret, ViewKey::Shared),
+        encoded(&resources.secrets, |s| &s.name),
+    );
     let envoy = ViewKey::Audience(Audience::Envoy);
     let proxyless = ViewKey::Audience(Audience::Proxyless);
     views.insert(

@@ -15,6 +15,9 @@ use tokio::sync::Notify;
 use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use sha2::{Digest, Sha256};
+
+use crate::config::certificates::{self, ReferencedFile};
 use crate::config::{self, source, watch::ConfigWatch, ReadLimits};
 use crate::metrics::Metrics;
 
@@ -49,6 +52,8 @@ pub struct Reloader {
     status: Arc<RwLock<ConfigStatus>>,
     metrics: Arc<Metrics>,
     last_fingerprint: Mutex<Option<String>>,
+    /// The files the last load read besides the YAML (certificates), with their digests.
+    referenced: Mutex<Vec<ReferencedFile>>,
 }
 
 impl Reloader {
@@ -67,6 +72,7 @@ impl Reloader {
             status,
             metrics,
             last_fingerprint: Mutex::new(None),
+            referenced: Mutex::new(Vec::new()),
         }
     }
 
@@ -76,7 +82,9 @@ impl Reloader {
         let started = Instant::now();
         let sources = source::read_sources(&self.path, &self.limits);
         self.status_mut().reads += 1;
-        let fingerprint = sources.fingerprint.clone();
+        // A renewed certificate file is new content even when no YAML changed.
+        let referenced_now = certificates::digests_now(&self.referenced_files());
+        let fingerprint = combined_fingerprint(&sources.fingerprint, &referenced_now);
         if trigger == Trigger::GraceOver
             && self.publisher.pending_fingerprint().as_deref() == Some(fingerprint.as_str())
         {
@@ -96,6 +104,14 @@ impl Reloader {
         }
         let bytes = sources.total_bytes() as u64;
         let loaded = config::load_sources(&sources, &self.limits);
+        // What the load read may differ from what was digested above (another set of files,
+        // or a file written in between): remember the content that was loaded.
+        let fingerprint = combined_fingerprint(&sources.fingerprint, &loaded.referenced);
+        *self
+            .last_fingerprint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(fingerprint.clone());
+        *self.referenced.lock().unwrap_or_else(|e| e.into_inner()) = loaded.referenced.clone();
         drop(sources);
         let offered = self.publisher.offer(loaded, &fingerprint, Instant::now());
         let elapsed = started.elapsed();
@@ -118,6 +134,12 @@ impl Reloader {
             "config loaded"
         );
         Some(offered)
+    }
+
+    /// The files the last load read besides the YAML, to watch.
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        let referenced = self.referenced.lock().unwrap_or_else(|e| e.into_inner());
+        referenced.iter().map(|file| file.path.clone()).collect()
     }
 
     fn status_mut(&self) -> std::sync::RwLockWriteGuard<'_, ConfigStatus> {
@@ -147,6 +169,8 @@ pub async fn run(
     // The memory a load freed is given back a little later, off the path of the push (the
     // first load happened before this loop started).
     let mut trim_at = Some(Instant::now() + TRIM_AFTER);
+    // The certificate files the first load read.
+    watch.set_referenced(reloader.referenced_files());
     loop {
         let deadline = reloader.publisher.next_deadline();
         let trigger = tokio::select! {
@@ -176,6 +200,7 @@ pub async fn run(
         if reload_off_runtime(&reloader, trigger).await.is_some() {
             trim_at = Some(Instant::now() + TRIM_AFTER);
         }
+        watch.set_referenced(reloader.referenced_files());
     }
 }
 
@@ -192,6 +217,22 @@ async fn settle(watch: &ConfigWatch) {
             _ = tokio::time::sleep(QUIET) => return,
         }
     }
+}
+
+/// The YAML's fingerprint extended with the digests of the files it names, so that equal
+/// fingerprints still mean equal configs.
+fn combined_fingerprint(yaml: &str, referenced: &[ReferencedFile]) -> String {
+    if referenced.is_empty() {
+        return yaml.to_string();
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(yaml.as_bytes());
+    for file in referenced {
+        hasher.update(file.path.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        hasher.update(file.digest.as_bytes());
+    }
+    format!("{:x}", hasher.finalize())
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::route::v3::route_action::{
 };
 use envoy_types::pb::envoy::r#type::v3 as envoy_type;
 
-use crate::model::{BackendService, SessionAffinity};
+use crate::model::{BackendService, LoadBalancingScheme, SessionAffinity};
 
 use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::config::route::v3::FilterConfig;
@@ -25,9 +25,14 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::{seconds, to_any};
 
-/// Name of the cookie GENERATED_COOKIE affinity issues (as internal load balancers and Traffic
-/// Director name it).
-pub const GENERATED_COOKIE_NAME: &str = "GCILB";
+/// Name of the cookie GENERATED_COOKIE affinity issues: `GCLB` behind the global external
+/// schemes, `GCILB` behind the internal ones and Traffic Director, as the cloud names it.
+pub fn generated_cookie_name(service: &BackendService) -> &'static str {
+    match service.load_balancing_scheme {
+        LoadBalancingScheme::External | LoadBalancingScheme::ExternalManaged => "GCLB",
+        _ => "GCILB",
+    }
+}
 
 /// Hashing the header that HEADER_FIELD affinity names.
 fn header_policy(service: &BackendService) -> PolicySpecifier {
@@ -53,7 +58,7 @@ pub fn route_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
         }
         // A ttl (0 = session cookie) makes Envoy issue the cookie when the request lacks it.
         SessionAffinity::GeneratedCookie => PolicySpecifier::Cookie(Cookie {
-            name: GENERATED_COOKIE_NAME.to_string(),
+            name: generated_cookie_name(service).to_string(),
             ttl: Some(seconds(u64::from(service.affinity_cookie_ttl_sec))),
             path: "/".to_string(),
             ..Default::default()
@@ -107,11 +112,11 @@ pub fn proxyless_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
 pub const STATEFUL_SESSION: &str = "envoy.filters.http.stateful_session";
 const COOKIE_SESSION_STATE: &str = "envoy.http.stateful_session.cookie";
 
-/// The session cookie of GENERATED_COOKIE (`GCILB`) and HTTP_COOKIE affinity.
+/// The session cookie of GENERATED_COOKIE (`GCLB` / `GCILB`) and HTTP_COOKIE affinity.
 pub fn session_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
     match service.session_affinity {
         SessionAffinity::GeneratedCookie => Some(envoy_http::Cookie {
-            name: GENERATED_COOKIE_NAME.to_string(),
+            name: generated_cookie_name(service).to_string(),
             ttl: Some(seconds(u64::from(service.affinity_cookie_ttl_sec))),
             path: "/".to_string(),
             ..Default::default()

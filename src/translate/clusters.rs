@@ -3,8 +3,6 @@
 //! balancing-mode capacities take effect), and the backend protocol. ORIGINAL_DESTINATION
 //! becomes an original-destination cluster, which takes no endpoints.
 
-use std::collections::HashMap;
-
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers::Thresholds, CircuitBreakers, OutlierDetection as EnvoyOutlierDetection,
 };
@@ -19,28 +17,20 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 };
 use envoy_types::pb::envoy::config::core::v3::{
     config_source::ConfigSourceSpecifier, ApiVersion, ConfigSource, HealthStatus, HealthStatusSet,
-    Http2ProtocolOptions, SelfConfigSource,
-};
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
-    http_protocol_options::{
-        explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
-    },
-    HttpProtocolOptions,
+    SelfConfigSource,
 };
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value, UInt64Value};
 
 use crate::model::{BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model};
 
 use super::affinity::session_cookie;
-use super::{ads_config_source, seconds, to_any};
+use super::{ads_config_source, seconds};
 
 /// How long Envoy waits for a TCP connection to a backend.
 pub const CONNECT_TIMEOUT_SEC: u64 = 5;
 
 /// The cloud's default ring size for RING_HASH.
 pub const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
-
-pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub fn clusters_for(model: &Model) -> Vec<Cluster> {
     model.backend_services.values().map(cluster_for).collect()
@@ -127,10 +117,7 @@ pub fn cluster_for(service: &BackendService) -> Cluster {
             ..Default::default()
         });
     }
-    if service.protocol.is_http2() {
-        cluster.typed_extension_protocol_options =
-            HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&http2_only()))]);
-    }
+    super::backend_protocol::apply(service, &mut cluster);
     cluster
 }
 
@@ -169,18 +156,5 @@ fn lb_policy(policy: LocalityLbPolicy) -> LbPolicy {
         LocalityLbPolicy::Random => LbPolicy::Random,
         LocalityLbPolicy::Maglev | LocalityLbPolicy::WeightedMaglev => LbPolicy::Maglev,
         LocalityLbPolicy::OriginalDestination => LbPolicy::ClusterProvided,
-    }
-}
-
-fn http2_only() -> HttpProtocolOptions {
-    HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-            ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                    Http2ProtocolOptions::default(),
-                )),
-            },
-        )),
-        ..Default::default()
     }
 }

@@ -18,6 +18,7 @@ pub fn resources_to_json(resources: &super::Resources) -> Value {
         "routes": resources.routes.iter().map(message_to_json).collect::<Vec<_>>(),
         "clusters": resources.clusters.iter().map(message_to_json).collect::<Vec<_>>(),
         "endpoints": resources.endpoints.iter().map(message_to_json).collect::<Vec<_>>(),
+        "secrets": resources.secrets.iter().map(message_to_json).collect::<Vec<_>>(),
         "proxyless_listeners": resources.proxyless_listeners.iter().map(message_to_json).collect::<Vec<_>>(),
         "proxyless_routes": resources.proxyless_routes.iter().map(message_to_json).collect::<Vec<_>>(),
     })

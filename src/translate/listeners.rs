@@ -1,5 +1,6 @@
-//! Forwarding rule (→ target HTTP proxy → URL map) → Listener with an HTTP connection manager
-//! that gets its routes over RDS.
+//! Forwarding rule (→ target HTTP or HTTPS proxy → URL map) → Listener with an HTTP connection
+//! manager that gets its routes over RDS (and, for HTTPS, terminates TLS with certificates it
+//! gets over SDS).
 
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address::PortSpecifier, Address, SocketAddress,
@@ -17,6 +18,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue};
 use crate::model::{BackendService, ForwardingRule, Model, ProxyTarget};
 
 use super::affinity::tcp_hash_policies;
+use super::secrets::downstream_tls;
 use super::{ads_config_source, seconds, to_any};
 
 pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
@@ -56,7 +58,12 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
             match &proxy.target {
                 ProxyTarget::UrlMap(url_map) => {
                     let url_map = model.url_maps.get(&url_map.name)?;
-                    Some(http_listener_for(rule, &proxy.name, &url_map.name))
+                    let mut listener = http_listener_for(rule, &proxy.name, &url_map.name);
+                    if let Some(tls) = &proxy.tls {
+                        listener.filter_chains[0].transport_socket =
+                            Some(downstream_tls(model, tls));
+                    }
+                    Some(listener)
                 }
                 ProxyTarget::Service(service) => {
                     let service = model.backend_services.get(&service.name)?;

@@ -3,6 +3,7 @@
 //! stable across restarts and replicas. No I/O here.
 
 pub mod affinity;
+pub mod backend_protocol;
 pub mod clusters;
 pub mod endpoints;
 pub mod json;
@@ -10,6 +11,7 @@ pub mod listeners;
 pub mod proxyless;
 pub mod references;
 pub mod routes;
+pub mod secrets;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
@@ -18,6 +20,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::{Any, Duration};
 
 use crate::model::{DrainingEndpoint, Model};
@@ -29,6 +32,8 @@ pub struct Resources {
     pub routes: Vec<RouteConfiguration>,
     pub clusters: Vec<Cluster>,
     pub endpoints: Vec<ClusterLoadAssignment>,
+    /// The certificates of target HTTPS proxies (SDS), for Envoy.
+    pub secrets: Vec<Secret>,
     /// What proxyless gRPC clients get instead of `listeners` and `routes`.
     pub proxyless_listeners: Vec<Listener>,
     pub proxyless_routes: Vec<RouteConfiguration>,
@@ -46,6 +51,7 @@ pub fn translate_with_draining(model: &Model, draining: &[DrainingEndpoint]) -> 
         routes: routes::route_configurations_for(model),
         clusters: clusters::clusters_for(model),
         endpoints: endpoints::assignments_for(model, None, draining),
+        secrets: secrets::secrets_for(model),
         proxyless_listeners: proxyless::proxyless_listeners_for(model),
         proxyless_routes: proxyless::proxyless_route_configurations_for(model),
     }

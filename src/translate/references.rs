@@ -1,15 +1,17 @@
 //! What xDS resources refer to: the route configurations and clusters a listener uses, the
-//! clusters a route configuration sends to. Read from the resources themselves, so it stays
+//! certificates a listener terminates TLS with, the clusters a route configuration sends to. Read from the resources themselves, so it stays
 //! true whatever the translation puts in them. Pure.
 
 use std::collections::BTreeSet;
 
+use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
 use envoy_types::pb::envoy::config::route::v3::{route::Action, route_action, RouteConfiguration};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
@@ -20,6 +22,8 @@ pub struct ListenerReferences {
     pub routes: BTreeSet<String>,
     /// Clusters it sends to directly (TCP proxies, inline route configurations).
     pub clusters: BTreeSet<String>,
+    /// Secrets (certificates) its TLS filter chains take over SDS.
+    pub secrets: BTreeSet<String>,
 }
 
 /// The route configurations and clusters `listener` refers to.
@@ -29,9 +33,18 @@ pub fn listener_references(listener: &Listener) -> ListenerReferences {
         .filter_chains
         .iter()
         .chain(listener.default_filter_chain.as_ref());
-    for filter in chains.flat_map(|chain| &chain.filters) {
-        if let Some(filter::ConfigType::TypedConfig(config)) = &filter.config_type {
-            add_filter_references(config, &mut found);
+    for chain in chains {
+        for filter in &chain.filters {
+            if let Some(filter::ConfigType::TypedConfig(config)) = &filter.config_type {
+                add_filter_references(config, &mut found);
+            }
+        }
+        if let Some(ConfigType::TypedConfig(config)) = chain
+            .transport_socket
+            .as_ref()
+            .and_then(|socket| socket.config_type.as_ref())
+        {
+            add_secret_references(config, &mut found.secrets);
         }
     }
     if let Some(config) = listener
@@ -42,6 +55,21 @@ pub fn listener_references(listener: &Listener) -> ListenerReferences {
         add_filter_references(config, &mut found);
     }
     found
+}
+
+/// The certificates a downstream TLS context takes over SDS.
+fn add_secret_references(config: &Any, secrets: &mut BTreeSet<String>) {
+    if config.type_url != DownstreamTlsContext::type_url() {
+        return;
+    }
+    let Ok(context) = DownstreamTlsContext::decode(config.value.as_slice()) else {
+        return;
+    };
+    let sds = context
+        .common_tls_context
+        .into_iter()
+        .flat_map(|common| common.tls_certificate_sds_secret_configs);
+    secrets.extend(sds.map(|config| config.name));
 }
 
 fn add_filter_references(config: &Any, found: &mut ListenerReferences) {

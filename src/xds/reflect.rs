@@ -26,7 +26,8 @@ pub fn decode(type_url: &str, bytes: &[u8]) -> Result<DynamicMessage, String> {
     DynamicMessage::decode(descriptor, bytes).map_err(|error| error.to_string())
 }
 
-/// JSON for one resource given as type URL and encoded bytes; `@type` first.
+/// JSON for one resource given as type URL and encoded bytes; `@type` first. A Secret's
+/// private key is shown as `[redacted]`, as Envoy's own config dump shows it.
 pub fn resource_to_json(type_url: &str, bytes: &[u8]) -> Value {
     let rendered = decode(type_url, bytes).and_then(|message| {
         let options = SerializeOptions::new().use_proto_field_name(true);
@@ -43,6 +44,14 @@ pub fn resource_to_json(type_url: &str, bytes: &[u8]) -> Value {
         }
         Err(error) => {
             object.insert("error".to_string(), Value::String(error));
+        }
+    }
+    if type_url == crate::xds::types::SECRET {
+        if let Some(key) = object
+            .get_mut("tls_certificate")
+            .and_then(|certificate| certificate.get_mut("private_key"))
+        {
+            *key = serde_json::json!({ "inline_string": "[redacted]" });
         }
     }
     Value::Object(object)

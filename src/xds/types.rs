@@ -7,6 +7,8 @@ use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TypeUrl {
+    /// TLS certificates (SDS), named by the listeners that terminate TLS with them.
+    Secret,
     Cluster,
     Endpoint,
     Listener,
@@ -14,8 +16,12 @@ pub enum TypeUrl {
 }
 
 impl TypeUrl {
+    /// How many types there are, for arrays indexed by type.
+    pub const COUNT: usize = 5;
+
     /// Every type, in push order: add before reference.
-    pub const ALL: [TypeUrl; 4] = [
+    pub const ALL: [TypeUrl; TypeUrl::COUNT] = [
+        TypeUrl::Secret,
         TypeUrl::Cluster,
         TypeUrl::Endpoint,
         TypeUrl::Listener,
@@ -24,6 +30,7 @@ impl TypeUrl {
 
     pub fn url(self) -> &'static str {
         match self {
+            TypeUrl::Secret => SECRET,
             TypeUrl::Cluster => CLUSTER,
             TypeUrl::Endpoint => ENDPOINT,
             TypeUrl::Listener => LISTENER,
@@ -35,7 +42,8 @@ impl TypeUrl {
         TypeUrl::ALL.into_iter().find(|t| t.url() == url)
     }
 
-    /// The message name: `Cluster`, `ClusterLoadAssignment`, `Listener`, `RouteConfiguration`.
+    /// The message name: `Secret`, `Cluster`, `ClusterLoadAssignment`, `Listener`,
+    /// `RouteConfiguration`.
     pub fn short_name(self) -> &'static str {
         short_name(self.url())
     }
@@ -46,7 +54,8 @@ impl TypeUrl {
     }
 
     /// State-of-the-world responses of this type carry every resource; one left out is
-    /// deleted. (Endpoint and Route responses carry what changed; one left out is unchanged.)
+    /// deleted. (Secret, Endpoint and Route responses carry what changed; one left out is
+    /// unchanged.)
     pub fn is_full_state(self) -> bool {
         matches!(self, TypeUrl::Cluster | TypeUrl::Listener)
     }
@@ -80,6 +89,7 @@ impl fmt::Display for TypeUrl {
     }
 }
 
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -101,6 +111,8 @@ mod tests {
         }
         assert_eq!(TypeUrl::from_url("type.googleapis.com/made.up"), None);
         assert!(TypeUrl::Cluster < TypeUrl::Endpoint && TypeUrl::Listener < TypeUrl::Route);
+        assert!(TypeUrl::Secret < TypeUrl::Listener);
+        assert_eq!(TypeUrl::ALL.len(), TypeUrl::COUNT);
         assert_eq!(TypeUrl::Endpoint.short_name(), "ClusterLoadAssignment");
         assert_eq!(TypeUrl::Cluster.dependent(), Some(TypeUrl::Endpoint));
     }

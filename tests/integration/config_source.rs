@@ -432,7 +432,7 @@ async fn config_dump_is_filtered_by_type_and_name() {
     let all_types = get_json(&serve.url("/config_dump")).await.unwrap();
     assert_eq!(all_types["resources"]["Listener"][0]["name"], "fr");
     assert_eq!(
-        serve.get_status_code("/config_dump?type=secrets").await,
+        serve.get_status_code("/config_dump?type=runtimes").await,
         400
     );
 }

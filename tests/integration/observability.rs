@@ -141,7 +141,7 @@ async fn csds_status_and_metrics_show_each_client_and_resource() {
         .collect();
     assert_eq!(
         lines[0],
-        ["NODE", "KIND", "PROTOCOL", "SERVICE", "CDS", "EDS", "LDS", "RDS", "SNAPSHOT"]
+        ["NODE", "KIND", "PROTOCOL", "SERVICE", "CDS", "EDS", "LDS", "RDS", "SDS", "SNAPSHOT"]
     );
     let row = |node: &str| lines.iter().find(|l| l[0] == node).cloned().unwrap();
     let serving = switchyard.serving_version();

@@ -402,7 +402,7 @@ async fn grpc_passes_through_over_http2_with_its_status() {
 networkEndpointGroups:
 - {{name: who-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
 backendServices:
-- {{name: who, protocol: HTTP2, backends: [{{group: zones/us-central1-a/networkEndpointGroups/who-neg, balancingMode: RATE, maxRate: 100}}]}}
+- {{name: who, protocol: H2C, backends: [{{group: zones/us-central1-a/networkEndpointGroups/who-neg, balancingMode: RATE, maxRate: 100}}]}}
 urlMaps:
 - {{name: grpc-map, defaultService: global/backendServices/who}}
 targetHttpProxies:

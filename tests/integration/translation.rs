@@ -3,6 +3,7 @@
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
+use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment,
@@ -14,6 +15,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use prost::Message;
 use switchyard::config::load_str;
 use switchyard::translate::{translate, Resources};
@@ -186,8 +188,12 @@ backendServices:
 - name: plain
   backends: [{group: neg-a, balancingMode: RATE, maxRate: 1}]
 - name: h2
-  protocol: HTTP2
+  protocol: H2C
   localityLbPolicy: LEAST_REQUEST
+- name: h2-tls
+  protocol: HTTP2
+- name: https
+  protocol: HTTPS
 - name: hashed
   localityLbPolicy: RING_HASH
 - name: random
@@ -227,6 +233,23 @@ backendServices:
     assert!(h2
         .typed_extension_protocol_options
         .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
+    assert!(h2.transport_socket.is_none(), "H2C is HTTP/2 in cleartext");
+    assert!(plain.transport_socket.is_none());
+    // HTTP2 is HTTP/2 over TLS, as the cloud speaks it; HTTPS is HTTP/1.1 over TLS.
+    for (name, alpn) in [("h2-tls", "h2"), ("https", "http/1.1")] {
+        let socket = cluster(name).transport_socket.expect("TLS to the backends");
+        assert_eq!(socket.name, "envoy.transport_sockets.tls");
+        let Some(SocketConfig::TypedConfig(any)) = socket.config_type else {
+            panic!()
+        };
+        let context = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+        let common = context.common_tls_context.unwrap();
+        assert_eq!(common.alpn_protocols, [alpn], "{name}");
+        assert!(
+            common.validation_context_type.is_none(),
+            "the backend's certificate is not verified, as behind the cloud"
+        );
+    }
     assert_eq!(cluster("hashed").lb_policy, LbPolicy::RingHash as i32);
     assert_eq!(cluster("random").lb_policy, LbPolicy::Random as i32);
     assert_eq!(cluster("maglev").lb_policy, LbPolicy::Maglev as i32);
@@ -736,6 +759,13 @@ networkEndpointGroups:
             0,
             "ttl 0: a session cookie, still generated"
         );
+        // Behind a global external scheme the cloud names the cookie GCLB.
+        let Some(PolicySpecifier::Cookie(external)) = policy_of(
+            "  loadBalancingScheme: EXTERNAL_MANAGED\n  sessionAffinity: GENERATED_COOKIE",
+        ) else {
+            panic!()
+        };
+        assert_eq!(external.name, "GCLB");
         let Some(PolicySpecifier::Cookie(cookie)) = policy_of("  sessionAffinity: HTTP_COOKIE\n  consistentHash:\n    httpCookie: {name: sid, path: /app, ttl: {seconds: 5}}") else { panic!() };
         assert_eq!(
             (

@@ -130,7 +130,7 @@ fn dangling_references_name_what_exists() {
 fn links_must_point_at_the_right_collection() {
     assert_eq!(
         one_error("target: global/targetHttpProxies/proxy", "target: global/urlMaps/map"),
-        "error: lb.yaml:28: forwardingRules[fr].target: `global/urlMaps/map` links to a resource in urlMaps, but this field takes targetHttpProxies or targetTcpProxies or targetGrpcProxies"
+        "error: lb.yaml:28: forwardingRules[fr].target: `global/urlMaps/map` links to a resource in urlMaps, but this field takes targetHttpProxies or targetHttpsProxies or targetTcpProxies or targetGrpcProxies"
     );
 }
 
@@ -397,7 +397,7 @@ fn proxies_need_services_of_their_protocol() {
         .collect();
     assert_eq!(
         found,
-        vec!["error: lb.yaml:22: urlMaps[map].defaultService: backend service `web` has protocol TCP, but a URL map needs protocol HTTP or HTTP2"]
+        vec!["error: lb.yaml:22: urlMaps[map].defaultService: backend service `web` has protocol TCP, but a URL map needs protocol HTTP, HTTPS, HTTP2, H2C or GRPC"]
     );
     let tcp_proxy = VALID
         .replace(

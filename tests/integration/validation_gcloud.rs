@@ -43,12 +43,12 @@ fn gcloud_output_loads_as_printed() {
 #[test]
 fn a_bare_resource_of_a_kind_not_served_is_named() {
     let found = diagnostics(&load_str(
-        "kind: compute#sslCertificate\nname: cert\ncertificate: x\n",
-        "cert.yaml",
+        "kind: compute#backendBucket\nname: bucket\nbucketName: static\n",
+        "bucket.yaml",
     ));
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(
-        found[0].starts_with("error: cert.yaml:1: kind: `compute#sslCertificate` resources are not served; a single resource may be one of: compute#healthCheck,"),
+        found[0].starts_with("error: bucket.yaml:1: kind: `compute#backendBucket` resources are not served; a single resource may be one of: compute#healthCheck,"),
         "{}",
         found[0]
     );

@@ -16,6 +16,7 @@ use crate::model::{
 };
 
 mod route_actions;
+mod tls;
 mod url_maps;
 
 use super::reader::Fields;
@@ -71,13 +72,16 @@ fn gcloud_describe_fields(
 
 /// Collections a bare resource (one resource as `gcloud … describe` or `edit` shows it,
 /// rather than a file of collections) belongs to, by its `kind`.
-const KINDS: [(&str, &str); 9] = [
+const KINDS: [(&str, &str); 12] = [
     ("compute#healthCheck", "healthChecks"),
     ("compute#instanceGroup", "instanceGroups"),
     ("compute#networkEndpointGroup", "networkEndpointGroups"),
     ("compute#backendService", "backendServices"),
     ("compute#urlMap", "urlMaps"),
     ("compute#targetHttpProxy", "targetHttpProxies"),
+    ("compute#targetHttpsProxy", "targetHttpsProxies"),
+    ("compute#sslCertificate", "sslCertificates"),
+    ("compute#sslPolicy", "sslPolicies"),
     ("compute#targetTcpProxy", "targetTcpProxies"),
     ("compute#targetGrpcProxy", "targetGrpcProxies"),
     ("compute#forwardingRule", "forwardingRules"),
@@ -199,7 +203,25 @@ pub fn read_document(
         "backendServices",
     );
     collection.read("urlMaps", url_maps::url_map, &mut model.url_maps, "urlMaps");
+    collection.read(
+        "sslCertificates",
+        tls::ssl_certificate,
+        &mut model.ssl_certificates,
+        "sslCertificates",
+    );
+    collection.read(
+        "sslPolicies",
+        tls::ssl_policy,
+        &mut model.ssl_policies,
+        "sslPolicies",
+    );
     let proxies = "target proxies";
+    collection.read(
+        "targetHttpsProxies",
+        tls::target_https_proxy,
+        &mut model.target_proxies,
+        proxies,
+    );
     collection.read(
         "targetHttpProxies",
         target_http_proxy,
@@ -262,7 +284,9 @@ named!(
     BackendService,
     UrlMap,
     TargetProxy,
-    ForwardingRule
+    ForwardingRule,
+    crate::model::SslCertificate,
+    crate::model::SslPolicy
 );
 
 /// Reads the top-level lists of one document into the model.
@@ -1055,6 +1079,7 @@ fn target_http_proxy(
         name,
         loc,
         target: ProxyTarget::UrlMap(url_map?),
+        tls: None,
     })
 }
 
@@ -1076,6 +1101,7 @@ fn target_grpc_proxy(
             url_map: url_map?,
             validate_for_proxyless,
         },
+        tls: None,
     })
 }
 
@@ -1094,6 +1120,7 @@ fn target_tcp_proxy(
         name,
         loc,
         target: ProxyTarget::Service(service?),
+        tls: None,
     })
 }
 
@@ -1179,7 +1206,12 @@ fn forwarding_rule(
     let target = reference(
         &mut fields,
         "target",
-        &["targetHttpProxies", "targetTcpProxies", "targetGrpcProxies"],
+        &[
+            "targetHttpProxies",
+            "targetHttpsProxies",
+            "targetTcpProxies",
+            "targetGrpcProxies",
+        ],
         diagnostics,
     );
     fields.require("target", diagnostics);

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -83,18 +84,19 @@ pub struct Outcome {
 pub struct ClientState {
     protocol: Protocol,
     node: Node,
-    types: [TypeState; 4],
+    types: [TypeState; TypeUrl::COUNT],
     /// Whether the current stream has sent its node.
     node_sent: bool,
 }
 
 impl ClientState {
     pub fn new(protocol: Protocol, node: Node) -> Self {
-        let mut types: [TypeState; 4] = Default::default();
+        let mut types: [TypeState; TypeUrl::COUNT] = Default::default();
         types[TypeUrl::Cluster.index()].names = None;
         types[TypeUrl::Listener.index()].names = None;
         types[TypeUrl::Route.index()].names = Some(BTreeSet::new());
         types[TypeUrl::Endpoint.index()].names = Some(BTreeSet::new());
+        types[TypeUrl::Secret.index()].names = Some(BTreeSet::new());
         ClientState {
             protocol,
             node,
@@ -404,6 +406,7 @@ pub fn resource_name(type_url: TypeUrl, resource: &Any) -> Result<String, String
         TypeUrl::Endpoint => ClusterLoadAssignment::decode(bytes).map(|c| c.cluster_name),
         TypeUrl::Listener => Listener::decode(bytes).map(|l| l.name),
         TypeUrl::Route => RouteConfiguration::decode(bytes).map(|r| r.name),
+        TypeUrl::Secret => Secret::decode(bytes).map(|s| s.name),
     };
     name.map_err(|error| format!("a {} cannot be decoded: {error}", type_url.short_name()))
 }

@@ -63,6 +63,8 @@ pub struct Allowed {
     pub proxyless_routes: BTreeSet<String>,
     /// Clusters, and the endpoint assignments named after them.
     pub clusters: BTreeSet<String>,
+    /// The certificates of the listeners a rule allows.
+    pub secrets: BTreeSet<String>,
 }
 
 impl Allowed {
@@ -70,6 +72,7 @@ impl Allowed {
     pub fn permits(&self, type_url: TypeUrl, key: &ViewKey, name: &str) -> bool {
         let names = match (type_url, key) {
             (TypeUrl::Cluster | TypeUrl::Endpoint, _) => &self.clusters,
+            (TypeUrl::Secret, _) => &self.secrets,
             (TypeUrl::Listener, ViewKey::Audience(Audience::Proxyless)) => {
                 &self.proxyless_listeners
             }

@@ -60,7 +60,7 @@ impl ViewKey {
     /// How a type's views are keyed.
     fn for_client(type_url: TypeUrl, client: &ClientView, region_key: &RegionKey) -> ViewKey {
         match type_url {
-            TypeUrl::Cluster => ViewKey::Shared,
+            TypeUrl::Cluster | TypeUrl::Secret => ViewKey::Shared,
             TypeUrl::Endpoint => ViewKey::Region(region_key(&client.region)),
             TypeUrl::Listener | TypeUrl::Route => ViewKey::Audience(client.audience),
         }
@@ -234,7 +234,7 @@ pub struct Snapshot {
     region_key: RegionKey,
     access: Arc<AccessPolicy>,
     restricted: RestrictedViews,
-    empty: [Arc<TypeView>; 4],
+    empty: [Arc<TypeView>; TypeUrl::COUNT],
 }
 
 impl Default for Snapshot {

@@ -111,7 +111,7 @@ pub struct ClientEntry {
     pub kind: ClientKind,
     /// The snapshot the stream last processed.
     pub snapshot_version: String,
-    pub types: [Option<TypeEntry>; 4],
+    pub types: [Option<TypeEntry>; TypeUrl::COUNT],
     pub last_update: SystemTime,
 }
 

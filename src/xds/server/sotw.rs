@@ -455,7 +455,7 @@ mod tests {
     fn unknown_types_get_one_empty_answer() {
         let one = snapshot(&[("a", "1")], &[], None);
         let mut stream = stream();
-        let secret = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+        let secret = "type.googleapis.com/envoy.service.runtime.v3.Runtime";
         let mut ask = message(TypeUrl::Cluster, &["x"], 0, "");
         ask.type_url = secret.into();
         assert_eq!(stream.on_request(&SotwRequest::from_message(&ask)).0, None);

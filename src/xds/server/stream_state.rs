@@ -325,7 +325,7 @@ pub struct StreamCore {
     /// The node of the first request that named one; shared with the client registry.
     pub node: Option<Arc<Node>>,
     pub client: ClientView,
-    pub types: [Option<TypeState>; 4],
+    pub types: [Option<TypeState>; TypeUrl::COUNT],
     nonce: u64,
     /// A per-type service serves only this type.
     pub only: Option<TypeUrl>,

@@ -19,10 +19,77 @@ impl EchoBackend {
 
     /// An echo backend whose answers also carry `"backend": name`.
     pub async fn start_named(name: &str) -> EchoBackend {
-        let name = name.to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback(move |request: axum::extract::Request| async move {
+        let app = echo_app(name.to_string(), None);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        EchoBackend { addr, task }
+    }
+
+    /// An echo backend behind TLS with a self-signed certificate (as backends behind the
+    /// cloud often have), offering HTTP/2 and HTTP/1.1 by ALPN; its answers also carry the SNI
+    /// the client sent (`"sni"`, empty without one) and the HTTP version (`"version"`).
+    pub async fn start_tls(name: &str) -> EchoBackend {
+        use std::sync::Arc;
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio_rustls::rustls::ServerConfig;
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(vec!["backend.internal".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certificate.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let name = name.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, name) = (acceptor.clone(), name.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
+                    let service =
+                        hyper_util::service::TowerToHyperService::new(echo_app(name, Some(sni)));
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        EchoBackend { addr, task }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// The echo service; `sni` is added to answers when the connection was TLS.
+fn echo_app(name: String, sni: Option<String>) -> axum::Router {
+    axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (name, sni) = (name.clone(), sni.clone());
+        async move {
             let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (name, value) in request.headers() {
                 headers
@@ -34,26 +101,22 @@ impl EchoBackend {
                 .into_iter()
                 .map(|(name, values)| (name, values.join(", ")))
                 .collect();
-            let body = json!({
+            let mut body = json!({
                 "backend": name,
                 "method": request.method().as_str(),
                 "path": request.uri().path_and_query().map_or("/", |p| p.as_str()),
                 "headers": headers,
             });
+            if let Some(sni) = sni {
+                body["sni"] = json!(sni);
+                body["version"] = json!(format!("{:?}", request.version()));
+            }
             (
                 [("x-backend", "echo"), ("x-drop-me", "1")],
                 axum::Json::<Value>(body),
             )
-        });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        EchoBackend { addr, task }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
+        }
+    })
 }
 
 impl Drop for EchoBackend {

@@ -1,0 +1,290 @@
+//! TLS on the frontends: the certificates (`sslCertificates`) a target HTTPS proxy presents,
+//! the SSL policies (`sslPolicies`) that bound what it negotiates, and the per-proxy settings
+//! that tie them together. Certificates arrive here as PEM text already read from their files;
+//! this module neither reads files nor knows xDS.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::resources::{cloud_enum, CloudEnum, Ref};
+use super::validate::expect;
+use super::{Diagnostics, Loc, Model};
+
+/// A certificate chain and its private key, as PEM.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SslCertificate {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    /// The chain, leaf first.
+    pub certificate: Pem,
+    /// Never shown: `explain` and logs print where the key is, not what it is.
+    pub private_key: Pem,
+    /// DNS names the leaf certificate covers (its SANs, else its CN): what SNI picks it by.
+    pub dns_names: Vec<String>,
+}
+
+/// PEM text written inline or read from a file (`config` reads the file; until then `text`
+/// is empty).
+#[derive(Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pem {
+    #[serde(skip)]
+    pub text: String,
+    /// The file it is read from, resolved against the folder of the YAML that names it.
+    pub file: Option<PathBuf>,
+    /// Where it is written, and the field's resource path.
+    #[serde(skip)]
+    pub loc: Loc,
+    #[serde(skip)]
+    pub path: String,
+}
+
+impl Pem {
+    /// A PEM whose field was refused (the error is already reported): nothing to read or
+    /// check.
+    pub fn missing() -> Pem {
+        Pem {
+            text: String::new(),
+            file: None,
+            loc: Loc::new(std::sync::Arc::from(""), 0),
+            path: String::new(),
+        }
+    }
+
+    pub fn is_missing(&self) -> bool {
+        self.text.is_empty() && self.file.is_none()
+    }
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the text: it may be a private key.
+        f.debug_struct("Pem")
+            .field("file", &self.file)
+            .field("bytes", &self.text.len())
+            .finish_non_exhaustive()
+    }
+}
+
+cloud_enum!(
+    /// The lowest TLS version a frontend accepts.
+    TlsVersion {
+        Tls10 => "TLS_1_0",
+        Tls11 => "TLS_1_1",
+        Tls12 => "TLS_1_2",
+        Tls13 => "TLS_1_3",
+    }
+);
+
+cloud_enum!(
+    /// The cloud's pre-defined sets of cipher suites, or CUSTOM with `customFeatures`.
+    SslProfile {
+        Compatible => "COMPATIBLE",
+        Modern => "MODERN",
+        Restricted => "RESTRICTED",
+        Custom => "CUSTOM",
+    }
+);
+
+/// `sslPolicies`: the TLS versions and cipher suites a target HTTPS proxy offers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SslPolicy {
+    pub name: String,
+    #[serde(skip)]
+    pub loc: Loc,
+    pub min_tls_version: TlsVersion,
+    pub profile: SslProfile,
+    /// The cloud's cipher suite names; only with profile CUSTOM.
+    pub custom_features: Vec<String>,
+}
+
+impl SslPolicy {
+    /// The cipher suites (cloud names) the policy allows for TLS 1.2 and older; TLS 1.3's
+    /// suites are fixed by the protocol.
+    pub fn cipher_suites(&self) -> Vec<&str> {
+        match self.profile {
+            SslProfile::Custom => self.custom_features.iter().map(String::as_str).collect(),
+            profile => profile_cipher_suites(profile),
+        }
+    }
+}
+
+/// The suites of a pre-defined profile (none for CUSTOM).
+pub fn profile_cipher_suites(profile: SslProfile) -> Vec<&'static str> {
+    CIPHER_SUITES
+        .iter()
+        .filter(|suite| suite.profiles.contains(&profile))
+        .map(|suite| suite.cloud_name)
+        .collect()
+}
+
+/// What a target HTTPS proxy adds to a target HTTP proxy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyTls {
+    /// In order: the first is served when the client's SNI matches none.
+    pub certificates: Vec<Ref>,
+    pub ssl_policy: Option<Ref>,
+}
+
+/// One cipher suite: the cloud's name, the name Envoy's TLS library knows it by, and the
+/// pre-defined profiles that include it.
+pub struct CipherSuite {
+    pub cloud_name: &'static str,
+    pub envoy_name: &'static str,
+    pub profiles: &'static [SslProfile],
+}
+
+const ALL_PROFILES: &[SslProfile] = &[
+    SslProfile::Compatible,
+    SslProfile::Modern,
+    SslProfile::Restricted,
+];
+const COMPATIBLE_AND_MODERN: &[SslProfile] = &[SslProfile::Compatible, SslProfile::Modern];
+const COMPATIBLE_ONLY: &[SslProfile] = &[SslProfile::Compatible];
+
+/// The suites SSL policies can name, as the cloud's pre-defined profiles group them:
+/// RESTRICTED keeps the forward-secret AEAD suites, MODERN adds the forward-secret CBC
+/// suites, COMPATIBLE adds the RSA key-exchange suites.
+pub const CIPHER_SUITES: &[CipherSuite] = &[
+    suite(
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ALL_PROFILES,
+    ),
+    suite(
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ALL_PROFILES,
+    ),
+    suite(
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ALL_PROFILES,
+    ),
+    suite(
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        ALL_PROFILES,
+    ),
+    suite(
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        ALL_PROFILES,
+    ),
+    suite(
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        ALL_PROFILES,
+    ),
+    suite(
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+        "ECDHE-ECDSA-AES128-SHA",
+        COMPATIBLE_AND_MODERN,
+    ),
+    suite(
+        "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        COMPATIBLE_AND_MODERN,
+    ),
+    suite(
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+        "ECDHE-RSA-AES128-SHA",
+        COMPATIBLE_AND_MODERN,
+    ),
+    suite(
+        "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+        "ECDHE-RSA-AES256-SHA",
+        COMPATIBLE_AND_MODERN,
+    ),
+    suite(
+        "TLS_RSA_WITH_AES_128_GCM_SHA256",
+        "AES128-GCM-SHA256",
+        COMPATIBLE_ONLY,
+    ),
+    suite(
+        "TLS_RSA_WITH_AES_256_GCM_SHA384",
+        "AES256-GCM-SHA384",
+        COMPATIBLE_ONLY,
+    ),
+    suite(
+        "TLS_RSA_WITH_AES_128_CBC_SHA",
+        "AES128-SHA",
+        COMPATIBLE_ONLY,
+    ),
+    suite(
+        "TLS_RSA_WITH_AES_256_CBC_SHA",
+        "AES256-SHA",
+        COMPATIBLE_ONLY,
+    ),
+];
+
+const fn suite(
+    cloud_name: &'static str,
+    envoy_name: &'static str,
+    profiles: &'static [SslProfile],
+) -> CipherSuite {
+    CipherSuite {
+        cloud_name,
+        envoy_name,
+        profiles,
+    }
+}
+
+/// The suite the cloud calls `cloud_name`.
+pub fn cipher_suite(cloud_name: &str) -> Option<&'static CipherSuite> {
+    CIPHER_SUITES.iter().find(|s| s.cloud_name == cloud_name)
+}
+
+/// The cloud's 3DES suite: it exists in the API, and Envoy's TLS library no longer offers it.
+pub const UNSERVED_CIPHER_SUITES: &[&str] = &["TLS_RSA_WITH_3DES_EDE_CBC_SHA"];
+
+/// The references of a target HTTPS proxy resolve, and its policy's rules hold.
+pub(super) fn check_proxy_tls(model: &Model, tls: &ProxyTls, diagnostics: &mut Diagnostics) {
+    for certificate in &tls.certificates {
+        expect(
+            &model.ssl_certificates,
+            certificate,
+            "sslCertificates",
+            diagnostics,
+        );
+    }
+    if let Some(policy) = &tls.ssl_policy {
+        expect(&model.ssl_policies, policy, "sslPolicies", diagnostics);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(profile: SslProfile) -> SslPolicy {
+        SslPolicy {
+            name: "p".into(),
+            loc: Loc::new(std::sync::Arc::from("test.yaml"), 1),
+            min_tls_version: TlsVersion::Tls10,
+            profile,
+            custom_features: vec!["TLS_RSA_WITH_AES_128_CBC_SHA".into()],
+        }
+    }
+
+    #[test]
+    fn each_profile_narrows_the_one_before() {
+        let compatible = profile_cipher_suites(SslProfile::Compatible);
+        let modern = profile_cipher_suites(SslProfile::Modern);
+        let restricted = profile_cipher_suites(SslProfile::Restricted);
+        assert_eq!(compatible.len(), CIPHER_SUITES.len());
+        assert!(modern.iter().all(|s| compatible.contains(s)));
+        assert!(restricted.iter().all(|s| modern.contains(s)));
+        assert!(!modern.contains(&"TLS_RSA_WITH_AES_128_GCM_SHA256"));
+        assert!(restricted.iter().all(|s| !s.contains("CBC")));
+        assert_eq!(
+            policy(SslProfile::Custom).cipher_suites(),
+            ["TLS_RSA_WITH_AES_128_CBC_SHA"]
+        );
+    }
+}

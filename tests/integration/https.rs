@@ -1,0 +1,279 @@
+//! HTTPS frontends through a real Envoy, from examples/https.yaml with certificates made at
+//! test time: the certificate is chosen by SNI (the first one when the name matches none),
+//! requests are routed by the URL map behind TLS, the HTTP frontend redirects to HTTPS, the
+//! SSL policy's minimum TLS version holds, and a certificate renewed on disk is served
+//! without a listener being modified or drained (it travels as a Secret over SDS).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::version::{TLS12, TLS13};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
+use tokio_rustls::TlsConnector;
+
+use crate::common::echo::EchoBackend;
+use crate::common::pki::Authority;
+use crate::common::*;
+
+/// What one HTTPS request saw: the certificate served, the status and the body as JSON.
+struct Exchange {
+    certificate: CertificateDer<'static>,
+    status: u16,
+    body: Value,
+}
+
+/// GET `path` on 127.0.0.1:`port` over TLS with SNI `host`, trusting `ca_pem`, offering only
+/// `versions`.
+async fn https_get(
+    port: u16,
+    host: &str,
+    path: &str,
+    ca_pem: &str,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Result<Exchange, String> {
+    let mut roots = RootCertStore::empty();
+    for certificate in rustls_pemfile_certs(ca_pem) {
+        roots.add(certificate).map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+    let tls = TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let certificate = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .ok_or("no certificate served")?
+        .clone()
+        .into_owned();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Exchange {
+        certificate,
+        status,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    })
+}
+
+fn rustls_pemfile_certs(pem: &str) -> Vec<CertificateDer<'static>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .filter(|block| block.label == "CERTIFICATE")
+        .map(|block| CertificateDer::from(block.contents))
+        .collect()
+}
+
+/// Issues a certificate for `host` (and 127.0.0.1) and moves it into `certs/` under the names
+/// the example uses, each file replaced in one rename (as cert-manager and editors replace
+/// files).
+fn install_certificate(ca: &Authority, certs: &Path, host: &str) -> String {
+    let (cert, key) = ca.issue(host, &[host, "127.0.0.1"], &[]);
+    std::fs::rename(&key, certs.join(format!("{host}.key"))).unwrap();
+    std::fs::rename(&cert, certs.join(format!("{host}.pem"))).unwrap();
+    std::fs::read_to_string(certs.join(format!("{host}.pem"))).unwrap()
+}
+
+fn leaf_of(pem: &str) -> CertificateDer<'static> {
+    rustls_pemfile_certs(pem).remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_by_sni_routes_redirects_enforces_its_policy_and_rotates_without_a_drain() {
+    let web = EchoBackend::start_named("web").await;
+    let api = EchoBackend::start_named("api").await;
+    let (https_port, http_port) = (free_port(), free_port());
+    let pki_dir = tempfile::tempdir().unwrap();
+    let certs = pki_dir.path().join("certs");
+    let staging = pki_dir.path().join("staging");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&staging).unwrap();
+    let ca = Authority::new(&staging, "test-ca");
+    let ca_pem = std::fs::read_to_string(staging.join("test-ca.pem")).unwrap();
+    let www_pem = install_certificate(&ca, &certs, "www.example.test");
+    let api_pem = install_certificate(&ca, &certs, "api.example.test");
+
+    let example = std::fs::read_to_string(repo_root().join("examples/https.yaml")).unwrap();
+    let config = example
+        .replace("certs/", &format!("{}/", certs.display()))
+        .replace("port: 8081", &format!("port: {}", web.port()))
+        .replace("port: 8083", &format!("port: {}", api.port()))
+        .replace("\"10443\"", &format!("\"{https_port}\""))
+        .replace("\"10080\"", &format!("\"{http_port}\""));
+    let switchyard = Switchyard::start(&config).await;
+    let envoy = Envoy::start(switchyard.running.xds_addr, "https-envoy").await;
+    switchyard.wait_for_acks("https-envoy").await;
+
+    let both = &[&TLS12, &TLS13][..];
+    let first = wait_for("the HTTPS listener to answer", || async {
+        https_get(https_port, "www.example.test", "/", &ca_pem, both)
+            .await
+            .ok()
+    })
+    .await;
+    // SNI picks the certificate; the URL map routes what TLS carried.
+    assert_eq!(first.certificate, leaf_of(&www_pem));
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body["backend"], "web");
+    assert_eq!(
+        first.body["headers"]["x-forwarded-proto"], "https",
+        "{}",
+        first.body
+    );
+    let api_answer = https_get(https_port, "api.example.test", "/v1/users", &ca_pem, both)
+        .await
+        .unwrap();
+    assert_eq!(api_answer.certificate, leaf_of(&api_pem));
+    assert_eq!(api_answer.body["backend"], "api");
+    assert_eq!(api_answer.body["path"], "/users", "the route's urlRewrite");
+
+    // The HTTP frontend's URL map only redirects to HTTPS.
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{http_port}/shop?item=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status().as_u16(), 301);
+    assert_eq!(
+        redirect.headers()["location"].to_str().unwrap(),
+        "https://127.0.0.1/shop?item=1"
+    );
+
+    // A renewed certificate on disk: the new one is served, and no listener changed.
+    let modified_before = envoy.stat("listener_manager.listener_modified").await;
+    let renewed = install_certificate(&ca, &certs, "www.example.test");
+    assert_ne!(leaf_of(&renewed), leaf_of(&www_pem));
+    wait_for("the renewed certificate to be served", || async {
+        let exchange = https_get(https_port, "www.example.test", "/", &ca_pem, both)
+            .await
+            .ok()?;
+        (exchange.certificate == leaf_of(&renewed)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        envoy.stat("listener_manager.listener_modified").await,
+        modified_before,
+        "a certificate renewal must not modify the listener"
+    );
+    assert_eq!(
+        envoy
+            .stat("listener_manager.total_filter_chains_draining")
+            .await,
+        Some(0)
+    );
+    assert!(envoy.stat("sds.www-cert.update_success").await >= Some(2));
+
+    // The SSL policy: TLS 1.2 is allowed; raising the minimum to 1.3 refuses a 1.2-only client.
+    https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS12])
+        .await
+        .expect("TLS 1.2 is allowed by modern-tls12");
+    switchyard
+        .edit(&config.replace("minTlsVersion: TLS_1_2", "minTlsVersion: TLS_1_3"))
+        .await;
+    wait_for("TLS 1.2 to be refused", || async {
+        https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS12])
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let modern = https_get(https_port, "api.example.test", "/", &ca_pem, &[&TLS13])
+        .await
+        .unwrap();
+    assert_eq!(modern.body["backend"], "api");
+    // A client that sends no name (it dials an address) gets the first certificate.
+    let other = https_get(https_port, "127.0.0.1", "/", &ca_pem, both)
+        .await
+        .unwrap();
+    assert_eq!(other.certificate, leaf_of(&renewed));
+    drop(envoy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_and_http2_backends_are_reached_over_tls_with_the_hosts_sni() {
+    let https = EchoBackend::start_tls("https-backend").await;
+    let http2 = EchoBackend::start_tls("http2-backend").await;
+    let listen = free_port();
+    let config = format!(
+        r#"
+networkEndpointGroups:
+- {{name: https-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
+- {{name: http2-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
+backendServices:
+- {{name: secure, protocol: HTTPS, backends: [{{group: zones/us-central1-a/networkEndpointGroups/https-neg, balancingMode: RATE, maxRate: 100}}]}}
+- {{name: secure-h2, protocol: HTTP2, backends: [{{group: zones/us-central1-a/networkEndpointGroups/http2-neg, balancingMode: RATE, maxRate: 100}}]}}
+urlMaps:
+- name: map
+  defaultService: global/backendServices/secure
+  hostRules: [{{hosts: [h2.example.test], pathMatcher: h2}}]
+  pathMatchers: [{{name: h2, defaultService: global/backendServices/secure-h2}}]
+targetHttpProxies:
+- {{name: p, urlMap: global/urlMaps/map}}
+forwardingRules:
+- {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/p}}
+"#,
+        https.port(),
+        http2.port()
+    );
+    let switchyard = Switchyard::start(&config).await;
+    let _envoy = Envoy::start(switchyard.running.xds_addr, "tls-upstream-envoy").await;
+    switchyard.wait_for_acks("tls-upstream-envoy").await;
+    let ask = |host: &'static str| async move {
+        let response = http()
+            .get(format!("http://127.0.0.1:{listen}/hello"))
+            .header("host", host)
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())?;
+        response.json::<Value>().await.ok()
+    };
+    let seen = wait_for("a request to reach the HTTPS backend", || {
+        ask("www.example.test")
+    })
+    .await;
+    assert_eq!(seen["backend"], "https-backend");
+    assert_eq!(seen["sni"], "www.example.test", "the request's host as SNI");
+    assert_eq!(seen["version"], "HTTP/1.1");
+    let seen = ask("h2.example.test")
+        .await
+        .expect("the HTTP2 backend answers");
+    assert_eq!(seen["backend"], "http2-backend");
+    assert_eq!(seen["sni"], "h2.example.test");
+    assert_eq!(seen["version"], "HTTP/2.0", "HTTP2 is HTTP/2 over TLS");
+}
