@@ -19,6 +19,8 @@ const ROOTS: &[&str] = &[
     "envoy/service/discovery/v3/discovery.proto",
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/transport_sockets/tls/v3/secret.proto",
+    "envoy/extensions/transport_sockets/proxy_protocol/v3/upstream_proxy_protocol.proto",
+    "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
 ];
 
 /// Include roots inside the envoy-types proto folder.

@@ -544,8 +544,12 @@ pub struct TargetProxy {
     #[serde(skip)]
     pub loc: Loc,
     pub target: ProxyTarget,
-    /// targetHttpsProxies: the certificates and policy TLS is terminated with.
+    /// targetHttpsProxies and targetSslProxies: the certificates and policy TLS is
+    /// terminated with.
     pub tls: Option<super::ProxyTls>,
+    /// targetTcpProxies and targetSslProxies: PROXY_V1 tells backends who the client is with
+    /// a PROXY protocol (version 1) line before the client's bytes.
+    pub proxy_header_v1: bool,
 }
 
 /// What a target proxy hands connections to.
@@ -554,7 +558,7 @@ pub struct TargetProxy {
 pub enum ProxyTarget {
     /// targetHttpProxies: requests are routed by a URL map.
     UrlMap(Ref),
-    /// targetTcpProxies: connections go to one backend service.
+    /// targetTcpProxies and targetSslProxies: connections go to one backend service.
     Service(Ref),
     /// targetGrpcProxies: proxyless gRPC clients route with a URL map.
     Grpc {

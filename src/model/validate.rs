@@ -40,11 +40,57 @@ pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
             }
             ProxyTarget::Service(service) => {
                 expect_service(model, service, false, diagnostics);
+                if let Some(tls) = &proxy.tls {
+                    super::tls::check_proxy_tls(model, tls, diagnostics);
+                }
             }
         }
     }
+    check_proxy_headers(model, diagnostics);
     check_forwarding_rules(model, diagnostics);
     super::access::check(model, diagnostics);
+}
+
+/// The PROXY protocol line is a property of the connections to a service's backends, so every
+/// proxy in front of one service must agree on `proxyHeader`.
+fn check_proxy_headers(model: &Model, diagnostics: &mut Diagnostics) {
+    let mut first_by_service: BTreeMap<&str, &super::TargetProxy> = BTreeMap::new();
+    for proxy in model.target_proxies.values() {
+        let ProxyTarget::Service(service) = &proxy.target else {
+            continue;
+        };
+        let first = *first_by_service.entry(&service.name).or_insert(proxy);
+        if first.proxy_header_v1 != proxy.proxy_header_v1 {
+            let header = |p: &super::TargetProxy| {
+                if p.proxy_header_v1 {
+                    "PROXY_V1"
+                } else {
+                    "NONE"
+                }
+            };
+            diagnostics.error(
+                &proxy.loc,
+                format!("{}.proxyHeader", proxy_path(proxy)),
+                format!(
+                    "proxyHeader {} differs from {} of `{}`, which fronts the same backend service `{}`; the backends of one service get the PROXY line on every connection or on none",
+                    header(proxy),
+                    header(first),
+                    first.name,
+                    service.name
+                ),
+            );
+        }
+    }
+}
+
+/// `targetTcpProxies[name]` or `targetSslProxies[name]`.
+fn proxy_path(proxy: &super::TargetProxy) -> String {
+    let collection = if proxy.tls.is_some() {
+        "targetSslProxies"
+    } else {
+        "targetTcpProxies"
+    };
+    format!("{collection}[{}]", proxy.name)
 }
 
 pub(super) fn expect<T>(
@@ -91,7 +137,7 @@ fn expect_protocol(model: &Model, reference: &Ref, http: bool, diagnostics: &mut
         let (wanted, user) = if http {
             ("HTTP, HTTPS, HTTP2, H2C or GRPC", "a URL map")
         } else {
-            ("TCP", "a target TCP proxy")
+            ("TCP or SSL", "a target TCP or SSL proxy")
         };
         diagnostics.error(
             &reference.loc,

@@ -1,15 +1,18 @@
 //! How a cluster speaks to its backends, from the backend service's protocol: HTTP/1.1 or
 //! HTTP/2 (H2C and GRPC in cleartext, HTTP2 over TLS as the cloud speaks it), and TLS for
 //! HTTPS, HTTP2 and SSL. As the cloud does unless told otherwise, the backend's certificate is
-//! not verified; HTTP clusters send the request's host as SNI. Pure.
+//! not verified; HTTP clusters send the request's host as SNI. A PROXY protocol v1 line goes
+//! first when a TCP or SSL proxy's proxyHeader asks for it. Pure.
 
 use std::collections::HashMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
-    transport_socket::ConfigType, Http1ProtocolOptions, Http2ProtocolOptions, TransportSocket,
-    UpstreamHttpProtocolOptions,
+    proxy_protocol_config, transport_socket::ConfigType, Http1ProtocolOptions,
+    Http2ProtocolOptions, ProxyProtocolConfig, TransportSocket, UpstreamHttpProtocolOptions,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::proxy_protocol::v3::ProxyProtocolUpstreamTransport;
+use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, UpstreamTlsContext,
 };
@@ -28,8 +31,12 @@ use super::to_any;
 /// The key Envoy reads a cluster's HTTP protocol options under.
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-/// Sets the protocol options and transport socket `service`'s protocol asks for.
-pub fn apply(service: &BackendService, cluster: &mut Cluster) {
+const RAW_BUFFER: &str = "envoy.transport_sockets.raw_buffer";
+const UPSTREAM_PROXY_PROTOCOL: &str = "envoy.transport_sockets.upstream_proxy_protocol";
+
+/// Sets the protocol options and transport socket `service`'s protocol asks for, with a PROXY
+/// protocol line first when the proxies in front of it ask for one (`proxy_header_v1`).
+pub fn apply(service: &BackendService, proxy_header_v1: bool, cluster: &mut Cluster) {
     let protocol = service.protocol;
     let tls = protocol.uses_tls();
     let config = if protocol.is_http2() {
@@ -60,8 +67,31 @@ pub fn apply(service: &BackendService, cluster: &mut Cluster) {
         cluster.typed_extension_protocol_options =
             HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), to_any(&options))]);
     }
-    if tls {
-        cluster.transport_socket = Some(upstream_tls(protocol));
+    let socket = tls.then(|| upstream_tls(protocol));
+    cluster.transport_socket = match proxy_header_v1 {
+        true => Some(proxy_protocol_v1(socket)),
+        false => socket,
+    };
+}
+
+/// Writes a PROXY protocol version 1 line (the client's and the proxy's addresses) at the
+/// start of every connection to a backend, before `inner` (TLS) or the raw bytes.
+fn proxy_protocol_v1(inner: Option<TransportSocket>) -> TransportSocket {
+    let inner = inner.unwrap_or_else(|| TransportSocket {
+        name: RAW_BUFFER.to_string(),
+        config_type: Some(ConfigType::TypedConfig(to_any(&RawBuffer {}))),
+    });
+    let upstream = ProxyProtocolUpstreamTransport {
+        config: Some(ProxyProtocolConfig {
+            version: proxy_protocol_config::Version::V1 as i32,
+            ..Default::default()
+        }),
+        transport_socket: Some(inner),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: UPSTREAM_PROXY_PROTOCOL.to_string(),
+        config_type: Some(ConfigType::TypedConfig(to_any(&upstream))),
     }
 }
 

@@ -21,7 +21,11 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value, UInt64Value};
 
-use crate::model::{BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model};
+use std::collections::BTreeSet;
+
+use crate::model::{
+    BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model, ProxyTarget,
+};
 
 use super::affinity::session_cookie;
 use super::{ads_config_source, seconds};
@@ -33,10 +37,25 @@ pub const CONNECT_TIMEOUT_SEC: u64 = 5;
 pub const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
 
 pub fn clusters_for(model: &Model) -> Vec<Cluster> {
-    model.backend_services.values().map(cluster_for).collect()
+    let proxy_header_v1: BTreeSet<&str> = model
+        .target_proxies
+        .values()
+        .filter(|proxy| proxy.proxy_header_v1)
+        .filter_map(|proxy| match &proxy.target {
+            ProxyTarget::Service(service) => Some(service.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    model
+        .backend_services
+        .values()
+        .map(|service| cluster_for(service, proxy_header_v1.contains(service.name.as_str())))
+        .collect()
 }
 
-pub fn cluster_for(service: &BackendService) -> Cluster {
+/// The cluster of `service`; `proxy_header_v1` when the TCP or SSL proxies in front of it send
+/// a PROXY line.
+pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
     let policy = service.locality_lb_policy;
     let mut cluster = Cluster {
         name: service.name.clone(),
@@ -117,7 +136,7 @@ pub fn cluster_for(service: &BackendService) -> Cluster {
             ..Default::default()
         });
     }
-    super::backend_protocol::apply(service, &mut cluster);
+    super::backend_protocol::apply(service, proxy_header_v1, &mut cluster);
     cluster
 }
 

@@ -61,13 +61,19 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
                     let mut listener = http_listener_for(rule, &proxy.name, &url_map.name);
                     if let Some(tls) = &proxy.tls {
                         listener.filter_chains[0].transport_socket =
-                            Some(downstream_tls(model, tls));
+                            Some(downstream_tls(model, tls, true));
                     }
                     Some(listener)
                 }
                 ProxyTarget::Service(service) => {
                     let service = model.backend_services.get(&service.name)?;
-                    Some(tcp_listener_for(rule, service))
+                    let mut listener = tcp_listener_for(rule, service);
+                    // A target SSL proxy: TLS first, then the bytes as a TCP proxy sends them.
+                    if let Some(tls) = &proxy.tls {
+                        listener.filter_chains[0].transport_socket =
+                            Some(downstream_tls(model, tls, false));
+                    }
+                    Some(listener)
                 }
                 // Proxyless clients get API listeners named by host (translate::proxyless).
                 ProxyTarget::Grpc { .. } => None,

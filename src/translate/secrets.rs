@@ -1,4 +1,4 @@
-//! Target HTTPS proxies → TLS: the Secret (SDS) of each certificate a served proxy presents,
+//! Target HTTPS and SSL proxies → TLS: the Secret (SDS) of each certificate a served proxy presents,
 //! and the downstream TLS context its listeners terminate TLS with. Listeners name their
 //! certificates and never carry them, so a renewed certificate changes one Secret and no
 //! listener: Envoy swaps it in without draining a connection. Pure.
@@ -25,7 +25,7 @@ pub fn secrets_for(model: &Model) -> Vec<Secret> {
         .forwarding_rules
         .values()
         .filter_map(|rule| model.target_proxies.get(&rule.target.name))
-        .filter(|proxy| matches!(proxy.target, ProxyTarget::UrlMap(_)))
+        .filter(|proxy| !matches!(proxy.target, ProxyTarget::Grpc { .. }))
         .filter_map(|proxy| proxy.tls.as_ref())
         .flat_map(|tls| tls.certificates.iter().map(|c| c.name.as_str()))
         .collect();
@@ -52,9 +52,9 @@ fn inline(text: &str) -> DataSource {
 
 /// The transport socket of a listener of a target HTTPS proxy: its certificates over SDS
 /// (the first serves clients whose SNI matches none), the versions and suites of its SSL
-/// policy (or the cloud's default: TLS 1.0 to 1.3, the COMPATIBLE suites), and ALPN offering
-/// HTTP/2 before HTTP/1.1.
-pub fn downstream_tls(model: &Model, tls: &ProxyTls) -> TransportSocket {
+/// policy (or the cloud's default: TLS 1.0 to 1.3, the COMPATIBLE suites), and, for `http`,
+/// ALPN offering HTTP/2 before HTTP/1.1.
+pub fn downstream_tls(model: &Model, tls: &ProxyTls, http: bool) -> TransportSocket {
     let policy = tls
         .ssl_policy
         .as_ref()
@@ -70,7 +70,11 @@ pub fn downstream_tls(model: &Model, tls: &ProxyTls) -> TransportSocket {
                     sds_config: Some(ads_config_source()),
                 })
                 .collect(),
-            alpn_protocols: vec!["h2".to_string(), "http/1.1".to_string()],
+            alpn_protocols: if http {
+                vec!["h2".to_string(), "http/1.1".to_string()]
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         }),
         ..Default::default()

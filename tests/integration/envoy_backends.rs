@@ -462,23 +462,27 @@ async fn http_cookie_affinity(through: Through) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn generated_cookie_affinity_sets_gcilb_with_the_ttl() {
-    generated_cookie_affinity(Through::Envoy).await;
+    // Internal schemes (and Traffic Director) name the cookie GCILB.
+    generated_cookie_affinity(Through::Envoy, "INTERNAL_SELF_MANAGED", "GCILB").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn generated_cookie_affinity_sets_gcilb_through_the_sidecar() {
-    generated_cookie_affinity(Through::Sidecar).await;
+async fn generated_cookie_affinity_sets_gclb_through_the_sidecar() {
+    // The global external schemes name it GCLB.
+    generated_cookie_affinity(Through::Sidecar, "EXTERNAL_MANAGED", "GCLB").await;
 }
 
-async fn generated_cookie_affinity(through: Through) {
+async fn generated_cookie_affinity(through: Through, scheme: &str, cookie_name: &str) {
     let backends = four_backends().await;
     let listen = free_port();
     let url = format!("http://127.0.0.1:{listen}/");
-    let affinity = "  sessionAffinity: GENERATED_COOKIE\n  affinityCookieTtlSec: 600";
+    let affinity = format!(
+        "  loadBalancingScheme: {scheme}\n  sessionAffinity: GENERATED_COOKIE\n  affinityCookieTtlSec: 600"
+    );
     let (_s, _proxy) = serve_through(
         through,
         &format!("generated-{through:?}"),
-        &affinity_config(listen, &backends, "RING_HASH", affinity),
+        &affinity_config(listen, &backends, "RING_HASH", &affinity),
     )
     .await;
     let mut clients_landed = BTreeSet::new();
@@ -487,11 +491,14 @@ async fn generated_cookie_affinity(through: Through) {
         let set_cookie = first
             .headers()
             .get("set-cookie")
-            .expect("GCILB is issued")
+            .expect("the affinity cookie is issued")
             .to_str()
             .unwrap()
             .to_string();
-        assert!(set_cookie.starts_with("GCILB="), "{set_cookie}");
+        assert!(
+            set_cookie.starts_with(&format!("{cookie_name}=")),
+            "{set_cookie}"
+        );
         assert!(
             set_cookie.contains("Max-Age=600") && set_cookie.contains("Path=/"),
             "{set_cookie}"
@@ -519,7 +526,7 @@ async fn generated_cookie_affinity(through: Through) {
     assert_eq!(
         sticky.len(),
         1,
-        "200 requests with one GCILB reach one endpoint"
+        "200 requests with one cookie reach one endpoint"
     );
     assert!(
         clients_landed.len() >= 2,

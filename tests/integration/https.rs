@@ -2,7 +2,9 @@
 //! test time: the certificate is chosen by SNI (the first one when the name matches none),
 //! requests are routed by the URL map behind TLS, the HTTP frontend redirects to HTTPS, the
 //! SSL policy's minimum TLS version holds, and a certificate renewed on disk is served
-//! without a listener being modified or drained (it travels as a Secret over SDS).
+//! without a listener being modified or drained (it travels as a Secret over SDS). Backends
+//! are reached over TLS for protocols HTTPS and HTTP2; target TCP and SSL proxies carry raw
+//! bytes after a PROXY protocol line.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -276,4 +278,123 @@ forwardingRules:
     assert_eq!(seen["backend"], "http2-backend");
     assert_eq!(seen["sni"], "h2.example.test");
     assert_eq!(seen["version"], "HTTP/2.0", "HTTP2 is HTTP/2 over TLS");
+}
+
+/// A TCP backend that reads a connection to its end and sends every byte back.
+async fn start_tcp_echo() -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                let _ = stream.read_to_end(&mut received).await;
+                let _ = stream.write_all(&received).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Reads until the peer closes (or the TLS layer reports the close as an error, since the
+/// proxy, like the cloud's, does not send close_notify).
+async fn read_all(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(read) = stream.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+        out.extend_from_slice(&buffer[..read]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_and_ssl_proxies_carry_raw_bytes_after_a_proxy_protocol_line() {
+    use tokio::io::AsyncWriteExt;
+    let (backend_port, _backend) = start_tcp_echo().await;
+    let (tcp_port, ssl_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new(dir.path(), "test-ca");
+    let (cert, key) = ca.issue("tcp.example.test", &["tcp.example.test"], &[]);
+    let ca_pem = std::fs::read_to_string(dir.path().join("test-ca.pem")).unwrap();
+    let config = format!(
+        r#"
+networkEndpointGroups:
+- {{name: raw-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {backend_port}}}]}}
+backendServices:
+- {{name: raw, protocol: TCP, backends: [{{group: zones/us-central1-a/networkEndpointGroups/raw-neg, balancingMode: CONNECTION, maxConnections: 100}}]}}
+sslCertificates:
+- {{name: tcp-cert, certificateFile: {}, privateKeyFile: {}}}
+targetTcpProxies:
+- {{name: tcp, service: global/backendServices/raw, proxyHeader: PROXY_V1}}
+targetSslProxies:
+- {{name: ssl, service: global/backendServices/raw, proxyHeader: PROXY_V1, sslCertificates: [global/sslCertificates/tcp-cert]}}
+forwardingRules:
+- {{name: tcp-rule, IPAddress: 127.0.0.1, portRange: "{tcp_port}", target: global/targetTcpProxies/tcp}}
+- {{name: ssl-rule, IPAddress: 127.0.0.1, portRange: "{ssl_port}", target: global/targetSslProxies/ssl}}
+"#,
+        cert.display(),
+        key.display()
+    );
+    let switchyard = Switchyard::start(&config).await;
+    assert!(
+        !switchyard.serving_version().is_empty(),
+        "the config is served"
+    );
+    let _envoy = Envoy::start(switchyard.running.xds_addr, "tcp-envoy").await;
+    switchyard.wait_for_acks("tcp-envoy").await;
+
+    // Plain TCP: the backend gets `PROXY TCP4 <client> <proxy> <client port> <proxy port>`.
+    let answer = wait_for("the TCP proxy to carry a connection", || async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", tcp_port))
+            .await
+            .ok()?;
+        let client_port = stream.local_addr().ok()?.port();
+        stream.write_all(b"hello over tcp").await.ok()?;
+        stream.shutdown().await.ok()?;
+        let answer = read_all(&mut stream).await;
+        (!answer.is_empty()).then_some((client_port, answer))
+    })
+    .await;
+    assert_eq!(
+        answer.1,
+        format!(
+            "PROXY TCP4 127.0.0.1 127.0.0.1 {} {tcp_port}\r\nhello over tcp",
+            answer.0
+        )
+    );
+
+    // TLS terminated by the SSL proxy, then the same bytes with the same line.
+    let mut roots = RootCertStore::empty();
+    for certificate in rustls_pemfile_certs(&ca_pem) {
+        roots.add(certificate).unwrap();
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let tls_config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", ssl_port))
+        .await
+        .unwrap();
+    let client_port = tcp.local_addr().unwrap().port();
+    let mut tls = TlsConnector::from(Arc::new(tls_config))
+        .connect(ServerName::try_from("tcp.example.test").unwrap(), tcp)
+        .await
+        .expect("the SSL proxy's certificate is trusted for its name");
+    tls.write_all(b"hello over tls").await.unwrap();
+    tls.shutdown().await.unwrap();
+    assert_eq!(
+        read_all(&mut tls).await,
+        format!("PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {ssl_port}\r\nhello over tls")
+    );
 }

@@ -156,6 +156,7 @@ async fn csds_status_and_metrics_show_each_client_and_resource() {
             "SYNCED",
             "SYNCED",
             "SYNCED",
+            "-",
             serving.as_str()
         ],
         "{table}"

@@ -256,7 +256,7 @@ backendServices:
     let names: Vec<&str> = out.clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        vec!["h2", "hashed", "maglev", "plain", "random"],
+        vec!["h2", "h2-tls", "hashed", "https", "maglev", "plain", "random"],
         "sorted by name"
     );
 }
@@ -747,7 +747,8 @@ networkEndpointGroups:
                 cookie.ttl.unwrap().seconds,
                 cookie.path.as_str()
             ),
-            ("GCILB", 60, "/")
+            ("GCLB", 60, "/"),
+            "the default scheme is EXTERNAL: GCLB"
         );
         let Some(PolicySpecifier::Cookie(session)) =
             policy_of("  sessionAffinity: GENERATED_COOKIE")
@@ -759,13 +760,13 @@ networkEndpointGroups:
             0,
             "ttl 0: a session cookie, still generated"
         );
-        // Behind a global external scheme the cloud names the cookie GCLB.
-        let Some(PolicySpecifier::Cookie(external)) = policy_of(
-            "  loadBalancingScheme: EXTERNAL_MANAGED\n  sessionAffinity: GENERATED_COOKIE",
+        // Behind an internal scheme the cloud names the cookie GCILB.
+        let Some(PolicySpecifier::Cookie(internal)) = policy_of(
+            "  loadBalancingScheme: INTERNAL_SELF_MANAGED\n  sessionAffinity: GENERATED_COOKIE",
         ) else {
             panic!()
         };
-        assert_eq!(external.name, "GCLB");
+        assert_eq!(internal.name, "GCILB");
         let Some(PolicySpecifier::Cookie(cookie)) = policy_of("  sessionAffinity: HTTP_COOKIE\n  consistentHash:\n    httpCookie: {name: sid, path: /app, ttl: {seconds: 5}}") else { panic!() };
         assert_eq!(
             (

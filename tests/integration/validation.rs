@@ -416,7 +416,7 @@ fn proxies_need_services_of_their_protocol() {
         .collect();
     assert_eq!(
         found,
-        vec!["error: lb.yaml:24: targetTcpProxies[proxy].service: backend service `web` has protocol HTTP, but a target TCP proxy needs protocol TCP"]
+        vec!["error: lb.yaml:24: targetTcpProxies[proxy].service: backend service `web` has protocol HTTP, but a target TCP or SSL proxy needs protocol TCP or SSL"]
     );
 }
 

@@ -205,7 +205,7 @@ fn references_to_certificates_and_policies_must_resolve() {
             .replace("  sslCertificates: [global/sslCertificates/cert]\n", ""),
     );
     assert!(none.iter().any(|l| l.ends_with(
-        "targetHttpsProxies[proxy].sslCertificates: a target HTTPS proxy needs at least one certificate (a name from sslCertificates); the first is served to clients whose SNI matches none"
+        "targetHttpsProxies[proxy].sslCertificates: a target HTTPS or SSL proxy needs at least one certificate (a name from sslCertificates); the first is served to clients whose SNI matches none"
     )), "{none:#?}");
 }
 

@@ -72,7 +72,7 @@ fn gcloud_describe_fields(
 
 /// Collections a bare resource (one resource as `gcloud … describe` or `edit` shows it,
 /// rather than a file of collections) belongs to, by its `kind`.
-const KINDS: [(&str, &str); 12] = [
+const KINDS: [(&str, &str); 13] = [
     ("compute#healthCheck", "healthChecks"),
     ("compute#instanceGroup", "instanceGroups"),
     ("compute#networkEndpointGroup", "networkEndpointGroups"),
@@ -83,6 +83,7 @@ const KINDS: [(&str, &str); 12] = [
     ("compute#sslCertificate", "sslCertificates"),
     ("compute#sslPolicy", "sslPolicies"),
     ("compute#targetTcpProxy", "targetTcpProxies"),
+    ("compute#targetSslProxy", "targetSslProxies"),
     ("compute#targetGrpcProxy", "targetGrpcProxies"),
     ("compute#forwardingRule", "forwardingRules"),
 ];
@@ -225,6 +226,12 @@ pub fn read_document(
     collection.read(
         "targetHttpProxies",
         target_http_proxy,
+        &mut model.target_proxies,
+        proxies,
+    );
+    collection.read(
+        "targetSslProxies",
+        tls::target_ssl_proxy,
         &mut model.target_proxies,
         proxies,
     );
@@ -1080,6 +1087,7 @@ fn target_http_proxy(
         loc,
         target: ProxyTarget::UrlMap(url_map?),
         tls: None,
+        proxy_header_v1: false,
     })
 }
 
@@ -1102,6 +1110,7 @@ fn target_grpc_proxy(
             validate_for_proxyless,
         },
         tls: None,
+        proxy_header_v1: false,
     })
 }
 
@@ -1113,7 +1122,7 @@ fn target_tcp_proxy(
     let (mut fields, name) = open(node, file, "targetTcpProxies", diagnostics)?;
     let service = reference(&mut fields, "service", &["backendServices"], diagnostics);
     fields.require("service", diagnostics);
-    fields.choice("proxyHeader", &[("NONE", ())], diagnostics);
+    let proxy_header_v1 = proxy_header(&mut fields, diagnostics);
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(TargetProxy {
@@ -1121,7 +1130,19 @@ fn target_tcp_proxy(
         loc,
         target: ProxyTarget::Service(service?),
         tls: None,
+        proxy_header_v1,
     })
+}
+
+/// `proxyHeader` of a TCP or SSL proxy: NONE (the default) or PROXY_V1.
+pub(super) fn proxy_header(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> bool {
+    fields
+        .choice(
+            "proxyHeader",
+            &[("NONE", false), ("PROXY_V1", true)],
+            diagnostics,
+        )
+        .unwrap_or(false)
 }
 
 /// `regionOrder`: client region → the regions it fails over to, in order.
@@ -1210,6 +1231,7 @@ fn forwarding_rule(
             "targetHttpProxies",
             "targetHttpsProxies",
             "targetTcpProxies",
+            "targetSslProxies",
             "targetGrpcProxies",
         ],
         diagnostics,

@@ -198,27 +198,7 @@ pub(super) fn target_https_proxy(
     let (mut fields, name) = open(node, file, "targetHttpsProxies", diagnostics)?;
     let url_map = reference(&mut fields, "urlMap", &["urlMaps"], diagnostics);
     fields.require("urlMap", diagnostics);
-    let certificates = fields.items("sslCertificates", diagnostics, |item, path, diagnostics| {
-        let text = item.as_scalar()?;
-        let loc = crate::model::Loc::new(file.clone(), item.line);
-        crate::config::references::parse(text, &["sslCertificates"], &loc, &path, diagnostics)
-    });
-    if certificates.is_empty() {
-        diagnostics.error(
-            &fields.loc_of("sslCertificates"),
-            fields.field_path("sslCertificates"),
-            "a target HTTPS proxy needs at least one certificate (a name from sslCertificates); the first is served to clients whose SNI matches none",
-        );
-    } else if certificates.len() > MAX_CERTIFICATES_PER_PROXY {
-        diagnostics.error(
-            &fields.loc_of("sslCertificates"),
-            fields.field_path("sslCertificates"),
-            format!(
-                "{} certificates; a target HTTPS proxy holds at most {MAX_CERTIFICATES_PER_PROXY}",
-                certificates.len()
-            ),
-        );
-    }
+    let certificates = certificate_references(&mut fields, file, diagnostics);
     let ssl_policy = reference(&mut fields, "sslPolicy", &["sslPolicies"], diagnostics);
     let quic = fields.choice(
         "quicOverride",
@@ -252,5 +232,64 @@ pub(super) fn target_https_proxy(
             certificates,
             ssl_policy,
         }),
+        proxy_header_v1: false,
     })
+}
+
+/// `targetSslProxies`: TLS terminated with the proxy's certificates, then the connection's
+/// bytes go to one backend service, as a target TCP proxy sends them.
+pub(super) fn target_ssl_proxy(
+    node: &Node,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<TargetProxy> {
+    let (mut fields, name) = open(node, file, "targetSslProxies", diagnostics)?;
+    let service = reference(&mut fields, "service", &["backendServices"], diagnostics);
+    fields.require("service", diagnostics);
+    let certificates = certificate_references(&mut fields, file, diagnostics);
+    let ssl_policy = reference(&mut fields, "sslPolicy", &["sslPolicies"], diagnostics);
+    let proxy_header_v1 = super::proxy_header(&mut fields, diagnostics);
+    fields.not_served(&["certificateMap"], diagnostics);
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(TargetProxy {
+        name,
+        loc,
+        target: ProxyTarget::Service(service?),
+        tls: Some(ProxyTls {
+            certificates,
+            ssl_policy,
+        }),
+        proxy_header_v1,
+    })
+}
+
+/// `sslCertificates` of a target HTTPS or SSL proxy: one to fifteen references.
+fn certificate_references(
+    fields: &mut Fields<'_>,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<crate::model::Ref> {
+    let certificates = fields.items("sslCertificates", diagnostics, |item, path, diagnostics| {
+        let text = item.as_scalar()?;
+        let loc = crate::model::Loc::new(file.clone(), item.line);
+        crate::config::references::parse(text, &["sslCertificates"], &loc, &path, diagnostics)
+    });
+    if certificates.is_empty() {
+        diagnostics.error(
+            &fields.loc_of("sslCertificates"),
+            fields.field_path("sslCertificates"),
+            "a target HTTPS or SSL proxy needs at least one certificate (a name from sslCertificates); the first is served to clients whose SNI matches none",
+        );
+    } else if certificates.len() > MAX_CERTIFICATES_PER_PROXY {
+        diagnostics.error(
+            &fields.loc_of("sslCertificates"),
+            fields.field_path("sslCertificates"),
+            format!(
+                "{} certificates; a target proxy holds at most {MAX_CERTIFICATES_PER_PROXY}",
+                certificates.len()
+            ),
+        );
+    }
+    certificates
 }
