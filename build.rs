@@ -21,6 +21,8 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/transport_sockets/tls/v3/secret.proto",
     "envoy/extensions/transport_sockets/proxy_protocol/v3/upstream_proxy_protocol.proto",
     "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
+    "envoy/extensions/filters/http/fault/v3/fault.proto",
+    "envoy/extensions/filters/http/cors/v3/cors.proto",
 ];
 
 /// Include roots inside the envoy-types proto folder.

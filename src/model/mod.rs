@@ -6,10 +6,12 @@ pub mod capacity;
 pub mod diagnostics;
 pub mod regions;
 pub mod resources;
+pub mod route_policies;
 pub mod tls;
 pub mod validate;
 
 pub use access::XdsClientRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Loc, Severity};
 pub use resources::*;
+pub use route_policies::{CorsPolicy, FaultAbort, FaultDelay, FaultInjection, RequestMirror};
 pub use tls::{ProxyTls, SslCertificate, SslPolicy, SslProfile, TlsVersion};

@@ -403,6 +403,11 @@ pub struct RouteExtras {
     pub retry_policy: Option<RetryPolicy>,
     /// routeRules[].headerAction (path rules have none).
     pub header_action: HeaderAction,
+    pub fault_injection: Option<super::FaultInjection>,
+    pub request_mirror: Option<super::RequestMirror>,
+    pub cors: Option<super::CorsPolicy>,
+    /// routeAction.maxStreamDuration: the deadline of the whole stream, for Envoy and gRPC.
+    pub max_stream_duration: Option<std::time::Duration>,
 }
 
 /// routeAction.urlRewrite: applied before the request reaches the backend.

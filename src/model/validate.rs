@@ -578,6 +578,15 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
     if let Some(default) = &url_map.default_service {
         service(default, diagnostics);
     }
+    let mirrors = url_map.path_matchers.iter().flat_map(|matcher| {
+        let rules = matcher.route_rules.iter().map(|r| &r.extras);
+        rules.chain(matcher.path_rules.iter().map(|r| &r.extras))
+    });
+    for extras in mirrors {
+        if let Some(mirror) = &extras.request_mirror {
+            service(&mirror.backend_service, diagnostics);
+        }
+    }
     let matchers: BTreeSet<&str> = url_map
         .path_matchers
         .iter()
@@ -783,8 +792,9 @@ fn check_proxyless(
     }
 }
 
-/// URL-map actions proxyless gRPC clients cannot apply: redirects fail their calls; rewrites
-/// and header actions are ignored. (Weighted splits, header matches and retries they honour.)
+/// URL-map actions proxyless gRPC clients cannot apply: redirects fail their calls; rewrites,
+/// header actions, CORS and mirroring are ignored. (Weighted splits, header matches, retries,
+/// fault injection and maxStreamDuration they honour.)
 fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
     let base = format!("urlMaps[{}]", url_map.name);
     let mut problems = Vec::new();
@@ -831,6 +841,15 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
                 if services.iter().any(|s| !s.header_action.is_empty()));
             if !extras.header_action.is_empty() || weighted_headers {
                 note(format!("{rule}.headerAction"), "headerAction");
+            }
+            if extras.cors.is_some() {
+                note(format!("{rule}.routeAction.corsPolicy"), "corsPolicy");
+            }
+            if extras.request_mirror.is_some() {
+                note(
+                    format!("{rule}.routeAction.requestMirrorPolicy"),
+                    "requestMirrorPolicy",
+                );
             }
         }
     }

@@ -15,9 +15,10 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
-use crate::model::{BackendService, ForwardingRule, Model, ProxyTarget};
+use crate::model::{BackendService, ForwardingRule, Model, ProxyTarget, UrlMap};
 
 use super::affinity::tcp_hash_policies;
+use super::route_policies::http_filters_for;
 use super::secrets::downstream_tls;
 use super::{ads_config_source, seconds, to_any};
 
@@ -58,7 +59,7 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
             match &proxy.target {
                 ProxyTarget::UrlMap(url_map) => {
                     let url_map = model.url_maps.get(&url_map.name)?;
-                    let mut listener = http_listener_for(rule, &proxy.name, &url_map.name);
+                    let mut listener = http_listener_for(rule, &proxy.name, url_map);
                     if let Some(tls) = &proxy.tls {
                         listener.filter_chains[0].transport_socket =
                             Some(downstream_tls(model, tls, true));
@@ -112,12 +113,16 @@ fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Liste
 }
 
 /// The listener of one forwarding rule of target proxy `proxy_name`, routing with the
-/// RouteConfiguration `route_name`. As the cloud's proxies do, it appends the client's address
+/// RouteConfiguration of `url_map` (with the CORS and fault filters its rules use). As the cloud's proxies do, it appends the client's address
 /// to X-Forwarded-For (the URL map's route configuration appends its own address after it),
 /// sets X-Forwarded-Proto to the scheme the client used, and adds `Via: 1.1 <proxy>` to
 /// requests and responses.
-pub fn http_listener_for(rule: &ForwardingRule, proxy_name: &str, route_name: &str) -> Listener {
-    let mut manager = http_connection_manager(&rule.name, route_name);
+pub fn http_listener_for(rule: &ForwardingRule, proxy_name: &str, url_map: &UrlMap) -> Listener {
+    let mut manager = http_connection_manager(&rule.name, &url_map.name);
+    let router = manager.http_filters.len() - 1;
+    manager
+        .http_filters
+        .splice(router..router, http_filters_for(url_map, true));
     manager.use_remote_address = Some(BoolValue { value: true });
     manager.via = format!("1.1 {proxy_name}");
     listener_with(rule, HTTP_CONNECTION_MANAGER, to_any(&manager))

@@ -10,6 +10,7 @@ pub mod json;
 pub mod listeners;
 pub mod proxyless;
 pub mod references;
+pub mod route_policies;
 pub mod routes;
 pub mod secrets;
 

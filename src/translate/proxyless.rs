@@ -17,6 +17,7 @@ use crate::model::validate::services_of;
 
 use super::affinity::{session_cookie, stateful_session_filter};
 use super::listeners::http_connection_manager;
+use super::route_policies::http_filters_for;
 use super::routes::{proxyless_authorities, route_configuration_for, Audience};
 use super::to_any;
 
@@ -77,6 +78,11 @@ pub fn proxyless_listeners_for(model: &Model) -> Vec<Listener> {
                 continue;
             }
             let mut manager = http_connection_manager(&authority, &url_map.name);
+            // gRPC clients apply fault injection (gRFC A33); they have no CORS filter.
+            let router = manager.http_filters.len() - 1;
+            manager
+                .http_filters
+                .splice(router..router, http_filters_for(url_map, false));
             if uses_session_cookies(model, url_map) {
                 manager.http_filters.insert(0, stateful_session_filter());
             }

@@ -344,6 +344,7 @@ impl Routing<'_> {
             _ => route(route_match, self.action_for(target, extras)),
         };
         set_headers!(route, &extras.header_action);
+        super::route_policies::apply(extras, &mut route);
         if let (Audience::Proxyless { .. }, RouteTarget::Service(service)) = (self.audience, target)
         {
             if let Some(cookie) = self.service(service).and_then(session_cookie) {

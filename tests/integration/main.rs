@@ -28,6 +28,7 @@ mod sidecar_xds;
 mod slow_consumers;
 mod translation;
 mod url_map_actions;
+mod url_map_policies;
 mod validation;
 mod validation_gcloud;
 mod validation_tls;

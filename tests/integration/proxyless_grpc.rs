@@ -6,6 +6,8 @@
 use crate::common;
 use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
 use crate::common::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 const CALLS: usize = 2000;
 const TOLERANCE: f64 = 0.04;
@@ -527,4 +529,84 @@ async fn header_matches_route_calls_to_another_service() {
             plain.tally
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpcio_retries_as_the_route_says_and_takes_injected_faults() {
+    let backends = four_backends().await;
+    let calls = Arc::new(AtomicU64::new(0));
+    let flaky = GrpcBackend::start_flaky("flaky", calls.clone()).await;
+    let rules = |action: &str| {
+        format!(
+            "  - name: who\n    defaultService: global/backendServices/who\n    routeRules:\n    - priority: 1\n      matchRules:\n      - prefixMatch: /\n        headerMatches: [{{headerName: x-route, exactMatch: flaky}}]\n      service: flaky\n      routeAction:\n{action}"
+        )
+    };
+    let with_action = |action: &str| {
+        format!(
+            "{}---\nnetworkEndpointGroups:\n- {{name: flaky-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}\nbackendServices:\n- {{name: flaky, protocol: GRPC, loadBalancingScheme: INTERNAL_SELF_MANAGED, backends: [{{group: flaky-neg, balancingMode: RATE, maxRate: 10}}]}}\n",
+            grpc_config(&backends).replace(
+                "  - name: who\n    defaultService: global/backendServices/who\n",
+                &rules(action),
+            ),
+            flaky.port()
+        )
+    };
+    // Every other call to `flaky` fails with UNAVAILABLE; one retry on `unavailable` hides it.
+    let retrying =
+        with_action("        retryPolicy: {retryConditions: [unavailable], numRetries: 1}\n");
+    let switchyard = Switchyard::start(&retrying).await;
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        "retries",
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &node).await;
+    let retried = client.calls(20, Some("x-route=flaky"), 0).await;
+    assert_eq!(
+        (retried.tally.get("flaky"), retried.errors.len()),
+        (Some(&20), 0),
+        "{:?} {:?}",
+        retried.tally,
+        retried.errors
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        40,
+        "each call failed once and was retried once"
+    );
+
+    // An abort for every call: grpcio fails them itself (HTTP 503 → UNAVAILABLE) and the
+    // backend sees none; calls on other routes are untouched.
+    switchyard
+        .edit(&with_action(
+            "        faultInjectionPolicy: {abort: {httpStatus: 503, percentage: 100}}\n",
+        ))
+        .await;
+    let before = calls.load(Ordering::SeqCst);
+    // Polls until the edit reached the client (a condition, not a timing).
+    let mut aborted = client.calls(10, Some("x-route=flaky"), 0).await;
+    let started = std::time::Instant::now();
+    while aborted.errors.get("UNAVAILABLE") != Some(&10) {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "grpcio never applied the fault: {:?} {:?}",
+            aborted.tally,
+            aborted.errors
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        aborted = client.calls(10, Some("x-route=flaky"), 0).await;
+    }
+    assert!(aborted.tally.is_empty());
+    let untouched = client.calls(10, Some("x-route=other"), 0).await;
+    assert!(untouched.errors.is_empty(), "{:?}", untouched.errors);
+    // Calls made while the edit was arriving may still have reached the backend; none after.
+    let settled = calls.load(Ordering::SeqCst);
+    let more = client.calls(10, Some("x-route=flaky"), 0).await;
+    assert_eq!(more.errors.get("UNAVAILABLE"), Some(&10));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        settled,
+        "aborted calls never reach the backend (was {before} before the edit)"
+    );
 }

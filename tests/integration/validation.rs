@@ -130,7 +130,7 @@ fn dangling_references_name_what_exists() {
 fn links_must_point_at_the_right_collection() {
     assert_eq!(
         one_error("target: global/targetHttpProxies/proxy", "target: global/urlMaps/map"),
-        "error: lb.yaml:28: forwardingRules[fr].target: `global/urlMaps/map` links to a resource in urlMaps, but this field takes targetHttpProxies or targetHttpsProxies or targetTcpProxies or targetGrpcProxies"
+        "error: lb.yaml:28: forwardingRules[fr].target: `global/urlMaps/map` links to a resource in urlMaps, but this field takes targetHttpProxies or targetHttpsProxies or targetTcpProxies or targetSslProxies or targetGrpcProxies"
     );
 }
 

@@ -71,12 +71,48 @@ fn every_action_is_accepted_together() {
 
 #[test]
 fn cloud_fields_not_served_are_named_as_such() {
-    assert_eq!(
-        one_error(&format!("{RULE}      routeAction: {{faultInjectionPolicy: {{abort: {{httpStatus: 503}}}}}}\n")),
-        format!("error: lb.yaml:16: {AT}.routeAction.faultInjectionPolicy: `faultInjectionPolicy` is a cloud field Switchyard does not serve yet; remove it (its traffic would otherwise behave differently than written)")
+    let default_action = VALID.replacen(
+        "    defaultService: global/backendServices/web\n    routeRules:",
+        "    defaultRouteAction: {weightedBackendServices: [{backendService: global/backendServices/web, weight: 1}]}\n    routeRules:",
+        1,
+    );
+    let found = lines(&default_action, "lb.yaml");
+    assert!(
+        found.iter().any(|l| l == "error: lb.yaml:11: urlMaps[map].pathMatchers[main].defaultRouteAction: `defaultRouteAction` is a cloud field Switchyard does not serve yet; remove it (its traffic would otherwise behave differently than written)"),
+        "{found:#?}"
     );
     assert!(one_error("      matchRules: [{pathTemplateMatch: '/a/{x=*}'}]\n      service: global/backendServices/web\n")
         .contains(".matchRules[0].pathTemplateMatch: `pathTemplateMatch` is a cloud field Switchyard does not serve yet"));
+}
+
+#[test]
+fn request_policies_are_checked_with_the_clouds_ranges() {
+    let with_action = |action: &str| one_error(&format!("{RULE}      routeAction: {{{action}}}\n"));
+    assert_eq!(
+        with_action("faultInjectionPolicy: {abort: {httpStatus: 503}}"),
+        format!("error: lb.yaml:16: {AT}.routeAction.faultInjectionPolicy.abort.percentage: this field is required")
+    );
+    assert_eq!(
+        with_action("faultInjectionPolicy: {abort: {httpStatus: 700, percentage: 10}}"),
+        format!("error: lb.yaml:16: {AT}.routeAction.faultInjectionPolicy.abort.httpStatus: 700 is out of range; allowed: 200 to 599")
+    );
+    assert_eq!(
+        with_action("faultInjectionPolicy: {delay: {fixedDelay: {seconds: 1}, percentage: 150}}"),
+        format!("error: lb.yaml:16: {AT}.routeAction.faultInjectionPolicy.delay.percentage: 150 is out of range; allowed: 0 to 100")
+    );
+    assert_eq!(
+        with_action("faultInjectionPolicy: {}"),
+        format!("error: lb.yaml:16: {AT}.routeAction.faultInjectionPolicy: a fault injection policy needs a delay, an abort or both")
+    );
+    assert_eq!(
+        with_action("requestMirrorPolicy: {backendService: global/backendServices/shadow}"),
+        format!("error: lb.yaml:16: {AT}.routeAction.requestMirrorPolicy.backendService: `shadow` refers to no resource in backendServices; defined backendServices: web")
+    );
+    assert!(with_action("corsPolicy: {allowOriginRegexes: ['https://(']}").starts_with(&format!(
+        "error: lb.yaml:16: {AT}.routeAction.corsPolicy.allowOriginRegexes[0]: `https://(` is not a valid regular expression: "
+    )));
+    let all = with_rule(&format!("{RULE}      routeAction: {{faultInjectionPolicy: {{delay: {{fixedDelay: {{nanos: 5000}}, percentage: 0.5}}}}, requestMirrorPolicy: {{backendService: web, mirrorPercent: 10}}, corsPolicy: {{allowOrigins: ['*'], maxAge: 60}}, maxStreamDuration: {{seconds: 5}}}}\n"));
+    assert!(all.is_empty(), "{all:#?}");
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::model::{
 };
 
 mod route_actions;
+mod route_policies;
 mod tls;
 mod url_maps;
 

@@ -1,5 +1,6 @@
 //! What a URL-map rule does: where it sends requests (a service, a weighted split or a
-//! redirect) and its routeAction (timeout, urlRewrite, retryPolicy), and the headerAction
+//! redirect) and its routeAction (timeout, urlRewrite, retryPolicy, and the request policies
+//! of `route_policies`), and the headerAction
 //! every level of a URL map may carry. Read from the GCP dialect; cloud fields not served yet
 //! are refused by name.
 
@@ -12,14 +13,7 @@ use crate::model::{
     UrlRewrite, WeightedService,
 };
 
-use super::{duration, reference};
-
-const ROUTE_ACTION_NOT_SERVED: &[&str] = &[
-    "faultInjectionPolicy",
-    "requestMirrorPolicy",
-    "corsPolicy",
-    "maxStreamDuration",
-];
+use super::{duration, reference, route_policies};
 
 /// The retry conditions the cloud documents, all of which Envoy knows by the same names.
 const RETRY_CONDITIONS: &[&str] = &[
@@ -99,7 +93,6 @@ fn route_action(
     diagnostics: &mut Diagnostics,
 ) -> (Option<Vec<WeightedService>>, RouteExtras) {
     let mut action = Fields::new(node, file, path, diagnostics);
-    action.not_served(ROUTE_ACTION_NOT_SERVED, diagnostics);
     let weighted = action
         .get("weightedBackendServices")
         .is_some()
@@ -114,6 +107,26 @@ fn route_action(
     let retry_policy = action
         .get("retryPolicy")
         .and_then(|node| retry_policy(node, file, action.field_path("retryPolicy"), diagnostics));
+    let fault_injection = action.get("faultInjectionPolicy").and_then(|node| {
+        let path = action.field_path("faultInjectionPolicy");
+        route_policies::fault_injection(node, file, path, diagnostics)
+    });
+    let request_mirror = action.get("requestMirrorPolicy").and_then(|node| {
+        let path = action.field_path("requestMirrorPolicy");
+        route_policies::request_mirror(node, file, path, diagnostics)
+    });
+    let cors = action.get("corsPolicy").map(|node| {
+        let path = action.field_path("corsPolicy");
+        route_policies::cors_policy(node, file, path, diagnostics)
+    });
+    let max_stream_duration = action.get("maxStreamDuration").and_then(|node| {
+        duration(
+            node,
+            file,
+            action.field_path("maxStreamDuration"),
+            diagnostics,
+        )
+    });
     action.finish(diagnostics);
     (
         weighted,
@@ -122,6 +135,10 @@ fn route_action(
             url_rewrite,
             retry_policy,
             header_action: HeaderAction::default(),
+            fault_injection,
+            request_mirror,
+            cors,
+            max_stream_duration,
         },
     )
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,9 +37,11 @@ pub struct WhoReply {
 #[derive(Clone)]
 pub struct Who {
     name: Arc<str>,
+    /// When set, counts Who/Name calls and fails every odd-numbered one with UNAVAILABLE.
+    flaky: Option<Arc<AtomicU64>>,
 }
 
-struct NameMethod(Arc<str>);
+struct NameMethod(Arc<str>, Option<Arc<AtomicU64>>);
 
 impl tonic::server::UnaryService<WhoRequest> for NameMethod {
     type Response = WhoReply;
@@ -46,7 +49,14 @@ impl tonic::server::UnaryService<WhoRequest> for NameMethod {
 
     fn call(&mut self, request: tonic::Request<WhoRequest>) -> Self::Future {
         let name = self.0.to_string();
+        let failing = self
+            .1
+            .as_ref()
+            .is_some_and(|calls| calls.fetch_add(1, Ordering::SeqCst) % 2 == 0);
         Box::pin(async move {
+            if failing {
+                return Err(tonic::Status::unavailable("flaky: every other call fails"));
+            }
             let delay = request.get_ref().delay_ms;
             if delay > 0 {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -96,10 +106,13 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Who {
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let name = self.name.clone();
+        let flaky = self.flaky.clone();
         Box::pin(async move {
             let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
             match request.uri().path() {
-                "/switchyard.test.Who/Name" => Ok(grpc.unary(NameMethod(name), request).await),
+                "/switchyard.test.Who/Name" => {
+                    Ok(grpc.unary(NameMethod(name, flaky), request).await)
+                }
                 "/switchyard.test.Who/Count" => {
                     Ok(grpc.server_streaming(CountMethod(name), request).await)
                 }
@@ -124,9 +137,22 @@ pub struct GrpcBackend {
 
 impl GrpcBackend {
     pub async fn start(name: &str) -> GrpcBackend {
+        Self::start_with(name, None).await
+    }
+
+    /// A Who server that fails every other Who/Name call (the first, the third, ...) with
+    /// UNAVAILABLE, counting calls in `calls`.
+    pub async fn start_flaky(name: &str, calls: Arc<AtomicU64>) -> GrpcBackend {
+        Self::start_with(name, Some(calls)).await
+    }
+
+    async fn start_with(name: &str, flaky: Option<Arc<AtomicU64>>) -> GrpcBackend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let who = Who { name: name.into() };
+        let who = Who {
+            name: name.into(),
+            flaky,
+        };
         let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(who)
