@@ -314,3 +314,121 @@ async fn retry_policy_retries_5xx_through_envoy() {
 async fn retry_policy_retries_5xx_through_the_sidecar() {
     retry_policy_through(Through::Sidecar).await;
 }
+
+/// A backend that reads each request's head, counts it by method, and closes the connection
+/// without answering: a reset before headers.
+struct ResettingBackend {
+    port: u16,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ResettingBackend {
+    async fn start() -> ResettingBackend {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let seen = counts.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => head.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    let method = String::from_utf8_lossy(&head)
+                        .split(' ')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    *seen.lock().unwrap().entry(method).or_insert(0) += 1;
+                    // Dropped with the request unanswered: the proxy sees a reset.
+                    let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+                });
+            }
+        });
+        ResettingBackend { port, counts, task }
+    }
+
+    fn count(&self, method: &str) -> usize {
+        self.counts
+            .lock()
+            .unwrap()
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ResettingBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The cloud's proxies retry a GET at most twice when the backend resets before answering,
+/// and never retry a POST: counted at the backend.
+async fn resets_retry_get_only_through(through: Through) {
+    let backend = ResettingBackend::start().await;
+    let listen = free_port();
+    let node = format!("resets-{through:?}").to_lowercase();
+    let port = backend.port;
+    let config = retry_config(listen, port, port).replace(
+        &format!("{{ipAddress: 127.0.0.1, port: {port}}}, {{ipAddress: 127.0.0.1, port: {port}}}"),
+        &format!("{{ipAddress: 127.0.0.1, port: {port}}}"),
+    );
+    assert!(!config.contains(&format!("{port}}}, ")), "one endpoint");
+    let (_switchyard, _proxy) = serve_through(through, &node, &config).await;
+    let url = format!("http://127.0.0.1:{listen}/plain");
+    // Until the listener routes, requests are refused before reaching the backend.
+    wait_for("the first GET to reach the backend", || {
+        let url = url.clone();
+        let backend = &backend;
+        async move {
+            let _ = http().get(&url).send().await;
+            (backend.count("GET") > 0).then_some(())
+        }
+    })
+    .await;
+    let gets_before = backend.count("GET");
+    for _ in 0..5 {
+        let status = http().get(&url).send().await.unwrap().status().as_u16();
+        assert!(status >= 500, "a reset becomes a 5xx answer, got {status}");
+    }
+    assert_eq!(
+        backend.count("GET") - gets_before,
+        15,
+        "each GET tried once and retried twice"
+    );
+    for _ in 0..5 {
+        let status = http()
+            .post(&url)
+            .body("payload")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(status >= 500, "got {status}");
+    }
+    assert_eq!(backend.count("POST"), 5, "a POST is never retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resets_retry_get_only_through_envoy() {
+    resets_retry_get_only_through(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resets_retry_get_only_through_the_sidecar() {
+    resets_retry_get_only_through(Through::Sidecar).await;
+}

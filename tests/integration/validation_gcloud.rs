@@ -76,3 +76,25 @@ fn deprecated_port_without_port_name_and_cdn_are_reported() {
         ]
     );
 }
+
+#[test]
+fn google_run_services_are_named_not_available_never_unknown() {
+    let found = diagnostics(&load_str(
+        "networkEndpointGroups:\n\
+         - {name: run, networkEndpointType: SERVERLESS, region: us-central1, cloudRun: {service: hello}}\n\
+         backendServices:\n\
+         - name: web\n  securityPolicy: global/securityPolicies/armor\n  iap: {enabled: true}\n  cdnPolicy: {cacheMode: CACHE_ALL_STATIC}\n\
+         backendBuckets:\n- {name: static, bucketName: my-bucket}\n",
+        "lb.yaml",
+    ));
+    assert_eq!(
+        found,
+        [
+            "error: lb.yaml:2: networkEndpointGroups[run].networkEndpointType: `SERVERLESS`: serverless NEGs reach Cloud Run, App Engine and Cloud Functions through Google's network, which is not available in a self-hosted control plane; use GCE_VM_IP_PORT or NON_GCP_PRIVATE_IP_PORT with the addresses to reach",
+            "error: lb.yaml:5: backendServices[web].securityPolicy: `securityPolicy` names a Cloud Armor security policy, a Google-run service not available in a self-hosted control plane; remove the field",
+            "error: lb.yaml:6: backendServices[web].iap: `iap` turns on Identity-Aware Proxy, a Google-run service not available in a self-hosted control plane; remove the field",
+            "error: lb.yaml:7: backendServices[web].cdnPolicy: `cdnPolicy` configures Cloud CDN, a Google-run service not available in a self-hosted control plane; remove the field",
+            "error: lb.yaml:9: backendBuckets: backendBuckets serve Cloud Storage buckets, which are not available in a self-hosted control plane; serve the files from a backend service instead",
+        ]
+    );
+}

@@ -260,6 +260,13 @@ pub fn read_document(
         &mut model.xds_clients,
         "xdsClients",
     );
+    if top.get("backendBuckets").is_some() {
+        diagnostics.error(
+            &top.loc_of("backendBuckets"),
+            "backendBuckets",
+            "backendBuckets serve Cloud Storage buckets, which are not available in a self-hosted control plane; serve the files from a backend service instead",
+        );
+    }
     if let Some(node) = top.get("regionOrder") {
         region_order(node, file, model, diagnostics);
     }
@@ -673,12 +680,60 @@ fn instance_group(
     })
 }
 
+/// Why a NEG type the cloud has cannot be served here, if it cannot.
+fn unavailable_neg_type(kind: &str) -> Option<String> {
+    let what = match kind {
+        "SERVERLESS" => "serverless NEGs reach Cloud Run, App Engine and Cloud Functions through Google's network",
+        "PRIVATE_SERVICE_CONNECT" => "Private Service Connect NEGs reach services published inside Google's network",
+        "GCE_VM_IP" => "GCE_VM_IP NEGs back passthrough load balancers, which forward packets without a proxy",
+        _ => return None,
+    };
+    Some(format!(
+        "`{kind}`: {what}, which is not available in a self-hosted control plane; use GCE_VM_IP_PORT or NON_GCP_PRIVATE_IP_PORT with the addresses to reach"
+    ))
+}
+
+/// Backend-service fields that stand for Google-run services (Cloud Armor, IAP, Cloud CDN):
+/// each refused with what it is, never as an unknown field.
+const GOOGLE_ONLY_SERVICE_FIELDS: &[(&str, &str)] = &[
+    ("securityPolicy", "names a Cloud Armor security policy"),
+    (
+        "edgeSecurityPolicy",
+        "names a Cloud Armor edge security policy",
+    ),
+    ("iap", "turns on Identity-Aware Proxy"),
+    ("cdnPolicy", "configures Cloud CDN"),
+];
+
+fn refuse_google_only(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) {
+    for (key, what) in GOOGLE_ONLY_SERVICE_FIELDS {
+        if fields.get(key).is_some() {
+            diagnostics.error(
+                &fields.loc_of(key),
+                fields.field_path(key),
+                format!("`{key}` {what}, a Google-run service not available in a self-hosted control plane; remove the field"),
+            );
+        }
+    }
+}
+
 fn network_endpoint_group(
     node: &Node,
     file: &Arc<str>,
     diagnostics: &mut Diagnostics,
 ) -> Option<EndpointGroup> {
     let (mut fields, name) = open(node, file, "networkEndpointGroups", diagnostics)?;
+    if let Some(reason) = fields
+        .string("networkEndpointType", diagnostics)
+        .and_then(|kind| unavailable_neg_type(&kind))
+    {
+        diagnostics.error(
+            &fields.loc_of("networkEndpointType"),
+            fields.field_path("networkEndpointType"),
+            reason,
+        );
+        return None;
+    }
     let zone = zone_of(&mut fields, diagnostics);
     let kind = fields
         .choice(
@@ -761,6 +816,7 @@ fn backend_service(
         .unwrap_or(BackendProtocol::Http);
     let written_port_name = fields.string("portName", diagnostics);
     gcloud_describe_fields(&mut fields, written_port_name.is_some(), diagnostics);
+    refuse_google_only(&mut fields, diagnostics);
     let port_name = written_port_name.unwrap_or_else(|| "http".to_string());
     let timeout_sec = fields
         .integer("timeoutSec", 1, MAX_TIMEOUT_SEC, diagnostics)
