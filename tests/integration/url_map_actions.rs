@@ -351,8 +351,9 @@ impl ResettingBackend {
                         .unwrap_or("")
                         .to_string();
                     *seen.lock().unwrap().entry(method).or_insert(0) += 1;
-                    // Dropped with the request unanswered: the proxy sees a reset.
-                    let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+                    // Closed with the request unanswered: to the proxy, a connection reset
+                    // before any response header.
+                    drop(stream);
                 });
             }
         });
