@@ -349,6 +349,10 @@ pub struct UrlMap {
     pub default_service: Option<Ref>,
     /// defaultUrlRedirect: instead of a default service.
     pub default_url_redirect: Option<UrlRedirect>,
+    /// defaultRouteAction.weightedBackendServices: instead of a default service.
+    pub default_weighted: Option<Vec<WeightedService>>,
+    /// The rest of defaultRouteAction, for requests that take the default.
+    pub default_extras: RouteExtras,
     pub host_rules: Vec<HostRule>,
     pub path_matchers: Vec<PathMatcher>,
     pub header_action: HeaderAction,
@@ -371,6 +375,8 @@ pub struct PathMatcher {
     pub loc: Loc,
     pub default_service: Option<Ref>,
     pub default_url_redirect: Option<UrlRedirect>,
+    pub default_weighted: Option<Vec<WeightedService>>,
+    pub default_extras: RouteExtras,
     pub path_rules: Vec<PathRule>,
     pub route_rules: Vec<RouteRule>,
     pub header_action: HeaderAction,

@@ -578,6 +578,9 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
     if let Some(default) = &url_map.default_service {
         service(default, diagnostics);
     }
+    for weighted in url_map.default_weighted.iter().flatten() {
+        service(&weighted.backend_service, diagnostics);
+    }
     let mirrors = url_map.path_matchers.iter().flat_map(|matcher| {
         let rules = matcher.route_rules.iter().map(|r| &r.extras);
         rules.chain(matcher.path_rules.iter().map(|r| &r.extras))
@@ -622,9 +625,17 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
     }
     for matcher in &url_map.path_matchers {
         let path = format!("{base}.pathMatchers[{}]", matcher.name);
+        for weighted in matcher.default_weighted.iter().flatten() {
+            service(&weighted.backend_service, diagnostics);
+        }
         if let Some(default) = &matcher.default_service {
             service(default, diagnostics);
-        } else if url_map.default_service.is_none() {
+        } else if matcher.default_weighted.is_none()
+            && matcher.default_url_redirect.is_none()
+            && url_map.default_service.is_none()
+            && url_map.default_weighted.is_none()
+            && url_map.default_url_redirect.is_none()
+        {
             diagnostics.error(
                 &matcher.loc,
                 format!("{path}.defaultService"),
@@ -657,6 +668,7 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
     }
     if url_map.default_service.is_none()
         && url_map.default_url_redirect.is_none()
+        && url_map.default_weighted.is_none()
         && url_map.host_rules.is_empty()
     {
         diagnostics.error(
@@ -691,7 +703,19 @@ pub fn services_of(url_map: &UrlMap) -> BTreeSet<&str> {
             .iter()
             .flat_map(|m| m.default_service.iter()),
     );
+    let weighted_defaults = url_map
+        .default_weighted
+        .iter()
+        .chain(
+            url_map
+                .path_matchers
+                .iter()
+                .flat_map(|m| m.default_weighted.iter()),
+        )
+        .flatten()
+        .map(|w| &w.backend_service);
     defaults
+        .chain(weighted_defaults)
         .chain(url_map.path_matchers.iter().flat_map(rule_targets))
         .map(|r| r.name.as_str())
         .collect()
@@ -834,26 +858,38 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
             if matches!(action, RouteTarget::Redirect(_)) {
                 note(format!("{rule}.urlRedirect"), "urlRedirect");
             }
-            if extras.url_rewrite.is_some() {
-                note(format!("{rule}.routeAction.urlRewrite"), "urlRewrite");
-            }
             let weighted_headers = matches!(action, RouteTarget::Weighted { services }
                 if services.iter().any(|s| !s.header_action.is_empty()));
             if !extras.header_action.is_empty() || weighted_headers {
                 note(format!("{rule}.headerAction"), "headerAction");
             }
-            if extras.cors.is_some() {
-                note(format!("{rule}.routeAction.corsPolicy"), "corsPolicy");
-            }
-            if extras.request_mirror.is_some() {
-                note(
-                    format!("{rule}.routeAction.requestMirrorPolicy"),
-                    "requestMirrorPolicy",
-                );
+            for (field, what) in unsupported_route_actions(extras) {
+                note(format!("{rule}.routeAction.{field}"), what);
             }
         }
+        for (field, what) in unsupported_route_actions(&matcher.default_extras) {
+            note(format!("{at}.defaultRouteAction.{field}"), what);
+        }
+    }
+    for (field, what) in unsupported_route_actions(&url_map.default_extras) {
+        note(format!("{base}.defaultRouteAction.{field}"), what);
     }
     problems
+}
+
+/// The parts of a routeAction proxyless clients ignore, by field name.
+fn unsupported_route_actions(extras: &super::RouteExtras) -> Vec<(&'static str, &'static str)> {
+    let mut found = Vec::new();
+    if extras.url_rewrite.is_some() {
+        found.push(("urlRewrite", "urlRewrite"));
+    }
+    if extras.cors.is_some() {
+        found.push(("corsPolicy", "corsPolicy"));
+    }
+    if extras.request_mirror.is_some() {
+        found.push(("requestMirrorPolicy", "requestMirrorPolicy"));
+    }
+    found
 }
 
 /// The cloud's rules for a forwarding rule's scheme and port by target (004): an external

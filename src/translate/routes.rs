@@ -92,31 +92,18 @@ pub fn route_configuration_for(
             continue;
         };
         claims_any_host |= rule.hosts.iter().any(|h| h == "*");
-        let fallback = default_target(
-            matcher.default_service.as_ref(),
-            matcher.default_url_redirect.as_ref(),
-        )
-        .or_else(|| {
-            default_target(
-                url_map.default_service.as_ref(),
-                url_map.default_url_redirect.as_ref(),
-            )
-        });
+        let fallback = matcher_default(matcher).or_else(|| url_map_default(url_map));
         let mut virtual_host = routing.virtual_host(
             format!("{}-{index}", matcher.name),
             &rule.hosts,
-            routing.routes_for(matcher, fallback.as_ref()),
+            routing.routes_for(matcher, fallback.as_ref().map(|(t, e)| (t, *e))),
         );
         set_headers!(virtual_host, &matcher.header_action);
         virtual_hosts.push(virtual_host);
     }
     if !claims_any_host {
-        let default = default_target(
-            url_map.default_service.as_ref(),
-            url_map.default_url_redirect.as_ref(),
-        );
-        if let Some(default) = default {
-            let routes = vec![routing.route(prefix(""), &default, &RouteExtras::default())];
+        if let Some((default, extras)) = url_map_default(url_map) {
+            let routes = vec![routing.route(default_match(extras), &default, extras)];
             virtual_hosts.push(routing.virtual_host("default".into(), &["*".into()], routes));
         }
     }
@@ -144,11 +131,50 @@ pub fn route_configuration_for(
     configuration
 }
 
-/// A default service or default redirect as a route target.
-fn default_target(service: Option<&Ref>, redirect: Option<&UrlRedirect>) -> Option<RouteTarget> {
+/// A default service, default redirect or default weighted split as a route target.
+fn default_target(
+    service: Option<&Ref>,
+    redirect: Option<&UrlRedirect>,
+    weighted: Option<&Vec<WeightedService>>,
+) -> Option<RouteTarget> {
     service
         .map(|s| RouteTarget::Service(s.clone()))
         .or_else(|| redirect.map(|r| RouteTarget::Redirect(r.clone())))
+        .or_else(|| {
+            weighted.map(|services| RouteTarget::Weighted {
+                services: services.clone(),
+            })
+        })
+}
+
+/// The match of a default route: every path. With a pathPrefixRewrite it matches `/`, so the
+/// rewrite replaces the leading slash (`/a` → `/v2/a`) as the cloud's does.
+fn default_match(extras: &RouteExtras) -> RouteMatch {
+    let rewrites_prefix = extras
+        .url_rewrite
+        .as_ref()
+        .is_some_and(|r| r.path_prefix_rewrite.is_some());
+    prefix(if rewrites_prefix { "/" } else { "" })
+}
+
+/// What a path matcher does with requests no rule takes, and its defaultRouteAction.
+fn matcher_default(matcher: &PathMatcher) -> Option<(RouteTarget, &RouteExtras)> {
+    let target = default_target(
+        matcher.default_service.as_ref(),
+        matcher.default_url_redirect.as_ref(),
+        matcher.default_weighted.as_ref(),
+    )?;
+    Some((target, &matcher.default_extras))
+}
+
+/// What a URL map does with requests no host rule or path matcher takes.
+fn url_map_default(url_map: &UrlMap) -> Option<(RouteTarget, &RouteExtras)> {
+    let target = default_target(
+        url_map.default_service.as_ref(),
+        url_map.default_url_redirect.as_ref(),
+        url_map.default_weighted.as_ref(),
+    )?;
+    Some((target, &url_map.default_extras))
 }
 
 /// headerAction additions as Envoy's: `replace` overwrites, otherwise one more value is
@@ -239,7 +265,11 @@ impl Routing<'_> {
         }
     }
 
-    fn routes_for(&self, matcher: &PathMatcher, fallback: Option<&RouteTarget>) -> Vec<Route> {
+    fn routes_for(
+        &self,
+        matcher: &PathMatcher,
+        fallback: Option<(&RouteTarget, &RouteExtras)>,
+    ) -> Vec<Route> {
         let mut routes = Vec::new();
         let mut route_rules: Vec<_> = matcher.route_rules.iter().collect();
         route_rules.sort_by_key(|rule| rule.priority);
@@ -287,8 +317,8 @@ impl Routing<'_> {
             };
             routes.push(self.route(route_match, &rule.action, &rule.extras));
         }
-        if let Some(fallback) = fallback {
-            routes.push(self.route(prefix(""), fallback, &RouteExtras::default()));
+        if let Some((fallback, extras)) = fallback {
+            routes.push(self.route(default_match(extras), fallback, extras));
         }
         routes
     }

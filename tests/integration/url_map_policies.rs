@@ -1,4 +1,5 @@
-//! URL-map request policies through a real Envoy: faultInjectionPolicy (an abort for every
+//! URL-map request policies through a real Envoy: a path matcher's defaultRouteAction (a
+//! weighted split with a rewrite), faultInjectionPolicy (an abort for every
 //! request, a delay for every request), requestMirrorPolicy (the mirror service receives a
 //! copy, the client gets the primary's answer) and corsPolicy (a preflight answered by the
 //! proxy, the allow-origin header on the actual answer).
@@ -55,8 +56,14 @@ backendServices:
 urlMaps:
 - name: lb
   defaultService: global/backendServices/primary
-  hostRules: [{{hosts: ['*'], pathMatcher: main}}]
+  hostRules:
+  - {{hosts: ['*'], pathMatcher: main}}
+  - {{hosts: [split.example.test], pathMatcher: split}}
   pathMatchers:
+  - name: split
+    defaultRouteAction:
+      weightedBackendServices: [{{backendService: global/backendServices/primary, weight: 100}}]
+      urlRewrite: {{pathPrefixRewrite: /v2/}}
   - name: main
     defaultService: global/backendServices/primary
     routeRules:
@@ -109,6 +116,21 @@ async fn faults_mirrors_and_cors_act_as_the_url_map_says() {
         (answer["backend"] == "primary").then_some(())
     })
     .await;
+
+    // A path matcher's defaultRouteAction: its split and its rewrite.
+    let answer: Value = http()
+        .get(url("/items/1"))
+        .header("host", "split.example.test")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer["backend"].as_str(), answer["path"].as_str()),
+        (Some("primary"), Some("/v2/items/1"))
+    );
 
     // An abort for 100% of requests: answered by the proxy, never reaching the backend.
     for _ in 0..20 {

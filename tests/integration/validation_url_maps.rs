@@ -71,15 +71,14 @@ fn every_action_is_accepted_together() {
 
 #[test]
 fn cloud_fields_not_served_are_named_as_such() {
-    let default_action = VALID.replacen(
+    let custom_errors = VALID.replacen(
         "    defaultService: global/backendServices/web\n    routeRules:",
-        "    defaultRouteAction: {weightedBackendServices: [{backendService: global/backendServices/web, weight: 1}]}\n    routeRules:",
+        "    defaultService: global/backendServices/web\n    defaultCustomErrorResponsePolicy: {errorService: global/backendServices/web}\n    routeRules:",
         1,
     );
-    let found = lines(&default_action, "lb.yaml");
-    assert!(
-        found.iter().any(|l| l == "error: lb.yaml:11: urlMaps[map].pathMatchers[main].defaultRouteAction: `defaultRouteAction` is a cloud field Switchyard does not serve yet; remove it (its traffic would otherwise behave differently than written)"),
-        "{found:#?}"
+    assert_eq!(
+        lines(&custom_errors, "lb.yaml"),
+        ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultCustomErrorResponsePolicy: `defaultCustomErrorResponsePolicy` is a cloud field Switchyard does not serve yet; remove it (its traffic would otherwise behave differently than written)"]
     );
     assert!(one_error("      matchRules: [{pathTemplateMatch: '/a/{x=*}'}]\n      service: global/backendServices/web\n")
         .contains(".matchRules[0].pathTemplateMatch: `pathTemplateMatch` is a cloud field Switchyard does not serve yet"));
@@ -113,6 +112,31 @@ fn request_policies_are_checked_with_the_clouds_ranges() {
     )));
     let all = with_rule(&format!("{RULE}      routeAction: {{faultInjectionPolicy: {{delay: {{fixedDelay: {{nanos: 5000}}, percentage: 0.5}}}}, requestMirrorPolicy: {{backendService: web, mirrorPercent: 10}}, corsPolicy: {{allowOrigins: ['*'], maxAge: 60}}, maxStreamDuration: {{seconds: 5}}}}\n"));
     assert!(all.is_empty(), "{all:#?}");
+}
+
+#[test]
+fn a_default_route_action_splits_unless_another_default_is_set() {
+    let weighted = "    defaultRouteAction: {weightedBackendServices: [{backendService: global/backendServices/web, weight: 1}], timeout: {seconds: 5}}\n";
+    let alone = VALID.replacen(
+        "    defaultService: global/backendServices/web\n    routeRules:",
+        &format!("{weighted}    routeRules:"),
+        1,
+    );
+    assert_eq!(lines(&alone, "lb.yaml"), Vec::<String>::new());
+    let both = VALID.replacen("    routeRules:", &format!("{weighted}    routeRules:"), 1);
+    assert_eq!(
+        lines(&both, "lb.yaml"),
+        ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultRouteAction: set only one of defaultService, defaultUrlRedirect and defaultRouteAction.weightedBackendServices"]
+    );
+    let redirect = VALID.replacen(
+        "    defaultService: global/backendServices/web\n    routeRules:",
+        "    defaultUrlRedirect: {httpsRedirect: true}\n    defaultRouteAction: {timeout: {seconds: 5}}\n    routeRules:",
+        1,
+    );
+    assert_eq!(
+        lines(&redirect, "lb.yaml"),
+        ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultRouteAction: defaultUrlRedirect takes no defaultRouteAction: redirected requests are not forwarded"]
+    );
 }
 
 #[test]
@@ -184,7 +208,7 @@ fn a_default_is_a_service_or_a_redirect() {
     let found: Vec<String> = lines(&text, "lb.yaml");
     assert_eq!(
         found,
-        ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultUrlRedirect: set only one of defaultService and defaultUrlRedirect"]
+        ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultUrlRedirect: set only one of defaultService, defaultUrlRedirect and defaultRouteAction.weightedBackendServices"]
     );
 }
 

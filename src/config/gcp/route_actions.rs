@@ -86,7 +86,7 @@ pub(super) fn rule_target(
 
 /// `routeAction`: weightedBackendServices (weights 0..1000, not all 0), timeout, urlRewrite,
 /// retryPolicy.
-fn route_action(
+pub(super) fn route_action(
     node: &Node,
     file: &Arc<str>,
     path: String,

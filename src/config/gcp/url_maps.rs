@@ -10,15 +10,15 @@ use crate::config::reader::Fields;
 use crate::config::yaml::Node;
 use crate::model::{
     Diagnostics, HeaderMatch, HeaderMatchKind, HostRule, MatchRule, PathMatch, PathMatcher,
-    PathRule, QueryParameterMatch, QueryParameterMatchKind, Ref, RouteRule, RouteTarget, UrlMap,
-    UrlRedirect,
+    PathRule, QueryParameterMatch, QueryParameterMatchKind, Ref, RouteExtras, RouteRule,
+    RouteTarget, UrlMap, UrlRedirect, WeightedService,
 };
 
-use super::route_actions::{header_action, rule_target, url_redirect};
+use super::route_actions::{header_action, route_action, rule_target, url_redirect};
 use super::{open, reference};
 
 /// Fields of a URL map or path matcher the cloud has and Switchyard does not serve yet.
-const DEFAULTS_NOT_SERVED: &[&str] = &["defaultRouteAction", "defaultCustomErrorResponsePolicy"];
+const DEFAULTS_NOT_SERVED: &[&str] = &["defaultCustomErrorResponsePolicy"];
 const ROUTE_RULE_NOT_SERVED: &[&str] = &[
     "customErrorResponsePolicy",
     "httpFilterConfigs",
@@ -33,7 +33,12 @@ pub(super) fn url_map(
 ) -> Option<UrlMap> {
     let (mut fields, name) = open(node, file, "urlMaps", diagnostics)?;
     fields.not_served(DEFAULTS_NOT_SERVED, diagnostics);
-    let (default_service, default_url_redirect) = defaults(&mut fields, diagnostics);
+    let Defaults {
+        service: default_service,
+        redirect: default_url_redirect,
+        weighted: default_weighted,
+        extras: default_extras,
+    } = defaults(&mut fields, diagnostics);
     let header_action = header_action(&mut fields, diagnostics);
     let mut host_rules = Vec::new();
     for (index, item) in fields
@@ -77,17 +82,25 @@ pub(super) fn url_map(
         loc,
         default_service,
         default_url_redirect,
+        default_weighted,
+        default_extras,
         host_rules,
         path_matchers,
         header_action,
     })
 }
 
-/// `defaultService` or `defaultUrlRedirect` (at most one).
-fn defaults(
-    fields: &mut Fields<'_>,
-    diagnostics: &mut Diagnostics,
-) -> (Option<Ref>, Option<UrlRedirect>) {
+/// What a URL map or path matcher does with requests no rule takes.
+struct Defaults {
+    service: Option<Ref>,
+    redirect: Option<UrlRedirect>,
+    weighted: Option<Vec<WeightedService>>,
+    extras: RouteExtras,
+}
+
+/// `defaultService`, `defaultUrlRedirect` or `defaultRouteAction.weightedBackendServices` (at
+/// most one), and the rest of `defaultRouteAction` (which a redirect does not take).
+fn defaults(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Defaults {
     let service = reference(fields, "defaultService", &["backendServices"], diagnostics);
     let file = fields.file().clone();
     let redirect = fields.get("defaultUrlRedirect").and_then(|node| {
@@ -98,15 +111,49 @@ fn defaults(
             diagnostics,
         )
     });
-    if service.is_some() && redirect.is_some() {
+    let (weighted, extras) = match fields.get("defaultRouteAction") {
+        Some(node) => route_action(
+            node,
+            &file,
+            fields.field_path("defaultRouteAction"),
+            diagnostics,
+        ),
+        None => (None, RouteExtras::default()),
+    };
+    let mut defaults = Defaults {
+        service,
+        redirect,
+        weighted,
+        extras,
+    };
+    if defaults.redirect.is_some() && fields.get("defaultRouteAction").is_some() {
         diagnostics.error(
-            &fields.loc_of("defaultUrlRedirect"),
-            fields.field_path("defaultUrlRedirect"),
-            "set only one of defaultService and defaultUrlRedirect",
+            &fields.loc_of("defaultRouteAction"),
+            fields.field_path("defaultRouteAction"),
+            "defaultUrlRedirect takes no defaultRouteAction: redirected requests are not forwarded",
         );
-        return (service, None);
+        defaults.extras = RouteExtras::default();
     }
-    (service, redirect)
+    let chosen = [
+        defaults.service.is_some(),
+        defaults.redirect.is_some(),
+        defaults.weighted.is_some(),
+    ];
+    if chosen.iter().filter(|set| **set).count() > 1 {
+        let second = if defaults.redirect.is_some() {
+            "defaultUrlRedirect"
+        } else {
+            "defaultRouteAction"
+        };
+        diagnostics.error(
+            &fields.loc_of(second),
+            fields.field_path(second),
+            "set only one of defaultService, defaultUrlRedirect and defaultRouteAction.weightedBackendServices",
+        );
+        defaults.redirect = None;
+        defaults.weighted = None;
+    }
+    defaults
 }
 
 fn path_matcher(
@@ -127,7 +174,12 @@ fn path_matcher(
             .unwrap_or("")
     );
     fields.not_served(DEFAULTS_NOT_SERVED, diagnostics);
-    let (default_service, default_url_redirect) = defaults(&mut fields, diagnostics);
+    let Defaults {
+        service: default_service,
+        redirect: default_url_redirect,
+        weighted: default_weighted,
+        extras: default_extras,
+    } = defaults(&mut fields, diagnostics);
     let header_action = header_action(&mut fields, diagnostics);
     let mut path_rules = Vec::new();
     for (index, item) in fields
@@ -172,6 +224,8 @@ fn path_matcher(
         loc,
         default_service,
         default_url_redirect,
+        default_weighted,
+        default_extras,
         path_rules,
         route_rules,
         header_action,
