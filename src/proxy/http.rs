@@ -33,6 +33,10 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 #[derive(Clone)]
 pub struct Upstreams(std::sync::Arc<Pools>);
 
+/// The largest response header block taken from a backend: Envoy's default
+/// (`max_response_headers_kb: 60`).
+const MAX_RESPONSE_HEADERS_BYTES: usize = 60 * 1024;
+
 /// Cloned into every connection, so kept behind one pointer (a hyper client is ~300 bytes).
 struct Pools {
     http1: Client<HttpConnector<EndpointNames>, Body>,
@@ -46,11 +50,15 @@ impl Upstreams {
         connector.set_happy_eyeballs_timeout(Some(Duration::from_millis(300)));
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        // Bounds what a response's head may make the client buffer; the limit itself is
+        // checked on the parsed headers (`header_block_size`).
         let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .http1_max_buf_size(2 * MAX_RESPONSE_HEADERS_BYTES)
             .build(connector.clone());
         let http2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
+            .http2_max_header_list_size(MAX_RESPONSE_HEADERS_BYTES as u32)
             .build(connector);
         Upstreams(std::sync::Arc::new(Pools { http1, http2 }))
     }
@@ -429,6 +437,14 @@ async fn forward_request<'c>(
                 STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 last_error = "upstream answered with a retriable status\n";
             }
+            Ok(response) if header_block_size(response.headers()) > MAX_RESPONSE_HEADERS_BYTES => {
+                // As Envoy answers a backend whose headers pass its limit.
+                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                return answer(full(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream response headers too large\n",
+                ));
+            }
             Ok(response) => {
                 let mut response = response.map(|b| b.boxed());
                 remove_hop_by_hop(response.headers_mut());
@@ -445,6 +461,14 @@ async fn forward_request<'c>(
         }
     }
     answer(full(StatusCode::SERVICE_UNAVAILABLE, last_error))
+}
+
+/// The bytes a header block takes on the wire (`name: value\r\n` per header).
+fn header_block_size(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
 }
 
 fn empty() -> Body {

@@ -17,6 +17,7 @@ mod envoy_dual_stack;
 mod envoy_routing;
 mod hardening;
 mod https;
+mod illegal_requests;
 mod mtls;
 mod observability;
 mod properties;
