@@ -111,6 +111,11 @@ pub enum GroupKind {
     GceVmIpPortNeg,
     /// A hybrid connectivity NEG of NON_GCP_PRIVATE_IP_PORT endpoints.
     NonGcpPrivateIpPortNeg,
+    /// A global internet NEG whose one endpoint is a name (INTERNET_FQDN_PORT), resolved by
+    /// the proxy.
+    InternetFqdnPortNeg,
+    /// A global internet NEG whose one endpoint is an address (INTERNET_IP_PORT).
+    InternetIpPortNeg,
 }
 
 impl GroupKind {
@@ -124,7 +129,17 @@ impl GroupKind {
             GroupKind::InstanceGroup => "instance group",
             GroupKind::GceVmIpPortNeg => "GCE_VM_IP_PORT NEG",
             GroupKind::NonGcpPrivateIpPortNeg => "NON_GCP_PRIVATE_IP_PORT NEG",
+            GroupKind::InternetFqdnPortNeg => "INTERNET_FQDN_PORT NEG",
+            GroupKind::InternetIpPortNeg => "INTERNET_IP_PORT NEG",
         }
+    }
+
+    /// Internet NEGs: global, one endpoint, no balancing mode of their own.
+    pub fn is_internet(self) -> bool {
+        matches!(
+            self,
+            GroupKind::InternetFqdnPortNeg | GroupKind::InternetIpPortNeg
+        )
     }
 }
 
@@ -153,6 +168,8 @@ pub struct Endpoint {
     pub ipv4: Option<std::net::Ipv4Addr>,
     /// `ipv6Address`.
     pub ipv6: Option<std::net::Ipv6Addr>,
+    /// `fqdn` of an INTERNET_FQDN_PORT endpoint: a name the proxy resolves.
+    pub fqdn: Option<String>,
     /// NEG endpoints may carry their own port; instances never do.
     pub port: Option<u16>,
     /// Relative weight inside the group (WEIGHTED_MAGLEV); 1 when absent.

@@ -179,6 +179,23 @@ fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &
         }
         let group = &model.endpoint_groups[&backend.group.name];
         kinds.insert(group.kind.is_instance_group());
+        if group.kind.is_internet() {
+            // The cloud sends an internet NEG what its service gets: no balancing mode, and
+            // the only backend of its service.
+            if service.backends.len() > 1 {
+                diagnostics.error(
+                    &backend.group.loc,
+                    format!("{path}.group"),
+                    format!(
+                        "{} `{}` must be the only backend of its backend service, which has {}",
+                        group.kind.as_str(),
+                        group.name,
+                        service.backends.len()
+                    ),
+                );
+            }
+            continue;
+        }
         check_address_family(service, group, &path, backend, diagnostics);
         check_balancing_mode(service, backend, group.kind, &path, diagnostics);
         if group.kind.is_instance_group() && !group.named_ports.contains_key(&service.port_name) {

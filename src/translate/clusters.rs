@@ -49,7 +49,13 @@ pub fn clusters_for(model: &Model) -> Vec<Cluster> {
     model
         .backend_services
         .values()
-        .map(|service| cluster_for(service, proxy_header_v1.contains(service.name.as_str())))
+        .map(|service| {
+            let mut cluster = cluster_for(service, proxy_header_v1.contains(service.name.as_str()));
+            if let Some((host, port)) = super::internet::fqdn_target(model, service) {
+                super::internet::resolve_by_name(&mut cluster, service, host, port);
+            }
+            cluster
+        })
         .collect()
 }
 

@@ -275,7 +275,8 @@ pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<Member> {
 }
 
 /// The port a service reaches an endpoint on: the endpoint's own, the NEG's defaultPort, or the
-/// instance group's named port for the service's portName.
+/// instance group's named port for the service's portName; an internet NEG's endpoint without
+/// either is reached on 443 over TLS and 80 otherwise, as the cloud's are.
 pub fn port_of(
     service: &BackendService,
     group: &EndpointGroup,
@@ -285,6 +286,12 @@ pub fn port_of(
         .port
         .or(group.default_port)
         .or_else(|| group.named_ports.get(&service.port_name).copied())
+        .or_else(|| {
+            group
+                .kind
+                .is_internet()
+                .then_some(if service.protocol.uses_tls() { 443 } else { 80 })
+        })
 }
 
 /// The address a policy connects to first, and the one it falls back to.

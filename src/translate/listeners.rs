@@ -129,9 +129,14 @@ pub fn http_listener_for(rule: &ForwardingRule, proxy_name: &str, url_map: &UrlM
 }
 
 pub fn socket_address(ip: std::net::IpAddr, port: u16) -> Address {
+    socket_address_named(&ip.to_string(), port)
+}
+
+/// An address given as text: an IP, or a name a DNS cluster resolves.
+pub fn socket_address_named(host: &str, port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
-            address: ip.to_string(),
+            address: host.to_string(),
             port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
             ..Default::default()
         })),

@@ -6,6 +6,7 @@ pub mod affinity;
 pub mod backend_protocol;
 pub mod clusters;
 pub mod endpoints;
+pub mod internet;
 pub mod json;
 pub mod listeners;
 pub mod proxyless;

@@ -18,6 +18,7 @@ mod envoy_routing;
 mod hardening;
 mod https;
 mod illegal_requests;
+mod internet_negs;
 mod mtls;
 mod observability;
 mod properties;

@@ -15,6 +15,7 @@ use crate::model::{
     ProxyTarget, Ref, SessionAffinity, TargetProxy, UrlMap,
 };
 
+mod internet_negs;
 mod route_actions;
 mod route_policies;
 mod tls;
@@ -660,6 +661,7 @@ fn instance_group(
                 instance: instance_name,
                 ipv4,
                 ipv6,
+                fqdn: None,
                 port: None,
                 weight: None,
             });
@@ -734,6 +736,12 @@ fn network_endpoint_group(
         );
         return None;
     }
+    if let Some(kind) = fields
+        .string("networkEndpointType", diagnostics)
+        .and_then(|kind| internet_negs::kind_of(&kind))
+    {
+        return internet_negs::internet_neg(fields, name, kind, diagnostics);
+    }
     let zone = zone_of(&mut fields, diagnostics);
     let kind = fields
         .choice(
@@ -741,6 +749,8 @@ fn network_endpoint_group(
             &[
                 ("GCE_VM_IP_PORT", GroupKind::GceVmIpPortNeg),
                 ("NON_GCP_PRIVATE_IP_PORT", GroupKind::NonGcpPrivateIpPortNeg),
+                ("INTERNET_FQDN_PORT", GroupKind::InternetFqdnPortNeg),
+                ("INTERNET_IP_PORT", GroupKind::InternetIpPortNeg),
             ],
             diagnostics,
         )
@@ -782,6 +792,7 @@ fn network_endpoint_group(
                 instance,
                 ipv4,
                 ipv6,
+                fqdn: None,
                 port,
                 weight,
             });

@@ -1,0 +1,137 @@
+//! Internet NEGs of the GCP dialect: global network endpoint groups whose one endpoint is a
+//! name (INTERNET_FQDN_PORT, resolved by the proxy) or an address (INTERNET_IP_PORT) outside
+//! the project's networks, reached on `port`, else `defaultPort`, else 443 for HTTPS
+//! services and 80 otherwise (the port is chosen when translating).
+
+use crate::config::reader::Fields;
+use crate::model::{Diagnostics, Endpoint, EndpointGroup, GroupKind};
+
+use super::ip_address;
+
+/// The internet kind a `networkEndpointType` names, if it names one.
+pub(super) fn kind_of(written: &str) -> Option<GroupKind> {
+    match written {
+        "INTERNET_FQDN_PORT" => Some(GroupKind::InternetFqdnPortNeg),
+        "INTERNET_IP_PORT" => Some(GroupKind::InternetIpPortNeg),
+        _ => None,
+    }
+}
+
+/// Reads the rest of an internet NEG opened as `fields`.
+pub(super) fn internet_neg(
+    mut fields: Fields<'_>,
+    name: String,
+    kind: GroupKind,
+    diagnostics: &mut Diagnostics,
+) -> Option<EndpointGroup> {
+    // Internet NEGs are global; a zone or region written by gcloud's output is ignored.
+    fields.ignore(&["network", "zone", "region", "size"]);
+    let default_port = fields
+        .integer("defaultPort", 1, 65535, diagnostics)
+        .map(|p| p as u16);
+    let file = fields.file().clone();
+    let endpoints = fields.items("endpoints", diagnostics, |item, path, diagnostics| {
+        let mut endpoint = Fields::new(item, &file, path, diagnostics);
+        let port = endpoint
+            .integer("port", 1, 65535, diagnostics)
+            .map(|p| p as u16);
+        let read = match kind {
+            GroupKind::InternetFqdnPortNeg => fqdn_endpoint(&mut endpoint, port, diagnostics),
+            _ => ip_endpoint(&mut endpoint, port, diagnostics),
+        };
+        endpoint.finish(diagnostics);
+        read
+    });
+    if endpoints.len() > 1 {
+        diagnostics.error(
+            &fields.loc_of("endpoints"),
+            fields.field_path("endpoints"),
+            format!(
+                "an internet NEG holds one endpoint, not {}; make one NEG per endpoint",
+                endpoints.len()
+            ),
+        );
+    }
+    let loc = fields.loc();
+    fields.finish(diagnostics);
+    Some(EndpointGroup {
+        name,
+        loc,
+        kind,
+        zone: String::new(),
+        region: String::new(),
+        named_ports: Default::default(),
+        default_port,
+        endpoints,
+    })
+}
+
+fn fqdn_endpoint(
+    endpoint: &mut Fields<'_>,
+    port: Option<u16>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Endpoint> {
+    if endpoint.get("ipAddress").is_some() {
+        diagnostics.error(
+            &endpoint.loc_of("ipAddress"),
+            endpoint.field_path("ipAddress"),
+            "an INTERNET_FQDN_PORT endpoint is a name (`fqdn`); for an address use an INTERNET_IP_PORT NEG",
+        );
+        return None;
+    }
+    let fqdn = endpoint.required_string("fqdn", diagnostics)?;
+    let valid = !fqdn.is_empty()
+        && fqdn.len() <= 253
+        && fqdn.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid {
+        diagnostics.error(
+            &endpoint.loc_of("fqdn"),
+            endpoint.field_path("fqdn"),
+            format!("`{fqdn}` is not a domain name (labels of letters, digits and hyphens, separated by dots)"),
+        );
+        return None;
+    }
+    Some(Endpoint {
+        instance: None,
+        ipv4: None,
+        ipv6: None,
+        fqdn: Some(fqdn.trim_end_matches('.').to_string()),
+        port,
+        weight: None,
+    })
+}
+
+fn ip_endpoint(
+    endpoint: &mut Fields<'_>,
+    port: Option<u16>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Endpoint> {
+    if endpoint.get("fqdn").is_some() {
+        diagnostics.error(
+            &endpoint.loc_of("fqdn"),
+            endpoint.field_path("fqdn"),
+            "an INTERNET_IP_PORT endpoint is an address (`ipAddress`); for a name use an INTERNET_FQDN_PORT NEG",
+        );
+        return None;
+    }
+    endpoint.require("ipAddress", diagnostics);
+    let address = ip_address(endpoint, "ipAddress", diagnostics)?;
+    let (ipv4, ipv6) = match address {
+        std::net::IpAddr::V4(v4) => (Some(v4), None),
+        std::net::IpAddr::V6(v6) => (None, Some(v6)),
+    };
+    Some(Endpoint {
+        instance: None,
+        ipv4,
+        ipv6,
+        fqdn: None,
+        port,
+        weight: None,
+    })
+}
