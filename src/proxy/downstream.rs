@@ -7,7 +7,9 @@
 //! hyper is asked to stop after that response, hands the socket back with any bytes it had
 //! already read, and the socket waits for the client's next request with nothing allocated
 //! but itself. Requests with a body, pipelined requests and upgrades stay inside one hyper
-//! connection until a plain exchange ends.
+//! connection until a plain exchange ends. A request whose head asks for an upgrade the
+//! listener allows (WebSocket) is served by a hyper connection that owns the socket, since
+//! the upgraded exchange takes the socket over.
 //!
 //! Must not: route or forward; that is proxy/http.rs.
 
@@ -133,7 +135,12 @@ pub async fn serve_connection(
         // Boxed: an HTTP/2 connection's state is large, and an HTTP/1 one should not carry
         // room for it.
         Some(true) => Box::pin(serve_http2(stream, handler, drain)).await,
-        Some(false) => serve_http1(&mut stream, handler, drain).await,
+        Some(false) => {
+            let upgrading = serve_http1(&mut stream, handler.clone(), drain.clone()).await;
+            if let Some(already_read) = upgrading {
+                serve_upgradeable(stream, already_read, handler, drain).await;
+            }
+        }
         None => {}
     }
 }
@@ -175,11 +182,20 @@ async fn serve_http2(stream: TcpStream, handler: Handler, drain: CancellationTok
 }
 
 /// HTTP/1.1: one hyper connection per run of exchanges, the socket alone between them.
-async fn serve_http1(stream: &mut TcpStream, handler: Handler, drain: CancellationToken) {
+/// Returns the bytes already read when the next request asks for an upgrade the listener
+/// allows: that request needs a hyper connection that owns the socket.
+async fn serve_http1(
+    stream: &mut TcpStream,
+    handler: Handler,
+    drain: CancellationToken,
+) -> Option<Bytes> {
     let mut already_read = Bytes::new();
     loop {
         if already_read.is_empty() && !next_request_arrives(stream, &drain).await {
-            return;
+            return None;
+        }
+        if handler.manager.websocket && next_head_asks_upgrade(stream, &already_read).await {
+            return Some(already_read);
         }
         let exchanges = handler.exchanges.clone();
         let before = exchanges.started.load(Ordering::Relaxed);
@@ -215,12 +231,63 @@ async fn serve_http1(stream: &mut TcpStream, handler: Handler, drain: Cancellati
         })
         .await;
         if finished.is_err() || !stopping || draining {
-            return;
+            return None;
         }
         let read_buf = Pin::into_inner(connection).into_parts().read_buf;
         // Copied out: even empty, hyper's bytes keep its whole read buffer alive.
         already_read = Bytes::copy_from_slice(&read_buf);
     }
+}
+
+/// Serves the rest of a connection whose next request asks for an upgrade: one hyper
+/// connection that owns the socket, so an upgraded exchange can take it over.
+async fn serve_upgradeable(
+    stream: TcpStream,
+    already_read: Bytes,
+    handler: Handler,
+    drain: CancellationToken,
+) {
+    let io = TokioIo::new(Rewind {
+        prefix: already_read,
+        inner: stream,
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, handler)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = drain.cancelled() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// Whether the request head waiting on the socket (after `already_read`) has an Upgrade
+/// header. Peeks without consuming; a head still incomplete after a few milliseconds, or
+/// longer than 8 KiB, is taken as not asking.
+async fn next_head_asks_upgrade(stream: &TcpStream, already_read: &Bytes) -> bool {
+    const LOOK_AT_MOST: usize = 8 * 1024;
+    // A whole head already read: the socket may hold nothing more (peeking would wait).
+    if let Some(asks) = super::upgrade::head_asks_upgrade(already_read) {
+        return asks;
+    }
+    // Most heads fit in 2 KiB; a longer one is looked at again with room for 8 KiB.
+    let mut peeked = vec![0u8; 2048];
+    for _ in 0..20 {
+        let Ok(count) = stream.peek(&mut peeked).await else {
+            return false;
+        };
+        let mut head = already_read.to_vec();
+        head.extend_from_slice(&peeked[..count]);
+        match super::upgrade::head_asks_upgrade(&head) {
+            Some(asks) => return asks,
+            None if head.len() >= LOOK_AT_MOST || count == 0 => return false,
+            None if count == peeked.len() => peeked.resize(LOOK_AT_MOST, 0),
+            None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+        }
+    }
+    false
 }
 
 /// Waits for the client's next request without holding a buffer; false when the client

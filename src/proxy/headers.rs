@@ -105,6 +105,7 @@ mod tests {
             use_remote_address,
             xff_num_trusted_hops: 0,
             via: via.map(str::to_string),
+            websocket: false,
         }
     }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
@@ -25,6 +26,7 @@ use super::resources::route::{
 use super::rewrite::{self, Connection, RequestTarget};
 use super::router::{self, RequestParts};
 use super::stats::STATS;
+use super::upgrade;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -117,6 +119,10 @@ pub async fn handle(
     upstreams: &Upstreams,
 ) -> Response<Body> {
     STATS.downstream_requests.fetch_add(1, Ordering::Relaxed);
+    if !manager.websocket {
+        // Not allowed here: the request goes on as a plain one.
+        request.extensions_mut().remove::<OnUpgrade>();
+    }
     add_forwarding_headers(request.headers_mut(), connection.remote, manager);
     let mut response = route_and_forward(request, connection, manager, config, upstreams).await;
     STATS.response(response.status().as_u16());
@@ -315,7 +321,7 @@ fn roll() -> u64 {
 /// Forwards the request as the chosen route says; also returns the weighted cluster it went
 /// to, whose response header edits apply to the answer.
 async fn forward_request<'c>(
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     connection: Connection,
     chosen: &Chosen<'c>,
     config: &ProxyConfig,
@@ -348,13 +354,25 @@ async fn forward_request<'c>(
             issued = set_cookie(name, &value, path, *ttl);
         }
     }
+    // A WebSocket upgrade the listener allows (its OnUpgrade is still in the request).
+    let mut client_upgrade = (upgrade::is_websocket_request(request.headers())
+        && request.extensions().get::<OnUpgrade>().is_some())
+    .then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    if client_upgrade.is_some() {
+        upgrade::restore_upgrade_headers(&mut parts.headers);
+    }
     prepare_upstream_request(&mut parts, chosen, cluster, &connection);
     // Only a request without a body can be sent again (nothing of it was consumed).
     let replayable = body_is_empty(&parts.headers, &body);
     let attempts = match chosen.retry {
-        Some(policy) if replayable && retries_anything(policy) && retriable(policy, &parts) => {
+        Some(policy)
+            if replayable
+                && client_upgrade.is_none()
+                && retries_anything(policy)
+                && retriable(policy, &parts) =>
+        {
             policy.num_retries + 1
         }
         _ => 1,
@@ -445,9 +463,16 @@ async fn forward_request<'c>(
                     "upstream response headers too large\n",
                 ));
             }
-            Ok(response) => {
+            Ok(mut response) => {
+                let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                if let Some(client) = client_upgrade.take().filter(|_| switching) {
+                    upgrade::tunnel(client, hyper::upgrade::on(&mut response));
+                }
                 let mut response = response.map(|b| b.boxed());
                 remove_hop_by_hop(response.headers_mut());
+                if switching {
+                    upgrade::restore_upgrade_headers(response.headers_mut());
+                }
                 if let Some(cookie) = issued {
                     response.headers_mut().append(header::SET_COOKIE, cookie);
                 }

@@ -19,6 +19,7 @@ pub mod rewrite;
 pub mod router;
 pub mod stats;
 pub mod tcp;
+pub mod upgrade;
 
 use std::sync::Arc;
 

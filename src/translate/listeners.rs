@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::{CodecType, RouteSpecifier, StripPortMode},
+    http_connection_manager::{CodecType, RouteSpecifier, StripPortMode, UpgradeConfig},
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
 
@@ -116,7 +116,7 @@ fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Liste
 /// RouteConfiguration of `url_map` (with the CORS and fault filters its rules use). As the cloud's proxies do, it appends the client's address
 /// to X-Forwarded-For (the URL map's route configuration appends its own address after it),
 /// sets X-Forwarded-Proto to the scheme the client used, and adds `Via: 1.1 <proxy>` to
-/// requests and responses.
+/// requests and responses, and passes WebSocket upgrades through.
 pub fn http_listener_for(rule: &ForwardingRule, proxy_name: &str, url_map: &UrlMap) -> Listener {
     let mut manager = http_connection_manager(&rule.name, &url_map.name);
     let router = manager.http_filters.len() - 1;
@@ -125,6 +125,11 @@ pub fn http_listener_for(rule: &ForwardingRule, proxy_name: &str, url_map: &UrlM
         .splice(router..router, http_filters_for(url_map, true));
     manager.use_remote_address = Some(BoolValue { value: true });
     manager.via = format!("1.1 {proxy_name}");
+    // The cloud's proxies pass WebSocket upgrades through without being asked to.
+    manager.upgrade_configs = vec![UpgradeConfig {
+        upgrade_type: "websocket".to_string(),
+        ..Default::default()
+    }];
     listener_with(rule, HTTP_CONNECTION_MANAGER, to_any(&manager))
 }
 

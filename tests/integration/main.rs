@@ -35,3 +35,4 @@ mod validation;
 mod validation_gcloud;
 mod validation_tls;
 mod validation_url_maps;
+mod websocket;

@@ -47,6 +47,8 @@ pub struct HttpManager {
     pub use_remote_address: bool,
     pub xff_num_trusted_hops: u32,
     pub via: Option<String>,
+    /// `upgrade_configs` names `websocket`: upgrade requests become tunnels to the backend.
+    pub websocket: bool,
 }
 
 /// Connections go to one cluster.
@@ -83,6 +85,7 @@ pub(super) const MANAGER_FIELDS: &[&str] = &[
     "use_remote_address",
     "xff_num_trusted_hops",
     "via",
+    "upgrade_configs.upgrade_type",
 ];
 
 pub(super) const ROUTER_FIELDS: &[&str] = &["dynamic_stats"];
@@ -179,7 +182,18 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
             })?;
         }
     }
+    let mut websocket = false;
+    for (index, upgrade) in manager.upgrade_configs.iter().enumerate() {
+        if !upgrade.upgrade_type.eq_ignore_ascii_case("websocket") {
+            return Err(fail(format!(
+                "upgrade_configs[{index}].upgrade_type: `{}` is not supported; the sidecar upgrades to websocket only",
+                upgrade.upgrade_type
+            )));
+        }
+        websocket = true;
+    }
     Ok(HttpManager {
+        websocket,
         stat_prefix: manager.stat_prefix.clone(),
         route_name: rds.route_config_name.clone(),
         strip_any_host_port: matches!(
