@@ -23,6 +23,8 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
     "envoy/extensions/filters/http/fault/v3/fault.proto",
     "envoy/extensions/filters/http/cors/v3/cors.proto",
+    "envoy/extensions/access_loggers/stream/v3/stream.proto",
+    "envoy/extensions/access_loggers/filters/cel/v3/cel.proto",
 ];
 
 /// Include roots inside the envoy-types proto folder.

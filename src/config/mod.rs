@@ -19,6 +19,24 @@ pub use reader::suggest;
 pub use source::{config_files, ReadLimits, Sources};
 pub use yaml::YamlLimits;
 
+/// Subfolders of a config folder whose YAML files are read too, one bare resource of that
+/// collection per file as `gcloud … export` writes them.
+pub const COLLECTION_FOLDERS: &[&str] = &[
+    "healthChecks",
+    "instanceGroups",
+    "networkEndpointGroups",
+    "backendServices",
+    "urlMaps",
+    "targetHttpProxies",
+    "targetHttpsProxies",
+    "targetSslProxies",
+    "targetTcpProxies",
+    "targetGrpcProxies",
+    "forwardingRules",
+    "sslCertificates",
+    "sslPolicies",
+];
+
 /// A config as read: the model and everything found wrong with it.
 #[derive(Debug, Default)]
 pub struct Loaded {

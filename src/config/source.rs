@@ -111,18 +111,21 @@ pub fn sources_from_text(text: &str, file: &str) -> Sources {
 }
 
 /// The files a config path stands for: the path itself, or the `*.yaml` / `*.yml` files
-/// directly in the folder (sorted; hidden names, such as an editor's temporary files and
-/// Kubernetes' `..data` folders, are skipped).
+/// directly in the folder and in its subfolders named after a collection (`urlMaps/`, where
+/// `gcloud … export` files go), sorted; hidden names, such as an editor's temporary files and
+/// Kubernetes' `..data` folders, are skipped.
 pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     let metadata = std::fs::metadata(path).map_err(|error| describe_io(path, &error))?;
     if !metadata.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(path).map_err(|error| describe_io(path, &error))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| is_config_file_name(p) && p.is_file())
-        .collect();
+    let mut files = yaml_files_in(path)?;
+    for folder in super::COLLECTION_FOLDERS {
+        let sub = path.join(folder);
+        if sub.is_dir() {
+            files.extend(yaml_files_in(&sub)?);
+        }
+    }
     files.sort();
     if files.is_empty() {
         return Err(format!(
@@ -131,6 +134,14 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, String> {
         ));
     }
     Ok(files)
+}
+
+fn yaml_files_in(folder: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(folder).map_err(|error| describe_io(folder, &error))?;
+    Ok(entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| is_config_file_name(p) && p.is_file())
+        .collect())
 }
 
 /// Whether a file in a config folder is part of the config by its name.

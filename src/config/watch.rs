@@ -47,6 +47,12 @@ impl WatchPlan {
         let mut plan = WatchPlan::default();
         if let Some(real) = plan.watch_path(path) {
             if real.is_dir() {
+                for folder in super::COLLECTION_FOLDERS {
+                    let sub = real.join(folder);
+                    if sub.is_dir() {
+                        plan.folders.entry(sub).or_default().config_folder = true;
+                    }
+                }
                 plan.folders.entry(real).or_default().config_folder = true;
             }
         }
@@ -114,9 +120,12 @@ impl WatchPlan {
         let Some(interest) = self.folders.get(folder) else {
             return false;
         };
+        let name_text = name.to_string_lossy();
         interest.names.contains(name)
             || (interest.config_folder
-                && (is_config_file_name(path) || name.to_string_lossy().starts_with("..")))
+                && (is_config_file_name(path)
+                    || name_text.starts_with("..")
+                    || super::COLLECTION_FOLDERS.contains(&name_text.as_ref())))
     }
 
     /// The folders watched, for status and tests.
@@ -304,6 +313,18 @@ mod tests {
         );
         assert!(plan.concerns(&certs.join("..v1/lb.yaml")));
         assert!(!plan.concerns(&certs.join("other.pem")));
+    }
+
+    #[test]
+    fn collection_folders_of_a_config_folder_are_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        assert!(WatchPlan::for_path(&root, &[]).concerns(&root.join("urlMaps")));
+        std::fs::create_dir(root.join("urlMaps")).unwrap();
+        let plan = WatchPlan::for_path(&root, &[]);
+        assert!(plan.concerns(&root.join("urlMaps/web-map.yaml")));
+        assert!(!plan.concerns(&root.join("urlMaps/notes.txt")));
+        assert!(!plan.concerns(&root.join("other")));
     }
 
     #[test]

@@ -295,6 +295,8 @@ pub struct BackendService {
     pub max_requests: Option<u32>,
     /// outlierDetection: eject endpoints that keep failing.
     pub outlier_detection: Option<OutlierDetection>,
+    /// logConfig with `enable: true`: the share of requests (0–1) the proxy logs.
+    pub log_sample_rate: Option<f64>,
     /// Where some fields were written, for diagnostics about them.
     #[serde(skip)]
     pub field_locs: BTreeMap<&'static str, Loc>,

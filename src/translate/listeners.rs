@@ -2,6 +2,7 @@
 //! manager that gets its routes over RDS (and, for HTTPS, terminates TLS with certificates it
 //! gets over SDS).
 
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address::PortSpecifier, Address, SocketAddress,
 };
@@ -17,6 +18,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
 use crate::model::{BackendService, ForwardingRule, Model, ProxyTarget, UrlMap};
 
+use super::access_logs::access_logs_for;
 use super::affinity::tcp_hash_policies;
 use super::route_policies::http_filters_for;
 use super::secrets::downstream_tls;
@@ -59,7 +61,8 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
             match &proxy.target {
                 ProxyTarget::UrlMap(url_map) => {
                     let url_map = model.url_maps.get(&url_map.name)?;
-                    let mut listener = http_listener_for(rule, &proxy.name, url_map);
+                    let logs = access_logs_for(model, url_map);
+                    let mut listener = http_listener_for(rule, &proxy.name, url_map, logs);
                     if let Some(tls) = &proxy.tls {
                         listener.filter_chains[0].transport_socket =
                             Some(downstream_tls(model, tls, true));
@@ -113,12 +116,19 @@ fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Liste
 }
 
 /// The listener of one forwarding rule of target proxy `proxy_name`, routing with the
-/// RouteConfiguration of `url_map` (with the CORS and fault filters its rules use). As the cloud's proxies do, it appends the client's address
+/// RouteConfiguration of `url_map` (with the CORS and fault filters its rules use, and the
+/// access logs of its logged services). As the cloud's proxies do, it appends the client's address
 /// to X-Forwarded-For (the URL map's route configuration appends its own address after it),
 /// sets X-Forwarded-Proto to the scheme the client used, and adds `Via: 1.1 <proxy>` to
 /// requests and responses, and passes WebSocket upgrades through.
-pub fn http_listener_for(rule: &ForwardingRule, proxy_name: &str, url_map: &UrlMap) -> Listener {
+pub fn http_listener_for(
+    rule: &ForwardingRule,
+    proxy_name: &str,
+    url_map: &UrlMap,
+    access_log: Vec<AccessLog>,
+) -> Listener {
     let mut manager = http_connection_manager(&rule.name, &url_map.name);
+    manager.access_log = access_log;
     let router = manager.http_filters.len() - 1;
     manager
         .http_filters

@@ -2,6 +2,7 @@
 //! the same order (everything sorted by name), so encoded bytes and content-hash versions are
 //! stable across restarts and replicas. No I/O here.
 
+pub mod access_logs;
 pub mod affinity;
 pub mod backend_protocol;
 pub mod clusters;

@@ -232,3 +232,66 @@ async fn faults_mirrors_and_cors_act_as_the_url_map_says() {
         .unwrap();
     assert_eq!(header(&stranger, "access-control-allow-origin"), None);
 }
+
+/// Two services, one with logConfig on.
+fn logging_config(listen: u16, backend: u16) -> String {
+    format!(
+        r#"
+networkEndpointGroups:
+- {{name: neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {backend}}}]}}
+backendServices:
+- {{name: logged, logConfig: {{enable: true, sampleRate: 1.0}}, backends: [{{group: neg, balancingMode: RATE, maxRate: 100}}]}}
+- {{name: quiet, logConfig: {{enable: false}}, backends: [{{group: neg, balancingMode: RATE, maxRate: 100}}]}}
+urlMaps:
+- name: lb
+  defaultService: quiet
+  hostRules: [{{hosts: ['*'], pathMatcher: main}}]
+  pathMatchers:
+  - name: main
+    defaultService: quiet
+    pathRules: [{{paths: ['/logged/*'], service: logged}}]
+targetHttpProxies:
+- {{name: p, urlMap: lb}}
+forwardingRules:
+- {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: p}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_config_writes_an_access_log_line_for_its_service_only() {
+    let backend = EchoBackend::start_named("echo").await;
+    let listen = free_port();
+    let switchyard = Switchyard::start(&logging_config(listen, backend.port())).await;
+    let envoy = Envoy::start(switchyard.running.xds_addr, "logging-envoy").await;
+    switchyard.wait_for_acks("logging-envoy").await;
+    let url = |path: &str| format!("http://127.0.0.1:{listen}{path}");
+    wait_for("the listener to route", || async {
+        get_json(&url("/quiet/first")).await.map(drop)
+    })
+    .await;
+    for index in 0..3 {
+        http()
+            .get(url(&format!("/logged/item-{index}")))
+            .send()
+            .await
+            .unwrap();
+        http()
+            .get(url(&format!("/quiet/item-{index}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Envoy flushes its access logs on a timer: wait for the lines, never for a time.
+    wait_for("three access log lines for the logged service", || async {
+        let log = envoy.log();
+        (0..3)
+            .all(|i| log.contains(&format!("\"GET /logged/item-{i} HTTP/1.1\" 200")))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !envoy.log().contains("/quiet/item-"),
+        "a service without logConfig is not logged"
+    );
+}

@@ -49,13 +49,6 @@ fn gcloud_describe_fields(
     diagnostics: &mut Diagnostics,
 ) {
     fields.ignore(&["usedBy"]);
-    if fields.get("logConfig").is_some() {
-        diagnostics.warning(
-            &fields.loc_of("logConfig"),
-            fields.field_path("logConfig"),
-            "accepted and not used: Switchyard writes no per-request logs (Envoy's access logs are configured in its bootstrap)",
-        );
-    }
     if fields.get("port").is_some() && !port_name_written {
         diagnostics.warning(
             &fields.loc_of("port"),
@@ -90,8 +83,18 @@ const KINDS: [(&str, &str); 13] = [
     ("compute#forwardingRule", "forwardingRules"),
 ];
 
+/// The collection a file's folder is named after (`…/backendServices/web.yaml`).
+fn folder_collection(file: &str) -> Option<&'static str> {
+    let folder = std::path::Path::new(file).parent()?.file_name()?.to_str()?;
+    crate::config::COLLECTION_FOLDERS
+        .iter()
+        .find(|collection| **collection == folder)
+        .copied()
+}
+
 /// A document holding one bare resource, rewritten as a file with that resource in its
-/// collection: by `kind` when gcloud printed it, else by the fields only that resource has
+/// collection: by `kind` when gcloud printed it, else by the folder it sits in (`urlMaps/`, as
+/// `gcloud … export` files are kept), else by the fields only that resource has
 /// (a URL map from `gcloud compute url-maps edit`). None when `doc` is not a bare resource.
 fn as_collection(doc: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) -> Option<Node> {
     let Value::Map(entries) = &doc.value else {
@@ -112,7 +115,8 @@ fn as_collection(doc: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) -> 
     // A backend service's own `healthChecks` list looks like a collection; its `kind` says
     // what it is.
     let kind = key("kind").and_then(Node::as_scalar);
-    if key("name").is_none() || (kind.is_none() && has_collection_key) {
+    let folder = folder_collection(file);
+    if key("name").is_none() || (kind.is_none() && folder.is_none() && has_collection_key) {
         return None;
     }
     let collection = match kind {
@@ -133,6 +137,8 @@ fn as_collection(doc: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) -> 
                 });
             }
         },
+        // `gcloud … export` writes no kind: the folder the file sits in names the collection.
+        None if folder.is_some() => folder?,
         None if [
             "hostRules",
             "pathMatchers",
@@ -828,6 +834,14 @@ fn backend_service(
     let written_port_name = fields.string("portName", diagnostics);
     gcloud_describe_fields(&mut fields, written_port_name.is_some(), diagnostics);
     refuse_google_only(&mut fields, diagnostics);
+    let log_sample_rate = fields.get("logConfig").and_then(|node| {
+        log_config(
+            node,
+            fields.file(),
+            fields.field_path("logConfig"),
+            diagnostics,
+        )
+    });
     let port_name = written_port_name.unwrap_or_else(|| "http".to_string());
     let timeout_sec = fields
         .integer("timeoutSec", 1, MAX_TIMEOUT_SEC, diagnostics)
@@ -938,6 +952,7 @@ fn backend_service(
     .collect();
     fields.finish(diagnostics);
     Some(BackendService {
+        log_sample_rate,
         outlier_detection,
         timeout_sec_written,
         max_stream_duration,
@@ -982,6 +997,24 @@ pub(super) fn duration(
 }
 
 /// `outlierDetection`, with the cloud API's defaults for what is not written.
+/// `logConfig`: the share of requests logged when `enable` is true (sampleRate, default 1).
+fn log_config(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+) -> Option<f64> {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    let enable = fields.bool("enable", false, diagnostics);
+    let rate = fields
+        .number("sampleRate", 0.0, 1.0, diagnostics)
+        .unwrap_or(1.0);
+    // Which optional fields Cloud Logging records; the proxy's log line has a fixed format.
+    fields.ignore(&["optionalMode", "optionalFields"]);
+    fields.finish(diagnostics);
+    enable.then_some(rate)
+}
+
 fn outlier_detection(
     node: &Node,
     file: &Arc<str>,

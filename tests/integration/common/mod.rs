@@ -16,7 +16,7 @@ pub mod xds;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -503,7 +503,8 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_path)
             .args(["-l", "warning", "--concurrency", "2"])
-            .stdout(Stdio::null())
+            // Access logs (stdout) and Envoy's own log (stderr) in one file.
+            .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start Envoy ({error}); {INSTALL_HINT}"));

@@ -1,0 +1,71 @@
+//! Backend services' logConfig → access logs on the HTTP connection managers that route to
+//! them: one log per logged service, kept to that service's requests (a CEL filter on the
+//! upstream cluster) and to its sampleRate (a runtime filter with independent randomness),
+//! written to the proxy's stdout in Envoy's default format. Pure.
+
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    access_log, access_log_filter::FilterSpecifier, extension_filter, AccessLog, AccessLogFilter,
+    AndFilter, ExtensionFilter, RuntimeFilter,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
+use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
+
+use crate::model::validate::services_of;
+use crate::model::{Model, UrlMap};
+
+use super::to_any;
+
+const STDOUT: &str = "envoy.access_loggers.stdout";
+const CEL: &str = "envoy.access_loggers.extension_filters.cel";
+
+/// The access logs of a listener routing with `url_map`, one per service it routes to that
+/// has logging on.
+pub fn access_logs_for(model: &Model, url_map: &UrlMap) -> Vec<AccessLog> {
+    services_of(url_map)
+        .into_iter()
+        .filter_map(|name| model.backend_services.get(name))
+        .filter_map(|service| Some((service.name.as_str(), service.log_sample_rate?)))
+        .map(|(name, rate)| access_log(name, rate))
+        .collect()
+}
+
+fn access_log(service: &str, sample_rate: f64) -> AccessLog {
+    let of_service = AccessLogFilter {
+        filter_specifier: Some(FilterSpecifier::ExtensionFilter(ExtensionFilter {
+            name: CEL.to_string(),
+            config_type: Some(extension_filter::ConfigType::TypedConfig(to_any(
+                &ExpressionFilter {
+                    expression: format!("xds.cluster_name == '{service}'"),
+                    ..Default::default()
+                },
+            ))),
+        })),
+    };
+    let filter = if sample_rate >= 1.0 {
+        of_service
+    } else {
+        let sampled = AccessLogFilter {
+            filter_specifier: Some(FilterSpecifier::RuntimeFilter(RuntimeFilter {
+                runtime_key: format!("switchyard.log_sample.{service}"),
+                percent_sampled: Some(FractionalPercent {
+                    numerator: (sample_rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u32,
+                    denominator: DenominatorType::Million as i32,
+                }),
+                use_independent_randomness: true,
+            })),
+        };
+        AccessLogFilter {
+            filter_specifier: Some(FilterSpecifier::AndFilter(AndFilter {
+                filters: vec![of_service, sampled],
+            })),
+        }
+    };
+    AccessLog {
+        name: STDOUT.to_string(),
+        filter: Some(filter),
+        config_type: Some(access_log::ConfigType::TypedConfig(to_any(
+            &StdoutAccessLog::default(),
+        ))),
+    }
+}
