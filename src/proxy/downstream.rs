@@ -138,7 +138,9 @@ pub async fn serve_connection(
         Some(false) => {
             let upgrading = serve_http1(&mut stream, handler.clone(), drain.clone()).await;
             if let Some(already_read) = upgrading {
-                serve_upgradeable(stream, already_read, handler, drain).await;
+                // Boxed, as HTTP/2 is: an idle connection's future should not carry room
+                // for a hyper connection it does not have.
+                Box::pin(serve_upgradeable(stream, already_read, handler, drain)).await;
             }
         }
         None => {}
