@@ -64,6 +64,7 @@ const SIDECAR_ROOTS: &[&str] = &[
     ".envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     ".envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     ".envoy.extensions.filters.http.router.v3.Router",
+    ".envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 ];
 
 /// Each message's fields by number, for the messages reachable from SIDECAR_ROOTS: a small

@@ -342,6 +342,7 @@ mod tests {
             lb,
             connect_timeout: Duration::from_secs(1),
             http2: false,
+            idle_timeout: None,
             prefer_ipv6: false,
         }
     }

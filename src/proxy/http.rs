@@ -39,10 +39,17 @@ pub struct Upstreams(std::sync::Arc<Pools>);
 /// (`max_response_headers_kb: 60`).
 const MAX_RESPONSE_HEADERS_BYTES: usize = 60 * 1024;
 
-/// Cloned into every connection, so kept behind one pointer (a hyper client is ~300 bytes).
+/// How long an upstream connection may idle in the pool when its cluster says nothing:
+/// Envoy's default.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+type UpstreamClient = Client<HttpConnector<EndpointNames>, Body>;
+
+/// Connection pools by protocol and idle timeout, made when a cluster first needs one.
+/// Cloned into every connection, so kept behind one pointer.
 struct Pools {
-    http1: Client<HttpConnector<EndpointNames>, Body>,
-    http2: Client<HttpConnector<EndpointNames>, Body>,
+    connector: HttpConnector<EndpointNames>,
+    clients: std::sync::RwLock<std::collections::HashMap<(bool, Duration), UpstreamClient>>,
 }
 
 impl Upstreams {
@@ -52,17 +59,40 @@ impl Upstreams {
         connector.set_happy_eyeballs_timeout(Some(Duration::from_millis(300)));
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        // Bounds what a response's head may make the client buffer; the limit itself is
-        // checked on the parsed headers (`header_block_size`).
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .http1_max_buf_size(2 * MAX_RESPONSE_HEADERS_BYTES)
-            .build(connector.clone());
-        let http2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .http2_max_header_list_size(MAX_RESPONSE_HEADERS_BYTES as u32)
-            .build(connector);
-        Upstreams(std::sync::Arc::new(Pools { http1, http2 }))
+        Upstreams(std::sync::Arc::new(Pools {
+            connector,
+            clients: Default::default(),
+        }))
+    }
+
+    /// The pool for HTTP/2 (or HTTP/1.1) connections that close after `idle` without use.
+    fn client(&self, http2: bool, idle: Option<Duration>) -> UpstreamClient {
+        let key = (http2, idle.unwrap_or(DEFAULT_IDLE_TIMEOUT));
+        if let Some(client) = self
+            .0
+            .clients
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return client.clone();
+        }
+        let mut clients = self.0.clients.write().unwrap_or_else(|e| e.into_inner());
+        let client = clients.entry(key).or_insert_with(|| {
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder.pool_idle_timeout(key.1);
+            if http2 {
+                builder
+                    .http2_only(true)
+                    .http2_max_header_list_size(MAX_RESPONSE_HEADERS_BYTES as u32);
+            } else {
+                // Bounds what a response's head may make the client buffer; the limit itself
+                // is checked on the parsed headers (`header_block_size`).
+                builder.http1_max_buf_size(2 * MAX_RESPONSE_HEADERS_BYTES);
+            }
+            builder.build(self.0.connector.clone())
+        });
+        client.clone()
     }
 }
 
@@ -377,11 +407,7 @@ async fn forward_request<'c>(
         }
         _ => 1,
     };
-    let client = if entry.cluster.http2 {
-        &upstreams.0.http2
-    } else {
-        &upstreams.0.http1
-    };
+    let client = upstreams.client(entry.cluster.http2, entry.cluster.idle_timeout);
     // The upstream URI names the endpoint; the Host the client asked for goes along as it was
     // (an HTTP/2 client sends it as :authority, which arrives as the URI's authority).
     if !parts.headers.contains_key(header::HOST) {

@@ -1,5 +1,6 @@
 //! How a cluster speaks to its backends, from the backend service's protocol: HTTP/1.1 or
-//! HTTP/2 (H2C and GRPC in cleartext, HTTP2 over TLS as the cloud speaks it), and TLS for
+//! HTTP/2 (H2C and GRPC in cleartext, HTTP2 over TLS as the cloud speaks it), a 600 s idle
+//! timeout on connections to backends, and TLS for
 //! HTTPS, HTTP2 and SSL. As the cloud does unless told otherwise, the backend's certificate is
 //! not verified; HTTP clusters send the request's host as SNI. A PROXY protocol v1 line goes
 //! first when a TCP or SSL proxy's proxyHeader asks for it. Pure.
@@ -9,7 +10,8 @@ use std::collections::HashMap;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
     proxy_protocol_config, transport_socket::ConfigType, Http1ProtocolOptions,
-    Http2ProtocolOptions, ProxyProtocolConfig, TransportSocket, UpstreamHttpProtocolOptions,
+    Http2ProtocolOptions, HttpProtocolOptions as HttpProtocolOptionsCommon, ProxyProtocolConfig,
+    TransportSocket, UpstreamHttpProtocolOptions,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::proxy_protocol::v3::ProxyProtocolUpstreamTransport;
 use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
@@ -26,10 +28,13 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 use crate::model::{BackendProtocol, BackendService};
 
 use super::secrets::TLS_TRANSPORT_SOCKET;
-use super::to_any;
+use super::{seconds, to_any};
 
 /// The key Envoy reads a cluster's HTTP protocol options under.
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// How long a connection to a backend may stay idle before the proxy closes it (004).
+pub const BACKEND_IDLE_TIMEOUT_SEC: u64 = 600;
 
 const RAW_BUFFER: &str = "envoy.transport_sockets.raw_buffer";
 const UPSTREAM_PROXY_PROTOCOL: &str = "envoy.transport_sockets.upstream_proxy_protocol";
@@ -43,7 +48,7 @@ pub fn apply(service: &BackendService, proxy_header_v1: bool, cluster: &mut Clus
         Some(ProtocolConfig::Http2ProtocolOptions(
             Http2ProtocolOptions::default(),
         ))
-    } else if tls && protocol.is_http() {
+    } else if protocol.is_http() {
         Some(ProtocolConfig::HttpProtocolOptions(
             Http1ProtocolOptions::default(),
         ))
@@ -60,6 +65,12 @@ pub fn apply(service: &BackendService, proxy_header_v1: bool, cluster: &mut Clus
             // Over TLS the backend learns which host was asked for, as behind the cloud.
             upstream_http_protocol_options: tls.then(|| UpstreamHttpProtocolOptions {
                 auto_sni: true,
+                ..Default::default()
+            }),
+            // Connections to backends are kept alive and reused, and closed after the cloud's
+            // documented 600 s without a request.
+            common_http_protocol_options: Some(HttpProtocolOptionsCommon {
+                idle_timeout: Some(seconds(BACKEND_IDLE_TIMEOUT_SEC)),
                 ..Default::default()
             }),
             ..Default::default()

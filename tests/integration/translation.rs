@@ -227,7 +227,23 @@ backendServices:
             .is_some(),
         "locality weights are honoured"
     );
-    assert!(plain.typed_extension_protocol_options.is_empty());
+    // Every HTTP cluster keeps connections to backends for the cloud's 600 s of idleness.
+    let options = &plain.typed_extension_protocol_options
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    let options =
+        envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions::decode(
+            options.value.as_slice(),
+        )
+        .unwrap();
+    assert_eq!(
+        options
+            .common_http_protocol_options
+            .unwrap()
+            .idle_timeout
+            .unwrap()
+            .seconds,
+        600
+    );
     let h2 = cluster("h2");
     assert_eq!(h2.lb_policy, LbPolicy::LeastRequest as i32);
     assert!(h2

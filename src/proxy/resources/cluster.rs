@@ -12,7 +12,6 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{explicit_http_config::ProtocolConfig, UpstreamProtocolOptions},
     HttpProtocolOptions,
 };
-use prost::Message;
 
 use super::{decode_checked, duration, Unsupported};
 use crate::xds::types::TypeUrl;
@@ -38,6 +37,9 @@ pub struct Cluster {
     pub lb: LbPolicy,
     pub connect_timeout: Duration,
     pub http2: bool,
+    /// How long a connection to an endpoint may stay idle in the pool (Envoy's default, one
+    /// hour, when the cluster names none).
+    pub idle_timeout: Option<Duration>,
     /// IPv6 first when an endpoint has both families.
     pub prefer_ipv6: bool,
 }
@@ -56,6 +58,13 @@ pub(super) const FIELDS: &[&str] = &[
     "lrs_server",
     "upstream_connection_options.happy_eyeballs_config",
     "typed_extension_protocol_options",
+];
+
+/// What the sidecar applies of a cluster's HttpProtocolOptions.
+pub(super) const HTTP_OPTIONS_FIELDS: &[&str] = &[
+    "explicit_http_config.http_protocol_options",
+    "explicit_http_config.http2_protocol_options",
+    "common_http_protocol_options.idle_timeout",
 ];
 
 /// Converts one Cluster resource.
@@ -92,14 +101,27 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, Unsupported> {
         }
     };
     let mut http2 = false;
+    let mut idle_timeout = None;
     for (key, options) in &cluster.typed_extension_protocol_options {
         if key != HTTP_PROTOCOL_OPTIONS {
             return Err(fail(format!(
                 "typed_extension_protocol_options[{key}] is not supported"
             )));
         }
-        let options = HttpProtocolOptions::decode(options.value.as_slice())
-            .map_err(|e| fail(format!("typed_extension_protocol_options[{key}]: {e}")))?;
+        let options: HttpProtocolOptions =
+            decode_checked(TypeUrl::Cluster, name, &options.value, HTTP_OPTIONS_FIELDS).map_err(
+                |e| {
+                    fail(format!(
+                        "typed_extension_protocol_options[{key}]: {}",
+                        e.reason
+                    ))
+                },
+            )?;
+        idle_timeout = options
+            .common_http_protocol_options
+            .as_ref()
+            .and_then(|common| common.idle_timeout.as_ref())
+            .map(duration);
         http2 = match options.upstream_protocol_options {
             Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => matches!(
                 explicit.protocol_config,
@@ -127,10 +149,69 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, Unsupported> {
             .as_ref()
             .map_or(Duration::from_secs(5), duration),
         http2,
+        idle_timeout,
         prefer_ipv6: cluster
             .upstream_connection_options
             .as_ref()
             .and_then(|o| o.happy_eyeballs_config.as_ref())
             .is_some_and(|h| h.first_address_family_version == 1),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::{
+        HttpProtocolOptions as Common, UpstreamHttpProtocolOptions,
+    };
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::ExplicitHttpConfig;
+    use envoy_types::pb::google::protobuf::Duration as XdsDuration;
+    use prost::Message;
+
+    fn cluster_with(options: HttpProtocolOptions) -> Vec<u8> {
+        let cluster = XdsCluster {
+            name: "web".into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            typed_extension_protocol_options: [(
+                HTTP_PROTOCOL_OPTIONS.to_string(),
+                crate::translate::to_any(&options),
+            )]
+            .into(),
+            ..Default::default()
+        };
+        cluster.encode_to_vec()
+    }
+
+    fn http1_with_idle(seconds: i64) -> HttpProtocolOptions {
+        HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::HttpProtocolOptions(Default::default())),
+                },
+            )),
+            common_http_protocol_options: Some(Common {
+                idle_timeout: Some(XdsDuration { seconds, nanos: 0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_idle_timeout_is_applied_and_other_protocol_options_are_nacked_by_name() {
+        let converted = convert("web", &cluster_with(http1_with_idle(600))).unwrap();
+        assert_eq!(converted.idle_timeout, Some(Duration::from_secs(600)));
+        assert!(!converted.http2);
+        let mut sni = http1_with_idle(600);
+        sni.upstream_http_protocol_options = Some(UpstreamHttpProtocolOptions {
+            auto_sni: true,
+            ..Default::default()
+        });
+        let refused = convert("web", &cluster_with(sni)).unwrap_err();
+        assert!(
+            refused.reason.contains("upstream_http_protocol_options"),
+            "{}",
+            refused.reason
+        );
+    }
 }

@@ -39,7 +39,7 @@ impl std::fmt::Display for Unsupported {
 pub fn nacked_fields_report() -> String {
     let route_fields = route::supported_fields();
     let route_fields: Vec<&str> = route_fields.iter().map(String::as_str).collect();
-    let messages: [(&str, &[&str]); 7] = [
+    let messages: [(&str, &[&str]); 8] = [
         (
             "envoy.config.listener.v3.Listener",
             listener::LISTENER_FIELDS,
@@ -58,6 +58,10 @@ pub fn nacked_fields_report() -> String {
         ),
         ("envoy.config.route.v3.RouteConfiguration", &route_fields),
         ("envoy.config.cluster.v3.Cluster", cluster::FIELDS),
+        (
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            cluster::HTTP_OPTIONS_FIELDS,
+        ),
         (
             "envoy.config.endpoint.v3.ClusterLoadAssignment",
             endpoint::FIELDS,
