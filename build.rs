@@ -25,6 +25,8 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/http/cors/v3/cors.proto",
     "envoy/extensions/access_loggers/stream/v3/stream.proto",
     "envoy/extensions/access_loggers/filters/cel/v3/cel.proto",
+    "envoy/extensions/path/match/uri_template/v3/uri_template_match.proto",
+    "envoy/extensions/path/rewrite/uri_template/v3/uri_template_rewrite.proto",
 ];
 
 /// Include roots inside the envoy-types proto folder.

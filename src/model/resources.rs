@@ -441,6 +441,8 @@ pub struct RouteExtras {
 pub struct UrlRewrite {
     pub path_prefix_rewrite: Option<String>,
     pub host_rewrite: Option<String>,
+    /// pathTemplateRewrite: the path rebuilt from the variables of a pathTemplateMatch.
+    pub path_template_rewrite: Option<String>,
 }
 
 /// routeAction.retryPolicy.
@@ -501,6 +503,8 @@ pub enum PathMatch {
     Full(String),
     /// regexMatch: RE2 syntax, matching the whole path.
     Regex(String),
+    /// pathTemplateMatch: `/users/{id}/**`-style segments (checked when read).
+    Template(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

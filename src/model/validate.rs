@@ -884,6 +884,18 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
                 note(format!("{rule}.routeAction.{field}"), what);
             }
         }
+        for (index, rule) in matcher.route_rules.iter().enumerate() {
+            for (match_index, matched) in rule.match_rules.iter().enumerate() {
+                if matches!(matched.path, super::PathMatch::Template(_)) {
+                    note(
+                        format!(
+                            "{at}.routeRules[{index}].matchRules[{match_index}].pathTemplateMatch"
+                        ),
+                        "pathTemplateMatch",
+                    );
+                }
+            }
+        }
         for (field, what) in unsupported_route_actions(&matcher.default_extras) {
             note(format!("{at}.defaultRouteAction.{field}"), what);
         }

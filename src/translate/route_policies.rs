@@ -1,9 +1,9 @@
 //! A route's request policies → Envoy: fault injection and CORS as per-route configs of
 //! their HTTP filters (which a listener carries only when its URL map uses them, so that
 //! clients without those filters are not handed them), mirroring and maxStreamDuration on the
-//! route action. Pure.
+//! route action, and path templates as Envoy's uri_template extensions. Pure.
 
-use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+use envoy_types::pb::envoy::config::core::v3::{RuntimeFractionalPercent, TypedExtensionConfig};
 use envoy_types::pb::envoy::config::route::v3::{
     route::Action, route_action::MaxStreamDuration, route_action::RequestMirrorPolicy, Route,
 };
@@ -17,6 +17,8 @@ use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_filter, HttpFilter,
 };
+use envoy_types::pb::envoy::extensions::path::r#match::uri_template::v3::UriTemplateMatchConfig;
+use envoy_types::pb::envoy::extensions::path::rewrite::uri_template::v3::UriTemplateRewriteConfig;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     regex_matcher, string_matcher::MatchPattern, RegexMatcher, StringMatcher,
 };
@@ -29,6 +31,8 @@ use super::to_any;
 
 pub const FAULT: &str = "envoy.filters.http.fault";
 pub const CORS: &str = "envoy.filters.http.cors";
+const URI_TEMPLATE_MATCHER: &str = "envoy.path.match.uri_template.uri_template_matcher";
+const URI_TEMPLATE_REWRITER: &str = "envoy.path.rewrite.uri_template.uri_template_rewriter";
 
 /// Applies `extras`' fault injection, CORS, mirror and stream deadline to `route`.
 pub fn apply(extras: &RouteExtras, route: &mut Route) {
@@ -135,6 +139,26 @@ fn cors_policy(cors: &CorsPolicy) -> EnvoyCors {
         max_age: cors.max_age.map(|age| age.to_string()).unwrap_or_default(),
         allow_credentials: cors.allow_credentials.then_some(BoolValue { value: true }),
         ..Default::default()
+    }
+}
+
+/// pathTemplateMatch as Envoy's uri_template matcher (the same syntax).
+pub fn uri_template_match(template: &str) -> TypedExtensionConfig {
+    TypedExtensionConfig {
+        name: URI_TEMPLATE_MATCHER.to_string(),
+        typed_config: Some(to_any(&UriTemplateMatchConfig {
+            path_template: template.to_string(),
+        })),
+    }
+}
+
+/// pathTemplateRewrite as Envoy's uri_template rewriter.
+pub fn uri_template_rewrite(template: &str) -> TypedExtensionConfig {
+    TypedExtensionConfig {
+        name: URI_TEMPLATE_REWRITER.to_string(),
+        typed_config: Some(to_any(&UriTemplateRewriteConfig {
+            path_template_rewrite: template.to_string(),
+        })),
     }
 }
 

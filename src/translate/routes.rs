@@ -278,6 +278,12 @@ impl Routing<'_> {
                 let mut route_match = match &matched.path {
                     PathMatch::Prefix(p) => prefix(p),
                     PathMatch::Full(p) => exact(p),
+                    PathMatch::Template(template) => RouteMatch {
+                        path_specifier: Some(PathSpecifier::PathMatchPolicy(
+                            super::route_policies::uri_template_match(template),
+                        )),
+                        ..Default::default()
+                    },
                     PathMatch::Regex(pattern) => RouteMatch {
                         path_specifier: Some(PathSpecifier::SafeRegex(regex(pattern))),
                         ..Default::default()
@@ -408,6 +414,10 @@ impl Routing<'_> {
         if let Some(rewrite) = &extras.url_rewrite {
             if let Some(prefix) = &rewrite.path_prefix_rewrite {
                 action.prefix_rewrite = prefix.clone();
+            }
+            if let Some(template) = &rewrite.path_template_rewrite {
+                action.path_rewrite_policy =
+                    Some(super::route_policies::uri_template_rewrite(template));
             }
             if let Some(host) = &rewrite.host_rewrite {
                 action.host_rewrite_specifier =

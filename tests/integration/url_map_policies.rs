@@ -1,5 +1,5 @@
 //! URL-map request policies through a real Envoy: a path matcher's defaultRouteAction (a
-//! weighted split with a rewrite), faultInjectionPolicy (an abort for every
+//! weighted split with a rewrite), pathTemplateMatch with pathTemplateRewrite, faultInjectionPolicy (an abort for every
 //! request, a delay for every request), requestMirrorPolicy (the mirror service receives a
 //! copy, the client gets the primary's answer) and corsPolicy (a preflight answered by the
 //! proxy, the allow-origin header on the actual answer).
@@ -82,6 +82,11 @@ urlMaps:
       service: global/backendServices/primary
       routeAction:
         requestMirrorPolicy: {{backendService: global/backendServices/shadow}}
+    - priority: 5
+      matchRules: [{{pathTemplateMatch: '/users/{{id}}/posts/{{post=**}}'}}]
+      service: global/backendServices/primary
+      routeAction:
+        urlRewrite: {{pathTemplateRewrite: '/p/{{post}}/u/{{id}}'}}
     - priority: 4
       matchRules: [{{prefixMatch: /api/}}]
       service: global/backendServices/primary
@@ -131,6 +136,17 @@ async fn faults_mirrors_and_cors_act_as_the_url_map_says() {
         (answer["backend"].as_str(), answer["path"].as_str()),
         (Some("primary"), Some("/v2/items/1"))
     );
+
+    // A path template and its rewrite: the backend sees the path rebuilt from the variables.
+    let answer: Value = http()
+        .get(url("/users/7/posts/2026/hello"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["path"], "/p/2026/hello/u/7");
 
     // An abort for 100% of requests: answered by the proxy, never reaching the backend.
     for _ in 0..20 {

@@ -80,8 +80,8 @@ fn cloud_fields_not_served_are_named_as_such() {
         lines(&custom_errors, "lb.yaml"),
         ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultCustomErrorResponsePolicy: `defaultCustomErrorResponsePolicy` is a cloud field Switchyard does not serve yet; remove it (its traffic would otherwise behave differently than written)"]
     );
-    assert!(one_error("      matchRules: [{pathTemplateMatch: '/a/{x=*}'}]\n      service: global/backendServices/web\n")
-        .contains(".matchRules[0].pathTemplateMatch: `pathTemplateMatch` is a cloud field Switchyard does not serve yet"));
+    assert!(one_error("      matchRules: [{prefixMatch: /a/, metadataFilters: [{filterMatchCriteria: MATCH_ALL}]}]\n      service: global/backendServices/web\n")
+        .contains(".matchRules[0].metadataFilters: `metadataFilters` is a cloud field Switchyard does not serve yet"));
 }
 
 #[test]
@@ -136,6 +136,26 @@ fn a_default_route_action_splits_unless_another_default_is_set() {
     assert_eq!(
         lines(&redirect, "lb.yaml"),
         ["error: lb.yaml:12: urlMaps[map].pathMatchers[main].defaultRouteAction: defaultUrlRedirect takes no defaultRouteAction: redirected requests are not forwarded"]
+    );
+}
+
+#[test]
+fn path_templates_are_checked_with_their_rewrites() {
+    assert_eq!(
+        with_rule("      matchRules: [{pathTemplateMatch: '/a/{x}/{rest=**}'}]\n      service: global/backendServices/web\n      routeAction: {urlRewrite: {pathTemplateRewrite: '/b/{rest}/{x}'}}\n"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        one_error("      matchRules: [{pathTemplateMatch: '/a/**/b'}]\n      service: global/backendServices/web\n"),
+        format!("error: lb.yaml:14: {AT}.matchRules[0].pathTemplateMatch: `/a/**/b`: `**` may only be the last segment")
+    );
+    assert_eq!(
+        one_error("      matchRules: [{pathTemplateMatch: '/a/{x}'}]\n      service: global/backendServices/web\n      routeAction: {urlRewrite: {pathTemplateRewrite: '/b/{y}'}}\n"),
+        format!("error: lb.yaml:13: {AT}.routeAction.urlRewrite.pathTemplateRewrite: `/b/{{y}}`: `{{y}}` is not a variable of the rule's pathTemplateMatch (it captures: x)")
+    );
+    assert_eq!(
+        one_error("      matchRules: [{prefixMatch: /a/}]\n      service: global/backendServices/web\n      routeAction: {urlRewrite: {pathTemplateRewrite: '/b'}}\n"),
+        format!("error: lb.yaml:13: {AT}.routeAction.urlRewrite.pathTemplateRewrite: pathTemplateRewrite needs every matchRule to be a pathTemplateMatch")
     );
 }
 

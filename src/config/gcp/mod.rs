@@ -16,6 +16,7 @@ use crate::model::{
 };
 
 mod internet_negs;
+mod path_templates;
 mod route_actions;
 mod route_policies;
 mod tls;

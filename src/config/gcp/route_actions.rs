@@ -201,13 +201,21 @@ fn url_rewrite(
     diagnostics: &mut Diagnostics,
 ) -> UrlRewrite {
     let mut fields = Fields::new(node, file, path, diagnostics);
-    fields.not_served(&["pathTemplateRewrite"], diagnostics);
     let path_prefix_rewrite = bounded_text(&mut fields, "pathPrefixRewrite", 1024, diagnostics);
     let host_rewrite = bounded_text(&mut fields, "hostRewrite", 255, diagnostics);
+    let path_template_rewrite = bounded_text(&mut fields, "pathTemplateRewrite", 1024, diagnostics);
+    if path_prefix_rewrite.is_some() && path_template_rewrite.is_some() {
+        diagnostics.error(
+            &fields.loc_of("pathTemplateRewrite"),
+            fields.field_path("pathTemplateRewrite"),
+            "set only one of pathPrefixRewrite and pathTemplateRewrite",
+        );
+    }
     fields.finish(diagnostics);
     UrlRewrite {
         path_prefix_rewrite,
         host_rewrite,
+        path_template_rewrite,
     }
 }
 

@@ -24,7 +24,7 @@ const ROUTE_RULE_NOT_SERVED: &[&str] = &[
     "httpFilterConfigs",
     "httpFilterMetadata",
 ];
-const MATCH_RULE_NOT_SERVED: &[&str] = &["pathTemplateMatch", "metadataFilters"];
+const MATCH_RULE_NOT_SERVED: &[&str] = &["metadataFilters"];
 
 pub(super) fn url_map(
     node: &Node,
@@ -266,6 +266,13 @@ fn route_rule(
                  regexMatch does not have; use prefixMatch or fullPathMatch",
             );
         }
+        let template_rewrite = extras
+            .url_rewrite
+            .as_ref()
+            .and_then(|r| r.path_template_rewrite.as_deref());
+        if let Some(template) = template_rewrite {
+            check_template_rewrite(template, &match_rules, &rule, diagnostics);
+        }
     }
     rule.finish(diagnostics);
     let (action, mut extras) = target?;
@@ -290,6 +297,36 @@ fn check_path_pattern(path: &str, rule: &Fields<'_>, index: usize, diagnostics: 
     }
 }
 
+/// A pathTemplateRewrite rebuilds the path from the variables of the rule's
+/// pathTemplateMatch: every match rule must be one, and capture what the rewrite uses.
+fn check_template_rewrite(
+    template: &str,
+    match_rules: &[MatchRule],
+    rule: &Fields<'_>,
+    diagnostics: &mut Diagnostics,
+) {
+    let path = format!("{}.routeAction.urlRewrite.pathTemplateRewrite", rule.path);
+    for matched in match_rules {
+        let PathMatch::Template(match_template) = &matched.path else {
+            diagnostics.error(
+                &rule.loc(),
+                path.clone(),
+                "pathTemplateRewrite needs every matchRule to be a pathTemplateMatch",
+            );
+            return;
+        };
+        let variables = super::path_templates::match_variables(match_template).unwrap_or_default();
+        if let Err(problem) = super::path_templates::check_rewrite(template, &variables) {
+            diagnostics.error(
+                &rule.loc(),
+                path.clone(),
+                format!("`{template}`: {problem}"),
+            );
+            return;
+        }
+    }
+}
+
 fn match_rule(
     node: &Node,
     file: &Arc<str>,
@@ -310,6 +347,16 @@ fn match_rule(
             paths.push(PathMatch::Regex(pattern));
         }
     }
+    if let Some(template) = fields.string("pathTemplateMatch", diagnostics) {
+        match super::path_templates::match_variables(&template) {
+            Ok(_) => paths.push(PathMatch::Template(template)),
+            Err(problem) => diagnostics.error(
+                &fields.loc_of("pathTemplateMatch"),
+                fields.field_path("pathTemplateMatch"),
+                format!("`{template}`: {problem}"),
+            ),
+        }
+    }
     let ignore_case = fields.bool("ignoreCase", false, diagnostics);
     let file = fields.file().clone();
     let headers = fields.items("headerMatches", diagnostics, |item, path, diagnostics| {
@@ -327,7 +374,7 @@ fn match_rule(
             diagnostics.error(
                 &fields.loc(),
                 fields.path.clone(),
-                "set only one of prefixMatch, fullPathMatch and regexMatch",
+                "set only one of prefixMatch, fullPathMatch, regexMatch and pathTemplateMatch",
             );
             None
         }
