@@ -83,8 +83,42 @@ cloud_enum!(HealthCheckProtocol {
     Http2 => "HTTP2",
     Grpc => "GRPC",
     Tcp => "TCP",
+    Ssl => "SSL",
 });
 
+impl HealthCheckProtocol {
+    /// The field holding this type's details (`httpHealthCheck`, …).
+    pub fn details_field(self) -> &'static str {
+        match self {
+            HealthCheckProtocol::Http => "httpHealthCheck",
+            HealthCheckProtocol::Https => "httpsHealthCheck",
+            HealthCheckProtocol::Http2 => "http2HealthCheck",
+            HealthCheckProtocol::Grpc => "grpcHealthCheck",
+            HealthCheckProtocol::Tcp => "tcpHealthCheck",
+            HealthCheckProtocol::Ssl => "sslHealthCheck",
+        }
+    }
+
+    /// HTTP, HTTPS and HTTP2 checks send a request to a path.
+    pub fn is_http(self) -> bool {
+        matches!(
+            self,
+            HealthCheckProtocol::Http | HealthCheckProtocol::Https | HealthCheckProtocol::Http2
+        )
+    }
+}
+
+cloud_enum!(
+    /// Which port a check probes: its own `port`, the instance group's named port
+    /// `portName`, or the port each endpoint serves on.
+    PortSpecification {
+        UseFixedPort => "USE_FIXED_PORT",
+        UseNamedPort => "USE_NAMED_PORT",
+        UseServingPort => "USE_SERVING_PORT",
+    }
+);
+
+/// `healthChecks`: how the cloud probes endpoints, with its defaults filled in.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheck {
@@ -92,9 +126,21 @@ pub struct HealthCheck {
     #[serde(skip)]
     pub loc: Loc,
     pub protocol: HealthCheckProtocol,
+    pub port_specification: PortSpecification,
     pub port: Option<u16>,
     pub port_name: Option<String>,
+    /// HTTP, HTTPS, HTTP2: the path asked for ("/" unless written).
     pub request_path: String,
+    /// HTTP, HTTPS, HTTP2: the Host header sent (the endpoint's address when absent).
+    pub host: Option<String>,
+    /// TCP, SSL: bytes sent once connected.
+    pub request: Option<String>,
+    /// What the answer must begin with (HTTP family: the body; TCP, SSL: the first bytes).
+    pub response: Option<String>,
+    /// PROXY protocol v1 line before the check.
+    pub proxy_header_v1: bool,
+    /// GRPC: the service asked about in grpc.health.v1 (the server's overall health if empty).
+    pub grpc_service_name: Option<String>,
     pub check_interval_sec: u32,
     pub timeout_sec: u32,
     pub healthy_threshold: u32,

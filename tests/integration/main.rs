@@ -33,6 +33,7 @@ mod url_map_actions;
 mod url_map_policies;
 mod validation;
 mod validation_gcloud;
+mod validation_health_checks;
 mod validation_tls;
 mod validation_url_maps;
 mod websocket;

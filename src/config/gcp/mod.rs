@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use crate::model::{
     Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
-    EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HealthCheckProtocol, HttpCookie,
-    IpAddressSelectionPolicy, LoadBalancingScheme, Loc, LocalityLbPolicy, Model, OutlierDetection,
-    ProxyTarget, Ref, SessionAffinity, TargetProxy, UrlMap,
+    EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HttpCookie, IpAddressSelectionPolicy,
+    LoadBalancingScheme, Loc, LocalityLbPolicy, Model, OutlierDetection, ProxyTarget, Ref,
+    SessionAffinity, TargetProxy, UrlMap,
 };
 
+mod health_checks;
 mod internet_negs;
 mod path_templates;
 mod route_actions;
@@ -189,7 +190,7 @@ pub fn read_document(
     };
     collection.read(
         "healthChecks",
-        health_check,
+        health_checks::health_check,
         &mut model.health_checks,
         "healthChecks",
     );
@@ -423,88 +424,6 @@ pub(super) fn reference(
         &fields.field_path(key),
         diagnostics,
     )
-}
-
-fn health_check(
-    node: &Node,
-    file: &Arc<str>,
-    diagnostics: &mut Diagnostics,
-) -> Option<HealthCheck> {
-    let (mut fields, name) = open(node, file, "healthChecks", diagnostics)?;
-    let protocol = fields
-        .cloud_enum("type", diagnostics)
-        .unwrap_or(HealthCheckProtocol::Http);
-    let check_interval_sec = fields
-        .integer("checkIntervalSec", 1, 300, diagnostics)
-        .unwrap_or(5) as u32;
-    let timeout_sec = fields
-        .integer("timeoutSec", 1, 300, diagnostics)
-        .unwrap_or(5) as u32;
-    let healthy_threshold = fields
-        .integer("healthyThreshold", 1, 10, diagnostics)
-        .unwrap_or(2) as u32;
-    let unhealthy_threshold = fields
-        .integer("unhealthyThreshold", 1, 10, diagnostics)
-        .unwrap_or(2) as u32;
-    if timeout_sec > check_interval_sec {
-        diagnostics.error(
-            &fields.loc_of("timeoutSec"),
-            fields.field_path("timeoutSec"),
-            format!("{timeout_sec} is longer than checkIntervalSec ({check_interval_sec}); timeoutSec must not exceed it"),
-        );
-    }
-    let mut port = None;
-    let mut port_name = None;
-    let mut request_path = "/".to_string();
-    for key in [
-        "httpHealthCheck",
-        "httpsHealthCheck",
-        "http2HealthCheck",
-        "grpcHealthCheck",
-        "tcpHealthCheck",
-    ] {
-        if let Some(inner) = fields.get(key) {
-            let mut details = Fields::new(inner, file, fields.field_path(key), diagnostics);
-            port = details
-                .integer("port", 1, 65535, diagnostics)
-                .map(|p| p as u16);
-            port_name = details.string("portName", diagnostics);
-            details.choice(
-                "portSpecification",
-                &[
-                    ("USE_FIXED_PORT", ()),
-                    ("USE_NAMED_PORT", ()),
-                    ("USE_SERVING_PORT", ()),
-                ],
-                diagnostics,
-            );
-            if key != "tcpHealthCheck" && key != "grpcHealthCheck" {
-                if let Some(path) = details.string("requestPath", diagnostics) {
-                    request_path = path;
-                }
-                details.string("host", diagnostics);
-            }
-            if key == "grpcHealthCheck" {
-                details.string("grpcServiceName", diagnostics);
-            }
-            details.ignore(&["proxyHeader", "response", "request"]);
-            details.finish(diagnostics);
-        }
-    }
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(HealthCheck {
-        name,
-        loc,
-        protocol,
-        port,
-        port_name,
-        request_path,
-        check_interval_sec,
-        timeout_sec,
-        healthy_threshold,
-        unhealthy_threshold,
-    })
 }
 
 fn ip_address(
