@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 pub mod descriptors;
 pub mod explain;
+pub mod health;
 pub mod memory;
 pub mod metrics;
 pub mod model;
