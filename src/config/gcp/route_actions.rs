@@ -1,8 +1,7 @@
 //! What a URL-map rule does: where it sends requests (a service, a weighted split or a
 //! redirect) and its routeAction (timeout, urlRewrite, retryPolicy, and the request policies
-//! of `route_policies`), and the headerAction
-//! every level of a URL map may carry. Read from the GCP dialect; cloud fields not served yet
-//! are refused by name.
+//! of `route_policies`), and the headerAction every level of a URL map may carry. Read from
+//! the GCP dialect; cloud fields not served yet are refused by name.
 
 use std::sync::Arc;
 
