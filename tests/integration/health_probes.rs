@@ -1,0 +1,151 @@
+//! Single health probes against real loopback servers: TCP passes on connect and fails on a
+//! closed port; a TCP request / response pair is compared; HTTP passes on 200 and fails on 500
+//! with the status in the reason, checks the path, Host and expected body; a PROXY v1 line
+//! goes first when asked; a server that never answers fails at the timeout.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard::health::probe::{run, Probe};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server that answers each connection with `reply(what it read)` and records what it read.
+async fn server(
+    reply: fn(&str) -> String,
+) -> (
+    SocketAddr,
+    Arc<Mutex<Vec<String>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 4096];
+                let mut read = Vec::new();
+                // Read what arrives within a moment: a request head, a TCP payload, or nothing.
+                while let Ok(Ok(count)) =
+                    tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer)).await
+                {
+                    if count == 0 {
+                        break;
+                    }
+                    read.extend_from_slice(&buffer[..count]);
+                    if read.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let text = String::from_utf8_lossy(&read).into_owned();
+                let answer = reply(&text);
+                record.lock().unwrap().push(text);
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (address, seen, task)
+}
+
+fn http_probe(path: &str, host: Option<&str>, response: Option<&str>) -> Probe {
+    Probe::Http {
+        path: path.into(),
+        host: host.map(str::to_string),
+        response: response.map(str::to_string),
+    }
+}
+
+#[tokio::test]
+async fn tcp_probes_pass_on_connect_and_compare_a_response() {
+    let (address, _, task) = server(|read| {
+        if read.starts_with("PING") {
+            "PONG".into()
+        } else {
+            "HELLO".into()
+        }
+    })
+    .await;
+    let plain = Probe::Tcp {
+        request: None,
+        response: None,
+    };
+    assert_eq!(run(&plain, address, false, TIMEOUT).await, Ok(()));
+    let ping = Probe::Tcp {
+        request: Some("PING".into()),
+        response: Some("PONG".into()),
+    };
+    assert_eq!(run(&ping, address, false, TIMEOUT).await, Ok(()));
+    let wrong = Probe::Tcp {
+        request: Some("PING".into()),
+        response: Some("PANG".into()),
+    };
+    assert_eq!(
+        run(&wrong, address, false, TIMEOUT).await,
+        Err("answered \"PONG\", expected \"PANG\"".into())
+    );
+    task.abort();
+    let _ = task.await;
+    // The port is closed now.
+    let closed = run(&plain, address, false, TIMEOUT).await.unwrap_err();
+    assert!(closed.starts_with("connect: "), "{closed}");
+}
+
+#[tokio::test]
+async fn http_probes_want_200_and_send_path_host_and_proxy_line() {
+    let (address, seen, _task) = server(|read| {
+        if read.contains("GET /healthz ") {
+            "HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nhealthy".into()
+        } else {
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n".into()
+        }
+    })
+    .await;
+    let ok = http_probe("/healthz", Some("app.example.test"), Some("heal"));
+    assert_eq!(run(&ok, address, false, TIMEOUT).await, Ok(()));
+    assert!(seen.lock().unwrap()[0].contains("Host: app.example.test\r\n"));
+    let failing = http_probe("/other", None, None);
+    assert_eq!(
+        run(&failing, address, false, TIMEOUT).await,
+        Err("answered `HTTP/1.1 500 Internal Server Error`, expected 200".into())
+    );
+    // Without a host, the endpoint's address is the Host.
+    assert!(seen.lock().unwrap()[1].contains(&format!("Host: {address}\r\n")));
+    let body = http_probe("/healthz", None, Some("sick"));
+    assert_eq!(
+        run(&body, address, false, TIMEOUT).await,
+        Err("the body does not begin with \"sick\"".into())
+    );
+    let proxied = http_probe("/healthz", None, None);
+    assert_eq!(run(&proxied, address, true, TIMEOUT).await, Ok(()));
+    let last = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        last.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 ")
+            && last.contains(&format!(" {}\r\nGET /healthz HTTP/1.1\r\n", address.port())),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_fails_at_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // Accepted by the kernel (backlog), never read or answered.
+    let outcome = run(
+        &http_probe("/", None, None),
+        address,
+        false,
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(outcome, Err("no answer within 300 ms".into()));
+    drop(listener);
+}
