@@ -1,9 +1,12 @@
 //! `switchyard explain`: why traffic for a backend service goes where it goes, for a client
 //! in a given locality. Shows each backend's priority (from the client's region), target
 //! capacity with the formula behind it, capacity scaler, effective capacity, locality weight
-//! and resulting share, and for each endpoint the address (and family) the client connects
-//! to. Pure: model in, text out, using the same functions translation uses.
+//! and resulting share, the health check that decides which endpoints take traffic, and for
+//! each endpoint the address (and family) the client connects to — with its health when a
+//! running server's `/health` was read. Pure: model (and health) in, text out, using the same
+//! functions translation uses.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,8 +15,22 @@ use crate::model::{
 };
 use crate::translate::endpoints::{addresses_for, plan_localities, port_of, region_priorities};
 
+/// Endpoint health as a running server reports it: per endpoint address (as EDS names it),
+/// its state and a word on each family.
+pub type LiveHealth = BTreeMap<SocketAddr, String>;
+
 /// The report for `service` as a client in `client_region` sees it.
 pub fn explain(model: &Model, service: &BackendService, client_region: Option<&str>) -> String {
+    explain_with_health(model, service, client_region, None)
+}
+
+/// As [`explain`], with each endpoint's health from a running server.
+pub fn explain_with_health(
+    model: &Model,
+    service: &BackendService,
+    client_region: Option<&str>,
+    health: Option<&LiveHealth>,
+) -> String {
     let mut out = String::new();
     let client = client_region.unwrap_or("no region");
     let _ = writeln!(
@@ -30,6 +47,7 @@ pub fn explain(model: &Model, service: &BackendService, client_region: Option<&s
          share = weight ÷ sum of weights in the same priority. Priority 0 takes all traffic while it\n\
          has a healthy endpoint; the next priority takes over when it has none.\n",
     );
+    let _ = writeln!(out, "{}", describe_health_check(model, service));
     let planned = plan_localities(model, service);
     let priorities = region_priorities(model, &planned, client_region);
     let backends: Vec<_> = service
@@ -85,10 +103,17 @@ pub fn explain(model: &Model, service: &BackendService, client_region: Option<&s
                 100.0 * f64::from(weight) / total as f64
             );
             for endpoint in &plan.group.endpoints {
+                let live = health.and_then(|health| {
+                    let port = port_of(service, plan.group, endpoint)?;
+                    let (first, _) = addresses_for(service.ip_address_selection_policy, endpoint);
+                    health.get(&SocketAddr::new(first?, port))
+                });
                 let _ = writeln!(
                     out,
-                    "    {}",
-                    describe_endpoint(service, plan.group, endpoint)
+                    "    {}{}",
+                    describe_endpoint(service, plan.group, endpoint),
+                    live.map(|state| format!("; health {state}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -111,6 +136,38 @@ pub fn explain(model: &Model, service: &BackendService, client_region: Option<&s
         }
     }
     out
+}
+
+/// The health check of `service`, or what happens without one.
+fn describe_health_check(model: &Model, service: &BackendService) -> String {
+    let Some(check) = service
+        .health_checks
+        .first()
+        .and_then(|reference| model.health_checks.get(&reference.name))
+    else {
+        return "no health check: every endpoint takes traffic (EDS health UNKNOWN)".to_string();
+    };
+    let port = match check.port_specification {
+        crate::model::PortSpecification::UseFixedPort => {
+            format!("port {}", check.port.unwrap_or_default())
+        }
+        crate::model::PortSpecification::UseNamedPort => format!(
+            "named port {}",
+            check.port_name.as_deref().unwrap_or_default()
+        ),
+        crate::model::PortSpecification::UseServingPort => "the serving port".to_string(),
+    };
+    format!(
+        "health check {} ({} on {port}, every {}s, timeout {}s): healthy after {} pass(es), \
+         unhealthy after {} failure(s); an endpoint checked on two families is healthy when \
+         either is",
+        check.name,
+        check.protocol.as_str(),
+        check.check_interval_sec,
+        check.timeout_sec,
+        check.healthy_threshold,
+        check.unhealthy_threshold
+    )
 }
 
 /// Which address a client connects to for `endpoint`, and why.

@@ -38,6 +38,9 @@ enum Command {
         /// once.
         #[arg(long, default_value_t = publish::DEFAULT_REMOVAL_GRACE.as_secs_f64(), value_name = "SECONDS")]
         removal_grace: f64,
+        /// Health-check probes in flight at most (a probe waits for a slot beyond that).
+        #[arg(long, default_value_t = switchyard::health::scheduler::DEFAULT_CONCURRENCY, value_name = "PROBES")]
+        health_concurrency: usize,
         #[command(flatten)]
         limits: LimitArgs,
         /// Exit with the diagnostics when the config is not valid at start, instead of serving
@@ -63,6 +66,9 @@ enum Command {
         /// The client's `REGION/ZONE` (or `REGION`).
         #[arg(long)]
         client_locality: Option<String>,
+        /// The admin endpoint of a running `switchyard serve`, to show each endpoint's health.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
     /// One line per connected xDS client: node, kind, protocol and per type SYNCED, STALE,
     /// NACKED or NOT_SENT.
@@ -264,6 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             xds_listen,
             admin_listen,
             removal_grace,
+            health_concurrency,
             limits,
             exit_on_invalid,
             xds_limits,
@@ -282,6 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 xds_limits,
                 tls: tls.files(),
                 plaintext: tls.xds_plaintext,
+                health_concurrency,
                 ..serve::ServeOptions::new(path, xds_listen, admin_listen)
             };
             tokio::runtime::Runtime::new()?.block_on(run_serve(options))
@@ -305,6 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             path,
             service,
             client_locality,
+            admin,
         } => {
             let loaded = config::load(&path);
             if loaded.diagnostics.has_errors() {
@@ -328,9 +337,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let region = client_locality
                 .as_deref()
                 .map(|l| l.split('/').next().unwrap_or(l));
+            let health = admin.map(|admin| live_health(admin, name)).transpose()?;
             print!(
                 "{}",
-                switchyard::explain::explain(&loaded.model, found, region)
+                switchyard::explain::explain_with_health(
+                    &loaded.model,
+                    found,
+                    region,
+                    health.as_ref()
+                )
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -356,4 +371,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The health of `service`'s endpoints as the server at `admin` reports them.
+fn live_health(
+    admin: SocketAddr,
+    service: &str,
+) -> anyhow::Result<switchyard::explain::LiveHealth> {
+    let path = format!("/health?service={service}&limit=1000000");
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(switchyard::status::fetch_json(admin, &path))?;
+    let mut health = switchyard::explain::LiveHealth::new();
+    for endpoint in answer["endpoints"].as_array().into_iter().flatten() {
+        let Some(address) = endpoint["address"].as_str().and_then(|a| a.parse().ok()) else {
+            continue;
+        };
+        let families: Vec<String> = endpoint["families"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|family| {
+                let error = family["last_error"]
+                    .as_str()
+                    .filter(|_| family["state"] != "HEALTHY")
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {}{error}",
+                    family["family"].as_str().unwrap_or("?"),
+                    family["state"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        let state = endpoint["state"].as_str().unwrap_or("?");
+        health.insert(address, format!("{state} ({})", families.join(", ")));
+    }
+    Ok(health)
 }

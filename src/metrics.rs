@@ -1,7 +1,8 @@
 //! Prometheus metrics, served at `/metrics` in the OpenMetrics text format: connected clients
 //! by kind and protocol; responses, resources and bytes sent by type; ACKs and NACKs by type;
-//! config loads by outcome; how long loads take; and convergence — from a snapshot's
-//! publication until the last client connected at that moment is in sync with it.
+//! config loads by outcome; how long loads take; convergence — from a snapshot's
+//! publication until the last client connected at that moment is in sync with it; and health
+//! checking — probes by result, checked endpoints by state, targets probed.
 //!
 //! Fed by stream hooks and by the publisher; must not be read on any hot path.
 
@@ -39,6 +40,16 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
 /// A snapshot whose convergence is being timed.
 struct Tracking {
     version: String,
@@ -58,6 +69,9 @@ pub struct Metrics {
     loads: Family<OutcomeLabels, Counter>,
     load_seconds: Histogram,
     convergence_seconds: Histogram,
+    health_probes: Family<ResultLabels, Counter>,
+    health_endpoints: Family<StateLabels, Gauge>,
+    health_targets: Gauge,
     /// The labels each stream is counted under.
     streams: DashMap<u64, ClientLabels>,
     tracking: Mutex<Option<Tracking>>,
@@ -132,8 +146,29 @@ impl Metrics {
             "Time from a snapshot's publication until every client connected then is in sync with it",
             convergence_seconds.clone(),
         );
+        let health_probes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "health_probes",
+            "Health check probes made, by result (pass, fail)",
+            health_probes.clone(),
+        );
+        let health_endpoints = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "health_endpoints",
+            "Endpoints of services with a health check, by state (healthy, unhealthy, unknown)",
+            health_endpoints.clone(),
+        );
+        let health_targets = Gauge::default();
+        registry.register(
+            "health_targets",
+            "Distinct (address, port, check) targets probed",
+            health_targets.clone(),
+        );
         Metrics {
             registry,
+            health_probes,
+            health_endpoints,
+            health_targets,
             clients,
             responses,
             resources,
@@ -165,6 +200,32 @@ impl Metrics {
     pub fn config_loaded(&self, outcome: &'static str, elapsed: Duration) {
         self.loads.get_or_create(&OutcomeLabels { outcome }).inc();
         self.load_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A health probe ended.
+    pub fn health_probe(&self, passed: bool) {
+        let result = if passed { "pass" } else { "fail" };
+        self.health_probes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// How many distinct targets are probed.
+    pub fn health_targets(&self, targets: u64) {
+        self.health_targets.set(targets as i64);
+    }
+
+    /// Checked endpoints by state.
+    pub fn health_endpoints(&self, counts: crate::health::checker::HealthCounts) {
+        for (state, count) in [
+            ("healthy", counts.healthy),
+            ("unhealthy", counts.unhealthy),
+            ("unknown", counts.unknown),
+        ] {
+            self.health_endpoints
+                .get_or_create(&StateLabels { state })
+                .set(count as i64);
+        }
     }
 
     /// A new snapshot is published: time how long the clients connected now take to sync.

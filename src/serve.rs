@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::config::watch::ConfigWatch;
 use crate::config::ReadLimits;
+use crate::health::{self, checker::Checker};
 use crate::metrics::Metrics;
 use crate::publish::reload::{self, Reloader, Trigger};
 use crate::publish::status::ConfigStatus;
@@ -52,6 +53,8 @@ pub struct ServeOptions {
     pub tls: Option<TlsFiles>,
     /// Serve plaintext on an address that is not loopback (mTLS is otherwise required there).
     pub plaintext: bool,
+    /// Health probes in flight at most.
+    pub health_concurrency: usize,
 }
 
 impl ServeOptions {
@@ -67,6 +70,7 @@ impl ServeOptions {
             xds_limits: XdsLimits::default(),
             tls: None,
             plaintext: false,
+            health_concurrency: health::scheduler::DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -275,12 +279,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             tracing::error!(%error, "the xDS server stopped");
         }
     });
+    let checker = Arc::new(Checker::default());
     let admin_state = AdminState {
         cache: cache.clone(),
         clients: clients.clone(),
         status: status.clone(),
         load_reports: load_reports.clone(),
         metrics: metrics.clone(),
+        checker: checker.clone(),
     };
     let stop_admin = shutdown.clone().cancelled_owned();
     let admin_task = tokio::spawn(async move {
@@ -296,12 +302,22 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     // Watch before the first read, so that no edit between the two is missed.
     let watch = ConfigWatch::start(&options.config)
         .with_context(|| format!("watching {}", options.config.display()))?;
-    let publisher = Arc::new(Publisher::new(
-        cache.clone(),
-        status.clone(),
+    let publisher = Arc::new(
+        Publisher::new(
+            cache.clone(),
+            status.clone(),
+            metrics.clone(),
+            options.removal_grace,
+        )
+        .with_source(checker.clone()),
+    );
+    health::scheduler::spawn(
+        checker,
+        publisher.clone(),
         metrics.clone(),
-        options.removal_grace,
-    ));
+        options.health_concurrency,
+        shutdown.clone(),
+    );
     let reloader = Arc::new(Reloader::new(
         options.config.clone(),
         options.limits,

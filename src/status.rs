@@ -11,23 +11,28 @@ use serde_json::Value;
 
 /// Fetches `/clients` from the admin endpoint at `admin`.
 pub async fn fetch_clients(admin: SocketAddr) -> anyhow::Result<Value> {
+    fetch_json(admin, "/clients").await
+}
+
+/// Fetches `path` (JSON) from the admin endpoint at `admin`.
+pub async fn fetch_json(admin: SocketAddr, path: &str) -> anyhow::Result<Value> {
     let stream = tokio::net::TcpStream::connect(admin)
         .await
         .with_context(|| format!("connecting to the admin endpoint {admin}"))?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(connection);
-    let request = hyper::Request::get("/clients")
+    let request = hyper::Request::get(path)
         .header(hyper::header::HOST, admin.to_string())
         .body(Empty::<Bytes>::new())?;
     let response = sender.send_request(request).await?;
     anyhow::ensure!(
         response.status().is_success(),
-        "{admin}/clients answered {}",
+        "{admin}{path} answered {}",
         response.status()
     );
     let body = response.into_body().collect().await?.to_bytes();
-    serde_json::from_slice(&body).context("reading /clients")
+    serde_json::from_slice(&body).with_context(|| format!("reading {path}"))
 }
 
 const TYPES: [(&str, &str); 5] = [

@@ -1,8 +1,9 @@
 //! The HTTP admin endpoint: `/healthz`, `/ready` (200 once a config is served), `/config_dump`
 //! (served xDS resources as JSON, streamed, filterable by type and name), `/clients`
 //! (connected clients with their ACKed and NACKed versions), `/config_status` (the latest
-//! reload: accepted, rejected or held back, with its diagnostics) and `/load_reports` (what
-//! clients reported over LRS). Read-only; nothing here may hold a copy of a large config.
+//! reload: accepted, rejected or held back, with its diagnostics), `/load_reports` (what
+//! clients reported over LRS) and `/health` (the health checker's view of every checked
+//! endpoint, per family). Read-only; nothing here may hold a copy of a large config.
 
 mod dump;
 
@@ -14,6 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::health::checker::Checker;
 use crate::metrics::Metrics;
 use crate::publish::status::ConfigStatus;
 use crate::xds::server::load_reports::{LoadFilter, LoadPage, LoadReports};
@@ -29,6 +31,7 @@ pub struct AdminState {
     pub status: Arc<RwLock<ConfigStatus>>,
     pub load_reports: Arc<LoadReports>,
     pub metrics: Arc<Metrics>,
+    pub checker: Arc<Checker>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -40,6 +43,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/config_status", get(config_status))
         .route("/load_reports", get(load_reports))
         .route("/metrics", get(metrics))
+        .route("/health", get(health))
         .with_state(state)
 }
 
@@ -91,6 +95,31 @@ async fn load_reports(
 struct LoadQuery {
     node: Option<String>,
     cluster: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `/health?service=NAME&state=UNHEALTHY&limit=N`: counts, and the checked endpoints (1,000
+/// unless asked) with each family's state, last result, last error and since when.
+async fn health(State(state): State<AdminState>, Query(query): Query<HealthQuery>) -> Json<Value> {
+    let limit = query.limit.unwrap_or(1_000);
+    let wanted = query.state.map(|s| s.to_ascii_uppercase());
+    let endpoints: Vec<_> = state
+        .checker
+        .report(query.service.as_deref())
+        .into_iter()
+        .filter(|endpoint| wanted.as_deref().is_none_or(|w| endpoint.state == w))
+        .take(limit)
+        .collect();
+    Json(json!({
+        "counts": state.checker.counts(),
+        "endpoints": endpoints,
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct HealthQuery {
+    service: Option<String>,
+    state: Option<String>,
     limit: Option<usize>,
 }
 

@@ -1,10 +1,17 @@
 //! Centralized health checking: Switchyard probes the endpoints of backend services that name
 //! a health check and publishes the results as endpoint health, so clients stop sending to
 //! dead backends without checking anything themselves. A source of endpoint changes beside the
-//! config: it must never re-translate listeners, routes or clusters.
+//! config (an [`crate::publish::endpoint_sources::EndpointSource`]): it must never
+//! re-translate listeners, routes or clusters.
 //!
-//! So far: `state`, the pure per-endpoint threshold logic, and `probe`, one TCP or HTTP probe.
-//! The scheduler that runs probes and the publication of their results come next (issue 13).
+//! `targets` says what a model asks to probe, `state` how results make a standing, `probe`
+//! (with `h2` and `tls`) makes one probe, `checker` keeps the standings and reports changes,
+//! `scheduler` runs the probes and hands changes to the publisher.
 
+pub mod checker;
+mod h2;
 pub mod probe;
+pub mod scheduler;
 pub mod state;
+pub mod targets;
+mod tls;

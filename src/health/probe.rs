@@ -1,53 +1,153 @@
-//! One health probe against one address, as the cloud's checkers make it: TCP (connect, send
-//! `request` if any, expect `response` as the first bytes if any) and HTTP/1.1 (GET
-//! `requestPath` with the check's `host`, 200 expected, the body beginning with `response` if
-//! any), each within the check's timeout, with a PROXY v1 line first when the check asks for
-//! one. Returns pass or fail with the reason; keeps nothing between probes. Must not: decide
-//! health (state.rs does) or schedule probes.
+//! One health probe against one address, as the cloud's checkers make it: TCP and SSL
+//! (connect — and handshake — send `request` if any, expect `response` as the first bytes if
+//! any), HTTP and HTTPS (HTTP/1.1 GET of `requestPath` with the check's `host`, 200 expected,
+//! the body beginning with `response` if any), HTTP2 (the same over HTTP/2 on TLS) and GRPC
+//! (grpc.health.v1 Check over cleartext HTTP/2, SERVING expected), each within the check's
+//! timeout, with a PROXY v1 line first when the check asks for one. HTTP/2 connections are
+//! kept in the target's [`Session`] and reused by its next probes. Returns pass or fail with
+//! the reason. Must not: decide health (state.rs does) or schedule probes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::h2::{self, H2Probe};
+use super::tls;
+
 /// What one probe asks, taken from a health check.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Probe {
+    /// TCP, or SSL when `tls`.
     Tcp {
+        tls: bool,
         request: Option<String>,
         response: Option<String>,
     },
+    /// HTTP, or HTTPS when `tls`.
     Http {
+        tls: bool,
         path: String,
         host: Option<String>,
         response: Option<String>,
     },
+    /// HTTP2: HTTP/2 over TLS.
+    Http2 {
+        path: String,
+        host: Option<String>,
+        response: Option<String>,
+    },
+    /// GRPC: grpc.health.v1 over cleartext HTTP/2; an empty service asks for the server.
+    Grpc { service: String },
 }
 
 /// How a probe went: Ok, or why it failed (for /health and the log).
 pub type Outcome = Result<(), String>;
 
+/// What a target keeps between its probes: the HTTP/2 connection of HTTP2 and GRPC checks.
+#[derive(Default)]
+pub struct Session {
+    h2: Option<h2::Connection>,
+}
+
+impl Session {
+    /// Whether a connection is kept open.
+    pub fn is_connected(&self) -> bool {
+        self.h2.is_some()
+    }
+}
+
 /// The most of an answer read to compare with an expected response.
-const MAX_READ: usize = 1024;
+pub(super) const MAX_READ: usize = 1024;
 
 /// Runs `probe` against `address` within `timeout`.
 pub async fn run(
     probe: &Probe,
+    session: &mut Session,
     address: SocketAddr,
     proxy_header_v1: bool,
     timeout: Duration,
 ) -> Outcome {
-    match tokio::time::timeout(timeout, attempt(probe, address, proxy_header_v1)).await {
+    match tokio::time::timeout(timeout, attempt(probe, session, address, proxy_header_v1)).await {
         Ok(outcome) => outcome,
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Err(_) => {
+            // A connection that did not answer in time is not trusted again.
+            session.h2 = None;
+            Err(format!("no answer within {} ms", timeout.as_millis()))
+        }
     }
 }
 
-async fn attempt(probe: &Probe, address: SocketAddr, proxy_header_v1: bool) -> Outcome {
+async fn attempt(
+    probe: &Probe,
+    session: &mut Session,
+    address: SocketAddr,
+    proxy_header_v1: bool,
+) -> Outcome {
+    let h2_probe = match probe {
+        Probe::Http2 {
+            path,
+            host,
+            response,
+        } => Some(H2Probe::Get {
+            path,
+            host: host.as_deref(),
+            response: response.as_deref(),
+        }),
+        Probe::Grpc { service } => Some(H2Probe::GrpcHealth { service }),
+        _ => None,
+    };
+    if let Some(h2_probe) = h2_probe {
+        let tls = matches!(probe, Probe::Http2 { .. });
+        return h2::probe(&mut session.h2, &h2_probe, address, proxy_header_v1, tls).await;
+    }
+    let stream = connect(address, proxy_header_v1).await?;
+    match probe {
+        Probe::Tcp {
+            tls: false,
+            request,
+            response,
+        } => tcp(stream, request, response).await,
+        Probe::Tcp {
+            tls: true,
+            request,
+            response,
+        } => {
+            tcp(
+                tls::handshake(stream, None, false).await?,
+                request,
+                response,
+            )
+            .await
+        }
+        Probe::Http {
+            tls,
+            path,
+            host,
+            response,
+        } => {
+            let host_header = host.clone().unwrap_or_else(|| address.to_string());
+            if *tls {
+                let stream = tls::handshake(stream, host.as_deref(), false).await?;
+                http(stream, path, &host_header, response).await
+            } else {
+                http(stream, path, &host_header, response).await
+            }
+        }
+        Probe::Http2 { .. } | Probe::Grpc { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Connects to `address`, writing a PROXY v1 line first when asked.
+pub(super) async fn connect(
+    address: SocketAddr,
+    proxy_header_v1: bool,
+) -> Result<TcpStream, String> {
     let mut stream = TcpStream::connect(address)
         .await
         .map_err(|error| format!("connect: {error}"))?;
+    let _ = stream.set_nodelay(true);
     if proxy_header_v1 {
         let line = proxy_line(&stream, address);
         stream
@@ -55,17 +155,7 @@ async fn attempt(probe: &Probe, address: SocketAddr, proxy_header_v1: bool) -> O
             .await
             .map_err(|error| format!("write: {error}"))?;
     }
-    match probe {
-        Probe::Tcp { request, response } => tcp(&mut stream, request, response).await,
-        Probe::Http {
-            path,
-            host,
-            response,
-        } => {
-            let host = host.clone().unwrap_or_else(|| address.to_string());
-            http(&mut stream, path, &host, response).await
-        }
-    }
+    Ok(stream)
 }
 
 fn proxy_line(stream: &TcpStream, to: SocketAddr) -> String {
@@ -80,8 +170,8 @@ fn proxy_line(stream: &TcpStream, to: SocketAddr) -> String {
     )
 }
 
-async fn tcp(
-    stream: &mut TcpStream,
+async fn tcp<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     request: &Option<String>,
     response: &Option<String>,
 ) -> Outcome {
@@ -94,7 +184,7 @@ async fn tcp(
     let Some(expected) = response else {
         return Ok(());
     };
-    let answer = read_at_least(stream, expected.len()).await?;
+    let answer = read_at_least(&mut stream, expected.len()).await?;
     if answer.starts_with(expected.as_bytes()) {
         Ok(())
     } else {
@@ -105,8 +195,8 @@ async fn tcp(
     }
 }
 
-async fn http(
-    stream: &mut TcpStream,
+async fn http<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     path: &str,
     host: &str,
     response: &Option<String>,
@@ -160,7 +250,10 @@ async fn http(
     }
 }
 
-async fn read_at_least(stream: &mut TcpStream, wanted: usize) -> Result<Vec<u8>, String> {
+async fn read_at_least<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    wanted: usize,
+) -> Result<Vec<u8>, String> {
     let mut answer = Vec::new();
     let mut buffer = [0u8; 512];
     while answer.len() < wanted.min(MAX_READ) {

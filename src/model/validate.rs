@@ -151,6 +151,69 @@ fn expect_protocol(model: &Model, reference: &Ref, http: bool, diagnostics: &mut
     }
 }
 
+/// The cloud's rules on which backend services take a health check: one at most; none with
+/// internet NEGs; USE_NAMED_PORT only with instance groups, which have named ports.
+fn check_health_check_use(
+    model: &Model,
+    service: &BackendService,
+    base: &str,
+    diagnostics: &mut Diagnostics,
+) {
+    let path = format!("{base}.healthChecks");
+    if service.health_checks.len() > 1 {
+        diagnostics.error(
+            service.loc_of("healthChecks"),
+            &path,
+            format!(
+                "{} health checks are listed; a backend service takes at most one",
+                service.health_checks.len()
+            ),
+        );
+    }
+    let kinds: BTreeSet<GroupKind> = service
+        .backends
+        .iter()
+        .filter_map(|backend| model.endpoint_groups.get(&backend.group.name))
+        .map(|group| group.kind)
+        .collect();
+    let check = service
+        .health_checks
+        .first()
+        .and_then(|reference| model.health_checks.get(&reference.name));
+    let Some(check) = check else {
+        // The cloud requires a check for instance groups and GCE_VM_IP_PORT NEGs; Switchyard
+        // serves such endpoints unchecked (UNKNOWN, always in rotation), as Envoy does without
+        // active health checking. `explain` says so for the service.
+        return;
+    };
+    if let Some(kind) = kinds.iter().find(|kind| kind.is_internet()) {
+        diagnostics.error(
+            service.loc_of("healthChecks"),
+            &path,
+            format!(
+                "a backend service with an {} backend must not reference a health check (the \
+                 cloud does not check internet endpoints)",
+                kind.as_str()
+            ),
+        );
+    }
+    if check.port_specification == crate::model::PortSpecification::UseNamedPort {
+        if let Some(kind) = kinds.iter().find(|kind| !kind.is_instance_group()) {
+            diagnostics.error(
+                service.loc_of("healthChecks"),
+                &path,
+                format!(
+                    "health check `{}` uses USE_NAMED_PORT, which needs instance group backends \
+                     (they have named ports); this service has a {} backend: use \
+                     USE_SERVING_PORT or a fixed port",
+                    check.name,
+                    kind.as_str()
+                ),
+            );
+        }
+    }
+}
+
 fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &mut Diagnostics) {
     let base = format!("backendServices[{}]", service.name);
     if service.protocol == BackendProtocol::Tcp
@@ -166,6 +229,7 @@ fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &
     for check in &service.health_checks {
         expect(&model.health_checks, check, "healthChecks", diagnostics);
     }
+    check_health_check_use(model, service, &base, diagnostics);
     let mut kinds = BTreeSet::new();
     for (index, backend) in service.backends.iter().enumerate() {
         let path = format!("{base}.backends[{index}]");

@@ -2,12 +2,15 @@
 //! edit removed DRAINING for their service's drainingTimeoutSec; holds back an edit that
 //! would withdraw most of what is served (a truncated or half-written file looks like that)
 //! until the files have stayed unchanged for a grace period; and keeps the config status.
+//! Sources of endpoint status besides the config (the health checker) report through
+//! [`Publisher::report_endpoints`], which re-publishes endpoints and nothing else.
 //!
 //! Everything here is synchronous and may take long on a large config (translation and
 //! encoding): callers run it off the async runtime. Must not: read files (the reload loop in
 //! [`reload`] does) or talk to clients (the cache does).
 
 pub mod access;
+pub mod endpoint_sources;
 pub mod guard;
 pub mod reload;
 pub mod status;
@@ -21,11 +24,13 @@ use bytes::Bytes;
 use crate::config::Loaded;
 use crate::metrics::Metrics;
 use crate::model::{regions, DrainingEndpoint, Model};
+use crate::translate::endpoints::{Overlay, ReportedHealth};
 use crate::translate::{self, endpoints, Resources};
 use crate::xds::server::cache::{Audience, Content, ViewKey};
 use crate::xds::types::TypeUrl;
 use crate::xds::Cache;
 
+use endpoint_sources::{EndpointReport, EndpointSource, Layers};
 use guard::{Removal, ServedNames};
 use status::{ConfigStatus, LoadOutcome, PendingRemovalStatus};
 
@@ -59,6 +64,8 @@ struct Served {
     published: bool,
     /// Endpoints removed by an edit, kept DRAINING until their time.
     draining: BTreeMap<DrainingEndpoint, Instant>,
+    /// What sources besides the config report about the endpoints.
+    layers: Layers,
     pending: Option<Pending>,
 }
 
@@ -68,6 +75,7 @@ pub struct Publisher {
     status: Arc<RwLock<ConfigStatus>>,
     metrics: Arc<Metrics>,
     removal_grace: Duration,
+    sources: Vec<Arc<dyn EndpointSource>>,
     served: Mutex<Served>,
 }
 
@@ -83,8 +91,15 @@ impl Publisher {
             status,
             metrics,
             removal_grace,
+            sources: Vec::new(),
             served: Mutex::default(),
         }
+    }
+
+    /// Adds a source of endpoint status, asked for its layer whenever a config is served.
+    pub fn with_source(mut self, source: Arc<dyn EndpointSource>) -> Self {
+        self.sources.push(source);
+        self
     }
 
     /// Serves `loaded` if it is valid and withdraws no more than the guard allows; holds it
@@ -114,7 +129,11 @@ impl Publisher {
         }
         let kept = endpoints::served_endpoints(&loaded.model);
         let draining = draining_after(served, &loaded.model, &kept, now);
-        let resources = translate_with(&loaded.model, &draining);
+        let mut layers = Layers::default();
+        for source in &self.sources {
+            layers.set(source.name(), source.adopt(&loaded.model));
+        }
+        let resources = translate_with(&loaded.model, &draining, layers.combined());
         let names = ServedNames::of(&resources);
         let guarded = guarded && served.published;
         if let Some(removal) = guarded
@@ -127,6 +146,7 @@ impl Publisher {
         }
         served.pending = None;
         served.draining = draining;
+        served.layers = layers;
         served.endpoints = kept;
         served.model = Arc::new(loaded.model);
         served.names = names;
@@ -170,7 +190,8 @@ impl Publisher {
         let mut served = self.lock();
         if served.draining.values().any(|until| *until <= now) {
             served.draining.retain(|_, until| *until > now);
-            let resources = translate_with(&served.model, &served.draining);
+            let resources =
+                translate_with(&served.model, &served.draining, served.layers.combined());
             self.publish(&mut served, resources, now);
         }
         served.pending.as_ref().is_some_and(|p| p.deadline <= now)
@@ -182,6 +203,43 @@ impl Publisher {
         let drain = served.draining.values().min().copied();
         let pending = served.pending.as_ref().map(|p| p.deadline);
         drain.into_iter().chain(pending).min()
+    }
+
+    /// Takes a source's changes of endpoint status and re-publishes the endpoints of the
+    /// services whose status changed — no listener, route or cluster is translated or sent.
+    /// Returns whether anything was published.
+    pub fn report_endpoints(&self, source: &'static str, reports: &[EndpointReport]) -> bool {
+        let mut served = self.lock();
+        let changed = served.layers.apply(source, reports);
+        let changed: BTreeSet<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .filter(|service| served.model.backend_services.contains_key(*service))
+            .collect();
+        if changed.is_empty() || !served.published {
+            return false;
+        }
+        let draining: Vec<DrainingEndpoint> = served.draining.keys().cloned().collect();
+        let overlay = Overlay {
+            draining: &draining,
+            health: served.layers.combined(),
+        };
+        let current = self.cache.current();
+        let views = endpoint_views_changing(&served.model, &current, &changed, overlay);
+        let metrics = &self.metrics;
+        let published = self.cache.publish_endpoints(views, |snapshot| {
+            metrics.snapshot_published(&snapshot.version);
+        });
+        if published {
+            tracing::debug!(
+                source,
+                services = changed.len(),
+                version = %self.cache.current().version,
+                "endpoint status re-published"
+            );
+            self.status_mut().serving_version = self.cache.current().version.clone();
+        }
+        published
     }
 
     fn reject(&self, served: &Served, loaded: Loaded) {
@@ -249,7 +307,11 @@ impl Publisher {
     fn publish(&self, served: &mut Served, resources: Resources, now: Instant) {
         served.published = true;
         let draining: Vec<DrainingEndpoint> = served.draining.keys().cloned().collect();
-        let content = content_of(&served.model, resources, &draining);
+        let overlay = Overlay {
+            draining: &draining,
+            health: served.layers.combined(),
+        };
+        let content = content_with(&served.model, resources, overlay);
         let metrics = &self.metrics;
         let published = self.cache.publish_observed(content, |snapshot| {
             metrics.snapshot_published(&snapshot.version);
@@ -315,15 +377,86 @@ fn draining_after(
     draining
 }
 
-fn translate_with(model: &Model, draining: &BTreeMap<DrainingEndpoint, Instant>) -> Resources {
+fn translate_with(
+    model: &Model,
+    draining: &BTreeMap<DrainingEndpoint, Instant>,
+    health: &ReportedHealth,
+) -> Resources {
     let draining: Vec<DrainingEndpoint> = draining.keys().cloned().collect();
-    translate::translate_with_draining(model, &draining)
+    translate::translate_with(
+        model,
+        Overlay {
+            draining: &draining,
+            health,
+        },
+    )
+}
+
+/// The endpoint views of `current` with the assignments of `changed` services rebuilt (each
+/// distinct failover order once) and every other assignment's bytes kept as they are.
+fn endpoint_views_changing(
+    model: &Model,
+    current: &crate::xds::server::cache::Snapshot,
+    changed: &BTreeSet<&str>,
+    overlay: Overlay<'_>,
+) -> BTreeMap<ViewKey, Vec<(String, Bytes)>> {
+    let known = known_regions(model);
+    let mut rebuilt: BTreeMap<Vec<Vec<String>>, BTreeMap<&str, Bytes>> = BTreeMap::new();
+    let mut views = BTreeMap::new();
+    for (key, view) in current.views_of(TypeUrl::Endpoint) {
+        let ViewKey::Region(region) = key else {
+            continue;
+        };
+        let client = Some(region.as_str()).filter(|r| !r.is_empty());
+        let tiers = regions::failover_tiers(&model.region_order, client, &known);
+        let fresh = rebuilt.entry(tiers).or_insert_with(|| {
+            changed
+                .iter()
+                .map(|service| {
+                    let service_model = &model.backend_services[*service];
+                    let assignment =
+                        endpoints::assignment_with(model, service_model, client, overlay);
+                    (
+                        *service,
+                        Bytes::from(prost::Message::encode_to_vec(&assignment)),
+                    )
+                })
+                .collect()
+        });
+        let items = view
+            .resources
+            .iter()
+            .map(|(name, resource)| {
+                let bytes = fresh
+                    .get(name.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| resource.value.clone());
+                (name.clone(), bytes)
+            })
+            .collect();
+        views.insert(key.clone(), items);
+    }
+    views
+}
+
+/// The regions the model's endpoint groups are in.
+fn known_regions(model: &Model) -> BTreeSet<String> {
+    model
+        .endpoint_groups
+        .values()
+        .map(|g| g.region.clone())
+        .collect()
 }
 
 /// What the cache serves for `model`: its translated resources for each audience, and the
 /// endpoints as the clients of each region see them (priorities follow the client's region),
 /// every view computed here, once per publication, off the async runtime.
 pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpoint]) -> Content {
+    content_with(model, resources, Overlay::draining_only(draining))
+}
+
+/// As [`content_of`], with reported endpoint health.
+pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -> Content {
     fn encoded<M: prost::Message>(items: &[M], name: impl Fn(&M) -> &str) -> Vec<(String, Bytes)> {
         items
             .iter()
@@ -358,11 +491,7 @@ pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpo
         (TypeUrl::Route, proxyless),
         encoded(&resources.proxyless_routes, |r| &r.name),
     );
-    let known: BTreeSet<String> = model
-        .endpoint_groups
-        .values()
-        .map(|g| g.region.clone())
-        .collect();
+    let known = known_regions(model);
     // Clients whose regions fail over through the same tiers see the same endpoints: build
     // each distinct view once and share it.
     let mut built: BTreeMap<Vec<Vec<String>>, Vec<(String, Bytes)>> = BTreeMap::new();
@@ -377,7 +506,7 @@ pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpo
         let assignments = built
             .entry(tiers)
             .or_insert_with(|| {
-                encoded(&endpoints::assignments_for(model, client, draining), |e| {
+                encoded(&endpoints::assignments_with(model, client, overlay), |e| {
                     &e.cluster_name
                 })
             })

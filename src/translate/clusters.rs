@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::config::core::v3::{
     config_source::ConfigSourceSpecifier, ApiVersion, ConfigSource, HealthStatus, HealthStatusSet,
     SelfConfigSource,
 };
+use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value, UInt64Value};
 
 use std::collections::BTreeSet;
@@ -111,7 +112,12 @@ pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
             ..Default::default()
         }));
     }
-    let mut common = CommonLbConfig::default();
+    // Envoy's panic mode (on by default below 50% healthy) would send to unhealthy endpoints
+    // when too few are healthy; the cloud never does: with none healthy, requests fail fast.
+    let mut common = CommonLbConfig {
+        healthy_panic_threshold: Some(Percent { value: 0.0 }),
+        ..Default::default()
+    };
     if !policy.is_consistent_hash() {
         common.locality_config_specifier = Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
             LocalityWeightedLbConfig {},
@@ -130,9 +136,7 @@ pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
             .to_vec(),
         });
     }
-    if common != CommonLbConfig::default() {
-        cluster.common_lb_config = Some(common);
-    }
+    cluster.common_lb_config = Some(common);
     if service.ip_address_selection_policy == IpAddressSelectionPolicy::PreferIpv6 {
         cluster.upstream_connection_options = Some(UpstreamConnectionOptions {
             happy_eyeballs_config: Some(HappyEyeballsConfig {

@@ -8,6 +8,10 @@
 //! listed with health status DRAINING (no new requests). With a hashing policy (ring hash,
 //! Maglev) capacity is carried by endpoint weights, which those policies honour.
 //!
+//! Health reported by sources other than the config (the health checker) is carried as each
+//! endpoint's health status: UNHEALTHY endpoints get no traffic, and an endpoint no source
+//! speaks of is UNKNOWN (used). Draining stays DRAINING whatever is reported.
+//!
 //! The overprovisioning factor is set very high: as the cloud does, a backend keeps its full
 //! capacity while any of its endpoints is healthy, and a region hands its traffic to the next
 //! one only when it has no healthy endpoint left.
@@ -32,16 +36,57 @@ use super::listeners::socket_address;
 /// Overprovisioning factor in percent (Envoy's default is 140).
 pub const OVERPROVISIONING_PERCENT: u32 = 100_000;
 
+/// Health reported by sources other than the config: per service, per endpoint address (the
+/// address a client connects to first).
+pub type ReportedHealth = BTreeMap<String, BTreeMap<SocketAddr, HealthStatus>>;
+
+/// No health reported.
+pub static NO_REPORTED_HEALTH: ReportedHealth = BTreeMap::new();
+
+/// What the config alone does not say about endpoints.
+#[derive(Clone, Copy)]
+pub struct Overlay<'a> {
+    /// Endpoints an edit removed, still draining.
+    pub draining: &'a [DrainingEndpoint],
+    pub health: &'a ReportedHealth,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn draining_only(draining: &'a [DrainingEndpoint]) -> Overlay<'a> {
+        Overlay {
+            draining,
+            health: &NO_REPORTED_HEALTH,
+        }
+    }
+
+    fn health_of(&self, service: &str, address: SocketAddr) -> HealthStatus {
+        self.health
+            .get(service)
+            .and_then(|endpoints| endpoints.get(&address))
+            .copied()
+            .unwrap_or(HealthStatus::Unknown)
+    }
+}
+
 /// The assignments of every backend service for a client in `client_region`.
 pub fn assignments_for(
     model: &Model,
     client_region: Option<&str>,
     draining: &[DrainingEndpoint],
 ) -> Vec<ClusterLoadAssignment> {
+    assignments_with(model, client_region, Overlay::draining_only(draining))
+}
+
+/// As [`assignments_for`], with reported health.
+pub fn assignments_with(
+    model: &Model,
+    client_region: Option<&str>,
+    overlay: Overlay<'_>,
+) -> Vec<ClusterLoadAssignment> {
     model
         .backend_services
         .values()
-        .map(|service| assignment_for(model, service, client_region, draining))
+        .map(|service| assignment_with(model, service, client_region, overlay))
         .collect()
 }
 
@@ -104,6 +149,21 @@ pub fn assignment_for(
     client_region: Option<&str>,
     draining: &[DrainingEndpoint],
 ) -> ClusterLoadAssignment {
+    assignment_with(
+        model,
+        service,
+        client_region,
+        Overlay::draining_only(draining),
+    )
+}
+
+/// As [`assignment_for`], with reported health.
+pub fn assignment_with(
+    model: &Model,
+    service: &BackendService,
+    client_region: Option<&str>,
+    overlay: Overlay<'_>,
+) -> ClusterLoadAssignment {
     let planned = plan_localities(model, service);
     let priorities = region_priorities(model, &planned, client_region);
     let hashing = service.locality_lb_policy.is_consistent_hash();
@@ -128,7 +188,7 @@ pub fn assignment_for(
                     member.primary,
                     member.fallback,
                     share,
-                    HealthStatus::Unknown,
+                    overlay.health_of(&service.name, member.primary),
                 )
             })
             .collect();
@@ -144,7 +204,7 @@ pub fn assignment_for(
             },
         );
     }
-    add_draining(&mut localities, &priorities, service, draining);
+    add_draining(&mut localities, &priorities, service, overlay.draining);
     ClusterLoadAssignment {
         cluster_name: service.name.clone(),
         endpoints: localities.into_values().collect(),

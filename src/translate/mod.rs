@@ -49,11 +49,16 @@ pub fn translate(model: &Model) -> Resources {
 
 /// Translates a validated model, listing `draining` endpoints as DRAINING.
 pub fn translate_with_draining(model: &Model, draining: &[DrainingEndpoint]) -> Resources {
+    translate_with(model, endpoints::Overlay::draining_only(draining))
+}
+
+/// Translates a validated model, with what the config does not say about its endpoints.
+pub fn translate_with(model: &Model, overlay: endpoints::Overlay<'_>) -> Resources {
     Resources {
         listeners: listeners::listeners_for(model),
         routes: routes::route_configurations_for(model),
         clusters: clusters::clusters_for(model),
-        endpoints: endpoints::assignments_for(model, None, draining),
+        endpoints: endpoints::assignments_with(model, None, overlay),
         secrets: secrets::secrets_for(model),
         proxyless_listeners: proxyless::proxyless_listeners_for(model),
         proxyless_routes: proxyless::proxyless_route_configurations_for(model),

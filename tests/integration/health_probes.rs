@@ -1,14 +1,19 @@
 //! Single health probes against real loopback servers: TCP passes on connect and fails on a
 //! closed port; a TCP request / response pair is compared; HTTP passes on 200 and fails on 500
 //! with the status in the reason, checks the path, Host and expected body; a PROXY v1 line
-//! goes first when asked; a server that never answers fails at the timeout.
+//! goes first when asked; a server that never answers fails at the timeout. HTTPS, HTTP2 (over
+//! TLS, on one connection reused across probes) and SSL probes pass against a TLS backend with
+//! a self-signed certificate; GRPC probes pass on SERVING and fail on NOT_SERVING.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard::health::probe::{run, Probe};
+use switchyard::health::probe::{self, Outcome, Probe, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::echo::EchoBackend;
+use crate::common::grpc::GrpcBackend;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,8 +61,26 @@ async fn server(
     (address, seen, task)
 }
 
+/// One probe on a fresh session.
+async fn run(
+    probe: &Probe,
+    address: SocketAddr,
+    proxy_header_v1: bool,
+    timeout: Duration,
+) -> Outcome {
+    probe::run(
+        probe,
+        &mut Session::default(),
+        address,
+        proxy_header_v1,
+        timeout,
+    )
+    .await
+}
+
 fn http_probe(path: &str, host: Option<&str>, response: Option<&str>) -> Probe {
     Probe::Http {
+        tls: false,
         path: path.into(),
         host: host.map(str::to_string),
         response: response.map(str::to_string),
@@ -75,16 +98,19 @@ async fn tcp_probes_pass_on_connect_and_compare_a_response() {
     })
     .await;
     let plain = Probe::Tcp {
+        tls: false,
         request: None,
         response: None,
     };
     assert_eq!(run(&plain, address, false, TIMEOUT).await, Ok(()));
     let ping = Probe::Tcp {
+        tls: false,
         request: Some("PING".into()),
         response: Some("PONG".into()),
     };
     assert_eq!(run(&ping, address, false, TIMEOUT).await, Ok(()));
     let wrong = Probe::Tcp {
+        tls: false,
         request: Some("PING".into()),
         response: Some("PANG".into()),
     };
@@ -148,4 +174,71 @@ async fn a_server_that_never_answers_fails_at_the_timeout() {
     .await;
     assert_eq!(outcome, Err("no answer within 300 ms".into()));
     drop(listener);
+}
+
+#[tokio::test]
+async fn tls_probes_pass_against_a_self_signed_backend() {
+    let backend = EchoBackend::start_tls("secure").await;
+    let https = Probe::Http {
+        tls: true,
+        path: "/healthz".into(),
+        host: Some("backend.internal".into()),
+        response: None,
+    };
+    assert_eq!(run(&https, backend.addr, false, TIMEOUT).await, Ok(()));
+    let ssl = Probe::Tcp {
+        tls: true,
+        request: None,
+        response: None,
+    };
+    assert_eq!(run(&ssl, backend.addr, false, TIMEOUT).await, Ok(()));
+    // HTTP2 keeps its connection and reuses it for the next probe.
+    let http2 = Probe::Http2 {
+        path: "/healthz".into(),
+        host: None,
+        response: Some("{".into()),
+    };
+    let mut session = Session::default();
+    for _ in 0..3 {
+        assert_eq!(
+            probe::run(&http2, &mut session, backend.addr, false, TIMEOUT).await,
+            Ok(())
+        );
+        assert!(session.is_connected());
+    }
+    // A plain-text server fails the handshake.
+    let (plain, _, _task) = server(|_| "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".into()).await;
+    let failed = run(&https, plain, false, TIMEOUT).await.unwrap_err();
+    assert!(failed.starts_with("TLS handshake"), "{failed}");
+}
+
+#[tokio::test]
+async fn grpc_probes_follow_the_served_health_status() {
+    let backend = GrpcBackend::start("rpc").await;
+    let grpc = Probe::Grpc {
+        service: String::new(),
+    };
+    let mut session = Session::default();
+    assert_eq!(
+        probe::run(&grpc, &mut session, backend.addr, false, TIMEOUT).await,
+        Ok(())
+    );
+    backend.set_serving(false);
+    assert_eq!(
+        probe::run(&grpc, &mut session, backend.addr, false, TIMEOUT).await,
+        Err("status NOT_SERVING".into())
+    );
+    // A service the server does not know.
+    let unknown = Probe::Grpc {
+        service: "no.such.Service".into(),
+    };
+    let failed = run(&unknown, backend.addr, false, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert_eq!(failed, "grpc-status 5");
+    backend.set_serving(true);
+    assert_eq!(
+        probe::run(&grpc, &mut session, backend.addr, false, TIMEOUT).await,
+        Ok(())
+    );
 }

@@ -725,7 +725,9 @@ networkEndpointGroups:
         };
         assert_eq!(config.minimum_ring_size.unwrap().value, 4096);
         assert!(
-            ring.common_lb_config.is_none(),
+            ring.common_lb_config
+                .as_ref()
+                .is_some_and(|common| common.locality_config_specifier.is_none()),
             "no locality weighting with a hashing policy"
         );
     }

@@ -55,6 +55,8 @@ pub(super) const FIELDS: &[&str] = &[
     "ring_hash_lb_config.minimum_ring_size",
     "common_lb_config.locality_weighted_lb_config",
     "common_lb_config.override_host_status",
+    // The sidecar has no panic mode: it behaves as a threshold of 0 does.
+    "common_lb_config.healthy_panic_threshold",
     "lrs_server",
     "upstream_connection_options.happy_eyeballs_config",
     "typed_extension_protocol_options",

@@ -1,7 +1,9 @@
 //! gRPC backends and proxyless gRPC clients for the integration tests.
 //!
 //! The backend is a tonic server of one hand-written method, `/switchyard.test.Who/Name`,
-//! which answers with the server's name (after `delay_ms` when asked to be slow). The clients
+//! which answers with the server's name (after `delay_ms` when asked to be slow), and of
+//! grpc.health.v1 `Check`, SERVING (for the server and for `switchyard.test.Who`) until told
+//! otherwise. The clients
 //! are real grpcio (Python) and grpc-js-xds (Node) processes driven over stdin/stdout by the
 //! scripts in tests/clients/.
 
@@ -9,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -129,9 +131,76 @@ impl tonic::server::NamedService for Who {
     const NAME: &'static str = "switchyard.test.Who";
 }
 
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckRequest {
+    #[prost(string, tag = "1")]
+    pub service: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HealthCheckResponse {
+    #[prost(int32, tag = "1")]
+    pub status: i32,
+}
+
+/// grpc.health.v1.Health with `Check` only: SERVING (1) or NOT_SERVING (2) as `serving`
+/// says, for the server ("") and Who; NOT_FOUND for any other service.
+#[derive(Clone)]
+struct Health {
+    serving: Arc<AtomicBool>,
+}
+
+struct CheckMethod(Arc<AtomicBool>);
+
+impl tonic::server::UnaryService<HealthCheckRequest> for CheckMethod {
+    type Response = HealthCheckResponse;
+    type Future = BoxFuture<tonic::Response<HealthCheckResponse>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<HealthCheckRequest>) -> Self::Future {
+        let serving = self.0.load(Ordering::SeqCst);
+        Box::pin(async move {
+            let service = request.get_ref().service.as_str();
+            if !service.is_empty() && service != "switchyard.test.Who" {
+                return Err(tonic::Status::not_found("unknown service"));
+            }
+            Ok(tonic::Response::new(HealthCheckResponse {
+                status: if serving { 1 } else { 2 },
+            }))
+        })
+    }
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for Health {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let serving = self.serving.clone();
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            match request.uri().path() {
+                "/grpc.health.v1.Health/Check" => {
+                    Ok(grpc.unary(CheckMethod(serving), request).await)
+                }
+                _ => Ok(tonic::Status::unimplemented("only Check is served").into_http()),
+            }
+        })
+    }
+}
+
+impl tonic::server::NamedService for Health {
+    const NAME: &'static str = "grpc.health.v1.Health";
+}
+
 /// A running Who server on 127.0.0.1.
 pub struct GrpcBackend {
     pub addr: SocketAddr,
+    serving: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -153,18 +222,32 @@ impl GrpcBackend {
             name: name.into(),
             flaky,
         };
+        let serving = Arc::new(AtomicBool::new(true));
+        let health = Health {
+            serving: serving.clone(),
+        };
         let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(who)
+                .add_service(health)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await
                 .unwrap();
         });
-        GrpcBackend { addr, task }
+        GrpcBackend {
+            addr,
+            serving,
+            task,
+        }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// What grpc.health.v1 answers from now on: SERVING or NOT_SERVING.
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::SeqCst);
     }
 }
 
