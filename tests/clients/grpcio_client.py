@@ -104,6 +104,9 @@ def main():
         if words[0] == "csds":
             print(json.dumps(client_status()), flush=True)
             continue
+        # `calls` waits for a ready backend (up to the deadline); `failfast` does not, so a
+        # channel with no healthy backend fails at once with UNAVAILABLE.
+        wait_for_ready = words[0] != "failfast"
         count = int(words[1])
         header = words[2] if len(words) > 2 and "=" in words[2] else None
         delay = int(words[-1]) if len(words) > 2 and "=" not in words[-1] else 0
@@ -114,7 +117,7 @@ def main():
                 key, value = header.split("=", 1)
                 metadata = ((key, f"value-{index}" if value == "*" else value),)
             try:
-                name = decode_reply(call(encode_request(delay), metadata=metadata, timeout=20, wait_for_ready=True))
+                name = decode_reply(call(encode_request(delay), metadata=metadata, timeout=20, wait_for_ready=wait_for_ready))
                 tally[name] = tally.get(name, 0) + 1
             except grpc.RpcError as error:
                 code = error.code().name

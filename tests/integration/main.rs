@@ -16,6 +16,7 @@ mod envoy_delta;
 mod envoy_dual_stack;
 mod envoy_routing;
 mod hardening;
+mod health_checking;
 mod health_probes;
 mod https;
 mod illegal_requests;

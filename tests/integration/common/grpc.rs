@@ -215,8 +215,17 @@ impl GrpcBackend {
         Self::start_with(name, Some(calls)).await
     }
 
+    /// A Who server on `addr` (another loopback address than 127.0.0.1, say).
+    pub async fn start_on(name: &str, addr: SocketAddr) -> GrpcBackend {
+        Self::start_at(name, None, addr).await
+    }
+
     async fn start_with(name: &str, flaky: Option<Arc<AtomicU64>>) -> GrpcBackend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at(name, flaky, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_at(name: &str, flaky: Option<Arc<AtomicU64>>, addr: SocketAddr) -> GrpcBackend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let who = Who {
             name: name.into(),
@@ -357,6 +366,13 @@ impl GrpcClient {
         serde_json::from_str(&line).unwrap()
     }
 
+    /// Makes `count` calls that do not wait for a ready backend (grpcio only): with none
+    /// healthy, they fail at once.
+    pub async fn calls_fail_fast(&mut self, count: usize) -> Calls {
+        let answer = self.ask(&format!("failfast {count}")).await;
+        calls_of(&answer)
+    }
+
     /// Makes `count` calls; `header` is `name=value` (or `name=*` for a new value per call).
     pub async fn calls(&mut self, count: usize, header: Option<&str>, delay_ms: u64) -> Calls {
         let mut command = format!("calls {count}");
@@ -367,19 +383,7 @@ impl GrpcClient {
             command.push_str(&format!(" {delay_ms}"));
         }
         let answer = self.ask(&command).await;
-        let counts = |v: &Value| -> BTreeMap<String, usize> {
-            v.as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, n)| (k.clone(), n.as_u64().unwrap() as usize))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        Calls {
-            tally: counts(&answer["tally"]),
-            errors: counts(&answer["errors"]),
-        }
+        calls_of(&answer)
     }
 
     /// One call, then `count` calls sending back the cookie it set (grpcio only).
@@ -395,6 +399,23 @@ impl GrpcClient {
     /// The client's own CSDS view: resource type → statuses of its resources (grpcio only).
     pub async fn csds(&mut self) -> Value {
         self.ask("csds").await
+    }
+}
+
+/// A client's answer to a batch of calls.
+fn calls_of(answer: &Value) -> Calls {
+    let counts = |v: &Value| -> BTreeMap<String, usize> {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, n)| (k.clone(), n.as_u64().unwrap() as usize))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Calls {
+        tally: counts(&answer["tally"]),
+        errors: counts(&answer["errors"]),
     }
 }
 
