@@ -214,3 +214,100 @@ fn check_port(check: &HealthCheck, group: &EndpointGroup, serving_port: u16) -> 
         PortSpecification::UseServingPort => Some(serving_port),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(text: &str) -> Plan {
+        let loaded = crate::config::load_str(text, "hc.yaml");
+        assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+        plan(&loaded.model)
+    }
+
+    fn probed(plan: &Plan, service: &str) -> Vec<(String, Vec<String>)> {
+        plan.endpoints
+            .iter()
+            .filter(|(endpoint, _)| &*endpoint.service == service)
+            .map(|(endpoint, targets)| {
+                (
+                    endpoint.address.to_string(),
+                    targets.iter().map(|t| t.address.to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    const GROUPS: &str = "networkEndpointGroups:\n- {name: neg, zone: us-central1-a, endpoints: ['ip=10.0.0.1,ipv6=fd00::1,port=8080', {ipAddress: 10.0.0.2, port: 8081}]}\n\
+        instanceGroups:\n- {name: ig, zone: us-central1-a, namedPorts: [{name: http, port: 80}, {name: health, port: 9000}], instances: [{ipAddress: 10.0.1.1}]}\n";
+
+    #[test]
+    fn families_follow_the_selection_policy() {
+        let text = format!(
+            "{GROUPS}healthChecks:\n- {{name: hc, type: TCP}}\nbackendServices:\n\
+             - {{name: v4, healthChecks: [hc], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n\
+             - {{name: v6, ipAddressSelectionPolicy: IPV6_ONLY, healthChecks: [hc], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n\
+             - {{name: both, ipAddressSelectionPolicy: PREFER_IPV6, healthChecks: [hc], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n"
+        );
+        let plan = plan_of(&text);
+        let own = |address: &str| (address.to_string(), vec![address.to_string()]);
+        assert_eq!(
+            probed(&plan, "v4"),
+            [own("10.0.0.1:8080"), own("10.0.0.2:8081")]
+        );
+        assert_eq!(probed(&plan, "v6"), [own("[fd00::1]:8080")]);
+        assert_eq!(
+            probed(&plan, "both"),
+            [
+                own("10.0.0.2:8081"),
+                (
+                    "[fd00::1]:8080".to_string(),
+                    vec!["[fd00::1]:8080".to_string(), "10.0.0.1:8080".to_string()]
+                )
+            ]
+        );
+        // Three addresses, shared by three services: three targets.
+        assert_eq!(plan.targets.len(), 3);
+    }
+
+    #[test]
+    fn one_definition_under_two_names_is_one_target() {
+        let check = "type: HTTP, httpHealthCheck: {requestPath: /healthz}";
+        let text = format!(
+            "{GROUPS}healthChecks:\n- {{name: a, {check}}}\n- {{name: b, {check}}}\n- {{name: c, type: HTTP, httpHealthCheck: {{requestPath: /other}}}}\nbackendServices:\n\
+             - {{name: one, healthChecks: [a], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n\
+             - {{name: two, healthChecks: [b], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n\
+             - {{name: three, healthChecks: [c], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n"
+        );
+        let plan = plan_of(&text);
+        // Two addresses, each probed by the shared definition and by `c`.
+        assert_eq!(plan.targets.len(), 4);
+        let shared: Vec<Vec<&str>> = plan
+            .targets
+            .values()
+            .map(|names| names.iter().map(|n| &**n).collect())
+            .filter(|names: &Vec<&str>| names.len() == 2)
+            .collect();
+        assert_eq!(shared, [vec!["a", "b"], vec!["a", "b"]]);
+    }
+
+    #[test]
+    fn ports_follow_the_port_specification() {
+        let text = format!(
+            "{GROUPS}healthChecks:\n- {{name: fixed, type: TCP, tcpHealthCheck: {{port: 7000}}}}\n- {{name: named, type: TCP, tcpHealthCheck: {{portName: health}}}}\n- {{name: serving, type: TCP}}\nbackendServices:\n\
+             - {{name: fixed, healthChecks: [fixed], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n\
+             - {{name: named, healthChecks: [named], backends: [{{group: ig, balancingMode: RATE, maxRate: 1}}]}}\n\
+             - {{name: serving, healthChecks: [serving], backends: [{{group: ig, balancingMode: RATE, maxRate: 1}}]}}\n"
+        );
+        let plan = plan_of(&text);
+        let targets = |service: &str| -> Vec<String> {
+            probed(&plan, service)
+                .into_iter()
+                .flat_map(|(_, targets)| targets)
+                .collect()
+        };
+        assert_eq!(targets("fixed"), ["10.0.0.1:7000", "10.0.0.2:7000"]);
+        assert_eq!(targets("named"), ["10.0.1.1:9000"]);
+        assert_eq!(targets("serving"), ["10.0.1.1:80"]);
+    }
+}

@@ -160,9 +160,13 @@ fn check_health_check_use(
     diagnostics: &mut Diagnostics,
 ) {
     let path = format!("{base}.healthChecks");
+    let loc = service
+        .health_checks
+        .first()
+        .map_or(service.loc_of("healthChecks"), |reference| &reference.loc);
     if service.health_checks.len() > 1 {
         diagnostics.error(
-            service.loc_of("healthChecks"),
+            loc,
             &path,
             format!(
                 "{} health checks are listed; a backend service takes at most one",
@@ -188,7 +192,7 @@ fn check_health_check_use(
     };
     if let Some(kind) = kinds.iter().find(|kind| kind.is_internet()) {
         diagnostics.error(
-            service.loc_of("healthChecks"),
+            loc,
             &path,
             format!(
                 "a backend service with an {} backend must not reference a health check (the \
@@ -200,7 +204,7 @@ fn check_health_check_use(
     if check.port_specification == crate::model::PortSpecification::UseNamedPort {
         if let Some(kind) = kinds.iter().find(|kind| !kind.is_instance_group()) {
             diagnostics.error(
-                service.loc_of("healthChecks"),
+                loc,
                 &path,
                 format!(
                     "health check `{}` uses USE_NAMED_PORT, which needs instance group backends \

@@ -221,7 +221,7 @@ async fn envoy_stops_sending_to_an_endpoint_failing_its_http_check_and_takes_it_
     let url = format!("http://127.0.0.1:{listen}/");
     let seen = tally(&url, 100).await;
     assert!(
-        seen.get("c1").is_some() && seen.get("c2").is_some() && seen.len() == 2,
+        seen.contains_key("c1") && seen.contains_key("c2") && seen.len() == 2,
         "both central endpoints serve, the other region none: {seen:?}"
     );
     let before = responses_by_type(&switchyard).await;
@@ -572,6 +572,24 @@ async fn a_region_without_healthy_endpoints_fails_over_and_none_anywhere_fails_f
         tally(&url, 50).await,
         BTreeMap::from([("e1".to_string(), 50)]),
         "the next region takes everything"
+    );
+    // `explain --admin` shows each endpoint's health next to its capacity.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["explain", switchyard.config.to_str().unwrap(), "web"])
+        .args(["--client-locality", "us-central1-a", "--admin"])
+        .arg(switchyard.running.admin_addr.to_string())
+        .output()
+        .unwrap();
+    let explained = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        explained.contains(&format!(
+            "    vm-c1: {} over IPv4 (IPV4_ONLY); health UNHEALTHY (IPv4 UNHEALTHY: answered `HTTP/1.1 500 Internal Server Error`, expected 200)\n",
+            c1.addr
+        )) && explained.contains(&format!(
+            "    vm-e1: {} over IPv4 (IPV4_ONLY); health HEALTHY (IPv4 HEALTHY)\n",
+            e1.addr
+        )) && explained.contains("health check web-check (HTTP on the serving port, every 1s, timeout 1s)"),
+        "{explained}"
     );
     e1.set_healthy(false);
     wait_for_envoy_host(&envoy, "web", e1.addr, "UNHEALTHY").await;

@@ -96,3 +96,25 @@ fn timings_keep_the_clouds_ranges() {
         ["error: hc.yaml:2: healthChecks[hc].timeoutSec: 3 is longer than checkIntervalSec (2); timeoutSec must not exceed it"]
     );
 }
+
+#[test]
+fn which_backend_services_take_a_check_follows_the_cloud() {
+    let base = "healthChecks:\n- {name: hc, type: HTTP}\n- {name: named, type: TCP, tcpHealthCheck: {portName: http}}\n\
+                networkEndpointGroups:\n- {name: neg, zone: us-central1-a, endpoints: [{ipAddress: 10.0.0.1, port: 80}]}\n\
+                - {name: out, networkEndpointType: INTERNET_FQDN_PORT, endpoints: [{fqdn: api.example.test, port: 443}]}\n\
+                backendServices:\n";
+    assert_eq!(
+        lines(&format!("{base}- name: two\n  healthChecks: [hc, named]\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n")),
+        ["error: hc.yaml:9: backendServices[two].healthChecks: 2 health checks are listed; a backend service takes at most one"]
+    );
+    assert_eq!(
+        lines(&format!("{base}- name: ext\n  protocol: HTTPS\n  healthChecks: [hc]\n  backends: [{{group: out}}]\n")),
+        ["error: hc.yaml:10: backendServices[ext].healthChecks: a backend service with an INTERNET_FQDN_PORT NEG backend must not reference a health check (the cloud does not check internet endpoints)"]
+    );
+    assert_eq!(
+        lines(&format!("{base}- name: neg-named\n  healthChecks: [named]\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n")),
+        ["error: hc.yaml:9: backendServices[neg-named].healthChecks: health check `named` uses USE_NAMED_PORT, which needs instance group backends (they have named ports); this service has a GCE_VM_IP_PORT NEG backend: use USE_SERVING_PORT or a fixed port"]
+    );
+    // One check, or none: valid (without one, endpoints are served unchecked).
+    assert!(lines(&format!("{base}- name: one\n  healthChecks: [hc]\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n- name: none\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n")).is_empty());
+}
