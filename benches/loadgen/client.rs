@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality, Node};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
@@ -91,6 +92,8 @@ pub struct ClientProgress {
     pub synced: std::sync::atomic::AtomicBool,
     /// When the watched cluster's endpoints last arrived.
     pub watched_at: Mutex<Option<Instant>>,
+    /// How many of the watched cluster's endpoints were UNHEALTHY in its last assignment.
+    pub watched_unhealthy: AtomicUsize,
     /// The versions of every resource the client holds, by type (delta only).
     pub versions: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
 }
@@ -266,7 +269,7 @@ impl Client {
         let type_url = TYPES[type_index(&response.type_url)];
         self.counters.add(type_url, response.encoded_len());
         if type_url == ENDPOINT {
-            self.note_watched(response.resources.iter().map(cluster_name_of));
+            self.note_watched(response.resources.iter());
         }
         let state = self.types.entry(type_url).or_default();
         state.nonce = response.nonce.clone();
@@ -306,21 +309,26 @@ impl Client {
         self.note_synced();
     }
 
-    fn note_watched(&self, names: impl Iterator<Item = String>) {
-        let watched = &self.spec.watched_cluster;
-        if names.into_iter().any(|n| &n == watched) {
+    fn note_watched<'r>(&self, resources: impl Iterator<Item = &'r Any>) {
+        for resource in resources {
+            let Ok(assignment) = ClusterLoadAssignment::decode(resource.value.as_slice()) else {
+                continue;
+            };
+            if assignment.cluster_name != self.spec.watched_cluster {
+                continue;
+            }
+            let unhealthy = assignment
+                .endpoints
+                .iter()
+                .flat_map(|locality| &locality.lb_endpoints)
+                .filter(|endpoint| endpoint.health_status == HealthStatus::Unhealthy as i32)
+                .count();
+            self.progress
+                .watched_unhealthy
+                .store(unhealthy, Ordering::Relaxed);
             *self.progress.watched_at.lock().unwrap() = Some(Instant::now());
         }
     }
-}
-
-/// The cluster name inside an encoded ClusterLoadAssignment.
-fn cluster_name_of(resource: &Any) -> String {
-    envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(
-        resource.value.as_slice(),
-    )
-    .map(|c| c.cluster_name)
-    .unwrap_or_default()
 }
 
 async fn run_delta(channel: Channel, client: &mut Client) -> Result<(), tonic::Status> {
@@ -373,7 +381,12 @@ impl Client {
         let type_url = TYPES[type_index(&response.type_url)];
         self.counters.add(type_url, response.encoded_len());
         if type_url == ENDPOINT {
-            self.note_watched(response.resources.iter().map(|r| r.name.clone()));
+            self.note_watched(
+                response
+                    .resources
+                    .iter()
+                    .filter_map(|r| r.resource.as_ref()),
+            );
         }
         {
             let mut versions = self.progress.versions.lock().unwrap();

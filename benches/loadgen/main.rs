@@ -7,11 +7,13 @@
 //!     cargo bench --bench loadgen -- idle --clients 10000
 //!     cargo bench --bench loadgen -- storm --services 100 --clients 10000
 //!     cargo bench --bench loadgen -- hostile --services 2000
+//!     cargo bench --bench loadgen -- health --endpoints 100000 --interval 5
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does), it makes a small fleet run as a
 //! smoke test of itself.
 
 mod client;
+mod health;
 mod hostile;
 mod server;
 
@@ -68,6 +70,21 @@ enum Scenario {
     Hostile {
         #[arg(long, default_value_t = 2000)]
         services: usize,
+    },
+    /// Centralized health checking at scale: probe rate, server CPU and memory, and the time
+    /// from backends going down to the last client seeing them UNHEALTHY.
+    Health {
+        #[arg(long, default_value_t = 100_000)]
+        endpoints: usize,
+        #[arg(long, default_value_t = 1000)]
+        per_service: usize,
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        #[arg(long, default_value_t = 5)]
+        interval: u32,
+        /// TCP checks (connect only) instead of HTTP GET /healthz.
+        #[arg(long)]
+        tcp: bool,
     },
     /// Clients that all connect at once: time until every one has its config.
     Storm {
@@ -142,6 +159,13 @@ fn main() {
                 clients,
                 delta_share,
             } => storm(services, clients, delta_share).await,
+            Scenario::Health {
+                endpoints,
+                per_service,
+                clients,
+                interval,
+                tcp,
+            } => health::run(endpoints, per_service, clients, interval, tcp).await,
             Scenario::Hostile { services } => {
                 hostile::run(&fleet_config::fleet_config(services, 10080, "1.0")).await
             }

@@ -84,6 +84,22 @@ impl ServerProcess {
             .sum()
     }
 
+    /// The sum of the samples of a metric family in `/metrics` (lines starting `prefix`).
+    pub async fn metric_sum(&self, prefix: &str) -> f64 {
+        let text = self.get_text("/metrics").await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// An admin GET's JSON body.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let answer = self.get_text(path).await.unwrap_or_default();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        serde_json::from_str(body).unwrap_or_default()
+    }
+
     /// A number from `/config_status`.
     pub async fn status_number(&self, field: &str) -> f64 {
         let Some(answer) = self.get_text("/config_status").await else {

@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::health::checker::Checker;
+use crate::health::state::Standing;
 use crate::metrics::Metrics;
 use crate::publish::status::ConfigStatus;
 use crate::xds::server::load_reports::{LoadFilter, LoadPage, LoadReports};
@@ -100,20 +101,34 @@ struct LoadQuery {
 
 /// `/health?service=NAME&state=UNHEALTHY&limit=N`: counts, and the checked endpoints (1,000
 /// unless asked) with each family's state, last result, last error and since when.
-async fn health(State(state): State<AdminState>, Query(query): Query<HealthQuery>) -> Json<Value> {
+async fn health(
+    State(state): State<AdminState>,
+    Query(query): Query<HealthQuery>,
+) -> Result<Json<Value>, (StatusCode, String)> {
     let limit = query.limit.unwrap_or(1_000);
-    let wanted = query.state.map(|s| s.to_ascii_uppercase());
-    let endpoints: Vec<_> = state
-        .checker
-        .report(query.service.as_deref())
-        .into_iter()
-        .filter(|endpoint| wanted.as_deref().is_none_or(|w| endpoint.state == w))
-        .take(limit)
-        .collect();
-    Json(json!({
-        "counts": state.checker.counts(),
+    let wanted = match query
+        .state
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None => None,
+        Some("HEALTHY") => Some(Standing::Healthy),
+        Some("UNHEALTHY") => Some(Standing::Unhealthy),
+        Some("UNKNOWN") => Some(Standing::Unknown),
+        Some(other) => {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("state `{other}` is not one of HEALTHY, UNHEALTHY, UNKNOWN\n"),
+            ))
+        }
+    };
+    let service = query.service.as_deref();
+    let endpoints = state.checker.report(service, wanted, limit);
+    Ok(Json(json!({
+        "counts": state.checker.counts(service),
         "endpoints": endpoints,
-    }))
+    })))
 }
 
 #[derive(serde::Deserialize)]

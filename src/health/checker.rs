@@ -40,25 +40,52 @@ pub struct Target {
     /// When the standing last changed (or the target appeared).
     pub since: SystemTime,
     pub probes: u64,
+    /// False once the config no longer asks for the target: its task stops.
+    wanted: bool,
 }
 
-/// Targets the scheduler must start or stop after a model was adopted.
+/// One target's record, shared by the checker and the task probing it (so a probe result
+/// takes this lock, not the checker's).
+pub struct TargetCell(Mutex<Target>);
+
+impl TargetCell {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Target> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn standing(&self) -> Standing {
+        self.lock().health.standing
+    }
+}
+
+/// A target and its record.
+pub type TargetEntry = (Arc<TargetKey>, Arc<TargetCell>);
+
+/// Targets the scheduler must start (with whether they are new to the config) or stop.
 #[derive(Default)]
 pub struct Changes {
-    pub started: Vec<(Arc<TargetKey>, bool)>,
+    pub started: Vec<(TargetEntry, bool)>,
     pub stopped: Vec<Arc<TargetKey>>,
 }
 
 #[derive(Default)]
 struct State {
-    targets: HashMap<Arc<TargetKey>, Target>,
-    endpoints: BTreeMap<ServiceEndpoint, Vec<Arc<TargetKey>>>,
+    targets: HashMap<Arc<TargetKey>, Arc<TargetCell>>,
+    endpoints: BTreeMap<ServiceEndpoint, CheckedEndpoint>,
+    /// Per service, its checked endpoints by standing (as last reported).
+    tallies: BTreeMap<Arc<str>, HealthCounts>,
     /// Endpoints whose standing may have changed since the last report.
     dirty: BTreeSet<ServiceEndpoint>,
     /// Whether a model was adopted before: targets of the first start unknown.
     adopted: bool,
     /// Target changes the scheduler has not picked up yet.
     changes: Changes,
+}
+
+/// A checked endpoint: its targets, and its standing as last reported.
+struct CheckedEndpoint {
+    targets: Vec<TargetEntry>,
+    standing: Standing,
 }
 
 /// The checker's state, shared by the publisher (as a source) and the scheduler.
@@ -76,40 +103,39 @@ impl Checker {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the targets to start (with whether they are new to the config) and stop.
+    /// Takes the targets to start and to stop.
     pub fn take_target_changes(&self) -> Changes {
         std::mem::take(&mut self.lock().changes)
     }
 
-    /// Records one probe result; returns whether the target is still wanted.
-    pub fn record(&self, key: &TargetKey, outcome: Outcome, at: SystemTime) -> bool {
-        let mut state = self.lock();
-        let State { targets, dirty, .. } = &mut *state;
-        let Some(target) = targets.get_mut(key) else {
+    /// Records one probe result of `key`; returns whether the target is still wanted.
+    pub fn record(
+        &self,
+        key: &TargetKey,
+        cell: &TargetCell,
+        outcome: Outcome,
+        at: SystemTime,
+    ) -> bool {
+        let mut target = cell.lock();
+        if !target.wanted {
             return false;
-        };
-        target.probes += 1;
-        let changed = target.health.record(outcome.is_ok(), key.check.thresholds);
-        if let Some(standing) = changed {
-            target.since = at;
-            let reason = match &outcome {
-                Ok(()) => "check passed".to_string(),
-                Err(error) => error.clone(),
-            };
-            tracing::info!(
-                address = %key.address,
-                checks = %target.checks.join(","),
-                endpoints = target.users.len(),
-                standing = standing.as_str(),
-                %reason,
-                "health check target changed"
-            );
-            dirty.extend(target.users.iter().cloned());
-            self.changed.notify_one();
         }
+        target.probes += 1;
+        let before = target.health.standing;
+        let changed = target.health.record(outcome.is_ok(), key.check.thresholds);
         target.last = Some((at, outcome.is_ok()));
+        let users = changed.map(|standing| {
+            target.since = at;
+            log_change(key, &target, before, standing, &outcome);
+            target.users.clone()
+        });
         if let Err(error) = outcome {
             target.last_error = Some(error);
+        }
+        drop(target);
+        if let Some(users) = users {
+            self.lock().dirty.extend(users);
+            self.changed.notify_one();
         }
         true
     }
@@ -117,11 +143,23 @@ impl Checker {
     /// The endpoints whose standing may have changed, as reports for the publisher.
     pub fn take_reports(&self) -> Vec<EndpointReport> {
         let mut state = self.lock();
-        let dirty = std::mem::take(&mut state.dirty);
-        dirty
+        let State {
+            endpoints,
+            tallies,
+            dirty,
+            ..
+        } = &mut *state;
+        std::mem::take(dirty)
             .into_iter()
             .filter_map(|endpoint| {
-                let standing = standing_of(&state, &endpoint)?;
+                let checked = endpoints.get_mut(&endpoint)?;
+                let standing = endpoint_standing_in(&checked.targets);
+                if standing != checked.standing {
+                    let tally = tallies.entry(endpoint.service.clone()).or_default();
+                    tally.add(checked.standing, -1);
+                    tally.add(standing, 1);
+                    checked.standing = standing;
+                }
                 Some(EndpointReport {
                     service: endpoint.service.to_string(),
                     address: endpoint.address,
@@ -131,54 +169,64 @@ impl Checker {
             .collect()
     }
 
-    /// Counts of checked endpoints by standing, and of targets.
-    pub fn counts(&self) -> HealthCounts {
+    /// Counts of checked endpoints (of `service`, or all) by standing as last reported to
+    /// the publisher, and of targets.
+    pub fn counts(&self, service: Option<&str>) -> HealthCounts {
         let state = self.lock();
         let mut counts = HealthCounts {
             targets: state.targets.len() as u64,
             ..Default::default()
         };
-        for endpoint in state.endpoints.keys() {
-            match standing_of(&state, endpoint) {
-                Some(Standing::Healthy) => counts.healthy += 1,
-                Some(Standing::Unhealthy) => counts.unhealthy += 1,
-                _ => counts.unknown += 1,
-            }
+        let tallies = state
+            .tallies
+            .iter()
+            .filter(|(name, _)| service.is_none_or(|s| ***name == *s));
+        for (_, tally) in tallies {
+            counts.healthy += tally.healthy;
+            counts.unhealthy += tally.unhealthy;
+            counts.unknown += tally.unknown;
         }
         counts
     }
 
-    /// Every checked endpoint with its families, for `/health` (`service` filters).
-    pub fn report(&self, service: Option<&str>) -> Vec<EndpointView> {
+    /// Up to `limit` checked endpoints (of `service`, or all; in `state`, or any) with their
+    /// families, for `/health`.
+    pub fn report(
+        &self,
+        service: Option<&str>,
+        wanted: Option<Standing>,
+        limit: usize,
+    ) -> Vec<EndpointView> {
         let state = self.lock();
-        state
-            .endpoints
-            .iter()
-            .filter(|(endpoint, _)| service.is_none_or(|s| *endpoint.service == *s))
-            .map(|(endpoint, keys)| EndpointView {
+        endpoints_of(&state, service)
+            .map(|(endpoint, checked)| {
+                let targets = &checked.targets;
+                (endpoint, targets, endpoint_standing_in(targets))
+            })
+            .filter(|(_, _, standing)| wanted.is_none_or(|w| w == *standing))
+            .take(limit)
+            .map(|(endpoint, targets, standing)| EndpointView {
                 service: endpoint.service.to_string(),
                 address: endpoint.address,
-                state: standing_of(&state, endpoint)
-                    .unwrap_or(Standing::Unknown)
-                    .as_str(),
-                families: keys
+                state: standing.as_str(),
+                families: targets
                     .iter()
-                    .filter_map(|key| Some(family_view(key, state.targets.get(key)?)))
+                    .map(|(key, cell)| family_view(key, &cell.lock()))
                     .collect(),
             })
             .collect()
     }
+}
 
-    /// How `service`'s endpoints stand, by address (for `explain`).
-    pub fn standings_of(&self, service: &str) -> BTreeMap<SocketAddr, Standing> {
-        let state = self.lock();
-        state
-            .endpoints
-            .keys()
-            .filter(|endpoint| *endpoint.service == *service)
-            .filter_map(|endpoint| Some((endpoint.address, standing_of(&state, endpoint)?)))
-            .collect()
-    }
+/// The checked endpoints of `service` (all when None).
+fn endpoints_of<'s>(
+    state: &'s State,
+    service: Option<&'s str>,
+) -> impl Iterator<Item = (&'s ServiceEndpoint, &'s CheckedEndpoint)> {
+    state
+        .endpoints
+        .iter()
+        .filter(move |(endpoint, _)| service.is_none_or(|s| *endpoint.service == *s))
 }
 
 impl EndpointSource for Checker {
@@ -195,15 +243,16 @@ impl EndpointSource for Checker {
         let mut previous = std::mem::take(&mut state.targets);
         let mut changes = std::mem::take(&mut state.changes);
         for (key, checks) in plan.targets {
-            let target = match previous.remove(&key) {
-                Some(mut kept) => {
-                    kept.checks = checks;
-                    kept.users.clear();
+            let cell = match previous.remove(&key) {
+                Some(kept) => {
+                    let mut target = kept.lock();
+                    target.checks = checks;
+                    target.users.clear();
+                    drop(target);
                     kept
                 }
                 None => {
-                    changes.started.push((key.clone(), !first));
-                    Target {
+                    let cell = Arc::new(TargetCell(Mutex::new(Target {
                         health: if first {
                             TargetHealth::at_start()
                         } else {
@@ -215,29 +264,54 @@ impl EndpointSource for Checker {
                         last_error: None,
                         since: now,
                         probes: 0,
-                    }
+                        wanted: true,
+                    })));
+                    changes.started.push(((key.clone(), cell.clone()), !first));
+                    cell
                 }
             };
-            state.targets.insert(key, target);
+            state.targets.insert(key, cell);
         }
         changes
             .started
-            .retain(|(key, _)| state.targets.contains_key(&**key));
-        changes.stopped.extend(previous.into_keys());
-        for (endpoint, keys) in &plan.endpoints {
-            for key in keys {
-                if let Some(target) = state.targets.get_mut(key) {
-                    target.users.push(endpoint.clone());
-                }
-            }
+            .retain(|((key, _), _)| state.targets.contains_key(&**key));
+        for (key, cell) in previous {
+            cell.lock().wanted = false;
+            changes.stopped.push(key);
         }
-        state.endpoints = plan.endpoints;
+        let mut endpoints = BTreeMap::new();
+        for (endpoint, keys) in plan.endpoints {
+            let entries: Vec<TargetEntry> = keys
+                .into_iter()
+                .filter_map(|key| {
+                    let cell = state.targets.get(&key)?.clone();
+                    cell.lock().users.push(endpoint.clone());
+                    Some((key, cell))
+                })
+                .collect();
+            let standing = endpoint_standing_in(&entries);
+            endpoints.insert(
+                endpoint,
+                CheckedEndpoint {
+                    targets: entries,
+                    standing,
+                },
+            );
+        }
+        let mut tallies: BTreeMap<Arc<str>, HealthCounts> = BTreeMap::new();
+        for (endpoint, checked) in &endpoints {
+            tallies
+                .entry(endpoint.service.clone())
+                .or_default()
+                .add(checked.standing, 1);
+        }
+        state.endpoints = endpoints;
+        state.tallies = tallies;
         state.dirty.clear();
         state.changes = changes;
         let mut layer = ReportedHealth::new();
-        for endpoint in state.endpoints.keys() {
-            let status = standing_of(&state, endpoint).and_then(status_of);
-            if let Some(status) = status {
+        for (endpoint, checked) in &state.endpoints {
+            if let Some(status) = status_of(checked.standing) {
                 layer
                     .entry(endpoint.service.to_string())
                     .or_default()
@@ -250,11 +324,38 @@ impl EndpointSource for Checker {
     }
 }
 
-fn standing_of(state: &State, endpoint: &ServiceEndpoint) -> Option<Standing> {
-    let keys = state.endpoints.get(endpoint)?;
-    Some(endpoint_standing(keys.iter().filter_map(|key| {
-        state.targets.get(key).map(|target| target.health.standing)
-    })))
+/// One log line per change of a target's standing; a first verdict that confirms what clients
+/// already assume (unknown, then healthy: thousands at start) only at debug level.
+fn log_change(
+    key: &TargetKey,
+    target: &Target,
+    before: Standing,
+    standing: Standing,
+    outcome: &Outcome,
+) {
+    let reason = match outcome {
+        Ok(()) => "check passed",
+        Err(error) => error.as_str(),
+    };
+    let checks = target.checks.join(",");
+    if before == Standing::Unknown && standing == Standing::Healthy {
+        tracing::debug!(address = %key.address, %checks, "health check target healthy at first check");
+        return;
+    }
+    tracing::info!(
+        address = %key.address,
+        %checks,
+        endpoints = target.users.len(),
+        from = before.as_str(),
+        to = standing.as_str(),
+        %reason,
+        "health check target changed"
+    );
+}
+
+/// An endpoint's standing from its targets'.
+fn endpoint_standing_in(targets: &[TargetEntry]) -> Standing {
+    endpoint_standing(targets.iter().map(|(_, cell)| cell.standing()))
 }
 
 /// The EDS status of a standing (None: the checker says nothing).
@@ -273,6 +374,17 @@ pub struct HealthCounts {
     pub unhealthy: u64,
     pub unknown: u64,
     pub targets: u64,
+}
+
+impl HealthCounts {
+    fn add(&mut self, standing: Standing, change: i64) {
+        let count = match standing {
+            Standing::Healthy => &mut self.healthy,
+            Standing::Unhealthy => &mut self.unhealthy,
+            Standing::Unknown => &mut self.unknown,
+        };
+        *count = count.saturating_add_signed(change);
+    }
 }
 
 /// One endpoint in `/health`.

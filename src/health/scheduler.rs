@@ -11,6 +11,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,18 +19,24 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 
-use super::checker::{Checker, SOURCE};
+use super::checker::{Checker, TargetCell, SOURCE};
 use super::probe::{self, Session};
 use super::targets::TargetKey;
 
 /// Probes in flight at most, by default.
 pub const DEFAULT_CONCURRENCY: usize = 1024;
-/// How long changes are gathered before they are published together.
+/// How long changes are gathered before they are published together (at least; after a
+/// publication that took longer, that long, so a busy publisher gets larger batches).
 const BATCH: Duration = Duration::from_millis(20);
+/// How often the health gauges are recomputed at most.
+const COUNTS_EVERY: Duration = Duration::from_secs(1);
 /// The longest a target new to the config waits for its first probe.
 const FIRST_PROBE_OF_NEW: Duration = Duration::from_secs(1);
 
-/// Starts the scheduler's tasks; they end with `shutdown`.
+/// Starts the scheduler's tasks; they end with `shutdown`. Probes run on threads of their own
+/// (one single-threaded runtime per CPU, each probing its share of the targets): thousands of
+/// short connections a second then cost no wake-ups across the server's worker threads, and
+/// a probing burst does not hold up xDS clients.
 pub fn spawn(
     checker: Arc<Checker>,
     publisher: Arc<Publisher>,
@@ -37,9 +44,18 @@ pub fn spawn(
     concurrency: usize,
     shutdown: CancellationToken,
 ) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let probers: Vec<Handle> = (0..threads)
+        .filter_map(|index| prober_thread(index, shutdown.clone()))
+        .collect();
+    if probers.is_empty() {
+        tracing::error!("health checking could not start a probing thread");
+        return;
+    }
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
     tokio::spawn(plan_loop(
         checker.clone(),
+        probers,
         limit,
         metrics.clone(),
         shutdown.clone(),
@@ -47,14 +63,32 @@ pub fn spawn(
     tokio::spawn(publish_loop(checker, publisher, metrics, shutdown));
 }
 
+/// A thread running a single-threaded runtime until `shutdown`; its handle.
+fn prober_thread(index: usize, shutdown: CancellationToken) -> Option<Handle> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| tracing::error!(%error, "a health probing runtime"))
+        .ok()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(format!("health-probes-{index}"))
+        .spawn(move || runtime.block_on(shutdown.cancelled()))
+        .map_err(|error| tracing::error!(%error, "a health probing thread"))
+        .ok()?;
+    Some(handle)
+}
+
 /// Starts and stops target tasks as the checker adopts models.
 async fn plan_loop(
     checker: Arc<Checker>,
+    probers: Vec<Handle>,
     limit: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut running: HashMap<Arc<TargetKey>, CancellationToken> = HashMap::new();
+    let mut next_prober = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -66,7 +100,7 @@ async fn plan_loop(
                 token.cancel();
             }
         }
-        for (key, new_to_config) in changes.started {
+        for ((key, cell), new_to_config) in changes.started {
             let token = shutdown.child_token();
             if let Some(old) = running.insert(key.clone(), token.clone()) {
                 old.cancel();
@@ -77,9 +111,11 @@ async fn plan_loop(
                 key.check.interval()
             };
             let first = random_below(window, &key);
-            tokio::spawn(probe_loop(
+            next_prober = (next_prober + 1) % probers.len();
+            probers[next_prober].spawn(probe_loop(
                 checker.clone(),
                 key,
+                cell,
                 limit.clone(),
                 metrics.clone(),
                 first,
@@ -94,6 +130,7 @@ async fn plan_loop(
 async fn probe_loop(
     checker: Arc<Checker>,
     key: Arc<TargetKey>,
+    cell: Arc<TargetCell>,
     limit: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     first: Duration,
@@ -106,23 +143,25 @@ async fn probe_loop(
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
+            _ = tokio::time::sleep_until(on_tick(next)) => {}
         }
         let outcome = {
             let Ok(_permit) = limit.acquire().await else {
                 return;
             };
-            probe::run(
+            // Boxed: a waiting target holds only this loop's state, not a probe's (TLS and
+            // HTTP/2 probes have large futures).
+            Box::pin(probe::run(
                 &key.check.probe,
                 &mut session,
                 key.address,
                 key.check.proxy_header_v1,
                 timeout,
-            )
+            ))
             .await
         };
         metrics.health_probe(outcome.is_ok());
-        if stop.is_cancelled() || !checker.record(&key, outcome, SystemTime::now()) {
+        if stop.is_cancelled() || !checker.record(&key, &cell, outcome, SystemTime::now()) {
             return;
         }
         // The next round, a little early or late (up to 1% of the interval) so targets that
@@ -145,24 +184,48 @@ async fn publish_loop(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    let mut gather = BATCH;
+    // The gauges trail the changes by at most COUNTS_EVERY.
+    let mut count_at = Some(Instant::now() + COUNTS_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = checker.changed.notified() => {}
+            _ = tokio::time::sleep_until(count_at.unwrap_or_else(Instant::now)), if count_at.is_some() => {
+                count_at = None;
+                metrics.health_endpoints(checker.counts(None));
+                continue;
+            }
         }
-        tokio::time::sleep(BATCH).await;
+        tokio::time::sleep(gather).await;
         let reports = checker.take_reports();
         if !reports.is_empty() {
             let publisher = publisher.clone();
+            let started = Instant::now();
             let published =
                 tokio::task::spawn_blocking(move || publisher.report_endpoints(SOURCE, &reports))
                     .await;
             if let Err(error) = published {
                 tracing::error!(%error, "publishing endpoint health failed unexpectedly");
             }
+            gather = started.elapsed().clamp(BATCH, Duration::from_secs(1));
+            count_at.get_or_insert_with(|| Instant::now() + COUNTS_EVERY);
         }
-        metrics.health_endpoints(checker.counts());
     }
+}
+
+/// Probes start on 10 ms ticks: the probing thread wakes once per tick for every probe due
+/// then, instead of once per probe.
+const TICK: Duration = Duration::from_millis(10);
+
+/// `at`, moved forward to the next tick.
+fn on_tick(at: Instant) -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    let since = at.saturating_duration_since(base).as_nanos();
+    let tick = TICK.as_nanos();
+    let ticks = since.div_ceil(tick);
+    base + Duration::from_nanos((ticks * tick) as u64)
 }
 
 /// A random duration in [0, bound).
