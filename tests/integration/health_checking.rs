@@ -576,7 +576,7 @@ async fn a_region_without_healthy_endpoints_fails_over_and_none_anywhere_fails_f
     // `explain --admin` shows each endpoint's health next to its capacity.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["explain", switchyard.config.to_str().unwrap(), "web"])
-        .args(["--client-locality", "us-central1-a", "--admin"])
+        .args(["--client-locality", "us-central1/us-central1-a", "--admin"])
         .arg(switchyard.running.admin_addr.to_string())
         .output()
         .unwrap();
