@@ -29,6 +29,7 @@ use crate::translate::{self, endpoints, Resources};
 use crate::xds::server::cache::{Audience, Content, ViewKey};
 use crate::xds::types::TypeUrl;
 use crate::xds::Cache;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 
 use endpoint_sources::{EndpointReport, EndpointSource, Layers};
 use guard::{Removal, ServedNames};
@@ -129,11 +130,8 @@ impl Publisher {
         }
         let kept = endpoints::served_endpoints(&loaded.model);
         let draining = draining_after(served, &loaded.model, &kept, now);
-        let mut layers = Layers::default();
-        for source in &self.sources {
-            layers.set(source.name(), source.adopt(&loaded.model));
-        }
-        let resources = translate_with(&loaded.model, &draining, layers.combined());
+        // Endpoints come last: only a config that is served is shown to endpoint sources.
+        let mut resources = translate::translate_except_endpoints(&loaded.model);
         let names = ServedNames::of(&resources);
         let guarded = guarded && served.published;
         if let Some(removal) = guarded
@@ -144,6 +142,11 @@ impl Publisher {
             self.hold(served, loaded, fingerprint, removal, now);
             return Offered::Held;
         }
+        let mut layers = Layers::default();
+        for source in &self.sources {
+            layers.set(source.name(), source.adopt(&loaded.model));
+        }
+        resources.endpoints = endpoints_with(&loaded.model, &draining, layers.combined());
         served.pending = None;
         served.draining = draining;
         served.layers = layers;
@@ -190,8 +193,9 @@ impl Publisher {
         let mut served = self.lock();
         if served.draining.values().any(|until| *until <= now) {
             served.draining.retain(|_, until| *until > now);
-            let resources =
-                translate_with(&served.model, &served.draining, served.layers.combined());
+            let mut resources = translate::translate_except_endpoints(&served.model);
+            resources.endpoints =
+                endpoints_with(&served.model, &served.draining, served.layers.combined());
             self.publish(&mut served, resources, now);
         }
         served.pending.as_ref().is_some_and(|p| p.deadline <= now)
@@ -377,19 +381,18 @@ fn draining_after(
     draining
 }
 
-fn translate_with(
+/// The endpoints of `model` as clients without a region see them.
+fn endpoints_with(
     model: &Model,
     draining: &BTreeMap<DrainingEndpoint, Instant>,
     health: &ReportedHealth,
-) -> Resources {
+) -> Vec<ClusterLoadAssignment> {
     let draining: Vec<DrainingEndpoint> = draining.keys().cloned().collect();
-    translate::translate_with(
-        model,
-        Overlay {
-            draining: &draining,
-            health,
-        },
-    )
+    let overlay = Overlay {
+        draining: &draining,
+        health,
+    };
+    endpoints::assignments_with(model, None, overlay)
 }
 
 /// The endpoint views of `current` with the assignments of `changed` services rebuilt (each

@@ -55,10 +55,18 @@ pub fn translate_with_draining(model: &Model, draining: &[DrainingEndpoint]) -> 
 /// Translates a validated model, with what the config does not say about its endpoints.
 pub fn translate_with(model: &Model, overlay: endpoints::Overlay<'_>) -> Resources {
     Resources {
+        endpoints: endpoints::assignments_with(model, None, overlay),
+        ..translate_except_endpoints(model)
+    }
+}
+
+/// Everything but the endpoints (left empty), which depend on more than the config.
+pub fn translate_except_endpoints(model: &Model) -> Resources {
+    Resources {
         listeners: listeners::listeners_for(model),
         routes: routes::route_configurations_for(model),
         clusters: clusters::clusters_for(model),
-        endpoints: endpoints::assignments_with(model, None, overlay),
+        endpoints: Vec::new(),
         secrets: secrets::secrets_for(model),
         proxyless_listeners: proxyless::proxyless_listeners_for(model),
         proxyless_routes: proxyless::proxyless_route_configurations_for(model),
