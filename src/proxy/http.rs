@@ -430,10 +430,8 @@ async fn forward_request<'c>(
     for attempt in 1..=attempts {
         let last_attempt = attempt == attempts;
         let Some(host) = entry.balancer.pick(hash) else {
-            return answer(full(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no healthy upstream\n",
-            ));
+            // Envoy's words, byte for byte.
+            return answer(full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"));
         };
         let uri = match upstream_uri(&parts.uri, &host.name) {
             Some(uri) => uri,

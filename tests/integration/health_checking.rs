@@ -547,15 +547,39 @@ async fn a_prefer_ipv6_endpoint_stays_healthy_while_either_family_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_region_without_healthy_endpoints_fails_over_and_none_anywhere_fails_fast() {
+    fails_over_and_fails_fast_through(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sidecar_follows_health_the_same_way() {
+    fails_over_and_fails_fast_through(Through::Sidecar).await;
+}
+
+/// Waits until `proxy` gives `address` of `cluster` the EDS health `status`.
+async fn wait_for_proxy_host(proxy: &Proxy, cluster: &str, address: SocketAddr, status: &str) {
+    let host_name = format!("{}:{}", address.ip(), address.port());
+    wait_for(
+        &format!("the proxy to see {address} as {status}"),
+        || async {
+            let hosts = proxy.hosts(cluster).await;
+            hosts
+                .iter()
+                .any(|(host, health)| *host == host_name && health == status)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn fails_over_and_fails_fast_through(through: Through) {
     let (c1, c2, e1) = (
         Checked::start("c1").await,
         Checked::start("c2").await,
         Checked::start("e1").await,
     );
     let listen = free_port();
-    let switchyard = Switchyard::start(&example_config(&c1, &c2, &e1, listen)).await;
-    let envoy = Envoy::start(switchyard.running.xds_addr, "health-failover").await;
-    switchyard.wait_for_acks("health-failover").await;
+    let config = example_config(&c1, &c2, &e1, listen);
+    let (switchyard, proxy) = serve_through(through, "health-failover", &config).await;
     for backend in [&c1, &c2, &e1] {
         wait_for_health(&switchyard, "web", backend.addr, "HEALTHY").await;
     }
@@ -566,8 +590,8 @@ async fn a_region_without_healthy_endpoints_fails_over_and_none_anywhere_fails_f
     );
     c1.set_healthy(false);
     c2.set_healthy(false);
-    wait_for_envoy_host(&envoy, "web", c1.addr, "UNHEALTHY").await;
-    wait_for_envoy_host(&envoy, "web", c2.addr, "UNHEALTHY").await;
+    wait_for_proxy_host(&proxy, "web", c1.addr, "UNHEALTHY").await;
+    wait_for_proxy_host(&proxy, "web", c2.addr, "UNHEALTHY").await;
     assert_eq!(
         tally(&url, 50).await,
         BTreeMap::from([("e1".to_string(), 50)]),
@@ -592,8 +616,8 @@ async fn a_region_without_healthy_endpoints_fails_over_and_none_anywhere_fails_f
         "{explained}"
     );
     e1.set_healthy(false);
-    wait_for_envoy_host(&envoy, "web", e1.addr, "UNHEALTHY").await;
-    // No panic mode: Envoy answers 503 at once instead of trying unhealthy endpoints.
+    wait_for_proxy_host(&proxy, "web", e1.addr, "UNHEALTHY").await;
+    // No panic mode: the proxy answers 503 at once instead of trying unhealthy endpoints.
     let response = http().get(&url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.text().await.unwrap(), "no healthy upstream");
@@ -602,7 +626,7 @@ async fn a_region_without_healthy_endpoints_fails_over_and_none_anywhere_fails_f
         BTreeMap::from([("<503>".to_string(), 20)])
     );
     c2.set_healthy(true);
-    wait_for_envoy_host(&envoy, "web", c2.addr, "HEALTHY").await;
+    wait_for_proxy_host(&proxy, "web", c2.addr, "HEALTHY").await;
     assert_eq!(
         tally(&url, 20).await,
         BTreeMap::from([("c2".to_string(), 20)]),
