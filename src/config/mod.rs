@@ -2,6 +2,7 @@
 //! style references, and file watching. Knows YAML; knows nothing of xDS.
 
 pub mod access;
+pub mod aws;
 pub mod certificates;
 pub mod gcp;
 pub mod reader;
