@@ -4,12 +4,17 @@
 //!
 //! Hostile input is bounded here, before anything else sees it: the number of nodes, the
 //! nodes that aliases copy in (a "billion laughs" file is nothing but aliases) and the nesting
-//! depth are capped by [`YamlLimits`], and hitting a cap is a syntax error with its line. Must
-//! not: know any dialect's field names.
+//! depth are capped by [`YamlLimits`], and hitting a cap is a syntax error with its line.
+//!
+//! A node with a local tag (`!Ref web`, `!GetAtt [a, b]`) becomes a one-entry mapping from the
+//! tag to the node (`{"!Ref": web}`), so a dialect that gives tags a meaning (CloudFormation's
+//! short-form functions) reads them as it reads any mapping, and one that does not reports an
+//! unknown field. Core-schema tags (`!!str`) are ignored, as before. Must not: know any
+//! dialect's field names.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -126,6 +131,8 @@ pub fn parse_with_limits(text: &str, limits: &YamlLimits) -> Result<Vec<Node>, S
 struct Open {
     kind: OpenKind,
     anchor: usize,
+    /// A local tag the node is written with.
+    tag: Option<String>,
     line: usize,
     /// Nodes in this subtree so far, itself included.
     size: usize,
@@ -162,8 +169,9 @@ impl TreeBuilder {
     fn on_event(&mut self, event: Event, mark: Marker) -> Result<(), SyntaxError> {
         let line = mark.line().max(1);
         match event {
-            Event::Scalar(text, style, anchor, _tag) => {
-                self.count(1, line)?;
+            Event::Scalar(text, style, anchor, tag) => {
+                let tag = local_tag(tag);
+                self.count(1 + usize::from(tag.is_some()), line)?;
                 let quoted = style != TScalarStyle::Plain;
                 let value =
                     if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
@@ -171,14 +179,18 @@ impl TreeBuilder {
                     } else {
                         Value::Scalar { text, quoted }
                     };
-                self.complete(Node { value, line }, anchor, 1);
+                let size = 1 + usize::from(tag.is_some());
+                self.complete(tagged(Node { value, line }, tag), anchor, size);
             }
-            Event::SequenceStart(anchor, _) => {
-                self.open(OpenKind::Seq(Vec::new()), anchor, line)?
+            Event::SequenceStart(anchor, tag) => {
+                self.open(OpenKind::Seq(Vec::new()), anchor, local_tag(tag), line)?
             }
-            Event::MappingStart(anchor, _) => {
-                self.open(OpenKind::Map(Vec::new(), None), anchor, line)?
-            }
+            Event::MappingStart(anchor, tag) => self.open(
+                OpenKind::Map(Vec::new(), None),
+                anchor,
+                local_tag(tag),
+                line,
+            )?,
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(open) = self.stack.pop() {
                     let value = match open.kind {
@@ -189,7 +201,8 @@ impl TreeBuilder {
                         value,
                         line: open.line,
                     };
-                    self.complete(node, open.anchor, open.size);
+                    let size = open.size + usize::from(open.tag.is_some());
+                    self.complete(tagged(node, open.tag), open.anchor, size);
                 }
             }
             Event::Alias(anchor) => self.alias(anchor, line)?,
@@ -199,7 +212,13 @@ impl TreeBuilder {
         Ok(())
     }
 
-    fn open(&mut self, kind: OpenKind, anchor: usize, line: usize) -> Result<(), SyntaxError> {
+    fn open(
+        &mut self,
+        kind: OpenKind,
+        anchor: usize,
+        tag: Option<String>,
+        line: usize,
+    ) -> Result<(), SyntaxError> {
         if self.stack.len() >= self.limits.max_depth {
             return Err(SyntaxError::over_limit(
                 line,
@@ -209,10 +228,11 @@ impl TreeBuilder {
                 ),
             ));
         }
-        self.count(1, line)?;
+        self.count(1 + usize::from(tag.is_some()), line)?;
         self.stack.push(Open {
             kind,
             anchor,
+            tag,
             line,
             size: 1,
         });
@@ -276,9 +296,65 @@ impl TreeBuilder {
         }
     }
 }
+/// The text of a local tag (`!Ref`), if the node has one.
+fn local_tag(tag: Option<Tag>) -> Option<String> {
+    tag.filter(|tag| tag.handle == "!")
+        .map(|tag| format!("!{}", tag.suffix))
+}
+
+/// `node`, or `{tag: node}` when it is written with a local tag.
+fn tagged(node: Node, tag: Option<String>) -> Node {
+    let Some(tag) = tag else {
+        return node;
+    };
+    let line = node.line;
+    let key = Node {
+        value: Value::Scalar {
+            text: tag,
+            quoted: false,
+        },
+        line,
+    };
+    Node {
+        value: Value::Map(vec![(key, node)]),
+        line,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_tags_become_one_entry_mappings() {
+        let docs = parse(
+            "a: !Ref web
+b: !GetAtt [lb, DNSName]
+c: !!str 80
+",
+        )
+        .unwrap();
+        let Value::Map(entries) = &docs[0].value else {
+            panic!("not a map")
+        };
+        let entry = |index: usize| match &entries[index].1.value {
+            Value::Map(inner) => (
+                inner[0].0.as_scalar().unwrap().to_string(),
+                inner[0].1.clone(),
+            ),
+            other => panic!("not tagged: {other:?}"),
+        };
+        let (tag, value) = entry(0);
+        assert_eq!((tag.as_str(), value.as_scalar()), ("!Ref", Some("web")));
+        let (tag, value) = entry(1);
+        assert_eq!(tag, "!GetAtt");
+        assert!(matches!(value.value, Value::Seq(ref items) if items.len() == 2));
+        assert_eq!(
+            entries[2].1.as_scalar(),
+            Some("80"),
+            "core tags are ignored"
+        );
+    }
 
     #[test]
     fn nodes_know_their_lines() {
