@@ -1,13 +1,16 @@
 //! The AWS dialect: Application Load Balancer target groups, listeners and rules written as
-//! CloudFormation YAML (issue 14, in progress). So far: `template`, the CloudFormation
-//! document (resources, their types, references between them, and clear errors for what a
-//! file-based control plane cannot evaluate); `target_groups`, ALB target groups with their
-//! targets (by IP or by instance); `health_check`, their health check properties; and
-//! `attributes`, the target-group attributes of the AWS document with their ranges, defaults
-//! and combination rules. Listeners, rules and the lowering into the model come next; until
+//! CloudFormation YAML (issue 14, in progress). The reading layer is here: `template` (the
+//! CloudFormation document: resources, their types, references between them, and clear errors
+//! for what a file-based control plane cannot evaluate), `target_groups` with `health_check`
+//! and `attributes` (ALB target groups, their targets, checks and attributes, with the AWS
+//! document's ranges, defaults and combination rules), and `listeners` with `conditions` and
+//! `actions` (load balancers, listeners, rules). The lowering into the model comes next; until
 //! then no file is read as AWS. Must not: know xDS.
 
+pub mod actions;
 pub mod attributes;
+pub mod conditions;
 pub mod health_check;
+pub mod listeners;
 pub mod target_groups;
 pub mod template;
