@@ -2,7 +2,8 @@
 //!
 //! Every diagnostic names the file, the line, the resource path
 //! (`backendServices[web].backends[1].capacityScaler`) and says what is allowed. Errors reject
-//! a whole config; warnings are served and reported.
+//! a whole config; warnings are served and reported; notes say how Switchyard serves something
+//! the cloud would have refused or done differently, and count as neither.
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ impl fmt::Display for Loc {
 pub enum Severity {
     Error,
     Warning,
+    Note,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -53,6 +55,7 @@ impl fmt::Display for Diagnostic {
         let severity = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         write!(
             f,
@@ -65,7 +68,11 @@ impl fmt::Display for Diagnostic {
 /// An ordered collection of diagnostics.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Diagnostics {
+    /// Errors and warnings.
     pub items: Vec<Diagnostic>,
+    /// Notes, kept apart: a config with notes only has no diagnostics to fix.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Diagnostic>,
 }
 
 impl Diagnostics {
@@ -75,6 +82,15 @@ impl Diagnostics {
 
     pub fn warning(&mut self, loc: &Loc, path: impl Into<String>, message: impl Into<String>) {
         self.push(Severity::Warning, loc, path.into(), message.into());
+    }
+
+    pub fn note(&mut self, loc: &Loc, path: impl Into<String>, message: impl Into<String>) {
+        self.notes.push(Diagnostic {
+            severity: Severity::Note,
+            loc: loc.clone(),
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     fn push(&mut self, severity: Severity, loc: &Loc, path: String, message: String) {
@@ -102,13 +118,15 @@ impl Diagnostics {
 
     pub fn extend(&mut self, other: Diagnostics) {
         self.items.extend(other.items);
+        self.notes.extend(other.notes);
     }
 
     /// Sorts by file, line and path so output is stable whatever order checks ran in.
     pub fn sort(&mut self) {
-        self.items
-            .sort_by(|a, b| (&a.loc, &a.path, a.severity).cmp(&(&b.loc, &b.path, b.severity)));
-        self.items.dedup();
+        for list in [&mut self.items, &mut self.notes] {
+            list.sort_by(|a, b| (&a.loc, &a.path, a.severity).cmp(&(&b.loc, &b.path, b.severity)));
+            list.dedup();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -118,7 +136,7 @@ impl Diagnostics {
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for item in &self.items {
+        for item in self.items.iter().chain(&self.notes) {
             writeln!(f, "{item}")?;
         }
         Ok(())

@@ -187,7 +187,20 @@ fn check_health_check_use(
     let Some(check) = check else {
         // The cloud requires a check for instance groups and GCE_VM_IP_PORT NEGs; Switchyard
         // serves such endpoints unchecked (UNKNOWN, always in rotation), as Envoy does without
-        // active health checking. `explain` says so for the service.
+        // active health checking, and says so.
+        if let Some(kind) = kinds
+            .iter()
+            .find(|kind| matches!(kind, GroupKind::InstanceGroup | GroupKind::GceVmIpPortNeg))
+        {
+            diagnostics.note(
+                service.loc_of("name"),
+                &path,
+                format!(
+                    "no health check: the cloud requires one for a backend service with {} backends; Switchyard serves these endpoints unchecked, every one taking traffic",
+                    kind.as_str()
+                ),
+            );
+        }
         return;
     };
     if let Some(kind) = kinds.iter().find(|kind| kind.is_internet()) {

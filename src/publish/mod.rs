@@ -128,6 +128,9 @@ impl Publisher {
         for warning in loaded.diagnostics.warnings() {
             tracing::warn!("{warning}");
         }
+        for note in &loaded.diagnostics.notes {
+            tracing::info!("{note}");
+        }
         let kept = endpoints::served_endpoints(&loaded.model);
         let draining = draining_after(served, &loaded.model, &kept, now);
         // Endpoints come last: only a config that is served is shown to endpoint sources.

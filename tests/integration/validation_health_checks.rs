@@ -115,6 +115,18 @@ fn which_backend_services_take_a_check_follows_the_cloud() {
         lines(&format!("{base}- name: neg-named\n  healthChecks: [named]\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n")),
         ["error: hc.yaml:9: backendServices[neg-named].healthChecks: health check `named` uses USE_NAMED_PORT, which needs instance group backends (they have named ports); this service has a GCE_VM_IP_PORT NEG backend: use USE_SERVING_PORT or a fixed port"]
     );
-    // One check, or none: valid (without one, endpoints are served unchecked).
-    assert!(lines(&format!("{base}- name: one\n  healthChecks: [hc]\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n- name: none\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n")).is_empty());
+    // One check, or none: valid; without one the endpoints are served unchecked, and a note
+    // (neither error nor warning) says the cloud would have required one.
+    let text = format!("{base}- name: one\n  healthChecks: [hc]\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n- name: none\n  backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]\n");
+    assert!(lines(&text).is_empty());
+    let notes: Vec<String> = load_str(&text, "hc.yaml")
+        .diagnostics
+        .notes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        notes,
+        ["note: hc.yaml:11: backendServices[none].healthChecks: no health check: the cloud requires one for a backend service with GCE_VM_IP_PORT NEG backends; Switchyard serves these endpoints unchecked, every one taking traffic"]
+    );
 }
