@@ -83,6 +83,8 @@ async fn open(
     host: Option<&str>,
 ) -> Result<Connection, String> {
     let stream = connect(address, proxy_header_v1).await?;
+    // A kept connection carries many small requests: no Nagle delay on them.
+    let _ = stream.set_nodelay(true);
     let builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
     if tls {
         let stream = tls::handshake(stream, host, true).await?;

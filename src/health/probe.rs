@@ -150,7 +150,6 @@ pub(super) async fn connect(
     let mut stream = TcpStream::connect(address)
         .await
         .map_err(|error| format!("connect: {error}"))?;
-    let _ = stream.set_nodelay(true);
     if proxy_header_v1 {
         let line = proxy_line(&stream, address);
         stream
