@@ -21,7 +21,7 @@ use crate::translate::endpoints::ReportedHealth;
 
 use super::probe::Outcome;
 use super::state::{endpoint_standing, Standing, TargetHealth};
-use super::targets::{plan, ServiceEndpoint, TargetKey};
+use super::targets::{plan, Plan, ServiceEndpoint, TargetKey};
 
 /// The name of the checker's layer of endpoint status.
 pub const SOURCE: &str = "health-check";
@@ -61,7 +61,8 @@ impl TargetCell {
 /// A target and its record.
 pub type TargetEntry = (Arc<TargetKey>, Arc<TargetCell>);
 
-/// Targets the scheduler must start (with whether they are new to the config) or stop.
+/// Targets the scheduler must start (with whether their first probe is due at once: a target
+/// new to the config has no traffic until it passes) or stop.
 #[derive(Default)]
 pub struct Changes {
     pub started: Vec<(TargetEntry, bool)>,
@@ -242,6 +243,7 @@ impl EndpointSource for Checker {
         let now = SystemTime::now();
         let mut previous = std::mem::take(&mut state.targets);
         let mut changes = std::mem::take(&mut state.changes);
+        let inherited = inherited_standings(&state, &previous, &plan);
         for (key, checks) in plan.targets {
             let cell = match previous.remove(&key) {
                 Some(kept) => {
@@ -252,12 +254,16 @@ impl EndpointSource for Checker {
                     kept
                 }
                 None => {
+                    // A check edited, or an endpoint's port: what was known carries over, as
+                    // the cloud keeps a backend's health when its check changes.
+                    let health = match (first, inherited.get(&key)) {
+                        (true, _) => TargetHealth::at_start(),
+                        (false, Some(standing)) => TargetHealth::carried(*standing),
+                        (false, None) => TargetHealth::new_to_config(),
+                    };
+                    let fast_first_probe = !first && !inherited.contains_key(&key);
                     let cell = Arc::new(TargetCell(Mutex::new(Target {
-                        health: if first {
-                            TargetHealth::at_start()
-                        } else {
-                            TargetHealth::new_to_config()
-                        },
+                        health,
                         checks,
                         users: Vec::new(),
                         last: None,
@@ -266,7 +272,9 @@ impl EndpointSource for Checker {
                         probes: 0,
                         wanted: true,
                     })));
-                    changes.started.push(((key.clone(), cell.clone()), !first));
+                    changes
+                        .started
+                        .push(((key.clone(), cell.clone()), fast_first_probe));
                     cell
                 }
             };
@@ -353,6 +361,45 @@ fn log_change(
     );
 }
 
+/// For targets of `plan` that are new, the standing to start from when something is known of
+/// them: the standing of a previous target at the same address (its check was edited), or of
+/// the service endpoint it checks (the check's port changed). A healthy one wins.
+fn inherited_standings(
+    state: &State,
+    previous: &HashMap<Arc<TargetKey>, Arc<TargetCell>>,
+    plan: &Plan,
+) -> HashMap<Arc<TargetKey>, Standing> {
+    let better = |a: Standing, b: Standing| {
+        if a == Standing::Healthy || b == Standing::Unhealthy {
+            a
+        } else {
+            b
+        }
+    };
+    let mut by_address: HashMap<SocketAddr, Standing> = HashMap::new();
+    for (key, cell) in previous {
+        let standing = cell.standing();
+        by_address
+            .entry(key.address)
+            .and_modify(|known| *known = better(*known, standing))
+            .or_insert(standing);
+    }
+    let mut inherited: HashMap<Arc<TargetKey>, Standing> = HashMap::new();
+    for (endpoint, keys) in &plan.endpoints {
+        let endpoint_before = state.endpoints.get(endpoint).map(|e| e.standing);
+        for key in keys.iter().filter(|key| !previous.contains_key(*key)) {
+            let Some(standing) = by_address.get(&key.address).copied().or(endpoint_before) else {
+                continue;
+            };
+            inherited
+                .entry(key.clone())
+                .and_modify(|known| *known = better(*known, standing))
+                .or_insert(standing);
+        }
+    }
+    inherited
+}
+
 /// An endpoint's standing from its targets'.
 fn endpoint_standing_in(targets: &[TargetEntry]) -> Standing {
     endpoint_standing(targets.iter().map(|(_, cell)| cell.standing()))
@@ -433,5 +480,97 @@ fn family_view(key: &TargetKey, target: &Target) -> FamilyView {
         last_probe_unix: target.last.map(|(at, _)| unix(at)),
         last_error: target.last_error.clone(),
         probes: target.probes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two endpoints on port 80, checked every `interval` seconds on `check_port` (their
+    /// serving port when None).
+    fn model(interval: u32, check_port: Option<u16>) -> Model {
+        let details = check_port.map_or(String::new(), |port| {
+            format!(", httpHealthCheck: {{port: {port}}}")
+        });
+        let text = format!(
+            "healthChecks:\n- {{name: hc, type: HTTP, checkIntervalSec: {interval}, timeoutSec: 1{details}}}\n\
+             networkEndpointGroups:\n- {{name: neg, zone: us-central1-a, endpoints: [{{ipAddress: 10.0.0.1, port: 80}}, {{ipAddress: 10.0.0.2, port: 80}}]}}\n\
+             backendServices:\n- {{name: web, healthChecks: [hc], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n"
+        );
+        let loaded = crate::config::load_str(&text, "hc.yaml");
+        assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+        loaded.model
+    }
+
+    /// Feeds one result to every target probing `ip`.
+    fn record_all(checker: &Checker, ip: &str, passed: bool) {
+        let state = checker.lock();
+        let targets: Vec<TargetEntry> = state
+            .targets
+            .iter()
+            .filter(|(key, _)| key.address.ip().to_string() == ip)
+            .map(|(key, cell)| (key.clone(), cell.clone()))
+            .collect();
+        drop(state);
+        assert!(!targets.is_empty());
+        for (key, cell) in targets {
+            let outcome = if passed { Ok(()) } else { Err("down".into()) };
+            checker.record(&key, &cell, outcome, SystemTime::now());
+        }
+    }
+
+    fn status(layer: &ReportedHealth, ip: &str) -> Option<HealthStatus> {
+        layer
+            .get("web")?
+            .iter()
+            .find(|(address, _)| address.ip().to_string() == ip)
+            .map(|(_, status)| *status)
+    }
+
+    #[test]
+    fn an_edited_check_keeps_what_was_known() {
+        let checker = Checker::default();
+        let layer = checker.adopt(&model(5, None));
+        assert!(
+            layer.is_empty(),
+            "at start every endpoint is unknown: {layer:?}"
+        );
+        record_all(&checker, "10.0.0.1", true);
+        record_all(&checker, "10.0.0.2", false);
+        // The interval changes: the same addresses keep their standing.
+        let layer = checker.adopt(&model(10, None));
+        assert_eq!(status(&layer, "10.0.0.1"), Some(HealthStatus::Healthy));
+        assert_eq!(status(&layer, "10.0.0.2"), Some(HealthStatus::Unhealthy));
+        // The check moves to a fixed port: the endpoints keep their standing too.
+        let layer = checker.adopt(&model(10, Some(8080)));
+        assert_eq!(status(&layer, "10.0.0.1"), Some(HealthStatus::Healthy));
+        assert_eq!(status(&layer, "10.0.0.2"), Some(HealthStatus::Unhealthy));
+        let changes = checker.take_target_changes();
+        // Only the latest targets are still to start; the earlier ones are stopped.
+        assert_eq!(changes.started.len(), 2);
+        assert_eq!(changes.stopped.len(), 4);
+        assert!(
+            changes.started.iter().all(|(_, fast)| !fast),
+            "carried targets are probed on their interval, not at once"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_new_to_the_config_waits_for_its_first_pass() {
+        let checker = Checker::default();
+        checker.adopt(&model(5, None));
+        let text = "healthChecks:\n- {name: hc, type: HTTP, checkIntervalSec: 5, timeoutSec: 1}\nnetworkEndpointGroups:\n- {name: neg, zone: us-central1-a, endpoints: [{ipAddress: 10.0.0.1, port: 80}, {ipAddress: 10.0.0.2, port: 80}, {ipAddress: 10.0.0.3, port: 80}]}\nbackendServices:\n- {name: web, healthChecks: [hc], backends: [{group: neg, balancingMode: RATE, maxRate: 1}]}\n";
+        let layer = checker.adopt(&crate::config::load_str(text, "hc.yaml").model);
+        assert_eq!(status(&layer, "10.0.0.3"), Some(HealthStatus::Unhealthy));
+        assert_eq!(
+            status(&layer, "10.0.0.1"),
+            None,
+            "still unknown from the start"
+        );
+        record_all(&checker, "10.0.0.3", true);
+        let reports = checker.take_reports();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].health, Some(HealthStatus::Healthy));
     }
 }

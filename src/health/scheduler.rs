@@ -100,12 +100,12 @@ async fn plan_loop(
                 token.cancel();
             }
         }
-        for ((key, cell), new_to_config) in changes.started {
+        for ((key, cell), fast_first_probe) in changes.started {
             let token = shutdown.child_token();
             if let Some(old) = running.insert(key.clone(), token.clone()) {
                 old.cancel();
             }
-            let window = if new_to_config {
+            let window = if fast_first_probe {
                 key.check.interval().min(FIRST_PROBE_OF_NEW)
             } else {
                 key.check.interval()

@@ -54,6 +54,15 @@ impl TargetHealth {
         }
     }
 
+    /// A target that takes over what was known of its address (its check was edited).
+    pub fn carried(standing: Standing) -> TargetHealth {
+        TargetHealth {
+            standing,
+            streak: 0,
+            admitted: standing == Standing::Healthy,
+        }
+    }
+
     /// A target of the first config served: unknown until its first result.
     pub fn at_start() -> TargetHealth {
         TargetHealth {
