@@ -29,6 +29,11 @@ pub enum H2Probe<'p> {
     GrpcHealth {
         service: &'p str,
     },
+    /// A call with an empty request message, judged by its grpc-status.
+    GrpcCall {
+        path: &'p str,
+        codes: &'p [(u16, u16)],
+    },
 }
 
 /// grpc.health.v1.HealthCheckRequest.
@@ -66,7 +71,7 @@ pub async fn probe(
     }
     let host = match probe {
         H2Probe::Get { host, .. } => *host,
-        H2Probe::GrpcHealth { .. } => None,
+        H2Probe::GrpcHealth { .. } | H2Probe::GrpcCall { .. } => None,
     };
     let mut connection = open(address, proxy_header_v1, tls, host).await?;
     let outcome = exchange(&mut connection, probe, address, tls)
@@ -132,11 +137,16 @@ async fn exchange(
             frame.put_u8(0);
             frame.put_u32(message.len() as u32);
             frame.put_slice(&message);
-            Request::post(format!("{scheme}://{address}/grpc.health.v1.Health/Check"))
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .header("user-agent", "switchyard-health-check")
-                .body(Full::new(frame.freeze()))
+            grpc_request(
+                scheme,
+                address,
+                "/grpc.health.v1.Health/Check",
+                frame.freeze(),
+            )
+        }
+        // An empty message: the five-byte frame header alone.
+        H2Probe::GrpcCall { path, .. } => {
+            grpc_request(scheme, address, path, Bytes::from_static(&[0; 5]))
         }
     }
     .map_err(|error| format!("request: {error}"))?;
@@ -147,7 +157,7 @@ async fn exchange(
     let (head, mut body) = response.into_parts();
     let wanted = match probe {
         H2Probe::Get { response, .. } => response.map_or(0, str::len),
-        H2Probe::GrpcHealth { .. } => MAX_READ,
+        H2Probe::GrpcHealth { .. } | H2Probe::GrpcCall { .. } => MAX_READ,
     };
     let mut data = BytesMut::new();
     let mut trailers = None;
@@ -164,7 +174,7 @@ async fn exchange(
     }
     Ok(match probe {
         H2Probe::Get { response, .. } => get_outcome(head.status, &data, *response),
-        H2Probe::GrpcHealth { .. } => {
+        H2Probe::GrpcHealth { .. } | H2Probe::GrpcCall { .. } => {
             let status = trailers
                 .as_ref()
                 .and_then(|t| t.get("grpc-status"))
@@ -172,9 +182,40 @@ async fn exchange(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            grpc_outcome(head.status, &status, data.freeze())
+            match probe {
+                H2Probe::GrpcCall { codes, .. } => grpc_call_outcome(head.status, &status, codes),
+                _ => grpc_outcome(head.status, &status, data.freeze()),
+            }
         }
     })
+}
+
+fn grpc_request(
+    scheme: &str,
+    address: SocketAddr,
+    path: &str,
+    frame: Bytes,
+) -> http::Result<Request<Full<Bytes>>> {
+    Request::post(format!("{scheme}://{address}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("user-agent", "switchyard-health-check")
+        .body(Full::new(frame))
+}
+
+/// A call of the check's choosing passes when its grpc-status is one of `codes`.
+fn grpc_call_outcome(status: StatusCode, grpc_status: &str, codes: &[(u16, u16)]) -> Outcome {
+    if status != StatusCode::OK {
+        return Err(format!("answered HTTP {}, expected 200", status.as_u16()));
+    }
+    match grpc_status.parse::<u16>() {
+        Ok(code) if super::probe::code_passes(code, codes, 0) => Ok(()),
+        Ok(code) => Err(format!(
+            "grpc-status {code}, expected {}",
+            super::probe::describe_codes(codes, 0)
+        )),
+        Err(_) => Err("grpc-status missing".into()),
+    }
 }
 
 fn get_outcome(status: StatusCode, body: &[u8], expected: Option<&str>) -> Outcome {

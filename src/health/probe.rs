@@ -31,6 +31,8 @@ pub enum Probe {
         path: String,
         host: Option<String>,
         response: Option<String>,
+        /// The status codes that pass, as inclusive ranges; empty: 200 only.
+        codes: Vec<(u16, u16)>,
     },
     /// HTTP2: HTTP/2 over TLS.
     Http2 {
@@ -40,6 +42,41 @@ pub enum Probe {
     },
     /// GRPC: grpc.health.v1 over cleartext HTTP/2; an empty service asks for the server.
     Grpc { service: String },
+    /// A call of the check's choosing (an empty request message), judged by its grpc-status
+    /// alone; over TLS when `tls`.
+    GrpcCall {
+        tls: bool,
+        path: String,
+        codes: Vec<(u16, u16)>,
+    },
+}
+
+/// Whether `code` is in one of `ranges`; empty ranges accept only `default`.
+pub fn code_passes(code: u16, ranges: &[(u16, u16)], default: u16) -> bool {
+    if ranges.is_empty() {
+        return code == default;
+    }
+    ranges
+        .iter()
+        .any(|(low, high)| (*low..=*high).contains(&code))
+}
+
+/// The codes that pass, for messages: `200`, `200-299,302`.
+pub fn describe_codes(ranges: &[(u16, u16)], default: u16) -> String {
+    if ranges.is_empty() {
+        return default.to_string();
+    }
+    ranges
+        .iter()
+        .map(|(low, high)| {
+            if low == high {
+                low.to_string()
+            } else {
+                format!("{low}-{high}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// How a probe went: Ok, or why it failed (for /health and the log).
@@ -96,10 +133,14 @@ async fn attempt(
             response: response.as_deref(),
         }),
         Probe::Grpc { service } => Some(H2Probe::GrpcHealth { service }),
+        Probe::GrpcCall { path, codes, .. } => Some(H2Probe::GrpcCall { path, codes }),
         _ => None,
     };
     if let Some(h2_probe) = h2_probe {
-        let tls = matches!(probe, Probe::Http2 { .. });
+        let tls = matches!(
+            probe,
+            Probe::Http2 { .. } | Probe::GrpcCall { tls: true, .. }
+        );
         return h2::probe(&mut session.h2, &h2_probe, address, proxy_header_v1, tls).await;
     }
     let stream = connect(address, proxy_header_v1).await?;
@@ -129,16 +170,23 @@ async fn attempt(
             path,
             host,
             response,
+            codes,
         } => {
             let host_header = host.clone().unwrap_or_else(|| address.to_string());
+            let expected = Expected {
+                response: response.as_deref(),
+                codes,
+            };
             if *tls {
                 let stream = tls::handshake(stream, host.as_deref(), false).await?;
-                http(stream, path, &host_header, response).await
+                http(stream, path, &host_header, expected).await
             } else {
-                http(stream, path, &host_header, response).await
+                http(stream, path, &host_header, expected).await
             }
         }
-        Probe::Http2 { .. } | Probe::Grpc { .. } => unreachable!("handled above"),
+        Probe::Http2 { .. } | Probe::Grpc { .. } | Probe::GrpcCall { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -197,12 +245,19 @@ async fn tcp<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// What an HTTP answer must be to pass.
+struct Expected<'p> {
+    response: Option<&'p str>,
+    codes: &'p [(u16, u16)],
+}
+
 async fn http<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     path: &str,
     host: &str,
-    response: &Option<String>,
+    expected: Expected<'_>,
 ) -> Outcome {
+    let response = expected.response;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: switchyard-health-check\r\nConnection: close\r\n\r\n"
     );
@@ -236,16 +291,19 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
     let status = text
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.get(2..5))
-        .unwrap_or("");
-    if status != "200" {
+        .and_then(|code| code.parse::<u16>().ok());
+    if !status.is_some_and(|code| code_passes(code, expected.codes, 200)) {
         let line = text.lines().next().unwrap_or("no answer");
-        return Err(format!("answered `{line}`, expected 200"));
+        return Err(format!(
+            "answered `{line}`, expected {}",
+            describe_codes(expected.codes, 200)
+        ));
     }
     let Some(expected) = response else {
         return Ok(());
     };
     let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    if body.starts_with(expected.as_str()) {
+    if body.starts_with(expected) {
         Ok(())
     } else {
         Err(format!("the body does not begin with {expected:?}"))

@@ -35,6 +35,7 @@ impl CheckDefinition {
             path: check.request_path.clone(),
             host: check.host.clone(),
             response: check.response.clone(),
+            codes: check.success_codes.clone(),
         };
         let probe = match check.protocol {
             HealthCheckProtocol::Http => http_like(false),
@@ -44,8 +45,15 @@ impl CheckDefinition {
                 host: check.host.clone(),
                 response: check.response.clone(),
             },
-            HealthCheckProtocol::Grpc => Probe::Grpc {
-                service: check.grpc_service_name.clone().unwrap_or_default(),
+            HealthCheckProtocol::Grpc => match &check.grpc_call {
+                Some(call) => Probe::GrpcCall {
+                    tls: call.tls,
+                    path: call.path.clone(),
+                    codes: call.codes.clone(),
+                },
+                None => Probe::Grpc {
+                    service: check.grpc_service_name.clone().unwrap_or_default(),
+                },
             },
             HealthCheckProtocol::Tcp | HealthCheckProtocol::Ssl => Probe::Tcp {
                 tls: check.protocol == HealthCheckProtocol::Ssl,

@@ -145,6 +145,22 @@ pub struct HealthCheck {
     pub timeout_sec: u32,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+    /// HTTP family: the status codes that pass, as inclusive ranges (empty: 200 only).
+    pub success_codes: Vec<(u16, u16)>,
+    /// GRPC: the call asked instead of grpc.health.v1 (a full method path such as
+    /// `/AWS.ALB/healthcheck`), and the grpc-status codes that pass, as inclusive ranges.
+    pub grpc_call: Option<GrpcCheckCall>,
+}
+
+/// A gRPC health check that calls a method of the application's choosing and judges the
+/// answer by its grpc-status alone.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcCheckCall {
+    pub path: String,
+    pub codes: Vec<(u16, u16)>,
+    /// Over TLS (HTTP/2 with ALPN h2) rather than cleartext HTTP/2.
+    pub tls: bool,
 }
 
 /// What kind of backend group this is; it decides which balancing modes are allowed.
@@ -162,6 +178,9 @@ pub enum GroupKind {
     InternetFqdnPortNeg,
     /// A global internet NEG whose one endpoint is an address (INTERNET_IP_PORT).
     InternetIpPortNeg,
+    /// Plain targets in one zone, each with its own port and an equal share of traffic (the
+    /// zone of an AWS target group).
+    Targets,
 }
 
 impl GroupKind {
@@ -177,6 +196,7 @@ impl GroupKind {
             GroupKind::NonGcpPrivateIpPortNeg => "NON_GCP_PRIVATE_IP_PORT NEG",
             GroupKind::InternetFqdnPortNeg => "INTERNET_FQDN_PORT NEG",
             GroupKind::InternetIpPortNeg => "INTERNET_IP_PORT NEG",
+            GroupKind::Targets => "targets",
         }
     }
 
@@ -343,6 +363,12 @@ pub struct BackendService {
     pub outlier_detection: Option<OutlierDetection>,
     /// logConfig with `enable: true`: the share of requests (0–1) the proxy logs.
     pub log_sample_rate: Option<f64>,
+    /// A new endpoint's share rises linearly from almost nothing to its full weight over this
+    /// window.
+    pub slow_start: Option<std::time::Duration>,
+    /// A cookie the proxy issues naming the endpoint that served, so that later requests
+    /// carrying it go back there whatever the balancing policy.
+    pub sticky_cookie: Option<HttpCookie>,
     /// Where some fields were written, for diagnostics about them.
     #[serde(skip)]
     pub field_locs: BTreeMap<&'static str, Loc>,
@@ -363,6 +389,11 @@ pub struct OutlierDetection {
     pub success_rate_minimum_hosts: u32,
     pub success_rate_request_volume: u32,
     pub success_rate_stdev_factor: u32,
+    /// Ejecting endpoints whose share of failed requests is above a threshold (off at 0).
+    pub enforcing_failure_percentage: u32,
+    pub failure_percentage_threshold: u32,
+    pub failure_percentage_minimum_hosts: u32,
+    pub failure_percentage_request_volume: u32,
 }
 
 cloud_enum!(
@@ -539,6 +570,11 @@ pub struct UrlRedirect {
     /// 301, 302, 303, 307 or 308.
     pub response_code: u16,
     pub strip_query: bool,
+    /// The port of the new location (the request's when absent).
+    pub port_redirect: Option<u16>,
+    /// The new path built from the old one: a regular expression over the whole path and its
+    /// substitution (`\1` for the first group).
+    pub path_rewrite: Option<(String, String)>,
 }
 
 /// How a request path is matched.
@@ -605,8 +641,24 @@ pub enum HeaderMatchKind {
 #[serde(rename_all = "camelCase")]
 pub enum RouteTarget {
     Service(Ref),
-    Weighted { services: Vec<WeightedService> },
+    Weighted {
+        services: Vec<WeightedService>,
+        /// A cookie, issued by the proxy, that keeps a client on the service it was first
+        /// sent to (its value names the service).
+        sticky_cookie: Option<HttpCookie>,
+    },
     Redirect(UrlRedirect),
+    /// The proxy answers itself.
+    FixedResponse(FixedResponse),
+}
+
+/// A response the proxy writes without asking a backend.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FixedResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

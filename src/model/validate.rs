@@ -730,6 +730,7 @@ fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics)
             service(default, diagnostics);
         } else if matcher.default_weighted.is_none()
             && matcher.default_url_redirect.is_none()
+            && !matcher.route_rules.iter().any(|r| r.match_rules.is_empty())
             && url_map.default_service.is_none()
             && url_map.default_weighted.is_none()
             && url_map.default_url_redirect.is_none()
@@ -789,7 +790,7 @@ fn rule_targets(matcher: &super::PathMatcher) -> impl Iterator<Item = &Ref> {
         RouteTarget::Weighted { services, .. } => {
             services.iter().map(|s| &s.backend_service).collect()
         }
-        RouteTarget::Redirect(_) => Vec::new(),
+        RouteTarget::Redirect(_) | RouteTarget::FixedResponse(_) => Vec::new(),
     })
 }
 
@@ -956,7 +957,7 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
             if matches!(action, RouteTarget::Redirect(_)) {
                 note(format!("{rule}.urlRedirect"), "urlRedirect");
             }
-            let weighted_headers = matches!(action, RouteTarget::Weighted { services }
+            let weighted_headers = matches!(action, RouteTarget::Weighted { services, .. }
                 if services.iter().any(|s| !s.header_action.is_empty()));
             if !extras.header_action.is_empty() || weighted_headers {
                 note(format!("{rule}.headerAction"), "headerAction");

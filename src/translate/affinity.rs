@@ -112,8 +112,24 @@ pub fn proxyless_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
 pub const STATEFUL_SESSION: &str = "envoy.filters.http.stateful_session";
 const COOKIE_SESSION_STATE: &str = "envoy.http.stateful_session.cookie";
 
-/// The session cookie of GENERATED_COOKIE (`GCLB` / `GCILB`) and HTTP_COOKIE affinity.
+/// The cookie of a service whose proxies issue one naming the endpoint that served (under any
+/// balancing policy).
+pub fn sticky_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
+    let cookie = service.sticky_cookie.as_ref()?;
+    Some(envoy_http::Cookie {
+        name: cookie.name.clone(),
+        ttl: Some(seconds(cookie.ttl_sec.unwrap_or(0))),
+        path: cookie.path.clone().unwrap_or_else(|| "/".to_string()),
+        ..Default::default()
+    })
+}
+
+/// The session cookie of a sticky service, or of GENERATED_COOKIE (`GCLB` / `GCILB`) and
+/// HTTP_COOKIE affinity.
 pub fn session_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
+    if service.sticky_cookie.is_some() {
+        return sticky_cookie(service);
+    }
     match service.session_affinity {
         SessionAffinity::GeneratedCookie => Some(envoy_http::Cookie {
             name: generated_cookie_name(service).to_string(),

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{
         common_lb_config::{LocalityConfigSpecifier, LocalityWeightedLbConfig},
         ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
-        RingHashLbConfig,
+        LeastRequestLbConfig, RingHashLbConfig, RoundRobinLbConfig, SlowStartConfig,
     },
     upstream_connection_options::{FirstAddressFamilyVersion, HappyEyeballsConfig},
     Cluster, UpstreamConnectionOptions,
@@ -112,6 +112,20 @@ pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
             ..Default::default()
         }));
     }
+    if let Some(window) = service.slow_start {
+        let slow_start_config = Some(slow_start(window));
+        cluster.lb_config = match policy {
+            LocalityLbPolicy::LeastRequest => {
+                Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+                    slow_start_config,
+                    ..Default::default()
+                }))
+            }
+            _ => Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig {
+                slow_start_config,
+            })),
+        };
+    }
     // Envoy's panic mode (on by default below 50% healthy) would send to unhealthy endpoints
     // when too few are healthy; the cloud never does: with none healthy, requests fail fast.
     let mut common = CommonLbConfig {
@@ -173,7 +187,24 @@ fn outlier_detection(outliers: &crate::model::OutlierDetection) -> EnvoyOutlierD
         success_rate_minimum_hosts: count(outliers.success_rate_minimum_hosts),
         success_rate_request_volume: count(outliers.success_rate_request_volume),
         success_rate_stdev_factor: count(outliers.success_rate_stdev_factor),
+        enforcing_failure_percentage: count(outliers.enforcing_failure_percentage),
+        failure_percentage_threshold: count(outliers.failure_percentage_threshold),
+        failure_percentage_minimum_hosts: count(outliers.failure_percentage_minimum_hosts),
+        failure_percentage_request_volume: count(outliers.failure_percentage_request_volume),
         ..Default::default()
+    }
+}
+
+/// Envoy's slow start: a new endpoint's weight grows linearly (aggression 1) over `window`,
+/// from 1% of its weight rather than Envoy's default 10%, so the ramp starts near nothing.
+fn slow_start(window: std::time::Duration) -> SlowStartConfig {
+    SlowStartConfig {
+        slow_start_window: Some(Duration {
+            seconds: window.as_secs() as i64,
+            nanos: window.subsec_nanos() as i32,
+        }),
+        aggression: None,
+        min_weight_percent: Some(Percent { value: 1.0 }),
     }
 }
 

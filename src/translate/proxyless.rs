@@ -52,6 +52,14 @@ fn uses_session_cookies(model: &Model, url_map: &crate::model::UrlMap) -> bool {
         .any(|service| session_cookie(service).is_some())
 }
 
+/// Whether any service of the URL map has proxies issue a sticky cookie.
+pub fn uses_sticky_cookies(model: &Model, url_map: &crate::model::UrlMap) -> bool {
+    services_of(url_map)
+        .into_iter()
+        .filter_map(|name| model.backend_services.get(name))
+        .any(|service| service.sticky_cookie.is_some())
+}
+
 /// The route configurations of URL maps behind target gRPC proxies.
 pub fn proxyless_route_configurations_for(model: &Model) -> Vec<RouteConfiguration> {
     proxyless_url_maps(model)

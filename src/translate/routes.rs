@@ -9,6 +9,7 @@
 //! `host:port`), so their domains list both forms for each forwarding-rule port; they get
 //! maxStreamDuration as the call deadline and the hash policies gRPC implements.
 
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource};
 use envoy_types::pb::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction, HeaderValue as XdsHeaderValue, HeaderValueOption,
 };
@@ -23,24 +24,24 @@ use envoy_types::pb::envoy::config::route::v3::{
     route_action::MaxStreamDuration,
     route_match::PathSpecifier,
     weighted_cluster::ClusterWeight,
-    HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route, RouteAction,
-    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
+    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{
-    string_matcher::MatchPattern, RegexMatcher, StringMatcher,
+    string_matcher::MatchPattern, RegexMatchAndSubstitute, RegexMatcher, StringMatcher,
 };
 use envoy_types::pb::envoy::r#type::v3::Int64Range;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 
 use crate::model::{
-    BackendService, HeaderAction, HeaderMatch, HeaderMatchKind, HeaderToAdd, Model, PathMatch,
-    PathMatcher, PathRule, QueryParameterMatch, QueryParameterMatchKind, Ref, RouteExtras,
-    RouteTarget, UrlMap, UrlRedirect, WeightedService,
+    BackendService, FixedResponse, HeaderAction, HeaderMatch, HeaderMatchKind, HeaderToAdd,
+    HttpCookie, Model, PathMatch, PathMatcher, PathRule, QueryParameterMatch,
+    QueryParameterMatchKind, Ref, RouteExtras, RouteTarget, UrlMap, UrlRedirect, WeightedService,
 };
 
 use super::affinity::{
     proxyless_hash_policies, route_hash_policies, session_cookie, stateful_session_for_route,
-    STATEFUL_SESSION,
+    sticky_cookie, STATEFUL_SESSION,
 };
 use super::seconds;
 
@@ -103,7 +104,7 @@ pub fn route_configuration_for(
     }
     if !claims_any_host {
         if let Some((default, extras)) = url_map_default(url_map) {
-            let routes = vec![routing.route(default_match(extras), &default, extras)];
+            let routes = routing.routes(default_match(extras), &default, extras);
             virtual_hosts.push(routing.virtual_host("default".into(), &["*".into()], routes));
         }
     }
@@ -143,6 +144,7 @@ fn default_target(
         .or_else(|| {
             weighted.map(|services| RouteTarget::Weighted {
                 services: services.clone(),
+                sticky_cookie: None,
             })
         })
 }
@@ -298,10 +300,10 @@ impl Routing<'_> {
                     .iter()
                     .map(query_parameter_matcher)
                     .collect();
-                routes.push(self.route(route_match, &rule.action, &rule.extras));
+                routes.extend(self.routes(route_match, &rule.action, &rule.extras));
             }
             if rule.match_rules.is_empty() {
-                routes.push(self.route(prefix(""), &rule.action, &rule.extras));
+                routes.extend(self.routes(prefix(""), &rule.action, &rule.extras));
             }
         }
         let mut path_routes: Vec<(&str, &PathRule)> = matcher
@@ -321,10 +323,10 @@ impl Routing<'_> {
                 Some(stem) => prefix(stem),
                 None => exact(path),
             };
-            routes.push(self.route(route_match, &rule.action, &rule.extras));
+            routes.extend(self.routes(route_match, &rule.action, &rule.extras));
         }
         if let Some((fallback, extras)) = fallback {
-            routes.push(self.route(default_match(extras), fallback, extras));
+            routes.extend(self.routes(default_match(extras), fallback, extras));
         }
         routes
     }
@@ -368,8 +370,59 @@ impl Routing<'_> {
         }
     }
 
-    /// A route; for proxyless clients, routes to a cookie-affinity service switch the
-    /// stateful-session filter on with that service's cookie.
+    /// The routes of one match: one route, except for a weighted split whose services are
+    /// sticky, which first gets a route per service for clients carrying its cookie.
+    fn routes(
+        &self,
+        route_match: RouteMatch,
+        target: &RouteTarget,
+        extras: &RouteExtras,
+    ) -> Vec<Route> {
+        let RouteTarget::Weighted {
+            services,
+            sticky_cookie: Some(cookie),
+        } = target
+        else {
+            return vec![self.route(route_match, target, extras)];
+        };
+        let mut routes: Vec<Route> = services
+            .iter()
+            .filter(|s| s.weight > 0)
+            .map(|service| {
+                let mut sticky_match = route_match.clone();
+                sticky_match
+                    .headers
+                    .push(cookie_matcher(&cookie.name, &service.backend_service.name));
+                let mut route = self.route(
+                    sticky_match,
+                    &RouteTarget::Service(service.backend_service.clone()),
+                    extras,
+                );
+                let mut service_headers = service.header_action.clone();
+                service_headers
+                    .response_headers_to_add
+                    .push(set_cookie(cookie, &service.backend_service.name));
+                route
+                    .response_headers_to_add
+                    .extend(headers_to_add(&service_headers.response_headers_to_add));
+                route
+            })
+            .collect();
+        let mut split = services.to_vec();
+        for service in &mut split {
+            let value = set_cookie(cookie, &service.backend_service.name);
+            service.header_action.response_headers_to_add.push(value);
+        }
+        let unsticky = RouteTarget::Weighted {
+            services: split,
+            sticky_cookie: None,
+        };
+        routes.push(self.route(route_match, &unsticky, extras));
+        routes
+    }
+
+    /// A route; routes to a service with a sticky cookie (and, for proxyless clients, to a
+    /// cookie-affinity service) switch the stateful-session filter on with that cookie.
     fn route(&self, route_match: RouteMatch, target: &RouteTarget, extras: &RouteExtras) -> Route {
         let mut route = match target {
             RouteTarget::Redirect(redirect) => Route {
@@ -377,13 +430,28 @@ impl Routing<'_> {
                 action: Some(Action::Redirect(redirect_action(redirect))),
                 ..Default::default()
             },
+            RouteTarget::FixedResponse(fixed) => fixed_response_route(route_match, fixed),
             _ => route(route_match, self.action_for(target, extras)),
         };
         set_headers!(route, &extras.header_action);
+        if let RouteTarget::FixedResponse(fixed) = target {
+            if let Some(content_type) = &fixed.content_type {
+                route
+                    .response_headers_to_add
+                    .extend(headers_to_add(&[HeaderToAdd {
+                        header_name: "content-type".into(),
+                        header_value: content_type.clone(),
+                        replace: true,
+                    }]));
+            }
+        }
         super::route_policies::apply(extras, &mut route);
-        if let (Audience::Proxyless { .. }, RouteTarget::Service(service)) = (self.audience, target)
-        {
-            if let Some(cookie) = self.service(service).and_then(session_cookie) {
+        if let RouteTarget::Service(service) = target {
+            let cookie = match self.audience {
+                Audience::Proxyless { .. } => self.service(service).and_then(session_cookie),
+                Audience::Envoy => self.service(service).and_then(sticky_cookie),
+            };
+            if let Some(cookie) = cookie {
                 route.typed_per_filter_config.insert(
                     STATEFUL_SESSION.to_string(),
                     stateful_session_for_route(cookie),
@@ -407,9 +475,9 @@ impl Routing<'_> {
     /// retry policy.
     fn action_for(&self, target: &RouteTarget, extras: &RouteExtras) -> RouteAction {
         let mut action = match target {
-            RouteTarget::Weighted { services } => self.action_to_split(services, extras),
+            RouteTarget::Weighted { services, .. } => self.action_to_split(services, extras),
             RouteTarget::Service(service) => self.action_to_service(service, extras),
-            RouteTarget::Redirect(_) => RouteAction::default(),
+            RouteTarget::Redirect(_) | RouteTarget::FixedResponse(_) => RouteAction::default(),
         };
         if let Some(rewrite) = &extras.url_rewrite {
             if let Some(prefix) = &rewrite.path_prefix_rewrite {
@@ -487,10 +555,21 @@ fn redirect_action(redirect: &UrlRedirect) -> RedirectAction {
             .https_redirect
             .then_some(SchemeRewriteSpecifier::HttpsRedirect(true)),
         host_redirect: redirect.host_redirect.clone().unwrap_or_default(),
-        path_rewrite_specifier: match (&redirect.path_redirect, &redirect.prefix_redirect) {
-            (Some(path), _) => Some(PathRewriteSpecifier::PathRedirect(path.clone())),
-            (None, Some(prefix)) => Some(PathRewriteSpecifier::PrefixRewrite(prefix.clone())),
-            (None, None) => None,
+        port_redirect: redirect.port_redirect.map_or(0, u32::from),
+        path_rewrite_specifier: match (
+            &redirect.path_redirect,
+            &redirect.prefix_redirect,
+            &redirect.path_rewrite,
+        ) {
+            (Some(path), ..) => Some(PathRewriteSpecifier::PathRedirect(path.clone())),
+            (None, Some(prefix), _) => Some(PathRewriteSpecifier::PrefixRewrite(prefix.clone())),
+            (None, None, Some((pattern, substitution))) => Some(
+                PathRewriteSpecifier::RegexRewrite(RegexMatchAndSubstitute {
+                    pattern: Some(regex(pattern)),
+                    substitution: substitution.clone(),
+                }),
+            ),
+            (None, None, None) => None,
         },
         response_code: match redirect.response_code {
             302 => RedirectResponseCode::Found,
@@ -500,7 +579,52 @@ fn redirect_action(redirect: &UrlRedirect) -> RedirectAction {
             _ => RedirectResponseCode::MovedPermanently,
         } as i32,
         strip_query: redirect.strip_query,
+    }
+}
+
+/// A route the proxy answers itself with a status and body.
+fn fixed_response_route(route_match: RouteMatch, fixed: &FixedResponse) -> Route {
+    Route {
+        r#match: Some(route_match),
+        action: Some(Action::DirectResponse(DirectResponseAction {
+            status: u32::from(fixed.status),
+            body: fixed.body.as_ref().map(|body| DataSource {
+                specifier: Some(data_source::Specifier::InlineString(body.clone())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
         ..Default::default()
+    }
+}
+
+/// Matches requests whose Cookie header carries `name=value`.
+fn cookie_matcher(name: &str, value: &str) -> HeaderMatcher {
+    header_matcher(&HeaderMatch {
+        header_name: "cookie".into(),
+        kind: HeaderMatchKind::Regex(format!(
+            "(.*;[ ]*)?{}={}(;.*)?",
+            regex::escape(name),
+            regex::escape(value)
+        )),
+        invert_match: false,
+    })
+}
+
+/// The Set-Cookie header that names the service a client was sent to.
+fn set_cookie(cookie: &HttpCookie, value: &str) -> HeaderToAdd {
+    let mut header_value = format!(
+        "{}={value}; Path={}",
+        cookie.name,
+        cookie.path.as_deref().unwrap_or("/")
+    );
+    if let Some(ttl) = cookie.ttl_sec.filter(|ttl| *ttl > 0) {
+        header_value.push_str(&format!("; Max-Age={ttl}"));
+    }
+    HeaderToAdd {
+        header_name: "set-cookie".into(),
+        header_value,
+        replace: false,
     }
 }
 

@@ -84,6 +84,7 @@ fn http_probe(path: &str, host: Option<&str>, response: Option<&str>) -> Probe {
         path: path.into(),
         host: host.map(str::to_string),
         response: response.map(str::to_string),
+        codes: Vec::new(),
     }
 }
 
@@ -184,6 +185,7 @@ async fn tls_probes_pass_against_a_self_signed_backend() {
         path: "/healthz".into(),
         host: Some("backend.internal".into()),
         response: None,
+        codes: Vec::new(),
     };
     assert_eq!(run(&https, backend.addr, false, TIMEOUT).await, Ok(()));
     let ssl = Probe::Tcp {

@@ -133,6 +133,8 @@ pub(super) fn health_check(
         timeout_sec,
         healthy_threshold,
         unhealthy_threshold,
+        success_codes: Vec::new(),
+        grpc_call: None,
     })
 }
 

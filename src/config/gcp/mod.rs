@@ -893,6 +893,8 @@ fn backend_service(
         consistent_hash,
         draining_timeout_sec,
         subsetting,
+        slow_start: None,
+        sticky_cookie: None,
     })
 }
 
@@ -980,6 +982,11 @@ fn outlier_detection(
         success_rate_minimum_hosts,
         success_rate_request_volume,
         success_rate_stdev_factor,
+        // The cloud has no failure-percentage ejection: off, with Envoy's defaults.
+        enforcing_failure_percentage: 0,
+        failure_percentage_threshold: 85,
+        failure_percentage_minimum_hosts: 5,
+        failure_percentage_request_volume: 50,
     }
 }
 

@@ -68,7 +68,10 @@ pub(super) fn rule_target(
     let target = match (service, redirect, weighted) {
         (Some(service), _, _) => RouteTarget::Service(service),
         (_, Some(redirect), _) => RouteTarget::Redirect(redirect?),
-        (_, _, Some(services)) => RouteTarget::Weighted { services },
+        (_, _, Some(services)) => RouteTarget::Weighted {
+            services,
+            sticky_cookie: None,
+        },
         _ => {
             if rule.get("service").is_none() {
                 diagnostics.error(
@@ -259,6 +262,8 @@ pub(super) fn url_redirect(
         https_redirect,
         response_code,
         strip_query,
+        port_redirect: None,
+        path_rewrite: None,
     })
 }
 
