@@ -112,7 +112,16 @@ fn read_text(text: &str, file: &Arc<str>, limits: &YamlLimits, loaded: &mut Load
         }
         Ok(documents) => {
             for document in &documents {
-                gcp::read_document(document, file, &mut loaded.model, &mut loaded.diagnostics);
+                if aws::template::is_template(document) {
+                    aws::lower::read_document(
+                        document,
+                        file,
+                        &mut loaded.model,
+                        &mut loaded.diagnostics,
+                    );
+                } else {
+                    gcp::read_document(document, file, &mut loaded.model, &mut loaded.diagnostics);
+                }
             }
         }
         Err(error) if error.over_limit => {

@@ -8,6 +8,7 @@ mod common;
 mod fleet_config;
 
 mod authorization;
+mod aws_alb;
 mod cli;
 mod config_source;
 mod conformance;

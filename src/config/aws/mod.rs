@@ -12,5 +12,7 @@ pub mod attributes;
 pub mod conditions;
 pub mod health_check;
 pub mod listeners;
+pub mod lower;
+pub mod routes;
 pub mod target_groups;
 pub mod template;

@@ -57,6 +57,8 @@ pub struct Resource<'n> {
     pub kind: Kind,
     /// The `Properties` mapping (absent: no properties).
     pub properties: Option<&'n Node>,
+    /// The resource's `Metadata` (where Switchyard's own settings go).
+    pub metadata: Option<&'n Node>,
     pub loc: Loc,
 }
 
@@ -190,9 +192,9 @@ fn read_resource<'n>(
     let mut fields = Fields::new(node, file, &path, diagnostics);
     let type_name = fields.required_string("Type", diagnostics);
     let properties = fields.get("Properties");
+    let metadata = fields.get("Metadata");
     fields.ignore(&[
         "DependsOn",
-        "Metadata",
         "DeletionPolicy",
         "UpdateReplacePolicy",
         "UpdatePolicy",
@@ -215,6 +217,7 @@ fn read_resource<'n>(
         logical_id: logical_id.to_string(),
         kind,
         properties,
+        metadata,
         loc,
     })
 }
