@@ -369,6 +369,9 @@ pub struct BackendService {
     /// A cookie the proxy issues naming the endpoint that served, so that later requests
     /// carrying it go back there whatever the balancing policy.
     pub sticky_cookie: Option<HttpCookie>,
+    /// Below this many (or this share of) healthy endpoints, every endpoint takes traffic,
+    /// unhealthy ones included (fail open).
+    pub minimum_healthy: Option<MinimumHealthy>,
     /// Where some fields were written, for diagnostics about them.
     #[serde(skip)]
     pub field_locs: BTreeMap<&'static str, Loc>,
@@ -394,6 +397,29 @@ pub struct OutlierDetection {
     pub failure_percentage_threshold: u32,
     pub failure_percentage_minimum_hosts: u32,
     pub failure_percentage_request_volume: u32,
+}
+
+/// When a service stops trusting its health checks: fewer healthy endpoints than `count`, or
+/// a smaller share of them than `percentage`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MinimumHealthy {
+    pub count: u32,
+    pub percentage: Option<u32>,
+}
+
+impl MinimumHealthy {
+    /// Whether `healthy` of `total` endpoints is too few, so the service fails open.
+    pub fn fails_open(&self, healthy: usize, total: usize) -> bool {
+        if total == 0 || healthy == total {
+            return false;
+        }
+        let below_count = healthy < self.count as usize;
+        let below_share = self
+            .percentage
+            .is_some_and(|percentage| healthy * 100 < percentage as usize * total);
+        below_count || below_share
+    }
 }
 
 cloud_enum!(
@@ -724,4 +750,35 @@ pub struct ForwardingRule {
     pub freebind: bool,
     /// As written; unwritten, the rule is served as INTERNAL_SELF_MANAGED (any port).
     pub load_balancing_scheme: Option<LoadBalancingScheme>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MinimumHealthy;
+
+    #[test]
+    fn a_service_fails_open_below_either_minimum() {
+        let count = MinimumHealthy {
+            count: 2,
+            percentage: None,
+        };
+        assert!(count.fails_open(1, 4), "1 healthy of 4 is below 2");
+        assert!(!count.fails_open(2, 4));
+        assert!(!count.fails_open(0, 0), "no endpoints: nothing to open");
+        assert!(
+            !count.fails_open(1, 1),
+            "all healthy is never below the minimum"
+        );
+        let share = MinimumHealthy {
+            count: 1,
+            percentage: Some(50),
+        };
+        assert!(share.fails_open(1, 3), "33% is below 50%");
+        assert!(!share.fails_open(2, 4), "50% is not below 50%");
+        let default = MinimumHealthy {
+            count: 1,
+            percentage: None,
+        };
+        assert!(default.fails_open(0, 3), "none healthy: every target takes traffic");
+    }
 }

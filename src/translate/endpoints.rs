@@ -167,6 +167,7 @@ pub fn assignment_with(
     let planned = plan_localities(model, service);
     let priorities = region_priorities(model, &planned, client_region);
     let hashing = service.locality_lb_policy.is_consistent_hash();
+    let fails_open = fails_open(service, &planned, overlay);
     let mut localities: BTreeMap<LocalityKey, LocalityLbEndpoints> = BTreeMap::new();
     for plan in &planned {
         let Some(weight) = plan.weight else { continue };
@@ -174,9 +175,9 @@ pub fn assignment_with(
         let priority = priorities[&group.region];
         let members = members(service, group);
         let total_endpoint_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
-        let lb_endpoints = members
+        let lb_endpoints: Vec<LbEndpoint> = members
             .iter()
-            .map(|member| {
+            .filter_map(|member| {
                 // Hashing policies ignore locality weights: spread the locality's weight over
                 // its endpoints instead.
                 let share = hashing.then(|| {
@@ -184,14 +185,22 @@ pub fn assignment_with(
                         u64::from(weight) * u64::from(member.weight) / total_endpoint_weight.max(1);
                     share.clamp(1, u64::from(u32::MAX)) as u32
                 });
-                lb_endpoint(
-                    member.primary,
-                    member.fallback,
-                    share,
-                    overlay.health_of(&service.name, member.primary),
-                )
+                let mut health = overlay.health_of(&service.name, member.primary);
+                if fails_open && is_unhealthy(health) {
+                    // Too few are healthy: every endpoint takes traffic again.
+                    health = HealthStatus::Unknown;
+                }
+                if service.slow_start.is_some() && is_unhealthy(health) {
+                    // Left out rather than marked, so that its return is an addition, which
+                    // starts its ramp (Envoy ramps only endpoints added as healthy).
+                    return None;
+                }
+                Some(lb_endpoint(member.primary, member.fallback, share, health))
             })
             .collect();
+        if lb_endpoints.is_empty() && service.slow_start.is_some() {
+            continue;
+        }
         let locality = locality_of(&group.region, &group.zone, &group.name);
         localities.insert(
             key(priority, &locality),
@@ -216,6 +225,33 @@ pub fn assignment_with(
         }),
         ..Default::default()
     }
+}
+
+fn is_unhealthy(health: HealthStatus) -> bool {
+    matches!(health, HealthStatus::Unhealthy | HealthStatus::Timeout)
+}
+
+/// Whether the service's minimum-healthy rule says to route to all its endpoints, unhealthy
+/// ones included, because too few of them pass their checks.
+pub fn fails_open(
+    service: &BackendService,
+    planned: &[PlannedLocality<'_>],
+    overlay: Overlay<'_>,
+) -> bool {
+    let Some(minimum) = &service.minimum_healthy else {
+        return false;
+    };
+    let mut total = 0;
+    let mut healthy = 0;
+    for plan in planned.iter().filter(|plan| plan.weight.is_some()) {
+        for member in members(service, plan.group) {
+            total += 1;
+            if !is_unhealthy(overlay.health_of(&service.name, member.primary)) {
+                healthy += 1;
+            }
+        }
+    }
+    minimum.fails_open(healthy, total)
 }
 
 /// Adds the service's draining endpoints: into their locality when it is still served, else

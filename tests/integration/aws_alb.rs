@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::common::*;
 
 /// An HTTP client that follows no redirect, so that they can be looked at.
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
@@ -23,15 +23,15 @@ fn with_ports(template: &str, ports: &[(u16, u16)]) -> String {
     })
 }
 
-struct Alb {
-    switchyard: Switchyard,
-    _envoy: Envoy,
-    listen: u16,
+pub struct Alb {
+    pub switchyard: Switchyard,
+    pub envoy: Envoy,
+    pub listen: u16,
 }
 
 impl Alb {
     /// Serves `template` to an Envoy and waits until GET `ready_path` answers `ready_body`.
-    async fn start(template: &str, node_id: &str, ready_path: &str, ready_body: &str) -> Alb {
+    pub async fn start(template: &str, node_id: &str, ready_path: &str, ready_body: &str) -> Alb {
         let switchyard = Switchyard::start(template).await;
         let envoy = Envoy::start(switchyard.running.xds_addr, node_id).await;
         switchyard.wait_for_acks(node_id).await;
@@ -43,12 +43,12 @@ impl Alb {
         .await;
         Alb {
             switchyard,
-            _envoy: envoy,
+            envoy,
             listen,
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.listen)
     }
 }

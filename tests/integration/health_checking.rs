@@ -9,92 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::common::checked::Checked;
 use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
 use crate::common::*;
-
-/// An HTTP backend answering its name on every path but `/healthz`, which answers 200 or
-/// 500 as switched, counting the probes it passes and fails.
-struct Checked {
-    addr: SocketAddr,
-    healthy: Arc<AtomicBool>,
-    passed: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Checked {
-    async fn start_on(name: &str, addr: SocketAddr) -> Checked {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let healthy = Arc::new(AtomicBool::new(true));
-        let passed = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let (switch, passes, failures) = (healthy.clone(), passed.clone(), failed.clone());
-        let body = name.to_string();
-        let app = axum::Router::new()
-            .route(
-                "/healthz",
-                axum::routing::get(move || {
-                    let (switch, passes, failures) =
-                        (switch.clone(), passes.clone(), failures.clone());
-                    async move {
-                        if switch.load(Ordering::SeqCst) {
-                            passes.fetch_add(1, Ordering::SeqCst);
-                            (axum::http::StatusCode::OK, "ok")
-                        } else {
-                            failures.fetch_add(1, Ordering::SeqCst);
-                            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "sick")
-                        }
-                    }
-                }),
-            )
-            .fallback(move || {
-                let body = body.clone();
-                async move { body }
-            });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Checked {
-            addr,
-            healthy,
-            passed,
-            failed,
-            task,
-        }
-    }
-
-    async fn start(name: &str) -> Checked {
-        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
-    }
-
-    fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::SeqCst);
-    }
-
-    fn passed(&self) -> u64 {
-        self.passed.load(Ordering::SeqCst)
-    }
-
-    fn failed(&self) -> u64 {
-        self.failed.load(Ordering::SeqCst)
-    }
-
-    fn probes(&self) -> u64 {
-        self.passed() + self.failed()
-    }
-}
-
-impl Drop for Checked {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// A port that is free on every one of `ips` (a fixed health-check port shared by "VMs").
 async fn port_free_on(ips: &[&str]) -> u16 {

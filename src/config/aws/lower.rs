@@ -19,9 +19,9 @@ use crate::model::{
     Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
     EndpointGroup, ForwardingRule, GroupKind, GrpcCheckCall, HealthCheck, HealthCheckProtocol,
     HostRule, HttpCookie, IpAddressSelectionPolicy, LoadBalancingScheme, Loc, LocalityLbPolicy,
-    Model, OutlierDetection, PathMatcher, PortSpecification, ProxyTarget, ProxyTls, Ref,
-    RouteExtras, RouteRule, SessionAffinity, SslCertificate, SslPolicy, SslProfile, TargetProxy,
-    TlsVersion, UrlMap,
+    MinimumHealthy, Model, OutlierDetection, PathMatcher, PortSpecification, ProxyTarget, ProxyTls,
+    Ref, RouteExtras, RouteRule, SessionAffinity, SslCertificate, SslPolicy, SslProfile,
+    TargetProxy, TlsVersion, UrlMap,
 };
 
 use super::attributes::{Algorithm, Stickiness};
@@ -349,6 +349,10 @@ fn lower_target_group(group: &TargetGroup, model: &mut Model, diagnostics: &mut 
         slow_start: (attributes.slow_start_seconds > 0)
             .then(|| std::time::Duration::from_secs(u64::from(attributes.slow_start_seconds))),
         sticky_cookie: attributes.stickiness.as_ref().map(sticky_cookie),
+        minimum_healthy: Some(MinimumHealthy {
+            count: attributes.minimum_healthy_count,
+            percentage: attributes.minimum_healthy_percentage,
+        }),
         field_locs: BTreeMap::new(),
     };
     insert(

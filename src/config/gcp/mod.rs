@@ -894,6 +894,7 @@ fn backend_service(
         draining_timeout_sec,
         subsetting,
         slow_start: None,
+        minimum_healthy: None,
         sticky_cookie: None,
     })
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod checked;
 pub mod echo;
 pub mod grpc;
 pub mod pki;

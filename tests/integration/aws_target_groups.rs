@@ -1,0 +1,377 @@
+//! ALB target-group attributes end to end through a real Envoy, with backends on 127.0.0.1
+//! health-checked by Switchyard (every 5 s, the AWS minimum; two probes decide): minimum
+//! healthy targets failing open, least outstanding requests, round robin, weighted random with
+//! anomaly mitigation, deregistration delay, and slow start.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::aws_alb::{client, Alb};
+use crate::common::checked::Checked;
+use crate::common::*;
+
+/// One listener forwarding everything to target group `Web`, whose targets are `ports` (in
+/// us-east-1a) with `attributes`.
+fn template(listen: u16, ports: &[u16], attributes: &[(&str, &str)]) -> String {
+    let targets: Vec<String> = ports
+        .iter()
+        .map(|port| format!("{{Id: 127.0.0.1, Port: {port}, AvailabilityZone: us-east-1a}}"))
+        .collect();
+    let attributes: String = attributes
+        .iter()
+        .map(|(key, value)| format!("      - {{Key: {key}, Value: \"{value}\"}}\n"))
+        .collect();
+    format!(
+        r#"
+Resources:
+  Lb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Metadata: {{Switchyard: {{Ipv4Address: 127.0.0.1}}}}
+    Properties: {{Type: application}}
+  Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Lb
+      Port: {listen} # listener
+      Protocol: HTTP
+      DefaultActions: [{{Type: forward, TargetGroupArn: !Ref Web}}]
+  Web:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      TargetType: ip
+      Protocol: HTTP
+      Port: {first}
+      HealthCheckPath: /healthz
+      HealthCheckIntervalSeconds: 5
+      HealthCheckTimeoutSeconds: 2
+      HealthyThresholdCount: 2
+      UnhealthyThresholdCount: 2
+      Targets: [{targets}]
+      TargetGroupAttributes:
+      - {{Key: deregistration_delay.timeout_seconds, Value: "30"}}
+{attributes}"#,
+        first = ports[0],
+        targets = targets.join(", "),
+    )
+}
+
+async fn start_targets(names: &[&str]) -> Vec<Checked> {
+    let mut targets = Vec::new();
+    for name in names {
+        targets.push(Checked::start(name).await);
+    }
+    targets
+}
+
+fn ports(targets: &[Checked]) -> Vec<u16> {
+    targets.iter().map(Checked::port).collect()
+}
+
+/// Waits until Envoy's view of cluster `Web` gives each target of `targets` the EDS status.
+async fn wait_for_statuses(alb: &Alb, targets: &[(&Checked, &str)]) {
+    let wanted: Vec<(String, String)> = targets
+        .iter()
+        .map(|(target, status)| (format!("127.0.0.1:{}", target.port()), status.to_string()))
+        .collect();
+    wait_for(&format!("Envoy to see {wanted:?}"), || async {
+        let hosts = alb.envoy.hosts("Web").await;
+        wanted.iter().all(|w| hosts.contains(w)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_minimum_of_healthy_targets_every_target_gets_traffic() {
+    let targets = start_targets(&["a", "b", "c", "d"]).await;
+    for sick in &targets[1..] {
+        sick.set_healthy(false);
+    }
+    let listen = free_port();
+    let count = |n: &str| {
+        template(
+            listen,
+            &ports(&targets),
+            &[(
+                "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+                n,
+            )],
+        )
+    };
+    // Count 1: one healthy target is enough, so only it serves once the checks have spoken.
+    let alb = Alb::start(&count("1"), "aws-min-healthy", "/", "a").await;
+    wait_for_statuses(
+        &alb,
+        &[
+            (&targets[0], "HEALTHY"),
+            (&targets[1], "UNHEALTHY"),
+            (&targets[2], "UNHEALTHY"),
+            (&targets[3], "UNHEALTHY"),
+        ],
+    )
+    .await;
+    let only = tally(&alb.url("/"), 100).await;
+    assert_eq!(
+        only,
+        BTreeMap::from([("a".to_string(), 100)]),
+        "with count 1 only the healthy target serves"
+    );
+    // Count 2: one healthy of four is too few, so all four take traffic (fail open) while
+    // Switchyard still reports three of them unhealthy. (Envoy's /clusters shows the UNKNOWN
+    // status they are published with as HEALTHY.)
+    alb.switchyard.edit(&count("2")).await;
+    wait_for_statuses(
+        &alb,
+        &[
+            (&targets[0], "HEALTHY"),
+            (&targets[1], "HEALTHY"),
+            (&targets[2], "HEALTHY"),
+            (&targets[3], "HEALTHY"),
+        ],
+    )
+    .await;
+    let all = tally(&alb.url("/"), 200).await;
+    assert_eq!(
+        all.len(),
+        4,
+        "every target serves when failing open: {all:?}"
+    );
+    for (name, seen) in &all {
+        assert!(
+            (35..=65).contains(seen),
+            "round robin over four targets gives each about 50 of 200: {name} got {seen} ({all:?})"
+        );
+    }
+    let health = get_json(&alb.switchyard.admin_url("/health?service=Web"))
+        .await
+        .unwrap();
+    let unhealthy = health.to_string().matches("UNHEALTHY").count();
+    assert!(
+        unhealthy >= 3,
+        "the checker still calls b, c and d unhealthy: {health}"
+    );
+}
+
+/// Sends `count` GETs to `url` at once, each in its own task, and returns their handles.
+fn send_concurrently(url: &str, count: usize) -> Vec<tokio::task::JoinHandle<Option<String>>> {
+    (0..count)
+        .map(|_| {
+            let (client, url) = (client(), url.to_string());
+            tokio::spawn(async move { client.get(url).send().await.ok()?.text().await.ok() })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_outstanding_requests_sends_new_requests_away_from_a_busy_target() {
+    let targets = start_targets(&["slow", "fast-1", "fast-2"]).await;
+    let listen = free_port();
+    let text = template(
+        listen,
+        &ports(&targets),
+        &[(
+            "load_balancing.algorithm.type",
+            "least_outstanding_requests",
+        )],
+    );
+    let alb = Alb::start(&text, "aws-least-outstanding", "/", "fast-1").await;
+    wait_for_statuses(
+        &alb,
+        &[
+            (&targets[0], "HEALTHY"),
+            (&targets[1], "HEALTHY"),
+            (&targets[2], "HEALTHY"),
+        ],
+    )
+    .await;
+    // The slow target holds every request it gets; the fast ones answer at once. Requests go
+    // out one after another, so the slow target's outstanding requests pile up.
+    targets[0].set_holding(true);
+    let url = alb.url("/");
+    let hits = || targets.iter().map(Checked::hits).sum::<u64>();
+    let (before, slow_before) = (hits(), targets[0].hits());
+    let mut held = Vec::new();
+    let sent = 150;
+    for _ in 0..sent {
+        held.extend(send_concurrently(&url, 1));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_for("every request to reach a target", || async {
+        (hits() >= before + sent as u64).then_some(())
+    })
+    .await;
+    let slow_share = (targets[0].hits() - slow_before) as f64 / (sent as f64);
+    // Round robin would give the slow target a third. Envoy's least-request picks the less
+    // busy of two random targets, so the busy one is chosen only when drawn twice (1 in 9):
+    // its share stays near 0.11; 0.2 is more than three standard deviations above.
+    assert!(
+        slow_share < 0.2,
+        "the busy target got {:.2} of new requests (slow {}, fast {} and {})",
+        slow_share,
+        targets[0].hits(),
+        targets[1].hits(),
+        targets[2].hits()
+    );
+    targets[0].set_holding(false);
+    for request in held {
+        assert!(request.await.unwrap().is_some(), "held requests finish");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_evenly() {
+    let targets = start_targets(&["r1", "r2", "r3"]).await;
+    let listen = free_port();
+    let alb = Alb::start(
+        &template(listen, &ports(&targets), &[]),
+        "aws-round-robin",
+        "/",
+        "r1",
+    )
+    .await;
+    let seen = tally(&alb.url("/"), 300).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (name, count) in &seen {
+        assert!(
+            (90..=110).contains(count),
+            "round robin gives each of three targets 100 ± 10 of 300: {name} got {count}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_random_with_anomaly_mitigation_moves_traffic_off_a_failing_target() {
+    let targets = start_targets(&["w1", "w2", "w3"]).await;
+    let listen = free_port();
+    let text = template(
+        listen,
+        &ports(&targets),
+        &[
+            ("load_balancing.algorithm.type", "weighted_random"),
+            ("load_balancing.algorithm.anomaly_mitigation", "on"),
+        ],
+    );
+    let alb = Alb::start(&text, "aws-anomaly", "/", "w1").await;
+    // w3 passes its health check but answers every request 500.
+    targets[2].set_failing(true);
+    let before = tally(&alb.url("/"), 90).await;
+    assert!(
+        before.get("<500>").copied().unwrap_or(0) >= 15,
+        "before mitigation the failing target takes its share: {before:?}"
+    );
+    // Within an ejection interval (5 s) and 20 requests per target the failing one is out.
+    let started = Instant::now();
+    wait_for("the failing target to be taken out", || async {
+        let seen = tally(&alb.url("/"), 30).await;
+        (!seen.contains_key("<500>")).then_some(())
+    })
+    .await;
+    let after = tally(&alb.url("/"), 200).await;
+    let failed = after.get("<500>").copied().unwrap_or(0);
+    assert!(
+        failed == 0,
+        "after mitigation ({:?} in) no request reaches the failing target: {after:?}",
+        started.elapsed()
+    );
+    assert!(
+        after.contains_key("w1") && after.contains_key("w2"),
+        "the healthy targets share the traffic: {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deregistered_target_finishes_its_requests_and_gets_no_new_ones() {
+    let targets = start_targets(&["stay", "leave"]).await;
+    let listen = free_port();
+    let both = template(listen, &ports(&targets), &[]);
+    let alb = Alb::start(&both, "aws-deregistration", "/", "stay").await;
+    wait_for_body(&alb.url("/"), "leave").await;
+    // Requests to `leave` are held in flight while it is deregistered.
+    targets[1].set_holding(true);
+    let hits = || targets.iter().map(Checked::hits).sum::<u64>();
+    let (before, leave_before) = (hits(), targets[1].hits());
+    let in_flight = send_concurrently(&alb.url("/"), 6);
+    wait_for("every request to reach a target", || async {
+        (hits() >= before + 6).then_some(())
+    })
+    .await;
+    let held = targets[1].hits() - leave_before;
+    assert!(
+        held > 0,
+        "round robin sent some of the six to the leaving target"
+    );
+    let only_stay = template(listen, &ports(&targets[..1]), &[]);
+    alb.switchyard.edit(&only_stay).await;
+    wait_for_statuses(&alb, &[(&targets[1], "DRAINING")]).await;
+    let after = tally(&alb.url("/"), 50).await;
+    assert_eq!(
+        after,
+        BTreeMap::from([("stay".to_string(), 50)]),
+        "no new request reaches the deregistered target"
+    );
+    assert_eq!(
+        targets[1].hits() - leave_before,
+        held,
+        "nothing new arrived at the leaving target"
+    );
+    targets[1].set_holding(false);
+    let answers: Vec<Option<String>> = futures_join(in_flight).await;
+    let finished_at_leave = answers
+        .iter()
+        .filter(|a| a.as_deref() == Some("leave"))
+        .count();
+    assert_eq!(
+        finished_at_leave as u64, held,
+        "every request in flight at the deregistered target finished: {answers:?}"
+    );
+}
+
+async fn futures_join(
+    handles: Vec<tokio::task::JoinHandle<Option<String>>>,
+) -> Vec<Option<String>> {
+    let mut answers = Vec::new();
+    for handle in handles {
+        answers.push(handle.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_start_ramps_a_new_target_up_linearly_through_envoy() {
+    let targets = start_targets(&["old", "new"]).await;
+    let listen = free_port();
+    let slow_start = [("slow_start.duration_seconds", "30")];
+    let first = template(listen, &ports(&targets[..1]), &slow_start);
+    let alb = Alb::start(&first, "aws-slow-start", "/", "old").await;
+    // Envoy ramps the endpoints of a cluster it has just created as well (AWS would not: a
+    // target registered into an empty group starts at full weight). Alone, the old target's
+    // ramp changes nothing; wait until it is over so that it does not blur the new one's.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let both = template(listen, &ports(&targets), &slow_start);
+    alb.switchyard.edit(&both).await;
+    let added = Instant::now();
+    wait_for_statuses(&alb, &[(&targets[1], "HEALTHY")]).await;
+    // Envoy's linear ramp: the new target's weight is max(0.01, t / 30 s) of the old one's,
+    // so its share is w / (1 + w). Measured over 200 requests at several points.
+    let mut shares = Vec::new();
+    for at in [8.0, 16.0, 24.0, 34.0] {
+        let wait = Duration::from_secs_f64(at).saturating_sub(added.elapsed());
+        tokio::time::sleep(wait).await;
+        let start = added.elapsed().as_secs_f64();
+        let seen = tally(&alb.url("/"), 200).await;
+        let middle = (start + added.elapsed().as_secs_f64()) / 2.0;
+        let share = share(&seen, "new");
+        let weight = (middle / 30.0).clamp(0.01, 1.0);
+        let expected = weight / (1.0 + weight);
+        shares.push((middle, share, expected));
+    }
+    for (at, share, expected) in &shares {
+        assert!(
+            (share - expected).abs() <= 0.1,
+            "at {at:.1} s the new target's share is {share:.2}, the linear ramp gives {expected:.2} (±0.10): {shares:?}"
+        );
+    }
+    assert!(
+        shares.windows(2).all(|pair| pair[1].1 > pair[0].1 - 0.05),
+        "the share only grows: {shares:?}"
+    );
+}
