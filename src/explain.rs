@@ -19,6 +19,44 @@ use crate::translate::endpoints::{addresses_for, plan_localities, port_of, regio
 /// its state and a word on each family.
 pub type LiveHealth = BTreeMap<SocketAddr, String>;
 
+/// The service's endpoint policies besides balancing, one line each: slow start, sticky
+/// cookie, minimum healthy endpoints, draining.
+fn describe_policies(service: &BackendService) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(window) = service.slow_start {
+        lines.push(format!(
+            "slow start: an endpoint that joins (or comes back healthy) gets max(1%, t ÷ {}s) of its weight, t the time since it joined; linear, full weight after {}s",
+            window.as_secs(),
+            window.as_secs()
+        ));
+    }
+    if let Some(cookie) = &service.sticky_cookie {
+        lines.push(format!(
+            "sticky: the proxy issues cookie {} naming the endpoint that served{}; requests carrying it go back there under any policy",
+            cookie.name,
+            cookie
+                .ttl_sec
+                .map(|ttl| format!(" (for {ttl}s)"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(minimum) = &service.minimum_healthy {
+        let share = minimum
+            .percentage
+            .map(|p| format!(" or fewer than {p}% of them"))
+            .unwrap_or_default();
+        lines.push(format!(
+            "fail open: with fewer than {} healthy endpoint(s){share}, every endpoint takes traffic, unhealthy ones included",
+            minimum.count
+        ));
+    }
+    lines.push(format!(
+        "draining: a removed endpoint finishes its requests and gets no new ones for {}s",
+        service.draining_timeout_sec
+    ));
+    lines
+}
+
 /// The report for `service` as a client in `client_region` sees it.
 pub fn explain(model: &Model, service: &BackendService, client_region: Option<&str>) -> String {
     explain_with_health(model, service, client_region, None)
@@ -48,6 +86,9 @@ pub fn explain_with_health(
          has a healthy endpoint; the next priority takes over when it has none.\n",
     );
     let _ = writeln!(out, "{}", describe_health_check(model, service));
+    for line in describe_policies(service) {
+        let _ = writeln!(out, "{line}");
+    }
     let planned = plan_localities(model, service);
     let priorities = region_priorities(model, &planned, client_region);
     let backends: Vec<_> = service

@@ -42,6 +42,10 @@ pub fn target_capacity(backend: &Backend, group: &EndpointGroup) -> f64 {
 /// How the target capacity was reached, for people: `maxRatePerEndpoint 10 × 3 endpoints`.
 pub fn describe_target_capacity(backend: &Backend, group: &EndpointGroup) -> String {
     let members = group.endpoints.len();
+    if group.kind == super::GroupKind::Targets {
+        let plural = if members == 1 { "" } else { "s" };
+        return format!("one share per target × {members} target{plural}");
+    }
     let unit = if group.kind.is_instance_group() {
         "instance"
     } else {

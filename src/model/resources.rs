@@ -779,6 +779,9 @@ mod tests {
             count: 1,
             percentage: None,
         };
-        assert!(default.fails_open(0, 3), "none healthy: every target takes traffic");
+        assert!(
+            default.fails_open(0, 3),
+            "none healthy: every target takes traffic"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod fleet_config;
 mod authorization;
 mod aws_alb;
 mod aws_target_groups;
+mod aws_validation;
 mod cli;
 mod config_source;
 mod conformance;

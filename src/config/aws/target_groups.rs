@@ -116,7 +116,8 @@ pub fn read_target_group(
     };
     let port_given = fields.get("Port").is_some();
     let port = fields.integer("Port", 1, 65535, diagnostics);
-    if !port_given {
+    // A refused target type is reported for itself, not for what it would have needed.
+    if !port_given && target_type.is_some() {
         diagnostics.error(
             &fields.loc(),
             fields.field_path("Port"),
@@ -493,7 +494,6 @@ mod tests {
             lines,
             [
                 "error: alb.yaml:4: Resources.Fn.Properties.TargetType: target type lambda is not served by a self-hosted control plane; the target types served are instance and ip",
-                "error: alb.yaml:4: Resources.Fn.Properties.Port: a target group of type instance or ip needs a Port (1 to 65535)",
                 "error: alb.yaml:7: Resources.Tcp.Properties.Protocol: TCP belongs to Network and Gateway Load Balancers; an Application Load Balancer target group speaks HTTP or HTTPS",
             ]
         );

@@ -1,0 +1,193 @@
+//! The AWS dialect as a user meets it from the command line: `validate`, `explain` and
+//! `translate` on CloudFormation templates; errors in AWS's words with file, line, resource
+//! path, value and what is allowed; a config folder mixing GCP and AWS files, with names that
+//! must not clash; and a bad edit of a served template keeping the previous config.
+
+use std::process::Command;
+
+use crate::common::*;
+
+fn switchyard(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stdout).unwrap() + &String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+fn example() -> String {
+    format!("{}/examples/aws-alb.yaml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_example_template_validates_explains_and_translates() {
+    let (code, out) = switchyard(&["validate", &example()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.ends_with("aws-alb.yaml: 0 error(s), 0 warning(s)\n"),
+        "{out}"
+    );
+
+    let (code, out) = switchyard(&["explain", &example(), "WebBlue"]);
+    assert_eq!(code, 0, "{out}");
+    for expected in [
+        "slow start: an endpoint that joins (or comes back healthy) gets max(1%, t ÷ 60s) of its weight",
+        "draining: a removed endpoint finishes its requests and gets no new ones for 30s",
+        "WebBlue-us-east-1a (us-east-1a, RATE): target 1 = one share per target × 1 target",
+        "WebBlue-us-east-1b (us-east-1b, RATE)",
+        "health check WebBlue (HTTP on the serving port, every 5s, timeout 2s)",
+    ] {
+        assert!(out.contains(expected), "explain lacks `{expected}`:\n{out}");
+    }
+    let (_, api) = switchyard(&["explain", &example(), "ApiTargets"]);
+    assert!(
+        api.contains("localityLbPolicy LEAST_REQUEST")
+            && api.contains(
+                "sticky: the proxy issues cookie AWSALB naming the endpoint that served (for 600s)"
+            ),
+        "{api}"
+    );
+
+    let (code, out) = switchyard(&["translate", &example(), "--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let dump: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let clusters: Vec<&str> = dump["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(clusters, ["ApiTargets", "WebBlue", "WebGreen"]);
+    let blue = &dump["clusters"][1];
+    assert_eq!(
+        blue["round_robin_lb_config"]["slow_start_config"]["slow_start_window"],
+        "60s"
+    );
+    assert_eq!(dump["clusters"][0]["lb_policy"], "LEAST_REQUEST");
+    assert_eq!(dump["listeners"][0]["name"], "HttpListener");
+}
+
+/// Writes `text` as `name` in a fresh folder and validates it.
+fn validate_text(name: &str, text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    switchyard(&["validate", path.to_str().unwrap()])
+}
+
+#[test]
+fn errors_name_the_file_line_resource_path_value_and_what_is_allowed() {
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace(
+            "- Key: slow_start.duration_seconds\n          Value: \"60\"",
+            "- Key: slow_start.duration_seconds\n          Value: \"10\"",
+        )
+        .replace("Value: least_outstanding_requests", "Value: fastest")
+        .replace("StatusCode: HTTP_301", "StatusCode: HTTP_308");
+    let (code, out) = validate_text("alb.yaml", &text);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "alb.yaml:113: Resources.WebBlue.Properties.TargetGroupAttributes[slow_start.duration_seconds]: `10` is not allowed; slow_start.duration_seconds is 0 (off) or from 30 to 900 seconds",
+        "alb.yaml:147: Resources.ApiTargets.Properties.TargetGroupAttributes[load_balancing.algorithm.type]: `fastest` is not allowed; load_balancing.algorithm.type is one of round_robin, least_outstanding_requests, weighted_random",
+        "alb.yaml:90: Resources.MovedRule.Properties.Actions[0].RedirectConfig.StatusCode: `HTTP_308` is not allowed; StatusCode is HTTP_301 or HTTP_302",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+}
+
+#[test]
+fn what_only_aws_has_is_refused_by_name() {
+    let text = r#"
+Resources:
+  Cert:
+    Type: AWS::CertificateManager::Certificate
+    Properties: {DomainName: www.example.com}
+  Fn:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties: {TargetType: lambda}
+"#;
+    let (code, out) = validate_text("aws.yaml", text);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("aws.yaml:4: Resources.Cert.Type: AWS::CertificateManager::Certificate: ACM is not available in a self-hosted control plane; give the listener's certificate as files instead"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Resources.Fn.Properties.TargetType: target type lambda is not served by a self-hosted control plane"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Resources.Fn.Properties.Port"),
+        "a lambda target group is refused for its type, not for a missing port: {out}"
+    );
+    assert!(!out.contains("unknown field"), "{out}");
+}
+
+#[test]
+fn a_folder_may_mix_gcp_and_aws_files_but_not_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(example(), dir.path().join("aws.yaml")).unwrap();
+    let gcp = std::fs::read_to_string(format!(
+        "{}/examples/quickstart.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .replace("10000", "10001");
+    std::fs::write(dir.path().join("gcp.yaml"), &gcp).unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let (code, out) = switchyard(&["validate", folder]);
+    assert_eq!(code, 0, "{out}");
+    let (_, translated) = switchyard(&["translate", folder, "--format", "json"]);
+    let dump: serde_json::Value = serde_json::from_str(&translated).unwrap();
+    let listeners: Vec<&str> = dump["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        listeners.contains(&"HttpListener") && listeners.len() >= 2,
+        "both dialects' listeners are served: {listeners:?}"
+    );
+    // A GCP backend service named like an AWS target group clashes.
+    let clashing = gcp.replace("name: web\n", "name: WebBlue\n").replace(
+        "global/backendServices/web\n",
+        "global/backendServices/WebBlue\n",
+    );
+    std::fs::write(dir.path().join("gcp.yaml"), clashing).unwrap();
+    let (code, out) = switchyard(&["validate", folder]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("backendServices[WebBlue]: the name `WebBlue` is already used at")
+            && out.contains("aws.yaml:"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_edit_of_a_served_template_keeps_the_previous_config() {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let switchyard = Switchyard::start(&text).await;
+    let served = switchyard.serving_version();
+    switchyard
+        .edit(&text.replace("Port: 10000", "Port: 70000"))
+        .await;
+    assert_eq!(
+        switchyard.serving_version(),
+        served,
+        "the bad edit is not served"
+    );
+    let status = get_json(&switchyard.admin_url("/config_status"))
+        .await
+        .unwrap();
+    assert!(
+        status
+            .to_string()
+            .contains("Resources.HttpListener.Properties.Port"),
+        "the rejection names the field: {status}"
+    );
+}
