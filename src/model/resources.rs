@@ -372,6 +372,9 @@ pub struct BackendService {
     /// Below this many (or this share of) healthy endpoints, every endpoint takes traffic,
     /// unhealthy ones included (fail open).
     pub minimum_healthy: Option<MinimumHealthy>,
+    /// A client is served from endpoints in its own zone while any is healthy, the rest of
+    /// its region next.
+    pub prefer_client_zone: bool,
     /// Where some fields were written, for diagnostics about them.
     #[serde(skip)]
     pub field_locs: BTreeMap<&'static str, Loc>,

@@ -413,22 +413,30 @@ fn endpoint_views_changing(
         let ViewKey::Region(region) = key else {
             continue;
         };
-        let client = Some(region.as_str()).filter(|r| !r.is_empty());
+        let (region, zone) = match region.split_once('/') {
+            Some((region, zone)) => (region, Some(zone)),
+            None => (region.as_str(), None),
+        };
+        let client = Some(region).filter(|r| !r.is_empty());
         let tiers = regions::failover_tiers(&model.region_order, client, &known);
-        let fresh = rebuilt.entry(tiers).or_insert_with(|| {
-            changed
-                .iter()
-                .map(|service| {
-                    let service_model = &model.backend_services[*service];
-                    let assignment =
-                        endpoints::assignment_with(model, service_model, client, overlay);
-                    (
-                        *service,
-                        Bytes::from(prost::Message::encode_to_vec(&assignment)),
-                    )
-                })
-                .collect()
-        });
+        // Zone views are rebuilt each for itself (keyed apart from every region's tiers).
+        let zone_tier = zone.map(|zone| vec![vec![format!("{region}/{zone}")]]);
+        let fresh = rebuilt
+            .entry(zone_tier.unwrap_or(tiers))
+            .or_insert_with(|| {
+                changed
+                    .iter()
+                    .map(|service| {
+                        let service_model = &model.backend_services[*service];
+                        let assignment =
+                            endpoints::assignment_in(model, service_model, client, zone, overlay);
+                        (
+                            *service,
+                            Bytes::from(prost::Message::encode_to_vec(&assignment)),
+                        )
+                    })
+                    .collect()
+            });
         let items = view
             .resources
             .iter()
@@ -519,14 +527,49 @@ pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -
             .clone();
         views.insert((TypeUrl::Endpoint, ViewKey::Region(region)), assignments);
     }
+    let zones = client_zones(model);
+    for (region, zone) in &zones {
+        let assignments =
+            endpoints::assignments_in(model, Some(region.as_str()), Some(zone.as_str()), overlay);
+        views.insert(
+            (
+                TypeUrl::Endpoint,
+                ViewKey::Region(zone_view_key(region, zone)),
+            ),
+            encoded(&assignments, |e| &e.cluster_name),
+        );
+    }
     let region_order = model.region_order.clone();
     Content {
         views,
-        region_key: Arc::new(move |region: &str| {
-            regions::view_region(&region_order, &known, region)
+        region_key: Arc::new(move |region: &str, zone: &str| {
+            if zones.contains(&(region.to_string(), zone.to_string())) {
+                zone_view_key(region, zone)
+            } else {
+                regions::view_region(&region_order, &known, region)
+            }
         }),
         access,
     }
+}
+
+/// The (region, zone) pairs whose clients get endpoint views of their own: the zones of
+/// services that serve clients from their own zone first.
+fn client_zones(model: &Model) -> BTreeSet<(String, String)> {
+    model
+        .backend_services
+        .values()
+        .filter(|service| service.prefer_client_zone)
+        .flat_map(|service| &service.backends)
+        .filter_map(|backend| model.endpoint_groups.get(&backend.group.name))
+        .filter(|group| !group.zone.is_empty())
+        .map(|group| (group.region.clone(), group.zone.clone()))
+        .collect()
+}
+
+/// The endpoint view key of the clients of one zone: `region/zone` (region keys have no `/`).
+fn zone_view_key(region: &str, zone: &str) -> String {
+    format!("{region}/{zone}")
 }
 
 /// Up to ten names, for a log line.

@@ -83,10 +83,20 @@ pub fn assignments_with(
     client_region: Option<&str>,
     overlay: Overlay<'_>,
 ) -> Vec<ClusterLoadAssignment> {
+    assignments_in(model, client_region, None, overlay)
+}
+
+/// As [`assignments_with`], for a client in `client_zone` of its region.
+pub fn assignments_in(
+    model: &Model,
+    client_region: Option<&str>,
+    client_zone: Option<&str>,
+    overlay: Overlay<'_>,
+) -> Vec<ClusterLoadAssignment> {
     model
         .backend_services
         .values()
-        .map(|service| assignment_with(model, service, client_region, overlay))
+        .map(|service| assignment_in(model, service, client_region, client_zone, overlay))
         .collect()
 }
 
@@ -142,6 +152,41 @@ pub fn region_priorities(
         .collect()
 }
 
+/// Priority of each (region, zone) with capacity: regions fail over as [`region_priorities`]
+/// says; a service that prefers the client's zone serves it from that zone first, then from
+/// the rest of its region. Priorities have no gaps, as Envoy requires.
+pub fn locality_priorities(
+    model: &Model,
+    service: &BackendService,
+    planned: &[PlannedLocality<'_>],
+    client_region: Option<&str>,
+    client_zone: Option<&str>,
+) -> BTreeMap<(String, String), u32> {
+    let by_region = region_priorities(model, planned, client_region);
+    let zone_first = client_zone.filter(|_| service.prefer_client_zone);
+    let raw: BTreeMap<(String, String), u32> = planned
+        .iter()
+        .filter(|plan| plan.weight.is_some())
+        .map(|plan| {
+            let group = plan.group;
+            let elsewhere = zone_first.is_some_and(|zone| {
+                client_region == Some(group.region.as_str()) && group.zone != zone
+            });
+            let priority = by_region[&group.region] * 2 + u32::from(elsewhere);
+            ((group.region.clone(), group.zone.clone()), priority)
+        })
+        .collect();
+    let ranks: BTreeSet<u32> = raw.values().copied().collect();
+    let dense: BTreeMap<u32, u32> = ranks
+        .into_iter()
+        .enumerate()
+        .map(|(index, priority)| (priority, index as u32))
+        .collect();
+    raw.into_iter()
+        .map(|(locality, priority)| (locality, dense[&priority]))
+        .collect()
+}
+
 /// The endpoints of one backend service, as its cluster's EDS resource for that client.
 pub fn assignment_for(
     model: &Model,
@@ -164,15 +209,26 @@ pub fn assignment_with(
     client_region: Option<&str>,
     overlay: Overlay<'_>,
 ) -> ClusterLoadAssignment {
+    assignment_in(model, service, client_region, None, overlay)
+}
+
+/// As [`assignment_with`], for a client in `client_zone` of its region.
+pub fn assignment_in(
+    model: &Model,
+    service: &BackendService,
+    client_region: Option<&str>,
+    client_zone: Option<&str>,
+    overlay: Overlay<'_>,
+) -> ClusterLoadAssignment {
     let planned = plan_localities(model, service);
-    let priorities = region_priorities(model, &planned, client_region);
+    let priorities = locality_priorities(model, service, &planned, client_region, client_zone);
     let hashing = service.locality_lb_policy.is_consistent_hash();
     let fails_open = fails_open(service, &planned, overlay);
     let mut localities: BTreeMap<LocalityKey, LocalityLbEndpoints> = BTreeMap::new();
     for plan in &planned {
         let Some(weight) = plan.weight else { continue };
         let group = plan.group;
-        let priority = priorities[&group.region];
+        let priority = priorities[&(group.region.clone(), group.zone.clone())];
         let members = members(service, group);
         let total_endpoint_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
         let lb_endpoints: Vec<LbEndpoint> = members
@@ -259,15 +315,21 @@ pub fn fails_open(
 /// their region's priority or after every served priority.
 fn add_draining(
     localities: &mut BTreeMap<LocalityKey, LocalityLbEndpoints>,
-    priorities: &BTreeMap<String, u32>,
+    priorities: &BTreeMap<(String, String), u32>,
     service: &BackendService,
     draining: &[DrainingEndpoint],
 ) {
     let after_all = priorities.values().max().map(|p| p + 1).unwrap_or(0);
     for endpoint in draining.iter().filter(|d| d.service == service.name) {
+        let in_region = priorities
+            .iter()
+            .filter(|((region, _), _)| *region == endpoint.region)
+            .map(|(_, priority)| *priority)
+            .min();
         let priority = priorities
-            .get(&endpoint.region)
+            .get(&(endpoint.region.clone(), endpoint.zone.clone()))
             .copied()
+            .or(in_region)
             .unwrap_or(after_all);
         let locality = locality_of(&endpoint.region, &endpoint.zone, &endpoint.group);
         let entry = localities

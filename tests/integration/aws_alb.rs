@@ -32,8 +32,27 @@ pub struct Alb {
 impl Alb {
     /// Serves `template` to an Envoy and waits until GET `ready_path` answers `ready_body`.
     pub async fn start(template: &str, node_id: &str, ready_path: &str, ready_body: &str) -> Alb {
+        Self::start_in(
+            template,
+            node_id,
+            ("us-east-1", "us-east-1a"),
+            ready_path,
+            ready_body,
+        )
+        .await
+    }
+
+    /// As [`Alb::start`], with an Envoy reporting `locality` (region, zone).
+    pub async fn start_in(
+        template: &str,
+        node_id: &str,
+        locality: (&str, &str),
+        ready_path: &str,
+        ready_body: &str,
+    ) -> Alb {
         let switchyard = Switchyard::start(template).await;
-        let envoy = Envoy::start(switchyard.running.xds_addr, node_id).await;
+        let (region, zone) = locality;
+        let envoy = Envoy::start_in(switchyard.running.xds_addr, node_id, region, zone).await;
         switchyard.wait_for_acks(node_id).await;
         let listen = listen_port(template);
         wait_for_body(

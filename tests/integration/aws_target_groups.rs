@@ -13,9 +13,16 @@ use crate::common::*;
 /// One listener forwarding everything to target group `Web`, whose targets are `ports` (in
 /// us-east-1a) with `attributes`.
 fn template(listen: u16, ports: &[u16], attributes: &[(&str, &str)]) -> String {
-    let targets: Vec<String> = ports
+    let zoned: Vec<(u16, &str)> = ports.iter().map(|port| (*port, "us-east-1a")).collect();
+    zoned_template(listen, &zoned, attributes)
+}
+
+/// As [`template`], each target in its own zone.
+fn zoned_template(listen: u16, targets: &[(u16, &str)], attributes: &[(&str, &str)]) -> String {
+    let ports: Vec<u16> = targets.iter().map(|(port, _)| *port).collect();
+    let targets: Vec<String> = targets
         .iter()
-        .map(|port| format!("{{Id: 127.0.0.1, Port: {port}, AvailabilityZone: us-east-1a}}"))
+        .map(|(port, zone)| format!("{{Id: 127.0.0.1, Port: {port}, AvailabilityZone: {zone}}}"))
         .collect();
     let attributes: String = attributes
         .iter()
@@ -53,6 +60,109 @@ Resources:
         first = ports[0],
         targets = targets.join(", "),
     )
+}
+
+/// Each host of `cluster` with its priority, from an Envoy admin's JSON /clusters.
+async fn host_priorities(admin: &str, cluster: &str) -> BTreeMap<String, u64> {
+    let dump = get_json(&format!("{admin}/clusters?format=json"))
+        .await
+        .unwrap();
+    let status = dump["cluster_statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == cluster)
+        .cloned()
+        .unwrap();
+    status["host_statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|host| {
+            let address = &host["address"]["socket_address"];
+            (
+                format!(
+                    "{}:{}",
+                    address["address"].as_str().unwrap(),
+                    address["port_value"]
+                ),
+                host["priority"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cross_zone_a_client_is_served_from_its_own_zone_first() {
+    let targets = start_targets(&["a-1", "a-2", "b-1"]).await;
+    let listen = free_port();
+    let zoned = [
+        (targets[0].port(), "us-east-1a"),
+        (targets[1].port(), "us-east-1a"),
+        (targets[2].port(), "us-east-1b"),
+    ];
+    let off = [("load_balancing.cross_zone.enabled", "false")];
+    let text = zoned_template(listen, &zoned, &off);
+    let alb = Alb::start_in(&text, "aws-zone-a", ("us-east-1", "us-east-1a"), "/", "a-1").await;
+    let own_zone = tally(&alb.url("/"), 60).await;
+    assert_eq!(
+        own_zone.keys().collect::<Vec<_>>(),
+        ["a-1", "a-2"],
+        "a client in us-east-1a reaches only us-east-1a targets: {own_zone:?}"
+    );
+    // A second Envoy, in us-east-1b, sees the same config from its own zone.
+    let envoy_b = Envoy::start_in(
+        alb.switchyard.running.xds_addr,
+        "aws-zone-b",
+        "us-east-1",
+        "us-east-1b",
+    )
+    .await;
+    alb.switchyard.wait_for_acks("aws-zone-b").await;
+    let priorities_b = host_priorities(&envoy_b.admin, "Web").await;
+    let expected: BTreeMap<String, u64> = [(&targets[0], 1), (&targets[1], 1), (&targets[2], 0)]
+        .into_iter()
+        .map(|(target, priority)| (format!("127.0.0.1:{}", target.port()), priority))
+        .collect();
+    assert_eq!(
+        priorities_b, expected,
+        "for a client in us-east-1b its own zone comes first"
+    );
+    let priorities_a = host_priorities(&alb.envoy.admin, "Web").await;
+    assert_eq!(
+        priorities_a.values().filter(|p| **p == 0).count(),
+        2,
+        "for the us-east-1a client its two targets come first: {priorities_a:?}"
+    );
+    // The two Envoys share the listener port: take the second away before sending more.
+    drop(envoy_b);
+    // Both us-east-1a targets fail their checks: the us-east-1a client moves to us-east-1b.
+    targets[0].set_healthy(false);
+    targets[1].set_healthy(false);
+    wait_for_statuses(
+        &alb,
+        &[(&targets[0], "UNHEALTHY"), (&targets[1], "UNHEALTHY")],
+    )
+    .await;
+    let moved = tally(&alb.url("/"), 30).await;
+    assert_eq!(
+        moved,
+        BTreeMap::from([("b-1".to_string(), 30)]),
+        "with its zone unhealthy the client is served from the next zone"
+    );
+    // With cross-zone load balancing on (the default), the same client spreads over both.
+    targets[0].set_healthy(true);
+    targets[1].set_healthy(true);
+    alb.switchyard
+        .edit(&zoned_template(listen, &zoned, &[]))
+        .await;
+    wait_for_statuses(&alb, &[(&targets[0], "HEALTHY"), (&targets[1], "HEALTHY")]).await;
+    let spread = tally(&alb.url("/"), 90).await;
+    assert_eq!(
+        spread.len(),
+        3,
+        "cross-zone on: every target serves: {spread:?}"
+    );
 }
 
 async fn start_targets(names: &[&str]) -> Vec<Checked> {

@@ -24,7 +24,7 @@ use crate::model::{
     TargetProxy, TlsVersion, UrlMap,
 };
 
-use super::attributes::{Algorithm, Stickiness};
+use super::attributes::{Algorithm, CrossZone, Stickiness};
 use super::health_check::{CheckPort, Matcher};
 use super::listeners::{self, Listener, LoadBalancer, Rule};
 use super::routes;
@@ -349,6 +349,7 @@ fn lower_target_group(group: &TargetGroup, model: &mut Model, diagnostics: &mut 
         slow_start: (attributes.slow_start_seconds > 0)
             .then(|| std::time::Duration::from_secs(u64::from(attributes.slow_start_seconds))),
         sticky_cookie: attributes.stickiness.as_ref().map(sticky_cookie),
+        prefer_client_zone: attributes.cross_zone == CrossZone::Disabled,
         minimum_healthy: Some(MinimumHealthy {
             count: attributes.minimum_healthy_count,
             percentage: attributes.minimum_healthy_percentage,

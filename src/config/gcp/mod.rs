@@ -895,6 +895,7 @@ fn backend_service(
         subsetting,
         slow_start: None,
         minimum_healthy: None,
+        prefer_client_zone: false,
         sticky_cookie: None,
     })
 }

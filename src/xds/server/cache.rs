@@ -42,6 +42,8 @@ pub enum Audience {
 pub struct ClientView {
     pub audience: Audience,
     pub region: String,
+    /// The zone the client reports (some services serve a client from its own zone first).
+    pub zone: String,
     pub grant: Option<Arc<str>>,
 }
 
@@ -61,14 +63,14 @@ impl ViewKey {
     fn for_client(type_url: TypeUrl, client: &ClientView, region_key: &RegionKey) -> ViewKey {
         match type_url {
             TypeUrl::Cluster | TypeUrl::Secret => ViewKey::Shared,
-            TypeUrl::Endpoint => ViewKey::Region(region_key(&client.region)),
+            TypeUrl::Endpoint => ViewKey::Region(region_key(&client.region, &client.zone)),
             TypeUrl::Listener | TypeUrl::Route => ViewKey::Audience(client.audience),
         }
     }
 }
 
-/// Maps a client's reported region to the key of the endpoint view it shares.
-pub type RegionKey = Arc<dyn Fn(&str) -> String + Send + Sync>;
+/// Maps a client's reported region and zone to the key of the endpoint view it shares.
+pub type RegionKey = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
 
 /// Names of resources, as one view lists them.
 pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
@@ -214,7 +216,7 @@ impl Default for Content {
     fn default() -> Self {
         Content {
             views: BTreeMap::new(),
-            region_key: Arc::new(|_: &str| String::new()),
+            region_key: Arc::new(|_: &str, _: &str| String::new()),
             access: AccessPolicy::default(),
         }
     }
@@ -242,7 +244,7 @@ impl Default for Snapshot {
         Snapshot {
             version: String::new(),
             views: BTreeMap::new(),
-            region_key: Arc::new(|_: &str| String::new()),
+            region_key: Arc::new(|_: &str, _: &str| String::new()),
             access: Arc::default(),
             restricted: BTreeMap::new(),
             empty: TypeUrl::ALL.map(TypeView::empty),
@@ -509,7 +511,7 @@ mod tests {
         );
         Content {
             views,
-            region_key: Arc::new(|region: &str| {
+            region_key: Arc::new(|region: &str, _: &str| {
                 if region == "far" {
                     "far".to_string()
                 } else {
@@ -524,6 +526,7 @@ mod tests {
         ClientView {
             audience,
             region: region.to_string(),
+            zone: String::new(),
             grant: None,
         }
     }

@@ -354,6 +354,11 @@ impl StreamCore {
                     .as_ref()
                     .map(|l| l.region.clone())
                     .unwrap_or_default(),
+                zone: node
+                    .locality
+                    .as_ref()
+                    .map(|l| l.zone.clone())
+                    .unwrap_or_default(),
                 grant: self.client.grant.clone(),
             };
             self.node = Some(Arc::new(node.clone()));
