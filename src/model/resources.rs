@@ -627,6 +627,9 @@ pub struct MatchRule {
     pub headers: Vec<HeaderMatch>,
     /// queryParameterMatches: every one must hold.
     pub query_parameters: Vec<QueryParameterMatch>,
+    /// The client's address must be in one of these blocks (address, prefix length); empty:
+    /// any client. IPv6 blocks are whole addresses (/128) or every address (/0).
+    pub source_blocks: Vec<(IpAddr, u8)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

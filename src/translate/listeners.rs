@@ -132,6 +132,10 @@ pub fn http_listener_for(
 ) -> Listener {
     let mut manager = http_connection_manager(&rule.name, &url_map.name);
     manager.access_log = access_log;
+    if super::source_address::uses_source_blocks(url_map) {
+        manager.early_header_mutation_extensions =
+            vec![super::source_address::source_address_mutation()];
+    }
     if sticky_cookies {
         // Inactive until a route to a sticky service switches it on with its cookie.
         manager

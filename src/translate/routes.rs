@@ -295,6 +295,15 @@ impl Routing<'_> {
                     route_match.case_sensitive = Some(BoolValue { value: false });
                 }
                 route_match.headers = matched.headers.iter().map(header_matcher).collect();
+                if !matched.source_blocks.is_empty() {
+                    route_match.headers.push(header_matcher(&HeaderMatch {
+                        header_name: super::source_address::SOURCE_ADDRESS_HEADER.to_string(),
+                        kind: HeaderMatchKind::Regex(super::source_address::source_blocks_regex(
+                            &matched.source_blocks,
+                        )),
+                        invert_match: false,
+                    }));
+                }
                 route_match.query_parameters = matched
                     .query_parameters
                     .iter()

@@ -267,6 +267,23 @@ Resources:
       - {{Field: path-pattern, Values: ["/both/*"]}}
       - {{Field: http-header, HttpHeaderConfig: {{HttpHeaderName: X-Canary, Values: ["yes"]}}}}
       Actions: [{{Type: forward, TargetGroupArn: !Ref Both}}]
+  LoopbackRule:
+    Type: AWS::ElasticLoadBalancingV2::ListenerRule
+    Properties:
+      ListenerArn: !Ref Http
+      Priority: 50
+      Conditions:
+      - {{Field: source-ip, SourceIpConfig: {{Values: ["10.0.0.0/8", "127.0.0.0/8"]}}}}
+      - {{Field: path-pattern, Values: ["/from-loopback"]}}
+      Actions: [{{Type: forward, TargetGroupArn: !Ref Source}}]
+  TenRule:
+    Type: AWS::ElasticLoadBalancingV2::ListenerRule
+    Properties:
+      ListenerArn: !Ref Http
+      Priority: 51
+      Conditions:
+      - {{Field: source-ip, SourceIpConfig: {{Values: ["10.0.0.0/8"]}}}}
+      Actions: [{{Type: forward, TargetGroupArn: !Ref Source}}]
 "#
     );
     for (name, port) in ports {
@@ -297,7 +314,7 @@ type Case<'a> = (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_rules_match_every_condition_type_in_priority_order() {
     let names = [
-        "Fallback", "Host", "Path", "Header", "Query", "Method", "Both",
+        "Fallback", "Host", "Path", "Header", "Query", "Method", "Both", "Source",
     ];
     let mut backends = Vec::new();
     for name in names {
@@ -391,6 +408,28 @@ async fn listener_rules_match_every_condition_type_in_priority_order() {
             "Both",
         ),
         ("GET", "a.shop.example", "/both/x", None, "Host"),
+        ("GET", "www.example", "/from-loopback", None, "Source"),
+        (
+            "GET",
+            "www.example",
+            "/from-loopback",
+            Some(("x-forwarded-for", "10.9.9.9")),
+            "Source",
+        ),
+        (
+            "GET",
+            "www.example",
+            "/from-ten",
+            Some(("x-forwarded-for", "10.9.9.9")),
+            "Fallback",
+        ),
+        (
+            "GET",
+            "www.example",
+            "/from-ten",
+            Some(("x-switchyard-source-address", "10.9.9.9")),
+            "Fallback",
+        ),
     ];
     let mut wrong = Vec::new();
     for (method, host, path, header, expected) in cases {

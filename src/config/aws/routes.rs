@@ -29,6 +29,7 @@ pub fn match_rule(
         ignore_case: false,
         headers: Vec::new(),
         query_parameters: Vec::new(),
+        source_blocks: Vec::new(),
     };
     let mut served = true;
     for (index, condition) in conditions.iter().enumerate() {
@@ -48,13 +49,19 @@ pub fn match_rule(
                 .headers
                 .push(regex_header(":method", any_of(methods, regex::escape))),
             Condition::Query(pairs) => rule.headers.push(regex_header(":path", query_regex(pairs))),
-            Condition::SourceIp(_) => {
-                diagnostics.error(
-                    loc,
-                    format!("{path}[{index}]"),
-                    "source-ip conditions are not served yet by Switchyard; match on the other condition types",
-                );
-                served = false;
+            Condition::SourceIp(blocks) => {
+                let partial_ipv6 = blocks
+                    .iter()
+                    .find(|(address, length)| address.is_ipv6() && !matches!(length, 0 | 128));
+                if let Some((address, length)) = partial_ipv6 {
+                    diagnostics.error(
+                        loc,
+                        format!("{path}[{index}]"),
+                        format!("source-ip block {address}/{length} cannot be served: IPv6 blocks are matched whole (/128) or as ::/0; IPv4 blocks may have any length"),
+                    );
+                    served = false;
+                }
+                rule.source_blocks.extend(blocks.iter().copied());
             }
         }
     }

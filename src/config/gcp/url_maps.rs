@@ -385,6 +385,7 @@ fn match_rule(
         ignore_case,
         headers,
         query_parameters,
+        source_blocks: Vec::new(),
     })
 }
 
