@@ -25,7 +25,7 @@ fn describe_policies(service: &BackendService) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(window) = service.slow_start {
         lines.push(format!(
-            "slow start: an endpoint that joins (or comes back healthy) gets max(1%, t ÷ {}s) of its weight, t the time since it joined; linear, full weight after {}s",
+            "slow start: an endpoint that joins (or comes back healthy) gets max(1%, t ÷ {}s) of its weight, t the time since it joined; linear, full weight after {}s (Envoy ramps itself; proxyless clients get the ramp as stepped locality weights)",
             window.as_secs(),
             window.as_secs()
         ));

@@ -13,6 +13,7 @@ pub mod access;
 pub mod endpoint_sources;
 pub mod guard;
 pub mod reload;
+pub mod slow_start;
 pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::model::{regions, DrainingEndpoint, Model};
 use crate::translate::endpoints::{Overlay, ReportedHealth};
 use crate::translate::{self, endpoints, Resources};
-use crate::xds::server::cache::{Audience, Content, ViewKey};
+use crate::xds::server::cache::{Audience, ClientView, Content, ViewKey};
 use crate::xds::types::TypeUrl;
 use crate::xds::Cache;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -67,6 +68,8 @@ struct Served {
     draining: BTreeMap<DrainingEndpoint, Instant>,
     /// What sources besides the config report about the endpoints.
     layers: Layers,
+    /// Endpoints ramping up, for clients without slow start of their own.
+    ramps: slow_start::RampState,
     pending: Option<Pending>,
 }
 
@@ -78,6 +81,8 @@ pub struct Publisher {
     removal_grace: Duration,
     sources: Vec<Arc<dyn EndpointSource>>,
     served: Mutex<Served>,
+    /// Signalled when a timer deadline may have come closer (a ramp started).
+    wake: tokio::sync::Notify,
 }
 
 impl Publisher {
@@ -94,6 +99,7 @@ impl Publisher {
             removal_grace,
             sources: Vec::new(),
             served: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -152,6 +158,7 @@ impl Publisher {
         resources.endpoints = endpoints_with(&loaded.model, &draining, layers.combined());
         served.pending = None;
         served.draining = draining;
+        served.ramps.observe(&loaded.model, layers.combined(), now);
         served.layers = layers;
         served.endpoints = kept;
         served.model = Arc::new(loaded.model);
@@ -190,8 +197,9 @@ impl Publisher {
         );
     }
 
-    /// Drops endpoints whose draining time is up. Returns true when the held-back edit's
-    /// grace period is over (the caller checks the files and applies it).
+    /// Drops endpoints whose draining time is up and steps the slow-start ramps. Returns true
+    /// when the held-back edit's grace period is over (the caller checks the files and
+    /// applies it).
     pub fn on_timer(&self, now: Instant) -> bool {
         let mut served = self.lock();
         if served.draining.values().any(|until| *until <= now) {
@@ -201,6 +209,9 @@ impl Publisher {
                 endpoints_with(&served.model, &served.draining, served.layers.combined());
             self.publish(&mut served, resources, now);
         }
+        if served.ramps.next_step().is_some_and(|step| step <= now) {
+            self.step_ramps(&mut served, now);
+        }
         served.pending.as_ref().is_some_and(|p| p.deadline <= now)
     }
 
@@ -209,7 +220,47 @@ impl Publisher {
         let served = self.lock();
         let drain = served.draining.values().min().copied();
         let pending = served.pending.as_ref().map(|p| p.deadline);
-        drain.into_iter().chain(pending).min()
+        let ramp = served.ramps.next_step();
+        drain.into_iter().chain(pending).chain(ramp).min()
+    }
+
+    /// Completes when a deadline may have come closer than the one last asked for.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Re-publishes the endpoints of the services ramping up, one step further.
+    fn step_ramps(&self, served: &mut Served, now: Instant) {
+        let ramping = served.ramps.ramping();
+        served.ramps.stepped(now);
+        let changed: BTreeSet<&str> = ramping.iter().map(String::as_str).collect();
+        self.publish_endpoint_changes(served, &changed, now);
+    }
+
+    /// Rebuilds the endpoint views of `changed` services and publishes them.
+    fn publish_endpoint_changes(
+        &self,
+        served: &mut Served,
+        changed: &BTreeSet<&str>,
+        now: Instant,
+    ) -> bool {
+        let draining: Vec<DrainingEndpoint> = served.draining.keys().cloned().collect();
+        let fractions = served.ramps.fractions(now);
+        let overlay = Overlay {
+            draining: &draining,
+            health: served.layers.combined(),
+            ramps: &fractions,
+        };
+        let current = self.cache.current();
+        let views = endpoint_views_changing(&served.model, &current, changed, overlay);
+        let metrics = &self.metrics;
+        let published = self.cache.publish_endpoints(views, |snapshot| {
+            metrics.snapshot_published(&snapshot.version);
+        });
+        if published {
+            self.status_mut().serving_version = self.cache.current().version.clone();
+        }
+        published
     }
 
     /// Takes a source's changes of endpoint status and re-publishes the endpoints of the
@@ -217,7 +268,15 @@ impl Publisher {
     /// Returns whether anything was published.
     pub fn report_endpoints(&self, source: &'static str, reports: &[EndpointReport]) -> bool {
         let mut served = self.lock();
-        let changed = served.layers.apply(source, reports);
+        let now = Instant::now();
+        let mut changed = served.layers.apply(source, reports);
+        let model = served.model.clone();
+        let Served { ramps, layers, .. } = &mut *served;
+        let ramps_changed = ramps.observe(&model, layers.combined(), now);
+        if !ramps_changed.is_empty() {
+            self.wake.notify_one();
+        }
+        changed.extend(ramps_changed);
         let changed: BTreeSet<&str> = changed
             .iter()
             .map(String::as_str)
@@ -226,17 +285,7 @@ impl Publisher {
         if changed.is_empty() || !served.published {
             return false;
         }
-        let draining: Vec<DrainingEndpoint> = served.draining.keys().cloned().collect();
-        let overlay = Overlay {
-            draining: &draining,
-            health: served.layers.combined(),
-        };
-        let current = self.cache.current();
-        let views = endpoint_views_changing(&served.model, &current, &changed, overlay);
-        let metrics = &self.metrics;
-        let published = self.cache.publish_endpoints(views, |snapshot| {
-            metrics.snapshot_published(&snapshot.version);
-        });
+        let published = self.publish_endpoint_changes(&mut served, &changed, now);
         if published {
             tracing::debug!(
                 source,
@@ -244,7 +293,6 @@ impl Publisher {
                 version = %self.cache.current().version,
                 "endpoint status re-published"
             );
-            self.status_mut().serving_version = self.cache.current().version.clone();
         }
         published
     }
@@ -314,9 +362,11 @@ impl Publisher {
     fn publish(&self, served: &mut Served, resources: Resources, now: Instant) {
         served.published = true;
         let draining: Vec<DrainingEndpoint> = served.draining.keys().cloned().collect();
+        let fractions = served.ramps.fractions(now);
         let overlay = Overlay {
             draining: &draining,
             health: served.layers.combined(),
+            ramps: &fractions,
         };
         let content = content_with(&served.model, resources, overlay);
         let metrics = &self.metrics;
@@ -394,6 +444,7 @@ fn endpoints_with(
     let overlay = Overlay {
         draining: &draining,
         health,
+        ramps: &crate::translate::slow_start::NO_RAMPS,
     };
     endpoints::assignments_with(model, None, overlay)
 }
@@ -409,34 +460,35 @@ fn endpoint_views_changing(
     let known = known_regions(model);
     let mut rebuilt: BTreeMap<Vec<Vec<String>>, BTreeMap<&str, Bytes>> = BTreeMap::new();
     let mut views = BTreeMap::new();
+    let envoy_overlay = overlay.with_ramps(&crate::translate::slow_start::NO_RAMPS);
     for (key, view) in current.views_of(TypeUrl::Endpoint) {
-        let ViewKey::Region(region) = key else {
+        let ViewKey::Region(key_text) = key else {
             continue;
         };
-        let (region, zone) = match region.split_once('/') {
-            Some((region, zone)) => (region, Some(zone)),
-            None => (region.as_str(), None),
+        let (base, proxyless) = match key_text.strip_suffix(PROXYLESS_SUFFIX) {
+            Some(base) => (base, true),
+            None => (key_text.as_str(), false),
         };
-        let client = Some(region).filter(|r| !r.is_empty());
+        let (client, zone) = split_view_key(base);
         let tiers = regions::failover_tiers(&model.region_order, client, &known);
-        // Zone views are rebuilt each for itself (keyed apart from every region's tiers).
-        let zone_tier = zone.map(|zone| vec![vec![format!("{region}/{zone}")]]);
-        let fresh = rebuilt
-            .entry(zone_tier.unwrap_or(tiers))
-            .or_insert_with(|| {
-                changed
-                    .iter()
-                    .map(|service| {
-                        let service_model = &model.backend_services[*service];
-                        let assignment =
-                            endpoints::assignment_in(model, service_model, client, zone, overlay);
-                        (
-                            *service,
-                            Bytes::from(prost::Message::encode_to_vec(&assignment)),
-                        )
-                    })
-                    .collect()
-            });
+        // Zone and proxyless views are rebuilt each for itself (keyed apart from the tiers
+        // that region views share).
+        let own = (zone.is_some() || proxyless).then(|| vec![vec![key_text.clone()]]);
+        let this_overlay = if proxyless { overlay } else { envoy_overlay };
+        let fresh = rebuilt.entry(own.unwrap_or(tiers)).or_insert_with(|| {
+            changed
+                .iter()
+                .map(|service| {
+                    let service_model = &model.backend_services[*service];
+                    let assignment =
+                        endpoints::assignment_in(model, service_model, client, zone, this_overlay);
+                    (
+                        *service,
+                        Bytes::from(prost::Message::encode_to_vec(&assignment)),
+                    )
+                })
+                .collect()
+        });
         let items = view
             .resources
             .iter()
@@ -471,6 +523,7 @@ pub fn content_of(model: &Model, resources: Resources, draining: &[DrainingEndpo
 
 /// As [`content_of`], with reported endpoint health.
 pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -> Content {
+    let envoy_overlay = overlay.with_ramps(&crate::translate::slow_start::NO_RAMPS);
     fn encoded<M: prost::Message>(items: &[M], name: impl Fn(&M) -> &str) -> Vec<(String, Bytes)> {
         items
             .iter()
@@ -520,17 +573,22 @@ pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -
         let assignments = built
             .entry(tiers)
             .or_insert_with(|| {
-                encoded(&endpoints::assignments_with(model, client, overlay), |e| {
-                    &e.cluster_name
-                })
+                encoded(
+                    &endpoints::assignments_with(model, client, envoy_overlay),
+                    |e| &e.cluster_name,
+                )
             })
             .clone();
         views.insert((TypeUrl::Endpoint, ViewKey::Region(region)), assignments);
     }
     let zones = client_zones(model);
     for (region, zone) in &zones {
-        let assignments =
-            endpoints::assignments_in(model, Some(region.as_str()), Some(zone.as_str()), overlay);
+        let assignments = endpoints::assignments_in(
+            model,
+            Some(region.as_str()),
+            Some(zone.as_str()),
+            envoy_overlay,
+        );
         views.insert(
             (
                 TypeUrl::Endpoint,
@@ -539,18 +597,65 @@ pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -
             encoded(&assignments, |e| &e.cluster_name),
         );
     }
+    // Clients without slow start of their own get the ramps from us, in views of their own.
+    let ramped = has_slow_start(model);
+    if ramped {
+        let endpoint_keys: Vec<String> = views
+            .keys()
+            .filter_map(|(type_url, key)| match (type_url, key) {
+                (TypeUrl::Endpoint, ViewKey::Region(key)) => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        for key in endpoint_keys {
+            let (region, zone) = split_view_key(&key);
+            let assignments = endpoints::assignments_in(model, region, zone, overlay);
+            views.insert(
+                (
+                    TypeUrl::Endpoint,
+                    ViewKey::Region(format!("{key}{PROXYLESS_SUFFIX}")),
+                ),
+                encoded(&assignments, |e| &e.cluster_name),
+            );
+        }
+    }
     let region_order = model.region_order.clone();
     Content {
         views,
-        region_key: Arc::new(move |region: &str, zone: &str| {
-            if zones.contains(&(region.to_string(), zone.to_string())) {
+        region_key: Arc::new(move |client: &ClientView| {
+            let (region, zone) = (client.region.as_str(), client.zone.as_str());
+            let key = if zones.contains(&(region.to_string(), zone.to_string())) {
                 zone_view_key(region, zone)
             } else {
                 regions::view_region(&region_order, &known, region)
+            };
+            if ramped && client.audience == Audience::Proxyless {
+                format!("{key}{PROXYLESS_SUFFIX}")
+            } else {
+                key
             }
         }),
         access,
     }
+}
+
+/// Marks the endpoint views of proxyless clients, which carry slow-start ramps.
+const PROXYLESS_SUFFIX: &str = "#proxyless";
+
+fn has_slow_start(model: &Model) -> bool {
+    model
+        .backend_services
+        .values()
+        .any(|service| service.slow_start.is_some())
+}
+
+/// The region (None: no region) and zone of an endpoint view key `region[/zone]`.
+fn split_view_key(key: &str) -> (Option<&str>, Option<&str>) {
+    let (region, zone) = match key.split_once('/') {
+        Some((region, zone)) => (region, Some(zone)),
+        None => (key, None),
+    };
+    (Some(region).filter(|r| !r.is_empty()), zone)
 }
 
 /// The (region, zone) pairs whose clients get endpoint views of their own: the zones of

@@ -185,6 +185,8 @@ pub async fn run(
                 Trigger::Changed
             }
             _ = force.notified() => Trigger::Forced,
+            // A ramp started: the next deadline may be sooner than the one slept on.
+            _ = reloader.publisher.woken() => continue,
             _ = sleep_until(deadline) => {
                 let publisher = reloader.publisher.clone();
                 let grace_over = tokio::task::spawn_blocking(move || publisher.on_timer(Instant::now()))

@@ -32,6 +32,7 @@ use crate::model::{
 };
 
 use super::listeners::socket_address;
+use super::slow_start::{split_ramping, Ramps, NO_RAMPS};
 
 /// Overprovisioning factor in percent (Envoy's default is 140).
 pub const OVERPROVISIONING_PERCENT: u32 = 100_000;
@@ -49,6 +50,8 @@ pub struct Overlay<'a> {
     /// Endpoints an edit removed, still draining.
     pub draining: &'a [DrainingEndpoint],
     pub health: &'a ReportedHealth,
+    /// Endpoints ramping up, for clients that have no slow start of their own.
+    pub ramps: &'a Ramps,
 }
 
 impl<'a> Overlay<'a> {
@@ -56,7 +59,13 @@ impl<'a> Overlay<'a> {
         Overlay {
             draining,
             health: &NO_REPORTED_HEALTH,
+            ramps: &NO_RAMPS,
         }
+    }
+
+    /// The same overlay with `ramps`.
+    pub fn with_ramps(self, ramps: &'a Ramps) -> Overlay<'a> {
+        Overlay { ramps, ..self }
     }
 
     fn health_of(&self, service: &str, address: SocketAddr) -> HealthStatus {
@@ -258,6 +267,13 @@ pub fn assignment_in(
             continue;
         }
         let locality = locality_of(&group.region, &group.zone, &group.name);
+        if let Some(ramps) = overlay.ramps.get(&service.name).filter(|_| !hashing) {
+            for split in split_ramping(locality, lb_endpoints, weight, priority, ramps) {
+                let split_key = key(priority, split.locality.as_ref().unwrap());
+                localities.insert(split_key, split);
+            }
+            continue;
+        }
         localities.insert(
             key(priority, &locality),
             LocalityLbEndpoints {

@@ -15,6 +15,7 @@ pub mod references;
 pub mod route_policies;
 pub mod routes;
 pub mod secrets;
+pub mod slow_start;
 pub mod source_address;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;

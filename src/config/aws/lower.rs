@@ -57,6 +57,7 @@ pub fn read_document(
     let mut target_groups = Vec::new();
     let mut load_balancers = BTreeMap::new();
     let mut listeners = Vec::new();
+    let mut proxyless_hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut rules = Vec::new();
     for resource in template.resources.values() {
         match resource.kind {
@@ -76,7 +77,9 @@ pub fn read_document(
                 }
             }
             Kind::Listener => {
-                listeners.extend(listeners::read_listener(&template, resource, file, diagnostics))
+                listeners.extend(listeners::read_listener(&template, resource, file, diagnostics));
+                let hosts = proxyless(resource.metadata, file, &resource.logical_id, diagnostics);
+                proxyless_hosts.insert(resource.logical_id.clone(), hosts);
             }
             Kind::ListenerRule => {
                 rules.extend(listeners::read_rule(&template, resource, file, diagnostics))
@@ -114,7 +117,93 @@ pub fn read_document(
             model,
             diagnostics,
         );
+        if let Some(hosts) = proxyless_hosts.get(&listener.logical_id) {
+            serve_proxyless(listener, hosts, model, diagnostics);
+        }
     }
+}
+
+/// `Metadata.Switchyard.ProxylessHosts` of a listener: the names proxyless gRPC clients dial
+/// (`xds:///NAME` or `xds:///NAME:PORT`) to be routed by its rules.
+fn proxyless(
+    metadata: Option<&Node>,
+    file: &Arc<str>,
+    logical_id: &str,
+    diagnostics: &mut Diagnostics,
+) -> Vec<String> {
+    let Some(metadata) = metadata else {
+        return Vec::new();
+    };
+    let path = format!("Resources.{logical_id}.Metadata");
+    let mut fields = Fields::new(metadata, file, &path, diagnostics);
+    let Some(own) = fields.get("Switchyard") else {
+        return Vec::new();
+    };
+    let mut fields = Fields::new(own, file, format!("{path}.Switchyard"), diagnostics);
+    let hosts = fields.strings("ProxylessHosts", diagnostics);
+    fields.finish(diagnostics);
+    hosts
+}
+
+/// Serves a listener's routing to proxyless gRPC clients under `hosts` as well: a gRPC
+/// frontend on the same routes, named by the hosts (Envoy is unaffected).
+fn serve_proxyless(
+    listener: &Listener,
+    hosts: &[String],
+    model: &mut Model,
+    diagnostics: &mut Diagnostics,
+) {
+    if hosts.is_empty() {
+        return;
+    }
+    let name = &listener.logical_id;
+    let loc = &listener.loc;
+    if let Some(url_map) = model.url_maps.get_mut(name) {
+        url_map.host_rules.push(HostRule {
+            loc: loc.clone(),
+            hosts: hosts.to_vec(),
+            path_matcher: "rules".to_string(),
+        });
+    }
+    let proxy_name = format!("{name}-proxyless");
+    let reference = |target: &str| Ref {
+        name: target.to_string(),
+        loc: loc.clone(),
+        path: format!("Resources.{name}.Metadata.Switchyard.ProxylessHosts"),
+    };
+    let proxy = TargetProxy {
+        name: proxy_name.clone(),
+        loc: loc.clone(),
+        target: ProxyTarget::Grpc {
+            url_map: reference(name),
+            validate_for_proxyless: false,
+        },
+        tls: None,
+        proxy_header_v1: false,
+    };
+    insert(
+        &mut model.target_proxies,
+        proxy_name.clone(),
+        proxy,
+        loc,
+        diagnostics,
+    );
+    let rule = ForwardingRule {
+        name: proxy_name.clone(),
+        loc: loc.clone(),
+        ip_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port: listener.port,
+        target: reference(&proxy_name),
+        freebind: false,
+        load_balancing_scheme: None,
+    };
+    insert(
+        &mut model.forwarding_rules,
+        proxy_name,
+        rule,
+        loc,
+        diagnostics,
+    );
 }
 
 /// `Metadata.Switchyard.Ipv4Address` / `Ipv6Address`: where the load balancer listens

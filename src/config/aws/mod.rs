@@ -1,11 +1,11 @@
 //! The AWS dialect: Application Load Balancer target groups, listeners and rules written as
-//! CloudFormation YAML (issue 14, in progress). The reading layer is here: `template` (the
-//! CloudFormation document: resources, their types, references between them, and clear errors
-//! for what a file-based control plane cannot evaluate), `target_groups` with `health_check`
-//! and `attributes` (ALB target groups, their targets, checks and attributes, with the AWS
-//! document's ranges, defaults and combination rules), and `listeners` with `conditions` and
-//! `actions` (load balancers, listeners, rules). The lowering into the model comes next; until
-//! then no file is read as AWS. Must not: know xDS.
+//! CloudFormation YAML. Reading: `template` (the CloudFormation document: resources, their
+//! types, references between them, and clear errors for what a file-based control plane
+//! cannot evaluate), `target_groups` with `health_check` and `attributes` (ALB target groups,
+//! their targets, checks and attributes, with the AWS document's ranges, defaults and
+//! combination rules), and `listeners` with `conditions` and `actions` (load balancers,
+//! listeners, rules). Lowering into the model: `lower` (resources) and `routes` (conditions
+//! and actions). docs/aws-dialect.md has the map. Must not: know xDS.
 
 pub mod actions;
 pub mod attributes;

@@ -63,14 +63,14 @@ impl ViewKey {
     fn for_client(type_url: TypeUrl, client: &ClientView, region_key: &RegionKey) -> ViewKey {
         match type_url {
             TypeUrl::Cluster | TypeUrl::Secret => ViewKey::Shared,
-            TypeUrl::Endpoint => ViewKey::Region(region_key(&client.region, &client.zone)),
+            TypeUrl::Endpoint => ViewKey::Region(region_key(client)),
             TypeUrl::Listener | TypeUrl::Route => ViewKey::Audience(client.audience),
         }
     }
 }
 
-/// Maps a client's reported region and zone to the key of the endpoint view it shares.
-pub type RegionKey = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
+/// Maps a client (its region, zone and audience) to the key of the endpoint view it shares.
+pub type RegionKey = Arc<dyn Fn(&ClientView) -> String + Send + Sync>;
 
 /// Names of resources, as one view lists them.
 pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
@@ -216,7 +216,7 @@ impl Default for Content {
     fn default() -> Self {
         Content {
             views: BTreeMap::new(),
-            region_key: Arc::new(|_: &str, _: &str| String::new()),
+            region_key: Arc::new(|_: &ClientView| String::new()),
             access: AccessPolicy::default(),
         }
     }
@@ -244,7 +244,7 @@ impl Default for Snapshot {
         Snapshot {
             version: String::new(),
             views: BTreeMap::new(),
-            region_key: Arc::new(|_: &str, _: &str| String::new()),
+            region_key: Arc::new(|_: &ClientView| String::new()),
             access: Arc::default(),
             restricted: BTreeMap::new(),
             empty: TypeUrl::ALL.map(TypeView::empty),
@@ -511,8 +511,8 @@ mod tests {
         );
         Content {
             views,
-            region_key: Arc::new(|region: &str, _: &str| {
-                if region == "far" {
+            region_key: Arc::new(|client: &ClientView| {
+                if client.region == "far" {
                     "far".to_string()
                 } else {
                     String::new()
