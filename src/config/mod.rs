@@ -86,7 +86,8 @@ pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
         }
     }
     loaded.referenced = certificates::resolve(&mut loaded.model, &mut loaded.diagnostics);
-    model::validate::check(&loaded.model, &mut loaded.diagnostics);
+    gcp::validate::check(&loaded.model, &mut loaded.diagnostics);
+    model::access::check(&loaded.model, &mut loaded.diagnostics);
     loaded.diagnostics.sort();
     loaded
 }

@@ -44,10 +44,10 @@ impl XdsClientRule {
 pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
     for rule in model.xds_clients.values() {
         for proxy in &rule.target_proxies {
-            super::validate::expect(&model.target_proxies, proxy, "target proxies", diagnostics);
+            super::references::expect(&model.target_proxies, proxy, "target proxies", diagnostics);
         }
         for service in &rule.backend_services {
-            super::validate::expect(
+            super::references::expect(
                 &model.backend_services,
                 service,
                 "backendServices",

@@ -4,11 +4,11 @@
 pub mod access;
 pub mod capacity;
 pub mod diagnostics;
+pub mod references;
 pub mod regions;
 pub mod resources;
 pub mod route_policies;
 pub mod tls;
-pub mod validate;
 
 pub use access::XdsClientRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Loc, Severity};

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::resources::{cloud_enum, CloudEnum, Ref};
-use super::validate::expect;
-use super::{Diagnostics, Loc, Model};
+use super::Loc;
 
 /// A certificate chain and its private key, as PEM.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -242,21 +241,6 @@ pub fn cipher_suite(cloud_name: &str) -> Option<&'static CipherSuite> {
 
 /// The cloud's 3DES suite: it exists in the API, and Envoy's TLS library no longer offers it.
 pub const UNSERVED_CIPHER_SUITES: &[&str] = &["TLS_RSA_WITH_3DES_EDE_CBC_SHA"];
-
-/// The references of a target HTTPS proxy resolve, and its policy's rules hold.
-pub(super) fn check_proxy_tls(model: &Model, tls: &ProxyTls, diagnostics: &mut Diagnostics) {
-    for certificate in &tls.certificates {
-        expect(
-            &model.ssl_certificates,
-            certificate,
-            "sslCertificates",
-            diagnostics,
-        );
-    }
-    if let Some(policy) = &tls.ssl_policy {
-        expect(&model.ssl_policies, policy, "sslPolicies", diagnostics);
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::Expres
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
 
-use crate::model::validate::services_of;
+use crate::model::references::services_of;
 use crate::model::{Model, UrlMap};
 
 use super::to_any;

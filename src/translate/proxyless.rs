@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
 use crate::model::{Model, ProxyTarget};
 
-use crate::model::validate::services_of;
+use crate::model::references::services_of;
 
 use super::affinity::{session_cookie, stateful_session_filter};
 use super::listeners::http_connection_manager;

@@ -2,7 +2,7 @@
 //! `backendServices`, `urlMaps`, `targetHttpProxies`, `forwardingRules`, with the cloud API's
 //! field names and documented defaults, lowered straight into the internal model.
 //! Field-level rules (types, enums, ranges) are checked here; cross-resource rules live in
-//! `model::validate`.
+//! `validate` (backends) and `validate_frontends` (URL maps, proxies, forwarding rules).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -22,6 +22,8 @@ mod route_actions;
 mod route_policies;
 mod tls;
 mod url_maps;
+pub mod validate;
+mod validate_frontends;
 
 use super::reader::Fields;
 use super::references::{self, region_of_zone};

@@ -2,7 +2,7 @@
 //! and match rules (path, headers, query parameters). What a rule does — service, split or
 //! redirect, its routeAction and headerAction — is read in `route_actions`. Cloud fields
 //! Switchyard cannot serve yet are refused by name. Cross-resource rules (references,
-//! proxyless limits) live in `model::validate`.
+//! proxyless limits) live in `validate_frontends`.
 
 use std::sync::Arc;
 

@@ -1,15 +1,21 @@
-//! Rules that span resources: references that must resolve, balancing modes and capacities
-//! allowed for the backend type and protocol (the tables of the backend-services document),
-//! session affinity and its preconditions, names a URL map may use once. Field-level checks
-//! (types, enums, ranges) happen while a dialect is read, where the value's line is at hand.
+//! The GCP dialect's rules that span resources, in the cloud's words: references that must
+//! resolve, balancing modes and capacities allowed for the backend type and protocol (the
+//! tables of the backend-services document), session affinity and its preconditions, names a
+//! URL map may use once, what proxyless clients accept, schemes and ports. Field-level checks
+//! (types, enums, ranges) happen while a file is read, where the value's line is at hand.
+//! Runs on the whole model; the resources another dialect lowers are built to pass it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    Backend, BackendProtocol, BackendService, BalancingMode, Diagnostics, GroupKind,
-    LoadBalancingScheme, Model, ProxyTarget, Ref, RouteTarget, SessionAffinity, UrlMap,
+use crate::model::references::expect;
+
+use super::validate_frontends::{
+    check_forwarding_rules, check_proxy_tls, check_proxyless, check_url_map,
 };
-use crate::model::IpAddressSelectionPolicy;
+use crate::model::{
+    Backend, BackendProtocol, BackendService, BalancingMode, Diagnostics, GroupKind,
+    IpAddressSelectionPolicy, LoadBalancingScheme, Model, ProxyTarget, Ref, SessionAffinity,
+};
 
 /// Checks a lowered model; appends to `diagnostics`.
 pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
@@ -26,7 +32,7 @@ pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
             ProxyTarget::UrlMap(url_map) => {
                 expect(&model.url_maps, url_map, "urlMaps", diagnostics);
                 if let Some(tls) = &proxy.tls {
-                    super::tls::check_proxy_tls(model, tls, diagnostics);
+                    check_proxy_tls(model, tls, diagnostics);
                 }
             }
             ProxyTarget::Grpc {
@@ -41,27 +47,26 @@ pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
             ProxyTarget::Service(service) => {
                 expect_service(model, service, false, diagnostics);
                 if let Some(tls) = &proxy.tls {
-                    super::tls::check_proxy_tls(model, tls, diagnostics);
+                    check_proxy_tls(model, tls, diagnostics);
                 }
             }
         }
     }
     check_proxy_headers(model, diagnostics);
     check_forwarding_rules(model, diagnostics);
-    super::access::check(model, diagnostics);
 }
 
 /// The PROXY protocol line is a property of the connections to a service's backends, so every
 /// proxy in front of one service must agree on `proxyHeader`.
 fn check_proxy_headers(model: &Model, diagnostics: &mut Diagnostics) {
-    let mut first_by_service: BTreeMap<&str, &super::TargetProxy> = BTreeMap::new();
+    let mut first_by_service: BTreeMap<&str, &crate::model::TargetProxy> = BTreeMap::new();
     for proxy in model.target_proxies.values() {
         let ProxyTarget::Service(service) = &proxy.target else {
             continue;
         };
         let first = *first_by_service.entry(&service.name).or_insert(proxy);
         if first.proxy_header_v1 != proxy.proxy_header_v1 {
-            let header = |p: &super::TargetProxy| {
+            let header = |p: &crate::model::TargetProxy| {
                 if p.proxy_header_v1 {
                     "PROXY_V1"
                 } else {
@@ -84,7 +89,7 @@ fn check_proxy_headers(model: &Model, diagnostics: &mut Diagnostics) {
 }
 
 /// `targetTcpProxies[name]` or `targetSslProxies[name]`.
-fn proxy_path(proxy: &super::TargetProxy) -> String {
+fn proxy_path(proxy: &crate::model::TargetProxy) -> String {
     let collection = if proxy.tls.is_some() {
         "targetSslProxies"
     } else {
@@ -93,31 +98,13 @@ fn proxy_path(proxy: &super::TargetProxy) -> String {
     format!("{collection}[{}]", proxy.name)
 }
 
-pub(super) fn expect<T>(
-    existing: &BTreeMap<String, T>,
-    reference: &Ref,
-    kind: &str,
-    diagnostics: &mut Diagnostics,
-) -> bool {
-    if existing.contains_key(&reference.name) {
-        return true;
-    }
-    let known: Vec<&str> = existing.keys().map(String::as_str).collect();
-    let hint = match crate::config::suggest(&reference.name, &known) {
-        Some(close) => format!("; did you mean `{close}`?"),
-        None if known.is_empty() => format!("; the config defines no {kind}"),
-        None => format!("; defined {kind}: {}", known.join(", ")),
-    };
-    diagnostics.error(
-        &reference.loc,
-        &reference.path,
-        format!("`{}` refers to no resource in {kind}{hint}", reference.name),
-    );
-    false
-}
-
 /// A reference to a backend service that must exist and speak HTTP (`http`) or TCP.
-fn expect_service(model: &Model, reference: &Ref, http: bool, diagnostics: &mut Diagnostics) {
+pub(super) fn expect_service(
+    model: &Model,
+    reference: &Ref,
+    http: bool,
+    diagnostics: &mut Diagnostics,
+) {
     if expect(
         &model.backend_services,
         reference,
@@ -326,13 +313,13 @@ fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &
 /// connects to is accepted (as the cloud accepts it) but will get no traffic: say so.
 fn check_address_family(
     service: &BackendService,
-    group: &super::EndpointGroup,
+    group: &crate::model::EndpointGroup,
     path: &str,
     backend: &Backend,
     diagnostics: &mut Diagnostics,
 ) {
     let policy = service.ip_address_selection_policy;
-    let (needed, has): (&str, fn(&super::Endpoint) -> bool) = match policy {
+    let (needed, has): (&str, fn(&crate::model::Endpoint) -> bool) = match policy {
         IpAddressSelectionPolicy::Ipv6Only => ("IPv6", |e| e.ipv6.is_some()),
         IpAddressSelectionPolicy::Ipv4Only => ("IPv4", |e| e.ipv4.is_some()),
         IpAddressSelectionPolicy::PreferIpv6 => return,
@@ -664,427 +651,6 @@ fn check_shared_instance_groups(model: &Model, diagnostics: &mut Diagnostics) {
                     ),
                 );
             }
-        }
-    }
-}
-
-fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics) {
-    let base = format!("urlMaps[{}]", url_map.name);
-    let service = |reference: &Ref, diagnostics: &mut Diagnostics| {
-        expect_service(model, reference, true, diagnostics);
-    };
-    if let Some(default) = &url_map.default_service {
-        service(default, diagnostics);
-    }
-    for weighted in url_map.default_weighted.iter().flatten() {
-        service(&weighted.backend_service, diagnostics);
-    }
-    let mirrors = url_map.path_matchers.iter().flat_map(|matcher| {
-        let rules = matcher.route_rules.iter().map(|r| &r.extras);
-        rules.chain(matcher.path_rules.iter().map(|r| &r.extras))
-    });
-    for extras in mirrors {
-        if let Some(mirror) = &extras.request_mirror {
-            service(&mirror.backend_service, diagnostics);
-        }
-    }
-    let matchers: BTreeSet<&str> = url_map
-        .path_matchers
-        .iter()
-        .map(|m| m.name.as_str())
-        .collect();
-    let mut hosts_seen = BTreeSet::new();
-    for (index, rule) in url_map.host_rules.iter().enumerate() {
-        if !matchers.contains(rule.path_matcher.as_str()) {
-            let known: Vec<&str> = matchers.iter().copied().collect();
-            diagnostics.error(
-                &rule.loc,
-                format!("{base}.hostRules[{index}].pathMatcher"),
-                format!(
-                    "`{}` names no pathMatcher of this URL map (defined: {})",
-                    rule.path_matcher,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            );
-        }
-        for host in &rule.hosts {
-            if !hosts_seen.insert(host.to_ascii_lowercase()) {
-                diagnostics.error(
-                    &rule.loc,
-                    format!("{base}.hostRules[{index}].hosts"),
-                    format!("host `{host}` appears in more than one host rule; each host may be used once"),
-                );
-            }
-        }
-    }
-    for matcher in &url_map.path_matchers {
-        let path = format!("{base}.pathMatchers[{}]", matcher.name);
-        for weighted in matcher.default_weighted.iter().flatten() {
-            service(&weighted.backend_service, diagnostics);
-        }
-        if let Some(default) = &matcher.default_service {
-            service(default, diagnostics);
-        } else if matcher.default_weighted.is_none()
-            && matcher.default_url_redirect.is_none()
-            && !matcher.route_rules.iter().any(|r| r.match_rules.is_empty())
-            && url_map.default_service.is_none()
-            && url_map.default_weighted.is_none()
-            && url_map.default_url_redirect.is_none()
-        {
-            diagnostics.error(
-                &matcher.loc,
-                format!("{path}.defaultService"),
-                "a path matcher needs a defaultService when the URL map has none",
-            );
-        }
-        if !matcher.path_rules.is_empty() && !matcher.route_rules.is_empty() {
-            diagnostics.error(
-                &matcher.loc,
-                path.clone(),
-                "a path matcher may have pathRules or routeRules, not both",
-            );
-        }
-        let mut priorities = BTreeSet::new();
-        for (index, rule) in matcher.route_rules.iter().enumerate() {
-            if !priorities.insert(rule.priority) {
-                diagnostics.error(
-                    &matcher.loc,
-                    format!("{path}.routeRules[{index}].priority"),
-                    format!(
-                        "priority {} is used by another route rule; priorities must be unique",
-                        rule.priority
-                    ),
-                );
-            }
-        }
-        for reference in rule_targets(matcher) {
-            service(reference, diagnostics);
-        }
-    }
-    if url_map.default_service.is_none()
-        && url_map.default_url_redirect.is_none()
-        && url_map.default_weighted.is_none()
-        && url_map.host_rules.is_empty()
-    {
-        diagnostics.error(
-            &url_map.loc,
-            format!("{base}.defaultService"),
-            "a URL map needs a defaultService",
-        );
-    }
-}
-
-/// The backend services a path matcher's route and path rules send to.
-fn rule_targets(matcher: &super::PathMatcher) -> impl Iterator<Item = &Ref> {
-    let actions = matcher
-        .route_rules
-        .iter()
-        .map(|r| &r.action)
-        .chain(matcher.path_rules.iter().map(|r| &r.action));
-    actions.flat_map(|action| match action {
-        RouteTarget::Service(service) => vec![service],
-        RouteTarget::Weighted { services, .. } => {
-            services.iter().map(|s| &s.backend_service).collect()
-        }
-        RouteTarget::Redirect(_) | RouteTarget::FixedResponse(_) => Vec::new(),
-    })
-}
-
-/// The names of every backend service a URL map routes to.
-pub fn services_of(url_map: &UrlMap) -> BTreeSet<&str> {
-    let defaults = url_map.default_service.iter().chain(
-        url_map
-            .path_matchers
-            .iter()
-            .flat_map(|m| m.default_service.iter()),
-    );
-    let weighted_defaults = url_map
-        .default_weighted
-        .iter()
-        .chain(
-            url_map
-                .path_matchers
-                .iter()
-                .flat_map(|m| m.default_weighted.iter()),
-        )
-        .flatten()
-        .map(|w| &w.backend_service);
-    defaults
-        .chain(weighted_defaults)
-        .chain(url_map.path_matchers.iter().flat_map(rule_targets))
-        .map(|r| r.name.as_str())
-        .collect()
-}
-
-/// What a proxyless gRPC client would NACK or ignore in the services a gRPC proxy routes to:
-/// errors with validateForProxyless, warnings without it.
-fn check_proxyless(
-    model: &Model,
-    proxy: &super::TargetProxy,
-    url_map: &UrlMap,
-    validate: bool,
-    diagnostics: &mut Diagnostics,
-) {
-    let mut report = |loc: &super::Loc, path: String, problem: String| {
-        let consequence = if validate {
-            "(targetGrpcProxies[{proxy}] has validateForProxyless)"
-        } else {
-            "(served anyway, since targetGrpcProxies[{proxy}] does not set validateForProxyless)"
-        };
-        let message = format!("{problem} {}", consequence.replace("{proxy}", &proxy.name));
-        if validate {
-            diagnostics.error(loc, path, message);
-        } else {
-            diagnostics.warning(loc, path, message);
-        }
-    };
-    if url_map.host_rules.is_empty() {
-        report(
-            &url_map.loc,
-            format!("urlMaps[{}].hostRules", url_map.name),
-            "proxyless clients look up the host they dial; add hostRules naming those hosts".into(),
-        );
-    }
-    for (path, problem) in proxyless_rule_problems(url_map) {
-        report(&url_map.loc, path, problem);
-    }
-    let mut cookie_services = Vec::new();
-    for name in services_of(url_map) {
-        let Some(service) = model.backend_services.get(name) else {
-            continue;
-        };
-        let base = format!("backendServices[{name}]");
-        let policy = service.locality_lb_policy;
-        if !matches!(
-            policy,
-            super::LocalityLbPolicy::RoundRobin | super::LocalityLbPolicy::RingHash
-        ) {
-            report(
-                service.loc_of("localityLbPolicy"),
-                format!("{base}.localityLbPolicy"),
-                format!(
-                    "{} is not supported by proxyless gRPC clients, which reject the cluster; use ROUND_ROBIN or RING_HASH",
-                    policy.as_str()
-                ),
-            );
-        }
-        if service.protocol.uses_tls() {
-            report(
-                service.loc_of("protocol"),
-                format!("{base}.protocol"),
-                format!(
-                    "protocol {} means TLS to the backends, which proxyless gRPC clients only do \
-                     with xDS security certificates; use GRPC or H2C",
-                    service.protocol.as_str()
-                ),
-            );
-        }
-        if service.timeout_sec_written {
-            report(
-                service.loc_of("timeoutSec"),
-                format!("{base}.timeoutSec"),
-                "proxyless gRPC clients do not support timeoutSec; set maxStreamDuration instead"
-                    .into(),
-            );
-        }
-        if matches!(
-            service.session_affinity,
-            SessionAffinity::GeneratedCookie | SessionAffinity::HttpCookie
-        ) {
-            cookie_services.push(service);
-        }
-    }
-    // Honoured by gRPC C-core clients through stateful sessions (gRFC A55), ignored by
-    // others: a warning whatever validateForProxyless asks, since it is not an error.
-    for service in cookie_services {
-        diagnostics.warning(
-            service.loc_of("sessionAffinity"),
-            format!("backendServices[{}].sessionAffinity", service.name),
-            format!(
-                "{} reaches proxyless clients as a stateful-session cookie: gRPC C-core clients \
-                 (grpcio, C++) honour it when the application sends the cookie back; grpc-js and \
-                 others ignore it (used by targetGrpcProxies[{}])",
-                service.session_affinity.as_str(),
-                proxy.name
-            ),
-        );
-    }
-}
-
-/// URL-map actions proxyless gRPC clients cannot apply: redirects fail their calls; rewrites,
-/// header actions, CORS and mirroring are ignored. (Weighted splits, header matches, retries,
-/// fault injection and maxStreamDuration they honour.)
-fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
-    let base = format!("urlMaps[{}]", url_map.name);
-    let mut problems = Vec::new();
-    let mut note = |path: String, what: &str| {
-        problems.push((
-            path,
-            format!("{what} is not supported by proxyless gRPC clients"),
-        ));
-    };
-    if url_map.default_url_redirect.is_some() {
-        note(format!("{base}.defaultUrlRedirect"), "defaultUrlRedirect");
-    }
-    if !url_map.header_action.is_empty() {
-        note(format!("{base}.headerAction"), "headerAction");
-    }
-    for matcher in &url_map.path_matchers {
-        let at = format!("{base}.pathMatchers[{}]", matcher.name);
-        if matcher.default_url_redirect.is_some() {
-            note(format!("{at}.defaultUrlRedirect"), "defaultUrlRedirect");
-        }
-        if !matcher.header_action.is_empty() {
-            note(format!("{at}.headerAction"), "headerAction");
-        }
-        let rules = matcher
-            .route_rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (format!("{at}.routeRules[{i}]"), &r.action, &r.extras))
-            .chain(
-                matcher
-                    .path_rules
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| (format!("{at}.pathRules[{i}]"), &r.action, &r.extras)),
-            );
-        for (rule, action, extras) in rules {
-            if matches!(action, RouteTarget::Redirect(_)) {
-                note(format!("{rule}.urlRedirect"), "urlRedirect");
-            }
-            let weighted_headers = matches!(action, RouteTarget::Weighted { services, .. }
-                if services.iter().any(|s| !s.header_action.is_empty()));
-            if !extras.header_action.is_empty() || weighted_headers {
-                note(format!("{rule}.headerAction"), "headerAction");
-            }
-            for (field, what) in unsupported_route_actions(extras) {
-                note(format!("{rule}.routeAction.{field}"), what);
-            }
-        }
-        for (index, rule) in matcher.route_rules.iter().enumerate() {
-            for (match_index, matched) in rule.match_rules.iter().enumerate() {
-                if matches!(matched.path, super::PathMatch::Template(_)) {
-                    note(
-                        format!(
-                            "{at}.routeRules[{index}].matchRules[{match_index}].pathTemplateMatch"
-                        ),
-                        "pathTemplateMatch",
-                    );
-                }
-            }
-        }
-        for (field, what) in unsupported_route_actions(&matcher.default_extras) {
-            note(format!("{at}.defaultRouteAction.{field}"), what);
-        }
-    }
-    for (field, what) in unsupported_route_actions(&url_map.default_extras) {
-        note(format!("{base}.defaultRouteAction.{field}"), what);
-    }
-    problems
-}
-
-/// The parts of a routeAction proxyless clients ignore, by field name.
-fn unsupported_route_actions(extras: &super::RouteExtras) -> Vec<(&'static str, &'static str)> {
-    let mut found = Vec::new();
-    if extras.url_rewrite.is_some() {
-        found.push(("urlRewrite", "urlRewrite"));
-    }
-    if extras.cors.is_some() {
-        found.push(("corsPolicy", "corsPolicy"));
-    }
-    if extras.request_mirror.is_some() {
-        found.push(("requestMirrorPolicy", "requestMirrorPolicy"));
-    }
-    found
-}
-
-/// The cloud's rules for a forwarding rule's scheme and port by target (004): an external
-/// rule to a target HTTP proxy listens on 80 or 8080, to a target HTTPS proxy on 443; targetGrpcProxies serve proxyless
-/// clients, which only INTERNAL_SELF_MANAGED reaches. A rule that does not write its scheme
-/// is served as Traffic Director serves INTERNAL_SELF_MANAGED: on any port.
-fn check_scheme_and_port(
-    rule: &super::ForwardingRule,
-    proxy: &super::TargetProxy,
-    diagnostics: &mut Diagnostics,
-) {
-    let Some(scheme) = rule.load_balancing_scheme else {
-        return;
-    };
-    let path = format!("forwardingRules[{}]", rule.name);
-    let external = matches!(
-        scheme,
-        LoadBalancingScheme::External | LoadBalancingScheme::ExternalManaged
-    );
-    match &proxy.target {
-        ProxyTarget::UrlMap(_) if external && proxy.tls.is_some() && rule.port != 443 => {
-            diagnostics.error(
-                &rule.loc,
-                format!("{path}.portRange"),
-                format!(
-                    "an {} forwarding rule to a target HTTPS proxy listens on port 443, not {}; \
-                     for another port use loadBalancingScheme INTERNAL_SELF_MANAGED",
-                    scheme.as_str(),
-                    rule.port
-                ),
-            );
-        }
-        ProxyTarget::UrlMap(_)
-            if external && proxy.tls.is_none() && ![80, 8080].contains(&rule.port) =>
-        {
-            diagnostics.error(
-                &rule.loc,
-                format!("{path}.portRange"),
-                format!(
-                    "an {} forwarding rule to a target HTTP proxy listens on port 80 or 8080, \
-                     not {}; for another port use loadBalancingScheme INTERNAL_SELF_MANAGED",
-                    scheme.as_str(),
-                    rule.port
-                ),
-            );
-        }
-        ProxyTarget::Grpc { .. } if scheme != LoadBalancingScheme::InternalSelfManaged => {
-            diagnostics.error(
-                &rule.loc,
-                format!("{path}.loadBalancingScheme"),
-                format!(
-                    "{} cannot reach a target gRPC proxy; proxyless clients are served under \
-                     INTERNAL_SELF_MANAGED",
-                    scheme.as_str()
-                ),
-            );
-        }
-        _ => {}
-    }
-}
-
-fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
-    let mut frontends: BTreeMap<(std::net::IpAddr, u16), &str> = BTreeMap::new();
-    for rule in model.forwarding_rules.values() {
-        let path = format!("forwardingRules[{}]", rule.name);
-        expect(
-            &model.target_proxies,
-            &rule.target,
-            "target proxies",
-            diagnostics,
-        );
-        if let Some(proxy) = model.target_proxies.get(&rule.target.name) {
-            check_scheme_and_port(rule, proxy, diagnostics);
-        }
-        if let Some(other) = frontends.insert((rule.ip_address, rule.port), &rule.name) {
-            diagnostics.error(
-                &rule.loc,
-                format!("{path}.portRange"),
-                format!(
-                    "{}:{} is already used by forwarding rule `{other}`; an address and port pair \
-                     may front one target",
-                    rule.ip_address, rule.port
-                ),
-            );
         }
     }
 }
