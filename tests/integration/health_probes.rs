@@ -3,7 +3,8 @@
 //! with the status in the reason, checks the path, Host and expected body; a PROXY v1 line
 //! goes first when asked; a server that never answers fails at the timeout. HTTPS, HTTP2 (over
 //! TLS, on one connection reused across probes) and SSL probes pass against a TLS backend with
-//! a self-signed certificate; GRPC probes pass on SERVING and fail on NOT_SERVING.
+//! a self-signed certificate; GRPC probes pass on SERVING and fail on NOT_SERVING. A matcher's
+//! status ranges and a gRPC call judged by its grpc-status (AWS's checks) hold too.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -242,5 +243,59 @@ async fn grpc_probes_follow_the_served_health_status() {
     assert_eq!(
         probe::run(&grpc, &mut session, backend.addr, false, TIMEOUT).await,
         Ok(())
+    );
+}
+
+#[tokio::test]
+async fn http_probes_take_the_status_ranges_of_a_matcher() {
+    let (address, _, task) =
+        server(|_| "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into()).await;
+    let with_codes = |codes: Vec<(u16, u16)>| Probe::Http {
+        tls: false,
+        path: "/".into(),
+        host: None,
+        response: None,
+        codes,
+    };
+    assert_eq!(
+        run(
+            &with_codes(vec![(200, 299), (404, 404)]),
+            address,
+            false,
+            TIMEOUT
+        )
+        .await,
+        Ok(())
+    );
+    assert_eq!(
+        run(
+            &with_codes(vec![(200, 299), (302, 302)]),
+            address,
+            false,
+            TIMEOUT
+        )
+        .await,
+        Err("answered `HTTP/1.1 404 Not Found`, expected 200-299,302".to_string())
+    );
+    task.abort();
+}
+
+#[tokio::test]
+async fn grpc_call_probes_judge_the_grpc_status_of_a_chosen_method() {
+    // The backend does not implement ALB's default check method: UNIMPLEMENTED (12), which is
+    // what ALB's default matcher expects.
+    let backend = GrpcBackend::start("rpc").await;
+    let call = |codes: Vec<(u16, u16)>| Probe::GrpcCall {
+        tls: false,
+        path: "/AWS.ALB/healthcheck".into(),
+        codes,
+    };
+    assert_eq!(
+        run(&call(vec![(12, 12)]), backend.addr, false, TIMEOUT).await,
+        Ok(())
+    );
+    assert_eq!(
+        run(&call(vec![(0, 0)]), backend.addr, false, TIMEOUT).await,
+        Err("grpc-status 12, expected 0".to_string())
     );
 }
