@@ -553,3 +553,45 @@ async fn app_cookie_holds_a_client_under_round_robin() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dualstack_load_balancer_listens_on_both_families_before_an_ipv6_group() {
+    assert!(
+        has_ipv6_loopback(),
+        "this test needs the IPv6 loopback ::1, which this machine lacks"
+    );
+    let target = Backend::start_on("v6-target", "[::1]:0".parse().unwrap()).await;
+    let listen = free_port();
+    let template = format!(
+        r#"
+Resources:
+  Lb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Metadata: {{Switchyard: {{Ipv4Address: 127.0.0.1, Ipv6Address: "::1"}}}}
+    Properties: {{Type: application, IpAddressType: dualstack}}
+  Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Lb
+      Port: {listen} # listener
+      Protocol: HTTP
+      DefaultActions: [{{Type: forward, TargetGroupArn: !Ref Six}}]
+  Six:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      TargetType: ip
+      Protocol: HTTP
+      IpAddressType: ipv6
+      Port: {port}
+      HealthCheckEnabled: false
+      Targets: [{{Id: "::1", AvailabilityZone: us-east-1a}}]
+"#,
+        port = target.port()
+    );
+    let alb = Alb::start(&template, "aws-dualstack", "/", "v6-target").await;
+    wait_for_body(&format!("http://[::1]:{listen}/"), "v6-target").await;
+    let over_ipv6 = tally(&format!("http://[::1]:{listen}/"), 20).await;
+    let over_ipv4 = tally(&alb.url("/"), 20).await;
+    assert_eq!(over_ipv6, BTreeMap::from([("v6-target".to_string(), 20)]));
+    assert_eq!(over_ipv4, BTreeMap::from([("v6-target".to_string(), 20)]));
+}

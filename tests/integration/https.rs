@@ -398,3 +398,95 @@ forwardingRules:
         format!("PROXY TCP4 127.0.0.1 127.0.0.1 {client_port} {ssl_port}\r\nhello over tls")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_https_listener_terminates_tls_and_reaches_https_and_http2_target_groups() {
+    let https = EchoBackend::start_tls("https-target").await;
+    let http2 = EchoBackend::start_tls("http2-target").await;
+    let listen = free_port();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let certs = pki_dir.path().join("certs");
+    let staging = pki_dir.path().join("staging");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&staging).unwrap();
+    let ca = Authority::new(&staging, "test-ca");
+    let ca_pem = std::fs::read_to_string(staging.join("test-ca.pem")).unwrap();
+    let www_pem = install_certificate(&ca, &certs, "www.example.test");
+    let template = format!(
+        r#"
+Resources:
+  Lb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Metadata: {{Switchyard: {{Ipv4Address: 127.0.0.1}}}}
+    Properties: {{Type: application}}
+  Https:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Lb
+      Port: {listen}
+      Protocol: HTTPS
+      SslPolicy: ELBSecurityPolicy-TLS13-1-3-2021-06
+      Certificates:
+      - {{CertificateFile: {certs}/www.example.test.pem, PrivateKeyFile: {certs}/www.example.test.key}}
+      DefaultActions: [{{Type: forward, TargetGroupArn: !Ref Secure}}]
+  H2Rule:
+    Type: AWS::ElasticLoadBalancingV2::ListenerRule
+    Properties:
+      ListenerArn: !Ref Https
+      Priority: 1
+      Conditions: [{{Field: path-pattern, Values: ["/h2/*"]}}]
+      Actions: [{{Type: forward, TargetGroupArn: !Ref SecureH2}}]
+  Secure:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      TargetType: ip
+      Protocol: HTTPS
+      Port: {https}
+      HealthCheckEnabled: false
+      Targets: [{{Id: 127.0.0.1}}]
+  SecureH2:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      TargetType: ip
+      Protocol: HTTPS
+      ProtocolVersion: HTTP2
+      Port: {http2}
+      HealthCheckEnabled: false
+      Targets: [{{Id: 127.0.0.1}}]
+"#,
+        certs = certs.display(),
+        https = https.port(),
+        http2 = http2.port(),
+    );
+    let switchyard = Switchyard::start(&template).await;
+    let _envoy = Envoy::start(switchyard.running.xds_addr, "aws-https-envoy").await;
+    switchyard.wait_for_acks("aws-https-envoy").await;
+    let first = wait_for("the HTTPS listener to answer", || async {
+        https_get(listen, "www.example.test", "/", &ca_pem, &[&TLS13])
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(first.certificate, leaf_of(&www_pem));
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body["backend"], "https-target");
+    assert_eq!(
+        first.body["version"], "HTTP/1.1",
+        "HTTPS targets are reached over TLS"
+    );
+    let h2 = https_get(listen, "www.example.test", "/h2/x", &ca_pem, &[&TLS13])
+        .await
+        .unwrap();
+    assert_eq!(h2.body["backend"], "http2-target");
+    assert_eq!(
+        h2.body["version"], "HTTP/2.0",
+        "protocol version HTTP2 is HTTP/2 over TLS"
+    );
+    // ELBSecurityPolicy-TLS13-1-3-*: TLS 1.3 only.
+    let old = https_get(listen, "www.example.test", "/", &ca_pem, &[&TLS12]).await;
+    assert!(
+        old.is_err(),
+        "TLS 1.2 is refused by a TLS 1.3 policy: {:?}",
+        old.err()
+    );
+}
