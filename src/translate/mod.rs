@@ -12,6 +12,7 @@ pub mod json;
 pub mod listeners;
 pub mod proxyless;
 pub mod references;
+mod route_parts;
 pub mod route_policies;
 pub mod routes;
 pub mod secrets;

@@ -13,6 +13,8 @@ pub mod conditions;
 pub mod health_check;
 pub mod listeners;
 pub mod lower;
+mod lower_frontends;
+mod lower_groups;
 pub mod routes;
 pub mod target_groups;
 pub mod template;

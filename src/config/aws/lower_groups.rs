@@ -1,0 +1,259 @@
+//! A target group lowered into the model: a service (protocol from Protocol and
+//! ProtocolVersion; algorithm, anomaly mitigation, slow start, stickiness, deregistration
+//! delay, cross-zone and minimum healthy targets as its policies), one endpoint group per zone
+//! of its targets, each target one equal share, and its health check for the centralized
+//! checker. Must not: know xDS.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::model::{
+    Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
+    EndpointGroup, GroupKind, GrpcCheckCall, HealthCheck, HealthCheckProtocol, HttpCookie,
+    IpAddressSelectionPolicy, LoadBalancingScheme, LocalityLbPolicy, MinimumHealthy, Model,
+    OutlierDetection, PortSpecification, Ref, SessionAffinity,
+};
+
+use super::attributes::{Algorithm, CrossZone, Stickiness};
+use super::health_check::{CheckPort, Matcher};
+use super::lower::insert;
+use super::target_groups::{self, Protocol, ProtocolVersion, TargetGroup};
+
+/// An ALB's idle timeout (60 s by default): the longest a request waits for its target.
+const IDLE_TIMEOUT_SEC: u32 = 60;
+
+/// The name of the cookie lb_cookie stickiness issues.
+pub const LB_COOKIE: &str = "AWSALB";
+
+/// The name of the cookie app_cookie stickiness issues beside the application's own.
+pub const APP_COOKIE: &str = "AWSALBAPP-0";
+
+/// The backend protocol of a target group's protocol and version.
+fn backend_protocol(group: &TargetGroup) -> BackendProtocol {
+    match (group.protocol, group.protocol_version) {
+        (Protocol::Http, ProtocolVersion::Http1) => BackendProtocol::Http,
+        (Protocol::Https, ProtocolVersion::Http1) => BackendProtocol::Https,
+        (Protocol::Http, ProtocolVersion::Http2) => BackendProtocol::H2c,
+        (Protocol::Http, ProtocolVersion::Grpc) => BackendProtocol::Grpc,
+        // HTTP/2 over TLS carries gRPC as well.
+        (Protocol::Https, ProtocolVersion::Http2 | ProtocolVersion::Grpc) => BackendProtocol::Http2,
+    }
+}
+
+pub(super) fn lower_target_group(
+    group: &TargetGroup,
+    model: &mut Model,
+    diagnostics: &mut Diagnostics,
+) {
+    let name = &group.logical_id;
+    let attributes = &group.attributes;
+    let mut zones: BTreeMap<&str, Vec<&target_groups::Target>> = BTreeMap::new();
+    for target in &group.targets {
+        zones.entry(target.zone.as_str()).or_default().push(target);
+    }
+    let mut backends = Vec::new();
+    for (zone, targets) in &zones {
+        let group_name = if zone.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}-{zone}")
+        };
+        let endpoint_group = EndpointGroup {
+            name: group_name.clone(),
+            loc: group.loc.clone(),
+            kind: GroupKind::Targets,
+            zone: zone.to_string(),
+            region: targets[0].region().to_string(),
+            named_ports: BTreeMap::new(),
+            default_port: Some(group.port),
+            endpoints: targets.iter().map(|target| endpoint(target)).collect(),
+        };
+        insert(
+            &mut model.endpoint_groups,
+            group_name.clone(),
+            endpoint_group,
+            &group.loc,
+            diagnostics,
+        );
+        backends.push(Backend {
+            group: Ref {
+                name: group_name,
+                loc: group.loc.clone(),
+                path: format!("Resources.{name}.Properties.Targets"),
+            },
+            loc: group.loc.clone(),
+            // One equal share per target, whatever its zone, as an ALB spreads requests.
+            balancing_mode: BalancingMode::Rate,
+            max_rate: None,
+            max_rate_per_instance: None,
+            max_rate_per_endpoint: Some(1.0),
+            max_connections: None,
+            max_connections_per_instance: None,
+            max_connections_per_endpoint: None,
+            max_utilization: None,
+            capacity_scaler: 1.0,
+        });
+    }
+    let mut health_checks = Vec::new();
+    if group.health_check.enabled {
+        let check = health_check(group);
+        health_checks.push(Ref {
+            name: name.clone(),
+            loc: group.loc.clone(),
+            path: format!("Resources.{name}.Properties.HealthCheckEnabled"),
+        });
+        insert(
+            &mut model.health_checks,
+            name.clone(),
+            check,
+            &group.loc,
+            diagnostics,
+        );
+    }
+    let service = BackendService {
+        name: name.clone(),
+        loc: group.loc.clone(),
+        load_balancing_scheme: LoadBalancingScheme::InternalSelfManaged,
+        protocol: backend_protocol(group),
+        port_name: "http".to_string(),
+        timeout_sec: IDLE_TIMEOUT_SEC,
+        health_checks,
+        locality_lb_policy: match attributes.algorithm {
+            Algorithm::RoundRobin => LocalityLbPolicy::RoundRobin,
+            Algorithm::LeastOutstandingRequests => LocalityLbPolicy::LeastRequest,
+            Algorithm::WeightedRandom => LocalityLbPolicy::Random,
+        },
+        backends,
+        session_affinity: SessionAffinity::None,
+        affinity_cookie_ttl_sec: 0,
+        consistent_hash: ConsistentHash::default(),
+        draining_timeout_sec: attributes.deregistration_delay_seconds,
+        subsetting: false,
+        ip_address_selection_policy: if group.ipv6 {
+            IpAddressSelectionPolicy::Ipv6Only
+        } else {
+            IpAddressSelectionPolicy::Ipv4Only
+        },
+        timeout_sec_written: false,
+        max_stream_duration: None,
+        max_requests: None,
+        outlier_detection: attributes.anomaly_mitigation.then(anomaly_mitigation),
+        log_sample_rate: None,
+        slow_start: (attributes.slow_start_seconds > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(attributes.slow_start_seconds))),
+        sticky_cookie: attributes.stickiness.as_ref().map(sticky_cookie),
+        prefer_client_zone: attributes.cross_zone == CrossZone::Disabled,
+        minimum_healthy: Some(MinimumHealthy {
+            count: attributes.minimum_healthy_count,
+            percentage: attributes.minimum_healthy_percentage,
+        }),
+        field_locs: BTreeMap::new(),
+    };
+    insert(
+        &mut model.backend_services,
+        name.clone(),
+        service,
+        &group.loc,
+        diagnostics,
+    );
+}
+
+fn endpoint(target: &target_groups::Target) -> Endpoint {
+    let (ipv4, ipv6) = match target.address {
+        IpAddr::V4(v4) => (Some(v4), None),
+        IpAddr::V6(v6) => (None, Some(v6)),
+    };
+    Endpoint {
+        instance: None,
+        ipv4,
+        ipv6,
+        fqdn: None,
+        port: Some(target.port),
+        weight: None,
+    }
+}
+
+/// Anomaly mitigation: a target whose requests fail (5xx, failed connections) far more often
+/// than its peers' is taken out of rotation for a while, given at least three targets.
+fn anomaly_mitigation() -> OutlierDetection {
+    OutlierDetection {
+        consecutive_errors: 5,
+        consecutive_gateway_failure: 5,
+        enforcing_consecutive_errors: 0,
+        enforcing_consecutive_gateway_failure: 0,
+        enforcing_success_rate: 100,
+        interval: std::time::Duration::from_secs(5),
+        base_ejection_time: std::time::Duration::from_secs(30),
+        max_ejection_percent: 50,
+        success_rate_minimum_hosts: 3,
+        success_rate_request_volume: 20,
+        success_rate_stdev_factor: 1900,
+        enforcing_failure_percentage: 100,
+        failure_percentage_threshold: 50,
+        failure_percentage_minimum_hosts: 3,
+        failure_percentage_request_volume: 20,
+    }
+}
+
+fn sticky_cookie(stickiness: &Stickiness) -> HttpCookie {
+    let (name, seconds) = match stickiness {
+        Stickiness::LbCookie { duration_seconds } => (LB_COOKIE, *duration_seconds),
+        Stickiness::AppCookie {
+            duration_seconds, ..
+        } => (APP_COOKIE, *duration_seconds),
+    };
+    HttpCookie {
+        name: name.to_string(),
+        path: None,
+        ttl_sec: Some(u64::from(seconds)),
+    }
+}
+
+/// The target group's health check as the centralized checker runs it.
+fn health_check(group: &TargetGroup) -> HealthCheck {
+    let check = &group.health_check;
+    let (protocol, success_codes, grpc_call) = match &check.matcher {
+        Matcher::Http(codes) => (
+            if check.protocol == Protocol::Https {
+                HealthCheckProtocol::Https
+            } else {
+                HealthCheckProtocol::Http
+            },
+            codes.clone(),
+            None,
+        ),
+        Matcher::Grpc(codes) => (
+            HealthCheckProtocol::Grpc,
+            Vec::new(),
+            Some(GrpcCheckCall {
+                path: check.path.clone(),
+                codes: codes.clone(),
+                tls: check.protocol == Protocol::Https,
+            }),
+        ),
+    };
+    let (port_specification, port) = match check.port {
+        CheckPort::TrafficPort => (PortSpecification::UseServingPort, None),
+        CheckPort::Port(port) => (PortSpecification::UseFixedPort, Some(port)),
+    };
+    HealthCheck {
+        name: group.logical_id.clone(),
+        loc: group.loc.clone(),
+        protocol,
+        port_specification,
+        port,
+        port_name: None,
+        request_path: check.path.clone(),
+        host: None,
+        request: None,
+        response: None,
+        proxy_header_v1: false,
+        grpc_service_name: None,
+        check_interval_sec: check.interval_seconds,
+        timeout_sec: check.timeout_seconds,
+        healthy_threshold: check.healthy_threshold,
+        unhealthy_threshold: check.unhealthy_threshold,
+        success_codes,
+        grpc_call,
+    }
+}
