@@ -172,14 +172,28 @@ fn a_folder_may_mix_gcp_and_aws_files_but_not_their_names() {
 async fn a_bad_edit_of_a_served_template_keeps_the_previous_config() {
     let text = std::fs::read_to_string(example()).unwrap();
     let switchyard = Switchyard::start(&text).await;
-    let served = switchyard.serving_version();
-    switchyard
-        .edit(&text.replace("Port: 10000", "Port: 70000"))
-        .await;
+    let listeners_before = served_listeners(&switchyard).await;
+    assert!(
+        listeners_before.contains("HttpListener"),
+        "{listeners_before}"
+    );
+    std::fs::write(
+        &switchyard.config,
+        text.replace("Port: 10000", "Port: 70000"),
+    )
+    .unwrap();
+    // (The serving version moves with health reports too, so the rejection is waited for.)
+    wait_for("the bad edit to be rejected", || async {
+        let rejected = switchyard.running.status.read().unwrap().rejected_loads;
+        (rejected == 1).then_some(())
+    })
+    .await;
+    let accepted = switchyard.running.status.read().unwrap().accepted_loads;
+    assert_eq!(accepted, 1, "only the first load was served");
     assert_eq!(
-        switchyard.serving_version(),
-        served,
-        "the bad edit is not served"
+        served_listeners(&switchyard).await,
+        listeners_before,
+        "the previous listeners keep serving"
     );
     let status = get_json(&switchyard.admin_url("/config_status"))
         .await
@@ -190,4 +204,12 @@ async fn a_bad_edit_of_a_served_template_keeps_the_previous_config() {
             .contains("Resources.HttpListener.Properties.Port"),
         "the rejection names the field: {status}"
     );
+}
+
+/// The listeners Switchyard serves, from its config dump.
+async fn served_listeners(switchyard: &Switchyard) -> String {
+    get_json(&switchyard.admin_url("/config_dump?type=listeners"))
+        .await
+        .map(|dump| dump.to_string())
+        .unwrap_or_default()
 }

@@ -42,13 +42,13 @@ pub fn read_document(
                     listeners::read_load_balancer(resource, file, diagnostics)
                 {
                     let addresses =
-                        addresses(resource.metadata, &load_balancer, file, &resource.logical_id, diagnostics);
+                        addresses(resource, &load_balancer, file, diagnostics);
                     load_balancers.insert(load_balancer.logical_id.clone(), addresses);
                 }
             }
             Kind::Listener => {
                 listeners.extend(listeners::read_listener(&template, resource, file, diagnostics));
-                let hosts = proxyless(resource.metadata, file, &resource.logical_id, diagnostics);
+                let hosts = proxyless(resource, file, diagnostics);
                 proxyless_hosts.insert(resource.logical_id.clone(), hosts);
             }
             Kind::ListenerRule => {

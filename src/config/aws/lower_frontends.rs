@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::reader::Fields;
-use crate::config::yaml::Node;
 use crate::model::tls::Pem;
 use crate::model::{
     Diagnostics, ForwardingRule, HostRule, Model, PathMatcher, ProxyTarget, ProxyTls, Ref,
@@ -19,6 +18,7 @@ use crate::model::{
 use super::listeners::{Listener, LoadBalancer, Rule};
 use super::lower::insert;
 use super::routes;
+use super::template::Resource;
 
 /// Where a load balancer listens, from its `Metadata.Switchyard`.
 pub(super) struct Addresses {
@@ -30,23 +30,35 @@ pub(super) struct Addresses {
 /// `Metadata.Switchyard.ProxylessHosts` of a listener: the names proxyless gRPC clients dial
 /// (`xds:///NAME` or `xds:///NAME:PORT`) to be routed by its rules.
 pub(super) fn proxyless(
-    metadata: Option<&Node>,
+    resource: &Resource<'_>,
     file: &Arc<str>,
-    logical_id: &str,
     diagnostics: &mut Diagnostics,
 ) -> Vec<String> {
-    let Some(metadata) = metadata else {
+    let Some(mut fields) = switchyard_settings(resource, file, diagnostics) else {
         return Vec::new();
     };
-    let path = format!("Resources.{logical_id}.Metadata");
-    let mut fields = Fields::new(metadata, file, &path, diagnostics);
-    let Some(own) = fields.get("Switchyard") else {
-        return Vec::new();
-    };
-    let mut fields = Fields::new(own, file, format!("{path}.Switchyard"), diagnostics);
     let hosts = fields.strings("ProxylessHosts", diagnostics);
     fields.finish(diagnostics);
     hosts
+}
+
+/// A resource's `Metadata.Switchyard` (Switchyard's own settings) as fields to read; None
+/// when absent. The rest of the metadata belongs to other tools and is not looked at.
+fn switchyard_settings<'n>(
+    resource: &Resource<'n>,
+    file: &Arc<str>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Fields<'n>> {
+    let metadata = resource.metadata?;
+    let path = format!("Resources.{}.Metadata", resource.logical_id);
+    let mut fields = Fields::new(metadata, file, &path, diagnostics);
+    let own = fields.get("Switchyard")?;
+    Some(Fields::new(
+        own,
+        file,
+        format!("{path}.Switchyard"),
+        diagnostics,
+    ))
 }
 
 /// Serves a listener's routing to proxyless gRPC clients under `hosts` as well: a gRPC
@@ -113,10 +125,9 @@ pub(super) fn serve_proxyless(
 /// `Metadata.Switchyard.Ipv4Address` / `Ipv6Address`: where the load balancer listens
 /// (0.0.0.0 and, when dualstack, `::` unless written).
 pub(super) fn addresses(
-    metadata: Option<&Node>,
+    resource: &Resource<'_>,
     load_balancer: &LoadBalancer,
     file: &Arc<str>,
-    logical_id: &str,
     diagnostics: &mut Diagnostics,
 ) -> Addresses {
     let mut addresses = Addresses {
@@ -125,17 +136,9 @@ pub(super) fn addresses(
             .dualstack
             .then_some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
     };
-    let Some(metadata) = metadata else {
+    let Some(mut fields) = switchyard_settings(resource, file, diagnostics) else {
         return addresses;
     };
-    let path = format!("Resources.{logical_id}.Metadata");
-    let mut fields = Fields::new(metadata, file, &path, diagnostics);
-    // Other metadata belongs to other tools: the rest is not checked.
-    let own = fields.get("Switchyard");
-    let Some(own) = own else {
-        return addresses;
-    };
-    let mut fields = Fields::new(own, file, format!("{path}.Switchyard"), diagnostics);
     let mut address = |key: &'static str, v6: bool, diagnostics: &mut Diagnostics| {
         let text = fields.string(key, diagnostics)?;
         match text.parse::<IpAddr>() {
