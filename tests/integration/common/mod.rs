@@ -392,8 +392,9 @@ impl Switchyard {
         self.running.status.read().unwrap().serving_version.clone()
     }
 
-    /// Rewrites the watched file (atomically, as editors do) and waits until the server
-    /// either serves a new version or rejects the edit.
+    /// Rewrites the watched file (atomically, as editors do) and waits until the server has
+    /// served the edit, rejected it, or held it back. (Not by the serving version alone:
+    /// health reports move it too.)
     pub async fn edit(&self, config_text: &str) {
         let before = self.running.status.read().unwrap().clone();
         let temporary = self.dir.path().join(".lb.yaml.tmp");
@@ -401,8 +402,11 @@ impl Switchyard {
         std::fs::rename(&temporary, &self.config).unwrap();
         wait_for("the server to take in the edit", || {
             let status = self.running.status.read().unwrap().clone();
-            let moved = status.serving_version != before.serving_version
-                || status.rejected_loads != before.rejected_loads;
+            let held = status.last_load == switchyard::publish::status::LoadOutcome::PendingRemoval
+                && status.pending_removal != before.pending_removal;
+            let moved = status.accepted_loads != before.accepted_loads
+                || status.rejected_loads != before.rejected_loads
+                || held;
             async move { moved.then_some(()) }
         })
         .await;
