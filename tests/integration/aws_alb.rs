@@ -72,6 +72,26 @@ impl Alb {
     }
 }
 
+/// The start of a template: a load balancer on 127.0.0.1 and an HTTP listener on `listen`
+/// (marked for [`listen_port`]) forwarding by default to target group `group`.
+pub fn http_front(listen: u16, group: &str) -> String {
+    format!(
+        r#"Resources:
+  Lb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Metadata: {{Switchyard: {{Ipv4Address: 127.0.0.1}}}}
+    Properties: {{Type: application}}
+  Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Lb
+      Port: {listen} # listener
+      Protocol: HTTP
+      DefaultActions: [{{Type: forward, TargetGroupArn: !Ref {group}}}]
+"#
+    )
+}
+
 /// The listener port of a template, which the tests mark: `Port: <listen> # listener`.
 fn listen_port(template: &str) -> u16 {
     template
@@ -208,22 +228,11 @@ async fn tally_with_cookie(url: &str, cookie: &str, count: usize) -> BTreeMap<St
 /// A listener whose rules use every served condition type; each rule forwards to its own
 /// single-target group, named after the rule.
 fn rules_template(listen: u16, ports: &BTreeMap<&str, u16>) -> String {
+    let front = http_front(listen, "Fallback");
     let mut text = format!(
         r#"
 AWSTemplateFormatVersion: "2010-09-09"
-Resources:
-  Lb:
-    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
-    Metadata: {{Switchyard: {{Ipv4Address: 127.0.0.1}}}}
-    Properties: {{Type: application}}
-  Http:
-    Type: AWS::ElasticLoadBalancingV2::Listener
-    Properties:
-      LoadBalancerArn: !Ref Lb
-      Port: {listen} # listener
-      Protocol: HTTP
-      DefaultActions: [{{Type: forward, TargetGroupArn: !Ref Fallback}}]
-  HostRule:
+{front}  HostRule:
     Type: AWS::ElasticLoadBalancingV2::ListenerRule
     Properties:
       ListenerArn: !Ref Http
@@ -462,21 +471,10 @@ fn sticky_template(listen: u16, ports: &[u16], stickiness: &str) -> String {
         .iter()
         .map(|port| format!("{{Id: 127.0.0.1, Port: {port}, AvailabilityZone: us-east-1a}}"))
         .collect();
+    let front = http_front(listen, "Web");
     format!(
         r#"
-Resources:
-  Lb:
-    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
-    Metadata: {{Switchyard: {{Ipv4Address: 127.0.0.1}}}}
-    Properties: {{Type: application}}
-  Http:
-    Type: AWS::ElasticLoadBalancingV2::Listener
-    Properties:
-      LoadBalancerArn: !Ref Lb
-      Port: {listen} # listener
-      Protocol: HTTP
-      DefaultActions: [{{Type: forward, TargetGroupArn: !Ref Web}}]
-  Web:
+{front}  Web:
     Type: AWS::ElasticLoadBalancingV2::TargetGroup
     Properties:
       TargetType: ip

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::aws_alb::{client, Alb};
+use crate::aws_alb::{client, http_front, Alb};
 use crate::common::checked::Checked;
 use crate::common::*;
 
@@ -29,21 +29,10 @@ fn zoned_template(listen: u16, targets: &[(u16, &str)], attributes: &[(&str, &st
         .iter()
         .map(|(key, value)| format!("      - {{Key: {key}, Value: \"{value}\"}}\n"))
         .collect();
+    let front = http_front(listen, "Web");
     format!(
         r#"
-Resources:
-  Lb:
-    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
-    Metadata: {{Switchyard: {{Ipv4Address: 127.0.0.1}}}}
-    Properties: {{Type: application}}
-  Http:
-    Type: AWS::ElasticLoadBalancingV2::Listener
-    Properties:
-      LoadBalancerArn: !Ref Lb
-      Port: {listen} # listener
-      Protocol: HTTP
-      DefaultActions: [{{Type: forward, TargetGroupArn: !Ref Web}}]
-  Web:
+{front}  Web:
     Type: AWS::ElasticLoadBalancingV2::TargetGroup
     Properties:
       TargetType: ip
