@@ -92,6 +92,23 @@ pub fn http_front(listen: u16, group: &str) -> String {
     )
 }
 
+/// Targets on 127.0.0.1 at (port, zone), as a template's `Targets` list items.
+pub fn target_list(targets: &[(u16, &str)]) -> String {
+    targets
+        .iter()
+        .map(|(port, zone)| format!("{{Id: 127.0.0.1, Port: {port}, AvailabilityZone: {zone}}}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `TargetGroupAttributes` items, one line each under a six-space indent.
+pub fn attribute_items(attributes: &[(&str, &str)]) -> String {
+    attributes
+        .iter()
+        .map(|(key, value)| format!("      - {{Key: {key}, Value: \"{value}\"}}\n"))
+        .collect()
+}
+
 /// The listener port of a template, which the tests mark: `Port: <listen> # listener`.
 fn listen_port(template: &str) -> u16 {
     template
@@ -467,10 +484,8 @@ async fn listener_rules_match_every_condition_type_in_priority_order() {
 
 /// One round-robin target group of three targets with the given stickiness attributes.
 fn sticky_template(listen: u16, ports: &[u16], stickiness: &str) -> String {
-    let targets: Vec<String> = ports
-        .iter()
-        .map(|port| format!("{{Id: 127.0.0.1, Port: {port}, AvailabilityZone: us-east-1a}}"))
-        .collect();
+    let zoned: Vec<(u16, &str)> = ports.iter().map(|port| (*port, "us-east-1a")).collect();
+    let targets = target_list(&zoned);
     let front = http_front(listen, "Web");
     format!(
         r#"
@@ -487,7 +502,6 @@ fn sticky_template(listen: u16, ports: &[u16], stickiness: &str) -> String {
 {stickiness}
 "#,
         first = ports[0],
-        targets = targets.join(", "),
     )
 }
 

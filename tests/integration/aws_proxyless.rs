@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::aws_alb::{attribute_items, target_list};
 use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
 use crate::common::*;
 
@@ -25,14 +26,8 @@ fn grpc_zoned_template(
 ) -> String {
     let certs = repo_root().join("examples/certs");
     let ports: Vec<u16> = targets.iter().map(|(port, _)| *port).collect();
-    let attributes: String = attributes
-        .iter()
-        .map(|(key, value)| format!("      - {{Key: {key}, Value: \"{value}\"}}\n"))
-        .collect();
-    let targets: Vec<String> = targets
-        .iter()
-        .map(|(port, zone)| format!("{{Id: 127.0.0.1, Port: {port}, AvailabilityZone: {zone}}}"))
-        .collect();
+    let attributes = attribute_items(attributes);
+    let targets = target_list(targets);
     format!(
         r#"
 Resources:
@@ -63,7 +58,6 @@ Resources:
 {attributes}"#,
         certs = certs.display(),
         first = ports[0],
-        targets = targets.join(", "),
     )
 }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::aws_alb::{client, http_front, Alb};
+use crate::aws_alb::{attribute_items, client, http_front, target_list, Alb};
 use crate::common::checked::Checked;
 use crate::common::*;
 
@@ -21,14 +21,8 @@ fn template(listen: u16, ports: &[u16], attributes: &[(&str, &str)]) -> String {
 /// As [`template`], each target in its own zone.
 fn zoned_template(listen: u16, targets: &[(u16, &str)], attributes: &[(&str, &str)]) -> String {
     let ports: Vec<u16> = targets.iter().map(|(port, _)| *port).collect();
-    let targets: Vec<String> = targets
-        .iter()
-        .map(|(port, zone)| format!("{{Id: 127.0.0.1, Port: {port}, AvailabilityZone: {zone}}}"))
-        .collect();
-    let attributes: String = attributes
-        .iter()
-        .map(|(key, value)| format!("      - {{Key: {key}, Value: \"{value}\"}}\n"))
-        .collect();
+    let targets = target_list(targets);
+    let attributes = attribute_items(attributes);
     let front = http_front(listen, "Web");
     format!(
         r#"
@@ -48,7 +42,6 @@ fn zoned_template(listen: u16, targets: &[(u16, &str)], attributes: &[(&str, &st
       - {{Key: deregistration_delay.timeout_seconds, Value: "30"}}
 {attributes}"#,
         first = ports[0],
-        targets = targets.join(", "),
     )
 }
 

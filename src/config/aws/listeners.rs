@@ -52,26 +52,13 @@ pub struct Rule {
     pub priority_loc: Loc,
 }
 
-fn properties<'n>(resource: &Resource<'n>, empty: &'n Node) -> &'n Node {
-    resource.properties.unwrap_or(empty)
-}
-
 /// Reads an `AWS::ElasticLoadBalancingV2::LoadBalancer`.
 pub fn read_load_balancer(
     resource: &Resource<'_>,
     file: &Arc<str>,
     diagnostics: &mut Diagnostics,
 ) -> Option<LoadBalancer> {
-    let empty = Node {
-        value: Value::Null,
-        line: resource.loc.line,
-    };
-    let mut fields = Fields::new(
-        properties(resource, &empty),
-        file,
-        resource.path(),
-        diagnostics,
-    );
+    let mut fields = resource.property_fields(file, diagnostics);
     fields.ignore(&[
         "Name",
         "Scheme",
@@ -125,16 +112,7 @@ pub fn read_listener(
     file: &Arc<str>,
     diagnostics: &mut Diagnostics,
 ) -> Option<Listener> {
-    let empty = Node {
-        value: Value::Null,
-        line: resource.loc.line,
-    };
-    let mut fields = Fields::new(
-        properties(resource, &empty),
-        file,
-        resource.path(),
-        diagnostics,
-    );
+    let mut fields = resource.property_fields(file, diagnostics);
     let load_balancer = fields.get("LoadBalancerArn");
     let port = fields.integer("Port", 1, 65535, diagnostics);
     let protocol = fields.string("Protocol", diagnostics);
@@ -273,16 +251,7 @@ pub fn read_rule(
     file: &Arc<str>,
     diagnostics: &mut Diagnostics,
 ) -> Option<Rule> {
-    let empty = Node {
-        value: Value::Null,
-        line: resource.loc.line,
-    };
-    let mut fields = Fields::new(
-        properties(resource, &empty),
-        file,
-        resource.path(),
-        diagnostics,
-    );
+    let mut fields = resource.property_fields(file, diagnostics);
     let listener = fields.get("ListenerArn");
     let priority = fields.integer("Priority", 1, 50_000, diagnostics);
     let conditions = fields.get("Conditions");

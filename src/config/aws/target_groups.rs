@@ -73,12 +73,7 @@ pub fn read_target_group(
     file: &Arc<str>,
     diagnostics: &mut Diagnostics,
 ) -> Option<TargetGroup> {
-    let empty = Node {
-        value: Value::Null,
-        line: resource.loc.line,
-    };
-    let properties = resource.properties.unwrap_or(&empty);
-    let mut fields = Fields::new(properties, file, resource.path(), diagnostics);
+    let mut fields = resource.property_fields(file, diagnostics);
     fields.ignore(&["Name", "Tags", "VpcId"]);
     let target_type = match fields.string("TargetType", diagnostics).as_deref() {
         None | Some("instance") => Some(TargetType::Instance),

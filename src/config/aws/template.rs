@@ -59,6 +59,8 @@ pub struct Resource<'n> {
     pub properties: Option<&'n Node>,
     /// The resource's `Metadata` (where Switchyard's own settings go).
     pub metadata: Option<&'n Node>,
+    /// What `Properties` reads as when none are written: nothing, at the resource's line.
+    no_properties: Node,
     pub loc: Loc,
 }
 
@@ -66,6 +68,13 @@ impl Resource<'_> {
     /// `Resources.ID.Properties`.
     pub fn path(&self) -> String {
         format!("Resources.{}.Properties", self.logical_id)
+    }
+
+    /// Starts reading the resource's `Properties` (none written reads as an empty mapping,
+    /// whose missing fields are reported at the resource's line).
+    pub fn property_fields(&self, file: &Arc<str>, diagnostics: &mut Diagnostics) -> Fields<'_> {
+        let properties = self.properties.unwrap_or(&self.no_properties);
+        Fields::new(properties, file, self.path(), diagnostics)
     }
 }
 
@@ -218,6 +227,10 @@ fn read_resource<'n>(
         kind,
         properties,
         metadata,
+        no_properties: Node {
+            value: Value::Null,
+            line: loc.line,
+        },
         loc,
     })
 }
