@@ -41,6 +41,10 @@ enum Command {
         /// Health-check probes in flight at most (a probe waits for a slot beyond that).
         #[arg(long, default_value_t = switchyard::health::scheduler::DEFAULT_CONCURRENCY, value_name = "PROBES")]
         health_concurrency: usize,
+        /// Seconds a config change (a file event or SIGHUP) may wait for the reloader before
+        /// `/ready` answers 503: a stuck reloader no longer serves what the files say.
+        #[arg(long, default_value_t = switchyard::publish::liveness::DEFAULT_STALL_LIMIT.as_secs_f64(), value_name = "SECONDS")]
+        reload_stall_limit: f64,
         #[command(flatten)]
         limits: LimitArgs,
         /// Exit with the diagnostics when the config is not valid at start, instead of serving
@@ -226,9 +230,29 @@ async fn run_serve(options: serve::ServeOptions) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("stopping: closing xDS streams");
-    running.shutdown().await;
+    exit_if_stuck(serve::SHUTDOWN_PATIENCE + Duration::from_secs(2));
+    tokio::select! {
+        _ = running.shutdown() => {}
+        // A second signal: the operator does not want to wait.
+        _ = terminate.recv() => tracing::warn!("SIGTERM again: stopping without waiting"),
+        _ = interrupt.recv() => tracing::warn!("SIGINT again: stopping without waiting"),
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ends the process after `limit` if it is still running then, whatever its tasks are doing
+/// (the stop is bounded even if a task or a thread is stuck).
+fn exit_if_stuck(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!(
+            seconds = limit.as_secs(),
+            "still stopping after {}s: exiting now",
+            limit.as_secs()
+        );
+        std::process::exit(1);
+    });
 }
 
 /// How long a stopping sidecar waits for requests in flight.
@@ -271,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             admin_listen,
             removal_grace,
             health_concurrency,
+            reload_stall_limit,
             limits,
             exit_on_invalid,
             xds_limits,
@@ -279,6 +304,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(
                 removal_grace.is_finite() && removal_grace >= 0.0,
                 "--removal-grace must be a number of seconds, 0 or more"
+            );
+            anyhow::ensure!(
+                reload_stall_limit.is_finite() && reload_stall_limit > 0.0,
+                "--reload-stall-limit must be a number of seconds, more than 0"
             );
             let xds_limits = xds_limits.limits();
             xds_limits.check().map_err(anyhow::Error::msg)?;
@@ -290,9 +319,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tls: tls.files(),
                 plaintext: tls.xds_plaintext,
                 health_concurrency,
+                reload_stall_limit: Duration::from_secs_f64(reload_stall_limit),
                 ..serve::ServeOptions::new(path, xds_listen, admin_listen)
             };
-            tokio::runtime::Runtime::new()?.block_on(run_serve(options))
+            let runtime = tokio::runtime::Runtime::new()?;
+            let result = runtime.block_on(run_serve(options));
+            // A blocking task stuck in the kernel (a read of a hung file system) must not hold
+            // the exit: give the rest a moment, then leave without it.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            result
         }
         Command::Validate { path, limits } => {
             let loaded = config::load_with(&path, &limits.limits());

@@ -7,6 +7,7 @@
 //! Fed by stream hooks and by the publisher; must not be read on any hot path.
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,7 @@ pub struct Metrics {
     nacks: Family<TypeLabels, Counter>,
     loads: Family<OutcomeLabels, Counter>,
     load_seconds: Histogram,
+    last_reload_attempt: Gauge<f64, AtomicU64>,
     convergence_seconds: Histogram,
     /// The pass and fail counters of `switchyard_health_probes`, looked up once: probes count
     /// thousands of times a second.
@@ -143,6 +145,13 @@ impl Metrics {
             "Time from reading the config files to publishing the snapshot",
             load_seconds.clone(),
         );
+        let last_reload_attempt = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "config_last_reload_attempt_timestamp",
+            "When the reloader last started reading the config (a stuck reloader stops moving it)",
+            prometheus_client::registry::Unit::Seconds,
+            last_reload_attempt.clone(),
+        );
         let convergence_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
             "xds_convergence_seconds",
@@ -187,6 +196,7 @@ impl Metrics {
             nacks,
             loads,
             load_seconds,
+            last_reload_attempt,
             convergence_seconds,
             streams: DashMap::new(),
             tracking: Mutex::new(None),
@@ -210,6 +220,11 @@ impl Metrics {
     pub fn config_loaded(&self, outcome: &'static str, elapsed: Duration) {
         self.loads.get_or_create(&OutcomeLabels { outcome }).inc();
         self.load_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// The reloader started reading the config at `unix_seconds`.
+    pub fn config_reload_attempted(&self, unix_seconds: f64) {
+        self.last_reload_attempt.set(unix_seconds);
     }
 
     /// A health probe ended.

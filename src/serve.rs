@@ -20,6 +20,7 @@ use crate::config::watch::ConfigWatch;
 use crate::config::ReadLimits;
 use crate::health::{self, checker::Checker};
 use crate::metrics::Metrics;
+use crate::publish::liveness::{ReloadLiveness, DEFAULT_STALL_LIMIT};
 use crate::publish::reload::{self, Reloader, Trigger};
 use crate::publish::status::ConfigStatus;
 use crate::publish::{Offered, Publisher, DEFAULT_REMOVAL_GRACE};
@@ -34,7 +35,7 @@ use crate::xds::server::Clients;
 use crate::xds::Cache;
 
 /// How long a graceful stop waits for connections to close before giving up on them.
-const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
+pub const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -55,6 +56,8 @@ pub struct ServeOptions {
     pub plaintext: bool,
     /// Health probes in flight at most.
     pub health_concurrency: usize,
+    /// How long a config change may wait for the reloader before `/ready` fails.
+    pub reload_stall_limit: Duration,
 }
 
 impl ServeOptions {
@@ -71,6 +74,7 @@ impl ServeOptions {
             tls: None,
             plaintext: false,
             health_concurrency: health::scheduler::DEFAULT_CONCURRENCY,
+            reload_stall_limit: DEFAULT_STALL_LIMIT,
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct Running {
     pub status: Arc<RwLock<ConfigStatus>>,
     pub load_reports: Arc<LoadReports>,
     pub metrics: Arc<Metrics>,
+    pub liveness: Arc<ReloadLiveness>,
     force_reload: Arc<Notify>,
     shutdown: CancellationToken,
     servers: Vec<JoinHandle<()>>,
@@ -93,6 +98,7 @@ pub struct Running {
 impl Running {
     /// Reads the files again now, even if they did not change (SIGHUP).
     pub fn reload_now(&self) {
+        self.liveness.change_seen(std::time::Instant::now());
         self.force_reload.notify_one();
     }
 
@@ -280,7 +286,12 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         }
     });
     let checker = Arc::new(Checker::default());
+    let liveness = Arc::new(ReloadLiveness::new(
+        options.reload_stall_limit,
+        metrics.clone(),
+    ));
     let admin_state = AdminState {
+        liveness: liveness.clone(),
         cache: cache.clone(),
         clients: clients.clone(),
         status: status.clone(),
@@ -300,8 +311,16 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     tracing::info!(%xds_addr, %admin_addr, config = %options.config.display(), "listening");
 
     // Watch before the first read, so that no edit between the two is missed.
-    let watch = ConfigWatch::start(&options.config)
-        .with_context(|| format!("watching {}", options.config.display()))?;
+    let watch_liveness = liveness.clone();
+    let watched = options.config.clone();
+    // Starting the watch reads the file system and waits for notify's thread: off the runtime.
+    let watch = tokio::task::spawn_blocking(move || {
+        ConfigWatch::start(&watched, move || {
+            watch_liveness.change_seen(std::time::Instant::now())
+        })
+    })
+    .await?
+    .with_context(|| format!("watching {}", options.config.display()))?;
     let publisher = Arc::new(
         Publisher::new(
             cache.clone(),
@@ -325,7 +344,9 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         status.clone(),
         metrics.clone(),
     ));
+    liveness.attempt_started(std::time::Instant::now());
     let first = reload::reload_off_runtime(&reloader, Trigger::Start).await;
+    liveness.attempt_finished();
     if options.exit_on_invalid && first != Some(Offered::Accepted) {
         shutdown.cancel();
         let diagnostics = status
@@ -344,8 +365,9 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let force_reload = Arc::new(Notify::new());
     let reload_task = tokio::spawn(reload::run(
         reloader,
-        watch,
+        Arc::new(watch),
         force_reload.clone(),
+        liveness.clone(),
         shutdown.clone(),
     ));
     Ok(Running {
@@ -356,6 +378,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         status,
         load_reports,
         metrics,
+        liveness,
         force_reload,
         shutdown,
         servers: vec![xds_task, admin_task],

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::health::checker::Checker;
 use crate::health::state::Standing;
 use crate::metrics::Metrics;
+use crate::publish::liveness::ReloadLiveness;
 use crate::publish::status::ConfigStatus;
 use crate::xds::server::load_reports::{LoadFilter, LoadPage, LoadReports};
 use crate::xds::server::Clients;
@@ -33,6 +34,7 @@ pub struct AdminState {
     pub load_reports: Arc<LoadReports>,
     pub metrics: Arc<Metrics>,
     pub checker: Arc<Checker>,
+    pub liveness: Arc<ReloadLiveness>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -48,8 +50,21 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// 200 once a config is served, 503 (with the reason) before.
+/// 200 once a config is served, 503 (with the reason) before, and while a config change has
+/// waited for the reloader longer than its limit (the reloader is stuck: what is served no
+/// longer follows the files).
 async fn ready(State(state): State<AdminState>) -> (StatusCode, String) {
+    if let Some(stall) = state.liveness.stall(std::time::Instant::now()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: a config change has waited {}s for the reloader (limit {}s); the \
+                 reloader may be stuck, edits are not being served\n",
+                stall.waited.as_secs(),
+                stall.limit.as_secs()
+            ),
+        );
+    }
     let status = state.status.read().unwrap_or_else(|e| e.into_inner());
     if status.serving {
         return (

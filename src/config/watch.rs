@@ -141,25 +141,38 @@ fn can_change_content(kind: &EventKind) -> bool {
 }
 
 /// Keeps the watch alive while held.
+///
+/// Lock order: notify runs the event handler on its own thread and waits for it, and notify's
+/// `watch()` / `unwatch()` wait for that thread. So the handler takes only the plan lock, and
+/// nothing ever calls into notify while holding the plan lock (a wait cycle between the two
+/// once wedged the reloader for good). `rearm` and `set_referenced` block on the file system
+/// and on notify: call them off the async runtime's workers.
 pub struct ConfigWatch {
     path: PathBuf,
+    /// Taken only around calls into notify; the event handler never takes it.
     watcher: Mutex<RecommendedWatcher>,
-    plan: Arc<Mutex<WatchPlan>>,
+    /// Read by the event handler; replaced whole by `rearm`, never held across a notify call.
+    plan: Arc<Mutex<Arc<WatchPlan>>>,
     changed: Arc<Notify>,
     /// Files the config names (certificates and keys), watched too.
     referenced: Mutex<Vec<PathBuf>>,
 }
 
 impl ConfigWatch {
-    /// Starts watching `path` (which may not exist yet).
-    pub fn start(path: &Path) -> notify::Result<ConfigWatch> {
-        let plan = Arc::new(Mutex::new(WatchPlan::default()));
+    /// Starts watching `path` (which may not exist yet). `on_change` runs on notify's thread
+    /// for every event that may have changed the config, before waiters are woken; it must be
+    /// quick and must not block.
+    pub fn start(
+        path: &Path,
+        on_change: impl Fn() + Send + 'static,
+    ) -> notify::Result<ConfigWatch> {
+        let plan = Arc::new(Mutex::new(Arc::new(WatchPlan::default())));
         let changed = Arc::new(Notify::new());
         let (event_plan, event_changed) = (plan.clone(), changed.clone());
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let relevant = match event {
                 Ok(event) => {
-                    let plan = event_plan.lock().unwrap_or_else(|e| e.into_inner());
+                    let plan = event_plan.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     event.need_rescan()
                         || (can_change_content(&event.kind)
                             && (event.paths.is_empty()
@@ -169,6 +182,7 @@ impl ConfigWatch {
                 Err(_) => true,
             };
             if relevant {
+                on_change();
                 event_changed.notify_one();
             }
         })?;
@@ -190,17 +204,25 @@ impl ConfigWatch {
     }
 
     /// Recomputes what to watch from the file system as it is now. Call after each wake-up,
-    /// before reading.
+    /// before reading. Blocking.
     pub fn rearm(&self) {
         let referenced = self
             .referenced
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let next = WatchPlan::for_path(&self.path, &referenced);
+        let next = Arc::new(WatchPlan::for_path(&self.path, &referenced));
+        // The watcher lock first, so that two rearms apply their plans in the order they
+        // swapped them in.
         let mut watcher = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
-        let mut plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
-        for gone in plan
+        // The new plan is in place before its folders are watched, so that the first event
+        // from a newly watched folder is judged by it; the lock is released before notify is
+        // called.
+        let previous = std::mem::replace(
+            &mut *self.plan.lock().unwrap_or_else(|e| e.into_inner()),
+            next.clone(),
+        );
+        for gone in previous
             .folders
             .keys()
             .filter(|f| !next.folders.contains_key(*f))
@@ -213,11 +235,10 @@ impl ConfigWatch {
                 tracing::warn!(folder = %folder.display(), %error, "cannot watch a config folder");
             }
         }
-        *plan = next;
     }
 
     /// Watches `files` (what the last load read besides the YAML) from now on, instead of the
-    /// ones before.
+    /// ones before. Blocking when they differ.
     pub fn set_referenced(&self, files: Vec<PathBuf>) {
         let mut referenced = self.referenced.lock().unwrap_or_else(|e| e.into_inner());
         if *referenced == files {
@@ -230,7 +251,7 @@ impl ConfigWatch {
 
     /// The folders watched now.
     pub fn folders(&self) -> Vec<PathBuf> {
-        let plan = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone();
         plan.folders().map(Path::to_path_buf).collect()
     }
 }

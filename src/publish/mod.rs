@@ -12,6 +12,7 @@
 pub mod access;
 pub mod endpoint_sources;
 pub mod guard;
+pub mod liveness;
 pub mod reload;
 pub mod slow_start;
 pub mod status;

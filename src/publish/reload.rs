@@ -21,6 +21,7 @@ use crate::config::certificates::{self, ReferencedFile};
 use crate::config::{self, source, watch::ConfigWatch, ReadLimits};
 use crate::metrics::Metrics;
 
+use super::liveness::ReloadLiveness;
 use super::status::ConfigStatus;
 use super::{Offered, Publisher};
 
@@ -159,18 +160,22 @@ pub async fn reload_off_runtime(reloader: &Arc<Reloader>, trigger: Trigger) -> O
 }
 
 /// Reloads on every change, on every `force` and when a timer of the publisher (draining, a
-/// held-back edit) is due; returns when `shutdown` is cancelled.
+/// held-back edit) is due; returns when `shutdown` is cancelled, even while a read is stuck.
 pub async fn run(
     reloader: Arc<Reloader>,
-    watch: ConfigWatch,
+    watch: Arc<ConfigWatch>,
     force: Arc<Notify>,
+    liveness: Arc<ReloadLiveness>,
     shutdown: CancellationToken,
 ) {
     // The memory a load freed is given back a little later, off the path of the push (the
     // first load happened before this loop started).
     let mut trim_at = Some(Instant::now() + TRIM_AFTER);
     // The certificate files the first load read.
-    watch.set_referenced(reloader.referenced_files());
+    let files = reloader.referenced_files();
+    if !watch_off_runtime(&watch, &shutdown, move |watch| watch.set_referenced(files)).await {
+        return;
+    }
     loop {
         let deadline = reloader.publisher.next_deadline();
         let trigger = tokio::select! {
@@ -198,11 +203,37 @@ pub async fn run(
                 Trigger::GraceOver
             }
         };
-        watch.rearm();
-        if reload_off_runtime(&reloader, trigger).await.is_some() {
+        if !watch_off_runtime(&watch, &shutdown, ConfigWatch::rearm).await {
+            return;
+        }
+        liveness.attempt_started(Instant::now());
+        let loaded = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            offered = reload_off_runtime(&reloader, trigger) => offered,
+        };
+        liveness.attempt_finished();
+        if loaded.is_some() {
             trim_at = Some(Instant::now() + TRIM_AFTER);
         }
-        watch.set_referenced(reloader.referenced_files());
+        let files = reloader.referenced_files();
+        if !watch_off_runtime(&watch, &shutdown, move |watch| watch.set_referenced(files)).await {
+            return;
+        }
+    }
+}
+
+/// Runs a blocking call on the watch (it touches the file system and waits for notify's
+/// thread) on a blocking thread; false when `shutdown` came first.
+async fn watch_off_runtime(
+    watch: &Arc<ConfigWatch>,
+    shutdown: &CancellationToken,
+    call: impl FnOnce(&ConfigWatch) + Send + 'static,
+) -> bool {
+    let watch = watch.clone();
+    let done = tokio::task::spawn_blocking(move || call(&watch));
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = done => true,
     }
 }
 

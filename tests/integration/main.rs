@@ -29,6 +29,7 @@ mod mtls;
 mod observability;
 mod properties;
 mod proxyless_grpc;
+mod reload_stress;
 mod sidecar;
 mod sidecar_connections;
 mod sidecar_routing;

@@ -168,6 +168,11 @@ impl ServeProcess {
         .await
     }
 
+    /// The exit status if the process has ended, without waiting.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
