@@ -9,9 +9,11 @@ pub mod echo;
 pub mod grpc;
 pub mod pki;
 pub mod process;
+pub mod ramp;
 pub mod resources;
 pub mod scripted;
 pub mod sidecar;
+pub mod single_worker;
 pub mod xds;
 
 use std::collections::BTreeMap;
