@@ -31,6 +31,7 @@ mod properties;
 mod proxyless_grpc;
 mod reload_stress;
 mod sidecar;
+mod sidecar_balancers;
 mod sidecar_connections;
 mod sidecar_routing;
 mod sidecar_xds;
