@@ -169,6 +169,9 @@ async fn editing_weights_changes_the_split_without_restarting_envoy() {
     const TOLERANCE: f64 = 0.04;
     let setup = Setup::start("weights", 50, 50).await;
     let before = tally(&setup.url("/"), REQUESTS).await;
+    // Rejects failed requests on either side of the edit: a share counts failures in its
+    // total, so a 50/50 split whose green half fails still measures 0.5 for blue.
+    assert_no_errors(&before, "before the edit");
     let blue = share(&before, "blue");
     assert!(
         (blue - 0.5).abs() <= TOLERANCE,
@@ -178,18 +181,11 @@ async fn editing_weights_changes_the_split_without_restarting_envoy() {
     setup.switchyard.edit(&setup.config(90, 10)).await;
     setup.switchyard.wait_for_acks("weights").await;
     let after = tally(&setup.url("/"), REQUESTS).await;
+    assert_no_errors(&after, "after the edit");
     let blue = share(&after, "blue");
     assert!(
         (blue - 0.9).abs() <= TOLERANCE,
         "90/10 expected, blue got {blue:.3}: {after:?}"
-    );
-    assert_eq!(
-        before.values().sum::<usize>() + after.values().sum::<usize>(),
-        2 * REQUESTS
-    );
-    assert!(
-        !after.keys().any(|k| k.starts_with('<')),
-        "no failed request: {after:?}"
     );
     assert_eq!(
         setup.envoy.stat("control_plane.connected_state").await,

@@ -258,7 +258,12 @@ pub struct TcpBackend {
 
 impl TcpBackend {
     pub async fn start(name: &str) -> TcpBackend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// A TCP backend on `addr` (another loopback address than 127.0.0.1, say).
+    pub async fn start_on(name: &str, addr: SocketAddr) -> TcpBackend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let name = name.to_string();
         let task = tokio::spawn(async move {
@@ -287,6 +292,27 @@ impl Drop for TcpBackend {
 /// Backends named `{prefix}1..={count}` listening on 127.0.0.1, 127.0.0.2, ... on one shared
 /// port, as the instances of an instance group share their named port.
 pub async fn instances(prefix: &str, first_ip: u8, count: u8) -> (u16, Vec<Backend>) {
+    on_shared_port(prefix, first_ip, count, |name, addr| async move {
+        Backend::start_on(&name, addr).await
+    })
+    .await
+}
+
+/// As [`instances`], with TCP backends that write their name.
+pub async fn tcp_instances(prefix: &str, first_ip: u8, count: u8) -> (u16, Vec<TcpBackend>) {
+    on_shared_port(prefix, first_ip, count, |name, addr| async move {
+        TcpBackend::start_on(&name, addr).await
+    })
+    .await
+}
+
+/// `count` servers made by `start`, named `{prefix}1..`, on 127.0.0.`first_ip` and the
+/// addresses after it, all on one port that is free on every one of them.
+async fn on_shared_port<T, F, Fut>(prefix: &str, first_ip: u8, count: u8, start: F) -> (u16, Vec<T>)
+where
+    F: Fn(String, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     loop {
         let port = free_port();
         let mut started = Vec::new();
@@ -297,7 +323,7 @@ pub async fn instances(prefix: &str, first_ip: u8, count: u8) -> (u16, Vec<Backe
             if tokio::net::TcpListener::bind(addr).await.is_err() {
                 break;
             }
-            started.push(Backend::start_on(&format!("{prefix}{}", index + 1), addr).await);
+            started.push(start(format!("{prefix}{}", index + 1), addr).await);
         }
         if started.len() == count as usize {
             return (port, started);
@@ -305,7 +331,8 @@ pub async fn instances(prefix: &str, first_ip: u8, count: u8) -> (u16, Vec<Backe
     }
 }
 
-/// Opens `count` TCP connections to `addr` and tallies what each reads before EOF.
+/// Opens `count` TCP connections to `addr` and tallies what each reads before EOF (a failed
+/// connection under `<error: …>`, nothing read under `<empty>`).
 pub async fn tally_tcp(addr: &str, count: usize) -> BTreeMap<String, usize> {
     use tokio::io::AsyncReadExt;
     let mut seen = BTreeMap::new();
@@ -324,6 +351,31 @@ pub async fn tally_tcp(addr: &str, count: usize) -> BTreeMap<String, usize> {
         *seen.entry(key).or_default() += 1;
     }
     seen
+}
+
+/// Whether a key of [`tally`] or [`tally_tcp`] stands for a failure (`<503>`, `<error: …>`,
+/// `<empty>`) rather than for a backend's answer; backends answer with their names.
+pub fn is_failure(key: &str) -> bool {
+    key.starts_with('<')
+}
+
+/// The failures among tallied answers, with their counts.
+pub fn failures(seen: &BTreeMap<String, usize>) -> BTreeMap<&str, usize> {
+    seen.iter()
+        .filter(|(key, _)| is_failure(key))
+        .map(|(key, count)| (key.as_str(), *count))
+        .collect()
+}
+
+/// Fails the test, naming `what` was sent and every failure, if any tallied answer was one.
+/// (A tally counts failures as entries, so its total always equals what was sent.)
+pub fn assert_no_errors(seen: &BTreeMap<String, usize>, what: &str) {
+    let failed = failures(seen);
+    assert!(
+        failed.is_empty(),
+        "{what}: {} failed ({failed:?}) among {seen:?}",
+        failed.values().sum::<usize>()
+    );
 }
 
 /// Share of `name` among the tallied responses.
@@ -747,7 +799,8 @@ impl Drop for Envoy {
     }
 }
 
-/// Sends `count` GETs to `url` and tallies the response bodies (non-200s under "<status>").
+/// Sends `count` GETs to `url` and tallies the response bodies. A failed request is tallied
+/// too, under `<status>` or `<error: …>`: check [`assert_no_errors`], not the total.
 pub async fn tally(url: &str, count: usize) -> BTreeMap<String, usize> {
     let client = http();
     let mut seen = BTreeMap::new();
