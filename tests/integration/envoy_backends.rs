@@ -1,17 +1,14 @@
-//! Backend-service semantics through a real Envoy and real backends on loopback: balancing
-//! modes and capacity scaler shaping the split, region failover, session affinity, LB
-//! policies, draining (session affinity through the sidecar as well). Splits are measured over 2,000 requests with a ±4% tolerance (the
-//! binomial standard deviation at n = 2,000 is at most 1.12%, so ±4% is over 3.5 of them).
+//! Backend-service semantics through a real Envoy and real backends on loopback: region
+//! failover, session affinity, LB policies, draining, outlier detection and header matches
+//! (several through the sidecar as well). How balancing modes and capacityScaler shape the
+//! split is in capacity_splits.rs.
 
 use std::collections::BTreeSet;
 
 use crate::common::*;
 
-const REQUESTS: usize = 2000;
-const TOLERANCE: f64 = 0.04;
-
 /// An HTTP frontend on 127.0.0.1:`listen` whose URL map sends everything to `service`.
-fn http_frontend(listen: u16, service: &str) -> String {
+pub fn http_frontend(listen: u16, service: &str) -> String {
     format!(
         r#"
 urlMaps:
@@ -35,198 +32,6 @@ async fn serve(node_id: &str, config: &str) -> (Switchyard, Envoy) {
     let envoy = Envoy::start(switchyard.running.xds_addr, node_id).await;
     switchyard.wait_for_acks(node_id).await;
     (switchyard, envoy)
-}
-
-fn assert_share(seen: &std::collections::BTreeMap<String, usize>, prefix: &str, expected: f64) {
-    let got = share_of_prefix(seen, prefix);
-    assert!(
-        (got - expected).abs() <= TOLERANCE,
-        "{prefix}* expected {expected:.2} ± {TOLERANCE}, got {got:.3}: {seen:?}"
-    );
-    assert!(
-        !seen.keys().any(|k| k.starts_with('<')),
-        "no request may fail: {seen:?}"
-    );
-}
-
-fn rate_config(listen: u16, a: &[&Backend], b: &Backend, scaler: &str) -> String {
-    let a_endpoints: String = a
-        .iter()
-        .map(|e| format!("  - {{ipAddress: 127.0.0.1, port: {}}}\n", e.port()))
-        .collect();
-    format!(
-        r#"
-networkEndpointGroups:
-- name: neg-a
-  zone: us-central1-a
-  endpoints:
-{a_endpoints}- name: neg-b
-  zone: us-central1-b
-  endpoints:
-  - {{ipAddress: 127.0.0.1, port: {b}}}
-backendServices:
-- name: svc
-  backends:
-  - group: zones/us-central1-a/networkEndpointGroups/neg-a
-    balancingMode: RATE
-    maxRatePerEndpoint: 10
-    capacityScaler: {scaler}
-  - group: zones/us-central1-b/networkEndpointGroups/neg-b
-    balancingMode: RATE
-    maxRate: 10
-{frontend}"#,
-        b = b.port(),
-        frontend = http_frontend(listen, "svc")
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rate_capacity_and_capacity_scaler_shape_the_split() {
-    rate_capacity_and_capacity_scaler_shape_the_split_through(Through::Envoy).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rate_capacity_and_capacity_scaler_shape_the_split_through_the_sidecar() {
-    rate_capacity_and_capacity_scaler_shape_the_split_through(Through::Sidecar).await;
-}
-
-async fn rate_capacity_and_capacity_scaler_shape_the_split_through(through: Through) {
-    let a = [
-        Backend::start("a1").await,
-        Backend::start("a2").await,
-        Backend::start("a3").await,
-    ];
-    let b = Backend::start("b1").await;
-    let a_refs: Vec<&Backend> = a.iter().collect();
-    let listen = free_port();
-    let url = format!("http://127.0.0.1:{listen}/");
-    let node = format!("rate-{through:?}");
-    let (switchyard, _proxy) =
-        serve_through(through, &node, &rate_config(listen, &a_refs, &b, "1.0")).await;
-
-    // 3 endpoints × 10 rps against 10 rps: 3:1.
-    assert_share(&tally(&url, REQUESTS).await, "a", 0.75);
-
-    // Scaler 0.5: 15 against 10.
-    switchyard
-        .edit(&rate_config(listen, &a_refs, &b, "0.5"))
-        .await;
-    switchyard.wait_for_acks(&node).await;
-    assert_share(&tally(&url, REQUESTS).await, "a", 0.60);
-
-    // Scaler 0: A leaves rotation.
-    switchyard
-        .edit(&rate_config(listen, &a_refs, &b, "0.0"))
-        .await;
-    switchyard.wait_for_acks(&node).await;
-    let drained = tally(&url, 500).await;
-    assert_eq!(
-        drained.get("b1"),
-        Some(&500),
-        "capacityScaler 0 sends A nothing: {drained:?}"
-    );
-
-    // 0.05 is not an allowed scaler: rejected, and the last good config keeps serving.
-    switchyard
-        .edit(&rate_config(listen, &a_refs, &b, "0.05"))
-        .await;
-    let status = get_json(&switchyard.admin_url("/config_status"))
-        .await
-        .unwrap();
-    assert_eq!(status["last_load_accepted"], false);
-    let message = status["diagnostics"]["items"][0]["message"]
-        .as_str()
-        .unwrap();
-    assert_eq!(
-        message,
-        "0.05 is not allowed; capacityScaler must be exactly 0.0 or between 0.1 and 1.0"
-    );
-    assert_eq!(
-        status["diagnostics"]["items"][0]["path"],
-        "backendServices[svc].backends[0].capacityScaler"
-    );
-    assert_eq!(tally(&url, 100).await.get("b1"), Some(&100));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn utilization_capacity_follows_instances_and_max_utilization() {
-    // Instance group A: 2 instances at maxUtilization 0.8 (1.6); B: 1 instance at 0.4 (0.4).
-    let (a_port, _a) = instances("a", 11, 2).await;
-    let (b_port, _b) = instances("b", 21, 1).await;
-    let listen = free_port();
-    let config = format!(
-        r#"
-instanceGroups:
-- name: ig-a
-  zone: us-central1-a
-  namedPorts: [{{name: http, port: {a_port}}}]
-  instances: [{{name: vm-a1, ipAddress: 127.0.0.11}}, {{name: vm-a2, ipAddress: 127.0.0.12}}]
-- name: ig-b
-  zone: us-central1-b
-  namedPorts: [{{name: http, port: {b_port}}}]
-  instances: [{{name: vm-b1, ipAddress: 127.0.0.21}}]
-backendServices:
-- name: svc
-  backends:
-  - {{group: zones/us-central1-a/instanceGroups/ig-a, balancingMode: UTILIZATION, maxUtilization: 0.8}}
-  - {{group: zones/us-central1-b/instanceGroups/ig-b, balancingMode: UTILIZATION, maxUtilization: 0.4}}
-{}"#,
-        http_frontend(listen, "svc")
-    );
-    let (_switchyard, _envoy) = serve("utilization", &config).await;
-    let seen = tally(&format!("http://127.0.0.1:{listen}/"), REQUESTS).await;
-    assert_share(&seen, "a", 0.80);
-    assert!(
-        seen.contains_key("a1") && seen.contains_key("a2"),
-        "both instances of A serve: {seen:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn connection_capacity_splits_tcp_connections() {
-    // NEG A: 2 endpoints × 5 connections (10); NEG B: maxConnections 30.
-    let a = [TcpBackend::start("a1").await, TcpBackend::start("a2").await];
-    let b = TcpBackend::start("b1").await;
-    let listen = free_port();
-    let config = format!(
-        r#"
-networkEndpointGroups:
-- name: neg-a
-  zone: us-central1-a
-  endpoints:
-  - {{ipAddress: 127.0.0.1, port: {a1}}}
-  - {{ipAddress: 127.0.0.1, port: {a2}}}
-- name: neg-b
-  zone: us-central1-b
-  endpoints: [{{ipAddress: 127.0.0.1, port: {b}}}]
-backendServices:
-- name: tcp
-  protocol: TCP
-  timeoutSec: 30
-  backends:
-  - {{group: neg-a, balancingMode: CONNECTION, maxConnectionsPerEndpoint: 5}}
-  - {{group: neg-b, balancingMode: CONNECTION, maxConnections: 30}}
-targetTcpProxies:
-- name: tcp-proxy
-  service: global/backendServices/tcp
-forwardingRules:
-- name: fr-tcp
-  IPAddress: 127.0.0.1
-  portRange: "{listen}"
-  target: global/targetTcpProxies/tcp-proxy
-"#,
-        a1 = a[0].addr.port(),
-        a2 = a[1].addr.port(),
-        b = b.addr.port()
-    );
-    let (_switchyard, _envoy) = serve("connection", &config).await;
-    let address = format!("127.0.0.1:{listen}");
-    wait_for("the TCP listener to proxy", || async {
-        let seen = tally_tcp(&address, 1).await;
-        (!seen.keys().any(|k| k.starts_with('<'))).then_some(())
-    })
-    .await;
-    assert_share(&tally_tcp(&address, REQUESTS).await, "a", 0.25);
 }
 
 fn regional_config(
@@ -615,10 +420,12 @@ async fn least_request_random_and_maglev_are_accepted_and_serve_through(through:
         );
         assert_eq!(proxy.clusters_rejected().await, 0, "{policy}");
         let seen = tally(&format!("http://127.0.0.1:{listen}/"), 200).await;
-        assert_eq!(seen.values().sum::<usize>(), 200);
+        // Rejects a policy under which some requests fail (a tally counts failures too, so
+        // its total could not tell).
+        assert_no_errors(&seen, policy);
         assert!(
             seen.keys().all(|k| k.starts_with('e')),
-            "{policy} serves every request: {seen:?}"
+            "{policy} answers from the service's endpoints only: {seen:?}"
         );
         if policy != "MAGLEV" && policy != "WEIGHTED_MAGLEV" && policy != "RING_HASH" {
             assert!(seen.len() >= 3, "{policy} spreads requests: {seen:?}");

@@ -12,6 +12,7 @@ mod aws_alb;
 mod aws_proxyless;
 mod aws_target_groups;
 mod aws_validation;
+mod capacity_splits;
 mod cli;
 mod config_source;
 mod conformance;

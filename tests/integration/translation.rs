@@ -99,7 +99,7 @@ backendServices:
 - name: neg-service
   backends:
   - {group: zones/us-central1-a/networkEndpointGroups/neg-a, balancingMode: RATE, maxRatePerEndpoint: 10}
-  - {group: neg-b, balancingMode: RATE, maxRate: 10}
+  - {group: neg-b, balancingMode: RATE, maxRate: 20}
 - name: ig-service
   portName: admin
   backends:
@@ -109,7 +109,7 @@ backendServices:
     assert_eq!(
         localities(assignment(&out, "neg-service")),
         vec![
-            ("neg-b".into(), 3333, vec!["192.168.0.1:80".into()]),
+            ("neg-b".into(), 6667, vec!["192.168.0.1:80".into()]),
             (
                 "neg-a".into(),
                 10000,
@@ -120,7 +120,8 @@ backendServices:
                 ]
             ),
         ],
-        "3 endpoints × 10 rps vs 10 rps is 3:1; NEG endpoints without a port use defaultPort"
+        "3 endpoints × 10 rps against 20 rps is 3:2 (counting endpoints would give 3:1, \
+         maxRatePerEndpoint read as the group's 1:2); NEG endpoints without a port use defaultPort"
     );
     let locality = assignment(&out, "neg-service").endpoints[1]
         .locality
@@ -159,6 +160,9 @@ backendServices:
 "#
         )
     };
+    // 10 against 10 for groups of 3 and 1: A at 0.5 weighs half of B. Ignoring the scaler
+    // gives 1:1, counting endpoints 3:2, maxRate read per endpoint 15:10. The full table of
+    // misreadings is in capacity_splits.rs.
     let halved = resources(&config("0.5"));
     let weights: Vec<(String, u32)> = localities(assignment(&halved, "s"))
         .into_iter()
