@@ -102,12 +102,12 @@ networkEndpointGroups:
     )
 }
 
-// RATE, 3 endpoints × 10 = 30 against 40 for a group of 2. A's share at scaler 1 is
-// 30 / 70 = 0.43; at scaler 0.5 on A, 15 / 55 = 0.27. The misreadings give:
-// - counting endpoints: 3 / 5 = 0.60 (at 0.5: 0.60, or 1.5 / 3.5 = 0.43 with the scaler);
-// - maxRatePerEndpoint read as the group's: 10 / 50 = 0.20 (at 0.5: 5 / 45 = 0.11);
-// - maxRate read per endpoint (80): 30 / 110 = 0.27 (at 0.5: 15 / 95 = 0.16);
-// - capacityScaler ignored: 0.43 at 0.5.
+/// RATE, 3 endpoints × 10 = 30 against 40 for a group of 2. A's share at scaler 1 is
+/// 30 / 70 = 0.43; at scaler 0.5 on A, 15 / 55 = 0.27. The misreadings give:
+/// - counting endpoints: 3 / 5 = 0.60 (at 0.5: 0.60, or 1.5 / 3.5 = 0.43 with the scaler);
+/// - maxRatePerEndpoint read as the group's: 10 / 50 = 0.20 (at 0.5: 5 / 45 = 0.11);
+/// - maxRate read per endpoint (80): 30 / 110 = 0.27 (at 0.5: 15 / 95 = 0.16);
+/// - capacityScaler ignored: 0.43 at 0.5.
 const RATE_SHARE: f64 = 30.0 / 70.0;
 const RATE_SHARE_HALVED: f64 = 15.0 / 55.0;
 
@@ -139,6 +139,7 @@ async fn rate_capacity_and_capacity_scaler_shape_the_split_through_the_sidecar()
 }
 
 async fn rate_capacity_and_capacity_scaler_shape_the_split_through(through: Through) {
+    // Rejects each misreading listed at [`RATE_SHARE`].
     let mut a = Vec::new();
     for name in ["a1", "a2", "a3"] {
         a.push(Backend::start(name).await);
@@ -213,9 +214,9 @@ instanceGroups:
     )
 }
 
-// UTILIZATION, 3 instances × 0.4 = 1.2 against 1 × 0.8: A's share is 1.2 / 2.0 = 0.60. The
-// misreadings give: counting instances 3 / 4 = 0.75; maxUtilization not multiplied by the
-// instances 0.4 / 1.2 = 0.33; maxUtilization ignored (the default 0.8 each) 0.75.
+/// UTILIZATION, 3 instances × 0.4 = 1.2 against 1 × 0.8: A's share is 1.2 / 2.0 = 0.60. The
+/// misreadings give: counting instances 3 / 4 = 0.75; maxUtilization not multiplied by the
+/// instances 0.4 / 1.2 = 0.33; maxUtilization ignored (the default 0.8 each) 0.75.
 const UTILIZATION_SHARE: f64 = 1.2 / 2.0;
 
 #[test]
@@ -239,6 +240,7 @@ async fn utilization_capacity_follows_instances_through_the_sidecar() {
 }
 
 async fn utilization_capacity_follows_instances_through(through: Through) {
+    // Rejects each misreading listed at [`UTILIZATION_SHARE`].
     let (a_port, _a) = instances("a", 11, 3).await;
     let (b_port, _b) = instances("b", 21, 1).await;
     let listen = free_port();
@@ -291,9 +293,9 @@ forwardingRules:
     )
 }
 
-// CONNECTION, 2 instances × 10 = 20 against 15 for a group of 3: A's share is 20 / 35 = 0.57.
-// The misreadings give: counting instances 2 / 5 = 0.40; maxConnectionsPerInstance read as
-// the group's 10 / 25 = 0.40; maxConnections read per instance (45) 20 / 65 = 0.31.
+/// CONNECTION, 2 instances × 10 = 20 against 15 for a group of 3: A's share is 20 / 35 = 0.57.
+/// The misreadings give: counting instances 2 / 5 = 0.40; maxConnectionsPerInstance read as
+/// the group's 10 / 25 = 0.40; maxConnections read per instance (45) 20 / 65 = 0.31.
 const CONNECTION_SHARE: f64 = 20.0 / 35.0;
 
 #[test]
@@ -317,6 +319,7 @@ async fn connection_capacity_splits_tcp_connections_through_the_sidecar() {
 }
 
 async fn connection_capacity_splits_tcp_connections_through(through: Through) {
+    // Rejects each misreading listed at [`CONNECTION_SHARE`].
     let (a_port, _a) = tcp_instances("a", 31, 2).await;
     let (b_port, _b) = tcp_instances("b", 41, 3).await;
     let listen = free_port();

@@ -93,7 +93,7 @@ fn assert_zone_a_share(calls: &common::grpc::Calls, expected: f64) {
     eprintln!("measured: zone a {share:.3}, expected {expected:.3}");
     assert!(
         (share - expected).abs() <= TOLERANCE,
-        "zone a expected {expected} ± {TOLERANCE}, got {share:.3}: {:?}",
+        "zone a expected {expected:.3} ± {TOLERANCE}, got {share:.3}: {:?}",
         calls.tally
     );
 }
@@ -110,6 +110,7 @@ async fn grpcio_acks_everything_splits_by_capacity_and_follows_edits() {
     );
     let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &node).await;
 
+    // Rejects each misreading of the capacities listed at `capacity_config`.
     let first = client.calls(CALLS, None, 0).await;
     assert_zone_a_share(&first, CAPACITY_SHARE);
     let csds = client.csds().await;
@@ -160,6 +161,7 @@ async fn grpc_js_xds_splits_by_capacity_and_follows_the_scaler() {
         "us-central1-a",
     );
     let mut client = GrpcClient::start(Library::GrpcJs, "xds:///who.example:8080", &node).await;
+    // Rejects each misreading of the capacities listed at `capacity_config`.
     assert_zone_a_share(&client.calls(CALLS, None, 0).await, CAPACITY_SHARE);
     switchyard.wait_for_acks("grpc-js-client").await;
     let status = switchyard.client("grpc-js-client").await.unwrap();
