@@ -1,7 +1,7 @@
 //! Capacity arithmetic end to end: a backend's balancing mode gives its group a capacity
 //! (per-instance and per-endpoint figures × N members, whole-group figures as written, then
-//! × capacityScaler), translation turns the capacities into locality weights, and a real Envoy
-//! and the sidecar split requests by those weights (grpcio and grpc-js-xds: proxyless_grpc.rs).
+//! × capacityScaler), translation turns the capacities into locality weights, and real
+//! clients split requests by those weights: Envoy, the sidecar, grpcio and grpc-js-xds.
 //!
 //! The numbers are chosen so that each misreading — counting endpoints, a per-endpoint or
 //! per-instance figure read as the whole group's, a whole-group figure read per endpoint, the
@@ -12,8 +12,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::common::grpc::{bootstrap, Calls, GrpcBackend, GrpcClient, Library};
 use crate::common::*;
 use crate::envoy_backends::http_frontend;
+use crate::proxyless_grpc::{backends_named, with_ports};
 
 const REQUESTS: usize = 2000;
 const TOLERANCE: f64 = 0.04;
@@ -186,6 +188,89 @@ async fn rate_capacity_and_capacity_scaler_shape_the_split_through(through: Thro
     let kept = tally(&url, 100).await;
     assert_no_errors(&kept, "after the rejected edit");
     assert_eq!(share_of_prefix(&kept, "b"), 1.0, "{kept:?}");
+}
+
+/// examples/grpc.yaml (proxyless clients, zone a: three endpoints at maxRatePerEndpoint 10)
+/// with zone a at capacityScaler `scaler` and zone b grown to two endpoints that share maxRate
+/// 40 as a group: the numbers of [`rate_config`], served to gRPC clients.
+fn grpc_rate_config(backends: &[GrpcBackend], scaler: &str) -> String {
+    let example = std::fs::read_to_string(repo_root().join("examples/grpc.yaml")).unwrap();
+    let b1 = "  - {instance: vm-b1, ipAddress: 127.0.0.1, port: 50054}\n";
+    let edits = [
+        (
+            b1,
+            format!("{b1}  - {{instance: vm-b2, ipAddress: 127.0.0.1, port: 50055}}\n"),
+        ),
+        ("    maxRate: 10\n", "    maxRate: 40\n".to_string()),
+        (
+            "    maxRatePerEndpoint: 10\n",
+            format!("    maxRatePerEndpoint: 10\n    capacityScaler: {scaler}\n"),
+        ),
+    ];
+    let edited = edits.iter().fold(example, |text, (from, to)| {
+        assert!(text.contains(from), "examples/grpc.yaml has `{from}`");
+        text.replace(from, to)
+    });
+    with_ports(edited, backends)
+}
+
+/// Asserts that no call failed and that backends named `prefix`* answered `expected` ±
+/// [`TOLERANCE`] of the calls.
+fn assert_call_share(calls: &Calls, prefix: &str, expected: f64) {
+    assert!(
+        calls.errors.is_empty(),
+        "no call may fail: {:?}",
+        calls.errors
+    );
+    let got = share_of_prefix(&calls.tally, prefix);
+    eprintln!("measured: {prefix}* {got:.3}, expected {expected:.3}");
+    assert!(
+        (got - expected).abs() <= TOLERANCE,
+        "{prefix}* expected {expected:.3} ± {TOLERANCE}, got {got:.3}: {:?}",
+        calls.tally
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_capacity_and_capacity_scaler_shape_grpcio_calls() {
+    rate_capacity_and_capacity_scaler_shape_calls_of(Library::Grpcio).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_capacity_and_capacity_scaler_shape_grpc_js_xds_calls() {
+    rate_capacity_and_capacity_scaler_shape_calls_of(Library::GrpcJs).await;
+}
+
+/// One client process of `library` through three configs: scaler 1, 0.5 and 0 on zone a.
+async fn rate_capacity_and_capacity_scaler_shape_calls_of(library: Library) {
+    // Rejects each misreading listed at [`RATE_SHARE`].
+    let backends = backends_named(&["a1", "a2", "a3", "b1", "b2"]).await;
+    let switchyard = Switchyard::start(&grpc_rate_config(&backends, "1.0")).await;
+    let node_id = format!("rate-{library:?}");
+    let node = bootstrap(
+        switchyard.running.xds_addr,
+        &node_id,
+        "us-central1",
+        "us-central1-a",
+    );
+    let mut client = GrpcClient::start(library, "xds:///who.example:8080", &node).await;
+    let calls = client.calls(REQUESTS, None, 0).await;
+    assert_call_share(&calls, "a", RATE_SHARE);
+
+    switchyard.edit(&grpc_rate_config(&backends, "0.5")).await;
+    switchyard.wait_for_acks(&node_id).await;
+    let calls = client.calls(REQUESTS, None, 0).await;
+    assert_call_share(&calls, "a", RATE_SHARE_HALVED);
+
+    switchyard.edit(&grpc_rate_config(&backends, "0.0")).await;
+    switchyard.wait_for_acks(&node_id).await;
+    let drained = client.calls(200, None, 0).await;
+    assert!(
+        drained.errors.is_empty() && drained.tally.keys().all(|name| name.starts_with('b')),
+        "capacityScaler 0 moves every call to zone b: {:?} {:?}",
+        drained.tally,
+        drained.errors
+    );
 }
 
 /// UTILIZATION: instance group util-a, 3 instances (127.0.0.11–13) at maxUtilization 0.4,

@@ -1,16 +1,11 @@
 //! Proxyless gRPC through real clients: grpcio (Python, C-core) and grpc-js-xds (Node) dial
 //! xds:/// targets served by Switchyard and call tonic backends on 127.0.0.1 that answer with
-//! their name. Splits are measured over 2,000 calls with a ±4% tolerance (the binomial
-//! standard deviation at n = 2,000 is at most 1.12%).
+//! their name. How capacity splits their calls is in capacity_splits.rs.
 
-use crate::common;
 use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
 use crate::common::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-const CALLS: usize = 2000;
-const TOLERANCE: f64 = 0.04;
 
 /// examples/grpc.yaml with the test's backend ports.
 fn grpc_config(backends: &[GrpcBackend]) -> String {
@@ -19,7 +14,7 @@ fn grpc_config(backends: &[GrpcBackend]) -> String {
 }
 
 /// `text` with example port 50051 + i replaced by the port of `backends[i]`.
-fn with_ports(mut text: String, backends: &[GrpcBackend]) -> String {
+pub fn with_ports(mut text: String, backends: &[GrpcBackend]) -> String {
     for (index, backend) in backends.iter().enumerate() {
         text = text.replace(
             &format!("port: {}}}", 50051 + index),
@@ -29,46 +24,12 @@ fn with_ports(mut text: String, backends: &[GrpcBackend]) -> String {
     text
 }
 
-/// examples/grpc.yaml with zone b grown to two endpoints (b1, b2) that share maxRate 40 as a
-/// group, and zone a's three endpoints (maxRatePerEndpoint 10) at capacityScaler `scaler`.
-///
-/// Zone a's share at scaler 1 is 30 / 70 = 0.43 and at 0.5 is 15 / 55 = 0.27. Counting
-/// endpoints gives 0.60 (0.43 at 0.5 if scaled); maxRatePerEndpoint read as the group's, 0.20
-/// (0.11); maxRate read per endpoint, 0.27 (0.16); the scaler ignored, 0.43 at 0.5.
-fn capacity_config(backends: &[GrpcBackend], scaler: &str) -> String {
-    let example = std::fs::read_to_string(repo_root().join("examples/grpc.yaml")).unwrap();
-    let b1 = "  - {instance: vm-b1, ipAddress: 127.0.0.1, port: 50054}\n";
-    let edits = [
-        (
-            b1,
-            format!("{b1}  - {{instance: vm-b2, ipAddress: 127.0.0.1, port: 50055}}\n"),
-        ),
-        ("    maxRate: 10\n", "    maxRate: 40\n".to_string()),
-        (
-            "    maxRatePerEndpoint: 10\n",
-            format!("    maxRatePerEndpoint: 10\n    capacityScaler: {scaler}\n"),
-        ),
-    ];
-    let edited = edits.iter().fold(example, |text, (from, to)| {
-        assert!(text.contains(from), "examples/grpc.yaml has `{from}`");
-        text.replace(from, to)
-    });
-    with_ports(edited, backends)
-}
-
-const CAPACITY_SHARE: f64 = 30.0 / 70.0;
-const CAPACITY_SHARE_HALVED: f64 = 15.0 / 55.0;
-
 async fn four_backends() -> Vec<GrpcBackend> {
     backends_named(&["a1", "a2", "a3", "b1"]).await
 }
 
-/// The backends of [`capacity_config`]: three in zone a, two in zone b.
-async fn five_backends() -> Vec<GrpcBackend> {
-    backends_named(&["a1", "a2", "a3", "b1", "b2"]).await
-}
-
-async fn backends_named(names: &[&str]) -> Vec<GrpcBackend> {
+/// Who servers named `names`, on 127.0.0.1.
+pub async fn backends_named(names: &[&str]) -> Vec<GrpcBackend> {
     let mut backends = Vec::new();
     for name in names {
         backends.push(GrpcBackend::start(name).await);
@@ -76,32 +37,10 @@ async fn backends_named(names: &[&str]) -> Vec<GrpcBackend> {
     backends
 }
 
-fn assert_zone_a_share(calls: &common::grpc::Calls, expected: f64) {
-    assert!(
-        calls.errors.is_empty(),
-        "no call may fail: {:?}",
-        calls.errors
-    );
-    let total: usize = calls.tally.values().sum();
-    let a: usize = calls
-        .tally
-        .iter()
-        .filter(|(k, _)| k.starts_with('a'))
-        .map(|(_, v)| v)
-        .sum();
-    let share = a as f64 / total as f64;
-    eprintln!("measured: zone a {share:.3}, expected {expected:.3}");
-    assert!(
-        (share - expected).abs() <= TOLERANCE,
-        "zone a expected {expected:.3} ± {TOLERANCE}, got {share:.3}: {:?}",
-        calls.tally
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn grpcio_acks_everything_splits_by_capacity_and_follows_edits() {
-    let backends = five_backends().await;
-    let switchyard = Switchyard::start(&capacity_config(&backends, "1.0")).await;
+async fn grpcio_acks_everything_and_subscribes_to_its_listener() {
+    let backends = four_backends().await;
+    let switchyard = Switchyard::start(&grpc_config(&backends)).await;
     let node = bootstrap(
         switchyard.running.xds_addr,
         "grpcio-client",
@@ -109,10 +48,8 @@ async fn grpcio_acks_everything_splits_by_capacity_and_follows_edits() {
         "us-central1-a",
     );
     let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &node).await;
-
-    // Rejects each misreading of the capacities listed at `capacity_config`.
-    let first = client.calls(CALLS, None, 0).await;
-    assert_zone_a_share(&first, CAPACITY_SHARE);
+    let calls = client.calls(100, None, 0).await;
+    assert!(calls.errors.is_empty(), "{:?}", calls.errors);
     let csds = client.csds().await;
     for kind in [
         "Listener",
@@ -132,28 +69,12 @@ async fn grpcio_acks_everything_splits_by_capacity_and_follows_edits() {
         status["types"]["Listener"]["subscribed"],
         serde_json::json!(["who.example:8080"])
     );
-
-    // Zone a at half its capacity by an edit, with the same client process.
-    switchyard.edit(&capacity_config(&backends, "0.5")).await;
-    switchyard.wait_for_acks("grpcio-client").await;
-    assert_zone_a_share(&client.calls(CALLS, None, 0).await, CAPACITY_SHARE_HALVED);
-
-    // Zone a drained: every call goes to zone b.
-    switchyard.edit(&capacity_config(&backends, "0.0")).await;
-    switchyard.wait_for_acks("grpcio-client").await;
-    let after = client.calls(200, None, 0).await;
-    assert!(
-        after.errors.is_empty() && after.tally.keys().all(|name| name.starts_with('b')),
-        "capacityScaler 0 moves every call: {:?} {:?}",
-        after.tally,
-        after.errors
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn grpc_js_xds_splits_by_capacity_and_follows_the_scaler() {
-    let backends = five_backends().await;
-    let switchyard = Switchyard::start(&capacity_config(&backends, "1.0")).await;
+async fn grpc_js_xds_acks_everything() {
+    let backends = four_backends().await;
+    let switchyard = Switchyard::start(&grpc_config(&backends)).await;
     let node = bootstrap(
         switchyard.running.xds_addr,
         "grpc-js-client",
@@ -161,8 +82,8 @@ async fn grpc_js_xds_splits_by_capacity_and_follows_the_scaler() {
         "us-central1-a",
     );
     let mut client = GrpcClient::start(Library::GrpcJs, "xds:///who.example:8080", &node).await;
-    // Rejects each misreading of the capacities listed at `capacity_config`.
-    assert_zone_a_share(&client.calls(CALLS, None, 0).await, CAPACITY_SHARE);
+    let calls = client.calls(100, None, 0).await;
+    assert!(calls.errors.is_empty(), "{:?}", calls.errors);
     switchyard.wait_for_acks("grpc-js-client").await;
     let status = switchyard.client("grpc-js-client").await.unwrap();
     for kind in [
@@ -176,10 +97,6 @@ async fn grpc_js_xds_splits_by_capacity_and_follows_the_scaler() {
             "{kind}: {status}"
         );
     }
-
-    switchyard.edit(&capacity_config(&backends, "0.5")).await;
-    switchyard.wait_for_acks("grpc-js-client").await;
-    assert_zone_a_share(&client.calls(CALLS, None, 0).await, CAPACITY_SHARE_HALVED);
 }
 
 /// A ring-hash service for proxyless clients with the given affinity lines.
