@@ -19,4 +19,5 @@ pub mod publish;
 pub mod serve;
 pub mod status;
 pub mod translate;
+pub mod validation_report;
 pub mod xds;

@@ -331,14 +331,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { path, limits } => {
             let loaded = config::load_with(&path, &limits.limits());
-            print!("{}", loaded.diagnostics);
-            let errors = loaded.diagnostics.errors().count();
-            let warnings = loaded.diagnostics.warnings().count();
-            println!(
-                "{}: {errors} error(s), {warnings} warning(s)",
-                path.display()
-            );
-            Ok(if errors == 0 {
+            let report = switchyard::validation_report::report(&path, &loaded.diagnostics);
+            write_stdout(&report)?;
+            Ok(if !loaded.diagnostics.has_errors() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -373,15 +368,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|l| l.split('/').next().unwrap_or(l));
             let health = admin.map(|admin| live_health(admin, name)).transpose()?;
-            print!(
-                "{}",
-                switchyard::explain::explain_with_health(
-                    &loaded.model,
-                    found,
-                    region,
-                    health.as_ref()
-                )
-            );
+            write_stdout(&switchyard::explain::explain_with_health(
+                &loaded.model,
+                found,
+                region,
+                health.as_ref(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { admin } => {
@@ -389,7 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?
                 .block_on(switchyard::status::fetch_clients(admin))?;
-            print!("{}", switchyard::status::table(&clients));
+            write_stdout(&switchyard::status::table(&clients))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Translate { path, format } => {
@@ -399,12 +391,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             let dump = translate::json::resources_to_json(&translate::translate(&loaded.model));
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&dump)?),
-                Format::Yaml => print!("{}", serde_yaml::to_string(&dump)?),
-            }
+            let text = match format {
+                Format::Json => serde_json::to_string_pretty(&dump)? + "\n",
+                Format::Yaml => serde_yaml::to_string(&dump)?,
+            };
+            write_stdout(&text)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes `text` to standard output. A reader that has gone (`switchyard translate … | head`)
+/// ends the output quietly: what it did not want is not an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing to standard output"),
     }
 }
 

@@ -5,6 +5,7 @@
 //! a whole config; warnings are served and reported; notes say how Switchyard serves something
 //! the cloud would have refused or done differently, and count as neither.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -48,6 +49,9 @@ pub struct Diagnostic {
     /// Resource path, e.g. `backendServices[web].backends[1].capacityScaler`.
     pub path: String,
     pub message: String,
+    /// For a clash (a name, or an address and port, used twice): where the other use is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clashes_with: Option<Loc>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -90,6 +94,25 @@ impl Diagnostics {
             loc: loc.clone(),
             path: path.into(),
             message: message.into(),
+            clashes_with: None,
+        });
+    }
+
+    /// An error for something used at `loc` that is already used at `other` (a name, an
+    /// address and port): kept apart so that files that clash as a whole can be told.
+    pub fn clash(
+        &mut self,
+        loc: &Loc,
+        other: &Loc,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.items.push(Diagnostic {
+            severity: Severity::Error,
+            loc: loc.clone(),
+            path: path.into(),
+            message: message.into(),
+            clashes_with: Some(other.clone()),
         });
     }
 
@@ -99,7 +122,27 @@ impl Diagnostics {
             loc: loc.clone(),
             path,
             message,
+            clashes_with: None,
         });
+    }
+
+    pub fn notes(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.notes.iter()
+    }
+
+    /// Clashes between two different files, by pair of files (the later file first), each with
+    /// the resource paths that clash: what a folder of separate configs looks like.
+    pub fn file_clashes(&self) -> BTreeMap<(Arc<str>, Arc<str>), Vec<&Diagnostic>> {
+        let mut pairs: BTreeMap<(Arc<str>, Arc<str>), Vec<&Diagnostic>> = BTreeMap::new();
+        for item in self.errors() {
+            if let Some(other) = &item.clashes_with {
+                if other.file != item.loc.file {
+                    let pair = (item.loc.file.clone(), other.file.clone());
+                    pairs.entry(pair).or_default().push(item);
+                }
+            }
+        }
+        pairs
     }
 
     pub fn has_errors(&self) -> bool {

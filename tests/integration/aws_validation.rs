@@ -27,7 +27,7 @@ fn the_example_template_validates_explains_and_translates() {
     let (code, out) = switchyard(&["validate", &example()]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.ends_with("aws-alb.yaml: 0 error(s), 0 warning(s)\n"),
+        out.ends_with("aws-alb.yaml: 0 error(s), 0 warning(s), 0 note(s)\n"),
         "{out}"
     );
 

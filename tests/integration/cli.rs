@@ -23,7 +23,7 @@ fn validate_exits_zero_on_a_good_config_and_one_on_errors() {
     let (code, out, _) = switchyard(&["validate", &quickstart()]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.ends_with("quickstart.yaml: 0 error(s), 0 warning(s)\n"),
+        out.ends_with("quickstart.yaml: 0 error(s), 0 warning(s), 1 note(s)\n"),
         "{out}"
     );
 
@@ -209,4 +209,48 @@ fn serve_refuses_plaintext_xds_off_loopback_unless_asked_and_half_tls_flags() {
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+}
+
+#[test]
+fn translate_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    // The reader has gone before the first byte: every write meets a broken pipe.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["translate", &quickstart()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.is_empty(),
+        "nothing to say about a reader that left: {stderr}"
+    );
+}
+
+#[test]
+fn validating_a_folder_of_separate_configs_names_the_files_that_clash() {
+    let examples = format!("{}/examples", env!("CARGO_MANIFEST_DIR"));
+    let (code, out, _) = switchyard(&["validate", &examples]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("examples/grpc.yaml clashes with ") && out.contains("examples/authorized.yaml (5 name(s) or address:port pair(s) used by both: instanceGroups and networkEndpointGroups[who-a], backendServices[who], urlMaps[who-map], target proxies[who-proxy], forwardingRules[who-grpc])"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hint: the files of a folder are merged into one config"),
+        "{out}"
+    );
+    // One line per pair of files instead of one per clashing name.
+    assert!(
+        !out.contains("the name `who` is already used"),
+        "clashes between files are summed up: {out}"
+    );
+    let error_lines = out.lines().filter(|l| l.starts_with("error:")).count();
+    assert!(error_lines < 12, "{error_lines} error lines:\n{out}");
+    assert!(out.contains(" error(s), 0 warning(s), "), "{out}");
 }

@@ -360,8 +360,9 @@ fn insert<T: Named>(
     } else {
         (map.remove(&name).unwrap(), value)
     };
-    diagnostics.error(
+    diagnostics.clash(
         duplicate.loc(),
+        kept.loc(),
         format!("{collection}[{name}]"),
         format!(
             "the name `{name}` is already used at {}; names must be unique in {collection}",

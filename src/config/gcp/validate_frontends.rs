@@ -367,7 +367,8 @@ fn check_scheme_and_port(
 }
 
 pub(super) fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
-    let mut frontends: BTreeMap<(std::net::IpAddr, u16), &str> = BTreeMap::new();
+    let mut frontends: BTreeMap<(std::net::IpAddr, u16), (&str, &crate::model::Loc)> =
+        BTreeMap::new();
     for rule in model.forwarding_rules.values() {
         let path = format!("forwardingRules[{}]", rule.name);
         expect(
@@ -379,9 +380,11 @@ pub(super) fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostic
         if let Some(proxy) = model.target_proxies.get(&rule.target.name) {
             check_scheme_and_port(rule, proxy, diagnostics);
         }
-        if let Some(other) = frontends.insert((rule.ip_address, rule.port), &rule.name) {
-            diagnostics.error(
+        let this = (rule.name.as_str(), &rule.loc);
+        if let Some((other, other_loc)) = frontends.insert((rule.ip_address, rule.port), this) {
+            diagnostics.clash(
                 &rule.loc,
+                other_loc,
                 format!("{path}.portRange"),
                 format!(
                     "{}:{} is already used by forwarding rule `{other}`; an address and port pair \
