@@ -195,7 +195,7 @@ impl Balancer {
             policy: cluster.lb.clone(),
             priorities,
             ring,
-            random: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
+            random: AtomicU64::new(random_seed()),
         }
     }
 
@@ -305,6 +305,16 @@ fn build_ring(hosts: &[(Arc<Host>, u64)], minimum: u64) -> Vec<(u64, Arc<Host>)>
     }
     ring.sort_by_key(|(h, _)| *h);
     ring
+}
+
+/// A seed that differs per process and per balancer, so that sidecars side by side (and a
+/// balancer rebuilt on an update) do not all make the same sequence of random picks.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // std keys each RandomState from the OS's randomness (once per thread, then stepped).
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0x9E37_79B9_7F4A_7C15);
+    hasher.finish()
 }
 
 /// The next number of a splitmix64 sequence kept in `state`: cheap, shareable between threads,
