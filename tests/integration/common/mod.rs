@@ -548,9 +548,15 @@ impl Envoy {
         zone: &str,
         replacements: &[(&str, &str)],
     ) -> Envoy {
+        let bootstrap = bootstrap_text(bootstrap, xds, node_id, region, zone, replacements);
+        Self::launch(&bootstrap, node_id, 2).await
+    }
+
+    /// Runs Envoy on `bootstrap` (its admin on a free port) with `workers` worker threads,
+    /// and waits until its admin port is known.
+    pub async fn launch(bootstrap: &str, node_id: &str, workers: u32) -> Envoy {
         let dir = tempfile::tempdir().unwrap();
-        let bootstrap = bootstrap_text(bootstrap, xds, node_id, region, zone, replacements)
-            .replace("port_value: 9901", "port_value: 0");
+        let bootstrap = bootstrap.replace("port_value: 9901", "port_value: 0");
         let bootstrap_path = dir.path().join("bootstrap.yaml");
         std::fs::write(&bootstrap_path, bootstrap).unwrap();
         let admin_path = dir.path().join("admin-address");
@@ -561,7 +567,7 @@ impl Envoy {
             .arg("--use-dynamic-base-id")
             .arg("--admin-address-path")
             .arg(&admin_path)
-            .args(["-l", "warning", "--concurrency", "2"])
+            .args(["-l", "warning", "--concurrency", &workers.to_string()])
             // Access logs (stdout) and Envoy's own log (stderr) in one file.
             .stdout(log.try_clone().unwrap())
             .stderr(log)
