@@ -1,11 +1,14 @@
 //! Requests and responses the cloud's proxies refuse (004's list), sent over a raw socket
 //! through Envoy and through the sidecar: an unparsable request line, a header line without
 //! a colon, a control character in a header, a bad or conflicting Content-Length, an unknown
-//! Transfer-Encoding, and an oversized response header block. Each refused request gets a
-//! 4xx/5xx answer (or the connection closed) and never reaches the backend.
+//! Transfer-Encoding, an unparsable chunk, and an oversized response header block. Each
+//! refused request gets the proxy's own answer (its exact status and body, read in full) and
+//! then a closed connection, and never reaches the backend. A connection dropped without an
+//! answer fails, and so does a proxy that neither answers nor closes: every read is bounded.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -76,27 +79,203 @@ forwardingRules:
     )
 }
 
-/// Sends `bytes` on a new connection and returns the status of the answer (0 when the proxy
-/// closed the connection without one).
-async fn status_of(listen: u16, bytes: &[u8]) -> u16 {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", listen))
-        .await
-        .unwrap();
-    stream.write_all(bytes).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 4096];
-    // The status line is all that is needed; stop at the end of the head.
-    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => answer.extend_from_slice(&buffer[..read]),
+/// How long one read from the proxy may wait. A proxy that neither answers nor closes fails
+/// the test instead of hanging it.
+const READ_PATIENCE: Duration = Duration::from_secs(20);
+
+/// What a proxy answered on a connection of its own, and that it closed it afterwards.
+#[derive(Debug, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+/// A connection to the proxy's listener carrying one request.
+struct Exchange {
+    what: String,
+    stream: tokio::net::TcpStream,
+    received: Vec<u8>,
+}
+
+impl Exchange {
+    async fn send(listen: u16, what: &str, bytes: &[u8]) -> std::io::Result<Exchange> {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", listen)).await?;
+        stream.write_all(bytes).await?;
+        Ok(Exchange {
+            what: what.to_string(),
+            stream,
+            received: Vec::new(),
+        })
+    }
+
+    /// Reads once, within [`READ_PATIENCE`]: the bytes read, 0 when the proxy closed the
+    /// connection (a reset counts as closed).
+    async fn read_more(&mut self, waiting_for: &str) -> usize {
+        let mut buffer = [0u8; 16 * 1024];
+        let read = tokio::time::timeout(READ_PATIENCE, self.stream.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{}: waited {READ_PATIENCE:?} for {waiting_for}; the proxy neither sent it \
+                     nor closed the connection (received so far: {:?})",
+                    self.what,
+                    String::from_utf8_lossy(&self.received)
+                )
+            });
+        match read {
+            Ok(count) => {
+                self.received.extend_from_slice(&buffer[..count]);
+                count
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(error) => panic!("{}: reading the answer failed: {error}", self.what),
         }
     }
-    let text = String::from_utf8_lossy(&answer);
-    text.strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+
+    /// Reads the whole answer (status line, head, the body its Content-Length announces) and
+    /// then the close that must follow it. A connection closed before the answer is complete
+    /// fails: a dropped connection is not the refusal.
+    async fn answer(mut self) -> Answer {
+        let head_end = loop {
+            if let Some(at) = self.received.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            if self.read_more("the status line and headers").await == 0 {
+                panic!(
+                    "{}: the proxy closed the connection without an answer (received: {:?})",
+                    self.what,
+                    String::from_utf8_lossy(&self.received)
+                );
+            }
+        };
+        let head = String::from_utf8_lossy(&self.received[..head_end]).to_string();
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("{}: not an HTTP/1.1 status line: {head:?}", self.what));
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("{}: an answer without Content-Length: {head:?}", self.what));
+        while self.received.len() < head_end + length {
+            if self.read_more("the rest of the body").await == 0 {
+                panic!(
+                    "{}: the connection closed in the middle of the body: {:?}",
+                    self.what,
+                    String::from_utf8_lossy(&self.received)
+                );
+            }
+        }
+        let body = String::from_utf8_lossy(&self.received[head_end..]).to_string();
+        let extra = self
+            .read_more("the proxy to close the connection after its answer")
+            .await;
+        assert_eq!(
+            extra,
+            0,
+            "{}: the proxy kept the connection open and sent more: {:?}",
+            self.what,
+            String::from_utf8_lossy(&self.received[head_end + length..])
+        );
+        Answer { status, body }
+    }
+}
+
+/// The answer to `bytes` sent on a new connection (see [`Exchange::answer`]).
+async fn answer_to(listen: u16, what: &str, bytes: &[u8]) -> Answer {
+    Exchange::send(listen, what, bytes)
+        .await
+        .unwrap_or_else(|error| panic!("{what}: sending the request failed: {error}"))
+        .answer()
+        .await
+}
+
+/// The status of a well-formed request, None while the listener is not up yet.
+async fn status_while_starting(listen: u16) -> Option<u16> {
+    let good = b"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n";
+    let mut exchange = Exchange::send(listen, "a well-formed request", good)
+        .await
+        .ok()?;
+    while !exchange.received.windows(4).any(|w| w == b"\r\n\r\n") {
+        if exchange
+            .read_more("the answer to a well-formed request")
+            .await
+            == 0
+        {
+            return None;
+        }
+    }
+    let text = String::from_utf8_lossy(&exchange.received);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// The refusal each proxy answers a case with: status and exact body.
+struct Refusal {
+    envoy: (u16, &'static str),
+    sidecar: (u16, &'static str),
+}
+
+const BAD_REQUEST: Refusal = Refusal {
+    envoy: (400, "Bad Request"),
+    sidecar: (400, ""),
+};
+
+/// Envoy says it cannot decode a transfer coding it does not know (RFC 9112 6.1); the
+/// sidecar calls the request malformed.
+const UNKNOWN_CODING: Refusal = Refusal {
+    envoy: (501, "Not Implemented"),
+    sidecar: (400, ""),
+};
+
+/// 004's list of requests the load balancer blocks, each with the answer it gets.
+const REFUSED: [(&str, &[u8], Refusal); 7] = [
+    ("an unparsable request line", b"GARBAGE\r\n\r\n", BAD_REQUEST),
+    (
+        "a header line without a colon",
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nNoColonHere\r\n\r\n",
+        BAD_REQUEST,
+    ),
+    (
+        "a control character in a header value",
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Bad: a\x01b\r\n\r\n",
+        BAD_REQUEST,
+    ),
+    (
+        "a Content-Length that is not a number",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: abc\r\n\r\n",
+        BAD_REQUEST,
+    ),
+    (
+        "two different Content-Lengths",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        BAD_REQUEST,
+    ),
+    (
+        "an unknown Transfer-Encoding",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        UNKNOWN_CODING,
+    ),
+    (
+        "two Transfer-Encoding headers, one naming an unknown coding",
+        b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        UNKNOWN_CODING,
+    ),
+];
+
+fn expected(refusal: &Refusal, through: Through) -> Answer {
+    let (status, body) = match through {
+        Through::Envoy => refusal.envoy,
+        Through::Sidecar => refusal.sidecar,
+    };
+    Answer {
+        status,
+        body: body.to_string(),
+    }
 }
 
 async fn illegal_requests_are_refused_through(through: Through) {
@@ -104,58 +283,47 @@ async fn illegal_requests_are_refused_through(through: Through) {
     let listen = free_port();
     let node = format!("illegal-{through:?}").to_lowercase();
     let (_switchyard, _proxy) = serve_through(through, &node, &config(listen, backend.port)).await;
-    let good = b"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n";
     wait_for("a well-formed request to pass", || async {
-        (status_of(listen, good).await == 200).then_some(())
+        (status_while_starting(listen).await == Some(200)).then_some(())
     })
     .await;
     let reached = backend.count();
-    let cases: [(&str, &[u8]); 7] = [
-        ("an unparsable request line", b"GARBAGE\r\n\r\n"),
-        (
-            "a header line without a colon",
-            b"GET / HTTP/1.1\r\nHost: a.example\r\nNoColonHere\r\n\r\n",
-        ),
-        (
-            "a control character in a header value",
-            b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Bad: a\x01b\r\n\r\n",
-        ),
-        (
-            "a Content-Length that is not a number",
-            b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: abc\r\n\r\n",
-        ),
-        (
-            "two different Content-Lengths",
-            b"POST / HTTP/1.1\r\nHost: a.example\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-        ),
-        (
-            "an unknown Transfer-Encoding",
-            b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: gzip\r\n\r\nabc",
-        ),
-        (
-            "both Content-Length and a repeated Transfer-Encoding",
-            b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
-        ),
-    ];
-    for (what, bytes) in cases {
-        let status = status_of(listen, bytes).await;
-        assert!(
-            status == 0 || (400..600).contains(&status),
-            "{through:?}: {what} was answered {status}"
-        );
+    for (what, bytes, refusal) in &REFUSED {
+        let what = format!("{through:?}: {what}");
         assert_eq!(
-            backend.count(),
-            reached,
-            "{through:?}: {what} reached the backend"
+            answer_to(listen, &what, bytes).await,
+            expected(refusal, through),
+            "{what}"
         );
+        assert_eq!(backend.count(), reached, "{what} reached the backend");
     }
-    // A response whose headers exceed the proxy's limit becomes a 5xx, not the headers.
+
+    // A chunk that does not parse: the request may already be on its way to the backend (004
+    // says this is the one case where some of it gets there), and the client's connection
+    // is closed. Envoy refuses it as the client's fault; the sidecar answers as if the
+    // upstream had failed.
+    let what = format!("{through:?}: an unparsable chunk");
+    let bad_chunk = b"POST / HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
+    let answer = answer_to(listen, &what, bad_chunk).await;
+    let refusal = Refusal {
+        envoy: (400, "Bad Request"),
+        sidecar: (
+            503,
+            "upstream connect error or disconnect/reset before headers\n",
+        ),
+    };
+    assert_eq!(answer, expected(&refusal, through), "{what}");
+
+    // A response whose headers exceed the proxy's limit becomes a 502, not the headers.
+    let what = format!("{through:?}: an oversized response header block");
     let huge = b"GET /huge HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n";
-    let status = status_of(listen, huge).await;
-    assert!(
-        (500..600).contains(&status),
-        "{through:?}: an oversized response header block was answered {status}"
-    );
+    let answer = answer_to(listen, &what, huge).await;
+    let says = match through {
+        Through::Envoy => "reset reason: protocol error",
+        Through::Sidecar => "upstream response headers too large",
+    };
+    assert_eq!(answer.status, 502, "{what}: {answer:?}");
+    assert!(answer.body.contains(says), "{what}: {answer:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
