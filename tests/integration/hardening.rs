@@ -1,7 +1,9 @@
 //! The xDS port against hostile and broken clients: each limit hit by a raw client and
 //! answered with the documented status and counted; idle connections closed; accept failures
 //! backed off while the admin port keeps answering; garbage on the wire hurting nobody but
-//! the sender. A well-behaved client is served alongside throughout.
+//! the sender. Each abuser's own fate is read off the wire (a gRPC status, a GOAWAY and its
+//! code, the server's SETTINGS and then the close, or a close before any byte), every read
+//! bounded; a well-behaved client is served alongside throughout.
 
 use std::time::Duration;
 
@@ -32,6 +34,113 @@ async fn metric(switchyard: &Switchyard, line: &str) -> f64 {
 
 fn refused(reason: &str) -> String {
     format!("switchyard_xds_refused_total{{reason=\"{reason}\"}}")
+}
+
+/// How long one read of a raw connection may wait: a server that neither writes nor closes
+/// fails the test instead of hanging it.
+const READ_PATIENCE: Duration = Duration::from_secs(30);
+
+/// HTTP/2 frame types and codes these tests look for (RFC 9113).
+const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+/// One HTTP/2 frame the server wrote.
+#[derive(Debug, PartialEq, Eq)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The server's connection preface: a SETTINGS frame that is not an ACK.
+    fn is_server_settings(&self) -> bool {
+        self.kind == SETTINGS && self.flags & ACK == 0 && self.stream == 0
+    }
+
+    /// (last stream id, error code, debug data) of a GOAWAY.
+    fn goaway(&self) -> Option<(u32, u32, String)> {
+        if self.kind != GOAWAY || self.payload.len() < 8 {
+            return None;
+        }
+        let word = |at: usize| u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap());
+        let debug = String::from_utf8_lossy(&self.payload[8..]).to_string();
+        Some((word(0) & 0x7fff_ffff, word(4), debug))
+    }
+}
+
+/// Whether `bytes` start with the header of the server's SETTINGS (which it writes at once,
+/// in one piece).
+fn opens_with_server_settings(bytes: &[u8]) -> bool {
+    bytes.len() >= 9 && bytes[3] == SETTINGS && bytes[4] & ACK == 0
+}
+
+/// Reads once within [`READ_PATIENCE`]: the bytes read, or None when the server closed the
+/// connection (a reset counts as closed).
+async fn read_some(what: &str, connection: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let read = tokio::time::timeout(READ_PATIENCE, connection.read(&mut buffer))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what}: the server neither wrote nor closed the connection in {READ_PATIENCE:?}"
+            )
+        });
+    match read {
+        Ok(0) => None,
+        Ok(count) => Some(buffer[..count].to_vec()),
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => None,
+        Err(error) => panic!("{what}: reading failed: {error}"),
+    }
+}
+
+/// Everything the server writes on `connection` until it closes it, as frames.
+async fn frames_until_closed(what: &str, connection: &mut tokio::net::TcpStream) -> Vec<Frame> {
+    let mut bytes = Vec::new();
+    while let Some(more) = read_some(what, connection).await {
+        bytes.extend_from_slice(&more);
+    }
+    frames_of(what, &bytes)
+}
+
+fn frames_of(what: &str, all: &[u8]) -> Vec<Frame> {
+    let not_frames = || {
+        panic!(
+            "{what}: the server wrote something other than HTTP/2 frames: {:?}",
+            String::from_utf8_lossy(all)
+        )
+    };
+    let mut frames = Vec::new();
+    let mut bytes = all;
+    while !bytes.is_empty() {
+        if bytes.len() < 9 {
+            not_frames();
+        }
+        let length = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+        if bytes.len() < 9 + length {
+            not_frames();
+        }
+        frames.push(Frame {
+            kind: bytes[3],
+            flags: bytes[4],
+            stream: u32::from_be_bytes(bytes[5..9].try_into().unwrap()) & 0x7fff_ffff,
+            payload: bytes[9..9 + length].to_vec(),
+        });
+        bytes = &bytes[9 + length..];
+    }
+    frames
+}
+
+/// Asserts the server wrote its SETTINGS and nothing else before closing: it never took
+/// what the client sent for a request.
+fn only_the_server_preface(what: &str, frames: &[Frame]) {
+    assert!(
+        frames.len() == 1 && frames[0].is_server_settings(),
+        "{what}: expected the server's SETTINGS and then the close, got {frames:?}"
+    );
 }
 
 /// A client that subscribes to `web`'s endpoints and keeps up: it must be served whatever
@@ -167,22 +276,22 @@ async fn connections_over_the_peer_limit_and_idle_ones_are_closed() {
     for _ in 0..2 {
         silent.push(tokio::net::TcpStream::connect(address).await.unwrap());
     }
+    // The one over the limit is closed before HTTP/2 starts: not even the server's SETTINGS.
     let mut over = tokio::net::TcpStream::connect(address).await.unwrap();
-    let mut sink = Vec::new();
-    let read = over.read_to_end(&mut sink).await;
-    assert!(
-        matches!(read, Ok(0)) || read.is_err(),
-        "closed without a byte: {read:?}"
+    let written = read_some("the connection over the peer limit", &mut over).await;
+    assert_eq!(
+        written, None,
+        "the connection over the peer limit was served"
     );
     assert_eq!(
         metric(&switchyard, &refused("connections_per_peer")).await,
         1.0
     );
-    // The silent ones read the server's SETTINGS and then nothing: closed when idle. The
-    // well-behaved client answers the server's pings, so it is not idle.
-    for mut connection in silent {
-        let mut sink = Vec::new();
-        let _ = connection.read_to_end(&mut sink).await;
+    // The silent ones were accepted (they read the server's SETTINGS) and then nothing:
+    // closed when idle. The well-behaved client answers the server's pings, so it is not.
+    for (index, mut connection) in silent.into_iter().enumerate() {
+        let what = format!("silent connection {index}");
+        only_the_server_preface(&what, &frames_until_closed(&what, &mut connection).await);
     }
     wait_for("the idle connections to be counted", || async {
         (metric(&switchyard, &refused("idle_connections")).await >= 2.0).then_some(())
@@ -207,13 +316,14 @@ async fn garbage_http1_floods_and_random_nonces_hurt_only_their_sender() {
         .write_all(b"GET /envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .ok();
-    // HEADERS without END_HEADERS, then CONTINUATION frames without end.
+    // HEADERS without END_HEADERS, then empty CONTINUATION frames without end (each one is
+    // valid alone; only their number is the attack).
     let mut flood = tokio::net::TcpStream::connect(address).await.unwrap();
     let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     frames.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
     frames.extend_from_slice(&[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82]);
     for _ in 0..10_000 {
-        frames.extend_from_slice(&[0, 0, 1, 9, 0, 0, 0, 0, 1, 0x84]);
+        frames.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 0, 1]);
     }
     flood.write_all(&frames).await.ok();
     // A stream sending nonces that were never sent.
@@ -224,11 +334,28 @@ async fn garbage_http1_floods_and_random_nonces_hurt_only_their_sender() {
         random.request(CLUSTER, &[], nonce, "v");
     }
     assert!(random.drain().await.is_empty(), "stale nonces are ignored");
-    for connection in [&mut garbage, &mut http1, &mut flood] {
-        let mut sink = Vec::new();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(30), connection.read_to_end(&mut sink)).await;
-    }
+    // Bytes that are not HTTP/2, and HTTP/1.1: the server's SETTINGS went out before it read
+    // them; then the connection is closed, with no answer.
+    only_the_server_preface(
+        "garbage",
+        &frames_until_closed("garbage", &mut garbage).await,
+    );
+    only_the_server_preface(
+        "an HTTP/1.1 request",
+        &frames_until_closed("an HTTP/1.1 request", &mut http1).await,
+    );
+    // The flood is told to calm down, its stream never accepted, and the connection closed.
+    let frames = frames_until_closed("the CONTINUATION flood", &mut flood).await;
+    let goaways: Vec<_> = frames.iter().filter_map(Frame::goaway).collect();
+    assert_eq!(
+        goaways,
+        [(0, ENHANCE_YOUR_CALM, "too_many_continuations".to_string())],
+        "the CONTINUATION flood: {frames:?}"
+    );
+    assert!(
+        frames.iter().all(|frame| frame.stream == 0),
+        "the CONTINUATION flood's stream was answered: {frames:?}"
+    );
     still_served(&switchyard, &mut good, 9000).await;
 }
 
@@ -256,6 +383,26 @@ async fn running_out_of_file_descriptors_backs_off_and_the_admin_port_answers() 
         serve.get_status_code("/ready").await,
         200,
         "the admin port answers"
+    );
+    // Each held connection was either served (the server's SETTINGS came first) or closed
+    // without a byte: the budget's 16 the first, every other one the second.
+    let firsts = futures_util::future::join_all(held.iter_mut().enumerate().map(
+        |(index, connection)| async move {
+            read_some(&format!("held connection {index}"), connection).await
+        },
+    ))
+    .await;
+    let served = firsts
+        .iter()
+        .flatten()
+        .filter(|bytes| opens_with_server_settings(bytes))
+        .count();
+    let closed = firsts.iter().filter(|first| first.is_none()).count();
+    assert_eq!(
+        (served, closed),
+        (16, held.len() - 16),
+        "(served, closed without a byte) of {} connections",
+        held.len()
     );
     drop(held);
     wait_for("the xDS port to serve again", || async {
