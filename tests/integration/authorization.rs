@@ -3,8 +3,10 @@
 //! (read from Envoy's own config dump) and carry traffic through them; a raw client receives
 //! only what its rule allows over SotW, delta and the per-type services alike; a client
 //! claiming another node id, or whose identity no rule admits, is refused with
-//! PERMISSION_DENIED and counted; a policy edit applies to connected clients; grpcio calls
-//! the proxyless service its identity is granted.
+//! PERMISSION_DENIED and counted; a policy edit applies to connected clients: a widened
+//! grant arrives, a narrowed one arrives as removals (SotW, delta, and a connected Envoy that
+//! stays on its stream), a revoked one closes SotW and delta streams and keeps an Envoy out;
+//! grpcio calls the proxyless service its identity is granted.
 
 use std::net::SocketAddr;
 
@@ -13,7 +15,9 @@ use crate::common::grpc::{bootstrap, GrpcBackend, GrpcClient, Library};
 use crate::common::pki::{tls_channel, Pki};
 use crate::common::xds::*;
 use crate::common::*;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
 
 fn example() -> String {
     std::fs::read_to_string(repo_root().join("examples/authorized.yaml")).unwrap()
@@ -62,7 +66,7 @@ async fn envoy_as(pki: &Pki, xds: SocketAddr, certificate: &str, node_id: &str) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_envoys_each_receive_only_their_own_listeners_and_clusters() {
+async fn two_envoys_hold_only_their_grants_as_they_widen_narrow_and_are_revoked() {
     let pki = pki();
     let shop_web = Backend::start("shop-web").await;
     let payments = Backend::start("payments").await;
@@ -122,6 +126,104 @@ async fn two_envoys_each_receive_only_their_own_listeners_and_clusters() {
     )
     .await;
     assert_eq!(billing.config_names().await, billing_holds);
+
+    // Narrowing billing's rule takes its listener, route and billing-api cluster from its
+    // connected Envoy, which stays on the same stream; the shop's is untouched.
+    let billing_stream = stream_of(&switchyard, "billing-1").await;
+    let narrowed = narrowed_billing(&widened);
+    switchyard.edit(&narrowed).await;
+    // Envoy drains a removed listener (its socket closed, connections finishing) and keeps
+    // the route configuration that listener holds until the drain ends: the listener must
+    // be draining, not active, and its port closed.
+    wait_for("billing's Envoy to lose what left its grant", || async {
+        let listeners = listener_states(&billing).await;
+        let names = billing.config_names().await;
+        (listeners == [("billing-http".to_string(), "draining")]
+            && names.clusters == ["reports"]
+            && billing.hosts("billing-api").await.is_empty())
+        .then_some(())
+    })
+    .await;
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", billing_port)).await;
+    assert!(refused.is_err(), "billing's port still accepts connections");
+    assert!(
+        !billing.hosts("reports").await.is_empty(),
+        "billing keeps reports"
+    );
+    still_connected(&switchyard, &billing, &billing_stream).await;
+    assert_eq!(shop.config_names().await, shop_widened);
+
+    // Revoking the shop's node ids cuts its Envoy off: refused, and refused again when it
+    // reconnects, and no longer a client. Billing's stays as it was.
+    stream_of(&switchyard, "shop-1").await; // a client until then
+    switchyard
+        .edit(&narrowed.replace("nodeIds: ['shop-*']", "nodeIds: ['store-*']"))
+        .await;
+    wait_for(
+        "the shop's Envoy to be refused and disconnected",
+        || async {
+            let refused = refusals_of(&switchyard, "node_not_allowed").await >= 2.0;
+            let disconnected = shop.stat("control_plane.connected_state").await == Some(0);
+            let gone = switchyard.client("shop-1").await.is_none();
+            (refused && disconnected && gone).then_some(())
+        },
+    )
+    .await;
+    still_connected(&switchyard, &billing, &billing_stream).await;
+    assert_eq!(billing.config_names().await.clusters, ["reports"]);
+}
+
+/// Each dynamic listener in `envoy`'s /config_dump with its state: active (or warming, as
+/// far as the control plane is concerned) or draining (removed, finishing connections).
+async fn listener_states(envoy: &Envoy) -> Vec<(String, &'static str)> {
+    let dump = get_json(&format!("{}/config_dump", envoy.admin))
+        .await
+        .unwrap_or_default();
+    let configs = dump["configs"].as_array().cloned().unwrap_or_default();
+    let Some(listeners) = configs.iter().find(|c| {
+        c["@type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("ListenersConfigDump"))
+    }) else {
+        return Vec::new();
+    };
+    let mut states: Vec<(String, &'static str)> = listeners["dynamic_listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|listener| {
+            let held = !listener["active_state"].is_null() || !listener["warming_state"].is_null();
+            let name = listener["name"].as_str().unwrap_or_default().to_string();
+            (name, if held { "active" } else { "draining" })
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+/// The id of `node_id`'s stream, from /clients.
+async fn stream_of(switchyard: &Switchyard, node_id: &str) -> serde_json::Value {
+    let entry = switchyard.client(node_id).await;
+    let id = entry.map(|e| e["stream_id"].clone()).unwrap_or_default();
+    assert!(id.is_u64(), "{node_id} has a stream: {id}");
+    id
+}
+
+/// Asserts `envoy` is connected on the stream `stream` still, and in sync.
+async fn still_connected(switchyard: &Switchyard, envoy: &Envoy, stream: &serde_json::Value) {
+    switchyard.wait_for_acks(&envoy.node_id).await;
+    assert_eq!(
+        &stream_of(switchyard, &envoy.node_id).await,
+        stream,
+        "{} kept its stream",
+        envoy.node_id
+    );
+    assert_eq!(
+        envoy.stat("control_plane.connected_state").await,
+        Some(1),
+        "{} is connected",
+        envoy.node_id
+    );
 }
 
 /// A TLS connection showing the certificate `client`.
@@ -268,12 +370,7 @@ async fn a_client_claiming_another_node_id_or_unknown_to_the_policy_is_refused()
     let shop = connection(&pki, &switchyard, "shop").await;
     let mut refused = 0.0;
     let mut expect_denied = |status: tonic::Status, what: &str, says: &str| {
-        assert_eq!(
-            status.code(),
-            tonic::Code::PermissionDenied,
-            "{what}: {status}"
-        );
-        assert!(status.message().contains(says), "{what}: {status}");
+        assert_denied(&status, what, says);
         refused += 1.0;
     };
 
@@ -297,15 +394,49 @@ async fn a_client_claiming_another_node_id_or_unknown_to_the_policy_is_refused()
     })
     .await;
 
-    // A connected client whose node id the policy stops allowing is cut off.
-    let mut client = SotwClient::open_on(shop.clone(), Service::Ads).await;
-    client.send(sotw_first("shop-1", CLUSTER, &[]));
-    assert!(!client.recv().await.resources.is_empty());
+    // Connected clients whose node ids the policy stops allowing are cut off, whatever they
+    // speak: SotW and delta on ADS, delta on the cluster service.
+    let mut sotw = SotwClient::open_on(shop.clone(), Service::Ads).await;
+    sotw.send(sotw_first("shop-1", CLUSTER, &[]));
+    assert!(!sotw.recv().await.resources.is_empty());
+    let mut deltas = Vec::new();
+    for (service, node_id) in [
+        (Service::Ads, "shop-2"),
+        (Service::PerType(CLUSTER), "shop-3"),
+    ] {
+        let mut delta = DeltaClient::open_on(shop.clone(), service).await;
+        delta.send(delta_first(node_id, CLUSTER, &["*"]));
+        assert!(!delta.recv().await.resources.is_empty(), "{service:?}");
+        deltas.push((service, node_id, delta));
+    }
     switchyard
         .edit(&example().replace("nodeIds: ['shop-*']", "nodeIds: ['store-*']"))
         .await;
-    let status = client.closed_with().await;
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    let status = sotw.closed_with().await;
+    assert_denied(
+        &status,
+        "revoked SotW",
+        "may not claim the node id `shop-1`",
+    );
+    for (service, node_id, mut delta) in deltas {
+        let status = delta.closed_with().await;
+        let says = format!("may not claim the node id `{node_id}`");
+        assert_denied(&status, &format!("revoked delta {service:?}"), &says);
+    }
+    let counted = refused + 3.0;
+    wait_for("the revocations to be counted", || async {
+        (refusals_of(&switchyard, "node_not_allowed").await == counted).then_some(())
+    })
+    .await;
+}
+
+fn assert_denied(status: &tonic::Status, what: &str, says: &str) {
+    assert_eq!(
+        status.code(),
+        tonic::Code::PermissionDenied,
+        "{what}: {status}"
+    );
+    assert!(status.message().contains(says), "{what}: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,4 +486,160 @@ async fn grpcio_gets_the_proxyless_service_its_identity_is_granted() {
     assert_eq!(calls.tally.get("who-1"), Some(&50));
     let entry = switchyard.client("grpc-1").await.unwrap();
     assert_eq!(entry["access_rule"], "grpc-clients");
+}
+
+/// One response in short: type, names sent, names removed (SotW has no removals).
+type Pushed = (String, Vec<String>, Vec<String>);
+
+fn pushed(kind: &str, sent: &[&str], removed: &[&str]) -> Pushed {
+    (kind.to_string(), strings(sent), strings(removed))
+}
+
+fn sotw_pushed(responses: &[DiscoveryResponse]) -> Vec<Pushed> {
+    let mut list: Vec<Pushed> = sotw_summary(responses)
+        .into_iter()
+        .map(|(kind, sent)| (kind, sent, Vec::new()))
+        .collect();
+    list.sort();
+    list
+}
+
+fn delta_pushed(responses: &[DeltaDiscoveryResponse]) -> Vec<Pushed> {
+    let mut list = delta_summary(responses);
+    list.sort();
+    list
+}
+
+/// The names a SotW client asks for by type: every cluster and listener, named endpoints
+/// and routes.
+fn sotw_names_for(type_url: &str) -> &'static [&'static str] {
+    match type_url {
+        ENDPOINT => &["billing-api", "reports"],
+        ROUTE => &["billing-map"],
+        _ => &[],
+    }
+}
+
+/// ACKs every response of `responses`, naming what the client subscribes to.
+fn sotw_ack_all(client: &SotwClient, responses: &[DiscoveryResponse]) {
+    for response in responses {
+        client.ack(response, sotw_names_for(&response.type_url));
+    }
+}
+
+/// A SotW stream as `node_id` subscribed to every type, holding its first answers.
+async fn subscribed_sotw(channel: tonic::transport::Channel, node_id: &str) -> SotwClient {
+    let mut client = SotwClient::open_on(channel, Service::Ads).await;
+    client.send(sotw_first(node_id, CLUSTER, &[]));
+    for type_url in [LISTENER, ENDPOINT, ROUTE] {
+        client.request(type_url, sotw_names_for(type_url), "", "");
+    }
+    let first = client.drain().await;
+    assert_eq!(
+        sotw_pushed(&first),
+        [
+            pushed("Cluster", &["billing-api", "reports"], &[]),
+            pushed("ClusterLoadAssignment", &["billing-api", "reports"], &[]),
+            pushed("Listener", &["billing-http"], &[]),
+            pushed("RouteConfiguration", &["billing-map"], &[]),
+        ],
+        "SotW: billing's grant"
+    );
+    sotw_ack_all(&client, &first);
+    client
+}
+
+/// A delta stream as `node_id` subscribed to every type, holding its first answers.
+async fn subscribed_delta(channel: tonic::transport::Channel, node_id: &str) -> DeltaClient {
+    let mut client = DeltaClient::open_on(channel, Service::Ads).await;
+    client.send(delta_first(node_id, CLUSTER, &["*"]));
+    client.subscribe(LISTENER, &["*"], &[]);
+    client.subscribe(ENDPOINT, sotw_names_for(ENDPOINT), &[]);
+    client.subscribe(ROUTE, sotw_names_for(ROUTE), &[]);
+    let first = client.drain().await;
+    assert_eq!(
+        delta_pushed(&first),
+        [
+            pushed("Cluster", &["billing-api", "reports"], &[]),
+            pushed("ClusterLoadAssignment", &["billing-api", "reports"], &[]),
+            pushed("Listener", &["billing-http"], &[]),
+            pushed("RouteConfiguration", &["billing-map"], &[]),
+        ],
+        "delta: billing's grant"
+    );
+    for response in &first {
+        client.ack(response);
+    }
+    client
+}
+
+/// The example with billing's rule narrowed to the reports cluster: its listener, the route
+/// it uses and the billing-api cluster leave the grant.
+fn narrowed_billing(config: &str) -> String {
+    let narrowed = config.replace("  listeners: ['billing-*']\n", "");
+    assert_ne!(narrowed, config, "the billing rule names its listeners");
+    narrowed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_narrowed_grant_reaches_connected_clients_as_removals() {
+    let pki = pki();
+    let switchyard = start(&pki, &example()).await;
+    let channel = connection(&pki, &switchyard, "billing").await;
+    let mut sotw = subscribed_sotw(channel.clone(), "billing-sotw").await;
+    let mut delta = subscribed_delta(channel.clone(), "billing-delta").await;
+
+    switchyard.edit(&narrowed_billing(&example())).await;
+    // SotW: the full-state types come again without what left the grant. (Endpoints and
+    // routes cannot be removed by themselves in SotW: the client drops them with the
+    // cluster and listener that named them.)
+    let narrowed = sotw.drain().await;
+    assert_eq!(
+        sotw_pushed(&narrowed),
+        [
+            pushed("Cluster", &["reports"], &[]),
+            pushed("Listener", &[], &[]),
+        ],
+        "SotW after narrowing"
+    );
+    sotw_ack_all(&sotw, &narrowed);
+    // Delta: each type says what was removed, and sends nothing else.
+    let narrowed = delta.drain().await;
+    assert_eq!(
+        delta_pushed(&narrowed),
+        [
+            pushed("Cluster", &[], &["billing-api"]),
+            pushed("ClusterLoadAssignment", &[], &["billing-api"]),
+            pushed("Listener", &[], &["billing-http"]),
+            pushed("RouteConfiguration", &[], &["billing-map"]),
+        ],
+        "delta after narrowing"
+    );
+    for response in &narrowed {
+        delta.ack(response);
+    }
+
+    // Both streams stayed and are still served: widened again, they get it all back.
+    switchyard.edit(&example()).await;
+    let widened = sotw_pushed(&sotw.drain().await);
+    for expected in [
+        pushed("Cluster", &["billing-api", "reports"], &[]),
+        pushed("Listener", &["billing-http"], &[]),
+    ] {
+        assert!(
+            widened.contains(&expected),
+            "SotW after widening: {widened:?}"
+        );
+    }
+    let widened = delta_pushed(&delta.drain().await);
+    for expected in [
+        pushed("Cluster", &["billing-api"], &[]),
+        pushed("Listener", &["billing-http"], &[]),
+    ] {
+        assert!(
+            widened.contains(&expected),
+            "delta after widening: {widened:?}"
+        );
+    }
+    assert_eq!(refusals_of(&switchyard, "node_not_allowed").await, 0.0);
 }
