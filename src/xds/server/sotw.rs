@@ -452,6 +452,62 @@ mod tests {
     }
 
     #[test]
+    fn removed_clusters_go_after_the_listener_that_was_removed_with_them() {
+        // Narrowing what a client may see removes a listener and the cluster behind it: the
+        // listener goes first, or the client is left routing to a cluster it no longer has.
+        let with_listeners = |clusters: &[(&str, &str)], listeners: &[&str], previous| {
+            let plain = snapshot(clusters, &[], None);
+            let mut content = Content::default();
+            for type_url in [TypeUrl::Cluster, TypeUrl::Endpoint] {
+                let (key, view) = plain.views_of(type_url).next().unwrap();
+                let items = view
+                    .resources
+                    .values()
+                    .map(|r| (r.name.clone(), r.value.clone()))
+                    .collect();
+                content.views.insert((type_url, key.clone()), items);
+            }
+            content.views.insert(
+                (TypeUrl::Listener, ViewKey::Audience(Default::default())),
+                listeners
+                    .iter()
+                    .map(|l| (l.to_string(), Bytes::from(format!("listener {l}"))))
+                    .collect(),
+            );
+            Arc::new(Snapshot::build(content, previous))
+        };
+        let before = with_listeners(&[("a", "1"), ("b", "1")], &["to-a", "to-b"], None);
+        let mut stream = stream();
+        stream.on_request(&request(TypeUrl::Cluster, &[], 0, ""));
+        stream.on_request(&request(TypeUrl::Listener, &[], 0, ""));
+        for response in drain(&mut stream, &before) {
+            let TypeName::Served(t) = response.type_url else {
+                unreachable!()
+            };
+            stream.on_request(&request(t, &[], response.nonce, &response.version_info));
+        }
+        let after = with_listeners(&[("a", "1")], &["to-a"], Some(&before));
+        let mut order = Vec::new();
+        while let Some(response) = stream.next_response(&after) {
+            let TypeName::Served(t) = response.type_url else {
+                unreachable!()
+            };
+            order.push(summary(std::slice::from_ref(&response))[0].clone());
+            stream.on_request(&request(t, &[], response.nonce, &response.version_info));
+        }
+        assert_eq!(
+            order.first(),
+            Some(&("Listener".to_string(), vec!["to-a".to_string()])),
+            "the listener's removal before the cluster's: {order:?}"
+        );
+        assert_eq!(
+            order.last(),
+            Some(&("Cluster".to_string(), vec!["a".to_string()])),
+            "{order:?}"
+        );
+    }
+
+    #[test]
     fn unknown_types_get_one_empty_answer() {
         let one = snapshot(&[("a", "1")], &[], None);
         let mut stream = stream();

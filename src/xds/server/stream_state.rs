@@ -407,9 +407,11 @@ impl StreamCore {
             && self
                 .state(TypeUrl::Cluster)
                 .is_some_and(|c| !c.kept.is_empty());
+        // A listener or route still to be updated, or still to be removed (a narrowed grant
+        // takes a listener and its clusters away together), may name what would go.
         let references_pending = [TypeUrl::Listener, TypeUrl::Route].into_iter().any(|t| {
             self.need(t, snapshot)
-                .is_some_and(|n| !n.updated.is_empty() || n.must_answer)
+                .is_some_and(|n| !n.updated.is_empty() || !n.removed.is_empty() || n.must_answer)
         });
         clusters_kept || references_pending
     }
