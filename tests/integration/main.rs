@@ -16,6 +16,7 @@ mod capacity_splits;
 mod cli;
 mod config_source;
 mod conformance;
+mod differential;
 mod envoy_backends;
 mod envoy_delta;
 mod envoy_dual_stack;
