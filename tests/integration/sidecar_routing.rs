@@ -2,8 +2,9 @@
 //! one static ADS server's exact RouteConfiguration (redirects of every kind, prefix and host
 //! rewrites, request and response header edits at every level with each append action,
 //! weighted-cluster header edits, direct responses) is served to a real Envoy and to the
-//! sidecar, and a table of requests must get the same answer through both — status, Location,
-//! the response headers the routes touch, and what the backend saw (path, Host and headers).
+//! sidecar, and a table of requests must get the same answer through both — status, body,
+//! every response header, and what the backend saw (method, path, every header), compared
+//! as the differential table compares them (differential/exchange.rs).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,8 @@ use crate::common::resources::*;
 use crate::common::scripted::StaticServer;
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
+use crate::differential::divergences::{without_known, Divergence};
+use crate::differential::exchange::{self, Request};
 use envoy_types::pb::envoy::config::core::v3::{
     data_source::Specifier, header_value_option::HeaderAppendAction, DataSource, HeaderValue,
     HeaderValueOption,
@@ -238,22 +241,26 @@ fn routes() -> RouteConfiguration {
     }
 }
 
-/// One request of the table: host, path with query, headers.
-type TableRequest = (
-    &'static str,
-    &'static str,
-    Vec<(&'static str, &'static str)>,
-);
+/// One GET of the table: host, path with query, headers.
+fn get(host: &str, target: &str, headers: &[(&'static str, &'static str)]) -> Request {
+    Request {
+        method: "GET",
+        host: host.to_string(),
+        target: target.to_string(),
+        headers: headers.to_vec(),
+        body: None,
+    }
+}
 
-fn requests() -> Vec<TableRequest> {
-    let plain = |host, path| (host, path, vec![]);
+fn requests() -> Vec<Request> {
+    let plain = |host, path| get(host, path, &[]);
     vec![
         plain("app.example", "/"),
         plain("app.example", "/rewrite/a/b?q=1"),
-        (
+        get(
             "app.example",
             "/rewrite/x",
-            vec![
+            &[
                 ("x-secret", "s"),
                 ("x-route", "client"),
                 ("x-mode-absent", "client"),
@@ -283,70 +290,13 @@ fn requests() -> Vec<TableRequest> {
     ]
 }
 
-const RESPONSE_HEADERS: [&str; 8] = [
-    "location",
-    "content-type",
-    "x-backend",
-    "x-drop-me",
-    "x-served-by",
-    "x-route-response",
-    "x-cluster-response",
-    "via",
-];
-
-const SEEN_HEADERS: [&str; 11] = [
-    "host",
-    "x-secret",
-    "x-route",
-    "x-mode-absent",
-    "x-mode-overwrite",
-    "x-mode-if-exists",
-    "x-level",
-    "x-vhost",
-    "x-cluster",
-    "x-envoy-original-path",
-    "x-client",
-];
-
-/// What a request through `port` got, as comparable text: status, the response headers the
-/// routes touch, and the path and headers the backend saw (or the body it did not come from).
-async fn answer(client: &reqwest::Client, port: u16, request: &TableRequest) -> String {
-    let (host, path, headers) = request;
-    let mut builder = client
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .header("host", *host);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = match builder.send().await {
-        Ok(response) => response,
-        Err(error) => return format!("error {error}"),
-    };
-    let mut text = format!("{}", response.status().as_u16());
-    for name in RESPONSE_HEADERS {
-        let values: Vec<_> = response
-            .headers()
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap_or("?").to_string())
-            .collect();
-        if !values.is_empty() {
-            text.push_str(&format!(" | {name}: {}", values.join(", ")));
-        }
-    }
-    let body = response.text().await.unwrap_or_default();
-    match serde_json::from_str::<serde_json::Value>(&body) {
-        Ok(seen) => {
-            text.push_str(&format!(" | backend path {}", seen["path"]));
-            for name in SEEN_HEADERS {
-                if let Some(value) = seen["headers"][name].as_str() {
-                    text.push_str(&format!(" | backend {name}: {value}"));
-                }
-            }
-        }
-        Err(_) => text.push_str(&format!(" | body {body:?}")),
-    }
-    text
+/// The known sidecar bug a request of the table meets today: the host rewrite's lost
+/// `x-envoy-original-host`.
+fn known_divergence(request: &Request) -> Option<Divergence> {
+    request
+        .target
+        .starts_with("/rewrite/")
+        .then_some(Divergence::NoOriginalHost)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -394,43 +344,45 @@ async fn route_actions_answer_the_same_through_envoy_and_the_sidecar() {
         for_sidecar.rejections()
     );
 
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = exchange::client();
     let mut through_sidecar = BTreeMap::new();
-    let mut differences = Vec::new();
+    let mut failures = Vec::new();
     for request in requests() {
-        let by_envoy = answer(&client, envoy_port, &request).await;
-        let by_sidecar = answer(&client, sidecar_port, &request).await;
-        if by_envoy != by_sidecar {
-            differences.push(format!(
-                "{} {}:\n  envoy:   {by_envoy}\n  sidecar: {by_sidecar}",
-                request.0, request.1
-            ));
+        let by_envoy = exchange::exchange(&client, envoy_port, &request).await;
+        let by_sidecar = exchange::exchange(&client, sidecar_port, &request).await;
+        let differences = without_known(
+            known_divergence(&request),
+            exchange::differences(("Envoy", &by_envoy), ("sidecar", &by_sidecar)),
+        );
+        if !differences.is_empty() {
+            failures.push(format!("{request}:\n  {}", differences.join("\n  ")));
         }
-        through_sidecar.insert(format!("{} {}", request.0, request.1), by_sidecar);
+        through_sidecar.insert(format!("{} {}", request.host, request.target), by_sidecar);
     }
-    assert!(differences.is_empty(), "{}", differences.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // The features are really at work (both proxies ignoring them would agree too).
     let seen = |key: &str| through_sidecar[key].clone();
     let rewritten = seen("app.example /rewrite/a/b?q=1");
     for expected in [
-        "backend path \"/new/a/b?q=1\"",
-        "backend host: internal.example",
-        "backend x-envoy-original-path: /rewrite/a/b?q=1",
-        "backend x-level: table",
-        "x-route-response: yes",
-        "x-served-by: table",
+        "path /new/a/b?q=1",
+        "saw host: internal.example",
+        "saw x-envoy-original-path: /rewrite/a/b?q=1",
+        "saw x-level: table",
+        "response x-route-response: yes",
+        "response x-served-by: table",
     ] {
-        assert!(rewritten.contains(expected), "{expected} in {rewritten}");
+        assert!(rewritten.has(expected), "{expected} in\n{rewritten}");
     }
-    assert!(!rewritten.contains("x-drop-me"), "{rewritten}");
-    let moved = seen("old.example /moved/item?x=1");
     assert!(
-        moved.starts_with("302 | location: http://new.example:8443/v2/item |"),
+        !rewritten.0.iter().any(|line| line.contains("x-drop-me")),
+        "{rewritten}"
+    );
+    let moved = seen("old.example /moved/item?x=1");
+    assert!(moved.has("status 302"), "{moved}");
+    assert!(
+        moved.has("response location: http://new.example:8443/v2/item"),
         "{moved}"
     );
-    assert!(seen("app.example /direct").starts_with("418"));
+    assert!(seen("app.example /direct").has("status 418"));
 }
