@@ -367,6 +367,11 @@ fn timeouts_retries_affinity() -> Vec<Row> {
         Row::new(Front::Gcp, "DELETE", "any.host", "/retry")
             .header("x-echo-status", "503")
             .expect(&["status 503", "hits 3"]),
+        Row::new(Front::Gcp, "POST", "any.host", "/retry")
+            .header("x-echo-status", "503")
+            .body("order=1")
+            .expect(&["status 503", "hits 3"])
+            .diverges(Divergence::BodyNotRetried),
         gcp("any.host", "/gateway")
             .header("x-echo-status", "502")
             .expect(&["status 502", "hits 2"]),
