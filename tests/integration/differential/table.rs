@@ -6,9 +6,11 @@
 //! examples/aws-alb.yaml the `/new/#{path}` redirect (a redirect regex_rewrite), the target
 //! group stickiness of the 80/20 split and lb_cookie stickiness (the stateful-session
 //! filter), slow start; from SPEC 3.4 faultInjectionPolicy, corsPolicy, requestMirrorPolicy,
-//! pathTemplateRewrite, source-ip conditions (an early header mutation), outlier detection
-//! and circuit breakers. examples/grpc.yaml (proxyless gRPC, an API listener) is served to
-//! gRPC clients, not to proxies; its maxStreamDuration is a proxyless-only route field.
+//! pathTemplateMatch and pathTemplateRewrite (path_match_policy, path_rewrite_policy), AWS
+//! source-ip conditions (an early header mutation), outlier detection and circuit breakers.
+//! examples/grpc.yaml (proxyless gRPC, an API listener) is served to gRPC clients, not to
+//! proxies; its maxStreamDuration is a proxyless-only route field. examples/https.yaml's
+//! routes are here; its TLS listener is a listener feature, not a route one.
 
 use super::divergences::Divergence;
 use super::exchange::Request;
