@@ -7,6 +7,8 @@
 //!     cargo bench --bench loadgen -- idle --clients 10000
 //!     cargo bench --bench loadgen -- storm --services 100 --clients 10000
 //!     cargo bench --bench loadgen -- hostile --services 2000
+//!     cargo bench --bench loadgen -- hostile-config --services 1000
+//!     cargo bench --bench loadgen -- slow --services 1000 --streams 2000 --edits 10
 //!     cargo bench --bench loadgen -- health --endpoints 100000 --interval 5
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does), it makes a small fleet run as a
@@ -15,7 +17,9 @@
 mod client;
 mod health;
 mod hostile;
+mod hostile_config;
 mod server;
+mod slow;
 
 #[path = "../support/fleet_config.rs"]
 mod fleet_config;
@@ -70,6 +74,22 @@ enum Scenario {
     Hostile {
         #[arg(long, default_value_t = 2000)]
         services: usize,
+    },
+    /// Hostile config files (alias bomb, deep nesting, too many nodes, too many bytes): time
+    /// to refuse each and the server's peak RSS meanwhile.
+    HostileConfig {
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+    },
+    /// Streams that subscribe to everything and never read, through a run of edits: server
+    /// RSS per stream at the peak, updates to a client that reads, RSS after they close.
+    Slow {
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        #[arg(long, default_value_t = 2000)]
+        streams: usize,
+        #[arg(long, default_value_t = 10)]
+        edits: usize,
     },
     /// Centralized health checking at scale: probe rate, server CPU and memory, and the time
     /// from backends going down to the last client seeing them UNHEALTHY.
@@ -169,6 +189,12 @@ fn main() {
             Scenario::Hostile { services } => {
                 hostile::run(&fleet_config::fleet_config(services, 10080, "1.0")).await
             }
+            Scenario::HostileConfig { services } => hostile_config::run(services).await,
+            Scenario::Slow {
+                services,
+                streams,
+                edits,
+            } => slow::run(services, streams, edits).await,
         }
     });
 }

@@ -158,6 +158,11 @@ impl ServerProcess {
 
     /// Replaces the config atomically; returns the moment of the rename.
     pub fn write_config(&self, config: &str) -> Instant {
+        self.write_config_bytes(config.as_bytes())
+    }
+
+    /// As [`ServerProcess::write_config`], with any bytes (a hostile file need not be text).
+    pub fn write_config_bytes(&self, config: &[u8]) -> Instant {
         let staging: PathBuf = self.dir.path().join(".fleet.yaml.tmp");
         std::fs::write(&staging, config).unwrap();
         let at = Instant::now();
@@ -176,6 +181,18 @@ impl ServerProcess {
 
     pub fn rss_kib(&self) -> u64 {
         self.proc_status("VmRSS:")
+    }
+
+    /// The highest RSS since start or since [`ServerProcess::reset_peak_rss`].
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status("VmHWM:")
+    }
+
+    /// Brings the RSS high-water mark down to the current RSS (`clear_refs` 5), so that
+    /// [`ServerProcess::peak_rss_kib`] reports the peak of what comes next.
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("the peak RSS of our own child can be reset");
     }
 
     /// User + system CPU time the server has used.
