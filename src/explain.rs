@@ -35,8 +35,8 @@ fn describe_policies(service: &BackendService) -> Vec<String> {
             "sticky: the proxy issues cookie {} naming the endpoint that served{}; requests carrying it go back there under any policy",
             cookie.name,
             cookie
-                .ttl_sec
-                .map(|ttl| format!(" (for {ttl}s)"))
+                .ttl
+                .map(|ttl| format!(" (for {ttl:?})"))
                 .unwrap_or_default()
         ));
     }

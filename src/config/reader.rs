@@ -242,6 +242,27 @@ impl<'n> Fields<'n> {
         }
     }
 
+    /// A field the cloud keeps in whole seconds, within `min..=max`: a number with a
+    /// fraction is refused as such (naming the field and its range), never rounded.
+    pub fn whole_seconds(
+        &mut self,
+        key: &'static str,
+        min: i64,
+        max: i64,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<i64> {
+        let text = self.get(key)?.as_scalar().map(str::trim);
+        if let Some(text) = text.filter(|text| has_fraction(text)) {
+            diagnostics.error(
+                &self.loc_of(key),
+                self.field_path(key),
+                format!("`{text}` has a fraction; {key} takes whole seconds from {min} to {max}"),
+            );
+            return None;
+        }
+        self.integer(key, min, max, diagnostics)
+    }
+
     /// One of `allowed` (UPPER_CASE enum names), mapped to its value.
     pub fn choice<T: Copy>(
         &mut self,
@@ -362,6 +383,12 @@ impl<'n> Fields<'n> {
     }
 }
 
+/// Whether `text` is a finite number with a fractional part (`1.5`, not `2` or `2.0`).
+pub fn has_fraction(text: &str) -> bool {
+    text.parse::<f64>()
+        .is_ok_and(|value| value.is_finite() && value.fract() != 0.0)
+}
+
 fn show(value: f64) -> String {
     if value.fract() == 0.0 && value.abs() < 1e15 {
         format!("{}", value as i64)
@@ -422,5 +449,15 @@ mod tests {
         assert_eq!(suggest("groop", &known), Some("group"));
         assert_eq!(suggest("zzz", &known), None);
         assert_eq!(suggest("bleu", &["blue", "green"]), Some("blue"));
+    }
+
+    #[test]
+    fn only_a_finite_number_with_a_fraction_has_one() {
+        for text in ["1.5", "0.25", "-2.5", "1.5e0", "30.000001"] {
+            assert!(has_fraction(text), "{text}");
+        }
+        for text in ["30", "30.0", "1e3", "thirty", "1e309", "NaN", ""] {
+            assert!(!has_fraction(text), "{text}");
+        }
     }
 }

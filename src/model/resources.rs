@@ -320,8 +320,8 @@ pub struct ConsistentHash {
 pub struct HttpCookie {
     pub name: String,
     pub path: Option<String>,
-    /// Lifetime in seconds; None makes a session cookie.
-    pub ttl_sec: Option<u64>,
+    /// Lifetime; None (or zero) makes a session cookie.
+    pub ttl: Option<std::time::Duration>,
 }
 
 cloud_enum!(LoadBalancingScheme {
@@ -528,8 +528,8 @@ pub struct RouteRule {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteExtras {
-    /// routeAction.timeout, overriding the services' timeoutSec.
-    pub timeout_sec: Option<u32>,
+    /// routeAction.timeout, overriding the services' timeoutSec (never zero).
+    pub timeout: Option<std::time::Duration>,
     pub url_rewrite: Option<UrlRewrite>,
     pub retry_policy: Option<RetryPolicy>,
     /// routeRules[].headerAction (path rules have none).

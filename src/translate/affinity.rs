@@ -23,7 +23,7 @@ use envoy_types::pb::envoy::extensions::http::stateful_session::cookie::v3::Cook
 use envoy_types::pb::envoy::r#type::http::v3 as envoy_http;
 use envoy_types::pb::google::protobuf::Any;
 
-use super::{seconds, to_any};
+use super::{duration, seconds, to_any};
 
 /// Name of the cookie GENERATED_COOKIE affinity issues: `GCLB` behind the global external
 /// schemes, `GCILB` behind the internal ones and Traffic Director, as the cloud names it.
@@ -69,11 +69,11 @@ pub fn route_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
             let cookie = cookie.unwrap_or_else(|| crate::model::HttpCookie {
                 name: String::new(),
                 path: None,
-                ttl_sec: None,
+                ttl: None,
             });
             PolicySpecifier::Cookie(Cookie {
                 name: cookie.name,
-                ttl: Some(seconds(cookie.ttl_sec.unwrap_or(0))),
+                ttl: Some(duration(cookie.ttl.unwrap_or_default())),
                 path: cookie.path.unwrap_or_else(|| "/".to_string()),
                 ..Default::default()
             })
@@ -118,7 +118,7 @@ pub fn sticky_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
     let cookie = service.sticky_cookie.as_ref()?;
     Some(envoy_http::Cookie {
         name: cookie.name.clone(),
-        ttl: Some(seconds(cookie.ttl_sec.unwrap_or(0))),
+        ttl: Some(duration(cookie.ttl.unwrap_or_default())),
         path: cookie.path.clone().unwrap_or_else(|| "/".to_string()),
         ..Default::default()
     })
@@ -141,7 +141,7 @@ pub fn session_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
             let cookie = service.consistent_hash.http_cookie.as_ref()?;
             Some(envoy_http::Cookie {
                 name: cookie.name.clone(),
-                ttl: Some(seconds(cookie.ttl_sec.unwrap_or(0))),
+                ttl: Some(duration(cookie.ttl.unwrap_or_default())),
                 path: cookie.path.clone().unwrap_or_else(|| "/".to_string()),
                 ..Default::default()
             })

@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::config::core::v3::{
     SelfConfigSource,
 };
 use envoy_types::pb::envoy::r#type::v3::Percent;
-use envoy_types::pb::google::protobuf::{Duration, UInt32Value, UInt64Value};
+use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
 use std::collections::BTreeSet;
 
@@ -29,7 +29,7 @@ use crate::model::{
 };
 
 use super::affinity::session_cookie;
-use super::{ads_config_source, seconds};
+use super::{ads_config_source, duration, seconds};
 
 /// How long Envoy waits for a TCP connection to a backend.
 pub const CONNECT_TIMEOUT_SEC: u64 = 5;
@@ -167,12 +167,6 @@ pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
 /// The cloud's outlierDetection, field for field (consecutiveErrors counts 5xx responses).
 fn outlier_detection(outliers: &crate::model::OutlierDetection) -> EnvoyOutlierDetection {
     let count = |value: u32| Some(UInt32Value { value });
-    let duration = |d: std::time::Duration| {
-        Some(Duration {
-            seconds: d.as_secs() as i64,
-            nanos: d.subsec_nanos() as i32,
-        })
-    };
     EnvoyOutlierDetection {
         consecutive_5xx: count(outliers.consecutive_errors),
         consecutive_gateway_failure: count(outliers.consecutive_gateway_failure),
@@ -181,8 +175,8 @@ fn outlier_detection(outliers: &crate::model::OutlierDetection) -> EnvoyOutlierD
             outliers.enforcing_consecutive_gateway_failure,
         ),
         enforcing_success_rate: count(outliers.enforcing_success_rate),
-        interval: duration(outliers.interval),
-        base_ejection_time: duration(outliers.base_ejection_time),
+        interval: Some(duration(outliers.interval)),
+        base_ejection_time: Some(duration(outliers.base_ejection_time)),
         max_ejection_percent: count(outliers.max_ejection_percent),
         success_rate_minimum_hosts: count(outliers.success_rate_minimum_hosts),
         success_rate_request_volume: count(outliers.success_rate_request_volume),
@@ -199,10 +193,7 @@ fn outlier_detection(outliers: &crate::model::OutlierDetection) -> EnvoyOutlierD
 /// from 1% of its weight rather than Envoy's default 10%, so the ramp starts near nothing.
 fn slow_start(window: std::time::Duration) -> SlowStartConfig {
     SlowStartConfig {
-        slow_start_window: Some(Duration {
-            seconds: window.as_secs() as i64,
-            nanos: window.subsec_nanos() as i32,
-        }),
+        slow_start_window: Some(duration(window)),
         aggression: None,
         min_weight_percent: Some(Percent { value: 1.0 }),
     }

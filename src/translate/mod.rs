@@ -93,9 +93,45 @@ pub fn ads_config_source() -> ConfigSource {
     }
 }
 
+/// The longest span a protobuf Duration holds: 10,000 years of seconds.
+const MAX_DURATION_SECONDS: u64 = 315_576_000_000;
+
+/// `span` as a protobuf Duration, seconds and nanos exactly (a longer span, which validation
+/// never lets through, is capped at the longest a Duration holds).
+pub fn duration(span: std::time::Duration) -> Duration {
+    if span.as_secs() > MAX_DURATION_SECONDS {
+        return seconds(MAX_DURATION_SECONDS);
+    }
+    Duration {
+        seconds: span.as_secs() as i64,
+        nanos: span.subsec_nanos() as i32,
+    }
+}
+
+/// Whole seconds as a protobuf Duration.
 pub fn seconds(seconds: u64) -> Duration {
     Duration {
-        seconds: seconds.min(315_576_000_000) as i64,
+        seconds: seconds.min(MAX_DURATION_SECONDS) as i64,
         nanos: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duration_keeps_its_nanos_and_stops_at_the_longest_a_duration_holds() {
+        let half = duration(std::time::Duration::from_millis(500));
+        assert_eq!((half.seconds, half.nanos), (0, 500_000_000));
+        let odd = duration(std::time::Duration::new(7, 1));
+        assert_eq!((odd.seconds, odd.nanos), (7, 1));
+        let longest = duration(std::time::Duration::new(315_576_000_000, 999_999_999));
+        assert_eq!(
+            (longest.seconds, longest.nanos),
+            (315_576_000_000, 999_999_999)
+        );
+        let beyond = duration(std::time::Duration::from_secs(u64::MAX));
+        assert_eq!((beyond.seconds, beyond.nanos), (315_576_000_000, 0));
     }
 }

@@ -92,8 +92,10 @@ pub(super) fn set_cookie(cookie: &HttpCookie, value: &str) -> HeaderToAdd {
         cookie.name,
         cookie.path.as_deref().unwrap_or("/")
     );
-    if let Some(ttl) = cookie.ttl_sec.filter(|ttl| *ttl > 0) {
-        header_value.push_str(&format!("; Max-Age={ttl}"));
+    if let Some(ttl) = cookie.ttl.filter(|ttl| !ttl.is_zero()) {
+        // Max-Age counts whole seconds: a fraction rounds up, since 0 would delete the cookie.
+        let max_age = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        header_value.push_str(&format!("; Max-Age={max_age}"));
     }
     HeaderToAdd {
         header_name: "set-cookie".into(),

@@ -23,11 +23,11 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
     regex_matcher, string_matcher::MatchPattern, RegexMatcher, StringMatcher,
 };
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
-use envoy_types::pb::google::protobuf::{BoolValue, Duration};
+use envoy_types::pb::google::protobuf::BoolValue;
 
 use crate::model::{CorsPolicy, FaultInjection, RouteExtras, UrlMap};
 
-use super::to_any;
+use super::{duration, to_any};
 
 pub const FAULT: &str = "envoy.filters.http.fault";
 pub const CORS: &str = "envoy.filters.http.cors";
@@ -167,12 +167,5 @@ fn percent(percentage: f64) -> FractionalPercent {
     FractionalPercent {
         numerator: (percentage.clamp(0.0, 100.0) * 10_000.0).round() as u32,
         denominator: DenominatorType::Million as i32,
-    }
-}
-
-fn duration(d: std::time::Duration) -> Duration {
-    Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
     }
 }

@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
-use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::model::{
     BackendService, HeaderAction, HeaderMatch, HeaderMatchKind, HeaderToAdd, Model, PathMatch,
@@ -30,11 +30,11 @@ use super::affinity::{
     proxyless_hash_policies, route_hash_policies, session_cookie, stateful_session_for_route,
     sticky_cookie, STATEFUL_SESSION,
 };
+use super::duration;
 use super::route_parts::{
     cookie_matcher, exact, fixed_response_route, header_matcher, prefix, query_parameter_matcher,
     redirect_action, regex, route, set_cookie,
 };
-use super::seconds;
 
 /// Sets the four header lists of an xDS message (route configuration, virtual host, route,
 /// weighted cluster) from a headerAction.
@@ -168,6 +168,11 @@ fn url_map_default(url_map: &UrlMap) -> Option<(RouteTarget, &RouteExtras)> {
         url_map.default_weighted.as_ref(),
     )?;
     Some((target, &url_map.default_extras))
+}
+
+/// A backend service's timeoutSec, the route timeout when the route does not set one.
+fn service_timeout(service: &BackendService) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(service.timeout_sec))
 }
 
 /// headerAction additions as Envoy's: `replace` overwrites, otherwise one more value is
@@ -346,23 +351,25 @@ impl Routing<'_> {
     }
 
     /// The deadline of a request to `services`: for Envoy the whole-response timeout
-    /// (`override_sec`, else the longest timeoutSec), for gRPC the longest maxStreamDuration.
-    fn limit(&self, services: &[&Ref], override_sec: Option<u32>, action: &mut RouteAction) {
+    /// (`route_timeout`, else the longest timeoutSec), for gRPC the longest maxStreamDuration.
+    fn limit(
+        &self,
+        services: &[&Ref],
+        route_timeout: Option<std::time::Duration>,
+        action: &mut RouteAction,
+    ) {
         let found: Vec<&BackendService> = services.iter().filter_map(|s| self.service(s)).collect();
         match self.audience {
             Audience::Envoy => {
-                let timeout = override_sec
-                    .or_else(|| found.iter().map(|s| s.timeout_sec).max())
-                    .unwrap_or(30);
-                action.timeout = Some(seconds(u64::from(timeout)));
+                let timeout = route_timeout
+                    .or_else(|| found.iter().map(|s| service_timeout(s)).max())
+                    .unwrap_or(std::time::Duration::from_secs(30));
+                action.timeout = Some(duration(timeout));
             }
             Audience::Proxyless { .. } => {
                 if let Some(longest) = found.iter().filter_map(|s| s.max_stream_duration).max() {
                     action.max_stream_duration = Some(MaxStreamDuration {
-                        max_stream_duration: Some(Duration {
-                            seconds: longest.as_secs() as i64,
-                            nanos: longest.subsec_nanos() as i32,
-                        }),
+                        max_stream_duration: Some(duration(longest)),
                         ..Default::default()
                     });
                 }
@@ -467,7 +474,7 @@ impl Routing<'_> {
             hash_policy: self.hash_policies_of(service),
             ..Default::default()
         };
-        self.limit(&[service], extras.timeout_sec, &mut action);
+        self.limit(&[service], extras.timeout, &mut action);
         action
     }
 
@@ -498,10 +505,7 @@ impl Routing<'_> {
                 num_retries: Some(UInt32Value {
                     value: policy.num_retries,
                 }),
-                per_try_timeout: policy.per_try_timeout.map(|t| Duration {
-                    seconds: t.as_secs() as i64,
-                    nanos: t.subsec_nanos() as i32,
-                }),
+                per_try_timeout: policy.per_try_timeout.map(duration),
                 ..Default::default()
             });
         }
@@ -543,7 +547,7 @@ impl Routing<'_> {
         };
         // A weighted split is one route, so it has one deadline.
         let refs: Vec<&Ref> = services.iter().map(|s| &s.backend_service).collect();
-        self.limit(&refs, extras.timeout_sec, &mut action);
+        self.limit(&refs, extras.timeout, &mut action);
         action
     }
 }

@@ -226,11 +226,12 @@ fn read_forward(
         let path = format!("{path}.TargetGroupStickinessConfig");
         let mut config = Fields::new(node, file, path, diagnostics);
         let enabled = config.bool("Enabled", false, diagnostics);
-        let seconds = config.integer("DurationSeconds", 1, 604_800, diagnostics);
+        let written = config.get("DurationSeconds").is_some();
+        let seconds = config.whole_seconds("DurationSeconds", 1, 604_800, diagnostics);
         let loc = config.loc();
         let duration_path = config.field_path("DurationSeconds");
         config.finish(diagnostics);
-        if enabled && seconds.is_none() {
+        if enabled && !written {
             diagnostics.error(
                 &loc,
                 duration_path,

@@ -69,13 +69,18 @@ pub(super) fn health_check(
     let path = fields
         .string("HealthCheckPath", diagnostics)
         .unwrap_or_else(|| if grpc { "/AWS.ALB/healthcheck" } else { "/" }.to_string());
+    let mut seconds = |key: &'static str, min: i64, max: i64, default: u32| {
+        fields
+            .whole_seconds(key, min, max, diagnostics)
+            .map_or(default, |v| v as u32)
+    };
+    let interval_seconds = seconds("HealthCheckIntervalSeconds", 5, 300, 30);
+    let timeout_seconds = seconds("HealthCheckTimeoutSeconds", 2, 120, 5);
     let mut integer = |key: &'static str, min: i64, max: i64, default: u32| {
         fields
             .integer(key, min, max, diagnostics)
             .map_or(default, |v| v as u32)
     };
-    let interval_seconds = integer("HealthCheckIntervalSeconds", 5, 300, 30);
-    let timeout_seconds = integer("HealthCheckTimeoutSeconds", 2, 120, 5);
     let healthy_threshold = integer("HealthyThresholdCount", 2, 10, 5);
     let unhealthy_threshold = integer("UnhealthyThresholdCount", 2, 10, 2);
     if timeout_seconds >= interval_seconds {

@@ -205,7 +205,7 @@ fn sticky_cookie(stickiness: &Stickiness) -> HttpCookie {
     HttpCookie {
         name: name.to_string(),
         path: None,
-        ttl_sec: Some(u64::from(seconds)),
+        ttl: Some(std::time::Duration::from_secs(u64::from(seconds))),
     }
 }
 

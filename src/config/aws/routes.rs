@@ -156,7 +156,7 @@ pub fn route_target(
                 sticky_cookie: stickiness_seconds.map(|seconds| HttpCookie {
                     name: GROUP_STICKINESS_COOKIE.to_string(),
                     path: None,
-                    ttl_sec: Some(u64::from(seconds)),
+                    ttl: Some(std::time::Duration::from_secs(u64::from(seconds))),
                 }),
             })
         }

@@ -44,10 +44,10 @@ pub(super) fn health_check(
         .cloud_enum("type", diagnostics)
         .unwrap_or(HealthCheckProtocol::Http);
     let check_interval_sec = fields
-        .integer("checkIntervalSec", 1, 300, diagnostics)
+        .whole_seconds("checkIntervalSec", 1, 300, diagnostics)
         .unwrap_or(5) as u32;
     let timeout_sec = fields
-        .integer("timeoutSec", 1, 300, diagnostics)
+        .whole_seconds("timeoutSec", 1, 300, diagnostics)
         .unwrap_or(5) as u32;
     let healthy_threshold = fields
         .integer("healthyThreshold", 1, 10, diagnostics)

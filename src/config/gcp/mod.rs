@@ -767,7 +767,7 @@ fn backend_service(
     });
     let port_name = written_port_name.unwrap_or_else(|| "http".to_string());
     let timeout_sec = fields
-        .integer("timeoutSec", 1, MAX_TIMEOUT_SEC, diagnostics)
+        .whole_seconds("timeoutSec", 1, MAX_TIMEOUT_SEC, diagnostics)
         .unwrap_or(30) as u32;
     let mut health_checks = Vec::new();
     for (index, text) in fields
@@ -791,10 +791,11 @@ fn backend_service(
         .unwrap_or(LocalityLbPolicy::RoundRobin);
     let timeout_sec_written = fields.get("timeoutSec").is_some();
     let max_stream_duration = fields.get("maxStreamDuration").and_then(|node| {
-        duration(
+        positive_duration(
             node,
             file,
             fields.field_path("maxStreamDuration"),
+            STREAM_LIMIT_OF_ZERO,
             diagnostics,
         )
     });
@@ -824,7 +825,7 @@ fn backend_service(
         .cloud_enum::<SessionAffinity>("sessionAffinity", diagnostics)
         .unwrap_or(SessionAffinity::None);
     let affinity_cookie_ttl_sec = fields
-        .integer("affinityCookieTtlSec", 0, 86_400, diagnostics)
+        .whole_seconds("affinityCookieTtlSec", 0, 86_400, diagnostics)
         .unwrap_or(0) as u32;
     let consistent_hash = fields
         .get("consistentHash")
@@ -839,7 +840,7 @@ fn backend_service(
                 fields.field_path("connectionDraining"),
                 diagnostics,
             );
-            let seconds = draining.integer("drainingTimeoutSec", 0, 3600, diagnostics);
+            let seconds = draining.whole_seconds("drainingTimeoutSec", 0, 3600, diagnostics);
             draining.finish(diagnostics);
             seconds
         })
@@ -903,24 +904,77 @@ fn backend_service(
     })
 }
 
-/// A `{seconds, nanos}` duration (google.protobuf.Duration as the cloud API writes it).
+/// The longest Duration the cloud API takes: 10,000 years of seconds.
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+
+/// A `{seconds, nanos}` duration (google.protobuf.Duration as the cloud API writes it),
+/// fraction kept; `{}` is zero. None only after an error was reported.
 pub(super) fn duration(
     node: &Node,
     file: &Arc<str>,
     path: String,
     diagnostics: &mut Diagnostics,
 ) -> Option<std::time::Duration> {
+    let errors_before = diagnostics.errors().count();
     let mut fields = Fields::new(node, file, path, diagnostics);
-    let seconds = fields.integer("seconds", 0, 315_576_000_000, diagnostics);
+    let seconds = duration_seconds(&mut fields, diagnostics);
     let nanos = fields.integer("nanos", 0, 999_999_999, diagnostics);
     fields.finish(diagnostics);
-    if seconds.is_none() && nanos.is_none() {
+    if diagnostics.errors().count() > errors_before {
         return None;
     }
     Some(std::time::Duration::new(
         seconds.unwrap_or(0) as u64,
         nanos.unwrap_or(0) as u32,
     ))
+}
+
+/// `seconds` of a Duration; a fraction there is pointed at `nanos`.
+fn duration_seconds(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<i64> {
+    let written = fields.get("seconds")?.as_scalar().unwrap_or("").trim();
+    let value: f64 = written.parse().unwrap_or_default();
+    if !super::reader::has_fraction(written) || value < 0.0 {
+        return fields.integer("seconds", 0, MAX_DURATION_SECONDS, diagnostics);
+    }
+    let (whole, nanos) = (value.trunc(), (value.fract() * 1e9).round());
+    diagnostics.error(
+        &fields.loc_of("seconds"),
+        fields.field_path("seconds"),
+        format!(
+            "`{written}` has a fraction; seconds takes whole seconds from 0 to \
+             {MAX_DURATION_SECONDS} (write the fraction in nanos: {written} s is \
+             {{seconds: {whole}, nanos: {nanos}}})"
+        ),
+    );
+    None
+}
+
+/// Why a maxStreamDuration (of a backend service or a route) of 0 is refused.
+pub(super) const STREAM_LIMIT_OF_ZERO: &str =
+    "Envoy and gRPC read a stream limit of 0 as no limit (leave maxStreamDuration out for no limit)";
+
+/// A duration that must be longer than zero: a zero (however written) is refused with
+/// `why_not_zero` — what the cloud or the clients would make of it — never passed on.
+pub(super) fn positive_duration(
+    node: &Node,
+    file: &Arc<str>,
+    path: String,
+    why_not_zero: &str,
+    diagnostics: &mut Diagnostics,
+) -> Option<std::time::Duration> {
+    let duration = duration(node, file, path.clone(), diagnostics)?;
+    if duration.is_zero() {
+        diagnostics.error(
+            &Loc::new(file.clone(), node.line),
+            path,
+            format!(
+                "a duration of 0 is not allowed here: {why_not_zero}; allowed: more than 0 \
+                 (seconds 0 to {MAX_DURATION_SECONDS}, nanos 0 to 999999999, not both 0)"
+            ),
+        );
+        return None;
+    }
+    Some(duration)
 }
 
 /// `outlierDetection`, with the cloud API's defaults for what is not written.
@@ -966,14 +1020,33 @@ fn outlier_detection(
     let success_rate_request_volume =
         count("successRateRequestVolume", 1_000_000, 100, diagnostics);
     let success_rate_stdev_factor = count("successRateStdevFactor", 1_000_000, 1900, diagnostics);
-    let mut duration_of = |key: &'static str, default: u64, diagnostics: &mut Diagnostics| {
-        fields
-            .get(key)
-            .and_then(|node| duration(node, file, fields.field_path(key), diagnostics))
-            .unwrap_or(std::time::Duration::from_secs(default))
-    };
-    let interval = duration_of("interval", 1, diagnostics);
-    let base_ejection_time = duration_of("baseEjectionTime", 30, diagnostics);
+    let mut duration_of =
+        |key: &'static str, default: u64, why_not_zero: &str, diagnostics: &mut Diagnostics| {
+            fields
+                .get(key)
+                .and_then(|node| {
+                    positive_duration(
+                        node,
+                        file,
+                        fields.field_path(key),
+                        why_not_zero,
+                        diagnostics,
+                    )
+                })
+                .unwrap_or(std::time::Duration::from_secs(default))
+        };
+    let interval = duration_of(
+        "interval",
+        1,
+        "Envoy refuses an ejection sweep interval of 0 (leave interval out for 1 second)",
+        diagnostics,
+    );
+    let base_ejection_time = duration_of(
+        "baseEjectionTime",
+        30,
+        "Envoy refuses an ejection time of 0 (leave baseEjectionTime out for 30 seconds)",
+        diagnostics,
+    );
     fields.finish(diagnostics);
     OutlierDetection {
         consecutive_errors,
@@ -1014,18 +1087,15 @@ fn consistent_hash(
         let mut cookie = Fields::new(node, file, fields.field_path("httpCookie"), diagnostics);
         let name = cookie.required_string("name", diagnostics);
         let cookie_path = cookie.string("path", diagnostics);
-        let ttl_sec = cookie.get("ttl").and_then(|node| {
-            let mut ttl = Fields::new(node, file, cookie.field_path("ttl"), diagnostics);
-            let seconds = ttl.integer("seconds", 0, 315_576_000_000, diagnostics);
-            ttl.integer("nanos", 0, 999_999_999, diagnostics);
-            ttl.finish(diagnostics);
-            seconds.map(|s| s as u64)
-        });
+        // A ttl of 0 makes a session cookie, as affinityCookieTtlSec 0 does.
+        let ttl = cookie
+            .get("ttl")
+            .and_then(|node| duration(node, file, cookie.field_path("ttl"), diagnostics));
         cookie.finish(diagnostics);
         Some(HttpCookie {
             name: name?,
             path: cookie_path,
-            ttl_sec,
+            ttl,
         })
     });
     fields.finish(diagnostics);

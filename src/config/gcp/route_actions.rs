@@ -12,7 +12,7 @@ use crate::model::{
     UrlRewrite, WeightedService,
 };
 
-use super::{duration, reference, route_policies};
+use super::{positive_duration, reference, route_policies, STREAM_LIMIT_OF_ZERO};
 
 /// The retry conditions the cloud documents, all of which Envoy knows by the same names.
 const RETRY_CONDITIONS: &[&str] = &[
@@ -99,9 +99,15 @@ pub(super) fn route_action(
         .get("weightedBackendServices")
         .is_some()
         .then(|| weighted_services(&mut action, diagnostics));
-    let timeout_sec = action.get("timeout").and_then(|timeout| {
-        duration(timeout, file, action.field_path("timeout"), diagnostics)
-            .map(|d| d.as_secs().min(u64::from(u32::MAX)) as u32)
+    let timeout = action.get("timeout").and_then(|timeout| {
+        positive_duration(
+            timeout,
+            file,
+            action.field_path("timeout"),
+            "Envoy reads a route timeout of 0 as no timeout at all (leave timeout out to use \
+             the backend services' timeoutSec)",
+            diagnostics,
+        )
     });
     let url_rewrite = action
         .get("urlRewrite")
@@ -122,10 +128,11 @@ pub(super) fn route_action(
         route_policies::cors_policy(node, file, path, diagnostics)
     });
     let max_stream_duration = action.get("maxStreamDuration").and_then(|node| {
-        duration(
+        positive_duration(
             node,
             file,
             action.field_path("maxStreamDuration"),
+            STREAM_LIMIT_OF_ZERO,
             diagnostics,
         )
     });
@@ -133,7 +140,7 @@ pub(super) fn route_action(
     (
         weighted,
         RouteExtras {
-            timeout_sec,
+            timeout,
             url_rewrite,
             retry_policy,
             header_action: HeaderAction::default(),
@@ -291,10 +298,12 @@ fn retry_policy(
     }
     let num_retries = fields.integer("numRetries", 1, 2_147_483_647, diagnostics);
     let per_try_timeout = fields.get("perTryTimeout").and_then(|timeout| {
-        duration(
+        positive_duration(
             timeout,
             file,
             fields.field_path("perTryTimeout"),
+            "the cloud requires a timeout per retry that is not zero (leave perTryTimeout out \
+             to use the route's timeout)",
             diagnostics,
         )
     });

@@ -10,7 +10,7 @@ use crate::model::{
     CorsPolicy, Diagnostics, FaultAbort, FaultDelay, FaultInjection, RequestMirror,
 };
 
-use super::{duration, reference};
+use super::{positive_duration, reference};
 
 /// `faultInjectionPolicy`: a delay and/or an abort, each for a percentage of requests.
 pub(super) fn fault_injection(
@@ -22,9 +22,12 @@ pub(super) fn fault_injection(
     let mut fields = Fields::new(node, file, path, diagnostics);
     let delay = fields.get("delay").and_then(|node| {
         let mut delay = Fields::new(node, file, fields.field_path("delay"), diagnostics);
-        let fixed = delay
-            .get("fixedDelay")
-            .and_then(|node| duration(node, file, delay.field_path("fixedDelay"), diagnostics));
+        let fixed = delay.get("fixedDelay").and_then(|node| {
+            let path = delay.field_path("fixedDelay");
+            let why_not_zero = "Envoy refuses a fault delay of 0, which would delay nothing \
+                                (remove the delay instead)";
+            positive_duration(node, file, path, why_not_zero, diagnostics)
+        });
         delay.require("fixedDelay", diagnostics);
         let percentage = delay.number("percentage", 0.0, 100.0, diagnostics);
         delay.require("percentage", diagnostics);
