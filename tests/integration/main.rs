@@ -17,6 +17,7 @@ mod cli;
 mod config_source;
 mod conformance;
 mod differential;
+mod durations;
 mod envoy_backends;
 mod envoy_delta;
 mod envoy_dual_stack;
