@@ -18,6 +18,7 @@ mod config_source;
 mod conformance;
 mod differential;
 mod durations;
+mod durations_refused;
 mod envoy_backends;
 mod envoy_delta;
 mod envoy_dual_stack;
