@@ -7,6 +7,8 @@ answer per line on stdout:
   calls N [HEADER=VALUE|HEADER=*] [DELAY_MS]  -> {"tally": {name: count}, "errors": {code: count}}
                                                  (HEADER=* sends a different value on each call)
   csds                                        -> {"Listener": "ACKED", ...} from the client's own CSDS
+  routes                                      -> {"routes": [RouteConfiguration as proto3 JSON, ...]}
+                                                 the route configurations the client holds (its CSDS)
   connect                                     -> {} once the channel starts connecting (fetches xDS)
   session N                                   -> {"first": name, "set_cookie": ..., "tally": ..., "errors": ...}
                                                  one call, then N calls sending back the cookie it set
@@ -64,6 +66,21 @@ def client_status():
     return {kind: sorted(names) for kind, names in status.items()}
 
 
+def held_routes():
+    """The RouteConfigurations in the client's own CSDS, as proto3 JSON: what it accepted."""
+    from envoy.config.route.v3 import route_pb2
+    from google.protobuf import json_format
+    response = csds_pb2.ClientStatusResponse.FromString(cygrpc.dump_xds_configs())
+    routes = []
+    for config in response.config:
+        for generic in config.generic_xds_configs:
+            if generic.type_url.endswith(".RouteConfiguration") and generic.HasField("xds_config"):
+                route = route_pb2.RouteConfiguration()
+                generic.xds_config.Unpack(route)
+                routes.append(json_format.MessageToDict(route))
+    return {"routes": routes}
+
+
 def session(call, count):
     """One call without a cookie, then `count` calls carrying the cookie the first one got."""
     reply, first_call = call.with_call(b"", timeout=20, wait_for_ready=True)
@@ -103,6 +120,9 @@ def main():
             continue
         if words[0] == "csds":
             print(json.dumps(client_status()), flush=True)
+            continue
+        if words[0] == "routes":
+            print(json.dumps(held_routes()), flush=True)
             continue
         # `calls` waits for a ready backend (up to the deadline); `failfast` does not, so a
         # channel with no healthy backend fails at once with UNAVAILABLE.

@@ -19,6 +19,7 @@ mod conformance;
 mod differential;
 mod durations;
 mod durations_refused;
+mod durations_served;
 mod envoy_backends;
 mod envoy_delta;
 mod envoy_dual_stack;

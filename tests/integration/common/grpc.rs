@@ -400,6 +400,11 @@ impl GrpcClient {
     pub async fn csds(&mut self) -> Value {
         self.ask("csds").await
     }
+
+    /// The route configurations the client holds, as proto3 JSON (grpcio only).
+    pub async fn routes(&mut self) -> Value {
+        self.ask("routes").await["routes"].clone()
+    }
 }
 
 /// A client's answer to a batch of calls.
