@@ -88,6 +88,7 @@ pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
     loaded.referenced = certificates::resolve(&mut loaded.model, &mut loaded.diagnostics);
     gcp::validate::check(&loaded.model, &mut loaded.diagnostics);
     model::access::check(&loaded.model, &mut loaded.diagnostics);
+    gcp::regional_groups::split_by_zone(&mut loaded.model);
     loaded.diagnostics.sort();
     loaded
 }

@@ -8,10 +8,14 @@ pub mod references;
 pub mod regions;
 pub mod resources;
 pub mod route_policies;
+pub mod service_policies;
 pub mod tls;
 
 pub use access::XdsClientRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Loc, Severity};
 pub use resources::*;
 pub use route_policies::{CorsPolicy, FaultAbort, FaultDelay, FaultInjection, RequestMirror};
+pub use service_policies::{
+    CircuitBreakers, ConnectionFact, CustomHeader, CustomHeaders, HeaderValuePart,
+};
 pub use tls::{ProxyTls, SslCertificate, SslPolicy, SslProfile, TlsVersion};

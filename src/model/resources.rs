@@ -240,6 +240,8 @@ pub struct Endpoint {
     pub port: Option<u16>,
     /// Relative weight inside the group (WEIGHTED_MAGLEV); 1 when absent.
     pub weight: Option<u32>,
+    /// The zone of an instance of a regional group (none: the group's zone).
+    pub zone: Option<String>,
 }
 
 cloud_enum!(BackendProtocol {
@@ -355,10 +357,12 @@ pub struct BackendService {
     pub ip_address_selection_policy: IpAddressSelectionPolicy,
     /// Whether timeoutSec was written (proxyless gRPC does not support it).
     pub timeout_sec_written: bool,
-    /// maxStreamDuration: the proxyless gRPC deadline for a whole call.
+    /// maxStreamDuration: the deadline of a whole stream (a gRPC call), retries included.
     pub max_stream_duration: Option<std::time::Duration>,
-    /// circuitBreakers.maxRequests: concurrent requests allowed to the service.
-    pub max_requests: Option<u32>,
+    /// circuitBreakers: limits on the connections and requests to the service.
+    pub circuit_breakers: Option<super::CircuitBreakers>,
+    /// Headers added to requests sent to the service and to its responses.
+    pub custom_headers: super::CustomHeaders,
     /// outlierDetection: eject endpoints that keep failing.
     pub outlier_detection: Option<OutlierDetection>,
     /// logConfig with `enable: true`: the share of requests (0–1) the proxy logs.

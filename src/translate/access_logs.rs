@@ -1,5 +1,6 @@
-//! Backend services' logConfig → access logs on the HTTP connection managers that route to
-//! them: one log per logged service, kept to that service's requests (a CEL filter on the
+//! Backend services' logConfig → access logs: on the TCP proxies in front of a TCP or SSL
+//! service, one line per connection; on the HTTP connection managers that route to HTTP
+//! services, one log per logged service, kept to that service's requests (a CEL filter on the
 //! upstream cluster) and to its sampleRate (a runtime filter with independent randomness),
 //! written to the proxy's stdout in Envoy's default format. Pure.
 
@@ -12,7 +13,7 @@ use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccess
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
 
 use crate::model::references::services_of;
-use crate::model::{Model, UrlMap};
+use crate::model::{BackendService, Model, UrlMap};
 
 use super::to_any;
 
@@ -30,6 +31,35 @@ pub fn access_logs_for(model: &Model, url_map: &UrlMap) -> Vec<AccessLog> {
         .collect()
 }
 
+/// The access log of a TCP proxy to `service`, if it has logging on: one line per connection
+/// (the proxy's only cluster is the service's), kept to its sampleRate.
+pub fn tcp_access_logs_for(service: &BackendService) -> Vec<AccessLog> {
+    let Some(rate) = service.log_sample_rate else {
+        return Vec::new();
+    };
+    vec![AccessLog {
+        name: STDOUT.to_string(),
+        filter: (rate < 1.0).then(|| sampled(&service.name, rate)),
+        config_type: Some(access_log::ConfigType::TypedConfig(to_any(
+            &StdoutAccessLog::default(),
+        ))),
+    }]
+}
+
+/// Keeps `sample_rate` of the lines, drawn independently of request ids.
+fn sampled(service: &str, sample_rate: f64) -> AccessLogFilter {
+    AccessLogFilter {
+        filter_specifier: Some(FilterSpecifier::RuntimeFilter(RuntimeFilter {
+            runtime_key: format!("switchyard.log_sample.{service}"),
+            percent_sampled: Some(FractionalPercent {
+                numerator: (sample_rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u32,
+                denominator: DenominatorType::Million as i32,
+            }),
+            use_independent_randomness: true,
+        })),
+    }
+}
+
 fn access_log(service: &str, sample_rate: f64) -> AccessLog {
     let of_service = AccessLogFilter {
         filter_specifier: Some(FilterSpecifier::ExtensionFilter(ExtensionFilter {
@@ -45,19 +75,9 @@ fn access_log(service: &str, sample_rate: f64) -> AccessLog {
     let filter = if sample_rate >= 1.0 {
         of_service
     } else {
-        let sampled = AccessLogFilter {
-            filter_specifier: Some(FilterSpecifier::RuntimeFilter(RuntimeFilter {
-                runtime_key: format!("switchyard.log_sample.{service}"),
-                percent_sampled: Some(FractionalPercent {
-                    numerator: (sample_rate.clamp(0.0, 1.0) * 1_000_000.0).round() as u32,
-                    denominator: DenominatorType::Million as i32,
-                }),
-                use_independent_randomness: true,
-            })),
-        };
         AccessLogFilter {
             filter_specifier: Some(FilterSpecifier::AndFilter(AndFilter {
-                filters: vec![of_service, sampled],
+                filters: vec![of_service, sampled(service, sample_rate)],
             })),
         }
     };

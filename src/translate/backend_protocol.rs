@@ -1,6 +1,6 @@
 //! How a cluster speaks to its backends, from the backend service's protocol: HTTP/1.1 or
 //! HTTP/2 (H2C and GRPC in cleartext, HTTP2 over TLS as the cloud speaks it), a 600 s idle
-//! timeout on connections to backends, and TLS for
+//! timeout on connections to backends and circuitBreakers.maxRequestsPerConnection, and TLS for
 //! HTTPS, HTTP2 and SSL. As the cloud does unless told otherwise, the backend's certificate is
 //! not verified; HTTP clusters send the request's host as SNI. A PROXY protocol v1 line goes
 //! first when a TCP or SSL proxy's proxyHeader asks for it. Pure.
@@ -24,6 +24,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     },
     HttpProtocolOptions,
 };
+
+use envoy_types::pb::google::protobuf::UInt32Value;
 
 use crate::model::{BackendProtocol, BackendService};
 
@@ -71,6 +73,13 @@ pub fn apply(service: &BackendService, proxy_header_v1: bool, cluster: &mut Clus
             // documented 600 s without a request.
             common_http_protocol_options: Some(HttpProtocolOptionsCommon {
                 idle_timeout: Some(seconds(BACKEND_IDLE_TIMEOUT_SEC)),
+                // circuitBreakers.maxRequestsPerConnection: a connection is closed after that
+                // many requests.
+                max_requests_per_connection: service
+                    .circuit_breakers
+                    .as_ref()
+                    .and_then(|breakers| breakers.max_requests_per_connection)
+                    .map(|value| UInt32Value { value }),
                 ..Default::default()
             }),
             ..Default::default()

@@ -87,16 +87,8 @@ pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
     if let Some(outliers) = &service.outlier_detection {
         cluster.outlier_detection = Some(outlier_detection(outliers));
     }
-    if let Some(max_requests) = service.max_requests {
-        cluster.circuit_breakers = Some(CircuitBreakers {
-            thresholds: vec![Thresholds {
-                max_requests: Some(UInt32Value {
-                    value: max_requests,
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
+    if let Some(breakers) = &service.circuit_breakers {
+        cluster.circuit_breakers = Some(circuit_breakers(breakers));
     }
     cluster.eds_cluster_config = Some(EdsClusterConfig {
         eds_config: Some(ads_config_source()),
@@ -162,6 +154,22 @@ pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
     }
     super::backend_protocol::apply(service, proxy_header_v1, &mut cluster);
     cluster
+}
+
+/// The cloud's circuitBreakers as the default-priority thresholds; a limit not written keeps
+/// Envoy's default. (maxRequestsPerConnection is a protocol option: `backend_protocol`.)
+fn circuit_breakers(breakers: &crate::model::CircuitBreakers) -> CircuitBreakers {
+    let limit = |value: Option<u32>| value.map(|value| UInt32Value { value });
+    CircuitBreakers {
+        thresholds: vec![Thresholds {
+            max_connections: limit(breakers.max_connections),
+            max_pending_requests: limit(breakers.max_pending_requests),
+            max_requests: limit(breakers.max_requests),
+            max_retries: limit(breakers.max_retries),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 /// The cloud's outlierDetection, field for field (consecutiveErrors counts 5xx responses).

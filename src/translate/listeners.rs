@@ -18,7 +18,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
 use crate::model::{BackendService, ForwardingRule, Model, ProxyTarget, UrlMap};
 
-use super::access_logs::access_logs_for;
+use super::access_logs::{access_logs_for, tcp_access_logs_for};
 use super::affinity::tcp_hash_policies;
 use super::route_policies::http_filters_for;
 use super::secrets::downstream_tls;
@@ -67,6 +67,10 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
                     if let Some(tls) = &proxy.tls {
                         listener.filter_chains[0].transport_socket =
                             Some(downstream_tls(model, tls, true));
+                        if super::custom_headers::needs_server_name(model, url_map) {
+                            listener.listener_filters =
+                                vec![super::custom_headers::tls_inspector()];
+                        }
                     }
                     Some(listener)
                 }
@@ -88,13 +92,15 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
 }
 
 /// The listener of a forwarding rule to a target TCP proxy: connections go to the service's
-/// cluster, closed after timeoutSec without traffic.
+/// cluster, closed after timeoutSec without traffic, and logged when the service's logConfig
+/// says so.
 pub fn tcp_listener_for(rule: &ForwardingRule, service: &BackendService) -> Listener {
     let proxy = TcpProxy {
         stat_prefix: rule.name.clone(),
         cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(service.name.clone())),
         idle_timeout: Some(seconds(u64::from(service.timeout_sec))),
         hash_policy: tcp_hash_policies(service),
+        access_log: tcp_access_logs_for(service),
         ..Default::default()
     };
     listener_with(rule, TCP_PROXY, to_any(&proxy))

@@ -6,6 +6,7 @@ pub mod access_logs;
 pub mod affinity;
 pub mod backend_protocol;
 pub mod clusters;
+pub mod custom_headers;
 pub mod endpoints;
 pub mod internet;
 pub mod json;

@@ -4,10 +4,11 @@
 //! weighted clusters.
 //!
 //! The same URL map is rendered for two audiences. Envoy gets the backend service's
-//! timeoutSec as route timeout, GET retries, and hosts matched without their port. Proxyless
-//! gRPC clients match the virtual host against the exact target they dial (`host` or
-//! `host:port`), so their domains list both forms for each forwarding-rule port; they get
-//! maxStreamDuration as the call deadline and the hash policies gRPC implements.
+//! timeoutSec as route timeout, the services' custom headers, GET retries, and hosts matched
+//! without their port. Proxyless gRPC clients match the virtual host against the exact target
+//! they dial (`host` or `host:port`), so their domains list both forms for each
+//! forwarding-rule port, and they get the hash policies gRPC implements. Both get the
+//! services' maxStreamDuration as the deadline of the whole stream.
 
 use envoy_types::pb::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction, HeaderValue as XdsHeaderValue, HeaderValueOption,
@@ -30,6 +31,7 @@ use super::affinity::{
     proxyless_hash_policies, route_hash_policies, session_cookie, stateful_session_for_route,
     sticky_cookie, STATEFUL_SESSION,
 };
+use super::custom_headers::header_options;
 use super::duration;
 use super::route_parts::{
     cookie_matcher, exact, fixed_response_route, header_matcher, prefix, query_parameter_matcher,
@@ -359,22 +361,35 @@ impl Routing<'_> {
         action: &mut RouteAction,
     ) {
         let found: Vec<&BackendService> = services.iter().filter_map(|s| self.service(s)).collect();
-        match self.audience {
-            Audience::Envoy => {
-                let timeout = route_timeout
-                    .or_else(|| found.iter().map(|s| service_timeout(s)).max())
-                    .unwrap_or(std::time::Duration::from_secs(30));
-                action.timeout = Some(duration(timeout));
-            }
-            Audience::Proxyless { .. } => {
-                if let Some(longest) = found.iter().filter_map(|s| s.max_stream_duration).max() {
-                    action.max_stream_duration = Some(MaxStreamDuration {
-                        max_stream_duration: Some(duration(longest)),
-                        ..Default::default()
-                    });
-                }
-            }
+        if let Audience::Envoy = self.audience {
+            let timeout = route_timeout
+                .or_else(|| found.iter().map(|s| service_timeout(s)).max())
+                .unwrap_or(std::time::Duration::from_secs(30));
+            action.timeout = Some(duration(timeout));
         }
+        // Both audiences bound the whole stream by maxStreamDuration (Envoy as well as its
+        // timeout, which is the whole-response bound).
+        if let Some(longest) = found.iter().filter_map(|s| s.max_stream_duration).max() {
+            action.max_stream_duration = Some(MaxStreamDuration {
+                max_stream_duration: Some(duration(longest)),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// The custom headers of `service` on `route` (Envoy only: proxyless gRPC clients add no
+    /// headers).
+    fn add_custom_headers(&self, service: &Ref, route: &mut Route) {
+        let (Audience::Envoy, Some(service)) = (self.audience, self.service(service)) else {
+            return;
+        };
+        let headers = &service.custom_headers;
+        route
+            .request_headers_to_add
+            .extend(header_options(&headers.request));
+        route
+            .response_headers_to_add
+            .extend(header_options(&headers.response));
     }
 
     /// The routes of one match: one route, except for a weighted split whose services are
@@ -454,6 +469,7 @@ impl Routing<'_> {
         }
         super::route_policies::apply(extras, &mut route);
         if let RouteTarget::Service(service) = target {
+            self.add_custom_headers(service, &mut route);
             let cookie = match self.audience {
                 Audience::Proxyless { .. } => self.service(service).and_then(session_cookie),
                 Audience::Envoy => self.service(service).and_then(sticky_cookie),
@@ -523,6 +539,17 @@ impl Routing<'_> {
                     ..Default::default()
                 };
                 set_headers!(cluster, &s.header_action);
+                if let (Audience::Envoy, Some(service)) =
+                    (self.audience, self.service(&s.backend_service))
+                {
+                    let headers = &service.custom_headers;
+                    cluster
+                        .request_headers_to_add
+                        .extend(header_options(&headers.request));
+                    cluster
+                        .response_headers_to_add
+                        .extend(header_options(&headers.response));
+                }
                 cluster
             })
             .collect();

@@ -273,8 +273,10 @@ backendServices:
 #[test]
 fn affinity_without_a_hashing_policy_is_a_warning_naming_the_service() {
     assert_eq!(
-        services_diagnostics("- name: web\n  sessionAffinity: CLIENT_IP\n"),
-        vec!["warning: svc.yaml:12: backendServices[web].sessionAffinity: CLIENT_IP is honoured only with localityLbPolicy RING_HASH or MAGLEV; backend service `web` uses ROUND_ROBIN, so its requests will not stick"]
+        services_diagnostics(
+            "- name: web\n  loadBalancingScheme: EXTERNAL_MANAGED\n  sessionAffinity: CLIENT_IP\n"
+        ),
+        vec!["warning: svc.yaml:13: backendServices[web].sessionAffinity: CLIENT_IP is honoured only with localityLbPolicy RING_HASH or MAGLEV; backend service `web` uses ROUND_ROBIN, so its requests will not stick"]
     );
 }
 

@@ -136,7 +136,8 @@ pub(super) fn lower_target_group(
         },
         timeout_sec_written: false,
         max_stream_duration: None,
-        max_requests: None,
+        circuit_breakers: None,
+        custom_headers: Default::default(),
         outlier_detection: attributes.anomaly_mitigation.then(anomaly_mitigation),
         log_sample_rate: None,
         slow_start: (attributes.slow_start_seconds > 0)
@@ -170,6 +171,7 @@ fn endpoint(target: &target_groups::Target) -> Endpoint {
         fqdn: None,
         port: Some(target.port),
         weight: None,
+        zone: None,
     }
 }
 

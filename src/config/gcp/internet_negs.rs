@@ -104,6 +104,7 @@ fn fqdn_endpoint(
         fqdn: Some(fqdn.trim_end_matches('.').to_string()),
         port,
         weight: None,
+        zone: None,
     })
 }
 
@@ -133,5 +134,6 @@ fn ip_endpoint(
         fqdn: None,
         port,
         weight: None,
+        zone: None,
     })
 }

@@ -11,15 +11,19 @@ use std::sync::Arc;
 use crate::model::{
     Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
     EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HttpCookie, IpAddressSelectionPolicy,
-    LoadBalancingScheme, Loc, LocalityLbPolicy, Model, OutlierDetection, ProxyTarget, Ref,
-    SessionAffinity, TargetProxy, UrlMap,
+    LoadBalancingScheme, Loc, Model, OutlierDetection, ProxyTarget, Ref, SessionAffinity,
+    TargetProxy, UrlMap,
 };
 
+mod custom_headers;
 mod health_checks;
+mod instance_groups;
 mod internet_negs;
 mod path_templates;
+pub mod regional_groups;
 mod route_actions;
 mod route_policies;
+mod service_fields;
 mod tls;
 mod url_maps;
 pub mod validate;
@@ -199,7 +203,7 @@ pub fn read_document(
     let groups = "instanceGroups and networkEndpointGroups";
     collection.read(
         "instanceGroups",
-        instance_group,
+        instance_groups::instance_group,
         &mut model.endpoint_groups,
         groups,
     );
@@ -450,7 +454,7 @@ fn ip_address(
 
 /// An endpoint written the way gcloud takes it, `instance=vm-a1,ip=10.0.0.1,ipv6=fd00::1,port=80`,
 /// as the mapping the API uses (`instance`, `ipAddress`, `ipv6Address`, `port`).
-fn gcloud_endpoint(node: &Node) -> Node {
+pub(super) fn gcloud_endpoint(node: &Node) -> Node {
     let Some(text) = node.as_scalar() else {
         return node.clone();
     };
@@ -483,7 +487,7 @@ fn gcloud_endpoint(node: &Node) -> Node {
 
 /// `ipAddress` (IPv4) and `ipv6Address`: at least one; both only where the cloud allows dual
 /// stack (instance groups and GCE_VM_IP_PORT NEGs).
-fn endpoint_addresses(
+pub(super) fn endpoint_addresses(
     fields: &mut Fields<'_>,
     kind: GroupKind,
     diagnostics: &mut Diagnostics,
@@ -534,81 +538,12 @@ fn endpoint_addresses(
     Some((ipv4, ipv6))
 }
 
-fn zone_of(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> String {
+pub(super) fn zone_of(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> String {
     let zone = fields
         .required_string("zone", diagnostics)
         .unwrap_or_default();
     // A zone may be written as a link (`zones/us-central1-a` or a full URL).
     zone.rsplit('/').next().unwrap_or_default().to_string()
-}
-
-fn instance_group(
-    node: &Node,
-    file: &Arc<str>,
-    diagnostics: &mut Diagnostics,
-) -> Option<EndpointGroup> {
-    let (mut fields, name) = open(node, file, "instanceGroups", diagnostics)?;
-    let zone = zone_of(&mut fields, diagnostics);
-    let mut named_ports = BTreeMap::new();
-    for (index, item) in fields
-        .list("namedPorts", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let mut port = Fields::new(
-            item,
-            file,
-            format!("{}.namedPorts[{index}]", fields.path),
-            diagnostics,
-        );
-        let port_name = port.required_string("name", diagnostics);
-        let number = port.integer("port", 1, 65535, diagnostics);
-        port.require("port", diagnostics);
-        port.finish(diagnostics);
-        if let (Some(port_name), Some(number)) = (port_name, number) {
-            named_ports.insert(port_name, number as u16);
-        }
-    }
-    let mut endpoints = Vec::new();
-    for (index, item) in fields
-        .list("instances", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let item = gcloud_endpoint(item);
-        let mut instance = Fields::new(
-            &item,
-            file,
-            format!("{}.instances[{index}]", fields.path),
-            diagnostics,
-        );
-        let instance_name = instance.string("name", diagnostics);
-        let addresses = endpoint_addresses(&mut instance, GroupKind::InstanceGroup, diagnostics);
-        instance.finish(diagnostics);
-        if let Some((ipv4, ipv6)) = addresses {
-            endpoints.push(Endpoint {
-                instance: instance_name,
-                ipv4,
-                ipv6,
-                fqdn: None,
-                port: None,
-                weight: None,
-            });
-        }
-    }
-    fields.ignore(&["network", "subnetwork", "size"]);
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(EndpointGroup {
-        name,
-        loc,
-        kind: GroupKind::InstanceGroup,
-        region: region_of_zone(&zone),
-        zone,
-        named_ports,
-        default_port: None,
-        endpoints,
-    })
 }
 
 /// Why a NEG type the cloud has cannot be served here, if it cannot.
@@ -724,6 +659,7 @@ fn network_endpoint_group(
                 fqdn: None,
                 port,
                 weight,
+                zone: None,
             });
         }
     }
@@ -786,9 +722,9 @@ fn backend_service(
             health_checks.push(check);
         }
     }
-    let locality_lb_policy = fields
-        .cloud_enum::<LocalityLbPolicy>("localityLbPolicy", diagnostics)
-        .unwrap_or(LocalityLbPolicy::RoundRobin);
+    let locality_lb_policy = service_fields::locality_lb_policy(&mut fields, diagnostics);
+    let policy_written =
+        fields.get("localityLbPolicy").is_some() || fields.get("localityLbPolicies").is_some();
     let timeout_sec_written = fields.get("timeoutSec").is_some();
     let max_stream_duration = fields.get("maxStreamDuration").and_then(|node| {
         positive_duration(
@@ -799,17 +735,11 @@ fn backend_service(
             diagnostics,
         )
     });
-    let max_requests = fields.get("circuitBreakers").and_then(|node| {
-        let mut breakers = Fields::new(
-            node,
-            file,
-            fields.field_path("circuitBreakers"),
-            diagnostics,
-        );
-        let max = breakers.integer("maxRequests", 1, i64::from(u32::MAX), diagnostics);
-        breakers.finish(diagnostics);
-        max.map(|m| m as u32)
+    let circuit_breakers = fields.get("circuitBreakers").map(|node| {
+        let path = fields.field_path("circuitBreakers");
+        service_fields::circuit_breakers(node, file, path, diagnostics)
     });
+    let custom_headers = custom_headers::custom_headers(&mut fields, diagnostics);
     let outlier_detection = fields.get("outlierDetection").map(|node| {
         outlier_detection(
             node,
@@ -862,6 +792,17 @@ fn backend_service(
     let backends = fields.items("backends", diagnostics, |item, path, diagnostics| {
         backend(item, file, path, diagnostics)
     });
+    let external = service_fields::external_affinity(
+        load_balancing_scheme,
+        session_affinity,
+        affinity_cookie_ttl_sec,
+        locality_lb_policy,
+        policy_written,
+    );
+    service_fields::note_served_affinity(&fields, &external, session_affinity, diagnostics);
+    if let Some(breakers) = &circuit_breakers {
+        service_fields::check_per_connection_limit(&fields, breakers, protocol, diagnostics);
+    }
     fields.ignore(&["network"]);
     let loc = fields.loc();
     let field_locs = [
@@ -880,7 +821,8 @@ fn backend_service(
         outlier_detection,
         timeout_sec_written,
         max_stream_duration,
-        max_requests,
+        circuit_breakers,
+        custom_headers,
         field_locs,
         ip_address_selection_policy,
         name,
@@ -890,7 +832,7 @@ fn backend_service(
         port_name,
         timeout_sec,
         health_checks,
-        locality_lb_policy,
+        locality_lb_policy: external.policy,
         backends,
         session_affinity,
         affinity_cookie_ttl_sec,
@@ -900,7 +842,7 @@ fn backend_service(
         slow_start: None,
         minimum_healthy: None,
         prefer_client_zone: false,
-        sticky_cookie: None,
+        sticky_cookie: external.sticky_cookie,
     })
 }
 
@@ -977,7 +919,6 @@ pub(super) fn positive_duration(
     Some(duration)
 }
 
-/// `outlierDetection`, with the cloud API's defaults for what is not written.
 /// `logConfig`: the share of requests logged when `enable` is true (sampleRate, default 1).
 fn log_config(
     node: &Node,
@@ -996,6 +937,7 @@ fn log_config(
     enable.then_some(rate)
 }
 
+/// `outlierDetection`, with the cloud API's defaults for what is not written.
 fn outlier_detection(
     node: &Node,
     file: &Arc<str>,
@@ -1317,7 +1259,6 @@ fn forwarding_rule(
     fields.choice("IPProtocol", &[("TCP", ())], diagnostics);
     let load_balancing_scheme =
         fields.cloud_enum::<LoadBalancingScheme>("loadBalancingScheme", diagnostics);
-    fields.ignore(&["network", "subnetwork", "networkTier"]);
     if fields.get("ports").is_some() {
         diagnostics.error(
             &fields.loc_of("ports"),
@@ -1340,6 +1281,7 @@ fn forwarding_rule(
         diagnostics,
     );
     fields.require("target", diagnostics);
+    fields.ignore(&["network", "subnetwork", "networkTier"]);
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(ForwardingRule {

@@ -575,7 +575,8 @@ fn check_session_affinity(service: &BackendService, diagnostics: &mut Diagnostic
             format!("{affinity_name} needs an HTTP protocol; a TCP backend service allows NONE or CLIENT_IP"),
         );
     }
-    if !service.locality_lb_policy.is_consistent_hash() {
+    // A proxy-issued cookie naming the endpoint keeps a client there under any policy.
+    if !service.locality_lb_policy.is_consistent_hash() && service.sticky_cookie.is_none() {
         diagnostics.warning(
             service.loc_of("sessionAffinity"),
             format!("{base}.sessionAffinity"),
