@@ -470,6 +470,27 @@ forwardingRules:
     drop(backends);
 }
 
+#[test]
+fn a_custom_locality_policy_is_refused_by_name() {
+    let text = one_service(
+        80,
+        8080,
+        "  localityLbPolicies: [{customPolicy: {name: org.example.MyLb, data: '{}'}}, {policy: {name: ROUND_ROBIN}}]",
+    );
+    let found: Vec<String> = switchyard::config::load_str(&text, "lb.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("error: lb.yaml:7: backendServices[svc].localityLbPolicies[0].customPolicy: `customPolicy` names a policy implementation"),
+        "{}",
+        found[0]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regional_instance_group_serves_each_instance_in_its_zone() {
     let (port, _backends) = instances("zoned", 1, 2).await;

@@ -24,6 +24,7 @@ mod envoy_backends;
 mod envoy_delta;
 mod envoy_dual_stack;
 mod envoy_routing;
+mod gcp_fields;
 mod gcp_fields_served;
 mod hardening;
 mod health_checking;

@@ -77,7 +77,7 @@ fn unknown_fields_get_a_suggestion() {
 fn unknown_fields_without_a_close_name_list_the_known_ones() {
     assert_eq!(
         one_error("  urlMap: global/urlMaps/map", "  urlMap: global/urlMaps/map\n  zzzzzz: 1"),
-        "error: lb.yaml:25: targetHttpProxies[proxy].zzzzzz: unknown field `zzzzzz`; known fields: creationTimestamp, description, fingerprint, id, kind, name, region, selfLink, urlMap"
+        "error: lb.yaml:25: targetHttpProxies[proxy].zzzzzz: unknown field `zzzzzz`; known fields: creationTimestamp, description, fingerprint, httpKeepAliveTimeoutSec, id, kind, name, proxyBind, region, selfLink, urlMap"
     );
 }
 
@@ -460,7 +460,7 @@ fn the_gcloud_endpoint_form_reads_like_the_mapping() {
         endpoint_diagnostics("GCE_VM_IP_PORT", "'instance=vm-a1,ipp=10.0.0.1,port=80'"),
         vec![
             "error: ds.yaml:6: networkEndpointGroups[neg].endpoints[0].ipAddress: an endpoint needs ipAddress, ipv6Address or both",
-            "error: ds.yaml:6: networkEndpointGroups[neg].endpoints[0].ipp: unknown field `ipp`; known fields: instance, ipAddress, ipv6Address, port, weight",
+            "error: ds.yaml:6: networkEndpointGroups[neg].endpoints[0].ipp: unknown field `ipp`; known fields: annotations, fqdn, instance, ipAddress, ipv6Address, port, weight",
         ]
     );
 }

@@ -88,6 +88,7 @@ fn google_run_services_are_named_not_available_never_unknown() {
     assert_eq!(
         found,
         [
+            "error: lb.yaml:2: networkEndpointGroups[run].cloudRun: `cloudRun` points a serverless NEG at Cloud Run, App Engine or Cloud Functions, reached through Google's network, which is not available in a self-hosted control plane",
             "error: lb.yaml:2: networkEndpointGroups[run].networkEndpointType: `SERVERLESS`: serverless NEGs reach Cloud Run, App Engine and Cloud Functions through Google's network, which is not available in a self-hosted control plane; use GCE_VM_IP_PORT or NON_GCP_PRIVATE_IP_PORT with the addresses to reach",
             "error: lb.yaml:5: backendServices[web].securityPolicy: `securityPolicy` names a Cloud Armor security policy, a Google-run service not available in a self-hosted control plane; remove the field",
             "error: lb.yaml:6: backendServices[web].iap: `iap` turns on Identity-Aware Proxy, a Google-run service not available in a self-hosted control plane; remove the field",

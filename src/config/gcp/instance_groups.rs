@@ -11,7 +11,8 @@ use crate::config::references::region_of_zone;
 use crate::config::yaml::Node;
 use crate::model::{Diagnostics, Endpoint, EndpointGroup, GroupKind};
 
-use super::{endpoint_addresses, gcloud_endpoint, open};
+use super::fields::classify;
+use super::{endpoint_addresses, gcloud_endpoint, open, pasted};
 
 /// Where a group's instances run: one zone, or the zones of one region.
 enum Placement {
@@ -70,7 +71,18 @@ pub(super) fn instance_group(
         Placement::Zone(zone) => (zone.clone(), region_of_zone(&zone)),
         Placement::Region(region) => (String::new(), region),
     };
-    fields.ignore(&["network", "subnetwork", "size"]);
+    let location = if zone.is_empty() {
+        format!("--region={region}")
+    } else {
+        format!("--zone={zone}")
+    };
+    pasted::warn_without_members(
+        &mut fields,
+        pasted::Members::Instances,
+        &name,
+        &location,
+        diagnostics,
+    );
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(EndpointGroup {
@@ -89,6 +101,7 @@ fn named_ports(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> BTreeM
     let file = fields.file().clone();
     let ports = fields.items("namedPorts", diagnostics, |item, path, diagnostics| {
         let mut port = Fields::new(item, &file, path, diagnostics);
+        classify(&mut port, "NamedPort", diagnostics);
         let port_name = port.required_string("name", diagnostics);
         let number = port.integer("port", 1, 65535, diagnostics);
         port.require("port", diagnostics);

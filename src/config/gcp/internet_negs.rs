@@ -24,14 +24,16 @@ pub(super) fn internet_neg(
     kind: GroupKind,
     diagnostics: &mut Diagnostics,
 ) -> Option<EndpointGroup> {
-    // Internet NEGs are global; a zone or region written by gcloud's output is ignored.
-    fields.ignore(&["network", "zone", "region", "size"]);
+    // Internet NEGs are global; a zone written by gcloud's output is ignored.
+    fields.ignore(&["zone"]);
     let default_port = fields
         .integer("defaultPort", 1, 65535, diagnostics)
         .map(|p| p as u16);
     let file = fields.file().clone();
     let endpoints = fields.items("endpoints", diagnostics, |item, path, diagnostics| {
         let mut endpoint = Fields::new(item, &file, path, diagnostics);
+        super::fields::classify(&mut endpoint, "NetworkEndpoint", diagnostics);
+        refuse_vm_fields(&mut endpoint, diagnostics);
         let port = endpoint
             .integer("port", 1, 65535, diagnostics)
             .map(|p| p as u16);
@@ -52,6 +54,13 @@ pub(super) fn internet_neg(
             ),
         );
     }
+    super::pasted::warn_without_members(
+        &mut fields,
+        super::pasted::Members::Endpoints,
+        &name,
+        "--global",
+        diagnostics,
+    );
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(EndpointGroup {
@@ -136,4 +145,17 @@ fn ip_endpoint(
         weight: None,
         zone: None,
     })
+}
+
+/// Fields of a VM endpoint, which an internet NEG's endpoint does not have.
+fn refuse_vm_fields(endpoint: &mut Fields<'_>, diagnostics: &mut Diagnostics) {
+    for key in ["instance", "ipv6Address", "weight"] {
+        if endpoint.get(key).is_some() {
+            diagnostics.error(
+                &endpoint.loc_of(key),
+                endpoint.field_path(key),
+                format!("`{key}` belongs to the endpoints of zonal NEGs; an internet NEG's endpoint takes fqdn or ipAddress, and port"),
+            );
+        }
+    }
 }

@@ -16,9 +16,12 @@ use crate::model::{
 };
 
 mod custom_headers;
+mod field_tables;
+pub mod fields;
 mod health_checks;
 mod instance_groups;
 mod internet_negs;
+mod pasted;
 mod path_templates;
 pub mod regional_groups;
 mod route_actions;
@@ -33,42 +36,21 @@ use super::reader::Fields;
 use super::references::{self, region_of_zone};
 use super::yaml::{Node, Value};
 
-/// Read-only metadata that `gcloud ... --format=yaml` prints; accepted and ignored.
-const CLOUD_METADATA: &[&str] = &[
-    "kind",
-    "id",
-    "selfLink",
-    "creationTimestamp",
-    "fingerprint",
-    "description",
-    "region",
-];
-
 /// The largest timeoutSec the cloud accepts.
 pub const MAX_TIMEOUT_SEC: i64 = 2_147_483_647;
 
-/// What `gcloud compute backend-services describe` prints besides the fields Switchyard
-/// serves: `usedBy` (read-only) is ignored; `logConfig` only shapes the cloud's request logs
-/// and `port` is deprecated (the cloud uses portName), so each gets a warning saying what
-/// happens to it; `enableCDN: true` is refused (no cache here).
-fn gcloud_describe_fields(
+/// The deprecated `port` that `gcloud compute backend-services describe` prints: a warning
+/// that it changes nothing, unless portName says which port is used.
+fn deprecated_port(
     fields: &mut Fields<'_>,
     port_name_written: bool,
     diagnostics: &mut Diagnostics,
 ) {
-    fields.ignore(&["usedBy"]);
     if fields.get("port").is_some() && !port_name_written {
         diagnostics.warning(
             &fields.loc_of("port"),
             fields.field_path("port"),
             "deprecated in the cloud API and not used: backends are reached on their named port (portName, default `http`) or their NEG endpoint's port",
-        );
-    }
-    if fields.bool("enableCDN", false, diagnostics) {
-        diagnostics.error(
-            &fields.loc_of("enableCDN"),
-            fields.field_path("enableCDN"),
-            "`enableCDN` is a cloud field Switchyard does not serve (there is no cache); remove it or set it to false",
         );
     }
 }
@@ -389,7 +371,6 @@ pub(super) fn open<'n>(
         format!("{collection}[line {}]", node.line),
         diagnostics,
     );
-    fields.ignore(CLOUD_METADATA);
     let name = fields.required_string("name", diagnostics)?;
     if !valid_name(&name) {
         diagnostics.error(
@@ -402,7 +383,30 @@ pub(super) fn open<'n>(
         );
     }
     fields.path = format!("{collection}[{name}]");
+    if let Some(api_type) = api_type_of(collection) {
+        fields::classify(&mut fields, api_type, diagnostics);
+    }
     Some((fields, name))
+}
+
+/// The Compute API schema type of a collection's resources.
+fn api_type_of(collection: &str) -> Option<&'static str> {
+    Some(match collection {
+        "healthChecks" => "HealthCheck",
+        "instanceGroups" => "InstanceGroup",
+        "networkEndpointGroups" => "NetworkEndpointGroup",
+        "backendServices" => "BackendService",
+        "urlMaps" => "UrlMap",
+        "targetHttpProxies" => "TargetHttpProxy",
+        "targetHttpsProxies" => "TargetHttpsProxy",
+        "targetSslProxies" => "TargetSslProxy",
+        "targetTcpProxies" => "TargetTcpProxy",
+        "targetGrpcProxies" => "TargetGrpcProxy",
+        "forwardingRules" => "ForwardingRule",
+        "sslCertificates" => "SslCertificate",
+        "sslPolicies" => "SslPolicy",
+        _ => return None,
+    })
 }
 
 /// RFC 1035 names, with upper case allowed so that the documents' placeholders load as-is.
@@ -559,30 +563,6 @@ fn unavailable_neg_type(kind: &str) -> Option<String> {
     ))
 }
 
-/// Backend-service fields that stand for Google-run services (Cloud Armor, IAP, Cloud CDN):
-/// each refused with what it is, never as an unknown field.
-const GOOGLE_ONLY_SERVICE_FIELDS: &[(&str, &str)] = &[
-    ("securityPolicy", "names a Cloud Armor security policy"),
-    (
-        "edgeSecurityPolicy",
-        "names a Cloud Armor edge security policy",
-    ),
-    ("iap", "turns on Identity-Aware Proxy"),
-    ("cdnPolicy", "configures Cloud CDN"),
-];
-
-fn refuse_google_only(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) {
-    for (key, what) in GOOGLE_ONLY_SERVICE_FIELDS {
-        if fields.get(key).is_some() {
-            diagnostics.error(
-                &fields.loc_of(key),
-                fields.field_path(key),
-                format!("`{key}` {what}, a Google-run service not available in a self-hosted control plane; remove the field"),
-            );
-        }
-    }
-}
-
 fn network_endpoint_group(
     node: &Node,
     file: &Arc<str>,
@@ -635,6 +615,17 @@ fn network_endpoint_group(
             format!("{}.endpoints[{index}]", fields.path),
             diagnostics,
         );
+        fields::classify(&mut endpoint, "NetworkEndpoint", diagnostics);
+        if endpoint.get("fqdn").is_some() {
+            diagnostics.error(
+                &endpoint.loc_of("fqdn"),
+                endpoint.field_path("fqdn"),
+                format!(
+                    "`fqdn` names the endpoint of an INTERNET_FQDN_PORT NEG; a {} endpoint takes ipAddress",
+                    kind.as_str()
+                ),
+            );
+        }
         let instance = endpoint.string("instance", diagnostics);
         let addresses = endpoint_addresses(&mut endpoint, kind, diagnostics);
         let port = endpoint
@@ -663,7 +654,13 @@ fn network_endpoint_group(
             });
         }
     }
-    fields.ignore(&["network", "subnetwork", "size"]);
+    pasted::warn_without_members(
+        &mut fields,
+        pasted::Members::Endpoints,
+        &name,
+        &format!("--zone={zone}"),
+        diagnostics,
+    );
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(EndpointGroup {
@@ -691,8 +688,7 @@ fn backend_service(
         .cloud_enum::<BackendProtocol>("protocol", diagnostics)
         .unwrap_or(BackendProtocol::Http);
     let written_port_name = fields.string("portName", diagnostics);
-    gcloud_describe_fields(&mut fields, written_port_name.is_some(), diagnostics);
-    refuse_google_only(&mut fields, diagnostics);
+    deprecated_port(&mut fields, written_port_name.is_some(), diagnostics);
     let log_sample_rate = fields.get("logConfig").and_then(|node| {
         log_config(
             node,
@@ -803,7 +799,6 @@ fn backend_service(
     if let Some(breakers) = &circuit_breakers {
         service_fields::check_per_connection_limit(&fields, breakers, protocol, diagnostics);
     }
-    fields.ignore(&["network"]);
     let loc = fields.loc();
     let field_locs = [
         "sessionAffinity",
@@ -927,12 +922,11 @@ fn log_config(
     diagnostics: &mut Diagnostics,
 ) -> Option<f64> {
     let mut fields = Fields::new(node, file, path, diagnostics);
+    fields::classify(&mut fields, "BackendServiceLogConfig", diagnostics);
     let enable = fields.bool("enable", false, diagnostics);
     let rate = fields
         .number("sampleRate", 0.0, 1.0, diagnostics)
         .unwrap_or(1.0);
-    // Which optional fields Cloud Logging records; the proxy's log line has a fixed format.
-    fields.ignore(&["optionalMode", "optionalFields"]);
     fields.finish(diagnostics);
     enable.then_some(rate)
 }
@@ -1058,6 +1052,7 @@ fn backend(
 ) -> Option<Backend> {
     let errors_before = diagnostics.errors().count();
     let mut fields = Fields::new(node, file, path, diagnostics);
+    fields::classify(&mut fields, "Backend", diagnostics);
     let group = reference(
         &mut fields,
         "group",
@@ -1281,7 +1276,6 @@ fn forwarding_rule(
         diagnostics,
     );
     fields.require("target", diagnostics);
-    fields.ignore(&["network", "subnetwork", "networkTier"]);
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(ForwardingRule {

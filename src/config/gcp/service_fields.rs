@@ -12,6 +12,8 @@ use crate::model::{
     LocalityLbPolicy, SessionAffinity,
 };
 
+use super::fields::classify;
+
 /// `circuitBreakers`: every limit the cloud has, each 1 or more when written.
 pub(super) fn circuit_breakers(
     node: &Node,
@@ -20,6 +22,7 @@ pub(super) fn circuit_breakers(
     diagnostics: &mut Diagnostics,
 ) -> CircuitBreakers {
     let mut fields = Fields::new(node, file, path, diagnostics);
+    classify(&mut fields, "CircuitBreakers", diagnostics);
     let mut limit = |key: &'static str, diagnostics: &mut Diagnostics| {
         fields
             .integer(key, 1, i64::from(u32::MAX), diagnostics)
@@ -76,6 +79,11 @@ fn listed_policy(
     diagnostics: &mut Diagnostics,
 ) -> Option<LocalityLbPolicy> {
     let mut entry = Fields::new(node, file, path, diagnostics);
+    classify(
+        &mut entry,
+        "BackendServiceLocalityLoadBalancingPolicyConfig",
+        diagnostics,
+    );
     let policy = entry.get("policy").and_then(|node| {
         let mut policy = Fields::new(node, file, entry.field_path("policy"), diagnostics);
         let name = policy.cloud_enum::<LocalityLbPolicy>("name", diagnostics);

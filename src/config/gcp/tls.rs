@@ -25,7 +25,6 @@ pub(super) fn ssl_certificate(
     diagnostics: &mut Diagnostics,
 ) -> Option<SslCertificate> {
     let (mut fields, name) = open(node, file, "sslCertificates", diagnostics)?;
-    fields.ignore(&["expireTime", "subjectAlternativeNames"]);
     let managed = fields.choice(
         "type",
         &[("SELF_MANAGED", false), ("MANAGED", true)],
@@ -45,6 +44,14 @@ pub(super) fn ssl_certificate(
              not available in a self-hosted control plane; give the certificate and its key \
              (`certificate` and `privateKey` as PEM, or `certificateFile` and `privateKeyFile`)",
         );
+        // A managed certificate's describe output holds its PEM and the rest, all moot now.
+        fields.ignore(&[
+            "certificate",
+            "privateKey",
+            "selfManaged",
+            "certificateFile",
+            "privateKeyFile",
+        ]);
         let loc = fields.loc();
         fields.finish(diagnostics);
         // Kept, without content, so that proxies naming it are not also reported.
@@ -60,6 +67,13 @@ pub(super) fn ssl_certificate(
     let nested = fields.get("selfManaged");
     let mut inner =
         nested.map(|node| Fields::new(node, file, fields.field_path("selfManaged"), diagnostics));
+    if let Some(inner) = inner.as_mut() {
+        super::fields::classify(
+            inner,
+            "SslCertificateSelfManagedSslCertificate",
+            diagnostics,
+        );
+    }
     let pair = inner.as_mut().unwrap_or(&mut fields);
     let certificate = pem_field(pair, "certificate", "certificateFile", diagnostics);
     let private_key = pem_field(pair, "privateKey", "privateKeyFile", diagnostics);
@@ -132,7 +146,6 @@ pub(super) fn ssl_policy(
     diagnostics: &mut Diagnostics,
 ) -> Option<SslPolicy> {
     let (mut fields, name) = open(node, file, "sslPolicies", diagnostics)?;
-    fields.ignore(&["enabledFeatures", "warnings"]);
     let profile = fields
         .cloud_enum::<SslProfile>("profile", diagnostics)
         .unwrap_or(SslProfile::Compatible);
@@ -212,16 +225,6 @@ pub(super) fn target_https_proxy(
             "accepted and not served: HTTP/3 (QUIC) is not advertised; clients use HTTP/2 or HTTP/1.1 over TLS",
         );
     }
-    fields.not_served(
-        &[
-            "certificateMap",
-            "serverTlsPolicy",
-            "authorizationPolicy",
-            "tlsEarlyData",
-            "httpKeepAliveTimeoutSec",
-        ],
-        diagnostics,
-    );
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(TargetProxy {
@@ -249,7 +252,6 @@ pub(super) fn target_ssl_proxy(
     let certificates = certificate_references(&mut fields, file, diagnostics);
     let ssl_policy = reference(&mut fields, "sslPolicy", &["sslPolicies"], diagnostics);
     let proxy_header_v1 = super::proxy_header(&mut fields, diagnostics);
-    fields.not_served(&["certificateMap"], diagnostics);
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(TargetProxy {

@@ -14,17 +14,9 @@ use crate::model::{
     RouteTarget, UrlMap, UrlRedirect, WeightedService,
 };
 
+use super::fields::classify;
 use super::route_actions::{header_action, route_action, rule_target, url_redirect};
 use super::{open, reference};
-
-/// Fields of a URL map or path matcher the cloud has and Switchyard does not serve yet.
-const DEFAULTS_NOT_SERVED: &[&str] = &["defaultCustomErrorResponsePolicy"];
-const ROUTE_RULE_NOT_SERVED: &[&str] = &[
-    "customErrorResponsePolicy",
-    "httpFilterConfigs",
-    "httpFilterMetadata",
-];
-const MATCH_RULE_NOT_SERVED: &[&str] = &["metadataFilters"];
 
 pub(super) fn url_map(
     node: &Node,
@@ -32,7 +24,6 @@ pub(super) fn url_map(
     diagnostics: &mut Diagnostics,
 ) -> Option<UrlMap> {
     let (mut fields, name) = open(node, file, "urlMaps", diagnostics)?;
-    fields.not_served(DEFAULTS_NOT_SERVED, diagnostics);
     let Defaults {
         service: default_service,
         redirect: default_url_redirect,
@@ -52,7 +43,7 @@ pub(super) fn url_map(
             format!("{}.hostRules[{index}]", fields.path),
             diagnostics,
         );
-        rule.ignore(&["description"]);
+        classify(&mut rule, "HostRule", diagnostics);
         let hosts = rule.strings("hosts", diagnostics);
         if hosts.is_empty() {
             diagnostics.error(
@@ -163,7 +154,6 @@ fn path_matcher(
     diagnostics: &mut Diagnostics,
 ) -> Option<PathMatcher> {
     let mut fields = Fields::new(node, file, path, diagnostics);
-    fields.ignore(&["description"]);
     let name = fields.required_string("name", diagnostics)?;
     fields.path = format!(
         "{}[{name}]",
@@ -173,7 +163,7 @@ fn path_matcher(
             .map(|(head, _)| head)
             .unwrap_or("")
     );
-    fields.not_served(DEFAULTS_NOT_SERVED, diagnostics);
+    classify(&mut fields, "PathMatcher", diagnostics);
     let Defaults {
         service: default_service,
         redirect: default_url_redirect,
@@ -239,8 +229,7 @@ fn route_rule(
     diagnostics: &mut Diagnostics,
 ) -> Option<RouteRule> {
     let mut rule = Fields::new(node, file, path, diagnostics);
-    rule.ignore(&["description"]);
-    rule.not_served(ROUTE_RULE_NOT_SERVED, diagnostics);
+    classify(&mut rule, "HttpRouteRule", diagnostics);
     let priority = rule.integer("priority", 0, 2_147_483_647, diagnostics);
     rule.require("priority", diagnostics);
     let match_rules = rule.items("matchRules", diagnostics, |item, path, diagnostics| {
@@ -334,7 +323,7 @@ fn match_rule(
     diagnostics: &mut Diagnostics,
 ) -> Option<MatchRule> {
     let mut fields = Fields::new(node, file, path, diagnostics);
-    fields.not_served(MATCH_RULE_NOT_SERVED, diagnostics);
+    classify(&mut fields, "HttpRouteRuleMatch", diagnostics);
     let mut paths = Vec::new();
     if let Some(prefix) = fields.string("prefixMatch", diagnostics) {
         paths.push(PathMatch::Prefix(prefix));
