@@ -552,6 +552,25 @@ fn validate_for_proxyless_rejects_what_grpc_cannot_use() {
 }
 
 #[test]
+fn route_timeouts_that_proxyless_clients_never_read_are_named() {
+    let config = "networkEndpointGroups:\n- {name: neg, zone: us-central1-a, endpoints: [{ipAddress: 127.0.0.1, port: 80}]}\nbackendServices:\n- {name: svc, backends: [{group: neg, balancingMode: RATE, maxRatePerEndpoint: 5}]}\nurlMaps:\n- name: map\n  defaultService: svc\n  hostRules: [{hosts: [who], pathMatcher: m}]\n  pathMatchers:\n  - name: m\n    defaultService: svc\n    routeRules:\n    - priority: 1\n      service: svc\n      matchRules: [{prefixMatch: /}]\n      routeAction:\n        timeout: {nanos: 500000000}\n        retryPolicy: {numRetries: 2, retryConditions: [unavailable], perTryTimeout: {seconds: 1}}\ntargetGrpcProxies:\n- {name: gp, urlMap: map}\n";
+    let found: Vec<String> = load_str(config, "t.yaml")
+        .diagnostics
+        .items
+        .iter()
+        .map(ToString::to_string)
+        .filter(|d| d.contains("routeAction"))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            "warning: t.yaml:6: urlMaps[map].pathMatchers[m].routeRules[0].routeAction.retryPolicy.perTryTimeout: retryPolicy.perTryTimeout is not supported by proxyless gRPC clients (served anyway, since targetGrpcProxies[gp] does not set validateForProxyless)",
+            "warning: t.yaml:6: urlMaps[map].pathMatchers[m].routeRules[0].routeAction.timeout: timeout (use maxStreamDuration) is not supported by proxyless gRPC clients (served anyway, since targetGrpcProxies[gp] does not set validateForProxyless)",
+        ]
+    );
+}
+
+#[test]
 fn a_header_match_takes_exactly_one_way_to_match() {
     let config = |matches: &str| {
         format!("backendServices:\n- name: svc\nurlMaps:\n- name: map\n  defaultService: svc\n  hostRules: [{{hosts: ['*'], pathMatcher: m}}]\n  pathMatchers:\n  - name: m\n    defaultService: svc\n    routeRules:\n    - priority: 1\n      service: svc\n      matchRules:\n      - headerMatches:\n        - {matches}\n")

@@ -304,6 +304,18 @@ fn unsupported_route_actions(
     if extras.request_mirror.is_some() {
         found.push(("requestMirrorPolicy", "requestMirrorPolicy"));
     }
+    // gRPC bounds a call by maxStreamDuration (gRFC A31) and never reads the route timeout or
+    // a retry's per-try timeout (A44): said, rather than dropped in silence.
+    if extras.timeout.is_some() {
+        found.push(("timeout", "timeout (use maxStreamDuration)"));
+    }
+    if extras
+        .retry_policy
+        .as_ref()
+        .is_some_and(|retry| retry.per_try_timeout.is_some())
+    {
+        found.push(("retryPolicy.perTryTimeout", "retryPolicy.perTryTimeout"));
+    }
     found
 }
 
