@@ -214,3 +214,101 @@ async fn served_listeners(switchyard: &Switchyard) -> String {
         .map(|dump| dump.to_string())
         .unwrap_or_default()
 }
+
+/// A listener and a target group whose properties are written with intrinsic functions.
+const INTRINSICS: &str = r#"
+Resources:
+  Lb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Metadata: {Switchyard: {Ipv4Address: !Sub '127.0.0.1'}}
+    Properties: {Type: application}
+  Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Lb
+      Port: !Join ['', ['90', '90']]
+      Protocol: {'Fn::Sub': HTTP}
+      DefaultActions: [{Type: forward, TargetGroupArn: !GetAtt Web.TargetGroupArn}]
+  Api:
+    Type: AWS::ElasticLoadBalancingV2::ListenerRule
+    Properties:
+      ListenerArn: !Ref Http
+      Priority: 10
+      Conditions: [{Field: path-pattern, Values: [!Sub '/api-${!Version}/*']}]
+      Actions: [{Type: forward, TargetGroupArn: !Ref Web}]
+  Web:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      TargetType: ip
+      Protocol: HTTP
+      Port: 8080
+      HealthCheckPath: !Join ['/', ['', health, z]]
+      Targets: [{Id: 127.0.0.1, AvailabilityZone: us-east-1a}]
+"#;
+
+#[test]
+fn sub_without_variables_and_join_of_literals_are_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alb.yaml");
+    std::fs::write(&path, INTRINSICS).unwrap();
+    let (code, out) = switchyard(&["validate", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = switchyard(&["translate", path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let dump: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let listener = &dump["listeners"][0];
+    assert_eq!(
+        listener["address"]["socket_address"]["port_value"], 9090,
+        "!Join ['', ['90', '90']] is 9090: {listener}"
+    );
+    assert_eq!(
+        listener["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
+    let routes = dump["routes"].to_string();
+    assert!(
+        routes.contains(r#""regex":"(/api\\-\\$\\{Version\\}/.*)""#),
+        "`${{!Version}}` is the literal `${{Version}}`: {routes}"
+    );
+}
+
+#[test]
+fn intrinsics_that_are_not_evaluated_are_refused_by_name_with_their_path() {
+    let text = INTRINSICS
+        .replace("Port: !Join ['', ['90', '90']]", "Port: !Select [0, [80, 8080]]")
+        .replace(
+            "Port: 8080",
+            "Port: 8080\n      Name: !Sub '${AWS::StackName}-web'\n      VpcId: {'Fn::ImportValue': shared-vpc}",
+        )
+        .replace(
+            "HealthCheckPath: !Join ['/', ['', health, z]]",
+            "HealthCheckPath: !If [Prod, /healthz, /]\n      Tags: [{Key: zone, Value: !Select [0, !GetAZs '']}]",
+        )
+        .replace(
+            "Values: [!Sub '/api-${!Version}/*']",
+            "Values: [!Join ['', [!Ref Web, /*]]]",
+        )
+        .replace(
+            "Ipv4Address: !Sub '127.0.0.1'",
+            "Ipv4Address: !FindInMap [Addresses, Lb, V4]",
+        );
+    let (code, out) = validate_text("alb.yaml", &text);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "alb.yaml:5: Resources.Lb.Metadata.Switchyard.Ipv4Address: `!FindInMap` is not evaluated: write the value itself",
+        "alb.yaml:19: Resources.Api.Properties.Conditions[0].Values[0]: `!Join` is not evaluated: write the value itself (only a Join of plain values is evaluated; this one joins `!Ref`)",
+        "alb.yaml:11: Resources.Http.Properties.Port: `!Select` is not evaluated: write the value itself",
+        "alb.yaml:27: Resources.Web.Properties.Name: `!Sub` is not evaluated: write the value itself",
+        "alb.yaml:28: Resources.Web.Properties.VpcId: `Fn::ImportValue` is not evaluated: write the value itself",
+        "alb.yaml:29: Resources.Web.Properties.HealthCheckPath: `!If` is not evaluated: write the value itself",
+        "alb.yaml:30: Resources.Web.Properties.Tags[0].Value: `!Select` is not evaluated: write the value itself",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    // Each refusal is said once, at the function: nothing is reported about what the
+    // function's place would have held.
+    for consequence in ["expected", "is required", "Port (1 to 65535)"] {
+        assert!(!out.contains(consequence), "`{consequence}` in:\n{out}");
+    }
+    assert!(out.ends_with("7 error(s), 0 warning(s)\n"), "{out}");
+}

@@ -10,14 +10,30 @@ use std::sync::Arc;
 use crate::config::yaml::Node;
 use crate::model::{Diagnostics, Loc, Model};
 
+use super::intrinsics;
 use super::listeners::{self, Listener, Rule};
 use super::lower_frontends::{addresses, lower_listener, proxyless, serve_proxyless};
 use super::lower_groups::lower_target_group;
 use super::target_groups::{self, ProtocolVersion, TargetGroup};
 use super::template::{self, Kind};
 
-/// Reads one template into `model`.
+/// Reads one template into `model`: its intrinsic functions first (`intrinsics`), then its
+/// resources; what is said about the place of a refused function is left out.
 pub fn read_document(
+    document: &Node,
+    file: &Arc<str>,
+    model: &mut Model,
+    diagnostics: &mut Diagnostics,
+) {
+    let mut refusals = Diagnostics::default();
+    let evaluated = intrinsics::evaluate(document, file, &mut refusals);
+    let mut found = Diagnostics::default();
+    read_resources(&evaluated.document, file, model, &mut found);
+    diagnostics.extend(evaluated.without_consequences(found));
+    diagnostics.extend(refusals);
+}
+
+fn read_resources(
     document: &Node,
     file: &Arc<str>,
     model: &mut Model,

@@ -1,7 +1,8 @@
 //! The AWS dialect: Application Load Balancer target groups, listeners and rules written as
 //! CloudFormation YAML. Reading: `template` (the CloudFormation document: resources, their
 //! types, references between them, and clear errors for what a file-based control plane
-//! cannot evaluate), `target_groups` with `health_check` and `attributes` (ALB target groups,
+//! cannot evaluate), `intrinsics` (CloudFormation functions evaluated or refused by name
+//! before anything is read), `target_groups` with `health_check` and `attributes` (ALB target groups,
 //! their targets, checks and attributes, with the AWS document's ranges, defaults and
 //! combination rules), and `listeners` with `conditions` and `actions` (load balancers,
 //! listeners, rules). Lowering into the model: `lower` (resources) and `routes` (conditions
@@ -11,6 +12,7 @@ pub mod actions;
 pub mod attributes;
 pub mod conditions;
 pub mod health_check;
+pub mod intrinsics;
 pub mod listeners;
 pub mod lower;
 mod lower_frontends;

@@ -66,6 +66,10 @@ pub struct TargetGroup {
     pub loc: Loc,
 }
 
+/// The properties of an `AWS::EC2::Instance` that Switchyard reads: where a target is.
+pub const INSTANCE_PROPERTIES_READ: &[&str] =
+    &["PrivateIpAddress", "Ipv6Addresses", "AvailabilityZone"];
+
 /// Reads one target group resource of `template`.
 pub fn read_target_group(
     template: &Template<'_>,

@@ -1,10 +1,11 @@
 //! A CloudFormation template as the AWS dialect reads it: the `Resources` section, each
 //! resource with its logical id, type and `Properties`, and the references between resources
 //! (`!Ref X`, `Ref: X`, `!GetAtt X.Attr`, `Fn::GetAtt: [X, Attr]`). What a template can say and
-//! a file-based control plane cannot evaluate — parameters, conditions, mappings, transforms,
-//! other intrinsic functions — is an error naming it; resource types that are no part of a load
-//! balancer (security groups, VPCs) are ignored with a warning; what only AWS provides (ACM
-//! certificates, WAF, Lambda) is refused by name. Must not: know the model or xDS.
+//! a file-based control plane cannot evaluate — parameters, conditions, mappings, transforms —
+//! is an error naming it (other intrinsic functions are dealt with first, by `intrinsics`);
+//! resource types that are no part of a load balancer (security groups, VPCs) are ignored with
+//! a warning; what only AWS provides (ACM certificates, WAF, Lambda) is refused by name.
+//! Must not: know the model or xDS.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use crate::config::reader::Fields;
 use crate::config::yaml::{Node, Value};
 use crate::model::{Diagnostics, Loc};
+
+use super::intrinsics::function_of;
 
 /// The resource types the dialect reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,7 +48,7 @@ impl Kind {
         Kind::Instance,
     ];
 
-    fn of(type_name: &str) -> Option<Kind> {
+    pub(super) fn of(type_name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.type_name() == type_name)
     }
 }
@@ -372,27 +375,13 @@ pub fn plain<'n>(
     None
 }
 
-/// The intrinsic function a node is, and its argument: a one-entry mapping whose key is
-/// `Ref`, `Fn::…` or a short form (`!Sub`).
-fn function_of(node: &Node) -> Option<(&str, &Node)> {
-    let Value::Map(entries) = &node.value else {
-        return None;
-    };
-    let [(key, argument)] = entries.as_slice() else {
-        return None;
-    };
-    let name = key.as_scalar()?;
-    (name == "Ref" || name.starts_with("Fn::") || name.starts_with('!')).then_some((name, argument))
-}
-
+/// A function left in a place that wants something else: `Ref` or `GetAtt` where a plain
+/// value is wanted, or (in a template read without [`super::intrinsics::evaluate`]) any other.
 fn unevaluated(function: &str, loc: &Loc, path: &str, diagnostics: &mut Diagnostics) {
-    let long = function
-        .strip_prefix('!')
-        .map_or_else(|| function.to_string(), |short| format!("Fn::{short}"));
     diagnostics.error(
         loc,
         path,
-        format!("intrinsic function {long} is not evaluated by Switchyard; write the value itself (only Ref and Fn::GetAtt between the template's resources are read)"),
+        format!("`{function}` is not evaluated here: write the value itself (Ref and GetAtt are read only where a resource is named)"),
     );
 }
 
@@ -540,7 +529,7 @@ Resources:
         assert_eq!(
             lines(&diagnostics),
             [
-                "error: alb.yaml:5: e: intrinsic function Fn::Sub is not evaluated by Switchyard; write the value itself (only Ref and Fn::GetAtt between the template's resources are read)",
+                "error: alb.yaml:5: e: `!Sub` is not evaluated here: write the value itself (Ref and GetAtt are read only where a resource is named)",
                 "error: alb.yaml:6: f: pseudo parameter AWS::Region has no value outside AWS; write the value itself",
                 "error: alb.yaml:7: g: expected a reference to a resource (`!Ref LogicalId` or `!GetAtt LogicalId.Attribute`), found `web`",
             ]
@@ -587,7 +576,7 @@ Resources:
         assert_eq!(plain(&entries[1].1, &file, "b", &mut diagnostics), None);
         assert_eq!(
             lines(&diagnostics),
-            ["error: alb.yaml:2: b: intrinsic function Fn::Join is not evaluated by Switchyard; write the value itself (only Ref and Fn::GetAtt between the template's resources are read)"]
+            ["error: alb.yaml:2: b: `!Join` is not evaluated here: write the value itself (Ref and GetAtt are read only where a resource is named)"]
         );
     }
 }
