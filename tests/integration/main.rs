@@ -9,6 +9,7 @@ mod fleet_config;
 
 mod authorization;
 mod aws_alb;
+mod aws_attributes;
 mod aws_proxyless;
 mod aws_target_groups;
 mod aws_validation;

@@ -304,7 +304,9 @@ impl Reader<'_, '_> {
         self.choice(key, &[("true", true), ("false", false)])
     }
 
-    /// On by default when weighted_random is chosen; only weighted_random has it.
+    /// Off unless written `on` (002: the API's default is off; the console switching it on
+    /// when weighted_random is first picked is the console's doing); only weighted_random
+    /// has it.
     fn anomaly_mitigation(&mut self, algorithm: Algorithm) -> bool {
         const KEY: &str = "load_balancing.algorithm.anomaly_mitigation";
         let written = self.choice(KEY, &[("on", true), ("off", false)]);
@@ -320,7 +322,7 @@ impl Reader<'_, '_> {
             }
             return false;
         }
-        written.unwrap_or(true)
+        written.unwrap_or(false)
     }
 
     /// 0 (off) or 30–900, and not with least_outstanding_requests or weighted_random.
@@ -514,15 +516,15 @@ mod tests {
                 "error: alb.yaml:11: Resources.Web.Properties.TargetGroupAttributes[slow_start.duration_seconds]: slow start cannot be used with load_balancing.algorithm.type least_outstanding_requests; use round_robin or set it to 0",
             ]
         );
-        // weighted_random turns anomaly mitigation on unless told otherwise.
+        // weighted_random alone leaves anomaly mitigation off; `on` turns it on.
         let (settings, lines) = read_all(&[("load_balancing.algorithm.type", "weighted_random")]);
         assert!(lines.is_empty());
-        assert!(settings.anomaly_mitigation);
+        assert!(!settings.anomaly_mitigation);
         let (settings, _) = read_all(&[
             ("load_balancing.algorithm.type", "weighted_random"),
-            ("load_balancing.algorithm.anomaly_mitigation", "off"),
+            ("load_balancing.algorithm.anomaly_mitigation", "on"),
         ]);
-        assert!(!settings.anomaly_mitigation);
+        assert!(settings.anomaly_mitigation);
         let (settings, lines) = read_all(&[("slow_start.duration_seconds", "120")]);
         assert!(lines.is_empty());
         assert_eq!(settings.slow_start_seconds, 120);
