@@ -30,15 +30,22 @@ fn describe_policies(service: &BackendService) -> Vec<String> {
             window.as_secs()
         ));
     }
-    if let Some(cookie) = &service.sticky_cookie {
-        lines.push(format!(
-            "sticky: the proxy issues cookie {} naming the endpoint that served{}; requests carrying it go back there under any policy",
-            cookie.name,
-            cookie
-                .ttl
-                .map(|ttl| format!(" (for {ttl:?})"))
-                .unwrap_or_default()
-        ));
+    if let Some(sticky) = &service.sticky_cookie {
+        let cookie = &sticky.cookie;
+        let ttl = cookie
+            .ttl
+            .map(|ttl| format!(" (for {ttl:?})"))
+            .unwrap_or_default();
+        lines.push(match &sticky.application_cookie {
+            None => format!(
+                "sticky: the proxy issues cookie {} naming the endpoint that served{ttl}; requests carrying it go back there under any policy",
+                cookie.name
+            ),
+            Some(application) => format!(
+                "sticky: when the application sets its cookie {application}, the proxy issues cookie {} naming the endpoint that served{ttl}; requests carrying both go back there under any policy",
+                cookie.name
+            ),
+        });
     }
     if let Some(minimum) = &service.minimum_healthy {
         let share = minimum

@@ -326,6 +326,17 @@ pub struct HttpCookie {
     pub ttl: Option<std::time::Duration>,
 }
 
+/// The cookie a proxy issues to keep a client on the endpoint that served it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StickyCookie {
+    pub cookie: HttpCookie,
+    /// When set, the session is the application's, kept in its cookie of this name: the
+    /// proxy's cookie is issued only with a response that sets the application's cookie (or
+    /// to a client that carries it), and a request is held only while it carries both.
+    pub application_cookie: Option<String>,
+}
+
 cloud_enum!(LoadBalancingScheme {
     External => "EXTERNAL",
     ExternalManaged => "EXTERNAL_MANAGED",
@@ -372,7 +383,7 @@ pub struct BackendService {
     pub slow_start: Option<std::time::Duration>,
     /// A cookie the proxy issues naming the endpoint that served, so that later requests
     /// carrying it go back there whatever the balancing policy.
-    pub sticky_cookie: Option<HttpCookie>,
+    pub sticky_cookie: Option<StickyCookie>,
     /// Below this many (or this share of) healthy endpoints, every endpoint takes traffic,
     /// unhealthy ones included (fail open).
     pub minimum_healthy: Option<MinimumHealthy>,

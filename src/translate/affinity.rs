@@ -115,7 +115,7 @@ const COOKIE_SESSION_STATE: &str = "envoy.http.stateful_session.cookie";
 /// The cookie of a service whose proxies issue one naming the endpoint that served (under any
 /// balancing policy).
 pub fn sticky_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
-    let cookie = service.sticky_cookie.as_ref()?;
+    let cookie = &service.sticky_cookie.as_ref()?.cookie;
     Some(envoy_http::Cookie {
         name: cookie.name.clone(),
         ttl: Some(duration(cookie.ttl.unwrap_or_default())),

@@ -62,7 +62,12 @@ pub fn listeners_for(model: &Model) -> Vec<Listener> {
                 ProxyTarget::UrlMap(url_map) => {
                     let url_map = model.url_maps.get(&url_map.name)?;
                     let logs = access_logs_for(model, url_map);
-                    let sticky = super::proxyless::uses_sticky_cookies(model, url_map);
+                    let sticky = Sticky {
+                        cookies: super::proxyless::uses_sticky_cookies(model, url_map),
+                        application_sessions: super::proxyless::uses_application_sessions(
+                            model, url_map,
+                        ),
+                    };
                     let mut listener = http_listener_for(rule, &proxy.name, url_map, logs, sticky);
                     if let Some(tls) = &proxy.tls {
                         listener.filter_chains[0].transport_socket =
@@ -122,10 +127,19 @@ fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Liste
     }
 }
 
+/// Which sticky-session filters a listener needs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sticky {
+    /// A service it routes to is sticky: the stateful-session filter.
+    pub cookies: bool,
+    /// A sticky service follows the application's cookie: the Lua step before it.
+    pub application_sessions: bool,
+}
+
 /// The listener of one forwarding rule of target proxy `proxy_name`, routing with the
 /// RouteConfiguration of `url_map` (with the CORS and fault filters its rules use, and the
 /// access logs of its logged services, and the stateful-session filter when a service it
-/// routes to is sticky). As the cloud's proxies do, it appends the client's address
+/// routes to is sticky, after the application-cookie step when one follows the application's). As the cloud's proxies do, it appends the client's address
 /// to X-Forwarded-For (the URL map's route configuration appends its own address after it),
 /// sets X-Forwarded-Proto to the scheme the client used, and adds `Via: 1.1 <proxy>` to
 /// requests and responses, and passes WebSocket upgrades through.
@@ -134,7 +148,7 @@ pub fn http_listener_for(
     proxy_name: &str,
     url_map: &UrlMap,
     access_log: Vec<AccessLog>,
-    sticky_cookies: bool,
+    sticky: Sticky,
 ) -> Listener {
     let mut manager = http_connection_manager(&rule.name, &url_map.name);
     manager.access_log = access_log;
@@ -142,11 +156,16 @@ pub fn http_listener_for(
         manager.early_header_mutation_extensions =
             vec![super::source_address::source_address_mutation()];
     }
-    if sticky_cookies {
+    if sticky.cookies {
         // Inactive until a route to a sticky service switches it on with its cookie.
         manager
             .http_filters
             .insert(0, super::affinity::stateful_session_filter());
+    }
+    if sticky.application_sessions {
+        manager
+            .http_filters
+            .insert(0, super::application_cookie::application_cookie_filter());
     }
     let router = manager.http_filters.len() - 1;
     manager

@@ -60,6 +60,14 @@ pub fn uses_sticky_cookies(model: &Model, url_map: &crate::model::UrlMap) -> boo
         .any(|service| service.sticky_cookie.is_some())
 }
 
+/// Whether any service of the URL map keeps its sticky cookie to the application's sessions.
+pub fn uses_application_sessions(model: &Model, url_map: &crate::model::UrlMap) -> bool {
+    services_of(url_map)
+        .into_iter()
+        .filter_map(|name| model.backend_services.get(name))
+        .any(|service| super::application_cookie::application_session(service).is_some())
+}
+
 /// The route configurations of URL maps behind target gRPC proxies.
 pub fn proxyless_route_configurations_for(model: &Model) -> Vec<RouteConfiguration> {
     proxyless_url_maps(model)

@@ -31,6 +31,9 @@ use super::affinity::{
     proxyless_hash_policies, route_hash_policies, session_cookie, stateful_session_for_route,
     sticky_cookie, STATEFUL_SESSION,
 };
+use super::application_cookie::{
+    application_cookie_for_route, application_session, APPLICATION_COOKIE_FILTER,
+};
 use super::custom_headers::header_options;
 use super::duration;
 use super::route_parts::{
@@ -444,7 +447,8 @@ impl Routing<'_> {
     }
 
     /// A route; routes to a service with a sticky cookie (and, for proxyless clients, to a
-    /// cookie-affinity service) switch the stateful-session filter on with that cookie.
+    /// cookie-affinity service) switch the stateful-session filter on with that cookie, and,
+    /// for Envoy, a sticky cookie that follows the application's turns its Lua step on.
     fn route(&self, route_match: RouteMatch, target: &RouteTarget, extras: &RouteExtras) -> Route {
         let mut route = match target {
             RouteTarget::Redirect(redirect) => Route {
@@ -478,6 +482,16 @@ impl Routing<'_> {
                 route.typed_per_filter_config.insert(
                     STATEFUL_SESSION.to_string(),
                     stateful_session_for_route(cookie),
+                );
+            }
+            let application = match self.audience {
+                Audience::Envoy => self.service(service).and_then(application_session),
+                Audience::Proxyless { .. } => None,
+            };
+            if let Some((application, issued)) = application {
+                route.typed_per_filter_config.insert(
+                    APPLICATION_COOKIE_FILTER.to_string(),
+                    application_cookie_for_route(application, issued),
                 );
             }
         }

@@ -1,7 +1,8 @@
 //! The AWS dialect end to end: CloudFormation templates → Switchyard → ADS → a real Envoy →
 //! HTTP backends on 127.0.0.1. Covers examples/aws-alb.yaml (rules, redirect, fixed response,
 //! the weighted split and group stickiness), a rules table with every served condition type
-//! and priority order, and lb_cookie / app_cookie stickiness under round robin.
+//! and priority order, and lb_cookie stickiness under round robin (app_cookie stickiness,
+//! which follows the application's cookie: aws_attributes.rs).
 
 use std::collections::BTreeMap;
 
@@ -549,16 +550,6 @@ async fn lb_cookie_holds_a_client_under_round_robin() {
         "      - {Key: stickiness.type, Value: lb_cookie}\n      - {Key: stickiness.lb_cookie.duration_seconds, Value: \"120\"}",
         "AWSALB",
         "aws-lb-cookie",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_cookie_holds_a_client_under_round_robin() {
-    assert_sticky(
-        "      - {Key: stickiness.type, Value: app_cookie}\n      - {Key: stickiness.app_cookie.cookie_name, Value: session}\n      - {Key: stickiness.app_cookie.duration_seconds, Value: \"120\"}",
-        "AWSALBAPP-0",
-        "aws-app-cookie",
     )
     .await;
 }

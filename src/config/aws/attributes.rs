@@ -110,6 +110,13 @@ pub const KEYS: &[&str] = &[
 /// Cookie name prefixes the load balancer keeps for itself.
 const RESERVED_COOKIE_PREFIXES: [&str; 3] = ["AWSALB", "AWSALBAPP", "AWSALBTG"];
 
+/// The symbols an HTTP token (a cookie's name) may hold besides letters and digits.
+const TOKEN_SYMBOLS: &str = "!#$%&'*+-.^_`|~";
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || TOKEN_SYMBOLS.contains(c)
+}
+
 /// The longest cookie duration: 7 days.
 const MAX_COOKIE_SECONDS: u64 = 604_800;
 
@@ -415,6 +422,13 @@ impl Reader<'_, '_> {
             self.error(KEY, "the cookie name is empty".to_string());
             return None;
         }
+        if !name.chars().all(is_token_char) {
+            self.error(
+                KEY,
+                format!("`{name}` is not a cookie name; a cookie name is letters, digits and {TOKEN_SYMBOLS}"),
+            );
+            return None;
+        }
         Some(name)
     }
 
@@ -561,6 +575,15 @@ mod tests {
         assert_eq!(
             lines,
             ["error: alb.yaml:12: Resources.Web.Properties.TargetGroupAttributes[stickiness.app_cookie.cookie_name]: `AWSALBTGsession` starts with AWSALBTG; cookie names starting with AWSALB, AWSALBAPP or AWSALBTG are kept for the load balancer"]
+        );
+        let (_, lines) = read_all(&[
+            ("stickiness.enabled", "true"),
+            ("stickiness.type", "app_cookie"),
+            ("stickiness.app_cookie.cookie_name", "my session"),
+        ]);
+        assert_eq!(
+            lines,
+            ["error: alb.yaml:12: Resources.Web.Properties.TargetGroupAttributes[stickiness.app_cookie.cookie_name]: `my session` is not a cookie name; a cookie name is letters, digits and !#$%&'*+-.^_`|~"]
         );
         let (_, lines) = read_all(&[
             ("stickiness.enabled", "true"),

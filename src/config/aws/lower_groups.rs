@@ -11,7 +11,7 @@ use crate::model::{
     Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
     EndpointGroup, GroupKind, GrpcCheckCall, HealthCheck, HealthCheckProtocol, HttpCookie,
     IpAddressSelectionPolicy, LoadBalancingScheme, LocalityLbPolicy, MinimumHealthy, Model,
-    OutlierDetection, PortSpecification, Ref, SessionAffinity,
+    OutlierDetection, PortSpecification, Ref, SessionAffinity, StickyCookie,
 };
 
 use super::attributes::{Algorithm, CrossZone, Stickiness};
@@ -25,7 +25,8 @@ const IDLE_TIMEOUT_SEC: u32 = 60;
 /// The name of the cookie lb_cookie stickiness issues.
 pub const LB_COOKIE: &str = "AWSALB";
 
-/// The name of the cookie app_cookie stickiness issues beside the application's own.
+/// The name of the cookie app_cookie stickiness issues beside the application's own (an ALB
+/// splits its encrypted value over AWSALBAPP-0 to -3; one is enough here).
 pub const APP_COOKIE: &str = "AWSALBAPP-0";
 
 /// The backend protocol of a target group's protocol and version.
@@ -197,17 +198,25 @@ fn anomaly_mitigation() -> OutlierDetection {
     }
 }
 
-fn sticky_cookie(stickiness: &Stickiness) -> HttpCookie {
-    let (name, seconds) = match stickiness {
-        Stickiness::LbCookie { duration_seconds } => (LB_COOKIE, *duration_seconds),
+/// lb_cookie: the proxy's own cookie for the duration. app_cookie: the proxy's cookie comes
+/// with the application's and holds a client only together with it, as an ALB's AWSALBAPP
+/// does; its lifetime is the stickiness duration (an ALB keeps its cookie 7 days and checks
+/// the duration inside it; Envoy's cookie carries its expiry too).
+fn sticky_cookie(stickiness: &Stickiness) -> StickyCookie {
+    let (name, seconds, application_cookie) = match stickiness {
+        Stickiness::LbCookie { duration_seconds } => (LB_COOKIE, *duration_seconds, None),
         Stickiness::AppCookie {
-            duration_seconds, ..
-        } => (APP_COOKIE, *duration_seconds),
+            cookie_name,
+            duration_seconds,
+        } => (APP_COOKIE, *duration_seconds, Some(cookie_name.clone())),
     };
-    HttpCookie {
-        name: name.to_string(),
-        path: None,
-        ttl: Some(std::time::Duration::from_secs(u64::from(seconds))),
+    StickyCookie {
+        cookie: HttpCookie {
+            name: name.to_string(),
+            path: None,
+            ttl: Some(std::time::Duration::from_secs(u64::from(seconds))),
+        },
+        application_cookie,
     }
 }
 

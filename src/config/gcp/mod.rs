@@ -837,7 +837,12 @@ fn backend_service(
         slow_start: None,
         minimum_healthy: None,
         prefer_client_zone: false,
-        sticky_cookie: external.sticky_cookie,
+        sticky_cookie: external
+            .sticky_cookie
+            .map(|cookie| crate::model::StickyCookie {
+                cookie,
+                application_cookie: None,
+            }),
     })
 }
 
