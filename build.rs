@@ -16,6 +16,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/http/stateful_session/v3/stateful_session.proto",
     "envoy/extensions/http/stateful_session/cookie/v3/cookie.proto",
     "envoy/extensions/http/early_header_mutation/header_mutation/v3/header_mutation.proto",
+    "envoy/extensions/filters/http/lua/v3/lua.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/service/discovery/v3/discovery.proto",
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",

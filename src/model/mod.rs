@@ -4,6 +4,7 @@
 pub mod access;
 pub mod capacity;
 pub mod diagnostics;
+pub mod frontend;
 pub mod references;
 pub mod regions;
 pub mod resources;
@@ -13,6 +14,7 @@ pub mod tls;
 
 pub use access::XdsClientRule;
 pub use diagnostics::{Diagnostic, Diagnostics, Loc, Severity};
+pub use frontend::{ForwardedFor, ForwardedHost, FrontendHttp, TlsHeaders};
 pub use resources::*;
 pub use route_policies::{CorsPolicy, FaultAbort, FaultDelay, FaultInjection, RequestMirror};
 pub use service_policies::{

@@ -496,6 +496,8 @@ pub struct UrlMap {
     pub host_rules: Vec<HostRule>,
     pub path_matchers: Vec<PathMatcher>,
     pub header_action: HeaderAction,
+    /// How the proxies routing with this map treat their clients (for Envoy).
+    pub frontend: super::FrontendHttp,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

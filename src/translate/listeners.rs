@@ -139,7 +139,8 @@ pub struct Sticky {
 /// The listener of one forwarding rule of target proxy `proxy_name`, routing with the
 /// RouteConfiguration of `url_map` (with the CORS and fault filters its rules use, and the
 /// access logs of its logged services, and the stateful-session filter when a service it
-/// routes to is sticky, after the application-cookie step when one follows the application's). As the cloud's proxies do, it appends the client's address
+/// routes to is sticky, after the application-cookie step when one follows the application's),
+/// and the URL map's frontend settings (`frontend`). As the cloud's proxies do, it appends the client's address
 /// to X-Forwarded-For (the URL map's route configuration appends its own address after it),
 /// sets X-Forwarded-Proto to the scheme the client used, and adds `Via: 1.1 <proxy>` to
 /// requests and responses, and passes WebSocket upgrades through.
@@ -171,6 +172,7 @@ pub fn http_listener_for(
     manager
         .http_filters
         .splice(router..router, http_filters_for(url_map, true));
+    super::frontend::apply_to_manager(&url_map.frontend, &mut manager);
     manager.use_remote_address = Some(BoolValue { value: true });
     manager.via = format!("1.1 {proxy_name}");
     // The cloud's proxies pass WebSocket upgrades through without being asked to.

@@ -9,6 +9,7 @@ pub mod backend_protocol;
 pub mod clusters;
 pub mod custom_headers;
 pub mod endpoints;
+pub mod frontend;
 pub mod internet;
 pub mod json;
 pub mod listeners;

@@ -111,19 +111,8 @@ pub fn route_configuration_for(
     };
     set_headers!(configuration, &url_map.header_action);
     if let Audience::Envoy = audience {
-        // After the client's address, which the connection manager appends: the address the
-        // client reached, as the cloud's X-Forwarded-For ends with the load balancer's IP.
-        configuration
-            .request_headers_to_add
-            .push(HeaderValueOption {
-                header: Some(XdsHeaderValue {
-                    key: "x-forwarded-for".into(),
-                    value: "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%".into(),
-                    ..Default::default()
-                }),
-                append_action: HeaderAppendAction::AppendIfExistsOrAdd as i32,
-                ..Default::default()
-            });
+        // X-Forwarded-For and the TLS headers, as the URL map's frontend settings say.
+        super::frontend::apply_to_routes(&url_map.frontend, &mut configuration);
     }
     configuration
 }

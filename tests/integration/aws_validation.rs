@@ -312,3 +312,41 @@ fn intrinsics_that_are_not_evaluated_are_refused_by_name_with_their_path() {
     }
     assert!(out.ends_with("7 error(s), 0 warning(s)\n"), "{out}");
 }
+
+#[test]
+fn load_balancer_and_listener_attributes_are_checked_and_the_inert_ones_noted() {
+    let text = r#"
+Resources:
+  Lb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties:
+      LoadBalancerAttributes:
+      - {Key: idle_timeout.timeout_secondz, Value: "30"}
+      - {Key: client_keep_alive.seconds, Value: "30"}
+      - {Key: deletion_protection.enabled, Value: "true"}
+      - {Key: routing.http2.enabled, Value: "false"}
+  Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Lb
+      Port: 80
+      Protocol: HTTP
+      ListenerAttributes:
+      - {Key: tcp.idle_timeout.seconds, Value: "350"}
+      - {Key: routing.http.response.x_frame_options.header_value, Value: DENY}
+      DefaultActions: [{Type: fixed-response, FixedResponseConfig: {StatusCode: "200"}}]
+"#;
+    let (code, out) = validate_text("alb.yaml", text);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "alb.yaml:7: Resources.Lb.Properties.LoadBalancerAttributes[idle_timeout.timeout_secondz]: `idle_timeout.timeout_secondz` is not a load balancer attribute; did you mean `idle_timeout.timeout_seconds`?",
+        "alb.yaml:8: Resources.Lb.Properties.LoadBalancerAttributes[client_keep_alive.seconds]: `30` is not allowed; client_keep_alive.seconds is an integer from 60 to 604800",
+        "alb.yaml:9: Resources.Lb.Properties.LoadBalancerAttributes[deletion_protection.enabled]: deletion_protection.enabled has no effect in Switchyard: it guards the AWS resource; nothing is deleted here",
+        "alb.yaml:10: Resources.Lb.Properties.LoadBalancerAttributes[routing.http2.enabled]: routing.http2.enabled has no effect in Switchyard: clients get HTTP/2 or HTTP/1.1 as they negotiate; turning HTTP/2 off is not mapped",
+        "alb.yaml:18: Resources.Http.Properties.ListenerAttributes[tcp.idle_timeout.seconds]: `tcp.idle_timeout.seconds` is not an Application Load Balancer listener attribute: it belongs to TCP listeners of Network Load Balancers",
+        "alb.yaml:19: Resources.Http.Properties.ListenerAttributes[routing.http.response.x_frame_options.header_value]: routing.http.response.x_frame_options.header_value has no effect in Switchyard: the load balancer does not add response headers; have the application set them",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    assert!(out.ends_with("3 error(s), 0 warning(s)\n"), "{out}");
+}

@@ -23,15 +23,15 @@ use crate::common::pki::Authority;
 use crate::common::*;
 
 /// What one HTTPS request saw: the certificate served, the status and the body as JSON.
-struct Exchange {
-    certificate: CertificateDer<'static>,
-    status: u16,
-    body: Value,
+pub(crate) struct Exchange {
+    pub certificate: CertificateDer<'static>,
+    pub status: u16,
+    pub body: Value,
 }
 
 /// GET `path` on 127.0.0.1:`port` over TLS with SNI `host`, trusting `ca_pem`, offering only
 /// `versions`.
-async fn https_get(
+pub(crate) async fn https_get(
     port: u16,
     host: &str,
     path: &str,
@@ -101,7 +101,7 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<CertificateDer<'static>> {
 /// Issues a certificate for `host` (and 127.0.0.1) and moves it into `certs/` under the names
 /// the example uses, each file replaced in one rename (as cert-manager and editors replace
 /// files).
-fn install_certificate(ca: &Authority, certs: &Path, host: &str) -> String {
+pub(crate) fn install_certificate(ca: &Authority, certs: &Path, host: &str) -> String {
     let (cert, key) = ca.issue(host, &[host, "127.0.0.1"], &[]);
     std::fs::rename(&key, certs.join(format!("{host}.key"))).unwrap();
     std::fs::rename(&cert, certs.join(format!("{host}.pem"))).unwrap();

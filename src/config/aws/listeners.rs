@@ -1,8 +1,9 @@
-//! Load balancers, listeners and listener rules as an ALB reads them: the load balancer's type
-//! and address type (ipv4, or dualstack: frontends on both families), a listener's port,
-//! protocol, certificates (given as files: ACM has no place here) and default action, and each
-//! rule's priority (unique on its listener), conditions (`conditions`) and action (`actions`).
-//! Pure. Must not: know the model or xDS.
+//! Load balancers, listeners and listener rules as an ALB reads them: the load balancer's type,
+//! address type (ipv4, or dualstack: frontends on both families) and attributes, a listener's
+//! port, protocol, certificates (given as files: ACM has no place here), attributes and default
+//! action (attributes: `balancer_attributes`), and each rule's priority (unique on its
+//! listener), conditions (`conditions`) and action (`actions`). Pure. Must not: know the model
+//! or xDS.
 
 use std::sync::Arc;
 
@@ -11,7 +12,9 @@ use crate::config::yaml::{Node, Value};
 use crate::model::{Diagnostics, Loc};
 
 use super::actions::{read_actions, Action};
+use super::balancer_attributes::{self, ListenerAttributes, LoadBalancerAttributes};
 use super::conditions::{read_conditions, Condition};
+use super::target_groups::attribute_list;
 use super::template::{self, Kind, Resource, Template};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +22,7 @@ pub struct LoadBalancer {
     pub logical_id: String,
     /// Frontends on IPv6 as well as IPv4.
     pub dualstack: bool,
+    pub attributes: LoadBalancerAttributes,
 }
 
 /// A certificate and key, as files next to the template.
@@ -38,6 +42,7 @@ pub struct Listener {
     pub certificates: Vec<CertificateFiles>,
     pub ssl_policy: Option<String>,
     pub default_action: Action,
+    pub attributes: ListenerAttributes,
     pub loc: Loc,
 }
 
@@ -66,8 +71,8 @@ pub fn read_load_balancer(
         "SubnetMappings",
         "SecurityGroups",
         "Tags",
-        "LoadBalancerAttributes",
     ]);
+    let attributes_node = fields.get("LoadBalancerAttributes");
     let kind = fields.string("Type", diagnostics);
     let address_type = fields.string("IpAddressType", diagnostics);
     let (type_loc, address_loc) = (fields.loc_of("Type"), fields.loc_of("IpAddressType"));
@@ -76,6 +81,12 @@ pub fn read_load_balancer(
         fields.field_path("IpAddressType"),
     );
     fields.finish(diagnostics);
+    let attributes_path = format!("{}.LoadBalancerAttributes", resource.path());
+    let attributes = balancer_attributes::read_load_balancer(
+        &attribute_list(attributes_node, file, &attributes_path, diagnostics),
+        &attributes_path,
+        diagnostics,
+    );
     match kind.as_deref() {
         None | Some("application") => {}
         Some(other) => {
@@ -102,6 +113,7 @@ pub fn read_load_balancer(
     Some(LoadBalancer {
         logical_id: resource.logical_id.clone(),
         dualstack,
+        attributes,
     })
 }
 
@@ -120,11 +132,17 @@ pub fn read_listener(
     let ssl_policy = fields.string("SslPolicy", diagnostics);
     let actions = fields.get("DefaultActions");
     fields.not_served(&["MutualAuthentication", "AlpnPolicy"], diagnostics);
-    fields.ignore(&["ListenerAttributes"]);
+    let attributes_node = fields.get("ListenerAttributes");
     let loc = fields.loc();
     let (protocol_loc, policy_loc) = (fields.loc_of("Protocol"), fields.loc_of("SslPolicy"));
     let path = resource.path();
     fields.finish(diagnostics);
+    let attributes_path = format!("{path}.ListenerAttributes");
+    let attributes = balancer_attributes::read_listener(
+        &attribute_list(attributes_node, file, &attributes_path, diagnostics),
+        &attributes_path,
+        diagnostics,
+    );
     let https = match protocol.as_deref() {
         Some("HTTP") => false,
         Some("HTTPS") => true,
@@ -197,6 +215,7 @@ pub fn read_listener(
         certificates,
         ssl_policy,
         default_action,
+        attributes,
         loc,
     })
 }

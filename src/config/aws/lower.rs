@@ -12,7 +12,7 @@ use crate::model::{Diagnostics, Loc, Model};
 
 use super::intrinsics;
 use super::listeners::{self, Listener, Rule};
-use super::lower_frontends::{addresses, lower_listener, proxyless, serve_proxyless};
+use super::lower_frontends::{addresses, lower_listener, proxyless, serve_proxyless, Front};
 use super::lower_groups::lower_target_group;
 use super::target_groups::{self, ProtocolVersion, TargetGroup};
 use super::template::{self, Kind};
@@ -57,9 +57,11 @@ fn read_resources(
                 if let Some(load_balancer) =
                     listeners::read_load_balancer(resource, file, diagnostics)
                 {
-                    let addresses =
-                        addresses(resource, &load_balancer, file, diagnostics);
-                    load_balancers.insert(load_balancer.logical_id.clone(), addresses);
+                    let front = Front {
+                        addresses: addresses(resource, &load_balancer, file, diagnostics),
+                        attributes: load_balancer.attributes.clone(),
+                    };
+                    load_balancers.insert(load_balancer.logical_id.clone(), front);
                 }
             }
             Kind::Listener => {
@@ -88,21 +90,14 @@ fn read_resources(
         lower_target_group(group, model, diagnostics);
     }
     for listener in &listeners {
-        let Some(addresses) = load_balancers.get(&listener.load_balancer) else {
+        let Some(front) = load_balancers.get(&listener.load_balancer) else {
             continue;
         };
         let listener_rules: Vec<&Rule> = rules
             .iter()
             .filter(|rule| rule.listener == listener.logical_id)
             .collect();
-        lower_listener(
-            listener,
-            &listener_rules,
-            addresses,
-            file,
-            model,
-            diagnostics,
-        );
+        lower_listener(listener, &listener_rules, front, file, model, diagnostics);
         if let Some(hosts) = proxyless_hosts.get(&listener.logical_id) {
             serve_proxyless(listener, hosts, model, diagnostics);
         }

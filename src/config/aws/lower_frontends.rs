@@ -2,7 +2,8 @@
 //! a catch-all rule after them), a target proxy (certificates from files, the security
 //! policy's lowest TLS version), a forwarding rule on each family of its load balancer, and —
 //! with `Metadata.Switchyard.ProxylessHosts` — a gRPC frontend on the same routes. Where the
-//! load balancer listens comes from its `Metadata.Switchyard`. Must not: know xDS.
+//! load balancer listens comes from its `Metadata.Switchyard`, how the listener treats its
+//! clients from the load balancer's and listener's attributes. Must not: know xDS.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -11,10 +12,12 @@ use std::sync::Arc;
 use crate::config::reader::Fields;
 use crate::model::tls::Pem;
 use crate::model::{
-    Diagnostics, ForwardingRule, HostRule, Model, PathMatcher, ProxyTarget, ProxyTls, Ref,
-    RouteExtras, RouteRule, SslCertificate, SslPolicy, SslProfile, TargetProxy, TlsVersion, UrlMap,
+    Diagnostics, ForwardedFor, ForwardedHost, ForwardingRule, FrontendHttp, HostRule, Model,
+    PathMatcher, ProxyTarget, ProxyTls, Ref, RouteExtras, RouteRule, SslCertificate, SslPolicy,
+    SslProfile, TargetProxy, TlsHeaders, TlsVersion, UrlMap,
 };
 
+use super::balancer_attributes::{LoadBalancerAttributes, XffMode};
 use super::listeners::{Listener, LoadBalancer, Rule};
 use super::lower::insert;
 use super::routes;
@@ -25,6 +28,12 @@ pub(super) struct Addresses {
     ipv4: IpAddr,
     /// Dualstack load balancers only.
     ipv6: Option<IpAddr>,
+}
+
+/// What a listener takes from its load balancer: where it listens, and the attributes.
+pub(super) struct Front {
+    pub addresses: Addresses,
+    pub attributes: LoadBalancerAttributes,
 }
 
 /// `Metadata.Switchyard.ProxylessHosts` of a listener: the names proxyless gRPC clients dial
@@ -176,13 +185,20 @@ pub(super) fn addresses(
 pub(super) fn lower_listener(
     listener: &Listener,
     rules: &[&Rule],
-    addresses: &Addresses,
+    front: &Front,
     file: &Arc<str>,
     model: &mut Model,
     diagnostics: &mut Diagnostics,
 ) {
     let name = &listener.logical_id;
     let loc = &listener.loc;
+    let addresses = &front.addresses;
+    // No total deadline: a request ends when neither side sends anything for the idle
+    // timeout (the connection manager's stream idle timeout), as with an ALB.
+    let extras = || RouteExtras {
+        timeout_sec: Some(0),
+        ..RouteExtras::default()
+    };
     let mut route_rules = Vec::new();
     for rule in rules {
         let path = format!("Resources.{}.Properties", rule.logical_id);
@@ -203,7 +219,7 @@ pub(super) fn lower_listener(
                 priority: rule.priority,
                 match_rules: vec![matched],
                 action,
-                extras: RouteExtras::default(),
+                extras: extras(),
             });
         }
     }
@@ -218,7 +234,7 @@ pub(super) fn lower_listener(
             priority: u32::MAX,
             match_rules: Vec::new(),
             action,
-            extras: RouteExtras::default(),
+            extras: extras(),
         });
     }
     let url_map = UrlMap {
@@ -245,6 +261,7 @@ pub(super) fn lower_listener(
             header_action: Default::default(),
         }],
         header_action: Default::default(),
+        frontend: frontend(listener, &front.attributes),
     };
     insert(&mut model.url_maps, name.clone(), url_map, loc, diagnostics);
     let tls = listener
@@ -291,6 +308,38 @@ pub(super) fn lower_listener(
             loc,
             diagnostics,
         );
+    }
+}
+
+/// How the listener treats its clients, from its load balancer's attributes and its own:
+/// connections idle and live as long as the ALB lets them, X-Forwarded-For and the Host are
+/// processed as the attributes say (by default the client's address appended, and the
+/// listener's port appended to the Host unless it is the scheme's own, 80 or 443), and an
+/// HTTPS listener may tell targets the TLS version and cipher.
+fn frontend(listener: &Listener, attributes: &LoadBalancerAttributes) -> FrontendHttp {
+    let default_port = if listener.https { 443 } else { 80 };
+    FrontendHttp {
+        idle_timeout_sec: Some(attributes.idle_timeout_seconds),
+        max_connection_duration_sec: Some(attributes.client_keep_alive_seconds),
+        drop_underscore_headers: attributes.drop_invalid_header_fields,
+        forwarded_for: match attributes.xff_mode {
+            XffMode::Append => ForwardedFor::Client {
+                with_port: attributes.xff_client_port,
+            },
+            XffMode::Preserve => ForwardedFor::AsSent,
+            XffMode::Remove => ForwardedFor::Removed,
+        },
+        host: if attributes.preserve_host_header {
+            ForwardedHost::AsSent
+        } else if listener.port == default_port {
+            ForwardedHost::WithoutPort
+        } else {
+            ForwardedHost::WithPort(listener.port)
+        },
+        tls_headers: (listener.https && attributes.tls_headers).then(|| TlsHeaders {
+            version: listener.attributes.tls_version_header.clone(),
+            cipher_suite: listener.attributes.tls_cipher_suite_header.clone(),
+        }),
     }
 }
 

@@ -19,7 +19,8 @@ use super::health_check::{CheckPort, Matcher};
 use super::lower::insert;
 use super::target_groups::{self, Protocol, ProtocolVersion, TargetGroup};
 
-/// An ALB's idle timeout (60 s by default): the longest a request waits for its target.
+/// The service's request timeout: an ALB's default idle timeout. Envoy's routes of a
+/// listener take their load balancer's idle timeout instead (`lower_frontends`).
 const IDLE_TIMEOUT_SEC: u32 = 60;
 
 /// The name of the cookie lb_cookie stickiness issues.

@@ -4,12 +4,13 @@
 //! cannot evaluate), `intrinsics` (CloudFormation functions evaluated or refused by name
 //! before anything is read), `target_groups` with `health_check` and `attributes` (ALB target groups,
 //! their targets, checks and attributes, with the AWS document's ranges, defaults and
-//! combination rules), and `listeners` with `conditions` and `actions` (load balancers,
-//! listeners, rules). Lowering into the model: `lower` (resources) and `routes` (conditions
+//! combination rules), and `listeners` with `conditions`, `actions` and
+//! `balancer_attributes` (load balancers, listeners, rules). Lowering into the model: `lower` (resources) and `routes` (conditions
 //! and actions). docs/aws-dialect.md has the map. Must not: know xDS.
 
 pub mod actions;
 pub mod attributes;
+pub mod balancer_attributes;
 pub mod conditions;
 pub mod health_check;
 pub mod intrinsics;

@@ -141,7 +141,12 @@ pub fn read_target_group(
     let loc = fields.loc();
     fields.finish(diagnostics);
     let attributes = attributes::read(
-        &attribute_list(attributes_node, file, &resource.path(), diagnostics),
+        &attribute_list(
+            attributes_node,
+            file,
+            &format!("{}.TargetGroupAttributes", resource.path()),
+            diagnostics,
+        ),
         &resource.path(),
         diagnostics,
     );
@@ -200,11 +205,12 @@ pub(super) fn protocol(
     }
 }
 
-/// The `{Key, Value}` items of `TargetGroupAttributes`.
-fn attribute_list(
+/// The `{Key, Value}` items of an attribute list property (`TargetGroupAttributes`,
+/// `LoadBalancerAttributes`, `ListenerAttributes`) written at `path`.
+pub(super) fn attribute_list(
     node: Option<&Node>,
     file: &Arc<str>,
-    base: &str,
+    path: &str,
     diagnostics: &mut Diagnostics,
 ) -> Vec<Attribute> {
     let Some(node) = node else {
@@ -213,7 +219,7 @@ fn attribute_list(
     let Value::Seq(items) = &node.value else {
         diagnostics.error(
             &Loc::new(file.clone(), node.line),
-            format!("{base}.TargetGroupAttributes"),
+            path,
             format!("expected a list of {{Key, Value}}, found {}", node.kind()),
         );
         return Vec::new();
@@ -222,7 +228,7 @@ fn attribute_list(
         .iter()
         .enumerate()
         .filter_map(|(index, item)| {
-            let path = format!("{base}.TargetGroupAttributes[{index}]");
+            let path = format!("{path}[{index}]");
             let mut fields = Fields::new(item, file, path, diagnostics);
             let key = fields.required_string("Key", diagnostics);
             let value = fields.required_string("Value", diagnostics);

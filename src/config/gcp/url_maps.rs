@@ -78,6 +78,7 @@ pub(super) fn url_map(
         host_rules,
         path_matchers,
         header_action,
+        frontend: Default::default(),
     })
 }
 

@@ -1,0 +1,600 @@
+//! An Application Load Balancer's `LoadBalancerAttributes` and a listener's
+//! `ListenerAttributes` as AWS defines them: every key with the values it takes and what
+//! Switchyard does with it. Keys with a meaning for Envoy become typed settings (idle timeout,
+//! client keep-alive, invalid header fields, X-Forwarded-For processing and client port, the
+//! Host header, the TLS version and cipher headers and their names); the other keys are
+//! checked and then noted as without effect, with the reason; unknown keys, repeated keys and
+//! keys of Network Load Balancers are errors naming the attribute
+//! (`Resources.Lb.Properties.LoadBalancerAttributes[idle_timeout.timeout_seconds]`).
+//! Pure. Must not: know the model or xDS.
+
+use std::collections::BTreeMap;
+
+use crate::config::reader::suggest;
+use crate::model::Diagnostics;
+
+use super::attributes::Attribute;
+
+/// `routing.http.xff_header_processing.mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XffMode {
+    /// The client's address is appended.
+    #[default]
+    Append,
+    /// The header goes on as the client sent it.
+    Preserve,
+    /// The header is removed.
+    Remove,
+}
+
+/// The load balancer attributes Switchyard honours, defaults filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadBalancerAttributes {
+    pub idle_timeout_seconds: u32,
+    pub client_keep_alive_seconds: u32,
+    pub drop_invalid_header_fields: bool,
+    pub xff_mode: XffMode,
+    pub xff_client_port: bool,
+    pub preserve_host_header: bool,
+    /// HTTPS listeners tell targets the TLS version and cipher suite.
+    pub tls_headers: bool,
+}
+
+impl Default for LoadBalancerAttributes {
+    fn default() -> Self {
+        LoadBalancerAttributes {
+            idle_timeout_seconds: 60,
+            client_keep_alive_seconds: 3600,
+            drop_invalid_header_fields: false,
+            xff_mode: XffMode::Append,
+            xff_client_port: false,
+            preserve_host_header: false,
+            tls_headers: false,
+        }
+    }
+}
+
+/// The listener attributes Switchyard honours: the names of the TLS headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerAttributes {
+    pub tls_version_header: String,
+    pub tls_cipher_suite_header: String,
+}
+
+impl Default for ListenerAttributes {
+    fn default() -> Self {
+        ListenerAttributes {
+            tls_version_header: "x-amzn-tls-version".to_string(),
+            tls_cipher_suite_header: "x-amzn-tls-cipher-suite".to_string(),
+        }
+    }
+}
+
+/// The values an attribute takes.
+#[derive(Clone, Copy, Debug)]
+enum Values {
+    Boolean,
+    Integer(u64, u64),
+    OneOf(&'static [&'static str]),
+    HeaderName,
+    Text,
+}
+
+/// What Switchyard does with an attribute.
+#[derive(Clone, Copy, Debug)]
+enum Effect {
+    Honoured,
+    /// Checked, then noted as without effect, for this reason.
+    Inert(&'static str),
+    /// An error: the attribute belongs elsewhere.
+    Refused(&'static str),
+}
+
+struct Key {
+    name: &'static str,
+    values: Values,
+    effect: Effect,
+}
+
+const fn key(name: &'static str, values: Values, effect: Effect) -> Key {
+    Key {
+        name,
+        values,
+        effect,
+    }
+}
+
+const S3_LOGS: Effect =
+    Effect::Inert("logs delivered to S3 are AWS's; a self-hosted proxy writes none");
+const NLB_ONLY: Effect = Effect::Refused("it belongs to Network Load Balancers");
+
+/// Every key of an Application Load Balancer's `LoadBalancerAttributes` (and the Network Load
+/// Balancer keys, named as such).
+const LOAD_BALANCER_KEYS: &[Key] = &[
+    key("access_logs.s3.enabled", Values::Boolean, S3_LOGS),
+    key("access_logs.s3.bucket", Values::Text, S3_LOGS),
+    key("access_logs.s3.prefix", Values::Text, S3_LOGS),
+    key("connection_logs.s3.enabled", Values::Boolean, S3_LOGS),
+    key("connection_logs.s3.bucket", Values::Text, S3_LOGS),
+    key("connection_logs.s3.prefix", Values::Text, S3_LOGS),
+    key(
+        "client_keep_alive.seconds",
+        Values::Integer(60, 604_800),
+        Effect::Honoured,
+    ),
+    key(
+        "deletion_protection.enabled",
+        Values::Boolean,
+        Effect::Inert("it guards the AWS resource; nothing is deleted here"),
+    ),
+    key(
+        "idle_timeout.timeout_seconds",
+        Values::Integer(1, 4000),
+        Effect::Honoured,
+    ),
+    key(
+        "ipv6.deny_all_igw_traffic",
+        Values::Boolean,
+        Effect::Inert("internet gateways are AWS networking; where the load balancer listens is Metadata.Switchyard"),
+    ),
+    key(
+        "load_balancing.cross_zone.enabled",
+        Values::OneOf(&["true"]),
+        Effect::Inert("an Application Load Balancer always balances across zones; each target group's load_balancing.cross_zone.enabled decides"),
+    ),
+    key(
+        "routing.http.desync_mitigation_mode",
+        Values::OneOf(&["monitor", "defensive", "strictest"]),
+        Effect::Inert("Envoy's HTTP/1 parser refuses ambiguous requests itself; the modes are not mapped"),
+    ),
+    key(
+        "routing.http.drop_invalid_header_fields.enabled",
+        Values::Boolean,
+        Effect::Honoured,
+    ),
+    key(
+        "routing.http.preserve_host_header.enabled",
+        Values::Boolean,
+        Effect::Honoured,
+    ),
+    key(
+        "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+        Values::Boolean,
+        Effect::Honoured,
+    ),
+    key(
+        "routing.http.xff_client_port.enabled",
+        Values::Boolean,
+        Effect::Honoured,
+    ),
+    key(
+        "routing.http.xff_header_processing.mode",
+        Values::OneOf(&["append", "preserve", "remove"]),
+        Effect::Honoured,
+    ),
+    key(
+        "routing.http2.enabled",
+        Values::Boolean,
+        Effect::Inert("clients get HTTP/2 or HTTP/1.1 as they negotiate; turning HTTP/2 off is not mapped"),
+    ),
+    key(
+        "waf.fail_open.enabled",
+        Values::Boolean,
+        Effect::Inert("WAF is not available in a self-hosted control plane"),
+    ),
+    key(
+        "zonal_shift.config.enabled",
+        Values::Boolean,
+        Effect::Inert("zonal shift is an AWS service; Switchyard's health checks move traffic off failing targets"),
+    ),
+    key("dns_record.client_routing_policy", Values::Text, NLB_ONLY),
+    key("secondary_ips.auto_assigned.per_subnet", Values::Text, NLB_ONLY),
+];
+
+const MTLS_HEADER: Effect = Effect::Inert(
+    "mutual TLS (MutualAuthentication) is not served, so there is no client certificate to pass on",
+);
+const RESPONSE_HEADER: Effect =
+    Effect::Inert("the load balancer does not add response headers; have the application set them");
+
+/// Every key of an Application Load Balancer listener's `ListenerAttributes`.
+const LISTENER_KEYS: &[Key] = &[
+    key(
+        "routing.http.request.x_amzn_mtls_clientcert_serial_number.header_name",
+        Values::HeaderName,
+        MTLS_HEADER,
+    ),
+    key(
+        "routing.http.request.x_amzn_mtls_clientcert_issuer.header_name",
+        Values::HeaderName,
+        MTLS_HEADER,
+    ),
+    key(
+        "routing.http.request.x_amzn_mtls_clientcert_subject.header_name",
+        Values::HeaderName,
+        MTLS_HEADER,
+    ),
+    key(
+        "routing.http.request.x_amzn_mtls_clientcert_validity.header_name",
+        Values::HeaderName,
+        MTLS_HEADER,
+    ),
+    key(
+        "routing.http.request.x_amzn_mtls_clientcert_leaf.header_name",
+        Values::HeaderName,
+        MTLS_HEADER,
+    ),
+    key(
+        "routing.http.request.x_amzn_mtls_clientcert.header_name",
+        Values::HeaderName,
+        MTLS_HEADER,
+    ),
+    key(
+        "routing.http.request.x_amzn_tls_version.header_name",
+        Values::HeaderName,
+        Effect::Honoured,
+    ),
+    key(
+        "routing.http.request.x_amzn_tls_cipher_suite.header_name",
+        Values::HeaderName,
+        Effect::Honoured,
+    ),
+    key(
+        "routing.http.response.server.enabled",
+        Values::Boolean,
+        Effect::Inert("the Server header is Envoy's own"),
+    ),
+    key(
+        "routing.http.response.strict_transport_security.header_value",
+        Values::Text,
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.access_control_allow_origin.header_value",
+        Values::Text,
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.access_control_allow_methods.header_value",
+        Values::Text,
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.access_control_allow_headers.header_value",
+        Values::Text,
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.access_control_allow_credentials.header_value",
+        Values::OneOf(&["true"]),
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.access_control_expose_headers.header_value",
+        Values::Text,
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.access_control_max_age.header_value",
+        Values::Integer(0, u32::MAX as u64),
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.content_security_policy.header_value",
+        Values::Text,
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.x_content_type_options.header_value",
+        Values::OneOf(&["nosniff"]),
+        RESPONSE_HEADER,
+    ),
+    key(
+        "routing.http.response.x_frame_options.header_value",
+        Values::Text,
+        RESPONSE_HEADER,
+    ),
+    key(
+        "tcp.idle_timeout.seconds",
+        Values::Integer(60, 6000),
+        Effect::Refused("it belongs to TCP listeners of Network Load Balancers"),
+    ),
+];
+
+/// Reads the `LoadBalancerAttributes` written at `path`.
+pub fn read_load_balancer(
+    attributes: &[Attribute],
+    path: &str,
+    diagnostics: &mut Diagnostics,
+) -> LoadBalancerAttributes {
+    let table = Table {
+        keys: LOAD_BALANCER_KEYS,
+        what: "load balancer attribute",
+        path,
+    };
+    let valid = table.read(attributes, diagnostics);
+    let flag = |name: &str, default: bool| valid.get(name).map_or(default, |v| v == "true");
+    let number = |name: &str, default: u32| {
+        valid
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let defaults = LoadBalancerAttributes::default();
+    LoadBalancerAttributes {
+        idle_timeout_seconds: number(
+            "idle_timeout.timeout_seconds",
+            defaults.idle_timeout_seconds,
+        ),
+        client_keep_alive_seconds: number(
+            "client_keep_alive.seconds",
+            defaults.client_keep_alive_seconds,
+        ),
+        drop_invalid_header_fields: flag("routing.http.drop_invalid_header_fields.enabled", false),
+        xff_mode: match valid
+            .get("routing.http.xff_header_processing.mode")
+            .map(String::as_str)
+        {
+            Some("preserve") => XffMode::Preserve,
+            Some("remove") => XffMode::Remove,
+            _ => XffMode::Append,
+        },
+        xff_client_port: flag("routing.http.xff_client_port.enabled", false),
+        preserve_host_header: flag("routing.http.preserve_host_header.enabled", false),
+        tls_headers: flag(
+            "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+            false,
+        ),
+    }
+}
+
+/// Reads the `ListenerAttributes` written at `path`.
+pub fn read_listener(
+    attributes: &[Attribute],
+    path: &str,
+    diagnostics: &mut Diagnostics,
+) -> ListenerAttributes {
+    let table = Table {
+        keys: LISTENER_KEYS,
+        what: "listener attribute",
+        path,
+    };
+    let valid = table.read(attributes, diagnostics);
+    let defaults = ListenerAttributes::default();
+    let name = |key: &str, default: String| {
+        valid
+            .get(key)
+            .map_or(default, |value| value.to_ascii_lowercase())
+    };
+    ListenerAttributes {
+        tls_version_header: name(
+            "routing.http.request.x_amzn_tls_version.header_name",
+            defaults.tls_version_header,
+        ),
+        tls_cipher_suite_header: name(
+            "routing.http.request.x_amzn_tls_cipher_suite.header_name",
+            defaults.tls_cipher_suite_header,
+        ),
+    }
+}
+
+/// One resource's attribute list being read against its table of keys.
+struct Table<'t> {
+    keys: &'static [Key],
+    /// "load balancer attribute", for messages.
+    what: &'t str,
+    /// The property's path (`Resources.Lb.Properties.LoadBalancerAttributes`).
+    path: &'t str,
+}
+
+impl Table<'_> {
+    /// The valid values of honoured keys, by key; everything else is reported.
+    fn read(
+        &self,
+        attributes: &[Attribute],
+        diagnostics: &mut Diagnostics,
+    ) -> BTreeMap<String, String> {
+        let mut seen: BTreeMap<&str, &Attribute> = BTreeMap::new();
+        let mut valid = BTreeMap::new();
+        for attribute in attributes {
+            let path = format!("{}[{}]", self.path, attribute.key);
+            let Some(key) = self.keys.iter().find(|k| k.name == attribute.key) else {
+                diagnostics.error(&attribute.loc, path, self.unknown(&attribute.key));
+                continue;
+            };
+            if let Some(first) = seen.get(key.name) {
+                diagnostics.error(
+                    &attribute.loc,
+                    path,
+                    format!(
+                        "the attribute is set twice (first at {}); AWS takes each key once",
+                        first.loc
+                    ),
+                );
+                continue;
+            }
+            seen.insert(key.name, attribute);
+            let value = attribute.value.trim();
+            if let Effect::Refused(why) = key.effect {
+                let message = format!(
+                    "`{}` is not an Application Load Balancer {}: {why}",
+                    key.name, self.what
+                );
+                diagnostics.error(&attribute.loc, path, message);
+                continue;
+            }
+            if let Err(allowed) = check(key.values, value) {
+                let message = format!("`{value}` is not allowed; {} is {allowed}", key.name);
+                diagnostics.error(&attribute.loc, path, message);
+                continue;
+            }
+            match key.effect {
+                Effect::Inert(why) => diagnostics.note(
+                    &attribute.loc,
+                    path,
+                    format!("{} has no effect in Switchyard: {why}", key.name),
+                ),
+                _ => {
+                    valid.insert(key.name.to_string(), value.to_string());
+                }
+            }
+        }
+        valid
+    }
+
+    fn unknown(&self, written: &str) -> String {
+        let names: Vec<&str> = self.keys.iter().map(|k| k.name).collect();
+        let hint = match suggest(written, &names) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("the {}s are {}", self.what, names.join(", ")),
+        };
+        format!("`{written}` is not a {}; {hint}", self.what)
+    }
+}
+
+/// Whether `value` is one of `values`; otherwise what is allowed.
+fn check(values: Values, value: &str) -> Result<(), String> {
+    let fine = match values {
+        Values::Boolean => matches!(value, "true" | "false"),
+        Values::Integer(min, max) => value.parse::<u64>().is_ok_and(|n| (min..=max).contains(&n)),
+        Values::OneOf(choices) => choices.contains(&value),
+        Values::HeaderName => {
+            !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        }
+        Values::Text => true,
+    };
+    if fine {
+        return Ok(());
+    }
+    Err(match values {
+        Values::Boolean => "true or false".to_string(),
+        Values::Integer(min, max) => format!("an integer from {min} to {max}"),
+        Values::OneOf([only]) => format!("{only} (the only value)"),
+        Values::OneOf(choices) => format!("one of {}", choices.join(", ")),
+        Values::HeaderName => "a header name (letters, digits and hyphens)".to_string(),
+        Values::Text => unreachable!("any text is allowed"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Loc;
+
+    const BASE: &str = "Resources.Lb.Properties.LoadBalancerAttributes";
+
+    fn attributes(pairs: &[(&str, &str)]) -> Vec<Attribute> {
+        pairs
+            .iter()
+            .enumerate()
+            .map(|(index, (key, value))| Attribute {
+                key: key.to_string(),
+                value: value.to_string(),
+                loc: Loc::new("alb.yaml", 10 + index),
+            })
+            .collect()
+    }
+
+    fn lines(diagnostics: &Diagnostics) -> Vec<String> {
+        diagnostics
+            .items
+            .iter()
+            .chain(&diagnostics.notes)
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_albs() {
+        let mut diagnostics = Diagnostics::default();
+        let read = read_load_balancer(&[], BASE, &mut diagnostics);
+        assert_eq!(read, LoadBalancerAttributes::default());
+        assert_eq!(
+            (read.idle_timeout_seconds, read.client_keep_alive_seconds),
+            (60, 3600)
+        );
+        assert_eq!(read.xff_mode, XffMode::Append);
+        assert!(diagnostics.is_empty());
+    }
+
+    #[test]
+    fn honoured_keys_become_settings() {
+        let mut diagnostics = Diagnostics::default();
+        let read = read_load_balancer(
+            &attributes(&[
+                ("idle_timeout.timeout_seconds", "5"),
+                ("client_keep_alive.seconds", "120"),
+                ("routing.http.drop_invalid_header_fields.enabled", "true"),
+                ("routing.http.xff_header_processing.mode", "remove"),
+                ("routing.http.xff_client_port.enabled", "true"),
+                ("routing.http.preserve_host_header.enabled", "true"),
+                (
+                    "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+                    "true",
+                ),
+            ]),
+            BASE,
+            &mut diagnostics,
+        );
+        assert!(diagnostics.is_empty(), "{:?}", lines(&diagnostics));
+        assert_eq!(
+            read,
+            LoadBalancerAttributes {
+                idle_timeout_seconds: 5,
+                client_keep_alive_seconds: 120,
+                drop_invalid_header_fields: true,
+                xff_mode: XffMode::Remove,
+                xff_client_port: true,
+                preserve_host_header: true,
+                tls_headers: true,
+            }
+        );
+        let mut diagnostics = Diagnostics::default();
+        let listener = read_listener(
+            &attributes(&[(
+                "routing.http.request.x_amzn_tls_version.header_name",
+                "X-Tls",
+            )]),
+            "Resources.Http.Properties.ListenerAttributes",
+            &mut diagnostics,
+        );
+        assert_eq!(listener.tls_version_header, "x-tls");
+        assert_eq!(listener.tls_cipher_suite_header, "x-amzn-tls-cipher-suite");
+    }
+
+    #[test]
+    fn wrong_values_unknown_and_foreign_keys_are_errors_and_the_rest_notes() {
+        let mut diagnostics = Diagnostics::default();
+        let read = read_load_balancer(
+            &attributes(&[
+                ("idle_timeout.timeout_seconds", "4001"),
+                ("idle_timeout.timeout_second", "5"),
+                ("routing.http.xff_header_processing.mode", "drop"),
+                ("deletion_protection.enabled", "true"),
+                ("deletion_protection.enabled", "false"),
+                ("load_balancing.cross_zone.enabled", "false"),
+                ("dns_record.client_routing_policy", "any_availability_zone"),
+                ("access_logs.s3.bucket", "logs"),
+            ]),
+            BASE,
+            &mut diagnostics,
+        );
+        assert_eq!(
+            read.idle_timeout_seconds, 60,
+            "a wrong value keeps the default"
+        );
+        assert_eq!(
+            lines(&diagnostics),
+            [
+                "error: alb.yaml:10: Resources.Lb.Properties.LoadBalancerAttributes[idle_timeout.timeout_seconds]: `4001` is not allowed; idle_timeout.timeout_seconds is an integer from 1 to 4000",
+                "error: alb.yaml:11: Resources.Lb.Properties.LoadBalancerAttributes[idle_timeout.timeout_second]: `idle_timeout.timeout_second` is not a load balancer attribute; did you mean `idle_timeout.timeout_seconds`?",
+                "error: alb.yaml:12: Resources.Lb.Properties.LoadBalancerAttributes[routing.http.xff_header_processing.mode]: `drop` is not allowed; routing.http.xff_header_processing.mode is one of append, preserve, remove",
+                "error: alb.yaml:14: Resources.Lb.Properties.LoadBalancerAttributes[deletion_protection.enabled]: the attribute is set twice (first at alb.yaml:13); AWS takes each key once",
+                "error: alb.yaml:15: Resources.Lb.Properties.LoadBalancerAttributes[load_balancing.cross_zone.enabled]: `false` is not allowed; load_balancing.cross_zone.enabled is true (the only value)",
+                "error: alb.yaml:16: Resources.Lb.Properties.LoadBalancerAttributes[dns_record.client_routing_policy]: `dns_record.client_routing_policy` is not an Application Load Balancer load balancer attribute: it belongs to Network Load Balancers",
+                "note: alb.yaml:13: Resources.Lb.Properties.LoadBalancerAttributes[deletion_protection.enabled]: deletion_protection.enabled has no effect in Switchyard: it guards the AWS resource; nothing is deleted here",
+                "note: alb.yaml:17: Resources.Lb.Properties.LoadBalancerAttributes[access_logs.s3.bucket]: access_logs.s3.bucket has no effect in Switchyard: logs delivered to S3 are AWS's; a self-hosted proxy writes none",
+            ]
+        );
+    }
+}
