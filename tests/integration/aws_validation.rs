@@ -350,3 +350,40 @@ Resources:
     }
     assert!(out.ends_with("3 error(s), 0 warning(s)\n"), "{out}");
 }
+
+#[test]
+fn newer_and_network_load_balancer_properties_are_refused_by_name() {
+    let text = r#"
+Resources:
+  Lb:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties: {MinimumLoadBalancerCapacity: {CapacityUnits: 100}, EnablePrefixForIpv6SourceNat: "on"}
+  Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref Lb
+      Port: 80
+      Protocol: HTTP
+      DefaultActions: [{Type: jwt-validation, JwtValidationConfig: {}}]
+  Rule:
+    Type: AWS::ElasticLoadBalancingV2::ListenerRule
+    Properties:
+      ListenerArn: !Ref Http
+      Priority: 1
+      Conditions: [{Field: host-header, HostHeaderConfig: {RegexValues: ['^a']}}]
+      Transforms: [{Type: url-rewrite}]
+      Actions: [{Type: fixed-response, FixedResponseConfig: {StatusCode: "200"}}]
+"#;
+    let (code, out) = validate_text("alb.yaml", text);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "alb.yaml:5: Resources.Lb.Properties.EnablePrefixForIpv6SourceNat: EnablePrefixForIpv6SourceNat belongs to Network Load Balancers",
+        "alb.yaml:12: Resources.Http.Properties.DefaultActions[0].Type: jwt-validation is not served yet",
+        "alb.yaml:18: Resources.Rule.Properties.Conditions[0].HostHeaderConfig.RegexValues: `RegexValues` is a cloud field Switchyard does not serve yet",
+        "alb.yaml:19: Resources.Rule.Properties.Transforms: `Transforms` is a cloud field Switchyard does not serve yet",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    assert!(!out.contains("unknown field"), "{out}");
+    assert!(out.ends_with("4 error(s), 0 warning(s)\n"), "{out}");
+}

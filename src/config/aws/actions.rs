@@ -105,7 +105,12 @@ fn read_action(
     let forward = fields.get("ForwardConfig");
     let redirect = fields.get("RedirectConfig");
     let fixed = fields.get("FixedResponseConfig");
-    fields.ignore(&["AuthenticateCognitoConfig", "AuthenticateOidcConfig"]);
+    // Their actions are refused by type below.
+    fields.ignore(&[
+        "AuthenticateCognitoConfig",
+        "AuthenticateOidcConfig",
+        "JwtValidationConfig",
+    ]);
     let file = fields.file().clone();
     match kind.as_str() {
         "forward" => read_forward(template, fields, target_group, forward, &file, diagnostics),
@@ -126,6 +131,14 @@ fn read_action(
                 &fields.field_path("FixedResponseConfig"),
                 diagnostics,
             )
+        }
+        "jwt-validation" => {
+            diagnostics.error(
+                &fields.loc_of("Type"),
+                fields.field_path("Type"),
+                "jwt-validation is not served yet; validate tokens in the application instead",
+            );
+            None
         }
         "authenticate-cognito" | "authenticate-oidc" => {
             diagnostics.error(

@@ -60,6 +60,7 @@ fn read_condition(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Opt
             let node = fields.get(key)?;
             let mut config = Fields::new(node, fields.file(), fields.field_path(key), diagnostics);
             let values = config.strings("Values", diagnostics);
+            config.not_served(&["RegexValues"], diagnostics);
             config.finish(diagnostics);
             Some(values)
         };
@@ -115,6 +116,7 @@ fn read_condition(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Opt
             );
             let name = config.required_string("HttpHeaderName", diagnostics);
             let values = config.strings("Values", diagnostics);
+            config.not_served(&["RegexValues"], diagnostics);
             config.finish(diagnostics);
             Condition::Header {
                 name: name?,

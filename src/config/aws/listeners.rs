@@ -64,6 +64,7 @@ pub fn read_load_balancer(
     diagnostics: &mut Diagnostics,
 ) -> Option<LoadBalancer> {
     let mut fields = resource.property_fields(file, diagnostics);
+    // Where AWS places and sizes the load balancer: no meaning for a self-hosted proxy.
     fields.ignore(&[
         "Name",
         "Scheme",
@@ -71,7 +72,22 @@ pub fn read_load_balancer(
         "SubnetMappings",
         "SecurityGroups",
         "Tags",
+        "Ipv4IpamPoolId",
+        "MinimumLoadBalancerCapacity",
+        "EnableCapacityReservationProvisionStabilize",
     ]);
+    for key in [
+        "EnablePrefixForIpv6SourceNat",
+        "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
+    ] {
+        if fields.get(key).is_some() {
+            diagnostics.error(
+                &fields.loc_of(key),
+                fields.field_path(key),
+                format!("{key} belongs to Network Load Balancers; an Application Load Balancer has no such property"),
+            );
+        }
+    }
     let attributes_node = fields.get("LoadBalancerAttributes");
     let kind = fields.string("Type", diagnostics);
     let address_type = fields.string("IpAddressType", diagnostics);
@@ -275,6 +291,7 @@ pub fn read_rule(
     let priority = fields.integer("Priority", 1, 50_000, diagnostics);
     let conditions = fields.get("Conditions");
     let actions = fields.get("Actions");
+    fields.not_served(&["Transforms"], diagnostics);
     let loc = fields.loc();
     let priority_loc = fields.loc_of("Priority");
     let path = resource.path();
