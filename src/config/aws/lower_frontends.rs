@@ -196,7 +196,7 @@ pub(super) fn lower_listener(
     // No total deadline: a request ends when neither side sends anything for the idle
     // timeout (the connection manager's stream idle timeout), as with an ALB.
     let extras = || RouteExtras {
-        timeout_sec: Some(0),
+        timeout: Some(std::time::Duration::ZERO),
         ..RouteExtras::default()
     };
     let mut route_rules = Vec::new();
