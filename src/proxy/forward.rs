@@ -219,12 +219,13 @@ pub(super) async fn forward_request<'c>(
                 STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 let route_timeout = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
                 if route_timeout || last_attempt {
+                    // Envoy's words, byte for byte: no newline.
                     return answer(full(
                         StatusCode::GATEWAY_TIMEOUT,
-                        "upstream request timeout\n",
+                        "upstream request timeout",
                     ));
                 }
-                last_error = "upstream request timeout\n";
+                last_error = "upstream request timeout";
                 continue;
             }
         };

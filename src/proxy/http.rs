@@ -99,6 +99,8 @@ impl Default for Upstreams {
     }
 }
 
+/// A local answer: `text` as a plain-text body, or no body and (as Envoy sends an empty local
+/// reply or direct response) no content type when `text` is empty.
 pub(super) fn full(status: StatusCode, text: &str) -> Response<Body> {
     let mut response = Response::new(
         Full::new(Bytes::from(text.to_string()))
@@ -106,9 +108,11 @@ pub(super) fn full(status: StatusCode, text: &str) -> Response<Body> {
             .boxed(),
     );
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    if !text.is_empty() {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
     response
 }
 

@@ -16,12 +16,6 @@ pub enum Divergence {
     /// On a host rewrite Envoy keeps the Host the client sent in `x-envoy-original-host`,
     /// as the sidecar already keeps the path in `x-envoy-original-path`.
     NoOriginalHost,
-    /// A route timeout answers 504 `upstream request timeout` in Envoy; the sidecar ends the
-    /// body with a newline.
-    TimeoutBodyNewline,
-    /// A direct response with neither body nor content type has no content-type in Envoy;
-    /// the sidecar writes `text/plain`.
-    EmptyFixedResponseTyped,
     /// A retry policy retries a request with a body in Envoy (which keeps the body for it);
     /// the sidecar sends a request with a body once.
     BodyNotRetried,
@@ -37,13 +31,6 @@ impl Divergence {
             Divergence::QueryOutsidePath => problem.contains("backend"),
             Divergence::NoOriginalHost => {
                 problem.starts_with("only Envoy: saw x-envoy-original-host: ")
-            }
-            Divergence::TimeoutBodyNewline => {
-                problem.contains(": body \"upstream request timeout")
-                    || problem.contains(": response content-length: ")
-            }
-            Divergence::EmptyFixedResponseTyped => {
-                problem == "only sidecar: response content-type: text/plain"
             }
             Divergence::BodyNotRetried => problem.contains("hits "),
         }
