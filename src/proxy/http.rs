@@ -179,6 +179,7 @@ async fn route_and_forward(
             host: &host,
             path: request.uri().path(),
             query: request.uri().query(),
+            path_and_query: request.uri().path_and_query().map_or("/", |p| p.as_str()),
             method: request.method().as_str(),
             headers: request.headers(),
         };

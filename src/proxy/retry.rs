@@ -14,6 +14,7 @@ pub(super) fn retriable(policy: &Retry, parts: &http::request::Parts) -> bool {
         host,
         path: parts.uri.path(),
         query: parts.uri.query(),
+        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
         method: parts.method.as_str(),
         headers: &parts.headers,
     };

@@ -12,9 +12,12 @@ use super::resources::route::{
 pub struct RequestParts<'a> {
     /// Host without port when the listener strips ports, lower case.
     pub host: &'a str,
-    /// Path without the query.
+    /// Path without the query, as path matchers see it.
     pub path: &'a str,
     pub query: Option<&'a str>,
+    /// Path with the query, as a header matcher on `:path` sees it (Envoy's `:path` header
+    /// is the whole request target).
+    pub path_and_query: &'a str,
     pub method: &'a str,
     pub headers: &'a HeaderMap,
 }
@@ -89,7 +92,7 @@ fn header_value<'r>(
 ) -> Option<std::borrow::Cow<'r, str>> {
     match name {
         ":method" => Some(request.method.into()),
-        ":path" => Some(request.path.into()),
+        ":path" => Some(request.path_and_query.into()),
         ":authority" | "host" => Some(request.host.into()),
         _ => {
             let values: Vec<&str> = request
@@ -253,6 +256,7 @@ mod tests {
             host: "h",
             path: "/",
             query: Some("a=1&b"),
+            path_and_query: "/?a=1&b",
             method: "GET",
             headers: &headers,
         };
@@ -301,6 +305,16 @@ mod tests {
             &header(
                 ":method",
                 text(TextMatch::Exact("GET".into()), false),
+                false
+            ),
+            &request
+        ));
+        // `:path` is the whole target, query included (AWS query-string conditions are
+        // regexes on it).
+        assert!(header_matches(
+            &header(
+                ":path",
+                text(TextMatch::Suffix("?a=1&b".into()), false),
                 false
             ),
             &request

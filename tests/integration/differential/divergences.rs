@@ -10,9 +10,6 @@ pub enum Divergence {
     /// routing: the backend sees the Host without it, and redirects are built without it.
     /// The sidecar strips the port for matching only and forwards the Host as it came.
     HostPortKept,
-    /// A header matcher on `:path` sees the query in Envoy (the AWS query-string condition is
-    /// one); the sidecar matches `:path` without it, so those rules never match.
-    QueryOutsidePath,
     /// On a host rewrite Envoy keeps the Host the client sent in `x-envoy-original-host`,
     /// as the sidecar already keeps the path in `x-envoy-original-path`.
     NoOriginalHost,
@@ -28,7 +25,6 @@ impl Divergence {
             Divergence::HostPortKept => {
                 problem.contains(": saw host: ") || problem.contains(": response location: ")
             }
-            Divergence::QueryOutsidePath => problem.contains("backend"),
             Divergence::NoOriginalHost => {
                 problem.starts_with("only Envoy: saw x-envoy-original-host: ")
             }

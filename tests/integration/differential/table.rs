@@ -427,15 +427,9 @@ fn aws_rows() -> Vec<Row> {
             .header("X-Canary", "true")
             .to("Canary"),
         aws("lb.example", "/x").header("x-canary", "no").to("Web"),
-        aws("lb.example", "/x?version=v2.1")
-            .to("Query")
-            .diverges(Divergence::QueryOutsidePath),
-        aws("lb.example", "/x?a=1&version=v21")
-            .to("Query")
-            .diverges(Divergence::QueryOutsidePath),
-        aws("lb.example", "/x?channel=beta")
-            .to("Query")
-            .diverges(Divergence::QueryOutsidePath),
+        aws("lb.example", "/x?version=v2.1").to("Query"),
+        aws("lb.example", "/x?a=1&version=v21").to("Query"),
+        aws("lb.example", "/x?channel=beta").to("Query"),
         aws("lb.example", "/x?version=v1").to("Web"),
         method("POST", "/x").body("p").to("Method"),
         method("PUT", "/x").body("p").to("Method"),
