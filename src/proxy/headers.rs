@@ -1,12 +1,56 @@
-//! Headers the proxy itself writes or drops, as Envoy's connection manager and router do:
-//! X-Forwarded-For / -Proto and Via, the hop-by-hop headers that stay on their hop, and the
-//! affinity cookie it issues. Pure: headers in, headers out.
+//! Headers the proxy itself writes, changes or drops, as Envoy's connection manager and router
+//! do: the port taken off the Host, X-Forwarded-For / -Proto and Via, the hop-by-hop headers
+//! that stay on their hop, and the affinity cookie it issues. Pure: headers in, headers out.
 
 use std::time::Duration;
 
-use http::{header, HeaderValue};
+use http::{header, HeaderValue, Method, Request, Uri};
 
 use super::resources::listener::HttpManager;
+
+/// With `strip_any_host_port`, Envoy's connection manager takes the port off the Host (and
+/// the `:authority`) before anything else sees the request: routing matches the bare host,
+/// the backend receives it, and redirects are built from it. A CONNECT keeps its port (its
+/// target is `host:port`). Allocates only when there is a port to strip.
+pub(super) fn strip_host_port<B>(request: &mut Request<B>) {
+    if request.method() == Method::CONNECT {
+        return;
+    }
+    let bare = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(without_port)
+        .and_then(|bare| HeaderValue::from_str(bare).ok());
+    if let Some(bare) = bare {
+        request.headers_mut().insert(header::HOST, bare);
+    }
+    strip_authority_port(request.uri_mut());
+}
+
+/// `host` without its port, None when it has none. Envoy's rule: the port is what follows
+/// the last colon, when that colon is outside an IPv6 literal's brackets and a number
+/// follows it.
+fn without_port(host: &str) -> Option<&str> {
+    let colon = host.rfind(':')?;
+    let port = &host[colon + 1..];
+    let numeric = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    (numeric && port.parse::<u32>().is_ok()).then(|| &host[..colon])
+}
+
+fn strip_authority_port(uri: &mut Uri) {
+    let Some(authority) = uri.authority().filter(|a| a.port().is_some()) else {
+        return;
+    };
+    let Ok(bare) = http::uri::Authority::try_from(authority.host()) else {
+        return;
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(bare);
+    if let Ok(stripped) = Uri::from_parts(parts) {
+        *uri = stripped;
+    }
+}
 
 /// The headers the connection manager adds before routing, as Envoy does: with
 /// use_remote_address the client's address is appended to X-Forwarded-For (comma-joined, as
@@ -107,6 +151,35 @@ mod tests {
             via: via.map(str::to_string),
             websocket: false,
         }
+    }
+
+    #[test]
+    fn the_port_goes_from_host_and_authority_as_envoy_strips_it() {
+        assert_eq!(
+            without_port("WWW.Example.com:8080"),
+            Some("WWW.Example.com")
+        );
+        assert_eq!(without_port("[::1]:443"), Some("[::1]"));
+        assert_eq!(without_port("[::1]"), None);
+        assert_eq!(without_port("a.example"), None);
+        assert_eq!(without_port("a.example:"), None);
+        assert_eq!(without_port("a.example:http"), None);
+        assert_eq!(without_port("a.example:99999999999"), None);
+
+        let mut request = Request::get("http://a.example:8080/x?y")
+            .header("host", "a.example:8080")
+            .body(())
+            .unwrap();
+        strip_host_port(&mut request);
+        assert_eq!(request.headers()["host"], "a.example");
+        assert_eq!(request.uri(), "http://a.example/x?y");
+
+        let mut connect = Request::connect("a.example:443")
+            .header("host", "a.example:443")
+            .body(())
+            .unwrap();
+        strip_host_port(&mut connect);
+        assert_eq!(connect.headers()["host"], "a.example:443");
     }
 
     #[test]

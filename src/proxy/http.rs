@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use super::config::ProxyConfig;
 use super::endpoint_names::EndpointNames;
 use super::forward;
-use super::headers::{add_forwarding_headers, append_via};
+use super::headers::{add_forwarding_headers, append_via, strip_host_port};
 use super::resources::listener::HttpManager;
 use super::resources::route::{Action, Forward, HeaderChanges, Redirect, Retry, Route};
 use super::rewrite::{self, Connection, RequestTarget};
@@ -116,30 +116,21 @@ pub(super) fn full(status: StatusCode, text: &str) -> Response<Body> {
     response
 }
 
-/// The host a request is for, as routing matches it.
-fn host_of(request: &Request<Incoming>, strip_port: bool) -> String {
-    let host = request
+/// The host a request is for, as routing matches it: the `:authority` (HTTP/2, or an
+/// absolute request target), else the Host header, in lower case.
+fn host_of(request: &Request<Incoming>) -> String {
+    request
         .uri()
         .authority()
-        .map(|a| a.as_str().to_string())
+        .map(|a| a.as_str())
         .or_else(|| {
             request
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
         })
         .unwrap_or_default()
-        .to_ascii_lowercase();
-    if !strip_port {
-        return host;
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.ends_with(':') => {
-            name.to_string()
-        }
-        _ => host,
-    }
+        .to_ascii_lowercase()
 }
 
 pub async fn handle(
@@ -153,6 +144,9 @@ pub async fn handle(
     if !manager.websocket {
         // Not allowed here: the request goes on as a plain one.
         request.extensions_mut().remove::<OnUpgrade>();
+    }
+    if manager.strip_any_host_port {
+        strip_host_port(&mut request);
     }
     add_forwarding_headers(request.headers_mut(), connection.remote, manager);
     let mut response = route_and_forward(request, connection, manager, config, upstreams).await;
@@ -173,7 +167,7 @@ async fn route_and_forward(
     let Some(table) = config.routes.get(&manager.route_name) else {
         return full(StatusCode::NOT_FOUND, "route configuration not found\n");
     };
-    let host = host_of(&request, manager.strip_any_host_port);
+    let host = host_of(&request);
     let (vhost, route) = {
         let parts = RequestParts {
             host: &host,

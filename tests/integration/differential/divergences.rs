@@ -6,10 +6,6 @@
 /// A known way the sidecar differs from Envoy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Divergence {
-    /// `strip_any_host_port` removes the port from the Host header itself in Envoy, before
-    /// routing: the backend sees the Host without it, and redirects are built without it.
-    /// The sidecar strips the port for matching only and forwards the Host as it came.
-    HostPortKept,
     /// On a host rewrite Envoy keeps the Host the client sent in `x-envoy-original-host`,
     /// as the sidecar already keeps the path in `x-envoy-original-path`.
     NoOriginalHost,
@@ -22,9 +18,6 @@ impl Divergence {
     /// Whether a difference (a line of `row_problems`) is this divergence at work.
     pub fn explains(self, problem: &str) -> bool {
         match self {
-            Divergence::HostPortKept => {
-                problem.contains(": saw host: ") || problem.contains(": response location: ")
-            }
             Divergence::NoOriginalHost => {
                 problem.starts_with("only Envoy: saw x-envoy-original-host: ")
             }
@@ -56,16 +49,15 @@ mod tests {
     #[test]
     fn a_mark_tolerates_its_own_lines_only_and_must_go_when_they_do() {
         let problems = vec![
-            "only Envoy: saw host: a.example".to_string(),
-            "only sidecar: saw host: a.example:8080".to_string(),
+            "only Envoy: saw x-envoy-original-host: a.example".to_string(),
             "only Envoy: saw x-route: added".to_string(),
         ];
         assert_eq!(
-            without_known(Some(Divergence::HostPortKept), problems.clone()),
+            without_known(Some(Divergence::NoOriginalHost), problems.clone()),
             vec!["only Envoy: saw x-route: added".to_string()]
         );
         assert_eq!(without_known(None, problems.clone()), problems);
-        let gone = without_known(Some(Divergence::HostPortKept), Vec::new());
+        let gone = without_known(Some(Divergence::NoOriginalHost), Vec::new());
         assert!(gone[0].contains("remove the mark"), "{gone:?}");
     }
 }
