@@ -21,8 +21,9 @@ use super::stats::STATS;
 use super::upgrade;
 
 /// The request as it goes upstream: each level's header edits (the weighted cluster's first),
-/// then the host and path rewrites of the route, keeping the original path in
-/// x-envoy-original-path as Envoy does.
+/// then the host and path rewrites of the route, keeping the Host and path they replace in
+/// x-envoy-original-host and x-envoy-original-path as Envoy's router does (it omits them
+/// only under `suppress_envoy_headers`, which the sidecar refuses).
 fn prepare_upstream_request(
     parts: &mut http::request::Parts,
     chosen: &Chosen<'_>,
@@ -41,6 +42,13 @@ fn prepare_upstream_request(
         .as_deref()
         .and_then(|h| HeaderValue::from_str(h).ok())
     {
+        let original = parts.headers.get(header::HOST).cloned().or_else(|| {
+            let authority = parts.uri.authority()?;
+            HeaderValue::from_str(authority.as_str()).ok()
+        });
+        if let Some(original) = original {
+            parts.headers.insert("x-envoy-original-host", original);
+        }
         parts.headers.insert(header::HOST, host);
     }
     if let Some(replacement) = &chosen.forward.prefix_rewrite {
