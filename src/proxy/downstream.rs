@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::ProxyConfig;
 use super::http::{handle, Body, Upstreams};
+use super::request_body::DownstreamBody;
 use super::resources::listener::HttpManager;
 use super::rewrite::Connection;
 use super::stats::STATS;
@@ -65,6 +66,7 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
     fn call(&self, request: Request<Incoming>) -> Handling {
         let number = self.exchanges.started.fetch_add(1, Ordering::Relaxed) + 1;
         let plain = is_plain_exchange(&request);
+        let request = request.map(DownstreamBody::new);
         let snapshot = self.config.borrow().clone();
         let handler = self.clone();
         // Boxed: the routing and forwarding state (about 4 KB) lives only per request.

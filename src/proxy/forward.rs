@@ -1,23 +1,22 @@
-//! Forwarding one request to the cluster its route chose: the weighted cluster and the
-//! endpoint (by the route's hash policy), the request as it goes upstream (header edits and
-//! rewrites), the attempts the retry policy and timeouts allow, and the answer Envoy gives when
-//! the upstream fails. Must not: route (proxy/http.rs chose the route already).
-
-use std::sync::atomic::Ordering;
+//! Forwarding one request to the cluster its route chose: the weighted cluster, the hash that
+//! picks the endpoint, the request as it goes upstream (header edits and rewrites) and the
+//! backend's answer as it comes back; proxy/attempts.rs makes the attempts. Must not: route
+//! (proxy/http.rs chose the route already).
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
+use super::attempts::Attempts;
 use super::balancer::{hash_text, next_random};
 use super::config::ProxyConfig;
 use super::headers::{remove_hop_by_hop, set_cookie};
-use super::http::{empty, full, Body, Chosen, Upstreams, MAX_RESPONSE_HEADERS_BYTES};
+use super::http::{full, Body, Chosen, Upstreams};
+use super::request_body::{AttemptBodies, DownstreamBody};
 use super::resources::route::{HashPolicy, WeightedCluster};
-use super::retry::{retriable, retries_anything, retries_status};
+use super::retry::{retriable, retries_anything};
 use super::rewrite::{self, Connection};
-use super::stats::STATS;
 use super::upgrade;
 
 /// The request as it goes upstream: each level's header edits (the weighted cluster's first),
@@ -69,7 +68,7 @@ fn prepare_upstream_request(
 /// The hash of a request under `policies` (the first that applies), if any.
 fn request_hash(
     policies: &[HashPolicy],
-    request: &Request<Incoming>,
+    request: &Request<DownstreamBody>,
     client: std::net::IpAddr,
 ) -> Option<u64> {
     policies.iter().find_map(|policy| match policy {
@@ -118,7 +117,7 @@ fn roll() -> u64 {
 /// Forwards the request as the chosen route says; also returns the weighted cluster it went
 /// to, whose response header edits apply to the answer.
 pub(super) async fn forward_request<'c>(
-    mut request: Request<Incoming>,
+    mut request: Request<DownstreamBody>,
     connection: Connection,
     chosen: &Chosen<'c>,
     config: &ProxyConfig,
@@ -132,27 +131,9 @@ pub(super) async fn forward_request<'c>(
     let Some(entry) = config.clusters.get(&cluster.name) else {
         return answer(full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n"));
     };
-    let mut hash = request_hash(&forward.hash, &request, connection.remote);
-    // A cookie policy with a TTL issues its cookie when the request has none, as Envoy does:
-    // the new value decides this request, and the client's next ones carry it.
-    let mut issued = None;
-    if hash.is_none() {
-        if let Some(HashPolicy::Cookie {
-            name,
-            path,
-            ttl: Some(ttl),
-        }) = forward
-            .hash
-            .iter()
-            .find(|p| matches!(p, HashPolicy::Cookie { .. }))
-        {
-            let value = format!("{:016x}", roll());
-            hash = Some(hash_text(&value));
-            issued = set_cookie(name, &value, path, *ttl);
-        }
-    }
+    let (hash, issued) = affinity(&forward.hash, &request, connection.remote);
     // A WebSocket upgrade the listener allows (its OnUpgrade is still in the request).
-    let mut client_upgrade = (upgrade::is_websocket_request(request.headers())
+    let client_upgrade = (upgrade::is_websocket_request(request.headers())
         && request.extensions().get::<OnUpgrade>().is_some())
     .then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
@@ -161,146 +142,92 @@ pub(super) async fn forward_request<'c>(
         upgrade::restore_upgrade_headers(&mut parts.headers);
     }
     prepare_upstream_request(&mut parts, chosen, cluster, &connection);
-    // Only a request without a body can be sent again (nothing of it was consumed).
-    let replayable = body_is_empty(&parts.headers, &body);
-    let attempts = match chosen.retry {
-        Some(policy)
-            if replayable
-                && client_upgrade.is_none()
-                && retries_anything(policy)
-                && retriable(policy, &parts) =>
-        {
-            policy.num_retries + 1
-        }
-        _ => 1,
+    keep_host(&mut parts);
+    let retry = chosen.retry.filter(|policy| {
+        client_upgrade.is_none() && retries_anything(policy) && retriable(policy, &parts)
+    });
+    let attempts = Attempts {
+        parts: &parts,
+        entry,
+        hash,
+        client: upstreams.client(entry.cluster.http2, entry.cluster.idle_timeout),
+        retry,
+        deadline: forward
+            .timeout
+            .filter(|t| !t.is_zero())
+            .map(|t| tokio::time::Instant::now() + t),
     };
-    let client = upstreams.client(entry.cluster.http2, entry.cluster.idle_timeout);
-    // The upstream URI names the endpoint; the Host the client asked for goes along as it was
-    // (an HTTP/2 client sends it as :authority, which arrives as the URI's authority).
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(authority) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            parts.headers.insert(header::HOST, authority);
-        }
+    let empty = body.is_empty(&parts.headers);
+    let mut bodies = AttemptBodies::new(body, empty, retry.is_some());
+    match attempts.run(&mut bodies).await {
+        Ok(response) => answer(downstream_response(response, client_upgrade, issued)),
+        Err(local) => answer(local),
     }
-    let mut body = Some(body.boxed());
-    let mut last_error = "no healthy upstream\n";
-    // The route's timeout covers every attempt; a per-try timeout bounds each one.
-    let deadline = forward
-        .timeout
-        .filter(|t| !t.is_zero())
-        .map(|t| tokio::time::Instant::now() + t);
-    let per_try = chosen.retry.and_then(|p| p.per_try_timeout);
-    for attempt in 1..=attempts {
-        let last_attempt = attempt == attempts;
-        let Some(host) = entry.balancer.pick(hash) else {
-            // Envoy's words, byte for byte.
-            return answer(full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"));
-        };
-        let uri = match upstream_uri(&parts.uri, &host.name) {
-            Some(uri) => uri,
-            None => return answer(full(StatusCode::BAD_REQUEST, "bad request target\n")),
-        };
-        let mut upstream = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty));
-        *upstream.uri_mut() = uri;
-        host.active.fetch_add(1, Ordering::Relaxed);
-        STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
-        let sent = client.request(upstream);
-        let try_deadline = match (deadline, per_try) {
-            (Some(deadline), Some(per_try)) => {
-                Some(deadline.min(tokio::time::Instant::now() + per_try))
-            }
-            (Some(deadline), None) => Some(deadline),
-            (None, per_try) => per_try.map(|t| tokio::time::Instant::now() + t),
-        };
-        let result = match try_deadline {
-            Some(limit) => tokio::time::timeout_at(limit, sent).await,
-            None => Ok(sent.await),
-        };
-        host.active.fetch_sub(1, Ordering::Relaxed);
-        let result = match result {
-            Ok(result) => result,
-            Err(_) => {
-                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                let route_timeout = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-                if route_timeout || last_attempt {
-                    // Envoy's words, byte for byte: no newline.
-                    return answer(full(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream request timeout",
-                    ));
-                }
-                last_error = "upstream request timeout";
-                continue;
-            }
-        };
-        match result {
-            Ok(response)
-                if !last_attempt
-                    && chosen
-                        .retry
-                        .is_some_and(|p| retries_status(p, response.status())) =>
-            {
-                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                last_error = "upstream answered with a retriable status\n";
-            }
-            Ok(response) if header_block_size(response.headers()) > MAX_RESPONSE_HEADERS_BYTES => {
-                // As Envoy answers a backend whose headers pass its limit.
-                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                return answer(full(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream response headers too large\n",
-                ));
-            }
-            Ok(mut response) => {
-                let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-                if let Some(client) = client_upgrade.take().filter(|_| switching) {
-                    upgrade::tunnel(client, hyper::upgrade::on(&mut response));
-                }
-                let mut response = response.map(|b| b.boxed());
-                remove_hop_by_hop(response.headers_mut());
-                if switching {
-                    upgrade::restore_upgrade_headers(response.headers_mut());
-                }
-                if let Some(cookie) = issued {
-                    response.headers_mut().append(header::SET_COOKIE, cookie);
-                }
-                return answer(response);
-            }
-            Err(error) => {
-                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%error, upstream = %host.address, "upstream request failed");
-                last_error = "upstream connect error or disconnect/reset before headers\n";
-            }
-        }
-    }
-    answer(full(StatusCode::SERVICE_UNAVAILABLE, last_error))
 }
 
-/// The bytes a header block takes on the wire (`name: value\r\n` per header).
-fn header_block_size(headers: &http::HeaderMap) -> usize {
-    headers
+/// The hash that picks the endpoint, and the affinity cookie to issue with the answer: a
+/// cookie policy with a TTL issues its cookie when the request has none, as Envoy does (the
+/// new value decides this request, and the client's next ones carry it).
+fn affinity(
+    policies: &[HashPolicy],
+    request: &Request<DownstreamBody>,
+    client: std::net::IpAddr,
+) -> (Option<u64>, Option<HeaderValue>) {
+    if let Some(hash) = request_hash(policies, request, client) {
+        return (Some(hash), None);
+    }
+    let Some(HashPolicy::Cookie {
+        name,
+        path,
+        ttl: Some(ttl),
+    }) = policies
         .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum()
+        .find(|policy| matches!(policy, HashPolicy::Cookie { .. }))
+    else {
+        return (None, None);
+    };
+    let value = format!("{:016x}", roll());
+    (
+        Some(hash_text(&value)),
+        set_cookie(name, &value, path, *ttl),
+    )
 }
 
-fn body_is_empty(headers: &http::HeaderMap, body: &Incoming) -> bool {
-    use hyper::body::Body as _;
-    body.is_end_stream()
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0")
+/// The upstream URI names the endpoint; the Host the client asked for goes along as it was
+/// (an HTTP/2 client sends it as :authority, which arrives as the URI's authority).
+fn keep_host(parts: &mut http::request::Parts) {
+    if parts.headers.contains_key(header::HOST) {
+        return;
+    }
+    if let Some(authority) = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(header::HOST, authority);
+    }
 }
 
-/// The request target rewritten to reach the endpoint named `name` (no port: the name holds
-/// each address's own), keeping path and query.
-fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("http://{name}{path}").parse().ok()
+/// The backend's answer as it goes to the client: a switch of protocols tunnelled, the
+/// hop-by-hop headers dropped, the affinity cookie issued.
+fn downstream_response(
+    mut response: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+    issued: Option<HeaderValue>,
+) -> Response<Body> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let Some(client) = client_upgrade.filter(|_| switching) {
+        upgrade::tunnel(client, hyper::upgrade::on(&mut response));
+    }
+    let mut response = response.map(|b| b.boxed());
+    remove_hop_by_hop(response.headers_mut());
+    if switching {
+        upgrade::restore_upgrade_headers(response.headers_mut());
+    }
+    if let Some(cookie) = issued {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 #[cfg(test)]

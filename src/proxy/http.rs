@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -19,6 +18,7 @@ use super::config::ProxyConfig;
 use super::endpoint_names::EndpointNames;
 use super::forward;
 use super::headers::{add_forwarding_headers, append_via, strip_host_port};
+use super::request_body::{DownstreamBody, UpstreamBody};
 use super::resources::listener::HttpManager;
 use super::resources::route::{Action, Forward, HeaderChanges, Redirect, Retry, Route};
 use super::rewrite::{self, Connection, RequestTarget};
@@ -40,7 +40,7 @@ pub(super) const MAX_RESPONSE_HEADERS_BYTES: usize = 60 * 1024;
 /// Envoy's default.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-type UpstreamClient = Client<HttpConnector<EndpointNames>, Body>;
+pub(super) type UpstreamClient = Client<HttpConnector<EndpointNames>, UpstreamBody>;
 
 /// Connection pools by protocol and idle timeout, made when a cluster first needs one.
 /// Cloned into every connection, so kept behind one pointer.
@@ -118,7 +118,7 @@ pub(super) fn full(status: StatusCode, text: &str) -> Response<Body> {
 
 /// The host a request is for, as routing matches it: the `:authority` (HTTP/2, or an
 /// absolute request target), else the Host header, in lower case.
-fn host_of(request: &Request<Incoming>) -> String {
+fn host_of(request: &Request<DownstreamBody>) -> String {
     request
         .uri()
         .authority()
@@ -134,7 +134,7 @@ fn host_of(request: &Request<Incoming>) -> String {
 }
 
 pub async fn handle(
-    mut request: Request<Incoming>,
+    mut request: Request<DownstreamBody>,
     connection: Connection,
     manager: &HttpManager,
     config: &ProxyConfig,
@@ -158,7 +158,7 @@ pub async fn handle(
 }
 
 async fn route_and_forward(
-    request: Request<Incoming>,
+    request: Request<DownstreamBody>,
     connection: Connection,
     manager: &HttpManager,
     config: &ProxyConfig,
@@ -230,7 +230,7 @@ pub(super) struct Chosen<'c> {
 fn redirect_response(
     redirect: &Redirect,
     route: &Route,
-    request: &Request<Incoming>,
+    request: &Request<DownstreamBody>,
 ) -> Response<Body> {
     let host = request
         .headers()

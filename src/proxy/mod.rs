@@ -6,6 +6,7 @@
 //! Must not: import the control plane (config, model, translate, the xDS server).
 
 pub mod admin;
+pub mod attempts;
 pub mod balancer;
 pub mod bootstrap;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod forward;
 pub mod headers;
 pub mod http;
 pub mod listeners;
+pub mod request_body;
 pub mod resources;
 pub mod retry;
 pub mod rewrite;

@@ -86,7 +86,7 @@ impl std::fmt::Display for Request {
             write!(f, " [{name}: {value}]")?;
         }
         if let Some(body) = self.body {
-            write!(f, " body {body:?}")?;
+            write!(f, " body {}", shown_body(body))?;
         }
         Ok(())
     }
@@ -236,6 +236,18 @@ fn mask_cookie_value(value: &str) -> String {
     }
 }
 
+/// A request body as a record shows it: quoted, or when longer than a line should be, its
+/// length and a hash of its bytes (still compared exactly).
+pub fn shown_body(body: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    if body.len() <= 80 {
+        return format!("{body:?}");
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    format!("<{} bytes, hash {:016x}>", body.len(), hasher.finish())
+}
+
 /// What an echo backend saw: its name, the method, path with query, body, and each header
 /// (the one-sided ones out).
 fn seen_lines(seen: &Value) -> Vec<String> {
@@ -244,7 +256,7 @@ fn seen_lines(seen: &Value) -> Vec<String> {
         format!("backend {}", text("backend")),
         format!("method {}", text("method")),
         format!("path {}", text("path")),
-        format!("request body {:?}", text("body")),
+        format!("request body {}", shown_body(&text("body"))),
     ];
     for (name, value) in seen["headers"].as_object().into_iter().flatten() {
         if ONE_SIDED_UPSTREAM_HEADERS.iter().any(|(n, _)| n == name) {

@@ -3,11 +3,9 @@
 //! Envoy and to the sidecar, and a table of requests (table.rs) goes through both. For each
 //! request the status, the body, every response header and what the backend saw must be the
 //! same (exchange.rs lists what may legitimately differ, and why), and hold what the row
-//! expects; a row that meets a known sidecar bug says so (divergences.rs). Weighted splits
-//! are compared as distributions, branch by branch.
+//! expects. Weighted splits are compared as distributions, branch by branch.
 
 mod config;
-pub mod divergences;
 pub mod exchange;
 mod table;
 
@@ -19,7 +17,6 @@ use crate::common::echo::EchoBackend;
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
 use config::{Ports, AWS_GROUPS, GCP_SERVICES};
-use divergences::without_known;
 use exchange::{differences, exchange, Record, Request};
 use table::{Front, Row};
 
@@ -169,8 +166,7 @@ async fn counted(
 }
 
 /// What is wrong with one row: the lines the two answers do not share and the expected
-/// lines an answer lacks, but for those the row's known divergence explains — and that it
-/// no longer diverges, when it is marked and nothing is left to explain.
+/// lines an answer lacks.
 fn row_problems(row: &Row, by_envoy: &Record, by_sidecar: &Record) -> Vec<String> {
     let mut problems = differences(("Envoy", by_envoy), ("sidecar", by_sidecar));
     for (who, record) in [("Envoy", by_envoy), ("sidecar", by_sidecar)] {
@@ -180,7 +176,7 @@ fn row_problems(row: &Row, by_envoy: &Record, by_sidecar: &Record) -> Vec<String
             }
         }
     }
-    without_known(row.diverges, problems)
+    problems
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,8 +12,9 @@
 //! proxies; its maxStreamDuration is a proxyless-only route field. examples/https.yaml's
 //! routes are here; its TLS listener is a listener feature, not a route one.
 
-use super::divergences::Divergence;
-use super::exchange::Request;
+use std::sync::LazyLock;
+
+use super::exchange::{self, Request};
 
 /// Which listener of the config a row is sent to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,14 +23,12 @@ pub enum Front {
     Aws,
 }
 
-/// One row: where it goes, the request, lines its record must hold, and the known sidecar
-/// bug that makes it differ today, if one does.
+/// One row: where it goes, the request, and lines its record must hold.
 #[derive(Clone, Debug)]
 pub struct Row {
     pub front: Front,
     pub request: Request,
     pub expect: Vec<String>,
-    pub diverges: Option<Divergence>,
 }
 
 impl Row {
@@ -44,14 +43,7 @@ impl Row {
                 body: None,
             },
             expect: Vec::new(),
-            diverges: None,
         }
-    }
-
-    /// Marks the row as differing today by a known sidecar bug.
-    fn diverges(mut self, divergence: Divergence) -> Row {
-        self.diverges = Some(divergence);
-        self
     }
 
     fn header(mut self, name: &'static str, value: &'static str) -> Row {
@@ -334,9 +326,19 @@ fn methods_and_forwarding_headers() -> Vec<Row> {
     ]
 }
 
+/// A body longer than 16 KiB that Envoy still keeps for retries.
+static KEPT_BODY: LazyLock<String> = LazyLock::new(|| "k".repeat(64 * 1024));
+/// A body longer than Envoy keeps for retries (1 MiB), shorter than the echo takes (2 MB).
+static UNKEPT_BODY: LazyLock<String> = LazyLock::new(|| "u".repeat(1536 * 1024));
+
+fn seen_body(body: &str) -> String {
+    format!("request body {}", exchange::shown_body(body))
+}
+
 /// A backend service's timeoutSec and a route rule's timeout (a backend that answers in 3 s
 /// against 1 s: no machine is that slow the other way), retryPolicy on 5xx and gateway
-/// errors (counted at the backend), no retry without a policy, and session affinity.
+/// errors (counted at the backend), bodies sent again whole up to the retry buffer limit, no
+/// retry without a policy, and session affinity.
 fn timeouts_retries_affinity() -> Vec<Row> {
     vec![
         gcp("any.host", "/slow")
@@ -360,11 +362,21 @@ fn timeouts_retries_affinity() -> Vec<Row> {
         Row::new(Front::Gcp, "DELETE", "any.host", "/retry")
             .header("x-echo-status", "503")
             .expect(&["status 503", "hits 3"]),
+        // A body is kept for retries, and each attempt sends it whole (the last one's echo
+        // shows it)...
         Row::new(Front::Gcp, "POST", "any.host", "/retry")
             .header("x-echo-status", "503")
             .body("order=1")
-            .expect(&["status 503", "hits 3"])
-            .diverges(Divergence::BodyNotRetried),
+            .expect(&["status 503", "hits 3", "request body \"order=1\""]),
+        Row::new(Front::Gcp, "POST", "any.host", "/retry")
+            .header("x-echo-status", "503")
+            .body(KEPT_BODY.as_str())
+            .expect(&["status 503", "hits 3", &seen_body(&KEPT_BODY)]),
+        // ... up to Envoy's buffer limit (1 MiB by default); a longer one goes once.
+        Row::new(Front::Gcp, "POST", "any.host", "/retry")
+            .header("x-echo-status", "503")
+            .body(UNKEPT_BODY.as_str())
+            .expect(&["status 503", "hits 1", &seen_body(&UNKEPT_BODY)]),
         gcp("any.host", "/gateway")
             .header("x-echo-status", "502")
             .expect(&["status 502", "hits 2"]),

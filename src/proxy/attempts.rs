@@ -1,0 +1,160 @@
+//! The attempts of one forwarded request, as Envoy's router makes them: an endpoint picked per
+//! attempt, the route's timeout over all of them and the per-try timeout over each, another
+//! attempt while the retry policy asks for one and the body can be sent again whole, and
+//! Envoy's answer when none gets a usable response.
+//!
+//! Must not: change the request (proxy/forward.rs prepared it) or the backend's answer.
+
+use std::sync::atomic::Ordering;
+
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+
+use super::balancer::Host;
+use super::config::ClusterEntry;
+use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
+use super::request_body::{AttemptBodies, UpstreamBody};
+use super::resources::route::Retry;
+use super::retry::retries_status;
+use super::stats::STATS;
+
+/// What one request's attempts share.
+pub(super) struct Attempts<'a> {
+    /// The request as it goes upstream, but for its target (each attempt's endpoint) and body.
+    pub parts: &'a http::request::Parts,
+    pub entry: &'a ClusterEntry,
+    /// The hash that picks the endpoint, if the route hashes.
+    pub hash: Option<u64>,
+    pub client: UpstreamClient,
+    /// The retry policy, when it applies to this request.
+    pub retry: Option<&'a Retry>,
+    /// When the route's timeout runs out.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// How one attempt ended.
+enum Outcome {
+    Answered(Response<Incoming>),
+    /// The per-try timeout ran out (the route's may have too).
+    TimedOut,
+    /// No answer: the connection failed or was reset.
+    Unanswered,
+}
+
+const UNANSWERED: &str = "upstream connect error or disconnect/reset before headers\n";
+
+impl Attempts<'_> {
+    /// The backend's answer, or the local answer Envoy gives when there is none to pass on.
+    pub async fn run(
+        &self,
+        bodies: &mut AttemptBodies,
+    ) -> Result<Response<Incoming>, Response<Body>> {
+        let attempts = self.retry.map_or(1, |policy| policy.num_retries + 1);
+        for attempt in 1..=attempts {
+            let Some(host) = self.entry.balancer.pick(self.hash) else {
+                // Envoy's words, byte for byte.
+                return Err(full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"));
+            };
+            let Some(uri) = upstream_uri(&self.parts.uri, &host.name) else {
+                return Err(full(StatusCode::BAD_REQUEST, "bad request target\n"));
+            };
+            let mut upstream = Request::from_parts(self.parts.clone(), bodies.next_body());
+            *upstream.uri_mut() = uri;
+            let outcome = self.attempt(&host, upstream).await;
+            // Asked after the attempt: the body may have outgrown what is kept meanwhile.
+            let may_retry = attempt < attempts && bodies.can_resend();
+            match outcome {
+                Outcome::Answered(response) if may_retry && self.retries(&response) => {
+                    STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Answered(response)
+                    if header_block_size(response.headers()) > MAX_RESPONSE_HEADERS_BYTES =>
+                {
+                    // As Envoy answers a backend whose headers pass its limit.
+                    STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(full(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream response headers too large\n",
+                    ));
+                }
+                Outcome::Answered(response) => return Ok(response),
+                Outcome::TimedOut if !may_retry || self.route_timed_out() => {
+                    // Envoy's words, byte for byte: no newline.
+                    return Err(full(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream request timeout",
+                    ));
+                }
+                Outcome::Unanswered if !may_retry => {
+                    return Err(full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED));
+                }
+                Outcome::TimedOut | Outcome::Unanswered => {}
+            }
+        }
+        // Not reached: the last attempt returns whatever its outcome.
+        Err(full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED))
+    }
+
+    /// One attempt to `host`, bounded by the route's deadline and the per-try timeout.
+    async fn attempt(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {
+        host.active.fetch_add(1, Ordering::Relaxed);
+        STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
+        let sent = self.client.request(upstream);
+        let result = match self.try_deadline() {
+            Some(limit) => tokio::time::timeout_at(limit, sent).await,
+            None => Ok(sent.await),
+        };
+        host.active.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(Ok(response)) => Outcome::Answered(response),
+            Ok(Err(error)) => {
+                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, upstream = %host.address, "upstream request failed");
+                Outcome::Unanswered
+            }
+            Err(_) => {
+                STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
+                Outcome::TimedOut
+            }
+        }
+    }
+
+    /// When the attempt starting now must have its answer: the route's deadline, or the
+    /// per-try timeout from now when that comes first.
+    fn try_deadline(&self) -> Option<tokio::time::Instant> {
+        let per_try = self
+            .retry
+            .and_then(|policy| policy.per_try_timeout)
+            .map(|timeout| tokio::time::Instant::now() + timeout);
+        match (self.deadline, per_try) {
+            (Some(deadline), Some(per_try)) => Some(deadline.min(per_try)),
+            (deadline, per_try) => deadline.or(per_try),
+        }
+    }
+
+    fn route_timed_out(&self) -> bool {
+        self.deadline
+            .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+    }
+
+    /// Whether the retry policy retries this answer.
+    fn retries(&self, response: &Response<Incoming>) -> bool {
+        self.retry
+            .is_some_and(|policy| retries_status(policy, response.status()))
+    }
+}
+
+/// The request target rewritten to reach the endpoint named `name` (no port: the name holds
+/// each address's own), keeping path and query.
+fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("http://{name}{path}").parse().ok()
+}
+
+/// The bytes a header block takes on the wire (`name: value\r\n` per header).
+fn header_block_size(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
