@@ -1,11 +1,13 @@
 //! The attempts of one forwarded request, as Envoy's router makes them: an endpoint picked per
 //! attempt, the route's timeout over all of them and the per-try timeout over each, another
 //! attempt while the retry policy asks for one and the body can be sent again whole, and
-//! Envoy's answer when none gets a usable response.
+//! Envoy's answer when none gets a usable response. A request body the client fails to deliver
+//! is answered as Envoy's connection manager answers it (400), not blamed on the backend.
 //!
 //! Must not: change the request (proxy/forward.rs prepared it) or the backend's answer.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -13,7 +15,7 @@ use hyper::body::Incoming;
 use super::balancer::Host;
 use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
-use super::request_body::{AttemptBodies, UpstreamBody};
+use super::request_body::{AttemptBodies, BodyFailure, UpstreamBody};
 use super::resources::route::Retry;
 use super::retry::retries_status;
 use super::stats::STATS;
@@ -30,6 +32,8 @@ pub(super) struct Attempts<'a> {
     pub retry: Option<&'a Retry>,
     /// When the route's timeout runs out.
     pub deadline: Option<tokio::time::Instant>,
+    /// Where the downstream notes that the request body failed to arrive.
+    pub body_failure: Option<Arc<BodyFailure>>,
 }
 
 /// How one attempt ended.
@@ -39,6 +43,8 @@ enum Outcome {
     TimedOut,
     /// No answer: the connection failed or was reset.
     Unanswered,
+    /// No answer because the client's request body failed to arrive.
+    BodyFailed,
 }
 
 const UNANSWERED: &str = "upstream connect error or disconnect/reset before headers\n";
@@ -78,6 +84,8 @@ impl Attempts<'_> {
                     ));
                 }
                 Outcome::Answered(response) => return Ok(response),
+                // Envoy's connection manager refuses a body it cannot decode, in its words.
+                Outcome::BodyFailed => return Err(full(StatusCode::BAD_REQUEST, "Bad Request")),
                 Outcome::TimedOut if !may_retry || self.route_timed_out() => {
                     // Envoy's words, byte for byte: no newline.
                     return Err(full(
@@ -107,6 +115,9 @@ impl Attempts<'_> {
         host.active.fetch_sub(1, Ordering::Relaxed);
         match result {
             Ok(Ok(response)) => Outcome::Answered(response),
+            Ok(Err(_)) if self.body_failure.as_ref().is_some_and(|f| f.happened()) => {
+                Outcome::BodyFailed
+            }
             Ok(Err(error)) => {
                 STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%error, upstream = %host.address, "upstream request failed");

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::ProxyConfig;
 use super::http::{handle, Body, Upstreams};
-use super::request_body::DownstreamBody;
+use super::request_body::{BodyFailure, DownstreamBody};
 use super::resources::listener::HttpManager;
 use super::rewrite::Connection;
 use super::stats::STATS;
@@ -47,6 +47,8 @@ struct Handler {
     config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
     exchanges: Arc<Exchanges>,
+    /// Where an HTTP/1 request body that fails to arrive is noted.
+    body_failure: Arc<BodyFailure>,
 }
 
 /// Counts of one socket's exchanges, written by the request handler and read by the loop that
@@ -66,7 +68,9 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
     fn call(&self, request: Request<Incoming>) -> Handling {
         let number = self.exchanges.started.fetch_add(1, Ordering::Relaxed) + 1;
         let plain = is_plain_exchange(&request);
-        let request = request.map(DownstreamBody::new);
+        let watched = request.version() <= Version::HTTP_11 && !request.body().is_end_stream();
+        let failure = watched.then(|| self.body_failure.clone());
+        let request = request.map(|body| DownstreamBody::new(body, failure));
         let snapshot = self.config.borrow().clone();
         let handler = self.clone();
         // Boxed: the routing and forwarding state (about 4 KB) lives only per request.
@@ -132,6 +136,7 @@ pub async fn serve_connection(
         config,
         upstreams,
         exchanges: Arc::default(),
+        body_failure: Arc::default(),
     };
     match starts_with_http2_preface(&stream, &drain).await {
         // Boxed: an HTTP/2 connection's state is large, and an HTTP/1 one should not carry

@@ -156,6 +156,7 @@ pub(super) async fn forward_request<'c>(
             .timeout
             .filter(|t| !t.is_zero())
             .map(|t| tokio::time::Instant::now() + t),
+        body_failure: body.failure(),
     };
     let empty = body.is_empty(&parts.headers);
     let mut bodies = AttemptBodies::new(body, empty, retry.is_some());

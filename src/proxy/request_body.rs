@@ -1,10 +1,13 @@
-//! The request body on its way upstream: on a route that retries it is kept as it streams, up
-//! to Envoy's buffer limit, so that each attempt can send it whole. A request without a body
-//! takes none of this: no allocation, nothing kept.
+//! The request body on its way upstream. The downstream's body is watched, so that a body the
+//! client fails to deliver (a chunk that does not parse) is answered as the client's fault and
+//! not the backend's; and on a route that retries it is kept as it streams, up to Envoy's
+//! buffer limit, so that each attempt can send it whole. A request without a body takes none
+//! of this: no allocation, nothing kept.
 //!
 //! Must not: decide whether an attempt is made (proxy/forward.rs and proxy/retry.rs do).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -23,14 +26,39 @@ pub type UpstreamBody = BoxBody<Bytes, BoxError>;
 /// 1 MiB. A body that outgrows it is sent on by the attempt under way, and never retried.
 pub const RETRY_BUFFER_LIMIT_BYTES: usize = 1024 * 1024;
 
-/// The body of a downstream request.
+/// Noted on an HTTP/1 connection when the request body it was reading failed to arrive. A body
+/// that failed ends its HTTP/1 connection (the next request cannot be found after it), so the
+/// mark never outlives its request. HTTP/2 bodies fail only by the client's reset, and the
+/// client then reads no answer: they are not watched.
+#[derive(Debug, Default)]
+pub struct BodyFailure(AtomicBool);
+
+impl BodyFailure {
+    fn note(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn happened(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The body of a downstream request, noting on its connection when it fails to arrive.
 pub struct DownstreamBody {
     body: Incoming,
+    failure: Option<Arc<BodyFailure>>,
 }
 
 impl DownstreamBody {
-    pub fn new(body: Incoming) -> DownstreamBody {
-        DownstreamBody { body }
+    /// `failure`: the connection's mark, for a body that can fail while the client waits for
+    /// an answer (HTTP/1); None otherwise.
+    pub fn new(body: Incoming, failure: Option<Arc<BodyFailure>>) -> DownstreamBody {
+        DownstreamBody { body, failure }
+    }
+
+    /// The mark this body notes its failure on, to be read once it has gone upstream.
+    pub fn failure(&self) -> Option<Arc<BodyFailure>> {
+        self.failure.clone()
     }
 
     /// Whether the request has nothing in its body.
@@ -50,7 +78,11 @@ impl Body for DownstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let (Poll::Ready(Some(Err(_))), Some(failure)) = (&polled, &self.failure) {
+            failure.note();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
