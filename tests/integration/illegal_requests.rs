@@ -214,7 +214,11 @@ async fn status_while_starting(listen: u16) -> Option<u16> {
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
-/// The refusal each proxy answers a case with: status and exact body.
+/// The refusal each proxy answers a case with: status and exact body. Envoy's are the
+/// reference; the sidecar's differ because hyper refuses a request head it cannot parse by
+/// itself, with its own empty 400, before the sidecar sees the request, and hyper 1.x offers
+/// no hook to word that answer (nor to tell an unknown coding, 501 in Envoy, from a malformed
+/// head).
 struct Refusal {
     envoy: (u16, &'static str),
     sidecar: (u16, &'static str),
@@ -225,8 +229,8 @@ const BAD_REQUEST: Refusal = Refusal {
     sidecar: (400, ""),
 };
 
-/// Envoy says it cannot decode a transfer coding it does not know (RFC 9112 6.1); the
-/// sidecar calls the request malformed.
+/// Envoy says it cannot decode a transfer coding it does not know (RFC 9112 6.1); hyper calls
+/// the request malformed.
 const UNKNOWN_CODING: Refusal = Refusal {
     envoy: (501, "Not Implemented"),
     sidecar: (400, ""),
