@@ -310,7 +310,10 @@ fn intrinsics_that_are_not_evaluated_are_refused_by_name_with_their_path() {
     for consequence in ["expected", "is required", "Port (1 to 65535)"] {
         assert!(!out.contains(consequence), "`{consequence}` in:\n{out}");
     }
-    assert!(out.ends_with("7 error(s), 0 warning(s), 0 note(s)\n"), "{out}");
+    assert!(
+        out.ends_with("7 error(s), 0 warning(s), 0 note(s)\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -348,7 +351,10 @@ Resources:
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
-    assert!(out.ends_with("3 error(s), 0 warning(s), 3 note(s)\n"), "{out}");
+    assert!(
+        out.ends_with("3 error(s), 0 warning(s), 3 note(s)\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -385,5 +391,8 @@ Resources:
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
     assert!(!out.contains("unknown field"), "{out}");
-    assert!(out.ends_with("4 error(s), 0 warning(s), 0 note(s)\n"), "{out}");
+    assert!(
+        out.ends_with("4 error(s), 0 warning(s), 0 note(s)\n"),
+        "{out}"
+    );
 }

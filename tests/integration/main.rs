@@ -27,6 +27,7 @@ mod envoy_dual_stack;
 mod envoy_routing;
 mod gcp_fields;
 mod gcp_fields_served;
+mod golden;
 mod hardening;
 mod health_checking;
 mod health_probes;
