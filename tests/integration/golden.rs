@@ -32,7 +32,7 @@ fn served_text(loaded: switchyard::config::Loaded) -> Result<String, String> {
         .collect();
     let views = localities
         .iter()
-        .map(|(region, zone)| (region.as_str(), None))
+        .map(|(region, _)| (region.as_str(), None))
         .chain(
             localities
                 .iter()
