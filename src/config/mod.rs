@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::model::{self, Diagnostics, Loc, Model};
 
-pub use reader::suggest;
+pub use crate::model::diagnostics::suggest;
 pub use source::{config_files, ReadLimits, Sources};
 pub use yaml::YamlLimits;
 

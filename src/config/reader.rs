@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::model::diagnostics::suggest;
 use crate::model::{CloudEnum, Diagnostics, Loc};
 
 use super::yaml::{Node, Value};
@@ -397,59 +398,9 @@ fn show(value: f64) -> String {
     }
 }
 
-/// The candidate closest to `word` by edit distance, if close enough to be a likely typo.
-pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let lower = word.to_ascii_lowercase();
-    candidates
-        .iter()
-        .map(|candidate| {
-            (
-                edit_distance(&lower, &candidate.to_ascii_lowercase()),
-                *candidate,
-            )
-        })
-        .filter(|(distance, candidate)| *distance <= (candidate.len().max(3) / 3).max(1))
-        .min()
-        .map(|(_, candidate)| candidate)
-}
-
-/// Edit distance counting a swap of two neighbours as one edit (optimal string alignment),
-/// since swapped letters are the commonest typo.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn suggestions_find_typos_only() {
-        let known = ["capacityScaler", "balancingMode", "group"];
-        assert_eq!(suggest("capacityScalr", &known), Some("capacityScaler"));
-        assert_eq!(suggest("groop", &known), Some("group"));
-        assert_eq!(suggest("zzz", &known), None);
-        assert_eq!(suggest("bleu", &["blue", "green"]), Some("blue"));
-    }
 
     #[test]
     fn only_a_finite_number_with_a_fraction_has_one() {

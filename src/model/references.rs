@@ -18,7 +18,7 @@ pub fn expect<T>(
         return true;
     }
     let known: Vec<&str> = existing.keys().map(String::as_str).collect();
-    let hint = match crate::config::suggest(&reference.name, &known) {
+    let hint = match super::diagnostics::suggest(&reference.name, &known) {
         Some(close) => format!("; did you mean `{close}`?"),
         None if known.is_empty() => format!("; the config defines no {kind}"),
         None => format!("; defined {kind}: {}", known.join(", ")),

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::reader::suggest;
+use crate::model::diagnostics::suggest;
 use crate::model::{Diagnostics, Loc};
 
 /// One `{Key, Value}` item of `TargetGroupAttributes`, as written.

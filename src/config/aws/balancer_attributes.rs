@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::reader::suggest;
+use crate::model::diagnostics::suggest;
 use crate::model::Diagnostics;
 
 use super::attributes::Attribute;

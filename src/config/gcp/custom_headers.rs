@@ -4,7 +4,8 @@
 //! those only Google's front ends know (the client's city, its round-trip time, Cloud CDN's
 //! cache) are refused by name, as are names the cloud forbids. `{{` and `}}` are literal braces.
 
-use crate::config::reader::{suggest, Fields};
+use crate::config::reader::Fields;
+use crate::model::diagnostics::suggest;
 use crate::model::{
     ConnectionFact, CustomHeader, CustomHeaders, Diagnostics, HeaderValuePart, Loc,
 };
