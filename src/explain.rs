@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::model::endpoint_facts::{addresses_for, port_of};
 use crate::model::{
     capacity, regions, BackendService, Endpoint, EndpointGroup, IpAddressSelectionPolicy, Model,
 };
-use crate::translate::endpoints::{addresses_for, plan_localities, port_of, region_priorities};
+use crate::translate::endpoints::{plan_localities, region_priorities};
 
 /// Endpoint health as a running server reports it: per endpoint address (as EDS names it),
 /// its state and a word on each family.

@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::model::endpoint_facts::{
+    EndpointReport, EndpointSource, ReportedHealth, ReportedStatus,
+};
 use crate::model::Model;
-use crate::publish::endpoint_sources::{EndpointReport, EndpointSource};
-use crate::translate::endpoints::ReportedHealth;
 
 use super::probe::Outcome;
 use super::state::{endpoint_standing, Standing, TargetHealth};
@@ -164,7 +164,7 @@ impl Checker {
                 Some(EndpointReport {
                     service: endpoint.service.to_string(),
                     address: endpoint.address,
-                    health: status_of(standing),
+                    status: status_of(standing),
                 })
             })
             .collect()
@@ -406,10 +406,10 @@ fn endpoint_standing_in(targets: &[TargetEntry]) -> Standing {
 }
 
 /// The EDS status of a standing (None: the checker says nothing).
-fn status_of(standing: Standing) -> Option<HealthStatus> {
+fn status_of(standing: Standing) -> Option<ReportedStatus> {
     match standing {
-        Standing::Healthy => Some(HealthStatus::Healthy),
-        Standing::Unhealthy => Some(HealthStatus::Unhealthy),
+        Standing::Healthy => Some(ReportedStatus::Healthy),
+        Standing::Unhealthy => Some(ReportedStatus::Unhealthy),
         Standing::Unknown => None,
     }
 }
@@ -520,7 +520,7 @@ mod tests {
         }
     }
 
-    fn status(layer: &ReportedHealth, ip: &str) -> Option<HealthStatus> {
+    fn status(layer: &ReportedHealth, ip: &str) -> Option<ReportedStatus> {
         layer
             .get("web")?
             .iter()
@@ -540,12 +540,12 @@ mod tests {
         record_all(&checker, "10.0.0.2", false);
         // The interval changes: the same addresses keep their standing.
         let layer = checker.adopt(&model(10, None));
-        assert_eq!(status(&layer, "10.0.0.1"), Some(HealthStatus::Healthy));
-        assert_eq!(status(&layer, "10.0.0.2"), Some(HealthStatus::Unhealthy));
+        assert_eq!(status(&layer, "10.0.0.1"), Some(ReportedStatus::Healthy));
+        assert_eq!(status(&layer, "10.0.0.2"), Some(ReportedStatus::Unhealthy));
         // The check moves to a fixed port: the endpoints keep their standing too.
         let layer = checker.adopt(&model(10, Some(8080)));
-        assert_eq!(status(&layer, "10.0.0.1"), Some(HealthStatus::Healthy));
-        assert_eq!(status(&layer, "10.0.0.2"), Some(HealthStatus::Unhealthy));
+        assert_eq!(status(&layer, "10.0.0.1"), Some(ReportedStatus::Healthy));
+        assert_eq!(status(&layer, "10.0.0.2"), Some(ReportedStatus::Unhealthy));
         let changes = checker.take_target_changes();
         // Only the latest targets are still to start; the earlier ones are stopped.
         assert_eq!(changes.started.len(), 2);
@@ -562,7 +562,7 @@ mod tests {
         checker.adopt(&model(5, None));
         let text = "healthChecks:\n- {name: hc, type: HTTP, checkIntervalSec: 5, timeoutSec: 1}\nnetworkEndpointGroups:\n- {name: neg, zone: us-central1-a, endpoints: [{ipAddress: 10.0.0.1, port: 80}, {ipAddress: 10.0.0.2, port: 80}, {ipAddress: 10.0.0.3, port: 80}]}\nbackendServices:\n- {name: web, healthChecks: [hc], backends: [{group: neg, balancingMode: RATE, maxRate: 1}]}\n";
         let layer = checker.adopt(&crate::config::load_str(text, "hc.yaml").model);
-        assert_eq!(status(&layer, "10.0.0.3"), Some(HealthStatus::Unhealthy));
+        assert_eq!(status(&layer, "10.0.0.3"), Some(ReportedStatus::Unhealthy));
         assert_eq!(
             status(&layer, "10.0.0.1"),
             None,
@@ -571,6 +571,6 @@ mod tests {
         record_all(&checker, "10.0.0.3", true);
         let reports = checker.take_reports();
         assert_eq!(reports.len(), 1);
-        assert_eq!(reports[0].health, Some(HealthStatus::Healthy));
+        assert_eq!(reports[0].status, Some(ReportedStatus::Healthy));
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::publish::Publisher;
+use crate::model::endpoint_facts::EndpointReports;
 
 use super::checker::{Checker, TargetCell, SOURCE};
 use super::probe::{self, Session};
@@ -39,7 +39,7 @@ const FIRST_PROBE_OF_NEW: Duration = Duration::from_secs(1);
 /// a probing burst does not hold up xDS clients.
 pub fn spawn(
     checker: Arc<Checker>,
-    publisher: Arc<Publisher>,
+    publisher: Arc<dyn EndpointReports>,
     metrics: Arc<Metrics>,
     concurrency: usize,
     shutdown: CancellationToken,
@@ -180,7 +180,7 @@ async fn probe_loop(
 /// Hands changed endpoints to the publisher, a batch at a time.
 async fn publish_loop(
     checker: Arc<Checker>,
-    publisher: Arc<Publisher>,
+    publisher: Arc<dyn EndpointReports>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {

@@ -9,11 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::model::endpoint_facts::{addresses_for, port_of};
 use crate::model::{
     BackendService, EndpointGroup, HealthCheck, HealthCheckProtocol, IpAddressSelectionPolicy,
     Model, PortSpecification,
 };
-use crate::translate::endpoints::{addresses_for, port_of};
 
 use super::probe::Probe;
 use super::state::Thresholds;

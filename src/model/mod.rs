@@ -4,6 +4,7 @@
 pub mod access;
 pub mod capacity;
 pub mod diagnostics;
+pub mod endpoint_facts;
 pub mod frontend;
 pub mod references;
 pub mod regions;

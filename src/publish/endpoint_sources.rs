@@ -9,29 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use envoy_types::pb::envoy::config::core::v3::HealthStatus;
-
-use crate::model::Model;
-use crate::translate::endpoints::ReportedHealth;
-
-/// A source of endpoint status.
-pub trait EndpointSource: Send + Sync {
-    /// Its name, in logs and as its layer's key.
-    fn name(&self) -> &'static str;
-
-    /// The health this source gives the endpoints of `model`, which is about to be served.
-    /// Called under the publisher's lock: must be quick and must not call the publisher.
-    fn adopt(&self, model: &Model) -> ReportedHealth;
-}
-
-/// A change of one endpoint's status, as a source reports it (None: the source no longer
-/// speaks of it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointReport {
-    pub service: String,
-    pub address: SocketAddr,
-    pub health: Option<HealthStatus>,
-}
+pub use crate::model::endpoint_facts::{EndpointReport, EndpointSource};
+use crate::model::endpoint_facts::{ReportedHealth, ReportedStatus};
 
 /// Every source's layer, and their combination.
 #[derive(Default)]
@@ -67,11 +46,11 @@ impl Layers {
         let mut touched = BTreeSet::new();
         for report in reports {
             let endpoints = layer.entry(report.service.clone()).or_default();
-            let before = match report.health {
-                Some(health) => endpoints.insert(report.address, health),
+            let before = match report.status {
+                Some(status) => endpoints.insert(report.address, status),
                 None => endpoints.remove(&report.address),
             };
-            if before != report.health {
+            if before != report.status {
                 touched.insert(report.service.clone());
             }
         }
@@ -83,7 +62,7 @@ impl Layers {
 
     /// Recomputes one service's combined health; returns whether it changed.
     fn recombine(&mut self, service: &str) -> bool {
-        let mut combined: BTreeMap<SocketAddr, HealthStatus> = BTreeMap::new();
+        let mut combined: BTreeMap<SocketAddr, ReportedStatus> = BTreeMap::new();
         for layer in self.by_source.values() {
             for (address, health) in layer.get(service).into_iter().flatten() {
                 let entry = combined.entry(*address).or_insert(*health);
@@ -104,46 +83,39 @@ impl Layers {
 }
 
 /// Of two reported statuses, the one that keeps traffic away.
-fn worse(a: HealthStatus, b: HealthStatus) -> HealthStatus {
-    let rank = |status: HealthStatus| match status {
-        HealthStatus::Unhealthy | HealthStatus::Timeout => 3,
-        HealthStatus::Draining => 2,
-        HealthStatus::Degraded => 1,
-        _ => 0,
-    };
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
-    }
+fn worse(a: ReportedStatus, b: ReportedStatus) -> ReportedStatus {
+    a.max(b)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn report(service: &str, port: u16, health: Option<HealthStatus>) -> EndpointReport {
+    fn report(service: &str, port: u16, status: Option<ReportedStatus>) -> EndpointReport {
         EndpointReport {
             service: service.into(),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
-            health,
+            status,
         }
     }
 
     #[test]
     fn any_source_saying_unhealthy_wins() {
         let mut layers = Layers::default();
-        let changed = layers.apply("health", &[report("web", 1, Some(HealthStatus::Healthy))]);
+        let changed = layers.apply("health", &[report("web", 1, Some(ReportedStatus::Healthy))]);
         assert_eq!(changed, BTreeSet::from(["web".to_string()]));
-        let changed = layers.apply("load", &[report("web", 1, Some(HealthStatus::Unhealthy))]);
+        let changed = layers.apply("load", &[report("web", 1, Some(ReportedStatus::Unhealthy))]);
         assert_eq!(changed.len(), 1);
         let address = SocketAddr::from(([127, 0, 0, 1], 1));
-        assert_eq!(layers.combined()["web"][&address], HealthStatus::Unhealthy);
+        assert_eq!(
+            layers.combined()["web"][&address],
+            ReportedStatus::Unhealthy
+        );
         // Saying the same again changes nothing.
-        let changed = layers.apply("load", &[report("web", 1, Some(HealthStatus::Unhealthy))]);
+        let changed = layers.apply("load", &[report("web", 1, Some(ReportedStatus::Unhealthy))]);
         assert!(changed.is_empty());
         layers.apply("load", &[report("web", 1, None)]);
-        assert_eq!(layers.combined()["web"][&address], HealthStatus::Healthy);
+        assert_eq!(layers.combined()["web"][&address], ReportedStatus::Healthy);
         layers.apply("health", &[report("web", 1, None)]);
         assert!(!layers.combined().contains_key("web"));
     }
@@ -151,11 +123,11 @@ mod tests {
     #[test]
     fn a_whole_layer_replaces_what_its_source_said() {
         let mut layers = Layers::default();
-        layers.apply("health", &[report("old", 1, Some(HealthStatus::Healthy))]);
+        layers.apply("health", &[report("old", 1, Some(ReportedStatus::Healthy))]);
         let mut layer = ReportedHealth::new();
         layer.entry("new".into()).or_default().insert(
             SocketAddr::from(([127, 0, 0, 1], 2)),
-            HealthStatus::Unhealthy,
+            ReportedStatus::Unhealthy,
         );
         layers.set("health", layer);
         assert_eq!(

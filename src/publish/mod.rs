@@ -445,3 +445,9 @@ fn sample(names: &[String]) -> String {
         _ => shown.join(", "),
     }
 }
+
+impl crate::model::endpoint_facts::EndpointReports for Publisher {
+    fn report_endpoints(&self, source: &'static str, reports: &[EndpointReport]) -> bool {
+        Publisher::report_endpoints(self, source, reports)
+    }
+}

@@ -11,10 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::config::core::v3::HealthStatus;
-
+use crate::model::endpoint_facts::{ReportedHealth, ReportedStatus};
 use crate::model::Model;
-use crate::translate::endpoints::{members, ReportedHealth};
+use crate::translate::endpoints::members;
 use crate::translate::slow_start::Ramps;
 
 /// The smallest share of its weight a ramping endpoint gets (Envoy's floor, as configured).
@@ -158,10 +157,7 @@ fn routable(
         .map(|member| member.primary)
         .filter(|address| {
             let status = reported.and_then(|r| r.get(address)).copied();
-            !matches!(
-                status,
-                Some(HealthStatus::Unhealthy | HealthStatus::Timeout)
-            )
+            status != Some(ReportedStatus::Unhealthy)
         })
         .collect()
 }
@@ -221,7 +217,7 @@ mod tests {
         state.observe(&model(&[1, 2]), &health, joined);
         health.insert(
             "Web".into(),
-            BTreeMap::from([(address(2), HealthStatus::Unhealthy)]),
+            BTreeMap::from([(address(2), ReportedStatus::Unhealthy)]),
         );
         let sick = joined + Duration::from_secs(50);
         assert_eq!(state.observe(&model(&[1, 2]), &health, sick).len(), 1);

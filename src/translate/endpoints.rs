@@ -27,8 +27,11 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use crate::model::{
-    capacity, regions, BackendService, DrainingEndpoint, Endpoint, EndpointGroup,
-    IpAddressSelectionPolicy, LocalityLbPolicy, Model,
+    capacity, regions, BackendService, DrainingEndpoint, EndpointGroup, LocalityLbPolicy, Model,
+};
+
+pub use crate::model::endpoint_facts::{
+    addresses_for, port_of, ReportedHealth, ReportedStatus, NO_REPORTED_HEALTH,
 };
 
 use super::listeners::socket_address;
@@ -36,13 +39,6 @@ use super::slow_start::{split_ramping, Ramps, NO_RAMPS};
 
 /// Overprovisioning factor in percent (Envoy's default is 140).
 pub const OVERPROVISIONING_PERCENT: u32 = 100_000;
-
-/// Health reported by sources other than the config: per service, per endpoint address (the
-/// address a client connects to first).
-pub type ReportedHealth = BTreeMap<String, BTreeMap<SocketAddr, HealthStatus>>;
-
-/// No health reported.
-pub static NO_REPORTED_HEALTH: ReportedHealth = BTreeMap::new();
 
 /// What the config alone does not say about endpoints.
 #[derive(Clone, Copy)]
@@ -69,11 +65,15 @@ impl<'a> Overlay<'a> {
     }
 
     fn health_of(&self, service: &str, address: SocketAddr) -> HealthStatus {
-        self.health
+        match self
+            .health
             .get(service)
             .and_then(|endpoints| endpoints.get(&address))
-            .copied()
-            .unwrap_or(HealthStatus::Unknown)
+        {
+            Some(ReportedStatus::Healthy) => HealthStatus::Healthy,
+            Some(ReportedStatus::Unhealthy) => HealthStatus::Unhealthy,
+            None => HealthStatus::Unknown,
+        }
     }
 }
 
@@ -446,43 +446,6 @@ pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<Member> {
         .collect();
     members.sort();
     members
-}
-
-/// The port a service reaches an endpoint on: the endpoint's own, the NEG's defaultPort, or the
-/// instance group's named port for the service's portName; an internet NEG's endpoint without
-/// either is reached on 443 over TLS and 80 otherwise, as the cloud's are.
-pub fn port_of(
-    service: &BackendService,
-    group: &EndpointGroup,
-    endpoint: &Endpoint,
-) -> Option<u16> {
-    endpoint
-        .port
-        .or(group.default_port)
-        .or_else(|| group.named_ports.get(&service.port_name).copied())
-        .or_else(|| {
-            group
-                .kind
-                .is_internet()
-                .then_some(if service.protocol.uses_tls() { 443 } else { 80 })
-        })
-}
-
-/// The address a policy connects to first, and the one it falls back to.
-pub fn addresses_for(
-    policy: IpAddressSelectionPolicy,
-    endpoint: &Endpoint,
-) -> (Option<IpAddr>, Option<IpAddr>) {
-    let v4 = endpoint.ipv4.map(IpAddr::V4);
-    let v6 = endpoint.ipv6.map(IpAddr::V6);
-    match policy {
-        IpAddressSelectionPolicy::Ipv4Only => (v4, None),
-        IpAddressSelectionPolicy::Ipv6Only => (v6, None),
-        IpAddressSelectionPolicy::PreferIpv6 => match (v6, v4) {
-            (Some(v6), v4) => (Some(v6), v4),
-            (None, v4) => (v4, None),
-        },
-    }
 }
 
 /// Every (service, group, address) the model serves, to tell what an edit removed.
