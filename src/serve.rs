@@ -220,6 +220,35 @@ async fn warn_of_policy_without_tls(cache: crate::xds::Cache, shutdown: Cancella
     }
 }
 
+/// How often the stream count is checked for a drop worth trimming memory after.
+const TRIM_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// Streams that must have closed since the last trim for another one.
+const CLOSED_STREAMS_WORTH_A_TRIM: usize = 64;
+
+/// Trims after many streams have closed (and shrinks the tables that listed them), until
+/// `shutdown`.
+async fn trim_when_streams_close(
+    clients: Arc<Clients>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut high = clients.len();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TRIM_CHECK_EVERY) => {}
+        }
+        let now = clients.len();
+        if now + CLOSED_STREAMS_WORTH_A_TRIM <= high || (now == 0 && high > 0) {
+            clients.shrink();
+            metrics.shrink();
+            let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+            high = now;
+        }
+        high = high.max(now);
+    }
+}
+
 /// Starts serving: binds both ports, loads the config (off the async runtime) and starts
 /// watching it. Fails when a port cannot be bound, or with `exit_on_invalid` when the config
 /// is not valid.
@@ -357,7 +386,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         anyhow::bail!("the config has errors:\n{diagnostics}");
     }
     tokio::spawn(log_refusals(refusals, shutdown.clone()));
-    tokio::spawn(crate::memory::trim_when_streams_close(
+    tokio::spawn(trim_when_streams_close(
         clients.clone(),
         metrics.clone(),
         shutdown.clone(),

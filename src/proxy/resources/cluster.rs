@@ -176,7 +176,10 @@ mod tests {
             cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
             typed_extension_protocol_options: [(
                 HTTP_PROTOCOL_OPTIONS.to_string(),
-                crate::translate::to_any(&options),
+                envoy_types::pb::google::protobuf::Any {
+                    type_url: <HttpProtocolOptions as prost::Name>::type_url(),
+                    value: options.encode_to_vec(),
+                },
             )]
             .into(),
             ..Default::default()
