@@ -4,11 +4,12 @@
 //! publication until the last client connected at that moment is in sync with it; and health
 //! checking — probes by result, checked endpoints by state, targets probed.
 //!
-//! Fed by stream hooks and by the publisher; must not be read on any hot path.
+//! Fed by the publisher, the health checker and (through xds/server/stream_metrics.rs) the
+//! stream hooks; imports nothing of them. Must not be read on any hot path.
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -18,12 +19,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::xds::server::cache::Snapshot;
-use crate::xds::server::clients::ClientKind;
-use crate::xds::server::hooks::{StreamEvent, StreamHooks, StreamInfo};
-use crate::xds::server::limits::Refusals;
-use crate::xds::server::stream_state::{RequestKind, StreamCore};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClientLabels {
@@ -84,19 +79,16 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(&Refusals::default())
+        Self::new(|_| {})
     }
 }
 
 impl Metrics {
-    /// The metrics, with the refusals of the xDS port among them.
-    pub fn new(refusals: &Refusals) -> Self {
+    /// The metrics, with whatever `more` registers (families kept by other parts, such as
+    /// the xDS port's refusals).
+    pub fn new(more: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::with_prefix("switchyard");
-        registry.register(
-            "xds_refused",
-            "What the xDS port refused, by reason (limits, idle connections, accept failures)",
-            refusals.family.clone(),
-        );
+        more(&mut registry);
         let clients = Family::<ClientLabels, Gauge>::default();
         registry.register(
             "xds_clients",
@@ -242,11 +234,11 @@ impl Metrics {
     }
 
     /// Checked endpoints by state.
-    pub fn health_endpoints(&self, counts: crate::health::checker::HealthCounts) {
+    pub fn health_endpoints(&self, healthy: u64, unhealthy: u64, unknown: u64) {
         for (state, count) in [
-            ("healthy", counts.healthy),
-            ("unhealthy", counts.unhealthy),
-            ("unknown", counts.unknown),
+            ("healthy", healthy),
+            ("unhealthy", unhealthy),
+            ("unknown", unknown),
         ] {
             self.health_endpoints
                 .get_or_create(&StateLabels { state })
@@ -265,6 +257,54 @@ impl Metrics {
         });
     }
 
+    /// A stream was counted under `kind` (envoy, grpc, sidecar, unknown) and `protocol`:
+    /// counts it, or moves it when it was counted otherwise (its node told who it is).
+    pub fn stream_seen(&self, stream: u64, kind: &'static str, protocol: &'static str) {
+        let labels = ClientLabels { kind, protocol };
+        let previous = self.streams.insert(stream, labels.clone());
+        if previous.as_ref() != Some(&labels) {
+            if let Some(previous) = previous {
+                self.clients.get_or_create(&previous).dec();
+            }
+            self.clients.get_or_create(&labels).inc();
+        }
+    }
+
+    /// The kind a stream is counted under, if it is counted.
+    pub fn stream_kind(&self, stream: u64) -> Option<&'static str> {
+        self.streams.get(&stream).map(|labels| labels.kind)
+    }
+
+    /// A request of `type_name` that ACKed (or NACKed) a response.
+    pub fn response_judged(&self, type_name: &'static str, acked: bool) {
+        let labels = TypeLabels { r#type: type_name };
+        let family = if acked { &self.acks } else { &self.nacks };
+        family.get_or_create(&labels).inc();
+    }
+
+    /// A response of `type_name` went out with `resources` resources in `bytes` bytes.
+    pub fn response_sent(&self, type_name: &'static str, resources: usize, bytes: usize) {
+        let labels = TypeLabels { r#type: type_name };
+        self.responses.get_or_create(&labels).inc();
+        self.resources
+            .get_or_create(&labels)
+            .inc_by(resources as u64);
+        self.bytes.get_or_create(&labels).inc_by(bytes as u64);
+    }
+
+    /// A stream is in sync with snapshot `version`.
+    pub fn stream_synced(&self, stream: u64, version: &str) {
+        self.stream_settled(stream, Some(version));
+    }
+
+    /// A stream ended.
+    pub fn stream_closed(&self, stream: u64) {
+        if let Some((_, labels)) = self.streams.remove(&stream) {
+            self.clients.get_or_create(&labels).dec();
+        }
+        self.stream_settled(stream, None);
+    }
+
     fn stream_settled(&self, stream: u64, synced_with: Option<&str>) {
         let mut guard = self.tracking.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tracking) = guard.as_mut() else {
@@ -277,73 +317,6 @@ impl Metrics {
             self.convergence_seconds
                 .observe(tracking.published_at.elapsed().as_secs_f64());
             *guard = None;
-        }
-    }
-
-    fn count_stream(&self, stream: &StreamInfo, state: &StreamCore) {
-        let labels = ClientLabels {
-            kind: ClientKind::of(state.node.as_deref()).name(),
-            protocol: stream.protocol.name(),
-        };
-        let previous = self.streams.insert(stream.id, labels.clone());
-        if previous.as_ref() != Some(&labels) {
-            if let Some(previous) = previous {
-                self.clients.get_or_create(&previous).dec();
-            }
-            self.clients.get_or_create(&labels).inc();
-        }
-    }
-}
-
-impl StreamHooks for Metrics {
-    fn on_event(
-        &self,
-        stream: &StreamInfo,
-        event: &StreamEvent<'_>,
-        state: &StreamCore,
-        snapshot: &Arc<Snapshot>,
-    ) {
-        match event {
-            StreamEvent::Connected => self.count_stream(stream, state),
-            StreamEvent::Request { type_url, kind } => {
-                if state.node.is_some()
-                    && self
-                        .streams
-                        .get(&stream.id)
-                        .is_some_and(|l| l.kind == ClientKind::Unknown.name())
-                {
-                    self.count_stream(stream, state);
-                }
-                let labels = || TypeLabels {
-                    r#type: type_url.map_or("other", |t| t.short_name()),
-                };
-                match kind {
-                    RequestKind::Ack => self.acks.get_or_create(&labels()).inc(),
-                    RequestKind::Nack(_) => self.nacks.get_or_create(&labels()).inc(),
-                    _ => 0,
-                };
-            }
-            StreamEvent::Sent {
-                type_url,
-                resources,
-                bytes,
-            } => {
-                let labels = TypeLabels {
-                    r#type: type_url.served().map_or("other", |t| t.short_name()),
-                };
-                self.responses.get_or_create(&labels).inc();
-                self.resources
-                    .get_or_create(&labels)
-                    .inc_by(*resources as u64);
-                self.bytes.get_or_create(&labels).inc_by(*bytes as u64);
-            }
-            StreamEvent::Synced => self.stream_settled(stream.id, Some(&snapshot.version)),
-            StreamEvent::Disconnected => {
-                if let Some((_, labels)) = self.streams.remove(&stream.id) {
-                    self.clients.get_or_create(&labels).dec();
-                }
-                self.stream_settled(stream.id, None);
-            }
         }
     }
 }

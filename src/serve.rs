@@ -258,7 +258,13 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let status = Arc::new(RwLock::new(ConfigStatus::default()));
     let load_reports = Arc::new(LoadReports::default());
     let refusals = Arc::new(Refusals::default());
-    let metrics = Arc::new(Metrics::new(&refusals));
+    let metrics = Arc::new(Metrics::new(|registry| {
+        registry.register(
+            "xds_refused",
+            "What the xDS port refused, by reason (limits, idle connections, accept failures)",
+            refusals.family.clone(),
+        )
+    }));
     let shutdown = CancellationToken::new();
     let limits = within_open_file_limit(options.xds_limits);
 

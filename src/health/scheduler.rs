@@ -193,7 +193,8 @@ async fn publish_loop(
             _ = checker.changed.notified() => {}
             _ = tokio::time::sleep_until(count_at.unwrap_or_else(Instant::now)), if count_at.is_some() => {
                 count_at = None;
-                metrics.health_endpoints(checker.counts(None));
+                let counts = checker.counts(None);
+                metrics.health_endpoints(counts.healthy, counts.unhealthy, counts.unknown);
                 continue;
             }
         }

@@ -2,7 +2,7 @@
 //! shared by the state-of-the-world and delta state machines ([`subscription`],
 //! [`stream_state`], [`sotw`], [`delta`]); the stream on the wire ([`stream`]) and the tonic
 //! services ([`services`], [`codec`]); stream hooks feeding the client registry
-//! ([`clients`]), CSDS ([`csds`]) and metrics; and load reporting ([`lrs`], [`load_reports`]).
+//! ([`clients`]), CSDS ([`csds`]) and metrics ([`stream_metrics`]); and load reporting ([`lrs`], [`load_reports`]).
 
 pub mod access;
 pub mod cache;
@@ -18,6 +18,7 @@ pub mod lrs;
 pub mod services;
 pub mod sotw;
 pub mod stream;
+pub mod stream_metrics;
 pub mod stream_state;
 pub mod subscription;
 pub mod tls;
