@@ -1,7 +1,7 @@
 //! Centralized health checking: Switchyard probes the endpoints of backend services that name
 //! a health check and publishes the results as endpoint health, so clients stop sending to
 //! dead backends without checking anything themselves. A source of endpoint changes beside the
-//! config (an [`crate::publish::endpoint_sources::EndpointSource`]): it must never
+//! config (an [`crate::model::endpoint_facts::EndpointSource`]): it must never
 //! re-translate listeners, routes or clusters.
 //!
 //! `targets` says what a model asks to probe, `state` how results make a standing, `probe`

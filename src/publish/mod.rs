@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::model::{DrainingEndpoint, Model};
 use crate::translate::endpoints::Overlay;
 use crate::translate::{self, endpoints, Resources};
-use crate::xds::Cache;
+use crate::xds::server::Cache;
 
 use endpoint_sources::{EndpointReport, EndpointSource, Layers};
 use guard::{Removal, ServedNames};

@@ -7,6 +7,7 @@ mod common;
 #[path = "../../benches/support/fleet_config.rs"]
 mod fleet_config;
 
+mod architecture;
 mod authorization;
 mod aws_alb;
 mod aws_attributes;
