@@ -12,7 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::model::endpoint_facts::{addresses_for, port_of};
 use crate::model::{
-    capacity, regions, BackendService, Endpoint, EndpointGroup, IpAddressSelectionPolicy, Model,
+    capacity, regions, Affinity, Endpoint, EndpointGroup, IpAddressSelectionPolicy, Model,
+    PortSelection, Service,
 };
 use crate::translate::endpoints::{plan_localities, region_priorities};
 
@@ -22,7 +23,7 @@ pub type LiveHealth = BTreeMap<SocketAddr, String>;
 
 /// The service's endpoint policies besides balancing, one line each: slow start, sticky
 /// cookie, minimum healthy endpoints, draining.
-fn describe_policies(service: &BackendService) -> Vec<String> {
+fn describe_policies(service: &Service) -> Vec<String> {
     let mut lines = Vec::new();
     if let Some(window) = service.slow_start {
         lines.push(format!(
@@ -60,20 +61,20 @@ fn describe_policies(service: &BackendService) -> Vec<String> {
     }
     lines.push(format!(
         "draining: a removed endpoint finishes its requests and gets no new ones for {}s",
-        service.draining_timeout_sec
+        service.draining_timeout.as_secs()
     ));
     lines
 }
 
 /// The report for `service` as a client in `client_region` sees it.
-pub fn explain(model: &Model, service: &BackendService, client_region: Option<&str>) -> String {
+pub fn explain(model: &Model, service: &Service, client_region: Option<&str>) -> String {
     explain_with_health(model, service, client_region, None)
 }
 
 /// As [`explain`], with each endpoint's health from a running server.
 pub fn explain_with_health(
     model: &Model,
-    service: &BackendService,
+    service: &Service,
     client_region: Option<&str>,
     health: Option<&LiveHealth>,
 ) -> String {
@@ -81,11 +82,11 @@ pub fn explain_with_health(
     let client = client_region.unwrap_or("no region");
     let _ = writeln!(
         out,
-        "backendServices[{}] as seen by a client in {client}\n\
+        "{} as seen by a client in {client}\n\
          localityLbPolicy {}, sessionAffinity {}, protocol {}",
-        service.name,
-        service.locality_lb_policy.as_str(),
-        service.session_affinity.as_str(),
+        service.path,
+        service.lb_policy.as_str(),
+        describe_affinity(&service.affinity),
         service.protocol.as_str()
     );
     out.push_str(
@@ -143,10 +144,10 @@ pub fn explain_with_health(
                 "  {} ({}, {}): target {} = {}; scaler {}; effective {}; weight {}; share {:.1}%",
                 plan.group.name,
                 plan.group.zone,
-                backend.balancing_mode.as_str(),
-                capacity::number(capacity::target_capacity(backend, plan.group)),
-                capacity::describe_target_capacity(backend, plan.group),
-                capacity::number(backend.capacity_scaler),
+                backend.capacity.written.mode,
+                capacity::number(capacity::target_capacity(&backend.capacity, plan.group)),
+                backend.capacity.written.formula,
+                capacity::number(backend.capacity.scaler),
                 capacity::number(plan.effective_capacity),
                 weight,
                 100.0 * f64::from(weight) / total as f64
@@ -178,17 +179,30 @@ pub fn explain_with_health(
                 "  {} ({}): capacityScaler {}; target {} = {}",
                 planned[i].group.name,
                 planned[i].group.zone,
-                capacity::number(backends[i].capacity_scaler),
-                capacity::number(capacity::target_capacity(backends[i], planned[i].group)),
-                capacity::describe_target_capacity(backends[i], planned[i].group)
+                capacity::number(backends[i].capacity.scaler),
+                capacity::number(capacity::target_capacity(
+                    &backends[i].capacity,
+                    planned[i].group
+                )),
+                backends[i].capacity.written.formula
             );
         }
     }
     out
 }
 
+/// What keeps a client on one endpoint, in a word or two.
+fn describe_affinity(affinity: &Affinity) -> String {
+    match affinity {
+        Affinity::None => "NONE".to_string(),
+        Affinity::ClientAddress => "CLIENT_IP".to_string(),
+        Affinity::Cookie(cookie) => format!("cookie {}", cookie.name),
+        Affinity::Header(name) => format!("header {name}"),
+    }
+}
+
 /// The health check of `service`, or what happens without one.
-fn describe_health_check(model: &Model, service: &BackendService) -> String {
+fn describe_health_check(model: &Model, service: &Service) -> String {
     let Some(check) = service
         .health_checks
         .first()
@@ -196,15 +210,13 @@ fn describe_health_check(model: &Model, service: &BackendService) -> String {
     else {
         return "no health check: every endpoint takes traffic (EDS health UNKNOWN)".to_string();
     };
-    let port = match check.port_specification {
-        crate::model::PortSpecification::UseFixedPort => {
-            format!("port {}", check.port.unwrap_or_default())
-        }
-        crate::model::PortSpecification::UseNamedPort => format!(
+    let port = match check.port_selection {
+        PortSelection::Fixed => format!("port {}", check.port.unwrap_or_default()),
+        PortSelection::Named => format!(
             "named port {}",
             check.port_name.as_deref().unwrap_or_default()
         ),
-        crate::model::PortSpecification::UseServingPort => "the serving port".to_string(),
+        PortSelection::Serving => "the serving port".to_string(),
     };
     format!(
         "health check {} ({} on {port}, every {}s, timeout {}s): healthy after {} pass(es), \
@@ -220,11 +232,7 @@ fn describe_health_check(model: &Model, service: &BackendService) -> String {
 }
 
 /// Which address a client connects to for `endpoint`, and why.
-fn describe_endpoint(
-    service: &BackendService,
-    group: &EndpointGroup,
-    endpoint: &Endpoint,
-) -> String {
+fn describe_endpoint(service: &Service, group: &EndpointGroup, endpoint: &Endpoint) -> String {
     let name = endpoint.instance.as_deref().unwrap_or("endpoint");
     let policy = service.ip_address_selection_policy;
     let Some(port) = port_of(service, group, endpoint) else {

@@ -351,13 +351,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             let name = service.rsplit('/').next().unwrap_or(&service);
-            let Some(found) = loaded.model.backend_services.get(name) else {
-                let known: Vec<&str> = loaded
-                    .model
-                    .backend_services
-                    .keys()
-                    .map(String::as_str)
-                    .collect();
+            let Some(found) = loaded.model.services.get(name) else {
+                let known: Vec<&str> = loaded.model.services.keys().map(String::as_str).collect();
                 anyhow::bail!(
                     "no backend service `{name}` in {}; defined: {}",
                     path.display(),

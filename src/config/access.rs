@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::model::references::expect;
 use crate::model::{Diagnostics, Loc, Ref, XdsClientRule};
 
 use super::gcp::open;
@@ -62,8 +63,8 @@ pub fn xds_client(
         node_ids,
         listeners,
         clusters,
-        target_proxies,
-        backend_services,
+        proxies: target_proxies,
+        services: backend_services,
     })
 }
 
@@ -118,4 +119,34 @@ fn references(
         }
     }
     out
+}
+
+/// Cross-resource rules: every target proxy and backend service a rule names exists; a rule
+/// that grants nothing is worth a warning.
+pub fn check(resources: &super::gcp::resources::Resources, diagnostics: &mut Diagnostics) {
+    for rule in resources.xds_clients.values() {
+        for proxy in &rule.proxies {
+            expect(
+                &resources.target_proxies,
+                proxy,
+                "target proxies",
+                diagnostics,
+            );
+        }
+        for service in &rule.services {
+            expect(
+                &resources.backend_services,
+                service,
+                "backendServices",
+                diagnostics,
+            );
+        }
+        if !rule.grants_anything() {
+            diagnostics.warning(
+                &rule.loc,
+                format!("xdsClients[{}]", rule.name),
+                "the rule names no listeners, clusters, targetProxies or backendServices: its clients are admitted and receive nothing",
+            );
+        }
+    }
 }

@@ -15,8 +15,9 @@ use tokio_rustls::rustls::pki_types::{
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem as PemBlock;
 
+use crate::config::gcp::resources::Resources;
 use crate::model::tls::Pem;
-use crate::model::{Diagnostics, Model};
+use crate::model::Diagnostics;
 
 /// The largest certificate or key file read.
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
@@ -31,7 +32,7 @@ pub struct ReferencedFile {
 
 /// Reads the PEM files of every certificate in `model` and checks every pair; returns the
 /// files read.
-pub fn resolve(model: &mut Model, diagnostics: &mut Diagnostics) -> Vec<ReferencedFile> {
+pub fn resolve(model: &mut Resources, diagnostics: &mut Diagnostics) -> Vec<ReferencedFile> {
     let mut read = Vec::new();
     for certificate in model.ssl_certificates.values_mut() {
         let mut complete =

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod aws;
 pub mod certificates;
+pub mod cipher_suites;
 pub mod gcp;
 pub mod reader;
 pub mod references;
@@ -14,7 +15,7 @@ pub mod yaml;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::model::{self, Diagnostics, Loc, Model};
+use crate::model::{Diagnostics, Loc, Model};
 
 pub use crate::model::diagnostics::suggest;
 pub use source::{config_files, ReadLimits, Sources};
@@ -68,6 +69,7 @@ pub fn load_with(path: &Path, limits: &ReadLimits) -> Loaded {
 /// Parses and validates config files already read.
 pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
     let mut loaded = Loaded::default();
+    let mut resources = gcp::resources::Resources::default();
     if let Some(error) = &sources.listing_error {
         loaded.diagnostics.error(
             &Loc::new(sources.root.clone(), 0),
@@ -77,7 +79,13 @@ pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
     }
     for file in &sources.files {
         match &file.text {
-            Ok(text) => read_text(text, &file.display, &limits.yaml, &mut loaded),
+            Ok(text) => read_text(
+                text,
+                &file.display,
+                &limits.yaml,
+                &mut resources,
+                &mut loaded.diagnostics,
+            ),
             Err(problem) => loaded.diagnostics.error(
                 &Loc::new(file.display.clone(), problem.line),
                 "",
@@ -85,10 +93,11 @@ pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
             ),
         }
     }
-    loaded.referenced = certificates::resolve(&mut loaded.model, &mut loaded.diagnostics);
-    gcp::validate::check(&loaded.model, &mut loaded.diagnostics);
-    model::access::check(&loaded.model, &mut loaded.diagnostics);
-    gcp::regional_groups::split_by_zone(&mut loaded.model);
+    loaded.referenced = certificates::resolve(&mut resources, &mut loaded.diagnostics);
+    gcp::validate::check(&resources, &mut loaded.diagnostics);
+    access::check(&resources, &mut loaded.diagnostics);
+    gcp::regional_groups::split_by_zone(&mut resources);
+    loaded.model = gcp::lower::lower(&resources);
     loaded.diagnostics.sort();
     loaded
 }
@@ -105,33 +114,30 @@ pub fn load_str(text: &str, file: &str) -> Loaded {
 /// looks like, and serving it would withdraw everything.
 const EMPTY_FILE: &str = "the file holds no YAML document (it is empty, or only whitespace and comments); a truncated or half-written file looks like this, so it is refused rather than served as \"nothing\" (to serve nothing on purpose, write `{}`)";
 
-fn read_text(text: &str, file: &Arc<str>, limits: &YamlLimits, loaded: &mut Loaded) {
+fn read_text(
+    text: &str,
+    file: &Arc<str>,
+    limits: &YamlLimits,
+    resources: &mut gcp::resources::Resources,
+    diagnostics: &mut Diagnostics,
+) {
     match yaml::parse_with_limits(text, limits) {
         Ok(documents) if documents.is_empty() => {
-            loaded
-                .diagnostics
-                .error(&Loc::new(file.clone(), 1), "", EMPTY_FILE)
+            diagnostics.error(&Loc::new(file.clone(), 1), "", EMPTY_FILE)
         }
         Ok(documents) => {
             for document in &documents {
                 if aws::template::is_template(document) {
-                    aws::lower::read_document(
-                        document,
-                        file,
-                        &mut loaded.model,
-                        &mut loaded.diagnostics,
-                    );
+                    aws::lower::read_document(document, file, resources, diagnostics);
                 } else {
-                    gcp::read_document(document, file, &mut loaded.model, &mut loaded.diagnostics);
+                    gcp::read_document(document, file, resources, diagnostics);
                 }
             }
         }
         Err(error) if error.over_limit => {
-            loaded
-                .diagnostics
-                .error(&Loc::new(file.clone(), error.line), "", error.message)
+            diagnostics.error(&Loc::new(file.clone(), error.line), "", error.message)
         }
-        Err(error) => loaded.diagnostics.error(
+        Err(error) => diagnostics.error(
             &Loc::new(file.clone(), error.line),
             "",
             format!("YAML syntax error: {}", error.message),

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::model::endpoint_facts::{addresses_for, port_of};
 use crate::model::{
-    BackendService, EndpointGroup, HealthCheck, HealthCheckProtocol, IpAddressSelectionPolicy,
-    Model, PortSpecification,
+    EndpointGroup, HealthCheck, HealthCheckProtocol, IpAddressSelectionPolicy, Model,
+    PortSelection, Service,
 };
 
 use super::probe::Probe;
@@ -113,7 +113,7 @@ pub fn plan(model: &Model) -> Plan {
     let mut plan = Plan::default();
     // One definition per distinct check, shared by every target of it.
     let mut definitions: BTreeMap<CheckDefinition, Arc<CheckDefinition>> = BTreeMap::new();
-    for service in model.backend_services.values() {
+    for service in model.services.values() {
         // A backend service takes one health check (validation says so).
         let Some(check) = service
             .health_checks
@@ -133,7 +133,7 @@ pub fn plan(model: &Model) -> Plan {
             let Some(group) = model.endpoint_groups.get(&backend.group.name) else {
                 continue;
             };
-            if group.kind.is_internet() {
+            if group.members.is_internet() {
                 continue;
             }
             add_group(
@@ -152,7 +152,7 @@ pub fn plan(model: &Model) -> Plan {
 
 fn add_group(
     plan: &mut Plan,
-    service: &BackendService,
+    service: &Service,
     service_name: &Arc<str>,
     group: &EndpointGroup,
     check: &HealthCheck,
@@ -213,13 +213,13 @@ fn add_group(
 /// The port a check probes an endpoint on: its fixed port, the group's named port, or the
 /// port the service reaches the endpoint on.
 fn check_port(check: &HealthCheck, group: &EndpointGroup, serving_port: u16) -> Option<u16> {
-    match check.port_specification {
-        PortSpecification::UseFixedPort => check.port,
-        PortSpecification::UseNamedPort => check
+    match check.port_selection {
+        PortSelection::Fixed => check.port,
+        PortSelection::Named => check
             .port_name
             .as_ref()
             .and_then(|name| group.named_ports.get(name).copied()),
-        PortSpecification::UseServingPort => Some(serving_port),
+        PortSelection::Serving => Some(serving_port),
     }
 }
 

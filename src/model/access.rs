@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::{Diagnostics, Loc, Model, Ref};
+use super::{Loc, Ref};
 
 /// One rule. Patterns use `*` for any run of characters.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -23,10 +23,10 @@ pub struct XdsClientRule {
     pub listeners: Vec<String>,
     /// Cluster names the clients may receive (with their endpoints).
     pub clusters: Vec<String>,
-    /// Target proxies whose listeners the clients may receive.
-    pub target_proxies: Vec<Ref>,
-    /// Backend services whose clusters the clients may receive.
-    pub backend_services: Vec<Ref>,
+    /// Proxies whose frontends (listeners) the clients may receive.
+    pub proxies: Vec<Ref>,
+    /// Services whose clusters the clients may receive.
+    pub services: Vec<Ref>,
 }
 
 impl XdsClientRule {
@@ -34,32 +34,7 @@ impl XdsClientRule {
     pub fn grants_anything(&self) -> bool {
         !(self.listeners.is_empty()
             && self.clusters.is_empty()
-            && self.target_proxies.is_empty()
-            && self.backend_services.is_empty())
-    }
-}
-
-/// Cross-resource rules: every target proxy and backend service a rule names exists; a rule
-/// that grants nothing is worth a warning.
-pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
-    for rule in model.xds_clients.values() {
-        for proxy in &rule.target_proxies {
-            super::references::expect(&model.target_proxies, proxy, "target proxies", diagnostics);
-        }
-        for service in &rule.backend_services {
-            super::references::expect(
-                &model.backend_services,
-                service,
-                "backendServices",
-                diagnostics,
-            );
-        }
-        if !rule.grants_anything() {
-            diagnostics.warning(
-                &rule.loc,
-                format!("xdsClients[{}]", rule.name),
-                "the rule names no listeners, clusters, targetProxies or backendServices: its clients are admitted and receive nothing",
-            );
-        }
+            && self.proxies.is_empty()
+            && self.services.is_empty())
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{BackendService, Endpoint, EndpointGroup, IpAddressSelectionPolicy, Model};
+use super::{Endpoint, EndpointGroup, IpAddressSelectionPolicy, Model, Service};
 
 /// What a source says of one endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,21 +47,17 @@ pub trait EndpointReports: Send + Sync {
     fn report_endpoints(&self, source: &'static str, reports: &[EndpointReport]) -> bool;
 }
 
-/// The port a service reaches an endpoint on: the endpoint's own, the NEG's defaultPort, or the
-/// instance group's named port for the service's portName; an internet NEG's endpoint without
-/// either is reached on 443 over TLS and 80 otherwise, as the cloud's are.
-pub fn port_of(
-    service: &BackendService,
-    group: &EndpointGroup,
-    endpoint: &Endpoint,
-) -> Option<u16> {
+/// The port a service reaches an endpoint on: the endpoint's own, the group's default port, or
+/// the group's named port for the service's port name; an internet destination without either
+/// is reached on 443 over TLS and 80 otherwise.
+pub fn port_of(service: &Service, group: &EndpointGroup, endpoint: &Endpoint) -> Option<u16> {
     endpoint
         .port
         .or(group.default_port)
         .or_else(|| group.named_ports.get(&service.port_name).copied())
         .or_else(|| {
             group
-                .kind
+                .members
                 .is_internet()
                 .then_some(if service.protocol.uses_tls() { 443 } else { 80 })
         })

@@ -1,7 +1,6 @@
 //! The resources of the internal model. Names are plain (`web`), never cloud URLs; every
 //! reference keeps where it was written so that a dangling one can be reported precisely.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -59,24 +58,6 @@ pub struct Ref {
     pub path: String,
 }
 
-/// The whole load-balancing configuration, every map sorted by name.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Model {
-    pub health_checks: BTreeMap<String, HealthCheck>,
-    pub endpoint_groups: BTreeMap<String, EndpointGroup>,
-    pub backend_services: BTreeMap<String, BackendService>,
-    pub url_maps: BTreeMap<String, UrlMap>,
-    pub target_proxies: BTreeMap<String, TargetProxy>,
-    pub forwarding_rules: BTreeMap<String, ForwardingRule>,
-    pub ssl_certificates: BTreeMap<String, super::SslCertificate>,
-    pub ssl_policies: BTreeMap<String, super::SslPolicy>,
-    /// Failover preferences: client region → regions to try next, in order.
-    pub region_order: BTreeMap<String, Vec<String>>,
-    /// Who may use the xDS port and receive what; empty means everyone, everything.
-    pub xds_clients: BTreeMap<String, super::XdsClientRule>,
-}
-
 cloud_enum!(HealthCheckProtocol {
     Http => "HTTP",
     Https => "HTTPS",
@@ -87,18 +68,6 @@ cloud_enum!(HealthCheckProtocol {
 });
 
 impl HealthCheckProtocol {
-    /// The field holding this type's details (`httpHealthCheck`, …).
-    pub fn details_field(self) -> &'static str {
-        match self {
-            HealthCheckProtocol::Http => "httpHealthCheck",
-            HealthCheckProtocol::Https => "httpsHealthCheck",
-            HealthCheckProtocol::Http2 => "http2HealthCheck",
-            HealthCheckProtocol::Grpc => "grpcHealthCheck",
-            HealthCheckProtocol::Tcp => "tcpHealthCheck",
-            HealthCheckProtocol::Ssl => "sslHealthCheck",
-        }
-    }
-
     /// HTTP, HTTPS and HTTP2 checks send a request to a path.
     pub fn is_http(self) -> bool {
         matches!(
@@ -108,17 +77,17 @@ impl HealthCheckProtocol {
     }
 }
 
-cloud_enum!(
-    /// Which port a check probes: its own `port`, the instance group's named port
-    /// `portName`, or the port each endpoint serves on.
-    PortSpecification {
-        UseFixedPort => "USE_FIXED_PORT",
-        UseNamedPort => "USE_NAMED_PORT",
-        UseServingPort => "USE_SERVING_PORT",
-    }
-);
+/// Which port a check probes: its own `port`, the group's named port `port_name`, or the
+/// port each endpoint serves on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PortSelection {
+    Fixed,
+    Named,
+    Serving,
+}
 
-/// `healthChecks`: how the cloud probes endpoints, with its defaults filled in.
+/// How endpoints are probed, with every default filled in.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheck {
@@ -126,7 +95,7 @@ pub struct HealthCheck {
     #[serde(skip)]
     pub loc: Loc,
     pub protocol: HealthCheckProtocol,
-    pub port_specification: PortSpecification,
+    pub port_selection: PortSelection,
     pub port: Option<u16>,
     pub port_name: Option<String>,
     /// HTTP, HTTPS, HTTP2: the path asked for ("/" unless written).
@@ -161,69 +130,6 @@ pub struct GrpcCheckCall {
     pub codes: Vec<(u16, u16)>,
     /// Over TLS (HTTP/2 with ALPN h2) rather than cleartext HTTP/2.
     pub tls: bool,
-}
-
-/// What kind of backend group this is; it decides which balancing modes are allowed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum GroupKind {
-    /// An (unmanaged) instance group: ports come from its named ports.
-    InstanceGroup,
-    /// A zonal NEG of GCE_VM_IP_PORT endpoints.
-    GceVmIpPortNeg,
-    /// A hybrid connectivity NEG of NON_GCP_PRIVATE_IP_PORT endpoints.
-    NonGcpPrivateIpPortNeg,
-    /// A global internet NEG whose one endpoint is a name (INTERNET_FQDN_PORT), resolved by
-    /// the proxy.
-    InternetFqdnPortNeg,
-    /// A global internet NEG whose one endpoint is an address (INTERNET_IP_PORT).
-    InternetIpPortNeg,
-    /// Plain targets in one zone, each with its own port and an equal share of traffic (the
-    /// zone of an AWS target group).
-    Targets,
-}
-
-impl GroupKind {
-    pub fn is_instance_group(self) -> bool {
-        self == GroupKind::InstanceGroup
-    }
-
-    /// The name users know the kind by.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GroupKind::InstanceGroup => "instance group",
-            GroupKind::GceVmIpPortNeg => "GCE_VM_IP_PORT NEG",
-            GroupKind::NonGcpPrivateIpPortNeg => "NON_GCP_PRIVATE_IP_PORT NEG",
-            GroupKind::InternetFqdnPortNeg => "INTERNET_FQDN_PORT NEG",
-            GroupKind::InternetIpPortNeg => "INTERNET_IP_PORT NEG",
-            GroupKind::Targets => "targets",
-        }
-    }
-
-    /// Internet NEGs: global, one endpoint, no balancing mode of their own.
-    pub fn is_internet(self) -> bool {
-        matches!(
-            self,
-            GroupKind::InternetFqdnPortNeg | GroupKind::InternetIpPortNeg
-        )
-    }
-}
-
-/// An instance group or a network endpoint group: a set of addresses in one zone.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointGroup {
-    pub name: String,
-    #[serde(skip)]
-    pub loc: Loc,
-    pub kind: GroupKind,
-    pub zone: String,
-    pub region: String,
-    /// Instance groups: port name → port.
-    pub named_ports: BTreeMap<String, u16>,
-    /// NEGs: the port of endpoints that do not name one.
-    pub default_port: Option<u16>,
-    pub endpoints: Vec<Endpoint>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -300,23 +206,6 @@ impl LocalityLbPolicy {
     }
 }
 
-cloud_enum!(SessionAffinity {
-    None => "NONE",
-    ClientIp => "CLIENT_IP",
-    GeneratedCookie => "GENERATED_COOKIE",
-    HeaderField => "HEADER_FIELD",
-    HttpCookie => "HTTP_COOKIE",
-});
-
-/// `consistentHash` of a backend service.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsistentHash {
-    pub http_header_name: Option<String>,
-    pub http_cookie: Option<HttpCookie>,
-    pub minimum_ring_size: Option<u64>,
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpCookie {
@@ -335,64 +224,6 @@ pub struct StickyCookie {
     /// proxy's cookie is issued only with a response that sets the application's cookie (or
     /// to a client that carries it), and a request is held only while it carries both.
     pub application_cookie: Option<String>,
-}
-
-cloud_enum!(LoadBalancingScheme {
-    External => "EXTERNAL",
-    ExternalManaged => "EXTERNAL_MANAGED",
-    InternalManaged => "INTERNAL_MANAGED",
-    InternalSelfManaged => "INTERNAL_SELF_MANAGED",
-});
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BackendService {
-    pub name: String,
-    #[serde(skip)]
-    pub loc: Loc,
-    pub load_balancing_scheme: LoadBalancingScheme,
-    pub protocol: BackendProtocol,
-    pub port_name: String,
-    pub timeout_sec: u32,
-    pub health_checks: Vec<Ref>,
-    pub locality_lb_policy: LocalityLbPolicy,
-    pub backends: Vec<Backend>,
-    pub session_affinity: SessionAffinity,
-    /// GENERATED_COOKIE lifetime; 0 makes a session cookie.
-    pub affinity_cookie_ttl_sec: u32,
-    pub consistent_hash: ConsistentHash,
-    /// How long a removed endpoint is kept DRAINING (connectionDraining.drainingTimeoutSec).
-    pub draining_timeout_sec: u32,
-    /// subsetting.policy CONSISTENT_HASH_SUBSETTING (accepted, not applied).
-    pub subsetting: bool,
-    pub ip_address_selection_policy: IpAddressSelectionPolicy,
-    /// Whether timeoutSec was written (proxyless gRPC does not support it).
-    pub timeout_sec_written: bool,
-    /// maxStreamDuration: the deadline of a whole stream (a gRPC call), retries included.
-    pub max_stream_duration: Option<std::time::Duration>,
-    /// circuitBreakers: limits on the connections and requests to the service.
-    pub circuit_breakers: Option<super::CircuitBreakers>,
-    /// Headers added to requests sent to the service and to its responses.
-    pub custom_headers: super::CustomHeaders,
-    /// outlierDetection: eject endpoints that keep failing.
-    pub outlier_detection: Option<OutlierDetection>,
-    /// logConfig with `enable: true`: the share of requests (0–1) the proxy logs.
-    pub log_sample_rate: Option<f64>,
-    /// A new endpoint's share rises linearly from almost nothing to its full weight over this
-    /// window.
-    pub slow_start: Option<std::time::Duration>,
-    /// A cookie the proxy issues naming the endpoint that served, so that later requests
-    /// carrying it go back there whatever the balancing policy.
-    pub sticky_cookie: Option<StickyCookie>,
-    /// Below this many (or this share of) healthy endpoints, every endpoint takes traffic,
-    /// unhealthy ones included (fail open).
-    pub minimum_healthy: Option<MinimumHealthy>,
-    /// A client is served from endpoints in its own zone while any is healthy, the rest of
-    /// its region next.
-    pub prefer_client_zone: bool,
-    /// Where some fields were written, for diagnostics about them.
-    #[serde(skip)]
-    pub field_locs: BTreeMap<&'static str, Loc>,
 }
 
 /// `outlierDetection` of a backend service, with the cloud API's defaults filled in.
@@ -448,98 +279,6 @@ cloud_enum!(
         Ipv6Only => "IPV6_ONLY",
     }
 );
-
-impl BackendService {
-    /// Where `field` was written, or where the service starts.
-    pub fn loc_of(&self, field: &str) -> &Loc {
-        self.field_locs.get(field).unwrap_or(&self.loc)
-    }
-}
-
-cloud_enum!(BalancingMode {
-    Rate => "RATE",
-    Utilization => "UTILIZATION",
-    Connection => "CONNECTION",
-});
-
-/// One backend of a backend service: a group plus how much traffic it is meant to take.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Backend {
-    pub group: Ref,
-    #[serde(skip)]
-    pub loc: Loc,
-    pub balancing_mode: BalancingMode,
-    pub max_rate: Option<f64>,
-    pub max_rate_per_instance: Option<f64>,
-    pub max_rate_per_endpoint: Option<f64>,
-    pub max_connections: Option<f64>,
-    pub max_connections_per_instance: Option<f64>,
-    pub max_connections_per_endpoint: Option<f64>,
-    pub max_utilization: Option<f64>,
-    pub capacity_scaler: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UrlMap {
-    pub name: String,
-    #[serde(skip)]
-    pub loc: Loc,
-    pub default_service: Option<Ref>,
-    /// defaultUrlRedirect: instead of a default service.
-    pub default_url_redirect: Option<UrlRedirect>,
-    /// defaultRouteAction.weightedBackendServices: instead of a default service.
-    pub default_weighted: Option<Vec<WeightedService>>,
-    /// The rest of defaultRouteAction, for requests that take the default.
-    pub default_extras: RouteExtras,
-    pub host_rules: Vec<HostRule>,
-    pub path_matchers: Vec<PathMatcher>,
-    pub header_action: HeaderAction,
-    /// How the proxies routing with this map treat their clients (for Envoy).
-    pub frontend: super::FrontendHttp,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostRule {
-    #[serde(skip)]
-    pub loc: Loc,
-    pub hosts: Vec<String>,
-    pub path_matcher: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PathMatcher {
-    pub name: String,
-    #[serde(skip)]
-    pub loc: Loc,
-    pub default_service: Option<Ref>,
-    pub default_url_redirect: Option<UrlRedirect>,
-    pub default_weighted: Option<Vec<WeightedService>>,
-    pub default_extras: RouteExtras,
-    pub path_rules: Vec<PathRule>,
-    pub route_rules: Vec<RouteRule>,
-    pub header_action: HeaderAction,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PathRule {
-    pub paths: Vec<String>,
-    pub action: RouteTarget,
-    pub extras: RouteExtras,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RouteRule {
-    pub priority: u32,
-    pub match_rules: Vec<MatchRule>,
-    pub action: RouteTarget,
-    pub extras: RouteExtras,
-}
 
 /// What a rule does to a request besides choosing where it goes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -713,39 +452,9 @@ pub struct FixedResponse {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WeightedService {
-    pub backend_service: Ref,
+    pub service: Ref,
     pub weight: u32,
     pub header_action: HeaderAction,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetProxy {
-    pub name: String,
-    #[serde(skip)]
-    pub loc: Loc,
-    pub target: ProxyTarget,
-    /// targetHttpsProxies and targetSslProxies: the certificates and policy TLS is
-    /// terminated with.
-    pub tls: Option<super::ProxyTls>,
-    /// targetTcpProxies and targetSslProxies: PROXY_V1 tells backends who the client is with
-    /// a PROXY protocol (version 1) line before the client's bytes.
-    pub proxy_header_v1: bool,
-}
-
-/// What a target proxy hands connections to.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ProxyTarget {
-    /// targetHttpProxies: requests are routed by a URL map.
-    UrlMap(Ref),
-    /// targetTcpProxies and targetSslProxies: connections go to one backend service.
-    Service(Ref),
-    /// targetGrpcProxies: proxyless gRPC clients route with a URL map.
-    Grpc {
-        url_map: Ref,
-        validate_for_proxyless: bool,
-    },
 }
 
 /// An endpoint removed from the config that is kept, DRAINING, for its service's
@@ -758,21 +467,6 @@ pub struct DrainingEndpoint {
     pub region: String,
     pub zone: String,
     pub address: std::net::SocketAddr,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ForwardingRule {
-    pub name: String,
-    #[serde(skip)]
-    pub loc: Loc,
-    pub ip_address: IpAddr,
-    pub port: u16,
-    pub target: Ref,
-    /// Bind even if the address is not (yet) on the host, as keepalived VIPs need.
-    pub freebind: bool,
-    /// As written; unwritten, the rule is served as INTERNAL_SELF_MANAGED (any port).
-    pub load_balancing_scheme: Option<LoadBalancingScheme>,
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub struct FaultAbort {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestMirror {
-    pub backend_service: Ref,
+    pub service: Ref,
     pub percentage: f64,
 }
 

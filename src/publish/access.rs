@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
-use crate::model::{Model, ProxyTarget, XdsClientRule};
+use crate::model::{Model, XdsClientRule};
 use crate::translate::references::{listener_references, route_clusters};
 use crate::translate::Resources;
 use crate::xds::server::access::{any_matches, AccessPolicy, AccessRule, Allowed, NamePattern};
@@ -38,26 +38,19 @@ fn patterns(list: &[String]) -> Vec<NamePattern> {
 /// What `rule` lets its clients receive.
 fn allowed(model: &Model, rule: &XdsClientRule, resources: &Resources) -> Allowed {
     let listener_patterns = patterns(&rule.listeners);
-    let proxies: BTreeSet<&str> = rule
-        .target_proxies
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
-    // Envoy listeners are named after forwarding rules.
+    let proxies: BTreeSet<&str> = rule.proxies.iter().map(|r| r.name.as_str()).collect();
+    // Envoy listeners are named after frontends.
     let by_proxy = |listener: &Listener| {
         model
-            .forwarding_rules
+            .frontends
             .get(&listener.name)
-            .is_some_and(|f| proxies.contains(f.target.name.as_str()))
+            .is_some_and(|f| proxies.contains(f.proxy.as_str()))
     };
-    // Proxyless listeners are named after hosts and route with their URL map.
+    // Proxyless listeners are named after hosts and route with their route table.
     let url_maps: BTreeSet<&str> = proxies
         .iter()
-        .filter_map(|name| model.target_proxies.get(*name))
-        .filter_map(|proxy| match &proxy.target {
-            ProxyTarget::Grpc { url_map, .. } => Some(url_map.name.as_str()),
-            _ => None,
-        })
+        .filter_map(|name| model.proxyless.get(*name))
+        .map(|routing| routing.route_table.name.as_str())
         .collect();
     let cluster_patterns = patterns(&rule.clusters);
     let mut clusters: BTreeSet<String> = resources
@@ -66,7 +59,7 @@ fn allowed(model: &Model, rule: &XdsClientRule, resources: &Resources) -> Allowe
         .map(|c| c.name.clone())
         .filter(|name| any_matches(&cluster_patterns, name))
         .collect();
-    clusters.extend(rule.backend_services.iter().map(|s| s.name.clone()));
+    clusters.extend(rule.services.iter().map(|s| s.name.clone()));
     let envoy = granted_listeners(&resources.listeners, &resources.routes, |listener| {
         any_matches(&listener_patterns, &listener.name) || by_proxy(listener)
     });

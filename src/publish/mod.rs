@@ -280,7 +280,7 @@ impl Publisher {
         let changed: BTreeSet<&str> = changed
             .iter()
             .map(String::as_str)
-            .filter(|service| served.model.backend_services.contains_key(*service))
+            .filter(|service| served.model.services.contains_key(*service))
             .collect();
         if changed.is_empty() || !served.published {
             return false;
@@ -417,19 +417,17 @@ fn draining_after(
     for removed in served.endpoints.difference(kept) {
         let timeout = served
             .model
-            .backend_services
+            .services
             .get(&removed.service)
-            .map(|s| s.draining_timeout_sec)
-            .unwrap_or(0);
-        if timeout > 0 {
-            let until = now + Duration::from_secs(u64::from(timeout));
+            .map(|s| s.draining_timeout)
+            .unwrap_or_default();
+        if !timeout.is_zero() {
+            let until = now + timeout;
             draining.entry(removed.clone()).or_insert(until);
         }
     }
     draining.retain(|endpoint, until| {
-        *until > now
-            && !kept.contains(endpoint)
-            && next.backend_services.contains_key(&endpoint.service)
+        *until > now && !kept.contains(endpoint) && next.services.contains_key(&endpoint.service)
     });
     draining
 }

@@ -44,7 +44,7 @@ impl RampState {
     ) -> BTreeSet<String> {
         let mut changed = BTreeSet::new();
         let mut next = BTreeMap::new();
-        for service in model.backend_services.values() {
+        for service in model.services.values() {
             let Some(window) = service.slow_start else {
                 continue;
             };
@@ -145,7 +145,7 @@ fn step_of(window: Duration) -> Duration {
 /// The endpoints of `service` that take traffic: in its groups, not reported unhealthy.
 fn routable(
     model: &Model,
-    service: &crate::model::BackendService,
+    service: &crate::model::Service,
     health: &ReportedHealth,
 ) -> BTreeSet<SocketAddr> {
     let reported = health.get(&service.name);

@@ -65,7 +65,7 @@ pub(super) fn endpoint_views_changing(
             changed
                 .iter()
                 .map(|service| {
-                    let service_model = &model.backend_services[*service];
+                    let service_model = &model.services[*service];
                     let assignment =
                         endpoints::assignment_in(model, service_model, client, zone, this_overlay);
                     (
@@ -230,7 +230,7 @@ const PROXYLESS_SUFFIX: &str = "#proxyless";
 
 fn has_slow_start(model: &Model) -> bool {
     model
-        .backend_services
+        .services
         .values()
         .any(|service| service.slow_start.is_some())
 }
@@ -248,7 +248,7 @@ fn split_view_key(key: &str) -> (Option<&str>, Option<&str>) {
 /// services that serve clients from their own zone first.
 fn client_zones(model: &Model) -> BTreeSet<(String, String)> {
     model
-        .backend_services
+        .services
         .values()
         .filter(|service| service.prefer_client_zone)
         .flat_map(|service| &service.backends)

@@ -12,20 +12,20 @@ use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::Expres
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
 
-use crate::model::references::services_of;
-use crate::model::{BackendService, Model, UrlMap};
+use crate::model::{Model, RouteTable, Service};
 
 use super::to_any;
 
 const STDOUT: &str = "envoy.access_loggers.stdout";
 const CEL: &str = "envoy.access_loggers.extension_filters.cel";
 
-/// The access logs of a listener routing with `url_map`, one per service it routes to that
+/// The access logs of a listener routing with `table`, one per service it routes to that
 /// has logging on.
-pub fn access_logs_for(model: &Model, url_map: &UrlMap) -> Vec<AccessLog> {
-    services_of(url_map)
+pub fn access_logs_for(model: &Model, table: &RouteTable) -> Vec<AccessLog> {
+    table
+        .services()
         .into_iter()
-        .filter_map(|name| model.backend_services.get(name))
+        .filter_map(|name| model.services.get(name))
         .filter_map(|service| Some((service.name.as_str(), service.log_sample_rate?)))
         .map(|(name, rate)| access_log(name, rate))
         .collect()
@@ -33,7 +33,7 @@ pub fn access_logs_for(model: &Model, url_map: &UrlMap) -> Vec<AccessLog> {
 
 /// The access log of a TCP proxy to `service`, if it has logging on: one line per connection
 /// (the proxy's only cluster is the service's), kept to its sampleRate.
-pub fn tcp_access_logs_for(service: &BackendService) -> Vec<AccessLog> {
+pub fn tcp_access_logs_for(service: &Service) -> Vec<AccessLog> {
     let Some(rate) = service.log_sample_rate else {
         return Vec::new();
     };

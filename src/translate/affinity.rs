@@ -1,6 +1,6 @@
 //! Session affinity → the hash policies that make a hashing load balancer (ring hash, Maglev)
-//! send the same client to the same endpoint. Honoured only for services whose
-//! localityLbPolicy hashes; validation warns about the others.
+//! send the same client to the same endpoint, and the cookies of stateful sessions. Hash
+//! policies are honoured only for services whose balancing policy hashes.
 
 use envoy_types::pb::envoy::config::route::v3::route_action::{
     hash_policy::{ConnectionProperties, Cookie, FilterState, Header, PolicySpecifier},
@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::route::v3::route_action::{
 };
 use envoy_types::pb::envoy::r#type::v3 as envoy_type;
 
-use crate::model::{BackendService, LoadBalancingScheme, SessionAffinity};
+use crate::model::{Affinity, HttpCookie, Service};
 
 use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::config::route::v3::FilterConfig;
@@ -21,68 +21,54 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::http::stateful_session::cookie::v3::CookieBasedSessionState;
 use envoy_types::pb::envoy::r#type::http::v3 as envoy_http;
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::{Any, Duration};
 
-use super::{duration, seconds, to_any};
+use super::{duration, to_any};
 
-/// Name of the cookie GENERATED_COOKIE affinity issues: `GCLB` behind the global external
-/// schemes, `GCILB` behind the internal ones and Traffic Director, as the cloud names it.
-pub fn generated_cookie_name(service: &BackendService) -> &'static str {
-    match service.load_balancing_scheme {
-        LoadBalancingScheme::External | LoadBalancingScheme::ExternalManaged => "GCLB",
-        _ => "GCILB",
-    }
+/// A cookie as the hash policy and the stateful session filter name it (a ttl of 0 makes a
+/// session cookie; Envoy issues the cookie when a request lacks it).
+fn cookie_parts(cookie: &HttpCookie) -> (String, Duration, String) {
+    (
+        cookie.name.clone(),
+        duration(cookie.ttl.unwrap_or_default()),
+        cookie.path.clone().unwrap_or_else(|| "/".to_string()),
+    )
 }
 
-/// Hashing the header that HEADER_FIELD affinity names.
-fn header_policy(service: &BackendService) -> PolicySpecifier {
-    PolicySpecifier::Header(Header {
-        header_name: service
-            .consistent_hash
-            .http_header_name
-            .clone()
-            .unwrap_or_default(),
-        ..Default::default()
-    })
-}
-
-/// Route hash policies for requests to `service`; empty when it has no (honoured) affinity.
-pub fn route_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
-    if !service.locality_lb_policy.is_consistent_hash() {
+/// Route hash policies for requests to `service`; empty when it has no affinity, or a
+/// balancing policy that does not hash (validation warns about those).
+pub fn route_hash_policies(service: &Service) -> Vec<HashPolicy> {
+    if !service.lb_policy.is_consistent_hash() {
         return Vec::new();
     }
-    let policy = match service.session_affinity {
-        SessionAffinity::None => return Vec::new(),
-        SessionAffinity::ClientIp => {
+    let policy = match &service.affinity {
+        Affinity::None => return Vec::new(),
+        Affinity::ClientAddress => {
             PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: true })
         }
-        // A ttl (0 = session cookie) makes Envoy issue the cookie when the request lacks it.
-        SessionAffinity::GeneratedCookie => PolicySpecifier::Cookie(Cookie {
-            name: generated_cookie_name(service).to_string(),
-            ttl: Some(seconds(u64::from(service.affinity_cookie_ttl_sec))),
-            path: "/".to_string(),
-            ..Default::default()
-        }),
-        SessionAffinity::HeaderField => header_policy(service),
-        SessionAffinity::HttpCookie => {
-            let cookie = service.consistent_hash.http_cookie.clone();
-            let cookie = cookie.unwrap_or_else(|| crate::model::HttpCookie {
-                name: String::new(),
-                path: None,
-                ttl: None,
-            });
+        Affinity::Cookie(cookie) => {
+            let (name, ttl, path) = cookie_parts(cookie);
             PolicySpecifier::Cookie(Cookie {
-                name: cookie.name,
-                ttl: Some(duration(cookie.ttl.unwrap_or_default())),
-                path: cookie.path.unwrap_or_else(|| "/".to_string()),
+                name,
+                ttl: Some(ttl),
+                path,
                 ..Default::default()
             })
         }
+        Affinity::Header(name) => header_policy(name),
     };
     vec![HashPolicy {
         policy_specifier: Some(policy),
         terminal: false,
     }]
+}
+
+/// Hashing a request header's value.
+fn header_policy(name: &str) -> PolicySpecifier {
+    PolicySpecifier::Header(Header {
+        header_name: name.to_string(),
+        ..Default::default()
+    })
 }
 
 /// Filter-state key gRPC fills with a per-channel id: hashing it keeps one channel on one
@@ -91,13 +77,13 @@ pub const GRPC_CHANNEL_ID: &str = "io.grpc.channel_id";
 
 /// Hash policies for proxyless gRPC clients, which implement header and channel-id hashing
 /// with ring hash (cookie affinity is left out; validation says so).
-pub fn proxyless_hash_policies(service: &BackendService) -> Vec<HashPolicy> {
-    if service.locality_lb_policy != crate::model::LocalityLbPolicy::RingHash {
+pub fn proxyless_hash_policies(service: &Service) -> Vec<HashPolicy> {
+    if service.lb_policy != crate::model::LocalityLbPolicy::RingHash {
         return Vec::new();
     }
-    let policy = match service.session_affinity {
-        SessionAffinity::HeaderField => header_policy(service),
-        SessionAffinity::ClientIp => PolicySpecifier::FilterState(FilterState {
+    let policy = match &service.affinity {
+        Affinity::Header(name) => header_policy(name),
+        Affinity::ClientAddress => PolicySpecifier::FilterState(FilterState {
             key: GRPC_CHANNEL_ID.to_string(),
         }),
         _ => return Vec::new(),
@@ -114,38 +100,28 @@ const COOKIE_SESSION_STATE: &str = "envoy.http.stateful_session.cookie";
 
 /// The cookie of a service whose proxies issue one naming the endpoint that served (under any
 /// balancing policy).
-pub fn sticky_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
+pub fn sticky_cookie(service: &Service) -> Option<envoy_http::Cookie> {
     let cookie = &service.sticky_cookie.as_ref()?.cookie;
-    Some(envoy_http::Cookie {
-        name: cookie.name.clone(),
-        ttl: Some(duration(cookie.ttl.unwrap_or_default())),
-        path: cookie.path.clone().unwrap_or_else(|| "/".to_string()),
-        ..Default::default()
-    })
+    Some(session_state_cookie(cookie))
 }
 
-/// The session cookie of a sticky service, or of GENERATED_COOKIE (`GCLB` / `GCILB`) and
-/// HTTP_COOKIE affinity.
-pub fn session_cookie(service: &BackendService) -> Option<envoy_http::Cookie> {
+fn session_state_cookie(cookie: &HttpCookie) -> envoy_http::Cookie {
+    let (name, ttl, path) = cookie_parts(cookie);
+    envoy_http::Cookie {
+        name,
+        ttl: Some(ttl),
+        path,
+        ..Default::default()
+    }
+}
+
+/// The session cookie of a sticky service, or of cookie affinity.
+pub fn session_cookie(service: &Service) -> Option<envoy_http::Cookie> {
     if service.sticky_cookie.is_some() {
         return sticky_cookie(service);
     }
-    match service.session_affinity {
-        SessionAffinity::GeneratedCookie => Some(envoy_http::Cookie {
-            name: generated_cookie_name(service).to_string(),
-            ttl: Some(seconds(u64::from(service.affinity_cookie_ttl_sec))),
-            path: "/".to_string(),
-            ..Default::default()
-        }),
-        SessionAffinity::HttpCookie => {
-            let cookie = service.consistent_hash.http_cookie.as_ref()?;
-            Some(envoy_http::Cookie {
-                name: cookie.name.clone(),
-                ttl: Some(duration(cookie.ttl.unwrap_or_default())),
-                path: cookie.path.clone().unwrap_or_else(|| "/".to_string()),
-                ..Default::default()
-            })
-        }
+    match &service.affinity {
+        Affinity::Cookie(cookie) => Some(session_state_cookie(cookie)),
         _ => None,
     }
 }
@@ -186,10 +162,10 @@ pub fn stateful_session_for_route(cookie: envoy_http::Cookie) -> Any {
     })
 }
 
-/// TCP proxy hash policy: CLIENT_IP is the only affinity a TCP service can have.
-pub fn tcp_hash_policies(service: &BackendService) -> Vec<envoy_type::HashPolicy> {
-    let honoured = service.locality_lb_policy.is_consistent_hash()
-        && service.session_affinity == SessionAffinity::ClientIp;
+/// TCP proxy hash policy: the client's address is the only affinity a TCP service can have.
+pub fn tcp_hash_policies(service: &Service) -> Vec<envoy_type::HashPolicy> {
+    let honoured =
+        service.lb_policy.is_consistent_hash() && service.affinity == Affinity::ClientAddress;
     if !honoured {
         return Vec::new();
     }

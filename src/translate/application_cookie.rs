@@ -17,7 +17,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
-use crate::model::{BackendService, StickyCookie};
+use crate::model::{Service, StickyCookie};
 
 use super::to_any;
 
@@ -26,7 +26,7 @@ pub const APPLICATION_COOKIE_FILTER: &str = "switchyard.sticky_application_cooki
 
 /// The application's cookie name and the proxy's, when `service` keeps sessions in the
 /// application's cookie.
-pub fn application_session(service: &BackendService) -> Option<(&str, &str)> {
+pub fn application_session(service: &Service) -> Option<(&str, &str)> {
     let StickyCookie {
         cookie,
         application_cookie,

@@ -27,7 +27,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 
 use envoy_types::pb::google::protobuf::UInt32Value;
 
-use crate::model::{BackendProtocol, BackendService};
+use crate::model::{BackendProtocol, Service};
 
 use super::secrets::TLS_TRANSPORT_SOCKET;
 use super::{seconds, to_any};
@@ -43,7 +43,7 @@ const UPSTREAM_PROXY_PROTOCOL: &str = "envoy.transport_sockets.upstream_proxy_pr
 
 /// Sets the protocol options and transport socket `service`'s protocol asks for, with a PROXY
 /// protocol line first when the proxies in front of it ask for one (`proxy_header_v1`).
-pub fn apply(service: &BackendService, proxy_header_v1: bool, cluster: &mut Cluster) {
+pub fn apply(service: &Service, proxy_header_v1: bool, cluster: &mut Cluster) {
     let protocol = service.protocol;
     let tls = protocol.uses_tls();
     let config = if protocol.is_http2() {

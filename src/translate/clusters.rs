@@ -24,9 +24,7 @@ use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
 use std::collections::BTreeSet;
 
-use crate::model::{
-    BackendService, IpAddressSelectionPolicy, LocalityLbPolicy, Model, ProxyTarget,
-};
+use crate::model::{Handler, IpAddressSelectionPolicy, LocalityLbPolicy, Model, Service};
 
 use super::affinity::session_cookie;
 use super::{ads_config_source, duration, seconds};
@@ -39,16 +37,18 @@ pub const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
 
 pub fn clusters_for(model: &Model) -> Vec<Cluster> {
     let proxy_header_v1: BTreeSet<&str> = model
-        .target_proxies
+        .frontends
         .values()
-        .filter(|proxy| proxy.proxy_header_v1)
-        .filter_map(|proxy| match &proxy.target {
-            ProxyTarget::Service(service) => Some(service.name.as_str()),
+        .filter_map(|frontend| match &frontend.handler {
+            Handler::Tcp {
+                service,
+                proxy_header_v1: true,
+            } => Some(service.name.as_str()),
             _ => None,
         })
         .collect();
     model
-        .backend_services
+        .services
         .values()
         .map(|service| {
             let mut cluster = cluster_for(service, proxy_header_v1.contains(service.name.as_str()));
@@ -62,8 +62,8 @@ pub fn clusters_for(model: &Model) -> Vec<Cluster> {
 
 /// The cluster of `service`; `proxy_header_v1` when the TCP or SSL proxies in front of it send
 /// a PROXY line.
-pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
-    let policy = service.locality_lb_policy;
+pub fn cluster_for(service: &Service, proxy_header_v1: bool) -> Cluster {
+    let policy = service.lb_policy;
     let mut cluster = Cluster {
         name: service.name.clone(),
         connect_timeout: Some(seconds(CONNECT_TIMEOUT_SEC)),
@@ -96,7 +96,6 @@ pub fn cluster_for(service: &BackendService, proxy_header_v1: bool) -> Cluster {
     });
     if policy == LocalityLbPolicy::RingHash {
         let minimum = service
-            .consistent_hash
             .minimum_ring_size
             .unwrap_or(DEFAULT_MINIMUM_RING_SIZE);
         cluster.lb_config = Some(LbConfig::RingHashLbConfig(RingHashLbConfig {

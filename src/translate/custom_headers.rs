@@ -10,8 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{listener_filter, ListenerFilter};
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 
-use crate::model::references::services_of;
-use crate::model::{ConnectionFact, CustomHeader, HeaderValuePart, Model, UrlMap};
+use crate::model::{ConnectionFact, CustomHeader, HeaderValuePart, Model, RouteTable};
 
 use super::to_any;
 
@@ -50,11 +49,12 @@ pub fn header_options(headers: &[CustomHeader]) -> Vec<HeaderValueOption> {
         .collect()
 }
 
-/// Whether a service `url_map` routes to writes the TLS server name (SNI) into a header.
-pub fn needs_server_name(model: &Model, url_map: &UrlMap) -> bool {
-    services_of(url_map)
+/// Whether a service `table` routes to writes the TLS server name (SNI) into a header.
+pub fn needs_server_name(model: &Model, table: &RouteTable) -> bool {
+    table
+        .services()
         .into_iter()
-        .filter_map(|name| model.backend_services.get(name))
+        .filter_map(|name| model.services.get(name))
         .flat_map(|service| {
             let headers = &service.custom_headers;
             headers.request.iter().chain(&headers.response)

@@ -27,7 +27,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use crate::model::{
-    capacity, regions, BackendService, DrainingEndpoint, EndpointGroup, LocalityLbPolicy, Model,
+    capacity, regions, DrainingEndpoint, EndpointGroup, LocalityLbPolicy, Model, Service,
 };
 
 pub use crate::model::endpoint_facts::{
@@ -103,7 +103,7 @@ pub fn assignments_in(
     overlay: Overlay<'_>,
 ) -> Vec<ClusterLoadAssignment> {
     model
-        .backend_services
+        .services
         .values()
         .map(|service| assignment_in(model, service, client_region, client_zone, overlay))
         .collect()
@@ -117,7 +117,7 @@ pub struct PlannedLocality<'m> {
 }
 
 /// The backends of `service` with their effective capacity and locality weight.
-pub fn plan_localities<'m>(model: &'m Model, service: &BackendService) -> Vec<PlannedLocality<'m>> {
+pub fn plan_localities<'m>(model: &'m Model, service: &Service) -> Vec<PlannedLocality<'m>> {
     let backends: Vec<_> = service
         .backends
         .iter()
@@ -125,7 +125,7 @@ pub fn plan_localities<'m>(model: &'m Model, service: &BackendService) -> Vec<Pl
         .collect();
     let capacities: Vec<f64> = backends
         .iter()
-        .map(|(backend, group)| capacity::effective_capacity(backend, group))
+        .map(|(backend, group)| capacity::effective_capacity(&backend.capacity, group))
         .collect();
     backends
         .iter()
@@ -166,7 +166,7 @@ pub fn region_priorities(
 /// the rest of its region. Priorities have no gaps, as Envoy requires.
 pub fn locality_priorities(
     model: &Model,
-    service: &BackendService,
+    service: &Service,
     planned: &[PlannedLocality<'_>],
     client_region: Option<&str>,
     client_zone: Option<&str>,
@@ -199,7 +199,7 @@ pub fn locality_priorities(
 /// The endpoints of one backend service, as its cluster's EDS resource for that client.
 pub fn assignment_for(
     model: &Model,
-    service: &BackendService,
+    service: &Service,
     client_region: Option<&str>,
     draining: &[DrainingEndpoint],
 ) -> ClusterLoadAssignment {
@@ -214,7 +214,7 @@ pub fn assignment_for(
 /// As [`assignment_for`], with reported health.
 pub fn assignment_with(
     model: &Model,
-    service: &BackendService,
+    service: &Service,
     client_region: Option<&str>,
     overlay: Overlay<'_>,
 ) -> ClusterLoadAssignment {
@@ -224,14 +224,14 @@ pub fn assignment_with(
 /// As [`assignment_with`], for a client in `client_zone` of its region.
 pub fn assignment_in(
     model: &Model,
-    service: &BackendService,
+    service: &Service,
     client_region: Option<&str>,
     client_zone: Option<&str>,
     overlay: Overlay<'_>,
 ) -> ClusterLoadAssignment {
     let planned = plan_localities(model, service);
     let priorities = locality_priorities(model, service, &planned, client_region, client_zone);
-    let hashing = service.locality_lb_policy.is_consistent_hash();
+    let hashing = service.lb_policy.is_consistent_hash();
     let fails_open = fails_open(service, &planned, overlay);
     let mut localities: BTreeMap<LocalityKey, LocalityLbEndpoints> = BTreeMap::new();
     for plan in &planned {
@@ -306,7 +306,7 @@ fn is_unhealthy(health: HealthStatus) -> bool {
 /// Whether the service's minimum-healthy rule says to route to all its endpoints, unhealthy
 /// ones included, because too few of them pass their checks.
 pub fn fails_open(
-    service: &BackendService,
+    service: &Service,
     planned: &[PlannedLocality<'_>],
     overlay: Overlay<'_>,
 ) -> bool {
@@ -332,7 +332,7 @@ pub fn fails_open(
 fn add_draining(
     localities: &mut BTreeMap<LocalityKey, LocalityLbEndpoints>,
     priorities: &BTreeMap<(String, String), u32>,
-    service: &BackendService,
+    service: &Service,
     draining: &[DrainingEndpoint],
 ) {
     let after_all = priorities.values().max().map(|p| p + 1).unwrap_or(0);
@@ -356,7 +356,7 @@ fn add_draining(
                 priority,
                 ..Default::default()
             });
-        let hashing = service.locality_lb_policy.is_consistent_hash();
+        let hashing = service.lb_policy.is_consistent_hash();
         entry.lb_endpoints.push(lb_endpoint(
             endpoint.address,
             None,
@@ -424,8 +424,8 @@ pub struct Member {
 /// The group's members as the service reaches them: the port (endpoint's, defaultPort or the
 /// service's named port) and the addresses its ipAddressSelectionPolicy picks. An endpoint
 /// without an address of the needed family is left out. Sorted by address.
-pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<Member> {
-    let weighted = service.locality_lb_policy == LocalityLbPolicy::WeightedMaglev;
+pub fn members(service: &Service, group: &EndpointGroup) -> Vec<Member> {
+    let weighted = service.lb_policy == LocalityLbPolicy::WeightedMaglev;
     let mut members: Vec<Member> = group
         .endpoints
         .iter()
@@ -451,7 +451,7 @@ pub fn members(service: &BackendService, group: &EndpointGroup) -> Vec<Member> {
 /// Every (service, group, address) the model serves, to tell what an edit removed.
 pub fn served_endpoints(model: &Model) -> BTreeSet<DrainingEndpoint> {
     let mut served = BTreeSet::new();
-    for service in model.backend_services.values() {
+    for service in model.services.values() {
         for plan in plan_localities(model, service) {
             for member in members(service, plan.group) {
                 served.insert(DrainingEndpoint {

@@ -1,5 +1,5 @@
-//! Backend services whose backend is an INTERNET_FQDN_PORT NEG → clusters that resolve the
-//! name themselves (Envoy's LOGICAL_DNS: one name, re-resolved, connections to its current
+//! Services whose endpoint group is a destination on the internet by name → clusters that
+//! resolve the name themselves (Envoy's LOGICAL_DNS: one name, re-resolved, connections to its current
 //! address) instead of taking endpoints over EDS. Pure.
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
@@ -10,16 +10,16 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 
-use crate::model::{BackendService, GroupKind, IpAddressSelectionPolicy, Model};
+use crate::model::{IpAddressSelectionPolicy, Members, Model, Service};
 
 use super::endpoints::port_of;
 use super::listeners::socket_address_named;
 
-/// The name and port `service` reaches, when its backend is an INTERNET_FQDN_PORT NEG.
-pub fn fqdn_target<'m>(model: &'m Model, service: &BackendService) -> Option<(&'m str, u16)> {
+/// The name and port `service` reaches, when its group is an internet destination by name.
+pub fn fqdn_target<'m>(model: &'m Model, service: &Service) -> Option<(&'m str, u16)> {
     let backend = service.backends.first()?;
     let group = model.endpoint_groups.get(&backend.group.name)?;
-    if group.kind != GroupKind::InternetFqdnPortNeg {
+    if group.members != Members::InternetName {
         return None;
     }
     let endpoint = group.endpoints.first()?;
@@ -31,7 +31,7 @@ pub fn fqdn_target<'m>(model: &'m Model, service: &BackendService) -> Option<(&'
 
 /// Turns an EDS cluster into one that resolves `host` and connects on `port`, looking up the
 /// families the service's ipAddressSelectionPolicy allows.
-pub fn resolve_by_name(cluster: &mut Cluster, service: &BackendService, host: &str, port: u16) {
+pub fn resolve_by_name(cluster: &mut Cluster, service: &Service, host: &str, port: u16) {
     cluster.cluster_discovery_type =
         Some(ClusterDiscoveryType::Type(DiscoveryType::LogicalDns as i32));
     cluster.eds_cluster_config = None;

@@ -1,6 +1,5 @@
-//! Forwarding rule (→ target HTTP or HTTPS proxy → URL map) → Listener with an HTTP connection
-//! manager that gets its routes over RDS (and, for HTTPS, terminates TLS with certificates it
-//! gets over SDS).
+//! Frontend → Listener: an HTTP connection manager that gets its routes over RDS (and, with
+//! TLS, terminates it with certificates it gets over SDS), or a TCP proxy to one service.
 
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::core::v3::{
@@ -16,13 +15,13 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
-use crate::model::{BackendService, ForwardingRule, Model, ProxyTarget, UrlMap};
+use crate::model::{Frontend, Handler, Model, RouteTable, Service};
 
 use super::access_logs::{access_logs_for, tcp_access_logs_for};
 use super::affinity::tcp_hash_policies;
 use super::route_policies::http_filters_for;
 use super::secrets::downstream_tls;
-use super::{ads_config_source, seconds, to_any};
+use super::{ads_config_source, duration, to_any};
 
 pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 pub const ROUTER: &str = "envoy.filters.http.router";
@@ -51,71 +50,60 @@ pub fn http_connection_manager(stat_prefix: &str, route_name: &str) -> HttpConne
     }
 }
 
-/// One listener per forwarding rule whose target proxy (and its URL map or service) exist.
+/// One listener per frontend whose route table (or service) exists.
 pub fn listeners_for(model: &Model) -> Vec<Listener> {
     model
-        .forwarding_rules
+        .frontends
         .values()
-        .filter_map(|rule| {
-            let proxy = model.target_proxies.get(&rule.target.name)?;
-            match &proxy.target {
-                ProxyTarget::UrlMap(url_map) => {
-                    let url_map = model.url_maps.get(&url_map.name)?;
-                    let logs = access_logs_for(model, url_map);
-                    let sticky = Sticky {
-                        cookies: super::proxyless::uses_sticky_cookies(model, url_map),
-                        application_sessions: super::proxyless::uses_application_sessions(
-                            model, url_map,
-                        ),
-                    };
-                    let mut listener = http_listener_for(rule, &proxy.name, url_map, logs, sticky);
-                    if let Some(tls) = &proxy.tls {
-                        listener.filter_chains[0].transport_socket =
-                            Some(downstream_tls(model, tls, true));
-                        if super::custom_headers::needs_server_name(model, url_map) {
-                            listener.listener_filters =
-                                vec![super::custom_headers::tls_inspector()];
-                        }
+        .filter_map(|frontend| match &frontend.handler {
+            Handler::Http { route_table } => {
+                let table = model.route_tables.get(&route_table.name)?;
+                let logs = access_logs_for(model, table);
+                let sticky = Sticky {
+                    cookies: super::proxyless::uses_sticky_cookies(model, table),
+                    application_sessions: super::proxyless::uses_application_sessions(model, table),
+                };
+                let mut listener = http_listener_for(frontend, table, logs, sticky);
+                if let Some(tls) = &frontend.tls {
+                    listener.filter_chains[0].transport_socket = Some(downstream_tls(tls, true));
+                    if super::custom_headers::needs_server_name(model, table) {
+                        listener.listener_filters = vec![super::custom_headers::tls_inspector()];
                     }
-                    Some(listener)
                 }
-                ProxyTarget::Service(service) => {
-                    let service = model.backend_services.get(&service.name)?;
-                    let mut listener = tcp_listener_for(rule, service);
-                    // A target SSL proxy: TLS first, then the bytes as a TCP proxy sends them.
-                    if let Some(tls) = &proxy.tls {
-                        listener.filter_chains[0].transport_socket =
-                            Some(downstream_tls(model, tls, false));
-                    }
-                    Some(listener)
+                Some(listener)
+            }
+            Handler::Tcp { service, .. } => {
+                let service = model.services.get(&service.name)?;
+                let mut listener = tcp_listener_for(frontend, service);
+                // TLS first, then the bytes as a TCP proxy sends them.
+                if let Some(tls) = &frontend.tls {
+                    listener.filter_chains[0].transport_socket = Some(downstream_tls(tls, false));
                 }
-                // Proxyless clients get API listeners named by host (translate::proxyless).
-                ProxyTarget::Grpc { .. } => None,
+                Some(listener)
             }
         })
         .collect()
 }
 
-/// The listener of a forwarding rule to a target TCP proxy: connections go to the service's
-/// cluster, closed after timeoutSec without traffic, and logged when the service's logConfig
-/// says so.
-pub fn tcp_listener_for(rule: &ForwardingRule, service: &BackendService) -> Listener {
+/// The listener of a TCP frontend: connections go to the service's cluster, closed after the
+/// service's timeout without traffic, and logged when the service logs.
+pub fn tcp_listener_for(frontend: &Frontend, service: &Service) -> Listener {
     let proxy = TcpProxy {
-        stat_prefix: rule.name.clone(),
+        stat_prefix: frontend.name.clone(),
         cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(service.name.clone())),
-        idle_timeout: Some(seconds(u64::from(service.timeout_sec))),
+        idle_timeout: Some(duration(service.timeout)),
         hash_policy: tcp_hash_policies(service),
         access_log: tcp_access_logs_for(service),
         ..Default::default()
     };
-    listener_with(rule, TCP_PROXY, to_any(&proxy))
+    listener_with(frontend, TCP_PROXY, to_any(&proxy))
 }
 
-fn listener_with(rule: &ForwardingRule, filter_name: &str, config: Any) -> Listener {
+fn listener_with(frontend: &Frontend, filter_name: &str, config: Any) -> Listener {
     Listener {
-        name: rule.name.clone(),
-        address: Some(socket_address(rule.ip_address, rule.port)),
-        freebind: rule.freebind.then_some(BoolValue { value: true }),
+        name: frontend.name.clone(),
+        address: Some(socket_address(frontend.address, frontend.port)),
+        freebind: frontend.freebind.then_some(BoolValue { value: true }),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: filter_name.to_string(),
@@ -136,24 +124,23 @@ pub struct Sticky {
     pub application_sessions: bool,
 }
 
-/// The listener of one forwarding rule of target proxy `proxy_name`, routing with the
-/// RouteConfiguration of `url_map` (with the CORS and fault filters its rules use, and the
-/// access logs of its logged services, and the stateful-session filter when a service it
-/// routes to is sticky, after the application-cookie step when one follows the application's),
-/// and the URL map's frontend settings (`frontend`). As the cloud's proxies do, it appends the client's address
-/// to X-Forwarded-For (the URL map's route configuration appends its own address after it),
-/// sets X-Forwarded-Proto to the scheme the client used, and adds `Via: 1.1 <proxy>` to
-/// requests and responses, and passes WebSocket upgrades through.
+/// The listener of an HTTP frontend, routing with the RouteConfiguration of `table` (with the
+/// CORS and fault filters its routes use, the access logs of its logged services, and the
+/// stateful-session filter when a service it routes to is sticky, after the
+/// application-cookie step when one follows the application's), and the table's frontend
+/// settings. It appends the client's address to X-Forwarded-For (the route configuration may
+/// append the proxy's own after it), sets X-Forwarded-Proto to the scheme the client used, adds
+/// `Via: 1.1 <proxy>` to requests and responses, and passes WebSocket upgrades through.
 pub fn http_listener_for(
-    rule: &ForwardingRule,
-    proxy_name: &str,
-    url_map: &UrlMap,
+    frontend: &Frontend,
+    table: &RouteTable,
     access_log: Vec<AccessLog>,
     sticky: Sticky,
 ) -> Listener {
-    let mut manager = http_connection_manager(&rule.name, &url_map.name);
+    let proxy_name = &frontend.proxy;
+    let mut manager = http_connection_manager(&frontend.name, &table.name);
     manager.access_log = access_log;
-    if super::source_address::uses_source_blocks(url_map) {
+    if super::source_address::uses_source_blocks(table) {
         manager.early_header_mutation_extensions =
             vec![super::source_address::source_address_mutation()];
     }
@@ -171,8 +158,8 @@ pub fn http_listener_for(
     let router = manager.http_filters.len() - 1;
     manager
         .http_filters
-        .splice(router..router, http_filters_for(url_map, true));
-    super::frontend::apply_to_manager(&url_map.frontend, &mut manager);
+        .splice(router..router, http_filters_for(table, true));
+    super::frontend::apply_to_manager(&table.frontend, &mut manager);
     manager.use_remote_address = Some(BoolValue { value: true });
     manager.via = format!("1.1 {proxy_name}");
     // The cloud's proxies pass WebSocket upgrades through without being asked to.
@@ -180,7 +167,7 @@ pub fn http_listener_for(
         upgrade_type: "websocket".to_string(),
         ..Default::default()
     }];
-    listener_with(rule, HTTP_CONNECTION_MANAGER, to_any(&manager))
+    listener_with(frontend, HTTP_CONNECTION_MANAGER, to_any(&manager))
 }
 
 pub fn socket_address(ip: std::net::IpAddr, port: u16) -> Address {

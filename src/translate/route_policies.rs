@@ -25,7 +25,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 use envoy_types::pb::envoy::r#type::v3::{fractional_percent::DenominatorType, FractionalPercent};
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use crate::model::{CorsPolicy, FaultInjection, RouteExtras, UrlMap};
+use crate::model::{CorsPolicy, FaultInjection, RouteExtras, RouteTable};
 
 use super::{duration, to_any};
 
@@ -51,7 +51,7 @@ pub fn apply(extras: &RouteExtras, route: &mut Route) {
     };
     if let Some(mirror) = &extras.request_mirror {
         action.request_mirror_policies = vec![RequestMirrorPolicy {
-            cluster: mirror.backend_service.name.clone(),
+            cluster: mirror.service.name.clone(),
             runtime_fraction: Some(RuntimeFractionalPercent {
                 default_value: Some(percent(mirror.percentage)),
                 ..Default::default()
@@ -67,18 +67,11 @@ pub fn apply(extras: &RouteExtras, route: &mut Route) {
     }
 }
 
-/// The HTTP filters a listener routing with `url_map` needs before its router: CORS
+/// The HTTP filters a listener routing with `table` needs before its router: CORS
 /// (`with_cors`; proxyless clients have none) and fault injection, each only when a rule
 /// uses it.
-pub fn http_filters_for(url_map: &UrlMap, with_cors: bool) -> Vec<HttpFilter> {
-    let extras: Vec<&RouteExtras> = url_map
-        .path_matchers
-        .iter()
-        .flat_map(|matcher| {
-            let routes = matcher.route_rules.iter().map(|r| &r.extras);
-            routes.chain(matcher.path_rules.iter().map(|r| &r.extras))
-        })
-        .collect();
+pub fn http_filters_for(table: &RouteTable, with_cors: bool) -> Vec<HttpFilter> {
+    let extras: Vec<&RouteExtras> = table.routes().map(|route| &route.extras).collect();
     let mut filters = Vec::new();
     if with_cors
         && extras

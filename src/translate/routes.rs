@@ -23,8 +23,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, 
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::model::{
-    BackendService, HeaderAction, HeaderMatch, HeaderMatchKind, HeaderToAdd, Model, PathMatch,
-    PathMatcher, PathRule, Ref, RouteExtras, RouteTarget, UrlMap, UrlRedirect, WeightedService,
+    HeaderAction, HeaderMatch, HeaderMatchKind, HeaderToAdd, MatchRule, Model, PathMatch, Ref,
+    RouteExtras, RouteTable, RouteTarget, Service, WeightedService,
 };
 
 use super::affinity::{
@@ -63,110 +63,91 @@ pub enum Audience<'a> {
     },
 }
 
-/// Every URL map, for Envoy.
+/// Every route table, for Envoy.
 pub fn route_configurations_for(model: &Model) -> Vec<RouteConfiguration> {
     model
-        .url_maps
+        .route_tables
         .values()
-        .map(|url_map| route_configuration_for(model, url_map, Audience::Envoy))
+        .map(|table| route_configuration_for(model, table, Audience::Envoy))
         .collect()
 }
 
 pub fn route_configuration_for(
     model: &Model,
-    url_map: &UrlMap,
+    table: &RouteTable,
     audience: Audience<'_>,
 ) -> RouteConfiguration {
     let routing = Routing { model, audience };
-    let mut virtual_hosts = Vec::new();
-    let mut claims_any_host = false;
-    for (index, rule) in url_map.host_rules.iter().enumerate() {
-        let Some(matcher) = url_map
-            .path_matchers
-            .iter()
-            .find(|m| m.name == rule.path_matcher)
-        else {
-            continue;
-        };
-        claims_any_host |= rule.hosts.iter().any(|h| h == "*");
-        let fallback = matcher_default(matcher).or_else(|| url_map_default(url_map));
-        let mut virtual_host = routing.virtual_host(
-            format!("{}-{index}", matcher.name),
-            &rule.hosts,
-            routing.routes_for(matcher, fallback.as_ref().map(|(t, e)| (t, *e))),
-        );
-        set_headers!(virtual_host, &matcher.header_action);
-        virtual_hosts.push(virtual_host);
-    }
-    if !claims_any_host {
-        if let Some((default, extras)) = url_map_default(url_map) {
-            let routes = routing.routes(default_match(extras), &default, extras);
-            virtual_hosts.push(routing.virtual_host("default".into(), &["*".into()], routes));
-        }
-    }
+    let virtual_hosts = table
+        .virtual_hosts
+        .iter()
+        .map(|host| {
+            let routes = host
+                .routes
+                .iter()
+                .flat_map(|route| {
+                    routing.routes(route_match(&route.matches), &route.target, &route.extras)
+                })
+                .collect();
+            let mut virtual_host = routing.virtual_host(host.name.clone(), &host.domains, routes);
+            set_headers!(virtual_host, &host.header_action);
+            virtual_host
+        })
+        .collect();
     let mut configuration = RouteConfiguration {
-        name: url_map.name.clone(),
+        name: table.name.clone(),
         virtual_hosts,
         ..Default::default()
     };
-    set_headers!(configuration, &url_map.header_action);
+    set_headers!(configuration, &table.header_action);
     if let Audience::Envoy = audience {
-        // X-Forwarded-For and the TLS headers, as the URL map's frontend settings say.
-        super::frontend::apply_to_routes(&url_map.frontend, &mut configuration);
+        // X-Forwarded-For and the TLS headers, as the table's frontend settings say.
+        super::frontend::apply_to_routes(&table.frontend, &mut configuration);
     }
     configuration
 }
 
-/// A default service, default redirect or default weighted split as a route target.
-fn default_target(
-    service: Option<&Ref>,
-    redirect: Option<&UrlRedirect>,
-    weighted: Option<&Vec<WeightedService>>,
-) -> Option<RouteTarget> {
-    service
-        .map(|s| RouteTarget::Service(s.clone()))
-        .or_else(|| redirect.map(|r| RouteTarget::Redirect(r.clone())))
-        .or_else(|| {
-            weighted.map(|services| RouteTarget::Weighted {
-                services: services.clone(),
-                sticky_cookie: None,
-            })
-        })
+/// A service's timeout, the route timeout when the route does not set one.
+fn service_timeout(service: &Service) -> std::time::Duration {
+    service.timeout
 }
 
-/// The match of a default route: every path. With a pathPrefixRewrite it matches `/`, so the
-/// rewrite replaces the leading slash (`/a` → `/v2/a`) as the cloud's does.
-fn default_match(extras: &RouteExtras) -> RouteMatch {
-    let rewrites_prefix = extras
-        .url_rewrite
-        .as_ref()
-        .is_some_and(|r| r.path_prefix_rewrite.is_some());
-    prefix(if rewrites_prefix { "/" } else { "" })
-}
-
-/// What a path matcher does with requests no rule takes, and its defaultRouteAction.
-fn matcher_default(matcher: &PathMatcher) -> Option<(RouteTarget, &RouteExtras)> {
-    let target = default_target(
-        matcher.default_service.as_ref(),
-        matcher.default_url_redirect.as_ref(),
-        matcher.default_weighted.as_ref(),
-    )?;
-    Some((target, &matcher.default_extras))
-}
-
-/// What a URL map does with requests no host rule or path matcher takes.
-fn url_map_default(url_map: &UrlMap) -> Option<(RouteTarget, &RouteExtras)> {
-    let target = default_target(
-        url_map.default_service.as_ref(),
-        url_map.default_url_redirect.as_ref(),
-        url_map.default_weighted.as_ref(),
-    )?;
-    Some((target, &url_map.default_extras))
-}
-
-/// A backend service's timeoutSec, the route timeout when the route does not set one.
-fn service_timeout(service: &BackendService) -> std::time::Duration {
-    std::time::Duration::from_secs(u64::from(service.timeout_sec))
+/// A route's match: its path, case, headers (with the client's address, when the route
+/// matches on it, as the header the connection manager writes it into) and query.
+fn route_match(matched: &MatchRule) -> RouteMatch {
+    let mut route_match = match &matched.path {
+        PathMatch::Prefix(p) => prefix(p),
+        PathMatch::Full(p) => exact(p),
+        PathMatch::Template(template) => RouteMatch {
+            path_specifier: Some(PathSpecifier::PathMatchPolicy(
+                super::route_policies::uri_template_match(template),
+            )),
+            ..Default::default()
+        },
+        PathMatch::Regex(pattern) => RouteMatch {
+            path_specifier: Some(PathSpecifier::SafeRegex(regex(pattern))),
+            ..Default::default()
+        },
+    };
+    if matched.ignore_case {
+        route_match.case_sensitive = Some(BoolValue { value: false });
+    }
+    route_match.headers = matched.headers.iter().map(header_matcher).collect();
+    if !matched.source_blocks.is_empty() {
+        route_match.headers.push(header_matcher(&HeaderMatch {
+            header_name: super::source_address::SOURCE_ADDRESS_HEADER.to_string(),
+            kind: HeaderMatchKind::Regex(super::source_address::source_blocks_regex(
+                &matched.source_blocks,
+            )),
+            invert_match: false,
+        }));
+    }
+    route_match.query_parameters = matched
+        .query_parameters
+        .iter()
+        .map(query_parameter_matcher)
+        .collect();
+    route_match
 }
 
 /// headerAction additions as Envoy's: `replace` overwrites, otherwise one more value is
@@ -257,81 +238,8 @@ impl Routing<'_> {
         }
     }
 
-    fn routes_for(
-        &self,
-        matcher: &PathMatcher,
-        fallback: Option<(&RouteTarget, &RouteExtras)>,
-    ) -> Vec<Route> {
-        let mut routes = Vec::new();
-        let mut route_rules: Vec<_> = matcher.route_rules.iter().collect();
-        route_rules.sort_by_key(|rule| rule.priority);
-        for rule in route_rules {
-            for matched in &rule.match_rules {
-                let mut route_match = match &matched.path {
-                    PathMatch::Prefix(p) => prefix(p),
-                    PathMatch::Full(p) => exact(p),
-                    PathMatch::Template(template) => RouteMatch {
-                        path_specifier: Some(PathSpecifier::PathMatchPolicy(
-                            super::route_policies::uri_template_match(template),
-                        )),
-                        ..Default::default()
-                    },
-                    PathMatch::Regex(pattern) => RouteMatch {
-                        path_specifier: Some(PathSpecifier::SafeRegex(regex(pattern))),
-                        ..Default::default()
-                    },
-                };
-                if matched.ignore_case {
-                    route_match.case_sensitive = Some(BoolValue { value: false });
-                }
-                route_match.headers = matched.headers.iter().map(header_matcher).collect();
-                if !matched.source_blocks.is_empty() {
-                    route_match.headers.push(header_matcher(&HeaderMatch {
-                        header_name: super::source_address::SOURCE_ADDRESS_HEADER.to_string(),
-                        kind: HeaderMatchKind::Regex(super::source_address::source_blocks_regex(
-                            &matched.source_blocks,
-                        )),
-                        invert_match: false,
-                    }));
-                }
-                route_match.query_parameters = matched
-                    .query_parameters
-                    .iter()
-                    .map(query_parameter_matcher)
-                    .collect();
-                routes.extend(self.routes(route_match, &rule.action, &rule.extras));
-            }
-            if rule.match_rules.is_empty() {
-                routes.extend(self.routes(prefix(""), &rule.action, &rule.extras));
-            }
-        }
-        let mut path_routes: Vec<(&str, &PathRule)> = matcher
-            .path_rules
-            .iter()
-            .flat_map(|rule| rule.paths.iter().map(move |path| (path.as_str(), rule)))
-            .collect();
-        // Longest pattern first; for equal length an exact path before a `/*` prefix.
-        path_routes.sort_by_key(|(path, _)| {
-            (
-                std::cmp::Reverse(path.trim_end_matches('*').len()),
-                path.ends_with('*'),
-            )
-        });
-        for (path, rule) in path_routes {
-            let route_match = match path.strip_suffix('*') {
-                Some(stem) => prefix(stem),
-                None => exact(path),
-            };
-            routes.extend(self.routes(route_match, &rule.action, &rule.extras));
-        }
-        if let Some((fallback, extras)) = fallback {
-            routes.extend(self.routes(default_match(extras), fallback, extras));
-        }
-        routes
-    }
-
-    fn service(&self, reference: &Ref) -> Option<&BackendService> {
-        self.model.backend_services.get(&reference.name)
+    fn service(&self, reference: &Ref) -> Option<&Service> {
+        self.model.services.get(&reference.name)
     }
 
     fn hash_policies_of(&self, service: &Ref) -> Vec<HashPolicy> {
@@ -352,7 +260,7 @@ impl Routing<'_> {
         route_timeout: Option<std::time::Duration>,
         action: &mut RouteAction,
     ) {
-        let found: Vec<&BackendService> = services.iter().filter_map(|s| self.service(s)).collect();
+        let found: Vec<&Service> = services.iter().filter_map(|s| self.service(s)).collect();
         if let Audience::Envoy = self.audience {
             let timeout = route_timeout
                 .or_else(|| found.iter().map(|s| service_timeout(s)).max())
@@ -406,16 +314,16 @@ impl Routing<'_> {
                 let mut sticky_match = route_match.clone();
                 sticky_match
                     .headers
-                    .push(cookie_matcher(&cookie.name, &service.backend_service.name));
+                    .push(cookie_matcher(&cookie.name, &service.service.name));
                 let mut route = self.route(
                     sticky_match,
-                    &RouteTarget::Service(service.backend_service.clone()),
+                    &RouteTarget::Service(service.service.clone()),
                     extras,
                 );
                 let mut service_headers = service.header_action.clone();
                 service_headers
                     .response_headers_to_add
-                    .push(set_cookie(cookie, &service.backend_service.name));
+                    .push(set_cookie(cookie, &service.service.name));
                 route
                     .response_headers_to_add
                     .extend(headers_to_add(&service_headers.response_headers_to_add));
@@ -424,7 +332,7 @@ impl Routing<'_> {
             .collect();
         let mut split = services.to_vec();
         for service in &mut split {
-            let value = set_cookie(cookie, &service.backend_service.name);
+            let value = set_cookie(cookie, &service.service.name);
             service.header_action.response_headers_to_add.push(value);
         }
         let unsticky = RouteTarget::Weighted {
@@ -537,13 +445,12 @@ impl Routing<'_> {
             .filter(|s| s.weight > 0)
             .map(|s| {
                 let mut cluster = ClusterWeight {
-                    name: s.backend_service.name.clone(),
+                    name: s.service.name.clone(),
                     weight: Some(UInt32Value { value: s.weight }),
                     ..Default::default()
                 };
                 set_headers!(cluster, &s.header_action);
-                if let (Audience::Envoy, Some(service)) =
-                    (self.audience, self.service(&s.backend_service))
+                if let (Audience::Envoy, Some(service)) = (self.audience, self.service(&s.service))
                 {
                     let headers = &service.custom_headers;
                     cluster
@@ -560,7 +467,7 @@ impl Routing<'_> {
         // inside the chosen service when every service of the split hashes alike.
         let policies: Vec<Vec<HashPolicy>> = services
             .iter()
-            .map(|s| self.hash_policies_of(&s.backend_service))
+            .map(|s| self.hash_policies_of(&s.service))
             .collect();
         let shared = policies.windows(2).all(|pair| pair[0] == pair[1]);
         let mut action = RouteAction {
@@ -576,7 +483,7 @@ impl Routing<'_> {
             ..Default::default()
         };
         // A weighted split is one route, so it has one deadline.
-        let refs: Vec<&Ref> = services.iter().map(|s| &s.backend_service).collect();
+        let refs: Vec<&Ref> = services.iter().map(|s| &s.service).collect();
         self.limit(&refs, extras.timeout, &mut action);
         action
     }

@@ -1,5 +1,5 @@
-//! Target HTTPS and SSL proxies → TLS: the Secret (SDS) of each certificate a served proxy presents,
-//! and the downstream TLS context its listeners terminate TLS with. Listeners name their
+//! Frontends' TLS: the Secret (SDS) of each certificate a frontend presents, and the
+//! downstream TLS context its listener terminates TLS with. Listeners name their
 //! certificates and never carry them, so a renewed certificate changes one Secret and no
 //! listener: Envoy swaps it in without draining a connection. Pure.
 
@@ -11,27 +11,23 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     Secret, TlsCertificate, TlsParameters,
 };
 
-use crate::model::tls::{cipher_suite, profile_cipher_suites};
-use crate::model::{Model, ProxyTarget, ProxyTls, SslPolicy, SslProfile, TlsVersion};
+use crate::model::{FrontendTls, Model, TlsVersion};
 
 use super::{ads_config_source, to_any};
 
 pub const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 
-/// One Secret per certificate that a target HTTPS proxy with a forwarding rule presents,
-/// sorted by name.
+/// One Secret per certificate a frontend presents, sorted by name.
 pub fn secrets_for(model: &Model) -> Vec<Secret> {
     let served: BTreeSet<&str> = model
-        .forwarding_rules
+        .frontends
         .values()
-        .filter_map(|rule| model.target_proxies.get(&rule.target.name))
-        .filter(|proxy| !matches!(proxy.target, ProxyTarget::Grpc { .. }))
-        .filter_map(|proxy| proxy.tls.as_ref())
+        .filter_map(|frontend| frontend.tls.as_ref())
         .flat_map(|tls| tls.certificates.iter().map(|c| c.name.as_str()))
         .collect();
     served
         .into_iter()
-        .filter_map(|name| model.ssl_certificates.get(name))
+        .filter_map(|name| model.certificates.get(name))
         .map(|certificate| Secret {
             name: certificate.name.clone(),
             r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
@@ -50,18 +46,13 @@ fn inline(text: &str) -> DataSource {
     }
 }
 
-/// The transport socket of a listener of a target HTTPS proxy: its certificates over SDS
-/// (the first serves clients whose SNI matches none), the versions and suites of its SSL
-/// policy (or the cloud's default: TLS 1.0 to 1.3, the COMPATIBLE suites), and, for `http`,
-/// ALPN offering HTTP/2 before HTTP/1.1.
-pub fn downstream_tls(model: &Model, tls: &ProxyTls, http: bool) -> TransportSocket {
-    let policy = tls
-        .ssl_policy
-        .as_ref()
-        .and_then(|p| model.ssl_policies.get(&p.name));
+/// The transport socket of a frontend's listener: its certificates over SDS (the first serves
+/// clients whose SNI matches none), the lowest version and the suites of its policy, and, for
+/// `http`, ALPN offering HTTP/2 before HTTP/1.1.
+pub fn downstream_tls(tls: &FrontendTls, http: bool) -> TransportSocket {
     let context = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
-            tls_params: Some(tls_parameters(policy)),
+            tls_params: Some(tls_parameters(tls)),
             tls_certificate_sds_secret_configs: tls
                 .certificates
                 .iter()
@@ -89,22 +80,11 @@ pub fn downstream_tls(model: &Model, tls: &ProxyTls, http: bool) -> TransportSoc
     }
 }
 
-fn tls_parameters(policy: Option<&SslPolicy>) -> TlsParameters {
-    let (minimum, suites) = match policy {
-        Some(policy) => (policy.min_tls_version, policy.cipher_suites()),
-        None => (
-            TlsVersion::Tls10,
-            profile_cipher_suites(SslProfile::Compatible),
-        ),
-    };
+fn tls_parameters(tls: &FrontendTls) -> TlsParameters {
     TlsParameters {
-        tls_minimum_protocol_version: protocol(minimum) as i32,
+        tls_minimum_protocol_version: protocol(tls.min_version) as i32,
         tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
-        cipher_suites: suites
-            .into_iter()
-            .filter_map(cipher_suite)
-            .map(|suite| suite.envoy_name.to_string())
-            .collect(),
+        cipher_suites: tls.cipher_suites.clone(),
         ..Default::default()
     }
 }

@@ -14,21 +14,18 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::extensions::http::early_header_mutation::header_mutation::v3::HeaderMutation as EarlyHeaderMutation;
 
-use crate::model::UrlMap;
+use crate::model::RouteTable;
 
 use super::to_any;
 
 /// The header the connection manager fills with the client's address before routing.
 pub const SOURCE_ADDRESS_HEADER: &str = "x-switchyard-source-address";
 
-/// Whether any rule of the URL map matches on the client's address.
-pub fn uses_source_blocks(url_map: &UrlMap) -> bool {
-    url_map
-        .path_matchers
-        .iter()
-        .flat_map(|matcher| &matcher.route_rules)
-        .flat_map(|rule| &rule.match_rules)
-        .any(|matched| !matched.source_blocks.is_empty())
+/// Whether any route of the table matches on the client's address.
+pub fn uses_source_blocks(table: &RouteTable) -> bool {
+    table
+        .routes()
+        .any(|route| !route.matches.source_blocks.is_empty())
 }
 
 /// The early header mutation that writes the peer's address into [`SOURCE_ADDRESS_HEADER`].

@@ -413,8 +413,8 @@ proptest! {
         prop_assert_eq!(stream_limit(plain), written.service_stream_limit, "backend service maxStreamDuration");
 
         // Not xDS: the draining the publisher applies and the checker's probe timing.
-        let web = &loaded.model.backend_services["web"];
-        prop_assert_eq!(i64::from(web.draining_timeout_sec), written.draining_timeout_sec);
+        let web = &loaded.model.services["web"];
+        prop_assert_eq!(web.draining_timeout.as_secs() as i64, written.draining_timeout_sec);
         let (interval, timeout) = probe_timing(&loaded.model);
         prop_assert_eq!(seconds(interval), (written.check_interval_sec, 0), "checkIntervalSec");
         prop_assert_eq!(seconds(timeout), (written.check_timeout_sec, 0), "healthChecks timeoutSec");
@@ -440,8 +440,8 @@ proptest! {
         prop_assert_eq!(session_cookie_ttl(sticky_web), (written.lb_cookie, 0), "stickiness.lb_cookie.duration_seconds");
         prop_assert_eq!(set_cookie_max_age(sticky_web), written.group_stickiness, "DurationSeconds");
 
-        let model_web = &loaded.model.backend_services["Web"];
-        prop_assert_eq!(i64::from(model_web.draining_timeout_sec), written.deregistration_delay, "deregistration_delay.timeout_seconds");
+        let model_web = &loaded.model.services["Web"];
+        prop_assert_eq!(model_web.draining_timeout.as_secs() as i64, written.deregistration_delay, "deregistration_delay.timeout_seconds");
         let (interval, timeout) = probe_timing(&loaded.model);
         prop_assert_eq!(seconds(interval), (written.check_interval, 0), "HealthCheckIntervalSeconds");
         prop_assert_eq!(seconds(timeout), (written.check_timeout, 0), "HealthCheckTimeoutSeconds");

@@ -947,15 +947,14 @@ fn describe_output_of_every_resource_type_loads_as_printed() {
         ]
     );
     let model = &loaded.model;
-    assert_eq!(model.forwarding_rules.len(), 5);
-    assert_eq!(model.target_proxies.len(), 5);
-    assert_eq!(model.url_maps.len(), 2);
-    assert_eq!(model.backend_services.len(), 3);
+    let served = model.frontends.len() + model.proxyless.len();
+    assert_eq!(served, 5, "every forwarding rule serves through its proxy");
+    assert_eq!(model.route_tables.len(), 2);
+    assert_eq!(model.services.len(), 3);
     assert_eq!(model.health_checks.len(), 3);
-    assert_eq!(model.ssl_policies.len(), 1);
-    assert_eq!(model.ssl_certificates.len(), 1);
+    assert_eq!(model.certificates.len(), 1);
     assert_eq!(model.endpoint_groups.len(), 3);
-    assert_eq!(model.backend_services["web"].log_sample_rate, Some(1.0));
+    assert_eq!(model.services["web"].log_sample_rate, Some(1.0));
 }
 
 #[test]

@@ -538,7 +538,7 @@ mod backend_services {
 
     /// (priority, sub_zone) of each locality as a client in `region` sees `service`.
     fn priorities(model: &switchyard::model::Model, region: Option<&str>) -> Vec<(u32, String)> {
-        let service = &model.backend_services["svc"];
+        let service = &model.services["svc"];
         assignment_for(model, service, region, &[])
             .endpoints
             .iter()
@@ -601,7 +601,7 @@ networkEndpointGroups:
             ],
             "regionOrder goes before the continent rule"
         );
-        let assignment = assignment_for(&m, &m.backend_services["svc"], None, &[]);
+        let assignment = assignment_for(&m, &m.services["svc"], None, &[]);
         assert_eq!(
             assignment
                 .policy
@@ -645,12 +645,7 @@ networkEndpointGroups:
                 address: "10.9.9.9:80".parse().unwrap(),
             },
         ];
-        let assignment = assignment_for(
-            &m,
-            &m.backend_services["svc"],
-            Some("us-central1"),
-            &draining,
-        );
+        let assignment = assignment_for(&m, &m.services["svc"], Some("us-central1"), &draining);
         let neg_a = &assignment.endpoints[0];
         assert_eq!(neg_a.lb_endpoints.len(), 4);
         assert_eq!(
@@ -695,7 +690,7 @@ networkEndpointGroups:
   - {ipAddress: 10.5.0.2, port: 80}
 "#,
         );
-        let assignment = assignment_for(&m, &m.backend_services["svc"], None, &[]);
+        let assignment = assignment_for(&m, &m.services["svc"], None, &[]);
         let weights: Vec<Vec<u32>> = assignment
             .endpoints
             .iter()
@@ -711,7 +706,7 @@ networkEndpointGroups:
             vec![vec![3333], vec![3333, 3333, 3333]],
             "each endpoint carries an equal share of capacity"
         );
-        let weighted = assignment_for(&m, &m.backend_services["weighted"], None, &[]);
+        let weighted = assignment_for(&m, &m.services["weighted"], None, &[]);
         let weights: Vec<u32> = weighted.endpoints[0]
             .lb_endpoints
             .iter()

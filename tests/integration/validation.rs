@@ -223,7 +223,7 @@ fn every_example_validates() {
                 loaded.diagnostics
             );
             assert!(
-                !loaded.model.forwarding_rules.is_empty(),
+                !(loaded.model.frontends.is_empty() && loaded.model.proxyless.is_empty()),
                 "{} serves nothing",
                 path.display()
             );
@@ -242,7 +242,7 @@ fn a_directory_of_files_is_one_config() {
     std::fs::write(dir.path().join("notes.txt"), "not config").unwrap();
     let loaded = load(dir.path());
     assert!(loaded.diagnostics.is_empty(), "{}", loaded.diagnostics);
-    assert_eq!(loaded.model.backend_services.len(), 1);
+    assert_eq!(loaded.model.services.len(), 1);
     assert_eq!(loaded.model.endpoint_groups.len(), 2);
 }
 

@@ -24,18 +24,16 @@ fn gcloud_output_loads_as_printed() {
     let found = diagnostics(&loaded);
     assert_eq!(found, Vec::<String>::new());
     // logConfig is served: an access log for the service, every request (sampleRate 1.0).
-    assert_eq!(
-        loaded.model.backend_services["web"].log_sample_rate,
-        Some(1.0)
-    );
+    assert_eq!(loaded.model.services["web"].log_sample_rate, Some(1.0));
     let model = &loaded.model;
-    let service = &model.backend_services["web"];
-    assert_eq!(service.timeout_sec, 30);
+    let service = &model.services["web"];
+    assert_eq!(service.timeout, std::time::Duration::from_secs(30));
     assert_eq!(
-        model.url_maps["web-map"].path_matchers[0].route_rules.len(),
-        1
+        model.route_tables["web-map"].virtual_hosts[0].routes.len(),
+        2,
+        "the route rule, then the path matcher's default"
     );
-    assert!(model.forwarding_rules.contains_key("f"));
+    assert!(model.frontends.contains_key("f"));
 }
 
 #[test]
@@ -130,12 +128,12 @@ fn exported_resources_load_from_folders_named_after_their_collection() {
     let printed = load(&fixtures);
     // Compared as served (locations left out: they name different files).
     assert_eq!(
-        serde_json::to_value(&from_folders.backend_services["web"]).unwrap(),
-        serde_json::to_value(&printed.model.backend_services["web"]).unwrap()
+        serde_json::to_value(&from_folders.services["web"]).unwrap(),
+        serde_json::to_value(&printed.model.services["web"]).unwrap()
     );
     assert_eq!(
-        serde_json::to_value(&from_folders.url_maps["web-map"]).unwrap(),
-        serde_json::to_value(&printed.model.url_maps["web-map"]).unwrap()
+        serde_json::to_value(&from_folders.route_tables["web-map"]).unwrap(),
+        serde_json::to_value(&printed.model.route_tables["web-map"]).unwrap()
     );
-    assert!(from_folders.forwarding_rules.contains_key("f"));
+    assert!(from_folders.frontends.contains_key("f"));
 }

@@ -3,7 +3,7 @@
 //! assertion, with the exact message.
 
 use switchyard::config::load_str;
-use switchyard::model::{HealthCheckProtocol, PortSpecification};
+use switchyard::model::{HealthCheckProtocol, PortSelection};
 
 fn lines(text: &str) -> Vec<String> {
     load_str(text, "hc.yaml")
@@ -36,14 +36,14 @@ fn defaults_are_the_clouds() {
         ),
         (5, 5, 2, 2)
     );
-    assert_eq!(basic.port_specification, PortSpecification::UseServingPort);
+    assert_eq!(basic.port_selection, PortSelection::Serving);
     let web = &checks["web"];
-    assert_eq!(web.port_specification, PortSpecification::UseFixedPort);
+    assert_eq!(web.port_selection, PortSelection::Fixed);
     assert_eq!(web.request_path, "/");
     assert_eq!(web.host.as_deref(), Some("www.example.test"));
     assert!(web.proxy_header_v1);
     let rpc = &checks["rpc"];
-    assert_eq!(rpc.port_specification, PortSpecification::UseNamedPort);
+    assert_eq!(rpc.port_selection, PortSelection::Named);
     assert_eq!(rpc.grpc_service_name.as_deref(), Some("who"));
     let tls = &checks["tls"];
     assert_eq!(tls.protocol, HealthCheckProtocol::Ssl);

@@ -94,7 +94,7 @@ fn an_inline_pair_and_a_pair_of_files_are_valid() {
         loaded.diagnostics.items
     );
     assert_eq!(
-        loaded.model.ssl_certificates["cert"].dns_names,
+        loaded.model.certificates["cert"].dns_names,
         ["www.example.test"]
     );
     assert_eq!(loaded.referenced.len(), 2, "both files are watched");

@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::config::gcp::resources::Resources;
 use crate::config::yaml::Node;
-use crate::model::{Diagnostics, Loc, Model};
+use crate::model::{Diagnostics, Loc};
 
 use super::intrinsics;
 use super::listeners::{self, Listener, Rule};
@@ -22,7 +23,7 @@ use super::template::{self, Kind};
 pub fn read_document(
     document: &Node,
     file: &Arc<str>,
-    model: &mut Model,
+    model: &mut Resources,
     diagnostics: &mut Diagnostics,
 ) {
     let mut refusals = Diagnostics::default();
@@ -36,7 +37,7 @@ pub fn read_document(
 fn read_resources(
     document: &Node,
     file: &Arc<str>,
-    model: &mut Model,
+    model: &mut Resources,
     diagnostics: &mut Diagnostics,
 ) {
     let template = template::read_template(document, file, diagnostics);

@@ -9,12 +9,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::cipher_suites::{SslPolicy, SslProfile};
+use crate::config::gcp::resources::{
+    ForwardingRule, HostRule, PathMatcher, ProxyTarget, ProxyTls, Resources, RouteRule,
+    TargetProxy, UrlMap,
+};
 use crate::config::reader::Fields;
 use crate::model::tls::Pem;
 use crate::model::{
-    Diagnostics, ForwardedFor, ForwardedHost, ForwardingRule, FrontendHttp, HostRule, Model,
-    PathMatcher, ProxyTarget, ProxyTls, Ref, RouteExtras, RouteRule, SslCertificate, SslPolicy,
-    SslProfile, TargetProxy, TlsHeaders, TlsVersion, UrlMap,
+    Certificate, Diagnostics, ForwardedFor, ForwardedHost, FrontendHttp, Ref, RouteExtras,
+    TlsHeaders, TlsVersion,
 };
 
 use super::balancer_attributes::{LoadBalancerAttributes, XffMode};
@@ -75,7 +79,7 @@ fn switchyard_settings<'n>(
 pub(super) fn serve_proxyless(
     listener: &Listener,
     hosts: &[String],
-    model: &mut Model,
+    model: &mut Resources,
     diagnostics: &mut Diagnostics,
 ) {
     if hosts.is_empty() {
@@ -187,7 +191,7 @@ pub(super) fn lower_listener(
     rules: &[&Rule],
     front: &Front,
     file: &Arc<str>,
-    model: &mut Model,
+    model: &mut Resources,
     diagnostics: &mut Diagnostics,
 ) {
     let name = &listener.logical_id;
@@ -347,7 +351,7 @@ fn frontend(listener: &Listener, attributes: &LoadBalancerAttributes) -> Fronten
 fn listener_tls(
     listener: &Listener,
     file: &Arc<str>,
-    model: &mut Model,
+    model: &mut Resources,
     diagnostics: &mut Diagnostics,
 ) -> ProxyTls {
     let base = Path::new(file.as_ref()).parent().unwrap_or(Path::new(""));
@@ -362,7 +366,7 @@ fn listener_tls(
             path: format!("{path}.{key}"),
         };
         let certificate_name = format!("{name}-certificate-{index}");
-        let certificate = SslCertificate {
+        let certificate = Certificate {
             name: certificate_name.clone(),
             loc: files.loc.clone(),
             certificate: pem(&files.certificate_file, "CertificateFile"),

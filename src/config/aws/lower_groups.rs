@@ -7,11 +7,14 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::config::gcp::resources::{
+    Backend, BackendService, BalancingMode, ConsistentHash, EndpointGroup, GroupKind,
+    LoadBalancingScheme, Resources, SessionAffinity,
+};
 use crate::model::{
-    Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
-    EndpointGroup, GroupKind, GrpcCheckCall, HealthCheck, HealthCheckProtocol, HttpCookie,
-    IpAddressSelectionPolicy, LoadBalancingScheme, LocalityLbPolicy, MinimumHealthy, Model,
-    OutlierDetection, PortSpecification, Ref, SessionAffinity, StickyCookie,
+    BackendProtocol, Diagnostics, Endpoint, GrpcCheckCall, HealthCheck, HealthCheckProtocol,
+    HttpCookie, IpAddressSelectionPolicy, LocalityLbPolicy, MinimumHealthy, OutlierDetection,
+    PortSelection, Ref, StickyCookie,
 };
 
 use super::attributes::{Algorithm, CrossZone, Stickiness};
@@ -44,7 +47,7 @@ fn backend_protocol(group: &TargetGroup) -> BackendProtocol {
 
 pub(super) fn lower_target_group(
     group: &TargetGroup,
-    model: &mut Model,
+    model: &mut Resources,
     diagnostics: &mut Diagnostics,
 ) {
     let name = &group.logical_id;
@@ -245,14 +248,14 @@ fn health_check(group: &TargetGroup) -> HealthCheck {
         ),
     };
     let (port_specification, port) = match check.port {
-        CheckPort::TrafficPort => (PortSpecification::UseServingPort, None),
-        CheckPort::Port(port) => (PortSpecification::UseFixedPort, Some(port)),
+        CheckPort::TrafficPort => (PortSelection::Serving, None),
+        CheckPort::Port(port) => (PortSelection::Fixed, Some(port)),
     };
     HealthCheck {
         name: group.logical_id.clone(),
         loc: group.loc.clone(),
         protocol,
-        port_specification,
+        port_selection: port_specification,
         port,
         port_name: None,
         request_path: check.path.clone(),

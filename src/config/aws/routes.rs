@@ -148,7 +148,7 @@ pub fn route_target(
                 services: groups
                     .iter()
                     .map(|group| WeightedService {
-                        backend_service: reference(&group.target_group),
+                        service: reference(&group.target_group),
                         weight: group.weight,
                         header_action: Default::default(),
                     })

@@ -7,9 +7,34 @@ use std::sync::Arc;
 
 use crate::config::reader::Fields;
 use crate::config::yaml::Node;
-use crate::model::{Diagnostics, HealthCheck, HealthCheckProtocol, PortSpecification};
+use crate::model::{
+    cloud_enum, CloudEnum, Diagnostics, HealthCheck, HealthCheckProtocol, PortSelection,
+};
+use serde::Serialize;
 
 use super::open;
+
+cloud_enum!(
+    /// Which port a check probes: its own `port`, the instance group's named port
+    /// `portName`, or the port each endpoint serves on.
+    PortSpecification {
+        Fixed => "USE_FIXED_PORT",
+        Named => "USE_NAMED_PORT",
+        Serving => "USE_SERVING_PORT",
+    }
+);
+
+/// The field holding a check type's details (`httpHealthCheck`, …).
+pub(super) fn details_field(protocol: HealthCheckProtocol) -> &'static str {
+    match protocol {
+        HealthCheckProtocol::Http => "httpHealthCheck",
+        HealthCheckProtocol::Https => "httpsHealthCheck",
+        HealthCheckProtocol::Http2 => "http2HealthCheck",
+        HealthCheckProtocol::Grpc => "grpcHealthCheck",
+        HealthCheckProtocol::Tcp => "tcpHealthCheck",
+        HealthCheckProtocol::Ssl => "sslHealthCheck",
+    }
+}
 
 const DETAILS: [HealthCheckProtocol; 6] = [
     HealthCheckProtocol::Http,
@@ -64,7 +89,7 @@ pub(super) fn health_check(
     }
     let mut details = Details::default();
     for kind in DETAILS {
-        let key = kind.details_field();
+        let key = details_field(kind);
         let Some(inner) = fields.get(key) else {
             continue;
         };
@@ -75,7 +100,7 @@ pub(super) fn health_check(
                 format!(
                     "a check of type {} takes {}, not {key}",
                     protocol.as_str(),
-                    protocol.details_field()
+                    details_field(protocol)
                 ),
             );
             continue;
@@ -88,18 +113,18 @@ pub(super) fn health_check(
         details
             .port_specification
             .unwrap_or(match (details.port, &details.port_name) {
-                (Some(_), _) => PortSpecification::UseFixedPort,
-                (None, Some(_)) => PortSpecification::UseNamedPort,
-                (None, None) => PortSpecification::UseServingPort,
+                (Some(_), _) => PortSpecification::Fixed,
+                (None, Some(_)) => PortSpecification::Named,
+                (None, None) => PortSpecification::Serving,
             });
     let problem = match port_specification {
-        PortSpecification::UseFixedPort if details.port.is_none() => {
+        PortSpecification::Fixed if details.port.is_none() => {
             Some("USE_FIXED_PORT needs `port`")
         }
-        PortSpecification::UseNamedPort if details.port_name.is_none() => {
+        PortSpecification::Named if details.port_name.is_none() => {
             Some("USE_NAMED_PORT needs `portName`")
         }
-        PortSpecification::UseServingPort
+        PortSpecification::Serving
             if details.port.is_some() || details.port_name.is_some() =>
         {
             Some("USE_SERVING_PORT probes each endpoint's own port; remove `port` and `portName`")
@@ -107,7 +132,7 @@ pub(super) fn health_check(
         _ => None,
     };
     if let Some(problem) = problem {
-        let key = protocol.details_field();
+        let key = details_field(protocol);
         diagnostics.error(
             &fields.loc_of(key),
             format!("{}.portSpecification", fields.field_path(key)),
@@ -120,7 +145,11 @@ pub(super) fn health_check(
         name,
         loc,
         protocol,
-        port_specification,
+        port_selection: match port_specification {
+            PortSpecification::Fixed => PortSelection::Fixed,
+            PortSpecification::Named => PortSelection::Named,
+            PortSpecification::Serving => PortSelection::Serving,
+        },
         port: details.port,
         port_name: details.port_name,
         request_path: details.request_path.unwrap_or_else(|| "/".to_string()),

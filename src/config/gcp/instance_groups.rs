@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::config::gcp::resources::{EndpointGroup, GroupKind};
 use crate::config::reader::Fields;
 use crate::config::references::region_of_zone;
 use crate::config::yaml::Node;
-use crate::model::{Diagnostics, Endpoint, EndpointGroup, GroupKind};
+use crate::model::{Diagnostics, Endpoint};
 
 use super::fields::classify;
 use super::{endpoint_addresses, gcloud_endpoint, open, pasted};

@@ -3,8 +3,9 @@
 //! the project's networks, reached on `port`, else `defaultPort`, else 443 for HTTPS
 //! services and 80 otherwise (the port is chosen when translating).
 
+use crate::config::gcp::resources::{EndpointGroup, GroupKind};
 use crate::config::reader::Fields;
-use crate::model::{Diagnostics, Endpoint, EndpointGroup, GroupKind};
+use crate::model::{Diagnostics, Endpoint};
 
 use super::ip_address;
 

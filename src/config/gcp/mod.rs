@@ -8,22 +8,27 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+use crate::config::gcp::resources::{
+    Backend, BackendService, BalancingMode, ConsistentHash, EndpointGroup, ForwardingRule,
+    GroupKind, LoadBalancingScheme, ProxyTarget, Resources, SessionAffinity, TargetProxy, UrlMap,
+};
 use crate::model::{
-    Backend, BackendProtocol, BackendService, BalancingMode, ConsistentHash, Diagnostics, Endpoint,
-    EndpointGroup, ForwardingRule, GroupKind, HealthCheck, HttpCookie, IpAddressSelectionPolicy,
-    LoadBalancingScheme, Loc, Model, OutlierDetection, ProxyTarget, Ref, SessionAffinity,
-    TargetProxy, UrlMap,
+    BackendProtocol, Diagnostics, Endpoint, HealthCheck, HttpCookie, IpAddressSelectionPolicy, Loc,
+    OutlierDetection, Ref,
 };
 
+pub mod capacity;
 mod custom_headers;
 mod field_tables;
 pub mod fields;
 mod health_checks;
 mod instance_groups;
 mod internet_negs;
+pub mod lower;
 mod pasted;
 mod path_templates;
 pub mod regional_groups;
+pub mod resources;
 mod route_actions;
 mod route_policies;
 mod service_fields;
@@ -165,7 +170,7 @@ fn as_collection(doc: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) -> 
 pub fn read_document(
     doc: &Node,
     file: &Arc<str>,
-    model: &mut Model,
+    model: &mut Resources,
     diagnostics: &mut Diagnostics,
 ) {
     let wrapped = as_collection(doc, file, diagnostics);
@@ -297,8 +302,8 @@ named!(
     UrlMap,
     TargetProxy,
     ForwardingRule,
-    crate::model::SslCertificate,
-    crate::model::SslPolicy
+    crate::model::Certificate,
+    crate::config::cipher_suites::SslPolicy
 );
 
 /// Reads the top-level lists of one document into the model.
@@ -1191,7 +1196,12 @@ pub(super) fn proxy_header(fields: &mut Fields<'_>, diagnostics: &mut Diagnostic
 }
 
 /// `regionOrder`: client region → the regions it fails over to, in order.
-fn region_order(node: &Node, file: &Arc<str>, model: &mut Model, diagnostics: &mut Diagnostics) {
+fn region_order(
+    node: &Node,
+    file: &Arc<str>,
+    model: &mut Resources,
+    diagnostics: &mut Diagnostics,
+) {
     let super::yaml::Value::Map(entries) = &node.value else {
         diagnostics.error(
             &Loc::new(file.clone(), node.line),

@@ -4,7 +4,7 @@
 //! becoming one backend per zone with the group's capacity shared by instance count, so that
 //! every instance is served in its own zone's locality like a zonal group's.
 
-use crate::model::{Backend, EndpointGroup, Model};
+use crate::config::gcp::resources::{Backend, EndpointGroup, Resources};
 
 /// Whether a group is regional: it has a region and no zone of its own.
 pub fn is_regional(group: &EndpointGroup) -> bool {
@@ -12,7 +12,7 @@ pub fn is_regional(group: &EndpointGroup) -> bool {
 }
 
 /// Splits every regional group with instances into its zones, and the backends naming it.
-pub fn split_by_zone(model: &mut Model) {
+pub fn split_by_zone(model: &mut Resources) {
     let regional: Vec<String> = model
         .endpoint_groups
         .values()

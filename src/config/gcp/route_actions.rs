@@ -181,7 +181,7 @@ fn weighted_services(
         weighted.finish(diagnostics);
         if let (Some(backend_service), Some(weight)) = (backend_service, weight) {
             services.push(WeightedService {
-                backend_service,
+                service: backend_service,
                 weight: weight as u32,
                 header_action,
             });

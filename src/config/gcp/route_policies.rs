@@ -85,7 +85,7 @@ pub(super) fn request_mirror(
         .unwrap_or(100.0);
     fields.finish(diagnostics);
     Some(RequestMirror {
-        backend_service: service?,
+        service: service?,
         percentage,
     })
 }

@@ -5,12 +5,10 @@
 
 use std::sync::Arc;
 
+use crate::config::gcp::resources::{LoadBalancingScheme, SessionAffinity};
 use crate::config::reader::Fields;
 use crate::config::yaml::Node;
-use crate::model::{
-    BackendProtocol, CircuitBreakers, Diagnostics, HttpCookie, LoadBalancingScheme,
-    LocalityLbPolicy, SessionAffinity,
-};
+use crate::model::{BackendProtocol, CircuitBreakers, Diagnostics, HttpCookie, LocalityLbPolicy};
 
 use super::fields::classify;
 

@@ -6,13 +6,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::cipher_suites::{cipher_suite, UNSERVED_CIPHER_SUITES};
+use crate::config::cipher_suites::{SslPolicy, SslProfile};
+use crate::config::gcp::resources::{ProxyTarget, ProxyTls, TargetProxy};
 use crate::config::reader::Fields;
 use crate::config::yaml::Node;
-use crate::model::tls::{cipher_suite, Pem, UNSERVED_CIPHER_SUITES};
-use crate::model::{
-    Diagnostics, ProxyTarget, ProxyTls, SslCertificate, SslPolicy, SslProfile, TargetProxy,
-    TlsVersion,
-};
+use crate::model::Pem;
+use crate::model::{Certificate, Diagnostics, TlsVersion};
 
 use super::{open, reference};
 
@@ -23,7 +23,7 @@ pub(super) fn ssl_certificate(
     node: &Node,
     file: &Arc<str>,
     diagnostics: &mut Diagnostics,
-) -> Option<SslCertificate> {
+) -> Option<Certificate> {
     let (mut fields, name) = open(node, file, "sslCertificates", diagnostics)?;
     let managed = fields.choice(
         "type",
@@ -55,7 +55,7 @@ pub(super) fn ssl_certificate(
         let loc = fields.loc();
         fields.finish(diagnostics);
         // Kept, without content, so that proxies naming it are not also reported.
-        return Some(SslCertificate {
+        return Some(Certificate {
             name,
             loc,
             certificate: Pem::missing(),
@@ -82,7 +82,7 @@ pub(super) fn ssl_certificate(
     }
     let loc = fields.loc();
     fields.finish(diagnostics);
-    Some(SslCertificate {
+    Some(Certificate {
         name,
         loc,
         certificate: certificate.unwrap_or_else(Pem::missing),
@@ -181,7 +181,7 @@ pub(super) fn ssl_policy(
         let message = if UNSERVED_CIPHER_SUITES.contains(&feature.as_str()) {
             format!("`{feature}` is a cloud cipher suite Switchyard does not serve: Envoy's TLS library no longer offers 3DES")
         } else {
-            let known: Vec<&str> = crate::model::tls::CIPHER_SUITES
+            let known: Vec<&str> = crate::config::cipher_suites::CIPHER_SUITES
                 .iter()
                 .map(|s| s.cloud_name)
                 .collect();

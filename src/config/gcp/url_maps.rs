@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
+use crate::config::gcp::resources::{HostRule, PathMatcher, PathRule, RouteRule, UrlMap};
 use crate::config::reader::Fields;
 use crate::config::yaml::Node;
 use crate::model::{
-    Diagnostics, HeaderMatch, HeaderMatchKind, HostRule, MatchRule, PathMatch, PathMatcher,
-    PathRule, QueryParameterMatch, QueryParameterMatchKind, Ref, RouteExtras, RouteRule,
-    RouteTarget, UrlMap, UrlRedirect, WeightedService,
+    Diagnostics, HeaderMatch, HeaderMatchKind, MatchRule, PathMatch, QueryParameterMatch,
+    QueryParameterMatchKind, Ref, RouteExtras, RouteTarget, UrlRedirect, WeightedService,
 };
 
 use super::fields::classify;

@@ -12,13 +12,14 @@ use crate::model::references::expect;
 use super::validate_frontends::{
     check_forwarding_rules, check_proxy_tls, check_proxyless, check_url_map,
 };
-use crate::model::{
-    Backend, BackendProtocol, BackendService, BalancingMode, Diagnostics, GroupKind,
-    IpAddressSelectionPolicy, LoadBalancingScheme, Model, ProxyTarget, Ref, SessionAffinity,
+use crate::config::gcp::resources::{
+    Backend, BackendService, BalancingMode, GroupKind, LoadBalancingScheme, ProxyTarget, Resources,
+    SessionAffinity,
 };
+use crate::model::{BackendProtocol, Diagnostics, IpAddressSelectionPolicy, Ref};
 
 /// Checks a lowered model; appends to `diagnostics`.
-pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
+pub fn check(model: &Resources, diagnostics: &mut Diagnostics) {
     for service in model.backend_services.values() {
         check_backend_service(model, service, diagnostics);
         check_session_affinity(service, diagnostics);
@@ -58,15 +59,16 @@ pub fn check(model: &Model, diagnostics: &mut Diagnostics) {
 
 /// The PROXY protocol line is a property of the connections to a service's backends, so every
 /// proxy in front of one service must agree on `proxyHeader`.
-fn check_proxy_headers(model: &Model, diagnostics: &mut Diagnostics) {
-    let mut first_by_service: BTreeMap<&str, &crate::model::TargetProxy> = BTreeMap::new();
+fn check_proxy_headers(model: &Resources, diagnostics: &mut Diagnostics) {
+    let mut first_by_service: BTreeMap<&str, &crate::config::gcp::resources::TargetProxy> =
+        BTreeMap::new();
     for proxy in model.target_proxies.values() {
         let ProxyTarget::Service(service) = &proxy.target else {
             continue;
         };
         let first = *first_by_service.entry(&service.name).or_insert(proxy);
         if first.proxy_header_v1 != proxy.proxy_header_v1 {
-            let header = |p: &crate::model::TargetProxy| {
+            let header = |p: &crate::config::gcp::resources::TargetProxy| {
                 if p.proxy_header_v1 {
                     "PROXY_V1"
                 } else {
@@ -89,7 +91,7 @@ fn check_proxy_headers(model: &Model, diagnostics: &mut Diagnostics) {
 }
 
 /// `targetTcpProxies[name]` or `targetSslProxies[name]`.
-fn proxy_path(proxy: &crate::model::TargetProxy) -> String {
+fn proxy_path(proxy: &crate::config::gcp::resources::TargetProxy) -> String {
     let collection = if proxy.tls.is_some() {
         "targetSslProxies"
     } else {
@@ -100,7 +102,7 @@ fn proxy_path(proxy: &crate::model::TargetProxy) -> String {
 
 /// A reference to a backend service that must exist and speak HTTP (`http`) or TCP.
 pub(super) fn expect_service(
-    model: &Model,
+    model: &Resources,
     reference: &Ref,
     http: bool,
     diagnostics: &mut Diagnostics,
@@ -116,7 +118,7 @@ pub(super) fn expect_service(
 }
 
 /// A URL map needs HTTP-family services; a TCP proxy needs a TCP one.
-fn expect_protocol(model: &Model, reference: &Ref, http: bool, diagnostics: &mut Diagnostics) {
+fn expect_protocol(model: &Resources, reference: &Ref, http: bool, diagnostics: &mut Diagnostics) {
     let Some(service) = model.backend_services.get(&reference.name) else {
         return;
     };
@@ -141,7 +143,7 @@ fn expect_protocol(model: &Model, reference: &Ref, http: bool, diagnostics: &mut
 /// The cloud's rules on which backend services take a health check: one at most; none with
 /// internet NEGs; USE_NAMED_PORT only with instance groups, which have named ports.
 fn check_health_check_use(
-    model: &Model,
+    model: &Resources,
     service: &BackendService,
     base: &str,
     diagnostics: &mut Diagnostics,
@@ -201,7 +203,7 @@ fn check_health_check_use(
             ),
         );
     }
-    if check.port_specification == crate::model::PortSpecification::UseNamedPort {
+    if check.port_selection == crate::model::PortSelection::Named {
         if let Some(kind) = kinds.iter().find(|kind| !kind.is_instance_group()) {
             diagnostics.error(
                 loc,
@@ -218,7 +220,11 @@ fn check_health_check_use(
     }
 }
 
-fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &mut Diagnostics) {
+fn check_backend_service(
+    model: &Resources,
+    service: &BackendService,
+    diagnostics: &mut Diagnostics,
+) {
     let base = format!("backendServices[{}]", service.name);
     if service.protocol == BackendProtocol::Tcp
         && service.load_balancing_scheme == LoadBalancingScheme::ExternalManaged
@@ -313,7 +319,7 @@ fn check_backend_service(model: &Model, service: &BackendService, diagnostics: &
 /// connects to is accepted (as the cloud accepts it) but will get no traffic: say so.
 fn check_address_family(
     service: &BackendService,
-    group: &crate::model::EndpointGroup,
+    group: &crate::config::gcp::resources::EndpointGroup,
     path: &str,
     backend: &Backend,
     diagnostics: &mut Diagnostics,
@@ -620,7 +626,7 @@ fn check_session_affinity(service: &BackendService, diagnostics: &mut Diagnostic
 
 /// An instance group used by several backend services needs compatible balancing modes:
 /// the same mode, or CONNECTION with RATE — never UTILIZATION with another mode.
-fn check_shared_instance_groups(model: &Model, diagnostics: &mut Diagnostics) {
+fn check_shared_instance_groups(model: &Resources, diagnostics: &mut Diagnostics) {
     let mut first_use: BTreeMap<&str, (&str, BalancingMode)> = BTreeMap::new();
     for service in model.backend_services.values() {
         for (index, backend) in service.backends.iter().enumerate() {

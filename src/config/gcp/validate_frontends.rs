@@ -5,14 +5,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::references::{expect, rule_targets, services_of};
-use crate::model::{
-    Diagnostics, LoadBalancingScheme, Model, ProxyTarget, Ref, RouteTarget, SessionAffinity, UrlMap,
+use crate::config::gcp::resources::{rule_targets, services_of};
+use crate::config::gcp::resources::{
+    LoadBalancingScheme, ProxyTarget, Resources, SessionAffinity, UrlMap,
 };
+use crate::model::references::expect;
+use crate::model::{Diagnostics, Ref, RouteTarget};
 
 use super::validate::expect_service;
 
-pub(super) fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut Diagnostics) {
+pub(super) fn check_url_map(model: &Resources, url_map: &UrlMap, diagnostics: &mut Diagnostics) {
     let base = format!("urlMaps[{}]", url_map.name);
     let service = |reference: &Ref, diagnostics: &mut Diagnostics| {
         expect_service(model, reference, true, diagnostics);
@@ -21,7 +23,7 @@ pub(super) fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut D
         service(default, diagnostics);
     }
     for weighted in url_map.default_weighted.iter().flatten() {
-        service(&weighted.backend_service, diagnostics);
+        service(&weighted.service, diagnostics);
     }
     let mirrors = url_map.path_matchers.iter().flat_map(|matcher| {
         let rules = matcher.route_rules.iter().map(|r| &r.extras);
@@ -29,7 +31,7 @@ pub(super) fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut D
     });
     for extras in mirrors {
         if let Some(mirror) = &extras.request_mirror {
-            service(&mirror.backend_service, diagnostics);
+            service(&mirror.service, diagnostics);
         }
     }
     let matchers: BTreeSet<&str> = url_map
@@ -68,7 +70,7 @@ pub(super) fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut D
     for matcher in &url_map.path_matchers {
         let path = format!("{base}.pathMatchers[{}]", matcher.name);
         for weighted in matcher.default_weighted.iter().flatten() {
-            service(&weighted.backend_service, diagnostics);
+            service(&weighted.service, diagnostics);
         }
         if let Some(default) = &matcher.default_service {
             service(default, diagnostics);
@@ -125,8 +127,8 @@ pub(super) fn check_url_map(model: &Model, url_map: &UrlMap, diagnostics: &mut D
 /// What a proxyless gRPC client would NACK or ignore in the services a gRPC proxy routes to:
 /// errors with validateForProxyless, warnings without it.
 pub(super) fn check_proxyless(
-    model: &Model,
-    proxy: &crate::model::TargetProxy,
+    model: &Resources,
+    proxy: &crate::config::gcp::resources::TargetProxy,
     url_map: &UrlMap,
     validate: bool,
     diagnostics: &mut Diagnostics,
@@ -324,8 +326,8 @@ fn unsupported_route_actions(
 /// clients, which only INTERNAL_SELF_MANAGED reaches. A rule that does not write its scheme
 /// is served as Traffic Director serves INTERNAL_SELF_MANAGED: on any port.
 fn check_scheme_and_port(
-    rule: &crate::model::ForwardingRule,
-    proxy: &crate::model::TargetProxy,
+    rule: &crate::config::gcp::resources::ForwardingRule,
+    proxy: &crate::config::gcp::resources::TargetProxy,
     diagnostics: &mut Diagnostics,
 ) {
     let Some(scheme) = rule.load_balancing_scheme else {
@@ -378,7 +380,7 @@ fn check_scheme_and_port(
     }
 }
 
-pub(super) fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostics) {
+pub(super) fn check_forwarding_rules(model: &Resources, diagnostics: &mut Diagnostics) {
     let mut frontends: BTreeMap<(std::net::IpAddr, u16), (&str, &crate::model::Loc)> =
         BTreeMap::new();
     for rule in model.forwarding_rules.values() {
@@ -410,8 +412,8 @@ pub(super) fn check_forwarding_rules(model: &Model, diagnostics: &mut Diagnostic
 
 /// The references of a target HTTPS or SSL proxy resolve.
 pub(super) fn check_proxy_tls(
-    model: &Model,
-    tls: &crate::model::ProxyTls,
+    model: &Resources,
+    tls: &crate::config::gcp::resources::ProxyTls,
     diagnostics: &mut Diagnostics,
 ) {
     for certificate in &tls.certificates {
