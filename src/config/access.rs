@@ -2,6 +2,7 @@
 //! file. Each rule names the certificate identities it admits, the node ids they may claim and
 //! what they may receive. Field rules live here; references are checked in `model::access`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::references::expect;
@@ -121,25 +122,22 @@ fn references(
     out
 }
 
-/// Cross-resource rules: every target proxy and backend service a rule names exists; a rule
-/// that grants nothing is worth a warning.
-pub fn check(resources: &super::gcp::resources::Resources, diagnostics: &mut Diagnostics) {
-    for rule in resources.xds_clients.values() {
+/// Cross-resource rules: every proxy and service a rule names exists (in whichever dialect
+/// wrote it); a rule that grants nothing is worth a warning.
+pub fn check(model: &crate::model::Model, diagnostics: &mut Diagnostics) {
+    let proxies: BTreeMap<String, ()> = model
+        .frontends
+        .values()
+        .map(|frontend| frontend.proxy.clone())
+        .chain(model.proxyless.keys().cloned())
+        .map(|name| (name, ()))
+        .collect();
+    for rule in model.xds_clients.values() {
         for proxy in &rule.proxies {
-            expect(
-                &resources.target_proxies,
-                proxy,
-                "target proxies",
-                diagnostics,
-            );
+            expect(&proxies, proxy, "target proxies", diagnostics);
         }
         for service in &rule.services {
-            expect(
-                &resources.backend_services,
-                service,
-                "backendServices",
-                diagnostics,
-            );
+            expect(&model.services, service, "backendServices", diagnostics);
         }
         if !rule.grants_anything() {
             diagnostics.warning(

@@ -5,6 +5,7 @@
 //! every Envoy later. Must not: watch files (the reloader watches the files listed here) or
 //! keep anything between loads.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -15,9 +16,8 @@ use tokio_rustls::rustls::pki_types::{
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem as PemBlock;
 
-use crate::config::gcp::resources::Resources;
 use crate::model::tls::Pem;
-use crate::model::Diagnostics;
+use crate::model::{Certificate, Diagnostics};
 
 /// The largest certificate or key file read.
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
@@ -30,11 +30,14 @@ pub struct ReferencedFile {
     pub digest: String,
 }
 
-/// Reads the PEM files of every certificate in `model` and checks every pair; returns the
-/// files read.
-pub fn resolve(model: &mut Resources, diagnostics: &mut Diagnostics) -> Vec<ReferencedFile> {
+/// Reads the PEM files of every certificate of `certificates` and checks every pair; returns
+/// the files read.
+pub fn resolve(
+    certificates: &mut BTreeMap<String, Certificate>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<ReferencedFile> {
     let mut read = Vec::new();
-    for certificate in model.ssl_certificates.values_mut() {
+    for certificate in certificates.values_mut() {
         let mut complete =
             !certificate.certificate.is_missing() && !certificate.private_key.is_missing();
         for pem in [&mut certificate.certificate, &mut certificate.private_key] {

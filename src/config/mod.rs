@@ -5,7 +5,9 @@ pub mod access;
 pub mod aws;
 pub mod certificates;
 pub mod cipher_suites;
+pub mod dialect;
 pub mod gcp;
+pub mod merge;
 pub mod reader;
 pub mod references;
 pub mod source;
@@ -20,24 +22,6 @@ use crate::model::{Diagnostics, Loc, Model};
 pub use crate::model::diagnostics::suggest;
 pub use source::{config_files, ReadLimits, Sources};
 pub use yaml::YamlLimits;
-
-/// Subfolders of a config folder whose YAML files are read too, one bare resource of that
-/// collection per file as `gcloud … export` writes them.
-pub const COLLECTION_FOLDERS: &[&str] = &[
-    "healthChecks",
-    "instanceGroups",
-    "networkEndpointGroups",
-    "backendServices",
-    "urlMaps",
-    "targetHttpProxies",
-    "targetHttpsProxies",
-    "targetSslProxies",
-    "targetTcpProxies",
-    "targetGrpcProxies",
-    "forwardingRules",
-    "sslCertificates",
-    "sslPolicies",
-];
 
 /// A config as read: the model and everything found wrong with it.
 #[derive(Debug, Default)]
@@ -69,7 +53,10 @@ pub fn load_with(path: &Path, limits: &ReadLimits) -> Loaded {
 /// Parses and validates config files already read.
 pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
     let mut loaded = Loaded::default();
-    let mut resources = gcp::resources::Resources::default();
+    let mut readers: Vec<Box<dyn dialect::DialectReader>> = dialect::DIALECTS
+        .iter()
+        .map(|dialect| dialect.reader())
+        .collect();
     if let Some(error) = &sources.listing_error {
         loaded.diagnostics.error(
             &Loc::new(sources.root.clone(), 0),
@@ -83,7 +70,7 @@ pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
                 text,
                 &file.display,
                 &limits.yaml,
-                &mut resources,
+                &mut readers,
                 &mut loaded.diagnostics,
             ),
             Err(problem) => loaded.diagnostics.error(
@@ -93,11 +80,12 @@ pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
             ),
         }
     }
-    loaded.referenced = certificates::resolve(&mut resources, &mut loaded.diagnostics);
-    gcp::validate::check(&resources, &mut loaded.diagnostics);
-    access::check(&resources, &mut loaded.diagnostics);
-    gcp::regional_groups::split_by_zone(&mut resources);
-    loaded.model = gcp::lower::lower(&resources);
+    for reader in readers {
+        let lowered = reader.finish(&mut loaded.diagnostics);
+        merge::merge(&mut loaded.model, lowered.model, &mut loaded.diagnostics);
+        loaded.referenced.extend(lowered.referenced);
+    }
+    access::check(&loaded.model, &mut loaded.diagnostics);
     loaded.diagnostics.sort();
     loaded
 }
@@ -118,7 +106,7 @@ fn read_text(
     text: &str,
     file: &Arc<str>,
     limits: &YamlLimits,
-    resources: &mut gcp::resources::Resources,
+    readers: &mut [Box<dyn dialect::DialectReader>],
     diagnostics: &mut Diagnostics,
 ) {
     match yaml::parse_with_limits(text, limits) {
@@ -127,11 +115,7 @@ fn read_text(
         }
         Ok(documents) => {
             for document in &documents {
-                if aws::template::is_template(document) {
-                    aws::lower::read_document(document, file, resources, diagnostics);
-                } else {
-                    gcp::read_document(document, file, resources, diagnostics);
-                }
+                readers[dialect::dialect_of(document)].read(document, file, diagnostics);
             }
         }
         Err(error) if error.over_limit => {

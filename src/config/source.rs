@@ -120,7 +120,7 @@ pub fn config_files(path: &Path) -> Result<Vec<PathBuf>, String> {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = yaml_files_in(path)?;
-    for folder in super::COLLECTION_FOLDERS {
+    for folder in super::dialect::collection_folders() {
         let sub = path.join(folder);
         if sub.is_dir() {
             files.extend(yaml_files_in(&sub)?);

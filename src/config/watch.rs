@@ -47,7 +47,7 @@ impl WatchPlan {
         let mut plan = WatchPlan::default();
         if let Some(real) = plan.watch_path(path) {
             if real.is_dir() {
-                for folder in super::COLLECTION_FOLDERS {
+                for folder in super::dialect::collection_folders() {
                     let sub = real.join(folder);
                     if sub.is_dir() {
                         plan.folders.entry(sub).or_default().config_folder = true;
@@ -125,7 +125,7 @@ impl WatchPlan {
             || (interest.config_folder
                 && (is_config_file_name(path)
                     || name_text.starts_with("..")
-                    || super::COLLECTION_FOLDERS.contains(&name_text.as_ref())))
+                    || super::dialect::collection_folders().any(|f| f == name_text)))
     }
 
     /// The folders watched, for status and tests.

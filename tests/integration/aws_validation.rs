@@ -36,8 +36,8 @@ fn the_example_template_validates_explains_and_translates() {
     for expected in [
         "slow start: an endpoint that joins (or comes back healthy) gets max(1%, t ÷ 60s) of its weight",
         "draining: a removed endpoint finishes its requests and gets no new ones for 30s",
-        "WebBlue-us-east-1a (us-east-1a, RATE): target 1 = one share per target × 1 target",
-        "WebBlue-us-east-1b (us-east-1b, RATE)",
+        "WebBlue-us-east-1a (us-east-1a, equal shares): target 1 = one share per target × 1 target",
+        "WebBlue-us-east-1b (us-east-1b, equal shares)",
         "health check WebBlue (HTTP on the serving port, every 5s, timeout 2s)",
     ] {
         assert!(out.contains(expected), "explain lacks `{expected}`:\n{out}");

@@ -1,15 +1,15 @@
-//! A CloudFormation template lowered into the model: the resources are read (the AWS
+//! A CloudFormation template lowered into the neutral model: the resources are read (the AWS
 //! readers judge them in AWS's words), the rules between them that span resources are checked
 //! (priorities per listener; HTTP2 and GRPC groups only behind HTTPS listeners), then target
-//! groups (`lower_groups`) and listeners (`lower_frontends`) become model resources named by
-//! their logical ids. Must not: know xDS, or judge AWS input in GCP's words.
+//! groups (`lower_groups`) become services and endpoint groups, and listeners
+//! (`lower_frontends`) frontends and route tables, named by their logical ids. Must not: know
+//! xDS, or borrow another dialect's shapes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::gcp::resources::Resources;
 use crate::config::yaml::Node;
-use crate::model::{Diagnostics, Loc};
+use crate::model::{Diagnostics, Loc, Model};
 
 use super::intrinsics;
 use super::listeners::{self, Listener, Rule};
@@ -23,7 +23,7 @@ use super::template::{self, Kind};
 pub fn read_document(
     document: &Node,
     file: &Arc<str>,
-    model: &mut Resources,
+    model: &mut Model,
     diagnostics: &mut Diagnostics,
 ) {
     let mut refusals = Diagnostics::default();
@@ -37,7 +37,7 @@ pub fn read_document(
 fn read_resources(
     document: &Node,
     file: &Arc<str>,
-    model: &mut Resources,
+    model: &mut Model,
     diagnostics: &mut Diagnostics,
 ) {
     let template = template::read_template(document, file, diagnostics);

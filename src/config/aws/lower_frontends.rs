@@ -1,7 +1,7 @@
-//! A listener lowered into the model: a URL map of its rules by priority (the default action
-//! a catch-all rule after them), a target proxy (certificates from files, the security
-//! policy's lowest TLS version), a forwarding rule on each family of its load balancer, and —
-//! with `Metadata.Switchyard.ProxylessHosts` — a gRPC frontend on the same routes. Where the
+//! A listener lowered into the model: a route table of its rules by priority (the default
+//! action a catch-all route after them), a frontend on each family of its load balancer (TLS
+//! with certificates from files and the security policy's lowest version), and — with
+//! `Metadata.Switchyard.ProxylessHosts` — the same routes for proxyless gRPC clients. Where the
 //! load balancer listens comes from its `Metadata.Switchyard`, how the listener treats its
 //! clients from the load balancer's and listener's attributes. Must not: know xDS.
 
@@ -9,16 +9,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::cipher_suites::{SslPolicy, SslProfile};
-use crate::config::gcp::resources::{
-    ForwardingRule, HostRule, PathMatcher, ProxyTarget, ProxyTls, Resources, RouteRule,
-    TargetProxy, UrlMap,
-};
+use std::collections::BTreeSet;
+
+use crate::config::cipher_suites::{cipher_suite, profile_cipher_suites, SslProfile};
 use crate::config::reader::Fields;
 use crate::model::tls::Pem;
 use crate::model::{
-    Certificate, Diagnostics, ForwardedFor, ForwardedHost, FrontendHttp, Ref, RouteExtras,
-    TlsHeaders, TlsVersion,
+    Certificate, Diagnostics, ForwardedFor, ForwardedHost, Frontend, FrontendHttp, FrontendTls,
+    Handler, MatchRule, Model, PathMatch, ProxylessRouting, Ref, Route, RouteExtras, RouteTable,
+    TlsHeaders, TlsVersion, VirtualHost,
 };
 
 use super::balancer_attributes::{LoadBalancerAttributes, XffMode};
@@ -79,7 +78,7 @@ fn switchyard_settings<'n>(
 pub(super) fn serve_proxyless(
     listener: &Listener,
     hosts: &[String],
-    model: &mut Resources,
+    model: &mut Model,
     diagnostics: &mut Diagnostics,
 ) {
     if hosts.is_empty() {
@@ -87,49 +86,28 @@ pub(super) fn serve_proxyless(
     }
     let name = &listener.logical_id;
     let loc = &listener.loc;
-    if let Some(url_map) = model.url_maps.get_mut(name) {
-        url_map.host_rules.push(HostRule {
-            loc: loc.clone(),
-            hosts: hosts.to_vec(),
-            path_matcher: "rules".to_string(),
+    if let Some(table) = model.route_tables.get_mut(name) {
+        // The same routes under the names proxyless clients dial.
+        let routes = table.virtual_hosts[0].routes.clone();
+        table.virtual_hosts.push(VirtualHost {
+            name: format!("{RULES}-1"),
+            domains: hosts.to_vec(),
+            routes,
+            header_action: Default::default(),
         });
     }
-    let proxy_name = format!("{name}-proxyless");
-    let reference = |target: &str| Ref {
-        name: target.to_string(),
-        loc: loc.clone(),
-        path: format!("Resources.{name}.Metadata.Switchyard.ProxylessHosts"),
-    };
-    let proxy = TargetProxy {
-        name: proxy_name.clone(),
-        loc: loc.clone(),
-        target: ProxyTarget::Grpc {
-            url_map: reference(name),
-            validate_for_proxyless: false,
+    let routing = ProxylessRouting {
+        route_table: Ref {
+            name: name.clone(),
+            loc: loc.clone(),
+            path: format!("Resources.{name}.Metadata.Switchyard.ProxylessHosts"),
         },
-        tls: None,
-        proxy_header_v1: false,
+        ports: BTreeSet::from([listener.port]),
     };
     insert(
-        &mut model.target_proxies,
-        proxy_name.clone(),
-        proxy,
-        loc,
-        diagnostics,
-    );
-    let rule = ForwardingRule {
-        name: proxy_name.clone(),
-        loc: loc.clone(),
-        ip_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        port: listener.port,
-        target: reference(&proxy_name),
-        freebind: false,
-        load_balancing_scheme: None,
-    };
-    insert(
-        &mut model.forwarding_rules,
-        proxy_name,
-        rule,
+        &mut model.proxyless,
+        format!("{name}-proxyless"),
+        routing,
         loc,
         diagnostics,
     );
@@ -186,12 +164,15 @@ pub(super) fn addresses(
     addresses
 }
 
+/// The name of a listener's one set of rules (its virtual hosts are named after it).
+const RULES: &str = "rules";
+
 pub(super) fn lower_listener(
     listener: &Listener,
     rules: &[&Rule],
     front: &Front,
     file: &Arc<str>,
-    model: &mut Resources,
+    model: &mut Model,
     diagnostics: &mut Diagnostics,
 ) {
     let name = &listener.logical_id;
@@ -203,7 +184,7 @@ pub(super) fn lower_listener(
         timeout: Some(std::time::Duration::ZERO),
         ..RouteExtras::default()
     };
-    let mut route_rules = Vec::new();
+    let mut by_priority = Vec::new();
     for rule in rules {
         let path = format!("Resources.{}.Properties", rule.logical_id);
         let matched = routes::match_rule(
@@ -218,97 +199,82 @@ pub(super) fn lower_listener(
             &format!("{path}.Actions"),
             diagnostics,
         );
-        if let (Some(matched), Some(action)) = (matched, target) {
-            route_rules.push(RouteRule {
-                priority: rule.priority,
-                match_rules: vec![matched],
-                action,
+        if let (Some(matches), Some(target)) = (matched, target) {
+            let route = Route {
+                matches,
+                target,
                 extras: extras(),
-            });
+            };
+            by_priority.push((rule.priority, route));
         }
     }
-    // The default action takes what no rule took: a rule after all others, matching everything.
-    if let Some(action) = routes::route_target(
+    by_priority.sort_by_key(|(priority, _)| *priority);
+    let mut routes: Vec<Route> = by_priority.into_iter().map(|(_, route)| route).collect();
+    // The default action takes what no rule took: a route after all others, matching
+    // everything.
+    if let Some(target) = routes::route_target(
         &listener.default_action,
         loc,
         &format!("Resources.{name}.Properties.DefaultActions"),
         diagnostics,
     ) {
-        route_rules.push(RouteRule {
-            priority: u32::MAX,
-            match_rules: Vec::new(),
-            action,
+        routes.push(Route {
+            matches: MatchRule {
+                path: PathMatch::Prefix(String::new()),
+                ignore_case: false,
+                headers: Vec::new(),
+                query_parameters: Vec::new(),
+                source_blocks: Vec::new(),
+            },
+            target,
             extras: extras(),
         });
     }
-    let url_map = UrlMap {
+    let table = RouteTable {
         name: name.clone(),
         loc: loc.clone(),
-        default_service: None,
-        default_url_redirect: None,
-        default_weighted: None,
-        default_extras: RouteExtras::default(),
-        host_rules: vec![HostRule {
-            loc: loc.clone(),
-            hosts: vec!["*".to_string()],
-            path_matcher: "rules".to_string(),
-        }],
-        path_matchers: vec![PathMatcher {
-            name: "rules".to_string(),
-            loc: loc.clone(),
-            default_service: None,
-            default_url_redirect: None,
-            default_weighted: None,
-            default_extras: RouteExtras::default(),
-            path_rules: Vec::new(),
-            route_rules,
+        virtual_hosts: vec![VirtualHost {
+            name: format!("{RULES}-0"),
+            domains: vec!["*".to_string()],
+            routes,
             header_action: Default::default(),
         }],
         header_action: Default::default(),
         frontend: frontend(listener, &front.attributes),
     };
-    insert(&mut model.url_maps, name.clone(), url_map, loc, diagnostics);
-    let tls = listener
-        .https
-        .then(|| listener_tls(listener, file, model, diagnostics));
-    let proxy = TargetProxy {
-        name: name.clone(),
-        loc: loc.clone(),
-        target: ProxyTarget::UrlMap(Ref {
-            name: name.clone(),
-            loc: loc.clone(),
-            path: format!("Resources.{name}"),
-        }),
-        tls,
-        proxy_header_v1: false,
-    };
     insert(
-        &mut model.target_proxies,
+        &mut model.route_tables,
         name.clone(),
-        proxy,
+        table,
         loc,
         diagnostics,
     );
+    let tls = listener
+        .https
+        .then(|| listener_tls(listener, file, model, diagnostics));
     let frontends = std::iter::once((name.clone(), addresses.ipv4))
         .chain(addresses.ipv6.map(|ip| (format!("{name}-ipv6"), ip)));
-    for (rule_name, ip_address) in frontends {
-        let rule = ForwardingRule {
-            name: rule_name.clone(),
+    for (frontend_name, address) in frontends {
+        let frontend = Frontend {
+            name: frontend_name.clone(),
             loc: loc.clone(),
-            ip_address,
+            address,
             port: listener.port,
-            target: Ref {
-                name: name.clone(),
-                loc: loc.clone(),
-                path: format!("Resources.{name}"),
-            },
             freebind: false,
-            load_balancing_scheme: None,
+            proxy: name.clone(),
+            handler: Handler::Http {
+                route_table: Ref {
+                    name: name.clone(),
+                    loc: loc.clone(),
+                    path: format!("Resources.{name}"),
+                },
+            },
+            tls: tls.clone(),
         };
         insert(
-            &mut model.forwarding_rules,
-            rule_name,
-            rule,
+            &mut model.frontends,
+            frontend_name,
+            frontend,
             loc,
             diagnostics,
         );
@@ -351,9 +317,9 @@ fn frontend(listener: &Listener, attributes: &LoadBalancerAttributes) -> Fronten
 fn listener_tls(
     listener: &Listener,
     file: &Arc<str>,
-    model: &mut Resources,
+    model: &mut Model,
     diagnostics: &mut Diagnostics,
-) -> ProxyTls {
+) -> FrontendTls {
     let base = Path::new(file.as_ref()).parent().unwrap_or(Path::new(""));
     let name = &listener.logical_id;
     let mut certificates = Vec::new();
@@ -374,7 +340,7 @@ fn listener_tls(
             dns_names: Vec::new(),
         };
         insert(
-            &mut model.ssl_certificates,
+            &mut model.certificates,
             certificate_name.clone(),
             certificate,
             &files.loc,
@@ -386,35 +352,24 @@ fn listener_tls(
             path,
         });
     }
-    let ssl_policy = listener.ssl_policy.as_ref().map(|policy| {
-        let policy_name = format!("{name}-policy");
-        let lowered = SslPolicy {
-            name: policy_name.clone(),
-            loc: listener.loc.clone(),
-            min_tls_version: minimum_tls_version(policy),
-            profile: if policy.contains("TLS13") {
-                SslProfile::Modern
-            } else {
-                SslProfile::Compatible
-            },
-            custom_features: Vec::new(),
-        };
-        insert(
-            &mut model.ssl_policies,
-            policy_name.clone(),
-            lowered,
-            &listener.loc,
-            diagnostics,
-        );
-        Ref {
-            name: policy_name,
-            loc: listener.loc.clone(),
-            path: format!("Resources.{name}.Properties.SslPolicy"),
+    // A security policy's lowest version; its suites as the closest pre-defined profile
+    // (the TLS 1.3 policies leave out the RSA key exchange, as MODERN does). Without one,
+    // TLS 1.0 and up with every suite.
+    let (min_version, profile) = match &listener.ssl_policy {
+        Some(policy) if policy.contains("TLS13") => {
+            (minimum_tls_version(policy), SslProfile::Modern)
         }
-    });
-    ProxyTls {
+        Some(policy) => (minimum_tls_version(policy), SslProfile::Compatible),
+        None => (TlsVersion::Tls10, SslProfile::Compatible),
+    };
+    FrontendTls {
         certificates,
-        ssl_policy,
+        min_version,
+        cipher_suites: profile_cipher_suites(profile)
+            .into_iter()
+            .filter_map(cipher_suite)
+            .map(|suite| suite.envoy_name.to_string())
+            .collect(),
     }
 }
 

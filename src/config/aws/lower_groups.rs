@@ -6,15 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
-use crate::config::gcp::resources::{
-    Backend, BackendService, BalancingMode, ConsistentHash, EndpointGroup, GroupKind,
-    LoadBalancingScheme, Resources, SessionAffinity,
-};
 use crate::model::{
-    BackendProtocol, Diagnostics, Endpoint, GrpcCheckCall, HealthCheck, HealthCheckProtocol,
-    HttpCookie, IpAddressSelectionPolicy, LocalityLbPolicy, MinimumHealthy, OutlierDetection,
-    PortSelection, Ref, StickyCookie,
+    Affinity, BackendProtocol, Capacity, CapacityTarget, CapacityUnit, CapacityWritten,
+    Diagnostics, Endpoint, EndpointGroup, GrpcCheckCall, HealthCheck, HealthCheckProtocol,
+    HttpCookie, IpAddressSelectionPolicy, LocalityLbPolicy, Members, MinimumHealthy, Model,
+    OutlierDetection, PortSelection, Ref, Service, ServiceBackend, StickyCookie,
 };
 
 use super::attributes::{Algorithm, CrossZone, Stickiness};
@@ -24,7 +22,7 @@ use super::target_groups::{self, Protocol, ProtocolVersion, TargetGroup};
 
 /// The service's request timeout: an ALB's default idle timeout. Envoy's routes of a
 /// listener take their load balancer's idle timeout instead (`lower_frontends`).
-const IDLE_TIMEOUT_SEC: u32 = 60;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The name of the cookie lb_cookie stickiness issues.
 pub const LB_COOKIE: &str = "AWSALB";
@@ -47,7 +45,7 @@ fn backend_protocol(group: &TargetGroup) -> BackendProtocol {
 
 pub(super) fn lower_target_group(
     group: &TargetGroup,
-    model: &mut Resources,
+    model: &mut Model,
     diagnostics: &mut Diagnostics,
 ) {
     let name = &group.logical_id;
@@ -66,7 +64,7 @@ pub(super) fn lower_target_group(
         let endpoint_group = EndpointGroup {
             name: group_name.clone(),
             loc: group.loc.clone(),
-            kind: GroupKind::Targets,
+            members: Members::Endpoints,
             zone: zone.to_string(),
             region: targets[0].region().to_string(),
             named_ports: BTreeMap::new(),
@@ -80,7 +78,8 @@ pub(super) fn lower_target_group(
             &group.loc,
             diagnostics,
         );
-        backends.push(Backend {
+        let count = targets.len();
+        backends.push(ServiceBackend {
             group: Ref {
                 name: group_name,
                 loc: group.loc.clone(),
@@ -88,15 +87,18 @@ pub(super) fn lower_target_group(
             },
             loc: group.loc.clone(),
             // One equal share per target, whatever its zone, as an ALB spreads requests.
-            balancing_mode: BalancingMode::Rate,
-            max_rate: None,
-            max_rate_per_instance: None,
-            max_rate_per_endpoint: Some(1.0),
-            max_connections: None,
-            max_connections_per_instance: None,
-            max_connections_per_endpoint: None,
-            max_utilization: None,
-            capacity_scaler: 1.0,
+            capacity: Capacity {
+                unit: CapacityUnit::Weight,
+                target: CapacityTarget::PerEndpoint(1.0),
+                scaler: 1.0,
+                written: CapacityWritten {
+                    mode: "equal shares".to_string(),
+                    formula: format!(
+                        "one share per target × {count} target{}",
+                        if count == 1 { "" } else { "s" }
+                    ),
+                },
+            },
         });
     }
     let mut health_checks = Vec::new();
@@ -115,48 +117,44 @@ pub(super) fn lower_target_group(
             diagnostics,
         );
     }
-    let service = BackendService {
+    let service = Service {
         name: name.clone(),
         loc: group.loc.clone(),
-        load_balancing_scheme: LoadBalancingScheme::InternalSelfManaged,
+        path: format!("Resources.{name}"),
         protocol: backend_protocol(group),
         port_name: "http".to_string(),
-        timeout_sec: IDLE_TIMEOUT_SEC,
+        timeout: IDLE_TIMEOUT,
         health_checks,
-        locality_lb_policy: match attributes.algorithm {
+        lb_policy: match attributes.algorithm {
             Algorithm::RoundRobin => LocalityLbPolicy::RoundRobin,
             Algorithm::LeastOutstandingRequests => LocalityLbPolicy::LeastRequest,
             Algorithm::WeightedRandom => LocalityLbPolicy::Random,
         },
+        minimum_ring_size: None,
         backends,
-        session_affinity: SessionAffinity::None,
-        affinity_cookie_ttl_sec: 0,
-        consistent_hash: ConsistentHash::default(),
-        draining_timeout_sec: attributes.deregistration_delay_seconds,
-        subsetting: false,
+        affinity: Affinity::None,
+        draining_timeout: Duration::from_secs(u64::from(attributes.deregistration_delay_seconds)),
         ip_address_selection_policy: if group.ipv6 {
             IpAddressSelectionPolicy::Ipv6Only
         } else {
             IpAddressSelectionPolicy::Ipv4Only
         },
-        timeout_sec_written: false,
         max_stream_duration: None,
         circuit_breakers: None,
         custom_headers: Default::default(),
         outlier_detection: attributes.anomaly_mitigation.then(anomaly_mitigation),
         log_sample_rate: None,
         slow_start: (attributes.slow_start_seconds > 0)
-            .then(|| std::time::Duration::from_secs(u64::from(attributes.slow_start_seconds))),
+            .then(|| Duration::from_secs(u64::from(attributes.slow_start_seconds))),
         sticky_cookie: attributes.stickiness.as_ref().map(sticky_cookie),
         prefer_client_zone: attributes.cross_zone == CrossZone::Disabled,
         minimum_healthy: Some(MinimumHealthy {
             count: attributes.minimum_healthy_count,
             percentage: attributes.minimum_healthy_percentage,
         }),
-        field_locs: BTreeMap::new(),
     };
     insert(
-        &mut model.backend_services,
+        &mut model.services,
         name.clone(),
         service,
         &group.loc,
@@ -189,8 +187,8 @@ fn anomaly_mitigation() -> OutlierDetection {
         enforcing_consecutive_errors: 0,
         enforcing_consecutive_gateway_failure: 0,
         enforcing_success_rate: 100,
-        interval: std::time::Duration::from_secs(5),
-        base_ejection_time: std::time::Duration::from_secs(30),
+        interval: Duration::from_secs(5),
+        base_ejection_time: Duration::from_secs(30),
         max_ejection_percent: 50,
         success_rate_minimum_hosts: 3,
         success_rate_request_volume: 20,
@@ -218,7 +216,7 @@ fn sticky_cookie(stickiness: &Stickiness) -> StickyCookie {
         cookie: HttpCookie {
             name: name.to_string(),
             path: None,
-            ttl: Some(std::time::Duration::from_secs(u64::from(seconds))),
+            ttl: Some(Duration::from_secs(u64::from(seconds))),
         },
         application_cookie,
     }

@@ -24,3 +24,46 @@ mod lower_groups;
 pub mod routes;
 pub mod target_groups;
 pub mod template;
+
+use std::sync::Arc;
+
+use super::dialect::{Dialect, DialectReader, Lowered};
+use super::yaml::Node;
+use crate::model::{Diagnostics, Model};
+
+/// The AWS dialect: CloudFormation templates of Application Load Balancers.
+pub struct Aws;
+
+impl Dialect for Aws {
+    fn name(&self) -> &'static str {
+        "AWS"
+    }
+
+    fn detects(&self, document: &Node) -> bool {
+        template::is_template(document)
+    }
+
+    fn reader(&self) -> Box<dyn DialectReader> {
+        Box::new(AwsReader::default())
+    }
+}
+
+/// What the templates of one load lower into, as they are read.
+#[derive(Default)]
+struct AwsReader {
+    model: Model,
+}
+
+impl DialectReader for AwsReader {
+    fn read(&mut self, document: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) {
+        lower::read_document(document, file, &mut self.model, diagnostics);
+    }
+
+    fn finish(mut self: Box<Self>, diagnostics: &mut Diagnostics) -> Lowered {
+        let referenced = super::certificates::resolve(&mut self.model.certificates, diagnostics);
+        Lowered {
+            model: self.model,
+            referenced,
+        }
+    }
+}

@@ -6,7 +6,7 @@
 use crate::model::capacity::number;
 use crate::model::{Capacity, CapacityTarget, CapacityUnit, CapacityWritten};
 
-use super::resources::{Backend, BalancingMode, EndpointGroup, GroupKind};
+use super::resources::{Backend, BalancingMode, EndpointGroup};
 
 /// The default maxUtilization when UTILIZATION names no target.
 pub const DEFAULT_MAX_UTILIZATION: f64 = 0.8;
@@ -47,10 +47,6 @@ fn target_capacity(backend: &Backend, group: &EndpointGroup) -> f64 {
 /// How the target capacity was reached, for people: `maxRatePerEndpoint 10 × 3 endpoints`.
 pub fn describe_target_capacity(backend: &Backend, group: &EndpointGroup) -> String {
     let members = group.endpoints.len();
-    if group.kind == GroupKind::Targets {
-        let plural = if members == 1 { "" } else { "s" };
-        return format!("one share per target × {members} target{plural}");
-    }
     let unit = if group.kind.is_instance_group() {
         "instance"
     } else {
@@ -121,10 +117,6 @@ pub fn capacity(backend: &Backend, group: Option<&EndpointGroup>) -> Capacity {
             ),
         },
     };
-    let unit = match group {
-        Some(group) if group.kind == GroupKind::Targets => CapacityUnit::Weight,
-        _ => unit,
-    };
     Capacity {
         unit,
         target,
@@ -141,6 +133,7 @@ pub fn capacity(backend: &Backend, group: Option<&EndpointGroup>) -> Capacity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::gcp::resources::GroupKind;
     use crate::model::Loc;
 
     fn group(kind: GroupKind, endpoints: usize) -> EndpointGroup {

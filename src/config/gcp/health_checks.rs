@@ -118,15 +118,11 @@ pub(super) fn health_check(
                 (None, None) => PortSpecification::Serving,
             });
     let problem = match port_specification {
-        PortSpecification::Fixed if details.port.is_none() => {
-            Some("USE_FIXED_PORT needs `port`")
-        }
+        PortSpecification::Fixed if details.port.is_none() => Some("USE_FIXED_PORT needs `port`"),
         PortSpecification::Named if details.port_name.is_none() => {
             Some("USE_NAMED_PORT needs `portName`")
         }
-        PortSpecification::Serving
-            if details.port.is_some() || details.port_name.is_some() =>
-        {
+        PortSpecification::Serving if details.port.is_some() || details.port_name.is_some() => {
             Some("USE_SERVING_PORT probes each endpoint's own port; remove `port` and `portName`")
         }
         _ => None,

@@ -63,9 +63,7 @@ fn endpoint_group(group: &EndpointGroup) -> NeutralGroup {
         loc: group.loc.clone(),
         members: match group.kind {
             GroupKind::InstanceGroup => Members::Instances,
-            GroupKind::GceVmIpPortNeg | GroupKind::NonGcpPrivateIpPortNeg | GroupKind::Targets => {
-                Members::Endpoints
-            }
+            GroupKind::GceVmIpPortNeg | GroupKind::NonGcpPrivateIpPortNeg => Members::Endpoints,
             GroupKind::InternetIpPortNeg => Members::InternetAddress,
             GroupKind::InternetFqdnPortNeg => Members::InternetName,
         },

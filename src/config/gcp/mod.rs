@@ -37,6 +37,7 @@ mod url_maps;
 pub mod validate;
 mod validate_frontends;
 
+use super::dialect::{Dialect, DialectReader, Lowered};
 use super::reader::Fields;
 use super::references::{self, region_of_zone};
 use super::yaml::{Node, Value};
@@ -57,6 +58,70 @@ fn deprecated_port(
             fields.field_path("port"),
             "deprecated in the cloud API and not used: backends are reached on their named port (portName, default `http`) or their NEG endpoint's port",
         );
+    }
+}
+
+/// Subfolders of a config folder whose YAML files are read too, one bare resource of that
+/// collection per file as `gcloud … export` writes them.
+const COLLECTION_FOLDERS: &[&str] = &[
+    "healthChecks",
+    "instanceGroups",
+    "networkEndpointGroups",
+    "backendServices",
+    "urlMaps",
+    "targetHttpProxies",
+    "targetHttpsProxies",
+    "targetSslProxies",
+    "targetTcpProxies",
+    "targetGrpcProxies",
+    "forwardingRules",
+    "sslCertificates",
+    "sslPolicies",
+];
+
+/// The GCP dialect: files of the Compute API's collections (`backendServices`, `urlMaps`, …),
+/// or one resource as gcloud prints it. It takes every document no other dialect claims.
+pub struct Gcp;
+
+impl Dialect for Gcp {
+    fn name(&self) -> &'static str {
+        "GCP"
+    }
+
+    fn detects(&self, _document: &Node) -> bool {
+        true
+    }
+
+    fn collection_folders(&self) -> &'static [&'static str] {
+        COLLECTION_FOLDERS
+    }
+
+    fn reader(&self) -> Box<dyn DialectReader> {
+        Box::new(GcpReader::default())
+    }
+}
+
+/// The GCP resource graph of one load, as it is read.
+#[derive(Default)]
+struct GcpReader {
+    resources: Resources,
+}
+
+impl DialectReader for GcpReader {
+    fn read(&mut self, document: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) {
+        read_document(document, file, &mut self.resources, diagnostics);
+    }
+
+    fn finish(mut self: Box<Self>, diagnostics: &mut Diagnostics) -> Lowered {
+        let resources = &mut self.resources;
+        let referenced =
+            crate::config::certificates::resolve(&mut resources.ssl_certificates, diagnostics);
+        validate::check(resources, diagnostics);
+        regional_groups::split_by_zone(resources);
+        Lowered {
+            model: lower::lower(resources),
+            referenced,
+        }
     }
 }
 
@@ -81,7 +146,7 @@ const KINDS: [(&str, &str); 13] = [
 /// The collection a file's folder is named after (`…/backendServices/web.yaml`).
 fn folder_collection(file: &str) -> Option<&'static str> {
     let folder = std::path::Path::new(file).parent()?.file_name()?.to_str()?;
-    crate::config::COLLECTION_FOLDERS
+    COLLECTION_FOLDERS
         .iter()
         .find(|collection| **collection == folder)
         .copied()
@@ -167,7 +232,7 @@ fn as_collection(doc: &Node, file: &Arc<str>, diagnostics: &mut Diagnostics) -> 
 }
 
 /// Reads one YAML document of the GCP dialect into `model`.
-pub fn read_document(
+fn read_document(
     doc: &Node,
     file: &Arc<str>,
     model: &mut Resources,

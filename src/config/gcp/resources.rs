@@ -50,9 +50,6 @@ pub enum GroupKind {
     InternetFqdnPortNeg,
     /// A global internet NEG whose one endpoint is an address (INTERNET_IP_PORT).
     InternetIpPortNeg,
-    /// Plain targets in one zone, each with its own port and an equal share of traffic (the
-    /// zone of an AWS target group).
-    Targets,
 }
 
 impl GroupKind {
@@ -68,7 +65,6 @@ impl GroupKind {
             GroupKind::NonGcpPrivateIpPortNeg => "NON_GCP_PRIVATE_IP_PORT NEG",
             GroupKind::InternetFqdnPortNeg => "INTERNET_FQDN_PORT NEG",
             GroupKind::InternetIpPortNeg => "INTERNET_IP_PORT NEG",
-            GroupKind::Targets => "targets",
         }
     }
 
