@@ -12,8 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::model::endpoint_facts::{addresses_for, port_of};
 use crate::model::{
-    capacity, regions, Affinity, Endpoint, EndpointGroup, IpAddressSelectionPolicy, Model,
-    PortSelection, Service,
+    capacity, regions, AddressSelection, Affinity, Endpoint, EndpointGroup, Model, PortSelection,
+    Service,
 };
 use crate::translate::endpoints::{plan_localities, region_priorities};
 
@@ -256,9 +256,7 @@ fn describe_endpoint(service: &Service, group: &EndpointGroup, endpoint: &Endpoi
         ),
         (Some(first), None) => {
             let why = match policy {
-                IpAddressSelectionPolicy::PreferIpv6 => {
-                    "PREFER_IPV6, and it is the endpoint's only family"
-                }
+                AddressSelection::PreferIpv6 => "PREFER_IPV6, and it is the endpoint's only family",
                 other => other.as_str(),
             };
             format!("{name}: {} over {} ({why})", at(first), family(&first))

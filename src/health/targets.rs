@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::model::endpoint_facts::{addresses_for, port_of};
 use crate::model::{
-    EndpointGroup, HealthCheck, HealthCheckProtocol, IpAddressSelectionPolicy, Model,
-    PortSelection, Service,
+    AddressSelection, EndpointGroup, HealthCheck, HealthCheckProtocol, Model, PortSelection,
+    Service,
 };
 
 use super::probe::Probe;
@@ -169,13 +169,9 @@ fn add_group(
             continue;
         };
         let families: Vec<IpAddr> = match service.ip_address_selection_policy {
-            IpAddressSelectionPolicy::Ipv4Only => {
-                endpoint.ipv4.map(IpAddr::V4).into_iter().collect()
-            }
-            IpAddressSelectionPolicy::Ipv6Only => {
-                endpoint.ipv6.map(IpAddr::V6).into_iter().collect()
-            }
-            IpAddressSelectionPolicy::PreferIpv6 => endpoint
+            AddressSelection::Ipv4Only => endpoint.ipv4.map(IpAddr::V4).into_iter().collect(),
+            AddressSelection::Ipv6Only => endpoint.ipv6.map(IpAddr::V6).into_iter().collect(),
+            AddressSelection::PreferIpv6 => endpoint
                 .ipv6
                 .map(IpAddr::V6)
                 .into_iter()

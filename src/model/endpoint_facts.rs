@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Endpoint, EndpointGroup, IpAddressSelectionPolicy, Model, Service};
+use super::{AddressSelection, Endpoint, EndpointGroup, Model, Service};
 
 /// What a source says of one endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,15 +65,15 @@ pub fn port_of(service: &Service, group: &EndpointGroup, endpoint: &Endpoint) ->
 
 /// The address a policy connects to first, and the one it falls back to.
 pub fn addresses_for(
-    policy: IpAddressSelectionPolicy,
+    policy: AddressSelection,
     endpoint: &Endpoint,
 ) -> (Option<IpAddr>, Option<IpAddr>) {
     let v4 = endpoint.ipv4.map(IpAddr::V4);
     let v6 = endpoint.ipv6.map(IpAddr::V6);
     match policy {
-        IpAddressSelectionPolicy::Ipv4Only => (v4, None),
-        IpAddressSelectionPolicy::Ipv6Only => (v6, None),
-        IpAddressSelectionPolicy::PreferIpv6 => match (v6, v4) {
+        AddressSelection::Ipv4Only => (v4, None),
+        AddressSelection::Ipv6Only => (v6, None),
+        AddressSelection::PreferIpv6 => match (v6, v4) {
             (Some(v6), v4) => (Some(v6), v4),
             (None, v4) => (v4, None),
         },

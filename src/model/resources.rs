@@ -117,7 +117,7 @@ pub struct HealthCheck {
     /// HTTP family: the status codes that pass, as inclusive ranges (empty: 200 only).
     pub success_codes: Vec<(u16, u16)>,
     /// GRPC: the call asked instead of grpc.health.v1 (a full method path such as
-    /// `/AWS.ALB/healthcheck`), and the grpc-status codes that pass, as inclusive ranges.
+    /// `/pkg.Service/Check`), and the grpc-status codes that pass, as inclusive ranges.
     pub grpc_call: Option<GrpcCheckCall>,
 }
 
@@ -136,15 +136,13 @@ pub struct GrpcCheckCall {
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     pub instance: Option<String>,
-    /// `ipAddress`: the IPv4 address.
     pub ipv4: Option<std::net::Ipv4Addr>,
-    /// `ipv6Address`.
     pub ipv6: Option<std::net::Ipv6Addr>,
-    /// `fqdn` of an INTERNET_FQDN_PORT endpoint: a name the proxy resolves.
+    /// A name the proxy resolves (an internet destination by name).
     pub fqdn: Option<String>,
-    /// NEG endpoints may carry their own port; instances never do.
+    /// Endpoints may carry their own port; instances never do.
     pub port: Option<u16>,
-    /// Relative weight inside the group (WEIGHTED_MAGLEV); 1 when absent.
+    /// Relative weight inside the group (with WEIGHTED_MAGLEV); 1 when absent.
     pub weight: Option<u32>,
     /// The zone of an instance of a regional group (none: the group's zone).
     pub zone: Option<String>,
@@ -184,7 +182,7 @@ impl BackendProtocol {
     }
 }
 
-cloud_enum!(LocalityLbPolicy {
+cloud_enum!(BalancingPolicy {
     RoundRobin => "ROUND_ROBIN",
     LeastRequest => "LEAST_REQUEST",
     RingHash => "RING_HASH",
@@ -194,14 +192,12 @@ cloud_enum!(LocalityLbPolicy {
     WeightedMaglev => "WEIGHTED_MAGLEV",
 });
 
-impl LocalityLbPolicy {
+impl BalancingPolicy {
     /// Policies that pick endpoints by hashing, and so can honour session affinity.
     pub fn is_consistent_hash(self) -> bool {
         matches!(
             self,
-            LocalityLbPolicy::RingHash
-                | LocalityLbPolicy::Maglev
-                | LocalityLbPolicy::WeightedMaglev
+            BalancingPolicy::RingHash | BalancingPolicy::Maglev | BalancingPolicy::WeightedMaglev
         )
     }
 }
@@ -273,7 +269,7 @@ impl MinimumHealthy {
 
 cloud_enum!(
     /// Which address family of its endpoints a backend service connects to.
-    IpAddressSelectionPolicy {
+    AddressSelection {
         Ipv4Only => "IPV4_ONLY",
         PreferIpv6 => "PREFER_IPV6",
         Ipv6Only => "IPV6_ONLY",

@@ -35,8 +35,8 @@ pub struct FaultAbort {
     pub percentage: f64,
 }
 
-/// requestMirrorPolicy: a copy of each request (of `percentage`, 0–100, of them) goes to
-/// `backend_service`; its answer is dropped.
+/// A copy of each request (of `percentage`, 0–100, of them) goes to `service`; its answer is
+/// dropped.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestMirror {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{
-    BackendProtocol, CircuitBreakers, CustomHeaders, HttpCookie, IpAddressSelectionPolicy, Loc,
-    LocalityLbPolicy, MinimumHealthy, OutlierDetection, Ref, StickyCookie,
+    AddressSelection, BackendProtocol, BalancingPolicy, CircuitBreakers, CustomHeaders, HttpCookie,
+    Loc, MinimumHealthy, OutlierDetection, Ref, StickyCookie,
 };
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -31,7 +31,7 @@ pub struct Service {
     pub timeout: Duration,
     pub health_checks: Vec<Ref>,
     /// How an endpoint is picked within a group.
-    pub lb_policy: LocalityLbPolicy,
+    pub lb_policy: BalancingPolicy,
     /// The ring size of a hashing policy, when the config sets its minimum.
     pub minimum_ring_size: Option<u64>,
     pub backends: Vec<ServiceBackend>,
@@ -40,7 +40,7 @@ pub struct Service {
     pub affinity: Affinity,
     /// How long a removed endpoint is kept DRAINING.
     pub draining_timeout: Duration,
-    pub ip_address_selection_policy: IpAddressSelectionPolicy,
+    pub ip_address_selection_policy: AddressSelection,
     /// The deadline of a whole stream (a gRPC call), retries included.
     pub max_stream_duration: Option<Duration>,
     pub circuit_breakers: Option<CircuitBreakers>,

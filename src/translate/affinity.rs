@@ -78,7 +78,7 @@ pub const GRPC_CHANNEL_ID: &str = "io.grpc.channel_id";
 /// Hash policies for proxyless gRPC clients, which implement header and channel-id hashing
 /// with ring hash (cookie affinity is left out; validation says so).
 pub fn proxyless_hash_policies(service: &Service) -> Vec<HashPolicy> {
-    if service.lb_policy != crate::model::LocalityLbPolicy::RingHash {
+    if service.lb_policy != crate::model::BalancingPolicy::RingHash {
         return Vec::new();
     }
     let policy = match &service.affinity {

@@ -1,7 +1,7 @@
-//! Backend service → Cluster: EDS over ADS, the LB policy of `localityLbPolicy` (ring size from
-//! consistentHash.minimumRingSize), locality weighting for the non-hashing policies (so
-//! balancing-mode capacities take effect), and the backend protocol. ORIGINAL_DESTINATION
-//! becomes an original-destination cluster, which takes no endpoints.
+//! Service → Cluster: EDS over ADS, the service's balancing policy (with its minimum ring
+//! size), locality weighting for the non-hashing policies (so capacities take effect), and the
+//! backend protocol. ORIGINAL_DESTINATION becomes an original-destination cluster, which takes
+//! no endpoints.
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     circuit_breakers::Thresholds, CircuitBreakers, OutlierDetection as EnvoyOutlierDetection,
@@ -24,7 +24,7 @@ use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
 use std::collections::BTreeSet;
 
-use crate::model::{Handler, IpAddressSelectionPolicy, LocalityLbPolicy, Model, Service};
+use crate::model::{AddressSelection, BalancingPolicy, Handler, Model, Service};
 
 use super::affinity::session_cookie;
 use super::{ads_config_source, duration, seconds};
@@ -70,7 +70,7 @@ pub fn cluster_for(service: &Service, proxy_header_v1: bool) -> Cluster {
         lb_policy: lb_policy(policy) as i32,
         ..Default::default()
     };
-    if policy == LocalityLbPolicy::OriginalDestination {
+    if policy == BalancingPolicy::OriginalDestination {
         cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(
             DiscoveryType::OriginalDst as i32,
         ));
@@ -94,7 +94,7 @@ pub fn cluster_for(service: &Service, proxy_header_v1: bool) -> Cluster {
         eds_config: Some(ads_config_source()),
         service_name: service.name.clone(),
     });
-    if policy == LocalityLbPolicy::RingHash {
+    if policy == BalancingPolicy::RingHash {
         let minimum = service
             .minimum_ring_size
             .unwrap_or(DEFAULT_MINIMUM_RING_SIZE);
@@ -106,7 +106,7 @@ pub fn cluster_for(service: &Service, proxy_header_v1: bool) -> Cluster {
     if let Some(window) = service.slow_start {
         let slow_start_config = Some(slow_start(window));
         cluster.lb_config = match policy {
-            LocalityLbPolicy::LeastRequest => {
+            BalancingPolicy::LeastRequest => {
                 Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
                     slow_start_config,
                     ..Default::default()
@@ -142,7 +142,7 @@ pub fn cluster_for(service: &Service, proxy_header_v1: bool) -> Cluster {
         });
     }
     cluster.common_lb_config = Some(common);
-    if service.ip_address_selection_policy == IpAddressSelectionPolicy::PreferIpv6 {
+    if service.ip_address_selection_policy == AddressSelection::PreferIpv6 {
         cluster.upstream_connection_options = Some(UpstreamConnectionOptions {
             happy_eyeballs_config: Some(HappyEyeballsConfig {
                 first_address_family_version: FirstAddressFamilyVersion::V6 as i32,
@@ -206,13 +206,13 @@ fn slow_start(window: std::time::Duration) -> SlowStartConfig {
     }
 }
 
-fn lb_policy(policy: LocalityLbPolicy) -> LbPolicy {
+fn lb_policy(policy: BalancingPolicy) -> LbPolicy {
     match policy {
-        LocalityLbPolicy::RoundRobin => LbPolicy::RoundRobin,
-        LocalityLbPolicy::LeastRequest => LbPolicy::LeastRequest,
-        LocalityLbPolicy::RingHash => LbPolicy::RingHash,
-        LocalityLbPolicy::Random => LbPolicy::Random,
-        LocalityLbPolicy::Maglev | LocalityLbPolicy::WeightedMaglev => LbPolicy::Maglev,
-        LocalityLbPolicy::OriginalDestination => LbPolicy::ClusterProvided,
+        BalancingPolicy::RoundRobin => LbPolicy::RoundRobin,
+        BalancingPolicy::LeastRequest => LbPolicy::LeastRequest,
+        BalancingPolicy::RingHash => LbPolicy::RingHash,
+        BalancingPolicy::Random => LbPolicy::Random,
+        BalancingPolicy::Maglev | BalancingPolicy::WeightedMaglev => LbPolicy::Maglev,
+        BalancingPolicy::OriginalDestination => LbPolicy::ClusterProvided,
     }
 }

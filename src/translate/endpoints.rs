@@ -1,9 +1,9 @@
-//! Backends → ClusterLoadAssignment, as seen by a client in a given region.
+//! A service's endpoint groups → ClusterLoadAssignment, as seen by a client in a given region.
 //!
-//! One locality per backend (region and zone of its group, the group's name as sub-zone),
-//! weighted by effective capacity. Regions become priorities in the client's failover order
-//! (`model::regions`), counting only regions with capacity, so priorities stay contiguous
-//! from 0. A backend whose effective capacity is 0 (capacityScaler 0) is left out: it leaves
+//! One locality per group (its region and zone, its name as sub-zone), weighted by effective
+//! capacity. Regions become priorities in the client's failover order (`model::regions`),
+//! counting only regions with capacity, so priorities stay contiguous from 0. A group whose
+//! effective capacity is 0 (a scaler of 0) is left out: it leaves
 //! rotation without being deleted. Endpoints removed from the config but still draining are
 //! listed with health status DRAINING (no new requests). With a hashing policy (ring hash,
 //! Maglev) capacity is carried by endpoint weights, which those policies honour.
@@ -27,7 +27,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use crate::model::{
-    capacity, regions, DrainingEndpoint, EndpointGroup, LocalityLbPolicy, Model, Service,
+    capacity, regions, BalancingPolicy, DrainingEndpoint, EndpointGroup, Model, Service,
 };
 
 pub use crate::model::endpoint_facts::{
@@ -425,7 +425,7 @@ pub struct Member {
 /// service's named port) and the addresses its ipAddressSelectionPolicy picks. An endpoint
 /// without an address of the needed family is left out. Sorted by address.
 pub fn members(service: &Service, group: &EndpointGroup) -> Vec<Member> {
-    let weighted = service.lb_policy == LocalityLbPolicy::WeightedMaglev;
+    let weighted = service.lb_policy == BalancingPolicy::WeightedMaglev;
     let mut members: Vec<Member> = group
         .endpoints
         .iter()

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
 
-use crate::model::{IpAddressSelectionPolicy, Members, Model, Service};
+use crate::model::{AddressSelection, Members, Model, Service};
 
 use super::endpoints::port_of;
 use super::listeners::socket_address_named;
@@ -36,9 +36,9 @@ pub fn resolve_by_name(cluster: &mut Cluster, service: &Service, host: &str, por
         Some(ClusterDiscoveryType::Type(DiscoveryType::LogicalDns as i32));
     cluster.eds_cluster_config = None;
     cluster.dns_lookup_family = match service.ip_address_selection_policy {
-        IpAddressSelectionPolicy::Ipv4Only => DnsLookupFamily::V4Only,
-        IpAddressSelectionPolicy::Ipv6Only => DnsLookupFamily::V6Only,
-        IpAddressSelectionPolicy::PreferIpv6 => DnsLookupFamily::Auto,
+        AddressSelection::Ipv4Only => DnsLookupFamily::V4Only,
+        AddressSelection::Ipv6Only => DnsLookupFamily::V6Only,
+        AddressSelection::PreferIpv6 => DnsLookupFamily::Auto,
     } as i32;
     // One locality without a weight: locality weighting would give it nothing.
     if let Some(common) = &mut cluster.common_lb_config {

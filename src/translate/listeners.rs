@@ -44,7 +44,7 @@ pub fn http_connection_manager(stat_prefix: &str, route_name: &str) -> HttpConne
             ))),
             ..Default::default()
         }],
-        // Host rules name hosts without ports, as the cloud matches them.
+        // Virtual hosts name hosts without ports, as the clouds match them.
         strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
         ..Default::default()
     }

@@ -1,14 +1,12 @@
-//! URL map → RouteConfiguration. Host rules become virtual hosts; a path matcher's route rules
-//! (by priority) or path rules (longest path first, as the cloud picks the longest match)
-//! become routes, ending in the matcher's default service. Weighted backend services become
-//! weighted clusters.
+//! Route table → RouteConfiguration: its virtual hosts and routes in the order the table
+//! gives them; weighted splits become weighted clusters.
 //!
-//! The same URL map is rendered for two audiences. Envoy gets the backend service's
-//! timeoutSec as route timeout, the services' custom headers, GET retries, and hosts matched
-//! without their port. Proxyless gRPC clients match the virtual host against the exact target
-//! they dial (`host` or `host:port`), so their domains list both forms for each
-//! forwarding-rule port, and they get the hash policies gRPC implements. Both get the
-//! services' maxStreamDuration as the deadline of the whole stream.
+//! The same table is rendered for two audiences. Envoy gets the service's timeout as route
+//! timeout, the services' custom headers, GET retries, and hosts matched without their port.
+//! Proxyless gRPC clients match the virtual host against the exact target they dial (`host`
+//! or `host:port`), so their domains list both forms for each port they reach the table on,
+//! and they get the hash policies gRPC implements. Both get the services' maximum stream
+//! duration as the deadline of the whole stream.
 
 use envoy_types::pb::envoy::config::core::v3::{
     header_value_option::HeaderAppendAction, HeaderValue as XdsHeaderValue, HeaderValueOption,
@@ -57,7 +55,7 @@ macro_rules! set_headers {
 #[derive(Clone, Copy, Debug)]
 pub enum Audience<'a> {
     Envoy,
-    /// Proxyless gRPC clients reaching the URL map through forwarding rules on these ports.
+    /// Proxyless gRPC clients reaching the table through frontends on these ports.
     Proxyless {
         ports: &'a [u16],
     },
@@ -171,7 +169,7 @@ fn headers_to_add(headers: &[HeaderToAdd]) -> Vec<HeaderValueOption> {
         .collect()
 }
 
-/// Names a proxyless client may dial to reach `hosts` through forwarding rules on `ports`:
+/// Names a proxyless client may dial to reach `hosts` through frontends on `ports`:
 /// `host:port` as written, or a port-less host alone and with each port.
 pub fn proxyless_authorities(hosts: &[String], ports: &[u16]) -> Vec<String> {
     let mut names = Vec::new();

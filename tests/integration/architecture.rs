@@ -144,3 +144,75 @@ fn each_part_imports_only_what_it_builds_on() {
         wrong.join("\n")
     );
 }
+
+/// Words of the clouds' own resource models: a dialect resolves them when it lowers, so that
+/// translation and the model never depend on which cloud wrote a config.
+const DIALECT_WORDS: &[&str] = &[
+    "BackendService",
+    "backend_service",
+    "UrlMap",
+    "url_map",
+    "TargetProxy",
+    "target_prox",
+    "ForwardingRule",
+    "forwarding_rule",
+    "PathMatcher",
+    "path_matcher",
+    "HostRule",
+    "host_rule",
+    "LoadBalancingScheme",
+    "load_balancing_scheme",
+    "SessionAffinity",
+    "BalancingMode",
+    "balancing_mode",
+    "GroupKind",
+    "LocalityLbPolicy",
+    "capacity_scaler",
+    "GCLB",
+    "GCILB",
+    "GCE_VM_IP_PORT",
+    "NON_GCP",
+    "INTERNET_FQDN_PORT",
+    "INTERNET_IP_PORT",
+    "httpHealthCheck",
+    "USE_FIXED_PORT",
+    "TargetGroup",
+    "target_group",
+    "AWSALB",
+    "ELBSecurityPolicy",
+    "gcp::",
+    "aws::",
+];
+
+/// The code of `text` (comments left out: a comment may cite a cloud's document), before its
+/// tests.
+fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    code.lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line.split("//").next().unwrap_or("")))
+}
+
+#[test]
+fn translation_and_the_model_speak_no_dialect() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for part in ["model", "translate"] {
+        for file in rust_files(&src.join(part)) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (line, code) in code_lines(&text) {
+                for word in DIALECT_WORDS {
+                    if code.contains(word) {
+                        let shown = file.strip_prefix(&src).unwrap().display().to_string();
+                        found.push(format!("src/{shown}:{line}: `{word}`"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a dialect's words in the neutral parts (resolve them in config/<dialect>):\n{}",
+        found.join("\n")
+    );
+}

@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::model::{
-    Affinity, BackendProtocol, Capacity, CapacityTarget, CapacityUnit, CapacityWritten,
-    Diagnostics, Endpoint, EndpointGroup, GrpcCheckCall, HealthCheck, HealthCheckProtocol,
-    HttpCookie, IpAddressSelectionPolicy, LocalityLbPolicy, Members, MinimumHealthy, Model,
-    OutlierDetection, PortSelection, Ref, Service, ServiceBackend, StickyCookie,
+    AddressSelection, Affinity, BackendProtocol, BalancingPolicy, Capacity, CapacityTarget,
+    CapacityUnit, CapacityWritten, Diagnostics, Endpoint, EndpointGroup, GrpcCheckCall,
+    HealthCheck, HealthCheckProtocol, HttpCookie, Members, MinimumHealthy, Model, OutlierDetection,
+    PortSelection, Ref, Service, ServiceBackend, StickyCookie,
 };
 
 use super::attributes::{Algorithm, CrossZone, Stickiness};
@@ -126,18 +126,18 @@ pub(super) fn lower_target_group(
         timeout: IDLE_TIMEOUT,
         health_checks,
         lb_policy: match attributes.algorithm {
-            Algorithm::RoundRobin => LocalityLbPolicy::RoundRobin,
-            Algorithm::LeastOutstandingRequests => LocalityLbPolicy::LeastRequest,
-            Algorithm::WeightedRandom => LocalityLbPolicy::Random,
+            Algorithm::RoundRobin => BalancingPolicy::RoundRobin,
+            Algorithm::LeastOutstandingRequests => BalancingPolicy::LeastRequest,
+            Algorithm::WeightedRandom => BalancingPolicy::Random,
         },
         minimum_ring_size: None,
         backends,
         affinity: Affinity::None,
         draining_timeout: Duration::from_secs(u64::from(attributes.deregistration_delay_seconds)),
         ip_address_selection_policy: if group.ipv6 {
-            IpAddressSelectionPolicy::Ipv6Only
+            AddressSelection::Ipv6Only
         } else {
-            IpAddressSelectionPolicy::Ipv4Only
+            AddressSelection::Ipv4Only
         },
         max_stream_duration: None,
         circuit_breakers: None,

@@ -13,7 +13,7 @@ use crate::config::gcp::resources::{
     GroupKind, LoadBalancingScheme, ProxyTarget, Resources, SessionAffinity, TargetProxy, UrlMap,
 };
 use crate::model::{
-    BackendProtocol, Diagnostics, Endpoint, HealthCheck, HttpCookie, IpAddressSelectionPolicy, Loc,
+    AddressSelection, BackendProtocol, Diagnostics, Endpoint, HealthCheck, HttpCookie, Loc,
     OutlierDetection, Ref,
 };
 
@@ -816,7 +816,7 @@ fn backend_service(
     });
     let ip_address_selection_policy = fields
         .cloud_enum("ipAddressSelectionPolicy", diagnostics)
-        .unwrap_or(IpAddressSelectionPolicy::Ipv4Only);
+        .unwrap_or(AddressSelection::Ipv4Only);
     let session_affinity = fields
         .cloud_enum::<SessionAffinity>("sessionAffinity", diagnostics)
         .unwrap_or(SessionAffinity::None);

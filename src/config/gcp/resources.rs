@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use crate::config::cipher_suites::SslPolicy;
 use crate::model::{
-    cloud_enum, BackendProtocol, Certificate, CircuitBreakers, CloudEnum, CustomHeaders, Endpoint,
-    FrontendHttp, HeaderAction, HealthCheck, HttpCookie, IpAddressSelectionPolicy, Loc,
-    LocalityLbPolicy, MatchRule, MinimumHealthy, OutlierDetection, Ref, RouteExtras, RouteTarget,
-    StickyCookie, UrlRedirect, WeightedService, XdsClientRule,
+    cloud_enum, AddressSelection, BackendProtocol, BalancingPolicy, Certificate, CircuitBreakers,
+    CloudEnum, CustomHeaders, Endpoint, FrontendHttp, HeaderAction, HealthCheck, HttpCookie, Loc,
+    MatchRule, MinimumHealthy, OutlierDetection, Ref, RouteExtras, RouteTarget, StickyCookie,
+    UrlRedirect, WeightedService, XdsClientRule,
 };
 
 /// The whole load-balancing configuration, every map sorted by name.
@@ -129,7 +129,7 @@ pub struct BackendService {
     pub port_name: String,
     pub timeout_sec: u32,
     pub health_checks: Vec<Ref>,
-    pub locality_lb_policy: LocalityLbPolicy,
+    pub locality_lb_policy: BalancingPolicy,
     pub backends: Vec<Backend>,
     pub session_affinity: SessionAffinity,
     /// GENERATED_COOKIE lifetime; 0 makes a session cookie.
@@ -139,7 +139,7 @@ pub struct BackendService {
     pub draining_timeout_sec: u32,
     /// subsetting.policy CONSISTENT_HASH_SUBSETTING (accepted, not applied).
     pub subsetting: bool,
-    pub ip_address_selection_policy: IpAddressSelectionPolicy,
+    pub ip_address_selection_policy: AddressSelection,
     /// Whether timeoutSec was written (proxyless gRPC does not support it).
     pub timeout_sec_written: bool,
     /// maxStreamDuration: the deadline of a whole stream (a gRPC call), retries included.

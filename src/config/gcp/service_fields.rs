@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::gcp::resources::{LoadBalancingScheme, SessionAffinity};
 use crate::config::reader::Fields;
 use crate::config::yaml::Node;
-use crate::model::{BackendProtocol, CircuitBreakers, Diagnostics, HttpCookie, LocalityLbPolicy};
+use crate::model::{BackendProtocol, BalancingPolicy, CircuitBreakers, Diagnostics, HttpCookie};
 
 use super::fields::classify;
 
@@ -44,8 +44,8 @@ pub(super) fn circuit_breakers(
 pub(super) fn locality_lb_policy(
     fields: &mut Fields<'_>,
     diagnostics: &mut Diagnostics,
-) -> LocalityLbPolicy {
-    let single = fields.cloud_enum::<LocalityLbPolicy>("localityLbPolicy", diagnostics);
+) -> BalancingPolicy {
+    let single = fields.cloud_enum::<BalancingPolicy>("localityLbPolicy", diagnostics);
     let file = fields.file().clone();
     let listed = fields.items(
         "localityLbPolicies",
@@ -53,7 +53,7 @@ pub(super) fn locality_lb_policy(
         |item, path, diagnostics| listed_policy(item, &file, path, diagnostics),
     );
     let Some(first) = listed.first().copied() else {
-        return single.unwrap_or(LocalityLbPolicy::RoundRobin);
+        return single.unwrap_or(BalancingPolicy::RoundRobin);
     };
     if let Some(single) = single.filter(|single| *single != first) {
         diagnostics.warning(
@@ -75,7 +75,7 @@ fn listed_policy(
     file: &Arc<str>,
     path: String,
     diagnostics: &mut Diagnostics,
-) -> Option<LocalityLbPolicy> {
+) -> Option<BalancingPolicy> {
     let mut entry = Fields::new(node, file, path, diagnostics);
     classify(
         &mut entry,
@@ -84,7 +84,7 @@ fn listed_policy(
     );
     let policy = entry.get("policy").and_then(|node| {
         let mut policy = Fields::new(node, file, entry.field_path("policy"), diagnostics);
-        let name = policy.cloud_enum::<LocalityLbPolicy>("name", diagnostics);
+        let name = policy.cloud_enum::<BalancingPolicy>("name", diagnostics);
         policy.require("name", diagnostics);
         policy.finish(diagnostics);
         name
@@ -106,7 +106,7 @@ fn listed_policy(
 /// that served (a session cookie at ttl 0), so the first request is still balanced as
 /// written. Only when no locality policy was written: a written one is served as written.
 pub(super) struct ExternalAffinity {
-    pub policy: LocalityLbPolicy,
+    pub policy: BalancingPolicy,
     pub sticky_cookie: Option<HttpCookie>,
 }
 
@@ -114,13 +114,13 @@ pub(super) fn external_affinity(
     scheme: LoadBalancingScheme,
     affinity: SessionAffinity,
     cookie_ttl_sec: u32,
-    policy: LocalityLbPolicy,
+    policy: BalancingPolicy,
     policy_written: bool,
 ) -> ExternalAffinity {
     let classic = scheme == LoadBalancingScheme::External && !policy_written;
     match affinity {
         SessionAffinity::ClientIp if classic && !policy.is_consistent_hash() => ExternalAffinity {
-            policy: LocalityLbPolicy::Maglev,
+            policy: BalancingPolicy::Maglev,
             sticky_cookie: None,
         },
         SessionAffinity::GeneratedCookie if classic && !policy.is_consistent_hash() => {
@@ -153,7 +153,7 @@ pub(super) fn note_served_affinity(
             "the proxy issues the GCLB cookie naming the endpoint that served, and requests \
              carrying it return there"
         }
-        (SessionAffinity::ClientIp, _) if served.policy == LocalityLbPolicy::Maglev => {
+        (SessionAffinity::ClientIp, _) if served.policy == BalancingPolicy::Maglev => {
             "endpoints are chosen by a MAGLEV hash of the client's address"
         }
         _ => return,

@@ -16,7 +16,7 @@ use crate::config::gcp::resources::{
     Backend, BackendService, BalancingMode, GroupKind, LoadBalancingScheme, ProxyTarget, Resources,
     SessionAffinity,
 };
-use crate::model::{BackendProtocol, Diagnostics, IpAddressSelectionPolicy, Ref};
+use crate::model::{AddressSelection, BackendProtocol, Diagnostics, Ref};
 
 /// Checks a lowered model; appends to `diagnostics`.
 pub fn check(model: &Resources, diagnostics: &mut Diagnostics) {
@@ -326,9 +326,9 @@ fn check_address_family(
 ) {
     let policy = service.ip_address_selection_policy;
     let (needed, has): (&str, fn(&crate::model::Endpoint) -> bool) = match policy {
-        IpAddressSelectionPolicy::Ipv6Only => ("IPv6", |e| e.ipv6.is_some()),
-        IpAddressSelectionPolicy::Ipv4Only => ("IPv4", |e| e.ipv4.is_some()),
-        IpAddressSelectionPolicy::PreferIpv6 => return,
+        AddressSelection::Ipv6Only => ("IPv6", |e| e.ipv6.is_some()),
+        AddressSelection::Ipv4Only => ("IPv4", |e| e.ipv4.is_some()),
+        AddressSelection::PreferIpv6 => return,
     };
     let missing = group.endpoints.iter().filter(|e| !has(e)).count();
     if missing == 0 {

@@ -165,7 +165,7 @@ pub(super) fn check_proxyless(
         let policy = service.locality_lb_policy;
         if !matches!(
             policy,
-            crate::model::LocalityLbPolicy::RoundRobin | crate::model::LocalityLbPolicy::RingHash
+            crate::model::BalancingPolicy::RoundRobin | crate::model::BalancingPolicy::RingHash
         ) {
             report(
                 service.loc_of("localityLbPolicy"),
