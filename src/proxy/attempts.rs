@@ -17,7 +17,7 @@ use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
 use super::request_body::{AttemptBodies, BodyFailure, UpstreamBody};
 use super::resources::route::Retry;
-use super::retry::retries_status;
+use super::retry::{retries_failure, retries_status, Failure};
 use super::stats::STATS;
 
 /// What one request's attempts share.
@@ -42,7 +42,7 @@ enum Outcome {
     /// The per-try timeout ran out (the route's may have too).
     TimedOut,
     /// No answer: the connection failed or was reset.
-    Unanswered,
+    Unanswered(Failure),
     /// No answer because the client's request body failed to arrive.
     BodyFailed,
 }
@@ -86,17 +86,21 @@ impl Attempts<'_> {
                 Outcome::Answered(response) => return Ok(response),
                 // Envoy's connection manager refuses a body it cannot decode, in its words.
                 Outcome::BodyFailed => return Err(full(StatusCode::BAD_REQUEST, "Bad Request")),
-                Outcome::TimedOut if !may_retry || self.route_timed_out() => {
+                Outcome::TimedOut
+                    if !may_retry
+                        || self.route_timed_out()
+                        || !self.retries_failure(Failure::PerTryTimeout) =>
+                {
                     // Envoy's words, byte for byte: no newline.
                     return Err(full(
                         StatusCode::GATEWAY_TIMEOUT,
                         "upstream request timeout",
                     ));
                 }
-                Outcome::Unanswered if !may_retry => {
+                Outcome::Unanswered(failure) if !may_retry || !self.retries_failure(failure) => {
                     return Err(full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED));
                 }
-                Outcome::TimedOut | Outcome::Unanswered => {}
+                Outcome::TimedOut | Outcome::Unanswered(_) => {}
             }
         }
         // Not reached: the last attempt returns whatever its outcome.
@@ -121,7 +125,7 @@ impl Attempts<'_> {
             Ok(Err(error)) => {
                 STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%error, upstream = %host.address, "upstream request failed");
-                Outcome::Unanswered
+                Outcome::Unanswered(failure_of(&error))
             }
             Err(_) => {
                 STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
@@ -148,11 +152,32 @@ impl Attempts<'_> {
             .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
     }
 
+    /// Whether the retry policy retries an attempt that failed so.
+    fn retries_failure(&self, failure: Failure) -> bool {
+        self.retry
+            .is_some_and(|policy| retries_failure(policy, failure))
+    }
+
     /// Whether the retry policy retries this answer.
     fn retries(&self, response: &Response<Incoming>) -> bool {
         self.retry
             .is_some_and(|policy| retries_status(policy, response.status()))
     }
+}
+
+/// How an attempt without an answer failed: no connection, or a stream reset (refused, when
+/// an HTTP/2 backend said REFUSED_STREAM; hyper keeps that reason only in its error's text).
+fn failure_of(error: &hyper_util::client::legacy::Error) -> Failure {
+    if error.is_connect() {
+        return Failure::ConnectFailed;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    let mut refused = false;
+    while let Some(cause) = source {
+        refused |= cause.to_string().contains("refused stream");
+        source = cause.source();
+    }
+    Failure::Reset { refused }
 }
 
 /// The request target rewritten to reach the endpoint named `name` (no port: the name holds

@@ -1,5 +1,6 @@
-//! Which requests and answers a route's retry policy retries, as Envoy reads the policy.
-//! Pure: a policy and a request or status in, a yes or no out.
+//! Which requests, answers and failures a route's retry policy retries, as Envoy reads the
+//! policy (its router's retry state). Pure: a policy and a request, status or failure in, a
+//! yes or no out.
 
 use http::StatusCode;
 
@@ -42,6 +43,35 @@ pub(super) fn retries_anything(policy: &Retry) -> bool {
     })
 }
 
+/// How an attempt failed without an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// No connection to the endpoint: refused, unreachable or timed out connecting.
+    ConnectFailed,
+    /// The connection or stream was reset after the request went out; `refused` when an
+    /// HTTP/2 backend refused the stream (REFUSED_STREAM) before processing it.
+    Reset { refused: bool },
+    /// The per-try timeout ran out (Envoy resets the attempt's stream).
+    PerTryTimeout,
+}
+
+/// Whether a failed attempt is retried under the policy, as Envoy's retry state decides for
+/// a reset stream: `reset`, `5xx` and `gateway-error` retry any failure (a reset counts as a
+/// 5xx); `connect-failure` and `reset-before-request` only a connection that never came up
+/// (nothing was sent); `refused-stream` only a refused stream. `retriable-4xx` and the
+/// others are about answers, never about failures.
+pub(super) fn retries_failure(policy: &Retry, failure: Failure) -> bool {
+    policy
+        .retry_on
+        .iter()
+        .any(|condition| match condition.as_str() {
+            "reset" | "5xx" | "gateway-error" => true,
+            "connect-failure" | "reset-before-request" => failure == Failure::ConnectFailed,
+            "refused-stream" => failure == Failure::Reset { refused: true },
+            _ => false,
+        })
+}
+
 /// Whether an answer with `status` is retried under the policy, as Envoy reads retry_on:
 /// `5xx` any 5xx, `gateway-error` 502, 503 and 504, `retriable-4xx` 409.
 pub(super) fn retries_status(policy: &Retry, status: StatusCode) -> bool {
@@ -60,6 +90,41 @@ pub(super) fn retries_status(policy: &Retry, status: StatusCode) -> bool {
 mod tests {
     use super::*;
     use http::Request;
+
+    fn policy(retry_on: &[&str]) -> Retry {
+        Retry {
+            retry_on: retry_on.iter().map(|c| c.to_string()).collect(),
+            num_retries: 1,
+            per_try_timeout: None,
+            only_with: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn failures_are_retried_only_under_the_conditions_envoy_retries_them() {
+        let connect = Failure::ConnectFailed;
+        let reset = Failure::Reset { refused: false };
+        let refused = Failure::Reset { refused: true };
+        let timeout = Failure::PerTryTimeout;
+        let retried = |conditions: &[&str]| {
+            [connect, reset, refused, timeout].map(|f| retries_failure(&policy(conditions), f))
+        };
+        assert_eq!(retried(&["retriable-4xx"]), [false; 4]);
+        assert_eq!(retried(&["retriable-status-codes"]), [false; 4]);
+        assert_eq!(retried(&["connect-failure"]), [true, false, false, false]);
+        assert_eq!(
+            retried(&["reset-before-request"]),
+            [true, false, false, false]
+        );
+        assert_eq!(retried(&["refused-stream"]), [false, false, true, false]);
+        for any in ["reset", "5xx", "gateway-error"] {
+            assert_eq!(retried(&[any]), [true; 4], "{any}");
+        }
+        assert_eq!(
+            retried(&["retriable-4xx", "connect-failure"]),
+            [true, false, false, false]
+        );
+    }
 
     #[test]
     fn only_requests_matching_the_retriable_headers_are_retried() {

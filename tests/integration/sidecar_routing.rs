@@ -4,7 +4,8 @@
 //! weighted-cluster header edits, direct responses) is served to a real Envoy and to the
 //! sidecar, and a table of requests must get the same answer through both — status, body,
 //! every response header, and what the backend saw (method, path, every header), compared
-//! as the differential table compares them (differential/exchange.rs).
+//! as the differential table compares them (differential/exchange.rs). And which retry
+//! conditions retry a connect failure: the same ones through both.
 
 use std::collections::BTreeMap;
 
@@ -18,14 +19,15 @@ use envoy_types::pb::envoy::config::core::v3::{
     data_source::Specifier, header_value_option::HeaderAppendAction, DataSource, HeaderValue,
     HeaderValueOption,
 };
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::route::v3::{
     redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier},
     route::Action,
     route_action::{ClusterSpecifier, HostRewriteSpecifier},
     route_match::PathSpecifier,
     weighted_cluster::ClusterWeight,
-    DirectResponseAction, RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost, WeightedCluster,
+    DirectResponseAction, RedirectAction, RetryPolicy, Route, RouteAction, RouteConfiguration,
+    RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 
@@ -373,4 +375,141 @@ async fn route_actions_answer_the_same_through_envoy_and_the_sidecar() {
         "{moved}"
     );
     assert!(seen("app.example /direct").has("status 418"));
+}
+
+/// Routes that retry under one condition each, to a cluster of two endpoints of which one
+/// refuses connections.
+fn retrying_routes() -> RouteConfiguration {
+    let retrying = |path: &str, retry_on: &str| {
+        route(
+            prefix(path),
+            Action::Route(RouteAction {
+                retry_policy: Some(RetryPolicy {
+                    retry_on: retry_on.into(),
+                    num_retries: Some(UInt32Value { value: 3 }),
+                    ..Default::default()
+                }),
+                ..forward("half-dead")
+            }),
+        )
+    };
+    RouteConfiguration {
+        name: "retries".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "retries".into(),
+            domains: vec!["*".into()],
+            routes: RETRY_CONDITIONS
+                .iter()
+                .map(|(condition, _)| retrying(&format!("/{condition}"), condition))
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Each retry condition, and whether Envoy retries a connect failure under it
+/// (router/retry_state_impl: `reset`, `5xx` and `gateway-error` retry any reset;
+/// `connect-failure` and `reset-before-request` a connection that never came up;
+/// `refused-stream` and the answer conditions never).
+const RETRY_CONDITIONS: [(&str, bool); 7] = [
+    ("retriable-4xx", false),
+    ("refused-stream", false),
+    ("retriable-status-codes", false),
+    ("connect-failure", true),
+    ("reset-before-request", true),
+    ("5xx", true),
+    ("gateway-error", true),
+];
+
+/// REQUESTS_PER_CONDITION GETs of `/{condition}` on `port`: how many failed (503).
+async fn failures_under(port: u16, condition: &str) -> usize {
+    let client = exchange::client();
+    let mut failed = 0;
+    for _ in 0..REQUESTS_PER_CONDITION {
+        let response = client
+            .get(format!("http://127.0.0.1:{port}/{condition}"))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => {}
+            503 => failed += 1,
+            other => panic!("/{condition} on port {port} answered {other}"),
+        }
+    }
+    failed
+}
+
+/// Round robin over a live and a dead endpoint sends every other first attempt to the dead
+/// one: without a retry about half of the requests fail (a fifth is far below what round
+/// robin, or even a fair coin over 40 requests, gives), with one none does.
+const REQUESTS_PER_CONDITION: usize = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connect_failure_is_retried_only_under_the_conditions_envoy_retries_it() {
+    let echo = EchoBackend::start().await;
+    let dead = free_port();
+    let (envoy_port, sidecar_port) = (free_port(), free_port());
+    let mut endpoints = assignment("half-dead", echo.port());
+    let live = endpoints.endpoints[0].lb_endpoints[0].clone();
+    let mut refusing = live.clone();
+    if let Some(HostIdentifier::Endpoint(endpoint)) = &mut refusing.host_identifier {
+        endpoint.address = Some(socket(dead));
+    }
+    endpoints.endpoints[0].lb_endpoints = vec![live, refusing];
+    let resources = |port: u16| {
+        vec![
+            any(&listener(port, "retries")),
+            any(&retrying_routes()),
+            any(&cluster("half-dead")),
+            any(&endpoints),
+        ]
+    };
+    let for_envoy = StaticServer::start(resources(envoy_port)).await;
+    let for_sidecar = StaticServer::start(resources(sidecar_port)).await;
+    let _envoy = Envoy::start(for_envoy.address, "envoy-retries").await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        for_sidecar.address,
+        "sidecar-retries",
+    )
+    .await;
+    sidecar.wait_ready().await;
+    for port in [envoy_port, sidecar_port] {
+        wait_for(&format!("routes on port {port}"), || async move {
+            let response = http()
+                .get(format!("http://127.0.0.1:{port}/5xx"))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+    }
+    assert!(
+        for_sidecar.rejections().is_empty(),
+        "{:?}",
+        for_sidecar.rejections()
+    );
+
+    let mut problems = Vec::new();
+    for (condition, retried) in RETRY_CONDITIONS {
+        for (who, port) in [("Envoy", envoy_port), ("sidecar", sidecar_port)] {
+            let failed = failures_under(port, condition).await;
+            let as_expected = if retried {
+                failed == 0
+            } else {
+                failed >= REQUESTS_PER_CONDITION / 5
+            };
+            if !as_expected {
+                problems.push(format!(
+                    "{who}, retry_on {condition}: {failed} of {REQUESTS_PER_CONDITION} failed \
+                     (a connect failure is {}retried under it)",
+                    if retried { "" } else { "not " }
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
