@@ -11,6 +11,11 @@
 //! listener allows (WebSocket) is served by a hyper connection that owns the socket, since
 //! the upgraded exchange takes the socket over.
 //!
+//! A listener that sets the connection manager's timeouts gets its clocks here
+//! (proxy/timeouts.rs): each request races its stream idle clock, a request head that stops
+//! arriving is answered 408 on the socket, and a connection with an idle timeout or a max
+//! duration is served beside its clock, which drains and then closes it.
+//!
 //! Must not: route or forward; that is proxy/http.rs.
 
 use std::convert::Infallible;
@@ -31,13 +36,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ProxyConfig;
-use super::http::{handle, Body, Upstreams};
+use super::http::{handle, Upstreams};
 use super::request_body::{BodyFailure, DownstreamBody};
 use super::resources::listener::HttpManager;
 use super::rewrite::Connection;
 use super::stats::STATS;
+use super::timeouts::{head_timed_out_reply, ClientBody, ConnectionClock, StreamClock};
 
-type Handling = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type Handling = Pin<Box<dyn Future<Output = Result<Response<ClientBody>, Infallible>> + Send>>;
 
 /// What a connection's requests need, shared by its exchanges.
 #[derive(Clone)]
@@ -49,6 +55,8 @@ struct Handler {
     exchanges: Arc<Exchanges>,
     /// Where an HTTP/1 request body that fails to arrive is noted.
     body_failure: Arc<BodyFailure>,
+    /// The connection's clock, when its listener limits connections.
+    clock: Option<Arc<ConnectionClock>>,
 }
 
 /// Counts of one socket's exchanges, written by the request handler and read by the loop that
@@ -61,36 +69,76 @@ struct Exchanges {
 }
 
 impl hyper::service::Service<Request<Incoming>> for Handler {
-    type Response = Response<Body>;
+    type Response = Response<ClientBody>;
     type Error = Infallible;
     type Future = Handling;
 
     fn call(&self, request: Request<Incoming>) -> Handling {
         let number = self.exchanges.started.fetch_add(1, Ordering::Relaxed) + 1;
         let plain = is_plain_exchange(&request);
-        let watched = request.version() <= Version::HTTP_11 && !request.body().is_end_stream();
+        let http1 = request.version() <= Version::HTTP_11;
+        let watched = http1 && !request.body().is_end_stream();
         let failure = watched.then(|| self.body_failure.clone());
-        let request = request.map(|body| DownstreamBody::new(body, failure));
+        let open = self.clock.as_ref().map(ConnectionClock::stream_opened);
+        let stream_clock = self.manager.timeouts.stream_idle.map(StreamClock::start);
+        let mut request =
+            request.map(|body| DownstreamBody::new(body, failure, stream_clock.clone()));
+        if let Some(clock) = stream_clock.as_ref().filter(|_| self.manager.websocket) {
+            // A WebSocket tunnel idles out on the same clock.
+            if super::upgrade::is_websocket_request(request.headers()) {
+                request.extensions_mut().insert(clock.clone());
+            }
+        }
         let snapshot = self.config.borrow().clone();
         let handler = self.clone();
         // Boxed: the routing and forwarding state (about 4 KB) lives only per request.
         Box::pin(async move {
-            let response = handle(
+            let handling = handle(
                 request,
                 handler.connection,
                 &handler.manager,
                 &snapshot,
                 &handler.upstreams,
-            )
-            .await;
+            );
+            let mut response = match &stream_clock {
+                None => handling.await,
+                Some(clock) => tokio::select! {
+                    response = handling => response,
+                    () = clock.expired() => {
+                        clock.timed_out_reply(http1, handler.manager.via.as_deref())
+                    }
+                },
+            };
+            if let Some(clock) = &stream_clock {
+                clock.touch();
+            }
+            if http1
+                && handler.draining()
+                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            {
+                // As Envoy's connection manager tells an HTTP/1.1 client of a draining
+                // connection.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             if plain && !asks_to_close(response.headers()) {
                 handler
                     .exchanges
                     .releasable_after
                     .store(number, Ordering::Relaxed);
             }
-            Ok(response)
+            Ok(response.map(|body| ClientBody::new(body, stream_clock, open)))
         })
+    }
+}
+
+impl Handler {
+    /// Whether the connection's clock has started draining it.
+    fn draining(&self) -> bool {
+        self.clock
+            .as_ref()
+            .is_some_and(|clock| clock.draining.is_cancelled())
     }
 }
 
@@ -117,7 +165,7 @@ fn asks_to_close(headers: &http::HeaderMap) -> bool {
 /// or the sidecar is stopping): then requests in flight finish, idle connections close and
 /// HTTP/2 clients get a GOAWAY.
 pub async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
@@ -126,10 +174,11 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let _counted = STATS.connection();
-    let local = stream.local_addr().map_or(peer.ip(), |a| a.ip());
-    let handler = Handler {
+    let local = stream.local_addr().unwrap_or(peer);
+    let limited = manager.timeouts.limit_connections();
+    let mut handler = Handler {
         connection: Connection {
-            remote: peer.ip(),
+            remote: peer,
             local,
         },
         manager,
@@ -137,8 +186,30 @@ pub async fn serve_connection(
         upstreams,
         exchanges: Arc::default(),
         body_failure: Arc::default(),
+        clock: None,
     };
-    match starts_with_http2_preface(&stream, &drain).await {
+    if !limited {
+        return serve(stream, handler, drain).await;
+    }
+    // Boxed: only a connection whose listener limits it carries room for its clock.
+    let clock = ConnectionClock::start(handler.manager.timeouts, &drain);
+    handler.clock = Some(clock.clone());
+    Box::pin(async move {
+        tokio::select! {
+            () = serve(stream, handler, clock.closing.clone()) => {}
+            () = clock.run() => {}
+        }
+    })
+    .await;
+}
+
+/// Serves the connection until it closes or `drain` is cancelled.
+async fn serve(mut stream: TcpStream, handler: Handler, drain: CancellationToken) {
+    let preface = starts_with_http2_preface(&stream, &drain).await;
+    if let (Some(_), Some(clock)) = (preface, &handler.clock) {
+        clock.note_client_spoke();
+    }
+    match preface {
         // Boxed: an HTTP/2 connection's state is large, and an HTTP/1 one should not carry
         // room for it.
         Some(true) => Box::pin(serve_http2(stream, handler, drain)).await,
@@ -151,6 +222,14 @@ pub async fn serve_connection(
             }
         }
         None => {}
+    }
+}
+
+/// Resolves when the connection's clock starts draining it; never without a clock.
+async fn clock_drains(clock: Option<Arc<ConnectionClock>>) {
+    match clock {
+        Some(clock) => clock.draining.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -180,11 +259,14 @@ async fn starts_with_http2_preface(stream: &TcpStream, drain: &CancellationToken
 
 async fn serve_http2(stream: TcpStream, handler: Handler, drain: CancellationToken) {
     let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    let draining = clock_drains(handler.clock.clone());
     let connection = builder.serve_connection(TokioIo::new(stream), handler);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
         _ = drain.cancelled() => {}
+        // A GOAWAY, as Envoy's drain sequence starts for an HTTP/2 client.
+        () = draining => {}
     }
     connection.as_mut().graceful_shutdown();
     let _ = connection.await;
@@ -219,7 +301,22 @@ async fn serve_http1(
         let mut draining = false;
         let cancelled = drain.cancelled();
         tokio::pin!(cancelled);
+        // The stream idle clock of a request whose head is arriving (its first byte is in).
+        let mut head_clock = handler
+            .manager
+            .timeouts
+            .stream_idle
+            .map(|timeout| Box::pin(tokio::time::sleep(timeout)));
+        let mut head_timed_out = false;
         let finished = std::future::poll_fn(|cx| {
+            if let Some(clock) = head_clock.as_mut() {
+                if exchanges.started.load(Ordering::Relaxed) > before {
+                    head_clock = None;
+                } else if clock.as_mut().poll(cx).is_ready() {
+                    head_timed_out = true;
+                    return Poll::Ready(Ok(()));
+                }
+            }
             if !draining && cancelled.as_mut().poll(cx).is_ready() {
                 draining = true;
                 connection.as_mut().graceful_shutdown();
@@ -239,12 +336,28 @@ async fn serve_http1(
             polled
         })
         .await;
+        if head_timed_out {
+            drop(connection);
+            answer_head_timeout(stream, handler.manager.via.as_deref()).await;
+            return None;
+        }
         if finished.is_err() || !stopping || draining {
             return None;
         }
         let read_buf = Pin::into_inner(connection).into_parts().read_buf;
         // Copied out: even empty, hyper's bytes keep its whole read buffer alive.
         already_read = Bytes::copy_from_slice(&read_buf);
+    }
+}
+
+/// Answers a request head that stopped arriving as Envoy does (408 `stream timeout`), and
+/// closes the connection: what follows on it cannot be read as requests.
+async fn answer_head_timeout(stream: &mut TcpStream, via: Option<&str>) {
+    use tokio::io::AsyncWriteExt;
+    let reply = head_timed_out_reply(via, std::time::SystemTime::now());
+    STATS.response(408);
+    if stream.write_all(&reply).await.is_ok() {
+        let _ = stream.shutdown().await;
     }
 }
 

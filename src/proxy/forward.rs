@@ -3,6 +3,8 @@
 //! backend's answer as it comes back; proxy/attempts.rs makes the attempts. Must not: route
 //! (proxy/http.rs chose the route already).
 
+use std::sync::Arc;
+
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -17,6 +19,7 @@ use super::request_body::{AttemptBodies, DownstreamBody};
 use super::resources::route::{HashPolicy, WeightedCluster};
 use super::retry::{retriable, retries_anything};
 use super::rewrite::{self, Connection};
+use super::timeouts::StreamClock;
 use super::upgrade;
 
 /// The request as it goes upstream: each level's header edits (the weighted cluster's first),
@@ -131,11 +134,15 @@ pub(super) async fn forward_request<'c>(
     let Some(entry) = config.clusters.get(&cluster.name) else {
         return answer(full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n"));
     };
-    let (hash, issued) = affinity(&forward.hash, &request, connection.remote);
+    let (hash, issued) = affinity(&forward.hash, &request, connection.remote.ip());
     // A WebSocket upgrade the listener allows (its OnUpgrade is still in the request).
     let client_upgrade = (upgrade::is_websocket_request(request.headers())
         && request.extensions().get::<OnUpgrade>().is_some())
     .then(|| hyper::upgrade::on(&mut request));
+    // The stream idle clock the connection manager keeps for an upgrade, if any.
+    let tunnel_clock = client_upgrade
+        .as_ref()
+        .and_then(|_| request.extensions_mut().remove::<Arc<StreamClock>>());
     let (mut parts, body) = request.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     if client_upgrade.is_some() {
@@ -161,7 +168,11 @@ pub(super) async fn forward_request<'c>(
     let empty = body.is_empty(&parts.headers);
     let mut bodies = AttemptBodies::new(body, empty, retry.is_some());
     match attempts.run(&mut bodies).await {
-        Ok(response) => answer(downstream_response(response, client_upgrade, issued)),
+        Ok(response) => answer(downstream_response(
+            response,
+            client_upgrade.map(|client| (client, tunnel_clock)),
+            issued,
+        )),
         Err(local) => answer(local),
     }
 }
@@ -209,16 +220,17 @@ fn keep_host(parts: &mut http::request::Parts) {
     }
 }
 
-/// The backend's answer as it goes to the client: a switch of protocols tunnelled, the
-/// hop-by-hop headers dropped, the affinity cookie issued.
+/// The backend's answer as it goes to the client: a switch of protocols tunnelled (idling out
+/// on the request's clock, if it has one), the hop-by-hop headers dropped, the affinity cookie
+/// issued.
 fn downstream_response(
     mut response: Response<Incoming>,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: Option<(OnUpgrade, Option<Arc<StreamClock>>)>,
     issued: Option<HeaderValue>,
 ) -> Response<Body> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let Some(client) = client_upgrade.filter(|_| switching) {
-        upgrade::tunnel(client, hyper::upgrade::on(&mut response));
+    if let Some((client, clock)) = client_upgrade.filter(|_| switching) {
+        upgrade::tunnel(client, hyper::upgrade::on(&mut response), clock);
     }
     let mut response = response.map(|b| b.boxed());
     remove_hop_by_hop(response.headers_mut());

@@ -1,5 +1,6 @@
 //! Headers the proxy itself writes, changes or drops, as Envoy's connection manager and router
-//! do: the port taken off the Host, X-Forwarded-For / -Proto and Via, the hop-by-hop headers
+//! do: the port taken off the Host (and the listener's put on it by Switchyard's step), header
+//! names with underscores dropped, X-Forwarded-For / -Proto and Via, the hop-by-hop headers
 //! that stay on their hop, and the affinity cookie it issues. Pure: headers in, headers out.
 
 use std::time::Duration;
@@ -38,6 +39,50 @@ fn without_port(host: &str) -> Option<&str> {
     (numeric && port.parse::<u32>().is_ok()).then(|| &host[..colon])
 }
 
+/// Switchyard's `switchyard.host_with_listener_port` step, natively: a Lua filter that writes
+/// `<host>:<port>` into a non-empty `:authority` (the Host header; the request target's
+/// authority for HTTP/2 or an absolute-form target), `port` being the listener's.
+pub(super) fn append_listener_port<B>(request: &mut Request<B>, port: u16) {
+    let with_port = |host: &str| format!("{host}:{port}");
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| !host.is_empty())
+        .and_then(|host| HeaderValue::from_str(&with_port(host)).ok());
+    if let Some(host) = host {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    let Some(authority) = request.uri().authority().map(|a| a.as_str()) else {
+        return;
+    };
+    let Ok(authority) = http::uri::Authority::try_from(with_port(authority)) else {
+        return;
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(authority);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+}
+
+/// `headers_with_underscores_action: DROP_HEADER`: every request header whose name holds an
+/// underscore goes, as Envoy's codecs drop them. Allocates only when there is one to drop.
+pub(super) fn drop_underscore_headers(headers: &mut http::HeaderMap) {
+    let has_underscore = |name: &http::HeaderName| name.as_str().contains('_');
+    if !headers.keys().any(has_underscore) {
+        return;
+    }
+    let dropped: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|n| has_underscore(n))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+}
+
 fn strip_authority_port(uri: &mut Uri) {
     let Some(authority) = uri.authority().filter(|a| a.port().is_some()) else {
         return;
@@ -54,16 +99,15 @@ fn strip_authority_port(uri: &mut Uri) {
 
 /// The headers the connection manager adds before routing, as Envoy does: with
 /// use_remote_address the client's address is appended to X-Forwarded-For (comma-joined, as
-/// Envoy writes it) and
-/// X-Forwarded-Proto says the scheme it came in on (kept when trusted from an earlier hop
-/// otherwise); `via` is appended to Via.
+/// Envoy writes it; not under skip_xff_append) and X-Forwarded-Proto says the scheme it came
+/// in on (kept when trusted from an earlier hop otherwise); `via` is appended to Via.
 pub(super) fn add_forwarding_headers(
     headers: &mut http::HeaderMap,
     client: std::net::IpAddr,
     manager: &HttpManager,
 ) {
     let proto = HeaderValue::from_static("http");
-    if manager.use_remote_address {
+    if manager.use_remote_address && !manager.skip_xff_append {
         let client = client.to_canonical().to_string();
         let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(earlier) if !earlier.is_empty() => format!("{earlier},{client}"),
@@ -72,6 +116,8 @@ pub(super) fn add_forwarding_headers(
         if let Ok(value) = HeaderValue::from_str(&forwarded) {
             headers.insert("x-forwarded-for", value);
         }
+    }
+    if manager.use_remote_address {
         headers.insert("x-forwarded-proto", proto);
     } else {
         headers.entry("x-forwarded-proto").or_insert(proto);
@@ -149,8 +195,52 @@ mod tests {
             use_remote_address,
             xff_num_trusted_hops: 0,
             via: via.map(str::to_string),
+            skip_xff_append: false,
+            drop_underscore_headers: false,
+            host_with_listener_port: false,
+            timeouts: Default::default(),
             websocket: false,
         }
+    }
+
+    #[test]
+    fn the_listener_port_goes_on_a_host_that_has_one_to_carry() {
+        let mut request = Request::get("/x")
+            .header("host", "shop.example")
+            .body(())
+            .unwrap();
+        append_listener_port(&mut request, 8080);
+        assert_eq!(request.headers()["host"], "shop.example:8080");
+        assert_eq!(
+            request.uri(),
+            "/x",
+            "an origin-form target keeps no authority"
+        );
+
+        let mut http2 = Request::get("http://[::1]/x?y").body(()).unwrap();
+        append_listener_port(&mut http2, 8443);
+        assert_eq!(http2.uri(), "http://[::1]:8443/x?y");
+        assert!(!http2.headers().contains_key("host"));
+
+        let mut empty = Request::get("/").header("host", "").body(()).unwrap();
+        append_listener_port(&mut empty, 8080);
+        assert_eq!(
+            empty.headers()["host"],
+            "",
+            "Switchyard's step leaves an empty host"
+        );
+    }
+
+    #[test]
+    fn only_header_names_with_underscores_are_dropped() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x_tenant", "blue".parse().unwrap());
+        headers.append("x_tenant", "green".parse().unwrap());
+        headers.insert("x-tenant", "kept".parse().unwrap());
+        headers.insert("_", "1".parse().unwrap());
+        drop_underscore_headers(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-tenant"]);
     }
 
     #[test]
@@ -205,6 +295,15 @@ mod tests {
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7,10.0.0.9");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["via"], "1.1 edge");
+
+        let mut skipping = manager(true, None);
+        skipping.skip_xff_append = true;
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        add_forwarding_headers(&mut headers, peer.ip(), &skipping);
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.7", "skip_xff_append");
+        assert_eq!(headers["x-forwarded-proto"], "http");
 
         let mut headers = http::HeaderMap::new();
         headers.insert("x-forwarded-proto", "https".parse().unwrap());

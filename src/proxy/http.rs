@@ -17,7 +17,10 @@ use hyper_util::rt::TokioExecutor;
 use super::config::ProxyConfig;
 use super::endpoint_names::EndpointNames;
 use super::forward;
-use super::headers::{add_forwarding_headers, append_via, strip_host_port};
+use super::headers::{
+    add_forwarding_headers, append_listener_port, append_via, drop_underscore_headers,
+    strip_host_port,
+};
 use super::request_body::{DownstreamBody, UpstreamBody};
 use super::resources::listener::HttpManager;
 use super::resources::route::{Action, Forward, HeaderChanges, Redirect, Retry, Route};
@@ -145,10 +148,13 @@ pub async fn handle(
         // Not allowed here: the request goes on as a plain one.
         request.extensions_mut().remove::<OnUpgrade>();
     }
+    if manager.drop_underscore_headers {
+        drop_underscore_headers(request.headers_mut());
+    }
     if manager.strip_any_host_port {
         strip_host_port(&mut request);
     }
-    add_forwarding_headers(request.headers_mut(), connection.remote, manager);
+    add_forwarding_headers(request.headers_mut(), connection.remote.ip(), manager);
     let mut response = route_and_forward(request, connection, manager, config, upstreams).await;
     STATS.response(response.status().as_u16());
     if let Some(via) = manager.via.as_deref() {
@@ -158,7 +164,7 @@ pub async fn handle(
 }
 
 async fn route_and_forward(
-    request: Request<DownstreamBody>,
+    mut request: Request<DownstreamBody>,
     connection: Connection,
     manager: &HttpManager,
     config: &ProxyConfig,
@@ -185,6 +191,11 @@ async fn route_and_forward(
         };
         (vhost, route)
     };
+    // Switchyard's step runs between the connection manager and the router: the route was
+    // chosen on the host as the client wrote it, the action sees the new one.
+    if manager.host_with_listener_port {
+        append_listener_port(&mut request, connection.local.port());
+    }
     let levels = [&route.header_changes, &vhost.headers, &table.headers];
     let (mut response, cluster) = match &route.action {
         Action::Direct { status, body } => (

@@ -23,6 +23,7 @@ pub mod rewrite;
 pub mod router;
 pub mod stats;
 pub mod tcp;
+pub mod timeouts;
 pub mod upgrade;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The request body on its way upstream. The downstream's body is watched, so that a body the
 //! client fails to deliver (a chunk that does not parse) is answered as the client's fault and
-//! not the backend's; and on a route that retries it is kept as it streams, up to Envoy's
+//! not the backend's, and so that each chunk counts as activity on the request's stream idle
+//! clock (proxy/timeouts.rs) when its listener keeps one; and on a route that retries it is kept as it streams, up to Envoy's
 //! buffer limit, so that each attempt can send it whole. A request without a body takes none
 //! of this: no allocation, nothing kept.
 //!
@@ -15,6 +16,8 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::timeouts::StreamClock;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,17 +46,30 @@ impl BodyFailure {
     }
 }
 
-/// The body of a downstream request, noting on its connection when it fails to arrive.
+/// The body of a downstream request, noting on its connection when it fails to arrive, and
+/// on its stream clock when it makes progress.
 pub struct DownstreamBody {
     body: Incoming,
     failure: Option<Arc<BodyFailure>>,
+    clock: Option<Arc<StreamClock>>,
 }
 
 impl DownstreamBody {
     /// `failure`: the connection's mark, for a body that can fail while the client waits for
-    /// an answer (HTTP/1); None otherwise.
-    pub fn new(body: Incoming, failure: Option<Arc<BodyFailure>>) -> DownstreamBody {
-        DownstreamBody { body, failure }
+    /// an answer (HTTP/1); None otherwise. `clock`: the request's stream idle clock, if any.
+    pub fn new(
+        body: Incoming,
+        failure: Option<Arc<BodyFailure>>,
+        clock: Option<Arc<StreamClock>>,
+    ) -> DownstreamBody {
+        if let Some(clock) = clock.as_ref().filter(|_| body.is_end_stream()) {
+            clock.note_request_complete();
+        }
+        DownstreamBody {
+            body,
+            failure,
+            clock,
+        }
     }
 
     /// The mark this body notes its failure on, to be read once it has gone upstream.
@@ -81,6 +97,14 @@ impl Body for DownstreamBody {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let (Poll::Ready(Some(Err(_))), Some(failure)) = (&polled, &self.failure) {
             failure.note();
+        }
+        if let (Poll::Ready(read), Some(clock)) = (&polled, &self.clock) {
+            if matches!(read, Some(Ok(_))) {
+                clock.touch();
+            }
+            if read.is_none() || self.body.is_end_stream() {
+                clock.note_request_complete();
+            }
         }
         polled
     }

@@ -3,7 +3,7 @@
 //! outermost level's overwrite wins), the matched prefix replaced in the path, and the
 //! Location of a redirect. Pure: headers and strings in, headers and strings out.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -15,9 +15,9 @@ use super::resources::route::{
 #[derive(Clone, Copy, Debug)]
 pub struct Connection {
     /// The client.
-    pub remote: IpAddr,
-    /// The address the client connected to.
-    pub local: IpAddr,
+    pub remote: SocketAddr,
+    /// The address the client connected to (the listener's port).
+    pub local: SocketAddr,
 }
 
 /// Headers Envoy keeps as one comma-joined value, so that appending extends the list in
@@ -78,13 +78,23 @@ fn value_of(addition: &HeaderAddition, connection: &Connection) -> Option<Header
                 .iter()
                 .map(|part| match part {
                     TextPart::Literal(text) => text.clone(),
-                    TextPart::LocalAddress => connection.local.to_canonical().to_string(),
-                    TextPart::RemoteAddress => connection.remote.to_canonical().to_string(),
+                    TextPart::LocalAddress => canonical(connection.local).ip().to_string(),
+                    TextPart::RemoteAddress => canonical(connection.remote).ip().to_string(),
+                    TextPart::LocalAddressWithPort => canonical(connection.local).to_string(),
+                    TextPart::RemoteAddressWithPort => canonical(connection.remote).to_string(),
+                    TextPart::LocalPort => connection.local.port().to_string(),
+                    TextPart::RemotePort => connection.remote.port().to_string(),
                 })
                 .collect();
             HeaderValue::from_str(&text).ok()
         }
     }
+}
+
+/// An address as Envoy writes it: an IPv4 client of a dual-stack socket as IPv4
+/// (`10.0.0.9:5555`, not `[::ffff:10.0.0.9]:5555`).
+fn canonical(address: SocketAddr) -> SocketAddr {
+    SocketAddr::new(address.ip().to_canonical(), address.port())
 }
 
 /// `path_and_query` with the part `matched` matched replaced by `replacement` (the whole
@@ -182,6 +192,7 @@ fn host_without_replaced_port<'h>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn addition(name: &str, value: &str, mode: AddMode) -> HeaderAddition {
         HeaderAddition {
@@ -192,8 +203,8 @@ mod tests {
     }
 
     const CONNECTION: Connection = Connection {
-        remote: IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)),
-        local: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+        remote: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)), 5555),
+        local: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 80),
     };
 
     #[test]
@@ -211,6 +222,41 @@ mod tests {
         apply(&mut headers, [&edits], &CONNECTION);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9,10.0.0.9,127.0.0.1");
         assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn connection_variables_carry_ports_where_envoy_writes_them() {
+        let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
+        let connection = Connection {
+            remote: SocketAddr::new(mapped, 5555),
+            local: "[::1]:8080".parse().unwrap(),
+        };
+        let template = |parts: Vec<TextPart>| HeaderEdits {
+            remove: Vec::new(),
+            add: vec![HeaderAddition {
+                name: HeaderName::from_static("x-seen"),
+                value: HeaderText::Template(parts),
+                mode: AddMode::Append,
+            }],
+        };
+        let seen = |parts: Vec<TextPart>| {
+            let mut headers = HeaderMap::new();
+            apply(&mut headers, [&template(parts)], &connection);
+            headers["x-seen"].to_str().unwrap().to_string()
+        };
+        assert_eq!(seen(vec![TextPart::RemoteAddressWithPort]), "10.0.0.9:5555");
+        assert_eq!(seen(vec![TextPart::RemoteAddress]), "10.0.0.9");
+        assert_eq!(seen(vec![TextPart::LocalAddressWithPort]), "[::1]:8080");
+        assert_eq!(
+            seen(vec![
+                TextPart::LocalAddress,
+                TextPart::Literal(" ".into()),
+                TextPart::LocalPort,
+                TextPart::Literal("/".into()),
+                TextPart::RemotePort,
+            ]),
+            "::1 8080/5555"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The data plane's counters, as `/stats/prometheus` shows them: downstream connections and
-//! requests with responses by status class, upstream requests and their failures. One sidecar
-//! per process, so the counters are process-wide.
+//! requests with responses by status class, the connection manager's timeouts that fired,
+//! upstream requests and their failures. One sidecar per process, so the counters are
+//! process-wide.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,6 +14,12 @@ pub struct Stats {
     pub downstream_responses: [AtomicU64; 5],
     pub upstream_requests: AtomicU64,
     pub upstream_failures: AtomicU64,
+    /// Requests ended by the stream idle timeout (Envoy's `downstream_rq_idle_timeout`).
+    pub stream_idle_timeouts: AtomicU64,
+    /// Connections drained by the idle timeout (`downstream_cx_idle_timeout`).
+    pub connection_idle_timeouts: AtomicU64,
+    /// Connections drained at their max duration (`downstream_cx_max_duration_reached`).
+    pub connection_max_durations: AtomicU64,
 }
 
 pub static STATS: Stats = Stats {
@@ -22,6 +29,9 @@ pub static STATS: Stats = Stats {
     downstream_responses: [const { AtomicU64::new(0) }; 5],
     upstream_requests: AtomicU64::new(0),
     upstream_failures: AtomicU64::new(0),
+    stream_idle_timeouts: AtomicU64::new(0),
+    connection_idle_timeouts: AtomicU64::new(0),
+    connection_max_durations: AtomicU64::new(0),
 };
 
 impl Stats {
@@ -86,6 +96,22 @@ impl Stats {
             "counter",
             vec![(String::new(), get(&self.upstream_failures))],
         );
+        for (name, counter) in [
+            (
+                "switchyard_proxy_downstream_stream_idle_timeouts_total",
+                &self.stream_idle_timeouts,
+            ),
+            (
+                "switchyard_proxy_downstream_connection_idle_timeouts_total",
+                &self.connection_idle_timeouts,
+            ),
+            (
+                "switchyard_proxy_downstream_connection_max_durations_total",
+                &self.connection_max_durations,
+            ),
+        ] {
+            metric(name, "counter", vec![(String::new(), get(counter))]);
+        }
         text
     }
 }

@@ -1,10 +1,13 @@
 //! Listener → where the sidecar listens and what it runs there: an HTTP connection manager
-//! taking its routes over RDS, or a TCP proxy to one cluster.
+//! taking its routes over RDS (with its timeouts, forwarding headers, and Switchyard's own
+//! named steps among its HTTP filters), or a TCP proxy to one cluster.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction;
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener as XdsListener};
+use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{RouteSpecifier, StripPortMode},
@@ -19,6 +22,12 @@ use crate::xds::types::TypeUrl;
 pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 const ROUTER: &str = "envoy.filters.http.router";
+/// Switchyard's Lua step that appends the listener's port to the Host (translate/frontend.rs
+/// writes it). The sidecar runs no Lua: it knows this step by its name and does what it does.
+pub const HOST_WITH_LISTENER_PORT: &str = "switchyard.host_with_listener_port";
+/// Switchyard's Lua step that follows the application's own cookie: it feeds the stateful
+/// session filter, which the sidecar does not run yet (issue #26), so it is refused with it.
+const APPLICATION_COOKIE: &str = "switchyard.sticky_application_cookie";
 
 /// A listener as the sidecar runs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,8 +56,38 @@ pub struct HttpManager {
     pub use_remote_address: bool,
     pub xff_num_trusted_hops: u32,
     pub via: Option<String>,
+    /// `skip_xff_append`: the client's address is not appended to X-Forwarded-For (the route
+    /// configuration may still add to it or remove it).
+    pub skip_xff_append: bool,
+    /// `headers_with_underscores_action: DROP_HEADER`: request headers whose names hold an
+    /// underscore are dropped before anything sees the request.
+    pub drop_underscore_headers: bool,
+    /// Switchyard's `switchyard.host_with_listener_port` step: once the route is chosen, the
+    /// Host gets `:<port>` of the listener the request came in on.
+    pub host_with_listener_port: bool,
+    pub timeouts: Timeouts,
     /// `upgrade_configs` names `websocket`: upgrade requests become tunnels to the backend.
     pub websocket: bool,
+}
+
+/// The connection manager's timeouts (None: not set, or zero, which Envoy reads as off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `stream_idle_timeout`: a request with nothing received or sent for this long ends.
+    pub stream_idle: Option<Duration>,
+    /// `common_http_protocol_options.idle_timeout`: a connection without a request for this
+    /// long is drained.
+    pub connection_idle: Option<Duration>,
+    /// `common_http_protocol_options.max_connection_duration`: a connection this old is
+    /// drained.
+    pub max_connection_duration: Option<Duration>,
+}
+
+impl Timeouts {
+    /// Whether a connection needs its clock: some connection-wide limit is set.
+    pub fn limit_connections(&self) -> bool {
+        self.connection_idle.is_some() || self.max_connection_duration.is_some()
+    }
 }
 
 /// Connections go to one cluster.
@@ -84,8 +123,13 @@ pub(super) const MANAGER_FIELDS: &[&str] = &[
     "strip_any_host_port",
     "use_remote_address",
     "xff_num_trusted_hops",
+    "skip_xff_append",
     "via",
     "upgrade_configs.upgrade_type",
+    "stream_idle_timeout",
+    "common_http_protocol_options.idle_timeout",
+    "common_http_protocol_options.max_connection_duration",
+    "common_http_protocol_options.headers_with_underscores_action",
 ];
 
 pub(super) const ROUTER_FIELDS: &[&str] = &["dynamic_stats"];
@@ -165,23 +209,62 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
             "routes must come over RDS (rds.route_config_name)".into(),
         ));
     };
+    let mut host_with_listener_port = false;
     for (index, http_filter) in manager.http_filters.iter().enumerate() {
-        if http_filter.name != ROUTER {
-            return Err(fail(format!(
-                "http_filters[{index}]: the HTTP filter {} is not supported; the sidecar runs {ROUTER} only",
-                http_filter.name
-            )));
-        }
-        if let Some(http_filter::ConfigType::TypedConfig(config)) = &http_filter.config_type {
-            router_config(name, config).map_err(|mut e| {
-                e.reason = format!(
-                    "{prefix}: http_filters[{index}].typed_config (Router): {}",
-                    e.reason
-                );
-                e
-            })?;
+        let config = match &http_filter.config_type {
+            Some(http_filter::ConfigType::TypedConfig(config)) => Some(config),
+            _ => None,
+        };
+        match http_filter.name.as_str() {
+            ROUTER => {
+                if let Some(config) = config {
+                    router_config(name, config).map_err(|mut e| {
+                        e.reason = format!(
+                            "{prefix}: http_filters[{index}].typed_config (Router): {}",
+                            e.reason
+                        );
+                        e
+                    })?;
+                }
+            }
+            HOST_WITH_LISTENER_PORT if config.is_some_and(|c| c.type_url == Lua::type_url()) => {
+                host_with_listener_port = true;
+            }
+            APPLICATION_COOKIE => {
+                return Err(fail(format!(
+                    "http_filters[{index}]: Switchyard's step {APPLICATION_COOKIE} feeds the \
+                     stateful session filter, which the sidecar does not run yet"
+                )))
+            }
+            other => {
+                return Err(fail(format!(
+                    "http_filters[{index}]: the HTTP filter {other} is not supported; the \
+                     sidecar runs {ROUTER} and, of Lua filters, only Switchyard's named step \
+                     {HOST_WITH_LISTENER_PORT}"
+                )))
+            }
         }
     }
+    let options = manager.common_http_protocol_options.as_ref();
+    let drop_underscore_headers = match options.map(|o| o.headers_with_underscores_action) {
+        None => false,
+        Some(action) => match HeadersWithUnderscoresAction::try_from(action) {
+            Ok(HeadersWithUnderscoresAction::Allow) => false,
+            Ok(HeadersWithUnderscoresAction::DropHeader) => true,
+            _ => {
+                return Err(fail(format!(
+                    "common_http_protocol_options.headers_with_underscores_action: {action} is \
+                     not supported; the sidecar allows such headers (ALLOW) or drops them \
+                     (DROP_HEADER)"
+                )))
+            }
+        },
+    };
+    let timeouts = Timeouts {
+        stream_idle: non_zero(manager.stream_idle_timeout.as_ref()),
+        connection_idle: non_zero(options.and_then(|o| o.idle_timeout.as_ref())),
+        max_connection_duration: non_zero(options.and_then(|o| o.max_connection_duration.as_ref())),
+    };
     let mut websocket = false;
     for (index, upgrade) in manager.upgrade_configs.iter().enumerate() {
         if !upgrade.upgrade_type.eq_ignore_ascii_case("websocket") {
@@ -203,7 +286,16 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
         use_remote_address: manager.use_remote_address.is_some_and(|v| v.value),
         xff_num_trusted_hops: manager.xff_num_trusted_hops,
         via: Some(manager.via.clone()).filter(|v| !v.is_empty()),
+        skip_xff_append: manager.skip_xff_append,
+        drop_underscore_headers,
+        host_with_listener_port,
+        timeouts,
     })
+}
+
+/// A timeout Envoy applies: set and not zero.
+fn non_zero(value: Option<&envoy_types::pb::google::protobuf::Duration>) -> Option<Duration> {
+    value.map(duration).filter(|d| !d.is_zero())
 }
 
 /// The router filter's own config: nothing in it changes what the sidecar does, so only
@@ -241,4 +333,120 @@ fn tcp_forward(name: &str, bytes: &[u8]) -> Result<TcpForward, Unsupported> {
         idle_timeout: proxy.idle_timeout.as_ref().map(duration),
         hash_source_ip: !proxy.hash_policy.is_empty(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpFilter, Rds,
+    };
+    use envoy_types::pb::google::protobuf::{Any, Duration as ProtoDuration};
+    use prost::Message;
+
+    fn any<M: Message + Name>(message: &M) -> Any {
+        Any {
+            type_url: M::type_url(),
+            value: message.encode_to_vec(),
+        }
+    }
+
+    fn filter(name: &str, config: Any) -> HttpFilter {
+        HttpFilter {
+            name: name.into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(config)),
+            ..Default::default()
+        }
+    }
+
+    fn seconds(seconds: i64) -> Option<ProtoDuration> {
+        Some(ProtoDuration { seconds, nanos: 0 })
+    }
+
+    /// A connection manager as Switchyard writes one for an AWS listener on a port of its own.
+    fn aws_manager() -> HttpConnectionManager {
+        HttpConnectionManager {
+            stat_prefix: "l".into(),
+            route_specifier: Some(RouteSpecifier::Rds(Rds {
+                route_config_name: "r".into(),
+                ..Default::default()
+            })),
+            http_filters: vec![
+                filter(HOST_WITH_LISTENER_PORT, any(&Lua::default())),
+                filter(ROUTER, any(&Router::default())),
+            ],
+            strip_port_mode: Some(StripPortMode::StripAnyHostPort(true)),
+            stream_idle_timeout: seconds(60),
+            common_http_protocol_options: Some(HttpProtocolOptions {
+                idle_timeout: seconds(60),
+                max_connection_duration: seconds(3600),
+                headers_with_underscores_action: HeadersWithUnderscoresAction::DropHeader as i32,
+                ..Default::default()
+            }),
+            skip_xff_append: true,
+            ..Default::default()
+        }
+    }
+
+    fn converted(manager: &HttpConnectionManager) -> Result<HttpManager, String> {
+        http_manager("l", &manager.encode_to_vec()).map_err(|e| e.reason)
+    }
+
+    #[test]
+    fn an_aws_listeners_settings_are_taken_as_envoy_applies_them() {
+        let manager = converted(&aws_manager()).unwrap();
+        assert!(manager.host_with_listener_port);
+        assert!(manager.drop_underscore_headers && manager.skip_xff_append);
+        assert_eq!(
+            manager.timeouts,
+            Timeouts {
+                stream_idle: Some(Duration::from_secs(60)),
+                connection_idle: Some(Duration::from_secs(60)),
+                max_connection_duration: Some(Duration::from_secs(3600)),
+            }
+        );
+        let mut zero = aws_manager();
+        zero.stream_idle_timeout = seconds(0);
+        zero.common_http_protocol_options = None;
+        let zero = converted(&zero).unwrap();
+        assert_eq!(
+            zero.timeouts,
+            Timeouts::default(),
+            "zero turns a timeout off"
+        );
+        assert!(!zero.timeouts.limit_connections() && !zero.drop_underscore_headers);
+    }
+
+    #[test]
+    fn lua_filters_other_than_switchyards_named_step_are_refused_by_name() {
+        let mut other = aws_manager();
+        other.http_filters[0].name = "envoy.filters.http.lua".into();
+        let refused = converted(&other).unwrap_err();
+        assert!(
+            refused.contains("http_filters[0]: the HTTP filter envoy.filters.http.lua"),
+            "{refused}"
+        );
+        let mut sticky = aws_manager();
+        sticky.http_filters[0].name = APPLICATION_COOKIE.into();
+        let refused = converted(&sticky).unwrap_err();
+        assert!(refused.contains("stateful session"), "{refused}");
+        let mut not_lua = aws_manager();
+        not_lua.http_filters[0] = filter(HOST_WITH_LISTENER_PORT, any(&Router::default()));
+        assert!(converted(&not_lua).is_err(), "the step is a Lua filter");
+    }
+
+    #[test]
+    fn rejecting_requests_with_underscores_is_refused() {
+        let mut rejecting = aws_manager();
+        if let Some(options) = &mut rejecting.common_http_protocol_options {
+            options.headers_with_underscores_action =
+                HeadersWithUnderscoresAction::RejectRequest as i32;
+        }
+        let refused = converted(&rejecting).unwrap_err();
+        assert!(
+            refused.contains("headers_with_underscores_action"),
+            "{refused}"
+        );
+    }
 }

@@ -115,10 +115,19 @@ pub enum TextPart {
     LocalAddress,
     /// `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`: the client's address.
     RemoteAddress,
+    /// `%DOWNSTREAM_LOCAL_ADDRESS%`: the address and port the client connected to.
+    LocalAddressWithPort,
+    /// `%DOWNSTREAM_REMOTE_ADDRESS%`: the client's address and port (`10.0.0.9:5555`,
+    /// `[2001:db8::9]:5555`).
+    RemoteAddressWithPort,
+    /// `%DOWNSTREAM_LOCAL_PORT%`: the port the client connected to.
+    LocalPort,
+    /// `%DOWNSTREAM_REMOTE_PORT%`: the client's port.
+    RemotePort,
 }
 
 /// The variables of Envoy's header formatting the sidecar fills in.
-const VARIABLES: [(&str, TextPart); 2] = [
+const VARIABLES: [(&str, TextPart); 6] = [
     (
         "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
         TextPart::LocalAddress,
@@ -127,10 +136,14 @@ const VARIABLES: [(&str, TextPart); 2] = [
         "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
         TextPart::RemoteAddress,
     ),
+    ("DOWNSTREAM_LOCAL_ADDRESS", TextPart::LocalAddressWithPort),
+    ("DOWNSTREAM_REMOTE_ADDRESS", TextPart::RemoteAddressWithPort),
+    ("DOWNSTREAM_LOCAL_PORT", TextPart::LocalPort),
+    ("DOWNSTREAM_REMOTE_PORT", TextPart::RemotePort),
 ];
 
 /// A header value as Envoy reads it: `%%` is a percent sign, `%NAME%` a variable (only the
-/// connection addresses are known here; any other is refused by name).
+/// connection's addresses and ports are known here; any other is refused by name).
 fn header_text(value: &str) -> Result<HeaderText, String> {
     let mut parts = Vec::new();
     let mut literal = String::new();
@@ -553,7 +566,7 @@ mod tests {
             header_changes(&[add], &remove, &[], &[]).unwrap_err()
         };
         assert!(
-            refused(option("x-client", "%DOWNSTREAM_REMOTE_ADDRESS%"), &[])
+            refused(option("x-client", "%DOWNSTREAM_PEER_URI_SAN%"), &[])
                 .starts_with("request_headers_to_add[0]: the value"),
         );
         assert!(refused(option(":path", "/x"), &[]).contains("pseudo-headers"));
