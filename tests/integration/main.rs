@@ -43,6 +43,7 @@ mod reload_stress;
 mod sidecar;
 mod sidecar_balancers;
 mod sidecar_connections;
+mod sidecar_listener_settings;
 mod sidecar_routing;
 mod sidecar_xds;
 mod slow_consumers;

@@ -1,0 +1,647 @@
+//! The connection manager's timeouts as a client on a raw socket sees them, through Envoy and
+//! the sidecar side by side (one static ADS server each, the same resources but for the
+//! ports): the stream idle timeout (a request head or body that stops arriving gets 408 and
+//! the connection closes; a backend that keeps the answer waiting gets 504 and the connection
+//! stays; an answer that stops halfway is cut; a WebSocket tunnel with nothing crossing it
+//! closes), the idle timeout (a connection without requests is drained: an HTTP/1.1 answer
+//! then says `connection: close`, an HTTP/2 client gets a GOAWAY, and it closes) and the max
+//! connection duration (the same drain, whatever the connection is doing). Each answer is
+//! compared between the two proxies and held to what the row expects; no timing is
+//! asserted beyond generous bounds (what a proxy without the timeout would miss for ever).
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
+use envoy_types::pb::envoy::config::route::v3::{
+    route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::UpgradeConfig, HttpConnectionManager,
+};
+use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
+use prost::Message;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::resources::*;
+use crate::common::scripted::StaticServer;
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
+
+/// How long the scripted backend keeps `/slow` waiting and `/drip` half sent: ten times the
+/// stream idle timeout, so that a proxy without one answers it instead.
+const BACKEND_PAUSE: Duration = Duration::from_secs(10);
+
+/// The longest a test waits for a proxy to close a connection: Envoy's drain timeout (5 s)
+/// and its delayed close (1 s) after the longest timeout here (3 s), with room for a loaded
+/// machine; a proxy that never closes misses it for ever.
+const CLOSE_BOUND: Duration = Duration::from_secs(30);
+
+/// A backend on a raw socket that answers by path: `/slow` after BACKEND_PAUSE, `/drip` with
+/// its head and two of ten bytes at once and the rest after BACKEND_PAUSE, `/ws` by switching
+/// protocols and echoing what it gets; anything else at once with `ok`.
+struct ScriptedBackend {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScriptedBackend {
+    async fn start() -> ScriptedBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_scripted(stream));
+            }
+        });
+        ScriptedBackend { port, task }
+    }
+}
+
+impl Drop for ScriptedBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_scripted(stream: TcpStream) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line);
+        }
+        let path = head[0].split(' ').nth(1).unwrap_or("/").to_string();
+        let length: usize = head
+            .iter()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let stream = reader.get_mut();
+        let written = match path.as_str() {
+            "/slow" => {
+                tokio::time::sleep(BACKEND_PAUSE).await;
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
+                    .await
+            }
+            "/drip" => {
+                let head = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab")
+                    .await;
+                tokio::time::sleep(BACKEND_PAUSE).await;
+                head.and(stream.write_all(b"cdefghij").await)
+            }
+            "/ws" => {
+                let switched = stream
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+                    )
+                    .await;
+                if switched.is_ok() {
+                    let (mut from, mut to) = reader.into_inner().into_split();
+                    let _ = tokio::io::copy(&mut from, &mut to).await;
+                }
+                return;
+            }
+            _ => {
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+fn seconds(seconds: i64) -> Option<ProtoDuration> {
+    Some(ProtoDuration { seconds, nanos: 0 })
+}
+
+/// The common listener on `port`, named `name`, with its connection manager changed by
+/// `change`.
+fn listener_with(
+    port: u16,
+    name: &str,
+    change: impl FnOnce(&mut HttpConnectionManager),
+) -> Listener {
+    let mut listener = listener(port, "routes");
+    listener.name = name.into();
+    let Some(filter::ConfigType::TypedConfig(config)) =
+        &mut listener.filter_chains[0].filters[0].config_type
+    else {
+        unreachable!("the common listener has a typed connection manager");
+    };
+    let mut manager = HttpConnectionManager::decode(config.value.as_slice()).unwrap();
+    manager.stat_prefix = name.into();
+    manager.via = "1.1 edge".into();
+    change(&mut manager);
+    config.value = manager.encode_to_vec();
+    listener
+}
+
+/// Stream idle timeout 1 s, connection idle timeout 2 s, WebSocket upgrades.
+fn idle_listener(port: u16) -> Listener {
+    listener_with(port, "idle", |manager| {
+        manager.stream_idle_timeout = seconds(1);
+        manager.common_http_protocol_options = Some(HttpProtocolOptions {
+            idle_timeout: seconds(2),
+            ..Default::default()
+        });
+        manager.upgrade_configs = vec![UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        }];
+    })
+}
+
+/// Max connection duration 3 s, nothing else.
+fn aged_listener(port: u16) -> Listener {
+    listener_with(port, "aged", |manager| {
+        manager.common_http_protocol_options = Some(HttpProtocolOptions {
+            max_connection_duration: seconds(3),
+            ..Default::default()
+        });
+    })
+}
+
+/// Everything to the backend, with no route timeout (`0s`, as Switchyard writes AWS routes).
+fn routes() -> RouteConfiguration {
+    RouteConfiguration {
+        name: "routes".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "all".into(),
+            domains: vec!["*".into()],
+            routes: vec![Route {
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                    ..Default::default()
+                }),
+                action: Some(Action::Route(RouteAction {
+                    cluster_specifier: Some(ClusterSpecifier::Cluster("backend".into())),
+                    timeout: seconds(0),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Which listener of a proxy a scenario uses.
+#[derive(Clone, Copy)]
+enum Front {
+    Idle,
+    Aged,
+}
+
+#[derive(Clone, Copy)]
+struct Ports {
+    idle: u16,
+    aged: u16,
+}
+
+impl Ports {
+    fn of(&self, front: Front) -> u16 {
+        match front {
+            Front::Idle => self.idle,
+            Front::Aged => self.aged,
+        }
+    }
+}
+
+/// Envoy and the sidecar, each served the listeners on its own ports.
+struct SideBySide {
+    envoy: Ports,
+    sidecar: Ports,
+    _backend: ScriptedBackend,
+    _servers: (StaticServer, StaticServer),
+    _proxies: (Envoy, Sidecar),
+}
+
+impl SideBySide {
+    async fn start(node: &str) -> SideBySide {
+        let backend = ScriptedBackend::start().await;
+        let ports = || Ports {
+            idle: free_port(),
+            aged: free_port(),
+        };
+        let (envoy_ports, sidecar_ports) = (ports(), ports());
+        let resources = |ports: Ports| {
+            vec![
+                any(&idle_listener(ports.idle)),
+                any(&aged_listener(ports.aged)),
+                any(&routes()),
+                any(&cluster("backend")),
+                any(&assignment("backend", backend.port)),
+            ]
+        };
+        let for_envoy = StaticServer::start(resources(envoy_ports)).await;
+        let for_sidecar = StaticServer::start(resources(sidecar_ports)).await;
+        let envoy = Envoy::start(for_envoy.address, &format!("envoy-{node}")).await;
+        let sidecar = Sidecar::start(
+            "envoy-bootstrap.yaml",
+            for_sidecar.address,
+            &format!("sidecar-{node}"),
+        )
+        .await;
+        sidecar.wait_ready().await;
+        for port in [envoy_ports, sidecar_ports]
+            .iter()
+            .flat_map(|p| [p.idle, p.aged])
+        {
+            wait_for(&format!("the listener on {port}"), || async move {
+                let body = get_text(&format!("http://127.0.0.1:{port}/")).await?;
+                (body == "ok").then_some(())
+            })
+            .await;
+        }
+        assert!(
+            for_sidecar.rejections().is_empty(),
+            "the sidecar NACKed: {:?}",
+            for_sidecar.rejections()
+        );
+        assert!(
+            for_envoy.rejections().is_empty(),
+            "Envoy NACKed: {:?}",
+            for_envoy.rejections()
+        );
+        SideBySide {
+            envoy: envoy_ports,
+            sidecar: sidecar_ports,
+            _backend: backend,
+            _servers: (for_envoy, for_sidecar),
+            _proxies: (envoy, sidecar),
+        }
+    }
+
+    /// What `scenario` sees through Envoy and through the sidecar, run at the same time.
+    async fn both<F, Fut>(&self, front: Front, scenario: F) -> (Vec<String>, Vec<String>)
+    where
+        F: Fn(u16) -> Fut,
+        Fut: std::future::Future<Output = Vec<String>>,
+    {
+        tokio::join!(
+            scenario(self.envoy.of(front)),
+            scenario(self.sidecar.of(front))
+        )
+    }
+}
+
+/// Checks that Envoy and the sidecar saw the same, and that it holds `expected` (lines of it,
+/// in order).
+fn check(
+    what: &str,
+    (by_envoy, by_sidecar): (Vec<String>, Vec<String>),
+    expected: &[&str],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if by_envoy != by_sidecar {
+        problems.push(format!(
+            "{what}: Envoy and the sidecar differ\n  Envoy:   {by_envoy:?}\n  sidecar: {by_sidecar:?}"
+        ));
+    }
+    for (who, seen) in [("Envoy", &by_envoy), ("sidecar", &by_sidecar)] {
+        let mut lines = seen.iter();
+        for line in expected {
+            if !lines.any(|l| l == line) {
+                problems.push(format!(
+                    "{what}: {who} saw no `{line}` (in order) in {seen:?}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Response headers one proxy writes and the other need not, or whose value is the moment.
+const UNCOMPARED: [&str; 3] = ["date", "server", "x-envoy-upstream-service-time"];
+
+/// Reads one answer: its status line, its headers (sorted, the uncompared ones out) and its
+/// body as far as it came; an empty list when the connection closed first.
+async fn read_answer(stream: &mut BufReader<TcpStream>) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut line = String::new();
+    let read = tokio::time::timeout(CLOSE_BOUND, stream.read_line(&mut line)).await;
+    if !matches!(read, Ok(Ok(n)) if n > 0) {
+        return seen;
+    }
+    seen.push(line.trim_end().to_string());
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        let line = line.trim_end().to_ascii_lowercase();
+        if let Some(value) = line.strip_prefix("content-length: ") {
+            length = value.parse().unwrap_or(0);
+        }
+        if !UNCOMPARED
+            .iter()
+            .any(|name| line.starts_with(&format!("{name}:")))
+        {
+            headers.push(format!("header {line}"));
+        }
+    }
+    headers.sort();
+    seen.extend(headers);
+    let mut body = vec![0; length];
+    let mut got = 0;
+    while got < length {
+        match tokio::time::timeout(CLOSE_BOUND, stream.read(&mut body[got..])).await {
+            Ok(Ok(n)) if n > 0 => got += n,
+            _ => break,
+        }
+    }
+    seen.push(format!("body {:?}", String::from_utf8_lossy(&body[..got])));
+    seen
+}
+
+/// `closed` once the proxy closes the connection (within CLOSE_BOUND), with anything it
+/// sent before; `still open` otherwise.
+async fn ending(stream: &mut BufReader<TcpStream>) -> Vec<String> {
+    let mut rest = Vec::new();
+    match tokio::time::timeout(CLOSE_BOUND, stream.read_to_end(&mut rest)).await {
+        Ok(_) if rest.is_empty() => vec!["closed".into()],
+        Ok(_) => vec![
+            format!("sent {:?}", String::from_utf8_lossy(&rest)),
+            "closed".into(),
+        ],
+        Err(_) => vec!["still open".into()],
+    }
+}
+
+async fn connect(port: u16) -> BufReader<TcpStream> {
+    BufReader::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap())
+}
+
+/// Sends `bytes` on a new connection, then reads an answer and how the connection ends.
+async fn send_then_wait(port: u16, bytes: &'static [u8]) -> Vec<String> {
+    let mut stream = connect(port).await;
+    stream.get_mut().write_all(bytes).await.unwrap();
+    let mut seen = read_answer(&mut stream).await;
+    seen.extend(ending(&mut stream).await);
+    seen
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: a.example\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_stream_idle_timeout_ends_requests_as_envoy_ends_them() {
+    let proxies = SideBySide::start("stream-idle").await;
+    let timeout_reply = [
+        "header content-length: 14",
+        "header content-type: text/plain",
+        "header via: 1.1 edge",
+        "body \"stream timeout\"",
+    ];
+    let mut problems = Vec::new();
+
+    // A request head that stops arriving: 408, and the connection closes.
+    let stalled_head = proxies
+        .both(Front::Idle, |port| {
+            send_then_wait(port, b"GET / HTTP/1.1\r\nhost: a.example\r\n")
+        })
+        .await;
+    let mut expected = vec!["HTTP/1.1 408 Request Timeout", "header connection: close"];
+    expected.extend(&timeout_reply[..3]);
+    expected.extend(["body \"stream timeout\"", "closed"]);
+    problems.extend(check("a stalled head", stalled_head, &expected));
+
+    // A request body that stops arriving: the same.
+    let stalled_body = proxies
+        .both(Front::Idle, |port| {
+            send_then_wait(
+                port,
+                b"POST / HTTP/1.1\r\nhost: a.example\r\ncontent-length: 10\r\n\r\nabc",
+            )
+        })
+        .await;
+    problems.extend(check("a stalled body", stalled_body, &expected));
+
+    // A whole request whose answer keeps waiting: 504, and the connection serves on.
+    let slow = proxies
+        .both(Front::Idle, |port| async move {
+            let mut stream = connect(port).await;
+            let request = b"GET /slow HTTP/1.1\r\nhost: a.example\r\n\r\n";
+            stream.get_mut().write_all(request).await.unwrap();
+            let mut seen = read_answer(&mut stream).await;
+            stream.get_mut().write_all(GET).await.unwrap();
+            seen.extend(read_answer(&mut stream).await);
+            seen
+        })
+        .await;
+    let mut expected = vec!["HTTP/1.1 504 Gateway Timeout"];
+    expected.extend(timeout_reply);
+    expected.extend(["HTTP/1.1 200 OK", "body \"ok\""]);
+    problems.extend(check("a silent backend", slow, &expected));
+
+    // An answer that stops halfway: cut, as a reset stream is on HTTP/1.1.
+    let drip = proxies
+        .both(Front::Idle, |port| {
+            send_then_wait(port, b"GET /drip HTTP/1.1\r\nhost: a.example\r\n\r\n")
+        })
+        .await;
+    problems.extend(check(
+        "an answer that stops",
+        drip,
+        &[
+            "HTTP/1.1 200 OK",
+            "header content-length: 10",
+            "body \"ab\"",
+            "closed",
+        ],
+    ));
+
+    // A WebSocket tunnel with nothing crossing it closes.
+    let tunnel = proxies
+        .both(Front::Idle, |port| async move {
+            let mut stream = connect(port).await;
+            let upgrade = b"GET /ws HTTP/1.1\r\nhost: a.example\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
+            stream.get_mut().write_all(upgrade).await.unwrap();
+            let mut seen = read_answer(&mut stream).await;
+            stream.get_mut().write_all(b"ping").await.unwrap();
+            let mut echo = [0; 4];
+            let echoed = stream.read_exact(&mut echo).await.is_ok();
+            seen.push(format!("echoed {echoed}"));
+            seen.extend(ending(&mut stream).await);
+            seen
+        })
+        .await;
+    problems.extend(check(
+        "an idle tunnel",
+        tunnel,
+        &["HTTP/1.1 101 Switching Protocols", "echoed true", "closed"],
+    ));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Opens an HTTP/2 connection (prior knowledge) and sends nothing more than its preface and
+/// settings, answering the proxy's settings and pings as a client does: the frame types it
+/// gets until the proxy closes the connection (or CLOSE_BOUND passes), and how it ended.
+async fn http2_frames_until_closed(port: u16) -> Vec<String> {
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const GOAWAY: u8 = 0x7;
+    const ACK: u8 = 0x1;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend([0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);
+    stream.write_all(&hello).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + CLOSE_BOUND;
+    loop {
+        let mut head = [0u8; 9];
+        match tokio::time::timeout_at(deadline, stream.read_exact(&mut head)).await {
+            Err(_) => {
+                seen.push("still open".to_string());
+                return seen;
+            }
+            Ok(Err(_)) => {
+                seen.push("closed".to_string());
+                return seen;
+            }
+            Ok(Ok(_)) => {}
+        }
+        let length = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let (kind, flags) = (head[3], head[4]);
+        let mut payload = vec![0; length];
+        if stream.read_exact(&mut payload).await.is_err() {
+            seen.push("closed".to_string());
+            return seen;
+        }
+        let acked = flags & ACK != 0;
+        match kind {
+            SETTINGS if !acked => {
+                let _ = stream
+                    .write_all(&[0, 0, 0, SETTINGS, ACK, 0, 0, 0, 0])
+                    .await;
+            }
+            PING if !acked => {
+                let mut pong = vec![0, 0, 8, PING, ACK, 0, 0, 0, 0];
+                pong.extend(&payload);
+                let _ = stream.write_all(&pong).await;
+            }
+            GOAWAY if seen.last().map(String::as_str) != Some("goaway") => {
+                seen.push("goaway".to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends GET / on `stream` every 300 ms until an answer says `connection: close` (or none
+/// comes): how many answers kept the connection, the closing answer's lines, and how the
+/// connection ended.
+async fn ask_until_told_to_close(port: u16) -> Vec<String> {
+    let mut stream = connect(port).await;
+    let mut kept = 0;
+    loop {
+        stream.get_mut().write_all(GET).await.unwrap();
+        let answer = read_answer(&mut stream).await;
+        if answer.is_empty() || answer.iter().any(|l| l == "header connection: close") {
+            let mut seen = vec![format!("kept for some answers: {}", kept > 0)];
+            seen.extend(answer);
+            seen.extend(ending(&mut stream).await);
+            return seen;
+        }
+        kept += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A request on a new connection, and another 3.5 s after the first answer: the drain of
+/// a connection idle for 2 s has begun by then, and lasts until 7 s.
+async fn ask_again_while_draining(port: u16) -> Vec<String> {
+    let mut stream = connect(port).await;
+    stream.get_mut().write_all(GET).await.unwrap();
+    let mut seen = read_answer(&mut stream).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    stream.get_mut().write_all(GET).await.unwrap();
+    seen.extend(read_answer(&mut stream).await);
+    seen.extend(ending(&mut stream).await);
+    seen
+}
+
+/// A connection on which the client never sends a byte: how it ends.
+async fn say_nothing(port: u16) -> Vec<String> {
+    ending(&mut connect(port).await).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_and_old_connections_are_drained_as_envoy_drains_them() {
+    let proxies = SideBySide::start("connection-limits").await;
+    // Each scenario on its own connections, all at once.
+    let (silent, drained, http2_idle, aged, http2_aged) = tokio::join!(
+        proxies.both(Front::Idle, say_nothing),
+        proxies.both(Front::Idle, ask_again_while_draining),
+        proxies.both(Front::Idle, http2_frames_until_closed),
+        proxies.both(Front::Aged, ask_until_told_to_close),
+        proxies.both(Front::Aged, http2_frames_until_closed),
+    );
+    let mut problems = Vec::new();
+    // A connection that never says anything is closed once idle (Envoy has no codec for it
+    // to drain).
+    problems.extend(check("a silent connection", silent, &["closed"]));
+    // After an answer the connection idles out and drains: a request then is answered with
+    // `connection: close`, and the connection closes.
+    problems.extend(check(
+        "a request while draining",
+        drained,
+        &[
+            "HTTP/1.1 200 OK",
+            "body \"ok\"",
+            "HTTP/1.1 200 OK",
+            "header connection: close",
+            "body \"ok\"",
+            "closed",
+        ],
+    ));
+    // An idle HTTP/2 connection gets a GOAWAY, then closes.
+    problems.extend(check(
+        "an idle HTTP/2 connection",
+        http2_idle,
+        &["goaway", "closed"],
+    ));
+    // A busy HTTP/1.1 connection is drained at its max duration: an answer says
+    // `connection: close`, and it closes.
+    problems.extend(check(
+        "a connection past its max duration",
+        aged,
+        &[
+            "kept for some answers: true",
+            "HTTP/1.1 200 OK",
+            "header connection: close",
+            "closed",
+        ],
+    ));
+    // An HTTP/2 connection past its max duration gets a GOAWAY, then closes.
+    problems.extend(check(
+        "an old HTTP/2 connection",
+        http2_aged,
+        &["goaway", "closed"],
+    ));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
