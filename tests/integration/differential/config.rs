@@ -1,7 +1,9 @@
 //! The load balancers the differential table is sent through: one GCP URL map and one AWS
 //! ALB template, served from one config folder, using every route feature of examples/ that
-//! the sidecar serves (and those of SPEC 3.4 besides). Each service or target group is one
-//! controllable echo backend named after it. Must not: hold requests or expectations.
+//! the sidecar serves (and those of SPEC 3.4 besides); the template also has a load balancer
+//! for each way of treating X-Forwarded-For and the Host (its attributes). Each service or
+//! target group is one controllable echo backend named after it. Must not: hold requests or
+//! expectations.
 
 use std::collections::BTreeMap;
 
@@ -24,11 +26,30 @@ pub const AWS_GROUPS: [&str; 9] = [
     "Static",
 ];
 
-/// Where a config's two listeners are.
+/// Where a config's listeners are: the GCP URL map's, the ALB's with the default
+/// attributes (the client's address appended to X-Forwarded-For, the listener's port to the
+/// Host), and one ALB each with X-Forwarded-For and the Host kept as sent (and header names
+/// with underscores dropped), X-Forwarded-For removed, and the client's port in it.
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub gcp: u16,
     pub aws: u16,
+    pub aws_kept: u16,
+    pub aws_removed: u16,
+    pub aws_ported: u16,
+}
+
+impl Ports {
+    pub fn free() -> Ports {
+        use crate::common::free_port;
+        Ports {
+            gcp: free_port(),
+            aws: free_port(),
+            aws_kept: free_port(),
+            aws_removed: free_port(),
+            aws_ported: free_port(),
+        }
+    }
 }
 
 /// Backend services with their special settings (timeouts, locality policy, affinity), from
@@ -270,10 +291,60 @@ fn aws_rules() -> String {
     .concat()
 }
 
+/// A load balancer `name` with `attributes`, and its HTTP listener on `listen` forwarding
+/// everything to Web.
+fn attributed_balancer(name: &str, listen: u16, attributes: &[(&str, &str)]) -> String {
+    let attributes: String = attributes
+        .iter()
+        .map(|(key, value)| format!("{{Key: {key}, Value: \"{value}\"}}, "))
+        .collect();
+    format!(
+        r#"  {name}:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Metadata: {{Switchyard: {{Ipv4Address: 127.0.0.1}}}}
+    Properties: {{Type: application, LoadBalancerAttributes: [{attributes}]}}
+  {name}Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref {name}
+      Port: {listen}
+      Protocol: HTTP
+      DefaultActions: {}
+"#,
+        forward("Web")
+    )
+}
+
+/// The load balancers whose attributes change what the backend is told of the client.
+fn attributed_balancers(listen: Ports) -> String {
+    [
+        attributed_balancer(
+            "Kept",
+            listen.aws_kept,
+            &[
+                ("routing.http.xff_header_processing.mode", "preserve"),
+                ("routing.http.preserve_host_header.enabled", "true"),
+                ("routing.http.drop_invalid_header_fields.enabled", "true"),
+            ],
+        ),
+        attributed_balancer(
+            "Removed",
+            listen.aws_removed,
+            &[("routing.http.xff_header_processing.mode", "remove")],
+        ),
+        attributed_balancer(
+            "Ported",
+            listen.aws_ported,
+            &[("routing.http.xff_client_port.enabled", "true")],
+        ),
+    ]
+    .concat()
+}
+
 /// The AWS file of the config folder: a load balancer, its HTTP listener forwarding to Web
-/// by default, the rules, and the target groups (health checks off: each table row counts the
-/// requests its backends get).
-pub fn aws(listen: u16, ports: &BTreeMap<&str, u16>) -> String {
+/// by default, the rules, the load balancers of attributes, and the target groups (health
+/// checks off: each table row counts the requests its backends get).
+pub fn aws(listen: Ports, ports: &BTreeMap<&str, u16>) -> String {
     let mut text = format!(
         r#"AWSTemplateFormatVersion: "2010-09-09"
 Resources:
@@ -285,12 +356,14 @@ Resources:
     Type: AWS::ElasticLoadBalancingV2::Listener
     Properties:
       LoadBalancerArn: !Ref Lb
-      Port: {listen}
+      Port: {}
       Protocol: HTTP
       DefaultActions: {}
-{}"#,
+{}{}"#,
+        listen.aws,
         forward("Web"),
-        aws_rules()
+        aws_rules(),
+        attributed_balancers(listen),
     );
     for group in AWS_GROUPS {
         let attributes = if group == "ApiTargets" {

@@ -54,19 +54,53 @@ pub const ONE_SIDED_UPSTREAM_HEADERS: [(&str, &str); 4] = [
     ),
 ];
 
-/// X-Forwarded-For is `<what the client sent>,<client>,<load balancer>`. For a client on
-/// loopback Envoy writes its host's own address as the client (it takes a loopback peer
-/// for itself), the sidecar the peer's; the `<client>` element is compared as "an IP
-/// address", everything around it as written.
-fn forwarded_for(value: &str) -> String {
+/// X-Forwarded-For is `<what the client sent>,<client>` and, behind a GCP proxy,
+/// `,<load balancer>`: the first element the proxy adds is the client's. For a client on
+/// loopback Envoy writes its host's own address there (it takes a loopback peer for
+/// itself), the sidecar the peer's; and with the client's port (an AWS attribute), each
+/// connection has its own. So that element is compared as "an IP address" (`<client>`) or
+/// "an IP address and port" (`<client>:<port>`), everything around it as written.
+fn forwarded_for(value: &str, sent_hops: usize) -> String {
     let mut hops: Vec<&str> = value.split(',').collect();
-    if hops.len() >= 2 {
-        let client = hops.len() - 2;
-        if hops[client].trim().parse::<std::net::IpAddr>().is_ok() {
-            hops[client] = "<client>";
+    if let Some(client) = hops.get_mut(sent_hops) {
+        if client.trim().parse::<std::net::IpAddr>().is_ok() {
+            *client = "<client>";
+        } else if client.trim().parse::<std::net::SocketAddr>().is_ok() {
+            *client = "<client>:<port>";
         }
     }
     hops.join(",")
+}
+
+/// The elements of X-Forwarded-For a request carries as the client sends it.
+fn hops_sent(request: &Request) -> usize {
+    request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        .map(|(_, value)| value.split(',').count())
+        .sum()
+}
+
+/// `line` with the listener's port, where it shows as `:<port>` (in a Host the proxy gives
+/// the listener's port, and in what is built from that Host), written `:<listener port>`:
+/// each proxy listens on a port of its own.
+fn mask_listener_port(line: &str, port: u16) -> String {
+    let written = format!(":{port}");
+    let mut masked = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(&written) {
+        let after = &rest[at + written.len()..];
+        masked.push_str(&rest[..at]);
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            masked.push_str(&written);
+        } else {
+            masked.push_str(":<listener port>");
+        }
+        rest = after;
+    }
+    masked.push_str(rest);
+    masked
 }
 
 /// One request of a table, as sent: method, Host, path with query, extra headers, body.
@@ -102,8 +136,25 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// What one request through the proxy on `port` got, as sorted lines.
+/// What one request through the proxy on `port` got, as sorted lines, with the listener's
+/// port and the client's element of X-Forwarded-For masked.
 pub async fn exchange(client: &reqwest::Client, port: u16, request: &Request) -> Record {
+    let record = send(client, port, request).await;
+    let sent_hops = hops_sent(request);
+    Record(
+        record
+            .0
+            .iter()
+            .map(|line| match line.strip_prefix("saw x-forwarded-for: ") {
+                Some(value) => format!("saw x-forwarded-for: {}", forwarded_for(value, sent_hops)),
+                None => line.clone(),
+            })
+            .map(|line| mask_listener_port(&line, port))
+            .collect(),
+    )
+}
+
+async fn send(client: &reqwest::Client, port: u16, request: &Request) -> Record {
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap();
     let mut builder = client
         .request(method, format!("http://127.0.0.1:{port}{}", request.target))
@@ -262,13 +313,7 @@ fn seen_lines(seen: &Value) -> Vec<String> {
         if ONE_SIDED_UPSTREAM_HEADERS.iter().any(|(n, _)| n == name) {
             continue;
         }
-        let value = value.as_str().unwrap_or("");
-        let value = if name == "x-forwarded-for" {
-            forwarded_for(value)
-        } else {
-            value.to_string()
-        };
-        lines.push(format!("saw {name}: {value}"));
+        lines.push(format!("saw {name}: {}", value.as_str().unwrap_or("")));
     }
     lines
 }
@@ -289,11 +334,39 @@ mod tests {
     #[test]
     fn only_the_client_element_of_x_forwarded_for_is_masked() {
         assert_eq!(
-            forwarded_for("203.0.113.9, 10.1.2.3,127.0.0.1"),
+            forwarded_for("203.0.113.9, 10.1.2.3,127.0.0.1", 1),
             "203.0.113.9,<client>,127.0.0.1"
         );
-        assert_eq!(forwarded_for("10.1.2.3,127.0.0.1"), "<client>,127.0.0.1");
-        assert_eq!(forwarded_for("127.0.0.1"), "127.0.0.1");
-        assert_eq!(forwarded_for("junk,127.0.0.1"), "junk,127.0.0.1");
+        assert_eq!(forwarded_for("10.1.2.3,127.0.0.1", 0), "<client>,127.0.0.1");
+        assert_eq!(
+            forwarded_for("203.0.113.9,10.1.2.3", 1),
+            "203.0.113.9,<client>"
+        );
+        assert_eq!(
+            forwarded_for("203.0.113.9,127.0.0.1:50123", 1),
+            "203.0.113.9,<client>:<port>"
+        );
+        assert_eq!(
+            forwarded_for("203.0.113.9", 1),
+            "203.0.113.9",
+            "nothing added"
+        );
+        assert_eq!(forwarded_for("junk,127.0.0.1", 0), "junk,127.0.0.1");
+    }
+
+    #[test]
+    fn the_listener_port_is_masked_where_it_stands_alone() {
+        assert_eq!(
+            mask_listener_port("saw host: lb.example:22601", 22601),
+            "saw host: lb.example:<listener port>"
+        );
+        assert_eq!(
+            mask_listener_port("response location: http://a:22601/b:226011", 22601),
+            "response location: http://a:<listener port>/b:226011"
+        );
+        assert_eq!(
+            mask_listener_port("saw host: a:2260", 22601),
+            "saw host: a:2260"
+        );
     }
 }

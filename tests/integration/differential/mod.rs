@@ -46,7 +46,7 @@ impl Backends {
 /// `ports`.
 async fn serve_folder(ports: Ports, backends: &BTreeMap<&str, u16>) -> Switchyard {
     let gcp = config::gcp(ports.gcp, backends);
-    let aws = config::aws(ports.aws, backends);
+    let aws = config::aws(ports, backends);
     Switchyard::start_with(&gcp, move |options| {
         // start_with wrote the GCP file as lb.yaml; the folder holding it becomes the config.
         let folder = options.config.parent().unwrap().to_path_buf();
@@ -87,14 +87,8 @@ struct SideBySide {
 impl SideBySide {
     async fn start(backends: &Backends) -> SideBySide {
         let ports = backends.ports();
-        let envoy_ports = Ports {
-            gcp: free_port(),
-            aws: free_port(),
-        };
-        let sidecar_ports = Ports {
-            gcp: free_port(),
-            aws: free_port(),
-        };
+        let envoy_ports = Ports::free();
+        let sidecar_ports = Ports::free();
         let for_envoy = serve_folder(envoy_ports, &ports).await;
         let for_sidecar = serve_folder(sidecar_ports, &ports).await;
         let envoy = Envoy::start(for_envoy.running.xds_addr, "envoy-differential").await;
@@ -109,7 +103,14 @@ impl SideBySide {
         sidecar.wait_ready().await;
         for ports in [envoy_ports, sidecar_ports] {
             wait_for_backend(ports.gcp, "any.host", "/api", "api").await;
-            wait_for_backend(ports.aws, "lb.example", "/", "Web").await;
+            for aws in [
+                ports.aws,
+                ports.aws_kept,
+                ports.aws_removed,
+                ports.aws_ported,
+            ] {
+                wait_for_backend(aws, "lb.example", "/", "Web").await;
+            }
         }
         SideBySide {
             envoy_ports,
@@ -128,6 +129,9 @@ impl SideBySide {
         match front {
             Front::Gcp => ports.gcp,
             Front::Aws => ports.aws,
+            Front::AwsKept => ports.aws_kept,
+            Front::AwsRemoved => ports.aws_removed,
+            Front::AwsPorted => ports.aws_ported,
         }
     }
 }
@@ -165,14 +169,23 @@ async fn counted(
     record.with_hits(backends.hits() - before)
 }
 
-/// What is wrong with one row: the lines the two answers do not share and the expected
-/// lines an answer lacks.
+/// What is wrong with one row: the lines the two answers do not share, the expected lines
+/// an answer lacks, and the lines it holds that the row rules out.
 fn row_problems(row: &Row, by_envoy: &Record, by_sidecar: &Record) -> Vec<String> {
     let mut problems = differences(("Envoy", by_envoy), ("sidecar", by_sidecar));
     for (who, record) in [("Envoy", by_envoy), ("sidecar", by_sidecar)] {
         for line in &row.expect {
             if !record.has(line) {
                 problems.push(format!("{who}'s answer lacks `{line}`"));
+            }
+        }
+        for beginning in &row.absent {
+            for line in record
+                .0
+                .iter()
+                .filter(|l| l.starts_with(beginning.as_str()))
+            {
+                problems.push(format!("{who}'s answer holds `{line}`"));
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The differential table: the requests sent through Envoy and through the sidecar, each with
-//! what its answer must hold (so that two proxies ignoring a feature alike cannot agree their
-//! way past it). Rows go to the GCP listener or the AWS one of `config.rs`.
+//! what its answer must hold and must not (so that two proxies ignoring a feature alike cannot
+//! agree their way past it). Rows go to the GCP listener or to one of the AWS ones of
+//! `config.rs`.
 //!
 //! Left out because the sidecar refuses them by name today (issue #26 adds them here): from
 //! examples/aws-alb.yaml the `/new/#{path}` redirect (a redirect regex_rewrite), the target
@@ -20,15 +21,24 @@ use super::exchange::{self, Request};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Front {
     Gcp,
+    /// The ALB with the default attributes.
     Aws,
+    /// X-Forwarded-For and the Host kept as sent, header names with underscores dropped.
+    AwsKept,
+    /// X-Forwarded-For removed.
+    AwsRemoved,
+    /// The client's port after its address in X-Forwarded-For.
+    AwsPorted,
 }
 
-/// One row: where it goes, the request, and lines its record must hold.
+/// One row: where it goes, the request, lines its record must hold, and beginnings of lines
+/// it must not hold.
 #[derive(Clone, Debug)]
 pub struct Row {
     pub front: Front,
     pub request: Request,
     pub expect: Vec<String>,
+    pub absent: Vec<String>,
 }
 
 impl Row {
@@ -43,6 +53,7 @@ impl Row {
                 body: None,
             },
             expect: Vec::new(),
+            absent: Vec::new(),
         }
     }
 
@@ -59,6 +70,12 @@ impl Row {
     /// Lines the answer's record must hold (`backend api`, `status 301`, ...).
     fn expect(mut self, lines: &[&str]) -> Row {
         self.expect.extend(lines.iter().map(|l| l.to_string()));
+        self
+    }
+
+    /// Beginnings of lines the answer's record must not hold (`saw x-forwarded-for`).
+    fn lacks(mut self, beginnings: &[&str]) -> Row {
+        self.absent.extend(beginnings.iter().map(|b| b.to_string()));
         self
     }
 
@@ -85,6 +102,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(methods_and_forwarding_headers());
     rows.extend(timeouts_retries_affinity());
     rows.extend(aws_rows());
+    rows.extend(aws_attribute_rows());
     rows
 }
 
@@ -400,7 +418,8 @@ fn timeouts_retries_affinity() -> Vec<Row> {
 
 /// The AWS listener: aws-alb.yaml's path rule, host rule with a fixed response and redirect,
 /// each condition type (with wildcards) and priority order, redirects keeping or replacing
-/// each part, fixed responses with and without a content type and body.
+/// each part (the Host the client wrote carries the listener's port by then, as the ALB's
+/// `#{port}` does), fixed responses with and without a content type and body.
 fn aws_rows() -> Vec<Row> {
     let method = |method, target| Row::new(Front::Aws, method, "lb.example", target);
     vec![
@@ -415,8 +434,10 @@ fn aws_rows() -> Vec<Row> {
         ]),
         aws("ADMIN.example.com", "/api/users").to("ApiTargets"),
         aws("admin.example.com", "/x").expect(&["status 403"]),
-        aws("lb.example", "/old/page?x=1")
-            .expect(&["status 301", "response location: http://lb.example/new?x=1"]),
+        aws("lb.example", "/old/page?x=1").expect(&[
+            "status 301",
+            "response location: http://lb.example:<listener port>/new?x=1",
+        ]),
         aws("lb.example", "/secure/a?b=1").expect(&[
             "status 302",
             "response location: https://lb.example:8443/secure/a?b=1",
@@ -452,6 +473,55 @@ fn aws_rows() -> Vec<Row> {
         aws("lb.example", "/gone").expect(&["status 410", "body \"\""]),
         aws("lb.example", "/")
             .header("x-forwarded-for", "203.0.113.9")
-            .to("Web"),
+            .to("Web")
+            .expect(&["saw x-forwarded-for: 203.0.113.9,<client>"]),
+    ]
+}
+
+/// What the load balancer's attributes tell the backend of the client: by default its
+/// address appended to X-Forwarded-For and the listener's port on the Host (after any port
+/// the client wrote is taken off); `preserve` and the preserved Host keep both as sent (and
+/// header names with underscores are dropped there); `remove` sends no X-Forwarded-For; the
+/// client port puts `<address>:<port>` after what the client sent.
+fn aws_attribute_rows() -> Vec<Row> {
+    let to = |front, host: &str| Row::new(front, "GET", host, "/");
+    let sent = |row: Row| row.header("x-forwarded-for", "203.0.113.9, 198.51.100.2");
+    vec![
+        to(Front::Aws, "lb.example")
+            .header("x_tenant", "blue")
+            .to("Web")
+            .expect(&[
+                "saw host: lb.example:<listener port>",
+                "saw x-forwarded-for: <client>",
+                "saw x_tenant: blue",
+            ]),
+        to(Front::Aws, "LB.example:8080")
+            .to("Web")
+            .expect(&["saw host: LB.example:<listener port>"]),
+        sent(to(Front::Aws, "lb.example"))
+            .to("Web")
+            .expect(&["saw x-forwarded-for: 203.0.113.9, 198.51.100.2,<client>"]),
+        to(Front::AwsKept, "lb.example:8080")
+            .header("x_tenant", "blue")
+            .to("Web")
+            .expect(&["saw host: lb.example:8080"])
+            .lacks(&["saw x_tenant", "saw x-forwarded-for"]),
+        sent(to(Front::AwsKept, "lb.example")).to("Web").expect(&[
+            "saw host: lb.example",
+            "saw x-forwarded-for: 203.0.113.9, 198.51.100.2",
+        ]),
+        sent(to(Front::AwsRemoved, "lb.example"))
+            .to("Web")
+            .expect(&["saw host: lb.example:<listener port>"])
+            .lacks(&["saw x-forwarded-for"]),
+        to(Front::AwsRemoved, "lb.example")
+            .to("Web")
+            .lacks(&["saw x-forwarded-for"]),
+        sent(to(Front::AwsPorted, "lb.example"))
+            .to("Web")
+            .expect(&["saw x-forwarded-for: 203.0.113.9, 198.51.100.2,<client>:<port>"]),
+        to(Front::AwsPorted, "lb.example")
+            .to("Web")
+            .expect(&["saw x-forwarded-for: <client>:<port>"]),
     ]
 }
