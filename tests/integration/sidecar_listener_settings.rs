@@ -552,13 +552,17 @@ async fn http2_frames_until_closed(port: u16) -> Vec<String> {
     }
 }
 
-/// Sends GET / on `stream` every 300 ms until an answer says `connection: close` (or none
-/// comes): how many answers kept the connection, the closing answer's lines, and how the
-/// connection ended.
+/// Sends GET / on a new connection every 300 ms until an answer says `connection: close`
+/// (or none comes, or CLOSE_BOUND passes): whether answers kept the connection first, the
+/// closing answer's lines, and how the connection ended.
 async fn ask_until_told_to_close(port: u16) -> Vec<String> {
     let mut stream = connect(port).await;
     let mut kept = 0;
+    let deadline = tokio::time::Instant::now() + CLOSE_BOUND;
     loop {
+        if tokio::time::Instant::now() >= deadline {
+            return vec!["never told to close".into()];
+        }
         stream.get_mut().write_all(GET).await.unwrap();
         let answer = read_answer(&mut stream).await;
         if answer.is_empty() || answer.iter().any(|l| l == "header connection: close") {
