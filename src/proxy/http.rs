@@ -192,7 +192,8 @@ async fn route_and_forward(
         (vhost, route)
     };
     // Switchyard's step runs between the connection manager and the router: the route was
-    // chosen on the host as the client wrote it, the action sees the new one.
+    // chosen on the host the connection manager left (its port taken off), the action (a
+    // redirect's Location, the Host sent upstream) sees the listener's port on it.
     if manager.host_with_listener_port {
         append_listener_port(&mut request, connection.local.port());
     }
