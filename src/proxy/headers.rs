@@ -193,7 +193,6 @@ mod tests {
             route_name: "r".into(),
             strip_any_host_port: true,
             use_remote_address,
-            xff_num_trusted_hops: 0,
             via: via.map(str::to_string),
             skip_xff_append: false,
             drop_underscore_headers: false,

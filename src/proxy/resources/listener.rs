@@ -54,7 +54,6 @@ pub struct HttpManager {
     /// Host ports are stripped before host matching.
     pub strip_any_host_port: bool,
     pub use_remote_address: bool,
-    pub xff_num_trusted_hops: u32,
     pub via: Option<String>,
     /// `skip_xff_append`: the client's address is not appended to X-Forwarded-For (the route
     /// configuration may still add to it or remove it).
@@ -122,7 +121,6 @@ pub(super) const MANAGER_FIELDS: &[&str] = &[
     "http_filters.typed_config",
     "strip_any_host_port",
     "use_remote_address",
-    "xff_num_trusted_hops",
     "skip_xff_append",
     "via",
     "upgrade_configs.upgrade_type",
@@ -284,7 +282,6 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
             Some(StripPortMode::StripAnyHostPort(true))
         ),
         use_remote_address: manager.use_remote_address.is_some_and(|v| v.value),
-        xff_num_trusted_hops: manager.xff_num_trusted_hops,
         via: Some(manager.via.clone()).filter(|v| !v.is_empty()),
         skip_xff_append: manager.skip_xff_append,
         drop_underscore_headers,
@@ -446,6 +443,17 @@ mod tests {
         let refused = converted(&rejecting).unwrap_err();
         assert!(
             refused.contains("headers_with_underscores_action"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn trusted_hops_are_refused_since_no_client_address_is_taken_from_x_forwarded_for() {
+        let mut trusting = aws_manager();
+        trusting.xff_num_trusted_hops = 1;
+        let refused = converted(&trusting).unwrap_err();
+        assert!(
+            refused.contains("field `xff_num_trusted_hops`"),
             "{refused}"
         );
     }
