@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions,
 };
 
-use super::{decode_checked, duration, Unsupported};
+use super::{decode_checked, duration, Fault, Problem, ResourceError};
 use crate::xds::types::TypeUrl;
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -70,16 +70,15 @@ pub(super) const HTTP_OPTIONS_FIELDS: &[&str] = &[
 ];
 
 /// Converts one Cluster resource.
-pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, Unsupported> {
-    let cluster: XdsCluster = decode_checked(TypeUrl::Cluster, name, bytes, FIELDS)?;
-    let fail = |reason: String| Unsupported {
-        type_url: TypeUrl::Cluster,
-        name: name.to_string(),
-        reason,
-    };
+pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, ResourceError> {
+    read(name, bytes).map_err(|fault| fault.of(TypeUrl::Cluster, name))
+}
+
+fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
+    let cluster: XdsCluster = decode_checked(bytes, FIELDS)?;
     match cluster.cluster_discovery_type {
         Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
-        _ => return Err(fail("type: the sidecar takes EDS clusters only".into())),
+        _ => return Err(Fault::at("type", Problem::NotEds)),
     }
     let lb = match XdsLbPolicy::try_from(cluster.lb_policy) {
         Ok(XdsLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
@@ -96,29 +95,21 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, Unsupported> {
             },
         },
         _ => {
-            return Err(fail(format!(
-                "lb_policy {} is not supported",
-                cluster.lb_policy
-            )))
+            return Err(Problem::LbPolicy {
+                policy: cluster.lb_policy,
+            }
+            .into())
         }
     };
     let mut http2 = false;
     let mut idle_timeout = None;
     for (key, options) in &cluster.typed_extension_protocol_options {
         if key != HTTP_PROTOCOL_OPTIONS {
-            return Err(fail(format!(
-                "typed_extension_protocol_options[{key}] is not supported"
-            )));
+            return Err(Problem::ProtocolOptions { key: key.clone() }.into());
         }
-        let options: HttpProtocolOptions =
-            decode_checked(TypeUrl::Cluster, name, &options.value, HTTP_OPTIONS_FIELDS).map_err(
-                |e| {
-                    fail(format!(
-                        "typed_extension_protocol_options[{key}]: {}",
-                        e.reason
-                    ))
-                },
-            )?;
+        let at = format!("typed_extension_protocol_options[{key}]");
+        let options: HttpProtocolOptions = decode_checked(&options.value, HTTP_OPTIONS_FIELDS)
+            .map_err(|fault| fault.inside(&at))?;
         idle_timeout = options
             .common_http_protocol_options
             .as_ref()
@@ -129,11 +120,7 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, Unsupported> {
                 explicit.protocol_config,
                 Some(ProtocolConfig::Http2ProtocolOptions(_))
             ),
-            _ => {
-                return Err(fail(format!(
-                "typed_extension_protocol_options[{key}]: only explicit_http_config is supported"
-            )))
-            }
+            _ => return Err(Fault::at(at, Problem::NotExplicitHttpConfig)),
         };
     }
     let service_name = cluster
@@ -213,10 +200,14 @@ mod tests {
             ..Default::default()
         });
         let refused = convert("web", &cluster_with(sni)).unwrap_err();
-        assert!(
-            refused.reason.contains("upstream_http_protocol_options"),
-            "{}",
-            refused.reason
+        assert_eq!(
+            refused.fault,
+            Fault::at(
+                format!("typed_extension_protocol_options[{HTTP_PROTOCOL_OPTIONS}]"),
+                Problem::UnsupportedField {
+                    field: "upstream_http_protocol_options".into()
+                }
+            )
         );
     }
 }

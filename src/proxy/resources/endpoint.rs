@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment,
 };
 
-use super::{decode_checked, socket_address, Unsupported};
+use super::{decode_checked, socket_address, Fault, Problem, ResourceError};
 use crate::xds::types::TypeUrl;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,13 +64,13 @@ pub(super) const FIELDS: &[&str] = &[
 /// Envoy's default overprovisioning factor (140%).
 const DEFAULT_OVERPROVISIONING: u32 = 140;
 
-pub fn convert(name: &str, bytes: &[u8]) -> Result<Assignment, Unsupported> {
-    let assignment: ClusterLoadAssignment = decode_checked(TypeUrl::Endpoint, name, bytes, FIELDS)?;
-    let fail = |reason: String| Unsupported {
-        type_url: TypeUrl::Endpoint,
-        name: name.to_string(),
-        reason,
-    };
+/// Converts one ClusterLoadAssignment resource.
+pub fn convert(name: &str, bytes: &[u8]) -> Result<Assignment, ResourceError> {
+    read(name, bytes).map_err(|fault| fault.of(TypeUrl::Endpoint, name))
+}
+
+fn read(name: &str, bytes: &[u8]) -> Result<Assignment, Fault> {
+    let assignment: ClusterLoadAssignment = decode_checked(bytes, FIELDS)?;
     let mut localities = Vec::new();
     for (locality_index, group) in assignment.endpoints.iter().enumerate() {
         let locality = group.locality.clone().unwrap_or_default();
@@ -78,16 +78,23 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Assignment, Unsupported> {
         for (index, lb_endpoint) in group.lb_endpoints.iter().enumerate() {
             let at = format!("endpoints[{locality_index}].lb_endpoints[{index}]");
             let Some(HostIdentifier::Endpoint(endpoint)) = &lb_endpoint.host_identifier else {
-                return Err(fail(format!("{at}: an endpoint is required")));
+                return Err(Fault::at(
+                    at,
+                    Problem::Missing {
+                        what: "an endpoint",
+                    },
+                ));
             };
             let address = socket_address(endpoint.address.as_ref())
-                .map_err(|e| fail(format!("{at}.endpoint.address: {e}")))?;
+                .map_err(|problem| Fault::at(format!("{at}.endpoint.address"), problem))?;
             let additional = endpoint
                 .additional_addresses
                 .iter()
                 .map(|a| socket_address(a.address.as_ref()))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| fail(format!("{at}.endpoint.additional_addresses: {e}")))?;
+                .map_err(|problem| {
+                    Fault::at(format!("{at}.endpoint.additional_addresses"), problem)
+                })?;
             let health = match HealthStatus::try_from(lb_endpoint.health_status) {
                 Ok(HealthStatus::Unhealthy | HealthStatus::Timeout) => Health::Unhealthy,
                 Ok(HealthStatus::Draining) => Health::Draining,

@@ -16,18 +16,18 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use prost::Name;
 
-use super::{decode_checked, duration, socket_address, Unsupported};
+use super::{decode_checked, duration, socket_address, Fault, Problem, ResourceError};
 use crate::xds::types::TypeUrl;
 
 pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
-const ROUTER: &str = "envoy.filters.http.router";
+pub(super) const ROUTER: &str = "envoy.filters.http.router";
 /// Switchyard's Lua step that appends the listener's port to the Host (translate/frontend.rs
 /// writes it). The sidecar runs no Lua: it knows this step by its name and does what it does.
 pub const HOST_WITH_LISTENER_PORT: &str = "switchyard.host_with_listener_port";
 /// Switchyard's Lua step that follows the application's own cookie: it feeds the stateful
 /// session filter, which the sidecar does not run yet (issue #26), so it is refused with it.
-const APPLICATION_COOKIE: &str = "switchyard.sticky_application_cookie";
+pub(super) const APPLICATION_COOKIE: &str = "switchyard.sticky_application_cookie";
 
 /// A listener as the sidecar runs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,47 +140,51 @@ pub(super) const TCP_FIELDS: &[&str] = &[
 ];
 
 /// Converts one Listener resource.
-pub fn convert(name: &str, bytes: &[u8]) -> Result<Listener, Unsupported> {
-    let listener: XdsListener = decode_checked(TypeUrl::Listener, name, bytes, LISTENER_FIELDS)?;
-    let fail = |reason: String| Unsupported {
-        type_url: TypeUrl::Listener,
-        name: name.to_string(),
-        reason,
-    };
-    let mut addresses =
-        vec![socket_address(listener.address.as_ref()).map_err(|e| fail(format!("address: {e}")))?];
+pub fn convert(name: &str, bytes: &[u8]) -> Result<Listener, ResourceError> {
+    read(name, bytes).map_err(|fault| fault.of(TypeUrl::Listener, name))
+}
+
+/// What the HttpConnectionManager and TcpProxy faults are seen under.
+const MANAGER_CONFIG: &str = "filter_chains[0].filters[0].typed_config (HttpConnectionManager)";
+const TCP_CONFIG: &str = "filter_chains[0].filters[0].typed_config (TcpProxy)";
+
+fn read(name: &str, bytes: &[u8]) -> Result<Listener, Fault> {
+    let listener: XdsListener = decode_checked(bytes, LISTENER_FIELDS)?;
+    let mut addresses = vec![socket_address(listener.address.as_ref())
+        .map_err(|problem| Fault::at("address", problem))?];
     for (index, extra) in listener.additional_addresses.iter().enumerate() {
         addresses.push(
             socket_address(extra.address.as_ref())
-                .map_err(|e| fail(format!("additional_addresses[{index}]: {e}")))?,
+                .map_err(|problem| Fault::at(format!("additional_addresses[{index}]"), problem))?,
         );
     }
     let [chain] = listener.filter_chains.as_slice() else {
-        return Err(fail(format!(
-            "has {} filter chains; the sidecar runs listeners with exactly one",
-            listener.filter_chains.len()
-        )));
+        return Err(Problem::FilterChains {
+            count: listener.filter_chains.len(),
+        }
+        .into());
     };
     let [network_filter] = chain.filters.as_slice() else {
-        return Err(fail(format!(
-            "filter_chains[0] has {} filters; the sidecar runs one (an HTTP connection manager or a TCP proxy)",
-            chain.filters.len()
-        )));
+        return Err(Problem::NetworkFilters {
+            count: chain.filters.len(),
+        }
+        .into());
     };
     let Some(filter::ConfigType::TypedConfig(config)) = &network_filter.config_type else {
-        return Err(fail(
-            "filter_chains[0].filters[0] has no typed_config".into(),
-        ));
+        return Err(Problem::NoTypedConfig.into());
     };
     let kind = if config.type_url == HttpConnectionManager::type_url() {
-        ListenerKind::Http(http_manager(name, &config.value)?)
+        ListenerKind::Http(http_manager(&config.value).map_err(|f| f.inside(MANAGER_CONFIG))?)
     } else if config.type_url == TcpProxy::type_url() {
-        ListenerKind::Tcp(tcp_forward(name, &config.value)?)
+        ListenerKind::Tcp(tcp_forward(&config.value).map_err(|f| f.inside(TCP_CONFIG))?)
     } else {
-        return Err(fail(format!(
-            "filter_chains[0].filters[0]: the filter {} ({}) is not supported; the sidecar runs {HTTP_CONNECTION_MANAGER} and {TCP_PROXY}",
-            network_filter.name, config.type_url
-        )));
+        return Err(Fault::at(
+            "filter_chains[0].filters[0]",
+            Problem::NetworkFilter {
+                name: network_filter.name.clone(),
+                type_url: config.type_url.clone(),
+            },
+        ));
     };
     Ok(Listener {
         name: name.to_string(),
@@ -190,22 +194,10 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Listener, Unsupported> {
     })
 }
 
-fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
-    let prefix = "filter_chains[0].filters[0].typed_config (HttpConnectionManager)";
-    let manager: HttpConnectionManager =
-        decode_checked(TypeUrl::Listener, name, bytes, MANAGER_FIELDS).map_err(|mut e| {
-            e.reason = format!("{prefix}: {}", e.reason);
-            e
-        })?;
-    let fail = |reason: String| Unsupported {
-        type_url: TypeUrl::Listener,
-        name: name.to_string(),
-        reason: format!("{prefix}: {reason}"),
-    };
+fn http_manager(bytes: &[u8]) -> Result<HttpManager, Fault> {
+    let manager: HttpConnectionManager = decode_checked(bytes, MANAGER_FIELDS)?;
     let Some(RouteSpecifier::Rds(rds)) = &manager.route_specifier else {
-        return Err(fail(
-            "routes must come over RDS (rds.route_config_name)".into(),
-        ));
+        return Err(Problem::RoutesNotOverRds.into());
     };
     let mut host_with_listener_port = false;
     for (index, http_filter) in manager.http_filters.iter().enumerate() {
@@ -213,33 +205,25 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
             Some(http_filter::ConfigType::TypedConfig(config)) => Some(config),
             _ => None,
         };
+        let at = format!("http_filters[{index}]");
         match http_filter.name.as_str() {
             ROUTER => {
                 if let Some(config) = config {
-                    router_config(name, config).map_err(|mut e| {
-                        e.reason = format!(
-                            "{prefix}: http_filters[{index}].typed_config (Router): {}",
-                            e.reason
-                        );
-                        e
-                    })?;
+                    router_config(config)
+                        .map_err(|f| f.inside(&format!("{at}.typed_config (Router)")))?;
                 }
             }
             HOST_WITH_LISTENER_PORT if config.is_some_and(|c| c.type_url == Lua::type_url()) => {
                 host_with_listener_port = true;
             }
-            APPLICATION_COOKIE => {
-                return Err(fail(format!(
-                    "http_filters[{index}]: Switchyard's step {APPLICATION_COOKIE} feeds the \
-                     stateful session filter, which the sidecar does not run yet"
-                )))
-            }
+            APPLICATION_COOKIE => return Err(Fault::at(at, Problem::ApplicationCookieStep)),
             other => {
-                return Err(fail(format!(
-                    "http_filters[{index}]: the HTTP filter {other} is not supported; the \
-                     sidecar runs {ROUTER} and, of Lua filters, only Switchyard's named step \
-                     {HOST_WITH_LISTENER_PORT}"
-                )))
+                return Err(Fault::at(
+                    at,
+                    Problem::HttpFilter {
+                        name: other.to_string(),
+                    },
+                ))
             }
         }
     }
@@ -250,11 +234,10 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
             Ok(HeadersWithUnderscoresAction::Allow) => false,
             Ok(HeadersWithUnderscoresAction::DropHeader) => true,
             _ => {
-                return Err(fail(format!(
-                    "common_http_protocol_options.headers_with_underscores_action: {action} is \
-                     not supported; the sidecar allows such headers (ALLOW) or drops them \
-                     (DROP_HEADER)"
-                )))
+                return Err(Fault::at(
+                    "common_http_protocol_options.headers_with_underscores_action",
+                    Problem::UnderscoreHeadersAction { action },
+                ))
             }
         },
     };
@@ -266,10 +249,12 @@ fn http_manager(name: &str, bytes: &[u8]) -> Result<HttpManager, Unsupported> {
     let mut websocket = false;
     for (index, upgrade) in manager.upgrade_configs.iter().enumerate() {
         if !upgrade.upgrade_type.eq_ignore_ascii_case("websocket") {
-            return Err(fail(format!(
-                "upgrade_configs[{index}].upgrade_type: `{}` is not supported; the sidecar upgrades to websocket only",
-                upgrade.upgrade_type
-            )));
+            return Err(Fault::at(
+                format!("upgrade_configs[{index}].upgrade_type"),
+                Problem::UpgradeType {
+                    upgrade_type: upgrade.upgrade_type.clone(),
+                },
+            ));
         }
         websocket = true;
     }
@@ -297,33 +282,20 @@ fn non_zero(value: Option<&envoy_types::pb::google::protobuf::Duration>) -> Opti
 
 /// The router filter's own config: nothing in it changes what the sidecar does, so only
 /// `dynamic_stats` (statistics the sidecar does not keep) is accepted.
-fn router_config(
-    name: &str,
-    config: &envoy_types::pb::google::protobuf::Any,
-) -> Result<(), Unsupported> {
+fn router_config(config: &envoy_types::pb::google::protobuf::Any) -> Result<(), Fault> {
     if config.type_url != Router::type_url() {
-        return Err(Unsupported {
-            type_url: TypeUrl::Listener,
-            name: name.to_string(),
-            reason: format!("the type {} is not the router's", config.type_url),
-        });
+        return Err(Problem::NotRouterConfig {
+            type_url: config.type_url.clone(),
+        }
+        .into());
     }
-    decode_checked::<Router>(TypeUrl::Listener, name, &config.value, ROUTER_FIELDS).map(drop)
+    decode_checked::<Router>(&config.value, ROUTER_FIELDS).map(drop)
 }
 
-fn tcp_forward(name: &str, bytes: &[u8]) -> Result<TcpForward, Unsupported> {
-    let prefix = "filter_chains[0].filters[0].typed_config (TcpProxy)";
-    let proxy: TcpProxy =
-        decode_checked(TypeUrl::Listener, name, bytes, TCP_FIELDS).map_err(|mut e| {
-            e.reason = format!("{prefix}: {}", e.reason);
-            e
-        })?;
+fn tcp_forward(bytes: &[u8]) -> Result<TcpForward, Fault> {
+    let proxy: TcpProxy = decode_checked(bytes, TCP_FIELDS)?;
     let Some(tcp_proxy::ClusterSpecifier::Cluster(cluster)) = proxy.cluster_specifier else {
-        return Err(Unsupported {
-            type_url: TypeUrl::Listener,
-            name: name.to_string(),
-            reason: format!("{prefix}: a cluster is required"),
-        });
+        return Err(Problem::Missing { what: "a cluster" }.into());
     };
     Ok(TcpForward {
         cluster,
@@ -386,8 +358,35 @@ mod tests {
         }
     }
 
-    fn converted(manager: &HttpConnectionManager) -> Result<HttpManager, String> {
-        http_manager("l", &manager.encode_to_vec()).map_err(|e| e.reason)
+    fn converted(manager: &HttpConnectionManager) -> Result<HttpManager, Fault> {
+        http_manager(&manager.encode_to_vec())
+    }
+
+    /// A listener on port 80 running `manager`, encoded.
+    fn listener_with(manager: &HttpConnectionManager) -> Vec<u8> {
+        use envoy_types::pb::envoy::config::core::v3::{
+            address, socket_address::PortSpecifier, Address, SocketAddress,
+        };
+        use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain};
+        XdsListener {
+            name: "l".into(),
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: "127.0.0.1".into(),
+                    port_specifier: Some(PortSpecifier::PortValue(80)),
+                    ..Default::default()
+                })),
+            }),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: HTTP_CONNECTION_MANAGER.into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(any(manager))),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec()
     }
 
     #[test]
@@ -419,18 +418,30 @@ mod tests {
     fn lua_filters_other_than_switchyards_named_step_are_refused_by_name() {
         let mut other = aws_manager();
         other.http_filters[0].name = "envoy.filters.http.lua".into();
-        let refused = converted(&other).unwrap_err();
-        assert!(
-            refused.contains("http_filters[0]: the HTTP filter envoy.filters.http.lua"),
-            "{refused}"
+        assert_eq!(
+            converted(&other).unwrap_err(),
+            Fault::at(
+                "http_filters[0]",
+                Problem::HttpFilter {
+                    name: "envoy.filters.http.lua".into()
+                }
+            )
         );
         let mut sticky = aws_manager();
         sticky.http_filters[0].name = APPLICATION_COOKIE.into();
-        let refused = converted(&sticky).unwrap_err();
-        assert!(refused.contains("stateful session"), "{refused}");
+        assert_eq!(
+            converted(&sticky).unwrap_err(),
+            Fault::at("http_filters[0]", Problem::ApplicationCookieStep)
+        );
         let mut not_lua = aws_manager();
         not_lua.http_filters[0] = filter(HOST_WITH_LISTENER_PORT, any(&Router::default()));
-        assert!(converted(&not_lua).is_err(), "the step is a Lua filter");
+        assert_eq!(
+            converted(&not_lua).unwrap_err().problem,
+            Problem::HttpFilter {
+                name: HOST_WITH_LISTENER_PORT.into()
+            },
+            "the step is a Lua filter"
+        );
     }
 
     #[test]
@@ -440,10 +451,14 @@ mod tests {
             options.headers_with_underscores_action =
                 HeadersWithUnderscoresAction::RejectRequest as i32;
         }
-        let refused = converted(&rejecting).unwrap_err();
-        assert!(
-            refused.contains("headers_with_underscores_action"),
-            "{refused}"
+        assert_eq!(
+            converted(&rejecting).unwrap_err(),
+            Fault::at(
+                "common_http_protocol_options.headers_with_underscores_action",
+                Problem::UnderscoreHeadersAction {
+                    action: HeadersWithUnderscoresAction::RejectRequest as i32
+                }
+            )
         );
     }
 
@@ -451,10 +466,36 @@ mod tests {
     fn trusted_hops_are_refused_since_no_client_address_is_taken_from_x_forwarded_for() {
         let mut trusting = aws_manager();
         trusting.xff_num_trusted_hops = 1;
-        let refused = converted(&trusting).unwrap_err();
-        assert!(
-            refused.contains("field `xff_num_trusted_hops`"),
-            "{refused}"
+        assert_eq!(
+            converted(&trusting).unwrap_err().problem,
+            Problem::UnsupportedField {
+                field: "xff_num_trusted_hops".into()
+            }
         );
+    }
+
+    /// The NACK's words, which the management server shows: they name the embedded manager,
+    /// then the filter, then what the sidecar runs instead.
+    #[test]
+    fn a_refusal_inside_the_manager_reads_from_the_listener_down() {
+        let mut other = aws_manager();
+        other.http_filters[1] = filter(ROUTER, any(&Lua::default()));
+        let refused = convert("l", &listener_with(&other)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "Listener l: filter_chains[0].filters[0].typed_config (HttpConnectionManager): \
+             http_filters[1].typed_config (Router): the type \
+             type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua is not the router's"
+        );
+        other.http_filters[0].name = "envoy.filters.http.lua".into();
+        let refused = convert("l", &listener_with(&other)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "Listener l: filter_chains[0].filters[0].typed_config (HttpConnectionManager): \
+             http_filters[0]: the HTTP filter envoy.filters.http.lua is not supported; the \
+             sidecar runs envoy.filters.http.router and, of Lua filters, only Switchyard's \
+             named step switchyard.host_with_listener_port"
+        );
+        assert!(convert("l", &listener_with(&aws_manager())).is_ok());
     }
 }

@@ -1,38 +1,21 @@
 //! xDS resources → the sidecar's own typed config. Each converter takes one encoded resource,
 //! refuses any field it does not implement (by path, so the NACK says which), and returns a
-//! plain Rust value the data plane uses as is. Pure: no sockets, no clocks.
+//! plain Rust value the data plane uses as is. Pure: no sockets, no clocks. A refusal is a
+//! [`ResourceError`]: the resource, the path of the field at fault, and a [`Problem`] that
+//! callers match and whose text is the NACK's.
 //!
 //! Must not: know the control plane; everything here is read from xDS resources.
 
 pub mod cluster;
 pub mod endpoint;
+pub mod error;
 pub mod fields;
 pub mod listener;
 pub mod route;
 
 use prost::Message;
 
-use crate::xds::types::TypeUrl;
-
-/// Why a resource cannot be applied: its type and name, and the field at fault.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unsupported {
-    pub type_url: TypeUrl,
-    pub name: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}",
-            self.type_url.short_name(),
-            self.name,
-            self.reason
-        )
-    }
-}
+pub use error::{Fault, Problem, ResourceError};
 
 /// Every field the sidecar NACKs, by message, as Markdown (docs/sidecar-nacked-fields.md is
 /// this text; a unit test keeps the two equal).
@@ -85,21 +68,12 @@ pub fn nacked_fields_report() -> String {
 
 /// Decodes a resource of `M`, and checks that it sets nothing outside `supported`.
 fn decode_checked<M: Message + Default + prost::Name>(
-    type_url: TypeUrl,
-    name: &str,
     bytes: &[u8],
     supported: &[&str],
-) -> Result<M, Unsupported> {
-    let fail = |reason: String| Unsupported {
-        type_url,
-        name: name.to_string(),
-        reason,
-    };
-    let message = M::decode(bytes).map_err(|error| fail(format!("cannot be decoded: {error}")))?;
-    if let Some(path) = fields::first_unsupported_in(&M::type_url(), bytes, supported) {
-        return Err(fail(format!(
-            "field `{path}` is not supported by the sidecar"
-        )));
+) -> Result<M, Fault> {
+    let message = M::decode(bytes).map_err(Problem::Undecodable)?;
+    if let Some(field) = fields::first_unsupported_in(&M::type_url(), bytes, supported) {
+        return Err(Problem::UnsupportedField { field }.into());
     }
     Ok(message)
 }
@@ -112,20 +86,24 @@ pub fn duration(value: &envoy_types::pb::google::protobuf::Duration) -> std::tim
 /// An IP socket address (the sidecar does not resolve names in resources).
 fn socket_address(
     address: Option<&envoy_types::pb::envoy::config::core::v3::Address>,
-) -> Result<std::net::SocketAddr, String> {
+) -> Result<std::net::SocketAddr, Problem> {
     use envoy_types::pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
     let Some(address::Address::SocketAddress(socket)) = address.and_then(|a| a.address.as_ref())
     else {
-        return Err("a socket address is required".into());
+        return Err(Problem::Missing {
+            what: "a socket address",
+        });
     };
-    let ip: std::net::IpAddr = socket
-        .address
-        .parse()
-        .map_err(|_| format!("`{}` is not an IP address", socket.address))?;
+    let ip: std::net::IpAddr = socket.address.parse().map_err(|_| Problem::NotValid {
+        value: socket.address.clone(),
+        expected: "an IP address",
+    })?;
     let Some(PortSpecifier::PortValue(port)) = socket.port_specifier else {
-        return Err("a port_value is required".into());
+        return Err(Problem::Missing {
+            what: "a port_value",
+        });
     };
-    let port = u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?;
+    let port = u16::try_from(port).map_err(|_| Problem::PortOutOfRange { port })?;
     Ok(std::net::SocketAddr::new(ip, port))
 }
 

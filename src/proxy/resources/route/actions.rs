@@ -15,8 +15,9 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use http::{HeaderName, HeaderValue};
 
+use super::super::{Fault, Problem};
+use super::duration;
 use super::matchers::{header_match, HeaderMatch, PathMatch};
-use super::{duration, Failure};
 
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -142,9 +143,14 @@ const VARIABLES: [(&str, TextPart); 6] = [
     ("DOWNSTREAM_REMOTE_PORT", TextPart::RemotePort),
 ];
 
+/// The variables the sidecar fills in, as a header value writes them (for refusals).
+pub(crate) fn known_variables() -> String {
+    VARIABLES.map(|(known, _)| format!("%{known}%")).join(", ")
+}
+
 /// A header value as Envoy reads it: `%%` is a percent sign, `%NAME%` a variable (only the
 /// connection's addresses and ports are known here; any other is refused by name).
-fn header_text(value: &str) -> Result<HeaderText, String> {
+fn header_text(value: &str) -> Result<HeaderText, Problem> {
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut rest = value;
@@ -157,17 +163,16 @@ fn header_text(value: &str) -> Result<HeaderText, String> {
             continue;
         }
         let Some(end) = after.find('%') else {
-            return Err(format!(
-                "the value `{value}` has an unterminated %…% variable"
-            ));
+            return Err(Problem::UnterminatedVariable {
+                value: value.to_string(),
+            });
         };
         let name = &after[..end];
         let Some((_, part)) = VARIABLES.iter().find(|(known, _)| *known == name) else {
-            return Err(format!(
-                "the value `{value}` uses %{name}%, which the sidecar does not fill in \
-                 (it knows {})",
-                VARIABLES.map(|(known, _)| format!("%{known}%")).join(", ")
-            ));
+            return Err(Problem::UnknownVariable {
+                value: value.to_string(),
+                variable: name.to_string(),
+            });
         };
         if !literal.is_empty() {
             parts.push(TextPart::Literal(std::mem::take(&mut literal)));
@@ -176,8 +181,10 @@ fn header_text(value: &str) -> Result<HeaderText, String> {
         rest = &after[end + 1..];
     }
     literal.push_str(rest);
-    let fixed = HeaderValue::from_str(&literal)
-        .map_err(|_| format!("`{value}` is not a valid header value"))?;
+    let fixed = HeaderValue::from_str(&literal).map_err(|_| Problem::NotValid {
+        value: value.to_string(),
+        expected: "a valid header value",
+    })?;
     if parts.is_empty() {
         return Ok(HeaderText::Fixed(fixed));
     }
@@ -281,7 +288,7 @@ pub fn retry_fields(prefix: &str) -> Vec<String> {
 pub fn action(
     route: &envoy_types::pb::envoy::config::route::v3::Route,
     path: &PathMatch,
-) -> Result<Action, Failure> {
+) -> Result<Action, Fault> {
     Ok(match &route.action {
         Some(XdsAction::Route(action)) => Action::Forward(forward(action, path)?),
         Some(XdsAction::Redirect(redirect_action)) => {
@@ -298,16 +305,11 @@ pub fn action(
                 })
                 .unwrap_or_default(),
         },
-        _ => {
-            return Err((
-                String::new(),
-                "the action must be route, redirect or direct_response".into(),
-            ))
-        }
+        _ => return Err(Problem::RouteActionKind.into()),
     })
 }
 
-fn forward(action: &RouteAction, path: &PathMatch) -> Result<Forward, Failure> {
+fn forward(action: &RouteAction, path: &PathMatch) -> Result<Forward, Fault> {
     let clusters = match &action.cluster_specifier {
         Some(ClusterSpecifier::Cluster(name)) => vec![WeightedCluster {
             name: name.clone(),
@@ -328,16 +330,16 @@ fn forward(action: &RouteAction, path: &PathMatch) -> Result<Forward, Failure> {
                         &c.response_headers_to_add,
                         &c.response_headers_to_remove,
                     )
-                    .map_err(|e| {
-                        super::split_reason(&format!(".route.weighted_clusters.clusters[{i}].{e}"))
-                    })?,
+                    .map_err(|f| f.under(&format!("route.weighted_clusters.clusters[{i}]")))?,
                 })
             })
-            .collect::<Result<_, Failure>>()?,
+            .collect::<Result<_, Fault>>()?,
         _ => {
-            return Err((
-                ".route".into(),
-                "a cluster or weighted_clusters is required".into(),
+            return Err(Fault::at(
+                "route",
+                Problem::Missing {
+                    what: "a cluster or weighted_clusters",
+                },
             ))
         }
     };
@@ -354,24 +356,27 @@ fn forward(action: &RouteAction, path: &PathMatch) -> Result<Forward, Failure> {
             },
             Some(PolicySpecifier::ConnectionProperties(p)) if p.source_ip => HashPolicy::SourceIp,
             _ => {
-                return Err((
-                    format!(".route.hash_policy[{i}]"),
-                    "only header, cookie and source_ip hashing are supported".into(),
+                return Err(Fault::at(
+                    format!("route.hash_policy[{i}]"),
+                    Problem::HashPolicy,
                 ))
             }
         });
     }
     let prefix_rewrite = non_empty(&action.prefix_rewrite);
     if prefix_rewrite.is_some() {
-        rewritable(path).map_err(|e| (".route.prefix_rewrite".to_string(), e))?;
+        rewritable(path).map_err(|p| Fault::at("route.prefix_rewrite", p))?;
     }
     let host_rewrite = match &action.host_rewrite_specifier {
         Some(HostRewriteSpecifier::HostRewriteLiteral(host)) => Some(
             HeaderValue::from_str(host)
                 .map_err(|_| {
-                    (
-                        ".route.host_rewrite_literal".to_string(),
-                        format!("`{host}` is not a valid host"),
+                    Fault::at(
+                        "route.host_rewrite_literal",
+                        Problem::NotValid {
+                            value: host.clone(),
+                            expected: "a valid host",
+                        },
                     )
                 })?
                 .to_str()
@@ -388,14 +393,14 @@ fn forward(action: &RouteAction, path: &PathMatch) -> Result<Forward, Failure> {
             .as_ref()
             .map(retry)
             .transpose()
-            .map_err(|e| (".route.retry_policy".to_string(), e))?,
+            .map_err(|p| Fault::at("route.retry_policy", p))?,
         hash,
         prefix_rewrite,
         host_rewrite,
     })
 }
 
-fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Failure> {
+fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Fault> {
     let scheme = match &action.scheme_rewrite_specifier {
         Some(SchemeRewriteSpecifier::HttpsRedirect(true)) => Some("https".to_string()),
         Some(SchemeRewriteSpecifier::SchemeRedirect(scheme)) if !scheme.is_empty() => {
@@ -403,19 +408,17 @@ fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Failu
         }
         _ => None,
     };
-    let port = match action.port_redirect {
-        0 => None,
-        port => Some(u16::try_from(port).map_err(|_| {
-            (
-                ".redirect.port_redirect".to_string(),
-                format!("port {port} is out of range"),
-            )
-        })?),
-    };
+    let port =
+        match action.port_redirect {
+            0 => None,
+            port => Some(u16::try_from(port).map_err(|_| {
+                Fault::at("redirect.port_redirect", Problem::PortOutOfRange { port })
+            })?),
+        };
     let (path_redirect, prefix_rewrite) = match &action.path_rewrite_specifier {
         Some(PathRewriteSpecifier::PathRedirect(p)) => (non_empty(p), None),
         Some(PathRewriteSpecifier::PrefixRewrite(p)) => {
-            rewritable(path).map_err(|e| (".redirect.prefix_rewrite".to_string(), e))?;
+            rewritable(path).map_err(|p| Fault::at("redirect.prefix_rewrite", p))?;
             (None, Some(p.clone()))
         }
         _ => (None, None),
@@ -427,9 +430,12 @@ fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Failu
         Ok(RedirectResponseCode::TemporaryRedirect) => 307,
         Ok(RedirectResponseCode::PermanentRedirect) => 308,
         Err(_) => {
-            return Err((
-                ".redirect.response_code".into(),
-                format!("unknown response code {}", action.response_code),
+            return Err(Fault::at(
+                "redirect.response_code",
+                Problem::UnknownCode {
+                    field: "response code",
+                    value: action.response_code,
+                },
             ))
         }
     };
@@ -445,12 +451,9 @@ fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Failu
 }
 
 /// A prefix rewrite needs to know which part of the path the route matched.
-fn rewritable(path: &PathMatch) -> Result<(), String> {
+fn rewritable(path: &PathMatch) -> Result<(), Problem> {
     match path {
-        PathMatch::Regex(_) => Err(
-            "a prefix rewrite needs a prefix, path or path_separated_prefix match, not safe_regex"
-                .into(),
-        ),
+        PathMatch::Regex(_) => Err(Problem::PrefixRewriteOfRegex),
         _ => Ok(()),
     }
 }
@@ -459,7 +462,8 @@ fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_string())
 }
 
-pub fn retry(policy: &RetryPolicy) -> Result<Retry, String> {
+/// A retry policy; what can be wrong is a header matcher (no index is named).
+pub fn retry(policy: &RetryPolicy) -> Result<Retry, Problem> {
     Ok(Retry {
         retry_on: policy
             .retry_on
@@ -477,30 +481,37 @@ pub fn retry(policy: &RetryPolicy) -> Result<Retry, String> {
     })
 }
 
-/// The header changes of one level from its four lists.
+/// The header changes of one level from its four lists; a fault names the list and index
+/// (`request_headers_to_add[2]`).
 pub fn header_changes(
     request_add: &[HeaderValueOption],
     request_remove: &[String],
     response_add: &[HeaderValueOption],
     response_remove: &[String],
-) -> Result<HeaderChanges, String> {
+) -> Result<HeaderChanges, Fault> {
     Ok(HeaderChanges {
-        request: header_edits(request_add, request_remove)
-            .map_err(|e| format!("request_headers_to_{e}"))?,
-        response: header_edits(response_add, response_remove)
-            .map_err(|e| format!("response_headers_to_{e}"))?,
+        request: header_edits("request", request_add, request_remove)?,
+        response: header_edits("response", response_add, response_remove)?,
     })
 }
 
-fn header_edits(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderEdits, String> {
+/// The edits of one side (`request` or `response`).
+fn header_edits(
+    side: &str,
+    add: &[HeaderValueOption],
+    remove: &[String],
+) -> Result<HeaderEdits, Fault> {
     let mut edits = HeaderEdits::default();
     for (i, name) in remove.iter().enumerate() {
-        edits
-            .remove
-            .push(modifiable_name(name).map_err(|e| format!("remove[{i}]: {e}"))?);
+        edits.remove.push(
+            modifiable_name(name)
+                .map_err(|p| Fault::at(format!("{side}_headers_to_remove[{i}]"), p))?,
+        );
     }
     for (i, option) in add.iter().enumerate() {
-        if let Some(addition) = header_addition(option).map_err(|e| format!("add[{i}]: {e}"))? {
+        let addition = header_addition(option)
+            .map_err(|p| Fault::at(format!("{side}_headers_to_add[{i}]"), p))?;
+        if let Some(addition) = addition {
             edits.add.push(addition);
         }
     }
@@ -508,9 +519,9 @@ fn header_edits(add: &[HeaderValueOption], remove: &[String]) -> Result<HeaderEd
 }
 
 /// One header to add; None for an empty value, which Envoy does not add.
-fn header_addition(option: &HeaderValueOption) -> Result<Option<HeaderAddition>, String> {
+fn header_addition(option: &HeaderValueOption) -> Result<Option<HeaderAddition>, Problem> {
     let Some(header) = &option.header else {
-        return Err("a header is required".into());
+        return Err(Problem::Missing { what: "a header" });
     };
     let name = modifiable_name(&header.key)?;
     if header.value.is_empty() {
@@ -526,21 +537,28 @@ fn header_addition(option: &HeaderValueOption) -> Result<Option<HeaderAddition>,
             Ok(HeaderAppendAction::AddIfAbsent) => AddMode::AddIfAbsent,
             Ok(HeaderAppendAction::OverwriteIfExistsOrAdd) => AddMode::Overwrite,
             Ok(HeaderAppendAction::OverwriteIfExists) => AddMode::OverwriteIfExists,
-            Err(_) => return Err(format!("unknown append_action {}", option.append_action)),
+            Err(_) => {
+                return Err(Problem::UnknownCode {
+                    field: "append_action",
+                    value: option.append_action,
+                })
+            }
         },
     };
     Ok(Some(HeaderAddition { name, value, mode }))
 }
 
 /// A header name a route may change: not a pseudo-header, not Host (as in Envoy).
-fn modifiable_name(name: &str) -> Result<HeaderName, String> {
+fn modifiable_name(name: &str) -> Result<HeaderName, Problem> {
     if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
-        return Err(format!(
-            "`{name}`: pseudo-headers and Host cannot be changed"
-        ));
+        return Err(Problem::ProtectedHeader {
+            name: name.to_string(),
+        });
     }
-    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-        .map_err(|_| format!("`{name}` is not a valid header name"))
+    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| Problem::NotValid {
+        value: name.to_string(),
+        expected: "a valid header name",
+    })
 }
 
 #[cfg(test)]
@@ -565,12 +583,31 @@ mod tests {
             let remove: Vec<String> = remove.iter().map(|r| r.to_string()).collect();
             header_changes(&[add], &remove, &[], &[]).unwrap_err()
         };
-        assert!(
-            refused(option("x-client", "%DOWNSTREAM_PEER_URI_SAN%"), &[])
-                .starts_with("request_headers_to_add[0]: the value"),
+        assert_eq!(
+            refused(option("x-client", "%DOWNSTREAM_PEER_URI_SAN%"), &[]),
+            Fault::at(
+                "request_headers_to_add[0]",
+                Problem::UnknownVariable {
+                    value: "%DOWNSTREAM_PEER_URI_SAN%".into(),
+                    variable: "DOWNSTREAM_PEER_URI_SAN".into()
+                }
+            )
         );
-        assert!(refused(option(":path", "/x"), &[]).contains("pseudo-headers"));
-        assert!(refused(option("x-ok", "1"), &["host"]).starts_with("request_headers_to_remove[0]"));
+        assert_eq!(
+            refused(option(":path", "/x"), &[]).problem,
+            Problem::ProtectedHeader {
+                name: ":path".into()
+            }
+        );
+        assert_eq!(
+            refused(option("x-ok", "1"), &["host"]),
+            Fault::at(
+                "request_headers_to_remove[0]",
+                Problem::ProtectedHeader {
+                    name: "host".into()
+                }
+            )
+        );
         let kept = header_changes(
             &[option("x-pct", "100%%"), option("x-empty", "")],
             &[],
@@ -583,7 +620,12 @@ mod tests {
         let template = header_text("by %DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%").unwrap();
         assert!(matches!(template, HeaderText::Template(parts)
             if parts == [TextPart::Literal("by ".into()), TextPart::LocalAddress]));
-        assert!(refused(option("x-client", "50%"), &[]).contains("unterminated"));
+        assert_eq!(
+            refused(option("x-client", "50%"), &[]).problem,
+            Problem::UnterminatedVariable {
+                value: "50%".into()
+            }
+        );
         assert_eq!(kept.request.add[0].mode, AddMode::Append);
     }
 
@@ -595,9 +637,10 @@ mod tests {
             ..Default::default()
         };
         let regex = PathMatch::Regex(regex::Regex::new("/x").unwrap());
-        let (at, why) = forward(&action, &regex).unwrap_err();
-        assert_eq!(at, ".route.prefix_rewrite");
-        assert!(why.contains("not safe_regex"), "{why}");
+        assert_eq!(
+            forward(&action, &regex).unwrap_err(),
+            Fault::at("route.prefix_rewrite", Problem::PrefixRewriteOfRegex)
+        );
         assert!(forward(&action, &PathMatch::Prefix("/old".into())).is_ok());
     }
 }

@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 
-use super::Failure;
+use super::super::{Fault, Problem};
 
 #[derive(Clone, Debug)]
 pub enum PathMatch {
@@ -78,41 +78,38 @@ pub fn header_matcher_fields(prefix: &str) -> Vec<String> {
 }
 
 /// The path matcher of a route's match.
-pub fn path_match(matcher: &RouteMatch) -> Result<PathMatch, Failure> {
+pub fn path_match(matcher: &RouteMatch) -> Result<PathMatch, Fault> {
     Ok(match &matcher.path_specifier {
         Some(PathSpecifier::Prefix(prefix)) => PathMatch::Prefix(prefix.clone()),
         Some(PathSpecifier::Path(path)) => PathMatch::Exact(path.clone()),
         Some(PathSpecifier::SafeRegex(regex)) => PathMatch::Regex(
-            full_regex(&regex.regex).map_err(|e| (".match.safe_regex".to_string(), e))?,
+            full_regex(&regex.regex).map_err(|p| Fault::at("match.safe_regex", p))?,
         ),
         Some(PathSpecifier::PathSeparatedPrefix(prefix)) => {
             PathMatch::SeparatedPrefix(prefix.clone())
         }
         _ => {
-            return Err((
-                ".match".into(),
-                "a prefix, path, safe_regex or path_separated_prefix is required".into(),
+            return Err(Fault::at(
+                "match",
+                Problem::Missing {
+                    what: "a prefix, path, safe_regex or path_separated_prefix",
+                },
             ))
         }
     })
 }
 
 /// The query-parameter matchers of a route's match.
-pub fn query_matches(matcher: &RouteMatch) -> Result<Vec<QueryMatch>, Failure> {
+pub fn query_matches(matcher: &RouteMatch) -> Result<Vec<QueryMatch>, Fault> {
     let mut query = Vec::new();
     for (i, parameter) in matcher.query_parameters.iter().enumerate() {
-        let at = format!(".match.query_parameters[{i}]");
+        let at = format!("match.query_parameters[{i}]");
         let matcher = match &parameter.query_parameter_match_specifier {
             Some(QueryParameterMatchSpecifier::StringMatch(m)) => {
-                Some(text_match(m).map_err(|e| (at.clone(), e))?)
+                Some(text_match(m).map_err(|p| Fault::at(at.clone(), p))?)
             }
             Some(QueryParameterMatchSpecifier::PresentMatch(true)) => None,
-            _ => {
-                return Err((
-                    at,
-                    "only string_match and present_match are supported".into(),
-                ))
-            }
+            _ => return Err(Fault::at(at, Problem::QueryMatcher)),
         };
         query.push(QueryMatch {
             name: parameter.name.clone(),
@@ -122,7 +119,8 @@ pub fn query_matches(matcher: &RouteMatch) -> Result<Vec<QueryMatch>, Failure> {
     Ok(query)
 }
 
-pub fn header_match(header: &HeaderMatcher) -> Result<HeaderMatch, String> {
+/// One header matcher.
+pub fn header_match(header: &HeaderMatcher) -> Result<HeaderMatch, Problem> {
     let text = |matcher: TextMatch| HeaderTest::Text {
         matcher,
         ignore_case: false,
@@ -157,20 +155,22 @@ pub fn header_match(header: &HeaderMatcher) -> Result<HeaderMatch, String> {
     })
 }
 
-fn text_match(matcher: &StringMatcher) -> Result<(TextMatch, bool), String> {
+fn text_match(matcher: &StringMatcher) -> Result<(TextMatch, bool), Problem> {
     let text = match &matcher.match_pattern {
         Some(MatchPattern::Exact(v)) => TextMatch::Exact(v.clone()),
         Some(MatchPattern::Prefix(v)) => TextMatch::Prefix(v.clone()),
         Some(MatchPattern::Suffix(v)) => TextMatch::Suffix(v.clone()),
         Some(MatchPattern::Contains(v)) => TextMatch::Contains(v.clone()),
         Some(MatchPattern::SafeRegex(r)) => TextMatch::Regex(full_regex(&r.regex)?),
-        _ => return Err("this string matcher is not supported".into()),
+        _ => return Err(Problem::StringMatcher),
     };
     Ok((text, matcher.ignore_case))
 }
 
 /// A regex that must match the whole text, as Envoy's safe_regex does.
-fn full_regex(pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(&format!("^(?:{pattern})$"))
-        .map_err(|e| format!("the regex `{pattern}` does not compile: {e}"))
+fn full_regex(pattern: &str) -> Result<regex::Regex, Problem> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|error| Problem::Regex {
+        pattern: pattern.to_string(),
+        error,
+    })
 }

@@ -16,7 +16,9 @@ pub use actions::{
 };
 pub use matchers::{HeaderMatch, HeaderTest, PathMatch, QueryMatch, TextMatch};
 
-use super::{decode_checked, duration, Unsupported};
+pub(crate) use actions::known_variables;
+
+use super::{decode_checked, duration, Fault, Problem, ResourceError};
 use crate::xds::types::TypeUrl;
 
 #[derive(Clone, Debug)]
@@ -44,9 +46,6 @@ pub struct Route {
     pub action: Action,
     pub header_changes: HeaderChanges,
 }
-
-/// Where in a route a conversion failed (a path suffix such as `.route.timeout`), and why.
-type Failure = (String, String);
 
 /// Every RouteConfiguration field the sidecar applies; anything else is NACKed by path.
 static FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
@@ -89,61 +88,25 @@ pub fn supported_fields() -> Vec<String> {
     FIELDS.clone()
 }
 
-fn fail(name: &str, reason: String) -> Unsupported {
-    Unsupported {
-        type_url: TypeUrl::Route,
-        name: name.to_string(),
-        reason,
-    }
+/// Converts one RouteConfiguration resource.
+pub fn convert(name: &str, bytes: &[u8]) -> Result<RouteTable, ResourceError> {
+    read(name, bytes).map_err(|fault| fault.of(TypeUrl::Route, name))
 }
 
-/// Converts one RouteConfiguration resource.
-pub fn convert(name: &str, bytes: &[u8]) -> Result<RouteTable, Unsupported> {
+fn read(name: &str, bytes: &[u8]) -> Result<RouteTable, Fault> {
     let supported: Vec<&str> = FIELDS.iter().map(String::as_str).collect();
-    let config: RouteConfiguration = decode_checked(TypeUrl::Route, name, bytes, &supported)?;
+    let config: RouteConfiguration = decode_checked(bytes, &supported)?;
     let mut virtual_hosts = Vec::new();
     for (host_index, host) in config.virtual_hosts.iter().enumerate() {
-        let at = |what: String| format!("virtual_hosts[{host_index}].{what}");
-        let mut routes = Vec::new();
-        for (route_index, route) in host.routes.iter().enumerate() {
-            let at = |what: &str| at(format!("routes[{route_index}]{what}"));
-            routes.push(
-                convert_route(route)
-                    .map_err(|(what, reason)| fail(name, format!("{}: {reason}", at(&what))))?,
-            );
-        }
-        let retry = host
-            .retry_policy
-            .as_ref()
-            .map(actions::retry)
-            .transpose()
-            .map_err(|reason| fail(name, format!("{}: {reason}", at("retry_policy".into()))))?;
-        let headers = actions::header_changes(
-            &host.request_headers_to_add,
-            &host.request_headers_to_remove,
-            &host.response_headers_to_add,
-            &host.response_headers_to_remove,
-        )
-        .map_err(|reason| fail(name, at(reason)))?;
-        virtual_hosts.push(VirtualHost {
-            name: host.name.clone(),
-            domains: host
-                .domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
-            routes,
-            retry,
-            headers,
-        });
+        let at = format!("virtual_hosts[{host_index}]");
+        virtual_hosts.push(virtual_host(host).map_err(|fault| fault.under(&at))?);
     }
     let headers = actions::header_changes(
         &config.request_headers_to_add,
         &config.request_headers_to_remove,
         &config.response_headers_to_add,
         &config.response_headers_to_remove,
-    )
-    .map_err(|reason| fail(name, reason))?;
+    )?;
     Ok(RouteTable {
         name: name.to_string(),
         virtual_hosts,
@@ -151,19 +114,51 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<RouteTable, Unsupported> {
     })
 }
 
-fn convert_route(
-    route: &envoy_types::pb::envoy::config::route::v3::Route,
-) -> Result<Route, Failure> {
+fn virtual_host(
+    host: &envoy_types::pb::envoy::config::route::v3::VirtualHost,
+) -> Result<VirtualHost, Fault> {
+    let mut routes = Vec::new();
+    for (route_index, route) in host.routes.iter().enumerate() {
+        routes.push(convert_route(route).map_err(|f| f.under(&format!("routes[{route_index}]")))?);
+    }
+    let retry = host
+        .retry_policy
+        .as_ref()
+        .map(actions::retry)
+        .transpose()
+        .map_err(|problem| Fault::at("retry_policy", problem))?;
+    let headers = actions::header_changes(
+        &host.request_headers_to_add,
+        &host.request_headers_to_remove,
+        &host.response_headers_to_add,
+        &host.response_headers_to_remove,
+    )?;
+    Ok(VirtualHost {
+        name: host.name.clone(),
+        domains: host
+            .domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        routes,
+        retry,
+        headers,
+    })
+}
+
+fn convert_route(route: &envoy_types::pb::envoy::config::route::v3::Route) -> Result<Route, Fault> {
     let matcher = route
         .r#match
         .as_ref()
-        .ok_or((String::new(), "a match is required".to_string()))?;
+        .ok_or(Problem::Missing { what: "a match" })?;
     let path = matchers::path_match(matcher)?;
     let headers = matcher
         .headers
         .iter()
         .enumerate()
-        .map(|(i, h)| matchers::header_match(h).map_err(|e| (format!(".match.headers[{i}]"), e)))
+        .map(|(i, h)| {
+            matchers::header_match(h).map_err(|p| Fault::at(format!("match.headers[{i}]"), p))
+        })
         .collect::<Result<_, _>>()?;
     let query = matchers::query_matches(matcher)?;
     let action = actions::action(route, &path)?;
@@ -172,8 +167,7 @@ fn convert_route(
         &route.request_headers_to_remove,
         &route.response_headers_to_add,
         &route.response_headers_to_remove,
-    )
-    .map_err(|e| split_reason(&format!(".{e}")))?;
+    )?;
     Ok(Route {
         path,
         case_sensitive: matcher.case_sensitive.as_ref().is_none_or(|c| c.value),
@@ -182,12 +176,4 @@ fn convert_route(
         action,
         header_changes,
     })
-}
-
-/// `.request_headers_to_add[0]: why` → (`.request_headers_to_add[0]`, `why`).
-fn split_reason(text: &str) -> Failure {
-    match text.split_once(": ") {
-        Some((what, why)) => (what.to_string(), why.to_string()),
-        None => (text.to_string(), String::new()),
-    }
 }
