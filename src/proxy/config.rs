@@ -18,8 +18,9 @@ use super::resources::cluster::{self, Cluster};
 use super::resources::endpoint::{self, Assignment};
 use super::resources::listener::{self, Listener, ListenerKind};
 use super::resources::route::{self, RouteTable};
+use super::resources::{Fault, Problem, ResourceError};
 use crate::xds::client::ads::Consumer;
-use crate::xds::client::{Checker, ClientState, HeldMap};
+use crate::xds::client::{Checker, ClientState, HeldMap, Rejection};
 use crate::xds::types::TypeUrl;
 
 /// A cluster, its endpoints (None while warming) and the balancer built from both.
@@ -198,22 +199,19 @@ impl Applier {
 }
 
 impl Checker for Applier {
-    fn check(&self, type_url: TypeUrl, candidate: &HeldMap) -> Result<(), String> {
+    type Refusal = ResourceError;
+
+    fn check(&self, type_url: TypeUrl, candidate: &HeldMap) -> Result<(), ResourceError> {
         for (name, held) in candidate {
             let bytes = held.resource.value.as_slice();
-            let result = match type_url {
+            match type_url {
                 TypeUrl::Listener => listener::convert(name, bytes).map(drop),
                 TypeUrl::Route => route::convert(name, bytes).map(drop),
                 TypeUrl::Cluster => cluster::convert(name, bytes).map(drop),
                 TypeUrl::Endpoint => endpoint::convert(name, bytes).map(drop),
                 // Never asked for: no listener the sidecar accepts terminates TLS.
-                TypeUrl::Secret => {
-                    return Err(format!(
-                        "Secret {name}: the sidecar does not terminate TLS, so it takes no secrets"
-                    ))
-                }
-            };
-            result.map_err(|unsupported| unsupported.to_string())?;
+                TypeUrl::Secret => Err(Fault::from(Problem::NoSecrets).of(TypeUrl::Secret, name)),
+            }?;
         }
         Ok(())
     }
@@ -261,7 +259,7 @@ impl Consumer for Applier {
         self.connected.store(up, Ordering::Relaxed);
     }
 
-    fn rejected(&self, _message: &str) {
+    fn rejected(&self, _rejection: &Rejection<ResourceError>) {
         self.updates_rejected.fetch_add(1, Ordering::Relaxed);
     }
 }

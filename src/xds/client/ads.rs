@@ -15,7 +15,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use super::state::{Checker, ClientState, Outcome, Protocol, Request};
+use super::state::{Checker, ClientState, Outcome, Protocol, Rejection, Request};
 
 /// Where and how to reach the management server.
 #[derive(Clone, Debug)]
@@ -30,18 +30,29 @@ pub struct ServerAddress {
 pub trait Consumer: Checker + Send + Sync + 'static {
     fn apply(&self, state: &ClientState);
     fn connected(&self, up: bool);
-    fn rejected(&self, message: &str);
+    fn rejected(&self, rejection: &Rejection<Self::Refusal>);
+}
+
+/// Why a stream ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The server could not be reached.
+    #[error(transparent)]
+    Connect(#[from] tonic::transport::Error),
+    /// The server refused or ended the stream.
+    #[error(transparent)]
+    Status(#[from] tonic::Status),
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Runs the client until `shutdown`.
-pub async fn run(
+pub async fn run<C: Consumer>(
     server: ServerAddress,
     protocol: Protocol,
     node: Node,
-    consumer: Arc<dyn Consumer>,
+    consumer: Arc<C>,
     shutdown: CancellationToken,
 ) {
     let mut state = ClientState::new(protocol, node);
@@ -89,11 +100,11 @@ async fn connect(server: &ServerAddress) -> Result<Channel, tonic::transport::Er
 }
 
 /// One stream, until it fails. Ok(true) when the server answered at least once.
-async fn stream_once(
+async fn stream_once<C: Consumer>(
     server: &ServerAddress,
     state: &mut ClientState,
-    consumer: &dyn Consumer,
-) -> anyhow::Result<bool> {
+    consumer: &C,
+) -> Result<bool, StreamError> {
     let channel = connect(server).await?;
     let mut client =
         AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(256 << 20);
@@ -149,15 +160,15 @@ async fn stream_once(
 }
 
 /// Applies what a response changed, reports a rejection, and sends the answers.
-fn settle(
-    outcome: Outcome,
+fn settle<C: Consumer>(
+    outcome: Outcome<C::Refusal>,
     state: &ClientState,
-    consumer: &dyn Consumer,
+    consumer: &C,
     send: impl FnOnce(Vec<Request>),
 ) {
-    if let Some(message) = &outcome.rejected {
-        tracing::warn!(error = %message, "rejected (NACKed) an xDS response");
-        consumer.rejected(message);
+    if let Some(rejection) = &outcome.rejected {
+        tracing::warn!(error = %rejection, "rejected (NACKed) an xDS response");
+        consumer.rejected(rejection);
     }
     if outcome.changed {
         consumer.apply(state);

@@ -8,4 +8,4 @@
 pub mod ads;
 pub mod state;
 
-pub use state::{Checker, ClientState, Held, HeldMap, Outcome, Protocol, Request};
+pub use state::{Checker, ClientState, Held, HeldMap, Outcome, Protocol, Rejection, Request};

@@ -41,9 +41,11 @@ pub type HeldMap = BTreeMap<String, Held>;
 
 /// What the consumer says of a candidate set of resources.
 pub trait Checker {
+    /// Why the consumer cannot apply a resource; its text is the NACK's message.
+    type Refusal: std::error::Error;
     /// Whether every resource of `candidate` (the whole set of `type_url` the client would
-    /// hold after the response) can be applied; the error names the resource and the field.
-    fn check(&self, type_url: TypeUrl, candidate: &HeldMap) -> Result<(), String>;
+    /// hold after the response) can be applied; the refusal names the resource and the field.
+    fn check(&self, type_url: TypeUrl, candidate: &HeldMap) -> Result<(), Self::Refusal>;
     /// The names of `dependent` (routes or endpoints) that `held` (listeners or clusters)
     /// refer to.
     fn interest(&self, dependent: TypeUrl, held: &HeldMap) -> BTreeSet<String>;
@@ -70,14 +72,46 @@ pub enum Request {
     Delta(DeltaDiscoveryRequest),
 }
 
+/// Why a response was rejected (NACKed); its text is the NACK's message. `R` is the
+/// consumer's [`Checker::Refusal`].
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Rejection<R> {
+    /// A resource of another type than the response's.
+    #[error("a {} response holds a resource of type {found}", .expected.short_name())]
+    WrongType { expected: TypeUrl, found: String },
+    /// A resource whose name cannot be read.
+    #[error("a {} cannot be decoded: {error}", .type_url.short_name())]
+    Undecodable {
+        type_url: TypeUrl,
+        error: prost::DecodeError,
+    },
+    /// A state-of-the-world response that names a resource twice.
+    #[error("{type_url} {name}: sent twice in one response")]
+    SentTwice { type_url: TypeUrl, name: String },
+    /// The consumer cannot apply a resource.
+    #[error(transparent)]
+    Refused(R),
+}
+
 /// What a response did.
-#[derive(Debug, Default, PartialEq)]
-pub struct Outcome {
+#[derive(Debug, PartialEq)]
+pub struct Outcome<R> {
     pub requests: Vec<Request>,
     /// Whether the accepted resources changed.
     pub changed: bool,
-    /// The NACK's message, when the response was rejected.
-    pub rejected: Option<String>,
+    /// Why the response was NACKed, when it was.
+    pub rejected: Option<Rejection<R>>,
+}
+
+impl<R> Outcome<R> {
+    /// Nothing to send, nothing changed.
+    fn nothing() -> Self {
+        Outcome {
+            requests: Vec::new(),
+            changed: false,
+            rejected: None,
+        }
+    }
 }
 
 /// The client's state across reconnects: what it holds survives a new stream.
@@ -177,13 +211,13 @@ impl ClientState {
     }
 
     /// Takes in a state-of-the-world response.
-    pub fn on_sotw(
+    pub fn on_sotw<C: Checker + ?Sized>(
         &mut self,
         response: &DiscoveryResponse,
-        checker: &(impl Checker + ?Sized),
-    ) -> Outcome {
+        checker: &C,
+    ) -> Outcome<C::Refusal> {
         let Some(type_url) = TypeUrl::from_url(&response.type_url) else {
-            return Outcome::default();
+            return Outcome::nothing();
         };
         let state = &self.types[type_url.index()];
         let mut candidate = if type_url.is_full_state() {
@@ -207,14 +241,14 @@ impl ClientState {
             }
         }
         if let Some(name) = duplicate {
-            let message = format!("{type_url} {name}: sent twice in one response");
-            return self.reject_sotw(type_url, response, message);
+            let rejection = Rejection::SentTwice { type_url, name };
+            return self.reject_sotw(type_url, response, rejection);
         }
         if let Some(names) = &state.names {
             candidate.retain(|name, _| names.contains(name));
         }
-        if let Err(error) = checker.check(type_url, &candidate) {
-            return self.reject_sotw(type_url, response, error);
+        if let Err(refusal) = checker.check(type_url, &candidate) {
+            return self.reject_sotw(type_url, response, Rejection::Refused(refusal));
         }
         let state = &mut self.types[type_url.index()];
         let changed = !same_resources(&state.held, &candidate);
@@ -230,17 +264,17 @@ impl ClientState {
         }
     }
 
-    fn reject_sotw(
+    fn reject_sotw<R: std::error::Error>(
         &mut self,
         type_url: TypeUrl,
         response: &DiscoveryResponse,
-        message: String,
-    ) -> Outcome {
+        rejection: Rejection<R>,
+    ) -> Outcome<R> {
         self.types[type_url.index()].nonce = response.nonce.clone();
         Outcome {
-            requests: vec![self.sotw_ack(type_url, Some(message.clone()))],
+            requests: vec![self.sotw_ack(type_url, Some(rejection.to_string()))],
             changed: false,
-            rejected: Some(message),
+            rejected: Some(rejection),
         }
     }
 
@@ -260,13 +294,13 @@ impl ClientState {
     }
 
     /// Takes in a delta response.
-    pub fn on_delta(
+    pub fn on_delta<C: Checker + ?Sized>(
         &mut self,
         response: &DeltaDiscoveryResponse,
-        checker: &(impl Checker + ?Sized),
-    ) -> Outcome {
+        checker: &C,
+    ) -> Outcome<C::Refusal> {
         let Some(type_url) = TypeUrl::from_url(&response.type_url) else {
-            return Outcome::default();
+            return Outcome::nothing();
         };
         let mut candidate = self.types[type_url.index()].held.clone();
         for name in &response.removed_resources {
@@ -292,8 +326,8 @@ impl ClientState {
                 },
             );
         }
-        if let Err(error) = checker.check(type_url, &candidate) {
-            return self.reject_delta(type_url, response, error);
+        if let Err(refusal) = checker.check(type_url, &candidate) {
+            return self.reject_delta(type_url, response, Rejection::Refused(refusal));
         }
         let state = &mut self.types[type_url.index()];
         let changed = !same_resources(&state.held, &candidate);
@@ -312,22 +346,22 @@ impl ClientState {
         }
     }
 
-    fn reject_delta(
+    fn reject_delta<R: std::error::Error>(
         &mut self,
         type_url: TypeUrl,
         response: &DeltaDiscoveryResponse,
-        message: String,
-    ) -> Outcome {
+        rejection: Rejection<R>,
+    ) -> Outcome<R> {
         self.types[type_url.index()].nonce = response.nonce.clone();
         Outcome {
             requests: vec![Request::Delta(DeltaDiscoveryRequest {
                 type_url: type_url.url().to_string(),
                 response_nonce: response.nonce.clone(),
-                error_detail: Some(invalid_argument(message.clone())),
+                error_detail: Some(invalid_argument(rejection.to_string())),
                 ..Default::default()
             })],
             changed: false,
-            rejected: Some(message),
+            rejected: Some(rejection),
         }
     }
 
@@ -387,18 +421,17 @@ fn same_resources(a: &HeldMap, b: &HeldMap) -> bool {
 }
 
 /// The name inside an encoded resource of `type_url`.
-pub fn resource_name(type_url: TypeUrl, resource: &Any) -> Result<String, String> {
+pub fn resource_name<R>(type_url: TypeUrl, resource: &Any) -> Result<String, Rejection<R>> {
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::envoy::config::listener::v3::Listener;
     use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
     use prost::Message;
     if resource.type_url != type_url.url() {
-        return Err(format!(
-            "a {} response holds a resource of type {}",
-            type_url.short_name(),
-            resource.type_url
-        ));
+        return Err(Rejection::WrongType {
+            expected: type_url,
+            found: resource.type_url.clone(),
+        });
     }
     let bytes = resource.value.as_slice();
     let name = match type_url {
@@ -408,7 +441,7 @@ pub fn resource_name(type_url: TypeUrl, resource: &Any) -> Result<String, String
         TypeUrl::Route => RouteConfiguration::decode(bytes).map(|r| r.name),
         TypeUrl::Secret => Secret::decode(bytes).map(|s| s.name),
     };
-    name.map_err(|error| format!("a {} cannot be decoded: {error}", type_url.short_name()))
+    name.map_err(|error| Rejection::Undecodable { type_url, error })
 }
 
 #[cfg(test)]

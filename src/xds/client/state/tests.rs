@@ -7,10 +7,19 @@ use prost::{Message, Name};
 /// endpoints of theirs.
 struct Fake;
 
+/// The fake's refusal of `bad`.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{type_url} bad: field `x` is not supported")]
+struct Refused {
+    type_url: TypeUrl,
+}
+
 impl Checker for Fake {
-    fn check(&self, type_url: TypeUrl, candidate: &HeldMap) -> Result<(), String> {
+    type Refusal = Refused;
+
+    fn check(&self, type_url: TypeUrl, candidate: &HeldMap) -> Result<(), Refused> {
         match candidate.contains_key("bad") {
-            true => Err(format!("{type_url} bad: field `x` is not supported")),
+            true => Err(Refused { type_url }),
             false => Ok(()),
         }
     }
@@ -99,11 +108,13 @@ fn a_response_with_a_resource_it_cannot_apply_is_nacked_and_nothing_of_it_kept()
     assert_eq!(nack.version_info, "v1", "the version still applied");
     assert_eq!(nack.response_nonce, "n2");
     let detail = nack.error_detail.as_ref().unwrap();
-    assert!(
-        detail.message.contains("bad: field `x`"),
-        "{}",
-        detail.message
+    assert_eq!(
+        outcome.rejected,
+        Some(Rejection::Refused(Refused {
+            type_url: TypeUrl::Cluster
+        }))
     );
+    assert_eq!(detail.message, "Cluster bad: field `x` is not supported");
     assert_eq!(
         state.held(TypeUrl::Cluster).keys().collect::<Vec<_>>(),
         ["a"]
@@ -167,4 +178,56 @@ fn delta_applies_removals_and_announces_what_it_holds_on_reconnect() {
         .find(|r| r.type_url == TypeUrl::Endpoint.url())
         .unwrap();
     assert_eq!(endpoints.resource_names_subscribe, ["b"]);
+}
+
+#[test]
+fn responses_it_cannot_read_are_nacked_with_what_is_wrong_in_them() {
+    let mut state = ClientState::new(Protocol::StateOfTheWorld, node());
+    state.on_connect();
+    let nack_of = |outcome: &Outcome<Refused>| {
+        sotw(&outcome.requests[0])
+            .error_detail
+            .as_ref()
+            .map(|detail| detail.message.clone())
+    };
+    let twice = state.on_sotw(&clusters("v1", "n1", &["a", "a"]), &Fake);
+    assert_eq!(
+        twice.rejected,
+        Some(Rejection::SentTwice {
+            type_url: TypeUrl::Cluster,
+            name: "a".into()
+        })
+    );
+    assert_eq!(
+        nack_of(&twice).as_deref(),
+        Some("Cluster a: sent twice in one response")
+    );
+    let mut listener = clusters("v2", "n2", &["a"]);
+    listener.resources[0].type_url = TypeUrl::Listener.url().into();
+    let wrong = state.on_sotw(&listener, &Fake);
+    assert!(matches!(
+        &wrong.rejected,
+        Some(Rejection::WrongType { expected: TypeUrl::Cluster, found }) if found == TypeUrl::Listener.url()
+    ));
+    assert_eq!(
+        nack_of(&wrong).as_deref(),
+        Some(
+            "a Cluster response holds a resource of type \
+             type.googleapis.com/envoy.config.listener.v3.Listener"
+        )
+    );
+    let mut garbled = clusters("v3", "n3", &["a"]);
+    garbled.resources[0].value = vec![0xff];
+    let undecodable = state.on_sotw(&garbled, &Fake);
+    assert!(matches!(
+        undecodable.rejected,
+        Some(Rejection::Undecodable {
+            type_url: TypeUrl::Cluster,
+            ..
+        })
+    ));
+    assert!(nack_of(&undecodable)
+        .unwrap()
+        .starts_with("a Cluster cannot be decoded: "));
+    assert!(state.held(TypeUrl::Cluster).is_empty(), "nothing was kept");
 }
