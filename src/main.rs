@@ -268,7 +268,10 @@ async fn run_proxy(bootstrap: switchyard::proxy::bootstrap::Bootstrap) -> anyhow
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
-        finished = proxy => return finished?.map(|()| ExitCode::SUCCESS),
+        finished = proxy => {
+            finished??;
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     tracing::info!("stopping the sidecar: draining connections");
     shutdown.cancel();

@@ -37,6 +37,66 @@ pub struct XdsTls {
     pub sni: Option<String>,
 }
 
+/// Why a bootstrap cannot be used. Each message is whole, the cause's words included, so no
+/// variant has a source (a printed chain would say them twice).
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("cannot read the bootstrap {}: {error}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// What is wrong in the file at `path`.
+    #[error("{}: {error}", .path.display())]
+    InFile {
+        path: PathBuf,
+        error: Box<BootstrapError>,
+    },
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("the sidecar cannot honour this bootstrap: {0}")]
+    Unhonourable(Unhonourable),
+    #[error("a socket_address without a valid port_value")]
+    NoPort,
+    #[error(
+        "`{address}` is not an IP address (the sidecar does not resolve names in its bootstrap)"
+    )]
+    NotAnIp { address: String },
+}
+
+/// What a bootstrap asks for that the sidecar cannot do.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unhonourable {
+    #[error(
+        "dynamic_resources.ads_config is missing: the sidecar gets its listeners and clusters \
+         over ADS only"
+    )]
+    NoAds,
+    /// `found`: the api_type given, None when there is none.
+    #[error(
+        "dynamic_resources.ads_config.api_type is {}; the sidecar speaks GRPC and DELTA_GRPC",
+        .found.as_deref().unwrap_or("missing")
+    )]
+    ApiType { found: Option<String> },
+    /// `config`: lds_config or cds_config.
+    #[error(
+        "dynamic_resources.{config} must be `ads: {{}}`: the sidecar takes listeners and \
+         clusters over ADS only"
+    )]
+    NotOverAds { config: &'static str },
+    #[error("dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name is missing")]
+    NoAdsCluster,
+    #[error("ADS names the cluster `{name}`, which static_resources.clusters does not define")]
+    UndefinedCluster { name: String },
+    #[error("the xDS cluster has no endpoint address")]
+    NoXdsAddress,
+    #[error("the xDS cluster's transport_socket has no common_tls_context")]
+    NoTlsContext,
+    /// `what`: certificate_chain, private_key or trusted_ca.
+    #[error("the xDS cluster's TLS {what} must be given as a filename")]
+    TlsNotInFile { what: &'static str },
+}
+
 /// Paths (list indices left out) that the sidecar reads; everything under them counts as
 /// understood.
 const UNDERSTOOD: &[&str] = &[
@@ -71,55 +131,50 @@ const UNDERSTOOD: &[&str] = &[
 ];
 
 /// Reads the bootstrap at `path`.
-pub fn load(path: &Path) -> anyhow::Result<Bootstrap> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        anyhow::anyhow!("cannot read the bootstrap {}: {error}", path.display())
+pub fn load(path: &Path) -> Result<Bootstrap, BootstrapError> {
+    let text = std::fs::read_to_string(path).map_err(|error| BootstrapError::Unreadable {
+        path: path.to_path_buf(),
+        error,
     })?;
-    parse(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
+    parse(&text).map_err(|error| BootstrapError::InFile {
+        path: path.to_path_buf(),
+        error: Box::new(error),
+    })
 }
 
 /// Reads bootstrap text.
-pub fn parse(text: &str) -> anyhow::Result<Bootstrap> {
+pub fn parse(text: &str) -> Result<Bootstrap, BootstrapError> {
     let root: Value = serde_yaml::from_str(text)?;
     let node = node(&root);
-    let ads = at(&root, "dynamic_resources.ads_config")
-        .ok_or_else(|| refuse("dynamic_resources.ads_config is missing: the sidecar gets its listeners and clusters over ADS only"))?;
+    let ads = at(&root, "dynamic_resources.ads_config").ok_or(Unhonourable::NoAds)?;
     let protocol = match string(ads, "api_type").as_deref() {
         Some("GRPC") => Protocol::StateOfTheWorld,
         Some("DELTA_GRPC") => Protocol::Delta,
         other => {
-            return Err(refuse(&format!(
-            "dynamic_resources.ads_config.api_type is {}; the sidecar speaks GRPC and DELTA_GRPC",
-            other.unwrap_or("missing")
-        )))
+            return Err(Unhonourable::ApiType {
+                found: other.map(str::to_string),
+            }
+            .into())
         }
     };
-    for key in ["lds_config", "cds_config"] {
-        let source = at(&root, &format!("dynamic_resources.{key}"));
+    for config in ["lds_config", "cds_config"] {
+        let source = at(&root, &format!("dynamic_resources.{config}"));
         if source.is_some_and(|s| at(s, "ads").is_none()) {
-            return Err(refuse(&format!(
-                "dynamic_resources.{key} must be `ads: {{}}`: the sidecar takes listeners and clusters over ADS only"
-            )));
+            return Err(Unhonourable::NotOverAds { config }.into());
         }
     }
     let cluster_name = at(ads, "grpc_services")
         .and_then(Value::as_sequence)
         .and_then(|services| services.first())
         .and_then(|service| string(service, "envoy_grpc.cluster_name"))
-        .ok_or_else(|| {
-            refuse(
-                "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name is missing",
-            )
-        })?;
+        .ok_or(Unhonourable::NoAdsCluster)?;
     let cluster = at(&root, "static_resources.clusters")
         .and_then(Value::as_sequence)
         .into_iter()
         .flatten()
         .find(|c| string(c, "name").as_deref() == Some(cluster_name.as_str()))
-        .ok_or_else(|| {
-            refuse(&format!(
-                "ADS names the cluster `{cluster_name}`, which static_resources.clusters does not define"
-            ))
+        .ok_or_else(|| Unhonourable::UndefinedCluster {
+            name: cluster_name.clone(),
         })?;
     let xds_addresses = cluster_addresses(cluster)?;
     let xds_tls = cluster_tls(cluster)?;
@@ -136,8 +191,10 @@ pub fn parse(text: &str) -> anyhow::Result<Bootstrap> {
     })
 }
 
-fn refuse(reason: &str) -> anyhow::Error {
-    anyhow::anyhow!("the sidecar cannot honour this bootstrap: {reason}")
+impl From<Unhonourable> for BootstrapError {
+    fn from(reason: Unhonourable) -> BootstrapError {
+        BootstrapError::Unhonourable(reason)
+    }
 }
 
 /// The value at a dotted path of mapping keys.
@@ -174,18 +231,18 @@ fn node(root: &Value) -> Node {
     }
 }
 
-fn socket_address(value: &Value) -> anyhow::Result<SocketAddr> {
+fn socket_address(value: &Value) -> Result<SocketAddr, BootstrapError> {
     let address = string(value, "address").unwrap_or_else(|| "127.0.0.1".to_string());
     let port = string(value, "port_value")
         .and_then(|p| p.parse::<u16>().ok())
-        .ok_or_else(|| anyhow::anyhow!("a socket_address without a valid port_value"))?;
-    let ip: std::net::IpAddr = address.parse().map_err(|_| {
-        anyhow::anyhow!("`{address}` is not an IP address (the sidecar does not resolve names in its bootstrap)")
-    })?;
+        .ok_or(BootstrapError::NoPort)?;
+    let ip: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| BootstrapError::NotAnIp { address })?;
     Ok(SocketAddr::new(ip, port))
 }
 
-fn cluster_addresses(cluster: &Value) -> anyhow::Result<Vec<SocketAddr>> {
+fn cluster_addresses(cluster: &Value) -> Result<Vec<SocketAddr>, BootstrapError> {
     let endpoints = at(cluster, "load_assignment.endpoints")
         .and_then(Value::as_sequence)
         .into_iter()
@@ -199,28 +256,24 @@ fn cluster_addresses(cluster: &Value) -> anyhow::Result<Vec<SocketAddr>> {
     let addresses = endpoints
         .filter_map(|endpoint| at(endpoint, "endpoint.address.socket_address"))
         .map(socket_address)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     if addresses.is_empty() {
-        return Err(refuse("the xDS cluster has no endpoint address"));
+        return Err(Unhonourable::NoXdsAddress.into());
     }
     Ok(addresses)
 }
 
-fn cluster_tls(cluster: &Value) -> anyhow::Result<Option<XdsTls>> {
+fn cluster_tls(cluster: &Value) -> Result<Option<XdsTls>, BootstrapError> {
     let Some(socket) = at(cluster, "transport_socket") else {
         return Ok(None);
     };
-    let context = at(socket, "typed_config.common_tls_context")
-        .ok_or_else(|| refuse("the xDS cluster's transport_socket has no common_tls_context"))?;
-    let file = |value: Option<&Value>, what: &str| -> anyhow::Result<PathBuf> {
+    let context =
+        at(socket, "typed_config.common_tls_context").ok_or(Unhonourable::NoTlsContext)?;
+    let file = |value: Option<&Value>, what: &'static str| -> Result<PathBuf, Unhonourable> {
         value
             .and_then(|v| string(v, "filename"))
             .map(PathBuf::from)
-            .ok_or_else(|| {
-                refuse(&format!(
-                    "the xDS cluster's TLS {what} must be given as a filename"
-                ))
-            })
+            .ok_or(Unhonourable::TlsNotInFile { what })
     };
     let certificate = at(context, "tls_certificates")
         .and_then(Value::as_sequence)
@@ -347,10 +400,23 @@ mod tests {
         );
 
         let rest = text.replace("api_type: GRPC", "api_type: REST");
-        let error = parse(&rest).unwrap_err().to_string();
-        assert!(error.contains("api_type is REST"), "{error}");
+        let error = parse(&rest).unwrap_err();
+        assert!(
+            matches!(&error, BootstrapError::Unhonourable(Unhonourable::ApiType { found })
+                if found.as_deref() == Some("REST")),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "the sidecar cannot honour this bootstrap: dynamic_resources.ads_config.api_type is \
+             REST; the sidecar speaks GRPC and DELTA_GRPC"
+        );
         let elsewhere = text.replace("cluster_name: switchyard-xds", "cluster_name: elsewhere");
-        let error = parse(&elsewhere).unwrap_err().to_string();
-        assert!(error.contains("`elsewhere`"), "{error}");
+        let error = parse(&elsewhere).unwrap_err();
+        assert!(
+            matches!(&error, BootstrapError::Unhonourable(Unhonourable::UndefinedCluster { name })
+                if name == "elsewhere"),
+            "{error}"
+        );
     }
 }

@@ -26,18 +26,35 @@ pub mod tcp;
 pub mod timeouts;
 pub mod upgrade;
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::xds::client::ads::{self, ServerAddress};
+
+/// Why the sidecar could not start: what it was doing, with the system's error as source.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("binding the admin address {address}")]
+    BindAdmin {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A certificate, key or CA file for TLS to the xDS server.
+    #[error("reading {}", .path.display())]
+    ReadTlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// Runs the sidecar from `bootstrap` until `shutdown`.
 pub async fn run(
     bootstrap: bootstrap::Bootstrap,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), ProxyError> {
     for path in &bootstrap.not_understood {
         tracing::warn!(field = %path, "bootstrap field not understood by the sidecar; ignored");
     }
@@ -47,7 +64,10 @@ pub async fn run(
     if let Some(admin) = bootstrap.admin {
         let listener = tokio::net::TcpListener::bind(admin)
             .await
-            .with_context(|| format!("binding the admin address {admin}"))?;
+            .map_err(|source| ProxyError::BindAdmin {
+                address: admin,
+                source,
+            })?;
         let state = admin::AdminState {
             applier: applier.clone(),
             bootstrap: bootstrap.clone(),
@@ -112,7 +132,7 @@ pub async fn drained(limit: std::time::Duration) {
     }
 }
 
-fn server_address(bootstrap: &bootstrap::Bootstrap) -> anyhow::Result<ServerAddress> {
+fn server_address(bootstrap: &bootstrap::Bootstrap) -> Result<ServerAddress, ProxyError> {
     let address = bootstrap.xds_addresses[0];
     let Some(tls) = &bootstrap.xds_tls else {
         return Ok(ServerAddress {
@@ -120,8 +140,11 @@ fn server_address(bootstrap: &bootstrap::Bootstrap) -> anyhow::Result<ServerAddr
             tls: None,
         });
     };
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| ProxyError::ReadTlsFile {
+            path: path.to_path_buf(),
+            source,
+        })
     };
     let identity =
         tonic::transport::Identity::from_pem(read(&tls.certificate)?, read(&tls.private_key)?);
