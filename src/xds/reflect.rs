@@ -20,10 +20,24 @@ pub fn descriptor(type_url: &str) -> Option<MessageDescriptor> {
     pool().get_message_by_name(name)
 }
 
+/// Why a resource cannot be read or rendered through the descriptors.
+#[derive(Debug, thiserror::Error)]
+pub enum ReflectError {
+    /// A type the Envoy API (as compiled in) does not have.
+    #[error("no descriptor for {type_url}")]
+    NoDescriptor { type_url: String },
+    #[error(transparent)]
+    Decode(#[from] prost::DecodeError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// Decodes `bytes` as the message `type_url` names.
-pub fn decode(type_url: &str, bytes: &[u8]) -> Result<DynamicMessage, String> {
-    let descriptor = descriptor(type_url).ok_or_else(|| format!("no descriptor for {type_url}"))?;
-    DynamicMessage::decode(descriptor, bytes).map_err(|error| error.to_string())
+pub fn decode(type_url: &str, bytes: &[u8]) -> Result<DynamicMessage, ReflectError> {
+    let descriptor = descriptor(type_url).ok_or_else(|| ReflectError::NoDescriptor {
+        type_url: type_url.to_string(),
+    })?;
+    Ok(DynamicMessage::decode(descriptor, bytes)?)
 }
 
 /// JSON for one resource given as type URL and encoded bytes; `@type` first. A Secret's
@@ -31,9 +45,7 @@ pub fn decode(type_url: &str, bytes: &[u8]) -> Result<DynamicMessage, String> {
 pub fn resource_to_json(type_url: &str, bytes: &[u8]) -> Value {
     let rendered = decode(type_url, bytes).and_then(|message| {
         let options = SerializeOptions::new().use_proto_field_name(true);
-        message
-            .serialize_with_options(serde_json::value::Serializer, &options)
-            .map_err(|error| error.to_string())
+        Ok(message.serialize_with_options(serde_json::value::Serializer, &options)?)
     });
     let mut object = serde_json::Map::new();
     object.insert("@type".to_string(), Value::String(type_url.to_string()));
@@ -43,7 +55,7 @@ pub fn resource_to_json(type_url: &str, bytes: &[u8]) -> Value {
             object.insert("value".to_string(), other);
         }
         Err(error) => {
-            object.insert("error".to_string(), Value::String(error));
+            object.insert("error".to_string(), Value::String(error.to_string()));
         }
     }
     if type_url == crate::xds::types::SECRET {
@@ -55,4 +67,32 @@ pub fn resource_to_json(type_url: &str, bytes: &[u8]) -> Value {
         }
     }
     Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_cannot_be_rendered_says_why_in_place_of_the_fields() {
+        let unknown = resource_to_json("type.googleapis.com/no.such.Type", &[]);
+        assert_eq!(
+            unknown["error"],
+            "no descriptor for type.googleapis.com/no.such.Type"
+        );
+        assert!(matches!(
+            decode("type.googleapis.com/no.such.Type", &[]),
+            Err(ReflectError::NoDescriptor { .. })
+        ));
+        let cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+        assert!(matches!(
+            decode(cluster, &[0x0a]),
+            Err(ReflectError::Decode(_))
+        ));
+        let garbled = resource_to_json(cluster, &[0x0a]);
+        assert_eq!(garbled["@type"], cluster);
+        assert!(garbled["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("failed to decode Protobuf message")));
+    }
 }

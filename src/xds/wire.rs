@@ -376,6 +376,20 @@ mod tests {
     }
 }
 
+/// Why a discovery request cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestDecodeError {
+    /// Not protobuf, or not a message of the request's type.
+    #[error(transparent)]
+    Protobuf(#[from] prost::DecodeError),
+    /// A length-delimited field longer than what is left of the request.
+    #[error("a field runs past the end of the request")]
+    FieldPastEnd,
+    /// A string field (by number) whose bytes are not UTF-8.
+    #[error("field {tag} is a string that is not valid UTF-8")]
+    NotUtf8 { tag: u32 },
+}
+
 /// A state-of-the-world request, read in place: its strings stay in the received bytes (an
 /// ACK from an Envoy subscribed to a thousand clusters lists a thousand names, and is
 /// compared with what the stream has without allocating them), and the node and error are
@@ -393,7 +407,7 @@ pub struct SotwRequest {
 
 impl SotwRequest {
     /// Reads an encoded `DiscoveryRequest`; fields Switchyard does not use are skipped.
-    pub fn decode(raw: Bytes) -> Result<SotwRequest, String> {
+    pub fn decode(raw: Bytes) -> Result<SotwRequest, RequestDecodeError> {
         use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext};
         let mut request = SotwRequest {
             raw: raw.clone(),
@@ -407,20 +421,19 @@ impl SotwRequest {
         let total = raw.len();
         let mut buf = raw;
         while !buf.is_empty() {
-            let (tag, wire_type) = decode_key(&mut buf).map_err(|e| e.to_string())?;
+            let (tag, wire_type) = decode_key(&mut buf)?;
             if wire_type != WireType::LengthDelimited || !(1..=6).contains(&tag) {
-                skip_field(wire_type, tag, &mut buf, DecodeContext::default())
-                    .map_err(|e| e.to_string())?;
+                skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
                 continue;
             }
-            let len = decode_varint(&mut buf).map_err(|e| e.to_string())? as usize;
+            let len = decode_varint(&mut buf)? as usize;
             if len > buf.len() {
-                return Err("a field runs past the end of the request".to_string());
+                return Err(RequestDecodeError::FieldPastEnd);
             }
             let start = (total - buf.len()) as u32;
             let span = (start, start + len as u32);
             if matches!(tag, 1 | 3 | 4 | 5) && std::str::from_utf8(&buf[..len]).is_err() {
-                return Err(format!("field {tag} is a string that is not valid UTF-8"));
+                return Err(RequestDecodeError::NotUtf8 { tag });
             }
             match tag {
                 1 => request.version_info = span,
@@ -530,7 +543,22 @@ mod request_tests {
         assert_eq!(request.resource_names().collect::<Vec<_>>(), ["a", "", "ä"]);
         assert_eq!(request.node().unwrap().id, "n");
         assert_eq!(request.error_detail().unwrap().message, "no");
-        assert!(SotwRequest::decode(Bytes::from_static(&[0x0a, 0x05, b'a'])).is_err());
-        assert!(SotwRequest::decode(Bytes::from_static(&[0x1a, 0x01, 0xff])).is_err());
+        let past_end = SotwRequest::decode(Bytes::from_static(&[0x0a, 0x05, b'a'])).unwrap_err();
+        assert_eq!(past_end, RequestDecodeError::FieldPastEnd);
+        assert_eq!(
+            past_end.to_string(),
+            "a field runs past the end of the request"
+        );
+        let latin = SotwRequest::decode(Bytes::from_static(&[0x1a, 0x01, 0xff])).unwrap_err();
+        assert_eq!(latin, RequestDecodeError::NotUtf8 { tag: 3 });
+        assert_eq!(
+            latin.to_string(),
+            "field 3 is a string that is not valid UTF-8"
+        );
+        let truncated = SotwRequest::decode(Bytes::from_static(&[0x80])).unwrap_err();
+        assert!(
+            matches!(truncated, RequestDecodeError::Protobuf(_)),
+            "{truncated}"
+        );
     }
 }

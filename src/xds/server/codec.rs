@@ -9,7 +9,7 @@ use bytes::BufMut;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
-use crate::xds::wire::{DeltaResponse, SotwResponse, WireParts};
+use crate::xds::wire::{DeltaResponse, RequestDecodeError, SotwResponse, WireParts};
 
 /// Initial size of a stream's encode and decode buffers (they grow as messages need).
 const BUFFER: usize = 1024;
@@ -24,11 +24,11 @@ impl WireResponse for DeltaResponse {}
 
 /// A request as the stream machines read it.
 pub trait WireRequest: Sized + Send + 'static {
-    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, String>;
+    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, RequestDecodeError>;
 }
 
 impl WireRequest for crate::xds::wire::SotwRequest {
-    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, String> {
+    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, RequestDecodeError> {
         use bytes::Buf;
         let raw = src.copy_to_bytes(src.remaining());
         crate::xds::wire::SotwRequest::decode(raw)
@@ -36,14 +36,14 @@ impl WireRequest for crate::xds::wire::SotwRequest {
 }
 
 impl WireRequest for envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest {
-    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, String> {
-        <Self as prost::Message>::decode(src).map_err(|e| e.to_string())
+    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, RequestDecodeError> {
+        Ok(<Self as prost::Message>::decode(src)?)
     }
 }
 
 impl WireRequest for envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest {
-    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, String> {
-        <Self as prost::Message>::decode(src).map_err(|e| e.to_string())
+    fn decode_wire(src: &mut DecodeBuf<'_>) -> Result<Self, RequestDecodeError> {
+        Ok(<Self as prost::Message>::decode(src)?)
     }
 }
 
