@@ -313,7 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "--reload-stall-limit must be a number of seconds, more than 0"
             );
             let xds_limits = xds_limits.limits();
-            xds_limits.check().map_err(anyhow::Error::msg)?;
+            xds_limits.check()?;
             let options = serve::ServeOptions {
                 removal_grace: Duration::from_secs_f64(removal_grace),
                 limits: limits.limits(),

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -20,6 +19,7 @@ use crate::config::watch::ConfigWatch;
 use crate::config::ReadLimits;
 use crate::health::{self, checker::Checker};
 use crate::metrics::Metrics;
+use crate::model::diagnostics::Diagnostics;
 use crate::publish::liveness::{ReloadLiveness, DEFAULT_STALL_LIMIT};
 use crate::publish::reload::{self, Reloader, Trigger};
 use crate::publish::status::ConfigStatus;
@@ -30,9 +30,44 @@ use crate::xds::server::incoming;
 use crate::xds::server::limits::{Refusals, XdsLimits};
 use crate::xds::server::lrs::{LoadReports, LrsService};
 use crate::xds::server::services::XdsServer;
-use crate::xds::server::tls::{TlsFiles, TlsSettings};
+use crate::xds::server::tls::{TlsError, TlsFiles, TlsSettings};
 use crate::xds::server::Clients;
 use crate::xds::Cache;
+
+/// Why serving could not start. Each says what was being done; a system or TLS error is its
+/// source.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("setting up mTLS on the xDS port")]
+    Tls(#[source] TlsError),
+    /// An xDS port other hosts can reach, without mTLS and without `--xds-plaintext`.
+    #[error(
+        "the xDS port {address} is reachable from other hosts: give it mTLS (--xds-tls-cert, \
+         --xds-tls-key, --xds-client-ca) or pass --xds-plaintext to serve without TLS"
+    )]
+    ExposedWithoutTls { address: SocketAddr },
+    /// `port`: xDS or admin.
+    #[error("binding the {port} port {address}")]
+    Bind {
+        port: &'static str,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The address a bound port got.
+    #[error(transparent)]
+    LocalAddress(std::io::Error),
+    #[error("watching {}", .path.display())]
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
+    /// The task that starts the watch panicked or was cancelled.
+    #[error(transparent)]
+    WatchTask(#[from] tokio::task::JoinError),
+    /// `exit_on_invalid`, and the config is not valid.
+    #[error("the config has errors:\n{diagnostics}")]
+    InvalidConfig { diagnostics: Diagnostics },
+}
 
 /// How long a graceful stop waits for connections to close before giving up on them.
 pub const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
@@ -146,18 +181,27 @@ fn http2_settings(
 
 /// The xDS port's TLS settings: mTLS when its files are given; plaintext on loopback, or
 /// anywhere when asked for explicitly.
-fn transport_security(options: &ServeOptions) -> anyhow::Result<Option<Arc<TlsSettings>>> {
+fn transport_security(options: &ServeOptions) -> Result<Option<Arc<TlsSettings>>, StartError> {
     match &options.tls {
         Some(files) => TlsSettings::load(files.clone())
-            .context("setting up mTLS on the xDS port")
+            .map_err(StartError::Tls)
             .map(Some),
         None if options.plaintext || options.xds_listen.ip().is_loopback() => Ok(None),
-        None => anyhow::bail!(
-            "the xDS port {} is reachable from other hosts: give it mTLS (--xds-tls-cert, \
-             --xds-tls-key, --xds-client-ca) or pass --xds-plaintext to serve without TLS",
-            options.xds_listen
-        ),
+        None => Err(StartError::ExposedWithoutTls {
+            address: options.xds_listen,
+        }),
     }
+}
+
+/// Binds the `port` (xDS or admin) at `address`.
+async fn bind(port: &'static str, address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind {
+            port,
+            address,
+            source,
+        })
 }
 
 /// `limits` with the total of connections lowered to what the open-file limit leaves room
@@ -252,7 +296,7 @@ async fn trim_when_streams_close(
 /// Starts serving: binds both ports, loads the config (off the async runtime) and starts
 /// watching it. Fails when a port cannot be bound, or with `exit_on_invalid` when the config
 /// is not valid.
-pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
+pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
     let cache = Cache::default();
     let clients = Arc::new(Clients::default());
     let status = Arc::new(RwLock::new(ConfigStatus::default()));
@@ -269,14 +313,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
     let limits = within_open_file_limit(options.xds_limits);
 
     let tls = transport_security(&options)?;
-    let xds_listener = TcpListener::bind(options.xds_listen)
-        .await
-        .with_context(|| format!("binding the xDS port {}", options.xds_listen))?;
-    let admin_listener = TcpListener::bind(options.admin_listen)
-        .await
-        .with_context(|| format!("binding the admin port {}", options.admin_listen))?;
-    let xds_addr = xds_listener.local_addr()?;
-    let admin_addr = admin_listener.local_addr()?;
+    let xds_listener = bind("xDS", options.xds_listen).await?;
+    let admin_listener = bind("admin", options.admin_listen).await?;
+    let xds_addr = xds_listener
+        .local_addr()
+        .map_err(StartError::LocalAddress)?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(StartError::LocalAddress)?;
 
     let hooks = Hooks::default().with(clients.clone()).with(metrics.clone());
     let xds = XdsServer::new(
@@ -355,7 +399,10 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
         })
     })
     .await?
-    .with_context(|| format!("watching {}", options.config.display()))?;
+    .map_err(|source| StartError::Watch {
+        path: options.config.clone(),
+        source,
+    })?;
     let publisher = Arc::new(
         Publisher::new(
             cache.clone(),
@@ -389,7 +436,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<Running> {
             .unwrap_or_else(|e| e.into_inner())
             .diagnostics
             .clone();
-        anyhow::bail!("the config has errors:\n{diagnostics}");
+        return Err(StartError::InvalidConfig { diagnostics });
     }
     tokio::spawn(log_refusals(refusals, shutdown.clone()));
     tokio::spawn(trim_when_streams_close(

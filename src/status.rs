@@ -1,6 +1,7 @@
 //! `switchyard status`: one line per connected xDS client — node id, kind, protocol, and per
 //! type whether it is SYNCED, STALE, NACKED or NOT_SENT — the way `istioctl proxy-status`
 //! shows a mesh. Reads the admin endpoint's `/clients`; formatting is a pure function.
+//! Errors are anyhow's: this is the CLI's edge (only main calls it, to print them).
 
 use std::net::SocketAddr;
 

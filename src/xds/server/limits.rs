@@ -52,24 +52,36 @@ impl Default for XdsLimits {
     }
 }
 
+/// Limits that cannot work together, in the words of the flags that set them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("--max-streams-per-connection and --max-connections-per-peer must be at least 1")]
+    ZeroStreamsOrPeers,
+    /// Healthy idle clients would be closed: the idle timeout does not outlast a ping.
+    #[error(
+        "--idle-timeout ({}s) must be longer than --keepalive-interval ({}s) plus the {}s a \
+         ping may take to be answered, or healthy idle clients would be closed",
+        .idle_timeout.as_secs(), .keepalive_interval.as_secs(), .keepalive_timeout.as_secs()
+    )]
+    IdleBeforePing {
+        idle_timeout: Duration,
+        keepalive_interval: Duration,
+        keepalive_timeout: Duration,
+    },
+}
+
 impl XdsLimits {
     /// Says what is wrong with limits that cannot work together.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LimitsError> {
         if self.max_streams_per_connection == 0 || self.max_connections_per_peer == 0 {
-            return Err(
-                "--max-streams-per-connection and --max-connections-per-peer must be \
-                        at least 1"
-                    .into(),
-            );
+            return Err(LimitsError::ZeroStreamsOrPeers);
         }
         if self.idle_timeout <= self.keepalive_interval + self.keepalive_timeout {
-            return Err(format!(
-                "--idle-timeout ({}s) must be longer than --keepalive-interval ({}s) plus the \
-                 {}s a ping may take to be answered, or healthy idle clients would be closed",
-                self.idle_timeout.as_secs(),
-                self.keepalive_interval.as_secs(),
-                self.keepalive_timeout.as_secs()
-            ));
+            return Err(LimitsError::IdleBeforePing {
+                idle_timeout: self.idle_timeout,
+                keepalive_interval: self.keepalive_interval,
+                keepalive_timeout: self.keepalive_timeout,
+            });
         }
         Ok(())
     }

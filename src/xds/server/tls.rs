@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use tokio_rustls::rustls::crypto::ring::default_provider;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +26,53 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// The CAs client certificates must chain to (PEM bundle).
     pub client_ca: PathBuf,
+}
+
+/// Why the TLS files do not make a working set: what was being done, with the cause (a PEM
+/// or TLS error) as source.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// `what`: the certificate, the private key or the client CA bundle.
+    #[error("reading the {what} {}", .path.display())]
+    Unreadable {
+        what: &'static str,
+        path: PathBuf,
+        source: pem::Error,
+    },
+    #[error("{} holds no certificate", .path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("a CA in {} is not valid", .path.display())]
+    InvalidCa {
+        path: PathBuf,
+        source: tokio_rustls::rustls::Error,
+    },
+    #[error("{} holds no CA certificate", .path.display())]
+    NoCa { path: PathBuf },
+    #[error("building the client certificate verifier")]
+    Verifier(#[source] VerifierBuilderError),
+    #[error("choosing TLS versions")]
+    Versions(#[source] tokio_rustls::rustls::Error),
+    #[error(
+        "the key {} does not go with the certificate {}",
+        .key.display(), .certificate.display()
+    )]
+    KeyMismatch {
+        key: PathBuf,
+        certificate: PathBuf,
+        source: tokio_rustls::rustls::Error,
+    },
+}
+
+/// `error` and its sources, joined by `: ` (as anyhow's `{:#}` prints a chain).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// How often the files are looked at for a change.
@@ -54,7 +100,7 @@ fn stamps(files: &TlsFiles) -> Vec<Stamp> {
 
 impl TlsSettings {
     /// Reads the files; fails saying which one is wrong.
-    pub fn load(files: TlsFiles) -> anyhow::Result<Arc<TlsSettings>> {
+    pub fn load(files: TlsFiles) -> Result<Arc<TlsSettings>, TlsError> {
         let stamps = stamps(&files);
         let acceptor = acceptor(&files)?;
         Ok(Arc::new(TlsSettings {
@@ -88,8 +134,9 @@ impl TlsSettings {
                 // Remember the stamps, so that the same bad files are reported once.
                 self.current.write().unwrap_or_else(|e| e.into_inner()).1 = now;
                 tracing::error!(
-                    "the xDS port's TLS files changed but cannot be used ({error:#}); still \
-                     serving the previous certificate"
+                    "the xDS port's TLS files changed but cannot be used ({}); still serving \
+                     the previous certificate",
+                    with_causes(&error)
                 );
             }
         }
@@ -109,46 +156,49 @@ impl TlsSettings {
 }
 
 /// A TLS acceptor from the files: HTTP/2 only, client certificates required.
-fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+    let unreadable = |what: &'static str, path: &PathBuf| {
+        let path = path.clone();
+        move |source| TlsError::Unreadable { what, path, source }
+    };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect())
-        .with_context(|| format!("reading the certificate {}", files.cert.display()))?;
-    anyhow::ensure!(
-        !chain.is_empty(),
-        "{} holds no certificate",
-        files.cert.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .with_context(|| format!("reading the private key {}", files.key.display()))?;
+        .map_err(unreadable("certificate", &files.cert))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: files.cert.clone(),
+        });
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(unreadable("private key", &files.key))?;
     let mut roots = RootCertStore::empty();
     let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.client_ca)
         .and_then(|certs| certs.collect())
-        .with_context(|| format!("reading the client CA bundle {}", files.client_ca.display()))?;
+        .map_err(unreadable("client CA bundle", &files.client_ca))?;
     for ca in cas {
-        roots
-            .add(ca)
-            .with_context(|| format!("a CA in {} is not valid", files.client_ca.display()))?;
+        roots.add(ca).map_err(|source| TlsError::InvalidCa {
+            path: files.client_ca.clone(),
+            source,
+        })?;
     }
-    anyhow::ensure!(
-        !roots.is_empty(),
-        "{} holds no CA certificate",
-        files.client_ca.display()
-    );
+    if roots.is_empty() {
+        return Err(TlsError::NoCa {
+            path: files.client_ca.clone(),
+        });
+    }
     let provider = Arc::new(default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .context("building the client certificate verifier")?;
+        .map_err(TlsError::Verifier)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("choosing TLS versions")?
+        .map_err(TlsError::Versions)?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
-        .with_context(|| {
-            format!(
-                "the key {} does not go with the certificate {}",
-                files.key.display(),
-                files.cert.display()
-            )
+        .map_err(|source| TlsError::KeyMismatch {
+            key: files.key.clone(),
+            certificate: files.cert.clone(),
+            source,
         })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
