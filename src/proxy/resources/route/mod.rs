@@ -4,19 +4,18 @@
 //! the header changes of each level.
 
 mod actions;
+mod headers;
 mod matchers;
 
 use std::sync::LazyLock;
 
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
-pub use actions::{
-    Action, AddMode, Forward, HashPolicy, HeaderAddition, HeaderChanges, HeaderEdits, HeaderText,
-    Redirect, Retry, TextPart, WeightedCluster,
-};
+pub use actions::{Action, Forward, HashPolicy, Redirect, Retry, WeightedCluster};
+pub use headers::{AddMode, HeaderAddition, HeaderChanges, HeaderEdits, HeaderText, TextPart};
 pub use matchers::{HeaderMatch, HeaderTest, PathMatch, QueryMatch, TextMatch};
 
-pub(crate) use actions::known_variables;
+pub(crate) use headers::known_variables;
 
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
 use crate::xds::types::TypeUrl;
@@ -78,7 +77,7 @@ static FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
     fields.extend(actions::retry_fields("virtual_hosts.retry_policy"));
     fields.extend(actions::action_fields("virtual_hosts.routes"));
     for level in ["", "virtual_hosts", "virtual_hosts.routes"] {
-        fields.extend(actions::header_change_fields(level));
+        fields.extend(headers::header_change_fields(level));
     }
     fields
 });
@@ -101,7 +100,7 @@ fn read(name: &str, bytes: &[u8]) -> Result<RouteTable, Fault> {
         let at = format!("virtual_hosts[{host_index}]");
         virtual_hosts.push(virtual_host(host).map_err(|fault| fault.under(&at))?);
     }
-    let headers = actions::header_changes(
+    let headers = headers::header_changes(
         &config.request_headers_to_add,
         &config.request_headers_to_remove,
         &config.response_headers_to_add,
@@ -127,7 +126,7 @@ fn virtual_host(
         .map(actions::retry)
         .transpose()
         .map_err(|problem| Fault::at("retry_policy", problem))?;
-    let headers = actions::header_changes(
+    let headers = headers::header_changes(
         &host.request_headers_to_add,
         &host.request_headers_to_remove,
         &host.response_headers_to_add,
@@ -162,7 +161,7 @@ fn convert_route(route: &envoy_types::pb::envoy::config::route::v3::Route) -> Re
         .collect::<Result<_, _>>()?;
     let query = matchers::query_matches(matcher)?;
     let action = actions::action(route, &path)?;
-    let header_changes = actions::header_changes(
+    let header_changes = headers::header_changes(
         &route.request_headers_to_add,
         &route.request_headers_to_remove,
         &route.response_headers_to_add,
