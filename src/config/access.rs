@@ -97,29 +97,19 @@ fn references(
     collections: &[&str],
     diagnostics: &mut Diagnostics,
 ) -> Vec<Ref> {
-    let path = fields.field_path(key);
     let file = fields.file().clone();
-    let items = fields.list(key, diagnostics);
-    let mut out = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
+    fields.items(key, diagnostics, |item, path, diagnostics| {
         let loc = Loc::new(file.clone(), item.line);
-        let item_path = format!("{path}[{index}]");
-        match item.as_scalar() {
-            Some(text) => out.extend(references::parse(
-                text,
-                collections,
+        let Some(text) = item.as_scalar() else {
+            diagnostics.error(
                 &loc,
-                &item_path,
-                diagnostics,
-            )),
-            None => diagnostics.error(
-                &loc,
-                item_path,
+                path,
                 format!("expected a name or link, found {}", item.kind()),
-            ),
-        }
-    }
-    out
+            );
+            return None;
+        };
+        references::parse(text, collections, &loc, &path, diagnostics)
+    })
 }
 
 /// Cross-resource rules: every proxy and service a rule names exists (in whichever dialect

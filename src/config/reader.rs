@@ -331,6 +331,35 @@ impl<'n> Fields<'n> {
             .collect()
     }
 
+    /// Each item of a list field opened as a mapping at `key[index]`, read by `read` and
+    /// then finished (its unknown fields reported); items it makes nothing of are left out.
+    pub fn mappings<T>(
+        &mut self,
+        key: &'static str,
+        diagnostics: &mut Diagnostics,
+        mut read: impl FnMut(&mut Fields<'n>, &mut Diagnostics) -> Option<T>,
+    ) -> Vec<T> {
+        let file = self.file.clone();
+        self.items(key, diagnostics, |item, path, diagnostics| {
+            read_mapping(item, &file, path, diagnostics, &mut read)
+        })
+    }
+
+    /// The mapping field `key`, if written: opened at its path, read by `read` and then
+    /// finished.
+    pub fn mapping<T>(
+        &mut self,
+        key: &'static str,
+        diagnostics: &mut Diagnostics,
+        read: impl FnOnce(&mut Fields<'n>, &mut Diagnostics) -> Option<T>,
+    ) -> Option<T> {
+        let node = self.get(key)?;
+        let mut fields = Fields::new(node, &self.file, self.field_path(key), diagnostics);
+        let read = read(&mut fields, diagnostics);
+        fields.finish(diagnostics);
+        read
+    }
+
     /// A list of strings.
     pub fn strings(&mut self, key: &'static str, diagnostics: &mut Diagnostics) -> Vec<String> {
         let items = self.list(key, diagnostics);
@@ -384,6 +413,54 @@ impl<'n> Fields<'n> {
     }
 }
 
+/// Each item of the list `node` (written at `path`) opened as a mapping at `path[index]`, read
+/// by `read` and then finished; items it makes nothing of are left out. A node that is not a
+/// list is reported as not being a list of `what`, and has no items.
+pub fn list_mappings<'n, T>(
+    node: &'n Node,
+    file: &Arc<str>,
+    path: &str,
+    what: &str,
+    diagnostics: &mut Diagnostics,
+    mut read: impl FnMut(&mut Fields<'n>, &mut Diagnostics) -> Option<T>,
+) -> Vec<T> {
+    let Value::Seq(items) = &node.value else {
+        diagnostics.error(
+            &Loc::new(file.clone(), node.line),
+            path,
+            format!("expected a list of {what}, found {}", node.kind()),
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| {
+            read_mapping(
+                item,
+                file,
+                format!("{path}[{index}]"),
+                diagnostics,
+                &mut read,
+            )
+        })
+        .collect()
+}
+
+/// Opens `node` as a mapping at `path`, reads it with `read`, and finishes it.
+pub fn read_mapping<'n, T>(
+    node: &'n Node,
+    file: &Arc<str>,
+    path: String,
+    diagnostics: &mut Diagnostics,
+    read: &mut impl FnMut(&mut Fields<'n>, &mut Diagnostics) -> Option<T>,
+) -> Option<T> {
+    let mut fields = Fields::new(node, file, path, diagnostics);
+    let read = read(&mut fields, diagnostics);
+    fields.finish(diagnostics);
+    read
+}
+
 /// Whether `text` is a finite number with a fractional part (`1.5`, not `2` or `2.0`).
 pub fn has_fraction(text: &str) -> bool {
     text.parse::<f64>()
@@ -401,6 +478,93 @@ fn show(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::yaml;
+
+    fn document(text: &str) -> Node {
+        yaml::parse(text).unwrap().remove(0)
+    }
+
+    fn lines(diagnostics: &Diagnostics) -> Vec<String> {
+        diagnostics.items.iter().map(ToString::to_string).collect()
+    }
+
+    /// Reads `rules` of `doc` as `{host: ...}` mappings, keeping the hosts that are written.
+    fn hosts_of(doc: &Node, diagnostics: &mut Diagnostics) -> Vec<String> {
+        let file: Arc<str> = Arc::from("t.yaml");
+        let mut top = Fields::new(doc, &file, "maps[web]", diagnostics);
+        let hosts = top.mappings("rules", diagnostics, |rule, diagnostics| {
+            rule.string("host", diagnostics)
+        });
+        top.finish(diagnostics);
+        hosts
+    }
+
+    #[test]
+    fn each_list_item_is_read_as_a_mapping_at_its_index() {
+        let doc = document("rules:\n- host: a\n- {}\n- host: c\n");
+        let mut diagnostics = Diagnostics::default();
+        assert_eq!(hosts_of(&doc, &mut diagnostics), ["a", "c"]);
+        assert!(diagnostics.is_empty(), "{diagnostics}");
+    }
+
+    #[test]
+    fn list_items_are_finished_and_their_problems_name_the_item() {
+        let doc = document("rules:\n- host: a\n  hots: b\n- 7\n");
+        let mut diagnostics = Diagnostics::default();
+        assert_eq!(hosts_of(&doc, &mut diagnostics), ["a"]);
+        assert_eq!(
+            lines(&diagnostics),
+            [
+                "error: t.yaml:3: maps[web].rules[0].hots: unknown field `hots`; did you mean `host`?",
+                "error: t.yaml:4: maps[web].rules[1]: expected a mapping of fields, found a scalar",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_list_field_that_is_not_a_list_has_no_items() {
+        let doc = document("rules: {host: a}\n");
+        let mut diagnostics = Diagnostics::default();
+        assert!(hosts_of(&doc, &mut diagnostics).is_empty());
+        assert_eq!(
+            lines(&diagnostics),
+            ["error: t.yaml:1: maps[web].rules: expected a list, found a mapping"]
+        );
+    }
+
+    #[test]
+    fn a_list_node_is_read_item_by_item_and_anything_else_is_named() {
+        let file: Arc<str> = Arc::from("t.yaml");
+        let read = |doc: &Node, diagnostics: &mut Diagnostics| {
+            list_mappings(
+                doc,
+                &file,
+                "Targets",
+                "targets",
+                diagnostics,
+                |target, d| target.integer("Port", 1, 65535, d),
+            )
+        };
+        let mut diagnostics = Diagnostics::default();
+        let ports = read(
+            &document("- Port: 80\n- Port: 0\n- Prot: 81\n"),
+            &mut diagnostics,
+        );
+        assert_eq!(ports, [80]);
+        assert_eq!(
+            lines(&diagnostics),
+            [
+                "error: t.yaml:2: Targets[1].Port: 0 is out of range; allowed: 1 to 65535",
+                "error: t.yaml:3: Targets[2].Prot: unknown field `Prot`; did you mean `Port`?",
+            ]
+        );
+        let mut diagnostics = Diagnostics::default();
+        assert!(read(&document("Port: 80\n"), &mut diagnostics).is_empty());
+        assert_eq!(
+            lines(&diagnostics),
+            ["error: t.yaml:1: Targets: expected a list of targets, found a mapping"]
+        );
+    }
 
     #[test]
     fn only_a_finite_number_with_a_fraction_has_one() {

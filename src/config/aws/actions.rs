@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::config::reader::Fields;
+use crate::config::reader::{list_mappings, Fields};
 use crate::config::yaml::{Node, Value};
 use crate::model::{Diagnostics, Loc};
 
@@ -63,27 +63,23 @@ pub fn read_actions(
     path: &str,
     diagnostics: &mut Diagnostics,
 ) -> Option<Action> {
-    let Value::Seq(items) = &node.value else {
-        diagnostics.error(
-            &Loc::new(file.clone(), node.line),
-            path,
-            format!("expected a list of actions, found {}", node.kind()),
-        );
-        return None;
-    };
-    let mut ordered: Vec<(i64, Action)> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let item_path = format!("{path}[{index}]");
-        let mut fields = Fields::new(item, file, &item_path, diagnostics);
-        let order = fields
-            .integer("Order", 1, 50_000, diagnostics)
-            .unwrap_or(index as i64 + 1);
-        let action = read_action(template, &mut fields, diagnostics);
-        fields.finish(diagnostics);
-        if let Some(action) = action {
-            ordered.push((order, action));
-        }
-    }
+    let written = list_mappings(
+        node,
+        file,
+        path,
+        "actions",
+        diagnostics,
+        |fields, diagnostics| {
+            let order = fields.integer("Order", 1, 50_000, diagnostics);
+            Some((order, read_action(template, fields, diagnostics)))
+        },
+    );
+    // An action without an Order takes its place in the list.
+    let mut ordered: Vec<(i64, Action)> = written
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, (order, action))| Some((order.unwrap_or(index as i64 + 1), action?)))
+        .collect();
     ordered.sort_by_key(|(order, _)| *order);
     if ordered.len() > 1 {
         diagnostics.error(
@@ -207,26 +203,30 @@ fn read_forward(
     let groups_node = config.get("TargetGroups");
     let stickiness = config.get("TargetGroupStickinessConfig");
     config.finish(diagnostics);
-    let mut groups = Vec::new();
-    if let Some(Value::Seq(items)) = groups_node.map(|n| &n.value) {
-        for (index, item) in items.iter().enumerate() {
-            let item_path = format!("{path}.TargetGroups[{index}]");
-            let mut group = Fields::new(item, file, &item_path, diagnostics);
-            let arn = group.get("TargetGroupArn");
-            let weight = group.integer("Weight", 0, 999, diagnostics).unwrap_or(1) as u32;
-            group.finish(diagnostics);
-            let arn_path = format!("{item_path}.TargetGroupArn");
-            let Some(name) =
-                arn.and_then(|arn| group_of(template, arn, file, &arn_path, diagnostics))
-            else {
-                continue;
-            };
-            groups.push(WeightedGroup {
-                target_group: name,
-                weight,
-            });
+    let groups = match groups_node {
+        // Anything but a list holds no groups, which is reported below.
+        Some(list) if matches!(list.value, Value::Seq(_)) => {
+            let groups_path = format!("{path}.TargetGroups");
+            let what = "target groups";
+            list_mappings(
+                list,
+                file,
+                &groups_path,
+                what,
+                diagnostics,
+                |group, diagnostics| {
+                    let arn = group.get("TargetGroupArn");
+                    let weight = group.integer("Weight", 0, 999, diagnostics).unwrap_or(1) as u32;
+                    let arn_path = group.field_path("TargetGroupArn");
+                    Some(WeightedGroup {
+                        target_group: group_of(template, arn?, file, &arn_path, diagnostics)?,
+                        weight,
+                    })
+                },
+            )
         }
-    }
+        _ => Vec::new(),
+    };
     if groups.is_empty() {
         diagnostics.error(
             &Loc::new(file.clone(), node.line),

@@ -7,9 +7,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::reader::Fields;
-use crate::config::yaml::{Node, Value};
-use crate::model::{Diagnostics, Loc};
+use crate::config::reader::{list_mappings, Fields};
+use crate::config::yaml::Node;
+use crate::model::Diagnostics;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Condition {
@@ -32,24 +32,7 @@ pub(super) fn read_conditions(
     path: &str,
     diagnostics: &mut Diagnostics,
 ) -> Vec<Condition> {
-    let Value::Seq(items) = &node.value else {
-        diagnostics.error(
-            &Loc::new(file.clone(), node.line),
-            path,
-            format!("expected a list of conditions, found {}", node.kind()),
-        );
-        return Vec::new();
-    };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(index, item)| {
-            let mut fields = Fields::new(item, file, format!("{path}[{index}]"), diagnostics);
-            let condition = read_condition(&mut fields, diagnostics);
-            fields.finish(diagnostics);
-            condition
-        })
-        .collect()
+    list_mappings(node, file, path, "conditions", diagnostics, read_condition)
 }
 
 fn read_condition(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<Condition> {
@@ -57,12 +40,11 @@ fn read_condition(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Opt
     let legacy = fields.strings("Values", diagnostics);
     let config_values =
         |fields: &mut Fields<'_>, key: &'static str, diagnostics: &mut Diagnostics| {
-            let node = fields.get(key)?;
-            let mut config = Fields::new(node, fields.file(), fields.field_path(key), diagnostics);
-            let values = config.strings("Values", diagnostics);
-            config.not_served(&["RegexValues"], diagnostics);
-            config.finish(diagnostics);
-            Some(values)
+            fields.mapping(key, diagnostics, |config, diagnostics| {
+                let values = config.strings("Values", diagnostics);
+                config.not_served(&["RegexValues"], diagnostics);
+                Some(values)
+            })
         };
     let loc = fields.loc();
     let path = fields.path.clone();
@@ -107,48 +89,25 @@ fn read_condition(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Opt
             Condition::SourceIp(cidrs)
         }
         "http-header" => {
-            let node = fields.get("HttpHeaderConfig")?;
-            let mut config = Fields::new(
-                node,
-                fields.file(),
-                fields.field_path("HttpHeaderConfig"),
-                diagnostics,
-            );
-            let name = config.required_string("HttpHeaderName", diagnostics);
-            let values = config.strings("Values", diagnostics);
-            config.not_served(&["RegexValues"], diagnostics);
-            config.finish(diagnostics);
-            Condition::Header {
-                name: name?,
-                values,
-            }
+            fields.mapping("HttpHeaderConfig", diagnostics, |config, diagnostics| {
+                let name = config.required_string("HttpHeaderName", diagnostics);
+                let values = config.strings("Values", diagnostics);
+                config.not_served(&["RegexValues"], diagnostics);
+                Some(Condition::Header {
+                    name: name?,
+                    values,
+                })
+            })?
         }
         "query-string" => {
-            let node = fields.get("QueryStringConfig")?;
-            let mut config = Fields::new(
-                node,
-                fields.file(),
-                fields.field_path("QueryStringConfig"),
-                diagnostics,
-            );
-            let pairs = config.list("Values", diagnostics);
-            let mut values = Vec::new();
-            for (index, pair) in pairs.into_iter().enumerate() {
-                let mut pair_fields = Fields::new(
-                    pair,
-                    fields.file(),
-                    format!("{}.Values[{index}]", config.path),
-                    diagnostics,
-                );
-                let key = pair_fields.string("Key", diagnostics);
-                let value = pair_fields.required_string("Value", diagnostics);
-                pair_fields.finish(diagnostics);
-                if let Some(value) = value {
-                    values.push((key, value));
-                }
-            }
-            config.finish(diagnostics);
-            Condition::Query(values)
+            fields.mapping("QueryStringConfig", diagnostics, |config, diagnostics| {
+                let values = config.mappings("Values", diagnostics, |pair, diagnostics| {
+                    let key = pair.string("Key", diagnostics);
+                    let value = pair.required_string("Value", diagnostics);
+                    Some((key, value?))
+                });
+                Some(Condition::Query(values))
+            })?
         }
         other => {
             diagnostics.error(

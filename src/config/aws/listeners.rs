@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use crate::config::reader::Fields;
-use crate::config::yaml::{Node, Value};
+use crate::config::reader::{list_mappings, Fields};
+use crate::config::yaml::Node;
 use crate::model::{Diagnostics, Loc};
 
 use super::actions::{read_actions, Action};
@@ -242,41 +242,35 @@ fn read_certificates(
     path: &str,
     diagnostics: &mut Diagnostics,
 ) -> Vec<CertificateFiles> {
-    let Value::Seq(items) = &node.value else {
+    list_mappings(
+        node,
+        file,
+        path,
+        "certificates",
+        diagnostics,
+        read_certificate,
+    )
+}
+
+fn read_certificate(
+    fields: &mut Fields<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Option<CertificateFiles> {
+    if fields.get("CertificateArn").is_some() {
         diagnostics.error(
-            &Loc::new(file.clone(), node.line),
-            path,
-            format!("expected a list of certificates, found {}", node.kind()),
+            &fields.loc_of("CertificateArn"),
+            fields.field_path("CertificateArn"),
+            "ACM certificates are not available in a self-hosted control plane; give CertificateFile and PrivateKeyFile (PEM files, relative to this template) instead",
         );
-        return Vec::new();
-    };
-    let mut certificates = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let mut fields = Fields::new(item, file, format!("{path}[{index}]"), diagnostics);
-        if fields.get("CertificateArn").is_some() {
-            diagnostics.error(
-                &fields.loc_of("CertificateArn"),
-                fields.field_path("CertificateArn"),
-                "ACM certificates are not available in a self-hosted control plane; give CertificateFile and PrivateKeyFile (PEM files, relative to this template) instead",
-            );
-            fields.finish(diagnostics);
-            continue;
-        }
-        let certificate_file = fields.required_string("CertificateFile", diagnostics);
-        let private_key_file = fields.required_string("PrivateKeyFile", diagnostics);
-        let loc = fields.loc();
-        fields.finish(diagnostics);
-        if let (Some(certificate_file), Some(private_key_file)) =
-            (certificate_file, private_key_file)
-        {
-            certificates.push(CertificateFiles {
-                certificate_file,
-                private_key_file,
-                loc,
-            });
-        }
+        return None;
     }
-    certificates
+    let certificate_file = fields.required_string("CertificateFile", diagnostics);
+    let private_key_file = fields.required_string("PrivateKeyFile", diagnostics);
+    Some(CertificateFiles {
+        certificate_file: certificate_file?,
+        private_key_file: private_key_file?,
+        loc: fields.loc(),
+    })
 }
 
 /// Reads an `AWS::ElasticLoadBalancingV2::ListenerRule`.

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::reader::Fields;
+use crate::config::reader::{list_mappings, Fields};
 use crate::config::yaml::{Node, Value};
 use crate::model::{Diagnostics, Loc};
 
@@ -216,31 +216,22 @@ pub(super) fn attribute_list(
     let Some(node) = node else {
         return Vec::new();
     };
-    let Value::Seq(items) = &node.value else {
-        diagnostics.error(
-            &Loc::new(file.clone(), node.line),
-            path,
-            format!("expected a list of {{Key, Value}}, found {}", node.kind()),
-        );
-        return Vec::new();
-    };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(index, item)| {
-            let path = format!("{path}[{index}]");
-            let mut fields = Fields::new(item, file, path, diagnostics);
+    list_mappings(
+        node,
+        file,
+        path,
+        "{Key, Value}",
+        diagnostics,
+        |fields, diagnostics| {
             let key = fields.required_string("Key", diagnostics);
             let value = fields.required_string("Value", diagnostics);
-            let loc = fields.loc();
-            fields.finish(diagnostics);
             Some(Attribute {
                 key: key?,
                 value: value?,
-                loc,
+                loc: fields.loc(),
             })
-        })
-        .collect()
+        },
+    )
 }
 
 /// The targets, each by IP or by instance; every address must be of the group's family.
@@ -249,72 +240,70 @@ fn read_targets(
     node: &Node,
     file: &Arc<str>,
     path: &str,
-    (target_type, group_port, ipv6): (TargetType, u16, bool),
+    group: (TargetType, u16, bool),
     diagnostics: &mut Diagnostics,
 ) -> Vec<Target> {
-    let Value::Seq(items) = &node.value else {
-        diagnostics.error(
-            &Loc::new(file.clone(), node.line),
-            path,
-            format!("expected a list of targets, found {}", node.kind()),
-        );
-        return Vec::new();
+    list_mappings(
+        node,
+        file,
+        path,
+        "targets",
+        diagnostics,
+        |fields, diagnostics| read_target(template, fields, group, diagnostics),
+    )
+}
+
+fn read_target(
+    template: &Template<'_>,
+    fields: &mut Fields<'_>,
+    (target_type, group_port, ipv6): (TargetType, u16, bool),
+    diagnostics: &mut Diagnostics,
+) -> Option<Target> {
+    let id = fields.get("Id");
+    let port = fields
+        .integer("Port", 1, 65535, diagnostics)
+        .map_or(group_port, |p| p as u16);
+    let zone = fields.string("AvailabilityZone", diagnostics);
+    let loc = fields.loc();
+    let id_path = fields.field_path("Id");
+    let Some(id) = id else {
+        diagnostics.error(&loc, id_path, "this field is required");
+        return None;
     };
-    let mut targets = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let path = format!("{path}[{index}]");
-        let mut fields = Fields::new(item, file, &path, diagnostics);
-        let id = fields.get("Id");
-        let port = fields
-            .integer("Port", 1, 65535, diagnostics)
-            .map_or(group_port, |p| p as u16);
-        let zone = fields.string("AvailabilityZone", diagnostics);
-        let loc = fields.loc();
-        fields.finish(diagnostics);
-        let Some(id) = id else {
-            diagnostics.error(&loc, format!("{path}.Id"), "this field is required");
-            continue;
-        };
-        let id_path = format!("{path}.Id");
-        let found = match target_type {
-            TargetType::Ip => template::plain(id, file, &id_path, diagnostics).and_then(|text| {
-                let parsed = text.parse::<IpAddr>().ok();
-                if parsed.is_none() {
-                    diagnostics.error(
-                        &Loc::new(file.clone(), id.line),
-                        &id_path,
-                        format!("`{text}` is not an IP address; targets of type ip are addresses"),
-                    );
-                }
-                parsed.map(|address| (address, String::new()))
-            }),
-            TargetType::Instance => {
-                instance_address(template, id, file, &id_path, ipv6, diagnostics)
+    let file = fields.file();
+    let found = match target_type {
+        TargetType::Ip => template::plain(id, file, &id_path, diagnostics).and_then(|text| {
+            let parsed = text.parse::<IpAddr>().ok();
+            if parsed.is_none() {
+                diagnostics.error(
+                    &Loc::new(file.clone(), id.line),
+                    &id_path,
+                    format!("`{text}` is not an IP address; targets of type ip are addresses"),
+                );
             }
-        };
-        let Some((address, instance_zone)) = found else {
-            continue;
-        };
-        if address.is_ipv6() != ipv6 {
-            diagnostics.error(
-                &Loc::new(file.clone(), id.line),
-                &id_path,
-                format!(
-                    "{address} is an {} address, and this target group's IpAddressType is {}; all targets of a group share its address type",
-                    if address.is_ipv6() { "IPv6" } else { "IPv4" },
-                    if ipv6 { "ipv6" } else { "ipv4" }
-                ),
-            );
-            continue;
-        }
-        targets.push(Target {
-            address,
-            port,
-            zone: zone.unwrap_or(instance_zone),
-            loc,
-        });
+            parsed.map(|address| (address, String::new()))
+        }),
+        TargetType::Instance => instance_address(template, id, file, &id_path, ipv6, diagnostics),
+    };
+    let (address, instance_zone) = found?;
+    if address.is_ipv6() != ipv6 {
+        diagnostics.error(
+            &Loc::new(file.clone(), id.line),
+            &id_path,
+            format!(
+                "{address} is an {} address, and this target group's IpAddressType is {}; all targets of a group share its address type",
+                if address.is_ipv6() { "IPv6" } else { "IPv4" },
+                if ipv6 { "ipv6" } else { "ipv4" }
+            ),
+        );
+        return None;
     }
-    targets
+    Some(Target {
+        address,
+        port,
+        zone: zone.unwrap_or(instance_zone),
+        loc,
+    })
 }
 
 /// An instance target's address (its private IPv4, or first IPv6 in an ipv6 group) and zone.

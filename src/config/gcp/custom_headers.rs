@@ -102,21 +102,21 @@ fn header_list(
     diagnostics: &mut Diagnostics,
 ) -> Vec<CustomHeader> {
     let file = fields.file().clone();
-    let mut headers: Vec<CustomHeader> = Vec::new();
-    for (index, item) in fields.list(key, diagnostics).into_iter().enumerate() {
+    let written = fields.items(key, diagnostics, |item, path, diagnostics| {
         let loc = Loc::new(file.clone(), item.line);
-        let path = format!("{}[{index}]", fields.field_path(key));
         let Some(text) = item.as_scalar() else {
             diagnostics.error(
                 &loc,
                 path,
                 format!("expected a `Name: value` string, found {}", item.kind()),
             );
-            continue;
+            return None;
         };
-        let Some(header) = header(text, &loc, &path, diagnostics) else {
-            continue;
-        };
+        let header = header(text, &loc, &path, diagnostics)?;
+        Some((header, loc, path))
+    });
+    let mut headers: Vec<CustomHeader> = Vec::new();
+    for (header, loc, path) in written {
         if headers
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case(&header.name))

@@ -13,7 +13,7 @@ use crate::config::yaml::Node;
 use crate::model::{Diagnostics, Endpoint};
 
 use super::fields::classify;
-use super::{endpoint_addresses, gcloud_endpoint, open, pasted};
+use super::{endpoint_addresses, gcloud_endpoints, open, pasted};
 
 /// Where a group's instances run: one zone, or the zones of one region.
 enum Placement {
@@ -65,8 +65,8 @@ pub(super) fn instance_group(
     let (mut fields, name) = open(node, file, "instanceGroups", diagnostics)?;
     let placement = placement(&mut fields, diagnostics);
     let named_ports = named_ports(&mut fields, diagnostics);
-    let endpoints = fields.items("instances", diagnostics, |item, path, diagnostics| {
-        instance(item, file, path, &placement, diagnostics)
+    let endpoints = gcloud_endpoints(&mut fields, "instances", diagnostics, |item, d| {
+        instance(item, &placement, d)
     });
     let (zone, region) = match placement {
         Placement::Zone(zone) => (zone.clone(), region_of_zone(&zone)),
@@ -99,14 +99,11 @@ pub(super) fn instance_group(
 }
 
 fn named_ports(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> BTreeMap<String, u16> {
-    let file = fields.file().clone();
-    let ports = fields.items("namedPorts", diagnostics, |item, path, diagnostics| {
-        let mut port = Fields::new(item, &file, path, diagnostics);
-        classify(&mut port, "NamedPort", diagnostics);
+    let ports = fields.mappings("namedPorts", diagnostics, |port, diagnostics| {
+        classify(port, "NamedPort", diagnostics);
         let port_name = port.required_string("name", diagnostics);
         let number = port.integer("port", 1, 65535, diagnostics);
         port.require("port", diagnostics);
-        port.finish(diagnostics);
         Some((port_name?, number? as u16))
     });
     ports.into_iter().collect()
@@ -114,16 +111,12 @@ fn named_ports(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> BTreeM
 
 /// One instance: its name, its addresses, and in a regional group the zone it runs in.
 fn instance(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
+    instance: &mut Fields<'_>,
     placement: &Placement,
     diagnostics: &mut Diagnostics,
 ) -> Option<Endpoint> {
-    let item = gcloud_endpoint(node);
-    let mut instance = Fields::new(&item, file, path, diagnostics);
     let instance_name = instance.string("name", diagnostics);
-    let addresses = endpoint_addresses(&mut instance, GroupKind::InstanceGroup, diagnostics);
+    let addresses = endpoint_addresses(instance, GroupKind::InstanceGroup, diagnostics);
     let zone = instance
         .string("zone", diagnostics)
         .map(|zone| last_segment(&zone));
@@ -155,9 +148,7 @@ fn instance(
         }
         (Placement::Zone(_), _) => None,
     };
-    let regional_without_zone = matches!(placement, Placement::Region(_)) && zone.is_none();
-    instance.finish(diagnostics);
-    if regional_without_zone {
+    if matches!(placement, Placement::Region(_)) && zone.is_none() {
         return None;
     }
     let (ipv4, ipv6) = addresses?;

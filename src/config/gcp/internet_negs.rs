@@ -30,20 +30,16 @@ pub(super) fn internet_neg(
     let default_port = fields
         .integer("defaultPort", 1, 65535, diagnostics)
         .map(|p| p as u16);
-    let file = fields.file().clone();
-    let endpoints = fields.items("endpoints", diagnostics, |item, path, diagnostics| {
-        let mut endpoint = Fields::new(item, &file, path, diagnostics);
-        super::fields::classify(&mut endpoint, "NetworkEndpoint", diagnostics);
-        refuse_vm_fields(&mut endpoint, diagnostics);
+    let endpoints = fields.mappings("endpoints", diagnostics, |endpoint, diagnostics| {
+        super::fields::classify(endpoint, "NetworkEndpoint", diagnostics);
+        refuse_vm_fields(endpoint, diagnostics);
         let port = endpoint
             .integer("port", 1, 65535, diagnostics)
             .map(|p| p as u16);
-        let read = match kind {
-            GroupKind::InternetFqdnPortNeg => fqdn_endpoint(&mut endpoint, port, diagnostics),
-            _ => ip_endpoint(&mut endpoint, port, diagnostics),
-        };
-        endpoint.finish(diagnostics);
-        read
+        match kind {
+            GroupKind::InternetFqdnPortNeg => fqdn_endpoint(endpoint, port, diagnostics),
+            _ => ip_endpoint(endpoint, port, diagnostics),
+        }
     });
     if endpoints.len() > 1 {
         diagnostics.error(

@@ -38,7 +38,7 @@ pub mod validate;
 mod validate_frontends;
 
 use super::dialect::{Dialect, DialectReader, Lowered};
-use super::reader::Fields;
+use super::reader::{read_mapping, Fields};
 use super::references::{self, region_of_zone};
 use super::yaml::{Node, Value};
 
@@ -528,7 +528,7 @@ fn ip_address(
 
 /// An endpoint written the way gcloud takes it, `instance=vm-a1,ip=10.0.0.1,ipv6=fd00::1,port=80`,
 /// as the mapping the API uses (`instance`, `ipAddress`, `ipv6Address`, `port`).
-pub(super) fn gcloud_endpoint(node: &Node) -> Node {
+fn gcloud_endpoint(node: &Node) -> Node {
     let Some(text) = node.as_scalar() else {
         return node.clone();
     };
@@ -557,6 +557,22 @@ pub(super) fn gcloud_endpoint(node: &Node) -> Node {
         value: super::yaml::Value::Map(entries),
         line: node.line,
     }
+}
+
+/// Each member of a group's list `key` (`instances`, `endpoints`), written as the API's
+/// mapping or as gcloud takes it (`instance=vm-a1,ip=10.0.0.1,port=80`), opened at
+/// `key[index]`, read by `read` and finished.
+pub(super) fn gcloud_endpoints(
+    fields: &mut Fields<'_>,
+    key: &'static str,
+    diagnostics: &mut Diagnostics,
+    mut read: impl FnMut(&mut Fields<'_>, &mut Diagnostics) -> Option<Endpoint>,
+) -> Vec<Endpoint> {
+    let file = fields.file().clone();
+    fields.items(key, diagnostics, |item, path, diagnostics| {
+        let item = gcloud_endpoint(item);
+        read_mapping(&item, &file, path, diagnostics, &mut read)
+    })
 }
 
 /// `ipAddress` (IPv4) and `ipv6Address`: at least one; both only where the cloud allows dual
@@ -672,58 +688,9 @@ fn network_endpoint_group(
     let default_port = fields
         .integer("defaultPort", 1, 65535, diagnostics)
         .map(|p| p as u16);
-    let mut endpoints = Vec::new();
-    for (index, item) in fields
-        .list("endpoints", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let item = gcloud_endpoint(item);
-        let mut endpoint = Fields::new(
-            &item,
-            file,
-            format!("{}.endpoints[{index}]", fields.path),
-            diagnostics,
-        );
-        fields::classify(&mut endpoint, "NetworkEndpoint", diagnostics);
-        if endpoint.get("fqdn").is_some() {
-            diagnostics.error(
-                &endpoint.loc_of("fqdn"),
-                endpoint.field_path("fqdn"),
-                format!(
-                    "`fqdn` names the endpoint of an INTERNET_FQDN_PORT NEG; a {} endpoint takes ipAddress",
-                    kind.as_str()
-                ),
-            );
-        }
-        let instance = endpoint.string("instance", diagnostics);
-        let addresses = endpoint_addresses(&mut endpoint, kind, diagnostics);
-        let port = endpoint
-            .integer("port", 1, 65535, diagnostics)
-            .map(|p| p as u16);
-        let weight = endpoint
-            .integer("weight", 1, 1_000_000, diagnostics)
-            .map(|w| w as u32);
-        if kind == GroupKind::NonGcpPrivateIpPortNeg && instance.is_some() {
-            diagnostics.error(
-                &endpoint.loc_of("instance"),
-                endpoint.field_path("instance"),
-                "NON_GCP_PRIVATE_IP_PORT endpoints are not VM instances; remove `instance`",
-            );
-        }
-        endpoint.finish(diagnostics);
-        if let Some((ipv4, ipv6)) = addresses {
-            endpoints.push(Endpoint {
-                instance,
-                ipv4,
-                ipv6,
-                fqdn: None,
-                port,
-                weight,
-                zone: None,
-            });
-        }
-    }
+    let endpoints = gcloud_endpoints(&mut fields, "endpoints", diagnostics, |endpoint, d| {
+        neg_endpoint(endpoint, kind, d)
+    });
     pasted::warn_without_members(
         &mut fields,
         pasted::Members::Endpoints,
@@ -742,6 +709,50 @@ fn network_endpoint_group(
         named_ports: BTreeMap::new(),
         default_port,
         endpoints,
+    })
+}
+
+/// One endpoint of a zonal NEG (GCE_VM_IP_PORT or NON_GCP_PRIVATE_IP_PORT).
+fn neg_endpoint(
+    endpoint: &mut Fields<'_>,
+    kind: GroupKind,
+    diagnostics: &mut Diagnostics,
+) -> Option<Endpoint> {
+    fields::classify(endpoint, "NetworkEndpoint", diagnostics);
+    if endpoint.get("fqdn").is_some() {
+        diagnostics.error(
+            &endpoint.loc_of("fqdn"),
+            endpoint.field_path("fqdn"),
+            format!(
+                "`fqdn` names the endpoint of an INTERNET_FQDN_PORT NEG; a {} endpoint takes ipAddress",
+                kind.as_str()
+            ),
+        );
+    }
+    let instance = endpoint.string("instance", diagnostics);
+    let addresses = endpoint_addresses(endpoint, kind, diagnostics);
+    let port = endpoint
+        .integer("port", 1, 65535, diagnostics)
+        .map(|p| p as u16);
+    let weight = endpoint
+        .integer("weight", 1, 1_000_000, diagnostics)
+        .map(|w| w as u32);
+    if kind == GroupKind::NonGcpPrivateIpPortNeg && instance.is_some() {
+        diagnostics.error(
+            &endpoint.loc_of("instance"),
+            endpoint.field_path("instance"),
+            "NON_GCP_PRIVATE_IP_PORT endpoints are not VM instances; remove `instance`",
+        );
+    }
+    let (ipv4, ipv6) = addresses?;
+    Some(Endpoint {
+        instance,
+        ipv4,
+        ipv6,
+        fqdn: None,
+        port,
+        weight,
+        zone: None,
     })
 }
 
@@ -828,31 +839,21 @@ fn backend_service(
         .map(|node| consistent_hash(node, file, fields.field_path("consistentHash"), diagnostics))
         .unwrap_or_default();
     let draining_timeout_sec = fields
-        .get("connectionDraining")
-        .and_then(|node| {
-            let mut draining = Fields::new(
-                node,
-                file,
-                fields.field_path("connectionDraining"),
-                diagnostics,
-            );
-            let seconds = draining.whole_seconds("drainingTimeoutSec", 0, 3600, diagnostics);
-            draining.finish(diagnostics);
-            seconds
-        })
+        .mapping(
+            "connectionDraining",
+            diagnostics,
+            |draining, diagnostics| {
+                draining.whole_seconds("drainingTimeoutSec", 0, 3600, diagnostics)
+            },
+        )
         .unwrap_or(DEFAULT_DRAINING_TIMEOUT_SEC as i64) as u32;
     let subsetting = fields
-        .get("subsetting")
-        .and_then(|node| {
-            let mut subsetting =
-                Fields::new(node, file, fields.field_path("subsetting"), diagnostics);
-            let policy = subsetting.choice(
+        .mapping("subsetting", diagnostics, |subsetting, diagnostics| {
+            subsetting.choice(
                 "policy",
                 &[("NONE", false), ("CONSISTENT_HASH_SUBSETTING", true)],
                 diagnostics,
-            );
-            subsetting.finish(diagnostics);
-            policy
+            )
         })
         .unwrap_or(false);
     let backends = fields.items("backends", diagnostics, |item, path, diagnostics| {
@@ -1094,15 +1095,13 @@ fn consistent_hash(
     let minimum_ring_size = fields
         .integer("minimumRingSize", 1, 8_388_608, diagnostics)
         .map(|size| size as u64);
-    let http_cookie = fields.get("httpCookie").and_then(|node| {
-        let mut cookie = Fields::new(node, file, fields.field_path("httpCookie"), diagnostics);
+    let http_cookie = fields.mapping("httpCookie", diagnostics, |cookie, diagnostics| {
         let name = cookie.required_string("name", diagnostics);
         let cookie_path = cookie.string("path", diagnostics);
         // A ttl of 0 makes a session cookie, as affinityCookieTtlSec 0 does.
         let ttl = cookie
             .get("ttl")
             .and_then(|node| duration(node, file, cookie.field_path("ttl"), diagnostics));
-        cookie.finish(diagnostics);
         Some(HttpCookie {
             name: name?,
             path: cookie_path,

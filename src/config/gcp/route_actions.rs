@@ -156,37 +156,7 @@ fn weighted_services(
     action: &mut Fields<'_>,
     diagnostics: &mut Diagnostics,
 ) -> Vec<WeightedService> {
-    let file = action.file().clone();
-    let mut services = Vec::new();
-    for (index, item) in action
-        .list("weightedBackendServices", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let mut weighted = Fields::new(
-            item,
-            &file,
-            format!("{}.weightedBackendServices[{index}]", action.path),
-            diagnostics,
-        );
-        let backend_service = reference(
-            &mut weighted,
-            "backendService",
-            &["backendServices"],
-            diagnostics,
-        );
-        let weight = weighted.integer("weight", 0, 1000, diagnostics);
-        weighted.require("weight", diagnostics);
-        let header_action = header_action(&mut weighted, diagnostics);
-        weighted.finish(diagnostics);
-        if let (Some(backend_service), Some(weight)) = (backend_service, weight) {
-            services.push(WeightedService {
-                service: backend_service,
-                weight: weight as u32,
-                header_action,
-            });
-        }
-    }
+    let services = action.mappings("weightedBackendServices", diagnostics, weighted_service);
     if services.is_empty() {
         diagnostics.error(
             &action.loc_of("weightedBackendServices"),
@@ -320,24 +290,48 @@ pub(super) fn header_action(
     fields: &mut Fields<'_>,
     diagnostics: &mut Diagnostics,
 ) -> HeaderAction {
-    let file = fields.file().clone();
-    let Some(node) = fields.get("headerAction") else {
-        return HeaderAction::default();
-    };
-    let mut action = Fields::new(node, &file, fields.field_path("headerAction"), diagnostics);
-    let request_headers_to_add = headers_to_add(&mut action, "requestHeadersToAdd", diagnostics);
-    let request_headers_to_remove =
-        headers_to_remove(&mut action, "requestHeadersToRemove", diagnostics);
-    let response_headers_to_add = headers_to_add(&mut action, "responseHeadersToAdd", diagnostics);
-    let response_headers_to_remove =
-        headers_to_remove(&mut action, "responseHeadersToRemove", diagnostics);
-    action.finish(diagnostics);
-    HeaderAction {
-        request_headers_to_add,
-        request_headers_to_remove,
-        response_headers_to_add,
-        response_headers_to_remove,
-    }
+    fields
+        .mapping("headerAction", diagnostics, |action, diagnostics| {
+            Some(HeaderAction {
+                request_headers_to_add: headers_to_add(action, "requestHeadersToAdd", diagnostics),
+                request_headers_to_remove: headers_to_remove(
+                    action,
+                    "requestHeadersToRemove",
+                    diagnostics,
+                ),
+                response_headers_to_add: headers_to_add(
+                    action,
+                    "responseHeadersToAdd",
+                    diagnostics,
+                ),
+                response_headers_to_remove: headers_to_remove(
+                    action,
+                    "responseHeadersToRemove",
+                    diagnostics,
+                ),
+            })
+        })
+        .unwrap_or_default()
+}
+
+fn weighted_service(
+    weighted: &mut Fields<'_>,
+    diagnostics: &mut Diagnostics,
+) -> Option<WeightedService> {
+    let backend_service = reference(
+        weighted,
+        "backendService",
+        &["backendServices"],
+        diagnostics,
+    );
+    let weight = weighted.integer("weight", 0, 1000, diagnostics);
+    weighted.require("weight", diagnostics);
+    let header_action = header_action(weighted, diagnostics);
+    Some(WeightedService {
+        service: backend_service?,
+        weight: weight? as u32,
+        header_action,
+    })
 }
 
 fn headers_to_add(
@@ -345,40 +339,30 @@ fn headers_to_add(
     key: &'static str,
     diagnostics: &mut Diagnostics,
 ) -> Vec<HeaderToAdd> {
-    let file = action.file().clone();
-    let mut headers = Vec::new();
-    for (index, item) in action.list(key, diagnostics).into_iter().enumerate() {
-        let mut header = Fields::new(
-            item,
-            &file,
-            format!("{}[{index}]", action.field_path(key)),
-            diagnostics,
-        );
-        let name = header.required_string("headerName", diagnostics);
-        let value = header
-            .string("headerValue", diagnostics)
-            .unwrap_or_default();
-        let replace = header.bool("replace", false, diagnostics);
-        if let Some(name) = &name {
-            check_header_name(name, &header, "headerName", diagnostics);
-        }
-        if value.chars().any(|c| c.is_control() && c != '\t') {
-            diagnostics.error(
-                &header.loc_of("headerValue"),
-                header.field_path("headerValue"),
-                "a header value cannot hold control characters",
-            );
-        }
-        header.finish(diagnostics);
-        if let Some(header_name) = name {
-            headers.push(HeaderToAdd {
-                header_name,
-                header_value: value,
-                replace,
-            });
-        }
+    action.mappings(key, diagnostics, header_to_add)
+}
+
+fn header_to_add(header: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<HeaderToAdd> {
+    let name = header.required_string("headerName", diagnostics);
+    let value = header
+        .string("headerValue", diagnostics)
+        .unwrap_or_default();
+    let replace = header.bool("replace", false, diagnostics);
+    if let Some(name) = &name {
+        check_header_name(name, header, "headerName", diagnostics);
     }
-    headers
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        diagnostics.error(
+            &header.loc_of("headerValue"),
+            header.field_path("headerValue"),
+            "a header value cannot hold control characters",
+        );
+    }
+    Some(HeaderToAdd {
+        header_name: name?,
+        header_value: value,
+        replace,
+    })
 }
 
 fn headers_to_remove(

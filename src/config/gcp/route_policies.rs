@@ -20,8 +20,7 @@ pub(super) fn fault_injection(
     diagnostics: &mut Diagnostics,
 ) -> Option<FaultInjection> {
     let mut fields = Fields::new(node, file, path, diagnostics);
-    let delay = fields.get("delay").and_then(|node| {
-        let mut delay = Fields::new(node, file, fields.field_path("delay"), diagnostics);
+    let delay = fields.mapping("delay", diagnostics, |delay, diagnostics| {
         let fixed = delay.get("fixedDelay").and_then(|node| {
             let path = delay.field_path("fixedDelay");
             let why_not_zero = "Envoy refuses a fault delay of 0, which would delay nothing \
@@ -31,19 +30,16 @@ pub(super) fn fault_injection(
         delay.require("fixedDelay", diagnostics);
         let percentage = delay.number("percentage", 0.0, 100.0, diagnostics);
         delay.require("percentage", diagnostics);
-        delay.finish(diagnostics);
         Some(FaultDelay {
             fixed_delay: fixed?,
             percentage: percentage?,
         })
     });
-    let abort = fields.get("abort").and_then(|node| {
-        let mut abort = Fields::new(node, file, fields.field_path("abort"), diagnostics);
+    let abort = fields.mapping("abort", diagnostics, |abort, diagnostics| {
         let status = abort.integer("httpStatus", 200, 599, diagnostics);
         abort.require("httpStatus", diagnostics);
         let percentage = abort.number("percentage", 0.0, 100.0, diagnostics);
         abort.require("percentage", diagnostics);
-        abort.finish(diagnostics);
         Some(FaultAbort {
             http_status: status? as u32,
             percentage: percentage?,

@@ -46,12 +46,7 @@ pub(super) fn locality_lb_policy(
     diagnostics: &mut Diagnostics,
 ) -> BalancingPolicy {
     let single = fields.cloud_enum::<BalancingPolicy>("localityLbPolicy", diagnostics);
-    let file = fields.file().clone();
-    let listed = fields.items(
-        "localityLbPolicies",
-        diagnostics,
-        |item, path, diagnostics| listed_policy(item, &file, path, diagnostics),
-    );
+    let listed = fields.mappings("localityLbPolicies", diagnostics, listed_policy);
     let Some(first) = listed.first().copied() else {
         return single.unwrap_or(BalancingPolicy::RoundRobin);
     };
@@ -70,23 +65,15 @@ pub(super) fn locality_lb_policy(
 }
 
 /// One entry of `localityLbPolicies`: `{policy: {name: ...}}` with a built-in name.
-fn listed_policy(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
-    diagnostics: &mut Diagnostics,
-) -> Option<BalancingPolicy> {
-    let mut entry = Fields::new(node, file, path, diagnostics);
+fn listed_policy(entry: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<BalancingPolicy> {
     classify(
-        &mut entry,
+        entry,
         "BackendServiceLocalityLoadBalancingPolicyConfig",
         diagnostics,
     );
-    let policy = entry.get("policy").and_then(|node| {
-        let mut policy = Fields::new(node, file, entry.field_path("policy"), diagnostics);
+    let policy = entry.mapping("policy", diagnostics, |policy, diagnostics| {
         let name = policy.cloud_enum::<BalancingPolicy>("name", diagnostics);
         policy.require("name", diagnostics);
-        policy.finish(diagnostics);
         name
     });
     if policy.is_none() && entry.get("policy").is_none() && entry.get("customPolicy").is_none() {
@@ -96,7 +83,6 @@ fn listed_policy(
             "an entry of localityLbPolicies needs `policy: {name: ...}` naming a built-in policy",
         );
     }
-    entry.finish(diagnostics);
     policy
 }
 

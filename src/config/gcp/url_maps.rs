@@ -31,38 +31,7 @@ pub(super) fn url_map(
         extras: default_extras,
     } = defaults(&mut fields, diagnostics);
     let header_action = header_action(&mut fields, diagnostics);
-    let mut host_rules = Vec::new();
-    for (index, item) in fields
-        .list("hostRules", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let mut rule = Fields::new(
-            item,
-            file,
-            format!("{}.hostRules[{index}]", fields.path),
-            diagnostics,
-        );
-        classify(&mut rule, "HostRule", diagnostics);
-        let hosts = rule.strings("hosts", diagnostics);
-        if hosts.is_empty() {
-            diagnostics.error(
-                &rule.loc(),
-                rule.field_path("hosts"),
-                "a host rule needs at least one host",
-            );
-        }
-        let path_matcher = rule
-            .required_string("pathMatcher", diagnostics)
-            .unwrap_or_default();
-        let loc = rule.loc();
-        rule.finish(diagnostics);
-        host_rules.push(HostRule {
-            loc,
-            hosts,
-            path_matcher,
-        });
-    }
+    let host_rules = fields.mappings("hostRules", diagnostics, host_rule);
     let path_matchers = fields.items("pathMatchers", diagnostics, |item, path, diagnostics| {
         path_matcher(item, file, path, diagnostics)
     });
@@ -79,6 +48,26 @@ pub(super) fn url_map(
         path_matchers,
         header_action,
         frontend: Default::default(),
+    })
+}
+
+fn host_rule(rule: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<HostRule> {
+    classify(rule, "HostRule", diagnostics);
+    let hosts = rule.strings("hosts", diagnostics);
+    if hosts.is_empty() {
+        diagnostics.error(
+            &rule.loc(),
+            rule.field_path("hosts"),
+            "a host rule needs at least one host",
+        );
+    }
+    let path_matcher = rule
+        .required_string("pathMatcher", diagnostics)
+        .unwrap_or_default();
+    Some(HostRule {
+        loc: rule.loc(),
+        hosts,
+        path_matcher,
     })
 }
 
@@ -172,42 +161,8 @@ fn path_matcher(
         extras: default_extras,
     } = defaults(&mut fields, diagnostics);
     let header_action = header_action(&mut fields, diagnostics);
-    let mut path_rules = Vec::new();
-    for (index, item) in fields
-        .list("pathRules", diagnostics)
-        .into_iter()
-        .enumerate()
-    {
-        let mut rule = Fields::new(
-            item,
-            file,
-            format!("{}.pathRules[{index}]", fields.path),
-            diagnostics,
-        );
-        let paths = rule.strings("paths", diagnostics);
-        for (path_index, path) in paths.iter().enumerate() {
-            check_path_pattern(path, &rule, path_index, diagnostics);
-        }
-        if paths.is_empty() {
-            diagnostics.error(
-                &rule.loc(),
-                rule.field_path("paths"),
-                "a path rule needs at least one path",
-            );
-        }
-        let target = rule_target(&mut rule, diagnostics);
-        rule.finish(diagnostics);
-        if let Some((action, extras)) = target {
-            path_rules.push(PathRule {
-                paths,
-                action,
-                extras,
-            });
-        }
-    }
-    let route_rules = fields.items("routeRules", diagnostics, |item, path, diagnostics| {
-        route_rule(item, file, path, diagnostics)
-    });
+    let path_rules = fields.mappings("pathRules", diagnostics, path_rule);
+    let route_rules = fields.mappings("routeRules", diagnostics, route_rule);
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(PathMatcher {
@@ -223,21 +178,33 @@ fn path_matcher(
     })
 }
 
-fn route_rule(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
-    diagnostics: &mut Diagnostics,
-) -> Option<RouteRule> {
-    let mut rule = Fields::new(node, file, path, diagnostics);
-    classify(&mut rule, "HttpRouteRule", diagnostics);
+fn path_rule(rule: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<PathRule> {
+    let paths = rule.strings("paths", diagnostics);
+    for (path_index, path) in paths.iter().enumerate() {
+        check_path_pattern(path, rule, path_index, diagnostics);
+    }
+    if paths.is_empty() {
+        diagnostics.error(
+            &rule.loc(),
+            rule.field_path("paths"),
+            "a path rule needs at least one path",
+        );
+    }
+    let (action, extras) = rule_target(rule, diagnostics)?;
+    Some(PathRule {
+        paths,
+        action,
+        extras,
+    })
+}
+
+fn route_rule(rule: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<RouteRule> {
+    classify(rule, "HttpRouteRule", diagnostics);
     let priority = rule.integer("priority", 0, 2_147_483_647, diagnostics);
     rule.require("priority", diagnostics);
-    let match_rules = rule.items("matchRules", diagnostics, |item, path, diagnostics| {
-        match_rule(item, file, path, diagnostics)
-    });
-    let header_action = header_action(&mut rule, diagnostics);
-    let target = rule_target(&mut rule, diagnostics);
+    let match_rules = rule.mappings("matchRules", diagnostics, match_rule);
+    let header_action = header_action(rule, diagnostics);
+    let target = rule_target(rule, diagnostics);
     if let Some((target, extras)) = &target {
         let rewrites_prefix = extras
             .url_rewrite
@@ -261,10 +228,9 @@ fn route_rule(
             .as_ref()
             .and_then(|r| r.path_template_rewrite.as_deref());
         if let Some(template) = template_rewrite {
-            check_template_rewrite(template, &match_rules, &rule, diagnostics);
+            check_template_rewrite(template, &match_rules, rule, diagnostics);
         }
     }
-    rule.finish(diagnostics);
     let (action, mut extras) = target?;
     extras.header_action = header_action;
     Some(RouteRule {
@@ -317,14 +283,8 @@ fn check_template_rewrite(
     }
 }
 
-fn match_rule(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
-    diagnostics: &mut Diagnostics,
-) -> Option<MatchRule> {
-    let mut fields = Fields::new(node, file, path, diagnostics);
-    classify(&mut fields, "HttpRouteRuleMatch", diagnostics);
+fn match_rule(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<MatchRule> {
+    classify(fields, "HttpRouteRuleMatch", diagnostics);
     let mut paths = Vec::new();
     if let Some(prefix) = fields.string("prefixMatch", diagnostics) {
         paths.push(PathMatch::Prefix(prefix));
@@ -333,7 +293,7 @@ fn match_rule(
         paths.push(PathMatch::Full(full));
     }
     if let Some(pattern) = fields.string("regexMatch", diagnostics) {
-        if check_regex(&pattern, &fields, "regexMatch", diagnostics) {
+        if check_regex(&pattern, fields, "regexMatch", diagnostics) {
             paths.push(PathMatch::Regex(pattern));
         }
     }
@@ -348,10 +308,8 @@ fn match_rule(
         }
     }
     let ignore_case = fields.bool("ignoreCase", false, diagnostics);
+    let headers = fields.mappings("headerMatches", diagnostics, header_match);
     let file = fields.file().clone();
-    let headers = fields.items("headerMatches", diagnostics, |item, path, diagnostics| {
-        header_match(item, &file, path, diagnostics)
-    });
     let query_parameters = fields.items(
         "queryParameterMatches",
         diagnostics,
@@ -369,7 +327,6 @@ fn match_rule(
             None
         }
     };
-    fields.finish(diagnostics);
     Some(MatchRule {
         path: matched?,
         ignore_case,
@@ -403,13 +360,7 @@ fn check_regex(
 }
 
 /// One `headerMatches` entry: a header name and exactly one way to match it.
-fn header_match(
-    node: &Node,
-    file: &Arc<str>,
-    path: String,
-    diagnostics: &mut Diagnostics,
-) -> Option<HeaderMatch> {
-    let mut fields = Fields::new(node, file, path, diagnostics);
+fn header_match(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<HeaderMatch> {
     let header_name = fields.required_string("headerName", diagnostics);
     let invert_match = fields.bool("invertMatch", false, diagnostics);
     let mut kinds = Vec::new();
@@ -433,22 +384,16 @@ fn header_match(
             diagnostics,
         )));
     }
-    if let Some(range) = fields.get("rangeMatch") {
-        let mut bounds = Fields::new(range, file, fields.field_path("rangeMatch"), diagnostics);
+    let range = fields.mapping("rangeMatch", diagnostics, |bounds, diagnostics| {
         let start = bounds.integer("rangeStart", i64::MIN, i64::MAX, diagnostics);
         let end = bounds.integer("rangeEnd", i64::MIN, i64::MAX, diagnostics);
-        bounds.finish(diagnostics);
-        if let (Some(start), Some(end)) = (start, end) {
-            kinds.push(HeaderMatchKind::Range(start, end));
-        }
-    }
-    let loc = fields.loc();
-    let path = fields.path.clone();
-    fields.finish(diagnostics);
+        Some(HeaderMatchKind::Range(start?, end?))
+    });
+    kinds.extend(range);
     if kinds.len() != 1 {
         diagnostics.error(
-            &loc,
-            path,
+            &fields.loc(),
+            fields.path.clone(),
             format!(
                 "a header match needs exactly one of exactMatch, prefixMatch, suffixMatch, \
                  regexMatch, presentMatch or rangeMatch; found {}",
