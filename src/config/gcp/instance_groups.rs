@@ -12,8 +12,9 @@ use crate::config::references::region_of_zone;
 use crate::config::yaml::Node;
 use crate::model::{Diagnostics, Endpoint};
 
+use super::endpoints::{endpoint_addresses, gcloud_endpoints};
 use super::fields::classify;
-use super::{endpoint_addresses, gcloud_endpoints, open, pasted};
+use super::{open, pasted};
 
 /// Where a group's instances run: one zone, or the zones of one region.
 enum Placement {

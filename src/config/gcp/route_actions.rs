@@ -12,7 +12,8 @@ use crate::model::{
     UrlRewrite, WeightedService,
 };
 
-use super::{positive_duration, reference, route_policies, STREAM_LIMIT_OF_ZERO};
+use super::durations::{positive_duration, STREAM_LIMIT_OF_ZERO};
+use super::{reference, route_policies};
 
 /// The retry conditions the cloud documents, all of which Envoy knows by the same names.
 const RETRY_CONDITIONS: &[&str] = &[

@@ -10,7 +10,8 @@ use crate::model::{
     CorsPolicy, Diagnostics, FaultAbort, FaultDelay, FaultInjection, RequestMirror,
 };
 
-use super::{positive_duration, reference};
+use super::durations::positive_duration;
+use super::reference;
 
 /// `faultInjectionPolicy`: a delay and/or an abort, each for a percentage of requests.
 pub(super) fn fault_injection(

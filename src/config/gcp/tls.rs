@@ -251,7 +251,7 @@ pub(super) fn target_ssl_proxy(
     fields.require("service", diagnostics);
     let certificates = certificate_references(&mut fields, file, diagnostics);
     let ssl_policy = reference(&mut fields, "sslPolicy", &["sslPolicies"], diagnostics);
-    let proxy_header_v1 = super::proxy_header(&mut fields, diagnostics);
+    let proxy_header_v1 = super::target_proxies::proxy_header(&mut fields, diagnostics);
     let loc = fields.loc();
     fields.finish(diagnostics);
     Some(TargetProxy {
