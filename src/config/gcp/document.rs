@@ -15,9 +15,10 @@ use crate::config::reader::Fields;
 use crate::config::yaml::{Node, Value};
 use crate::model::{Diagnostics, HealthCheck, Loc};
 
+use super::target_proxies::{target_proxy, ProxyKind};
 use super::{
     backend_services, forwarding_rules, health_checks, instance_groups, network_endpoint_groups,
-    target_proxies, tls, url_maps,
+    tls, url_maps,
 };
 
 /// Subfolders of a config folder whose YAML files are read too, one bare resource of that
@@ -197,37 +198,14 @@ pub(super) fn read_document(
         &mut model.ssl_policies,
         "sslPolicies",
     );
-    let proxies = "target proxies";
-    collection.read(
-        "targetHttpsProxies",
-        tls::target_https_proxy,
-        &mut model.target_proxies,
-        proxies,
-    );
-    collection.read(
-        "targetHttpProxies",
-        target_proxies::target_http_proxy,
-        &mut model.target_proxies,
-        proxies,
-    );
-    collection.read(
-        "targetSslProxies",
-        tls::target_ssl_proxy,
-        &mut model.target_proxies,
-        proxies,
-    );
-    collection.read(
-        "targetTcpProxies",
-        target_proxies::target_tcp_proxy,
-        &mut model.target_proxies,
-        proxies,
-    );
-    collection.read(
-        "targetGrpcProxies",
-        target_proxies::target_grpc_proxy,
-        &mut model.target_proxies,
-        proxies,
-    );
+    for kind in ProxyKind::ALL {
+        collection.read(
+            kind.collection(),
+            |node, file, diagnostics| target_proxy(kind, node, file, diagnostics),
+            &mut model.target_proxies,
+            "target proxies",
+        );
+    }
     collection.read(
         "forwardingRules",
         forwarding_rules::forwarding_rule,
@@ -291,15 +269,13 @@ struct Collection<'a, 'n> {
     diagnostics: &'a mut Diagnostics,
 }
 
-type Reader<T> = fn(&Node, &Arc<str>, &mut Diagnostics) -> Option<T>;
-
 impl Collection<'_, '_> {
     /// Reads every item of the list `key` with `read` into `into`, whose names must be unique
     /// across `unique_in`.
     fn read<T: Named>(
         &mut self,
         key: &'static str,
-        read: Reader<T>,
+        read: impl Fn(&Node, &Arc<str>, &mut Diagnostics) -> Option<T>,
         into: &mut BTreeMap<String, T>,
         unique_in: &str,
     ) {

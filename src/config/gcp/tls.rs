@@ -1,14 +1,15 @@
 //! The TLS frontends of the GCP dialect: `sslCertificates` (self-managed: PEM inline, as the
-//! API takes it, or from files, Switchyard's own fields), `sslPolicies` and
-//! `targetHttpsProxies`. Reads fields; the files themselves are read by
-//! `config::certificates` once the whole config is read.
+//! API takes it, or from files, Switchyard's own fields), `sslPolicies`, and the TLS fields of
+//! target HTTPS and SSL proxies (read with the rest of the proxy in `target_proxies`). Reads
+//! fields; the files themselves are read by `config::certificates` once the whole config is
+//! read.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::cipher_suites::{cipher_suite, UNSERVED_CIPHER_SUITES};
 use crate::config::cipher_suites::{SslPolicy, SslProfile};
-use crate::config::gcp::resources::{ProxyTarget, ProxyTls, TargetProxy};
+use crate::config::gcp::resources::ProxyTls;
 use crate::config::reader::Fields;
 use crate::config::yaml::Node;
 use crate::model::Pem;
@@ -203,16 +204,23 @@ pub(super) fn ssl_policy(
     })
 }
 
-pub(super) fn target_https_proxy(
-    node: &Node,
+/// What a target HTTPS or SSL proxy terminates TLS with: its certificates and SSL policy.
+pub(super) fn proxy_tls(
+    fields: &mut Fields<'_>,
     file: &Arc<str>,
     diagnostics: &mut Diagnostics,
-) -> Option<TargetProxy> {
-    let (mut fields, name) = open(node, file, "targetHttpsProxies", diagnostics)?;
-    let url_map = reference(&mut fields, "urlMap", &["urlMaps"], diagnostics);
-    fields.require("urlMap", diagnostics);
-    let certificates = certificate_references(&mut fields, file, diagnostics);
-    let ssl_policy = reference(&mut fields, "sslPolicy", &["sslPolicies"], diagnostics);
+) -> ProxyTls {
+    let certificates = certificate_references(fields, file, diagnostics);
+    let ssl_policy = reference(fields, "sslPolicy", &["sslPolicies"], diagnostics);
+    ProxyTls {
+        certificates,
+        ssl_policy,
+    }
+}
+
+/// `quicOverride` of a target HTTPS proxy: ENABLE is accepted with a warning that HTTP/3 is
+/// not advertised.
+pub(super) fn quic_override(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) {
     let quic = fields.choice(
         "quicOverride",
         &[("NONE", false), ("ENABLE", true), ("DISABLE", false)],
@@ -225,45 +233,6 @@ pub(super) fn target_https_proxy(
             "accepted and not served: HTTP/3 (QUIC) is not advertised; clients use HTTP/2 or HTTP/1.1 over TLS",
         );
     }
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(TargetProxy {
-        name,
-        loc,
-        target: ProxyTarget::UrlMap(url_map?),
-        tls: Some(ProxyTls {
-            certificates,
-            ssl_policy,
-        }),
-        proxy_header_v1: false,
-    })
-}
-
-/// `targetSslProxies`: TLS terminated with the proxy's certificates, then the connection's
-/// bytes go to one backend service, as a target TCP proxy sends them.
-pub(super) fn target_ssl_proxy(
-    node: &Node,
-    file: &Arc<str>,
-    diagnostics: &mut Diagnostics,
-) -> Option<TargetProxy> {
-    let (mut fields, name) = open(node, file, "targetSslProxies", diagnostics)?;
-    let service = reference(&mut fields, "service", &["backendServices"], diagnostics);
-    fields.require("service", diagnostics);
-    let certificates = certificate_references(&mut fields, file, diagnostics);
-    let ssl_policy = reference(&mut fields, "sslPolicy", &["sslPolicies"], diagnostics);
-    let proxy_header_v1 = super::target_proxies::proxy_header(&mut fields, diagnostics);
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(TargetProxy {
-        name,
-        loc,
-        target: ProxyTarget::Service(service?),
-        tls: Some(ProxyTls {
-            certificates,
-            ssl_policy,
-        }),
-        proxy_header_v1,
-    })
 }
 
 /// `sslCertificates` of a target HTTPS or SSL proxy: one to fifteen references.
