@@ -11,14 +11,14 @@ use std::time::Duration;
 use crate::config::cipher_suites::{cipher_suite, profile_cipher_suites, SslProfile};
 use crate::model::{
     Affinity, EndpointGroup as NeutralGroup, Frontend, FrontendTls, Handler, HttpCookie, MatchRule,
-    Members, Model, PathMatch, ProxylessRouting, Ref, Route, RouteExtras, RouteTable, RouteTarget,
+    Members, Model, PathMatch, ProxylessRouting, Route, RouteExtras, RouteTable, RouteTarget,
     Service, ServiceBackend, TlsVersion, VirtualHost,
 };
 
 use super::capacity::capacity;
 use super::resources::{
     BackendService, EndpointGroup, ForwardingRule, GroupKind, LoadBalancingScheme, PathMatcher,
-    ProxyTarget, ProxyTls, Resources, SessionAffinity, TargetProxy, UrlMap,
+    ProxyTarget, ProxyTls, Resources, RouteDefaults, SessionAffinity, TargetProxy, UrlMap,
 };
 
 /// The model the resources stand for.
@@ -169,7 +169,7 @@ fn route_table(url_map: &UrlMap) -> RouteTable {
             continue;
         };
         claims_any_host |= rule.hosts.iter().any(|h| h == "*");
-        let fallback = matcher_default(matcher).or_else(|| url_map_default(url_map));
+        let fallback = default_of(&matcher.defaults).or_else(|| default_of(&url_map.defaults));
         virtual_hosts.push(VirtualHost {
             name: format!("{}-{index}", matcher.name),
             domains: rule.hosts.clone(),
@@ -178,7 +178,7 @@ fn route_table(url_map: &UrlMap) -> RouteTable {
         });
     }
     if !claims_any_host {
-        if let Some((target, extras)) = url_map_default(url_map) {
+        if let Some((target, extras)) = default_of(&url_map.defaults) {
             virtual_hosts.push(VirtualHost {
                 name: "default".into(),
                 domains: vec!["*".into()],
@@ -273,41 +273,29 @@ fn default_route(target: RouteTarget, extras: &RouteExtras) -> Route {
     }
 }
 
-/// A default service, default redirect or default weighted split as a route target.
-fn default_target(
-    service: Option<&Ref>,
-    redirect: Option<&crate::model::UrlRedirect>,
-    weighted: Option<&Vec<crate::model::WeightedService>>,
-) -> Option<RouteTarget> {
-    service
+/// What a URL map or path matcher does with requests no rule takes (its default service,
+/// redirect or weighted split), and its defaultRouteAction.
+fn default_of(defaults: &RouteDefaults) -> Option<(RouteTarget, &RouteExtras)> {
+    let target = defaults
+        .service
+        .as_ref()
         .map(|s| RouteTarget::Service(s.clone()))
-        .or_else(|| redirect.map(|r| RouteTarget::Redirect(r.clone())))
         .or_else(|| {
-            weighted.map(|services| RouteTarget::Weighted {
-                services: services.clone(),
-                sticky_cookie: None,
-            })
+            defaults
+                .redirect
+                .as_ref()
+                .map(|r| RouteTarget::Redirect(r.clone()))
         })
-}
-
-/// What a path matcher does with requests no rule takes, and its defaultRouteAction.
-fn matcher_default(matcher: &PathMatcher) -> Option<(RouteTarget, &RouteExtras)> {
-    let target = default_target(
-        matcher.default_service.as_ref(),
-        matcher.default_url_redirect.as_ref(),
-        matcher.default_weighted.as_ref(),
-    )?;
-    Some((target, &matcher.default_extras))
-}
-
-/// What a URL map does with requests no host rule or path matcher takes.
-fn url_map_default(url_map: &UrlMap) -> Option<(RouteTarget, &RouteExtras)> {
-    let target = default_target(
-        url_map.default_service.as_ref(),
-        url_map.default_url_redirect.as_ref(),
-        url_map.default_weighted.as_ref(),
-    )?;
-    Some((target, &url_map.default_extras))
+        .or_else(|| {
+            defaults
+                .weighted
+                .as_ref()
+                .map(|services| RouteTarget::Weighted {
+                    services: services.clone(),
+                    sticky_cookie: None,
+                })
+        })?;
+    Some((target, &defaults.extras))
 }
 
 /// A forwarding rule to a target HTTP(S), TCP or SSL proxy as a frontend (rules to target

@@ -206,18 +206,38 @@ pub struct UrlMap {
     pub name: String,
     #[serde(skip)]
     pub loc: Loc,
-    pub default_service: Option<Ref>,
-    /// defaultUrlRedirect: instead of a default service.
-    pub default_url_redirect: Option<UrlRedirect>,
-    /// defaultRouteAction.weightedBackendServices: instead of a default service.
-    pub default_weighted: Option<Vec<WeightedService>>,
-    /// The rest of defaultRouteAction, for requests that take the default.
-    pub default_extras: RouteExtras,
+    pub defaults: RouteDefaults,
     pub host_rules: Vec<HostRule>,
     pub path_matchers: Vec<PathMatcher>,
     pub header_action: HeaderAction,
     /// How the proxies routing with this map treat their clients (for Envoy).
     pub frontend: FrontendHttp,
+}
+
+/// What a URL map or path matcher does with requests no rule takes: at most one of
+/// defaultService, defaultUrlRedirect and defaultRouteAction.weightedBackendServices, and the
+/// rest of defaultRouteAction.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteDefaults {
+    pub service: Option<Ref>,
+    pub redirect: Option<UrlRedirect>,
+    pub weighted: Option<Vec<WeightedService>>,
+    /// The rest of defaultRouteAction, for requests that take the default.
+    pub extras: RouteExtras,
+}
+
+impl RouteDefaults {
+    /// Whether no default is written: requests no rule takes have nowhere to go.
+    pub fn is_empty(&self) -> bool {
+        self.service.is_none() && self.redirect.is_none() && self.weighted.is_none()
+    }
+
+    /// The backend services the default sends to.
+    pub fn services(&self) -> impl Iterator<Item = &Ref> {
+        let weighted = self.weighted.iter().flatten().map(|w| &w.service);
+        self.service.iter().chain(weighted)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -235,10 +255,7 @@ pub struct PathMatcher {
     pub name: String,
     #[serde(skip)]
     pub loc: Loc,
-    pub default_service: Option<Ref>,
-    pub default_url_redirect: Option<UrlRedirect>,
-    pub default_weighted: Option<Vec<WeightedService>>,
-    pub default_extras: RouteExtras,
+    pub defaults: RouteDefaults,
     pub path_rules: Vec<PathRule>,
     pub route_rules: Vec<RouteRule>,
     pub header_action: HeaderAction,
@@ -331,25 +348,13 @@ pub fn rule_targets(matcher: &PathMatcher) -> impl Iterator<Item = &Ref> {
 
 /// The names of every backend service a URL map routes to.
 pub fn services_of(url_map: &UrlMap) -> BTreeSet<&str> {
-    let defaults = url_map.default_service.iter().chain(
+    let defaults = url_map.defaults.services().chain(
         url_map
             .path_matchers
             .iter()
-            .flat_map(|m| m.default_service.iter()),
+            .flat_map(|m| m.defaults.services()),
     );
-    let weighted_defaults = url_map
-        .default_weighted
-        .iter()
-        .chain(
-            url_map
-                .path_matchers
-                .iter()
-                .flat_map(|m| m.default_weighted.iter()),
-        )
-        .flatten()
-        .map(|w| &w.service);
     defaults
-        .chain(weighted_defaults)
         .chain(url_map.path_matchers.iter().flat_map(rule_targets))
         .map(|r| r.name.as_str())
         .collect()

@@ -6,12 +6,14 @@
 
 use std::sync::Arc;
 
-use crate::config::gcp::resources::{HostRule, PathMatcher, PathRule, RouteRule, UrlMap};
+use crate::config::gcp::resources::{
+    HostRule, PathMatcher, PathRule, RouteDefaults, RouteRule, UrlMap,
+};
 use crate::config::reader::Fields;
 use crate::config::yaml::Node;
 use crate::model::{
     Diagnostics, HeaderMatch, HeaderMatchKind, MatchRule, PathMatch, QueryParameterMatch,
-    QueryParameterMatchKind, Ref, RouteExtras, RouteTarget, UrlRedirect, WeightedService,
+    QueryParameterMatchKind, RouteExtras, RouteTarget,
 };
 
 use super::fields::classify;
@@ -24,12 +26,7 @@ pub(super) fn url_map(
     diagnostics: &mut Diagnostics,
 ) -> Option<UrlMap> {
     let (mut fields, name) = open(node, file, "urlMaps", diagnostics)?;
-    let Defaults {
-        service: default_service,
-        redirect: default_url_redirect,
-        weighted: default_weighted,
-        extras: default_extras,
-    } = defaults(&mut fields, diagnostics);
+    let defaults = defaults(&mut fields, diagnostics);
     let header_action = header_action(&mut fields, diagnostics);
     let host_rules = fields.mappings("hostRules", diagnostics, host_rule);
     let path_matchers = fields.items("pathMatchers", diagnostics, |item, path, diagnostics| {
@@ -40,10 +37,7 @@ pub(super) fn url_map(
     Some(UrlMap {
         name,
         loc,
-        default_service,
-        default_url_redirect,
-        default_weighted,
-        default_extras,
+        defaults,
         host_rules,
         path_matchers,
         header_action,
@@ -71,17 +65,9 @@ fn host_rule(rule: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Option<Hos
     })
 }
 
-/// What a URL map or path matcher does with requests no rule takes.
-struct Defaults {
-    service: Option<Ref>,
-    redirect: Option<UrlRedirect>,
-    weighted: Option<Vec<WeightedService>>,
-    extras: RouteExtras,
-}
-
 /// `defaultService`, `defaultUrlRedirect` or `defaultRouteAction.weightedBackendServices` (at
 /// most one), and the rest of `defaultRouteAction` (which a redirect does not take).
-fn defaults(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Defaults {
+fn defaults(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> RouteDefaults {
     let service = reference(fields, "defaultService", &["backendServices"], diagnostics);
     let file = fields.file().clone();
     let redirect = fields.get("defaultUrlRedirect").and_then(|node| {
@@ -101,7 +87,7 @@ fn defaults(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> Defaults 
         ),
         None => (None, RouteExtras::default()),
     };
-    let mut defaults = Defaults {
+    let mut defaults = RouteDefaults {
         service,
         redirect,
         weighted,
@@ -154,12 +140,7 @@ fn path_matcher(
             .unwrap_or("")
     );
     classify(&mut fields, "PathMatcher", diagnostics);
-    let Defaults {
-        service: default_service,
-        redirect: default_url_redirect,
-        weighted: default_weighted,
-        extras: default_extras,
-    } = defaults(&mut fields, diagnostics);
+    let defaults = defaults(&mut fields, diagnostics);
     let header_action = header_action(&mut fields, diagnostics);
     let path_rules = fields.mappings("pathRules", diagnostics, path_rule);
     let route_rules = fields.mappings("routeRules", diagnostics, route_rule);
@@ -168,10 +149,7 @@ fn path_matcher(
     Some(PathMatcher {
         name,
         loc,
-        default_service,
-        default_url_redirect,
-        default_weighted,
-        default_extras,
+        defaults,
         path_rules,
         route_rules,
         header_action,

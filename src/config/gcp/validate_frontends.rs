@@ -19,11 +19,8 @@ pub(super) fn check_url_map(model: &Resources, url_map: &UrlMap, diagnostics: &m
     let service = |reference: &Ref, diagnostics: &mut Diagnostics| {
         expect_service(model, reference, true, diagnostics);
     };
-    if let Some(default) = &url_map.default_service {
+    for default in url_map.defaults.services() {
         service(default, diagnostics);
-    }
-    for weighted in url_map.default_weighted.iter().flatten() {
-        service(&weighted.service, diagnostics);
     }
     let mirrors = url_map.path_matchers.iter().flat_map(|matcher| {
         let rules = matcher.route_rules.iter().map(|r| &r.extras);
@@ -69,17 +66,12 @@ pub(super) fn check_url_map(model: &Resources, url_map: &UrlMap, diagnostics: &m
     }
     for matcher in &url_map.path_matchers {
         let path = format!("{base}.pathMatchers[{}]", matcher.name);
-        for weighted in matcher.default_weighted.iter().flatten() {
-            service(&weighted.service, diagnostics);
-        }
-        if let Some(default) = &matcher.default_service {
+        for default in matcher.defaults.services() {
             service(default, diagnostics);
-        } else if matcher.default_weighted.is_none()
-            && matcher.default_url_redirect.is_none()
+        }
+        if matcher.defaults.is_empty()
             && !matcher.route_rules.iter().any(|r| r.match_rules.is_empty())
-            && url_map.default_service.is_none()
-            && url_map.default_weighted.is_none()
-            && url_map.default_url_redirect.is_none()
+            && url_map.defaults.is_empty()
         {
             diagnostics.error(
                 &matcher.loc,
@@ -111,11 +103,7 @@ pub(super) fn check_url_map(model: &Resources, url_map: &UrlMap, diagnostics: &m
             service(reference, diagnostics);
         }
     }
-    if url_map.default_service.is_none()
-        && url_map.default_url_redirect.is_none()
-        && url_map.default_weighted.is_none()
-        && url_map.host_rules.is_empty()
-    {
+    if url_map.defaults.is_empty() && url_map.host_rules.is_empty() {
         diagnostics.error(
             &url_map.loc,
             format!("{base}.defaultService"),
@@ -231,7 +219,7 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
             format!("{what} is not supported by proxyless gRPC clients"),
         ));
     };
-    if url_map.default_url_redirect.is_some() {
+    if url_map.defaults.redirect.is_some() {
         note(format!("{base}.defaultUrlRedirect"), "defaultUrlRedirect");
     }
     if !url_map.header_action.is_empty() {
@@ -239,7 +227,7 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
     }
     for matcher in &url_map.path_matchers {
         let at = format!("{base}.pathMatchers[{}]", matcher.name);
-        if matcher.default_url_redirect.is_some() {
+        if matcher.defaults.redirect.is_some() {
             note(format!("{at}.defaultUrlRedirect"), "defaultUrlRedirect");
         }
         if !matcher.header_action.is_empty() {
@@ -282,11 +270,11 @@ fn proxyless_rule_problems(url_map: &UrlMap) -> Vec<(String, String)> {
                 }
             }
         }
-        for (field, what) in unsupported_route_actions(&matcher.default_extras) {
+        for (field, what) in unsupported_route_actions(&matcher.defaults.extras) {
             note(format!("{at}.defaultRouteAction.{field}"), what);
         }
     }
-    for (field, what) in unsupported_route_actions(&url_map.default_extras) {
+    for (field, what) in unsupported_route_actions(&url_map.defaults.extras) {
         note(format!("{base}.defaultRouteAction.{field}"), what);
     }
     problems
