@@ -4,12 +4,24 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::config::gcp::resources::GroupKind;
+use crate::config::gcp::resources::{EndpointGroup, GroupKind};
 use crate::config::reader::{read_mapping, Fields};
 use crate::config::yaml::{Node, Value};
 use crate::model::{Diagnostics, Endpoint};
 
-use super::ip_address;
+use super::{ip_address, pasted};
+
+/// Ends reading `group` from `fields`: warns when it was pasted from `describe` without its
+/// members, and reports its unknown fields.
+pub(super) fn finish_group(
+    mut fields: Fields<'_>,
+    group: EndpointGroup,
+    diagnostics: &mut Diagnostics,
+) -> Option<EndpointGroup> {
+    pasted::warn_without_members(&mut fields, &group, diagnostics);
+    fields.finish(diagnostics);
+    Some(group)
+}
 
 /// An endpoint written the way gcloud takes it, `instance=vm-a1,ip=10.0.0.1,ipv6=fd00::1,port=80`,
 /// as the mapping the API uses (`instance`, `ipAddress`, `ipv6Address`, `port`).
@@ -67,32 +79,26 @@ pub(super) fn endpoint_addresses(
     kind: GroupKind,
     diagnostics: &mut Diagnostics,
 ) -> Option<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
-    let ipv4 = match ip_address(fields, "ipAddress", diagnostics) {
-        Some(IpAddr::V6(_)) => {
-            diagnostics.error(
-                &fields.loc_of("ipAddress"),
-                fields.field_path("ipAddress"),
-                "ipAddress takes an IPv4 address; write an IPv6 address in ipv6Address",
-            );
-            return None;
-        }
-        Some(IpAddr::V4(v4)) => Some(v4),
-        None if fields.get("ipAddress").is_some() => return None,
-        None => None,
-    };
-    let ipv6 = match ip_address(fields, "ipv6Address", diagnostics) {
-        Some(IpAddr::V4(_)) => {
-            diagnostics.error(
-                &fields.loc_of("ipv6Address"),
-                fields.field_path("ipv6Address"),
-                "ipv6Address takes an IPv6 address; write an IPv4 address in ipAddress",
-            );
-            return None;
-        }
-        Some(IpAddr::V6(v6)) => Some(v6),
-        None if fields.get("ipv6Address").is_some() => return None,
-        None => None,
-    };
+    let ipv4 = address_in(
+        fields,
+        "ipAddress",
+        |ip| match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        },
+        "ipAddress takes an IPv4 address; write an IPv6 address in ipv6Address",
+        diagnostics,
+    )?;
+    let ipv6 = address_in(
+        fields,
+        "ipv6Address",
+        |ip| match ip {
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
+        },
+        "ipv6Address takes an IPv6 address; write an IPv4 address in ipAddress",
+        diagnostics,
+    )?;
     if ipv4.is_none() && ipv6.is_none() {
         diagnostics.error(
             &fields.loc(),
@@ -111,6 +117,27 @@ pub(super) fn endpoint_addresses(
         return None;
     }
     Some((ipv4, ipv6))
+}
+
+/// The address written in `key`, if any, when it is of the family `family` accepts; None
+/// once a problem is reported (`wrong_family` says which field takes the other family).
+fn address_in<T>(
+    fields: &mut Fields<'_>,
+    key: &'static str,
+    family: impl Fn(IpAddr) -> Option<T>,
+    wrong_family: &str,
+    diagnostics: &mut Diagnostics,
+) -> Option<Option<T>> {
+    let Some(written) = ip_address(fields, key, diagnostics) else {
+        // Written and not an address: already reported.
+        return fields.get(key).is_none().then_some(None);
+    };
+    let address = family(written);
+    if address.is_none() {
+        diagnostics.error(&fields.loc_of(key), fields.field_path(key), wrong_family);
+        return None;
+    }
+    Some(address)
 }
 
 pub(super) fn zone_of(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> String {

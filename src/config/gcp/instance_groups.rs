@@ -12,9 +12,9 @@ use crate::config::references::region_of_zone;
 use crate::config::yaml::Node;
 use crate::model::{Diagnostics, Endpoint};
 
-use super::endpoints::{endpoint_addresses, gcloud_endpoints};
+use super::endpoints::{endpoint_addresses, finish_group, gcloud_endpoints};
 use super::fields::classify;
-use super::{open, pasted};
+use super::open;
 
 /// Where a group's instances run: one zone, or the zones of one region.
 enum Placement {
@@ -73,30 +73,17 @@ pub(super) fn instance_group(
         Placement::Zone(zone) => (zone.clone(), region_of_zone(&zone)),
         Placement::Region(region) => (String::new(), region),
     };
-    let location = if zone.is_empty() {
-        format!("--region={region}")
-    } else {
-        format!("--zone={zone}")
-    };
-    pasted::warn_without_members(
-        &mut fields,
-        pasted::Members::Instances,
-        &name,
-        &location,
-        diagnostics,
-    );
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(EndpointGroup {
+    let group = EndpointGroup {
         name,
-        loc,
+        loc: fields.loc(),
         kind: GroupKind::InstanceGroup,
         region,
         zone,
         named_ports,
         default_port: None,
         endpoints,
-    })
+    };
+    finish_group(fields, group, diagnostics)
 }
 
 fn named_ports(fields: &mut Fields<'_>, diagnostics: &mut Diagnostics) -> BTreeMap<String, u16> {

@@ -51,25 +51,17 @@ pub(super) fn internet_neg(
             ),
         );
     }
-    super::pasted::warn_without_members(
-        &mut fields,
-        super::pasted::Members::Endpoints,
-        &name,
-        "--global",
-        diagnostics,
-    );
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(EndpointGroup {
+    let group = EndpointGroup {
         name,
-        loc,
+        loc: fields.loc(),
         kind,
         zone: String::new(),
         region: String::new(),
         named_ports: Default::default(),
         default_port,
         endpoints,
-    })
+    };
+    super::endpoints::finish_group(fields, group, diagnostics)
 }
 
 fn fqdn_endpoint(

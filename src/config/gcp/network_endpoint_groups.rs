@@ -12,8 +12,8 @@ use crate::config::references::region_of_zone;
 use crate::config::yaml::Node;
 use crate::model::{Diagnostics, Endpoint};
 
-use super::endpoints::{endpoint_addresses, gcloud_endpoints, zone_of};
-use super::{fields, internet_negs, open, pasted};
+use super::endpoints::{endpoint_addresses, finish_group, gcloud_endpoints, zone_of};
+use super::{fields, internet_negs, open};
 
 /// Why a NEG type the cloud has cannot be served here, if it cannot.
 fn unavailable_neg_type(kind: &str) -> Option<String> {
@@ -70,25 +70,17 @@ pub(super) fn network_endpoint_group(
     let endpoints = gcloud_endpoints(&mut fields, "endpoints", diagnostics, |endpoint, d| {
         neg_endpoint(endpoint, kind, d)
     });
-    pasted::warn_without_members(
-        &mut fields,
-        pasted::Members::Endpoints,
-        &name,
-        &format!("--zone={zone}"),
-        diagnostics,
-    );
-    let loc = fields.loc();
-    fields.finish(diagnostics);
-    Some(EndpointGroup {
+    let group = EndpointGroup {
         name,
-        loc,
+        loc: fields.loc(),
         kind,
         region: region_of_zone(&zone),
         zone,
         named_ports: BTreeMap::new(),
         default_port,
         endpoints,
-    })
+    };
+    finish_group(fields, group, diagnostics)
 }
 
 /// One endpoint of a zonal NEG (GCE_VM_IP_PORT or NON_GCP_PRIVATE_IP_PORT).

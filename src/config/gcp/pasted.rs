@@ -3,26 +3,40 @@
 //! was pasted from `describe` without them is warned about, naming the command that lists
 //! them and where they go in the file.
 
+use crate::config::gcp::resources::{EndpointGroup, GroupKind};
 use crate::config::reader::Fields;
 use crate::model::Diagnostics;
 
 /// Which members a group holds.
 #[derive(Clone, Copy)]
-pub(super) enum Members {
+enum Members {
     Endpoints,
     Instances,
 }
 
-/// Warns when a group that looks pasted from `describe` (it carries the `kind`, `selfLink` or
-/// `size` gcloud prints) lists no members; `location` is gcloud's flag for where the group is
-/// (`--zone=us-central1-a`, `--region=…`, `--global`).
+/// gcloud's flag for where a group is: `--zone=us-central1-a`, `--region=…` (a regional
+/// instance group) or `--global` (an internet NEG).
+fn gcloud_location(group: &EndpointGroup) -> String {
+    match group.kind {
+        GroupKind::InstanceGroup if group.zone.is_empty() => format!("--region={}", group.region),
+        kind if kind.is_internet() => "--global".to_string(),
+        _ => format!("--zone={}", group.zone),
+    }
+}
+
+/// Warns when a group read from `fields` that looks pasted from `describe` (it carries the
+/// `kind`, `selfLink` or `size` gcloud prints) lists no members.
 pub(super) fn warn_without_members(
     fields: &mut Fields<'_>,
-    members: Members,
-    name: &str,
-    location: &str,
+    group: &EndpointGroup,
     diagnostics: &mut Diagnostics,
 ) {
+    let (name, location) = (&group.name, gcloud_location(group));
+    let members = if group.kind.is_instance_group() {
+        Members::Instances
+    } else {
+        Members::Endpoints
+    };
     let key = match members {
         Members::Endpoints => "endpoints",
         Members::Instances => "instances",
