@@ -12,8 +12,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::probe::{connect, Outcome, MAX_READ};
+use super::probe::{body_begins_with, connect, Outcome, MAX_READ};
 use super::tls;
 
 /// An open HTTP/2 connection to one target.
@@ -90,26 +91,27 @@ async fn open(
     let stream = connect(address, proxy_header_v1).await?;
     // A kept connection carries many small requests: no Nagle delay on them.
     let _ = stream.set_nodelay(true);
-    let builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    if tls {
-        let stream = tls::handshake(stream, host, true).await?;
-        if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-            return Err("TLS handshake: the backend did not agree to HTTP/2 (ALPN h2)".into());
-        }
-        let (sender, connection) = builder
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
-        tokio::spawn(connection);
-        Ok(sender)
-    } else {
-        let (sender, connection) = builder
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
-        tokio::spawn(connection);
-        Ok(sender)
+    if !tls {
+        return h2_handshake(stream).await;
     }
+    let stream = tls::handshake(stream, host, true).await?;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("TLS handshake: the backend did not agree to HTTP/2 (ALPN h2)".into());
+    }
+    h2_handshake(stream).await
+}
+
+/// Starts HTTP/2 on an open stream; the connection is driven by a task of its own.
+async fn h2_handshake<S>(stream: S) -> Result<Connection, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// One request and its answer. The outer error means the connection failed (worth a retry on
@@ -222,12 +224,7 @@ fn get_outcome(status: StatusCode, body: &[u8], expected: Option<&str>) -> Outco
     if status != StatusCode::OK {
         return Err(format!("answered {}, expected 200", status.as_u16()));
     }
-    match expected {
-        Some(expected) if !body.starts_with(expected.as_bytes()) => {
-            Err(format!("the body does not begin with {expected:?}"))
-        }
-        _ => Ok(()),
-    }
+    body_begins_with(body, expected)
 }
 
 fn grpc_outcome(status: StatusCode, grpc_status: &str, mut body: Bytes) -> Outcome {

@@ -267,7 +267,6 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|error| format!("write: {error}"))?;
     let mut answer = Vec::new();
-    let mut buffer = [0u8; 512];
     // Read the head, and as much of the body as the expected response needs.
     loop {
         let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n");
@@ -276,17 +275,9 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
             (Some(_), None) => true,
             (None, _) => false,
         };
-        if enough || answer.len() >= MAX_READ * 8 {
+        if enough || answer.len() >= MAX_READ * 8 || !read_more(&mut stream, &mut answer).await? {
             break;
         }
-        let read = stream
-            .read(&mut buffer)
-            .await
-            .map_err(|error| format!("read: {error}"))?;
-        if read == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buffer[..read]);
     }
     let text = String::from_utf8_lossy(&answer);
     let status = text
@@ -300,14 +291,17 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
             describe_codes(expected.codes, 200)
         ));
     }
-    let Some(expected) = response else {
-        return Ok(());
-    };
     let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    if body.starts_with(expected) {
-        Ok(())
-    } else {
-        Err(format!("the body does not begin with {expected:?}"))
+    body_begins_with(body.as_bytes(), response)
+}
+
+/// An HTTP answer's body passes when it begins with the expected response, if there is one.
+pub(super) fn body_begins_with(body: &[u8], expected: Option<&str>) -> Outcome {
+    match expected {
+        Some(expected) if !body.starts_with(expected.as_bytes()) => {
+            Err(format!("the body does not begin with {expected:?}"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -316,16 +310,20 @@ async fn read_at_least<S: AsyncRead + Unpin>(
     wanted: usize,
 ) -> Result<Vec<u8>, String> {
     let mut answer = Vec::new();
-    let mut buffer = [0u8; 512];
-    while answer.len() < wanted.min(MAX_READ) {
-        let read = stream
-            .read(&mut buffer)
-            .await
-            .map_err(|error| format!("read: {error}"))?;
-        if read == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buffer[..read]);
-    }
+    while answer.len() < wanted.min(MAX_READ) && read_more(stream, &mut answer).await? {}
     Ok(answer)
+}
+
+/// Reads what `stream` has next onto `answer`; false at the end of the stream.
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    answer: &mut Vec<u8>,
+) -> Result<bool, String> {
+    let mut buffer = [0u8; 512];
+    let read = stream
+        .read(&mut buffer)
+        .await
+        .map_err(|error| format!("read: {error}"))?;
+    answer.extend_from_slice(&buffer[..read]);
+    Ok(read > 0)
 }
