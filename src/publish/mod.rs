@@ -164,12 +164,8 @@ impl Publisher {
         served.model = Arc::new(loaded.model);
         served.names = names;
         self.publish(served, resources, now);
-        let mut status = self.status_mut();
-        status.last_load = LoadOutcome::Accepted;
-        status.last_load_accepted = true;
-        status.accepted_loads += 1;
-        status.diagnostics = loaded.diagnostics;
-        status.pending_removal = None;
+        self.status_mut()
+            .record_load(LoadOutcome::Accepted, loaded.diagnostics, None);
         Offered::Accepted
     }
 
@@ -309,12 +305,8 @@ impl Publisher {
         } else {
             tracing::error!("the config is not valid; nothing is served until it is fixed");
         }
-        let mut status = self.status_mut();
-        status.last_load = LoadOutcome::Rejected;
-        status.last_load_accepted = false;
-        status.rejected_loads += 1;
-        status.diagnostics = loaded.diagnostics;
-        status.pending_removal = None;
+        self.status_mut()
+            .record_load(LoadOutcome::Rejected, loaded.diagnostics, None);
     }
 
     fn hold(
@@ -340,18 +332,19 @@ impl Publisher {
             }
         };
         let applies_in = deadline.saturating_duration_since(now);
-        let mut status = self.status_mut();
-        status.last_load = LoadOutcome::PendingRemoval;
-        status.last_load_accepted = false;
-        status.diagnostics = loaded.diagnostics.clone();
-        status.pending_removal = Some(PendingRemovalStatus {
+        let held = PendingRemovalStatus {
             removal,
             grace_seconds: self.removal_grace.as_secs(),
             applies_at_unix: (SystemTime::now() + applies_in)
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-        });
+        };
+        self.status_mut().record_load(
+            LoadOutcome::PendingRemoval,
+            loaded.diagnostics.clone(),
+            Some(held),
+        );
         served.pending = Some(Pending {
             loaded,
             fingerprint: fingerprint.to_string(),

@@ -71,3 +71,24 @@ pub struct ConfigStatus {
     /// How many endpoints are draining in all.
     pub draining_count: usize,
 }
+
+impl ConfigStatus {
+    /// Records what became of the latest content read, its diagnostics, and the edit held
+    /// back if that is what became of it.
+    pub fn record_load(
+        &mut self,
+        outcome: LoadOutcome,
+        diagnostics: Diagnostics,
+        pending_removal: Option<PendingRemovalStatus>,
+    ) {
+        self.last_load = outcome;
+        self.last_load_accepted = outcome == LoadOutcome::Accepted;
+        match outcome {
+            LoadOutcome::Accepted => self.accepted_loads += 1,
+            LoadOutcome::Rejected => self.rejected_loads += 1,
+            LoadOutcome::None | LoadOutcome::PendingRemoval => {}
+        }
+        self.diagnostics = diagnostics;
+        self.pending_removal = pending_removal;
+    }
+}
