@@ -21,8 +21,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, 
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use crate::model::{
-    HeaderAction, HeaderMatch, HeaderMatchKind, HeaderToAdd, MatchRule, Model, PathMatch, Ref,
-    RouteExtras, RouteTable, RouteTarget, Service, WeightedService,
+    CustomHeaders, HeaderAction, HeaderMatch, HeaderMatchKind, HeaderToAdd, MatchRule, Model,
+    PathMatch, Ref, RouteExtras, RouteTable, RouteTarget, Service, WeightedService,
 };
 
 use super::affinity::{
@@ -48,6 +48,21 @@ macro_rules! set_headers {
         $message.request_headers_to_remove = action.request_headers_to_remove.clone();
         $message.response_headers_to_add = headers_to_add(&action.response_headers_to_add);
         $message.response_headers_to_remove = action.response_headers_to_remove.clone();
+    }};
+}
+
+/// Appends the custom headers of a service (when the audience adds them) to a route or a
+/// weighted cluster.
+macro_rules! add_custom_headers {
+    ($builder:expr, $message:expr, $service:expr) => {{
+        if let Some(headers) = $builder.custom_headers_of($service) {
+            $message
+                .request_headers_to_add
+                .extend(header_options(&headers.request));
+            $message
+                .response_headers_to_add
+                .extend(header_options(&headers.response));
+        }
     }};
 }
 
@@ -275,19 +290,13 @@ impl Routing<'_> {
         }
     }
 
-    /// The custom headers of `service` on `route` (Envoy only: proxyless gRPC clients add no
-    /// headers).
-    fn add_custom_headers(&self, service: &Ref, route: &mut Route) {
-        let (Audience::Envoy, Some(service)) = (self.audience, self.service(service)) else {
-            return;
-        };
-        let headers = &service.custom_headers;
-        route
-            .request_headers_to_add
-            .extend(header_options(&headers.request));
-        route
-            .response_headers_to_add
-            .extend(header_options(&headers.response));
+    /// The custom headers of `service`, for Envoy only: proxyless gRPC clients add no
+    /// headers.
+    fn custom_headers_of(&self, service: &Ref) -> Option<&CustomHeaders> {
+        match (self.audience, self.service(service)) {
+            (Audience::Envoy, Some(service)) => Some(&service.custom_headers),
+            _ => None,
+        }
     }
 
     /// The routes of one match: one route, except for a weighted split whose services are
@@ -368,7 +377,7 @@ impl Routing<'_> {
         }
         super::route_policies::apply(extras, &mut route);
         if let RouteTarget::Service(service) = target {
-            self.add_custom_headers(service, &mut route);
+            add_custom_headers!(self, route, service);
             let cookie = match self.audience {
                 Audience::Proxyless { .. } => self.service(service).and_then(session_cookie),
                 Audience::Envoy => self.service(service).and_then(sticky_cookie),
@@ -448,16 +457,7 @@ impl Routing<'_> {
                     ..Default::default()
                 };
                 set_headers!(cluster, &s.header_action);
-                if let (Audience::Envoy, Some(service)) = (self.audience, self.service(&s.service))
-                {
-                    let headers = &service.custom_headers;
-                    cluster
-                        .request_headers_to_add
-                        .extend(header_options(&headers.request));
-                    cluster
-                        .response_headers_to_add
-                        .extend(header_options(&headers.response));
-                }
+                add_custom_headers!(self, cluster, &s.service);
                 cluster
             })
             .collect();
@@ -489,7 +489,76 @@ impl Routing<'_> {
 
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::envoy::config::route::v3::{
+        route::Action, route_action::ClusterSpecifier,
+    };
+
     use super::*;
+
+    /// A split between `blue`, which adds a custom request header, and `green`, which adds
+    /// none.
+    const SPLIT: &str = r#"
+networkEndpointGroups:
+- name: web
+  zone: us-central1-a
+  networkEndpointType: NON_GCP_PRIVATE_IP_PORT
+  endpoints: [{ipAddress: 10.0.0.1, port: 80}]
+backendServices:
+- name: blue
+  loadBalancingScheme: INTERNAL_SELF_MANAGED
+  backends: [{group: web, balancingMode: RATE, maxRatePerEndpoint: 100}]
+  customRequestHeaders: ["x-served-by: blue"]
+- name: green
+  loadBalancingScheme: INTERNAL_SELF_MANAGED
+  backends: [{group: web, balancingMode: RATE, maxRatePerEndpoint: 100}]
+urlMaps:
+- name: split
+  defaultRouteAction:
+    weightedBackendServices:
+    - {backendService: blue, weight: 50}
+    - {backendService: green, weight: 50}
+"#;
+
+    /// The request headers each cluster of the split's default route adds, by cluster.
+    fn split_headers(audience: Audience<'_>) -> Vec<(String, Vec<String>)> {
+        let loaded = crate::config::load_str(SPLIT, "split.yaml");
+        let model = loaded.accepted().expect("the split is valid");
+        let table = model.route_tables.values().next().unwrap();
+        let configuration = route_configuration_for(model, table, audience);
+        let route = &configuration.virtual_hosts[0].routes[0];
+        let Some(Action::Route(action)) = &route.action else {
+            panic!("not a route: {route:?}");
+        };
+        let Some(ClusterSpecifier::WeightedClusters(split)) = &action.cluster_specifier else {
+            panic!("not a split: {action:?}");
+        };
+        split
+            .clusters
+            .iter()
+            .map(|cluster| {
+                let headers = cluster.request_headers_to_add.iter();
+                let added = headers.filter_map(|option| option.header.as_ref());
+                (cluster.name.clone(), added.map(|h| h.key.clone()).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_service_of_a_split_adds_its_own_custom_headers_for_envoy_only() {
+        let blue_adds = vec!["x-served-by".to_string()];
+        assert_eq!(
+            split_headers(Audience::Envoy),
+            [
+                ("blue".to_string(), blue_adds),
+                ("green".to_string(), vec![])
+            ]
+        );
+        let proxyless = split_headers(Audience::Proxyless { ports: &[80] });
+        assert!(
+            proxyless.iter().all(|(_, added)| added.is_empty()),
+            "{proxyless:?}"
+        );
+    }
 
     #[test]
     fn proxyless_authorities_follow_the_hosts_and_ports() {
