@@ -3,6 +3,8 @@
 //! A reader learns the known field names from the fields the decoder asks for, so the list
 //! of allowed fields is never written twice.
 
+use std::fmt::Display;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::model::diagnostics::suggest;
@@ -189,29 +191,13 @@ impl<'n> Fields<'n> {
         max: f64,
         diagnostics: &mut Diagnostics,
     ) -> Option<f64> {
-        let node = self.get(key)?;
-        let parsed = node
-            .as_scalar()
-            .and_then(|text| text.trim().parse::<f64>().ok());
-        match parsed {
-            Some(value) if value.is_finite() && value >= min && value <= max => Some(value),
-            Some(value) => {
-                diagnostics.error(
-                    &self.loc_of(key),
-                    self.field_path(key),
-                    format!(
-                        "{value} is out of range; allowed: {} to {}",
-                        show(min),
-                        show(max)
-                    ),
-                );
-                None
-            }
-            None => {
-                self.type_error(key, node, "a number", diagnostics);
-                None
-            }
-        }
+        self.ranged(
+            key,
+            |value: &f64| value.is_finite() && *value >= min && *value <= max,
+            || format!("{} to {}", show(min), show(max)),
+            "a number",
+            diagnostics,
+        )
     }
 
     /// A whole number within `min..=max`.
@@ -222,22 +208,41 @@ impl<'n> Fields<'n> {
         max: i64,
         diagnostics: &mut Diagnostics,
     ) -> Option<i64> {
+        self.ranged(
+            key,
+            |value: &i64| (min..=max).contains(value),
+            || format!("{min} to {max}"),
+            "a whole number",
+            diagnostics,
+        )
+    }
+
+    /// A value of `key` parsed as `T` (plain or quoted), kept when `in_range`; otherwise
+    /// reported as out of range (`allowed` says what the range is) or as not `expected`.
+    fn ranged<T: FromStr + Display>(
+        &mut self,
+        key: &'static str,
+        in_range: impl Fn(&T) -> bool,
+        allowed: impl FnOnce() -> String,
+        expected: &str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<T> {
         let node = self.get(key)?;
         let parsed = node
             .as_scalar()
-            .and_then(|text| text.trim().parse::<i64>().ok());
+            .and_then(|text| text.trim().parse::<T>().ok());
         match parsed {
-            Some(value) if (min..=max).contains(&value) => Some(value),
+            Some(value) if in_range(&value) => Some(value),
             Some(value) => {
                 diagnostics.error(
                     &self.loc_of(key),
                     self.field_path(key),
-                    format!("{value} is out of range; allowed: {min} to {max}"),
+                    format!("{value} is out of range; allowed: {}", allowed()),
                 );
                 None
             }
             None => {
-                self.type_error(key, node, "a whole number", diagnostics);
+                self.type_error(key, node, expected, diagnostics);
                 None
             }
         }

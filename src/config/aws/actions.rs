@@ -110,24 +110,20 @@ fn read_action(
     let file = fields.file().clone();
     match kind.as_str() {
         "forward" => read_forward(template, fields, target_group, forward, &file, diagnostics),
-        "redirect" => {
-            let node = required(fields, "RedirectConfig", redirect, diagnostics)?;
-            read_redirect(
-                node,
-                &file,
-                &fields.field_path("RedirectConfig"),
-                diagnostics,
-            )
-        }
-        "fixed-response" => {
-            let node = required(fields, "FixedResponseConfig", fixed, diagnostics)?;
-            read_fixed(
-                node,
-                &file,
-                &fields.field_path("FixedResponseConfig"),
-                diagnostics,
-            )
-        }
+        "redirect" => read_config(
+            fields,
+            "RedirectConfig",
+            redirect,
+            read_redirect,
+            diagnostics,
+        ),
+        "fixed-response" => read_config(
+            fields,
+            "FixedResponseConfig",
+            fixed,
+            read_fixed,
+            diagnostics,
+        ),
         "jwt-validation" => {
             diagnostics.error(
                 &fields.loc_of("Type"),
@@ -171,6 +167,18 @@ fn required<'n>(
         );
     }
     node
+}
+
+/// The action's config `key` (`node`, reported when missing), read by `read`.
+fn read_config(
+    fields: &Fields<'_>,
+    key: &str,
+    node: Option<&Node>,
+    read: fn(&Node, &Arc<str>, &str, &mut Diagnostics) -> Option<Action>,
+    diagnostics: &mut Diagnostics,
+) -> Option<Action> {
+    let node = required(fields, key, node, diagnostics)?;
+    read(node, fields.file(), &fields.field_path(key), diagnostics)
 }
 
 fn read_forward(

@@ -17,6 +17,30 @@ pub struct Attribute {
     pub loc: Loc,
 }
 
+/// Records `attribute` in `seen` under `key` unless the key was written before, which is
+/// reported at `path` (AWS takes each key once); true when recorded.
+pub(super) fn record_once<'a>(
+    seen: &mut BTreeMap<&'a str, &'a Attribute>,
+    key: &'a str,
+    attribute: &'a Attribute,
+    path: &str,
+    diagnostics: &mut Diagnostics,
+) -> bool {
+    if let Some(first) = seen.get(key) {
+        diagnostics.error(
+            &attribute.loc,
+            path,
+            format!(
+                "the attribute is set twice (first at {}); AWS takes each key once",
+                first.loc
+            ),
+        );
+        return false;
+    }
+    seen.insert(key, attribute);
+    true
+}
+
 /// `load_balancing.algorithm.type`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Algorithm {
@@ -209,18 +233,7 @@ fn by_key<'a>(
             );
             continue;
         }
-        if let Some(first) = written.get(attribute.key.as_str()) {
-            diagnostics.error(
-                &attribute.loc,
-                path,
-                format!(
-                    "the attribute is set twice (first at {}); AWS takes each key once",
-                    first.loc
-                ),
-            );
-            continue;
-        }
-        written.insert(&attribute.key, attribute);
+        record_once(&mut written, &attribute.key, attribute, &path, diagnostics);
     }
     written
 }

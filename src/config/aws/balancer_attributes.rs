@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::model::diagnostics::suggest;
 use crate::model::Diagnostics;
 
-use super::attributes::Attribute;
+use super::attributes::{record_once, Attribute};
 use super::balancer_attribute_keys::{Effect, Key, Values, LISTENER_KEYS, LOAD_BALANCER_KEYS};
 
 /// `routing.http.xff_header_processing.mode`.
@@ -172,18 +172,9 @@ impl Table<'_> {
                 diagnostics.error(&attribute.loc, path, self.unknown(&attribute.key));
                 continue;
             };
-            if let Some(first) = seen.get(key.name) {
-                diagnostics.error(
-                    &attribute.loc,
-                    path,
-                    format!(
-                        "the attribute is set twice (first at {}); AWS takes each key once",
-                        first.loc
-                    ),
-                );
+            if !record_once(&mut seen, key.name, attribute, &path, diagnostics) {
                 continue;
             }
-            seen.insert(key.name, attribute);
             let value = attribute.value.trim();
             if let Effect::Refused(why) = key.effect {
                 let message = format!(
