@@ -73,6 +73,21 @@ struct Served {
     pending: Option<Pending>,
 }
 
+impl Served {
+    /// Builds with the served model and what changes its endpoints as of `now`: endpoints
+    /// draining, the health sources report, and slow-start ramps.
+    fn with_overlay<R>(&mut self, now: Instant, build: impl FnOnce(&Model, Overlay<'_>) -> R) -> R {
+        let draining: Vec<DrainingEndpoint> = self.draining.keys().cloned().collect();
+        let fractions = self.ramps.fractions(now);
+        let overlay = Overlay {
+            draining: &draining,
+            health: self.layers.combined(),
+            ramps: &fractions,
+        };
+        build(&self.model, overlay)
+    }
+}
+
 /// Turns accepted configs into snapshots in the cache.
 pub struct Publisher {
     cache: Cache,
@@ -240,15 +255,10 @@ impl Publisher {
         changed: &BTreeSet<&str>,
         now: Instant,
     ) -> bool {
-        let draining: Vec<DrainingEndpoint> = served.draining.keys().cloned().collect();
-        let fractions = served.ramps.fractions(now);
-        let overlay = Overlay {
-            draining: &draining,
-            health: served.layers.combined(),
-            ramps: &fractions,
-        };
         let current = self.cache.current();
-        let views = endpoint_views_changing(&served.model, &current, changed, overlay);
+        let views = served.with_overlay(now, |model, overlay| {
+            endpoint_views_changing(model, &current, changed, overlay)
+        });
         let metrics = &self.metrics;
         let published = self.cache.publish_endpoints(views, |snapshot| {
             metrics.snapshot_published(&snapshot.version);
@@ -354,20 +364,15 @@ impl Publisher {
 
     fn publish(&self, served: &mut Served, resources: Resources, now: Instant) {
         served.published = true;
-        let draining: Vec<DrainingEndpoint> = served.draining.keys().cloned().collect();
-        let fractions = served.ramps.fractions(now);
-        let overlay = Overlay {
-            draining: &draining,
-            health: served.layers.combined(),
-            ramps: &fractions,
-        };
-        let content = content_with(&served.model, resources, overlay);
+        let content = served.with_overlay(now, |model, overlay| {
+            content_with(model, resources, overlay)
+        });
         let metrics = &self.metrics;
         let published = self.cache.publish_observed(content, |snapshot| {
             metrics.snapshot_published(&snapshot.version);
         });
         if published {
-            tracing::info!(version = %self.cache.current().version, draining = draining.len(), "serving a new config");
+            tracing::info!(version = %self.cache.current().version, draining = served.draining.len(), "serving a new config");
         }
         let mut status = self.status_mut();
         status.serving = true;
