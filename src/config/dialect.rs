@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::model::{Diagnostics, Model};
 
 use super::certificates::ReferencedFile;
+use super::inputs::TemplateInputs;
 use super::yaml::Node;
 
 /// A way of writing configs.
@@ -28,8 +29,8 @@ pub trait Dialect: Sync {
         &[]
     }
 
-    /// A reader for one load of a config.
-    fn reader(&self) -> Box<dyn DialectReader>;
+    /// A reader for one load of a config, with the values given from outside the files.
+    fn reader(&self, inputs: &TemplateInputs) -> Box<dyn DialectReader>;
 }
 
 /// Reads the documents of one dialect during one load.

@@ -19,6 +19,7 @@ pub fn merge(into: &mut Model, from: Model, diagnostics: &mut Diagnostics) {
         certificates,
         region_order,
         xds_clients,
+        inputs,
     } = from;
     for frontend in frontends.values() {
         let taken = into
@@ -88,6 +89,7 @@ pub fn merge(into: &mut Model, from: Model, diagnostics: &mut Diagnostics) {
         named("xdsClients"),
         diagnostics,
     );
+    into.inputs.extend(inputs);
 }
 
 /// The later of two resources by where they are written, then the earlier.

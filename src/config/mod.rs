@@ -7,6 +7,7 @@ pub mod certificates;
 pub mod cipher_suites;
 pub mod dialect;
 pub mod gcp;
+pub mod inputs;
 pub mod merge;
 pub mod reader;
 pub mod references;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use crate::model::{Diagnostics, Loc, Model};
 
 pub use crate::model::diagnostics::suggest;
+pub use inputs::TemplateInputs;
 pub use source::{config_files, ReadLimits, Sources};
 pub use yaml::YamlLimits;
 
@@ -50,12 +52,26 @@ pub fn load_with(path: &Path, limits: &ReadLimits) -> Loaded {
     load_sources(&source::read_sources(path, limits), limits)
 }
 
+/// As [`load_with`], with values from outside the files (template parameters and the like).
+pub fn load_with_inputs(path: &Path, limits: &ReadLimits, inputs: &TemplateInputs) -> Loaded {
+    load_sources_with(&source::read_sources(path, limits), limits, inputs)
+}
+
 /// Parses and validates config files already read.
 pub fn load_sources(sources: &Sources, limits: &ReadLimits) -> Loaded {
+    load_sources_with(sources, limits, &TemplateInputs::default())
+}
+
+/// As [`load_sources`], with values from outside the files.
+pub fn load_sources_with(
+    sources: &Sources,
+    limits: &ReadLimits,
+    inputs: &TemplateInputs,
+) -> Loaded {
     let mut loaded = Loaded::default();
     let mut readers: Vec<Box<dyn dialect::DialectReader>> = dialect::DIALECTS
         .iter()
-        .map(|dialect| dialect.reader())
+        .map(|dialect| dialect.reader(inputs))
         .collect();
     if let Some(error) = &sources.listing_error {
         loaded.diagnostics.error(

@@ -11,6 +11,7 @@ pub mod endpoint_facts;
 pub mod endpoint_groups;
 pub mod frontend;
 pub mod frontends;
+pub mod inputs;
 pub mod references;
 pub mod regions;
 pub mod resources;
@@ -29,6 +30,7 @@ pub use diagnostics::{Diagnostic, Diagnostics, Loc, Severity};
 pub use endpoint_groups::{EndpointGroup, Members};
 pub use frontend::{ForwardedFor, ForwardedHost, FrontendHttp, TlsHeaders};
 pub use frontends::{Frontend, Handler, ProxylessRouting};
+pub use inputs::InputValue;
 pub use resources::*;
 pub use route_policies::{CorsPolicy, FaultAbort, FaultDelay, FaultInjection, RequestMirror};
 pub use route_tables::{Route, RouteTable, VirtualHost};
@@ -56,4 +58,8 @@ pub struct Model {
     pub region_order: BTreeMap<String, Vec<String>>,
     /// Who may use the xDS port and receive what; empty means everyone, everything.
     pub xds_clients: BTreeMap<String, XdsClientRule>,
+    /// Values the config was read with from outside its text (template parameters), secret
+    /// ones masked; shown by `explain` and `/config_status`, served nowhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputValue>,
 }

@@ -28,6 +28,7 @@ pub mod template;
 use std::sync::Arc;
 
 use super::dialect::{Dialect, DialectReader, Lowered};
+use super::inputs::TemplateInputs;
 use super::yaml::Node;
 use crate::model::{Diagnostics, Model};
 
@@ -43,15 +44,20 @@ impl Dialect for Aws {
         template::is_template(document)
     }
 
-    fn reader(&self) -> Box<dyn DialectReader> {
-        Box::new(AwsReader::default())
+    fn reader(&self, inputs: &TemplateInputs) -> Box<dyn DialectReader> {
+        Box::new(AwsReader {
+            model: Model::default(),
+            inputs: inputs.clone(),
+        })
     }
 }
 
 /// What the templates of one load lower into, as they are read.
-#[derive(Default)]
 struct AwsReader {
     model: Model,
+    /// Parameter overrides, region and stack name for the templates of this load.
+    #[allow(dead_code)]
+    inputs: TemplateInputs,
 }
 
 impl DialectReader for AwsReader {

@@ -54,6 +54,7 @@ pub fn lower(resources: &Resources) -> Model {
         certificates: resources.ssl_certificates.clone(),
         region_order: resources.region_order.clone(),
         xds_clients: resources.xds_clients.clone(),
+        inputs: Vec::new(),
     }
 }
 

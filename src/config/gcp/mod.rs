@@ -43,6 +43,7 @@ pub mod validate;
 mod validate_frontends;
 
 use super::dialect::{Dialect, DialectReader, Lowered};
+use super::inputs::TemplateInputs;
 use super::reader::Fields;
 use super::references;
 use super::yaml::Node;
@@ -64,7 +65,7 @@ impl Dialect for Gcp {
         document::COLLECTION_FOLDERS
     }
 
-    fn reader(&self) -> Box<dyn DialectReader> {
+    fn reader(&self, _inputs: &TemplateInputs) -> Box<dyn DialectReader> {
         Box::new(GcpReader::default())
     }
 }
