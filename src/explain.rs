@@ -71,6 +71,17 @@ pub fn explain(model: &Model, service: &Service, client_region: Option<&str>) ->
     explain_with_health(model, service, client_region, None)
 }
 
+/// The template parameters the service's file was read with, and where each came from.
+fn describe_inputs(model: &Model, service: &Service) -> Option<String> {
+    let values: Vec<String> = model
+        .inputs
+        .iter()
+        .filter(|input| *input.file == *service.loc.file)
+        .map(|input| format!("{} = {} ({})", input.name, input.value, input.source))
+        .collect();
+    (!values.is_empty()).then(|| format!("parameters: {}", values.join(", ")))
+}
+
 /// As [`explain`], with each endpoint's health from a running server.
 pub fn explain_with_health(
     model: &Model,
@@ -94,6 +105,9 @@ pub fn explain_with_health(
          share = weight ÷ sum of weights in the same priority. Priority 0 takes all traffic while it\n\
          has a healthy endpoint; the next priority takes over when it has none.\n",
     );
+    if let Some(line) = describe_inputs(model, service) {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(out, "{}", describe_health_check(model, service));
     for line in describe_policies(service) {
         let _ = writeln!(out, "{line}");

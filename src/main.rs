@@ -55,12 +55,16 @@ enum Command {
         xds_limits: XdsLimitArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        template: TemplateArgs,
     },
     /// Check a config; exit 0 when it has no errors, 1 otherwise.
     Validate {
         path: PathBuf,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        template: TemplateArgs,
     },
     /// Show why a backend service's traffic goes where it goes, for a client's locality.
     Explain {
@@ -73,6 +77,8 @@ enum Command {
         /// The admin endpoint of a running `switchyard serve`, to show each endpoint's health.
         #[arg(long)]
         admin: Option<SocketAddr>,
+        #[command(flatten)]
+        template: TemplateArgs,
     },
     /// One line per connected xDS client: node, kind, protocol and per type SYNCED, STALE,
     /// NACKED or NOT_SENT.
@@ -95,7 +101,56 @@ enum Command {
         path: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Yaml)]
         format: Format,
+        #[command(flatten)]
+        template: TemplateArgs,
     },
+}
+
+/// Values CloudFormation templates take from outside their files.
+#[derive(clap::Args, Clone)]
+struct TemplateArgs {
+    /// A template parameter's value, `KEY=VALUE`; `FILE:KEY=VALUE` for one template of a
+    /// folder. Repeatable; wins over --parameters-file.
+    #[arg(long = "parameter", value_name = "KEY=VALUE")]
+    parameters: Vec<String>,
+    /// Parameter values as the AWS CLI takes them: a JSON list of {"ParameterKey",
+    /// "ParameterValue"}, or `Key=Value` lines. Read at start.
+    #[arg(long, value_name = "FILE")]
+    parameters_file: Vec<PathBuf>,
+    /// The region templates are evaluated in (`AWS::Region`); by default the region of the
+    /// first target's zone.
+    #[arg(long, value_name = "REGION")]
+    aws_region: Option<String>,
+    /// The stack name (`AWS::StackName`); by default each template file's stem.
+    #[arg(long, value_name = "NAME")]
+    stack_name: Option<String>,
+}
+
+impl TemplateArgs {
+    fn inputs(&self) -> anyhow::Result<config::TemplateInputs> {
+        let mut overrides = Vec::new();
+        for file in &self.parameters_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading --parameters-file {}", file.display()))?;
+            overrides.extend(
+                config::inputs::parse_parameters_file(&text, &file.display().to_string())
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
+        for pair in &self.parameters {
+            let key = pair.split('=').next().unwrap_or(pair);
+            let key = key.rsplit(':').next().unwrap_or(key);
+            overrides.push(
+                config::inputs::parse_override(pair, &format!("--parameter {key}"))
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
+        Ok(config::TemplateInputs {
+            overrides,
+            region: self.aws_region.clone(),
+            stack_name: self.stack_name.clone(),
+        })
+    }
 }
 
 #[derive(clap::Args, Clone, Copy)]
@@ -303,6 +358,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             exit_on_invalid,
             xds_limits,
             tls,
+            template,
         } => {
             anyhow::ensure!(
                 removal_grace.is_finite() && removal_grace >= 0.0,
@@ -323,6 +379,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 plaintext: tls.xds_plaintext,
                 health_concurrency,
                 reload_stall_limit: Duration::from_secs_f64(reload_stall_limit),
+                inputs: template.inputs()?,
                 ..serve::ServeOptions::new(path, xds_listen, admin_listen)
             };
             let runtime = tokio::runtime::Runtime::new()?;
@@ -332,8 +389,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.shutdown_timeout(Duration::from_secs(1));
             result
         }
-        Command::Validate { path, limits } => {
-            let loaded = config::load_with(&path, &limits.limits());
+        Command::Validate {
+            path,
+            limits,
+            template,
+        } => {
+            let loaded = config::load_with_inputs(&path, &limits.limits(), &template.inputs()?);
             let report = switchyard::validation_report::report(&path, &loaded.diagnostics);
             write_stdout(&report)?;
             Ok(if !loaded.diagnostics.has_errors() {
@@ -347,8 +408,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service,
             client_locality,
             admin,
+            template,
         } => {
-            let loaded = config::load(&path);
+            let loaded =
+                config::load_with_inputs(&path, &ReadLimits::default(), &template.inputs()?);
             if loaded.diagnostics.has_errors() {
                 eprint!("{}", loaded.diagnostics);
                 return Ok(ExitCode::FAILURE);
@@ -382,8 +445,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             write_stdout(&switchyard::status::table(&clients))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Translate { path, format } => {
-            let loaded = config::load(&path);
+        Command::Translate {
+            path,
+            format,
+            template,
+        } => {
+            let loaded =
+                config::load_with_inputs(&path, &ReadLimits::default(), &template.inputs()?);
             if loaded.diagnostics.has_errors() {
                 eprint!("{}", loaded.diagnostics);
                 return Ok(ExitCode::FAILURE);

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::config::watch::ConfigWatch;
-use crate::config::ReadLimits;
+use crate::config::{ReadLimits, TemplateInputs};
 use crate::health::{self, checker::Checker};
 use crate::metrics::Metrics;
 use crate::model::diagnostics::Diagnostics;
@@ -81,6 +81,8 @@ pub struct ServeOptions {
     /// every valid edit at once.
     pub removal_grace: Duration,
     pub limits: ReadLimits,
+    /// Values templates take from outside the files, for every load.
+    pub inputs: TemplateInputs,
     /// Fail at start when the config is not valid, instead of waiting for a fix.
     pub exit_on_invalid: bool,
     /// What one xDS client may cost.
@@ -104,6 +106,7 @@ impl ServeOptions {
             admin_listen,
             removal_grace: DEFAULT_REMOVAL_GRACE,
             limits: ReadLimits::default(),
+            inputs: TemplateInputs::default(),
             exit_on_invalid: false,
             xds_limits: XdsLimits::default(),
             tls: None,
@@ -419,13 +422,16 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         options.health_concurrency,
         shutdown.clone(),
     );
-    let reloader = Arc::new(Reloader::new(
-        options.config.clone(),
-        options.limits,
-        publisher,
-        status.clone(),
-        metrics.clone(),
-    ));
+    let reloader = Arc::new(
+        Reloader::new(
+            options.config.clone(),
+            options.limits,
+            publisher,
+            status.clone(),
+            metrics.clone(),
+        )
+        .with_inputs(options.inputs.clone()),
+    );
     liveness.attempt_started(std::time::Instant::now());
     let first = reload::reload_off_runtime(&reloader, Trigger::Start).await;
     liveness.attempt_finished();

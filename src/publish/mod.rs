@@ -378,6 +378,7 @@ impl Publisher {
         status.serving = true;
         status.serving_version = self.cache.current().version.clone();
         status.draining_count = served.draining.len();
+        status.inputs.clone_from(&served.model.inputs);
         status.draining = served
             .draining
             .iter()

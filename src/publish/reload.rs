@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use sha2::{Digest, Sha256};
 
 use crate::config::certificates::{self, ReferencedFile};
-use crate::config::{self, source, watch::ConfigWatch, ReadLimits};
+use crate::config::{self, source, watch::ConfigWatch, ReadLimits, TemplateInputs};
 use crate::metrics::Metrics;
 
 use super::liveness::ReloadLiveness;
@@ -49,6 +49,8 @@ pub enum Trigger {
 pub struct Reloader {
     path: PathBuf,
     limits: ReadLimits,
+    /// Values templates take from outside the files, the same for every load.
+    inputs: TemplateInputs,
     publisher: Arc<Publisher>,
     status: Arc<RwLock<ConfigStatus>>,
     metrics: Arc<Metrics>,
@@ -69,12 +71,19 @@ impl Reloader {
         Reloader {
             path,
             limits,
+            inputs: TemplateInputs::default(),
             publisher,
             status,
             metrics,
             last_fingerprint: Mutex::new(None),
             referenced: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The reloader, loading with `inputs` (template parameters and the like).
+    pub fn with_inputs(mut self, inputs: TemplateInputs) -> Self {
+        self.inputs = inputs;
+        self
     }
 
     /// Reads the files and handles what they hold. Blocking; returns None when the content
@@ -104,7 +113,7 @@ impl Reloader {
             *last = Some(fingerprint.clone());
         }
         let bytes = sources.total_bytes() as u64;
-        let loaded = config::load_sources(&sources, &self.limits);
+        let loaded = config::load_sources_with(&sources, &self.limits, &self.inputs);
         // What the load read may differ from what was digested above (another set of files,
         // or a file written in between): remember the content that was loaded.
         let fingerprint = combined_fingerprint(&sources.fingerprint, &loaded.referenced);

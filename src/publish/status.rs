@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::model::Diagnostics;
+use crate::model::{Diagnostics, InputValue};
 
 use super::guard::Removal;
 
@@ -70,6 +70,9 @@ pub struct ConfigStatus {
     pub draining: Vec<String>,
     /// How many endpoints are draining in all.
     pub draining_count: usize,
+    /// The template parameters the served config was read with, and where each value came
+    /// from (`default`, `--parameter Env`, a parameters file's line); secret ones masked.
+    pub inputs: Vec<InputValue>,
 }
 
 impl ConfigStatus {
