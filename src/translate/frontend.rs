@@ -42,7 +42,8 @@ pub fn apply_to_manager(frontend: &FrontendHttp, manager: &mut HttpConnectionMan
     if limits != HttpProtocolOptions::default() {
         manager.common_http_protocol_options = Some(limits);
     }
-    // A request is idle when neither side sends anything; on expiry Envoy answers 504.
+    // A request is idle when neither side sends anything; on expiry Envoy answers 408 while
+    // the request is still arriving and 504 once it waits for the response.
     manager.stream_idle_timeout = frontend.idle_timeout_sec.map(|s| seconds(u64::from(s)));
     // Envoy appends the client's address itself only when it is all that is wanted.
     manager.skip_xff_append = !matches!(
