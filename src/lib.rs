@@ -7,6 +7,7 @@
 //! with `admin` exposing what is served and to whom.
 
 pub mod admin;
+pub mod capacity;
 pub mod config;
 pub mod descriptors;
 pub mod explain;

@@ -7,8 +7,8 @@
 //! - model: nothing (it is the shared language);
 //! - config: model;
 //! - translate: model, and xds's shared message helpers (types, wire, reflect);
-//! - health: model, metrics;
-//! - publish: model, config, translate, metrics, memory, and the xDS cache it publishes to;
+//! - health, capacity: model, metrics;
+//! - publish: model, config, translate, capacity, metrics, memory, and the xDS cache it publishes to;
 //! - xds/server: xds's shared helpers, metrics, memory;
 //! - xds/client and proxy (the sidecar, which stands apart): xds's shared helpers and the
 //!   xDS client, memory;
@@ -27,12 +27,14 @@ const RULES: &[(&str, &[&str])] = &[
         &["model", "xds::types", "xds::wire", "xds::reflect"],
     ),
     ("health", &["model", "metrics"]),
+    ("capacity", &["model", "metrics"]),
     (
         "publish",
         &[
             "model",
             "config",
             "translate",
+            "capacity",
             "metrics",
             "memory",
             "xds::server",
