@@ -57,6 +57,20 @@ pub struct Rule {
     pub priority_loc: Loc,
 }
 
+/// Load balancer properties that place, size or name it in AWS: no meaning for a self-hosted
+/// proxy, accepted and ignored.
+pub const LOAD_BALANCER_PROPERTIES_IGNORED: &[&str] = &[
+    "Name",
+    "Scheme",
+    "Subnets",
+    "SubnetMappings",
+    "SecurityGroups",
+    "Tags",
+    "Ipv4IpamPoolId",
+    "MinimumLoadBalancerCapacity",
+    "EnableCapacityReservationProvisionStabilize",
+];
+
 /// Reads an `AWS::ElasticLoadBalancingV2::LoadBalancer`.
 pub fn read_load_balancer(
     resource: &Resource<'_>,
@@ -64,18 +78,7 @@ pub fn read_load_balancer(
     diagnostics: &mut Diagnostics,
 ) -> Option<LoadBalancer> {
     let mut fields = resource.property_fields(file, diagnostics);
-    // Where AWS places and sizes the load balancer: no meaning for a self-hosted proxy.
-    fields.ignore(&[
-        "Name",
-        "Scheme",
-        "Subnets",
-        "SubnetMappings",
-        "SecurityGroups",
-        "Tags",
-        "Ipv4IpamPoolId",
-        "MinimumLoadBalancerCapacity",
-        "EnableCapacityReservationProvisionStabilize",
-    ]);
+    fields.ignore(LOAD_BALANCER_PROPERTIES_IGNORED);
     for key in [
         "EnablePrefixForIpv6SourceNat",
         "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
@@ -142,6 +145,7 @@ pub fn read_listener(
 ) -> Option<Listener> {
     let mut fields = resource.property_fields(file, diagnostics);
     let load_balancer = fields.get("LoadBalancerArn");
+    let port_given = fields.get("Port").is_some();
     let port = fields.integer("Port", 1, 65535, diagnostics);
     let protocol = fields.string("Protocol", diagnostics);
     let certificates = fields.get("Certificates");
@@ -220,7 +224,8 @@ pub fn read_listener(
         &format!("{path}.DefaultActions"),
         diagnostics,
     )?;
-    if port.is_none() {
+    // A Port written and refused was reported for what it is.
+    if !port_given {
         diagnostics.error(&loc, format!("{path}.Port"), "this field is required");
     }
     Some(Listener {
