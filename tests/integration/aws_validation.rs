@@ -273,7 +273,7 @@ fn sub_without_variables_and_join_of_literals_are_evaluated() {
 }
 
 #[test]
-fn intrinsics_that_are_not_evaluated_are_refused_by_name_with_their_path() {
+fn functions_only_aws_can_answer_are_refused_by_name_with_their_path() {
     let text = INTRINSICS
         .replace("Port: !Join ['', ['90', '90']]", "Port: !Select [0, [80, 8080]]")
         .replace(
@@ -290,28 +290,28 @@ fn intrinsics_that_are_not_evaluated_are_refused_by_name_with_their_path() {
         )
         .replace(
             "Ipv4Address: !Sub '127.0.0.1'",
-            "Ipv4Address: !FindInMap [Addresses, Lb, V4]",
+            "Ipv4Address: !GetAtt Lb.DNSName",
         );
     let (code, out) = validate_text("alb.yaml", &text);
     assert_eq!(code, 1, "{out}");
     for expected in [
-        "alb.yaml:5: Resources.Lb.Metadata.Switchyard.Ipv4Address: `!FindInMap` is not evaluated: write the value itself",
-        "alb.yaml:19: Resources.Api.Properties.Conditions[0].Values[0]: `!Join` is not evaluated: write the value itself (only a Join of plain values is evaluated; this one joins `!Ref`)",
-        "alb.yaml:11: Resources.Http.Properties.Port: `!Select` is not evaluated: write the value itself",
-        "alb.yaml:27: Resources.Web.Properties.Name: `!Sub` is not evaluated: write the value itself",
-        "alb.yaml:28: Resources.Web.Properties.VpcId: `Fn::ImportValue` is not evaluated: write the value itself",
-        "alb.yaml:29: Resources.Web.Properties.HealthCheckPath: `!If` is not evaluated: write the value itself",
-        "alb.yaml:30: Resources.Web.Properties.Tags[0].Value: `!Select` is not evaluated: write the value itself",
+        "alb.yaml:5: Resources.Lb.Metadata.Switchyard.Ipv4Address: `!GetAtt Lb.DNSName` has no value outside AWS: AWS assigns a load balancer's DNSName when it creates it; write the value itself",
+        "alb.yaml:19: Resources.Api.Properties.Conditions[0].Values[0]: `!Ref Web` has no value outside AWS: it stands for the target group's ARN, which AWS assigns when it creates it; write the value itself",
+        "alb.yaml:29: Resources.Web.Properties.HealthCheckPath: `Prod` is no condition of the template (its conditions: none)",
+        // Where the value only feeds a property Switchyard ignores, it is a note.
+        "note: ",
+        "alb.yaml:28: Resources.Web.Properties.VpcId: `Fn::ImportValue` is not evaluated: it reads a value another stack exports, and only CloudFormation holds exports; write the value itself; Switchyard ignores this property, so it is left out",
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
     // Each refusal is said once, at the function: nothing is reported about what the
-    // function's place would have held.
-    for consequence in ["expected", "is required", "Port (1 to 65535)"] {
+    // function's place would have held. `!Select [0, [80, 8080]]` (80), the Sub of the stack
+    // name and GetAZs of the targets' zones are evaluated.
+    for consequence in ["expected", "is required", "Port (1 to 65535)", "Select"] {
         assert!(!out.contains(consequence), "`{consequence}` in:\n{out}");
     }
     assert!(
-        out.ends_with("7 error(s), 0 warning(s), 0 note(s)\n"),
+        out.ends_with("3 error(s), 0 warning(s), 2 note(s)\n"),
         "{out}"
     );
 }

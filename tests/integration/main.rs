@@ -12,6 +12,7 @@ mod authorization;
 mod aws_alb;
 mod aws_attributes;
 mod aws_proxyless;
+mod aws_stack_values;
 mod aws_target_groups;
 mod aws_validation;
 mod capacity_splits;

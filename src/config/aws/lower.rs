@@ -8,39 +8,46 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::config::inputs::TemplateInputs;
 use crate::config::yaml::Node;
 use crate::model::{Diagnostics, Loc, Model};
 
-use super::intrinsics;
 use super::listeners::{self, Listener, Rule};
 use super::lower_frontends::{addresses, lower_listener, proxyless, serve_proxyless, Front};
 use super::lower_groups::lower_target_group;
+use super::stack;
 use super::target_groups::{self, ProtocolVersion, TargetGroup};
 use super::template::{self, Kind};
 
-/// Reads one template into `model`: its intrinsic functions first (`intrinsics`), then its
-/// resources; what is said about the place of a refused function is left out.
+/// Reads one template into `model`: evaluated first (`stack`: parameters, conditions,
+/// mappings, functions), then its resources; what is said about the place of a refused
+/// function is left out, and what is said about a value that came from a parameter or a
+/// mapping says so. Returns the parameters the template declares.
 pub fn read_document(
     document: &Node,
     file: &Arc<str>,
+    inputs: &TemplateInputs,
     model: &mut Model,
     diagnostics: &mut Diagnostics,
-) {
-    let mut refusals = Diagnostics::default();
-    let evaluated = intrinsics::evaluate(document, file, &mut refusals);
+) -> Vec<String> {
+    let mut problems = Diagnostics::default();
+    let evaluated = stack::evaluate(document, file, inputs, &mut problems);
     let mut found = Diagnostics::default();
-    read_resources(&evaluated.document, file, model, &mut found);
-    diagnostics.extend(evaluated.without_consequences(found));
-    diagnostics.extend(refusals);
+    read_resources(&evaluated, file, model, &mut found);
+    diagnostics.extend(evaluated.explain(found));
+    diagnostics.extend(problems);
+    model.inputs.extend(evaluated.inputs);
+    evaluated.declared
 }
 
 fn read_resources(
-    document: &Node,
+    evaluated: &stack::Evaluated,
     file: &Arc<str>,
     model: &mut Model,
     diagnostics: &mut Diagnostics,
 ) {
-    let template = template::read_template(document, file, diagnostics);
+    let mut template = template::read_template(&evaluated.document, file, diagnostics);
+    template.left_out = evaluated.left_out.clone();
     let mut target_groups = Vec::new();
     let mut load_balancers = BTreeMap::new();
     let mut listeners = Vec::new();

@@ -70,6 +70,9 @@ pub struct TargetGroup {
 pub const INSTANCE_PROPERTIES_READ: &[&str] =
     &["PrivateIpAddress", "Ipv6Addresses", "AvailabilityZone"];
 
+/// Target group properties that name or place it in AWS, accepted and ignored.
+pub const TARGET_GROUP_PROPERTIES_IGNORED: &[&str] = &["Name", "Tags", "VpcId"];
+
 /// Reads one target group resource of `template`.
 pub fn read_target_group(
     template: &Template<'_>,
@@ -78,7 +81,7 @@ pub fn read_target_group(
     diagnostics: &mut Diagnostics,
 ) -> Option<TargetGroup> {
     let mut fields = resource.property_fields(file, diagnostics);
-    fields.ignore(&["Name", "Tags", "VpcId"]);
+    fields.ignore(TARGET_GROUP_PROPERTIES_IGNORED);
     let target_type = match fields.string("TargetType", diagnostics).as_deref() {
         None | Some("instance") => Some(TargetType::Instance),
         Some("ip") => Some(TargetType::Ip),

@@ -1,10 +1,11 @@
-//! A CloudFormation template as the AWS dialect reads it: the `Resources` section, each
-//! resource with its logical id, type and `Properties`, and the references between resources
-//! (`!Ref X`, `Ref: X`, `!GetAtt X.Attr`, `Fn::GetAtt: [X, Attr]`). What a template can say and
-//! a file-based control plane cannot evaluate — parameters, conditions, mappings, transforms —
-//! is an error naming it (other intrinsic functions are dealt with first, by `intrinsics`);
-//! resource types that are no part of a load balancer (security groups, VPCs) are ignored with
-//! a warning; what only AWS provides (ACM certificates, WAF, Lambda) is refused by name.
+//! A CloudFormation template as the AWS dialect reads it once `stack` has evaluated it: the
+//! `Resources` section, each resource with its logical id, type and `Properties`, and the
+//! references between resources (`!Ref X`, `Ref: X`, `!GetAtt X.Attr`, `Fn::GetAtt: [X,
+//! Attr]`), a reference to a resource left out by a false Condition naming the condition. The
+//! sections `stack` evaluated (Parameters, Conditions, Mappings, Rules, Transform) and each
+//! resource's `Condition` are not read again here; resource types that are no part of a load
+//! balancer (security groups, VPCs) are ignored with a warning; what only AWS provides (ACM
+//! certificates, WAF, Lambda, nested stacks) is refused by name.
 //! Must not: know the model or xDS.
 
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use crate::config::reader::Fields;
 use crate::config::yaml::{Node, Value};
 use crate::model::{Diagnostics, Loc};
 
-use super::intrinsics::function_of;
+use super::stack::function_of;
 
 /// The resource types the dialect reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +86,8 @@ impl Resource<'_> {
 #[derive(Debug, Default)]
 pub struct Template<'n> {
     pub resources: BTreeMap<String, Resource<'n>>,
+    /// Resources left out by a false Condition: logical id → the condition.
+    pub left_out: BTreeMap<String, String>,
 }
 
 /// A reference from one property to another resource.
@@ -109,26 +112,9 @@ pub fn is_template(document: &Node) -> bool {
     })
 }
 
-/// Template sections a file-based control plane cannot evaluate.
-const UNEVALUATED_SECTIONS: [(&str, &str); 5] = [
-    (
-        "Parameters",
-        "template parameters are not supported: write each value where it is used",
-    ),
-    (
-        "Conditions",
-        "conditions are not evaluated: keep only the resources that are meant",
-    ),
-    (
-        "Mappings",
-        "mappings are not evaluated: write the values where they are used",
-    ),
-    (
-        "Transform",
-        "transforms (macros, SAM) are not run: give the template they produce",
-    ),
-    ("Rules", "template rules are not evaluated"),
-];
+/// Template sections evaluated before the template is read (by `stack`).
+const EVALUATED_SECTIONS: [&str; 5] =
+    ["Parameters", "Conditions", "Mappings", "Rules", "Transform"];
 
 /// Reads the template's sections and resources.
 pub fn read_template<'n>(
@@ -148,11 +134,7 @@ pub fn read_template<'n>(
         }
     }
     fields.ignore(&["Description", "Metadata"]);
-    for (section, why) in UNEVALUATED_SECTIONS {
-        if fields.get(section).is_some() {
-            diagnostics.error(&fields.loc_of(section), section, why);
-        }
-    }
+    fields.ignore(&EVALUATED_SECTIONS);
     if fields.get("Outputs").is_some() {
         diagnostics.warning(
             &fields.loc_of("Outputs"),
@@ -211,14 +193,9 @@ fn read_resource<'n>(
         "UpdateReplacePolicy",
         "UpdatePolicy",
         "CreationPolicy",
+        // Evaluated by `stack`: a resource whose Condition is false is not here.
+        "Condition",
     ]);
-    if fields.get("Condition").is_some() {
-        diagnostics.error(
-            &fields.loc_of("Condition"),
-            fields.field_path("Condition"),
-            "conditions are not evaluated: keep only the resources that are meant",
-        );
-    }
     fields.finish(diagnostics);
     let type_name = type_name?;
     let Some(kind) = Kind::of(&type_name) else {
@@ -251,6 +228,11 @@ fn refuse_type(type_name: &str, loc: &Loc, path: &str, diagnostics: &mut Diagnos
                 "{}; give the listener's certificate as files instead (`CertificateFile` and `PrivateKeyFile` in its Certificates)",
                 not_available("ACM")
             ),
+        ),
+        "AWS::CloudFormation::Stack" => diagnostics.error(
+            loc,
+            path,
+            "nested stacks are not read: the nested template lives at its TemplateURL (in S3), which Switchyard does not fetch; give that template as a file of its own",
         ),
         name if name.starts_with("AWS::WAF") => {
             diagnostics.error(loc, path, not_available("WAF"))
@@ -376,7 +358,7 @@ pub fn plain<'n>(
 }
 
 /// A function left in a place that wants something else: `Ref` or `GetAtt` where a plain
-/// value is wanted, or (in a template read without [`super::intrinsics::evaluate`]) any other.
+/// value is wanted, or (in a template read without [`super::stack::evaluate`]) any other.
 fn unevaluated(function: &str, loc: &Loc, path: &str, diagnostics: &mut Diagnostics) {
     diagnostics.error(
         loc,
@@ -394,6 +376,17 @@ impl<'n> Template<'n> {
         path: &str,
         diagnostics: &mut Diagnostics,
     ) -> Option<&Resource<'n>> {
+        if let Some(condition) = self.left_out.get(&reference.logical_id) {
+            diagnostics.error(
+                &reference.loc,
+                path,
+                format!(
+                    "`{}` is left out of the stack: its Condition {condition} is false, so nothing may refer to it (write the reference inside an Fn::If on the same condition)",
+                    reference.logical_id
+                ),
+            );
+            return None;
+        }
         let Some(resource) = self.resources.get(&reference.logical_id) else {
             let defined: Vec<&str> = self
                 .resources
@@ -480,18 +473,36 @@ Resources:
     }
 
     #[test]
-    fn sections_that_cannot_be_evaluated_are_named() {
-        let text = "Parameters:\n  Port: {Type: Number}\nConditions:\n  Prod: {}\nResources:\n  Web:\n    Type: AWS::ElasticLoadBalancingV2::TargetGroup\n    Condition: Prod\n";
+    fn evaluated_sections_are_not_read_again_and_nested_stacks_are_refused() {
+        let text = "Parameters:\n  Port: {Type: Number}\nConditions:\n  Prod: {}\nTransform: AWS::LanguageExtensions\nResources:\n  Web:\n    Type: AWS::ElasticLoadBalancingV2::TargetGroup\n    Condition: Prod\n  Child:\n    Type: AWS::CloudFormation::Stack\n";
         let documents = parse(text).unwrap();
         let mut diagnostics = Diagnostics::default();
-        read_template(&documents[0], &Arc::from("alb.yaml"), &mut diagnostics);
+        let template = read_template(&documents[0], &Arc::from("alb.yaml"), &mut diagnostics);
+        assert_eq!(template.resources.keys().collect::<Vec<_>>(), ["Web"]);
         assert_eq!(
             lines(&diagnostics),
-            [
-                "error: alb.yaml:2: Parameters: template parameters are not supported: write each value where it is used",
-                "error: alb.yaml:4: Conditions: conditions are not evaluated: keep only the resources that are meant",
-                "error: alb.yaml:8: Resources.Web.Condition: conditions are not evaluated: keep only the resources that are meant",
-            ]
+            ["error: alb.yaml:11: Resources.Child.Type: nested stacks are not read: the nested template lives at its TemplateURL (in S3), which Switchyard does not fetch; give that template as a file of its own"]
+        );
+    }
+
+    #[test]
+    fn a_reference_to_a_resource_left_out_names_its_condition() {
+        let documents = parse(TEMPLATE).unwrap();
+        let mut diagnostics = Diagnostics::default();
+        let mut template = read_template(&documents[0], &Arc::from("alb.yaml"), &mut diagnostics);
+        template.left_out.insert("Api".into(), "IsProd".into());
+        let mut diagnostics = Diagnostics::default();
+        let to_api = Reference {
+            logical_id: "Api".into(),
+            attribute: None,
+            loc: Loc::new("alb.yaml", 30),
+        };
+        assert!(template
+            .resolve(&to_api, Kind::TargetGroup, "p", &mut diagnostics)
+            .is_none());
+        assert_eq!(
+            lines(&diagnostics),
+            ["error: alb.yaml:30: p: `Api` is left out of the stack: its Condition IsProd is false, so nothing may refer to it (write the reference inside an Fn::If on the same condition)"]
         );
     }
 
