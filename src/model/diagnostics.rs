@@ -28,8 +28,13 @@ impl Loc {
 }
 
 impl fmt::Display for Loc {
+    /// `file:line`; a place with no line (0: the command line, a folder) is its name alone.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        if self.line == 0 {
+            write!(f, "{}", self.file)
+        } else {
+            write!(f, "{}:{}", self.file, self.line)
+        }
     }
 }
 

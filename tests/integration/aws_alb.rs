@@ -130,7 +130,7 @@ async fn example_template_routes_splits_and_keeps_groups() {
     let listen = free_port();
     let example = std::fs::read_to_string(repo_root().join("examples/aws-alb.yaml")).unwrap();
     let template = with_ports(
-        &example.replace("Port: 10000", "Port: 10000 # listener"),
+        &example.replace("Default: 10000", "Default: 10000 # listener"),
         &[
             (10000, listen),
             (8081, blue_a.port()),

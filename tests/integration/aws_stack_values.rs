@@ -147,7 +147,7 @@ fn an_override_no_template_declares_is_refused() {
     let loaded = load_fixture(&with(&[("Environment", "prod")]));
     assert_eq!(
         errors(&loaded),
-        ["error: command line:0: Parameters: --parameter Environment: `Environment` is no parameter of the templates of this load, and CloudFormation refuses a value for a parameter the template does not declare; the templates of this load declare Env, HealthPath, Subnets, VpcId"]
+        ["error: command line: Parameters: --parameter Environment: `Environment` is no parameter of the templates of this load (they declare Env, HealthPath, Subnets, VpcId); CloudFormation refuses a value for a parameter no template declares"]
     );
 }
 

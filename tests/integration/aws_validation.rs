@@ -91,9 +91,9 @@ fn errors_name_the_file_line_resource_path_value_and_what_is_allowed() {
     let (code, out) = validate_text("alb.yaml", &text);
     assert_eq!(code, 1, "{out}");
     for expected in [
-        "alb.yaml:113: Resources.WebBlue.Properties.TargetGroupAttributes[slow_start.duration_seconds]: `10` is not allowed; slow_start.duration_seconds is 0 (off) or from 30 to 900 seconds",
-        "alb.yaml:147: Resources.ApiTargets.Properties.TargetGroupAttributes[load_balancing.algorithm.type]: `fastest` is not allowed; load_balancing.algorithm.type is one of round_robin, least_outstanding_requests, weighted_random",
-        "alb.yaml:90: Resources.MovedRule.Properties.Actions[0].RedirectConfig.StatusCode: `HTTP_308` is not allowed; StatusCode is HTTP_301 or HTTP_302",
+        "alb.yaml:148: Resources.WebBlue.Properties.TargetGroupAttributes[slow_start.duration_seconds]: `10` is not allowed; slow_start.duration_seconds is 0 (off) or from 30 to 900 seconds",
+        "alb.yaml:182: Resources.ApiTargets.Properties.TargetGroupAttributes[load_balancing.algorithm.type]: `fastest` is not allowed; load_balancing.algorithm.type is one of round_robin, least_outstanding_requests, weighted_random",
+        "alb.yaml:125: Resources.MovedRule.Properties.Actions[0].RedirectConfig.StatusCode: `HTTP_308` is not allowed; StatusCode is HTTP_301 or HTTP_302",
     ] {
         assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
     }
@@ -180,7 +180,7 @@ async fn a_bad_edit_of_a_served_template_keeps_the_previous_config() {
     );
     std::fs::write(
         &switchyard.config,
-        text.replace("Port: 10000", "Port: 70000"),
+        text.replace("Port: !Ref ListenerPort", "Port: 70000"),
     )
     .unwrap();
     // (The serving version moves with health reports too, so the rejection is waited for.)

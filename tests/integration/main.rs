@@ -11,6 +11,7 @@ mod architecture;
 mod authorization;
 mod aws_alb;
 mod aws_attributes;
+mod aws_parameters;
 mod aws_proxyless;
 mod aws_stack_values;
 mod aws_target_groups;

@@ -418,18 +418,18 @@ pub fn check_overrides(
             None => "the templates of this load".to_string(),
         };
         let hint = suggest(&given.key, &names)
-            .map(|s| format!(" Did you mean {s}?"))
+            .map(|s| format!("; did you mean {s}?"))
             .unwrap_or_default();
         let declare = if names.is_empty() {
-            format!("{whose} declare no parameters")
+            "they declare no parameters".to_string()
         } else {
-            format!("{whose} declare {}", names.join(", "))
+            format!("they declare {}", names.join(", "))
         };
         diagnostics.error(
             &given_at(&given.given_by),
             "Parameters",
             format!(
-                "{}: `{}` is no parameter of {whose}, and CloudFormation refuses a value for a parameter the template does not declare;{hint} {declare}",
+                "{}: `{}` is no parameter of {whose} ({declare}{hint}); CloudFormation refuses a value for a parameter no template declares",
                 given.given_by, given.key
             ),
         );
@@ -437,7 +437,7 @@ pub fn check_overrides(
 }
 
 /// Where an override was given: `params.json:3` is that file and line; a flag is the
-/// command line.
+/// command line (line 0, which messages leave out).
 fn given_at(given_by: &str) -> Loc {
     match given_by.rsplit_once(':') {
         Some((file, line)) if !line.is_empty() && line.chars().all(|c| c.is_ascii_digit()) => {

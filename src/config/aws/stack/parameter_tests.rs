@@ -217,8 +217,8 @@ fn an_override_for_a_parameter_no_template_declares_is_refused() {
     assert_eq!(
         lines,
         [
-            "error: command line:0: Parameters: --parameter Evn: `Evn` is no parameter of the templates of this load, and CloudFormation refuses a value for a parameter the template does not declare; Did you mean Env? the templates of this load declare Env, HealthPath, Port",
-            "error: params.json:3: Parameters: params.json:3: `Env` is no parameter of the templates matching `api`, and CloudFormation refuses a value for a parameter the template does not declare; the templates matching `api` declare Port",
+            "error: command line: Parameters: --parameter Evn: `Evn` is no parameter of the templates of this load (they declare Env, HealthPath, Port; did you mean Env?); CloudFormation refuses a value for a parameter no template declares",
+            "error: params.json:3: Parameters: params.json:3: `Env` is no parameter of the templates matching `api` (they declare Port); CloudFormation refuses a value for a parameter no template declares",
         ]
     );
 }
