@@ -68,6 +68,9 @@ const SIDECAR_ROOTS: &[&str] = &[
     ".envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     ".envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     ".envoy.extensions.filters.http.router.v3.Router",
+    ".envoy.extensions.filters.http.fault.v3.HTTPFault",
+    ".envoy.extensions.filters.http.cors.v3.Cors",
+    ".envoy.extensions.filters.http.cors.v3.CorsPolicy",
     ".envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 ];
 

@@ -197,6 +197,7 @@ mod tests {
             skip_xff_append: false,
             drop_underscore_headers: false,
             host_with_listener_port: false,
+            filters: Default::default(),
             timeouts: Default::default(),
             websocket: false,
         }

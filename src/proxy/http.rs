@@ -16,15 +16,14 @@ use hyper_util::rt::TokioExecutor;
 
 use super::config::ProxyConfig;
 use super::endpoint_names::EndpointNames;
-use super::forward;
+use super::filters::{self, router::Routed};
 use super::headers::{
     add_forwarding_headers, append_listener_port, append_via, drop_underscore_headers,
     strip_host_port,
 };
 use super::request_body::{DownstreamBody, UpstreamBody};
 use super::resources::listener::HttpManager;
-use super::resources::route::{Action, Forward, HeaderChanges, Redirect, Retry, Route};
-use super::rewrite::{self, Connection, RequestTarget};
+use super::rewrite::Connection;
 use super::router::{self, RequestParts};
 use super::stats::STATS;
 
@@ -104,7 +103,7 @@ impl Default for Upstreams {
 
 /// A local answer: `text` as a plain-text body, or no body and (as Envoy sends an empty local
 /// reply or direct response) no content type when `text` is empty.
-pub(super) fn full(status: StatusCode, text: &str) -> Response<Body> {
+pub(crate) fn full(status: StatusCode, text: &str) -> Response<Body> {
     let mut response = Response::new(
         Full::new(Bytes::from(text.to_string()))
             .map_err(|never| match never {})
@@ -197,79 +196,22 @@ async fn route_and_forward(
     if manager.host_with_listener_port {
         append_listener_port(&mut request, connection.local.port());
     }
-    let levels = [&route.header_changes, &vhost.headers, &table.headers];
-    let (mut response, cluster) = match &route.action {
-        Action::Direct { status, body } => (
-            full(
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
-                body,
-            ),
-            None,
-        ),
-        Action::Redirect(redirect) => (redirect_response(redirect, route, &request), None),
-        Action::Forward(forward) => {
-            let chosen = Chosen {
-                route,
-                forward,
-                retry: forward.retry.as_ref().or(vhost.retry.as_ref()),
-                levels,
-            };
-            forward::forward_request(request, connection, &chosen, config, upstreams).await
-        }
+    let routed = Routed {
+        table,
+        vhost,
+        route,
     };
-    let cluster_edits = cluster.map(|c| &c.headers.response);
-    rewrite::apply(
-        response.headers_mut(),
-        cluster_edits
-            .into_iter()
-            .chain(levels.iter().map(|level| &level.response)),
-        &connection,
-    );
-    response
-}
-
-/// The route a request took, with what forwarding needs from it.
-pub(super) struct Chosen<'c> {
-    pub(super) route: &'c Route,
-    pub(super) forward: &'c Forward,
-    /// The route's retry policy, else its virtual host's.
-    pub(super) retry: Option<&'c Retry>,
-    /// Header changes from the route outwards: route, virtual host, route configuration.
-    pub(super) levels: [&'c HeaderChanges; 3],
-}
-
-/// A redirect's answer: its status and Location, no body.
-fn redirect_response(
-    redirect: &Redirect,
-    route: &Route,
-    request: &Request<DownstreamBody>,
-) -> Response<Body> {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
-        .unwrap_or_default();
-    let target = RequestTarget {
-        scheme: request
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("http"),
-        host,
-        path_and_query: request.uri().path_and_query().map_or("/", |p| p.as_str()),
-    };
-    let location = rewrite::redirect_location(redirect, &route.path, &target);
-    let mut response = Response::new(empty());
-    *response.status_mut() =
-        StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-    if let Ok(location) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
+    if manager.filters.is_empty() {
+        return filters::router::respond(request, connection, routed, config, upstreams).await;
     }
-    response
+    let (by_route, by_vhost) = (&route.filter_configs, &vhost.filter_configs);
+    filters::run(&manager.filters, by_route, by_vhost, request, |request| {
+        filters::router::respond(request, connection, routed, config, upstreams)
+    })
+    .await
 }
 
-pub(super) fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Full::new(Bytes::new())
         .map_err(|never| match never {})
         .boxed()

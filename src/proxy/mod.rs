@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod downstream;
 pub mod endpoint_names;
+pub mod filters;
 pub mod forward;
 pub mod headers;
 pub mod http;

@@ -145,7 +145,7 @@ fn query_matches(matcher: &QueryMatch, query: Option<&str>) -> bool {
     }
 }
 
-fn text_matches(matcher: &TextMatch, ignore_case: bool, value: &str) -> bool {
+pub(crate) fn text_matches(matcher: &TextMatch, ignore_case: bool, value: &str) -> bool {
     let lower = |s: &str| {
         if ignore_case {
             s.to_ascii_lowercase()
@@ -179,6 +179,7 @@ mod tests {
                 body: String::new(),
             },
             header_changes: Default::default(),
+            filter_configs: Default::default(),
         }
     }
 
@@ -189,6 +190,7 @@ mod tests {
             routes: vec![direct(status)],
             retry: None,
             headers: Default::default(),
+            filter_configs: Default::default(),
         };
         RouteTable {
             name: "t".into(),

@@ -130,10 +130,25 @@ pub enum Problem {
     #[error("routes must come over RDS (rds.route_config_name)")]
     RoutesNotOverRds,
     #[error(
-        "the HTTP filter {name} is not supported; the sidecar runs {ROUTER} and, of Lua \
-         filters, only Switchyard's named step {HOST_WITH_LISTENER_PORT}"
+        "the HTTP filter {name} is not supported; the sidecar runs {}, {ROUTER} last and, of \
+         Lua filters, only Switchyard's named step {HOST_WITH_LISTENER_PORT}",
+        crate::proxy::filters::registered_names()
     )]
     HttpFilter { name: String },
+    /// A filter's config (listener or per-route) of a type the filter does not read.
+    #[error("the type {type_url} is not {filter}'s config (it reads {expected})")]
+    FilterConfigType {
+        filter: &'static str,
+        type_url: String,
+        expected: String,
+    },
+    #[error("{name} comes after {ROUTER}, which must be the last HTTP filter")]
+    FilterAfterRouter { name: String },
+    /// A fractional percent's denominator this API version does not define.
+    #[error("unknown denominator {value}; HUNDRED, TEN_THOUSAND or MILLION")]
+    Denominator { value: i32 },
+    #[error("{status} is not an HTTP status a fault abort can answer with (200–599)")]
+    AbortStatus { status: u32 },
     /// Switchyard's own step for application cookies, whose filter the sidecar lacks.
     #[error(
         "Switchyard's step {APPLICATION_COOKIE} feeds the stateful session filter, which the \

@@ -1,6 +1,7 @@
 //! Listener → where the sidecar listens and what it runs there: an HTTP connection manager
-//! taking its routes over RDS (with its timeouts, forwarding headers, and Switchyard's own
-//! named steps among its HTTP filters), or a TCP proxy to one cluster.
+//! taking its routes over RDS (with its timeouts, forwarding headers, its HTTP filters — each
+//! read by its module in proxy/filters/, the router last — and Switchyard's own named steps
+//! among them), or a TCP proxy to one cluster.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_pr
 use prost::Name;
 
 use super::{decode_checked, duration, socket_address, Fault, Problem, ResourceError};
+use crate::proxy::filters::{registration, FilterChain};
 use crate::xds::types::TypeUrl;
 
 pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
@@ -64,6 +66,8 @@ pub struct HttpManager {
     /// Switchyard's `switchyard.host_with_listener_port` step: once the route is chosen, the
     /// Host gets `:<port>` of the listener the request came in on.
     pub host_with_listener_port: bool,
+    /// The HTTP filters before the router, in the order `http_filters` names them.
+    pub filters: FilterChain,
     pub timeouts: Timeouts,
     /// `upgrade_configs` names `websocket`: upgrade requests become tunnels to the backend.
     pub websocket: bool,
@@ -200,14 +204,32 @@ fn http_manager(bytes: &[u8]) -> Result<HttpManager, Fault> {
         return Err(Problem::RoutesNotOverRds.into());
     };
     let mut host_with_listener_port = false;
+    let mut filters = FilterChain::default();
+    let mut routed = false;
     for (index, http_filter) in manager.http_filters.iter().enumerate() {
         let config = match &http_filter.config_type {
             Some(http_filter::ConfigType::TypedConfig(config)) => Some(config),
             _ => None,
         };
         let at = format!("http_filters[{index}]");
+        if routed {
+            return Err(Fault::at(
+                at,
+                Problem::FilterAfterRouter {
+                    name: http_filter.name.clone(),
+                },
+            ));
+        }
+        if let Some(registration) = registration(&http_filter.name) {
+            let config = config.cloned().unwrap_or_default();
+            filters
+                .push(registration, &config)
+                .map_err(|f| f.inside(&format!("{at}.typed_config")))?;
+            continue;
+        }
         match http_filter.name.as_str() {
             ROUTER => {
+                routed = true;
                 if let Some(config) = config {
                     router_config(config)
                         .map_err(|f| f.inside(&format!("{at}.typed_config (Router)")))?;
@@ -271,6 +293,7 @@ fn http_manager(bytes: &[u8]) -> Result<HttpManager, Fault> {
         skip_xff_append: manager.skip_xff_append,
         drop_underscore_headers,
         host_with_listener_port,
+        filters,
         timeouts,
     })
 }
@@ -493,8 +516,9 @@ mod tests {
             refused.to_string(),
             "Listener l: filter_chains[0].filters[0].typed_config (HttpConnectionManager): \
              http_filters[0]: the HTTP filter envoy.filters.http.lua is not supported; the \
-             sidecar runs envoy.filters.http.router and, of Lua filters, only Switchyard's \
-             named step switchyard.host_with_listener_port"
+             sidecar runs envoy.filters.http.cors, envoy.filters.http.fault, \
+             envoy.filters.http.router last and, of Lua filters, only Switchyard's named step \
+             switchyard.host_with_listener_port"
         );
         assert!(convert("l", &listener_with(&aws_manager())).is_ok());
     }

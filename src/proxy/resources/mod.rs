@@ -57,9 +57,16 @@ pub fn nacked_fields_report() -> String {
          serving. A field listed here is refused with everything under it. Regenerate with \
          `SWITCHYARD_BLESS=1 cargo test --lib nacked_fields`.\n",
     );
-    for (message, supported) in messages {
+    let filter_messages = crate::proxy::filters::REGISTERED
+        .iter()
+        .flat_map(|r| r.messages.iter().copied());
+    for (message, supported) in messages.into_iter().chain(filter_messages) {
         text.push_str(&format!("\n## {message}\n\n"));
-        for path in fields::unsupported_fields(message, supported) {
+        let refused = fields::unsupported_fields(message, supported);
+        if refused.is_empty() {
+            text.push_str("None: the sidecar applies every field.\n");
+        }
+        for path in refused {
             text.push_str(&format!("- `{path}`\n"));
         }
     }
@@ -67,7 +74,7 @@ pub fn nacked_fields_report() -> String {
 }
 
 /// Decodes a resource of `M`, and checks that it sets nothing outside `supported`.
-fn decode_checked<M: Message + Default + prost::Name>(
+pub(crate) fn decode_checked<M: Message + Default + prost::Name>(
     bytes: &[u8],
     supported: &[&str],
 ) -> Result<M, Fault> {

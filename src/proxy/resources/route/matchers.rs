@@ -155,7 +155,7 @@ pub fn header_match(header: &HeaderMatcher) -> Result<HeaderMatch, Problem> {
     })
 }
 
-fn text_match(matcher: &StringMatcher) -> Result<(TextMatch, bool), Problem> {
+pub(crate) fn text_match(matcher: &StringMatcher) -> Result<(TextMatch, bool), Problem> {
     let text = match &matcher.match_pattern {
         Some(MatchPattern::Exact(v)) => TextMatch::Exact(v.clone()),
         Some(MatchPattern::Prefix(v)) => TextMatch::Prefix(v.clone()),

@@ -16,8 +16,10 @@ pub use headers::{AddMode, HeaderAddition, HeaderChanges, HeaderEdits, HeaderTex
 pub use matchers::{HeaderMatch, HeaderTest, PathMatch, QueryMatch, TextMatch};
 
 pub(crate) use headers::known_variables;
+pub(crate) use matchers::text_match;
 
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
+use crate::proxy::filters::{read_route_configs, RouteFilterConfigs};
 use crate::xds::types::TypeUrl;
 
 #[derive(Clone, Debug)]
@@ -34,6 +36,8 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
     pub retry: Option<Retry>,
     pub headers: HeaderChanges,
+    /// `typed_per_filter_config`, read by each filter's own module.
+    pub filter_configs: RouteFilterConfigs,
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +48,8 @@ pub struct Route {
     pub query: Vec<QueryMatch>,
     pub action: Action,
     pub header_changes: HeaderChanges,
+    /// `typed_per_filter_config`, read by each filter's own module.
+    pub filter_configs: RouteFilterConfigs,
 }
 
 /// Every RouteConfiguration field the sidecar applies; anything else is NACKed by path.
@@ -67,6 +73,9 @@ static FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
         "virtual_hosts.routes.match.query_parameters.string_match.safe_regex.regex",
         "virtual_hosts.routes.match.query_parameters.string_match.ignore_case",
         "virtual_hosts.routes.match.query_parameters.present_match",
+        // Each entry is checked by its filter's module (proxy/filters/).
+        "virtual_hosts.typed_per_filter_config",
+        "virtual_hosts.routes.typed_per_filter_config",
     ]
     .iter()
     .map(|field| field.to_string())
@@ -132,7 +141,9 @@ fn virtual_host(
         &host.response_headers_to_add,
         &host.response_headers_to_remove,
     )?;
+    let filter_configs = read_route_configs(&host.typed_per_filter_config)?;
     Ok(VirtualHost {
+        filter_configs,
         name: host.name.clone(),
         domains: host
             .domains
@@ -167,7 +178,9 @@ fn convert_route(route: &envoy_types::pb::envoy::config::route::v3::Route) -> Re
         &route.response_headers_to_add,
         &route.response_headers_to_remove,
     )?;
+    let filter_configs = read_route_configs(&route.typed_per_filter_config)?;
     Ok(Route {
+        filter_configs,
         path,
         case_sensitive: matcher.case_sensitive.as_ref().is_none_or(|c| c.value),
         headers,

@@ -1,0 +1,109 @@
+//! The router, the last filter of every chain: does what the chosen route says — answers
+//! directly, redirects, or forwards (proxy/forward.rs) — and applies the response header
+//! changes of the weighted cluster, the route, the virtual host and the route configuration
+//! to what comes back. Must not: choose the route (the connection manager, proxy/http.rs,
+//! did), or run other filters.
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+
+use super::super::config::ProxyConfig;
+use super::super::forward;
+use super::super::http::{empty, full, Body, Upstreams};
+use super::super::request_body::DownstreamBody;
+use super::super::resources::route::{
+    Action, Forward, HeaderChanges, Redirect, Retry, Route, RouteTable, VirtualHost,
+};
+use super::super::rewrite::{self, Connection, RequestTarget};
+
+/// The route a request took, with what forwarding needs from it.
+pub(crate) struct Chosen<'c> {
+    pub(crate) route: &'c Route,
+    pub(crate) forward: &'c Forward,
+    /// The route's retry policy, else its virtual host's.
+    pub(crate) retry: Option<&'c Retry>,
+    /// Header changes from the route outwards: route, virtual host, route configuration.
+    pub(crate) levels: [&'c HeaderChanges; 3],
+}
+
+/// Where a request was routed: the route configuration, virtual host and route.
+#[derive(Clone, Copy)]
+pub(crate) struct Routed<'t> {
+    pub(crate) table: &'t RouteTable,
+    pub(crate) vhost: &'t VirtualHost,
+    pub(crate) route: &'t Route,
+}
+
+/// Answers `request` as its route says.
+pub(crate) async fn respond(
+    request: Request<DownstreamBody>,
+    connection: Connection,
+    routed: Routed<'_>,
+    config: &ProxyConfig,
+    upstreams: &Upstreams,
+) -> Response<Body> {
+    let Routed {
+        table,
+        vhost,
+        route,
+    } = routed;
+    let levels = [&route.header_changes, &vhost.headers, &table.headers];
+    let (mut response, cluster) = match &route.action {
+        Action::Direct { status, body } => (
+            full(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::OK),
+                body,
+            ),
+            None,
+        ),
+        Action::Redirect(redirect) => (redirect_response(redirect, route, &request), None),
+        Action::Forward(forward) => {
+            let chosen = Chosen {
+                route,
+                forward,
+                retry: forward.retry.as_ref().or(vhost.retry.as_ref()),
+                levels,
+            };
+            forward::forward_request(request, connection, &chosen, config, upstreams).await
+        }
+    };
+    let cluster_edits = cluster.map(|c| &c.headers.response);
+    rewrite::apply(
+        response.headers_mut(),
+        cluster_edits
+            .into_iter()
+            .chain(levels.iter().map(|level| &level.response)),
+        &connection,
+    );
+    response
+}
+
+/// A redirect's answer: its status and Location, no body.
+fn redirect_response(
+    redirect: &Redirect,
+    route: &Route,
+    request: &Request<DownstreamBody>,
+) -> Response<Body> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let target = RequestTarget {
+        scheme: request
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("http"),
+        host,
+        path_and_query: request.uri().path_and_query().map_or("/", |p| p.as_str()),
+    };
+    let location = rewrite::redirect_location(redirect, &route.path, &target);
+    let mut response = Response::new(empty());
+    *response.status_mut() =
+        StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
