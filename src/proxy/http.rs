@@ -205,9 +205,14 @@ async fn route_and_forward(
         return filters::router::respond(request, connection, routed, config, upstreams).await;
     }
     let (by_route, by_vhost) = (&route.filter_configs, &vhost.filter_configs);
-    filters::run(&manager.filters, by_route, by_vhost, request, |request| {
-        filters::router::respond(request, connection, routed, config, upstreams)
-    })
+    filters::run(
+        &manager.filters,
+        by_route,
+        by_vhost,
+        request,
+        |request| filters::router::respond(request, connection, routed, config, upstreams),
+        |reply| filters::router::route_response_headers(reply, routed, &connection),
+    )
     .await
 }
 

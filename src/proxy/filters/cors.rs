@@ -150,11 +150,24 @@ impl<'c> Policies<'c> {
     }
 }
 
-/// What an allowed origin's actual request gets on its answer.
-struct ActualAnswer {
+/// What a request from an allowed origin gets on its answer.
+struct AllowedOrigin {
     origin: HeaderValue,
     credentials: bool,
     expose_headers: Option<HeaderValue>,
+}
+
+impl AllowedOrigin {
+    fn mark(&self, response: &mut Response<Body>) {
+        let headers = response.headers_mut();
+        headers.insert(ALLOW_ORIGIN, self.origin.clone());
+        if self.credentials {
+            headers.insert(ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+        if let Some(expose) = &self.expose_headers {
+            headers.insert(EXPOSE_HEADERS, expose.clone());
+        }
+    }
 }
 
 /// `value` under `name`, when it is a non-empty header value.
@@ -167,7 +180,8 @@ fn set_text(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 /// A preflight's answer: 200, no body, the policy's Access-Control-* headers; `*` for the
-/// methods or headers allows what the request asks for.
+/// methods or headers allows what the request asks for. Not the route's response headers:
+/// Envoy encodes it without them.
 fn preflight_answer(
     policies: Policies<'_>,
     request: &HeaderMap,
@@ -176,9 +190,6 @@ fn preflight_answer(
     let mut response = full(StatusCode::OK, "");
     let headers = response.headers_mut();
     headers.insert(ALLOW_ORIGIN, origin.clone());
-    if policies.allow_credentials() {
-        headers.insert(ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-    }
     let asked = |name: &str| {
         request
             .get(name)
@@ -228,9 +239,6 @@ impl HttpFilter for CorsFilter {
                 .headers()
                 .get(REQUEST_METHOD)
                 .is_some_and(|m| !m.is_empty());
-        if preflight && allowed {
-            return Decoded::Reply(preflight_answer(policies, request.headers(), origin));
-        }
         if !allowed {
             // A preflight from another origin goes on to the backend, as Envoy forwards
             // preflights that do not match by default; an actual request's answer is left
@@ -238,24 +246,24 @@ impl HttpFilter for CorsFilter {
             return Decoded::Continue;
         }
         let expose = policies.text(|p| &p.expose_headers);
-        Decoded::Remember(Box::new(ActualAnswer {
+        let answer = AllowedOrigin {
             origin: origin.clone(),
             credentials: policies.allow_credentials(),
             expose_headers: HeaderValue::from_str(expose).ok().filter(|v| !v.is_empty()),
-        }))
+        };
+        if preflight {
+            // Envoy's filter encodes its own preflight answer too, so it carries what an
+            // actual request's answer would (the exposed headers among them).
+            let mut response = preflight_answer(policies, request.headers(), origin);
+            answer.mark(&mut response);
+            return Decoded::Respond(response);
+        }
+        Decoded::Remember(Box::new(answer))
     }
 
     fn encode_headers(&self, response: &mut Response<Body>, memo: &Memo) {
-        let Some(answer) = memo.downcast_ref::<ActualAnswer>() else {
-            return;
-        };
-        let headers = response.headers_mut();
-        headers.insert(ALLOW_ORIGIN, answer.origin.clone());
-        if answer.credentials {
-            headers.insert(ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-        }
-        if let Some(expose) = &answer.expose_headers {
-            headers.insert(EXPOSE_HEADERS, expose.clone());
+        if let Some(answer) = memo.downcast_ref::<AllowedOrigin>() {
+            answer.mark(response);
         }
     }
 }

@@ -55,8 +55,12 @@ pub enum Decoded {
     Continue,
     /// Pass the request on; [`HttpFilter::encode_headers`] gets `Memo` with the answer.
     Remember(Memo),
-    /// Answer locally; the router never sees the request.
+    /// Answer locally as Envoy's `sendLocalReply` does: the router never sees the request,
+    /// and the answer gets the response header changes of the route and its levels.
     Reply(Response<Body>),
+    /// Answer with exactly this response (Envoy's encodeHeaders from a filter): the router
+    /// never sees the request, and no route header change applies.
+    Respond(Response<Body>),
     /// Hold the request this long, then ask [`HttpFilter::after_delay`].
     Delay(Duration),
 }
@@ -219,8 +223,9 @@ pub fn read_route_configs(
     Ok(RouteFilterConfigs::new(configs))
 }
 
-/// Runs `request` through `chain`, then through `router` unless a filter answered it; the
-/// answer goes back through the filters that remembered the request, last first. `route` and
+/// Runs `request` through `chain`, then through `router` unless a filter answered it (a
+/// local reply gets `route_headers`: the route's response header changes); the answer goes
+/// back through the filters that remembered the request, last first. `route` and
 /// `virtual_host` are the per-filter configs of the request's route and virtual host.
 pub async fn run<R, Answer>(
     chain: &FilterChain,
@@ -228,6 +233,7 @@ pub async fn run<R, Answer>(
     virtual_host: &RouteFilterConfigs,
     mut request: Request<DownstreamBody>,
     router: R,
+    route_headers: impl FnOnce(&mut Response<Body>),
 ) -> Response<Body>
 where
     R: FnOnce(Request<DownstreamBody>) -> Answer,
@@ -248,8 +254,13 @@ where
         match decided {
             Decoded::Continue | Decoded::Delay(_) => {}
             Decoded::Remember(memo) => memos.push((filter, memo)),
-            Decoded::Reply(reply) => {
+            Decoded::Reply(mut reply) => {
+                route_headers(&mut reply);
                 local_reply = Some(reply);
+                break;
+            }
+            Decoded::Respond(answer) => {
+                local_reply = Some(answer);
                 break;
             }
         }

@@ -77,6 +77,25 @@ pub(crate) async fn respond(
     response
 }
 
+/// The response header changes of the route, its virtual host and its route configuration,
+/// on a filter's local reply (as Envoy applies them to one).
+pub(crate) fn route_response_headers(
+    response: &mut Response<Body>,
+    routed: Routed<'_>,
+    connection: &Connection,
+) {
+    let levels = [
+        &routed.route.header_changes,
+        &routed.vhost.headers,
+        &routed.table.headers,
+    ];
+    rewrite::apply(
+        response.headers_mut(),
+        levels.iter().map(|level| &level.response),
+        connection,
+    );
+}
+
 /// A redirect's answer: its status and Location, no body.
 fn redirect_response(
     redirect: &Redirect,
