@@ -83,10 +83,16 @@ fn gcp_services(ports: &BTreeMap<&str, u16>) -> String {
     text
 }
 
+/// The fixed delay of the `/fault/delay` route: long enough that a proxy ignoring it answers
+/// in a fraction of it on loopback.
+pub const FAULT_DELAY_NANOS: u32 = 400_000_000;
+
 /// The URL map: host rules (exact, wildcard, `*`), path rules (quickstart, authorized), route
 /// rules with every match kind, rewrites (https.yaml's /v1/ → /), redirects of every kind
 /// (https.yaml's default redirect among them), header actions at the four levels, weighted
-/// splits (dual-stack.yaml's 95/5 on an empty prefix), timeouts, retries, affinity.
+/// splits (dual-stack.yaml's 95/5 on an empty prefix), timeouts, retries, affinity, fault
+/// injection (an abort of half the requests, a delay of all, an abort of all) and CORS
+/// policies.
 fn gcp_url_map(listen: u16) -> String {
     let bs = "global/backendServices";
     format!(
@@ -204,6 +210,34 @@ fn gcp_url_map(listen: u16) -> String {
     - {{priority: 36, service: {bs}/flaky, matchRules: [{{prefixMatch: /once}}]}}
     - {{priority: 37, service: {bs}/sticky, matchRules: [{{prefixMatch: /sticky}}]}}
     - {{priority: 38, service: {bs}/hashed, matchRules: [{{prefixMatch: /hashed}}]}}
+    - priority: 40
+      matchRules: [{{prefixMatch: /fault/abort}}]
+      service: {bs}/web
+      routeAction: {{faultInjectionPolicy: {{abort: {{httpStatus: 503, percentage: 50}}}}}}
+    - priority: 41
+      matchRules: [{{prefixMatch: /fault/delay}}]
+      service: {bs}/web
+      routeAction: {{faultInjectionPolicy: {{delay: {{fixedDelay: {{nanos: {FAULT_DELAY_NANOS}}}, percentage: 100}}}}}}
+    - priority: 42
+      matchRules: [{{prefixMatch: /fault/all}}]
+      service: {bs}/web
+      routeAction: {{faultInjectionPolicy: {{abort: {{httpStatus: 418, percentage: 100}}}}}}
+    - priority: 43
+      matchRules: [{{prefixMatch: /cors}}]
+      service: {bs}/web
+      routeAction:
+        corsPolicy:
+          allowOrigins: [https://app.example]
+          allowOriginRegexes: ['https://[a-z]+\.trusted\.example']
+          allowMethods: [GET, PUT]
+          allowHeaders: [x-custom, content-type]
+          exposeHeaders: [x-backend]
+          maxAge: 600
+          allowCredentials: true
+    - priority: 44
+      matchRules: [{{prefixMatch: /open-cors}}]
+      service: {bs}/web
+      routeAction: {{corsPolicy: {{allowOrigins: ['*'], allowMethods: [GET]}}}}
 targetHttpProxies:
 - {{name: site-proxy, urlMap: global/urlMaps/site}}
 forwardingRules:

@@ -7,6 +7,7 @@
 
 mod config;
 pub mod exchange;
+mod filters;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
