@@ -204,15 +204,17 @@ async fn route_and_forward(
     if manager.filters.is_empty() {
         return filters::router::respond(request, connection, routed, config, upstreams).await;
     }
+    // Boxed, so that the state of a filter chain does not grow the future of every request
+    // on a listener without one.
     let (by_route, by_vhost) = (&route.filter_configs, &vhost.filter_configs);
-    filters::run(
+    Box::pin(filters::run(
         &manager.filters,
         by_route,
         by_vhost,
         request,
         |request| filters::router::respond(request, connection, routed, config, upstreams),
         |reply| filters::router::route_response_headers(reply, routed, &connection),
-    )
+    ))
     .await
 }
 
