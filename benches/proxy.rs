@@ -11,6 +11,11 @@
 //! - RSS idle, and with 10,000 idle keep-alive connections.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it makes a one-second smoke run.
+//!
+//! With `SWITCHYARD_BENCH_BASELINE` naming another build's `switchyard` binary (a release
+//! build of the previous commit, copied aside), that build's sidecar runs too, from its own
+//! Switchyard, and the maximum rate of both sidecars is measured in alternating rounds, so
+//! a change's cost is read from one run of the same loaded machine.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -231,6 +236,48 @@ async fn rss_with_idle_connections(proxy: &Proxy, count: usize) -> u64 {
     rss
 }
 
+/// `switchyard proxy` of `binary` on one worker, from `bootstrap`.
+fn sidecar_command(binary: &str, bootstrap: &std::path::Path) -> Child {
+    Command::new(binary)
+        .args(["proxy", "--concurrency", "1", "--bootstrap"])
+        .arg(bootstrap)
+        .env("RUST_LOG", "switchyard=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Rounds of the baseline comparison: each sidecar's maximum is the median of its rounds.
+const BASELINE_ROUNDS: usize = 6;
+
+/// The maximum rate of this build's sidecar and of the baseline's, in alternating rounds.
+async fn compare_with_baseline(sidecar: &Proxy, baseline: &Proxy, seconds: f64) {
+    let _ = max_rate(baseline.port, 32, seconds / 5.0).await; // warm up
+    let (mut new, mut old) = (Vec::new(), Vec::new());
+    // Which goes first alternates, so a machine growing quieter or busier favours neither.
+    for round in 0..BASELINE_ROUNDS {
+        if round % 2 == 0 {
+            new.push(max_rate(sidecar.port, 32, seconds).await);
+            old.push(max_rate(baseline.port, 32, seconds).await);
+        } else {
+            old.push(max_rate(baseline.port, 32, seconds).await);
+            new.push(max_rate(sidecar.port, 32, seconds).await);
+        }
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let (new_median, old_median) = (median(&mut new), median(&mut old));
+    println!(
+        "max requests/s against the baseline build, {BASELINE_ROUNDS} alternating rounds: \
+         this build {new:.0?} (median {new_median:.0}), baseline {old:.0?} (median \
+         {old_median:.0}) → this/baseline {:.3}",
+        new_median / old_median
+    );
+}
+
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -245,7 +292,7 @@ async fn run(bench: bool) {
     let (seconds, idle_connections) = if bench { (10.0, 10_000) } else { (1.0, 100) };
     let backend = backend().await;
     let dir = tempfile::tempdir().unwrap();
-    let (envoy_port, sidecar_port) = (free_port(), free_port());
+    let (envoy_port, sidecar_port, baseline_port) = (free_port(), free_port(), free_port());
     let start = |listen: u16| {
         let options = switchyard::serve::ServeOptions {
             removal_grace: Duration::ZERO,
@@ -277,14 +324,10 @@ async fn run(bench: bool) {
     };
     let sidecar = Proxy {
         name: "sidecar",
-        child: Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["proxy", "--concurrency", "1", "--bootstrap"])
-            .arg(bootstrap(dir.path(), for_sidecar.xds_addr, "bench-sidecar"))
-            .env("RUST_LOG", "switchyard=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+        child: sidecar_command(
+            env!("CARGO_BIN_EXE_switchyard"),
+            &bootstrap(dir.path(), for_sidecar.xds_addr, "bench-sidecar"),
+        ),
         port: sidecar_port,
     };
     for proxy in [&envoy, &sidecar] {
@@ -329,6 +372,20 @@ async fn run(bench: bool) {
         "RSS with {idle_connections} idle keep-alive connections: Envoy {:.1} MiB, sidecar {:.1} MiB → {:.2}",
         with_idle[0] as f64 / 1024.0, with_idle[1] as f64 / 1024.0, ratio(with_idle[0] as f64, with_idle[1] as f64)
     );
+    if let Ok(baseline) = std::env::var("SWITCHYARD_BENCH_BASELINE") {
+        let for_baseline = start(baseline_port).await.unwrap();
+        let baseline = Proxy {
+            name: "baseline sidecar",
+            child: sidecar_command(
+                &baseline,
+                &bootstrap(dir.path(), for_baseline.xds_addr, "bench-baseline"),
+            ),
+            port: baseline_port,
+        };
+        ready(baseline.port).await;
+        compare_with_baseline(&sidecar, &baseline, seconds).await;
+        for_baseline.shutdown().await;
+    }
     let _ = (envoy.name, sidecar.name);
     for_envoy.shutdown().await;
     for_sidecar.shutdown().await;
