@@ -69,6 +69,9 @@ const SIDECAR_ROOTS: &[&str] = &[
     ".envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     ".envoy.extensions.filters.http.router.v3.Router",
     ".envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    ".envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+    ".envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+    ".envoy.extensions.transport_sockets.tls.v3.Secret",
 ];
 
 /// Each message's fields by number, for the messages reachable from SIDECAR_ROOTS: a small

@@ -354,6 +354,8 @@ mod tests {
             http2: false,
             idle_timeout: None,
             prefer_ipv6: false,
+            tls: None,
+            auto_sni: false,
         }
     }
 

@@ -24,7 +24,9 @@ pub mod router;
 pub mod stats;
 pub mod tcp;
 pub mod timeouts;
+pub mod tls;
 pub mod upgrade;
+pub mod upstream_tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

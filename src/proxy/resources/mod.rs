@@ -10,8 +10,10 @@ pub mod cluster;
 pub mod endpoint;
 pub mod error;
 pub mod fields;
+pub mod filter_chain;
 pub mod listener;
 pub mod route;
+pub mod tls;
 
 use prost::Message;
 
@@ -22,7 +24,7 @@ pub use error::{Fault, Problem, ResourceError};
 pub fn nacked_fields_report() -> String {
     let route_fields = route::supported_fields();
     let route_fields: Vec<&str> = route_fields.iter().map(String::as_str).collect();
-    let messages: [(&str, &[&str]); 8] = [
+    let messages: [(&str, &[&str]); 11] = [
         (
             "envoy.config.listener.v3.Listener",
             listener::LISTENER_FIELDS,
@@ -48,6 +50,18 @@ pub fn nacked_fields_report() -> String {
         (
             "envoy.config.endpoint.v3.ClusterLoadAssignment",
             endpoint::FIELDS,
+        ),
+        (
+            "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            tls::DOWNSTREAM_FIELDS,
+        ),
+        (
+            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            tls::UPSTREAM_FIELDS,
+        ),
+        (
+            "envoy.extensions.transport_sockets.tls.v3.Secret",
+            tls::SECRET_FIELDS,
         ),
     ];
     let mut text = String::from(
