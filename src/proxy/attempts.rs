@@ -66,6 +66,12 @@ impl Attempts<'_> {
             };
             let mut upstream = Request::from_parts(self.parts.clone(), bodies.next_body());
             *upstream.uri_mut() = uri;
+            // The cluster's protocol, whatever the client spoke (an HTTP/2 client, over TLS by
+            // ALPN or in clear, may reach an HTTP/1.1 backend).
+            *upstream.version_mut() = match self.entry.cluster.http2 {
+                true => http::Version::HTTP_2,
+                false => http::Version::HTTP_11,
+            };
             let outcome = self.attempt(&host, upstream).await;
             // Asked after the attempt: the body may have outgrown what is kept meanwhile.
             let may_retry = attempt < attempts && bodies.can_resend();

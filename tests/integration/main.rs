@@ -47,6 +47,7 @@ mod sidecar_balancers;
 mod sidecar_connections;
 mod sidecar_listener_settings;
 mod sidecar_routing;
+mod sidecar_tls;
 mod sidecar_xds;
 mod slow_consumers;
 mod translation;
