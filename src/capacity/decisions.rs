@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::endpoint_facts::{addresses_for, port_of, ReportedHealth, ReportedStatus};
 use crate::model::{capacity, regions, CapacityUnit, EndpointGroup, Model, Service};
@@ -24,7 +24,7 @@ const NOTHING: f64 = 1e-9;
 pub type GroupShares = BTreeMap<String, f64>;
 
 /// One backend of a service, with what it can take now.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendCapacity {
     pub group: String,

@@ -7,4 +7,5 @@
 
 pub mod decisions;
 pub mod measured;
+pub mod report;
 pub mod stability;

@@ -11,10 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
-use super::decisions::{self, BackendCapacity, GroupShares, ServiceTarget};
-use super::measured::{Load, Locality, MeasuredLoad};
+use super::decisions::{self, GroupShares};
+use super::measured::{Load, MeasuredLoad};
+use super::report::{report_of, ServiceReport};
 use crate::model::endpoint_facts::ReportedHealth;
 use crate::model::{regions, CapacityUnit, Model};
 
@@ -42,13 +41,13 @@ impl Tuning {
 
 /// What one client region of a service is served, and the demand behind it.
 #[derive(Clone, Debug, PartialEq)]
-struct ClientState {
-    smoothed: f64,
-    at: Instant,
+pub(super) struct ClientState {
+    pub(super) smoothed: f64,
+    pub(super) at: Instant,
     /// The shares published (for a static answer: the static shares).
-    shares: GroupShares,
+    pub(super) shares: GroupShares,
     /// Whether `shares` is published (else the static answer stands).
-    spills: bool,
+    pub(super) spills: bool,
 }
 
 /// A backend region of a service that filled up or freed up.
@@ -301,120 +300,13 @@ pub fn in_unit(load: Load, unit: CapacityUnit) -> f64 {
     }
 }
 
-/// Why a backend takes what it takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Standing {
-    /// Its region's capacity is taken in full; more goes elsewhere.
-    Full,
-    /// Its region can take more.
-    Spare,
-    /// Every endpoint is reported unhealthy: it carries no capacity.
-    Unhealthy,
-    /// Its capacity is 0 (a scaler of 0, or no endpoint).
-    NoCapacity,
-}
-
-/// One backend, as `/capacity` and `explain` show it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BackendReport {
-    #[serde(flatten)]
-    pub capacity: BackendCapacity,
-    /// What reaches its locality, from every client, in the service's unit.
-    pub load: f64,
-    /// What the decisions send it, from every client region.
-    pub decided: f64,
-    pub standing: Standing,
-}
-
-/// One client region: its demand and where it goes.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientReport {
-    pub region: String,
-    pub measured: f64,
-    pub smoothed: f64,
-    /// Where its traffic should go.
-    pub target: GroupShares,
-    /// Where it is sent (None: the static answer, every share in the first region).
-    pub published: Option<GroupShares>,
-}
-
-/// A service's capacity, load and shares.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceReport {
-    pub service: String,
-    pub unit: CapacityUnit,
-    pub backends: Vec<BackendReport>,
-    pub clients: Vec<ClientReport>,
-}
-
-fn report_of(
-    service: &str,
-    target: &ServiceTarget,
-    measured: &BTreeMap<String, f64>,
-    published: &BTreeMap<(String, String), ClientState>,
-    load: &dyn MeasuredLoad,
-) -> ServiceReport {
-    let full = target.full_regions();
-    let backends = target
-        .backends
-        .iter()
-        .map(|backend| {
-            let locality = Locality {
-                region: backend.region.clone(),
-                zone: backend.zone.clone(),
-            };
-            let decided = target
-                .clients
-                .values()
-                .map(|c| c.shares.get(&backend.group).copied().unwrap_or(0.0) * c.demand)
-                .sum();
-            let standing = if backend.endpoints > 0 && backend.routable == 0 {
-                Standing::Unhealthy
-            } else if backend.capacity <= 0.0 {
-                Standing::NoCapacity
-            } else if full.contains(&backend.region) {
-                Standing::Full
-            } else {
-                Standing::Spare
-            };
-            BackendReport {
-                capacity: backend.clone(),
-                load: in_unit(load.arriving(service, &locality), target.unit),
-                decided,
-                standing,
-            }
-        })
-        .collect();
-    let clients = target
-        .clients
-        .iter()
-        .map(|(region, client)| {
-            let state = published.get(&(service.to_string(), region.clone()));
-            ClientReport {
-                region: region.clone(),
-                measured: measured.get(region).copied().unwrap_or(0.0),
-                smoothed: client.demand,
-                target: client.shares.clone(),
-                published: state.filter(|s| s.spills).map(|s| s.shares.clone()),
-            }
-        })
-        .collect();
-    ServiceReport {
-        service: service.to_string(),
-        unit: target.unit,
-        backends,
-        clients,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::SocketAddr;
+
+    use crate::capacity::measured::Locality;
+    use crate::capacity::report::{BackendReport, Standing};
 
     use crate::model::endpoint_facts::ReportedStatus;
 
