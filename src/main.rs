@@ -429,12 +429,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|l| l.split('/').next().unwrap_or(l));
             let health = admin.map(|admin| live_health(admin, name)).transpose()?;
-            write_stdout(&switchyard::explain::explain_with_health(
+            let mut text = switchyard::explain::explain_with_health(
                 &loaded.model,
                 found,
                 region,
                 health.as_ref(),
-            ))?;
+            );
+            if let Some(report) = admin.map(|admin| live_capacity(admin, name)).transpose()? {
+                text += &match report {
+                    Some(report) => switchyard::explain::describe_capacity(&report, region),
+                    None => "\ncapacity from load reports: none decided (no measurable target, or no load reported yet)\n".to_string(),
+                };
+            }
+            write_stdout(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { admin } => {
@@ -479,6 +486,32 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         written => written.context("writing to standard output"),
     }
+}
+
+/// The capacity decisions of `service` as the server at `admin` reports them (None: it has
+/// none).
+fn live_capacity(
+    admin: SocketAddr,
+    service: &str,
+) -> anyhow::Result<Option<switchyard::capacity::report::ServiceReport>> {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(switchyard::status::fetch_json(admin, "/capacity"))?;
+    let decided = answer["services"]
+        .as_array()
+        .is_some_and(|names| names.iter().any(|n| n == service));
+    if !decided {
+        return Ok(None);
+    }
+    let path = format!("/capacity?service={service}");
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(switchyard::status::fetch_json(admin, &path))?;
+    Ok(Some(
+        serde_json::from_value(answer).context("reading /capacity")?,
+    ))
 }
 
 /// The health of `service`'s endpoints as the server at `admin` reports them.

@@ -372,7 +372,9 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         options.reload_stall_limit,
         metrics.clone(),
     ));
+    let capacity_board = Arc::new(crate::capacity::report::CapacityBoard::default());
     let admin_state = AdminState {
+        capacity: capacity_board.clone(),
         liveness: liveness.clone(),
         cache: cache.clone(),
         clients: clients.clone(),
