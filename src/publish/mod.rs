@@ -17,6 +17,7 @@ pub mod capacity_feed;
 pub mod endpoint_sources;
 pub mod guard;
 pub mod liveness;
+pub mod load_feed;
 pub mod reload;
 pub mod slow_start;
 pub mod status;
@@ -112,6 +113,8 @@ pub struct Publisher {
     served: Mutex<Served>,
     /// Signalled when a timer deadline may have come closer (a ramp started).
     wake: tokio::sync::Notify,
+    /// The model served, for parts that follow configs (what load to ask clients for).
+    models: tokio::sync::watch::Sender<Arc<Model>>,
 }
 
 impl Publisher {
@@ -129,7 +132,13 @@ impl Publisher {
             sources: Vec::new(),
             served: Mutex::default(),
             wake: tokio::sync::Notify::new(),
+            models: tokio::sync::watch::Sender::new(Arc::default()),
         }
+    }
+
+    /// The model served, now and after each accepted config.
+    pub fn served_models(&self) -> tokio::sync::watch::Receiver<Arc<Model>> {
+        self.models.subscribe()
     }
 
     /// Adds a source of endpoint status, asked for its layer whenever a config is served.
@@ -205,6 +214,7 @@ impl Publisher {
         served.model = Arc::new(loaded.model);
         served.names = names;
         self.publish(served, resources, now);
+        self.models.send_replace(served.model.clone());
         self.status_mut()
             .record_load(LoadOutcome::Accepted, loaded.diagnostics, None);
         Offered::Accepted
