@@ -14,6 +14,7 @@ mod aws_attributes;
 mod aws_proxyless;
 mod aws_target_groups;
 mod aws_validation;
+mod capacity_spill;
 mod capacity_splits;
 mod cli;
 mod config_source;
