@@ -150,8 +150,7 @@ pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -
     let known = known_regions(model);
     // Clients whose regions fail over through the same tiers see the same endpoints: build
     // each distinct view once and share it (a region with capacity shares decided has its own).
-    let mut built: BTreeMap<(Vec<Vec<String>>, Option<&str>), Vec<(String, Bytes)>> =
-        BTreeMap::new();
+    let mut built: BTreeMap<SharedViewKey<'_>, Vec<(String, Bytes)>> = BTreeMap::new();
     let no_region = regions::failover_tiers(&model.region_order, None, &known);
     built.insert(
         (no_region, None),
@@ -233,6 +232,10 @@ pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -
         access,
     }
 }
+
+/// What makes two regions' endpoint views the same: their failover tiers, and the region
+/// itself when it has capacity shares decided.
+type SharedViewKey<'a> = (Vec<Vec<String>>, Option<&'a str>);
 
 /// Marks the endpoint views of proxyless clients, which carry slow-start ramps.
 const PROXYLESS_SUFFIX: &str = "#proxyless";

@@ -224,7 +224,10 @@ async fn envoy_traffic_spills_to_the_next_region_over_capacity_and_comes_back() 
     // give 0.5).
     let share = near_share_of_next(&near, &far, 100).await;
     eprintln!("measured at 10/s: near {share:.3}");
-    assert!(share >= 0.9, "at 10/s at least 90% stays near, got {share:.3}");
+    assert!(
+        share >= 0.9,
+        "at 10/s at least 90% stays near, got {share:.3}"
+    );
 
     // 40 against 20: the near backend gets 20 ± 5 requests/s, the rest goes far.
     load.set_rate(40);
@@ -264,7 +267,10 @@ async fn envoy_traffic_spills_to_the_next_region_over_capacity_and_comes_back() 
     tokio::time::sleep(SETTLE).await;
     let share = near_share_of_next(&near, &far, 100).await;
     eprintln!("measured back at 10/s: near {share:.3}");
-    assert!(share >= 0.9, "back at 10/s at least 90% is near again, got {share:.3}");
+    assert!(
+        share >= 0.9,
+        "back at 10/s at least 90% is near again, got {share:.3}"
+    );
     assert_eq!(load.failed.load(Ordering::Relaxed), 0, "no request failed");
     drop(envoy);
 }
@@ -280,7 +286,10 @@ async fn a_capacity_scaler_of_half_halves_what_the_near_backend_takes_under_load
     let load = PacedLoad::start(format!("http://127.0.0.1:{listen}/"), 30);
     tokio::time::sleep(SETTLE).await;
     let share = near_share_of_next(&near, &far, 300).await;
-    eprintln!("measured at 30/s with scaler 0.5: near {:.1}/s", share * 30.0);
+    eprintln!(
+        "measured at 30/s with scaler 0.5: near {:.1}/s",
+        share * 30.0
+    );
     assert!(
         (share * 30.0 - 10.0).abs() <= 3.0,
         "the near backend gets 10 ± 3 of 30/s, got {:.1}/s",
@@ -288,6 +297,34 @@ async fn a_capacity_scaler_of_half_halves_what_the_near_backend_takes_under_load
     );
     let report = capacity_report(&switchyard).await.unwrap();
     assert_eq!(report["backends"][0]["capacity"], 10.0, "{report}");
+
+    // explain, reading the running server: capacity, load, share sent and why, per backend.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("explain")
+        .arg(&switchyard.config)
+        .args(["backendServices/svc", "--client-locality", "us-central1"])
+        .args(["--admin", &switchyard.running.admin_addr.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{text}");
+    assert!(output.status.success(), "{text}");
+    let line = |group: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{group}: ")))
+            .unwrap_or_else(|| panic!("explain has a line for {group}: {text}"))
+            .to_string()
+    };
+    let near_line = line("near");
+    assert!(
+        near_line.contains("capacity 10;") && near_line.contains("— full"),
+        "{near_line}"
+    );
+    assert!(
+        near_line.contains("share of us-central1's traffic"),
+        "{near_line}"
+    );
+    assert!(line("far").contains("capacity 20;"), "{text}");
     drop((envoy, load));
 }
 
