@@ -262,6 +262,22 @@ async fn envoy_traffic_spills_to_the_next_region_over_capacity_and_comes_back() 
         "at constant load endpoints are not re-pushed every interval: {pushes} pushes"
     );
 
+    // The metrics say the same, per service and locality.
+    let metrics = get_text(&switchyard.admin_url("/metrics")).await.unwrap();
+    let gauge = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("/metrics has {prefix}"))
+    };
+    let far_share = gauge(
+        r#"switchyard_capacity_share{service="svc",client_region="us-central1",group="far"} "#,
+    );
+    assert!((0.3..=0.7).contains(&far_share), "far share {far_share}");
+    let near_capacity =
+        gauge(r#"switchyard_capacity{service="svc",region="us-central1",group="near"} "#);
+    assert_eq!(near_capacity, 20.0);
+
     // Back to 10: traffic returns near.
     load.set_rate(10);
     tokio::time::sleep(SETTLE).await;
@@ -414,4 +430,137 @@ async fn grpcio_calls_spill_to_the_next_region_over_capacity() {
         "near takes its 20/s of {demand:.1}/s: expected {expected:.3} ± 0.125, got {near:.3}: {:?}",
         calls.tally
     );
+}
+
+/// A TCP backend that writes its name and holds each connection open until the client closes
+/// it, counting the connections it accepted.
+struct HoldingTcpBackend {
+    port: u16,
+    accepted: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldingTcpBackend {
+    async fn start(name: &str) -> HoldingTcpBackend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (name, counter) = (name.to_string(), accepted.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let name = name.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let _ = stream.write_all(name.as_bytes()).await;
+                    let mut sink = [0u8; 64];
+                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        HoldingTcpBackend {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for HoldingTcpBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Opens a connection to `addr` every `1 / per_second` s and holds each for `hold`.
+fn paced_connections(addr: String, per_second: u64, hold: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = Duration::from_secs_f64(1.0 / per_second as f64);
+        let mut next = tokio::time::Instant::now();
+        loop {
+            next += period;
+            tokio::time::sleep_until(next).await;
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                if let Ok(mut stream) = tokio::net::TcpStream::connect(&addr).await {
+                    let mut name = [0u8; 16];
+                    let _ = stream.read(&mut name).await;
+                    tokio::time::sleep(hold).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn envoy_connections_spill_by_connection_capacity() {
+    // CONNECTION behind a TCP proxy: near takes 5 connections, far 20. Connections held 2 s,
+    // opened 10 a second: 20 in flight, of which near takes 5 — a quarter of new connections
+    // (the static answer sends it all of them). Over 150 connections the standard deviation of
+    // that share is 0.035; ±0.12 is over 3 of them.
+    let (near, far) = (
+        HoldingTcpBackend::start("near").await,
+        HoldingTcpBackend::start("far").await,
+    );
+    let listen = free_port();
+    let config = format!(
+        r#"
+networkEndpointGroups:
+- name: near
+  zone: us-central1-a
+  endpoints:
+  - {{ipAddress: 127.0.0.1, port: {near}}}
+- name: far
+  zone: europe-west1-b
+  endpoints:
+  - {{ipAddress: 127.0.0.1, port: {far}}}
+backendServices:
+- name: svc
+  protocol: TCP
+  timeoutSec: 30
+  backends:
+  - {{group: zones/us-central1-a/networkEndpointGroups/near, balancingMode: CONNECTION, maxConnectionsPerEndpoint: 5}}
+  - {{group: zones/europe-west1-b/networkEndpointGroups/far, balancingMode: CONNECTION, maxConnectionsPerEndpoint: 20}}
+targetTcpProxies:
+- name: tcp-proxy
+  service: global/backendServices/svc
+forwardingRules:
+- name: fr
+  IPAddress: 127.0.0.1
+  portRange: "{listen}"
+  target: global/targetTcpProxies/tcp-proxy
+"#,
+        near = near.port,
+        far = far.port
+    );
+    let (switchyard, envoy) = serve_to_envoy(&config, "spill-connections").await;
+    let opener = paced_connections(format!("127.0.0.1:{listen}"), 10, Duration::from_secs(2));
+    wait_for("Envoy's connections to be measured", || async {
+        measured_demand(&switchyard).await.filter(|d| *d >= 10.0)
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let (near_before, far_before) = (near.accepted(), far.accepted());
+    let (near_now, far_now) = wait_for("150 more connections", || {
+        let (n, f) = (near.accepted(), far.accepted());
+        async move { (n + f >= near_before + far_before + 150).then_some((n, f)) }
+    })
+    .await;
+    let near_got = (near_now - near_before) as f64;
+    let share = near_got / (near_got + (far_now - far_before) as f64);
+    let demand = measured_demand(&switchyard).await.unwrap();
+    eprintln!(
+        "measured with CONNECTION: {demand:.1} in flight; near {share:.3} of new connections"
+    );
+    assert!(
+        (share - 0.25).abs() <= 0.12,
+        "near takes 5 of 20 connections: expected 0.25 ± 0.12, got {share:.3}"
+    );
+    opener.abort();
+    drop(envoy);
 }
