@@ -26,15 +26,23 @@ pub struct Tuning {
     pub hysteresis: f64,
     /// The most any share moves in one interval.
     pub max_step: f64,
+    /// A target that stayed within [`Tuning::settled_within`] for this many intervals is
+    /// published as it is, even if it is within the hysteresis of what is published (once:
+    /// after that they agree), so that a load that settles gets its exact answer.
+    pub settle_after: u32,
+    pub settled_within: f64,
 }
 
 impl Tuning {
-    /// Decisions every `interval`, 5 percentage points of hysteresis, 25 of largest step.
+    /// Decisions every `interval`, 5 percentage points of hysteresis, 25 of largest step, a
+    /// target that moved less than 1 point over 3 intervals published as it is.
     pub fn every(interval: Duration) -> Self {
         Tuning {
             interval,
             hysteresis: 0.05,
             max_step: 0.25,
+            settle_after: 3,
+            settled_within: 0.01,
         }
     }
 }
@@ -48,6 +56,9 @@ pub(super) struct ClientState {
     pub(super) shares: GroupShares,
     /// Whether `shares` is published (else the static answer stands).
     pub(super) spills: bool,
+    /// The target of the last step, and for how many steps it has held still.
+    pub(super) last_target: GroupShares,
+    pub(super) steady: u32,
 }
 
 /// A backend region of a service that filled up or freed up.
@@ -203,10 +214,20 @@ impl CapacityState {
         let intervals = (elapsed / self.tuning.interval.as_secs_f64().max(1e-3)).clamp(0.0, 2.0);
         let stepped = step_toward(&current, &target.shares, self.tuning.max_step * intervals);
         let hysteresis = self.tuning.hysteresis;
+        let steady = match before {
+            Some(b) if distance(&b.last_target, &target.shares) < self.tuning.settled_within => {
+                b.steady + 1
+            }
+            _ => 0,
+        };
+        let settled = spilled
+            && target.spills
+            && steady >= self.tuning.settle_after
+            && distance(&current, &target.shares) >= self.tuning.settled_within;
         let (shares, spills) =
             if !target.spills && distance(&stepped, &target.unspilled) < hysteresis {
                 (target.unspilled.clone(), false)
-            } else if distance(&stepped, &current) >= hysteresis {
+            } else if distance(&stepped, &current) >= hysteresis || settled {
                 (stepped, true)
             } else {
                 (current, spilled)
@@ -216,6 +237,8 @@ impl CapacityState {
             at: now,
             shares,
             spills,
+            last_target: target.shares.clone(),
+            steady,
         }
     }
 
@@ -501,6 +524,36 @@ mod tests {
         assert!(step.changed.contains("svc"));
         let near = published(&state.published(), "us-central1").unwrap()["near"];
         assert!((near - 20.0 / 45.5).abs() < 1e-9, "{near}");
+    }
+
+    #[test]
+    fn a_target_that_settles_within_the_hysteresis_is_published_once() {
+        let model = model(&[
+            ("near", "us-central1-a", 1, RATE_20, 1.0),
+            ("far", "europe-west1-b", 2, RATE_20, 1.0),
+        ]);
+        let mut state = CapacityState::new(Tuning::every(INTERVAL));
+        // 30: 0.75 (one step), then 20 / 30 = 0.667.
+        let (_, mut now) = run(
+            &mut state,
+            &model,
+            &load(&[("us-central1", 30.0)]),
+            Instant::now(),
+            2,
+        );
+        let near =
+            |state: &CapacityState| published(&state.published(), "us-central1").unwrap()["near"];
+        assert!((near(&state) - 2.0 / 3.0).abs() < 1e-9);
+        // 32 moves the target by under 5 points (to 0.625): held back until it settles, then
+        // published once.
+        let mut changes = 0;
+        for _ in 0..10 {
+            let (step, later) = run(&mut state, &model, &load(&[("us-central1", 32.0)]), now, 1);
+            now = later;
+            changes += step.changed.len();
+        }
+        assert_eq!(changes, 1);
+        assert!((near(&state) - 0.625).abs() < 0.01, "{}", near(&state));
     }
 
     #[test]
