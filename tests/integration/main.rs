@@ -36,6 +36,7 @@ mod health_probes;
 mod https;
 mod illegal_requests;
 mod internet_negs;
+mod load_measured;
 mod mtls;
 mod observability;
 mod properties;
