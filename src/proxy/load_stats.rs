@@ -150,7 +150,7 @@ pub struct ClusterLoad {
     pub cluster: String,
     /// The name its endpoints come under (EDS).
     pub service_name: String,
-    /// Localities that counted anything, or still have requests in progress.
+    /// Localities that counted anything, or have (or just had) requests in progress.
     pub localities: Vec<(UpstreamLocality, LocalityLoad)>,
     /// When the period began (the last take, or when the counters were made).
     pub since: Instant,
@@ -160,6 +160,9 @@ struct TrackedLocality {
     counters: Arc<LocalityCounters>,
     /// The config round that last named it.
     round: u64,
+    /// Requests in progress as last taken: a locality whose last requests ended uncounted is
+    /// reported once more, so that the server does not keep a stale count in progress.
+    in_progress: u64,
 }
 
 struct TrackedCluster {
@@ -246,6 +249,7 @@ impl LoadStore {
                     .or_insert_with(|| TrackedLocality {
                         counters: Arc::default(),
                         round,
+                        in_progress: 0,
                     });
                 locality.round = round;
                 locality.counters.clone()
@@ -288,9 +292,12 @@ impl LoadStore {
         let cluster = tracked.clusters.get_mut(name)?;
         let localities = cluster
             .localities
-            .iter()
-            .map(|(locality, tracked)| (locality.clone(), tracked.counters.take()))
-            .filter(|(_, load)| !load.is_zero())
+            .iter_mut()
+            .filter_map(|(locality, tracked)| {
+                let load = tracked.counters.take();
+                let was_in_progress = std::mem::replace(&mut tracked.in_progress, load.in_progress);
+                (!load.is_zero() || was_in_progress > 0).then(|| (locality.clone(), load))
+            })
             .collect();
         let since = std::mem::replace(&mut cluster.since, now);
         let load = ClusterLoad {
@@ -383,7 +390,8 @@ mod tests {
             ]
         );
         drop(held);
-        // Nothing since: only what is still in progress would show, and nothing is.
+        // b's request ended uncounted: b is reported once more, with nothing in progress.
+        assert_eq!(loads(&store), [("b".to_string(), LocalityLoad::default())]);
         assert_eq!(loads(&store), []);
     }
 
