@@ -6,6 +6,11 @@
 //! counters across config updates and gives the LRS client what accumulated since it last
 //! took it.
 //!
+//! Two differences from Envoy, both from where hyper lets the sidecar see an attempt: an
+//! attempt counts as issued when it starts, connect failures included (Envoy counts it once
+//! a connection carries it), and it is in progress until the answer's head arrives (Envoy:
+//! until the stream ends), as the least-request balancer's count is.
+//!
 //! Must not: lock or allocate per request, or know how the load is reported.
 
 use std::collections::BTreeMap;
