@@ -20,15 +20,17 @@ use std::time::Instant;
 
 use super::resources::endpoint::{Assignment, LocalityEndpoints};
 
-/// The counters of one locality of one cluster; on a cache line of their own, as every worker
-/// bumps them.
+/// The counters of one locality of one cluster: totals since they were made, one bump when
+/// an attempt starts and one when it ends (in progress is what started and has not ended). On
+/// a cache line of their own, as every worker bumps them.
 #[derive(Debug, Default)]
 #[repr(align(64))]
 pub struct LocalityCounters {
     issued: AtomicU64,
     successful: AtomicU64,
     errors: AtomicU64,
-    in_progress: AtomicU64,
+    /// Ended as neither success nor error.
+    uncounted: AtomicU64,
 }
 
 /// How an attempt that was counted as issued ended, for the load report.
@@ -71,12 +73,12 @@ impl Issued<'_> {
 impl Drop for Issued<'_> {
     fn drop(&mut self) {
         let counters = self.counters;
-        counters.in_progress.fetch_sub(1, Ordering::Relaxed);
-        match self.ended {
-            Ended::Success => counters.successful.fetch_add(1, Ordering::Relaxed),
-            Ended::Error => counters.errors.fetch_add(1, Ordering::Relaxed),
-            Ended::Uncounted => 0,
+        let total = match self.ended {
+            Ended::Success => &counters.successful,
+            Ended::Error => &counters.errors,
+            Ended::Uncounted => &counters.uncounted,
         };
+        total.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -85,30 +87,45 @@ impl LocalityCounters {
     /// lives.
     pub fn issue(&self) -> Issued<'_> {
         self.issued.fetch_add(1, Ordering::Relaxed);
-        self.in_progress.fetch_add(1, Ordering::Relaxed);
         Issued {
             counters: self,
             ended: Ended::Uncounted,
         }
     }
 
-    /// The counts since the last take, left as they are.
-    fn peek(&self) -> LocalityLoad {
-        LocalityLoad {
-            issued: self.issued.load(Ordering::Relaxed),
-            successful: self.successful.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-            in_progress: self.in_progress.load(Ordering::Relaxed),
+    /// The totals now. The ends are read before the starts, so that what is in progress
+    /// never comes out below zero.
+    fn totals(&self) -> Totals {
+        let successful = self.successful.load(Ordering::Acquire);
+        let errors = self.errors.load(Ordering::Acquire);
+        let uncounted = self.uncounted.load(Ordering::Acquire);
+        Totals {
+            issued: self.issued.load(Ordering::Acquire),
+            successful,
+            errors,
+            uncounted,
         }
     }
+}
 
-    /// The counts since the last take (in progress: as it is now), starting the next period.
-    fn take(&self) -> LocalityLoad {
+/// A locality's totals at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    issued: u64,
+    successful: u64,
+    errors: u64,
+    uncounted: u64,
+}
+
+impl Totals {
+    /// What was counted from `earlier` to these totals, and what is in progress now.
+    fn since(&self, earlier: &Totals) -> LocalityLoad {
+        let ended = self.successful + self.errors + self.uncounted;
         LocalityLoad {
-            issued: self.issued.swap(0, Ordering::Relaxed),
-            successful: self.successful.swap(0, Ordering::Relaxed),
-            errors: self.errors.swap(0, Ordering::Relaxed),
-            in_progress: self.in_progress.load(Ordering::Relaxed),
+            issued: self.issued - earlier.issued,
+            successful: self.successful - earlier.successful,
+            errors: self.errors - earlier.errors,
+            in_progress: self.issued.saturating_sub(ended),
         }
     }
 }
@@ -165,9 +182,8 @@ struct TrackedLocality {
     counters: Arc<LocalityCounters>,
     /// The config round that last named it.
     round: u64,
-    /// Requests in progress as last taken: a locality whose last requests ended uncounted is
-    /// reported once more, so that the server does not keep a stale count in progress.
-    in_progress: u64,
+    /// The totals at the last take.
+    taken: Totals,
 }
 
 struct TrackedCluster {
@@ -186,7 +202,7 @@ impl TrackedLocality {
     /// them, or they hold counts not yet taken, and they retired recently.
     fn worth_keeping(&self, round: u64) -> bool {
         let held = Arc::strong_count(&self.counters) > 1;
-        let counted = self.counters.peek() != LocalityLoad::default();
+        let counted = self.counters.totals() != self.taken;
         round - self.round <= KEEP_RETIRED_ROUNDS && (held || counted)
     }
 }
@@ -254,7 +270,7 @@ impl LoadStore {
                     .or_insert_with(|| TrackedLocality {
                         counters: Arc::default(),
                         round,
-                        in_progress: 0,
+                        taken: Totals::default(),
                     });
                 locality.round = round;
                 locality.counters.clone()
@@ -299,8 +315,12 @@ impl LoadStore {
             .localities
             .iter_mut()
             .filter_map(|(locality, tracked)| {
-                let load = tracked.counters.take();
-                let was_in_progress = std::mem::replace(&mut tracked.in_progress, load.in_progress);
+                let now = tracked.counters.totals();
+                let load = now.since(&tracked.taken);
+                // A locality whose last requests ended uncounted is reported once more, so
+                // that the server does not keep a stale count in progress.
+                let was_in_progress = tracked.taken.since(&Totals::default()).in_progress;
+                tracked.taken = now;
                 (!load.is_zero() || was_in_progress > 0).then(|| (locality.clone(), load))
             })
             .collect();
