@@ -48,6 +48,7 @@ mod sidecar;
 mod sidecar_balancers;
 mod sidecar_connections;
 mod sidecar_listener_settings;
+mod sidecar_load_reports;
 mod sidecar_routing;
 mod sidecar_xds;
 mod slow_consumers;
