@@ -1,7 +1,8 @@
 //! Capacity from load reports, end to end: two regions with one backend each, RATE at a target
 //! of 20 requests/s per endpoint, a client in the first region sending load at a held rate.
-//! The client reports its load (Envoy through `load_stats_config`, grpcio through the
-//! cluster's `lrs_server`), Switchyard decides, and the client's endpoints change: under
+//! The client reports its load (Envoy — state of the world and delta — and the sidecar through
+//! `load_stats_config`, grpcio and grpc-js through the cluster's `lrs_server`), Switchyard
+//! decides, and the client's endpoints change: under
 //! capacity everything stays near; over it the near backend gets its 20 requests/s and the rest
 //! goes far; when the load drops, traffic comes back.
 //!
@@ -386,8 +387,9 @@ forwardingRules:
     with_ports(text.to_string(), backends)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn grpcio_calls_spill_to_the_next_region_over_capacity() {
+/// Calls from a proxyless client of `library` in us-central1, about 40/s against a near
+/// capacity of 20/s: once its reports are measured, the near region takes 20/s of them.
+async fn proxyless_calls_spill(library: Library, node_id: &str) {
     let backends = backends_named(&["near", "far"]).await;
     let switchyard = Switchyard::start_with(&grpc_config(&backends), |options| {
         options.load_report_interval = Duration::from_secs(2);
@@ -395,11 +397,11 @@ async fn grpcio_calls_spill_to_the_next_region_over_capacity() {
     .await;
     let node = bootstrap(
         switchyard.running.xds_addr,
-        "spill-grpcio",
+        node_id,
         "us-central1",
         "us-central1-a",
     );
-    let mut client = GrpcClient::start(Library::Grpcio, "xds:///who.example:8080", &node).await;
+    let mut client = GrpcClient::start(library, "xds:///who.example:8080", &node).await;
     // Calls one after another, 20 ms apart: about 40/s on loopback. The first 15 s let the
     // reports arrive and the shares move.
     let warm = client.calls(700, None, 20).await;
@@ -413,13 +415,13 @@ async fn grpcio_calls_spill_to_the_next_region_over_capacity() {
                 .find(|c| c["region"] == "us-central1")?["smoothed"]
                 .as_f64()
         })
-        .expect("grpcio's load reports are measured");
+        .unwrap_or_else(|| panic!("{node_id}'s load reports are measured"));
     let calls = client.calls(400, None, 20).await;
     assert!(calls.errors.is_empty(), "{:?}", calls.errors);
     let near = share(&calls.tally, "near");
     let expected = (20.0 / demand).min(1.0);
     eprintln!(
-        "measured with grpcio at {demand:.1}/s: near {near:.3} of calls, expected {expected:.3}"
+        "measured with {node_id} at {demand:.1}/s: near {near:.3} of calls, expected {expected:.3}"
     );
     assert!(
         demand > 25.0,
@@ -430,6 +432,67 @@ async fn grpcio_calls_spill_to_the_next_region_over_capacity() {
         "near takes its 20/s of {demand:.1}/s: expected {expected:.3} ± 0.125, got {near:.3}: {:?}",
         calls.tally
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpcio_calls_spill_to_the_next_region_over_capacity() {
+    proxyless_calls_spill(Library::Grpcio, "spill-grpcio").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grpc_js_calls_spill_to_the_next_region_over_capacity() {
+    proxyless_calls_spill(Library::GrpcJs, "spill-grpc-js").await;
+}
+
+/// A proxy in us-central1 (started by `start` against Switchyard's xDS address) carrying
+/// 40 requests/s against a near capacity of 20/s: once its reports are measured, the near
+/// backend gets 20 ± 5 of them.
+async fn proxy_traffic_spills(node_id: &str, through: Through) {
+    let (near, far) = (Backend::start("near").await, Backend::start("far").await);
+    let listen = free_port();
+    let switchyard = Switchyard::start_with(&config(listen, &near, &far, "1.0"), |options| {
+        options.load_report_interval = Duration::from_secs(2);
+    })
+    .await;
+    let xds = switchyard.running.xds_addr;
+    let proxy = match through {
+        Through::Envoy => Proxy::Envoy(Envoy::start_delta(xds, node_id).await),
+        Through::Sidecar => Proxy::Sidecar(
+            crate::common::sidecar::Sidecar::start("envoy-bootstrap.yaml", xds, node_id).await,
+        ),
+    };
+    switchyard.wait_for_acks(node_id).await;
+    if let Proxy::Sidecar(sidecar) = &proxy {
+        sidecar.wait_ready().await;
+    }
+    let load = PacedLoad::start(format!("http://127.0.0.1:{listen}/"), 40);
+    wait_for("the proxy's load reports to be measured", || async {
+        measured_demand(&switchyard).await.filter(|d| *d >= 30.0)
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    let share = near_share_of_next(&near, &far, 400).await;
+    eprintln!(
+        "measured through {node_id} at 40/s: near {:.1}/s",
+        share * 40.0
+    );
+    assert!(
+        (share * 40.0 - 20.0).abs() <= 5.0,
+        "at 40/s the near backend gets 20 ± 5/s through {node_id}, got {:.1}/s",
+        share * 40.0
+    );
+    assert_eq!(load.failed.load(Ordering::Relaxed), 0, "no request failed");
+    drop(proxy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delta_envoy_traffic_spills_over_capacity() {
+    proxy_traffic_spills("spill-delta-envoy", Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sidecar_traffic_spills_over_capacity() {
+    proxy_traffic_spills("spill-sidecar", Through::Sidecar).await;
 }
 
 /// A TCP backend that writes its name and holds each connection open until the client closes

@@ -46,23 +46,32 @@ forwardingRules:
     )
 }
 
-/// Envoy's load reporting settings, pointing at the xDS server's static cluster.
-const LOAD_STATS_CONFIG: &str = "\ncluster_manager:
+/// The load reporting settings of envoy-configs/envoy-bootstrap.yaml (Envoy's, pointing at the
+/// xDS server's static cluster), which a quiet sidecar's bootstrap goes without.
+const LOAD_STATS_CONFIG: &str = "cluster_manager:
   load_stats_config:
     api_type: GRPC
     transport_api_version: V3
     grpc_services:
     - envoy_grpc:
         cluster_name: switchyard-xds
-admin:
 ";
 
 /// A sidecar in us-central1-a named `node`, reporting load when `reporting`, ready to serve.
 async fn sidecar(switchyard: &Switchyard, node: &str, reporting: bool) -> Sidecar {
+    let shipped = std::fs::read_to_string(format!(
+        "{}/envoy-configs/envoy-bootstrap.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(
+        shipped.contains(LOAD_STATS_CONFIG),
+        "the shipped bootstrap reports load"
+    );
     let replacements: &[(&str, &str)] = if reporting {
-        &[("\nadmin:\n", LOAD_STATS_CONFIG)]
-    } else {
         &[]
+    } else {
+        &[(LOAD_STATS_CONFIG, "")]
     };
     let xds = switchyard.running.xds_addr;
     let sidecar = Sidecar::start_replacing("envoy-bootstrap.yaml", xds, node, replacements).await;

@@ -35,10 +35,12 @@ pub struct ReportAsk {
 }
 
 impl ReportAsk {
-    fn response(&self) -> LoadStatsResponse {
+    /// The answer for `node`: the clusters to report, or every cluster for a client that would
+    /// otherwise miss one (Switchyard keeps only what it asked for either way).
+    fn response_for(&self, node: &Node) -> LoadStatsResponse {
         LoadStatsResponse {
             clusters: self.clusters.clone(),
-            send_all_clusters: false,
+            send_all_clusters: !self.clusters.is_empty() && skips_the_first_named_cluster(node),
             load_reporting_interval: Some(Duration {
                 seconds: self.interval.as_secs() as i64,
                 nanos: self.interval.subsec_nanos() as i32,
@@ -46,6 +48,13 @@ impl ReportAsk {
             ..Default::default()
         }
     }
+}
+
+/// grpc-js-xds (1.14) reports a named cluster only when it is not the first of the list (it
+/// tests `indexOf(name) > 0`), so asked for one cluster it reports nothing; it honours
+/// `send_all_clusters`, which it advertises.
+fn skips_the_first_named_cluster(node: &Node) -> bool {
+    node.user_agent_name == "gRPC Node Pure JS"
 }
 
 /// Takes every report as it arrives, with the node that opened its stream (a client names
@@ -175,7 +184,7 @@ impl LoadReportingService for LrsService {
         };
         recorder.record(&first);
         let mut asks = self.asks.clone();
-        let ask = asks.borrow_and_update().response();
+        let ask = asks.borrow_and_update().response_for(&recorder.node);
         let replies = futures_util::StreamExt::take_until(
             tokio_stream::once(Ok(ask)).chain(reports_of(inbound, recorder, Some(asks))),
             self.shutdown.clone().cancelled_owned(),
@@ -213,11 +222,46 @@ fn reports_of(
                             asks = None;
                             continue;
                         };
-                        let reply = current.borrow_and_update().response();
+                        let reply = current.borrow_and_update().response_for(&recorder.node);
                         return Some((Ok(reply), (inbound, recorder, asks)));
                     }
                 }
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_client_that_skips_the_first_named_cluster_is_asked_for_all() {
+        let ask = ReportAsk {
+            clusters: vec!["who".into()],
+            interval: std::time::Duration::from_secs(2),
+        };
+        let node = |agent: &str| Node {
+            user_agent_name: agent.into(),
+            ..Default::default()
+        };
+        let envoy = ask.response_for(&node("envoy"));
+        assert_eq!(
+            (envoy.clusters.as_slice(), envoy.send_all_clusters),
+            (&["who".to_string()][..], false)
+        );
+        assert!(
+            ask.response_for(&node("gRPC Node Pure JS"))
+                .send_all_clusters
+        );
+        let nothing = ReportAsk {
+            clusters: Vec::new(),
+            ..ask
+        };
+        assert!(
+            !nothing
+                .response_for(&node("gRPC Node Pure JS"))
+                .send_all_clusters
+        );
+    }
 }
