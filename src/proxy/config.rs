@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::balancer::Balancer;
+use super::load_stats::LoadStore;
 use super::resources::cluster::{self, Cluster};
 use super::resources::endpoint::{self, Assignment};
 use super::resources::listener::{self, Listener};
@@ -114,17 +115,21 @@ pub struct Applier {
     sender: watch::Sender<Arc<ProxyConfig>>,
     /// When each listener (`l`) and cluster (`c`) name was first applied.
     first_seen: std::sync::Mutex<BTreeMap<(char, String), Instant>>,
+    /// The load counters of every cluster's localities, kept across updates.
+    loads: Arc<LoadStore>,
     pub connected: AtomicBool,
     pub updates_accepted: AtomicU64,
     pub updates_rejected: AtomicU64,
 }
 
 impl Applier {
-    pub fn new() -> (Arc<Applier>, watch::Receiver<Arc<ProxyConfig>>) {
+    /// An applier whose balancers count load into `loads`.
+    pub fn new(loads: Arc<LoadStore>) -> (Arc<Applier>, watch::Receiver<Arc<ProxyConfig>>) {
         let (sender, receiver) = watch::channel(Arc::new(ProxyConfig::default()));
         let applier = Applier {
             sender,
             first_seen: std::sync::Mutex::default(),
+            loads,
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
             updates_rejected: AtomicU64::new(0),
@@ -166,12 +171,16 @@ impl Applier {
                 Some((name, endpoint::convert(name, &held.resource.value).ok()?))
             })
             .collect();
+        self.loads.begin_round();
         for (name, held) in state.held(TypeUrl::Cluster) {
             let Ok(cluster) = cluster::convert(name, &held.resource.value) else {
                 continue;
             };
             let assignment = assignments.get(&cluster.service_name).cloned();
-            let balancer = Balancer::new(&cluster, assignment.as_ref());
+            let counters = self
+                .loads
+                .counters(name, &cluster.service_name, assignment.as_ref());
+            let balancer = Balancer::new(&cluster, assignment.as_ref(), &counters);
             config.clusters.insert(
                 name.clone(),
                 Arc::new(ClusterEntry {
@@ -181,6 +190,7 @@ impl Applier {
                 }),
             );
         }
+        self.loads.end_round();
         self.note_first_seen(&mut config);
         for type_url in TypeUrl::ALL {
             for (name, held) in state.held(type_url) {

@@ -1,6 +1,7 @@
 //! Cluster → how the sidecar balances and connects to one cluster: its LB policy, connect
 //! timeout, HTTP/2 to the upstream, and happy eyeballs. Endpoints come separately over EDS.
-//! (`lrs_server` is accepted and, as Envoy does, not acted on: load reports are for gRPC.)
+//! (`lrs_server` is accepted and, as Envoy does, not acted on: the sidecar reports load when
+//! its bootstrap has `cluster_manager.load_stats_config`, see proxy/lrs_client.rs.)
 
 use std::time::Duration;
 

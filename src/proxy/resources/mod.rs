@@ -69,7 +69,11 @@ pub fn nacked_fields_report() -> String {
          Generated from the sidecar's converters (`src/proxy/resources/`): a resource that sets \
          any of these fields is NACKed with the field's path, and the previous config keeps \
          serving. A field listed here is refused with everything under it. Regenerate with \
-         `SWITCHYARD_BLESS=1 cargo test --lib nacked_fields`.\n",
+         `SWITCHYARD_BLESS=1 cargo test --lib nacked_fields`.\n\n\
+         Load reports: as Envoy does, the sidecar counts the requests it sends to each upstream \
+         locality (issued, successful, errors, in progress) and reports them over LRS when its \
+         bootstrap has `cluster_manager.load_stats_config`; a cluster's `lrs_server` is accepted \
+         and, as in Envoy, is not what turns reporting on.\n",
     );
     for (message, supported) in messages {
         text.push_str(&format!("\n## {message}\n\n"));
