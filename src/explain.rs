@@ -74,6 +74,24 @@ pub fn explain(model: &Model, service: &Service, client_region: Option<&str>) ->
     explain_with_health(model, service, client_region, None)
 }
 
+/// Whether the service's capacity follows load reports, or keeps its static proportions.
+fn describe_capacity_source(service: &Service) -> Option<String> {
+    use crate::model::CapacityUnit;
+    if let Some(unit) = crate::capacity::decisions::measured_unit(service) {
+        return Some(format!(
+            "capacity from load reports ({}): each client region fills its nearest region up to its capacity, the rest spills to the next",
+            crate::capacity::report::unit_word(unit)
+        ));
+    }
+    service
+        .backends
+        .iter()
+        .any(|backend| backend.capacity.unit == CapacityUnit::Utilization)
+        .then(|| {
+            "capacity: UTILIZATION keeps its static proportions (utilization carried in load reports is measured, at /load_measured, but does not move traffic between regions)".to_string()
+        })
+}
+
 /// The template parameters the service's file was read with, and where each came from.
 fn describe_inputs(model: &Model, service: &Service) -> Option<String> {
     let values: Vec<String> = model
@@ -109,6 +127,9 @@ pub fn explain_with_health(
          has a healthy endpoint; the next priority takes over when it has none.\n",
     );
     if let Some(line) = describe_inputs(model, service) {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(line) = describe_capacity_source(service) {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "{}", describe_health_check(model, service));
