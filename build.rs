@@ -72,6 +72,9 @@ const SIDECAR_ROOTS: &[&str] = &[
     ".envoy.extensions.filters.http.cors.v3.Cors",
     ".envoy.extensions.filters.http.cors.v3.CorsPolicy",
     ".envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    ".envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+    ".envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+    ".envoy.extensions.transport_sockets.tls.v3.Secret",
 ];
 
 /// Each message's fields by number, for the messages reachable from SIDECAR_ROOTS: a small

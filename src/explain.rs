@@ -3,13 +3,16 @@
 //! capacity with the formula behind it, capacity scaler, effective capacity, locality weight
 //! and resulting share, the health check that decides which endpoints take traffic, and for
 //! each endpoint the address (and family) the client connects to — with its health when a
-//! running server's `/health` was read. Pure: model (and health) in, text out, using the same
-//! functions translation uses.
+//! running server's `/health` was read — and, when its `/capacity` was read, each region's
+//! and backend's capacity, measured load, the share of the client's traffic it is sent and
+//! why (full, spare, unhealthy). Pure: model (and what the server reported) in, text out,
+//! using the same functions translation uses.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::capacity::report::{ServiceReport, Standing};
 use crate::model::endpoint_facts::{addresses_for, port_of};
 use crate::model::{
     capacity, regions, AddressSelection, Affinity, Endpoint, EndpointGroup, Model, PortSelection,
@@ -71,6 +74,24 @@ pub fn explain(model: &Model, service: &Service, client_region: Option<&str>) ->
     explain_with_health(model, service, client_region, None)
 }
 
+/// Whether the service's capacity follows load reports, or keeps its static proportions.
+fn describe_capacity_source(service: &Service) -> Option<String> {
+    use crate::model::CapacityUnit;
+    if let Some(unit) = crate::capacity::decisions::measured_unit(service) {
+        return Some(format!(
+            "capacity from load reports ({}): each client region fills its nearest region up to its capacity, the rest spills to the next",
+            crate::capacity::report::unit_word(unit)
+        ));
+    }
+    service
+        .backends
+        .iter()
+        .any(|backend| backend.capacity.unit == CapacityUnit::Utilization)
+        .then(|| {
+            "capacity: UTILIZATION keeps its static proportions (utilization carried in load reports is measured, at /load_measured, but does not move traffic between regions)".to_string()
+        })
+}
+
 /// The template parameters the service's file was read with, and where each came from.
 fn describe_inputs(model: &Model, service: &Service) -> Option<String> {
     let values: Vec<String> = model
@@ -106,6 +127,9 @@ pub fn explain_with_health(
          has a healthy endpoint; the next priority takes over when it has none.\n",
     );
     if let Some(line) = describe_inputs(model, service) {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(line) = describe_capacity_source(service) {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "{}", describe_health_check(model, service));
@@ -203,6 +227,104 @@ pub fn explain_with_health(
         }
     }
     out
+}
+
+/// The capacity decisions a running server reported for the service: per backend region and
+/// backend, capacity, measured load, the share of the client region's traffic it is sent and
+/// why; then what each client region sends. `client_region`: the client explained (None:
+/// every client region is listed).
+pub fn describe_capacity(report: &ServiceReport, client_region: Option<&str>) -> String {
+    let mut out = String::new();
+    let unit = &report.unit;
+    let _ = writeln!(
+        out,
+        "\ncapacity from load reports ({unit}; the nearest region is filled up to its capacity, \
+         the excess goes to the next region with spare capacity):"
+    );
+    let client =
+        client_region.and_then(|region| report.clients.iter().find(|c| c.region == region));
+    let mut regions: Vec<&str> = report
+        .backends
+        .iter()
+        .map(|b| b.capacity.region.as_str())
+        .collect();
+    regions.dedup();
+    for region in regions {
+        let here: Vec<_> = report
+            .backends
+            .iter()
+            .filter(|b| b.capacity.region == region)
+            .collect();
+        let capacity: f64 = here.iter().map(|b| b.capacity.capacity).sum();
+        let load: f64 = here.iter().map(|b| b.load).sum();
+        let _ = writeln!(
+            out,
+            "  region {region}: capacity {}, measured load {}",
+            capacity::number(capacity),
+            capacity::number(load)
+        );
+        for backend in here {
+            let share = match client {
+                Some(client) => {
+                    let shares = client.published.as_ref().unwrap_or(&client.target);
+                    let share = shares.get(&backend.capacity.group).copied().unwrap_or(0.0);
+                    format!(
+                        "; share of {}'s traffic {:.1}%",
+                        client.region,
+                        100.0 * share
+                    )
+                }
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "    {}: {} of {} endpoint(s) routable; capacity {}; measured load {}{share} — {}",
+                backend.capacity.group,
+                backend.capacity.routable,
+                backend.capacity.endpoints,
+                capacity::number(backend.capacity.capacity),
+                capacity::number(backend.load),
+                standing_reason(backend.standing)
+            );
+        }
+    }
+    for client in &report.clients {
+        let sent = match &client.published {
+            Some(shares) => format!("sent {}", describe_shares(shares)),
+            None => "the static answer (its nearest region takes it all)".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  clients in {} send {} (smoothed {}): {sent}; target {}",
+            client.region,
+            capacity::number(client.measured),
+            capacity::number(client.smoothed),
+            describe_shares(&client.target)
+        );
+    }
+    if client_region.is_some() && client.is_none() {
+        out.push_str("  the client's region sent no load: it keeps the static answer above\n");
+    }
+    out
+}
+
+/// `near 50.0%, far 50.0%`.
+fn describe_shares(shares: &BTreeMap<String, f64>) -> String {
+    shares
+        .iter()
+        .map(|(group, share)| format!("{group} {:.1}%", 100.0 * share))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a backend takes what it takes, for people.
+fn standing_reason(standing: Standing) -> &'static str {
+    match standing {
+        Standing::Full => "full: its region takes all it can, the excess goes on",
+        Standing::Spare => "spare: its region can take more",
+        Standing::Unhealthy => "unhealthy: no endpoint passes its checks, it carries no capacity",
+        Standing::NoCapacity => "no capacity (a scaler of 0, or no endpoint)",
+    }
 }
 
 /// What keeps a client on one endpoint, in a word or two.

@@ -45,6 +45,10 @@ enum Command {
         /// `/ready` answers 503: a stuck reloader no longer serves what the files say.
         #[arg(long, default_value_t = switchyard::publish::liveness::DEFAULT_STALL_LIMIT.as_secs_f64(), value_name = "SECONDS")]
         reload_stall_limit: f64,
+        /// Seconds between the load reports clients are asked for (0.5 to 60), for the
+        /// balancing modes with a capacity target.
+        #[arg(long, default_value_t = switchyard::publish::load_feed::DEFAULT_INTERVAL.as_secs_f64(), value_name = "SECONDS")]
+        load_report_interval: f64,
         #[command(flatten)]
         limits: LimitArgs,
         /// Exit with the diagnostics when the config is not valid at start, instead of serving
@@ -334,6 +338,17 @@ async fn run_proxy(bootstrap: switchyard::proxy::bootstrap::Bootstrap) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--load-report-interval` as a duration, when within what clients can be asked for.
+fn report_interval(seconds: f64) -> anyhow::Result<Duration> {
+    use switchyard::publish::load_feed::{MAX_INTERVAL, MIN_INTERVAL};
+    let (min, max) = (MIN_INTERVAL.as_secs_f64(), MAX_INTERVAL.as_secs_f64());
+    anyhow::ensure!(
+        seconds.is_finite() && (min..=max).contains(&seconds),
+        "--load-report-interval {seconds}: must be a number of seconds from {min} to {max}"
+    );
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Proxy {
@@ -354,6 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             removal_grace,
             health_concurrency,
             reload_stall_limit,
+            load_report_interval,
             limits,
             exit_on_invalid,
             xds_limits,
@@ -368,6 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 reload_stall_limit.is_finite() && reload_stall_limit > 0.0,
                 "--reload-stall-limit must be a number of seconds, more than 0"
             );
+            let load_report_interval = report_interval(load_report_interval)?;
             let xds_limits = xds_limits.limits();
             xds_limits.check()?;
             let options = serve::ServeOptions {
@@ -379,6 +396,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 plaintext: tls.xds_plaintext,
                 health_concurrency,
                 reload_stall_limit: Duration::from_secs_f64(reload_stall_limit),
+                load_report_interval,
                 inputs: template.inputs()?,
                 ..serve::ServeOptions::new(path, xds_listen, admin_listen)
             };
@@ -429,12 +447,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|l| l.split('/').next().unwrap_or(l));
             let health = admin.map(|admin| live_health(admin, name)).transpose()?;
-            write_stdout(&switchyard::explain::explain_with_health(
+            let mut text = switchyard::explain::explain_with_health(
                 &loaded.model,
                 found,
                 region,
                 health.as_ref(),
-            ))?;
+            );
+            if let Some(report) = admin.map(|admin| live_capacity(admin, name)).transpose()? {
+                text += &match report {
+                    Some(report) => switchyard::explain::describe_capacity(&report, region),
+                    None => "\ncapacity from load reports: none decided (no measurable target, or no load reported yet)\n".to_string(),
+                };
+            }
+            write_stdout(&text)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { admin } => {
@@ -479,6 +504,32 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         written => written.context("writing to standard output"),
     }
+}
+
+/// The capacity decisions of `service` as the server at `admin` reports them (None: it has
+/// none).
+fn live_capacity(
+    admin: SocketAddr,
+    service: &str,
+) -> anyhow::Result<Option<switchyard::capacity::report::ServiceReport>> {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(switchyard::status::fetch_json(admin, "/capacity"))?;
+    let decided = answer["services"]
+        .as_array()
+        .is_some_and(|names| names.iter().any(|n| n == service));
+    if !decided {
+        return Ok(None);
+    }
+    let path = format!("/capacity?service={service}");
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(switchyard::status::fetch_json(admin, &path))?;
+    Ok(Some(
+        serde_json::from_value(answer).context("reading /capacity")?,
+    ))
 }
 
 /// The health of `service`'s endpoints as the server at `admin` reports them.

@@ -2,7 +2,9 @@
 //! by kind and protocol; responses, resources and bytes sent by type; ACKs and NACKs by type;
 //! config loads by outcome; how long loads take; convergence — from a snapshot's
 //! publication until the last client connected at that moment is in sync with it; and health
-//! checking — probes by result, checked endpoints by state, targets probed.
+//! checking — probes by result, checked endpoints by state, targets probed; and capacity —
+//! per service and backend locality its effective capacity and the load reaching it, and the
+//! share of each client region's traffic it is sent.
 //!
 //! Fed by the publisher, the health checker and (through xds/server/stream_metrics.rs) the
 //! stream hooks; imports nothing of them. Must not be read on any hot path.
@@ -46,6 +48,41 @@ struct StateLabels {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LocalityLabels {
+    service: String,
+    region: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShareLabels {
+    service: String,
+    client_region: String,
+    group: String,
+}
+
+/// A backend locality's capacity and the load reaching it, in its service's unit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalityCapacity {
+    pub service: String,
+    pub region: String,
+    pub group: String,
+    pub capacity: f64,
+    pub load: f64,
+}
+
+/// The share of one client region's traffic a backend group is sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionShare {
+    pub service: String,
+    pub client_region: String,
+    pub group: String,
+    pub share: f64,
+}
+
+type FloatGauges<L> = Family<L, Gauge<f64, AtomicU64>>;
+
 /// A snapshot whose convergence is being timed.
 struct Tracking {
     version: String,
@@ -72,6 +109,9 @@ pub struct Metrics {
     health_probes_failed: Counter,
     health_endpoints: Family<StateLabels, Gauge>,
     health_targets: Gauge,
+    capacity: FloatGauges<LocalityLabels>,
+    capacity_load: FloatGauges<LocalityLabels>,
+    capacity_share: FloatGauges<ShareLabels>,
     /// The labels each stream is counted under.
     streams: DashMap<u64, ClientLabels>,
     tracking: Mutex<Option<Tracking>>,
@@ -168,6 +208,24 @@ impl Metrics {
             "Distinct (address, port, check) targets probed",
             health_targets.clone(),
         );
+        let capacity = FloatGauges::<LocalityLabels>::default();
+        registry.register(
+            "capacity",
+            "Effective capacity of a backend (target x routable endpoints x scaler), per service and locality, in the service's unit",
+            capacity.clone(),
+        );
+        let capacity_load = FloatGauges::<LocalityLabels>::default();
+        registry.register(
+            "capacity_load",
+            "Load reaching a backend locality from every client, as load reports measured it",
+            capacity_load.clone(),
+        );
+        let capacity_share = FloatGauges::<ShareLabels>::default();
+        registry.register(
+            "capacity_share",
+            "Share (0-1) of a client region's traffic a backend is sent",
+            capacity_share.clone(),
+        );
         let health_probes_passed = health_probes
             .get_or_create(&ResultLabels { result: "pass" })
             .clone();
@@ -180,6 +238,9 @@ impl Metrics {
             health_probes_failed,
             health_endpoints,
             health_targets,
+            capacity,
+            capacity_load,
+            capacity_share,
             clients,
             responses,
             resources,
@@ -243,6 +304,31 @@ impl Metrics {
             self.health_endpoints
                 .get_or_create(&StateLabels { state })
                 .set(count as i64);
+        }
+    }
+
+    /// The capacity figures of the latest decisions, replacing the previous ones (services and
+    /// regions no longer decided for disappear).
+    pub fn capacity_observed(&self, localities: &[LocalityCapacity], shares: &[RegionShare]) {
+        self.capacity.clear();
+        self.capacity_load.clear();
+        self.capacity_share.clear();
+        for locality in localities {
+            let labels = LocalityLabels {
+                service: locality.service.clone(),
+                region: locality.region.clone(),
+                group: locality.group.clone(),
+            };
+            self.capacity.get_or_create(&labels).set(locality.capacity);
+            self.capacity_load.get_or_create(&labels).set(locality.load);
+        }
+        for share in shares {
+            let labels = ShareLabels {
+                service: share.service.clone(),
+                client_region: share.client_region.clone(),
+                group: share.group.clone(),
+            };
+            self.capacity_share.get_or_create(&labels).set(share.share);
         }
     }
 

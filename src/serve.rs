@@ -15,12 +15,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::capacity::measured::{MeasuredLoad, ReportWindow};
 use crate::config::watch::ConfigWatch;
 use crate::config::{ReadLimits, TemplateInputs};
 use crate::health::{self, checker::Checker};
 use crate::metrics::Metrics;
 use crate::model::diagnostics::Diagnostics;
 use crate::publish::liveness::{ReloadLiveness, DEFAULT_STALL_LIMIT};
+use crate::publish::load_feed::{self, LoadFeed};
 use crate::publish::reload::{self, Reloader, Trigger};
 use crate::publish::status::ConfigStatus;
 use crate::publish::{Offered, Publisher, DEFAULT_REMOVAL_GRACE};
@@ -95,6 +97,8 @@ pub struct ServeOptions {
     pub health_concurrency: usize,
     /// How long a config change may wait for the reloader before `/ready` fails.
     pub reload_stall_limit: Duration,
+    /// How often clients are asked to report load.
+    pub load_report_interval: Duration,
 }
 
 impl ServeOptions {
@@ -113,6 +117,7 @@ impl ServeOptions {
             plaintext: false,
             health_concurrency: health::scheduler::DEFAULT_CONCURRENCY,
             reload_stall_limit: DEFAULT_STALL_LIMIT,
+            load_report_interval: load_feed::DEFAULT_INTERVAL,
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct Running {
     pub clients: Arc<Clients>,
     pub status: Arc<RwLock<ConfigStatus>>,
     pub load_reports: Arc<LoadReports>,
+    /// Load reports summed over the window, per service and client region.
+    pub load_window: Arc<ReportWindow>,
     pub metrics: Arc<Metrics>,
     pub liveness: Arc<ReloadLiveness>,
     force_reload: Arc<Notify>,
@@ -134,6 +141,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The load clients measured, as capacity decisions read it.
+    pub fn measured_load(&self) -> Arc<dyn MeasuredLoad> {
+        self.load_window.clone()
+    }
+
     /// Reads the files again now, even if they did not change (SIGHUP).
     pub fn reload_now(&self) {
         self.liveness.change_seen(std::time::Instant::now());
@@ -304,6 +316,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
     let clients = Arc::new(Clients::default());
     let status = Arc::new(RwLock::new(ConfigStatus::default()));
     let load_reports = Arc::new(LoadReports::default());
+    let load_feed = Arc::new(LoadFeed::new(options.load_report_interval));
     let refusals = Arc::new(Refusals::default());
     let metrics = Arc::new(Metrics::new(|registry| {
         registry.register(
@@ -338,8 +351,10 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         load_reports.clone(),
         cache.clone(),
         refusals.clone(),
+        load_feed.asks(),
         shutdown.clone(),
     )
+    .with_sink(load_feed.clone())
     .into_server()
     .max_decoding_message_size(limits.max_request_bytes);
     let stop_xds = shutdown.clone().cancelled_owned();
@@ -372,12 +387,15 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         options.reload_stall_limit,
         metrics.clone(),
     ));
+    let capacity_board = Arc::new(crate::capacity::report::CapacityBoard::default());
     let admin_state = AdminState {
+        capacity: capacity_board.clone(),
         liveness: liveness.clone(),
         cache: cache.clone(),
         clients: clients.clone(),
         status: status.clone(),
         load_reports: load_reports.clone(),
+        load_window: load_feed.window(),
         metrics: metrics.clone(),
         checker: checker.clone(),
     };
@@ -413,8 +431,18 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
             metrics.clone(),
             options.removal_grace,
         )
-        .with_source(checker.clone()),
+        .with_source(checker.clone())
+        .with_measured_load(
+            load_feed.measured(),
+            options.load_report_interval,
+            capacity_board.clone(),
+        ),
     );
+    tokio::spawn(load_feed::run(
+        load_feed.clone(),
+        publisher.served_models(),
+        shutdown.clone(),
+    ));
     health::scheduler::spawn(
         checker,
         publisher.clone(),
@@ -465,6 +493,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         clients,
         status,
         load_reports,
+        load_window: load_feed.window(),
         metrics,
         liveness,
         force_reload,

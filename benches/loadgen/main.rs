@@ -10,10 +10,12 @@
 //!     cargo bench --bench loadgen -- hostile-config --services 1000
 //!     cargo bench --bench loadgen -- slow --services 1000 --streams 2000 --edits 10
 //!     cargo bench --bench loadgen -- health --endpoints 100000 --interval 5
+//!     cargo bench --bench loadgen -- capacity --services 1000 --clients 2000 --per-client 10
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does), it makes a small fleet run as a
 //! smoke test of itself.
 
+mod capacity;
 mod client;
 mod health;
 mod hostile;
@@ -106,6 +108,17 @@ enum Scenario {
         #[arg(long)]
         tcp: bool,
     },
+    /// Capacity from load reports: reporting clients' cost to the server, and the time from a
+    /// load step to the new shares at a client.
+    Capacity {
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
+        /// Services each client reports on.
+        #[arg(long, default_value_t = 10)]
+        per_client: usize,
+    },
     /// Clients that all connect at once: time until every one has its config.
     Storm {
         #[arg(long, default_value_t = 100)]
@@ -195,6 +208,11 @@ fn main() {
                 streams,
                 edits,
             } => slow::run(services, streams, edits).await,
+            Scenario::Capacity {
+                services,
+                clients,
+                per_client,
+            } => capacity::run(services, clients, per_client).await,
         }
     });
 }

@@ -2,8 +2,11 @@
 //! (served xDS resources as JSON, streamed, filterable by type and name), `/clients`
 //! (connected clients with their ACKed and NACKed versions), `/config_status` (the latest
 //! reload: accepted, rejected or held back, with its diagnostics), `/load_reports` (what
-//! clients reported over LRS) and `/health` (the health checker's view of every checked
-//! endpoint, per family). Read-only; nothing here may hold a copy of a large config.
+//! clients reported over LRS), `/load_measured` (that load over the window capacity reads:
+//! requests/s and in flight per service and client region), `/health` (the health checker's
+//! view of every checked endpoint, per family) and `/capacity` (capacity, measured load and
+//! the shares decided from it, per service). Read-only; nothing here may hold a copy of a
+//! large config.
 
 mod dump;
 
@@ -15,6 +18,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use crate::capacity::measured::{MeasuredPage, ReportWindow};
+use crate::capacity::report::CapacityBoard;
 use crate::health::checker::Checker;
 use crate::health::state::Standing;
 use crate::metrics::Metrics;
@@ -32,9 +37,11 @@ pub struct AdminState {
     pub clients: Arc<Clients>,
     pub status: Arc<RwLock<ConfigStatus>>,
     pub load_reports: Arc<LoadReports>,
+    pub load_window: Arc<ReportWindow>,
     pub metrics: Arc<Metrics>,
     pub checker: Arc<Checker>,
     pub liveness: Arc<ReloadLiveness>,
+    pub capacity: Arc<CapacityBoard>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -45,8 +52,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/clients", get(clients))
         .route("/config_status", get(config_status))
         .route("/load_reports", get(load_reports))
+        .route("/load_measured", get(load_measured))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/capacity", get(capacity))
         .with_state(state)
 }
 
@@ -107,6 +116,22 @@ async fn load_reports(
     }))
 }
 
+/// `/load_measured?service=NAME&limit=N`: per service and client region, the load over the
+/// window (1,000 rows unless asked; 10,000 at most).
+async fn load_measured(
+    State(state): State<AdminState>,
+    Query(query): Query<MeasuredQuery>,
+) -> Json<MeasuredPage> {
+    let limit = query.limit.unwrap_or(1_000).min(10_000);
+    Json(state.load_window.rows(query.service.as_deref(), limit))
+}
+
+#[derive(serde::Deserialize)]
+struct MeasuredQuery {
+    service: Option<String>,
+    limit: Option<usize>,
+}
+
 #[derive(serde::Deserialize)]
 struct LoadQuery {
     node: Option<String>,
@@ -151,6 +176,34 @@ struct HealthQuery {
     service: Option<String>,
     state: Option<String>,
     limit: Option<usize>,
+}
+
+/// `/capacity?service=NAME`: the service's backends (capacity, load, why they take what they
+/// take) and client regions (demand, target and published shares); without a service, the
+/// services decided for.
+async fn capacity(
+    State(state): State<AdminState>,
+    Query(query): Query<CapacityQuery>,
+) -> Result<Json<Value>, (StatusCode, String)> {
+    let Some(service) = query.service else {
+        return Ok(Json(json!({ "services": state.capacity.services() })));
+    };
+    match state.capacity.get(&service) {
+        Some(report) => Ok(Json(json!(report))),
+        None => Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                "no capacity decisions for service `{service}`: it is not served, its balancing \
+                 mode has no measurable target (RATE or CONNECTION), or no load report has \
+                 been taken in yet\n"
+            ),
+        )),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CapacityQuery {
+    service: Option<String>,
 }
 
 async fn clients(State(state): State<AdminState>) -> Json<Value> {

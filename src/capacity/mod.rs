@@ -5,4 +5,7 @@
 //! Pure apart from the window's clock, which callers pass in. Must not: know xDS or publish;
 //! the publisher feeds reports in and applies the decisions.
 
+pub mod decisions;
 pub mod measured;
+pub mod report;
+pub mod stability;

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use super::balancer::Host;
 use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
+use super::load_stats::Ended;
 use super::request_body::{AttemptBodies, BodyFailure, UpstreamBody};
 use super::resources::route::Retry;
 use super::retry::{retries_failure, retries_status, Failure};
@@ -66,6 +67,12 @@ impl Attempts<'_> {
             };
             let mut upstream = Request::from_parts(self.parts.clone(), bodies.next_body());
             *upstream.uri_mut() = uri;
+            // The cluster's protocol, whatever the client spoke (an HTTP/2 client, over TLS by
+            // ALPN or in clear, may reach an HTTP/1.1 backend).
+            *upstream.version_mut() = match self.entry.cluster.http2 {
+                true => http::Version::HTTP_2,
+                false => http::Version::HTTP_11,
+            };
             let outcome = self.attempt(&host, upstream).await;
             // Asked after the attempt: the body may have outgrown what is kept meanwhile.
             let may_retry = attempt < attempts && bodies.can_resend();
@@ -107,8 +114,20 @@ impl Attempts<'_> {
         Err(full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED))
     }
 
-    /// One attempt to `host`, bounded by the route's deadline and the per-try timeout.
+    /// One attempt to `host`, bounded by the route's deadline and the per-try timeout, counted
+    /// in the load of the host's locality.
     async fn attempt(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {
+        let issued = host.load.issue();
+        let outcome = self.attempt_uncounted(host, upstream).await;
+        issued.end(match &outcome {
+            Outcome::Answered(response) => Ended::of_status(response.status()),
+            Outcome::TimedOut | Outcome::Unanswered(_) => Ended::Error,
+            Outcome::BodyFailed => Ended::Uncounted,
+        });
+        outcome
+    }
+
+    async fn attempt_uncounted(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {
         host.active.fetch_add(1, Ordering::Relaxed);
         STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
         let sent = self.client.request(upstream);

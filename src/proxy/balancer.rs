@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::load_stats::LocalityCounters;
 use super::resources::cluster::{Cluster, LbPolicy};
 use super::resources::endpoint::{Assignment, Health};
 
@@ -24,6 +25,8 @@ pub struct Host {
     /// The endpoint's name for upstream requests (see [`super::endpoint_names`]).
     pub name: String,
     pub active: AtomicUsize,
+    /// The counters of the endpoint's locality, for load reports.
+    pub load: Arc<LocalityCounters>,
 }
 
 /// A weighted schedule: a sequence of indices in which each appears in proportion to its
@@ -115,7 +118,13 @@ impl std::fmt::Debug for Balancer {
 }
 
 impl Balancer {
-    pub fn new(cluster: &Cluster, assignment: Option<&Assignment>) -> Balancer {
+    /// `counters`: each locality's load counters, in the assignment's order (a locality
+    /// without gets counters of its own, which nothing reports).
+    pub fn new(
+        cluster: &Cluster,
+        assignment: Option<&Assignment>,
+        counters: &[Arc<LocalityCounters>],
+    ) -> Balancer {
         let empty = Assignment {
             cluster: cluster.name.clone(),
             localities: Vec::new(),
@@ -135,7 +144,13 @@ impl Balancer {
             let mut localities = Vec::new();
             let mut locality_weights = Vec::new();
             let (mut healthy_total, mut total) = (0u64, 0u64);
-            for locality in assignment.localities.iter().filter(|l| l.priority == level) {
+            let at_level = assignment
+                .localities
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.priority == level);
+            for (index, locality) in at_level {
+                let load = counters.get(index).cloned().unwrap_or_default();
                 let healthy: Vec<_> = locality
                     .endpoints
                     .iter()
@@ -156,6 +171,7 @@ impl Balancer {
                             fallback,
                             name: super::endpoint_names::name_of(&all),
                             active: AtomicUsize::new(0),
+                            load: load.clone(),
                         })
                     })
                     .collect();
@@ -354,6 +370,8 @@ mod tests {
             http2: false,
             idle_timeout: None,
             prefer_ipv6: false,
+            tls: None,
+            auto_sni: false,
         }
     }
 
@@ -419,7 +437,7 @@ mod tests {
             ],
             overprovisioning_factor: 300,
         };
-        let balancer = Balancer::new(&cluster(LbPolicy::RoundRobin), Some(&assignment));
+        let balancer = Balancer::new(&cluster(LbPolicy::RoundRobin), Some(&assignment), &[]);
         let seen = tally(&balancer, 4000);
         assert_eq!(seen.get(&1).copied(), Some(1000));
         assert_eq!(seen.get(&4).copied(), Some(1000));
@@ -447,7 +465,7 @@ mod tests {
             overprovisioning_factor: 140,
         };
         // P0 health: 140% × 1/4 = 35%: 35% stays, 65% spills to P1.
-        let balancer = Balancer::new(&cluster(LbPolicy::RoundRobin), Some(&assignment));
+        let balancer = Balancer::new(&cluster(LbPolicy::RoundRobin), Some(&assignment), &[]);
         let seen = tally(&balancer, 20_000);
         let p0 = seen[&1] as f64 / 20_000.0;
         assert!((p0 - 0.35).abs() < 0.02, "{seen:?}");
@@ -474,6 +492,7 @@ mod tests {
                 minimum_ring_size: 1024,
             }),
             Some(&assignment),
+            &[],
         );
         for user in ["alice", "bob", "carol"] {
             let first = balancer.pick(Some(hash_text(user))).unwrap().address;

@@ -1,7 +1,8 @@
 //! The part of an Envoy bootstrap the sidecar honours, so one file starts either: the node
 //! (id, cluster, locality), the admin address, the ADS config (state of the world or delta,
-//! v3, LDS and CDS over ADS) and the static cluster that reaches the xDS server (its address,
-//! and TLS with certificate files). Every other field is reported once, by path, as not
+//! v3, LDS and CDS over ADS), the load reporting config (`cluster_manager.load_stats_config`,
+//! GRPC) and the static clusters that reach those servers (their addresses, and TLS with
+//! certificate files). Every other field is reported once, by path, as not
 //! understood; a bootstrap the sidecar cannot honour is refused with the reason.
 //!
 //! Must not: start anything (the proxy does) or know the control plane.
@@ -24,8 +25,17 @@ pub struct Bootstrap {
     /// The xDS server's addresses, from the static cluster ADS names.
     pub xds_addresses: Vec<SocketAddr>,
     pub xds_tls: Option<XdsTls>,
+    /// Where to report load (LRS), when the bootstrap asks for load reports.
+    pub load_stats: Option<GrpcServer>,
     /// Fields present and not honoured, by path (`static_resources.clusters[0].foo`).
     pub not_understood: Vec<String>,
+}
+
+/// A gRPC server the bootstrap reaches through a static cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcServer {
+    pub addresses: Vec<SocketAddr>,
+    pub tls: Option<XdsTls>,
 }
 
 /// Certificate files for mTLS to the xDS server.
@@ -86,8 +96,19 @@ pub enum Unhonourable {
     NotOverAds { config: &'static str },
     #[error("dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name is missing")]
     NoAdsCluster,
-    #[error("ADS names the cluster `{name}`, which static_resources.clusters does not define")]
-    UndefinedCluster { name: String },
+    /// `found`: the api_type given, None when there is none.
+    #[error(
+        "cluster_manager.load_stats_config.api_type is {}; the sidecar reports load over GRPC",
+        .found.as_deref().unwrap_or("missing")
+    )]
+    LoadStatsApiType { found: Option<String> },
+    #[error(
+        "cluster_manager.load_stats_config.grpc_services[0].envoy_grpc.cluster_name is missing"
+    )]
+    NoLoadStatsCluster,
+    /// `by`: ADS or load_stats_config.
+    #[error("{by} names the cluster `{name}`, which static_resources.clusters does not define")]
+    UndefinedCluster { by: &'static str, name: String },
     #[error("the xDS cluster has no endpoint address")]
     NoXdsAddress,
     #[error("the xDS cluster's transport_socket has no common_tls_context")]
@@ -113,6 +134,10 @@ const UNDERSTOOD: &[&str] = &[
     "dynamic_resources.lds_config.resource_api_version",
     "dynamic_resources.cds_config.ads",
     "dynamic_resources.cds_config.resource_api_version",
+    "cluster_manager.load_stats_config.api_type",
+    "cluster_manager.load_stats_config.transport_api_version",
+    "cluster_manager.load_stats_config.grpc_services.envoy_grpc.cluster_name",
+    "cluster_manager.load_stats_config.set_node_on_first_message_only",
     "static_resources.clusters.name",
     "static_resources.clusters.type",
     "static_resources.clusters.connect_timeout",
@@ -163,21 +188,8 @@ pub fn parse(text: &str) -> Result<Bootstrap, BootstrapError> {
             return Err(Unhonourable::NotOverAds { config }.into());
         }
     }
-    let cluster_name = at(ads, "grpc_services")
-        .and_then(Value::as_sequence)
-        .and_then(|services| services.first())
-        .and_then(|service| string(service, "envoy_grpc.cluster_name"))
-        .ok_or(Unhonourable::NoAdsCluster)?;
-    let cluster = at(&root, "static_resources.clusters")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-        .find(|c| string(c, "name").as_deref() == Some(cluster_name.as_str()))
-        .ok_or_else(|| Unhonourable::UndefinedCluster {
-            name: cluster_name.clone(),
-        })?;
-    let xds_addresses = cluster_addresses(cluster)?;
-    let xds_tls = cluster_tls(cluster)?;
+    let cluster_name = grpc_cluster_name(ads).ok_or(Unhonourable::NoAdsCluster)?;
+    let xds = grpc_server(&root, "ADS", &cluster_name)?;
     let admin = at(&root, "admin.address.socket_address")
         .map(socket_address)
         .transpose()?;
@@ -185,8 +197,9 @@ pub fn parse(text: &str) -> Result<Bootstrap, BootstrapError> {
         node,
         admin,
         protocol,
-        xds_addresses,
-        xds_tls,
+        xds_addresses: xds.addresses,
+        xds_tls: xds.tls,
+        load_stats: load_stats(&root)?,
         not_understood: not_understood(&root),
     })
 }
@@ -195,6 +208,44 @@ impl From<Unhonourable> for BootstrapError {
     fn from(reason: Unhonourable) -> BootstrapError {
         BootstrapError::Unhonourable(reason)
     }
+}
+
+/// The cluster the first of `config`'s grpc_services names.
+fn grpc_cluster_name(config: &Value) -> Option<String> {
+    at(config, "grpc_services")
+        .and_then(Value::as_sequence)
+        .and_then(|services| services.first())
+        .and_then(|service| string(service, "envoy_grpc.cluster_name"))
+}
+
+/// The server behind the static cluster `name`, which `by` names.
+fn grpc_server(root: &Value, by: &'static str, name: &str) -> Result<GrpcServer, BootstrapError> {
+    let cluster = at(root, "static_resources.clusters")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .find(|c| string(c, "name").as_deref() == Some(name))
+        .ok_or_else(|| Unhonourable::UndefinedCluster {
+            by,
+            name: name.to_string(),
+        })?;
+    Ok(GrpcServer {
+        addresses: cluster_addresses(cluster)?,
+        tls: cluster_tls(cluster)?,
+    })
+}
+
+/// The LRS server of `cluster_manager.load_stats_config`, if the bootstrap has one.
+fn load_stats(root: &Value) -> Result<Option<GrpcServer>, BootstrapError> {
+    let Some(config) = at(root, "cluster_manager.load_stats_config") else {
+        return Ok(None);
+    };
+    match string(config, "api_type") {
+        Some(api) if api == "GRPC" => {}
+        found => return Err(Unhonourable::LoadStatsApiType { found }.into()),
+    }
+    let name = grpc_cluster_name(config).ok_or(Unhonourable::NoLoadStatsCluster)?;
+    grpc_server(root, "load_stats_config", &name).map(Some)
 }
 
 /// The value at a dotted path of mapping keys.
@@ -376,6 +427,7 @@ mod tests {
             );
             assert_eq!(bootstrap.admin, Some("127.0.0.1:9901".parse().unwrap()));
             assert_eq!(bootstrap.xds_tls.is_some(), tls, "{file}");
+            // Load reporting (for capacity) is understood too: the sidecar reports as Envoy does.
             assert!(
                 bootstrap.not_understood.is_empty(),
                 "{file}: {:?}",
@@ -414,9 +466,56 @@ mod tests {
         let elsewhere = text.replace("cluster_name: switchyard-xds", "cluster_name: elsewhere");
         let error = parse(&elsewhere).unwrap_err();
         assert!(
-            matches!(&error, BootstrapError::Unhonourable(Unhonourable::UndefinedCluster { name })
+            matches!(&error, BootstrapError::Unhonourable(Unhonourable::UndefinedCluster { by: "ADS", name })
                 if name == "elsewhere"),
             "{error}"
+        );
+    }
+
+    /// The load reporting block of envoy-configs/envoy-bootstrap.yaml.
+    const SHIPPED_LOAD_STATS: &str = "cluster_manager:\n  load_stats_config:\n    api_type: GRPC\n    transport_api_version: V3\n    grpc_services:\n    - envoy_grpc:\n        cluster_name: switchyard-xds\n";
+
+    /// `text` with a load_stats_config whose api_type is `api` and whose cluster is `cluster`.
+    fn with_load_stats(text: &str, api: &str, cluster: &str) -> String {
+        format!(
+            "{text}\ncluster_manager:\n  load_stats_config:\n    api_type: {api}\n    \
+             transport_api_version: V3\n    grpc_services:\n    - envoy_grpc:\n        \
+             cluster_name: {cluster}\n"
+        )
+    }
+
+    #[test]
+    fn load_stats_config_names_the_lrs_server_and_only_grpc_is_honoured() {
+        let shipped = repo_file("envoy-configs/envoy-bootstrap.yaml");
+        let text = shipped.replace(SHIPPED_LOAD_STATS, "");
+        assert_ne!(text, shipped, "the shipped bootstrap reports load");
+        assert_eq!(parse(&text).unwrap().load_stats, None);
+        assert!(parse(&shipped).unwrap().load_stats.is_some());
+        let reporting = parse(&with_load_stats(&text, "GRPC", "switchyard-xds")).unwrap();
+        assert_eq!(
+            reporting.load_stats,
+            Some(GrpcServer {
+                addresses: vec!["127.0.0.1:18000".parse().unwrap()],
+                tls: None
+            })
+        );
+        assert!(
+            reporting.not_understood.is_empty(),
+            "{:?}",
+            reporting.not_understood
+        );
+
+        let error = parse(&with_load_stats(&text, "REST", "switchyard-xds")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the sidecar cannot honour this bootstrap: cluster_manager.load_stats_config.api_type \
+             is REST; the sidecar reports load over GRPC"
+        );
+        let error = parse(&with_load_stats(&text, "GRPC", "lrs")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the sidecar cannot honour this bootstrap: load_stats_config names the cluster \
+             `lrs`, which static_resources.clusters does not define"
         );
     }
 }

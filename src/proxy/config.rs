@@ -14,14 +14,17 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::balancer::Balancer;
+use super::load_stats::LoadStore;
 use super::resources::cluster::{self, Cluster};
 use super::resources::endpoint::{self, Assignment};
-use super::resources::listener::{self, Listener, ListenerKind};
+use super::resources::listener::{self, Listener};
 use super::resources::route::{self, RouteTable};
-use super::resources::{Fault, Problem, ResourceError};
+use super::resources::tls::{self, ServedCertificate};
+use super::resources::ResourceError;
 use crate::xds::client::ads::Consumer;
 use crate::xds::client::{Checker, ClientState, HeldMap, Rejection};
 use crate::xds::types::TypeUrl;
+use tokio_rustls::rustls::ServerConfig;
 
 /// A cluster, its endpoints (None while warming) and the balancer built from both.
 #[derive(Debug)]
@@ -37,6 +40,11 @@ pub struct ProxyConfig {
     pub listeners: BTreeMap<String, Arc<Listener>>,
     pub routes: BTreeMap<String, Arc<RouteTable>>,
     pub clusters: BTreeMap<String, Arc<ClusterEntry>>,
+    /// Certificates that came over SDS, by Secret name.
+    pub secrets: BTreeMap<String, Arc<ServedCertificate>>,
+    /// The TLS server config of each chain that terminates TLS, by listener name and chain
+    /// index; missing while a certificate it names has not arrived.
+    pub server_tls: BTreeMap<(String, usize), Arc<ServerConfig>>,
     /// The resources as accepted (type URL, name, version, encoded), for /config_dump.
     pub raw: Vec<(TypeUrl, String, String, Vec<u8>)>,
     pub last_updated: Option<SystemTime>,
@@ -56,13 +64,19 @@ impl ProxyConfig {
         let waited = |since: Option<&Instant>| {
             since.is_some_and(|s| now.saturating_duration_since(*s) >= INITIAL_FETCH_TIMEOUT)
         };
-        match &listener.kind {
-            ListenerKind::Http(manager) => {
-                self.routes.contains_key(&manager.route_name)
-                    || waited(self.listeners_since.get(name))
-            }
-            ListenerKind::Tcp(_) => true,
-        }
+        !self.listener_waits(name, listener) || waited(self.listeners_since.get(name))
+    }
+
+    /// Whether `listener` still lacks routes it takes over RDS or certificates it takes over
+    /// SDS (its TLS chains have no server config yet).
+    fn listener_waits(&self, name: &str, listener: &Listener) -> bool {
+        let routes_missing = listener
+            .route_names()
+            .any(|route| !self.routes.contains_key(route));
+        let certificates_missing = listener.chains.iter().enumerate().any(|(index, chain)| {
+            chain.tls.is_some() && !self.server_tls.contains_key(&(name.to_string(), index))
+        });
+        routes_missing || certificates_missing
     }
 
     /// When the next listener or cluster still warming stops waiting; None when none is
@@ -72,7 +86,7 @@ impl ProxyConfig {
         let listeners = self
             .listeners
             .iter()
-            .filter(|(_, l)| matches!(&l.kind, ListenerKind::Http(m) if !self.routes.contains_key(&m.route_name)))
+            .filter(|(name, l)| self.listener_waits(name, l))
             .filter_map(|(name, _)| self.listeners_since.get(name));
         let clusters = self
             .clusters
@@ -101,17 +115,21 @@ pub struct Applier {
     sender: watch::Sender<Arc<ProxyConfig>>,
     /// When each listener (`l`) and cluster (`c`) name was first applied.
     first_seen: std::sync::Mutex<BTreeMap<(char, String), Instant>>,
+    /// The load counters of every cluster's localities, kept across updates.
+    loads: Arc<LoadStore>,
     pub connected: AtomicBool,
     pub updates_accepted: AtomicU64,
     pub updates_rejected: AtomicU64,
 }
 
 impl Applier {
-    pub fn new() -> (Arc<Applier>, watch::Receiver<Arc<ProxyConfig>>) {
+    /// An applier whose balancers count load into `loads`.
+    pub fn new(loads: Arc<LoadStore>) -> (Arc<Applier>, watch::Receiver<Arc<ProxyConfig>>) {
         let (sender, receiver) = watch::channel(Arc::new(ProxyConfig::default()));
         let applier = Applier {
             sender,
             first_seen: std::sync::Mutex::default(),
+            loads,
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
             updates_rejected: AtomicU64::new(0),
@@ -135,6 +153,12 @@ impl Applier {
                 config.listeners.insert(name.clone(), Arc::new(listener));
             }
         }
+        for (name, held) in state.held(TypeUrl::Secret) {
+            if let Ok(certificate) = tls::convert_secret(name, &held.resource.value) {
+                config.secrets.insert(name.clone(), certificate);
+            }
+        }
+        config.server_tls = server_configs(&config.listeners, &config.secrets);
         for (name, held) in state.held(TypeUrl::Route) {
             if let Ok(table) = route::convert(name, &held.resource.value) {
                 config.routes.insert(name.clone(), Arc::new(table));
@@ -147,12 +171,16 @@ impl Applier {
                 Some((name, endpoint::convert(name, &held.resource.value).ok()?))
             })
             .collect();
+        self.loads.begin_round();
         for (name, held) in state.held(TypeUrl::Cluster) {
             let Ok(cluster) = cluster::convert(name, &held.resource.value) else {
                 continue;
             };
             let assignment = assignments.get(&cluster.service_name).cloned();
-            let balancer = Balancer::new(&cluster, assignment.as_ref());
+            let counters = self
+                .loads
+                .counters(name, &cluster.service_name, assignment.as_ref());
+            let balancer = Balancer::new(&cluster, assignment.as_ref(), &counters);
             config.clusters.insert(
                 name.clone(),
                 Arc::new(ClusterEntry {
@@ -162,6 +190,7 @@ impl Applier {
                 }),
             );
         }
+        self.loads.end_round();
         self.note_first_seen(&mut config);
         for type_url in TypeUrl::ALL {
             for (name, held) in state.held(type_url) {
@@ -198,6 +227,32 @@ impl Applier {
     }
 }
 
+/// The server config of every TLS chain whose certificates are all in; a suite the sidecar
+/// leaves out of a chain is logged, so that the narrowing is seen.
+fn server_configs(
+    listeners: &BTreeMap<String, Arc<Listener>>,
+    secrets: &BTreeMap<String, Arc<ServedCertificate>>,
+) -> BTreeMap<(String, usize), Arc<ServerConfig>> {
+    let mut configs = BTreeMap::new();
+    for (name, listener) in listeners {
+        for (index, chain) in listener.chains.iter().enumerate() {
+            let Some(tls) = &chain.tls else { continue };
+            if !tls.unserved_cipher_suites.is_empty() {
+                tracing::warn!(
+                    listener = %name,
+                    chain = index,
+                    suites = %tls.unserved_cipher_suites.join(":"),
+                    "cipher suites rustls does not implement are not offered"
+                );
+            }
+            if let Some(server) = super::tls::server_config(tls, secrets) {
+                configs.insert((name.clone(), index), server);
+            }
+        }
+    }
+    configs
+}
+
 impl Checker for Applier {
     type Refusal = ResourceError;
 
@@ -209,8 +264,7 @@ impl Checker for Applier {
                 TypeUrl::Route => route::convert(name, bytes).map(drop),
                 TypeUrl::Cluster => cluster::convert(name, bytes).map(drop),
                 TypeUrl::Endpoint => endpoint::convert(name, bytes).map(drop),
-                // Never asked for: no listener the sidecar accepts terminates TLS.
-                TypeUrl::Secret => Err(Fault::from(Problem::NoSecrets).of(TypeUrl::Secret, name)),
+                TypeUrl::Secret => tls::convert_secret(name, bytes).map(drop),
             }?;
         }
         Ok(())
@@ -222,12 +276,13 @@ impl Checker for Applier {
             let bytes = held.resource.value.as_slice();
             match dependent {
                 TypeUrl::Route => {
-                    if let Ok(Listener {
-                        kind: ListenerKind::Http(manager),
-                        ..
-                    }) = listener::convert(name, bytes)
-                    {
-                        names.insert(manager.route_name);
+                    if let Ok(listener) = listener::convert(name, bytes) {
+                        names.extend(listener.route_names().map(String::from));
+                    }
+                }
+                TypeUrl::Secret => {
+                    if let Ok(listener) = listener::convert(name, bytes) {
+                        names.extend(listener.secret_names().map(String::from));
                     }
                 }
                 TypeUrl::Endpoint => {

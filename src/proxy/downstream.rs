@@ -33,6 +33,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ProxyConfig;
@@ -173,30 +174,87 @@ pub async fn serve_connection(
     drain: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let _counted = STATS.connection();
     let local = stream.local_addr().unwrap_or(peer);
-    let limited = manager.timeouts.limit_connections();
-    let mut handler = Handler {
-        connection: Connection {
-            remote: peer,
-            local,
-        },
-        manager,
-        config,
-        upstreams,
-        exchanges: Arc::default(),
-        body_failure: Arc::default(),
-        clock: None,
+    let connection = Connection {
+        remote: peer,
+        local,
     };
-    if !limited {
-        return serve(stream, handler, drain).await;
+    let handler = Handler::new(connection, manager, config, upstreams);
+    serve_with_clock(handler, drain, |handler, drain| {
+        serve(stream, handler, drain)
+    })
+    .await;
+}
+
+/// Serves one connection whose TLS the listener terminated, as [`serve_connection`] does: HTTP/2
+/// when the client chose `h2` by ALPN, else HTTP/1.1 (one hyper connection for the whole
+/// connection: the TLS session's buffers stay with it anyway).
+pub async fn serve_tls_connection(
+    stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    manager: Arc<HttpManager>,
+    config: watch::Receiver<Arc<ProxyConfig>>,
+    upstreams: Upstreams,
+    drain: CancellationToken,
+) {
+    let tcp = stream.get_ref().0;
+    let _ = tcp.set_nodelay(true);
+    let local = tcp.local_addr().unwrap_or(peer);
+    let connection = Connection {
+        remote: peer,
+        local,
+    };
+    let handler = Handler::new(connection, manager, config, upstreams);
+    serve_with_clock(handler, drain, |handler, drain| async move {
+        // The handshake is the client speaking.
+        if let Some(clock) = &handler.clock {
+            clock.note_client_spoke();
+        }
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            Box::pin(serve_http2(stream, handler, drain)).await
+        } else {
+            serve_upgradeable(stream, Bytes::new(), handler, drain).await
+        }
+    })
+    .await;
+}
+
+impl Handler {
+    fn new(
+        connection: Connection,
+        manager: Arc<HttpManager>,
+        config: watch::Receiver<Arc<ProxyConfig>>,
+        upstreams: Upstreams,
+    ) -> Handler {
+        Handler {
+            connection,
+            manager,
+            config,
+            upstreams,
+            exchanges: Arc::default(),
+            body_failure: Arc::default(),
+            clock: None,
+        }
+    }
+}
+
+/// Runs `serve` on the connection, beside its clock when its listener limits connections
+/// (the clock drains the connection, then closes it).
+async fn serve_with_clock<F, Fut>(mut handler: Handler, drain: CancellationToken, serve: F)
+where
+    F: FnOnce(Handler, CancellationToken) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let _counted = STATS.connection();
+    if !handler.manager.timeouts.limit_connections() {
+        return serve(handler, drain).await;
     }
     // Boxed: only a connection whose listener limits it carries room for its clock.
     let clock = ConnectionClock::start(handler.manager.timeouts, &drain);
     handler.clock = Some(clock.clone());
     Box::pin(async move {
         tokio::select! {
-            () = serve(stream, handler, clock.closing.clone()) => {}
+            () = serve(handler, clock.closing.clone()) => {}
             () = clock.run() => {}
         }
     })
@@ -257,7 +315,10 @@ async fn starts_with_http2_preface(stream: &TcpStream, drain: &CancellationToken
     }
 }
 
-async fn serve_http2(stream: TcpStream, handler: Handler, drain: CancellationToken) {
+async fn serve_http2<Io>(stream: Io, handler: Handler, drain: CancellationToken)
+where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     let draining = clock_drains(handler.clock.clone());
     let connection = builder.serve_connection(TokioIo::new(stream), handler);
@@ -363,12 +424,14 @@ async fn answer_head_timeout(stream: &mut TcpStream, via: Option<&str>) {
 
 /// Serves the rest of a connection whose next request asks for an upgrade: one hyper
 /// connection that owns the socket, so an upgraded exchange can take it over.
-async fn serve_upgradeable(
-    stream: TcpStream,
+async fn serve_upgradeable<Io>(
+    stream: Io,
     already_read: Bytes,
     handler: Handler,
     drain: CancellationToken,
-) {
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Rewind {
         prefix: already_read,
         inner: stream,

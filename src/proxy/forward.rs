@@ -158,7 +158,7 @@ pub(super) async fn forward_request<'c>(
         parts: &parts,
         entry,
         hash,
-        client: upstreams.client(entry.cluster.http2, entry.cluster.idle_timeout),
+        client: upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(&parts)),
         retry,
         deadline: forward
             .timeout

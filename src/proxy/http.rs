@@ -22,10 +22,13 @@ use super::headers::{
     strip_host_port,
 };
 use super::request_body::{DownstreamBody, UpstreamBody};
+use super::resources::cluster::Cluster;
 use super::resources::listener::HttpManager;
+use super::resources::tls::UpstreamTls;
 use super::rewrite::Connection;
 use super::router::{self, RequestParts};
 use super::stats::STATS;
+use super::upstream_tls::{TlsOrigination, UpstreamConnector};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -42,13 +45,17 @@ pub(super) const MAX_RESPONSE_HEADERS_BYTES: usize = 60 * 1024;
 /// Envoy's default.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-pub(super) type UpstreamClient = Client<HttpConnector<EndpointNames>, UpstreamBody>;
+pub(super) type UpstreamClient = Client<UpstreamConnector, UpstreamBody>;
+
+/// What tells one pool from another: HTTP/2 or not, the idle timeout, and the TLS settings
+/// with the SNI its connections send.
+type PoolKey = (bool, Duration, Option<(UpstreamTls, Option<String>)>);
 
 /// Connection pools by protocol and idle timeout, made when a cluster first needs one.
 /// Cloned into every connection, so kept behind one pointer.
 struct Pools {
     connector: HttpConnector<EndpointNames>,
-    clients: std::sync::RwLock<std::collections::HashMap<(bool, Duration), UpstreamClient>>,
+    clients: std::sync::RwLock<std::collections::HashMap<PoolKey, UpstreamClient>>,
 }
 
 impl Upstreams {
@@ -64,9 +71,28 @@ impl Upstreams {
         }))
     }
 
+    /// The pool for `cluster`'s connections, for a request to `host`: HTTP/2 or HTTP/1.1,
+    /// closed after the cluster's idle timeout, over TLS when the cluster asks (the SNI
+    /// the context names, else `host` with auto_sni).
+    pub(super) fn client_for(&self, cluster: &Cluster, host: &str) -> UpstreamClient {
+        let tls = cluster.tls.as_ref().map(|tls| {
+            let auto = cluster.auto_sni.then(|| host.to_string());
+            (
+                tls.clone(),
+                tls.sni.clone().or(auto).filter(|s| !s.is_empty()),
+            )
+        });
+        self.client(cluster.http2, cluster.idle_timeout, tls)
+    }
+
     /// The pool for HTTP/2 (or HTTP/1.1) connections that close after `idle` without use.
-    pub(super) fn client(&self, http2: bool, idle: Option<Duration>) -> UpstreamClient {
-        let key = (http2, idle.unwrap_or(DEFAULT_IDLE_TIMEOUT));
+    fn client(
+        &self,
+        http2: bool,
+        idle: Option<Duration>,
+        tls: Option<(UpstreamTls, Option<String>)>,
+    ) -> UpstreamClient {
+        let key: PoolKey = (http2, idle.unwrap_or(DEFAULT_IDLE_TIMEOUT), tls);
         if let Some(client) = self
             .0
             .clients
@@ -77,7 +103,7 @@ impl Upstreams {
             return client.clone();
         }
         let mut clients = self.0.clients.write().unwrap_or_else(|e| e.into_inner());
-        let client = clients.entry(key).or_insert_with(|| {
+        let client = clients.entry(key.clone()).or_insert_with(|| {
             let mut builder = Client::builder(TokioExecutor::new());
             builder.pool_idle_timeout(key.1);
             if http2 {
@@ -89,7 +115,13 @@ impl Upstreams {
                 // is checked on the parsed headers (`header_block_size`).
                 builder.http1_max_buf_size(2 * MAX_RESPONSE_HEADERS_BYTES);
             }
-            builder.build(self.0.connector.clone())
+            builder.build(UpstreamConnector {
+                tcp: self.0.connector.clone(),
+                tls: key
+                    .2
+                    .as_ref()
+                    .map(|(tls, sni)| TlsOrigination::new(tls, sni.clone())),
+            })
         });
         client.clone()
     }

@@ -1,7 +1,9 @@
 //! Keeps the sockets of the applied listeners: binds the ones new to a config, drains the ones
 //! it dropped (no new connections; requests in flight finish, idle HTTP connections close),
 //! and rebinds one whose addresses changed. A listener whose routes have not arrived yet is not bound (warming).
-//! What runs on a listener's connections is re-read from the config for each connection.
+//! What runs on a listener's connections is re-read from the config for each connection: the
+//! filter chain is chosen (after the ClientHello when TLS may matter, proxy/tls.rs), then
+//! its HTTP connection manager or TCP proxy serves the connection.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +18,7 @@ use super::downstream;
 use super::http::Upstreams;
 use super::resources::listener::ListenerKind;
 use super::tcp;
+use super::tls::{self, Accepted};
 
 struct Running {
     addresses: Vec<SocketAddr>,
@@ -154,28 +157,51 @@ async fn accept(
                 }
             },
         };
-        let Some(listener) = config.borrow().listeners.get(&name).cloned() else {
+        let snapshot = config.borrow().clone();
+        let Some(listener) = snapshot.listeners.get(&name).cloned() else {
             return;
         };
-        match &listener.kind {
-            ListenerKind::Http(manager) => {
-                tokio::spawn(downstream::serve_connection(
-                    stream,
-                    peer,
-                    Arc::new(manager.clone()),
-                    config.clone(),
-                    upstreams.clone(),
-                    stop.clone(),
-                ));
+        let (name, config, upstreams, stop) = (
+            name.clone(),
+            config.clone(),
+            upstreams.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let Some((chain, accepted)) = tls::accept(stream, &name, &listener, &snapshot).await
+            else {
+                return;
+            };
+            match &listener.chains[chain].kind {
+                ListenerKind::Http(manager) => {
+                    let manager = Arc::new(manager.clone());
+                    match accepted {
+                        Accepted::Plain(stream) => {
+                            downstream::serve_connection(
+                                stream, peer, manager, config, upstreams, stop,
+                            )
+                            .await
+                        }
+                        Accepted::Tls(stream) => {
+                            downstream::serve_tls_connection(
+                                *stream, peer, manager, config, upstreams, stop,
+                            )
+                            .await
+                        }
+                    }
+                }
+                ListenerKind::Tcp(forward) => {
+                    let forward = Arc::new(forward.clone());
+                    match accepted {
+                        Accepted::Plain(stream) => {
+                            tcp::serve_connection(stream, peer, forward, config).await
+                        }
+                        Accepted::Tls(stream) => {
+                            tcp::serve_connection(*stream, peer, forward, config).await
+                        }
+                    }
+                }
             }
-            ListenerKind::Tcp(forward) => {
-                tokio::spawn(tcp::serve_connection(
-                    stream,
-                    peer,
-                    Arc::new(forward.clone()),
-                    config.clone(),
-                ));
-            }
-        }
+        });
     }
 }

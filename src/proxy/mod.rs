@@ -1,7 +1,8 @@
 //! The sidecar, `switchyard proxy`: an xDS client ([`crate::xds::client`]) feeding a data plane
 //! that proxies HTTP/1.1, HTTP/2, gRPC and TCP the way Envoy would with the same resources.
 //! [`bootstrap`] reads Envoy's bootstrap; [`resources`] turns xDS resources into typed config
-//! (refusing what the sidecar does not implement).
+//! (refusing what the sidecar does not implement); [`load_stats`] counts the load sent to each
+//! upstream locality, which [`lrs_client`] reports when the bootstrap asks for load reports.
 //!
 //! Must not: import the control plane (config, model, translate, the xDS server).
 
@@ -17,6 +18,9 @@ pub mod forward;
 pub mod headers;
 pub mod http;
 pub mod listeners;
+pub mod load_report;
+pub mod load_stats;
+pub mod lrs_client;
 pub mod request_body;
 pub mod resources;
 pub mod retry;
@@ -25,7 +29,9 @@ pub mod router;
 pub mod stats;
 pub mod tcp;
 pub mod timeouts;
+pub mod tls;
 pub mod upgrade;
+pub mod upstream_tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +40,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::xds::client::ads::{self, ServerAddress};
+use bootstrap::{GrpcServer, XdsTls};
 
 /// Why the sidecar could not start: what it was doing, with the system's error as source.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +67,19 @@ pub async fn run(
         tracing::warn!(field = %path, "bootstrap field not understood by the sidecar; ignored");
     }
     let bootstrap = Arc::new(bootstrap);
-    let (applier, config) = config::Applier::new();
-    let server = server_address(&bootstrap)?;
+    let loads = Arc::new(load_stats::LoadStore::new(bootstrap.load_stats.is_some()));
+    let (applier, config) = config::Applier::new(loads.clone());
+    let server = server_address(&bootstrap.xds_addresses, bootstrap.xds_tls.as_ref())?;
+    if let Some(GrpcServer { addresses, tls }) = &bootstrap.load_stats {
+        let lrs = server_address(addresses, tls.as_ref())?;
+        tracing::info!(server = %lrs.uri, "reporting load");
+        tokio::spawn(lrs_client::run(
+            lrs,
+            bootstrap.node.clone(),
+            loads,
+            shutdown.clone(),
+        ));
+    }
     if let Some(admin) = bootstrap.admin {
         let listener = tokio::net::TcpListener::bind(admin)
             .await
@@ -133,9 +151,13 @@ pub async fn drained(limit: std::time::Duration) {
     }
 }
 
-fn server_address(bootstrap: &bootstrap::Bootstrap) -> Result<ServerAddress, ProxyError> {
-    let address = bootstrap.xds_addresses[0];
-    let Some(tls) = &bootstrap.xds_tls else {
+/// How to reach the first of `addresses`, with `tls` when given.
+fn server_address(
+    addresses: &[SocketAddr],
+    tls: Option<&XdsTls>,
+) -> Result<ServerAddress, ProxyError> {
+    let address = addresses[0];
+    let Some(tls) = tls else {
         return Ok(ServerAddress {
             uri: format!("http://{address}"),
             tls: None,

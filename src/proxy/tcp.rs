@@ -1,6 +1,7 @@
 //! The TCP side of the data plane: each accepted connection goes to one endpoint of the
 //! listener's cluster (by the client's address when the listener hashes on it), bytes copied
-//! both ways until either side closes or the idle timeout passes.
+//! both ways until either side closes or the idle timeout passes. Either side may be TLS: the
+//! client's when the listener's chain terminates it, the backend's when the cluster asks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,12 +14,13 @@ use tokio::sync::watch;
 use super::balancer::hash_text;
 use super::config::ProxyConfig;
 use super::resources::listener::TcpForward;
+use super::upstream_tls::TlsOrigination;
 
 /// Envoy's default idle timeout for TCP proxies.
 const DEFAULT_IDLE: Duration = Duration::from_secs(3600);
 
 pub async fn serve_connection(
-    mut downstream: TcpStream,
+    downstream: impl AsyncRead + AsyncWrite + Unpin,
     peer: SocketAddr,
     forward: Arc<TcpForward>,
     config: watch::Receiver<Arc<ProxyConfig>>,
@@ -44,7 +46,8 @@ pub async fn serve_connection(
             break;
         }
     }
-    let Some(mut upstream) = upstream else {
+    let Some(upstream) = upstream else {
+        let mut downstream = downstream;
         let _ = downstream.shutdown().await;
         return;
     };
@@ -53,8 +56,28 @@ pub async fn serve_connection(
         .idle_timeout
         .filter(|t| !t.is_zero())
         .unwrap_or(DEFAULT_IDLE);
-    let (mut down_read, mut down_write) = downstream.split();
-    let (mut up_read, mut up_write) = upstream.split();
+    match &entry.cluster.tls {
+        None => copy_both_ways(downstream, upstream, idle).await,
+        Some(tls) => {
+            // An SSL backend: TLS to it, with the SNI the context names (if any).
+            let origination = TlsOrigination::new(tls, tls.sni.clone());
+            let host = host.address.ip().to_string();
+            match origination.connect(upstream, &host).await {
+                Ok(upstream) => copy_both_ways(downstream, upstream, idle).await,
+                Err(error) => tracing::debug!(%error, "TLS to the backend failed"),
+            }
+        }
+    }
+}
+
+/// Copies both ways until both directions end.
+async fn copy_both_ways(
+    downstream: impl AsyncRead + AsyncWrite + Unpin,
+    upstream: impl AsyncRead + AsyncWrite + Unpin,
+    idle: Duration,
+) {
+    let (mut down_read, mut down_write) = tokio::io::split(downstream);
+    let (mut up_read, mut up_write) = tokio::io::split(upstream);
     let _ = tokio::join!(
         copy_until_idle(&mut down_read, &mut up_write, idle),
         copy_until_idle(&mut up_read, &mut down_write, idle),

@@ -3,16 +3,21 @@
 //! would withdraw most of what is served (a truncated or half-written file looks like that)
 //! until the files have stayed unchanged for a grace period; and keeps the config status.
 //! Sources of endpoint status besides the config (the health checker) report through
-//! [`Publisher::report_endpoints`], which re-publishes endpoints and nothing else.
+//! [`Publisher::report_endpoints`], which re-publishes endpoints and nothing else. With a
+//! measured load attached, the timer also takes capacity decisions every load-report interval
+//! and re-publishes the endpoints of the services whose shares moved (at most once per
+//! service per interval).
 //!
 //! Everything here is synchronous and may take long on a large config (translation and
 //! encoding): callers run it off the async runtime. Must not: read files (the reload loop in
 //! [`reload`] does) or talk to clients (the cache does).
 
 pub mod access;
+pub mod capacity_feed;
 pub mod endpoint_sources;
 pub mod guard;
 pub mod liveness;
+pub mod load_feed;
 pub mod reload;
 pub mod slow_start;
 pub mod status;
@@ -25,6 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::capacity::measured::MeasuredLoad;
+use crate::capacity::report::CapacityBoard;
 use crate::config::Loaded;
 use crate::metrics::Metrics;
 use crate::model::{DrainingEndpoint, Model};
@@ -32,6 +39,7 @@ use crate::translate::endpoints::Overlay;
 use crate::translate::{self, endpoints, Resources};
 use crate::xds::server::Cache;
 
+use capacity_feed::CapacityFeed;
 use endpoint_sources::{EndpointReport, EndpointSource, Layers};
 use guard::{Removal, ServedNames};
 use status::{ConfigStatus, LoadOutcome, PendingRemovalStatus};
@@ -70,6 +78,8 @@ struct Served {
     layers: Layers,
     /// Endpoints ramping up, for clients without slow start of their own.
     ramps: slow_start::RampState,
+    /// Capacity decided from measured load, when a load source is attached.
+    capacity: Option<CapacityFeed>,
     pending: Option<Pending>,
 }
 
@@ -83,6 +93,11 @@ impl Served {
             draining: &draining,
             health: self.layers.combined(),
             ramps: &fractions,
+            capacity: self
+                .capacity
+                .as_ref()
+                .map(|feed| &feed.shares)
+                .unwrap_or(&crate::translate::capacity_shares::NO_SHARES),
         };
         build(&self.model, overlay)
     }
@@ -98,6 +113,8 @@ pub struct Publisher {
     served: Mutex<Served>,
     /// Signalled when a timer deadline may have come closer (a ramp started).
     wake: tokio::sync::Notify,
+    /// The model served, for parts that follow configs (what load to ask clients for).
+    models: tokio::sync::watch::Sender<Arc<Model>>,
 }
 
 impl Publisher {
@@ -115,12 +132,30 @@ impl Publisher {
             sources: Vec::new(),
             served: Mutex::default(),
             wake: tokio::sync::Notify::new(),
+            models: tokio::sync::watch::Sender::new(Arc::default()),
         }
+    }
+
+    /// The model served, now and after each accepted config.
+    pub fn served_models(&self) -> tokio::sync::watch::Receiver<Arc<Model>> {
+        self.models.subscribe()
     }
 
     /// Adds a source of endpoint status, asked for its layer whenever a config is served.
     pub fn with_source(mut self, source: Arc<dyn EndpointSource>) -> Self {
         self.sources.push(source);
+        self
+    }
+
+    /// Takes capacity decisions from `load` every `interval` (the load-report interval) and
+    /// posts how they came about on `board`.
+    pub fn with_measured_load(
+        self,
+        load: Arc<dyn MeasuredLoad>,
+        interval: Duration,
+        board: Arc<CapacityBoard>,
+    ) -> Self {
+        self.lock().capacity = Some(CapacityFeed::new(load, interval, board));
         self
     }
 
@@ -179,6 +214,7 @@ impl Publisher {
         served.model = Arc::new(loaded.model);
         served.names = names;
         self.publish(served, resources, now);
+        self.models.send_replace(served.model.clone());
         self.status_mut()
             .record_load(LoadOutcome::Accepted, loaded.diagnostics, None);
         Offered::Accepted
@@ -223,6 +259,13 @@ impl Publisher {
         if served.ramps.next_step().is_some_and(|step| step <= now) {
             self.step_ramps(&mut served, now);
         }
+        if served
+            .capacity
+            .as_ref()
+            .is_some_and(|feed| feed.next_step() <= now)
+        {
+            self.step_capacity(&mut served, now);
+        }
         served.pending.as_ref().is_some_and(|p| p.deadline <= now)
     }
 
@@ -232,7 +275,13 @@ impl Publisher {
         let drain = served.draining.values().min().copied();
         let pending = served.pending.as_ref().map(|p| p.deadline);
         let ramp = served.ramps.next_step();
-        drain.into_iter().chain(pending).chain(ramp).min()
+        let capacity = served.capacity.as_ref().map(CapacityFeed::next_step);
+        drain
+            .into_iter()
+            .chain(pending)
+            .chain(ramp)
+            .chain(capacity)
+            .min()
     }
 
     /// Completes when a deadline may have come closer than the one last asked for.
@@ -246,6 +295,37 @@ impl Publisher {
         served.ramps.stepped(now);
         let changed: BTreeSet<&str> = ramping.iter().map(String::as_str).collect();
         self.publish_endpoint_changes(served, &changed, now);
+    }
+
+    /// Takes the next capacity decision and re-publishes the endpoints of the services whose
+    /// shares moved.
+    fn step_capacity(&self, served: &mut Served, now: Instant) {
+        let Served {
+            capacity,
+            model,
+            layers,
+            published,
+            ..
+        } = served;
+        let Some(feed) = capacity.as_mut() else {
+            return;
+        };
+        let changed = feed.step(model, layers.combined(), &self.metrics, now);
+        if !*published {
+            return;
+        }
+        let changed: BTreeSet<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .filter(|service| served.model.services.contains_key(*service))
+            .collect();
+        if !changed.is_empty() && self.publish_endpoint_changes(served, &changed, now) {
+            tracing::debug!(
+                services = changed.len(),
+                version = %self.cache.current().version,
+                "capacity shares re-published"
+            );
+        }
     }
 
     /// Rebuilds the endpoint views of `changed` services and publishes them.

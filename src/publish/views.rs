@@ -13,6 +13,7 @@ use bytes::Bytes;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 
 use crate::model::{regions, DrainingEndpoint, Model};
+use crate::translate::capacity_shares::decided_for;
 use crate::translate::endpoints::{Overlay, ReportedHealth};
 use crate::translate::{endpoints, Resources};
 use crate::xds::server::cache::{Audience, ClientView, Content, ViewKey};
@@ -31,6 +32,7 @@ pub(super) fn endpoints_with(
         draining: &draining,
         health,
         ramps: &crate::translate::slow_start::NO_RAMPS,
+        capacity: &crate::translate::capacity_shares::NO_SHARES,
     };
     endpoints::assignments_with(model, None, overlay)
 }
@@ -57,9 +59,10 @@ pub(super) fn endpoint_views_changing(
         };
         let (client, zone) = split_view_key(base);
         let tiers = regions::failover_tiers(&model.region_order, client, &known);
-        // Zone and proxyless views are rebuilt each for itself (keyed apart from the tiers
-        // that region views share).
-        let own = (zone.is_some() || proxyless).then(|| vec![vec![key_text.clone()]]);
+        // Zone and proxyless views, and those of regions with capacity shares decided, are
+        // rebuilt each for itself (keyed apart from the tiers that region views share).
+        let own = (zone.is_some() || proxyless || decided_for(overlay.capacity, client))
+            .then(|| vec![vec![key_text.clone()]]);
         let this_overlay = if proxyless { overlay } else { envoy_overlay };
         let fresh = rebuilt.entry(own.unwrap_or(tiers)).or_insert_with(|| {
             changed
@@ -146,18 +149,20 @@ pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -
     );
     let known = known_regions(model);
     // Clients whose regions fail over through the same tiers see the same endpoints: build
-    // each distinct view once and share it.
-    let mut built: BTreeMap<Vec<Vec<String>>, Vec<(String, Bytes)>> = BTreeMap::new();
+    // each distinct view once and share it (a region with capacity shares decided has its own).
+    let mut built: BTreeMap<SharedViewKey<'_>, Vec<(String, Bytes)>> = BTreeMap::new();
     let no_region = regions::failover_tiers(&model.region_order, None, &known);
     built.insert(
-        no_region,
+        (no_region, None),
         encoded(&resources.endpoints, |e| &e.cluster_name),
     );
-    for region in regions::view_regions(&model.region_order, &known) {
+    let view_regions = regions::view_regions(&model.region_order, &known);
+    for region in &view_regions {
         let client = Some(region.as_str()).filter(|r| !r.is_empty());
         let tiers = regions::failover_tiers(&model.region_order, client, &known);
+        let decided = client.filter(|_| decided_for(overlay.capacity, client));
         let assignments = built
-            .entry(tiers)
+            .entry((tiers, decided))
             .or_insert_with(|| {
                 encoded(
                     &endpoints::assignments_with(model, client, envoy_overlay),
@@ -165,7 +170,10 @@ pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -
                 )
             })
             .clone();
-        views.insert((TypeUrl::Endpoint, ViewKey::Region(region)), assignments);
+        views.insert(
+            (TypeUrl::Endpoint, ViewKey::Region(region.clone())),
+            assignments,
+        );
     }
     let zones = client_zones(model);
     for (region, zone) in &zones {
@@ -224,6 +232,10 @@ pub fn content_with(model: &Model, resources: Resources, overlay: Overlay<'_>) -
         access,
     }
 }
+
+/// What makes two regions' endpoint views the same: their failover tiers, and the region
+/// itself when it has capacity shares decided.
+type SharedViewKey<'a> = (Vec<Vec<String>>, Option<&'a str>);
 
 /// Marks the endpoint views of proxyless clients, which carry slow-start ramps.
 const PROXYLESS_SUFFIX: &str = "#proxyless";

@@ -34,6 +34,7 @@ pub use crate::model::endpoint_facts::{
     addresses_for, port_of, ReportedHealth, ReportedStatus, NO_REPORTED_HEALTH,
 };
 
+use super::capacity_shares::{self, CapacityShares, NO_SHARES};
 use super::listeners::socket_address;
 use super::slow_start::{split_ramping, Ramps, NO_RAMPS};
 
@@ -48,6 +49,8 @@ pub struct Overlay<'a> {
     pub health: &'a ReportedHealth,
     /// Endpoints ramping up, for clients that have no slow start of their own.
     pub ramps: &'a Ramps,
+    /// Shares decided from measured load, for client regions whose traffic spills.
+    pub capacity: &'a CapacityShares,
 }
 
 impl<'a> Overlay<'a> {
@@ -56,6 +59,7 @@ impl<'a> Overlay<'a> {
             draining,
             health: &NO_REPORTED_HEALTH,
             ramps: &NO_RAMPS,
+            capacity: &NO_SHARES,
         }
     }
 
@@ -229,8 +233,13 @@ pub fn assignment_in(
     client_zone: Option<&str>,
     overlay: Overlay<'_>,
 ) -> ClusterLoadAssignment {
-    let planned = plan_localities(model, service);
-    let priorities = locality_priorities(model, service, &planned, client_region, client_zone);
+    let mut planned = plan_localities(model, service);
+    let mut priorities = locality_priorities(model, service, &planned, client_region, client_zone);
+    if let Some(shares) =
+        capacity_shares::shares_for(overlay.capacity, &service.name, client_region)
+    {
+        capacity_shares::apply(shares, &mut planned, &mut priorities);
+    }
     let hashing = service.lb_policy.is_consistent_hash();
     let fails_open = fails_open(service, &planned, overlay);
     let mut localities: BTreeMap<LocalityKey, LocalityLbEndpoints> = BTreeMap::new();

@@ -6,6 +6,7 @@ pub mod access_logs;
 pub mod affinity;
 pub mod application_cookie;
 pub mod backend_protocol;
+pub mod capacity_shares;
 pub mod clusters;
 pub mod custom_headers;
 pub mod endpoints;

@@ -69,6 +69,16 @@ impl TypeUrl {
         }
     }
 
+    /// Every type whose resources this type's resources name, as a client follows them: a
+    /// listener names its routes and, when it terminates TLS, its certificates' Secrets.
+    pub fn dependents(self) -> &'static [TypeUrl] {
+        match self {
+            TypeUrl::Cluster => &[TypeUrl::Endpoint],
+            TypeUrl::Listener => &[TypeUrl::Route, TypeUrl::Secret],
+            _ => &[],
+        }
+    }
+
     /// Whether a changed resource of this type must be followed by its dependent resource,
     /// changed or not: Envoy keeps an updated cluster warming until its endpoints arrive
     /// (an updated listener, by contrast, reuses the routes it already has).

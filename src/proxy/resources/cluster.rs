@@ -1,6 +1,7 @@
 //! Cluster → how the sidecar balances and connects to one cluster: its LB policy, connect
 //! timeout, HTTP/2 to the upstream, and happy eyeballs. Endpoints come separately over EDS.
-//! (`lrs_server` is accepted and, as Envoy does, not acted on: load reports are for gRPC.)
+//! (`lrs_server` is accepted and, as Envoy does, not acted on: the sidecar reports load when
+//! its bootstrap has `cluster_manager.load_stats_config`, see proxy/lrs_client.rs.)
 
 use std::time::Duration;
 
@@ -13,6 +14,11 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions,
 };
 
+use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+use prost::Name;
+
+use super::tls::{self, UpstreamTls};
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
 use crate::xds::types::TypeUrl;
 
@@ -42,6 +48,11 @@ pub struct Cluster {
     pub idle_timeout: Option<Duration>,
     /// IPv6 first when an endpoint has both families.
     pub prefer_ipv6: bool,
+    /// TLS to the endpoints (UpstreamTlsContext), when the cluster asks for it.
+    pub tls: Option<UpstreamTls>,
+    /// `upstream_http_protocol_options.auto_sni`: the request's host is the SNI (when the
+    /// context names none).
+    pub auto_sni: bool,
 }
 
 pub(super) const FIELDS: &[&str] = &[
@@ -60,6 +71,8 @@ pub(super) const FIELDS: &[&str] = &[
     "lrs_server",
     "upstream_connection_options.happy_eyeballs_config",
     "typed_extension_protocol_options",
+    "transport_socket.name",
+    "transport_socket.typed_config",
 ];
 
 /// What the sidecar applies of a cluster's HttpProtocolOptions.
@@ -67,6 +80,7 @@ pub(super) const HTTP_OPTIONS_FIELDS: &[&str] = &[
     "explicit_http_config.http_protocol_options",
     "explicit_http_config.http2_protocol_options",
     "common_http_protocol_options.idle_timeout",
+    "upstream_http_protocol_options.auto_sni",
 ];
 
 /// Converts one Cluster resource.
@@ -103,6 +117,7 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
     };
     let mut http2 = false;
     let mut idle_timeout = None;
+    let mut auto_sni = false;
     for (key, options) in &cluster.typed_extension_protocol_options {
         if key != HTTP_PROTOCOL_OPTIONS {
             return Err(Problem::ProtocolOptions { key: key.clone() }.into());
@@ -115,6 +130,10 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
             .as_ref()
             .and_then(|common| common.idle_timeout.as_ref())
             .map(duration);
+        auto_sni = options
+            .upstream_http_protocol_options
+            .as_ref()
+            .is_some_and(|o| o.auto_sni);
         http2 = match options.upstream_protocol_options {
             Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => matches!(
                 explicit.protocol_config,
@@ -144,7 +163,37 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
             .as_ref()
             .and_then(|o| o.happy_eyeballs_config.as_ref())
             .is_some_and(|h| h.first_address_family_version == 1),
+        tls: upstream_tls(cluster.transport_socket.as_ref())?,
+        auto_sni,
     })
+}
+
+/// The cluster's transport socket: TLS with an UpstreamTlsContext, or nothing.
+fn upstream_tls(socket: Option<&TransportSocket>) -> Result<Option<UpstreamTls>, Fault> {
+    let Some(socket) = socket else {
+        return Ok(None);
+    };
+    match &socket.config_type {
+        Some(transport_socket::ConfigType::TypedConfig(config))
+            if config.type_url == UpstreamTlsContext::type_url() =>
+        {
+            tls::upstream(&config.value)
+                .map(Some)
+                .map_err(|fault| fault.inside("transport_socket.typed_config (UpstreamTlsContext)"))
+        }
+        other => Err(Fault::at(
+            "transport_socket",
+            Problem::UpstreamTransportSocket {
+                name: socket.name.clone(),
+                type_url: match other {
+                    Some(transport_socket::ConfigType::TypedConfig(config)) => {
+                        config.type_url.clone()
+                    }
+                    _ => String::new(),
+                },
+            },
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +246,7 @@ mod tests {
         let mut sni = http1_with_idle(600);
         sni.upstream_http_protocol_options = Some(UpstreamHttpProtocolOptions {
             auto_sni: true,
+            auto_san_validation: true,
             ..Default::default()
         });
         let refused = convert("web", &cluster_with(sni)).unwrap_err();
@@ -205,7 +255,7 @@ mod tests {
             Fault::at(
                 format!("typed_extension_protocol_options[{HTTP_PROTOCOL_OPTIONS}]"),
                 Problem::UnsupportedField {
-                    field: "upstream_http_protocol_options".into()
+                    field: "upstream_http_protocol_options.auto_san_validation".into()
                 }
             )
         );

@@ -10,6 +10,7 @@ use std::fmt;
 use super::listener::{
     APPLICATION_COOKIE, HOST_WITH_LISTENER_PORT, HTTP_CONNECTION_MANAGER, ROUTER, TCP_PROXY,
 };
+use super::tls::TLS_TRANSPORT_SOCKET;
 use crate::xds::types::TypeUrl;
 
 /// A resource the sidecar cannot apply: `Listener web: address: a port_value is required`.
@@ -113,15 +114,24 @@ pub enum Problem {
     UnknownCode { field: &'static str, value: i32 },
 
     // Listener.
-    #[error("has {count} filter chains; the sidecar runs listeners with exactly one")]
-    FilterChains { count: usize },
+    #[error("has no filter chain")]
+    NoFilterChains,
     #[error(
-        "filter_chains[0] has {count} filters; the sidecar runs one (an HTTP connection \
-         manager or a TCP proxy)"
+        "has {count} filters; the sidecar runs one (an HTTP connection manager or a TCP proxy)"
     )]
     NetworkFilters { count: usize },
-    #[error("filter_chains[0].filters[0] has no typed_config")]
+    #[error("has no typed_config")]
     NoTypedConfig,
+    #[error(
+        "the transport socket {name} ({type_url}) is not supported; the sidecar runs \
+         {TLS_TRANSPORT_SOCKET} with a DownstreamTlsContext"
+    )]
+    TransportSocket { name: String, type_url: String },
+    #[error(
+        "the listener filter {name} is not supported; the sidecar runs \
+         envoy.filters.listener.tls_inspector without settings"
+    )]
+    ListenerFilter { name: String },
     #[error(
         "the filter {name} ({type_url}) is not supported; the sidecar runs \
          {HTTP_CONNECTION_MANAGER} and {TCP_PROXY}"
@@ -174,6 +184,11 @@ pub enum Problem {
     ProtocolOptions { key: String },
     #[error("only explicit_http_config is supported")]
     NotExplicitHttpConfig,
+    #[error(
+        "the transport socket {name} ({type_url}) is not supported; the sidecar runs \
+         {TLS_TRANSPORT_SOCKET} with an UpstreamTlsContext"
+    )]
+    UpstreamTransportSocket { name: String, type_url: String },
 
     // RouteConfiguration.
     #[error("the action must be route, redirect or direct_response")]
@@ -204,7 +219,21 @@ pub enum Problem {
     #[error("`{name}`: pseudo-headers and Host cannot be changed")]
     ProtectedHeader { name: String },
 
-    // Secret.
-    #[error("the sidecar does not terminate TLS, so it takes no secrets")]
-    NoSecrets,
+    // TLS (DownstreamTlsContext, UpstreamTlsContext, Secret).
+    #[error(
+        "none of the cipher suites {named} is implemented by the sidecar (rustls offers {})",
+        super::tls::SERVED_CIPHER_SUITES.join(", ")
+    )]
+    NoServedCipherSuite { named: String },
+    #[error(
+        "the cipher suite {name} is not known to the sidecar (rustls offers {})",
+        super::tls::SERVED_CIPHER_SUITES.join(", ")
+    )]
+    UnknownCipherSuite { name: String },
+    #[error(
+        "the TLS versions allowed include neither TLS 1.2 nor TLS 1.3, the ones rustls speaks"
+    )]
+    TlsVersions,
+    #[error("the PEM data cannot be used: {0}")]
+    Pem(String),
 }

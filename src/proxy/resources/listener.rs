@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction;
-use envoy_types::pb::envoy::config::listener::v3::{filter, Listener as XdsListener};
+use envoy_types::pb::envoy::config::listener::v3::{
+    filter, FilterChain as XdsFilterChain, Listener as XdsListener,
+};
 use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -17,6 +19,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use prost::Name;
 
+use super::filter_chain::{self, ChainMatch};
+use super::tls::{CertificateSource, DownstreamTls};
 use super::{decode_checked, duration, socket_address, Fault, Problem, ResourceError};
 use crate::proxy::filters::{registration, FilterChain};
 use crate::xds::types::TypeUrl;
@@ -38,7 +42,51 @@ pub struct Listener {
     /// The main address first, then the additional ones (dual stack).
     pub addresses: Vec<SocketAddr>,
     pub freebind: bool,
+    /// In order; a connection goes to the one [`filter_chain::select`] picks.
+    pub chains: Vec<Chain>,
+    /// The TLS inspector is configured: the ClientHello is read before a chain is chosen.
+    pub inspects_tls: bool,
+}
+
+/// One filter chain: what it matches, the TLS it terminates, and what runs behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chain {
+    pub matcher: ChainMatch,
+    pub tls: Option<std::sync::Arc<DownstreamTls>>,
     pub kind: ListenerKind,
+}
+
+impl Listener {
+    /// Whether a connection's ClientHello must be read before its chain is known: a chain
+    /// terminates TLS or matches on what the ClientHello says.
+    pub fn reads_client_hello(&self) -> bool {
+        self.inspects_tls
+            || self.chains.iter().any(|chain| {
+                chain.tls.is_some()
+                    || !chain.matcher.server_names.is_empty()
+                    || chain.matcher.transport_protocol.is_some()
+            })
+    }
+
+    /// The routes its HTTP chains take over RDS.
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.chains.iter().filter_map(|chain| match &chain.kind {
+            ListenerKind::Http(manager) => Some(manager.route_name.as_str()),
+            ListenerKind::Tcp(_) => None,
+        })
+    }
+
+    /// The Secrets its chains' certificates come in (SDS).
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.chains
+            .iter()
+            .filter_map(|chain| chain.tls.as_deref())
+            .flat_map(|tls| tls.certificates.iter())
+            .filter_map(|source| match source {
+                CertificateSource::Sds(name) => Some(name.as_str()),
+                CertificateSource::Inline(_) => None,
+            })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,8 +157,16 @@ pub(super) const LISTENER_FIELDS: &[&str] = &[
     "additional_addresses.address.socket_address.address",
     "additional_addresses.address.socket_address.port_value",
     "freebind",
+    "filter_chains.name",
     "filter_chains.filters.name",
     "filter_chains.filters.typed_config",
+    "filter_chains.filter_chain_match.destination_port",
+    "filter_chains.filter_chain_match.server_names",
+    "filter_chains.filter_chain_match.transport_protocol",
+    "filter_chains.transport_socket.name",
+    "filter_chains.transport_socket.typed_config",
+    "listener_filters.name",
+    "listener_filters.typed_config",
     "traffic_direction",
     "stat_prefix",
 ];
@@ -148,10 +204,6 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Listener, ResourceError> {
     read(name, bytes).map_err(|fault| fault.of(TypeUrl::Listener, name))
 }
 
-/// What the HttpConnectionManager and TcpProxy faults are seen under.
-const MANAGER_CONFIG: &str = "filter_chains[0].filters[0].typed_config (HttpConnectionManager)";
-const TCP_CONFIG: &str = "filter_chains[0].filters[0].typed_config (TcpProxy)";
-
 fn read(name: &str, bytes: &[u8]) -> Result<Listener, Fault> {
     let listener: XdsListener = decode_checked(bytes, LISTENER_FIELDS)?;
     let mut addresses = vec![socket_address(listener.address.as_ref())
@@ -162,20 +214,40 @@ fn read(name: &str, bytes: &[u8]) -> Result<Listener, Fault> {
                 .map_err(|problem| Fault::at(format!("additional_addresses[{index}]"), problem))?,
         );
     }
-    let [chain] = listener.filter_chains.as_slice() else {
-        return Err(Problem::FilterChains {
-            count: listener.filter_chains.len(),
-        }
-        .into());
-    };
+    if listener.filter_chains.is_empty() {
+        return Err(Problem::NoFilterChains.into());
+    }
+    let chains = listener
+        .filter_chains
+        .iter()
+        .enumerate()
+        .map(|(index, chain)| {
+            read_chain(chain).map_err(|fault| fault.under(&format!("filter_chains[{index}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Listener {
+        name: name.to_string(),
+        addresses,
+        freebind: listener.freebind.is_some_and(|f| f.value),
+        chains,
+        inspects_tls: filter_chain::inspects_tls(&listener.listener_filters)?,
+    })
+}
+
+/// One filter chain: its match, its TLS, and its one network filter.
+fn read_chain(chain: &XdsFilterChain) -> Result<Chain, Fault> {
+    let matcher = filter_chain::chain_match(chain.filter_chain_match.as_ref())?;
+    let tls = filter_chain::transport_socket(chain.transport_socket.as_ref())?;
     let [network_filter] = chain.filters.as_slice() else {
-        return Err(Problem::NetworkFilters {
-            count: chain.filters.len(),
-        }
-        .into());
+        return Err(Fault::at(
+            "filters",
+            Problem::NetworkFilters {
+                count: chain.filters.len(),
+            },
+        ));
     };
     let Some(filter::ConfigType::TypedConfig(config)) = &network_filter.config_type else {
-        return Err(Problem::NoTypedConfig.into());
+        return Err(Fault::at("filters[0]", Problem::NoTypedConfig));
     };
     let kind = if config.type_url == HttpConnectionManager::type_url() {
         ListenerKind::Http(http_manager(&config.value).map_err(|f| f.inside(MANAGER_CONFIG))?)
@@ -183,20 +255,23 @@ fn read(name: &str, bytes: &[u8]) -> Result<Listener, Fault> {
         ListenerKind::Tcp(tcp_forward(&config.value).map_err(|f| f.inside(TCP_CONFIG))?)
     } else {
         return Err(Fault::at(
-            "filter_chains[0].filters[0]",
+            "filters[0]",
             Problem::NetworkFilter {
                 name: network_filter.name.clone(),
                 type_url: config.type_url.clone(),
             },
         ));
     };
-    Ok(Listener {
-        name: name.to_string(),
-        addresses,
-        freebind: listener.freebind.is_some_and(|f| f.value),
+    Ok(Chain {
+        matcher,
+        tls: tls.map(std::sync::Arc::new),
         kind,
     })
 }
+
+/// What the HttpConnectionManager and TcpProxy faults are seen under, inside their chain.
+const MANAGER_CONFIG: &str = "filters[0].typed_config (HttpConnectionManager)";
+const TCP_CONFIG: &str = "filters[0].typed_config (TcpProxy)";
 
 fn http_manager(bytes: &[u8]) -> Result<HttpManager, Fault> {
     let manager: HttpConnectionManager = decode_checked(bytes, MANAGER_FIELDS)?;

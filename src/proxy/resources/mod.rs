@@ -10,8 +10,10 @@ pub mod cluster;
 pub mod endpoint;
 pub mod error;
 pub mod fields;
+pub mod filter_chain;
 pub mod listener;
 pub mod route;
+pub mod tls;
 
 use prost::Message;
 
@@ -22,7 +24,7 @@ pub use error::{Fault, Problem, ResourceError};
 pub fn nacked_fields_report() -> String {
     let route_fields = route::supported_fields();
     let route_fields: Vec<&str> = route_fields.iter().map(String::as_str).collect();
-    let messages: [(&str, &[&str]); 8] = [
+    let messages: [(&str, &[&str]); 11] = [
         (
             "envoy.config.listener.v3.Listener",
             listener::LISTENER_FIELDS,
@@ -49,13 +51,29 @@ pub fn nacked_fields_report() -> String {
             "envoy.config.endpoint.v3.ClusterLoadAssignment",
             endpoint::FIELDS,
         ),
+        (
+            "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            tls::DOWNSTREAM_FIELDS,
+        ),
+        (
+            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            tls::UPSTREAM_FIELDS,
+        ),
+        (
+            "envoy.extensions.transport_sockets.tls.v3.Secret",
+            tls::SECRET_FIELDS,
+        ),
     ];
     let mut text = String::from(
         "# Fields the sidecar NACKs\n\n\
          Generated from the sidecar's converters (`src/proxy/resources/`): a resource that sets \
          any of these fields is NACKed with the field's path, and the previous config keeps \
          serving. A field listed here is refused with everything under it. Regenerate with \
-         `SWITCHYARD_BLESS=1 cargo test --lib nacked_fields`.\n",
+         `SWITCHYARD_BLESS=1 cargo test --lib nacked_fields`.\n\n\
+         Load reports: as Envoy does, the sidecar counts the requests it sends to each upstream \
+         locality (issued, successful, errors, in progress) and reports them over LRS when its \
+         bootstrap has `cluster_manager.load_stats_config`; a cluster's `lrs_server` is accepted \
+         and, as in Envoy, is not what turns reporting on.\n",
     );
     let filter_messages = crate::proxy::filters::REGISTERED
         .iter()

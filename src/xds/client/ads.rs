@@ -44,8 +44,9 @@ pub enum StreamError {
     Status(#[from] tonic::Status),
 }
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The first wait before reconnecting; it doubles per failed stream up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Runs the client until `shutdown`.
 pub async fn run<C: Consumer>(
@@ -79,7 +80,7 @@ pub async fn run<C: Consumer>(
 
 /// Between half and all of `backoff`, so a fleet that lost its server does not come back in
 /// one wave.
-fn jittered(backoff: Duration) -> Duration {
+pub fn jittered(backoff: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -88,7 +89,8 @@ fn jittered(backoff: Duration) -> Duration {
     backoff.mul_f64(fraction)
 }
 
-async fn connect(server: &ServerAddress) -> Result<Channel, tonic::transport::Error> {
+/// A channel to the management server (the sidecar's load reports open theirs the same way).
+pub async fn connect(server: &ServerAddress) -> Result<Channel, tonic::transport::Error> {
     let mut endpoint = Endpoint::from_shared(server.uri.clone())?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))

@@ -164,6 +164,7 @@ impl ClientState {
             TypeUrl::Listener,
             TypeUrl::Endpoint,
             TypeUrl::Route,
+            TypeUrl::Secret,
         ] {
             let state = &mut self.types[type_url.index()];
             state.nonce.clear();
@@ -365,16 +366,26 @@ impl ClientState {
         }
     }
 
-    /// After `type_url` changed: asks for the routes or endpoints it now names, drops the
-    /// ones it no longer names.
+    /// After `type_url` changed: asks for the routes, endpoints or secrets it now names,
+    /// drops the ones it no longer names.
     fn follow_interest(
         &mut self,
         type_url: TypeUrl,
         checker: &(impl Checker + ?Sized),
     ) -> Vec<Request> {
-        let Some(dependent) = type_url.dependent() else {
-            return Vec::new();
-        };
+        type_url
+            .dependents()
+            .iter()
+            .flat_map(|dependent| self.follow_dependent(type_url, *dependent, checker))
+            .collect()
+    }
+
+    fn follow_dependent(
+        &mut self,
+        type_url: TypeUrl,
+        dependent: TypeUrl,
+        checker: &(impl Checker + ?Sized),
+    ) -> Vec<Request> {
         let wanted = checker.interest(dependent, &self.types[type_url.index()].held);
         let state = &mut self.types[dependent.index()];
         let before = state.names.clone().unwrap_or_default();

@@ -1,17 +1,23 @@
 //! The Load Reporting Service: clients whose clusters name this server in `lrs_server` (gRPC
-//! does; Envoy only with bootstrap settings) stream per-locality request counts, kept in
-//! [`LoadReports`] (bounded per stream) and shown by the admin endpoint. Reports are
-//! accepted, never required: a client that stops reporting changes nothing that is served.
-//! Must not: keep a stream's totals in a way it can grow (see [`super::load_reports`]).
+//! does; Envoy with `load_stats_config` in its bootstrap) stream per-locality request counts,
+//! kept in [`LoadReports`] (bounded per stream) and shown by the admin endpoint, and handed to
+//! a [`LoadSink`] (capacity's feed) with the node that opened the stream. Each stream is told
+//! which clusters to report and how often ([`ReportAsk`]), and told again when that changes.
+//! Reports are accepted, never required: a client that stops reporting changes nothing that
+//! is served. Must not: keep a stream's totals in a way it can grow (see
+//! [`super::load_reports`]), or know what the reports are used for.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::load_stats::v3::{
     load_reporting_service_server::{LoadReportingService, LoadReportingServiceServer},
     LoadStatsRequest, LoadStatsResponse,
 };
 use envoy_types::pb::google::protobuf::Duration;
+use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,30 +27,75 @@ use super::limits::{for_log, Refusal, Refusals};
 pub use super::load_reports::{LoadFilter, LoadReports, LoadStream};
 use crate::xds::types::TypeUrl;
 
-/// How often clients are asked to report.
-pub const REPORT_INTERVAL_SEC: i64 = 1;
+/// What clients are asked to report: these clusters (none: nothing at all), this often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportAsk {
+    pub clusters: Vec<String>,
+    pub interval: std::time::Duration,
+}
+
+impl ReportAsk {
+    /// The answer for `node`: the clusters to report, or every cluster for a client that would
+    /// otherwise miss one (Switchyard keeps only what it asked for either way).
+    fn response_for(&self, node: &Node) -> LoadStatsResponse {
+        LoadStatsResponse {
+            clusters: self.clusters.clone(),
+            send_all_clusters: !self.clusters.is_empty() && skips_the_first_named_cluster(node),
+            load_reporting_interval: Some(Duration {
+                seconds: self.interval.as_secs() as i64,
+                nanos: self.interval.subsec_nanos() as i32,
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// grpc-js-xds (1.14) reports a named cluster only when it is not the first of the list (it
+/// tests `indexOf(name) > 0`), so asked for one cluster it reports nothing; it honours
+/// `send_all_clusters`, which it advertises.
+fn skips_the_first_named_cluster(node: &Node) -> bool {
+    node.user_agent_name == "gRPC Node Pure JS"
+}
+
+/// Takes every report as it arrives, with the node that opened its stream (a client names
+/// itself in its first message only). Called from the stream's task: keep it short.
+pub trait LoadSink: Send + Sync {
+    fn take(&self, node: &Node, report: &LoadStatsRequest, received: Instant);
+}
 
 #[derive(Clone)]
 pub struct LrsService {
     reports: Arc<LoadReports>,
     cache: Cache,
     refusals: Arc<Refusals>,
+    asks: watch::Receiver<ReportAsk>,
+    sink: Option<Arc<dyn LoadSink>>,
     shutdown: CancellationToken,
 }
 
 impl LrsService {
+    /// Streams are asked what `asks` holds, again each time it changes.
     pub fn new(
         reports: Arc<LoadReports>,
         cache: Cache,
         refusals: Arc<Refusals>,
+        asks: watch::Receiver<ReportAsk>,
         shutdown: CancellationToken,
     ) -> Self {
         LrsService {
             reports,
             cache,
             refusals,
+            asks,
+            sink: None,
             shutdown,
         }
+    }
+
+    /// Hands every report to `sink` as well.
+    pub fn with_sink(mut self, sink: Arc<dyn LoadSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     pub fn into_server(self) -> LoadReportingServiceServer<Self> {
@@ -57,6 +108,9 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<LoadStatsResponse, Status
 /// Records reports of one stream: only clusters the current snapshot serves count.
 struct Recorder {
     stream: LoadStream,
+    /// The node of the stream's first message.
+    node: Node,
+    sink: Option<Arc<dyn LoadSink>>,
     reports: Arc<LoadReports>,
     cache: Cache,
     refusals: Arc<Refusals>,
@@ -94,6 +148,9 @@ impl Recorder {
         let dropped = self.reports.record(&self.stream, report, served);
         self.refusals
             .count_many(Refusal::LoadReportEntries, dropped);
+        if let Some(sink) = &self.sink {
+            sink.take(&self.node, report, Instant::now());
+        }
     }
 }
 
@@ -106,7 +163,7 @@ impl LoadReportingService for LrsService {
         request: Request<Streaming<LoadStatsRequest>>,
     ) -> Result<Response<Self::StreamLoadStatsStream>, Status> {
         let mut inbound = request.into_inner();
-        // The first message names the client; the answer asks for every cluster's load.
+        // The first message names the client; the answer says what to report.
         let first = inbound.message().await?.ok_or_else(|| {
             Status::invalid_argument("the LRS stream closed before its first report")
         })?;
@@ -118,38 +175,93 @@ impl LoadReportingService for LrsService {
         tracing::debug!(node = %for_log(node_id), "load reporting started");
         let recorder = Recorder {
             stream: self.reports.open(node_id),
+            node: first.node.clone().unwrap_or_default(),
+            sink: self.sink.clone(),
             reports: self.reports.clone(),
             cache: self.cache.clone(),
             refusals: self.refusals.clone(),
             entries_seen: Default::default(),
         };
         recorder.record(&first);
-        let ask = LoadStatsResponse {
-            send_all_clusters: true,
-            load_reporting_interval: Some(Duration {
-                seconds: REPORT_INTERVAL_SEC,
-                nanos: 0,
-            }),
-            ..Default::default()
-        };
+        let mut asks = self.asks.clone();
+        let ask = asks.borrow_and_update().response_for(&recorder.node);
         let replies = futures_util::StreamExt::take_until(
-            tokio_stream::once(Ok(ask)).chain(reports_of(inbound, recorder)),
+            tokio_stream::once(Ok(ask)).chain(reports_of(inbound, recorder, Some(asks))),
             self.shutdown.clone().cancelled_owned(),
         );
         Ok(Response::new(Box::pin(replies)))
     }
 }
 
-/// Reads the rest of the stream, recording each report; yields nothing (the one answer
-/// stands), and ends when the client does (the stream's totals then age out).
+/// Reads the rest of the stream, recording each report, and answers again whenever what is
+/// asked changes; ends when the client does (the stream's totals then age out).
 fn reports_of(
     inbound: Streaming<LoadStatsRequest>,
     recorder: Recorder,
+    asks: Option<watch::Receiver<ReportAsk>>,
 ) -> impl Stream<Item = Result<LoadStatsResponse, Status>> {
-    inbound.filter_map(move |message| {
-        if let Ok(report) = message {
-            recorder.record(&report);
-        }
-        None
-    })
+    futures_util::stream::unfold(
+        (inbound, recorder, asks),
+        |(mut inbound, recorder, mut asks)| async move {
+            loop {
+                let changed = async {
+                    match asks.as_mut() {
+                        Some(asks) => asks.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                // `message` is cancel-safe: a report half read when the ask changes is kept.
+                tokio::select! {
+                    message = inbound.message() => match message {
+                        Ok(Some(report)) => recorder.record(&report),
+                        _ => return None,
+                    },
+                    changed = changed => {
+                        let Some(current) = asks.as_mut().filter(|_| changed) else {
+                            // Nothing asks any more: the last answer stands.
+                            asks = None;
+                            continue;
+                        };
+                        let reply = current.borrow_and_update().response_for(&recorder.node);
+                        return Some((Ok(reply), (inbound, recorder, asks)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_client_that_skips_the_first_named_cluster_is_asked_for_all() {
+        let ask = ReportAsk {
+            clusters: vec!["who".into()],
+            interval: std::time::Duration::from_secs(2),
+        };
+        let node = |agent: &str| Node {
+            user_agent_name: agent.into(),
+            ..Default::default()
+        };
+        let envoy = ask.response_for(&node("envoy"));
+        assert_eq!(
+            (envoy.clusters.as_slice(), envoy.send_all_clusters),
+            (&["who".to_string()][..], false)
+        );
+        assert!(
+            ask.response_for(&node("gRPC Node Pure JS"))
+                .send_all_clusters
+        );
+        let nothing = ReportAsk {
+            clusters: Vec::new(),
+            ..ask
+        };
+        assert!(
+            !nothing
+                .response_for(&node("gRPC Node Pure JS"))
+                .send_all_clusters
+        );
+    }
 }

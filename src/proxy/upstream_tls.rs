@@ -1,0 +1,244 @@
+//! TLS to backends: the rustls client config of a cluster's UpstreamTlsContext (ALPN as it
+//! names it; no verification of the backend's certificate, as Envoy does without a
+//! validation context, which Switchyard does not send), the SNI a connection sends (the
+//! context's, else the request's host with auto_sni), and the connector the upstream pools
+//! use, which opens TCP through the endpoint resolver and then TLS when the pool asks for it.
+//!
+//! Must not: choose endpoints or pools (proxy/http.rs and proxy/forward.rs do).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio_rustls::TlsConnector;
+
+use super::endpoint_names::EndpointNames;
+use super::resources::tls::UpstreamTls;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a pool's connections do on top of TCP: TLS with this config and SNI.
+#[derive(Clone)]
+pub struct TlsOrigination {
+    pub config: Arc<ClientConfig>,
+    /// None: no SNI is sent.
+    pub sni: Option<String>,
+}
+
+impl TlsOrigination {
+    /// TLS as `tls` asks, sending `sni`.
+    pub fn new(tls: &UpstreamTls, sni: Option<String>) -> TlsOrigination {
+        TlsOrigination {
+            config: client_config(tls, sni.is_some()),
+            sni,
+        }
+    }
+
+    /// TLS over `tcp` to the endpoint at `host` (an address, used when no SNI is sent).
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let name = self.sni.as_deref().unwrap_or(host.trim_matches(['[', ']']));
+        let name = ServerName::try_from(name.to_string())
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
+        TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+    }
+}
+
+/// The host a request to a backend names (its Host, without a port): the SNI under
+/// auto_sni.
+pub fn request_host(parts: &http::request::Parts) -> &str {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| parts.uri.host())
+        .unwrap_or_default();
+    match host.rsplit_once(':') {
+        // `name:port`; a bare IPv6 address has colons but no digits-only port after `]`.
+        Some((name, port))
+            if !name.contains(':')
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            name
+        }
+        Some((name, port)) if name.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+fn client_config(tls: &UpstreamTls, send_sni: bool) -> Arc<ClientConfig> {
+    let provider = Arc::new(ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring offers TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = tls.alpn.clone();
+    config.enable_sni = send_sni;
+    Arc::new(config)
+}
+
+/// Accepts the backend's certificate whatever it is (Envoy's behaviour without a validation
+/// context), while still checking the handshake's signatures.
+#[derive(Debug)]
+struct AnyCertificate(Arc<tokio_rustls::rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The upstream pools' connector: TCP through the endpoint resolver, then TLS when set.
+#[derive(Clone)]
+pub struct UpstreamConnector {
+    pub tcp: HttpConnector<EndpointNames>,
+    pub tls: Option<TlsOrigination>,
+}
+
+impl tower_service::Service<http::Uri> for UpstreamConnector {
+    type Response = UpstreamIo;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<UpstreamIo, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.tcp.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let host = uri.host().unwrap_or_default().to_string();
+        let connecting = self.tcp.call(uri);
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let tcp = connecting.await?;
+            let Some(tls) = tls else {
+                return Ok(UpstreamIo::Plain(tcp));
+            };
+            let stream = tls.connect(tcp.into_inner(), &host).await?;
+            Ok(UpstreamIo::Tls(Box::new(TokioIo::new(stream))))
+        })
+    }
+}
+
+/// A connection to a backend, in clear or over TLS.
+pub enum UpstreamIo {
+    Plain(TokioIo<TcpStream>),
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        match self {
+            UpstreamIo::Plain(tcp) => tcp.connected(),
+            UpstreamIo::Tls(tls) => {
+                let session = tls.inner().get_ref().1;
+                // The endpoint's address is what the pool keys on; nothing of TCP adds to it.
+                let connected = Connected::new();
+                match session.alpn_protocol() {
+                    Some(b"h2") => connected.negotiated_h2(),
+                    _ => connected,
+                }
+            }
+        }
+    }
+}
+
+impl Read for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_write(cx, data),
+            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_flush(cx),
+            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! TLS through the sidecar and through Envoy with the same resources, and the same answers:
+//! examples/https.yaml (two certificates over SDS chosen by SNI, the first for a client whose
+//! name matches neither; an SSL policy whose minimum raised to TLS 1.3 refuses a TLS 1.2
+//! client; HTTP/2 chosen by ALPN), served to the sidecar without a NACK; and backend services
+//! of protocol HTTPS and HTTP2 reached over TLS with the request's host as SNI.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::version::{TLS12, TLS13};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use crate::common::echo::EchoBackend;
+use crate::common::pki::Authority;
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
+use crate::https::{https_get, install_certificate};
+
+/// Starts the proxy `through` as `node_id` against `switchyard`, and waits for its ACKs.
+async fn start_proxy(through: Through, switchyard: &Switchyard, node_id: &str) -> Proxy {
+    let xds = switchyard.running.xds_addr;
+    let proxy = match through {
+        Through::Envoy => Proxy::Envoy(Envoy::start(xds, node_id).await),
+        Through::Sidecar => {
+            Proxy::Sidecar(Sidecar::start("envoy-bootstrap.yaml", xds, node_id).await)
+        }
+    };
+    switchyard.wait_for_acks(node_id).await;
+    proxy
+}
+
+fn leaf_of(pem: &str) -> CertificateDer<'static> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .find(|block| block.label == "CERTIFICATE")
+        .map(|block| CertificateDer::from(block.contents))
+        .expect("a certificate")
+}
+
+/// GET `/` over TLS offering only `h2` by ALPN: the protocol the server chose, and the body.
+async fn h2_get(port: u16, host: &str, ca_pem: &str) -> Result<(Option<Vec<u8>>, Value), String> {
+    let mut roots = RootCertStore::empty();
+    roots.add(leaf_of(ca_pem)).map_err(|e| e.to_string())?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(format!("https://{host}/"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((alpn, body))
+}
+
+async fn https_example_through(through: Through) {
+    let node_id = format!("https-example-{through:?}").to_lowercase();
+    let web = EchoBackend::start_named("web").await;
+    let api = EchoBackend::start_named("api").await;
+    let (https_port, http_port) = (free_port(), free_port());
+    let pki = tempfile::tempdir().unwrap();
+    let certs = pki.path().join("certs");
+    let staging = pki.path().join("staging");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&staging).unwrap();
+    let ca = Authority::new(&staging, "test-ca");
+    let ca_pem = std::fs::read_to_string(staging.join("test-ca.pem")).unwrap();
+    let www_pem = install_certificate(&ca, &certs, "www.example.test");
+    let api_pem = install_certificate(&ca, &certs, "api.example.test");
+    let example = std::fs::read_to_string(repo_root().join("examples/https.yaml")).unwrap();
+    let config = example
+        .replace("certs/", &format!("{}/", certs.display()))
+        .replace("port: 8081", &format!("port: {}", web.port()))
+        .replace("port: 8083", &format!("port: {}", api.port()))
+        .replace("\"10443\"", &format!("\"{https_port}\""))
+        .replace("\"10080\"", &format!("\"{http_port}\""));
+    let switchyard = Switchyard::start(&config).await;
+    let proxy = start_proxy(through, &switchyard, &node_id).await;
+
+    let both = &[&TLS12, &TLS13][..];
+    let www = wait_for("the HTTPS listener to answer", || async {
+        https_get(https_port, "www.example.test", "/", &ca_pem, both)
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(www.certificate, leaf_of(&www_pem), "{through:?}: SNI www");
+    assert_eq!(www.body["backend"], "web");
+    let api_answer = https_get(https_port, "api.example.test", "/v1/x", &ca_pem, both)
+        .await
+        .unwrap();
+    assert_eq!(
+        api_answer.certificate,
+        leaf_of(&api_pem),
+        "{through:?}: SNI api"
+    );
+    assert_eq!(api_answer.body["backend"], "api");
+    assert_eq!(api_answer.body["path"], "/x");
+    // No name (an address is dialled): the first certificate, the default.
+    let unnamed = https_get(https_port, "127.0.0.1", "/", &ca_pem, both)
+        .await
+        .unwrap();
+    assert_eq!(
+        unnamed.certificate,
+        leaf_of(&www_pem),
+        "{through:?}: default"
+    );
+
+    // HTTP/2 over TLS, chosen by ALPN.
+    let (alpn, body) = h2_get(https_port, "api.example.test", &ca_pem)
+        .await
+        .unwrap();
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "{through:?}: ALPN h2");
+    assert_eq!(body["backend"], "api", "{through:?}: {body}");
+
+    if let Proxy::Sidecar(sidecar) = &proxy {
+        // Every type, Secret included, ACKed (wait_for_acks) and nothing refused.
+        let client = switchyard.client(&node_id).await.unwrap();
+        assert!(client["types"].get("Secret").is_some(), "{client}");
+        assert_eq!(
+            sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+            0,
+            "{}",
+            sidecar.log()
+        );
+    }
+
+    // The SSL policy: TLS 1.2 allowed; a minimum of 1.3 refuses a 1.2-only client.
+    https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS12])
+        .await
+        .expect("TLS 1.2 is allowed by modern-tls12");
+    switchyard
+        .edit(&config.replace("minTlsVersion: TLS_1_2", "minTlsVersion: TLS_1_3"))
+        .await;
+    switchyard.wait_for_acks(&node_id).await;
+    wait_for("TLS 1.2 to be refused", || async {
+        https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS12])
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    let modern = https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS13])
+        .await
+        .unwrap();
+    assert_eq!(
+        modern.body["backend"], "web",
+        "{through:?}: TLS 1.3 still served"
+    );
+    drop(proxy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_https_example_is_served_alike_by_envoy_and_the_sidecar() {
+    https_example_through(Through::Envoy).await;
+    https_example_through(Through::Sidecar).await;
+}
+
+async fn tls_backends_through(through: Through) {
+    let https = EchoBackend::start_tls("https-backend").await;
+    let http2 = EchoBackend::start_tls("http2-backend").await;
+    let listen = free_port();
+    let config = format!(
+        r#"
+networkEndpointGroups:
+- {{name: https-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
+- {{name: http2-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
+backendServices:
+- {{name: secure, protocol: HTTPS, backends: [{{group: zones/us-central1-a/networkEndpointGroups/https-neg, balancingMode: RATE, maxRate: 100}}]}}
+- {{name: secure-h2, protocol: HTTP2, backends: [{{group: zones/us-central1-a/networkEndpointGroups/http2-neg, balancingMode: RATE, maxRate: 100}}]}}
+urlMaps:
+- name: map
+  defaultService: global/backendServices/secure
+  hostRules: [{{hosts: [h2.example.test], pathMatcher: h2}}]
+  pathMatchers: [{{name: h2, defaultService: global/backendServices/secure-h2}}]
+targetHttpProxies:
+- {{name: p, urlMap: global/urlMaps/map}}
+forwardingRules:
+- {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/p}}
+"#,
+        https.port(),
+        http2.port()
+    );
+    let node_id = format!("tls-backends-{through:?}").to_lowercase();
+    let (_switchyard, proxy) = serve_through(through, &node_id, &config).await;
+    let ask = |host: &'static str| async move {
+        let response = http()
+            .get(format!("http://127.0.0.1:{listen}/hello"))
+            .header("host", host)
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())?;
+        response.json::<Value>().await.ok()
+    };
+    let seen = wait_for("a request to reach the HTTPS backend", || {
+        ask("www.example.test")
+    })
+    .await;
+    assert_eq!(seen["backend"], "https-backend", "{through:?}");
+    assert_eq!(
+        seen["sni"], "www.example.test",
+        "{through:?}: the host as SNI"
+    );
+    assert_eq!(seen["version"], "HTTP/1.1", "{through:?}");
+    let seen = ask("h2.example.test")
+        .await
+        .expect("the HTTP2 backend answers");
+    assert_eq!(seen["backend"], "http2-backend", "{through:?}");
+    assert_eq!(seen["sni"], "h2.example.test", "{through:?}");
+    assert_eq!(seen["version"], "HTTP/2.0", "{through:?}: HTTP/2 over TLS");
+    drop(proxy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_and_http2_backends_are_reached_alike_by_envoy_and_the_sidecar() {
+    tls_backends_through(Through::Envoy).await;
+    tls_backends_through(Through::Sidecar).await;
+}
