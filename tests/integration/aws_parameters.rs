@@ -6,8 +6,8 @@
 //! and of a parameter nobody gave.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use crate::cli::switchyard;
 use crate::common::process::ServeProcess;
 use crate::common::*;
 
@@ -89,18 +89,6 @@ impl Stack {
 async fn get(url: &str) -> (u16, String) {
     let response = http().get(url).send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
-}
-
-fn switchyard(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
 }
 
 fn text_of(path: &Path) -> &str {

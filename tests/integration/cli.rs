@@ -2,7 +2,8 @@
 
 use std::process::Command;
 
-fn switchyard(args: &[&str]) -> (i32, String, String) {
+/// Runs the `switchyard` binary with `args`: exit code, standard output, standard error.
+pub fn switchyard(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
         .output()
