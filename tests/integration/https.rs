@@ -231,27 +231,7 @@ async fn https_and_http2_backends_are_reached_over_tls_with_the_hosts_sni() {
     let https = EchoBackend::start_tls("https-backend").await;
     let http2 = EchoBackend::start_tls("http2-backend").await;
     let listen = free_port();
-    let config = format!(
-        r#"
-networkEndpointGroups:
-- {{name: https-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
-- {{name: http2-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
-backendServices:
-- {{name: secure, protocol: HTTPS, backends: [{{group: zones/us-central1-a/networkEndpointGroups/https-neg, balancingMode: RATE, maxRate: 100}}]}}
-- {{name: secure-h2, protocol: HTTP2, backends: [{{group: zones/us-central1-a/networkEndpointGroups/http2-neg, balancingMode: RATE, maxRate: 100}}]}}
-urlMaps:
-- name: map
-  defaultService: global/backendServices/secure
-  hostRules: [{{hosts: [h2.example.test], pathMatcher: h2}}]
-  pathMatchers: [{{name: h2, defaultService: global/backendServices/secure-h2}}]
-targetHttpProxies:
-- {{name: p, urlMap: global/urlMaps/map}}
-forwardingRules:
-- {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/p}}
-"#,
-        https.port(),
-        http2.port()
-    );
+    let config = tls_backends_config(listen, https.port(), http2.port());
     let switchyard = Switchyard::start(&config).await;
     let _envoy = Envoy::start(switchyard.running.xds_addr, "tls-upstream-envoy").await;
     switchyard.wait_for_acks("tls-upstream-envoy").await;
@@ -489,4 +469,29 @@ Resources:
         "TLS 1.2 is refused by a TLS 1.3 policy: {:?}",
         old.err()
     );
+}
+
+/// An HTTPS and an HTTP2 backend service (one endpoint each, on `https` and `http2`) behind an
+/// HTTP proxy on `listen`; requests for h2.example.test go to the HTTP2 one.
+pub fn tls_backends_config(listen: u16, https: u16, http2: u16) -> String {
+    format!(
+        r#"
+networkEndpointGroups:
+- {{name: https-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
+- {{name: http2-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
+backendServices:
+- {{name: secure, protocol: HTTPS, backends: [{{group: zones/us-central1-a/networkEndpointGroups/https-neg, balancingMode: RATE, maxRate: 100}}]}}
+- {{name: secure-h2, protocol: HTTP2, backends: [{{group: zones/us-central1-a/networkEndpointGroups/http2-neg, balancingMode: RATE, maxRate: 100}}]}}
+urlMaps:
+- name: map
+  defaultService: global/backendServices/secure
+  hostRules: [{{hosts: [h2.example.test], pathMatcher: h2}}]
+  pathMatchers: [{{name: h2, defaultService: global/backendServices/secure-h2}}]
+targetHttpProxies:
+- {{name: p, urlMap: global/urlMaps/map}}
+forwardingRules:
+- {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/p}}
+"#,
+        https, http2
+    )
 }

@@ -191,27 +191,7 @@ async fn tls_backends_through(through: Through) {
     let https = EchoBackend::start_tls("https-backend").await;
     let http2 = EchoBackend::start_tls("http2-backend").await;
     let listen = free_port();
-    let config = format!(
-        r#"
-networkEndpointGroups:
-- {{name: https-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
-- {{name: http2-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {}}}]}}
-backendServices:
-- {{name: secure, protocol: HTTPS, backends: [{{group: zones/us-central1-a/networkEndpointGroups/https-neg, balancingMode: RATE, maxRate: 100}}]}}
-- {{name: secure-h2, protocol: HTTP2, backends: [{{group: zones/us-central1-a/networkEndpointGroups/http2-neg, balancingMode: RATE, maxRate: 100}}]}}
-urlMaps:
-- name: map
-  defaultService: global/backendServices/secure
-  hostRules: [{{hosts: [h2.example.test], pathMatcher: h2}}]
-  pathMatchers: [{{name: h2, defaultService: global/backendServices/secure-h2}}]
-targetHttpProxies:
-- {{name: p, urlMap: global/urlMaps/map}}
-forwardingRules:
-- {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/p}}
-"#,
-        https.port(),
-        http2.port()
-    );
+    let config = crate::https::tls_backends_config(listen, https.port(), http2.port());
     let node_id = format!("tls-backends-{through:?}").to_lowercase();
     let (_switchyard, proxy) = serve_through(through, &node_id, &config).await;
     let ask = |host: &'static str| async move {
