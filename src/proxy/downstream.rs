@@ -178,6 +178,7 @@ pub async fn serve_connection(
     let connection = Connection {
         remote: peer,
         local,
+        tls: false,
     };
     let handler = Handler::new(connection, manager, config, upstreams);
     serve_with_clock(handler, drain, |handler, drain| {
@@ -203,6 +204,7 @@ pub async fn serve_tls_connection(
     let connection = Connection {
         remote: peer,
         local,
+        tls: true,
     };
     let handler = Handler::new(connection, manager, config, upstreams);
     serve_with_clock(handler, drain, |handler, drain| async move {

@@ -100,13 +100,15 @@ fn strip_authority_port(uri: &mut Uri) {
 /// The headers the connection manager adds before routing, as Envoy does: with
 /// use_remote_address the client's address is appended to X-Forwarded-For (comma-joined, as
 /// Envoy writes it; not under skip_xff_append) and X-Forwarded-Proto says the scheme it came
-/// in on (kept when trusted from an earlier hop otherwise); `via` is appended to Via.
+/// in on, https when `tls` (kept when trusted from an earlier hop otherwise); `via` is appended
+/// to Via.
 pub(super) fn add_forwarding_headers(
     headers: &mut http::HeaderMap,
     client: std::net::IpAddr,
+    tls: bool,
     manager: &HttpManager,
 ) {
-    let proto = HeaderValue::from_static("http");
+    let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
     if manager.use_remote_address && !manager.skip_xff_append {
         let client = client.to_canonical().to_string();
         let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -291,7 +293,12 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
-        add_forwarding_headers(&mut headers, peer.ip(), &manager(true, Some("1.1 edge")));
+        add_forwarding_headers(
+            &mut headers,
+            peer.ip(),
+            false,
+            &manager(true, Some("1.1 edge")),
+        );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7,10.0.0.9");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["via"], "1.1 edge");
@@ -301,13 +308,13 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
-        add_forwarding_headers(&mut headers, peer.ip(), &skipping);
+        add_forwarding_headers(&mut headers, peer.ip(), false, &skipping);
         assert_eq!(headers["x-forwarded-for"], "203.0.113.7", "skip_xff_append");
         assert_eq!(headers["x-forwarded-proto"], "http");
 
         let mut headers = http::HeaderMap::new();
         headers.insert("x-forwarded-proto", "https".parse().unwrap());
-        add_forwarding_headers(&mut headers, peer.ip(), &manager(false, None));
+        add_forwarding_headers(&mut headers, peer.ip(), false, &manager(false, None));
         assert!(!headers.contains_key("x-forwarded-for"));
         assert_eq!(
             headers["x-forwarded-proto"], "https",

@@ -185,7 +185,12 @@ pub async fn handle(
     if manager.strip_any_host_port {
         strip_host_port(&mut request);
     }
-    add_forwarding_headers(request.headers_mut(), connection.remote.ip(), manager);
+    add_forwarding_headers(
+        request.headers_mut(),
+        connection.remote.ip(),
+        connection.tls,
+        manager,
+    );
     let mut response = route_and_forward(request, connection, manager, config, upstreams).await;
     STATS.response(response.status().as_u16());
     if let Some(via) = manager.via.as_deref() {

@@ -18,6 +18,8 @@ pub struct Connection {
     pub remote: SocketAddr,
     /// The address the client connected to (the listener's port).
     pub local: SocketAddr,
+    /// Whether the listener terminated TLS on it (X-Forwarded-Proto says https).
+    pub tls: bool,
 }
 
 /// Headers Envoy keeps as one comma-joined value, so that appending extends the list in
@@ -205,6 +207,7 @@ mod tests {
     const CONNECTION: Connection = Connection {
         remote: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)), 5555),
         local: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 80),
+        tls: false,
     };
 
     #[test]
@@ -230,6 +233,7 @@ mod tests {
         let connection = Connection {
             remote: SocketAddr::new(mapped, 5555),
             local: "[::1]:8080".parse().unwrap(),
+            tls: false,
         };
         let template = |parts: Vec<TextPart>| HeaderEdits {
             remove: Vec::new(),

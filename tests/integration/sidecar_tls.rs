@@ -117,6 +117,11 @@ async fn https_example_through(through: Through) {
     .await;
     assert_eq!(www.certificate, leaf_of(&www_pem), "{through:?}: SNI www");
     assert_eq!(www.body["backend"], "web");
+    assert_eq!(
+        www.body["headers"]["x-forwarded-proto"], "https",
+        "{through:?}: the scheme the request came in on: {}",
+        www.body
+    );
     let api_answer = https_get(https_port, "api.example.test", "/v1/x", &ca_pem, both)
         .await
         .unwrap();
