@@ -114,39 +114,30 @@ fn leaf_of(pem: &str) -> CertificateDer<'static> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_by_sni_routes_redirects_enforces_its_policy_and_rotates_without_a_drain() {
-    let web = EchoBackend::start_named("web").await;
-    let api = EchoBackend::start_named("api").await;
-    let (https_port, http_port) = (free_port(), free_port());
-    let pki_dir = tempfile::tempdir().unwrap();
-    let certs = pki_dir.path().join("certs");
-    let staging = pki_dir.path().join("staging");
-    std::fs::create_dir_all(&certs).unwrap();
-    std::fs::create_dir_all(&staging).unwrap();
-    let ca = Authority::new(&staging, "test-ca");
-    let ca_pem = std::fs::read_to_string(staging.join("test-ca.pem")).unwrap();
-    let www_pem = install_certificate(&ca, &certs, "www.example.test");
-    let api_pem = install_certificate(&ca, &certs, "api.example.test");
-
-    let example = std::fs::read_to_string(repo_root().join("examples/https.yaml")).unwrap();
-    let config = example
-        .replace("certs/", &format!("{}/", certs.display()))
-        .replace("port: 8081", &format!("port: {}", web.port()))
-        .replace("port: 8083", &format!("port: {}", api.port()))
-        .replace("\"10443\"", &format!("\"{https_port}\""))
-        .replace("\"10080\"", &format!("\"{http_port}\""));
-    let switchyard = Switchyard::start(&config).await;
+    let example = HttpsExample::new().await;
+    let HttpsExample {
+        ca,
+        certs,
+        ca_pem,
+        www_pem,
+        api_pem,
+        config,
+        ..
+    } = &example;
+    let (https_port, http_port) = (example.https_port, example.http_port);
+    let switchyard = Switchyard::start(config).await;
     let envoy = Envoy::start(switchyard.running.xds_addr, "https-envoy").await;
     switchyard.wait_for_acks("https-envoy").await;
 
     let both = &[&TLS12, &TLS13][..];
     let first = wait_for("the HTTPS listener to answer", || async {
-        https_get(https_port, "www.example.test", "/", &ca_pem, both)
+        https_get(https_port, "www.example.test", "/", ca_pem, both)
             .await
             .ok()
     })
     .await;
     // SNI picks the certificate; the URL map routes what TLS carried.
-    assert_eq!(first.certificate, leaf_of(&www_pem));
+    assert_eq!(first.certificate, leaf_of(www_pem));
     assert_eq!(first.status, 200);
     assert_eq!(first.body["backend"], "web");
     assert_eq!(
@@ -154,10 +145,10 @@ async fn https_serves_by_sni_routes_redirects_enforces_its_policy_and_rotates_wi
         "{}",
         first.body
     );
-    let api_answer = https_get(https_port, "api.example.test", "/v1/users", &ca_pem, both)
+    let api_answer = https_get(https_port, "api.example.test", "/v1/users", ca_pem, both)
         .await
         .unwrap();
-    assert_eq!(api_answer.certificate, leaf_of(&api_pem));
+    assert_eq!(api_answer.certificate, leaf_of(api_pem));
     assert_eq!(api_answer.body["backend"], "api");
     assert_eq!(api_answer.body["path"], "/users", "the route's urlRewrite");
 
@@ -178,10 +169,10 @@ async fn https_serves_by_sni_routes_redirects_enforces_its_policy_and_rotates_wi
 
     // A renewed certificate on disk: the new one is served, and no listener changed.
     let modified_before = envoy.stat("listener_manager.listener_modified").await;
-    let renewed = install_certificate(&ca, &certs, "www.example.test");
-    assert_ne!(leaf_of(&renewed), leaf_of(&www_pem));
+    let renewed = install_certificate(ca, certs, "www.example.test");
+    assert_ne!(leaf_of(&renewed), leaf_of(www_pem));
     wait_for("the renewed certificate to be served", || async {
-        let exchange = https_get(https_port, "www.example.test", "/", &ca_pem, both)
+        let exchange = https_get(https_port, "www.example.test", "/", ca_pem, both)
             .await
             .ok()?;
         (exchange.certificate == leaf_of(&renewed)).then_some(())
@@ -201,25 +192,25 @@ async fn https_serves_by_sni_routes_redirects_enforces_its_policy_and_rotates_wi
     assert!(envoy.stat("sds.www-cert.update_success").await >= Some(2));
 
     // The SSL policy: TLS 1.2 is allowed; raising the minimum to 1.3 refuses a 1.2-only client.
-    https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS12])
+    https_get(https_port, "www.example.test", "/", ca_pem, &[&TLS12])
         .await
         .expect("TLS 1.2 is allowed by modern-tls12");
     switchyard
         .edit(&config.replace("minTlsVersion: TLS_1_2", "minTlsVersion: TLS_1_3"))
         .await;
     wait_for("TLS 1.2 to be refused", || async {
-        https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS12])
+        https_get(https_port, "www.example.test", "/", ca_pem, &[&TLS12])
             .await
             .is_err()
             .then_some(())
     })
     .await;
-    let modern = https_get(https_port, "api.example.test", "/", &ca_pem, &[&TLS13])
+    let modern = https_get(https_port, "api.example.test", "/", ca_pem, &[&TLS13])
         .await
         .unwrap();
     assert_eq!(modern.body["backend"], "api");
     // A client that sends no name (it dials an address) gets the first certificate.
-    let other = https_get(https_port, "127.0.0.1", "/", &ca_pem, both)
+    let other = https_get(https_port, "127.0.0.1", "/", ca_pem, both)
         .await
         .unwrap();
     assert_eq!(other.certificate, leaf_of(&renewed));
@@ -494,4 +485,55 @@ forwardingRules:
 "#,
         https, http2
     )
+}
+
+/// examples/https.yaml on free ports, its backends running and its two certificates
+/// (www.example.test, api.example.test) issued by a test CA into the folder the config names.
+pub struct HttpsExample {
+    pub ca: Authority,
+    pub certs: std::path::PathBuf,
+    pub ca_pem: String,
+    pub www_pem: String,
+    pub api_pem: String,
+    pub config: String,
+    pub https_port: u16,
+    pub http_port: u16,
+    _backends: (EchoBackend, EchoBackend),
+    _pki: tempfile::TempDir,
+}
+
+impl HttpsExample {
+    pub async fn new() -> HttpsExample {
+        let web = EchoBackend::start_named("web").await;
+        let api = EchoBackend::start_named("api").await;
+        let (https_port, http_port) = (free_port(), free_port());
+        let pki = tempfile::tempdir().unwrap();
+        let certs = pki.path().join("certs");
+        let staging = pki.path().join("staging");
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::create_dir_all(&staging).unwrap();
+        let ca = Authority::new(&staging, "test-ca");
+        let ca_pem = std::fs::read_to_string(staging.join("test-ca.pem")).unwrap();
+        let www_pem = install_certificate(&ca, &certs, "www.example.test");
+        let api_pem = install_certificate(&ca, &certs, "api.example.test");
+        let example = std::fs::read_to_string(repo_root().join("examples/https.yaml")).unwrap();
+        let config = example
+            .replace("certs/", &format!("{}/", certs.display()))
+            .replace("port: 8081", &format!("port: {}", web.port()))
+            .replace("port: 8083", &format!("port: {}", api.port()))
+            .replace("\"10443\"", &format!("\"{https_port}\""))
+            .replace("\"10080\"", &format!("\"{http_port}\""));
+        HttpsExample {
+            ca,
+            certs,
+            ca_pem,
+            www_pem,
+            api_pem,
+            config,
+            https_port,
+            http_port,
+            _backends: (web, api),
+            _pki: pki,
+        }
+    }
 }

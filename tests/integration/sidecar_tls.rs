@@ -15,10 +15,9 @@ use tokio_rustls::rustls::version::{TLS12, TLS13};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use crate::common::echo::EchoBackend;
-use crate::common::pki::Authority;
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
-use crate::https::{https_get, install_certificate};
+use crate::https::{https_get, HttpsExample};
 
 /// Starts the proxy `through` as `node_id` against `switchyard`, and waits for its ACKs.
 async fn start_proxy(through: Through, switchyard: &Switchyard, node_id: &str) -> Proxy {
@@ -86,64 +85,54 @@ async fn h2_get(port: u16, host: &str, ca_pem: &str) -> Result<(Option<Vec<u8>>,
 
 async fn https_example_through(through: Through) {
     let node_id = format!("https-example-{through:?}").to_lowercase();
-    let web = EchoBackend::start_named("web").await;
-    let api = EchoBackend::start_named("api").await;
-    let (https_port, http_port) = (free_port(), free_port());
-    let pki = tempfile::tempdir().unwrap();
-    let certs = pki.path().join("certs");
-    let staging = pki.path().join("staging");
-    std::fs::create_dir_all(&certs).unwrap();
-    std::fs::create_dir_all(&staging).unwrap();
-    let ca = Authority::new(&staging, "test-ca");
-    let ca_pem = std::fs::read_to_string(staging.join("test-ca.pem")).unwrap();
-    let www_pem = install_certificate(&ca, &certs, "www.example.test");
-    let api_pem = install_certificate(&ca, &certs, "api.example.test");
-    let example = std::fs::read_to_string(repo_root().join("examples/https.yaml")).unwrap();
-    let config = example
-        .replace("certs/", &format!("{}/", certs.display()))
-        .replace("port: 8081", &format!("port: {}", web.port()))
-        .replace("port: 8083", &format!("port: {}", api.port()))
-        .replace("\"10443\"", &format!("\"{https_port}\""))
-        .replace("\"10080\"", &format!("\"{http_port}\""));
-    let switchyard = Switchyard::start(&config).await;
+    let example = HttpsExample::new().await;
+    let HttpsExample {
+        ca_pem,
+        www_pem,
+        api_pem,
+        config,
+        ..
+    } = &example;
+    let https_port = example.https_port;
+    let switchyard = Switchyard::start(config).await;
     let proxy = start_proxy(through, &switchyard, &node_id).await;
 
     let both = &[&TLS12, &TLS13][..];
     let www = wait_for("the HTTPS listener to answer", || async {
-        https_get(https_port, "www.example.test", "/", &ca_pem, both)
+        https_get(https_port, "www.example.test", "/", ca_pem, both)
             .await
             .ok()
     })
     .await;
-    assert_eq!(www.certificate, leaf_of(&www_pem), "{through:?}: SNI www");
+    assert_eq!(www.certificate, leaf_of(www_pem), "{through:?}: SNI www");
     assert_eq!(www.body["backend"], "web");
     assert_eq!(
         www.body["headers"]["x-forwarded-proto"], "https",
         "{through:?}: the scheme the request came in on: {}",
         www.body
     );
-    let api_answer = https_get(https_port, "api.example.test", "/v1/x", &ca_pem, both)
+    let api_answer = https_get(https_port, "api.example.test", "/v1/x", ca_pem, both)
         .await
         .unwrap();
     assert_eq!(
         api_answer.certificate,
-        leaf_of(&api_pem),
+        leaf_of(api_pem),
         "{through:?}: SNI api"
     );
     assert_eq!(api_answer.body["backend"], "api");
     assert_eq!(api_answer.body["path"], "/x");
     // No name (an address is dialled): the first certificate, the default.
-    let unnamed = https_get(https_port, "127.0.0.1", "/", &ca_pem, both)
+    let unnamed = https_get(https_port, "127.0.0.1", "/", ca_pem, both)
         .await
         .unwrap();
     assert_eq!(
         unnamed.certificate,
-        leaf_of(&www_pem),
+        leaf_of(www_pem),
         "{through:?}: default"
     );
 
     // HTTP/2 over TLS, chosen by ALPN.
-    let (alpn, body) = h2_get(https_port, "api.example.test", &ca_pem)
+    let (alpn, body) = h2_get(https_port, "api.example.test", ca_pem)
         .await
         .unwrap();
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "{through:?}: ALPN h2");
@@ -162,7 +151,7 @@ async fn https_example_through(through: Through) {
     }
 
     // The SSL policy: TLS 1.2 allowed; a minimum of 1.3 refuses a 1.2-only client.
-    https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS12])
+    https_get(https_port, "www.example.test", "/", ca_pem, &[&TLS12])
         .await
         .expect("TLS 1.2 is allowed by modern-tls12");
     switchyard
@@ -170,13 +159,13 @@ async fn https_example_through(through: Through) {
         .await;
     switchyard.wait_for_acks(&node_id).await;
     wait_for("TLS 1.2 to be refused", || async {
-        https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS12])
+        https_get(https_port, "www.example.test", "/", ca_pem, &[&TLS12])
             .await
             .is_err()
             .then_some(())
     })
     .await;
-    let modern = https_get(https_port, "www.example.test", "/", &ca_pem, &[&TLS13])
+    let modern = https_get(https_port, "www.example.test", "/", ca_pem, &[&TLS13])
         .await
         .unwrap();
     assert_eq!(
