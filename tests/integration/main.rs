@@ -45,6 +45,7 @@ mod properties;
 mod proxyless_grpc;
 mod reload_stress;
 mod sidecar;
+mod sidecar_accepts;
 mod sidecar_balancers;
 mod sidecar_connections;
 mod sidecar_listener_settings;

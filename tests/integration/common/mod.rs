@@ -13,6 +13,7 @@ pub mod ramp;
 pub mod resources;
 pub mod scripted;
 pub mod sidecar;
+pub mod sidecar_acceptance;
 pub mod single_worker;
 pub mod xds;
 
@@ -420,6 +421,7 @@ impl Switchyard {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("lb.yaml");
         std::fs::write(&config, config_text).unwrap();
+        sidecar_acceptance::assert_sidecar_accepts(&config);
         // Edits in these tests remove things on purpose; the removal guard has its own tests.
         let mut options = ServeOptions {
             removal_grace: Duration::ZERO,
@@ -454,6 +456,7 @@ impl Switchyard {
         let temporary = self.dir.path().join(".lb.yaml.tmp");
         std::fs::write(&temporary, config_text).unwrap();
         std::fs::rename(&temporary, &self.config).unwrap();
+        sidecar_acceptance::assert_sidecar_accepts(&self.config);
         wait_for("the server to take in the edit", || {
             let status = self.running.status.read().unwrap().clone();
             let held = status.last_load == switchyard::publish::status::LoadOutcome::PendingRemoval
