@@ -20,5 +20,6 @@ pub mod publish;
 pub mod serve;
 pub mod status;
 pub mod translate;
+pub mod unverified_tls;
 pub mod validation_report;
 pub mod xds;

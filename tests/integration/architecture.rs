@@ -7,12 +7,12 @@
 //! - model: nothing (it is the shared language);
 //! - config: model;
 //! - translate: model, and xds's shared message helpers (types, wire, reflect);
-//! - health, capacity: model, metrics;
+//! - health: model, metrics, unverified_tls; capacity: model, metrics;
 //! - publish: model, config, translate, capacity, metrics, memory, and the xDS cache it publishes to;
 //! - xds/server: xds's shared helpers, metrics, memory;
 //! - xds/client and proxy (the sidecar, which stands apart): xds's shared helpers and the
-//!   xDS client, memory;
-//! - memory, descriptors, metrics: nothing (leaves every part may use).
+//!   xDS client, memory (and, for proxy, unverified_tls);
+//! - memory, descriptors, metrics, unverified_tls: nothing (leaves every part may use).
 //!
 //! The commands' wiring (main, serve, admin, explain, status, validation_report) may use all.
 
@@ -26,7 +26,7 @@ const RULES: &[(&str, &[&str])] = &[
         "translate",
         &["model", "xds::types", "xds::wire", "xds::reflect"],
     ),
-    ("health", &["model", "metrics"]),
+    ("health", &["model", "metrics", "unverified_tls"]),
     ("capacity", &["model", "metrics"]),
     (
         "publish",
@@ -64,9 +64,11 @@ const RULES: &[(&str, &[&str])] = &[
             "xds::reflect",
             "xds::client",
             "memory",
+            "unverified_tls",
         ],
     ),
     ("memory.rs", &[]),
+    ("unverified_tls.rs", &[]),
     ("descriptors.rs", &[]),
     ("metrics.rs", &[]),
 ];
