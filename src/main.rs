@@ -13,6 +13,8 @@ use switchyard::xds::server::limits::XdsLimits;
 use switchyard::xds::server::tls::TlsFiles;
 use switchyard::{publish, serve, translate};
 
+mod logging;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
@@ -22,6 +24,13 @@ use switchyard::{publish, serve, translate};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written to standard error.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+    /// error, warn, info, debug or trace for Switchyard's own lines, or RUST_LOG-style
+    /// directives (`switchyard=debug,h2=info`); RUST_LOG is used when this is not given.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -255,14 +264,12 @@ enum Format {
 fn main() -> ExitCode {
     switchyard::memory::configure();
     switchyard::descriptors::raise_open_file_limit();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "switchyard=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if let Err(error) = logging::init(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod capacity_feed;
+mod diagnostic_log;
 pub mod endpoint_sources;
 pub mod guard;
 pub mod liveness;
@@ -81,6 +82,8 @@ struct Served {
     /// Capacity decided from measured load, when a load source is attached.
     capacity: Option<CapacityFeed>,
     pending: Option<Pending>,
+    /// What the log has said about configs (each warning, note and rejection once).
+    log: diagnostic_log::DiagnosticLog,
 }
 
 impl Served {
@@ -178,14 +181,8 @@ impl Publisher {
         if loaded.diagnostics.has_errors() {
             // A held edit only stands while the files stay as they were.
             served.pending = None;
-            self.reject(served, loaded);
+            self.reject(served, loaded, fingerprint);
             return Offered::Rejected;
-        }
-        for warning in loaded.diagnostics.warnings() {
-            tracing::warn!("{warning}");
-        }
-        for note in &loaded.diagnostics.notes {
-            tracing::info!("{note}");
         }
         let kept = endpoints::served_endpoints(&loaded.model);
         let draining = draining_after(served, &loaded.model, &kept, now);
@@ -213,6 +210,7 @@ impl Publisher {
         served.endpoints = kept;
         served.model = Arc::new(loaded.model);
         served.names = names;
+        served.log.accepted(&loaded.diagnostics);
         self.publish(served, resources, now);
         self.models.send_replace(served.model.clone());
         self.status_mut()
@@ -383,11 +381,10 @@ impl Publisher {
         published
     }
 
-    fn reject(&self, served: &Served, loaded: Loaded) {
-        for diagnostic in loaded.diagnostics.errors() {
-            tracing::error!("{diagnostic}");
-        }
-        if served.published {
+    fn reject(&self, served: &mut Served, loaded: Loaded, fingerprint: &str) {
+        if !served.log.rejected(fingerprint, &loaded.diagnostics) {
+            tracing::debug!("the same files as the last rejected ones; still rejected");
+        } else if served.published {
             tracing::error!(
                 "config change rejected; still serving version {}",
                 self.cache.current().version
