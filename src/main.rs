@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use switchyard::config::{self, ReadLimits};
 use switchyard::xds::server::limits::XdsLimits;
 use switchyard::xds::server::tls::TlsFiles;
@@ -25,11 +25,11 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// How log lines are written to standard error.
-    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text, help_heading = "Logging")]
     log_format: logging::LogFormat,
     /// error, warn, info, debug or trace for Switchyard's own lines, or RUST_LOG-style
     /// directives (`switchyard=debug,h2=info`); RUST_LOG is used when this is not given.
-    #[arg(long, global = true, value_name = "LEVEL")]
+    #[arg(long, global = true, value_name = "LEVEL", help_heading = "Logging")]
     log_level: Option<String>,
 }
 
@@ -37,32 +37,36 @@ struct Cli {
 enum Command {
     /// Serve a config (file or directory) over xDS, reloading it when it changes.
     Serve {
+        /// The config file, or a folder of them (every *.yaml / *.yml, as one config); watched,
+        /// and read again on SIGHUP.
         path: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:18000")]
+        /// Where xDS clients (Envoy, gRPC, the sidecar) connect.
+        #[arg(long, default_value = "127.0.0.1:18000", help_heading = "Addresses")]
         xds_listen: SocketAddr,
-        #[arg(long, default_value = "127.0.0.1:19000")]
+        /// The admin port: /ready, /healthz, /metrics, /config_status, /clients, the console.
+        #[arg(long, default_value = "127.0.0.1:19000", help_heading = "Addresses")]
         admin_listen: SocketAddr,
         /// Seconds an edit that would withdraw every listener, every cluster or more than half
         /// of what is served waits (the files unchanged) before it is applied; 0 applies it at
         /// once.
-        #[arg(long, default_value_t = publish::DEFAULT_REMOVAL_GRACE.as_secs_f64(), value_name = "SECONDS")]
+        #[arg(long, default_value_t = publish::DEFAULT_REMOVAL_GRACE.as_secs_f64(), value_name = "SECONDS", help_heading = "Config reloads")]
         removal_grace: f64,
         /// Health-check probes in flight at most (a probe waits for a slot beyond that).
-        #[arg(long, default_value_t = switchyard::health::scheduler::DEFAULT_CONCURRENCY, value_name = "PROBES")]
+        #[arg(long, default_value_t = switchyard::health::scheduler::DEFAULT_CONCURRENCY, value_name = "PROBES", help_heading = "Health checking and load reports")]
         health_concurrency: usize,
         /// Seconds a config change (a file event or SIGHUP) may wait for the reloader before
         /// `/ready` answers 503: a stuck reloader no longer serves what the files say.
-        #[arg(long, default_value_t = switchyard::publish::liveness::DEFAULT_STALL_LIMIT.as_secs_f64(), value_name = "SECONDS")]
+        #[arg(long, default_value_t = switchyard::publish::liveness::DEFAULT_STALL_LIMIT.as_secs_f64(), value_name = "SECONDS", help_heading = "Config reloads")]
         reload_stall_limit: f64,
         /// Seconds between the load reports clients are asked for (0.5 to 60), for the
         /// balancing modes with a capacity target.
-        #[arg(long, default_value_t = switchyard::publish::load_feed::DEFAULT_INTERVAL.as_secs_f64(), value_name = "SECONDS")]
+        #[arg(long, default_value_t = switchyard::publish::load_feed::DEFAULT_INTERVAL.as_secs_f64(), value_name = "SECONDS", help_heading = "Health checking and load reports")]
         load_report_interval: f64,
         #[command(flatten)]
         limits: LimitArgs,
         /// Exit with the diagnostics when the config is not valid at start, instead of serving
         /// nothing until it is fixed.
-        #[arg(long)]
+        #[arg(long, help_heading = "Config reloads")]
         exit_on_invalid: bool,
         #[command(flatten)]
         xds_limits: XdsLimitArgs,
@@ -73,7 +77,12 @@ enum Command {
     },
     /// Check a config; exit 0 when it has no errors, 1 otherwise.
     Validate {
+        /// The config file, or a folder of them (every *.yaml / *.yml, as one config).
         path: PathBuf,
+        /// `text` for people; `json` (one object: valid, counts, every diagnostic with its
+        /// file, line and resource path) for CI pipelines.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
         #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
@@ -81,6 +90,7 @@ enum Command {
     },
     /// Show why a backend service's traffic goes where it goes, for a client's locality.
     Explain {
+        /// The config file, or a folder of them.
         path: PathBuf,
         /// `backendServices/NAME` (or just NAME).
         service: String,
@@ -109,9 +119,20 @@ enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
     },
+    /// Print the shell completion script for SHELL (e.g. `switchyard completions bash >
+    /// /etc/bash_completion.d/switchyard`).
+    Completions {
+        /// bash, elvish, fish, powershell or zsh.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `switchyard man > switchyard.1 && man ./switchyard.1`.
+    Man,
     /// Print the xDS resources a config translates to.
     Translate {
+        /// The config file, or a folder of them.
         path: PathBuf,
+        /// How the resources are printed (as Envoy's /config_dump shows them).
         #[arg(long, value_enum, default_value_t = Format::Yaml)]
         format: Format,
         #[command(flatten)]
@@ -124,18 +145,22 @@ enum Command {
 struct TemplateArgs {
     /// A template parameter's value, `KEY=VALUE`; `FILE:KEY=VALUE` for one template of a
     /// folder. Repeatable; wins over --parameters-file.
-    #[arg(long = "parameter", value_name = "KEY=VALUE")]
+    #[arg(
+        long = "parameter",
+        value_name = "KEY=VALUE",
+        help_heading = "CloudFormation templates"
+    )]
     parameters: Vec<String>,
     /// Parameter values as the AWS CLI takes them: a JSON list of {"ParameterKey",
     /// "ParameterValue"}, or `Key=Value` lines. Read at start.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "CloudFormation templates")]
     parameters_file: Vec<PathBuf>,
     /// The region templates are evaluated in (`AWS::Region`); by default the region of the
     /// first target's zone.
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, value_name = "REGION", help_heading = "CloudFormation templates")]
     aws_region: Option<String>,
     /// The stack name (`AWS::StackName`); by default each template file's stem.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "CloudFormation templates")]
     stack_name: Option<String>,
 }
 
@@ -169,7 +194,7 @@ impl TemplateArgs {
 #[derive(clap::Args, Clone, Copy)]
 struct LimitArgs {
     /// The largest config file accepted, in bytes.
-    #[arg(long, default_value_t = config::source::DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
+    #[arg(long, default_value_t = config::source::DEFAULT_MAX_FILE_BYTES, value_name = "BYTES", help_heading = "Config reloads")]
     max_config_bytes: u64,
 }
 
@@ -186,16 +211,20 @@ impl LimitArgs {
 #[derive(clap::Args, Clone)]
 struct TlsArgs {
     /// The xDS port's certificate chain (PEM); read again when it changes.
-    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_key", "xds_client_ca"])]
+    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_key", "xds_client_ca"], help_heading = "xDS port security")]
     xds_tls_cert: Option<PathBuf>,
     /// The key of --xds-tls-cert (PEM).
-    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_cert", "xds_client_ca"])]
+    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_cert", "xds_client_ca"], help_heading = "xDS port security")]
     xds_tls_key: Option<PathBuf>,
     /// The CAs that xDS clients' certificates must chain to (PEM bundle).
-    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_cert", "xds_tls_key"])]
+    #[arg(long, value_name = "FILE", requires_all = ["xds_tls_cert", "xds_tls_key"], help_heading = "xDS port security")]
     xds_client_ca: Option<PathBuf>,
     /// Serve xDS without TLS on an address other hosts can reach.
-    #[arg(long, conflicts_with = "xds_tls_cert")]
+    #[arg(
+        long,
+        conflicts_with = "xds_tls_cert",
+        help_heading = "xDS port security"
+    )]
     xds_plaintext: bool,
 }
 
@@ -213,29 +242,29 @@ impl TlsArgs {
 #[derive(clap::Args, Clone, Copy)]
 struct XdsLimitArgs {
     /// Streams one HTTP/2 connection may have open.
-    #[arg(long, default_value_t = XdsLimits::default().max_streams_per_connection)]
+    #[arg(long, default_value_t = XdsLimits::default().max_streams_per_connection, help_heading = "xDS client limits")]
     max_streams_per_connection: u32,
     /// Connections one peer address may have open.
-    #[arg(long, default_value_t = XdsLimits::default().max_connections_per_peer)]
+    #[arg(long, default_value_t = XdsLimits::default().max_connections_per_peer, help_heading = "xDS client limits")]
     max_connections_per_peer: usize,
     /// Connections open in all.
-    #[arg(long, default_value_t = XdsLimits::default().max_connections)]
+    #[arg(long, default_value_t = XdsLimits::default().max_connections, help_heading = "xDS client limits")]
     max_connections: usize,
     /// The largest request accepted, in bytes.
-    #[arg(long, default_value_t = XdsLimits::default().max_request_bytes)]
+    #[arg(long, default_value_t = XdsLimits::default().max_request_bytes, help_heading = "xDS client limits")]
     max_request_bytes: usize,
     /// Resource names one request may carry.
-    #[arg(long, default_value_t = XdsLimits::default().max_resource_names)]
+    #[arg(long, default_value_t = XdsLimits::default().max_resource_names, help_heading = "xDS client limits")]
     max_resource_names: usize,
     /// The largest node accepted, encoded, in bytes.
-    #[arg(long, default_value_t = XdsLimits::default().max_node_bytes)]
+    #[arg(long, default_value_t = XdsLimits::default().max_node_bytes, help_heading = "xDS client limits")]
     max_node_bytes: usize,
     /// Seconds without reading anything (not even a keepalive answer) before a connection is
     /// closed.
-    #[arg(long, default_value_t = XdsLimits::default().idle_timeout.as_secs(), value_name = "SECONDS")]
+    #[arg(long, default_value_t = XdsLimits::default().idle_timeout.as_secs(), value_name = "SECONDS", help_heading = "xDS client limits")]
     idle_timeout: u64,
     /// Seconds between the server's keepalive pings on each connection.
-    #[arg(long, default_value_t = XdsLimits::default().keepalive_interval.as_secs(), value_name = "SECONDS")]
+    #[arg(long, default_value_t = XdsLimits::default().keepalive_interval.as_secs(), value_name = "SECONDS", help_heading = "xDS client limits")]
     keepalive_interval: u64,
 }
 
@@ -259,6 +288,12 @@ impl XdsLimitArgs {
 enum Format {
     Json,
     Yaml,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -358,6 +393,18 @@ fn report_interval(seconds: f64) -> anyhow::Result<Duration> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "switchyard", &mut script);
+            write_stdout(&String::from_utf8_lossy(&script))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_stdout(&String::from_utf8_lossy(&page))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Proxy {
             bootstrap,
             concurrency,
@@ -416,11 +463,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate {
             path,
+            format,
             limits,
             template,
         } => {
             let loaded = config::load_with_inputs(&path, &limits.limits(), &template.inputs()?);
-            let report = switchyard::validation_report::report(&path, &loaded.diagnostics);
+            let report = match format {
+                ReportFormat::Text => {
+                    switchyard::validation_report::report(&path, &loaded.diagnostics)
+                }
+                ReportFormat::Json => {
+                    let report =
+                        switchyard::validation_report::json_report(&path, &loaded.diagnostics);
+                    serde_json::to_string_pretty(&report)? + "\n"
+                }
+            };
             write_stdout(&report)?;
             Ok(if !loaded.diagnostics.has_errors() {
                 ExitCode::SUCCESS
@@ -575,4 +632,31 @@ fn live_health(
         health.insert(address, format!("{state} ({})", families.join(", ")));
     }
     Ok(health)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument and flag of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_is_described() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for argument in command.get_arguments() {
+                let id = argument.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if argument.get_help().is_none() && argument.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "switchyard", &mut missing);
+        assert!(missing.is_empty(), "undescribed in --help: {missing:?}");
+    }
 }

@@ -2,6 +2,7 @@
 //! clash with each other as wholes (the same names, the same address and port: a folder of
 //! separate configs given as one) are summed up as one line per pair of files with a hint,
 //! instead of one error per clash; then the counts of errors, warnings and notes.
+//! `--format json` gives the same as one JSON object for CI pipelines.
 //! Must not: load or check anything (it formats what the loader found).
 
 use std::fmt::Write;
@@ -129,4 +130,19 @@ mod tests {
         assert!(text.contains("error: a.yaml:9: backendServices[web]: the name `web` is used"));
         assert!(!text.contains("hint"));
     }
+}
+
+/// The report as JSON: whether the config is valid, the counts, and every diagnostic (severity,
+/// file, line, path, message, and for a clash where the other use is).
+pub fn json_report(path: &Path, diagnostics: &Diagnostics) -> serde_json::Value {
+    let errors = diagnostics.errors().count();
+    let all: Vec<&Diagnostic> = diagnostics.items.iter().chain(&diagnostics.notes).collect();
+    serde_json::json!({
+        "path": path.display().to_string(),
+        "valid": errors == 0,
+        "errors": errors,
+        "warnings": diagnostics.warnings().count(),
+        "notes": diagnostics.notes.len(),
+        "diagnostics": all,
+    })
 }

@@ -255,3 +255,106 @@ fn validating_a_folder_of_separate_configs_names_the_files_that_clash() {
     assert!(error_lines < 12, "{error_lines} error lines:\n{out}");
     assert!(out.contains(" error(s), 0 warning(s), "), "{out}");
 }
+
+#[test]
+fn validate_reports_json_for_ci_pipelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    let text = std::fs::read_to_string(quickstart())
+        .unwrap()
+        .replace("maxRate: 10", "maxRate: -1");
+    std::fs::write(&broken, text).unwrap();
+    let (code, out, _) = switchyard(&["validate", broken.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(report["valid"], false, "{out}");
+    assert_eq!(report["errors"], 1, "{out}");
+    let error = &report["diagnostics"][0];
+    assert_eq!(error["severity"], "error", "{out}");
+    assert_eq!(error["line"], 47, "{out}");
+    assert_eq!(
+        error["path"], "backendServices[web].backends[1].maxRate",
+        "{out}"
+    );
+    assert!(
+        error["file"].as_str().unwrap().ends_with("broken.yaml"),
+        "{out}"
+    );
+
+    let (code, out, _) = switchyard(&["validate", &quickstart(), "--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["valid"].clone(), report["notes"].clone()),
+        (true.into(), 1.into())
+    );
+    assert_eq!(report["diagnostics"][0]["severity"], "note", "{out}");
+}
+
+#[test]
+fn logs_are_json_lines_on_request_and_never_carry_colour_codes_into_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lb.yaml");
+    std::fs::write(&file, "backendServices: [\n").unwrap();
+    let serve = |format: &str| {
+        switchyard(&[
+            "serve",
+            file.to_str().unwrap(),
+            "--exit-on-invalid",
+            "--xds-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            format,
+        ])
+    };
+    let (_, _, text) = serve("text");
+    assert!(text.contains("YAML syntax error"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI codes in a non-terminal log: {text:?}"
+    );
+    let (_, _, json) = serve("json");
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).expect("each log line is one JSON object"))
+        .collect();
+    assert!(
+        lines.iter().any(|line| line["level"] == "ERROR"
+            && line["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("YAML syntax error")),
+        "{json}"
+    );
+    let (code, _, err) = switchyard(&[
+        "validate",
+        file.to_str().unwrap(),
+        "--log-level",
+        "switchyard=loud",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--log-level switchyard=loud"), "{err}");
+}
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_same_flags_as_help() {
+    let (code, bash, _) = switchyard(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--xds-listen",
+        "--load-report-interval",
+        "--log-format",
+        "--bootstrap",
+    ] {
+        assert!(bash.contains(flag), "bash completion lacks {flag}");
+    }
+    let (code, page, _) = switchyard(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH switchyard 1"),
+        "{page}"
+    );
+}
