@@ -69,6 +69,21 @@ pub fn report(path: &Path, diagnostics: &Diagnostics) -> String {
     text
 }
 
+/// The report as JSON: whether the config is valid, the counts, and every diagnostic (severity,
+/// file, line, path, message, and for a clash where the other use is).
+pub fn json_report(path: &Path, diagnostics: &Diagnostics) -> serde_json::Value {
+    let errors = diagnostics.errors().count();
+    let all: Vec<&Diagnostic> = diagnostics.items.iter().chain(&diagnostics.notes).collect();
+    serde_json::json!({
+        "path": path.display().to_string(),
+        "valid": errors == 0,
+        "errors": errors,
+        "warnings": diagnostics.warnings().count(),
+        "notes": diagnostics.notes.len(),
+        "diagnostics": all,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,19 +145,4 @@ mod tests {
         assert!(text.contains("error: a.yaml:9: backendServices[web]: the name `web` is used"));
         assert!(!text.contains("hint"));
     }
-}
-
-/// The report as JSON: whether the config is valid, the counts, and every diagnostic (severity,
-/// file, line, path, message, and for a clash where the other use is).
-pub fn json_report(path: &Path, diagnostics: &Diagnostics) -> serde_json::Value {
-    let errors = diagnostics.errors().count();
-    let all: Vec<&Diagnostic> = diagnostics.items.iter().chain(&diagnostics.notes).collect();
-    serde_json::json!({
-        "path": path.display().to_string(),
-        "valid": errors == 0,
-        "errors": errors,
-        "warnings": diagnostics.warnings().count(),
-        "notes": diagnostics.notes.len(),
-        "diagnostics": all,
-    })
 }
