@@ -70,7 +70,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("memory.rs", &[]),
     ("unverified_tls.rs", &[]),
     ("descriptors.rs", &[]),
-    ("metrics.rs", &[]),
+    ("metrics", &[]),
 ];
 
 fn rust_files(path: &Path) -> Vec<PathBuf> {

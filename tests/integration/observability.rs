@@ -207,3 +207,94 @@ async fn csds_status_and_metrics_show_each_client_and_resource() {
     })
     .await;
 }
+
+/// What an operator's dashboards expect from any server: the build, the process's own
+/// figures under their usual names, every xDS series present (at zero) before any client
+/// comes, and whether the last config read was served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_build_the_process_and_the_last_reload_from_the_start() {
+    let web = Backend::start("web").await;
+    let listen = free_port();
+    let switchyard = Switchyard::start(&config(listen, web.port())).await;
+    let scrape = || async { get_text(&switchyard.admin_url("/metrics")).await.unwrap() };
+    let value = |metrics: &str, name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let metrics = scrape().await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        value(
+            &metrics,
+            &format!(r#"switchyard_build_info{{version="{version}"}}"#)
+        ),
+        1.0
+    );
+    for r#type in [
+        "Listener",
+        "RouteConfiguration",
+        "Cluster",
+        "ClusterLoadAssignment",
+        "Secret",
+    ] {
+        for family in ["responses", "acks", "nacks", "bytes_sent", "resources_sent"] {
+            assert_eq!(
+                value(
+                    &metrics,
+                    &format!(r#"switchyard_xds_{family}_total{{type="{type}"}}"#)
+                ),
+                0.0,
+                "no client has come yet"
+            );
+        }
+    }
+    assert_eq!(
+        value(
+            &metrics,
+            r#"switchyard_config_loads_total{outcome="rejected"}"#
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(&metrics, "switchyard_config_last_reload_success"),
+        1.0
+    );
+    let served_at = value(
+        &metrics,
+        "switchyard_config_last_reload_success_timestamp_seconds",
+    );
+    assert!(served_at > 1.7e9, "{served_at}");
+    assert!(value(&metrics, "process_cpu_seconds_total") > 0.0);
+    assert!(value(&metrics, "process_resident_memory_bytes") > 1e6);
+    assert!(value(&metrics, "process_open_fds") >= 3.0);
+    assert!(value(&metrics, "process_start_time_seconds") > 1.7e9);
+    assert!(metrics.ends_with("# EOF\n"), "one end marker, at the end");
+    assert_eq!(metrics.matches("# EOF").count(), 1);
+
+    switchyard.edit("backendServices: [\n").await;
+    let metrics = scrape().await;
+    assert_eq!(
+        value(&metrics, "switchyard_config_last_reload_success"),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"switchyard_config_loads_total{outcome="rejected"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "switchyard_config_last_reload_success_timestamp_seconds"
+        ),
+        served_at,
+        "a rejected read is not a success"
+    );
+}

@@ -6,8 +6,13 @@
 //! per service and backend locality its effective capacity and the load reaching it, and the
 //! share of each client region's traffic it is sent.
 //!
+//! Besides: `switchyard_build_info` (the version), whether the last config reload succeeded
+//! and when one last did, and the process's own figures (process.rs) under their usual names.
+//!
 //! Fed by the publisher, the health checker and (through xds/server/stream_metrics.rs) the
 //! stream hooks; imports nothing of them. Must not be read on any hot path.
+
+pub mod process;
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
@@ -20,6 +25,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -91,8 +97,22 @@ struct Tracking {
     waiting: HashSet<u64>,
 }
 
+/// The resource types xDS series are shown for from the start (at zero), as the xDS layer
+/// names them.
+const SERVED_TYPES: [&str; 5] = [
+    "Listener",
+    "RouteConfiguration",
+    "Cluster",
+    "ClusterLoadAssignment",
+    "Secret",
+];
+
 pub struct Metrics {
     registry: Registry,
+    /// The process's figures, without the `switchyard_` prefix.
+    process: Registry,
+    last_reload_success: Gauge,
+    last_reload_success_time: Gauge<f64, AtomicU64>,
     clients: Family<ClientLabels, Gauge>,
     responses: Family<TypeLabels, Counter>,
     resources: Family<TypeLabels, Counter>,
@@ -137,9 +157,17 @@ impl Metrics {
         );
         let counter_family = |registry: &mut Registry, name: &str, help: &str| {
             let family = Family::<TypeLabels, Counter>::default();
+            for r#type in SERVED_TYPES {
+                let _ = family.get_or_create(&TypeLabels { r#type });
+            }
             registry.register(name, help, family.clone());
             family
         };
+        registry.register(
+            "build",
+            "The running build",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
         let responses = counter_family(
             &mut registry,
             "xds_responses",
@@ -184,6 +212,24 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             last_reload_attempt.clone(),
         );
+        let last_reload_success = Gauge::default();
+        registry.register(
+            "config_last_reload_success",
+            "1 when the last config read was served (or held back for the removal guard), 0 when it was rejected",
+            last_reload_success.clone(),
+        );
+        let last_reload_success_time = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "config_last_reload_success_timestamp",
+            "When a config read was last served",
+            prometheus_client::registry::Unit::Seconds,
+            last_reload_success_time.clone(),
+        );
+        for outcome in ["accepted", "rejected", "held"] {
+            let _ = loads.get_or_create(&OutcomeLabels { outcome });
+        }
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector));
         let convergence_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
             "xds_convergence_seconds",
@@ -234,6 +280,9 @@ impl Metrics {
             .clone();
         Metrics {
             registry,
+            process,
+            last_reload_success,
+            last_reload_success_time,
             health_probes_passed,
             health_probes_failed,
             health_endpoints,
@@ -258,8 +307,11 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format.
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+        encode_registry(&mut text, &self.registry)
+            .and_then(|()| encode_registry(&mut text, &self.process))
+            .and_then(|()| encode_eof(&mut text))
             .expect("writing to a String cannot fail");
         text
     }
@@ -273,6 +325,14 @@ impl Metrics {
     pub fn config_loaded(&self, outcome: &'static str, elapsed: Duration) {
         self.loads.get_or_create(&OutcomeLabels { outcome }).inc();
         self.load_seconds.observe(elapsed.as_secs_f64());
+        self.last_reload_success
+            .set(i64::from(outcome != "rejected"));
+        if outcome == "accepted" {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.last_reload_success_time.set(now.as_secs_f64());
+        }
     }
 
     /// The reloader started reading the config at `unix_seconds`.
