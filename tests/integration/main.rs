@@ -41,6 +41,7 @@ mod internet_negs;
 mod load_measured;
 mod mtls;
 mod observability;
+mod packaging;
 mod properties;
 mod proxyless_grpc;
 mod reload_stress;
