@@ -1,7 +1,7 @@
 //! The cookie of a cookie-based stateful session, as Envoy's
 //! `envoy.http.stateful_session.cookie` writes and reads it: the endpoint's `address:port` in a
-//! small protobuf message (field 1 the address, field 2 when it expires in seconds of the
-//! monotonic clock, absent for a session cookie), base64-encoded, quoted, with the cookie's
+//! small protobuf message (field 1 the address, field 2 when it expires in seconds since the
+//! Unix epoch, absent for a session cookie), base64-encoded, quoted, with the cookie's
 //! Max-Age, Path and HttpOnly. A cookie whose value is no such message is read as the address
 //! itself (Envoy's older form). Which requests a session covers follows the cookie's path, as
 //! Envoy matches it. Pure but for reading the clock. Must not: pick endpoints.
@@ -52,7 +52,7 @@ impl SessionCookie {
         let decoded = base64_decode(value.as_bytes())?;
         let address = match CookieValue::decode(decoded.as_slice()) {
             Ok(cookie) => {
-                if cookie.expires != 0 && monotonic_seconds() > cookie.expires {
+                if cookie.expires != 0 && clock_seconds() > cookie.expires {
                     return None;
                 }
                 cookie.address
@@ -67,7 +67,7 @@ impl SessionCookie {
         let expires = if self.ttl.is_zero() {
             0
         } else {
-            monotonic_seconds() + self.ttl.as_secs() as i64
+            clock_seconds() + self.ttl.as_secs() as i64
         };
         let message = CookieValue {
             address: endpoint.to_string(),
@@ -96,18 +96,11 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
-/// Seconds of the monotonic clock, as Envoy's expiry counts them (since boot on Linux, so a
-/// cookie one proxy wrote reads alike in another on the same host).
-fn monotonic_seconds() -> i64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec for the call to fill.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
-    }
-    now.tv_sec
+/// Seconds since the Unix epoch, as Envoy (1.40) counts a cookie's expiry.
+fn clock_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
