@@ -64,8 +64,12 @@ pub fn read(extensions: &[TypedExtensionConfig]) -> Result<EarlyMutations, Fault
             .map_err(|f| f.inside(&format!("{at}.typed_config (HeaderMutation)")))?;
         for (step, one) in mutation.mutations.iter().enumerate() {
             let level = match &one.action {
-                Some(Action::Append(option)) => header_changes(&[option.clone()], &[], &[], &[]),
-                Some(Action::Remove(name)) => header_changes(&[], &[name.clone()], &[], &[]),
+                Some(Action::Append(option)) => {
+                    header_changes(std::slice::from_ref(option), &[], &[], &[])
+                }
+                Some(Action::Remove(name)) => {
+                    header_changes(&[], std::slice::from_ref(name), &[], &[])
+                }
                 _ => Err(Fault::from(Problem::Missing {
                     what: "an append or a remove",
                 })),
