@@ -16,7 +16,9 @@ use envoy_types::pb::envoy::extensions::filters::http::stateful_session::v3::{
 };
 use envoy_types::pb::envoy::extensions::http::stateful_session::cookie::v3::CookieBasedSessionState;
 use envoy_types::pb::google::protobuf::Any as ProtoAny;
-use http::{header, Request, Response};
+use std::net::SocketAddr;
+
+use http::{header, HeaderMap, HeaderValue, Request, Response};
 use prost::Name;
 
 use super::super::http::Body;
@@ -144,6 +146,43 @@ fn session_of(session: &StatefulSession) -> Result<Session, Fault> {
     })
 }
 
+impl Session {
+    /// What a request for `path_and_query` with `headers` asks the router for, and what the
+    /// filter keeps for its answer; None when the session does not cover it.
+    fn open(
+        &self,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Option<(OverrideHost, Remembered)> {
+        let Session::Cookie { cookie, strict } = self else {
+            return None;
+        };
+        if !cookie.covers(path_and_query) {
+            return None;
+        }
+        let named = cookie.address_in(headers);
+        let wanted = OverrideHost {
+            address: named.as_deref().and_then(|a| a.parse().ok()),
+            strict: *strict && named.is_some(),
+        };
+        let remembered = Remembered {
+            cookie: cookie.clone(),
+            named,
+        };
+        Some((wanted, remembered))
+    }
+}
+
+impl Remembered {
+    /// The Set-Cookie for an answer `served` gave: none when the cookie named it already.
+    fn set_cookie(&self, served: SocketAddr) -> Option<HeaderValue> {
+        if self.named.as_deref() == Some(served.to_string().as_str()) {
+            return None;
+        }
+        self.cookie.set_cookie(served)
+    }
+}
+
 impl HttpFilter for StatefulSessionFilter {
     fn decode_headers(
         &self,
@@ -151,22 +190,12 @@ impl HttpFilter for StatefulSessionFilter {
         route: LevelConfigs<'_>,
     ) -> Decoded {
         let session = route.most_specific::<Session>().unwrap_or(&self.listener);
-        let Session::Cookie { cookie, strict } = session else {
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Some((wanted, remembered)) = session.open(path, request.headers()) else {
             return Decoded::Continue;
         };
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        if !cookie.covers(path) {
-            return Decoded::Continue;
-        }
-        let named = cookie.address_in(request.headers());
-        request.extensions_mut().insert(OverrideHost {
-            address: named.as_deref().and_then(|a| a.parse().ok()),
-            strict: *strict && named.is_some(),
-        });
-        Decoded::Remember(Box::new(Remembered {
-            cookie: cookie.clone(),
-            named,
-        }))
+        request.extensions_mut().insert(wanted);
+        Decoded::Remember(Box::new(remembered))
     }
 
     fn encode_headers(&self, response: &mut Response<Body>, memo: &Memo) {
@@ -177,11 +206,94 @@ impl HttpFilter for StatefulSessionFilter {
         else {
             return;
         };
-        if remembered.named.as_deref() == Some(served.to_string().as_str()) {
-            return;
-        }
-        if let Some(value) = remembered.cookie.set_cookie(served) {
+        if let Some(value) = remembered.set_cookie(served) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::affinity::stateful_session_for_route;
+    use envoy_types::pb::envoy::r#type::http::v3::Cookie;
+    use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
+
+    /// The session of a route as Switchyard writes it (wrapped in an optional FilterConfig).
+    fn route_session(path: &str, ttl: i64) -> Session {
+        let cookie = Cookie {
+            name: "AWSALB".into(),
+            ttl: Some(ProtoDuration {
+                seconds: ttl,
+                nanos: 0,
+            }),
+            path: path.into(),
+            ..Default::default()
+        };
+        let map = std::collections::HashMap::from([(
+            NAME.to_string(),
+            stateful_session_for_route(cookie),
+        )]);
+        let configs = super::super::read_route_configs(&map).unwrap();
+        let config = configs.get(NAME).expect("read for the filter");
+        config.downcast_ref::<Session>().unwrap().clone()
+    }
+
+    fn cookie_headers(value: &HeaderValue) -> HeaderMap {
+        let pair = value
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        HeaderMap::from_iter([(header::COOKIE, pair.parse().unwrap())])
+    }
+
+    #[test]
+    fn a_cookie_asks_for_its_endpoint_and_is_written_again_only_for_another() {
+        let session = route_session("/", 120);
+        let (wanted, first) = session.open("/x", &HeaderMap::new()).unwrap();
+        assert_eq!(
+            wanted,
+            OverrideHost {
+                address: None,
+                strict: false
+            }
+        );
+        let one: SocketAddr = "127.0.0.1:8001".parse().unwrap();
+        let issued = first
+            .set_cookie(one)
+            .expect("a new session gets its cookie");
+        let (wanted, held) = session.open("/y", &cookie_headers(&issued)).unwrap();
+        assert_eq!(wanted.address, Some(one));
+        assert_eq!(held.set_cookie(one), None, "the endpoint it named answered");
+        let two: SocketAddr = "[::1]:8002".parse().unwrap();
+        let moved = held.set_cookie(two).expect("another endpoint answered");
+        let (wanted, _) = session.open("/", &cookie_headers(&moved)).unwrap();
+        assert_eq!(wanted.address, Some(two));
+    }
+
+    #[test]
+    fn a_session_is_kept_only_on_its_cookie_path_and_strictly_only_when_asked() {
+        let session = route_session("/api", 0);
+        assert!(session.open("/other", &HeaderMap::new()).is_none());
+        assert!(session.open("/api/items", &HeaderMap::new()).is_some());
+        assert!(Session::Off.open("/api", &HeaderMap::new()).is_none());
+        let strict = match route_session("/", 0) {
+            Session::Cookie { cookie, .. } => Session::Cookie {
+                cookie,
+                strict: true,
+            },
+            Session::Off => unreachable!(),
+        };
+        let (wanted, remembered) = strict.open("/", &HeaderMap::new()).unwrap();
+        assert!(!wanted.strict, "nothing asked for, nothing to insist on");
+        let issued = remembered
+            .set_cookie("127.0.0.1:1".parse().unwrap())
+            .unwrap();
+        assert!(!issued.to_str().unwrap().contains("Max-Age"), "{issued:?}");
+        let (wanted, _) = strict.open("/", &cookie_headers(&issued)).unwrap();
+        assert!(wanted.strict);
     }
 }
