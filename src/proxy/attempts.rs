@@ -16,6 +16,7 @@ use super::balancer::Host;
 use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
 use super::load_stats::Ended;
+use super::override_host::{self, OverrideHost, UpstreamHost};
 use super::request_body::{AttemptBodies, BodyFailure, UpstreamBody};
 use super::resources::route::Retry;
 use super::retry::{retries_failure, retries_status, Failure};
@@ -58,7 +59,8 @@ impl Attempts<'_> {
     ) -> Result<Response<Incoming>, Response<Body>> {
         let attempts = self.retry.map_or(1, |policy| policy.num_retries + 1);
         for attempt in 1..=attempts {
-            let Some(host) = self.entry.balancer.pick(self.hash) else {
+            let wanted = self.parts.extensions.get::<OverrideHost>();
+            let Some(host) = override_host::choose(&self.entry.balancer, wanted, self.hash) else {
                 // Envoy's words, byte for byte.
                 return Err(full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"));
             };
@@ -90,7 +92,13 @@ impl Attempts<'_> {
                         "upstream response headers too large\n",
                     ));
                 }
-                Outcome::Answered(response) => return Ok(response),
+                Outcome::Answered(mut response) => {
+                    if wanted.is_some() {
+                        // For the filter that asked (only then: this allocates).
+                        response.extensions_mut().insert(UpstreamHost(host.address));
+                    }
+                    return Ok(response);
+                }
                 // Envoy's connection manager refuses a body it cannot decode, in its words.
                 Outcome::BodyFailed => return Err(full(StatusCode::BAD_REQUEST, "Bad Request")),
                 Outcome::TimedOut

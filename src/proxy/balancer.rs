@@ -265,6 +265,20 @@ impl Balancer {
     }
 }
 
+impl Balancer {
+    /// The endpoint at `address` if it can take traffic (a stateful session's override host,
+    /// as Envoy's load balancer honours one: only a healthy endpoint of the cluster). Scans
+    /// the endpoints: asked only for requests that name one.
+    pub fn override_host(&self, address: SocketAddr) -> Option<Arc<Host>> {
+        self.priorities
+            .iter()
+            .flat_map(|p| p.localities.iter())
+            .flat_map(|l| l.hosts.iter())
+            .find(|host| host.address == address || host.fallback.contains(&address))
+            .cloned()
+    }
+}
+
 /// Envoy's priority load: each priority takes its health (capped at what is left), and when
 /// the healths sum to less than 100 the loads are scaled up to 100.
 fn spread_load(priorities: &mut [Priority]) {

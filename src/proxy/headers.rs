@@ -169,14 +169,18 @@ pub(super) fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
-/// `name="value"; Max-Age=…; Path=…; HttpOnly`, as Envoy writes the cookies it issues.
+/// `name="value"; Max-Age=…; Path=…; HttpOnly`, as Envoy writes the cookies it issues (no
+/// Max-Age for a zero TTL: a cookie for the browser's session).
 pub(super) fn set_cookie(
     name: &str,
     value: &str,
     path: &str,
     ttl: Duration,
 ) -> Option<HeaderValue> {
-    let mut text = format!("{name}=\"{value}\"; Max-Age={}", ttl.as_secs());
+    let mut text = format!("{name}=\"{value}\"");
+    if !ttl.is_zero() {
+        text.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+    }
     if !path.is_empty() {
         text.push_str(&format!("; Path={path}"));
     }
@@ -200,6 +204,7 @@ mod tests {
             drop_underscore_headers: false,
             host_with_listener_port: false,
             filters: Default::default(),
+            early_mutations: Default::default(),
             timeouts: Default::default(),
             websocket: false,
         }

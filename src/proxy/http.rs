@@ -182,6 +182,11 @@ pub async fn handle(
     if manager.drop_underscore_headers {
         drop_underscore_headers(request.headers_mut());
     }
+    if !manager.early_mutations.is_empty() {
+        // Before anything routes the request (Envoy's early header mutation).
+        let edits = &manager.early_mutations.edits;
+        super::rewrite::apply(request.headers_mut(), edits, &connection);
+    }
     if manager.strip_any_host_port {
         strip_host_port(&mut request);
     }

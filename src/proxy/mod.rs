@@ -21,6 +21,7 @@ pub mod listeners;
 pub mod load_report;
 pub mod load_stats;
 pub mod lrs_client;
+pub mod override_host;
 pub mod request_body;
 pub mod resources;
 pub mod retry;

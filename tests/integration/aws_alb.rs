@@ -18,7 +18,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// The template with its ports replaced: each (from, to) in order.
-fn with_ports(template: &str, ports: &[(u16, u16)]) -> String {
+pub fn with_ports(template: &str, ports: &[(u16, u16)]) -> String {
     ports.iter().fold(template.to_string(), |text, (from, to)| {
         text.replace(&from.to_string(), &to.to_string())
     })

@@ -14,7 +14,7 @@ use crate::common::*;
 
 /// A target group named `name` of the targets at `ports` (in us-east-1a), unchecked, with
 /// `attributes`, as a template's resource.
-fn group(name: &str, ports: &[u16], attributes: &[(&str, &str)]) -> String {
+pub fn group(name: &str, ports: &[u16], attributes: &[(&str, &str)]) -> String {
     let zoned: Vec<(u16, &str)> = ports.iter().map(|port| (*port, "us-east-1a")).collect();
     format!(
         r#"  {name}:
@@ -89,13 +89,13 @@ async fn weighted_random_has_no_anomaly_mitigation_unless_it_is_turned_on() {
 
 /// A target that answers with its name and, on `/login`, sets the application's own cookie
 /// `session=<name>` (as an application starting a session does).
-struct SessionTarget {
-    port: u16,
+pub struct SessionTarget {
+    pub port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SessionTarget {
-    async fn start(name: &str) -> SessionTarget {
+    pub async fn start(name: &str) -> SessionTarget {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let name = name.to_string();
@@ -124,7 +124,7 @@ impl Drop for SessionTarget {
 }
 
 /// The `name=value` of the Set-Cookie headers of `response` whose cookie is `name`.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")
@@ -135,7 +135,11 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// GETs `url` `count` times with `cookie` (if any), tallying the targets that answered.
-async fn tally_cookie(url: &str, cookie: Option<&str>, count: usize) -> BTreeMap<String, usize> {
+pub async fn tally_cookie(
+    url: &str,
+    cookie: Option<&str>,
+    count: usize,
+) -> BTreeMap<String, usize> {
     let client = crate::aws_alb::client();
     let mut seen = BTreeMap::new();
     for _ in 0..count {

@@ -7,9 +7,12 @@
 //! Adding a filter: a module here with a [`Registration`], and its line in [`REGISTERED`].
 //! Must not: route, or know the control plane.
 
+pub mod application_cookie;
 pub mod cors;
 pub mod fault;
 pub mod router;
+pub mod session_cookie;
+pub mod stateful_session;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -23,7 +26,12 @@ use super::resources::Fault;
 use envoy_types::pb::google::protobuf::Any as ProtoAny;
 
 /// Every filter the sidecar runs besides the router.
-pub const REGISTERED: &[Registration] = &[cors::REGISTRATION, fault::REGISTRATION];
+pub const REGISTERED: &[Registration] = &[
+    cors::REGISTRATION,
+    fault::REGISTRATION,
+    stateful_session::REGISTRATION,
+    application_cookie::REGISTRATION,
+];
 
 /// How one filter is known and read.
 pub struct Registration {
@@ -202,7 +210,8 @@ impl std::fmt::Debug for RouteFilterConfigs {
 }
 
 /// Reads a `typed_per_filter_config` map (sorted by name, so a refusal names the same entry
-/// every time).
+/// every time). An entry may come wrapped in a `FilterConfig`; one marked `is_optional` for a
+/// filter the sidecar does not run is skipped, as Envoy skips it.
 pub fn read_route_configs(
     map: &std::collections::HashMap<String, ProtoAny>,
 ) -> Result<RouteFilterConfigs, Fault> {
@@ -211,16 +220,37 @@ pub fn read_route_configs(
     let mut configs = Vec::with_capacity(names.len());
     for name in names {
         let at = format!("typed_per_filter_config[{name}]");
+        let (config, optional) = unwrap_filter_config(&map[name]).map_err(|f| f.inside(&at))?;
         let Some(registration) = registration(name) else {
+            if optional {
+                continue;
+            }
             return Err(Fault::at(
                 at,
                 super::resources::Problem::HttpFilter { name: name.clone() },
             ));
         };
-        let config = (registration.per_route)(&map[name]).map_err(|f| f.inside(&at))?;
+        let config = (registration.per_route)(&config).map_err(|f| f.inside(&at))?;
         configs.push((registration.name, config));
     }
     Ok(RouteFilterConfigs::new(configs))
+}
+
+/// The fields of a route's `FilterConfig` wrapper the sidecar applies.
+pub const FILTER_CONFIG_FIELDS: &[&str] = &["config", "is_optional"];
+
+/// A per-filter config as the filter reads it, and whether it is optional: the `config` of a
+/// `FilterConfig` wrapper, else the entry itself.
+fn unwrap_filter_config(entry: &ProtoAny) -> Result<(ProtoAny, bool), Fault> {
+    use envoy_types::pb::envoy::config::route::v3::FilterConfig;
+    use prost::Name;
+    if entry.type_url != FilterConfig::type_url() {
+        return Ok((entry.clone(), false));
+    }
+    let wrapper: FilterConfig =
+        super::resources::decode_checked(&entry.value, FILTER_CONFIG_FIELDS)
+            .map_err(|f| f.inside("FilterConfig"))?;
+    Ok((wrapper.config.unwrap_or_default(), wrapper.is_optional))
 }
 
 /// Runs `request` through `chain`, then through `router` unless a filter answered it (a

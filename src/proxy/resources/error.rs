@@ -7,10 +7,9 @@
 
 use std::fmt;
 
-use super::listener::{
-    APPLICATION_COOKIE, HOST_WITH_LISTENER_PORT, HTTP_CONNECTION_MANAGER, ROUTER, TCP_PROXY,
-};
+use super::listener::{HOST_WITH_LISTENER_PORT, HTTP_CONNECTION_MANAGER, ROUTER, TCP_PROXY};
 use super::tls::TLS_TRANSPORT_SOCKET;
+use crate::proxy::filters::application_cookie::NAME as APPLICATION_COOKIE;
 use crate::xds::types::TypeUrl;
 
 /// A resource the sidecar cannot apply: `Listener web: address: a port_value is required`.
@@ -141,7 +140,8 @@ pub enum Problem {
     RoutesNotOverRds,
     #[error(
         "the HTTP filter {name} is not supported; the sidecar runs {}, {ROUTER} last and, of \
-         Lua filters, only Switchyard's named step {HOST_WITH_LISTENER_PORT}",
+         Lua filters, only Switchyard's named steps {HOST_WITH_LISTENER_PORT} and \
+         {APPLICATION_COOKIE}",
         crate::proxy::filters::registered_names()
     )]
     HttpFilter { name: String },
@@ -159,12 +159,12 @@ pub enum Problem {
     Denominator { value: i32 },
     #[error("{status} is not an HTTP status a fault abort can answer with (200–599)")]
     AbortStatus { status: u32 },
-    /// Switchyard's own step for application cookies, whose filter the sidecar lacks.
+    /// A LuaPerRoute for Switchyard's application-cookie step that is not its script.
     #[error(
-        "Switchyard's step {APPLICATION_COOKIE} feeds the stateful session filter, which the \
-         sidecar does not run yet"
+        "the sidecar runs no Lua: of {APPLICATION_COOKIE}, it knows only the script Switchyard \
+         writes (`local APPLICATION = \"…\"`, `local ISSUED = \"…\"`)"
     )]
-    ApplicationCookieStep,
+    ApplicationCookieScript,
     #[error("the type {type_url} is not the router's")]
     NotRouterConfig { type_url: String },
     #[error(

@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use prost::Name;
 
+use super::early_mutation::EarlyMutations;
 use super::filter_chain::{self, ChainMatch};
 use super::tls::{CertificateSource, DownstreamTls};
 use super::{decode_checked, duration, socket_address, Fault, Problem, ResourceError};
@@ -31,9 +32,6 @@ pub(super) const ROUTER: &str = "envoy.filters.http.router";
 /// Switchyard's Lua step that appends the listener's port to the Host (translate/frontend.rs
 /// writes it). The sidecar runs no Lua: it knows this step by its name and does what it does.
 pub const HOST_WITH_LISTENER_PORT: &str = "switchyard.host_with_listener_port";
-/// Switchyard's Lua step that follows the application's own cookie: it feeds the stateful
-/// session filter, which the sidecar does not run yet (issue #26), so it is refused with it.
-pub(super) const APPLICATION_COOKIE: &str = "switchyard.sticky_application_cookie";
 
 /// A listener as the sidecar runs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +114,8 @@ pub struct HttpManager {
     pub host_with_listener_port: bool,
     /// The HTTP filters before the router, in the order `http_filters` names them.
     pub filters: FilterChain,
+    /// `early_header_mutation_extensions`: header changes made before the route is chosen.
+    pub early_mutations: EarlyMutations,
     pub timeouts: Timeouts,
     /// `upgrade_configs` names `websocket`: upgrade requests become tunnels to the backend.
     pub websocket: bool,
@@ -179,6 +179,9 @@ pub(super) const MANAGER_FIELDS: &[&str] = &[
     "rds.route_config_name",
     "http_filters.name",
     "http_filters.typed_config",
+    "http_filters.is_optional",
+    "early_header_mutation_extensions.name",
+    "early_header_mutation_extensions.typed_config",
     "strip_any_host_port",
     "use_remote_address",
     "skip_xff_append",
@@ -313,7 +316,8 @@ fn http_manager(bytes: &[u8]) -> Result<HttpManager, Fault> {
             HOST_WITH_LISTENER_PORT if config.is_some_and(|c| c.type_url == Lua::type_url()) => {
                 host_with_listener_port = true;
             }
-            APPLICATION_COOKIE => return Err(Fault::at(at, Problem::ApplicationCookieStep)),
+            // Envoy skips an optional filter it does not know.
+            _ if http_filter.is_optional => {}
             other => {
                 return Err(Fault::at(
                     at,
@@ -369,6 +373,7 @@ fn http_manager(bytes: &[u8]) -> Result<HttpManager, Fault> {
         drop_underscore_headers,
         host_with_listener_port,
         filters,
+        early_mutations: super::early_mutation::read(&manager.early_header_mutation_extensions)?,
         timeouts,
     })
 }
@@ -525,12 +530,9 @@ mod tests {
                 }
             )
         );
-        let mut sticky = aws_manager();
-        sticky.http_filters[0].name = APPLICATION_COOKIE.into();
-        assert_eq!(
-            converted(&sticky).unwrap_err(),
-            Fault::at("http_filters[0]", Problem::ApplicationCookieStep)
-        );
+        other.http_filters[0].is_optional = true;
+        let skipped = converted(&other).expect("an optional filter it lacks is skipped");
+        assert!(skipped.filters.is_empty() && !skipped.host_with_listener_port);
         let mut not_lua = aws_manager();
         not_lua.http_filters[0] = filter(HOST_WITH_LISTENER_PORT, any(&Router::default()));
         assert_eq!(
@@ -592,8 +594,9 @@ mod tests {
             "Listener l: filter_chains[0].filters[0].typed_config (HttpConnectionManager): \
              http_filters[0]: the HTTP filter envoy.filters.http.lua is not supported; the \
              sidecar runs envoy.filters.http.cors, envoy.filters.http.fault, \
-             envoy.filters.http.router last and, of Lua filters, only Switchyard's named step \
-             switchyard.host_with_listener_port"
+             envoy.filters.http.stateful_session, switchyard.sticky_application_cookie, \
+             envoy.filters.http.router last and, of Lua filters, only Switchyard's named steps \
+             switchyard.host_with_listener_port and switchyard.sticky_application_cookie"
         );
         assert!(convert("l", &listener_with(&aws_manager())).is_ok());
     }

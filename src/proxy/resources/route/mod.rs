@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
 pub use actions::{Action, Forward, HashPolicy, Redirect, Retry, WeightedCluster};
+pub(crate) use headers::header_changes;
 pub use headers::{AddMode, HeaderAddition, HeaderChanges, HeaderEdits, HeaderText, TextPart};
 pub use matchers::{HeaderMatch, HeaderTest, PathMatch, QueryMatch, TextMatch};
 
