@@ -130,12 +130,15 @@ async fn start_proxy(
 /// Each family policy picks the backend on the address family it allows: a name with both an
 /// A and an AAAA record reaches the IPv4 backend for IPV4_ONLY and the IPv6 one for
 /// IPV6_ONLY and PREFER_IPV6 (Envoy's AUTO); PREFER_IPV6 falls back to IPv4 for a name with
-/// no AAAA record; `localhost` comes from /etc/hosts (the test's server does not know it).
+/// no AAAA record; `localhost` is answered locally (Envoy's c-ares reads /etc/hosts, hickory
+/// answers it itself), never by the server, which gives another address for it.
 async fn families_through(through: Through) {
     let node_id = format!("dns-families-{through:?}").to_lowercase();
     let dns = DnsServer::start().await;
     dns.set("dual.example.test", &[ip("127.0.0.1"), ip("::1")], 30);
     dns.set("v4.example.test", &[ip("127.0.0.1")], 30);
+    // Were the server asked about `localhost`, this address (no backend) would answer.
+    dns.set("localhost", &[ip("127.0.0.2")], 30);
     let v4 = EchoBackend::start_controllable_at("v4", "127.0.0.1:0".parse().unwrap()).await;
     let port = v4.port();
     let v6 = EchoBackend::start_controllable_at("v6", SocketAddr::new(ip("::1"), port)).await;
