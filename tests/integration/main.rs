@@ -53,6 +53,7 @@ mod sidecar_listener_settings;
 mod sidecar_load_reports;
 mod sidecar_routing;
 mod sidecar_tls;
+mod sidecar_tls_rotation;
 mod sidecar_xds;
 mod slow_consumers;
 mod translation;
