@@ -102,7 +102,11 @@ impl Tally {
             Ok(()) => {
                 self.succeeded.fetch_add(1, Ordering::SeqCst);
             }
-            Err(error) => self.failures.lock().unwrap().push(error),
+            Err(error) => self
+                .failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(error),
         }
     }
 }
