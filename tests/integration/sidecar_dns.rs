@@ -285,10 +285,15 @@ async fn the_sidecar_follows_a_changed_answer_without_dropping_connections() {
 
     let questions_before = dns.questions();
     dns.set("moving.example.test", &[ip("127.0.0.2")], 1);
+    let changed = std::time::Instant::now();
     wait_for("new requests to reach the new address", || async {
         (backend_for(&http(), listen, host).await.as_deref() == Some("second")).then_some(())
     })
     .await;
+    eprintln!(
+        "the new address was reached {:?} after the change",
+        changed.elapsed()
+    );
     assert!(
         dns.questions() > questions_before,
         "the name was asked again"
