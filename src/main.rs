@@ -118,6 +118,10 @@ enum Command {
         /// Worker threads (Envoy's --concurrency); the number of CPUs by default.
         #[arg(long)]
         concurrency: Option<usize>,
+        /// The DNS server (IP:port, UDP) that DNS clusters ask, instead of the system's
+        /// name servers; /etc/hosts answers first either way.
+        #[arg(long, value_name = "IP:PORT")]
+        dns_resolver: Option<SocketAddr>,
     },
     /// Print the shell completion script for SHELL (e.g. `switchyard completions bash >
     /// /etc/bash_completion.d/switchyard`).
@@ -360,12 +364,15 @@ fn exit_if_stuck(limit: Duration) {
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs the sidecar until SIGTERM or SIGINT, then drains.
-async fn run_proxy(bootstrap: switchyard::proxy::bootstrap::Bootstrap) -> anyhow::Result<ExitCode> {
+async fn run_proxy(
+    bootstrap: switchyard::proxy::bootstrap::Bootstrap,
+    options: switchyard::proxy::Options,
+) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("handling SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("handling SIGINT")?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let proxy = tokio::spawn(switchyard::proxy::run(bootstrap, shutdown.clone()));
+    let proxy = tokio::spawn(switchyard::proxy::run(bootstrap, options, shutdown.clone()));
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
@@ -408,13 +415,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proxy {
             bootstrap,
             concurrency,
+            dns_resolver,
         } => {
             let bootstrap = switchyard::proxy::bootstrap::load(&bootstrap)?;
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             if let Some(workers) = concurrency {
                 runtime.worker_threads(workers.max(1));
             }
-            runtime.enable_all().build()?.block_on(run_proxy(bootstrap))
+            runtime.enable_all().build()?.block_on(run_proxy(
+                bootstrap,
+                switchyard::proxy::Options { dns_resolver },
+            ))
         }
         Command::Serve {
             path,

@@ -386,6 +386,7 @@ mod tests {
             prefer_ipv6: false,
             tls: None,
             auto_sni: false,
+            dns: None,
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::balancer::Balancer;
+use super::dns_clusters::DnsAnswers;
 use super::load_stats::LoadStore;
 use super::resources::cluster::{self, Cluster};
 use super::resources::endpoint::{self, Assignment};
@@ -35,7 +36,7 @@ pub struct ClusterEntry {
 }
 
 /// Everything applied, at one moment.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ProxyConfig {
     pub listeners: BTreeMap<String, Arc<Listener>>,
     pub routes: BTreeMap<String, Arc<RouteTable>>,
@@ -117,6 +118,11 @@ pub struct Applier {
     first_seen: std::sync::Mutex<BTreeMap<(char, String), Instant>>,
     /// The load counters of every cluster's localities, kept across updates.
     loads: Arc<LoadStore>,
+    /// The latest answers of the DNS clusters (proxy/dns_clusters.rs keeps them current).
+    dns: DnsAnswers,
+    /// Held while a snapshot is built and published, so that an xDS update and a DNS answer
+    /// never publish over each other.
+    publishing: std::sync::Mutex<()>,
     pub connected: AtomicBool,
     pub updates_accepted: AtomicU64,
     pub updates_rejected: AtomicU64,
@@ -130,6 +136,8 @@ impl Applier {
             sender,
             first_seen: std::sync::Mutex::default(),
             loads,
+            dns: DnsAnswers::default(),
+            publishing: std::sync::Mutex::new(()),
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
             updates_rejected: AtomicU64::new(0),
@@ -176,7 +184,10 @@ impl Applier {
             let Ok(cluster) = cluster::convert(name, &held.resource.value) else {
                 continue;
             };
-            let assignment = assignments.get(&cluster.service_name).cloned();
+            let assignment = match &cluster.dns {
+                Some(settings) => self.dns.assignment(name, settings),
+                None => assignments.get(&cluster.service_name).cloned(),
+            };
             let counters = self
                 .loads
                 .counters(name, &cluster.service_name, assignment.as_ref());
@@ -207,6 +218,40 @@ impl Applier {
 }
 
 impl Applier {
+    pub fn dns_answers(&self) -> &DnsAnswers {
+        &self.dns
+    }
+
+    /// Publishes the current snapshot again with the DNS clusters whose answer changed
+    /// rebuilt (their endpoints and balancer); everything else is shared as it was.
+    pub fn republish_dns(&self) {
+        let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current();
+        let mut next = ProxyConfig::clone(&current);
+        for (name, entry) in &current.clusters {
+            let Some(settings) = &entry.cluster.dns else {
+                continue;
+            };
+            let assignment = self.dns.assignment(name, settings);
+            if assignment == entry.assignment {
+                continue;
+            }
+            let counters =
+                self.loads
+                    .counters(name, &entry.cluster.service_name, assignment.as_ref());
+            let balancer = Balancer::new(&entry.cluster, assignment.as_ref(), &counters);
+            next.clusters.insert(
+                name.clone(),
+                Arc::new(ClusterEntry {
+                    cluster: entry.cluster.clone(),
+                    assignment,
+                    balancer,
+                }),
+            );
+        }
+        self.sender.send_replace(Arc::new(next));
+    }
+
     /// Records when each listener and cluster of `config` first appeared (kept across
     /// updates, forgotten when the resource goes).
     fn note_first_seen(&self, config: &mut ProxyConfig) {
@@ -286,8 +331,12 @@ impl Checker for Applier {
                     }
                 }
                 TypeUrl::Endpoint => {
-                    if let Ok(cluster) = cluster::convert(name, bytes) {
-                        names.insert(cluster.service_name);
+                    // DNS clusters resolve their endpoints; they take none over EDS.
+                    match cluster::convert(name, bytes) {
+                        Ok(cluster) if cluster.dns.is_none() => {
+                            names.insert(cluster.service_name);
+                        }
+                        _ => {}
                     }
                 }
                 _ => {}
@@ -299,6 +348,7 @@ impl Checker for Applier {
 
 impl Consumer for Applier {
     fn apply(&self, state: &ClientState) {
+        let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let config = self.build(state);
         self.updates_accepted.fetch_add(1, Ordering::Relaxed);
         tracing::info!(

@@ -11,6 +11,8 @@ pub mod attempts;
 pub mod balancer;
 pub mod bootstrap;
 pub mod config;
+pub mod dns;
+pub mod dns_clusters;
 pub mod downstream;
 pub mod endpoint_names;
 pub mod filters;
@@ -59,9 +61,18 @@ pub enum ProxyError {
     },
 }
 
+/// What the operator sets on the command line rather than in the bootstrap.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The DNS server DNS clusters ask (UDP), instead of the system's (/etc/resolv.conf);
+    /// /etc/hosts answers first either way.
+    pub dns_resolver: Option<SocketAddr>,
+}
+
 /// Runs the sidecar from `bootstrap` until `shutdown`.
 pub async fn run(
     bootstrap: bootstrap::Bootstrap,
+    options: Options,
     shutdown: CancellationToken,
 ) -> Result<(), ProxyError> {
     for path in &bootstrap.not_understood {
@@ -100,6 +111,13 @@ pub async fn run(
         });
         tracing::info!(%admin, "admin listening");
     }
+    let resolver = Arc::new(dns::Resolver::new(options.dns_resolver));
+    tokio::spawn(dns_clusters::run(
+        applier.clone(),
+        config.clone(),
+        resolver,
+        shutdown.clone(),
+    ));
     tokio::spawn(listeners::run(config, shutdown.clone()));
     tokio::spawn(trim_when_connections_close(shutdown.clone()));
     ads::run(

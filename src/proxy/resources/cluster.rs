@@ -1,5 +1,6 @@
 //! Cluster → how the sidecar balances and connects to one cluster: its LB policy, connect
-//! timeout, HTTP/2 to the upstream, and happy eyeballs. Endpoints come separately over EDS.
+//! timeout, HTTP/2 to the upstream, and happy eyeballs. Endpoints come separately over EDS,
+//! or, for STRICT_DNS and LOGICAL_DNS clusters, from the names they resolve (dns_cluster.rs).
 //! (`lrs_server` is accepted and, as Envoy does, not acted on: the sidecar reports load when
 //! its bootstrap has `cluster_manager.load_stats_config`, see proxy/lrs_client.rs.)
 
@@ -18,6 +19,7 @@ use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use prost::Name;
 
+use super::dns_cluster::{self, DnsCluster, DnsKind};
 use super::tls::{self, UpstreamTls};
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
 use crate::xds::types::TypeUrl;
@@ -53,6 +55,8 @@ pub struct Cluster {
     /// `upstream_http_protocol_options.auto_sni`: the request's host is the SNI (when the
     /// context names none).
     pub auto_sni: bool,
+    /// The names to resolve, for a DNS cluster (None: endpoints come over EDS).
+    pub dns: Option<DnsCluster>,
 }
 
 pub(super) const FIELDS: &[&str] = &[
@@ -73,6 +77,13 @@ pub(super) const FIELDS: &[&str] = &[
     "typed_extension_protocol_options",
     "transport_socket.name",
     "transport_socket.typed_config",
+    // DNS clusters (STRICT_DNS, LOGICAL_DNS): see dns_cluster.rs.
+    "dns_lookup_family",
+    "dns_refresh_rate",
+    "respect_dns_ttl",
+    "load_assignment.cluster_name",
+    "load_assignment.endpoints.lb_endpoints.endpoint.address.socket_address.address",
+    "load_assignment.endpoints.lb_endpoints.endpoint.address.socket_address.port_value",
 ];
 
 /// What the sidecar applies of a cluster's HttpProtocolOptions.
@@ -90,10 +101,20 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, ResourceError> {
 
 fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
     let cluster: XdsCluster = decode_checked(bytes, FIELDS)?;
-    match cluster.cluster_discovery_type {
-        Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
-        _ => return Err(Fault::at("type", Problem::NotEds)),
-    }
+    // Without a type a cluster is STATIC (a `cluster_type` extension is refused as a field).
+    let kind = match cluster.cluster_discovery_type {
+        Some(ClusterDiscoveryType::Type(t)) => t,
+        _ => DiscoveryType::Static as i32,
+    };
+    let dns = match DiscoveryType::try_from(kind) {
+        Ok(DiscoveryType::Eds) => None,
+        Ok(DiscoveryType::StrictDns) => Some(dns_cluster::read(&cluster, DnsKind::Strict)?),
+        Ok(DiscoveryType::LogicalDns) => Some(dns_cluster::read(&cluster, DnsKind::Logical)?),
+        other => {
+            let kind = other.map_or_else(|_| kind.to_string(), |d| d.as_str_name().to_string());
+            return Err(Fault::at("type", Problem::DiscoveryType { kind }));
+        }
+    };
     let lb = match XdsLbPolicy::try_from(cluster.lb_policy) {
         Ok(XdsLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
         Ok(XdsLbPolicy::LeastRequest) => LbPolicy::LeastRequest,
@@ -165,6 +186,7 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
             .is_some_and(|h| h.first_address_family_version == 1),
         tls: upstream_tls(cluster.transport_socket.as_ref())?,
         auto_sni,
+        dns,
     })
 }
 

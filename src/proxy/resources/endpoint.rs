@@ -62,7 +62,7 @@ pub(super) const FIELDS: &[&str] = &[
 ];
 
 /// Envoy's default overprovisioning factor (140%).
-const DEFAULT_OVERPROVISIONING: u32 = 140;
+pub const DEFAULT_OVERPROVISIONING: u32 = 140;
 
 /// Converts one ClusterLoadAssignment resource.
 pub fn convert(name: &str, bytes: &[u8]) -> Result<Assignment, ResourceError> {

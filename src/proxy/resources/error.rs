@@ -176,8 +176,13 @@ pub enum Problem {
     UpgradeType { upgrade_type: String },
 
     // Cluster.
-    #[error("the sidecar takes EDS clusters only")]
-    NotEds,
+    /// A cluster type other than EDS, STRICT_DNS and LOGICAL_DNS (`kind`: its name, or
+    /// the extension's name for a `cluster_type`).
+    #[error(
+        "the cluster type {kind} is not supported; the sidecar takes EDS, STRICT_DNS and \
+         LOGICAL_DNS clusters"
+    )]
+    DiscoveryType { kind: String },
     #[error("lb_policy {policy} is not supported")]
     LbPolicy { policy: i32 },
     #[error("typed_extension_protocol_options[{key}] is not supported")]

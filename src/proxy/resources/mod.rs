@@ -7,6 +7,7 @@
 //! Must not: know the control plane; everything here is read from xDS resources.
 
 pub mod cluster;
+pub mod dns_cluster;
 pub mod early_mutation;
 pub mod endpoint;
 pub mod error;

@@ -48,7 +48,13 @@ impl EchoBackend {
     /// headers: [`STATUS_HEADER`] (answer with that status) and [`DELAY_HEADER`] (wait that
     /// many milliseconds before answering), for tests of retries and timeouts.
     pub async fn start_controllable(name: &str) -> EchoBackend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_controllable_at(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// A controllable backend listening on `address` (another loopback address, or a port
+    /// already used on another address, for backends a DNS answer chooses between).
+    pub async fn start_controllable_at(name: &str, address: SocketAddr) -> EchoBackend {
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
         let app = controllable_app(name.to_string(), hits.clone());

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod checked;
+pub mod dns_server;
 pub mod echo;
 pub mod grpc;
 pub mod pki;

@@ -26,6 +26,18 @@ impl Sidecar {
         node_id: &str,
         replacements: &[(&str, &str)],
     ) -> Sidecar {
+        Self::start_with_args(bootstrap, xds, node_id, replacements, &[]).await
+    }
+
+    /// As [`Sidecar::start_replacing`], with more `switchyard proxy` arguments (operator
+    /// options such as `--dns-resolver`).
+    pub async fn start_with_args(
+        bootstrap: &str,
+        xds: SocketAddr,
+        node_id: &str,
+        replacements: &[(&str, &str)],
+        args: &[&str],
+    ) -> Sidecar {
         let dir = tempfile::tempdir().unwrap();
         let admin_port = free_port();
         let text = bootstrap_text(
@@ -43,6 +55,7 @@ impl Sidecar {
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(["proxy", "--bootstrap"])
             .arg(&path)
+            .args(args)
             .env("RUST_LOG", "switchyard=debug")
             .stdout(Stdio::null())
             .stderr(log)

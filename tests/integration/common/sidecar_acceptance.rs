@@ -71,8 +71,7 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "field `circuit_breakers`",
     "upstream_proxy_protocol",
     "field `access_log",
-    "field `dns_lookup_family`",
-    "the sidecar takes EDS clusters only",
+    "the cluster type ORIGINAL_DST",
 ];
 
 /// The refusals of `resources` that are not on the [`NOT_YET_SUPPORTED`] list.
