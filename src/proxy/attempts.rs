@@ -12,6 +12,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
+use super::access_log_http::{flagged, reached};
 use super::balancer::Host;
 use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
@@ -60,7 +61,8 @@ impl Attempts<'_> {
         for attempt in 1..=attempts {
             let Some(host) = self.entry.balancer.pick(self.hash) else {
                 // Envoy's words, byte for byte.
-                return Err(full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"));
+                let answer = full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+                return Err(flagged(answer, "UH"));
             };
             let Some(uri) = upstream_uri(&self.parts.uri, &host.name) else {
                 return Err(full(StatusCode::BAD_REQUEST, "bad request target\n"));
@@ -90,7 +92,7 @@ impl Attempts<'_> {
                         "upstream response headers too large\n",
                     ));
                 }
-                Outcome::Answered(response) => return Ok(response),
+                Outcome::Answered(response) => return Ok(reached(response, host.address)),
                 // Envoy's connection manager refuses a body it cannot decode, in its words.
                 Outcome::BodyFailed => return Err(full(StatusCode::BAD_REQUEST, "Bad Request")),
                 Outcome::TimedOut
@@ -99,13 +101,13 @@ impl Attempts<'_> {
                         || !self.retries_failure(Failure::PerTryTimeout) =>
                 {
                     // Envoy's words, byte for byte: no newline.
-                    return Err(full(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream request timeout",
-                    ));
+                    let answer = full(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
+                    return Err(flagged(reached(answer, host.address), "UT"));
                 }
                 Outcome::Unanswered(failure) if !may_retry || !self.retries_failure(failure) => {
-                    return Err(full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED));
+                    let answer = full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED);
+                    let answer = reached(answer, host.address);
+                    return Err(flagged(answer, failure_flag(failure)));
                 }
                 Outcome::TimedOut | Outcome::Unanswered(_) => {}
             }
@@ -181,6 +183,14 @@ impl Attempts<'_> {
     fn retries(&self, response: &Response<Incoming>) -> bool {
         self.retry
             .is_some_and(|policy| retries_status(policy, response.status()))
+    }
+}
+
+/// Envoy's response flag for an attempt without an answer.
+fn failure_flag(failure: Failure) -> &'static str {
+    match failure {
+        Failure::ConnectFailed => "UF",
+        _ => "UR",
     }
 }
 

@@ -372,6 +372,7 @@ mod tests {
             prefer_ipv6: false,
             tls: None,
             auto_sni: false,
+            proxy_protocol: None,
         }
     }
 

@@ -202,6 +202,7 @@ mod tests {
             filters: Default::default(),
             timeouts: Default::default(),
             websocket: false,
+            access_logs: Vec::new(),
         }
     }
 
