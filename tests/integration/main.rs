@@ -48,6 +48,7 @@ mod sidecar;
 mod sidecar_accepts;
 mod sidecar_balancers;
 mod sidecar_connections;
+mod sidecar_edge;
 mod sidecar_listener_settings;
 mod sidecar_load_reports;
 mod sidecar_routing;

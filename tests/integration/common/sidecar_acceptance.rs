@@ -72,8 +72,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "is_optional",
     "envoy.filters.http.stateful_session",
     "early_header_mutation_extensions",
-    "upstream_proxy_protocol",
-    "field `access_log",
     "field `dns_lookup_family`",
     "the sidecar takes EDS clusters only",
 ];
