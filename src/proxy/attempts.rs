@@ -36,6 +36,8 @@ pub(super) struct Attempts<'a> {
     pub deadline: Option<tokio::time::Instant>,
     /// Where the downstream notes that the request body failed to arrive.
     pub body_failure: Option<Arc<BodyFailure>>,
+    /// The access log wants the endpoint that answered (only then is it noted).
+    pub note_endpoint: bool,
 }
 
 /// How one attempt ended.
@@ -92,7 +94,7 @@ impl Attempts<'_> {
                         "upstream response headers too large\n",
                     ));
                 }
-                Outcome::Answered(response) => return Ok(reached(response, host.address)),
+                Outcome::Answered(response) => return Ok(self.noted(response, &host)),
                 // Envoy's connection manager refuses a body it cannot decode, in its words.
                 Outcome::BodyFailed => return Err(full(StatusCode::BAD_REQUEST, "Bad Request")),
                 Outcome::TimedOut
@@ -102,11 +104,11 @@ impl Attempts<'_> {
                 {
                     // Envoy's words, byte for byte: no newline.
                     let answer = full(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
-                    return Err(flagged(reached(answer, host.address), "UT"));
+                    return Err(flagged(self.noted(answer, &host), "UT"));
                 }
                 Outcome::Unanswered(failure) if !may_retry || !self.retries_failure(failure) => {
                     let answer = full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED);
-                    let answer = reached(answer, host.address);
+                    let answer = self.noted(answer, &host);
                     return Err(flagged(answer, failure_flag(failure)));
                 }
                 Outcome::TimedOut | Outcome::Unanswered(_) => {}
@@ -152,6 +154,14 @@ impl Attempts<'_> {
                 STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 Outcome::TimedOut
             }
+        }
+    }
+
+    /// `response`, marked with the endpoint that gave it when the access log asks for it.
+    fn noted<B>(&self, response: Response<B>, host: &Host) -> Response<B> {
+        match self.note_endpoint {
+            true => reached(response, host.address),
+            false => response,
         }
     }
 

@@ -132,11 +132,15 @@ pub(super) async fn forward_request<'c>(
     let Some(cluster) = choose_cluster(&forward.clusters, roll()) else {
         return (full(StatusCode::SERVICE_UNAVAILABLE, "no cluster\n"), None);
     };
+    // Logged requests carry their facts this far (proxy/access_log_http.rs).
+    let logged = request.extensions().get::<RequestFacts>().is_some();
     let answer = |mut response: Response<Body>| {
-        // For the access log: the cluster the request went to (CEL's xds.cluster_name).
-        response
-            .extensions_mut()
-            .insert(UpstreamCluster(cluster.name.clone()));
+        if logged {
+            // For the access log: the cluster the request went to (CEL's xds.cluster_name).
+            response
+                .extensions_mut()
+                .insert(UpstreamCluster(cluster.name.clone()));
+        }
         (response, Some(cluster))
     };
     let Some(entry) = config.clusters.get(&cluster.name) else {
@@ -177,6 +181,7 @@ pub(super) async fn forward_request<'c>(
             .filter(|t| !t.is_zero())
             .map(|t| tokio::time::Instant::now() + t),
         body_failure: body.failure(),
+        note_endpoint: facts.is_some(),
     };
     let empty = body.is_empty(&parts.headers);
     let mut bodies = AttemptBodies::new(body, empty, retry.is_some());
