@@ -57,7 +57,9 @@ pub struct Cluster {
     /// context names none).
     pub auto_sni: bool,
     /// A PROXY protocol header goes first on each connection to an endpoint
-    /// (`upstream_proxy_protocol` around the TLS or raw socket).
+    /// (`upstream_proxy_protocol` around the TLS or raw socket). TCP proxies write it; the
+    /// HTTP pools, shared by all clients, do not (Switchyard asks for it on TCP and SSL
+    /// services only, which no URL map can route to).
     pub proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
