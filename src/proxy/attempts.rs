@@ -12,6 +12,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
+use super::access_log_http::{flagged, reached};
 use super::balancer::Host;
 use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
@@ -36,6 +37,8 @@ pub(super) struct Attempts<'a> {
     pub deadline: Option<tokio::time::Instant>,
     /// Where the downstream notes that the request body failed to arrive.
     pub body_failure: Option<Arc<BodyFailure>>,
+    /// The access log wants the endpoint that answered (only then is it noted).
+    pub note_endpoint: bool,
 }
 
 /// How one attempt ended.
@@ -62,7 +65,8 @@ impl Attempts<'_> {
             let wanted = self.parts.extensions.get::<OverrideHost>();
             let Some(host) = override_host::choose(&self.entry.balancer, wanted, self.hash) else {
                 // Envoy's words, byte for byte.
-                return Err(full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"));
+                let answer = full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+                return Err(flagged(answer, "UH"));
             };
             let Some(uri) = upstream_uri(&self.parts.uri, &host.name) else {
                 return Err(full(StatusCode::BAD_REQUEST, "bad request target\n"));
@@ -97,7 +101,7 @@ impl Attempts<'_> {
                         // For the filter that asked (only then: this allocates).
                         response.extensions_mut().insert(UpstreamHost(host.address));
                     }
-                    return Ok(response);
+                    return Ok(self.noted(response, &host));
                 }
                 // Envoy's connection manager refuses a body it cannot decode, in its words.
                 Outcome::BodyFailed => return Err(full(StatusCode::BAD_REQUEST, "Bad Request")),
@@ -107,13 +111,13 @@ impl Attempts<'_> {
                         || !self.retries_failure(Failure::PerTryTimeout) =>
                 {
                     // Envoy's words, byte for byte: no newline.
-                    return Err(full(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream request timeout",
-                    ));
+                    let answer = full(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
+                    return Err(flagged(self.noted(answer, &host), "UT"));
                 }
                 Outcome::Unanswered(failure) if !may_retry || !self.retries_failure(failure) => {
-                    return Err(full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED));
+                    let answer = full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED);
+                    let answer = self.noted(answer, &host);
+                    return Err(flagged(answer, failure_flag(failure)));
                 }
                 Outcome::TimedOut | Outcome::Unanswered(_) => {}
             }
@@ -161,6 +165,14 @@ impl Attempts<'_> {
         }
     }
 
+    /// `response`, marked with the endpoint that gave it when the access log asks for it.
+    fn noted<B>(&self, response: Response<B>, host: &Host) -> Response<B> {
+        match self.note_endpoint {
+            true => reached(response, host.address),
+            false => response,
+        }
+    }
+
     /// When the attempt starting now must have its answer: the route's deadline, or the
     /// per-try timeout from now when that comes first.
     fn try_deadline(&self) -> Option<tokio::time::Instant> {
@@ -189,6 +201,14 @@ impl Attempts<'_> {
     fn retries(&self, response: &Response<Incoming>) -> bool {
         self.retry
             .is_some_and(|policy| retries_status(policy, response.status()))
+    }
+}
+
+/// Envoy's response flag for an attempt without an answer.
+fn failure_flag(failure: Failure) -> &'static str {
+    match failure {
+        Failure::ConnectFailed => "UF",
+        _ => "UR",
     }
 }
 

@@ -387,6 +387,7 @@ mod tests {
             tls: None,
             auto_sni: false,
             dns: None,
+            proxy_protocol: None,
         }
     }
 

@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
+use super::access_log_http::{RequestFacts, UpstreamCluster};
 use super::attempts::Attempts;
 use super::balancer::{hash_text, next_random};
 use super::config::ProxyConfig;
@@ -131,9 +132,20 @@ pub(super) async fn forward_request<'c>(
     let Some(cluster) = choose_cluster(&forward.clusters, roll()) else {
         return (full(StatusCode::SERVICE_UNAVAILABLE, "no cluster\n"), None);
     };
-    let answer = |response| (response, Some(cluster));
+    // Logged requests carry their facts this far (proxy/access_log_http.rs).
+    let logged = request.extensions().get::<RequestFacts>().is_some();
+    let answer = |mut response: Response<Body>| {
+        if logged {
+            // For the access log: the cluster the request went to (CEL's xds.cluster_name).
+            response
+                .extensions_mut()
+                .insert(UpstreamCluster(cluster.name.clone()));
+        }
+        (response, Some(cluster))
+    };
     let Some(entry) = config.clusters.get(&cluster.name) else {
-        return answer(full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n"));
+        let missing = full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n");
+        return answer(super::access_log_http::flagged(missing, "NC"));
     };
     let (hash, issued) = affinity(&forward.hash, &request, connection.remote.ip());
     // A WebSocket upgrade the listener allows (its OnUpgrade is still in the request).
@@ -151,6 +163,10 @@ pub(super) async fn forward_request<'c>(
     }
     prepare_upstream_request(&mut parts, chosen, cluster, &connection);
     keep_host(&mut parts);
+    let facts = parts
+        .extensions
+        .remove::<RequestFacts>()
+        .map(|facts| facts.forwarded(&parts));
     let retry = chosen.retry.filter(|policy| {
         client_upgrade.is_none() && retries_anything(policy) && retriable(policy, &parts)
     });
@@ -165,17 +181,22 @@ pub(super) async fn forward_request<'c>(
             .filter(|t| !t.is_zero())
             .map(|t| tokio::time::Instant::now() + t),
         body_failure: body.failure(),
+        note_endpoint: facts.is_some(),
     };
     let empty = body.is_empty(&parts.headers);
     let mut bodies = AttemptBodies::new(body, empty, retry.is_some());
-    match attempts.run(&mut bodies).await {
+    let mut reply = match attempts.run(&mut bodies).await {
         Ok(response) => answer(downstream_response(
             response,
             client_upgrade.map(|client| (client, tunnel_clock)),
             issued,
         )),
         Err(local) => answer(local),
+    };
+    if let Some(facts) = facts {
+        reply.0.extensions_mut().insert(facts);
     }
+    reply
 }
 
 /// The hash that picks the endpoint, and the affinity cookie to issue with the answer: a

@@ -6,6 +6,8 @@
 //!
 //! Must not: import the control plane (config, model, translate, the xDS server).
 
+pub mod access_log;
+pub mod access_log_http;
 pub mod admin;
 pub mod attempts;
 pub mod balancer;
@@ -24,6 +26,7 @@ pub mod load_report;
 pub mod load_stats;
 pub mod lrs_client;
 pub mod override_host;
+pub mod proxy_protocol;
 pub mod request_body;
 pub mod resources;
 pub mod retry;

@@ -52,6 +52,8 @@ pub struct DownstreamBody {
     body: Incoming,
     failure: Option<Arc<BodyFailure>>,
     clock: Option<Arc<StreamClock>>,
+    /// Where the bytes read are counted, for the access log.
+    received: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl DownstreamBody {
@@ -69,7 +71,14 @@ impl DownstreamBody {
             body,
             failure,
             clock,
+            received: None,
         }
+    }
+
+    /// The same body, counting the bytes read into `received` (when set).
+    pub fn counting(mut self, received: Option<Arc<std::sync::atomic::AtomicU64>>) -> Self {
+        self.received = received;
+        self
     }
 
     /// The mark this body notes its failure on, to be read once it has gone upstream.
@@ -95,6 +104,10 @@ impl Body for DownstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(received)) = (&polled, &self.received) {
+            let bytes = frame.data_ref().map_or(0, |data| data.len() as u64);
+            received.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
         if let (Poll::Ready(Some(Err(_))), Some(failure)) = (&polled, &self.failure) {
             failure.note();
         }

@@ -148,7 +148,7 @@ fn http_date(now: SystemTime) -> String {
 /// The (year, month 1–12, day 1–31) of the day `days` after 1970-01-01, in the proleptic
 /// Gregorian calendar: counted in 400-year eras of 146,097 days, each year taken to start on
 /// March 1st so that the leap day falls last.
-fn civil_date(days: u64) -> (u64, u64, u64) {
+pub(super) fn civil_date(days: u64) -> (u64, u64, u64) {
     let shifted = days + 719_468; // days from 0000-03-01
     let era = shifted / 146_097;
     let day_of_era = shifted % 146_097;

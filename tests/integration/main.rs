@@ -50,6 +50,7 @@ mod sidecar_accepts;
 mod sidecar_balancers;
 mod sidecar_connections;
 mod sidecar_dns;
+mod sidecar_edge;
 mod sidecar_listener_settings;
 mod sidecar_load_reports;
 mod sidecar_routing;

@@ -6,6 +6,7 @@
 //!
 //! Must not: know the control plane; everything here is read from xDS resources.
 
+pub mod access_log;
 pub mod cluster;
 pub mod dns_cluster;
 pub mod early_mutation;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod fields;
 pub mod filter_chain;
 pub mod listener;
+pub mod proxy_protocol;
 pub mod route;
 pub mod tls;
 
@@ -26,7 +28,7 @@ pub use error::{Fault, Problem, ResourceError};
 pub fn nacked_fields_report() -> String {
     let route_fields = route::supported_fields();
     let route_fields: Vec<&str> = route_fields.iter().map(String::as_str).collect();
-    let messages: [(&str, &[&str]); 11] = [
+    let messages: [(&str, &[&str]); 14] = [
         (
             "envoy.config.listener.v3.Listener",
             listener::LISTENER_FIELDS,
@@ -64,6 +66,18 @@ pub fn nacked_fields_report() -> String {
         (
             "envoy.extensions.transport_sockets.tls.v3.Secret",
             tls::SECRET_FIELDS,
+        ),
+        (
+            "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
+            proxy_protocol::FIELDS,
+        ),
+        (
+            "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            access_log::SINK_FIELDS,
+        ),
+        (
+            "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+            access_log::EXPRESSION_FIELDS,
         ),
     ];
     let mut text = String::from(

@@ -69,8 +69,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "field `round_robin_lb_config`",
     "field `outlier_detection`",
     "field `circuit_breakers`",
-    "upstream_proxy_protocol",
-    "field `access_log",
     "the cluster type ORIGINAL_DST",
 ];
 
