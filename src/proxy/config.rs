@@ -21,6 +21,7 @@ use super::resources::listener::{self, Listener};
 use super::resources::route::{self, RouteTable};
 use super::resources::tls::{self, ServedCertificate};
 use super::resources::ResourceError;
+use super::slow_start::RampStarts;
 use crate::xds::client::ads::Consumer;
 use crate::xds::client::{Checker, ClientState, HeldMap, Rejection};
 use crate::xds::types::TypeUrl;
@@ -117,6 +118,8 @@ pub struct Applier {
     first_seen: std::sync::Mutex<BTreeMap<(char, String), Instant>>,
     /// The load counters of every cluster's localities, kept across updates.
     loads: Arc<LoadStore>,
+    /// When the endpoints of clusters with slow start started their ramps, kept across updates.
+    ramps: RampStarts,
     pub connected: AtomicBool,
     pub updates_accepted: AtomicU64,
     pub updates_rejected: AtomicU64,
@@ -130,6 +133,7 @@ impl Applier {
             sender,
             first_seen: std::sync::Mutex::default(),
             loads,
+            ramps: RampStarts::default(),
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
             updates_rejected: AtomicU64::new(0),
@@ -172,6 +176,7 @@ impl Applier {
             })
             .collect();
         self.loads.begin_round();
+        let now = Instant::now();
         for (name, held) in state.held(TypeUrl::Cluster) {
             let Ok(cluster) = cluster::convert(name, &held.resource.value) else {
                 continue;
@@ -180,7 +185,8 @@ impl Applier {
             let counters = self
                 .loads
                 .counters(name, &cluster.service_name, assignment.as_ref());
-            let balancer = Balancer::new(&cluster, assignment.as_ref(), &counters);
+            let started = self.ramps.update(&cluster, assignment.as_ref(), now);
+            let balancer = Balancer::ramped(&cluster, assignment.as_ref(), &counters, &started);
             config.clusters.insert(
                 name.clone(),
                 Arc::new(ClusterEntry {
@@ -191,6 +197,8 @@ impl Applier {
             );
         }
         self.loads.end_round();
+        self.ramps
+            .retain(&|name| config.clusters.contains_key(name));
         self.note_first_seen(&mut config);
         for type_url in TypeUrl::ALL {
             for (name, held) in state.held(type_url) {

@@ -26,6 +26,7 @@ pub mod resources;
 pub mod retry;
 pub mod rewrite;
 pub mod router;
+pub mod slow_start;
 pub mod stats;
 pub mod tcp;
 pub mod timeouts;

@@ -47,6 +47,7 @@ mod reload_stress;
 mod sidecar;
 mod sidecar_accepts;
 mod sidecar_balancers;
+mod sidecar_cluster_policies;
 mod sidecar_connections;
 mod sidecar_listener_settings;
 mod sidecar_load_reports;

@@ -18,8 +18,10 @@ use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use prost::Name;
 
+use super::cluster_policies::{self, SLOW_START_FIELDS};
 use super::tls::{self, UpstreamTls};
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
+use crate::proxy::slow_start::SlowStart;
 use crate::xds::types::TypeUrl;
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -53,9 +55,16 @@ pub struct Cluster {
     /// `upstream_http_protocol_options.auto_sni`: the request's host is the SNI (when the
     /// context names none).
     pub auto_sni: bool,
+    /// Round robin's or least request's slow start (see proxy/slow_start.rs).
+    pub slow_start: Option<SlowStart>,
 }
 
-pub(super) const FIELDS: &[&str] = &[
+/// What the sidecar applies of a Cluster: the fields below and [`SLOW_START_FIELDS`].
+pub(super) fn fields() -> Vec<&'static str> {
+    FIELDS.iter().chain(SLOW_START_FIELDS).copied().collect()
+}
+
+const FIELDS: &[&str] = &[
     "name",
     "type",
     "eds_cluster_config.eds_config.ads",
@@ -89,7 +98,7 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, ResourceError> {
 }
 
 fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
-    let cluster: XdsCluster = decode_checked(bytes, FIELDS)?;
+    let cluster: XdsCluster = decode_checked(bytes, &fields())?;
     match cluster.cluster_discovery_type {
         Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
         _ => return Err(Fault::at("type", Problem::NotEds)),
@@ -165,6 +174,7 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
             .is_some_and(|h| h.first_address_family_version == 1),
         tls: upstream_tls(cluster.transport_socket.as_ref())?,
         auto_sni,
+        slow_start: cluster_policies::slow_start(cluster.lb_config.as_ref()),
     })
 }
 

@@ -66,7 +66,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "uses %PROTOCOL%",
     "uses %DOWNSTREAM_TLS_VERSION%",
     "uses %CEL(",
-    "field `round_robin_lb_config`",
     "field `outlier_detection`",
     "field `circuit_breakers`",
     "is_optional",
