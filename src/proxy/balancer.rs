@@ -444,6 +444,7 @@ mod tests {
             tls: None,
             auto_sni: false,
             slow_start: None,
+            circuit_breakers: Default::default(),
         }
     }
 

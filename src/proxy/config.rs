@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::balancer::Balancer;
+use super::circuit_breakers::{BreakerStore, Breakers};
 use super::load_stats::LoadStore;
 use super::resources::cluster::{self, Cluster};
 use super::resources::endpoint::{self, Assignment};
@@ -33,6 +34,8 @@ pub struct ClusterEntry {
     pub cluster: Cluster,
     pub assignment: Option<Assignment>,
     pub balancer: Balancer,
+    /// The cluster's circuit breakers, kept across updates while its limits stay.
+    pub breakers: Arc<Breakers>,
 }
 
 /// Everything applied, at one moment.
@@ -120,6 +123,8 @@ pub struct Applier {
     loads: Arc<LoadStore>,
     /// When the endpoints of clusters with slow start started their ramps, kept across updates.
     ramps: RampStarts,
+    /// Every cluster's circuit breakers, kept across updates.
+    breakers: BreakerStore,
     pub connected: AtomicBool,
     pub updates_accepted: AtomicU64,
     pub updates_rejected: AtomicU64,
@@ -134,6 +139,7 @@ impl Applier {
             first_seen: std::sync::Mutex::default(),
             loads,
             ramps: RampStarts::default(),
+            breakers: BreakerStore::default(),
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
             updates_rejected: AtomicU64::new(0),
@@ -187,17 +193,21 @@ impl Applier {
                 .counters(name, &cluster.service_name, assignment.as_ref());
             let started = self.ramps.update(&cluster, assignment.as_ref(), now);
             let balancer = Balancer::ramped(&cluster, assignment.as_ref(), &counters, &started);
+            let breakers = self.breakers.for_cluster(name, cluster.circuit_breakers);
             config.clusters.insert(
                 name.clone(),
                 Arc::new(ClusterEntry {
                     cluster,
                     assignment,
                     balancer,
+                    breakers,
                 }),
             );
         }
         self.loads.end_round();
         self.ramps
+            .retain(&|name| config.clusters.contains_key(name));
+        self.breakers
             .retain(&|name| config.clusters.contains_key(name));
         self.note_first_seen(&mut config);
         for type_url in TypeUrl::ALL {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod attempts;
 pub mod balancer;
 pub mod bootstrap;
+pub mod circuit_breakers;
 pub mod config;
 pub mod downstream;
 pub mod endpoint_names;

@@ -18,9 +18,10 @@ use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use prost::Name;
 
-use super::cluster_policies::{self, SLOW_START_FIELDS};
+use super::cluster_policies::{self, CIRCUIT_BREAKER_FIELDS, SLOW_START_FIELDS};
 use super::tls::{self, UpstreamTls};
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
+use crate::proxy::circuit_breakers::Limits;
 use crate::proxy::slow_start::SlowStart;
 use crate::xds::types::TypeUrl;
 
@@ -57,11 +58,19 @@ pub struct Cluster {
     pub auto_sni: bool,
     /// Round robin's or least request's slow start (see proxy/slow_start.rs).
     pub slow_start: Option<SlowStart>,
+    /// The circuit breakers' thresholds (see proxy/circuit_breakers.rs).
+    pub circuit_breakers: Limits,
 }
 
-/// What the sidecar applies of a Cluster: the fields below and [`SLOW_START_FIELDS`].
+/// What the sidecar applies of a Cluster: the fields below, [`SLOW_START_FIELDS`] and
+/// [`CIRCUIT_BREAKER_FIELDS`].
 pub(super) fn fields() -> Vec<&'static str> {
-    FIELDS.iter().chain(SLOW_START_FIELDS).copied().collect()
+    FIELDS
+        .iter()
+        .chain(SLOW_START_FIELDS)
+        .chain(CIRCUIT_BREAKER_FIELDS)
+        .copied()
+        .collect()
 }
 
 const FIELDS: &[&str] = &[
@@ -175,6 +184,7 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
         tls: upstream_tls(cluster.transport_socket.as_ref())?,
         auto_sni,
         slow_start: cluster_policies::slow_start(cluster.lb_config.as_ref()),
+        circuit_breakers: cluster_policies::circuit_breakers(cluster.circuit_breakers.as_ref()),
     })
 }
 

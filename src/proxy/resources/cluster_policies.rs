@@ -1,11 +1,38 @@
 //! A Cluster's traffic policies → the sidecar's: slow start (round robin's and least
-//! request's slow_start_config). Defaults are Envoy's: aggression 1.0 (a linear ramp), a
-//! minimum weight of 10%. Pure; the fields allowed here are listed in cluster.rs's FIELDS.
+//! request's slow_start_config; Envoy's defaults: aggression 1.0, a linear ramp, and a minimum
+//! weight of 10%) and circuit breakers (the default priority's thresholds; Envoy's default,
+//! 1024, for each one not set). Pure.
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{LbConfig, SlowStartConfig};
+use envoy_types::pb::envoy::config::cluster::v3::CircuitBreakers;
 
 use super::duration;
+use crate::proxy::circuit_breakers::{Limits, DEFAULT_LIMIT};
 use crate::proxy::slow_start::SlowStart;
+
+/// The circuit-breaker thresholds the sidecar applies (not `max_retries`: the sidecar retries
+/// without Envoy's backoff, during which a retry holds its place, so it cannot count retries
+/// as Envoy does).
+pub(super) const CIRCUIT_BREAKER_FIELDS: &[&str] = &[
+    "circuit_breakers.thresholds.max_connections",
+    "circuit_breakers.thresholds.max_pending_requests",
+    "circuit_breakers.thresholds.max_requests",
+];
+
+/// The cluster's thresholds: its first (default-priority) entry's, Envoy's defaults for the rest.
+pub(super) fn circuit_breakers(breakers: Option<&CircuitBreakers>) -> Limits {
+    let Some(thresholds) = breakers.and_then(|b| b.thresholds.first()) else {
+        return Limits::default();
+    };
+    let limit = |value: Option<&envoy_types::pb::google::protobuf::UInt32Value>| {
+        value.map_or(DEFAULT_LIMIT, |v| v.value)
+    };
+    Limits {
+        max_connections: limit(thresholds.max_connections.as_ref()),
+        max_pending_requests: limit(thresholds.max_pending_requests.as_ref()),
+        max_requests: limit(thresholds.max_requests.as_ref()),
+    }
+}
 
 /// The slow-start fields of round robin's and least request's config the sidecar applies.
 /// (`aggression.runtime_key` names a runtime value; the sidecar has no runtime layer, so the

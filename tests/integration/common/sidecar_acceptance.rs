@@ -67,7 +67,7 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "uses %DOWNSTREAM_TLS_VERSION%",
     "uses %CEL(",
     "field `outlier_detection`",
-    "field `circuit_breakers`",
+    "field `circuit_breakers.thresholds[0].max_retries`",
     "is_optional",
     "envoy.filters.http.stateful_session",
     "early_header_mutation_extensions",
