@@ -164,11 +164,14 @@ impl BreakerStore {
     }
 }
 
+/// One counter of [`OverflowStats`].
+type StatOf = fn(&OverflowStats) -> &AtomicU64;
+
 /// The overflow counters of every cluster in Envoy's Prometheus form
 /// (`envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="web"} 3`).
 pub fn render<'a>(clusters: impl Iterator<Item = (&'a String, &'a Breakers)> + Clone) -> String {
     let mut text = String::new();
-    let counters: [(&str, fn(&OverflowStats) -> &AtomicU64); 3] = [
+    let counters: [(&str, StatOf); 3] = [
         ("upstream_rq_pending_overflow", |s| {
             &s.upstream_rq_pending_overflow
         }),
