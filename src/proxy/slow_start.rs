@@ -223,6 +223,91 @@ mod tests {
         assert!(!picker.ramping_at(start + Duration::from_secs(100)));
     }
 
+    fn cluster_with(slow_start: Option<SlowStart>) -> Cluster {
+        Cluster {
+            name: "web".into(),
+            service_name: "web".into(),
+            lb: crate::proxy::resources::cluster::LbPolicy::RoundRobin,
+            connect_timeout: Duration::from_secs(1),
+            http2: false,
+            idle_timeout: None,
+            prefer_ipv6: false,
+            tls: None,
+            auto_sni: false,
+            slow_start,
+            circuit_breakers: Default::default(),
+        }
+    }
+
+    fn assignment(endpoints: &[(u16, Health)]) -> Assignment {
+        use crate::proxy::resources::endpoint::{Endpoint, LocalityEndpoints};
+        Assignment {
+            cluster: "web".into(),
+            localities: vec![LocalityEndpoints {
+                region: "r".into(),
+                zone: "z".into(),
+                sub_zone: String::new(),
+                priority: 0,
+                weight: 1,
+                endpoints: endpoints
+                    .iter()
+                    .map(|(port, health)| Endpoint {
+                        address: SocketAddr::from(([127, 0, 0, 1], *port)),
+                        additional: Vec::new(),
+                        weight: 1,
+                        health: *health,
+                    })
+                    .collect(),
+            }],
+            overprovisioning_factor: 140,
+        }
+    }
+
+    #[test]
+    fn an_endpoint_ramps_from_when_it_is_first_seen_healthy_in_its_cluster() {
+        let starts = RampStarts::default();
+        let cluster = cluster_with(Some(linear(30, 0.01)));
+        let at = |seconds| Instant::now() + Duration::from_secs(seconds);
+        let port = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let (t0, t1, t2, t3) = (at(0), at(10), at(20), at(30));
+        let first = starts.update(&cluster, Some(&assignment(&[(1, Health::Healthy)])), t0);
+        assert_eq!(
+            first[&port(1)],
+            t0,
+            "a new cluster's endpoints ramp from its start"
+        );
+        // 2 joins unhealthy: no ramp yet; it starts when 2 turns healthy.
+        let joined = [(1, Health::Healthy), (2, Health::Unhealthy)];
+        let second = starts.update(&cluster, Some(&assignment(&joined)), t1);
+        assert_eq!((second[&port(1)], second.get(&port(2))), (t0, None));
+        let healthy = [(1, Health::Healthy), (2, Health::Healthy)];
+        let third = starts.update(&cluster, Some(&assignment(&healthy)), t2);
+        assert_eq!(third[&port(2)], t2);
+        // Unhealthy and back keeps the first time; leaving and coming back ramps again.
+        let sick = [(1, Health::Unhealthy), (2, Health::Healthy)];
+        starts.update(&cluster, Some(&assignment(&sick)), t3);
+        assert_eq!(
+            starts.update(&cluster, Some(&assignment(&healthy)), t3)[&port(1)],
+            t0
+        );
+        starts.update(&cluster, Some(&assignment(&[(2, Health::Healthy)])), t3);
+        assert_eq!(
+            starts.update(&cluster, Some(&assignment(&healthy)), t3)[&port(1)],
+            t3
+        );
+        // A changed cluster is a new one: everything ramps again.
+        let changed = Cluster {
+            connect_timeout: Duration::from_secs(2),
+            ..cluster.clone()
+        };
+        let later = at(40);
+        let again = starts.update(&changed, Some(&assignment(&healthy)), later);
+        assert!(again.values().all(|since| *since == later), "{again:?}");
+        assert!(starts
+            .update(&cluster_with(None), Some(&assignment(&healthy)), later)
+            .is_empty());
+    }
+
     #[test]
     fn endpoints_past_their_window_make_no_picker() {
         let start = Instant::now();
