@@ -50,6 +50,8 @@ enum Outcome {
     Unanswered(Failure),
     /// No answer because the client's request body failed to arrive.
     BodyFailed,
+    /// Turned away by the cluster's circuit breakers.
+    Overflow,
 }
 
 const UNANSWERED: &str = "upstream connect error or disconnect/reset before headers\n";
@@ -105,6 +107,7 @@ impl Attempts<'_> {
                 }
                 // Envoy's connection manager refuses a body it cannot decode, in its words.
                 Outcome::BodyFailed => return Err(full(StatusCode::BAD_REQUEST, "Bad Request")),
+                Outcome::Overflow => return Err(overflow_answer()),
                 Outcome::TimedOut
                     if !may_retry
                         || self.route_timed_out()
@@ -134,12 +137,24 @@ impl Attempts<'_> {
         issued.end(match &outcome {
             Outcome::Answered(response) => Ended::of_status(response.status()),
             Outcome::TimedOut | Outcome::Unanswered(_) => Ended::Error,
-            Outcome::BodyFailed => Ended::Uncounted,
+            Outcome::BodyFailed | Outcome::Overflow => Ended::Uncounted,
         });
         outcome
     }
 
     async fn attempt_uncounted(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {
+        // A request waiting for a connection waits within the route's timeouts.
+        let admitted = self.entry.breakers.admit(!self.entry.cluster.http2);
+        let admitted = match self.try_deadline() {
+            Some(limit) => match tokio::time::timeout_at(limit, admitted).await {
+                Ok(admitted) => admitted,
+                Err(_) => return Outcome::TimedOut,
+            },
+            None => admitted.await,
+        };
+        let Ok(_admission) = admitted else {
+            return Outcome::Overflow;
+        };
         host.active.fetch_add(1, Ordering::Relaxed);
         STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
         let sent = self.client.request(upstream);
@@ -210,6 +225,18 @@ fn failure_flag(failure: Failure) -> &'static str {
         Failure::ConnectFailed => "UF",
         _ => "UR",
     }
+}
+
+/// Envoy's answer to a request its circuit breakers turn away, byte for byte.
+fn overflow_answer() -> Response<Body> {
+    let mut answer = full(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+    );
+    answer
+        .headers_mut()
+        .insert("x-envoy-overloaded", http::HeaderValue::from_static("true"));
+    answer
 }
 
 /// How an attempt without an answer failed: no connection, or a stream reset (refused, when

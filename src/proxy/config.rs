@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::balancer::Balancer;
+use super::circuit_breakers::{BreakerStore, Breakers};
 use super::dns_clusters::DnsAnswers;
 use super::load_stats::LoadStore;
 use super::resources::cluster::{self, Cluster};
@@ -22,6 +23,7 @@ use super::resources::listener::{self, Listener};
 use super::resources::route::{self, RouteTable};
 use super::resources::tls::{self, ServedCertificate};
 use super::resources::ResourceError;
+use super::slow_start::RampStarts;
 use crate::xds::client::ads::Consumer;
 use crate::xds::client::{Checker, ClientState, HeldMap, Rejection};
 use crate::xds::types::TypeUrl;
@@ -33,6 +35,8 @@ pub struct ClusterEntry {
     pub cluster: Cluster,
     pub assignment: Option<Assignment>,
     pub balancer: Balancer,
+    /// The cluster's circuit breakers, kept across updates while its limits stay.
+    pub breakers: Arc<Breakers>,
 }
 
 /// Everything applied, at one moment.
@@ -123,6 +127,10 @@ pub struct Applier {
     /// Held while a snapshot is built and published, so that an xDS update and a DNS answer
     /// never publish over each other.
     publishing: std::sync::Mutex<()>,
+    /// When the endpoints of clusters with slow start started their ramps, kept across updates.
+    ramps: RampStarts,
+    /// Every cluster's circuit breakers, kept across updates.
+    breakers: BreakerStore,
     pub connected: AtomicBool,
     pub updates_accepted: AtomicU64,
     pub updates_rejected: AtomicU64,
@@ -138,6 +146,8 @@ impl Applier {
             loads,
             dns: DnsAnswers::default(),
             publishing: std::sync::Mutex::new(()),
+            ramps: RampStarts::default(),
+            breakers: BreakerStore::default(),
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
             updates_rejected: AtomicU64::new(0),
@@ -180,6 +190,7 @@ impl Applier {
             })
             .collect();
         self.loads.begin_round();
+        let now = Instant::now();
         for (name, held) in state.held(TypeUrl::Cluster) {
             let Ok(cluster) = cluster::convert(name, &held.resource.value) else {
                 continue;
@@ -191,17 +202,24 @@ impl Applier {
             let counters = self
                 .loads
                 .counters(name, &cluster.service_name, assignment.as_ref());
-            let balancer = Balancer::new(&cluster, assignment.as_ref(), &counters);
+            let started = self.ramps.update(&cluster, assignment.as_ref(), now);
+            let balancer = Balancer::ramped(&cluster, assignment.as_ref(), &counters, &started);
+            let breakers = self.breakers.for_cluster(name, cluster.circuit_breakers);
             config.clusters.insert(
                 name.clone(),
                 Arc::new(ClusterEntry {
                     cluster,
                     assignment,
                     balancer,
+                    breakers,
                 }),
             );
         }
         self.loads.end_round();
+        self.ramps
+            .retain(&|name| config.clusters.contains_key(name));
+        self.breakers
+            .retain(&|name| config.clusters.contains_key(name));
         self.note_first_seen(&mut config);
         for type_url in TypeUrl::ALL {
             for (name, held) in state.held(type_url) {
@@ -239,13 +257,19 @@ impl Applier {
             let counters =
                 self.loads
                     .counters(name, &entry.cluster.service_name, assignment.as_ref());
-            let balancer = Balancer::new(&entry.cluster, assignment.as_ref(), &counters);
+            // A new answer's addresses ramp as new EDS endpoints do.
+            let started = self
+                .ramps
+                .update(&entry.cluster, assignment.as_ref(), Instant::now());
+            let balancer =
+                Balancer::ramped(&entry.cluster, assignment.as_ref(), &counters, &started);
             next.clusters.insert(
                 name.clone(),
                 Arc::new(ClusterEntry {
                     cluster: entry.cluster.clone(),
                     assignment,
                     balancer,
+                    breakers: entry.breakers.clone(),
                 }),
             );
         }

@@ -48,6 +48,7 @@ mod reload_stress;
 mod sidecar;
 mod sidecar_accepts;
 mod sidecar_balancers;
+mod sidecar_cluster_policies;
 mod sidecar_connections;
 mod sidecar_dns;
 mod sidecar_edge;

@@ -21,10 +21,13 @@ use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBu
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use prost::Name;
 
+use super::cluster_policies::{self, CIRCUIT_BREAKER_FIELDS, SLOW_START_FIELDS};
 use super::dns_cluster::{self, DnsCluster, DnsKind};
 use super::proxy_protocol::{self, ProxyProtocolVersion};
 use super::tls::{self, UpstreamTls};
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
+use crate::proxy::circuit_breakers::Limits;
+use crate::proxy::slow_start::SlowStart;
 use crate::xds::types::TypeUrl;
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -65,9 +68,24 @@ pub struct Cluster {
     /// HTTP pools, shared by all clients, do not (Switchyard asks for it on TCP and SSL
     /// services only, which no URL map can route to).
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Round robin's or least request's slow start (see proxy/slow_start.rs).
+    pub slow_start: Option<SlowStart>,
+    /// The circuit breakers' thresholds (see proxy/circuit_breakers.rs).
+    pub circuit_breakers: Limits,
 }
 
-pub(super) const FIELDS: &[&str] = &[
+/// What the sidecar applies of a Cluster: the fields below, [`SLOW_START_FIELDS`] and
+/// [`CIRCUIT_BREAKER_FIELDS`].
+pub(super) fn fields() -> Vec<&'static str> {
+    FIELDS
+        .iter()
+        .chain(SLOW_START_FIELDS)
+        .chain(CIRCUIT_BREAKER_FIELDS)
+        .copied()
+        .collect()
+}
+
+const FIELDS: &[&str] = &[
     "name",
     "type",
     "eds_cluster_config.eds_config.ads",
@@ -108,7 +126,7 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, ResourceError> {
 }
 
 fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
-    let cluster: XdsCluster = decode_checked(bytes, FIELDS)?;
+    let cluster: XdsCluster = decode_checked(bytes, &fields())?;
     // Without a type a cluster is STATIC (a `cluster_type` extension is refused as a field).
     let kind = match cluster.cluster_discovery_type {
         Some(ClusterDiscoveryType::Type(t)) => t,
@@ -197,6 +215,8 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
         auto_sni,
         dns,
         proxy_protocol,
+        slow_start: cluster_policies::slow_start(cluster.lb_config.as_ref()),
+        circuit_breakers: cluster_policies::circuit_breakers(cluster.circuit_breakers.as_ref()),
     })
 }
 

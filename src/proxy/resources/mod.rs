@@ -8,6 +8,7 @@
 
 pub mod access_log;
 pub mod cluster;
+pub mod cluster_policies;
 pub mod dns_cluster;
 pub mod early_mutation;
 pub mod endpoint;
@@ -28,6 +29,7 @@ pub use error::{Fault, Problem, ResourceError};
 pub fn nacked_fields_report() -> String {
     let route_fields = route::supported_fields();
     let route_fields: Vec<&str> = route_fields.iter().map(String::as_str).collect();
+    let cluster_fields = cluster::fields();
     let messages: [(&str, &[&str]); 14] = [
         (
             "envoy.config.listener.v3.Listener",
@@ -46,7 +48,7 @@ pub fn nacked_fields_report() -> String {
             listener::TCP_FIELDS,
         ),
         ("envoy.config.route.v3.RouteConfiguration", &route_fields),
-        ("envoy.config.cluster.v3.Cluster", cluster::FIELDS),
+        ("envoy.config.cluster.v3.Cluster", &cluster_fields),
         (
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             cluster::HTTP_OPTIONS_FIELDS,

@@ -66,9 +66,8 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "uses %PROTOCOL%",
     "uses %DOWNSTREAM_TLS_VERSION%",
     "uses %CEL(",
-    "field `round_robin_lb_config`",
     "field `outlier_detection`",
-    "field `circuit_breakers`",
+    "field `circuit_breakers.thresholds[0].max_retries`",
     "the cluster type ORIGINAL_DST",
 ];
 
