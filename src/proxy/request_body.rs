@@ -52,6 +52,8 @@ pub struct DownstreamBody {
     body: Incoming,
     failure: Option<Arc<BodyFailure>>,
     clock: Option<Arc<StreamClock>>,
+    /// Set once the whole body has arrived, when someone asked to know.
+    complete: Option<Arc<AtomicBool>>,
 }
 
 impl DownstreamBody {
@@ -69,7 +71,16 @@ impl DownstreamBody {
             body,
             failure,
             clock,
+            complete: None,
         }
+    }
+
+    /// A mark set once the whole request body has arrived (at once for a body-less request).
+    pub fn completion(&mut self) -> Arc<AtomicBool> {
+        let ended = self.body.is_end_stream();
+        self.complete
+            .get_or_insert_with(|| Arc::new(AtomicBool::new(ended)))
+            .clone()
     }
 
     /// The mark this body notes its failure on, to be read once it has gone upstream.
@@ -97,6 +108,11 @@ impl Body for DownstreamBody {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let (Poll::Ready(Some(Err(_))), Some(failure)) = (&polled, &self.failure) {
             failure.note();
+        }
+        if let (Poll::Ready(read), Some(complete)) = (&polled, &self.complete) {
+            if read.is_none() || self.body.is_end_stream() {
+                complete.store(true, Ordering::Release);
+            }
         }
         if let (Poll::Ready(read), Some(clock)) = (&polled, &self.clock) {
             if matches!(read, Some(Ok(_))) {
