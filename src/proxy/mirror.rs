@@ -1,6 +1,6 @@
 //! Request mirroring as Envoy's router does it: for each of the route's mirror policies that
 //! draws this request, a copy goes to the shadow cluster with `-shadow` after the host (before
-//! any port), fire and forget — its answer is read and dropped, its failure only logged, and
+//! any port, marked `x-envoy-internal`), fire and forget — its answer is read and dropped, its failure only logged, and
 //! neither delays nor changes the client's answer. Must not: touch the request that goes to
 //! the route's own cluster.
 
@@ -56,6 +56,9 @@ pub(super) fn send_copies(
         if let Some(shadow) = shadow {
             copy.headers_mut().insert(header::HOST, shadow);
         }
+        // Envoy sends the copy from its own HTTP client, which marks it internal.
+        copy.headers_mut()
+            .insert("x-envoy-internal", HeaderValue::from_static("true"));
         let body = Empty::new().map_err(|never| match never {}).boxed();
         let copy = copy.map(|()| body);
         let client = upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(parts));

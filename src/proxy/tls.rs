@@ -53,6 +53,9 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(CertificatesByName { certificates }));
     config.alpn_protocols = tls.alpn.clone();
+    // The suite is chosen by the listener's order, not the client's, as Envoy's BoringSSL
+    // chooses it (and so the suite a header names is the same through both).
+    config.ignore_client_order = true;
     Some(Arc::new(config))
 }
 

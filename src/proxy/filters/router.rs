@@ -82,17 +82,9 @@ pub(crate) async fn respond(
             };
             match limit {
                 None => forwarded(request).await,
-                Some(limit) => {
-                    // Envoy's connection manager answers an expired stream itself: the route's
-                    // response headers are not added to its reply.
-                    return stream_deadline::bounded(limit, async {
-                        let (mut response, cluster) = forwarded(request).await;
-                        apply_response_edits(&mut response, cluster, levels, &connection);
-                        (response, cluster)
-                    })
-                    .await
-                    .0;
-                }
+                // Envoy's connection manager answers an expired stream itself, and the route's
+                // response headers go on its reply too.
+                Some(limit) => stream_deadline::bounded(limit, forwarded(request)).await,
             }
         }
     };
