@@ -180,18 +180,18 @@ pub(super) async fn forward_request<'c>(
             .map(|t| tokio::time::Instant::now() + t),
         body_failure: body.failure(),
     };
+    let mut body = body;
     let empty = body.is_empty(&parts.headers);
-    if empty {
-        // A body is not copied: a request with one is not mirrored (see proxy/mirror.rs).
-        mirror::send_copies(
-            &forward.mirrors,
-            &parts,
-            hash,
-            forward.timeout,
-            config,
-            upstreams,
-        );
-    }
+    mirror::send_copies(
+        &forward.mirrors,
+        &parts,
+        &mut body,
+        empty,
+        hash,
+        forward.timeout,
+        config,
+        upstreams,
+    );
     let mut bodies = AttemptBodies::new(body, empty, retry.is_some());
     match attempts.run(&mut bodies).await {
         Ok(response) => answer(downstream_response(

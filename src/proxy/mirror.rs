@@ -1,7 +1,8 @@
 //! Request mirroring as Envoy's router does it: for each of the route's mirror policies that
 //! draws this request, a copy goes to the shadow cluster with `-shadow` after the host (before
-//! any port, marked `x-envoy-internal`), fire and forget — its answer is read and dropped, its failure only logged, and
-//! neither delays nor changes the client's answer. Must not: touch the request that goes to
+//! any port, marked `x-envoy-internal`) and its body copied as it arrives (proxy/body_copy.rs),
+//! fire and forget: its answer is read and dropped, its failure only logged, and neither
+//! delays nor changes the client's answer. Must not: touch the request that goes to
 //! the route's own cluster.
 
 use std::time::Duration;
@@ -13,16 +14,20 @@ use super::attempts::upstream_uri;
 use super::balancer::next_random;
 use super::config::ProxyConfig;
 use super::http::Upstreams;
+use super::request_body::{DownstreamBody, UpstreamBody};
 use super::resources::route::Mirror;
 
 /// How long a copy may take when its route sets no timeout: it must not live forever.
 const UNBOUNDED_COPY_LIMIT: Duration = Duration::from_secs(300);
 
-/// Sends a copy of the request `parts` describe (as it goes upstream, without a body) to each
-/// mirror whose share draws it; returns at once.
+/// Sends a copy of the request `parts` describe (as it goes upstream, with a copy of `body`
+/// as it arrives, unless it is `empty`) to each mirror whose share draws it; returns at once.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn send_copies(
     mirrors: &[Mirror],
     parts: &http::request::Parts,
+    body: &mut DownstreamBody,
+    empty: bool,
     hash: Option<u64>,
     timeout: Option<Duration>,
     config: &ProxyConfig,
@@ -59,7 +64,10 @@ pub(super) fn send_copies(
         // Envoy sends the copy from its own HTTP client, which marks it internal.
         copy.headers_mut()
             .insert("x-envoy-internal", HeaderValue::from_static("true"));
-        let body = Empty::new().map_err(|never| match never {}).boxed();
+        let body: UpstreamBody = match empty {
+            true => Empty::new().map_err(|never| match never {}).boxed(),
+            false => body.copy().boxed(),
+        };
         let copy = copy.map(|()| body);
         let client = upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(parts));
         let limit = timeout

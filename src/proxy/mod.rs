@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod attempts;
 pub mod balancer;
+pub mod body_copy;
 pub mod bootstrap;
 pub mod config;
 pub mod downstream;

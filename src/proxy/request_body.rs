@@ -17,6 +17,7 @@ use http::HeaderMap;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::body_copy::{BodyCopies, CopyBody};
 use super::timeouts::StreamClock;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +55,8 @@ pub struct DownstreamBody {
     clock: Option<Arc<StreamClock>>,
     /// Set once the whole body has arrived, when someone asked to know.
     complete: Option<Arc<AtomicBool>>,
+    /// Copies for mirrored requests, when the route mirrors this one.
+    copies: Option<BodyCopies>,
 }
 
 impl DownstreamBody {
@@ -72,7 +75,15 @@ impl DownstreamBody {
             failure,
             clock,
             complete: None,
+            copies: None,
         }
+    }
+
+    /// A copy of the body as it arrives, for a mirrored request (asked before it is read).
+    pub fn copy(&mut self) -> CopyBody {
+        self.copies
+            .get_or_insert_with(BodyCopies::default)
+            .new_copy()
     }
 
     /// A mark set once the whole request body has arrived (at once for a body-less request).
@@ -106,6 +117,14 @@ impl Body for DownstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
+        let ended = self.body.is_end_stream();
+        if let (Poll::Ready(read), Some(copies)) = (&polled, &mut self.copies) {
+            copies.forward(read.as_ref());
+            if ended {
+                // Nothing more will be asked of the body: the copies end here too.
+                copies.forward::<hyper::Error>(None);
+            }
+        }
         if let (Poll::Ready(Some(Err(_))), Some(failure)) = (&polled, &self.failure) {
             failure.note();
         }

@@ -1,7 +1,8 @@
 //! Request mirroring through Envoy and the sidecar with the same config (config.rs's
 //! `/mirrored` route, whose requestMirrorPolicy copies every request to `shadow`): the shadow
 //! gets each request once, with the path it was sent with and `-shadow` after the host, and
-//! sees the same headers through both; its slow failing answers change nothing for the client.
+//! sees the same headers and body through both; its slow failing answers change nothing for
+//! the client.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -39,22 +40,29 @@ const NOT_COMPARED: [&str; 5] = [
 async fn start_shadow() -> (u16, Arc<Mutex<Seen>>) {
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let noted = seen.clone();
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: HeaderMap| {
-        let noted = noted.clone();
-        async move {
-            let headers = headers
-                .iter()
-                .filter(|(name, _)| !NOT_COMPARED.contains(&name.as_str()))
-                .map(|(name, value)| {
-                    let value = String::from_utf8_lossy(value.as_bytes()).to_string();
-                    (name.to_string(), value)
-                })
-                .collect();
-            noted.lock().unwrap().push((uri.to_string(), headers));
-            tokio::time::sleep(SHADOW_DELAY).await;
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shadow failed")
-        }
-    });
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: HeaderMap,
+              body: String| {
+            let noted = noted.clone();
+            async move {
+                let mut headers: BTreeMap<String, String> = headers
+                    .iter()
+                    .filter(|(name, _)| !NOT_COMPARED.contains(&name.as_str()))
+                    .map(|(name, value)| {
+                        let value = String::from_utf8_lossy(value.as_bytes()).to_string();
+                        (name.to_string(), value)
+                    })
+                    .collect();
+                headers.insert("(method)".into(), method.to_string());
+                headers.insert("(body)".into(), body);
+                noted.lock().unwrap().push((uri.to_string(), headers));
+                tokio::time::sleep(SHADOW_DELAY).await;
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, "shadow failed")
+            }
+        },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -68,12 +76,14 @@ async fn send_mirrored(port: u16) -> (Vec<String>, Duration) {
     let started = Instant::now();
     let mut problems = Vec::new();
     for index in 0..MIRRORED_REQUESTS {
+        // Every other request carries a body, which the copy must carry too.
+        let body = (index % 2 == 1).then(|| &*format!("payload {index}").leak());
         let request = Request {
-            method: "GET",
+            method: if body.is_some() { "POST" } else { "GET" },
             host: "any.host".into(),
             target: format!("/mirrored/{index}?n={index}"),
             headers: vec![("x-client", "c")],
-            body: None,
+            body,
         };
         let record = exchange(&client, port, &request).await;
         if !(record.has("status 200") && record.backend() == Some("web")) {
@@ -131,6 +141,16 @@ async fn a_mirror_gets_a_copy_of_each_request_through_envoy_and_the_sidecar() {
         for (path, headers) in &copies {
             if headers.get("host").map(String::as_str) != Some("any.host-shadow") {
                 problems.push(format!("{who}'s copy of {path} went with {headers:?}"));
+            }
+            let index = path.rsplit('=').next().unwrap_or_default();
+            let odd = index.parse::<usize>().is_ok_and(|i| i % 2 == 1);
+            let body = if odd {
+                format!("payload {index}")
+            } else {
+                String::new()
+            };
+            if headers.get("(body)") != Some(&body) {
+                problems.push(format!("{who}'s copy of {path} carried {headers:?}"));
             }
         }
         by_proxy.push(copies);
