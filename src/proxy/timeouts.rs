@@ -467,6 +467,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_still_being_sent_at_the_streams_deadline_fails() {
+        use http_body_util::BodyExt;
+        /// A body whose next frame never comes.
+        struct Stalled;
+        impl HttpBody for Stalled {
+            type Data = Bytes;
+            type Error = hyper::Error;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+                Poll::Pending
+            }
+        }
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        let stalled = ClientBody::new(Stalled.boxed(), None, None).ending_by(soon);
+        // Bounded, so that a body the deadline does not end fails here instead of hanging.
+        let ended = tokio::time::timeout(Duration::from_secs(10), stalled.collect()).await;
+        assert!(
+            matches!(ended, Ok(Err(_))),
+            "the stalled answer did not fail"
+        );
+        let whole = super::super::http::full(StatusCode::OK, "done").into_body();
+        let later = Some(Instant::now() + Duration::from_secs(5));
+        let sent = ClientBody::new(whole, None, None).ending_by(later);
+        assert_eq!(sent.collect().await.unwrap().to_bytes(), "done");
+    }
+
+    #[tokio::test]
     async fn a_request_times_out_only_after_a_whole_timeout_without_activity() {
         let clock = StreamClock::start(Duration::from_secs(10));
         assert_eq!(clock.deadline(), clock.started + Duration::from_secs(10));
