@@ -256,7 +256,7 @@ fn failure_of(error: &hyper_util::client::legacy::Error) -> Failure {
 
 /// The request target rewritten to reach the endpoint named `name` (no port: the name holds
 /// each address's own), keeping path and query.
-fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
+pub(super) fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     format!("http://{name}{path}").parse().ok()
 }

@@ -100,7 +100,7 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         Box::pin(async move {
             let handling = handle(
                 request,
-                handler.connection,
+                handler.connection.clone(),
                 &handler.manager,
                 &snapshot,
                 &handler.upstreams,
@@ -136,7 +136,11 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
                     .releasable_after
                     .store(number, Ordering::Relaxed);
             }
-            Ok(response.map(|body| ClientBody::new(body, stream_clock, open)))
+            let deadline = response
+                .extensions()
+                .get::<super::stream_deadline::StreamDeadline>()
+                .map(|deadline| deadline.0);
+            Ok(response.map(|body| ClientBody::new(body, stream_clock, open).ending_by(deadline)))
         })
     }
 }
@@ -182,11 +186,7 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let connection = Connection {
-        remote: peer,
-        local,
-        tls: false,
-    };
+    let connection = Connection::plain(peer, local);
     let handler = Handler::new(connection, manager, config, upstreams);
     serve_with_clock(handler, drain, |handler, drain| {
         serve(stream, handler, drain)
@@ -209,9 +209,9 @@ pub async fn serve_tls_connection(
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let connection = Connection {
-        remote: peer,
-        local,
         tls: true,
+        session: Some(Arc::new(super::tls::session_of(stream.get_ref().1))),
+        ..Connection::plain(peer, local)
     };
     let handler = Handler::new(connection, manager, config, upstreams);
     serve_with_clock(handler, drain, |handler, drain| async move {

@@ -18,11 +18,11 @@ use super::filters::router::Chosen;
 use super::headers::{remove_hop_by_hop, set_cookie};
 use super::http::{full, Body, Upstreams};
 use super::request_body::{AttemptBodies, DownstreamBody};
-use super::resources::route::{HashPolicy, WeightedCluster};
+use super::resources::route::{HashPolicy, PathMatch, WeightedCluster};
 use super::retry::{retriable, retries_anything};
 use super::rewrite::{self, Connection};
 use super::timeouts::StreamClock;
-use super::upgrade;
+use super::{mirror, upgrade};
 
 /// The request as it goes upstream: each level's header edits (the weighted cluster's first),
 /// then the host and path rewrites of the route, keeping the Host and path they replace in
@@ -55,9 +55,21 @@ fn prepare_upstream_request(
         }
         parts.headers.insert(header::HOST, host);
     }
-    if let Some(replacement) = &chosen.forward.prefix_rewrite {
-        let original = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let rewritten = rewrite::replace_matched_prefix(original, &chosen.route.path, replacement);
+    let original = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let rewritten = match (&chosen.forward.prefix_rewrite, &chosen.route.path) {
+        (Some(replacement), matched) => Some(rewrite::replace_matched_prefix(
+            original,
+            matched,
+            replacement,
+        )),
+        (None, PathMatch::Template(matched)) => chosen
+            .forward
+            .template_rewrite
+            .as_ref()
+            .and_then(|rewrite| rewrite::rewrite_by_template(original, matched, rewrite)),
+        (None, _) => None,
+    };
+    if let Some(rewritten) = rewritten {
         if let (Ok(original), Ok(path)) = (
             HeaderValue::from_str(original),
             rewritten.parse::<http::uri::PathAndQuery>(),
@@ -176,14 +188,27 @@ pub(super) async fn forward_request<'c>(
         hash,
         client: upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(&parts)),
         retry,
+        // A route with a max_stream_duration leaves the whole stream to it, as Envoy's router
+        // then sets no timeout of its own.
         deadline: forward
             .timeout
-            .filter(|t| !t.is_zero())
+            .filter(|t| !t.is_zero() && forward.max_stream_duration.is_none())
             .map(|t| tokio::time::Instant::now() + t),
         body_failure: body.failure(),
         note_endpoint: facts.is_some(),
     };
+    let mut body = body;
     let empty = body.is_empty(&parts.headers);
+    mirror::send_copies(
+        &forward.mirrors,
+        &parts,
+        &mut body,
+        empty,
+        hash,
+        forward.timeout,
+        config,
+        upstreams,
+    );
     let mut bodies = AttemptBodies::new(body, empty, retry.is_some());
     let mut reply = match attempts.run(&mut bodies).await {
         Ok(response) => answer(downstream_response(

@@ -170,12 +170,13 @@ fn host_of(request: &Request<DownstreamBody>) -> String {
 
 pub async fn handle(
     mut request: Request<DownstreamBody>,
-    connection: Connection,
+    mut connection: Connection,
     manager: &HttpManager,
     config: &ProxyConfig,
     upstreams: &Upstreams,
 ) -> Response<Body> {
     STATS.downstream_requests.fetch_add(1, Ordering::Relaxed);
+    connection.protocol = request.version();
     if !manager.websocket {
         // Not allowed here: the request goes on as a plain one.
         request.extensions_mut().remove::<OnUpgrade>();
@@ -260,12 +261,13 @@ async fn route_and_forward(
     // Boxed, so that the state of a filter chain does not grow the future of every request
     // on a listener without one.
     let (by_route, by_vhost) = (&route.filter_configs, &vhost.filter_configs);
+    let for_router = connection.clone();
     Box::pin(filters::run(
         &manager.filters,
         by_route,
         by_vhost,
         request,
-        |request| filters::router::respond(request, connection, routed, config, upstreams),
+        |request| filters::router::respond(request, for_router, routed, config, upstreams),
         |reply| filters::router::route_response_headers(reply, routed, &connection),
     ))
     .await

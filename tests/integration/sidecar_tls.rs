@@ -302,3 +302,76 @@ async fn grpc_over_tls_is_served_alike_by_envoy_and_the_sidecar() {
     grpc_over_tls_through(Through::Envoy).await;
     grpc_over_tls_through(Through::Sidecar).await;
 }
+
+/// The connection facts a service writes into request headers with Envoy's formatters, over
+/// TLS: the version, the suite, the name the client asked for, that it is encrypted.
+const TLS_FACT_HEADERS: &str = "  customRequestHeaders: ['x-fact-tls: {tls_version}', \
+    'x-fact-cipher: {tls_cipher_suite}', 'x-fact-sni: {tls_sni_hostname}', \
+    'x-fact-encrypted: {client_encrypted}', 'x-fact-protocol: {client_protocol}']\n";
+
+/// What the `web` backend of examples/https.yaml saw of the facts `through` a proxy, for a
+/// TLS 1.3 client and for a TLS 1.2 one: `version name: value` lines.
+async fn tls_facts_through(through: Through) -> Vec<String> {
+    let node_id = format!("tls-facts-{through:?}").to_lowercase();
+    let example = HttpsExample::new().await;
+    let web = "- name: web\n  protocol: HTTP\n";
+    assert!(example.config.contains(web), "examples/https.yaml changed");
+    let config = example
+        .config
+        .replace(web, &format!("{web}{TLS_FACT_HEADERS}"));
+    let switchyard = Switchyard::start(&config).await;
+    let _proxy = start_proxy(through, &switchyard, &node_id).await;
+    let mut facts = Vec::new();
+    for (name, versions) in [("1.3", &[&TLS13][..]), ("1.2", &[&TLS12][..])] {
+        let answer = wait_for("the HTTPS listener to answer", || async {
+            https_get(
+                example.https_port,
+                "www.example.test",
+                "/",
+                &example.ca_pem,
+                versions,
+            )
+            .await
+            .ok()
+        })
+        .await;
+        let headers = answer.body["headers"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (header, value) in headers {
+            if header.starts_with("x-fact-") {
+                facts.push(format!(
+                    "{name} {header}: {}",
+                    value.as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    facts.sort();
+    facts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_facts_reach_the_backend_alike_through_envoy_and_the_sidecar() {
+    let by_envoy = tls_facts_through(Through::Envoy).await;
+    let by_sidecar = tls_facts_through(Through::Sidecar).await;
+    eprintln!("Envoy: {by_envoy:#?}");
+    assert_eq!(by_sidecar, by_envoy);
+    for line in [
+        "1.3 x-fact-tls: TLSv1.3",
+        "1.2 x-fact-tls: TLSv1.2",
+        "1.3 x-fact-sni: www.example.test",
+        "1.3 x-fact-encrypted: true",
+        "1.2 x-fact-encrypted: true",
+        "1.3 x-fact-protocol: HTTP/1.1",
+    ] {
+        assert!(by_envoy.iter().any(|l| l == line), "{line}: {by_envoy:?}");
+    }
+    assert!(
+        by_envoy
+            .iter()
+            .any(|l| l.starts_with("1.3 x-fact-cipher: TLS_")),
+        "{by_envoy:?}"
+    );
+}

@@ -229,7 +229,8 @@ pub enum Problem {
     #[error("only header, cookie and source_ip hashing are supported")]
     HashPolicy,
     #[error(
-        "a prefix rewrite needs a prefix, path or path_separated_prefix match, not safe_regex"
+        "a prefix rewrite needs a prefix, path or path_separated_prefix match, not safe_regex \
+         or path_match_policy"
     )]
     PrefixRewriteOfRegex,
     #[error("the regex `{pattern}` does not compile: {error}")]
