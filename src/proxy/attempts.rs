@@ -14,13 +14,14 @@ use hyper::body::Incoming;
 
 use super::access_log_http::{flagged, reached};
 use super::balancer::Host;
+use super::circuit_breakers::RetryPlace;
 use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
 use super::load_stats::Ended;
 use super::override_host::{self, OverrideHost, UpstreamHost};
 use super::request_body::{AttemptBodies, BodyFailure, UpstreamBody};
 use super::resources::route::Retry;
-use super::retry::{retries_failure, retries_status, Failure};
+use super::retry::{self, retries_failure, retries_status, Failure};
 use super::stats::STATS;
 
 /// What one request's attempts share.
@@ -63,7 +64,13 @@ impl Attempts<'_> {
         bodies: &mut AttemptBodies,
     ) -> Result<Response<Incoming>, Response<Body>> {
         let attempts = self.retry.map_or(1, |policy| policy.num_retries + 1);
+        // A retry's place among the cluster's `max_retries`, held while it backs off.
+        let mut retry_place = None;
         for attempt in 1..=attempts {
+            if let Some(place) = retry_place.take() {
+                self.back_off(attempt - 1).await;
+                drop(place);
+            }
             let wanted = self.parts.extensions.get::<OverrideHost>();
             let Some(host) = override_host::choose(&self.entry.balancer, wanted, self.hash) else {
                 // Envoy's words, byte for byte.
@@ -85,7 +92,11 @@ impl Attempts<'_> {
             // Asked after the attempt: the body may have outgrown what is kept meanwhile.
             let may_retry = attempt < attempts && bodies.can_resend();
             match outcome {
-                Outcome::Answered(response) if may_retry && self.retries(&response) => {
+                Outcome::Answered(response)
+                    if may_retry
+                        && self.retries(&response)
+                        && self.take_retry(&mut retry_place) =>
+                {
                     STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 }
                 Outcome::Answered(response)
@@ -111,13 +122,18 @@ impl Attempts<'_> {
                 Outcome::TimedOut
                     if !may_retry
                         || self.route_timed_out()
-                        || !self.retries_failure(Failure::PerTryTimeout) =>
+                        || !self.retries_failure(Failure::PerTryTimeout)
+                        || !self.take_retry(&mut retry_place) =>
                 {
                     // Envoy's words, byte for byte: no newline.
                     let answer = full(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
                     return Err(flagged(self.noted(answer, &host), "UT"));
                 }
-                Outcome::Unanswered(failure) if !may_retry || !self.retries_failure(failure) => {
+                Outcome::Unanswered(failure)
+                    if !may_retry
+                        || !self.retries_failure(failure)
+                        || !self.take_retry(&mut retry_place) =>
+                {
                     let answer = full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED);
                     let answer = self.noted(answer, &host);
                     return Err(flagged(answer, failure_flag(failure)));
@@ -204,6 +220,20 @@ impl Attempts<'_> {
     fn route_timed_out(&self) -> bool {
         self.deadline
             .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+    }
+
+    /// Takes a place for a retry into `place`; false (and counted) when the cluster's
+    /// `max_retries` are all waiting, as Envoy then gives up retrying.
+    fn take_retry<'b>(&'b self, place: &mut Option<RetryPlace<'b>>) -> bool {
+        *place = self.entry.breakers.retry();
+        place.is_some()
+    }
+
+    /// Waits out the back-off before retry number `retry`, within the route's deadline.
+    async fn back_off(&self, retry: u32) {
+        let wait = tokio::time::Instant::now() + retry::back_off(retry, retry::jitter());
+        let until = self.deadline.map_or(wait, |deadline| deadline.min(wait));
+        tokio::time::sleep_until(until).await;
     }
 
     /// Whether the retry policy retries an attempt that failed so.

@@ -5,7 +5,9 @@
 //! Envoy's overflow answer (503, `x-envoy-overloaded: true`), counted under Envoy's names:
 //! `upstream_rq_pending_overflow` (the queue is full), `upstream_rq_active_overflow` (too many
 //! requests), `upstream_cx_overflow` (a request queued with every connection busy). Envoy's
-//! defaults (1024 each) hold when the cluster sets none.
+//! defaults (1024 each) hold when the cluster sets none. Retries: a retry holds one of
+//! `max_retries` places (Envoy's default: 3) while it waits out its back-off; with none free
+//! the retry is not made and `upstream_rq_retry_overflow` counts it.
 //!
 //! Must not: pick endpoints or open connections (the balancer and the upstream client do);
 //! a request holds its place until its response headers arrive (the body is not waited for).
@@ -16,8 +18,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Envoy's default for every threshold.
+/// Envoy's default for every threshold but retries.
 pub const DEFAULT_LIMIT: u32 = 1024;
+
+/// Envoy's default for `max_retries`.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
 
 /// A cluster's thresholds (default priority).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +30,7 @@ pub struct Limits {
     pub max_connections: u32,
     pub max_pending_requests: u32,
     pub max_requests: u32,
+    pub max_retries: u32,
 }
 
 impl Default for Limits {
@@ -33,6 +39,7 @@ impl Default for Limits {
             max_connections: DEFAULT_LIMIT,
             max_pending_requests: DEFAULT_LIMIT,
             max_requests: DEFAULT_LIMIT,
+            max_retries: DEFAULT_MAX_RETRIES,
         }
     }
 }
@@ -43,6 +50,7 @@ pub struct OverflowStats {
     pub upstream_rq_pending_overflow: AtomicU64,
     pub upstream_rq_active_overflow: AtomicU64,
     pub upstream_cx_overflow: AtomicU64,
+    pub upstream_rq_retry_overflow: AtomicU64,
 }
 
 /// The breakers of one cluster: its limits and what is in use now.
@@ -52,6 +60,7 @@ pub struct Breakers {
     connections: Arc<Semaphore>,
     pending: AtomicU64,
     requests: AtomicU64,
+    retries: AtomicU64,
     pub stats: OverflowStats,
 }
 
@@ -72,6 +81,18 @@ impl Drop for Admission<'_> {
     }
 }
 
+/// A retry's place while it waits out its back-off, given back when dropped.
+#[derive(Debug)]
+pub struct RetryPlace<'a> {
+    breakers: &'a Breakers,
+}
+
+impl Drop for RetryPlace<'_> {
+    fn drop(&mut self) {
+        self.breakers.retries.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Breakers {
     pub fn new(limits: Limits) -> Breakers {
         Breakers {
@@ -79,6 +100,7 @@ impl Breakers {
             connections: Arc::new(Semaphore::new(limits.max_connections as usize)),
             pending: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             stats: OverflowStats::default(),
         }
     }
@@ -104,6 +126,17 @@ impl Breakers {
             breakers: self,
             _connection: connection,
         })
+    }
+
+    /// A place for one retry, or None (counted) when `max_retries` are already waiting.
+    pub fn retry(&self) -> Option<RetryPlace<'_>> {
+        if !take_below(&self.retries, self.limits.max_retries) {
+            self.stats
+                .upstream_rq_retry_overflow
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(RetryPlace { breakers: self })
     }
 
     /// A free connection, or a place in the queue to wait for one.
@@ -171,7 +204,7 @@ type StatOf = fn(&OverflowStats) -> &AtomicU64;
 /// (`envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="web"} 3`).
 pub fn render<'a>(clusters: impl Iterator<Item = (&'a String, &'a Breakers)> + Clone) -> String {
     let mut text = String::new();
-    let counters: [(&str, StatOf); 3] = [
+    let counters: [(&str, StatOf); 4] = [
         ("upstream_rq_pending_overflow", |s| {
             &s.upstream_rq_pending_overflow
         }),
@@ -179,6 +212,9 @@ pub fn render<'a>(clusters: impl Iterator<Item = (&'a String, &'a Breakers)> + C
             &s.upstream_rq_active_overflow
         }),
         ("upstream_cx_overflow", |s| &s.upstream_cx_overflow),
+        ("upstream_rq_retry_overflow", |s| {
+            &s.upstream_rq_retry_overflow
+        }),
     ];
     for (stat, counter) in counters {
         text.push_str(&format!("# TYPE envoy_cluster_{stat} counter\n"));
@@ -201,7 +237,31 @@ mod tests {
             max_connections: connections,
             max_pending_requests: pending,
             max_requests: requests,
+            max_retries: DEFAULT_MAX_RETRIES,
         }
+    }
+
+    #[test]
+    fn a_retry_past_max_retries_is_not_made_and_a_freed_place_takes_the_next() {
+        let breakers = Breakers::new(Limits {
+            max_retries: 2,
+            ..Limits::default()
+        });
+        let first = breakers.retry().expect("one place");
+        let _second = breakers.retry().expect("two places");
+        assert!(breakers.retry().is_none(), "a third is past the limit");
+        assert_eq!(
+            breakers
+                .stats
+                .upstream_rq_retry_overflow
+                .load(Ordering::Relaxed),
+            1
+        );
+        drop(first);
+        assert!(
+            breakers.retry().is_some(),
+            "a place given back is taken again"
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,9 @@
 //! policy (its router's retry state). Pure: a policy and a request, status or failure in, a
 //! yes or no out.
 
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
 use http::StatusCode;
 
 use super::resources::route::Retry;
@@ -41,6 +44,35 @@ pub(super) fn retries_anything(policy: &Retry) -> bool {
                 | "retriable-4xx"
         )
     })
+}
+
+/// Envoy's retry back-off when the route names none: a 25 ms base, ten times that at most.
+pub(super) const BACK_OFF_BASE: Duration = Duration::from_millis(25);
+pub(super) const BACK_OFF_MAX: Duration = Duration::from_millis(250);
+
+/// The wait before retry number `retry` (1 for the first) as Envoy's jittered exponential
+/// back-off draws it from `random`: uniform below (2^n - 1) × base, where n grows with each
+/// retry until that product first passes the maximum; never more than the maximum.
+pub(super) fn back_off(retry: u32, random: u64) -> Duration {
+    let (base, max) = (
+        BACK_OFF_BASE.as_millis() as u64,
+        BACK_OFF_MAX.as_millis() as u64,
+    );
+    let mut ceiling = base;
+    for step in 2..=retry.min(16) {
+        if ceiling > max {
+            break;
+        }
+        ceiling = ((1u64 << step) - 1) * base;
+    }
+    Duration::from_millis((random % ceiling).min(max))
+}
+
+/// A random number for the back-off's jitter (std's per-thread keys, stepped per call).
+pub(super) fn jitter() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish()
 }
 
 /// How an attempt failed without an answer.
@@ -89,6 +121,25 @@ pub(super) fn retries_status(policy: &Retry, status: StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_back_off_grows_as_envoys_until_it_passes_the_maximum() {
+        let ceiling = |retry: u32| back_off(retry, u64::MAX - 1).as_millis() + 1;
+        // The largest draw is one below each ceiling: 25, 75, 175, then capped at 250.
+        assert_eq!(back_off(1, 24), Duration::from_millis(24));
+        assert_eq!(back_off(1, 25), Duration::ZERO);
+        assert_eq!(back_off(2, 74), Duration::from_millis(74));
+        assert_eq!(back_off(3, 174), Duration::from_millis(174));
+        assert_eq!(back_off(4, 300), Duration::from_millis(250));
+        assert_eq!(back_off(4, 374), Duration::from_millis(250));
+        assert_eq!(
+            back_off(4, 375),
+            Duration::ZERO,
+            "the ceiling stays at 375 from there"
+        );
+        assert_eq!(back_off(9, 375), Duration::ZERO);
+        assert!(ceiling(1) <= 25 && ceiling(9) <= 251);
+    }
     use http::Request;
 
     fn policy(retry_on: &[&str]) -> Retry {

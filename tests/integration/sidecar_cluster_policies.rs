@@ -328,3 +328,138 @@ async fn circuit_breakers_turn_requests_away_through_the_sidecar_as_through_envo
     assert_eq!(envoy_overflow.overloaded.as_deref(), Some("true"));
     assert_eq!(tally(envoy_few).1.len(), 6);
 }
+
+/// Two services on a backend that answers every request 500, each retrying 5xx three times:
+/// `open` with Envoy's default retry places (3 at a time), `shut` with one (`maxRetries: 1`).
+fn retries_config((open_listen, shut_listen): (u16, u16), port: u16) -> String {
+    let route = |name: &str| {
+        format!(
+            "- name: {name}-map\n  defaultService: {name}\n  hostRules: [{{hosts: ['*'], pathMatcher: m}}]\n  pathMatchers:\n  - name: m\n    defaultService: {name}\n    routeRules:\n    - priority: 1\n      matchRules: [{{prefixMatch: /}}]\n      service: {name}\n      routeAction: {{retryPolicy: {{retryConditions: [5xx], numRetries: 3}}}}\n"
+        )
+    };
+    format!(
+        r#"
+networkEndpointGroups:
+- {{name: neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {port}}}]}}
+backendServices:
+- name: open
+  backends: [{{group: zones/us-central1-a/networkEndpointGroups/neg, balancingMode: RATE, maxRate: 1000}}]
+- name: shut
+  circuitBreakers: {{maxRetries: 1}}
+  backends: [{{group: zones/us-central1-a/networkEndpointGroups/neg, balancingMode: RATE, maxRate: 1000}}]
+urlMaps:
+{open_map}{shut_map}targetHttpProxies:
+- {{name: open-proxy, urlMap: open-map}}
+- {{name: shut-proxy, urlMap: shut-map}}
+forwardingRules:
+- {{name: open-rule, IPAddress: 127.0.0.1, portRange: "{open_listen}", target: open-proxy}}
+- {{name: shut-rule, IPAddress: 127.0.0.1, portRange: "{shut_listen}", target: shut-proxy}}
+"#,
+        open_map = route("open"),
+        shut_map = route("shut"),
+    )
+}
+
+/// The tries `backend` received while `send` ran, and how many retries `cluster` turned away
+/// meanwhile by the proxy's own count (`admin`).
+async fn tries_and_retry_overflows<F: std::future::Future<Output = ()>>(
+    backend: &Backend,
+    admin: &str,
+    cluster: &str,
+    send: F,
+) -> (u64, u64) {
+    let stat =
+        format!("envoy_cluster_upstream_rq_retry_overflow{{envoy_cluster_name=\"{cluster}\"}}");
+    let (hits_before, overflows_before) = (
+        *backend.hits.lock().unwrap(),
+        prometheus_counter(admin, &stat).await,
+    );
+    send.await;
+    let tries = *backend.hits.lock().unwrap() - hits_before;
+    (
+        tries,
+        prometheus_counter(admin, &stat).await - overflows_before,
+    )
+}
+
+/// Retries hold one of the cluster's `max_retries` places while they back off, as Envoy's
+/// do: one request after another, every one is retried three times (four tries each);
+/// eight at once against a single place, some retries are turned away and counted, and
+/// each request stops retrying at its first refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_circuit_breaker_holds_retries_back_through_the_sidecar_as_through_envoy() {
+    const REQUESTS: u64 = 8;
+    let backend = Backend::start_failing("failing").await;
+    let (envoy_ports, sidecar_ports) = ((free_port(), free_port()), (free_port(), free_port()));
+    let for_envoy = Switchyard::start(&retries_config(envoy_ports, backend.port())).await;
+    let envoy = Envoy::start_single_worker(
+        for_envoy.running.xds_addr,
+        "envoy-retries",
+        "us-central1",
+        "us-central1-a",
+    )
+    .await;
+    let for_sidecar = Switchyard::start(&retries_config(sidecar_ports, backend.port())).await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        for_sidecar.running.xds_addr,
+        "sidecar-retries",
+    )
+    .await;
+    for_envoy.wait_for_acks("envoy-retries").await;
+    for_sidecar.wait_for_acks("sidecar-retries").await;
+    for (name, admin, (open, shut)) in [
+        ("Envoy", envoy.admin.clone(), envoy_ports),
+        ("the sidecar", sidecar.admin.clone(), sidecar_ports),
+    ] {
+        for listen in [open, shut] {
+            let url = format!("http://127.0.0.1:{listen}/");
+            wait_for("the listener to answer", || async {
+                let status = http().get(&url).send().await.ok()?.status();
+                (status == 500).then_some(())
+            })
+            .await;
+        }
+        let open_url = format!("http://127.0.0.1:{open}/");
+        let (tries, overflows) = tries_and_retry_overflows(&backend, &admin, "open", async {
+            for _ in 0..REQUESTS {
+                let response = http().get(&open_url).send().await.unwrap();
+                assert_eq!(
+                    response.status(),
+                    500,
+                    "through {name}: the last try's answer"
+                );
+                assert_eq!(response.text().await.unwrap(), "failing", "through {name}");
+            }
+        })
+        .await;
+        assert_eq!(
+            (tries, overflows),
+            (REQUESTS * 4, 0),
+            "through {name}: open"
+        );
+
+        let shut_url = format!("http://127.0.0.1:{shut}/");
+        let (tries, overflows) = tries_and_retry_overflows(&backend, &admin, "shut", async {
+            let replies = all_at_once(&shut_url, REQUESTS as usize).await;
+            assert!(
+                replies.iter().all(|r| r.status == 500),
+                "through {name}: {replies:?}"
+            );
+        })
+        .await;
+        eprintln!("through {name}, shut: {tries} tries, {overflows} retries turned away");
+        // Each request either made its three retries or stopped at its one refusal (after
+        // 0 to 2 retries): the tries lie between those bounds.
+        assert!(
+            overflows >= 1,
+            "through {name}: eight at once, one place: none turned away"
+        );
+        let full = REQUESTS - overflows;
+        let least = REQUESTS + 3 * full;
+        assert!(
+            (least..=least + 2 * overflows).contains(&tries),
+            "through {name}: {tries} tries with {overflows} refusals"
+        );
+    }
+}

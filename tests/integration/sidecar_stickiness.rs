@@ -295,18 +295,9 @@ async fn source_ip_rules_route_alike_through_envoy_and_the_sidecar() {
     source_ip_through(Through::Sidecar, &switchyard, listen).await;
 }
 
-/// examples/aws-alb.yaml on free ports. Two of its parts are served by other work still under
-/// way (issue 26) and taken out here until it lands: the redirect's `#{path}` (a route
-/// regex_rewrite) and WebBlue's slow start (round_robin_lb_config), each of which the sidecar
-/// still refuses (for the whole RouteConfiguration, and for the WebBlue cluster).
+/// examples/aws-alb.yaml as written, on free ports.
 fn aws_example(listen: u16, ports: [u16; 5]) -> String {
     let example = std::fs::read_to_string(repo_root().join("examples/aws-alb.yaml")).unwrap();
-    let example = example
-        .replace("Path: \"/new/#{path}\"", "Path: \"/new/moved\"")
-        .replace(
-            "        - Key: slow_start.duration_seconds\n          Value: \"60\"\n",
-            "",
-        );
     with_ports(
         &example,
         &[

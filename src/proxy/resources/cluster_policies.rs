@@ -1,22 +1,21 @@
 //! A Cluster's traffic policies → the sidecar's: slow start (round robin's and least
 //! request's slow_start_config; Envoy's defaults: aggression 1.0, a linear ramp, and a minimum
-//! weight of 10%) and circuit breakers (the default priority's thresholds; Envoy's default,
-//! 1024, for each one not set). Pure.
+//! weight of 10%) and circuit breakers (the default priority's thresholds; Envoy's defaults,
+//! 1024 and 3 retries, for each one not set). Pure.
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{LbConfig, SlowStartConfig};
 use envoy_types::pb::envoy::config::cluster::v3::CircuitBreakers;
 
 use super::duration;
-use crate::proxy::circuit_breakers::{Limits, DEFAULT_LIMIT};
+use crate::proxy::circuit_breakers::{Limits, DEFAULT_LIMIT, DEFAULT_MAX_RETRIES};
 use crate::proxy::slow_start::SlowStart;
 
-/// The circuit-breaker thresholds the sidecar applies (not `max_retries`: the sidecar retries
-/// without Envoy's backoff, during which a retry holds its place, so it cannot count retries
-/// as Envoy does).
+/// The circuit-breaker thresholds the sidecar applies.
 pub(super) const CIRCUIT_BREAKER_FIELDS: &[&str] = &[
     "circuit_breakers.thresholds.max_connections",
     "circuit_breakers.thresholds.max_pending_requests",
     "circuit_breakers.thresholds.max_requests",
+    "circuit_breakers.thresholds.max_retries",
 ];
 
 /// The cluster's thresholds: its first (default-priority) entry's, Envoy's defaults for the rest.
@@ -31,6 +30,10 @@ pub(super) fn circuit_breakers(breakers: Option<&CircuitBreakers>) -> Limits {
         max_connections: limit(thresholds.max_connections.as_ref()),
         max_pending_requests: limit(thresholds.max_pending_requests.as_ref()),
         max_requests: limit(thresholds.max_requests.as_ref()),
+        max_retries: thresholds
+            .max_retries
+            .as_ref()
+            .map_or(DEFAULT_MAX_RETRIES, |v| v.value),
     }
 }
 
