@@ -370,10 +370,8 @@ async fn tries_and_retry_overflows<F: std::future::Future<Output = ()>>(
 ) -> (u64, u64) {
     let stat =
         format!("envoy_cluster_upstream_rq_retry_overflow{{envoy_cluster_name=\"{cluster}\"}}");
-    let (hits_before, overflows_before) = (
-        *backend.hits.lock().unwrap(),
-        prometheus_counter(admin, &stat).await,
-    );
+    let hits_before = *backend.hits.lock().unwrap();
+    let overflows_before = prometheus_counter(admin, &stat).await;
     send.await;
     let tries = *backend.hits.lock().unwrap() - hits_before;
     (
