@@ -153,13 +153,21 @@ fn clusters_json(config: &super::config::ProxyConfig) -> Value {
 
 async fn stats(State(state): State<AdminState>) -> impl IntoResponse {
     let applier = &state.applier;
+    let config = applier.current();
+    let outliers = super::outlier::render(
+        config
+            .clusters
+            .iter()
+            .filter_map(|(name, entry)| Some((name, &entry.outliers.as_ref()?.stats))),
+    );
     format!(
         "# TYPE switchyard_proxy_xds_connected gauge\nswitchyard_proxy_xds_connected {}\n\
          # TYPE switchyard_proxy_xds_updates_accepted counter\nswitchyard_proxy_xds_updates_accepted {}\n\
-         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n{}",
+         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n{}{}",
         u8::from(applier.connected.load(Ordering::Relaxed)),
         applier.updates_accepted.load(Ordering::Relaxed),
         applier.updates_rejected.load(Ordering::Relaxed),
         super::stats::STATS.render(),
+        outliers,
     )
 }

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::balancer::Balancer;
 use super::dns_clusters::DnsAnswers;
 use super::load_stats::LoadStore;
+use super::outlier::{without_ejected, Detector, OutlierStore};
 use super::resources::cluster::{self, Cluster};
 use super::resources::endpoint::{self, Assignment};
 use super::resources::listener::{self, Listener};
@@ -33,6 +34,9 @@ pub struct ClusterEntry {
     pub cluster: Cluster,
     pub assignment: Option<Assignment>,
     pub balancer: Balancer,
+    /// The cluster's outlier detector, when it has outlier detection (its ejected endpoints
+    /// are unhealthy to `balancer`).
+    pub outliers: Option<Arc<Detector>>,
 }
 
 /// Everything applied, at one moment.
@@ -120,6 +124,8 @@ pub struct Applier {
     loads: Arc<LoadStore>,
     /// The latest answers of the DNS clusters (proxy/dns_clusters.rs keeps them current).
     dns: DnsAnswers,
+    /// Every cluster's outlier detector, kept across updates.
+    outliers: OutlierStore,
     /// Held while a snapshot is built and published, so that an xDS update and a DNS answer
     /// never publish over each other.
     publishing: std::sync::Mutex<()>,
@@ -137,6 +143,7 @@ impl Applier {
             first_seen: std::sync::Mutex::default(),
             loads,
             dns: DnsAnswers::default(),
+            outliers: OutlierStore::default(),
             publishing: std::sync::Mutex::new(()),
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
@@ -188,20 +195,17 @@ impl Applier {
                 Some(settings) => self.dns.assignment(name, settings),
                 None => assignments.get(&cluster.service_name).cloned(),
             };
-            let counters = self
-                .loads
-                .counters(name, &cluster.service_name, assignment.as_ref());
-            let balancer = Balancer::new(&cluster, assignment.as_ref(), &counters);
-            config.clusters.insert(
-                name.clone(),
-                Arc::new(ClusterEntry {
-                    cluster,
-                    assignment,
-                    balancer,
-                }),
+            let outliers = self.outliers.for_cluster(
+                name,
+                cluster.outlier_detection.as_ref(),
+                assignment.as_ref(),
             );
+            let entry = self.cluster_entry(name, cluster, assignment, outliers);
+            config.clusters.insert(name.clone(), Arc::new(entry));
         }
         self.loads.end_round();
+        self.outliers
+            .retain(&|name| config.clusters.contains_key(name));
         self.note_first_seen(&mut config);
         for type_url in TypeUrl::ALL {
             for (name, held) in state.held(type_url) {
@@ -236,20 +240,56 @@ impl Applier {
             if assignment == entry.assignment {
                 continue;
             }
-            let counters =
-                self.loads
-                    .counters(name, &entry.cluster.service_name, assignment.as_ref());
-            let balancer = Balancer::new(&entry.cluster, assignment.as_ref(), &counters);
-            next.clusters.insert(
-                name.clone(),
-                Arc::new(ClusterEntry {
-                    cluster: entry.cluster.clone(),
-                    assignment,
-                    balancer,
-                }),
+            let outliers = self.outliers.for_cluster(
+                name,
+                entry.cluster.outlier_detection.as_ref(),
+                assignment.as_ref(),
             );
+            let rebuilt = self.cluster_entry(name, entry.cluster.clone(), assignment, outliers);
+            next.clusters.insert(name.clone(), Arc::new(rebuilt));
         }
         self.sender.send_replace(Arc::new(next));
+    }
+
+    /// Publishes the current snapshot again with cluster `name`'s balancer rebuilt, after
+    /// its outlier detector ejected or returned an endpoint.
+    pub fn republish_outliers(&self, name: &str) {
+        let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current();
+        let Some(entry) = current.clusters.get(name) else {
+            return;
+        };
+        let mut next = ProxyConfig::clone(&current);
+        let rebuilt = self.cluster_entry(
+            name,
+            entry.cluster.clone(),
+            entry.assignment.clone(),
+            entry.outliers.clone(),
+        );
+        next.clusters.insert(name.to_string(), Arc::new(rebuilt));
+        self.sender.send_replace(Arc::new(next));
+    }
+
+    /// Cluster `name`'s entry: its balancer over `assignment`, without the endpoints its
+    /// outlier detector has ejected.
+    fn cluster_entry(
+        &self,
+        name: &str,
+        cluster: Cluster,
+        assignment: Option<Assignment>,
+        outliers: Option<Arc<Detector>>,
+    ) -> ClusterEntry {
+        let counters = self
+            .loads
+            .counters(name, &cluster.service_name, assignment.as_ref());
+        let balanced = without_ejected(assignment.as_ref(), outliers.as_deref());
+        let balancer = Balancer::new(&cluster, balanced.as_deref(), &counters);
+        ClusterEntry {
+            cluster,
+            assignment,
+            balancer,
+            outliers,
+        }
     }
 
     /// Records when each listener and cluster of `config` first appeared (kept across

@@ -23,6 +23,7 @@ pub mod listeners;
 pub mod load_report;
 pub mod load_stats;
 pub mod lrs_client;
+pub mod outlier;
 pub mod override_host;
 pub mod request_body;
 pub mod resources;
@@ -116,6 +117,11 @@ pub async fn run(
         applier.clone(),
         config.clone(),
         resolver,
+        shutdown.clone(),
+    ));
+    tokio::spawn(outlier::timer::run(
+        applier.clone(),
+        config.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(listeners::run(config, shutdown.clone()));

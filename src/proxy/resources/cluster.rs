@@ -20,8 +20,10 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsC
 use prost::Name;
 
 use super::dns_cluster::{self, DnsCluster, DnsKind};
+use super::outlier_detection::{self, OUTLIER_FIELDS};
 use super::tls::{self, UpstreamTls};
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
+use crate::proxy::outlier::OutlierSettings;
 use crate::xds::types::TypeUrl;
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -57,9 +59,16 @@ pub struct Cluster {
     pub auto_sni: bool,
     /// The names to resolve, for a DNS cluster (None: endpoints come over EDS).
     pub dns: Option<DnsCluster>,
+    /// Outlier detection (see proxy/outlier/), when the cluster has it.
+    pub outlier_detection: Option<OutlierSettings>,
 }
 
-pub(super) const FIELDS: &[&str] = &[
+/// What the sidecar applies of a Cluster: the fields below and [`OUTLIER_FIELDS`].
+pub(super) fn fields() -> Vec<&'static str> {
+    FIELDS.iter().chain(OUTLIER_FIELDS).copied().collect()
+}
+
+const FIELDS: &[&str] = &[
     "name",
     "type",
     "eds_cluster_config.eds_config.ads",
@@ -100,7 +109,7 @@ pub fn convert(name: &str, bytes: &[u8]) -> Result<Cluster, ResourceError> {
 }
 
 fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
-    let cluster: XdsCluster = decode_checked(bytes, FIELDS)?;
+    let cluster: XdsCluster = decode_checked(bytes, &fields())?;
     // Without a type a cluster is STATIC (a `cluster_type` extension is refused as a field).
     let kind = match cluster.cluster_discovery_type {
         Some(ClusterDiscoveryType::Type(t)) => t,
@@ -187,6 +196,7 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
         tls: upstream_tls(cluster.transport_socket.as_ref())?,
         auto_sni,
         dns,
+        outlier_detection: outlier_detection::settings(cluster.outlier_detection.as_ref()),
     })
 }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod fields;
 pub mod filter_chain;
 pub mod listener;
+pub mod outlier_detection;
 pub mod route;
 pub mod tls;
 
@@ -26,6 +27,7 @@ pub use error::{Fault, Problem, ResourceError};
 pub fn nacked_fields_report() -> String {
     let route_fields = route::supported_fields();
     let route_fields: Vec<&str> = route_fields.iter().map(String::as_str).collect();
+    let cluster_fields = cluster::fields();
     let messages: [(&str, &[&str]); 11] = [
         (
             "envoy.config.listener.v3.Listener",
@@ -44,7 +46,7 @@ pub fn nacked_fields_report() -> String {
             listener::TCP_FIELDS,
         ),
         ("envoy.config.route.v3.RouteConfiguration", &route_fields),
-        ("envoy.config.cluster.v3.Cluster", cluster::FIELDS),
+        ("envoy.config.cluster.v3.Cluster", &cluster_fields),
         (
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             cluster::HTTP_OPTIONS_FIELDS,

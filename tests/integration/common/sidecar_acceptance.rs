@@ -67,7 +67,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "uses %DOWNSTREAM_TLS_VERSION%",
     "uses %CEL(",
     "field `round_robin_lb_config`",
-    "field `outlier_detection`",
     "field `circuit_breakers`",
     "upstream_proxy_protocol",
     "field `access_log",
