@@ -234,7 +234,7 @@ impl Detector {
         let cap = settings.max_ejection_time;
         let monitor = state.hosts.get_mut(&key).expect("a watched endpoint");
         monitor.ejected_at = Some(now);
-        if base * monitor.backoff < cap + base {
+        if base.saturating_mul(monitor.backoff) < cap.saturating_add(base) {
             monitor.backoff += 1;
         }
         self.changed.store(true, Ordering::Release);
@@ -262,8 +262,10 @@ impl Detector {
         let settings = &self.settings;
         for (address, monitor) in state.hosts.iter_mut() {
             if let Some(at) = monitor.ejected_at {
-                let out_for =
-                    (settings.base_ejection_time * monitor.backoff).min(settings.max_ejection_time);
+                let out_for = settings
+                    .base_ejection_time
+                    .saturating_mul(monitor.backoff)
+                    .min(settings.max_ejection_time);
                 if now.saturating_duration_since(at) >= out_for {
                     monitor.ejected_at = None;
                     monitor.last_unejected = Some(now);

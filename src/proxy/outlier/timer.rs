@@ -63,10 +63,14 @@ async fn tick(
     applier: Arc<Applier>,
     stop: CancellationToken,
 ) {
-    let Some(interval) = detector.upgrade().map(|d| d.settings.interval) else {
+    // Envoy refuses an interval of 0; one must not spin this task.
+    let Some(interval) = detector
+        .upgrade()
+        .map(|d| d.settings.interval.max(std::time::Duration::from_millis(1)))
+    else {
         return;
     };
-    let mut next = tokio::time::Instant::now() + interval;
+    let mut next = later(tokio::time::Instant::now(), interval);
     loop {
         let Some(live) = detector.upgrade() else {
             return;
@@ -75,7 +79,7 @@ async fn tick(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {
                 live.on_interval(std::time::Instant::now());
-                next += interval;
+                next = later(next, interval);
             }
             _ = live.wake.notified() => {}
         }
@@ -83,4 +87,12 @@ async fn tick(
             applier.republish_outliers(&name);
         }
     }
+}
+
+/// `interval` after `at`; an interval past what the clock can hold (a config may name
+/// thousands of years) is a wait of 30 years.
+fn later(at: tokio::time::Instant, interval: std::time::Duration) -> tokio::time::Instant {
+    at.checked_add(interval)
+        .or_else(|| at.checked_add(std::time::Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(at)
 }
