@@ -82,6 +82,10 @@ const SIDECAR_ROOTS: &[&str] = &[
     ".envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     ".envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     ".envoy.extensions.transport_sockets.tls.v3.Secret",
+    ".envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
+    ".envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+    ".envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+    ".envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
 ];
 
 /// Each message's fields by number, for the messages reachable from SIDECAR_ROOTS: a small

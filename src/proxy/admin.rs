@@ -154,6 +154,12 @@ fn clusters_json(config: &super::config::ProxyConfig) -> Value {
 async fn stats(State(state): State<AdminState>) -> impl IntoResponse {
     let applier = &state.applier;
     let config = applier.current();
+    let breakers = super::circuit_breakers::render(
+        config
+            .clusters
+            .iter()
+            .map(|(name, entry)| (name, &*entry.breakers)),
+    );
     let outliers = super::outlier::render(
         config
             .clusters
@@ -163,11 +169,12 @@ async fn stats(State(state): State<AdminState>) -> impl IntoResponse {
     format!(
         "# TYPE switchyard_proxy_xds_connected gauge\nswitchyard_proxy_xds_connected {}\n\
          # TYPE switchyard_proxy_xds_updates_accepted counter\nswitchyard_proxy_xds_updates_accepted {}\n\
-         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n{}{}",
+         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n{}{}{}",
         u8::from(applier.connected.load(Ordering::Relaxed)),
         applier.updates_accepted.load(Ordering::Relaxed),
         applier.updates_rejected.load(Ordering::Relaxed),
         super::stats::STATS.render(),
+        breakers,
         outliers,
     )
 }

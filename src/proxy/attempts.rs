@@ -12,6 +12,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
+use super::access_log_http::{flagged, reached};
 use super::balancer::Host;
 use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
@@ -37,6 +38,8 @@ pub(super) struct Attempts<'a> {
     pub deadline: Option<tokio::time::Instant>,
     /// Where the downstream notes that the request body failed to arrive.
     pub body_failure: Option<Arc<BodyFailure>>,
+    /// The access log wants the endpoint that answered (only then is it noted).
+    pub note_endpoint: bool,
 }
 
 /// How one attempt ended.
@@ -48,6 +51,8 @@ enum Outcome {
     Unanswered(Failure),
     /// No answer because the client's request body failed to arrive.
     BodyFailed,
+    /// Turned away by the cluster's circuit breakers.
+    Overflow,
 }
 
 const UNANSWERED: &str = "upstream connect error or disconnect/reset before headers\n";
@@ -63,7 +68,8 @@ impl Attempts<'_> {
             let wanted = self.parts.extensions.get::<OverrideHost>();
             let Some(host) = override_host::choose(&self.entry.balancer, wanted, self.hash) else {
                 // Envoy's words, byte for byte.
-                return Err(full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"));
+                let answer = full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+                return Err(flagged(answer, "UH"));
             };
             let Some(uri) = upstream_uri(&self.parts.uri, &host.name) else {
                 return Err(full(StatusCode::BAD_REQUEST, "bad request target\n"));
@@ -98,23 +104,24 @@ impl Attempts<'_> {
                         // For the filter that asked (only then: this allocates).
                         response.extensions_mut().insert(UpstreamHost(host.address));
                     }
-                    return Ok(response);
+                    return Ok(self.noted(response, &host));
                 }
                 // Envoy's connection manager refuses a body it cannot decode, in its words.
                 Outcome::BodyFailed => return Err(full(StatusCode::BAD_REQUEST, "Bad Request")),
+                Outcome::Overflow => return Err(overflow_answer()),
                 Outcome::TimedOut
                     if !may_retry
                         || self.route_timed_out()
                         || !self.retries_failure(Failure::PerTryTimeout) =>
                 {
                     // Envoy's words, byte for byte: no newline.
-                    return Err(full(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "upstream request timeout",
-                    ));
+                    let answer = full(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
+                    return Err(flagged(self.noted(answer, &host), "UT"));
                 }
                 Outcome::Unanswered(failure) if !may_retry || !self.retries_failure(failure) => {
-                    return Err(full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED));
+                    let answer = full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED);
+                    let answer = self.noted(answer, &host);
+                    return Err(flagged(answer, failure_flag(failure)));
                 }
                 Outcome::TimedOut | Outcome::Unanswered(_) => {}
             }
@@ -131,14 +138,15 @@ impl Attempts<'_> {
         issued.end(match &outcome {
             Outcome::Answered(response) => Ended::of_status(response.status()),
             Outcome::TimedOut | Outcome::Unanswered(_) => Ended::Error,
-            Outcome::BodyFailed => Ended::Uncounted,
+            Outcome::BodyFailed | Outcome::Overflow => Ended::Uncounted,
         });
         self.report_outlier(host, &outcome);
         outcome
     }
 
     /// Tells the cluster's outlier detector how the attempt to `host` went (a body the
-    /// client failed to send is not the endpoint's doing).
+    /// client failed to send, or the circuit breakers turning the attempt away, is not the
+    /// endpoint's doing).
     fn report_outlier(&self, host: &Host, outcome: &Outcome) {
         let Some(detector) = &self.entry.outliers else {
             return;
@@ -147,12 +155,24 @@ impl Attempts<'_> {
             Outcome::Answered(response) => Reported::Status(response.status().as_u16()),
             Outcome::TimedOut => Reported::TimedOut,
             Outcome::Unanswered(_) => Reported::Unanswered,
-            Outcome::BodyFailed => return,
+            Outcome::BodyFailed | Outcome::Overflow => return,
         };
         detector.report(host.address, result, std::time::Instant::now());
     }
 
     async fn attempt_uncounted(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {
+        // A request waiting for a connection waits within the route's timeouts.
+        let admitted = self.entry.breakers.admit(!self.entry.cluster.http2);
+        let admitted = match self.try_deadline() {
+            Some(limit) => match tokio::time::timeout_at(limit, admitted).await {
+                Ok(admitted) => admitted,
+                Err(_) => return Outcome::TimedOut,
+            },
+            None => admitted.await,
+        };
+        let Ok(_admission) = admitted else {
+            return Outcome::Overflow;
+        };
         host.active.fetch_add(1, Ordering::Relaxed);
         STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
         let sent = self.client.request(upstream);
@@ -175,6 +195,14 @@ impl Attempts<'_> {
                 STATS.upstream_failures.fetch_add(1, Ordering::Relaxed);
                 Outcome::TimedOut
             }
+        }
+    }
+
+    /// `response`, marked with the endpoint that gave it when the access log asks for it.
+    fn noted<B>(&self, response: Response<B>, host: &Host) -> Response<B> {
+        match self.note_endpoint {
+            true => reached(response, host.address),
+            false => response,
         }
     }
 
@@ -209,6 +237,26 @@ impl Attempts<'_> {
     }
 }
 
+/// Envoy's response flag for an attempt without an answer.
+fn failure_flag(failure: Failure) -> &'static str {
+    match failure {
+        Failure::ConnectFailed => "UF",
+        _ => "UR",
+    }
+}
+
+/// Envoy's answer to a request its circuit breakers turn away, byte for byte.
+fn overflow_answer() -> Response<Body> {
+    let mut answer = full(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+    );
+    answer
+        .headers_mut()
+        .insert("x-envoy-overloaded", http::HeaderValue::from_static("true"));
+    answer
+}
+
 /// How an attempt without an answer failed: no connection, or a stream reset (refused, when
 /// an HTTP/2 backend said REFUSED_STREAM; hyper keeps that reason only in its error's text).
 fn failure_of(error: &hyper_util::client::legacy::Error) -> Failure {
@@ -226,7 +274,7 @@ fn failure_of(error: &hyper_util::client::legacy::Error) -> Failure {
 
 /// The request target rewritten to reach the endpoint named `name` (no port: the name holds
 /// each address's own), keeping path and query.
-fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
+pub(super) fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     format!("http://{name}{path}").parse().ok()
 }

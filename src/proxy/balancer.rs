@@ -6,15 +6,20 @@
 //! priority whose healthy share, times the factor, is under 100% spills the rest to the next);
 //! within it, localities by weight times their health (locality-weighted balancing); within a
 //! locality, endpoints by the cluster's policy. UNHEALTHY and DRAINING endpoints get nothing.
-//! Ring hash and Maglev use the request's hash, and fall back to random without one.
+//! Ring hash and Maglev use the request's hash, and fall back to random without one. Round
+//! robin and least request ramp new endpoints up when the cluster has slow start
+//! (proxy/slow_start.rs picks within a locality while a ramp lasts).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::load_stats::LocalityCounters;
 use super::resources::cluster::{Cluster, LbPolicy};
 use super::resources::endpoint::{Assignment, Health};
+use super::slow_start::RampingPicker;
 
 /// One endpoint as the balancer sees it.
 #[derive(Debug)]
@@ -90,6 +95,8 @@ impl Schedule {
 struct LocalityPool {
     hosts: Vec<Arc<Host>>,
     schedule: Schedule,
+    /// While some of `hosts` ramp up (slow start): picks by their ramped weights.
+    ramping: Option<RampingPicker>,
 }
 
 struct Priority {
@@ -125,6 +132,18 @@ impl Balancer {
         assignment: Option<&Assignment>,
         counters: &[Arc<LocalityCounters>],
     ) -> Balancer {
+        Self::ramped(cluster, assignment, counters, &BTreeMap::new())
+    }
+
+    /// As [`Balancer::new`], with `started`: when each endpoint (by its EDS address) started
+    /// its slow-start ramp (see [`super::slow_start::RampStarts`]).
+    pub fn ramped(
+        cluster: &Cluster,
+        assignment: Option<&Assignment>,
+        counters: &[Arc<LocalityCounters>],
+        started: &BTreeMap<SocketAddr, Instant>,
+    ) -> Balancer {
+        let now = Instant::now();
         let empty = Assignment {
             cluster: cluster.name.clone(),
             localities: Vec::new(),
@@ -187,8 +206,13 @@ impl Balancer {
                         .min(100)
                 };
                 locality_weights.push(u64::from(locality.weight) * health);
+                let starts: Vec<Option<Instant>> = healthy
+                    .iter()
+                    .map(|e| started.get(&e.address).copied())
+                    .collect();
                 localities.push(LocalityPool {
                     schedule: Schedule::new(&weights),
+                    ramping: ramping_picker(cluster, &weights, &starts, now),
                     hosts,
                 });
             }
@@ -244,6 +268,17 @@ impl Balancer {
             })
             .or_else(|| self.priorities.iter().find(|p| p.schedule.pick().is_some()))?;
         let locality = &priority.localities[priority.schedule.pick()?];
+        self.pick_in(locality)
+    }
+
+    /// The endpoint of `locality` for the next request, by the cluster's policy.
+    fn pick_in(&self, locality: &LocalityPool) -> Option<Arc<Host>> {
+        if let Some(ramping) = &locality.ramping {
+            let now = Instant::now();
+            if ramping.ramping_at(now) {
+                return self.pick_ramping(locality, ramping, now);
+            }
+        }
         match self.policy {
             LbPolicy::Random => {
                 let n = locality.hosts.len() as u64;
@@ -277,6 +312,40 @@ impl Balancer {
             .find(|host| host.address == address || host.fallback.contains(&address))
             .cloned()
     }
+
+    /// Slow start's pick: by ramped weights; least request divides each weight by the
+    /// endpoint's active requests plus one, as Envoy's does while weights differ.
+    fn pick_ramping(
+        &self,
+        locality: &LocalityPool,
+        ramping: &RampingPicker,
+        now: Instant,
+    ) -> Option<Arc<Host>> {
+        let least_request = self.policy == LbPolicy::LeastRequest;
+        let load = |index: usize| match least_request {
+            true => locality.hosts[index].active.load(Ordering::Relaxed) as f64 + 1.0,
+            false => 1.0,
+        };
+        ramping
+            .pick(now, load)
+            .map(|index| locality.hosts[index].clone())
+    }
+}
+
+/// The slow-start picker of a locality whose endpoints have `weights` and started their ramps
+/// at `starts`: only for round robin and least request (Envoy ramps no other), and only while
+/// one of two endpoints or more ramps.
+fn ramping_picker(
+    cluster: &Cluster,
+    weights: &[u64],
+    starts: &[Option<Instant>],
+    now: Instant,
+) -> Option<RampingPicker> {
+    let config = cluster.slow_start.as_ref()?;
+    let ramps = matches!(cluster.lb, LbPolicy::RoundRobin | LbPolicy::LeastRequest);
+    (ramps && weights.len() > 1)
+        .then(|| RampingPicker::new(config, weights, starts, now))
+        .flatten()
 }
 
 /// Envoy's priority load: each priority takes its health (capped at what is left), and when
@@ -388,6 +457,9 @@ mod tests {
             auto_sni: false,
             outlier_detection: None,
             dns: None,
+            proxy_protocol: None,
+            slow_start: None,
+            circuit_breakers: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::balancer::Balancer;
+use super::circuit_breakers::{BreakerStore, Breakers};
 use super::dns_clusters::DnsAnswers;
 use super::load_stats::LoadStore;
 use super::outlier::{without_ejected, Detector, OutlierStore};
@@ -23,6 +24,7 @@ use super::resources::listener::{self, Listener};
 use super::resources::route::{self, RouteTable};
 use super::resources::tls::{self, ServedCertificate};
 use super::resources::ResourceError;
+use super::slow_start::RampStarts;
 use crate::xds::client::ads::Consumer;
 use crate::xds::client::{Checker, ClientState, HeldMap, Rejection};
 use crate::xds::types::TypeUrl;
@@ -34,6 +36,8 @@ pub struct ClusterEntry {
     pub cluster: Cluster,
     pub assignment: Option<Assignment>,
     pub balancer: Balancer,
+    /// The cluster's circuit breakers, kept across updates while its limits stay.
+    pub breakers: Arc<Breakers>,
     /// The cluster's outlier detector, when it has outlier detection (its ejected endpoints
     /// are unhealthy to `balancer`).
     pub outliers: Option<Arc<Detector>>,
@@ -129,6 +133,10 @@ pub struct Applier {
     /// Held while a snapshot is built and published, so that an xDS update and a DNS answer
     /// never publish over each other.
     publishing: std::sync::Mutex<()>,
+    /// When the endpoints of clusters with slow start started their ramps, kept across updates.
+    ramps: RampStarts,
+    /// Every cluster's circuit breakers, kept across updates.
+    breakers: BreakerStore,
     pub connected: AtomicBool,
     pub updates_accepted: AtomicU64,
     pub updates_rejected: AtomicU64,
@@ -145,6 +153,8 @@ impl Applier {
             dns: DnsAnswers::default(),
             outliers: OutlierStore::default(),
             publishing: std::sync::Mutex::new(()),
+            ramps: RampStarts::default(),
+            breakers: BreakerStore::default(),
             connected: AtomicBool::new(false),
             updates_accepted: AtomicU64::new(0),
             updates_rejected: AtomicU64::new(0),
@@ -204,6 +214,10 @@ impl Applier {
             config.clusters.insert(name.clone(), Arc::new(entry));
         }
         self.loads.end_round();
+        self.ramps
+            .retain(&|name| config.clusters.contains_key(name));
+        self.breakers
+            .retain(&|name| config.clusters.contains_key(name));
         self.outliers
             .retain(&|name| config.clusters.contains_key(name));
         self.note_first_seen(&mut config);
@@ -270,8 +284,9 @@ impl Applier {
         self.sender.send_replace(Arc::new(next));
     }
 
-    /// Cluster `name`'s entry: its balancer over `assignment`, without the endpoints its
-    /// outlier detector has ejected.
+    /// Cluster `name`'s entry: its balancer over `assignment` (endpoints ramping as slow
+    /// start has them), without the endpoints its outlier detector has ejected, and its
+    /// circuit breakers.
     fn cluster_entry(
         &self,
         name: &str,
@@ -282,12 +297,19 @@ impl Applier {
         let counters = self
             .loads
             .counters(name, &cluster.service_name, assignment.as_ref());
+        // Ramps follow the endpoints themselves: an endpoint back from ejection does not
+        // ramp again (Envoy ramps new and newly health-checked endpoints only).
+        let started = self
+            .ramps
+            .update(&cluster, assignment.as_ref(), Instant::now());
         let balanced = without_ejected(assignment.as_ref(), outliers.as_deref());
-        let balancer = Balancer::new(&cluster, balanced.as_deref(), &counters);
+        let balancer = Balancer::ramped(&cluster, balanced.as_deref(), &counters, &started);
+        let breakers = self.breakers.for_cluster(name, cluster.circuit_breakers);
         ClusterEntry {
             cluster,
             assignment,
             balancer,
+            breakers,
             outliers,
         }
     }

@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::access_log_http;
 use super::config::ProxyConfig;
 use super::http::{handle, Upstreams};
 use super::request_body::{BodyFailure, DownstreamBody};
@@ -82,8 +83,11 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         let failure = watched.then(|| self.body_failure.clone());
         let open = self.clock.as_ref().map(ConnectionClock::stream_opened);
         let stream_clock = self.manager.timeouts.stream_idle.map(StreamClock::start);
-        let mut request =
-            request.map(|body| DownstreamBody::new(body, failure, stream_clock.clone()));
+        // Counted only for a listener that logs.
+        let received = (!self.manager.access_logs.is_empty()).then(Default::default);
+        let mut request = request.map(|body| {
+            DownstreamBody::new(body, failure, stream_clock.clone()).counting(received.clone())
+        });
         if let Some(clock) = stream_clock.as_ref().filter(|_| self.manager.websocket) {
             // A WebSocket tunnel idles out on the same clock.
             if super::upgrade::is_websocket_request(request.headers()) {
@@ -96,7 +100,7 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         Box::pin(async move {
             let handling = handle(
                 request,
-                handler.connection,
+                handler.connection.clone(),
                 &handler.manager,
                 &snapshot,
                 &handler.upstreams,
@@ -112,6 +116,9 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
             };
             if let Some(clock) = &stream_clock {
                 clock.touch();
+            }
+            if let Some(received) = received {
+                response = access_log_http::logged(response, handler.manager.clone(), received);
             }
             if http1
                 && handler.draining()
@@ -129,7 +136,11 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
                     .releasable_after
                     .store(number, Ordering::Relaxed);
             }
-            Ok(response.map(|body| ClientBody::new(body, stream_clock, open)))
+            let deadline = response
+                .extensions()
+                .get::<super::stream_deadline::StreamDeadline>()
+                .map(|deadline| deadline.0);
+            Ok(response.map(|body| ClientBody::new(body, stream_clock, open).ending_by(deadline)))
         })
     }
 }
@@ -175,11 +186,7 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let connection = Connection {
-        remote: peer,
-        local,
-        tls: false,
-    };
+    let connection = Connection::plain(peer, local);
     let handler = Handler::new(connection, manager, config, upstreams);
     serve_with_clock(handler, drain, |handler, drain| {
         serve(stream, handler, drain)
@@ -202,9 +209,9 @@ pub async fn serve_tls_connection(
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let connection = Connection {
-        remote: peer,
-        local,
         tls: true,
+        session: Some(Arc::new(super::tls::session_of(stream.get_ref().1))),
+        ..Connection::plain(peer, local)
     };
     let handler = Handler::new(connection, manager, config, upstreams);
     serve_with_clock(handler, drain, |handler, drain| async move {

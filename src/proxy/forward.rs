@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
+use super::access_log_http::{RequestFacts, UpstreamCluster};
 use super::attempts::Attempts;
 use super::balancer::{hash_text, next_random};
 use super::config::ProxyConfig;
@@ -17,11 +18,11 @@ use super::filters::router::Chosen;
 use super::headers::{remove_hop_by_hop, set_cookie};
 use super::http::{full, Body, Upstreams};
 use super::request_body::{AttemptBodies, DownstreamBody};
-use super::resources::route::{HashPolicy, WeightedCluster};
+use super::resources::route::{HashPolicy, PathMatch, WeightedCluster};
 use super::retry::{retriable, retries_anything};
 use super::rewrite::{self, Connection};
 use super::timeouts::StreamClock;
-use super::upgrade;
+use super::{mirror, upgrade};
 
 /// The request as it goes upstream: each level's header edits (the weighted cluster's first),
 /// then the host and path rewrites of the route, keeping the Host and path they replace in
@@ -54,9 +55,21 @@ fn prepare_upstream_request(
         }
         parts.headers.insert(header::HOST, host);
     }
-    if let Some(replacement) = &chosen.forward.prefix_rewrite {
-        let original = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let rewritten = rewrite::replace_matched_prefix(original, &chosen.route.path, replacement);
+    let original = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let rewritten = match (&chosen.forward.prefix_rewrite, &chosen.route.path) {
+        (Some(replacement), matched) => Some(rewrite::replace_matched_prefix(
+            original,
+            matched,
+            replacement,
+        )),
+        (None, PathMatch::Template(matched)) => chosen
+            .forward
+            .template_rewrite
+            .as_ref()
+            .and_then(|rewrite| rewrite::rewrite_by_template(original, matched, rewrite)),
+        (None, _) => None,
+    };
+    if let Some(rewritten) = rewritten {
         if let (Ok(original), Ok(path)) = (
             HeaderValue::from_str(original),
             rewritten.parse::<http::uri::PathAndQuery>(),
@@ -131,9 +144,20 @@ pub(super) async fn forward_request<'c>(
     let Some(cluster) = choose_cluster(&forward.clusters, roll()) else {
         return (full(StatusCode::SERVICE_UNAVAILABLE, "no cluster\n"), None);
     };
-    let answer = |response| (response, Some(cluster));
+    // Logged requests carry their facts this far (proxy/access_log_http.rs).
+    let logged = request.extensions().get::<RequestFacts>().is_some();
+    let answer = |mut response: Response<Body>| {
+        if logged {
+            // For the access log: the cluster the request went to (CEL's xds.cluster_name).
+            response
+                .extensions_mut()
+                .insert(UpstreamCluster(cluster.name.clone()));
+        }
+        (response, Some(cluster))
+    };
     let Some(entry) = config.clusters.get(&cluster.name) else {
-        return answer(full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n"));
+        let missing = full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n");
+        return answer(super::access_log_http::flagged(missing, "NC"));
     };
     let (hash, issued) = affinity(&forward.hash, &request, connection.remote.ip());
     // A WebSocket upgrade the listener allows (its OnUpgrade is still in the request).
@@ -151,6 +175,10 @@ pub(super) async fn forward_request<'c>(
     }
     prepare_upstream_request(&mut parts, chosen, cluster, &connection);
     keep_host(&mut parts);
+    let facts = parts
+        .extensions
+        .remove::<RequestFacts>()
+        .map(|facts| facts.forwarded(&parts));
     let retry = chosen.retry.filter(|policy| {
         client_upgrade.is_none() && retries_anything(policy) && retriable(policy, &parts)
     });
@@ -160,22 +188,40 @@ pub(super) async fn forward_request<'c>(
         hash,
         client: upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(&parts)),
         retry,
+        // A route with a max_stream_duration leaves the whole stream to it, as Envoy's router
+        // then sets no timeout of its own.
         deadline: forward
             .timeout
-            .filter(|t| !t.is_zero())
+            .filter(|t| !t.is_zero() && forward.max_stream_duration.is_none())
             .map(|t| tokio::time::Instant::now() + t),
         body_failure: body.failure(),
+        note_endpoint: facts.is_some(),
     };
+    let mut body = body;
     let empty = body.is_empty(&parts.headers);
+    mirror::send_copies(
+        &forward.mirrors,
+        &parts,
+        &mut body,
+        empty,
+        hash,
+        forward.timeout,
+        config,
+        upstreams,
+    );
     let mut bodies = AttemptBodies::new(body, empty, retry.is_some());
-    match attempts.run(&mut bodies).await {
+    let mut reply = match attempts.run(&mut bodies).await {
         Ok(response) => answer(downstream_response(
             response,
             client_upgrade.map(|client| (client, tunnel_clock)),
             issued,
         )),
         Err(local) => answer(local),
+    };
+    if let Some(facts) = facts {
+        reply.0.extensions_mut().insert(facts);
     }
+    reply
 }
 
 /// The hash that picks the endpoint, and the affinity cookie to issue with the answer: a

@@ -207,6 +207,7 @@ mod tests {
             early_mutations: Default::default(),
             timeouts: Default::default(),
             websocket: false,
+            access_logs: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+use super::access_log_http::{self, flagged, RequestFacts};
 use super::config::ProxyConfig;
 use super::endpoint_names::EndpointNames;
 use super::filters::{self, router::Routed};
@@ -169,12 +170,13 @@ fn host_of(request: &Request<DownstreamBody>) -> String {
 
 pub async fn handle(
     mut request: Request<DownstreamBody>,
-    connection: Connection,
+    mut connection: Connection,
     manager: &HttpManager,
     config: &ProxyConfig,
     upstreams: &Upstreams,
 ) -> Response<Body> {
     STATS.downstream_requests.fetch_add(1, Ordering::Relaxed);
+    connection.protocol = request.version();
     if !manager.websocket {
         // Not allowed here: the request goes on as a plain one.
         request.extensions_mut().remove::<OnUpgrade>();
@@ -196,7 +198,17 @@ pub async fn handle(
         connection.tls,
         manager,
     );
+    // For the access log: the router replaces these with the facts as forwarded.
+    let facts = (!manager.access_logs.is_empty()).then(|| access_log_http::request_facts(&request));
+    if let Some(facts) = &facts {
+        request.extensions_mut().insert(facts.clone());
+    }
     let mut response = route_and_forward(request, connection, manager, config, upstreams).await;
+    if let Some(facts) = facts {
+        if response.extensions().get::<RequestFacts>().is_none() {
+            response.extensions_mut().insert(facts);
+        }
+    }
     STATS.response(response.status().as_u16());
     if let Some(via) = manager.via.as_deref() {
         append_via(response.headers_mut(), via);
@@ -225,10 +237,10 @@ async fn route_and_forward(
             headers: request.headers(),
         };
         let Some(vhost) = router::virtual_host(table, &host) else {
-            return full(StatusCode::NOT_FOUND, "no virtual host\n");
+            return flagged(full(StatusCode::NOT_FOUND, "no virtual host\n"), "NR");
         };
         let Some(route) = router::route(vhost, &parts) else {
-            return full(StatusCode::NOT_FOUND, "no route\n");
+            return flagged(full(StatusCode::NOT_FOUND, "no route\n"), "NR");
         };
         (vhost, route)
     };
@@ -249,12 +261,13 @@ async fn route_and_forward(
     // Boxed, so that the state of a filter chain does not grow the future of every request
     // on a listener without one.
     let (by_route, by_vhost) = (&route.filter_configs, &vhost.filter_configs);
+    let for_router = connection.clone();
     Box::pin(filters::run(
         &manager.filters,
         by_route,
         by_vhost,
         request,
-        |request| filters::router::respond(request, connection, routed, config, upstreams),
+        |request| filters::router::respond(request, for_router, routed, config, upstreams),
         |reply| filters::router::route_response_headers(reply, routed, &connection),
     ))
     .await

@@ -161,6 +161,8 @@ async fn accept(
         let Some(listener) = snapshot.listeners.get(&name).cloned() else {
             return;
         };
+        // The address the client reached, which a PROXY protocol header names.
+        let local = stream.local_addr().unwrap_or(peer);
         let (name, config, upstreams, stop) = (
             name.clone(),
             config.clone(),
@@ -194,10 +196,10 @@ async fn accept(
                     let forward = Arc::new(forward.clone());
                     match accepted {
                         Accepted::Plain(stream) => {
-                            tcp::serve_connection(stream, peer, forward, config).await
+                            tcp::serve_connection(stream, peer, local, forward, config).await
                         }
                         Accepted::Tls(stream) => {
-                            tcp::serve_connection(*stream, peer, forward, config).await
+                            tcp::serve_connection(*stream, peer, local, forward, config).await
                         }
                     }
                 }

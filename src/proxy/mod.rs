@@ -6,10 +6,14 @@
 //!
 //! Must not: import the control plane (config, model, translate, the xDS server).
 
+pub mod access_log;
+pub mod access_log_http;
 pub mod admin;
 pub mod attempts;
 pub mod balancer;
+pub mod body_copy;
 pub mod bootstrap;
+pub mod circuit_breakers;
 pub mod config;
 pub mod dns;
 pub mod dns_clusters;
@@ -23,14 +27,18 @@ pub mod listeners;
 pub mod load_report;
 pub mod load_stats;
 pub mod lrs_client;
+pub mod mirror;
 pub mod outlier;
 pub mod override_host;
+pub mod proxy_protocol;
 pub mod request_body;
 pub mod resources;
 pub mod retry;
 pub mod rewrite;
 pub mod router;
+pub mod slow_start;
 pub mod stats;
+pub mod stream_deadline;
 pub mod tcp;
 pub mod timeouts;
 pub mod tls;

@@ -17,6 +17,7 @@ use http::HeaderMap;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::body_copy::{BodyCopies, CopyBody};
 use super::timeouts::StreamClock;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -52,6 +53,12 @@ pub struct DownstreamBody {
     body: Incoming,
     failure: Option<Arc<BodyFailure>>,
     clock: Option<Arc<StreamClock>>,
+    /// Where the bytes read are counted, for the access log.
+    received: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Set once the whole body has arrived, when someone asked to know.
+    complete: Option<Arc<AtomicBool>>,
+    /// Copies for mirrored requests, when the route mirrors this one.
+    copies: Option<BodyCopies>,
 }
 
 impl DownstreamBody {
@@ -69,7 +76,31 @@ impl DownstreamBody {
             body,
             failure,
             clock,
+            received: None,
+            complete: None,
+            copies: None,
         }
+    }
+
+    /// A copy of the body as it arrives, for a mirrored request (asked before it is read).
+    pub fn copy(&mut self) -> CopyBody {
+        self.copies
+            .get_or_insert_with(BodyCopies::default)
+            .new_copy()
+    }
+
+    /// A mark set once the whole request body has arrived (at once for a body-less request).
+    pub fn completion(&mut self) -> Arc<AtomicBool> {
+        let ended = self.body.is_end_stream();
+        self.complete
+            .get_or_insert_with(|| Arc::new(AtomicBool::new(ended)))
+            .clone()
+    }
+
+    /// The same body, counting the bytes read into `received` (when set).
+    pub fn counting(mut self, received: Option<Arc<std::sync::atomic::AtomicU64>>) -> Self {
+        self.received = received;
+        self
     }
 
     /// The mark this body notes its failure on, to be read once it has gone upstream.
@@ -95,8 +126,25 @@ impl Body for DownstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(received)) = (&polled, &self.received) {
+            let bytes = frame.data_ref().map_or(0, |data| data.len() as u64);
+            received.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+        let ended = self.body.is_end_stream();
+        if let (Poll::Ready(read), Some(copies)) = (&polled, &mut self.copies) {
+            copies.forward(read.as_ref());
+            if ended {
+                // Nothing more will be asked of the body: the copies end here too.
+                copies.forward::<hyper::Error>(None);
+            }
+        }
         if let (Poll::Ready(Some(Err(_))), Some(failure)) = (&polled, &self.failure) {
             failure.note();
+        }
+        if let (Poll::Ready(read), Some(complete)) = (&polled, &self.complete) {
+            if read.is_none() || self.body.is_end_stream() {
+                complete.store(true, Ordering::Release);
+            }
         }
         if let (Poll::Ready(read), Some(clock)) = (&polled, &self.clock) {
             if matches!(read, Some(Ok(_))) {

@@ -4,15 +4,18 @@
 //! Location of a redirect. Pure: headers and strings in, headers and strings out.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
 
 use super::resources::route::{
-    AddMode, HeaderAddition, HeaderEdits, HeaderText, PathMatch, Redirect, TextPart,
+    AddMode, HeaderAddition, HeaderEdits, HeaderText, PathMatch, PathTemplate, Redirect,
+    TemplateRewrite, TextPart,
 };
 
-/// The addresses of the connection a request came on, for header values that name them.
-#[derive(Clone, Copy, Debug)]
+/// The connection a request came on (its addresses, its TLS session) and the request's own
+/// facts, for header values that name them.
+#[derive(Clone, Debug)]
 pub struct Connection {
     /// The client.
     pub remote: SocketAddr,
@@ -20,6 +23,37 @@ pub struct Connection {
     pub local: SocketAddr,
     /// Whether the listener terminated TLS on it (X-Forwarded-Proto says https).
     pub tls: bool,
+    /// What the TLS handshake settled, when the listener terminated TLS.
+    pub session: Option<Arc<TlsSession>>,
+    /// The request's HTTP version (the connection's, until a request says).
+    pub protocol: Version,
+    /// The request's headers, kept only when a response header's value names one of them.
+    pub request_headers: Option<Arc<HeaderMap>>,
+}
+
+/// A downstream TLS session as Envoy's formatters name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSession {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// The suite's OpenSSL (BoringSSL) name, as Envoy writes it.
+    pub cipher: &'static str,
+    /// The name the client asked for (SNI).
+    pub server_name: Option<String>,
+}
+
+impl Connection {
+    /// A connection without TLS, before any request.
+    pub fn plain(remote: SocketAddr, local: SocketAddr) -> Connection {
+        Connection {
+            remote,
+            local,
+            tls: false,
+            session: None,
+            protocol: Version::HTTP_11,
+            request_headers: None,
+        }
+    }
 }
 
 /// Headers Envoy keeps as one comma-joined value, so that appending extends the list in
@@ -41,7 +75,7 @@ pub fn apply<'e>(
             headers.remove(name);
         }
         for addition in &edits.add {
-            let Some(value) = value_of(addition, connection) else {
+            let Some(value) = value_of(addition, connection, headers) else {
                 continue;
             };
             let present = headers.contains_key(&addition.name);
@@ -71,25 +105,66 @@ pub fn apply<'e>(
     }
 }
 
-/// The value an addition adds on this connection.
-fn value_of(addition: &HeaderAddition, connection: &Connection) -> Option<HeaderValue> {
+/// The value an addition adds on this connection, for a message with `headers` (the request's
+/// own, or a response's); None when it comes out empty, which Envoy does not add.
+fn value_of(
+    addition: &HeaderAddition,
+    connection: &Connection,
+    headers: &HeaderMap,
+) -> Option<HeaderValue> {
     match &addition.value {
         HeaderText::Fixed(value) => Some(value.clone()),
         HeaderText::Template(parts) => {
             let text: String = parts
                 .iter()
-                .map(|part| match part {
-                    TextPart::Literal(text) => text.clone(),
-                    TextPart::LocalAddress => canonical(connection.local).ip().to_string(),
-                    TextPart::RemoteAddress => canonical(connection.remote).ip().to_string(),
-                    TextPart::LocalAddressWithPort => canonical(connection.local).to_string(),
-                    TextPart::RemoteAddressWithPort => canonical(connection.remote).to_string(),
-                    TextPart::LocalPort => connection.local.port().to_string(),
-                    TextPart::RemotePort => connection.remote.port().to_string(),
-                })
+                .map(|part| part_text(part, connection, headers))
                 .collect();
+            if text.is_empty() {
+                return None;
+            }
             HeaderValue::from_str(&text).ok()
         }
+    }
+}
+
+/// One part of a header value as Envoy's formatter writes it (an absent fact: nothing).
+fn part_text(part: &TextPart, connection: &Connection, headers: &HeaderMap) -> String {
+    let session = connection.session.as_deref();
+    match part {
+        TextPart::Literal(text) => text.clone(),
+        TextPart::LocalAddress => canonical(connection.local).ip().to_string(),
+        TextPart::RemoteAddress => canonical(connection.remote).ip().to_string(),
+        TextPart::LocalAddressWithPort => canonical(connection.local).to_string(),
+        TextPart::RemoteAddressWithPort => canonical(connection.remote).to_string(),
+        TextPart::LocalPort => connection.local.port().to_string(),
+        TextPart::RemotePort => connection.remote.port().to_string(),
+        TextPart::Protocol => protocol_name(connection.protocol).to_string(),
+        TextPart::TlsVersion => session.map_or("", |s| s.version).to_string(),
+        TextPart::TlsCipher => session.map_or("", |s| s.cipher).to_string(),
+        TextPart::ServerName => session
+            .and_then(|s| s.server_name.clone())
+            .unwrap_or_default(),
+        TextPart::Encrypted => session.is_some().to_string(),
+        TextPart::RequestHeader(name) => {
+            // On a request, its own headers; on a response, the request's as kept.
+            let request = connection.request_headers.as_deref().unwrap_or(headers);
+            request
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        }
+    }
+}
+
+/// An HTTP version as Envoy's `%PROTOCOL%` writes it.
+fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
     }
 }
 
@@ -111,13 +186,25 @@ pub fn replace_matched_prefix(
         PathMatch::Prefix(prefix) | PathMatch::SeparatedPrefix(prefix) => prefix.len(),
         PathMatch::Exact(_) => path_end,
         // Refused when the route is converted.
-        PathMatch::Regex(_) => 0,
+        PathMatch::Regex(_) | PathMatch::Template(_) => 0,
     };
     let matched_length = matched_length.min(path_end);
     if !path_and_query.is_char_boundary(matched_length) {
         return path_and_query.to_string();
     }
     format!("{replacement}{}", &path_and_query[matched_length..])
+}
+
+/// `path_and_query` with its path rebuilt by a URI template rewrite, the query kept; None
+/// when the template does not match the path.
+pub fn rewrite_by_template(
+    path_and_query: &str,
+    matched: &PathTemplate,
+    rewrite: &TemplateRewrite,
+) -> Option<String> {
+    let (path, query) =
+        path_and_query.split_at(path_and_query.find('?').unwrap_or(path_and_query.len()));
+    Some(format!("{}{query}", rewrite.rewrite(matched, path)?))
 }
 
 /// The request as a redirect's Location needs it.
@@ -151,7 +238,18 @@ pub fn redirect_location(
         (None, Some(replacement)) => {
             replace_matched_prefix(request.path_and_query, matched, replacement)
         }
-        (None, None) => request.path_and_query.to_string(),
+        (None, None) => match &redirect.regex_rewrite {
+            // The path is rewritten, the query kept.
+            Some(rewrite) => {
+                let query_start = request
+                    .path_and_query
+                    .find('?')
+                    .unwrap_or(request.path_and_query.len());
+                let (path, query) = request.path_and_query.split_at(query_start);
+                format!("{}{query}", rewrite.apply(path))
+            }
+            None => request.path_and_query.to_string(),
+        },
     };
     if !path.starts_with('/') {
         path.insert(0, '/');
@@ -208,6 +306,9 @@ mod tests {
         remote: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)), 5555),
         local: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 80),
         tls: false,
+        session: None,
+        protocol: Version::HTTP_11,
+        request_headers: None,
     };
 
     #[test]
@@ -230,11 +331,8 @@ mod tests {
     #[test]
     fn connection_variables_carry_ports_where_envoy_writes_them() {
         let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
-        let connection = Connection {
-            remote: SocketAddr::new(mapped, 5555),
-            local: "[::1]:8080".parse().unwrap(),
-            tls: false,
-        };
+        let connection =
+            Connection::plain(SocketAddr::new(mapped, 5555), "[::1]:8080".parse().unwrap());
         let template = |parts: Vec<TextPart>| HeaderEdits {
             remove: Vec::new(),
             add: vec![HeaderAddition {

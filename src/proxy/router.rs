@@ -82,6 +82,7 @@ fn path_matches(matcher: &PathMatch, case_sensitive: bool, path: &str) -> bool {
         PathMatch::SeparatedPrefix(prefix) => {
             starts(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
         }
+        PathMatch::Template(template) => template.matches(path),
     }
 }
 

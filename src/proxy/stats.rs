@@ -109,6 +109,10 @@ impl Stats {
                 "switchyard_proxy_downstream_connection_max_durations_total",
                 &self.connection_max_durations,
             ),
+            (
+                "switchyard_proxy_access_log_lines_dropped_total",
+                &super::access_log::DROPPED_LINES,
+            ),
         ] {
             metric(name, "counter", vec![(String::new(), get(counter))]);
         }

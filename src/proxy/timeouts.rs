@@ -148,7 +148,7 @@ fn http_date(now: SystemTime) -> String {
 /// The (year, month 1–12, day 1–31) of the day `days` after 1970-01-01, in the proleptic
 /// Gregorian calendar: counted in 400-year eras of 146,097 days, each year taken to start on
 /// March 1st so that the leap day falls last.
-fn civil_date(days: u64) -> (u64, u64, u64) {
+pub(super) fn civil_date(days: u64) -> (u64, u64, u64) {
     let shifted = days + 719_468; // days from 0000-03-01
     let era = shifted / 146_097;
     let day_of_era = shifted % 146_097;
@@ -174,6 +174,8 @@ pub struct ClientBody {
     inner: Body,
     clock: Option<Arc<StreamClock>>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The route's max_stream_duration, when it has one: the body fails once it passes.
+    deadline: Option<Pin<Box<Sleep>>>,
     _open: Option<OpenStream>,
 }
 
@@ -183,8 +185,21 @@ impl ClientBody {
             inner,
             clock,
             timer: None,
+            deadline: None,
             _open: open,
         }
+    }
+
+    /// The body fails at `deadline` if it has not ended by then.
+    pub fn ending_by(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
+        self
+    }
+
+    fn out_of_time(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
     }
 
     /// Whether the request has idled out: it then arms the timer for its current deadline.
@@ -215,6 +230,18 @@ impl std::fmt::Display for IdledOut {
 
 impl std::error::Error for IdledOut {}
 
+/// The error a response body ends with when its route's max_stream_duration ran out.
+#[derive(Debug)]
+struct OutOfTime;
+
+impl std::fmt::Display for OutOfTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the route's max_stream_duration ran out while the answer was being sent")
+    }
+}
+
+impl std::error::Error for OutOfTime {}
+
 impl HttpBody for ClientBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -223,6 +250,9 @@ impl HttpBody for ClientBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.out_of_time(cx) {
+            return Poll::Ready(Some(Err(OutOfTime.into())));
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(clock) = &self.clock {
@@ -434,6 +464,35 @@ mod tests {
             clock.closing.is_cancelled(),
             "a listener's drain closes its connections"
         );
+    }
+
+    #[tokio::test]
+    async fn an_answer_still_being_sent_at_the_streams_deadline_fails() {
+        use http_body_util::BodyExt;
+        /// A body whose next frame never comes.
+        struct Stalled;
+        impl HttpBody for Stalled {
+            type Data = Bytes;
+            type Error = hyper::Error;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+                Poll::Pending
+            }
+        }
+        let soon = Some(Instant::now() + Duration::from_millis(20));
+        let stalled = ClientBody::new(Stalled.boxed(), None, None).ending_by(soon);
+        // Bounded, so that a body the deadline does not end fails here instead of hanging.
+        let ended = tokio::time::timeout(Duration::from_secs(10), stalled.collect()).await;
+        assert!(
+            matches!(ended, Ok(Err(_))),
+            "the stalled answer did not fail"
+        );
+        let whole = super::super::http::full(StatusCode::OK, "done").into_body();
+        let later = Some(Instant::now() + Duration::from_secs(5));
+        let sent = ClientBody::new(whole, None, None).ending_by(later);
+        assert_eq!(sent.collect().await.unwrap().to_bytes(), "done");
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! TLS (versions, TLS 1.2 suites and ALPN as the DownstreamTlsContext gives them, the
 //! certificate chosen by SNI among the chain's certificates, the first when none matches, as
 //! Envoy chooses), and, for each accepted connection, the ClientHello read and the filter
-//! chain chosen from what it says. A new snapshot (a renewed Secret) builds new configs that
+//! chain chosen from what it says (and the session it settled, for header values). A new snapshot (a renewed Secret) builds new configs that
 //! new connections get; open connections keep theirs.
 //!
 //! Must not: serve HTTP or TCP (proxy/downstream.rs and proxy/tcp.rs do, on what this
@@ -24,6 +24,7 @@ use super::config::ProxyConfig;
 use super::resources::filter_chain::{self, ConnectionFacts};
 use super::resources::listener::Listener;
 use super::resources::tls::{CertificateSource, DownstreamTls, ServedCertificate, TlsVersion};
+use super::rewrite::TlsSession;
 
 /// The first byte of a TLS record carrying a handshake message (the ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -52,6 +53,9 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(CertificatesByName { certificates }));
     config.alpn_protocols = tls.alpn.clone();
+    // The suite is chosen by the listener's order, not the client's, as Envoy's BoringSSL
+    // chooses it (and so the suite a header names is the same through both).
+    config.ignore_client_order = true;
     Some(Arc::new(config))
 }
 
@@ -87,6 +91,35 @@ fn cipher_suites(tls: &DownstreamTls) -> Vec<SupportedCipherSuite> {
         suites.extend(all.iter().filter(|s| openssl_name(s) == Some(*name)));
     }
     suites
+}
+
+/// What the handshake of a terminated connection settled, named as Envoy names it.
+pub fn session_of(connection: &tokio_rustls::rustls::ServerConnection) -> TlsSession {
+    use tokio_rustls::rustls::ProtocolVersion;
+    let version = match connection.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        _ => "TLSv1.2",
+    };
+    let cipher = connection
+        .negotiated_cipher_suite()
+        .and_then(|suite| openssl_name(&suite).or_else(|| tls13_name(&suite)))
+        .unwrap_or_default();
+    TlsSession {
+        version,
+        cipher,
+        server_name: connection.server_name().map(str::to_string),
+    }
+}
+
+/// The name BoringSSL gives a TLS 1.3 suite (the RFC's).
+fn tls13_name(suite: &SupportedCipherSuite) -> Option<&'static str> {
+    use tokio_rustls::rustls::CipherSuite as Id;
+    Some(match suite.suite() {
+        Id::TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        Id::TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        Id::TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        _ => return None,
+    })
 }
 
 /// The OpenSSL name of a TLS 1.2 suite rustls implements.

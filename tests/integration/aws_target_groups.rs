@@ -14,7 +14,7 @@ use crate::common::*;
 
 /// One listener forwarding everything to target group `Web`, whose targets are `ports` (in
 /// us-east-1a) with `attributes`.
-fn template(listen: u16, ports: &[u16], attributes: &[(&str, &str)]) -> String {
+pub(crate) fn template(listen: u16, ports: &[u16], attributes: &[(&str, &str)]) -> String {
     let zoned: Vec<(u16, &str)> = ports.iter().map(|port| (*port, "us-east-1a")).collect();
     zoned_template(listen, &zoned, attributes)
 }
@@ -148,7 +148,7 @@ async fn without_cross_zone_a_client_is_served_from_its_own_zone_first() {
     .await;
 }
 
-async fn start_targets(names: &[&str]) -> Vec<Checked> {
+pub(crate) async fn start_targets(names: &[&str]) -> Vec<Checked> {
     let mut targets = Vec::new();
     for name in names {
         targets.push(Checked::start(name).await);
@@ -156,7 +156,7 @@ async fn start_targets(names: &[&str]) -> Vec<Checked> {
     targets
 }
 
-fn ports(targets: &[Checked]) -> Vec<u16> {
+pub(crate) fn ports(targets: &[Checked]) -> Vec<u16> {
     targets.iter().map(Checked::port).collect()
 }
 
@@ -431,14 +431,19 @@ async fn futures_join(
 /// One answer of a steady stream of requests: when its request went out (seconds after the
 /// stream's zero) and the target that answered 200, or what came back instead.
 #[derive(Debug)]
-struct Answer {
-    at: f64,
-    target: Result<String, String>,
+pub(crate) struct Answer {
+    pub at: f64,
+    pub target: Result<String, String>,
 }
 
 /// Sends GETs to `url` one after another over one connection, `pause` apart, until `until`
 /// seconds after `zero`; returns every answer.
-async fn steady_stream(url: &str, zero: Instant, until: f64, pause: Duration) -> Vec<Answer> {
+pub(crate) async fn steady_stream(
+    url: &str,
+    zero: Instant,
+    until: f64,
+    pause: Duration,
+) -> Vec<Answer> {
     let client = client();
     let mut answers = Vec::new();
     while zero.elapsed().as_secs_f64() < until {

@@ -17,13 +17,13 @@ use crate::common::echo::EchoBackend;
 use crate::common::*;
 
 /// An HTTP backend whose `/sleep/<ms>` answers after that many milliseconds.
-struct SlowBackend {
-    port: u16,
+pub(crate) struct SlowBackend {
+    pub port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SlowBackend {
-    async fn start() -> SlowBackend {
+    pub async fn start() -> SlowBackend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let app = axum::Router::new().route(

@@ -90,7 +90,7 @@ pub(crate) async fn https_get(
     })
 }
 
-fn rustls_pemfile_certs(pem: &str) -> Vec<CertificateDer<'static>> {
+pub(crate) fn rustls_pemfile_certs(pem: &str) -> Vec<CertificateDer<'static>> {
     x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
         .filter_map(Result::ok)
         .filter(|block| block.label == "CERTIFICATE")
@@ -252,7 +252,7 @@ async fn https_and_http2_backends_are_reached_over_tls_with_the_hosts_sni() {
 }
 
 /// A TCP backend that reads a connection to its end and sends every byte back.
-async fn start_tcp_echo() -> (u16, tokio::task::JoinHandle<()>) {
+pub(crate) async fn start_tcp_echo() -> (u16, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -274,7 +274,7 @@ async fn start_tcp_echo() -> (u16, tokio::task::JoinHandle<()>) {
 
 /// Reads until the peer closes (or the TLS layer reports the close as an error, since the
 /// proxy, like the cloud's, does not send close_notify).
-async fn read_all(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+pub(crate) async fn read_all(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
     use tokio::io::AsyncReadExt;
     let mut out = Vec::new();
     let mut buffer = [0u8; 4096];

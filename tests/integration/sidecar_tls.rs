@@ -222,3 +222,156 @@ async fn https_and_http2_backends_are_reached_alike_by_envoy_and_the_sidecar() {
     tls_backends_through(Through::Envoy).await;
     tls_backends_through(Through::Sidecar).await;
 }
+
+/// A gRPC backend behind a target HTTPS proxy: unary and server-streaming calls over TLS
+/// (h2 by ALPN) through `through`, with the certificate the client checks against its CA.
+async fn grpc_over_tls_through(through: Through) {
+    use crate::common::grpc::{GrpcBackend, WhoReply, WhoRequest};
+    let node_id = format!("grpc-tls-{through:?}").to_lowercase();
+    let example = HttpsExample::new().await;
+    let backend = GrpcBackend::start("who-tls").await;
+    let listen = free_port();
+    let certs = example.certs.display();
+    let config = format!(
+        r#"
+networkEndpointGroups:
+- {{name: who-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {port}}}]}}
+backendServices:
+- {{name: who, protocol: H2C, backends: [{{group: zones/us-central1-a/networkEndpointGroups/who-neg, balancingMode: RATE, maxRate: 100}}]}}
+sslCertificates:
+- {{name: www-cert, certificateFile: {certs}/www.example.test.pem, privateKeyFile: {certs}/www.example.test.key}}
+urlMaps:
+- {{name: grpc-map, defaultService: global/backendServices/who}}
+targetHttpsProxies:
+- {{name: grpc-tls, urlMap: global/urlMaps/grpc-map, sslCertificates: [global/sslCertificates/www-cert]}}
+forwardingRules:
+- {{name: grpc-in, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpsProxies/grpc-tls}}
+"#,
+        port = backend.port()
+    );
+    let switchyard = Switchyard::start(&config).await;
+    let _proxy = start_proxy(through, &switchyard, &node_id).await;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&example.ca_pem))
+        .domain_name("www.example.test");
+    let channel = wait_for("the HTTPS listener to take a gRPC channel", || async {
+        tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{listen}"))
+            .unwrap()
+            .tls_config(tls.clone())
+            .unwrap()
+            .connect()
+            .await
+            .ok()
+    })
+    .await;
+    let mut client = tonic::client::Grpc::new(channel);
+    for _ in 0..10 {
+        client.ready().await.unwrap();
+        let reply = client
+            .unary(
+                tonic::Request::new(WhoRequest { delay_ms: 0 }),
+                tonic::codegen::http::uri::PathAndQuery::from_static("/switchyard.test.Who/Name"),
+                tonic_prost::ProstCodec::<WhoRequest, WhoReply>::default(),
+            )
+            .await
+            .unwrap_or_else(|status| panic!("{through:?}: {status}"));
+        assert_eq!(reply.into_inner().name, "who-tls", "{through:?}");
+    }
+    client.ready().await.unwrap();
+    let mut stream = client
+        .server_streaming(
+            tonic::Request::new(WhoRequest { delay_ms: 10 }),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/switchyard.test.Who/Count"),
+            tonic_prost::ProstCodec::<WhoRequest, WhoReply>::default(),
+        )
+        .await
+        .unwrap_or_else(|status| panic!("{through:?}: {status}"))
+        .into_inner();
+    let mut names = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        names.push(message.name);
+    }
+    assert!(
+        names.len() >= 2,
+        "{through:?}: every streamed message arrives: {names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_tls_is_served_alike_by_envoy_and_the_sidecar() {
+    grpc_over_tls_through(Through::Envoy).await;
+    grpc_over_tls_through(Through::Sidecar).await;
+}
+
+/// The connection facts a service writes into request headers with Envoy's formatters, over
+/// TLS: the version, the suite, the name the client asked for, that it is encrypted.
+const TLS_FACT_HEADERS: &str = "  customRequestHeaders: ['x-fact-tls: {tls_version}', \
+    'x-fact-cipher: {tls_cipher_suite}', 'x-fact-sni: {tls_sni_hostname}', \
+    'x-fact-encrypted: {client_encrypted}', 'x-fact-protocol: {client_protocol}']\n";
+
+/// What the `web` backend of examples/https.yaml saw of the facts `through` a proxy, for a
+/// TLS 1.3 client and for a TLS 1.2 one: `version name: value` lines.
+async fn tls_facts_through(through: Through) -> Vec<String> {
+    let node_id = format!("tls-facts-{through:?}").to_lowercase();
+    let example = HttpsExample::new().await;
+    let web = "- name: web\n  protocol: HTTP\n";
+    assert!(example.config.contains(web), "examples/https.yaml changed");
+    let config = example
+        .config
+        .replace(web, &format!("{web}{TLS_FACT_HEADERS}"));
+    let switchyard = Switchyard::start(&config).await;
+    let _proxy = start_proxy(through, &switchyard, &node_id).await;
+    let mut facts = Vec::new();
+    for (name, versions) in [("1.3", &[&TLS13][..]), ("1.2", &[&TLS12][..])] {
+        let answer = wait_for("the HTTPS listener to answer", || async {
+            https_get(
+                example.https_port,
+                "www.example.test",
+                "/",
+                &example.ca_pem,
+                versions,
+            )
+            .await
+            .ok()
+        })
+        .await;
+        let headers = answer.body["headers"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (header, value) in headers {
+            if header.starts_with("x-fact-") {
+                facts.push(format!(
+                    "{name} {header}: {}",
+                    value.as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    facts.sort();
+    facts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_facts_reach_the_backend_alike_through_envoy_and_the_sidecar() {
+    let by_envoy = tls_facts_through(Through::Envoy).await;
+    let by_sidecar = tls_facts_through(Through::Sidecar).await;
+    eprintln!("Envoy: {by_envoy:#?}");
+    assert_eq!(by_sidecar, by_envoy);
+    for line in [
+        "1.3 x-fact-tls: TLSv1.3",
+        "1.2 x-fact-tls: TLSv1.2",
+        "1.3 x-fact-sni: www.example.test",
+        "1.3 x-fact-encrypted: true",
+        "1.2 x-fact-encrypted: true",
+        "1.3 x-fact-protocol: HTTP/1.1",
+    ] {
+        assert!(by_envoy.iter().any(|l| l == line), "{line}: {by_envoy:?}");
+    }
+    assert!(
+        by_envoy
+            .iter()
+            .any(|l| l.starts_with("1.3 x-fact-cipher: TLS_")),
+        "{by_envoy:?}"
+    );
+}

@@ -12,8 +12,10 @@ use super::super::http::{empty, full, Body, Upstreams};
 use super::super::request_body::DownstreamBody;
 use super::super::resources::route::{
     Action, Forward, HeaderChanges, Redirect, Retry, Route, RouteTable, VirtualHost,
+    WeightedCluster,
 };
 use super::super::rewrite::{self, Connection, RequestTarget};
+use super::super::stream_deadline::{self, StreamLimit};
 
 /// The route a request took, with what forwarding needs from it.
 pub(crate) struct Chosen<'c> {
@@ -36,7 +38,7 @@ pub(crate) struct Routed<'t> {
 /// Answers `request` as its route says.
 pub(crate) async fn respond(
     request: Request<DownstreamBody>,
-    connection: Connection,
+    mut connection: Connection,
     routed: Routed<'_>,
     config: &ProxyConfig,
     upstreams: &Upstreams,
@@ -47,6 +49,9 @@ pub(crate) async fn respond(
         route,
     } = routed;
     let levels = [&route.header_changes, &vhost.headers, &table.headers];
+    if reads_request(route, &levels) {
+        connection.request_headers = Some(std::sync::Arc::new(request.headers().clone()));
+    }
     let (mut response, cluster) = match &route.action {
         Action::Direct { status, body } => (
             full(
@@ -63,18 +68,56 @@ pub(crate) async fn respond(
                 retry: forward.retry.as_ref().or(vhost.retry.as_ref()),
                 levels,
             };
-            forward::forward_request(request, connection, &chosen, config, upstreams).await
+            let mut request = request;
+            let limit = forward
+                .max_stream_duration
+                .filter(|limit| !limit.is_zero())
+                .map(|limit| StreamLimit {
+                    deadline: tokio::time::Instant::now() + limit,
+                    request_complete: request.body_mut().completion(),
+                    http1: connection.protocol <= http::Version::HTTP_11,
+                });
+            let forwarded = |request| {
+                forward::forward_request(request, connection.clone(), &chosen, config, upstreams)
+            };
+            match limit {
+                None => forwarded(request).await,
+                // Envoy's connection manager answers an expired stream itself, and the route's
+                // response headers go on its reply too.
+                Some(limit) => stream_deadline::bounded(limit, forwarded(request)).await,
+            }
         }
     };
+    apply_response_edits(&mut response, cluster, levels, &connection);
+    response
+}
+
+/// The response header changes of the weighted cluster (if any) and the route's levels.
+fn apply_response_edits(
+    response: &mut Response<Body>,
+    cluster: Option<&WeightedCluster>,
+    levels: [&HeaderChanges; 3],
+    connection: &Connection,
+) {
     let cluster_edits = cluster.map(|c| &c.headers.response);
     rewrite::apply(
         response.headers_mut(),
         cluster_edits
             .into_iter()
             .chain(levels.iter().map(|level| &level.response)),
-        &connection,
+        connection,
     );
-    response
+}
+
+/// Whether a response header value of the route's levels (or of its weighted clusters) names
+/// a request header, so that the request's headers must be kept for the answer.
+fn reads_request(route: &Route, levels: &[&HeaderChanges; 3]) -> bool {
+    let clusters = match &route.action {
+        Action::Forward(forward) => forward.clusters.as_slice(),
+        _ => &[],
+    };
+    levels.iter().any(|level| level.response.reads_request())
+        || clusters.iter().any(|c| c.headers.response.reads_request())
 }
 
 /// The response header changes of the route, its virtual host and its route configuration,

@@ -16,14 +16,20 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 
 use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+use envoy_types::pb::envoy::extensions::transport_sockets::proxy_protocol::v3::ProxyProtocolUpstreamTransport;
+use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use prost::Name;
 
+use super::cluster_policies::{self, CIRCUIT_BREAKER_FIELDS, SLOW_START_FIELDS};
 use super::dns_cluster::{self, DnsCluster, DnsKind};
 use super::outlier_detection::{self, OUTLIER_FIELDS};
+use super::proxy_protocol::{self, ProxyProtocolVersion};
 use super::tls::{self, UpstreamTls};
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
+use crate::proxy::circuit_breakers::Limits;
 use crate::proxy::outlier::OutlierSettings;
+use crate::proxy::slow_start::SlowStart;
 use crate::xds::types::TypeUrl;
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -59,13 +65,29 @@ pub struct Cluster {
     pub auto_sni: bool,
     /// The names to resolve, for a DNS cluster (None: endpoints come over EDS).
     pub dns: Option<DnsCluster>,
+    /// A PROXY protocol header goes first on each connection to an endpoint
+    /// (`upstream_proxy_protocol` around the TLS or raw socket). TCP proxies write it; the
+    /// HTTP pools, shared by all clients, do not (Switchyard asks for it on TCP and SSL
+    /// services only, which no URL map can route to).
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Round robin's or least request's slow start (see proxy/slow_start.rs).
+    pub slow_start: Option<SlowStart>,
+    /// The circuit breakers' thresholds (see proxy/circuit_breakers.rs).
+    pub circuit_breakers: Limits,
     /// Outlier detection (see proxy/outlier/), when the cluster has it.
     pub outlier_detection: Option<OutlierSettings>,
 }
 
-/// What the sidecar applies of a Cluster: the fields below and [`OUTLIER_FIELDS`].
+/// What the sidecar applies of a Cluster: the fields below, [`SLOW_START_FIELDS`],
+/// [`CIRCUIT_BREAKER_FIELDS`] and [`OUTLIER_FIELDS`].
 pub(super) fn fields() -> Vec<&'static str> {
-    FIELDS.iter().chain(OUTLIER_FIELDS).copied().collect()
+    FIELDS
+        .iter()
+        .chain(SLOW_START_FIELDS)
+        .chain(CIRCUIT_BREAKER_FIELDS)
+        .chain(OUTLIER_FIELDS)
+        .copied()
+        .collect()
 }
 
 const FIELDS: &[&str] = &[
@@ -178,6 +200,7 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
         .map(|c| c.service_name.clone())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| name.to_string());
+    let (proxy_protocol, transport) = unwrap_proxy_protocol(cluster.transport_socket.as_ref())?;
     Ok(Cluster {
         name: name.to_string(),
         service_name,
@@ -193,16 +216,60 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
             .as_ref()
             .and_then(|o| o.happy_eyeballs_config.as_ref())
             .is_some_and(|h| h.first_address_family_version == 1),
-        tls: upstream_tls(cluster.transport_socket.as_ref())?,
+        tls: upstream_tls(transport.as_ref())?,
         auto_sni,
         dns,
+        proxy_protocol,
+        slow_start: cluster_policies::slow_start(cluster.lb_config.as_ref()),
+        circuit_breakers: cluster_policies::circuit_breakers(cluster.circuit_breakers.as_ref()),
         outlier_detection: outlier_detection::settings(cluster.outlier_detection.as_ref()),
     })
 }
 
+const UPSTREAM_PROXY_PROTOCOL: &str = "envoy.transport_sockets.upstream_proxy_protocol";
+const RAW_BUFFER: &str = "envoy.transport_sockets.raw_buffer";
+
+/// Takes the PROXY protocol wrapper off the cluster's transport socket: its version, and the
+/// socket it wraps (else the socket as it is).
+fn unwrap_proxy_protocol(
+    socket: Option<&TransportSocket>,
+) -> Result<(Option<ProxyProtocolVersion>, Option<TransportSocket>), Fault> {
+    let Some(socket) = socket else {
+        return Ok((None, None));
+    };
+    match &socket.config_type {
+        Some(transport_socket::ConfigType::TypedConfig(config))
+            if config.type_url == ProxyProtocolUpstreamTransport::type_url() =>
+        {
+            let (version, inner) = proxy_protocol::read(&config.value).map_err(|fault| {
+                fault.inside("transport_socket.typed_config (ProxyProtocolUpstreamTransport)")
+            })?;
+            Ok((Some(version), inner))
+        }
+        _ if socket.name == UPSTREAM_PROXY_PROTOCOL => Err(Fault::at(
+            "transport_socket",
+            Problem::UpstreamTransportSocket {
+                name: socket.name.clone(),
+                type_url: String::new(),
+            },
+        )),
+        _ => Ok((None, Some(socket.clone()))),
+    }
+}
+
+/// Whether `socket` is the plain one: raw bytes, no TLS.
+fn is_raw_buffer(socket: &TransportSocket) -> bool {
+    match &socket.config_type {
+        Some(transport_socket::ConfigType::TypedConfig(config)) => {
+            config.type_url == RawBuffer::type_url()
+        }
+        _ => socket.name == RAW_BUFFER,
+    }
+}
+
 /// The cluster's transport socket: TLS with an UpstreamTlsContext, or nothing.
 fn upstream_tls(socket: Option<&TransportSocket>) -> Result<Option<UpstreamTls>, Fault> {
-    let Some(socket) = socket else {
+    let Some(socket) = socket.filter(|socket| !is_raw_buffer(socket)) else {
         return Ok(None);
     };
     match &socket.config_type {

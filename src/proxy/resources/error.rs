@@ -175,6 +175,28 @@ pub enum Problem {
     #[error("`{upgrade_type}` is not supported; the sidecar upgrades to websocket only")]
     UpgradeType { upgrade_type: String },
 
+    // Access logs (HTTP connection manager and TCP proxy).
+    #[error(
+        "the access logger {name} ({type_url}) is not supported; the sidecar writes \
+         envoy.access_loggers.stdout and envoy.access_loggers.stderr in Envoy's default format"
+    )]
+    AccessLogger { name: String, type_url: String },
+    #[error(
+        "the access log filter {name} ({type_url}) is not supported; the sidecar evaluates \
+         envoy.access_loggers.extension_filters.cel with an ExpressionFilter"
+    )]
+    AccessLogExtensionFilter { name: String, type_url: String },
+    #[error(
+        "the CEL expression `{expression}` is not one the sidecar evaluates; it knows \
+         `xds.cluster_name == '<cluster>'`"
+    )]
+    CelExpression { expression: String },
+    #[error(
+        "sampling by x-request-id (use_independent_randomness: false) is not supported; the \
+         sidecar samples each entry independently"
+    )]
+    DependentSampling,
+
     // Cluster.
     /// A cluster type other than EDS, STRICT_DNS and LOGICAL_DNS (`kind`: its name, or
     /// the extension's name for a `cluster_type`).
@@ -191,7 +213,9 @@ pub enum Problem {
     NotExplicitHttpConfig,
     #[error(
         "the transport socket {name} ({type_url}) is not supported; the sidecar runs \
-         {TLS_TRANSPORT_SOCKET} with an UpstreamTlsContext"
+         {TLS_TRANSPORT_SOCKET} with an UpstreamTlsContext or \
+         envoy.transport_sockets.raw_buffer, either of them alone or inside \
+         envoy.transport_sockets.upstream_proxy_protocol"
     )]
     UpstreamTransportSocket { name: String, type_url: String },
 
@@ -205,7 +229,8 @@ pub enum Problem {
     #[error("only header, cookie and source_ip hashing are supported")]
     HashPolicy,
     #[error(
-        "a prefix rewrite needs a prefix, path or path_separated_prefix match, not safe_regex"
+        "a prefix rewrite needs a prefix, path or path_separated_prefix match, not safe_regex \
+         or path_match_policy"
     )]
     PrefixRewriteOfRegex,
     #[error("the regex `{pattern}` does not compile: {error}")]

@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy, TcpProxy};
 use prost::Name;
 
+use super::access_log::{self, AccessLog};
 use super::early_mutation::EarlyMutations;
 use super::filter_chain::{self, ChainMatch};
 use super::tls::{CertificateSource, DownstreamTls};
@@ -119,6 +120,8 @@ pub struct HttpManager {
     pub timeouts: Timeouts,
     /// `upgrade_configs` names `websocket`: upgrade requests become tunnels to the backend.
     pub websocket: bool,
+    /// `access_log`: one entry per request, when any log keeps it.
+    pub access_logs: Vec<AccessLog>,
 }
 
 /// The connection manager's timeouts (None: not set, or zero, which Envoy reads as off).
@@ -148,6 +151,8 @@ pub struct TcpForward {
     pub idle_timeout: Option<Duration>,
     /// Pick the endpoint by the client's address (for hash-based balancers).
     pub hash_source_ip: bool,
+    /// `access_log`: one entry per connection, when any log keeps it.
+    pub access_logs: Vec<AccessLog>,
 }
 
 pub(super) const LISTENER_FIELDS: &[&str] = &[
@@ -191,6 +196,13 @@ pub(super) const MANAGER_FIELDS: &[&str] = &[
     "common_http_protocol_options.idle_timeout",
     "common_http_protocol_options.max_connection_duration",
     "common_http_protocol_options.headers_with_underscores_action",
+    // As access_log::FIELDS lists them.
+    "access_log.name",
+    "access_log.typed_config",
+    "access_log.filter.runtime_filter",
+    "access_log.filter.extension_filter",
+    "access_log.filter.and_filter.filters.runtime_filter",
+    "access_log.filter.and_filter.filters.extension_filter",
 ];
 
 pub(super) const ROUTER_FIELDS: &[&str] = &["dynamic_stats"];
@@ -200,6 +212,12 @@ pub(super) const TCP_FIELDS: &[&str] = &[
     "cluster",
     "idle_timeout",
     "hash_policy.source_ip",
+    "access_log.name",
+    "access_log.typed_config",
+    "access_log.filter.runtime_filter",
+    "access_log.filter.extension_filter",
+    "access_log.filter.and_filter.filters.runtime_filter",
+    "access_log.filter.and_filter.filters.extension_filter",
 ];
 
 /// Converts one Listener resource.
@@ -375,6 +393,7 @@ fn http_manager(bytes: &[u8]) -> Result<HttpManager, Fault> {
         filters,
         early_mutations: super::early_mutation::read(&manager.early_header_mutation_extensions)?,
         timeouts,
+        access_logs: access_log::read_all(&manager.access_log)?,
     })
 }
 
@@ -404,6 +423,7 @@ fn tcp_forward(bytes: &[u8]) -> Result<TcpForward, Fault> {
         cluster,
         idle_timeout: proxy.idle_timeout.as_ref().map(duration),
         hash_source_ip: !proxy.hash_policy.is_empty(),
+        access_logs: access_log::read_all(&proxy.access_log)?,
     })
 }
 

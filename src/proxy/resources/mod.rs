@@ -6,7 +6,9 @@
 //!
 //! Must not: know the control plane; everything here is read from xDS resources.
 
+pub mod access_log;
 pub mod cluster;
+pub mod cluster_policies;
 pub mod dns_cluster;
 pub mod early_mutation;
 pub mod endpoint;
@@ -15,6 +17,7 @@ pub mod fields;
 pub mod filter_chain;
 pub mod listener;
 pub mod outlier_detection;
+pub mod proxy_protocol;
 pub mod route;
 pub mod tls;
 
@@ -28,7 +31,7 @@ pub fn nacked_fields_report() -> String {
     let route_fields = route::supported_fields();
     let route_fields: Vec<&str> = route_fields.iter().map(String::as_str).collect();
     let cluster_fields = cluster::fields();
-    let messages: [(&str, &[&str]); 11] = [
+    let messages: [(&str, &[&str]); 14] = [
         (
             "envoy.config.listener.v3.Listener",
             listener::LISTENER_FIELDS,
@@ -66,6 +69,18 @@ pub fn nacked_fields_report() -> String {
         (
             "envoy.extensions.transport_sockets.tls.v3.Secret",
             tls::SECRET_FIELDS,
+        ),
+        (
+            "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
+            proxy_protocol::FIELDS,
+        ),
+        (
+            "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            access_log::SINK_FIELDS,
+        ),
+        (
+            "envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+            access_log::EXPRESSION_FIELDS,
         ),
     ];
     let mut text = String::from(

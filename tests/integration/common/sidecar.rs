@@ -2,7 +2,7 @@
 //! as Envoy (envoy-configs/), with its admin port on a free port.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use super::{bootstrap_text, config_names_at, free_port, get_text, wait_for, ConfigNames};
 
@@ -57,7 +57,8 @@ impl Sidecar {
             .arg(&path)
             .args(args)
             .env("RUST_LOG", "switchyard=debug")
-            .stdout(Stdio::null())
+            // Access logs go to stdout, as Envoy's do.
+            .stdout(std::fs::File::create(dir.path().join("sidecar.stdout")).unwrap())
             .stderr(log)
             .spawn()
             .expect("the switchyard binary starts");
@@ -119,6 +120,11 @@ impl Sidecar {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// What the sidecar wrote to stdout: its access logs.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sidecar.stdout")).unwrap_or_default()
     }
 
     pub fn log(&self) -> String {

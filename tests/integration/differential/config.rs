@@ -8,10 +8,22 @@
 use std::collections::BTreeMap;
 
 /// The GCP backend services, one echo backend each.
-pub const GCP_SERVICES: [&str; 14] = [
+pub const GCP_SERVICES: [&str; 16] = [
     "web", "api", "admin", "mobile", "shop", "payments", "canary-a", "canary-b", "stable", "next",
-    "sticky", "slow", "flaky", "hashed",
+    "sticky", "slow", "flaky", "hashed", "facts", "shadow",
 ];
+
+/// The custom headers of the `facts` service: every connection fact Switchyard writes with a
+/// formatter (`%PROTOCOL%`, `%DOWNSTREAM_TLS_VERSION%`, `%CEL(…)%`, …), request and response.
+const FACT_HEADERS: &str = "customRequestHeaders: ['x-fact-protocol: {client_protocol}', \
+    'x-fact-encrypted: {client_encrypted}', 'x-fact-tls: v={tls_version}', \
+    'x-fact-cipher: {tls_cipher_suite}', 'x-fact-sni: {tls_sni_hostname}', \
+    'x-fact-origin: {origin_request_header}'], \
+    customResponseHeaders: ['x-fact-origin-response: {origin_request_header}', \
+    'x-fact-protocol-response: {client_protocol}'], ";
+
+/// The `/limited` route's maxStreamDuration: a backend asked to wait twice as long is cut off.
+pub const STREAM_LIMIT_MS: u64 = 500;
 
 /// The AWS target groups, one echo backend each.
 pub const AWS_GROUPS: [&str; 9] = [
@@ -74,6 +86,7 @@ fn gcp_services(ports: &BTreeMap<&str, u16>) -> String {
             "hashed" => {
                 "localityLbPolicy: RING_HASH, sessionAffinity: HEADER_FIELD, consistentHash: {httpHeaderName: x-user}, "
             }
+            "facts" => FACT_HEADERS,
             _ => "",
         };
         text.push_str(&format!(
@@ -95,6 +108,7 @@ pub const FAULT_DELAY_NANOS: u32 = 400_000_000;
 /// policies.
 fn gcp_url_map(listen: u16) -> String {
     let bs = "global/backendServices";
+    let limit_nanos = STREAM_LIMIT_MS * 1_000_000;
     format!(
         r#"urlMaps:
 - name: site
@@ -238,6 +252,20 @@ fn gcp_url_map(listen: u16) -> String {
       matchRules: [{{prefixMatch: /open-cors}}]
       service: {bs}/web
       routeAction: {{corsPolicy: {{allowOrigins: ['*'], allowMethods: [GET]}}}}
+    - priority: 45
+      matchRules: [{{pathTemplateMatch: '/tpl/{{id}}/{{rest=**}}'}}]
+      service: {bs}/api
+      routeAction: {{urlRewrite: {{pathTemplateRewrite: '/t/{{rest}}/of/{{id}}'}}}}
+    - {{priority: 46, service: {bs}/admin, matchRules: [{{pathTemplateMatch: '/files/*/{{name}}'}}]}}
+    - priority: 47
+      matchRules: [{{prefixMatch: /limited}}]
+      service: {bs}/web
+      routeAction: {{maxStreamDuration: {{nanos: {limit_nanos}}}}}
+    - priority: 48
+      matchRules: [{{prefixMatch: /mirrored}}]
+      service: {bs}/web
+      routeAction: {{requestMirrorPolicy: {{backendService: {bs}/shadow}}}}
+    - {{priority: 49, service: {bs}/facts, matchRules: [{{prefixMatch: /facts}}]}}
 targetHttpProxies:
 - {{name: site-proxy, urlMap: global/urlMaps/site}}
 forwardingRules:
@@ -297,6 +325,12 @@ fn aws_rules() -> String {
             32,
             r#"[{Field: path-pattern, PathPatternConfig: {Values: ["/away"]}}]"#,
             r#"[{Type: redirect, RedirectConfig: {Host: new.example, Path: "/landing", Query: "from=alb", StatusCode: HTTP_301}}]"#,
+        ),
+        rule(
+            "KeptPathRule",
+            33,
+            r#"[{Field: path-pattern, PathPatternConfig: {Values: ["/keep/*"]}}]"#,
+            r#"[{Type: redirect, RedirectConfig: {Path: "/new/#{path}", StatusCode: HTTP_301}}]"#,
         ),
         rule(
             "SplitRule",

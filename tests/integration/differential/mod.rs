@@ -8,6 +8,7 @@
 mod config;
 pub mod exchange;
 mod filters;
+mod mirror;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -87,7 +88,11 @@ struct SideBySide {
 
 impl SideBySide {
     async fn start(backends: &Backends) -> SideBySide {
-        let ports = backends.ports();
+        SideBySide::start_on(backends.ports()).await
+    }
+
+    /// Both proxies, with each service and target group at the port `ports` gives it.
+    async fn start_on(ports: BTreeMap<&'static str, u16>) -> SideBySide {
         let envoy_ports = Ports::free();
         let sidecar_ports = Ports::free();
         let for_envoy = serve_folder(envoy_ports, &ports).await;
@@ -226,7 +231,9 @@ async fn every_request_of_the_table_gets_the_same_answer_through_envoy_and_the_s
         failures.join("\n")
     );
     // Every service and target group but the split-only ones answers some row.
-    let split_only = ["canary-a", "canary-b", "stable", "next", "Blue", "Green"];
+    let split_only = [
+        "canary-a", "canary-b", "stable", "next", "Blue", "Green", "shadow",
+    ];
     let unreached: Vec<_> = backends
         .0
         .keys()

@@ -17,6 +17,8 @@ use super::super::{Fault, Problem};
 use super::duration;
 use super::headers::{header_change_fields, header_changes, HeaderChanges};
 use super::matchers::{header_match, HeaderMatch, PathMatch};
+use super::policies::{self, Mirror, RegexRewrite};
+use super::templates::TemplateRewrite;
 
 #[derive(Clone, Debug)]
 pub enum Action {
@@ -36,6 +38,12 @@ pub struct Forward {
     pub prefix_rewrite: Option<String>,
     /// Replaces the Host (:authority) sent upstream.
     pub host_rewrite: Option<String>,
+    /// Rebuilds the path from the variables of the route's URI template.
+    pub template_rewrite: Option<TemplateRewrite>,
+    /// The whole stream's deadline; set (even to zero, no deadline), it replaces `timeout`.
+    pub max_stream_duration: Option<Duration>,
+    /// Shadow clusters the request is copied to, answers ignored.
+    pub mirrors: Vec<Mirror>,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +83,8 @@ pub struct Redirect {
     pub path: Option<String>,
     /// Replaces the part of the path the route matched.
     pub prefix_rewrite: Option<String>,
+    /// Rewrites the path (not the query) by regex.
+    pub regex_rewrite: Option<RegexRewrite>,
     pub status: u16,
     pub strip_query: bool,
 }
@@ -110,6 +120,7 @@ pub fn action_fields(route: &str) -> Vec<String> {
     .map(|field| format!("{route}.{field}"))
     .collect();
     fields.extend(retry_fields(&format!("{route}.route.retry_policy")));
+    fields.extend(policies::policy_fields(route));
     fields.extend(header_change_fields(&format!(
         "{route}.route.weighted_clusters.clusters"
     )));
@@ -229,7 +240,11 @@ fn forward(action: &RouteAction, path: &PathMatch) -> Result<Forward, Fault> {
         ),
         _ => None,
     };
+    let template_rewrite = policies::template_rewrite(action.path_rewrite_policy.as_ref(), path)?;
     Ok(Forward {
+        template_rewrite,
+        max_stream_duration: policies::max_stream_duration(action.max_stream_duration.as_ref()),
+        mirrors: policies::mirrors(&action.request_mirror_policies)?,
         clusters,
         timeout: action.timeout.as_ref().map(duration),
         retry: action
@@ -267,6 +282,12 @@ fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Fault
         }
         _ => (None, None),
     };
+    let regex_rewrite = match &action.path_rewrite_specifier {
+        Some(PathRewriteSpecifier::RegexRewrite(rewrite)) => {
+            Some(policies::regex_rewrite(rewrite)?)
+        }
+        _ => None,
+    };
     let status = match RedirectResponseCode::try_from(action.response_code) {
         Ok(RedirectResponseCode::MovedPermanently) => 301,
         Ok(RedirectResponseCode::Found) => 302,
@@ -289,6 +310,7 @@ fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Fault
         port,
         path: path_redirect,
         prefix_rewrite,
+        regex_rewrite,
         status,
         strip_query: action.strip_query,
     })
@@ -297,7 +319,7 @@ fn redirect(action: &RedirectAction, path: &PathMatch) -> Result<Redirect, Fault
 /// A prefix rewrite needs to know which part of the path the route matched.
 fn rewritable(path: &PathMatch) -> Result<(), Problem> {
     match path {
-        PathMatch::Regex(_) => Err(Problem::PrefixRewriteOfRegex),
+        PathMatch::Regex(_) | PathMatch::Template(_) => Err(Problem::PrefixRewriteOfRegex),
         _ => Ok(()),
     }
 }

@@ -54,10 +54,22 @@ pub enum TextPart {
     LocalPort,
     /// `%DOWNSTREAM_REMOTE_PORT%`: the client's port.
     RemotePort,
+    /// `%PROTOCOL%`: the request's HTTP version as Envoy names it (`HTTP/1.1`, `HTTP/2`).
+    Protocol,
+    /// `%DOWNSTREAM_TLS_VERSION%`: `TLSv1.2` or `TLSv1.3`; nothing without TLS.
+    TlsVersion,
+    /// `%DOWNSTREAM_TLS_CIPHER%`: the suite's OpenSSL name; nothing without TLS.
+    TlsCipher,
+    /// `%REQUESTED_SERVER_NAME%`: the name the TLS client asked for (SNI), if any.
+    ServerName,
+    /// `%CEL(has(connection.tls_version))%`: `true` over TLS, `false` otherwise.
+    Encrypted,
+    /// `%REQ(name)%`: the request's header `name` (its first value), if it has one.
+    RequestHeader(HeaderName),
 }
 
 /// The variables of Envoy's header formatting the sidecar fills in.
-const VARIABLES: [(&str, TextPart); 6] = [
+const VARIABLES: [(&str, TextPart); 11] = [
     (
         "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
         TextPart::LocalAddress,
@@ -70,11 +82,35 @@ const VARIABLES: [(&str, TextPart); 6] = [
     ("DOWNSTREAM_REMOTE_ADDRESS", TextPart::RemoteAddressWithPort),
     ("DOWNSTREAM_LOCAL_PORT", TextPart::LocalPort),
     ("DOWNSTREAM_REMOTE_PORT", TextPart::RemotePort),
+    ("PROTOCOL", TextPart::Protocol),
+    ("DOWNSTREAM_TLS_VERSION", TextPart::TlsVersion),
+    ("DOWNSTREAM_TLS_CIPHER", TextPart::TlsCipher),
+    ("REQUESTED_SERVER_NAME", TextPart::ServerName),
+    (ENCRYPTED_EXPRESSION, TextPart::Encrypted),
 ];
+
+/// The one CEL expression the sidecar evaluates: whether the connection is over TLS.
+const ENCRYPTED_EXPRESSION: &str = "CEL(has(connection.tls_version))";
 
 /// The variables the sidecar fills in, as a header value writes them (for refusals).
 pub(crate) fn known_variables() -> String {
-    VARIABLES.map(|(known, _)| format!("%{known}%")).join(", ")
+    let mut known: Vec<String> = VARIABLES
+        .iter()
+        .map(|(known, _)| format!("%{known}%"))
+        .collect();
+    known.push("%REQ(header-name)%".into());
+    known.join(", ")
+}
+
+/// The variable named `name` (what stands between the `%`s), if the sidecar knows it.
+fn variable(name: &str) -> Option<TextPart> {
+    if let Some((_, part)) = VARIABLES.iter().find(|(known, _)| *known == name) {
+        return Some(part.clone());
+    }
+    let header = name.strip_prefix("REQ(")?.strip_suffix(')')?;
+    HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
+        .ok()
+        .map(TextPart::RequestHeader)
 }
 
 /// A header value as Envoy reads it: `%%` is a percent sign, `%NAME%` a variable (only the
@@ -97,7 +133,7 @@ fn header_text(value: &str) -> Result<HeaderText, Problem> {
             });
         };
         let name = &after[..end];
-        let Some((_, part)) = VARIABLES.iter().find(|(known, _)| *known == name) else {
+        let Some(part) = variable(name) else {
             return Err(Problem::UnknownVariable {
                 value: value.to_string(),
                 variable: name.to_string(),
@@ -106,7 +142,7 @@ fn header_text(value: &str) -> Result<HeaderText, Problem> {
         if !literal.is_empty() {
             parts.push(TextPart::Literal(std::mem::take(&mut literal)));
         }
-        parts.push(part.clone());
+        parts.push(part);
         rest = &after[end + 1..];
     }
     literal.push_str(rest);
@@ -136,6 +172,15 @@ pub enum AddMode {
 impl HeaderEdits {
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.add.is_empty()
+    }
+
+    /// Whether a value added here names a request header (`%REQ(…)%`): on a response, the
+    /// request's headers must then be kept until the answer is written.
+    pub fn reads_request(&self) -> bool {
+        self.add.iter().any(|addition| {
+            matches!(&addition.value, HeaderText::Template(parts)
+                if parts.iter().any(|p| matches!(p, TextPart::RequestHeader(_))))
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 
 use super::super::{Fault, Problem};
+use super::templates::PathTemplate;
 
 #[derive(Clone, Debug)]
 pub enum PathMatch {
@@ -15,7 +16,13 @@ pub enum PathMatch {
     Exact(String),
     Regex(regex::Regex),
     SeparatedPrefix(String),
+    /// `path_match_policy`: Envoy's URI template matcher.
+    Template(PathTemplate),
 }
+
+/// The extension that matches paths with a URI template, and the type of its config.
+const URI_TEMPLATE_MATCHER: &str =
+    "type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig";
 
 #[derive(Clone, Debug)]
 pub enum TextMatch {
@@ -88,15 +95,36 @@ pub fn path_match(matcher: &RouteMatch) -> Result<PathMatch, Fault> {
         Some(PathSpecifier::PathSeparatedPrefix(prefix)) => {
             PathMatch::SeparatedPrefix(prefix.clone())
         }
+        Some(PathSpecifier::PathMatchPolicy(policy)) => PathMatch::Template(
+            path_template(policy).map_err(|p| Fault::at("match.path_match_policy", p))?,
+        ),
         _ => {
             return Err(Fault::at(
                 "match",
                 Problem::Missing {
-                    what: "a prefix, path, safe_regex or path_separated_prefix",
+                    what: "a prefix, path, safe_regex, path_separated_prefix or path_match_policy",
                 },
             ))
         }
     })
+}
+
+/// A `path_match_policy`: Envoy's URI template matcher is the one there is.
+fn path_template(
+    policy: &envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig,
+) -> Result<PathTemplate, Problem> {
+    use envoy_types::pb::envoy::extensions::path::r#match::uri_template::v3::UriTemplateMatchConfig;
+    use prost::Message;
+    let config = policy.typed_config.as_ref().ok_or(Problem::NoTypedConfig)?;
+    if config.type_url != URI_TEMPLATE_MATCHER {
+        return Err(Problem::NotValid {
+            value: config.type_url.clone(),
+            expected: "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig",
+        });
+    }
+    let template =
+        UriTemplateMatchConfig::decode(config.value.as_slice()).map_err(Problem::Undecodable)?;
+    PathTemplate::parse(&template.path_template)
 }
 
 /// The query-parameter matchers of a route's match.

@@ -6,6 +6,8 @@
 mod actions;
 mod headers;
 mod matchers;
+mod policies;
+mod templates;
 
 use std::sync::LazyLock;
 
@@ -15,6 +17,8 @@ pub use actions::{Action, Forward, HashPolicy, Redirect, Retry, WeightedCluster}
 pub(crate) use headers::header_changes;
 pub use headers::{AddMode, HeaderAddition, HeaderChanges, HeaderEdits, HeaderText, TextPart};
 pub use matchers::{HeaderMatch, HeaderTest, PathMatch, QueryMatch, TextMatch};
+pub use policies::{Mirror, RegexRewrite};
+pub use templates::{PathTemplate, TemplateRewrite};
 
 pub(crate) use headers::known_variables;
 pub(crate) use matchers::text_match;
@@ -65,6 +69,8 @@ static FIELDS: LazyLock<Vec<String>> = LazyLock::new(|| {
         "virtual_hosts.routes.match.safe_regex.regex",
         "virtual_hosts.routes.match.safe_regex.google_re2",
         "virtual_hosts.routes.match.path_separated_prefix",
+        // Checked by its converter (the URI template matcher, by its type).
+        "virtual_hosts.routes.match.path_match_policy",
         "virtual_hosts.routes.match.case_sensitive",
         "virtual_hosts.routes.match.query_parameters.name",
         "virtual_hosts.routes.match.query_parameters.string_match.exact",
