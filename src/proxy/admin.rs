@@ -160,14 +160,21 @@ async fn stats(State(state): State<AdminState>) -> impl IntoResponse {
             .iter()
             .map(|(name, entry)| (name, &*entry.breakers)),
     );
+    let outliers = super::outlier::render(
+        config
+            .clusters
+            .iter()
+            .filter_map(|(name, entry)| Some((name, &entry.outliers.as_ref()?.stats))),
+    );
     format!(
         "# TYPE switchyard_proxy_xds_connected gauge\nswitchyard_proxy_xds_connected {}\n\
          # TYPE switchyard_proxy_xds_updates_accepted counter\nswitchyard_proxy_xds_updates_accepted {}\n\
-         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n{}{}",
+         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n{}{}{}",
         u8::from(applier.connected.load(Ordering::Relaxed)),
         applier.updates_accepted.load(Ordering::Relaxed),
         applier.updates_rejected.load(Ordering::Relaxed),
         super::stats::STATS.render(),
         breakers,
+        outliers,
     )
 }

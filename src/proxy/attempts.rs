@@ -18,6 +18,7 @@ use super::circuit_breakers::RetryPlace;
 use super::config::ClusterEntry;
 use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
 use super::load_stats::Ended;
+use super::outlier::Reported;
 use super::override_host::{self, OverrideHost, UpstreamHost};
 use super::request_body::{AttemptBodies, BodyFailure, UpstreamBody};
 use super::resources::route::Retry;
@@ -155,7 +156,24 @@ impl Attempts<'_> {
             Outcome::TimedOut | Outcome::Unanswered(_) => Ended::Error,
             Outcome::BodyFailed | Outcome::Overflow => Ended::Uncounted,
         });
+        self.report_outlier(host, &outcome);
         outcome
+    }
+
+    /// Tells the cluster's outlier detector how the attempt to `host` went (a body the
+    /// client failed to send, or the circuit breakers turning the attempt away, is not the
+    /// endpoint's doing).
+    fn report_outlier(&self, host: &Host, outcome: &Outcome) {
+        let Some(detector) = &self.entry.outliers else {
+            return;
+        };
+        let result = match outcome {
+            Outcome::Answered(response) => Reported::Status(response.status().as_u16()),
+            Outcome::TimedOut => Reported::TimedOut,
+            Outcome::Unanswered(_) => Reported::Unanswered,
+            Outcome::BodyFailed | Outcome::Overflow => return,
+        };
+        detector.report(host.address, result, std::time::Instant::now());
     }
 
     async fn attempt_uncounted(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {

@@ -455,6 +455,7 @@ mod tests {
             prefer_ipv6: false,
             tls: None,
             auto_sni: false,
+            outlier_detection: None,
             dns: None,
             proxy_protocol: None,
             slow_start: None,

@@ -17,6 +17,7 @@ use super::balancer::Balancer;
 use super::circuit_breakers::{BreakerStore, Breakers};
 use super::dns_clusters::DnsAnswers;
 use super::load_stats::LoadStore;
+use super::outlier::{without_ejected, Detector, OutlierStore};
 use super::resources::cluster::{self, Cluster};
 use super::resources::endpoint::{self, Assignment};
 use super::resources::listener::{self, Listener};
@@ -37,6 +38,9 @@ pub struct ClusterEntry {
     pub balancer: Balancer,
     /// The cluster's circuit breakers, kept across updates while its limits stay.
     pub breakers: Arc<Breakers>,
+    /// The cluster's outlier detector, when it has outlier detection (its ejected endpoints
+    /// are unhealthy to `balancer`).
+    pub outliers: Option<Arc<Detector>>,
 }
 
 /// Everything applied, at one moment.
@@ -124,6 +128,8 @@ pub struct Applier {
     loads: Arc<LoadStore>,
     /// The latest answers of the DNS clusters (proxy/dns_clusters.rs keeps them current).
     dns: DnsAnswers,
+    /// Every cluster's outlier detector, kept across updates.
+    outliers: OutlierStore,
     /// Held while a snapshot is built and published, so that an xDS update and a DNS answer
     /// never publish over each other.
     publishing: std::sync::Mutex<()>,
@@ -145,6 +151,7 @@ impl Applier {
             first_seen: std::sync::Mutex::default(),
             loads,
             dns: DnsAnswers::default(),
+            outliers: OutlierStore::default(),
             publishing: std::sync::Mutex::new(()),
             ramps: RampStarts::default(),
             breakers: BreakerStore::default(),
@@ -190,7 +197,6 @@ impl Applier {
             })
             .collect();
         self.loads.begin_round();
-        let now = Instant::now();
         for (name, held) in state.held(TypeUrl::Cluster) {
             let Ok(cluster) = cluster::convert(name, &held.resource.value) else {
                 continue;
@@ -199,26 +205,20 @@ impl Applier {
                 Some(settings) => self.dns.assignment(name, settings),
                 None => assignments.get(&cluster.service_name).cloned(),
             };
-            let counters = self
-                .loads
-                .counters(name, &cluster.service_name, assignment.as_ref());
-            let started = self.ramps.update(&cluster, assignment.as_ref(), now);
-            let balancer = Balancer::ramped(&cluster, assignment.as_ref(), &counters, &started);
-            let breakers = self.breakers.for_cluster(name, cluster.circuit_breakers);
-            config.clusters.insert(
-                name.clone(),
-                Arc::new(ClusterEntry {
-                    cluster,
-                    assignment,
-                    balancer,
-                    breakers,
-                }),
+            let outliers = self.outliers.for_cluster(
+                name,
+                cluster.outlier_detection.as_ref(),
+                assignment.as_ref(),
             );
+            let entry = self.cluster_entry(name, cluster, assignment, outliers);
+            config.clusters.insert(name.clone(), Arc::new(entry));
         }
         self.loads.end_round();
         self.ramps
             .retain(&|name| config.clusters.contains_key(name));
         self.breakers
+            .retain(&|name| config.clusters.contains_key(name));
+        self.outliers
             .retain(&|name| config.clusters.contains_key(name));
         self.note_first_seen(&mut config);
         for type_url in TypeUrl::ALL {
@@ -254,26 +254,64 @@ impl Applier {
             if assignment == entry.assignment {
                 continue;
             }
-            let counters =
-                self.loads
-                    .counters(name, &entry.cluster.service_name, assignment.as_ref());
-            // A new answer's addresses ramp as new EDS endpoints do.
-            let started = self
-                .ramps
-                .update(&entry.cluster, assignment.as_ref(), Instant::now());
-            let balancer =
-                Balancer::ramped(&entry.cluster, assignment.as_ref(), &counters, &started);
-            next.clusters.insert(
-                name.clone(),
-                Arc::new(ClusterEntry {
-                    cluster: entry.cluster.clone(),
-                    assignment,
-                    balancer,
-                    breakers: entry.breakers.clone(),
-                }),
+            let outliers = self.outliers.for_cluster(
+                name,
+                entry.cluster.outlier_detection.as_ref(),
+                assignment.as_ref(),
             );
+            let rebuilt = self.cluster_entry(name, entry.cluster.clone(), assignment, outliers);
+            next.clusters.insert(name.clone(), Arc::new(rebuilt));
         }
         self.sender.send_replace(Arc::new(next));
+    }
+
+    /// Publishes the current snapshot again with cluster `name`'s balancer rebuilt, after
+    /// its outlier detector ejected or returned an endpoint.
+    pub fn republish_outliers(&self, name: &str) {
+        let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current();
+        let Some(entry) = current.clusters.get(name) else {
+            return;
+        };
+        let mut next = ProxyConfig::clone(&current);
+        let rebuilt = self.cluster_entry(
+            name,
+            entry.cluster.clone(),
+            entry.assignment.clone(),
+            entry.outliers.clone(),
+        );
+        next.clusters.insert(name.to_string(), Arc::new(rebuilt));
+        self.sender.send_replace(Arc::new(next));
+    }
+
+    /// Cluster `name`'s entry: its balancer over `assignment` (endpoints ramping as slow
+    /// start has them), without the endpoints its outlier detector has ejected, and its
+    /// circuit breakers.
+    fn cluster_entry(
+        &self,
+        name: &str,
+        cluster: Cluster,
+        assignment: Option<Assignment>,
+        outliers: Option<Arc<Detector>>,
+    ) -> ClusterEntry {
+        let counters = self
+            .loads
+            .counters(name, &cluster.service_name, assignment.as_ref());
+        // Ramps follow the endpoints themselves: an endpoint back from ejection does not
+        // ramp again (Envoy ramps new and newly health-checked endpoints only).
+        let started = self
+            .ramps
+            .update(&cluster, assignment.as_ref(), Instant::now());
+        let balanced = without_ejected(assignment.as_ref(), outliers.as_deref());
+        let balancer = Balancer::ramped(&cluster, balanced.as_deref(), &counters, &started);
+        let breakers = self.breakers.for_cluster(name, cluster.circuit_breakers);
+        ClusterEntry {
+            cluster,
+            assignment,
+            balancer,
+            breakers,
+            outliers,
+        }
     }
 
     /// Records when each listener and cluster of `config` first appeared (kept across

@@ -28,6 +28,7 @@ pub mod load_report;
 pub mod load_stats;
 pub mod lrs_client;
 pub mod mirror;
+pub mod outlier;
 pub mod override_host;
 pub mod proxy_protocol;
 pub mod request_body;
@@ -124,6 +125,11 @@ pub async fn run(
         applier.clone(),
         config.clone(),
         resolver,
+        shutdown.clone(),
+    ));
+    tokio::spawn(outlier::timer::run(
+        applier.clone(),
+        config.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(listeners::run(config, shutdown.clone()));

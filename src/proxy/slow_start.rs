@@ -238,6 +238,7 @@ mod tests {
             proxy_protocol: None,
             slow_start,
             circuit_breakers: Default::default(),
+            outlier_detection: None,
         }
     }
 

@@ -54,6 +54,7 @@ mod sidecar_dns;
 mod sidecar_edge;
 mod sidecar_listener_settings;
 mod sidecar_load_reports;
+mod sidecar_outlier;
 mod sidecar_routing;
 mod sidecar_stickiness;
 mod sidecar_tls;

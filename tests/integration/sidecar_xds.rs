@@ -7,7 +7,7 @@ use crate::common::resources::*;
 use crate::common::scripted::ScriptedServer;
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
-use envoy_types::pb::envoy::config::cluster::v3::{Cluster, OutlierDetection};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{
@@ -90,9 +90,9 @@ async fn a_resource_it_cannot_apply_is_nacked_by_name_and_field_and_the_old_conf
     sidecar.wait_ready().await;
     wait_for_body(&format!("http://127.0.0.1:{listen}/"), "good").await;
 
-    // A cluster with outlier detection, which the sidecar does not implement.
+    // A cluster asking for what the sidecar does not implement (nor Switchyard emit).
     let mut bad = cluster("bad");
-    bad.outlier_detection = Some(OutlierDetection::default());
+    bad.ignore_health_on_host_removal = true;
     server.send(response("c2", "5", &[cluster("good"), bad]));
     let nack = loop {
         let request = server.next_request(&cds).await;
@@ -104,7 +104,7 @@ async fn a_resource_it_cannot_apply_is_nacked_by_name_and_field_and_the_old_conf
     let detail = nack.error_detail.expect("a NACK").message;
     assert_eq!(
         detail,
-        "Cluster bad: field `outlier_detection` is not supported by the sidecar"
+        "Cluster bad: field `ignore_health_on_host_removal` is not supported by the sidecar"
     );
 
     // A route configuration asking for what the sidecar lacks.

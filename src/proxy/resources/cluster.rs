@@ -23,10 +23,12 @@ use prost::Name;
 
 use super::cluster_policies::{self, CIRCUIT_BREAKER_FIELDS, SLOW_START_FIELDS};
 use super::dns_cluster::{self, DnsCluster, DnsKind};
+use super::outlier_detection::{self, OUTLIER_FIELDS};
 use super::proxy_protocol::{self, ProxyProtocolVersion};
 use super::tls::{self, UpstreamTls};
 use super::{decode_checked, duration, Fault, Problem, ResourceError};
 use crate::proxy::circuit_breakers::Limits;
+use crate::proxy::outlier::OutlierSettings;
 use crate::proxy::slow_start::SlowStart;
 use crate::xds::types::TypeUrl;
 
@@ -72,15 +74,18 @@ pub struct Cluster {
     pub slow_start: Option<SlowStart>,
     /// The circuit breakers' thresholds (see proxy/circuit_breakers.rs).
     pub circuit_breakers: Limits,
+    /// Outlier detection (see proxy/outlier/), when the cluster has it.
+    pub outlier_detection: Option<OutlierSettings>,
 }
 
-/// What the sidecar applies of a Cluster: the fields below, [`SLOW_START_FIELDS`] and
-/// [`CIRCUIT_BREAKER_FIELDS`].
+/// What the sidecar applies of a Cluster: the fields below, [`SLOW_START_FIELDS`],
+/// [`CIRCUIT_BREAKER_FIELDS`] and [`OUTLIER_FIELDS`].
 pub(super) fn fields() -> Vec<&'static str> {
     FIELDS
         .iter()
         .chain(SLOW_START_FIELDS)
         .chain(CIRCUIT_BREAKER_FIELDS)
+        .chain(OUTLIER_FIELDS)
         .copied()
         .collect()
 }
@@ -217,6 +222,7 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
         proxy_protocol,
         slow_start: cluster_policies::slow_start(cluster.lb_config.as_ref()),
         circuit_breakers: cluster_policies::circuit_breakers(cluster.circuit_breakers.as_ref()),
+        outlier_detection: outlier_detection::settings(cluster.outlier_detection.as_ref()),
     })
 }
 

@@ -16,6 +16,7 @@ pub mod error;
 pub mod fields;
 pub mod filter_chain;
 pub mod listener;
+pub mod outlier_detection;
 pub mod proxy_protocol;
 pub mod route;
 pub mod tls;
