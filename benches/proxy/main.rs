@@ -340,6 +340,18 @@ async fn run(bench: bool, with_tls: bool) {
             "max requests/s against the baseline build: this build {new:.0}, baseline {old:.0} → this/baseline {:.3}",
             new / old
         );
+        let mut held = Vec::new();
+        for proxy in [&sidecar, &baseline] {
+            held.push(
+                with_idle_connections(proxy.port, &transport, idle_connections, || proxy.rss_kib())
+                    .await,
+            );
+        }
+        println!(
+            "RSS with {idle_connections} idle connections against the baseline build: this build {:.1} MiB, baseline {:.1} MiB",
+            mib(held[0]),
+            mib(held[1])
+        );
         for_baseline.shutdown().await;
     }
     for_envoy.shutdown().await;

@@ -170,24 +170,27 @@ async fn accept(
             stop.clone(),
         );
         tokio::spawn(async move {
-            let Some((chain, accepted)) = tls::accept(stream, &name, &listener, &snapshot).await
-            else {
+            // Boxed: the handshake's state is freed once it is done, not kept in the task.
+            let accepting = Box::pin(tls::accept(stream, &name, &listener, &snapshot));
+            let Some((chain, accepted)) = accepting.await else {
                 return;
             };
             match &listener.chains[chain].kind {
                 ListenerKind::Http(manager) => {
-                    let manager = Arc::new(manager.clone());
+                    let manager = manager.clone();
+                    // Each path boxed: an idle plain connection's task holds only what the
+                    // plain path needs, not the TLS path's state as well.
                     match accepted {
                         Accepted::Plain(stream) => {
-                            downstream::serve_connection(
+                            Box::pin(downstream::serve_connection(
                                 stream, peer, manager, config, upstreams, stop,
-                            )
+                            ))
                             .await
                         }
                         Accepted::Tls(stream) => {
-                            downstream::serve_tls_connection(
+                            Box::pin(downstream::serve_tls_connection(
                                 *stream, peer, manager, config, upstreams, stop,
-                            )
+                            ))
                             .await
                         }
                     }

@@ -4,6 +4,7 @@
 //! among them), or a TCP proxy to one cluster.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction;
@@ -90,7 +91,8 @@ impl Listener {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ListenerKind {
-    Http(HttpManager),
+    /// Shared by every connection of the chain (one Arc each, not a copy).
+    Http(Arc<HttpManager>),
     Tcp(TcpForward),
 }
 
@@ -271,7 +273,9 @@ fn read_chain(chain: &XdsFilterChain) -> Result<Chain, Fault> {
         return Err(Fault::at("filters[0]", Problem::NoTypedConfig));
     };
     let kind = if config.type_url == HttpConnectionManager::type_url() {
-        ListenerKind::Http(http_manager(&config.value).map_err(|f| f.inside(MANAGER_CONFIG))?)
+        ListenerKind::Http(Arc::new(
+            http_manager(&config.value).map_err(|f| f.inside(MANAGER_CONFIG))?,
+        ))
     } else if config.type_url == TcpProxy::type_url() {
         ListenerKind::Tcp(tcp_forward(&config.value).map_err(|f| f.inside(TCP_CONFIG))?)
     } else {
