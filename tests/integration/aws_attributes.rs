@@ -158,8 +158,9 @@ pub async fn tally_cookie(
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_cookie_stickiness_follows_the_applications_own_cookie() {
+/// Three session targets behind one group with app_cookie stickiness on the application's
+/// `session` cookie: the targets (kept running), the listener's port and the template.
+pub(crate) async fn app_cookie_group() -> ([SessionTarget; 3], u16, String) {
     let targets = [
         SessionTarget::start("one").await,
         SessionTarget::start("two").await,
@@ -178,6 +179,12 @@ async fn app_cookie_stickiness_follows_the_applications_own_cookie() {
         http_front(listen, "Web"),
         group("Web", &ports, &stickiness)
     );
+    (targets, listen, template)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_cookie_stickiness_follows_the_applications_own_cookie() {
+    let (_targets, _listen, template) = app_cookie_group().await;
     let alb = Alb::start(&template, "aws-app-cookie-follows", "/", "one").await;
     let client = crate::aws_alb::client();
 

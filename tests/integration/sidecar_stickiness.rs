@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::aws_alb::{client, http_front, target_list, with_ports};
-use crate::aws_attributes::{group, set_cookie, tally_cookie, SessionTarget};
+use crate::aws_attributes::{group, set_cookie, tally_cookie};
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
 
@@ -196,24 +196,7 @@ async fn app_cookie_through(through: Through, switchyard: &Switchyard, listen: u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_cookie_stickiness_follows_the_application_alike_through_envoy_and_the_sidecar() {
-    let targets = [
-        SessionTarget::start("one").await,
-        SessionTarget::start("two").await,
-        SessionTarget::start("three").await,
-    ];
-    let ports: Vec<u16> = targets.iter().map(|t| t.port).collect();
-    let listen = free_port();
-    let stickiness = [
-        ("stickiness.enabled", "true"),
-        ("stickiness.type", "app_cookie"),
-        ("stickiness.app_cookie.cookie_name", "session"),
-        ("stickiness.app_cookie.duration_seconds", "120"),
-    ];
-    let template = format!(
-        "{}{}",
-        http_front(listen, "Web"),
-        group("Web", &ports, &stickiness)
-    );
+    let (_targets, listen, template) = crate::aws_attributes::app_cookie_group().await;
     let switchyard = Switchyard::start(&template).await;
     app_cookie_through(Through::Envoy, &switchyard, listen).await;
     app_cookie_through(Through::Sidecar, &switchyard, listen).await;
