@@ -9,8 +9,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -68,21 +66,7 @@ pub(crate) async fn https_get(
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let request = hyper::Request::get(path)
-        .header("host", host)
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let (status, bytes) = get_on_connection(&mut sender, path, host).await?;
     Ok(Exchange {
         certificate,
         status,

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -214,20 +214,7 @@ async fn backend_on(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     host: &str,
 ) -> Result<String, String> {
-    let request = hyper::Request::get("/")
-        .header("host", host)
-        .body(Empty::new())
-        .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let (_, bytes) = get_on_connection(sender, "/", host).await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     Ok(body["backend"].as_str().unwrap_or_default().to_string())
 }

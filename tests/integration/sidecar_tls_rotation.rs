@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -68,21 +68,7 @@ async fn kept_alive(
 async fn get_on(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
 ) -> Result<(), String> {
-    let request = hyper::Request::get("/")
-        .header("host", HOST)
-        .body(Empty::new())
-        .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let (status, body) = get_on_connection(sender, "/", HOST).await?;
     match status {
         200 if body.windows(5).any(|w| w == b"\"web\"") => Ok(()),
         _ => Err(format!("{status}: {}", String::from_utf8_lossy(&body))),

@@ -839,3 +839,28 @@ pub async fn wait_for_body(url: &str, body: &str) {
 pub fn path_of(dir: &Path) -> String {
     dir.display().to_string()
 }
+
+/// GET `path` with Host `host` on a connection already open: the status and the whole body.
+pub async fn get_on_connection(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    path: &str,
+    host: &str,
+) -> Result<(u16, bytes::Bytes), String> {
+    use http_body_util::BodyExt;
+    let request = hyper::Request::get(path)
+        .header("host", host)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
