@@ -14,33 +14,11 @@ use crate::common::*;
 /// A backend service with `policy` over the endpoints at `ports` (one NEG in us-central1-a),
 /// the default service of a load balancer on 127.0.0.1:`listen`.
 fn config(listen: u16, ports: &[u16], policy: &str) -> String {
-    let endpoints: String = ports
-        .iter()
-        .map(|port| format!("  - {{ipAddress: 127.0.0.1, port: {port}}}\n"))
-        .collect();
-    format!(
-        r#"
-networkEndpointGroups:
-- name: neg
-  zone: us-central1-a
-  endpoints:
-{endpoints}backendServices:
-- name: pool
-  localityLbPolicy: {policy}
-  backends:
-  - {{group: neg, balancingMode: RATE, maxRatePerEndpoint: 100}}
-urlMaps:
-- name: lb
-  defaultService: global/backendServices/pool
-targetHttpProxies:
-- name: proxy
-  urlMap: global/urlMaps/lb
-forwardingRules:
-- name: fr
-  IPAddress: 127.0.0.1
-  portRange: "{listen}"
-  target: global/targetHttpProxies/proxy
-"#
+    one_neg_pool(
+        listen,
+        ports,
+        100,
+        &format!("  localityLbPolicy: {policy}\n"),
     )
 }
 

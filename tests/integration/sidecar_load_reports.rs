@@ -31,18 +31,8 @@ backendServices:
   backends:
   - {{group: zones/us-central1-a/networkEndpointGroups/near, balancingMode: RATE, maxRatePerEndpoint: 100}}
   - {{group: zones/us-central1-b/networkEndpointGroups/far, balancingMode: RATE, maxRatePerEndpoint: 100}}
-urlMaps:
-- name: lb
-  defaultService: global/backendServices/pool
-targetHttpProxies:
-- name: proxy
-  urlMap: global/urlMaps/lb
-forwardingRules:
-- name: fr
-  IPAddress: 127.0.0.1
-  portRange: "{listen}"
-  target: global/targetHttpProxies/proxy
-"#
+{front}"#,
+        front = front_for_pool(listen)
     )
 }
 

@@ -69,39 +69,10 @@ impl Drop for Switchable {
 /// Backend service `pool` (round robin) with outlier detection ejecting at 5 consecutive 5xx
 /// for [`BASE_EJECTION_SECONDS`], at most `max_percent` of the endpoints at `ports`.
 fn config(listen: u16, ports: &[u16], max_percent: u32) -> String {
-    let endpoints: String = ports
-        .iter()
-        .map(|port| format!("  - {{ipAddress: 127.0.0.1, port: {port}}}\n"))
-        .collect();
-    format!(
-        r#"
-networkEndpointGroups:
-- name: neg
-  zone: us-central1-a
-  endpoints:
-{endpoints}backendServices:
-- name: pool
-  backends:
-  - {{group: neg, balancingMode: RATE, maxRatePerEndpoint: 1000}}
-  outlierDetection:
-    consecutiveErrors: 5
-    enforcingConsecutiveErrors: 100
-    interval: {{seconds: 1}}
-    baseEjectionTime: {{seconds: {BASE_EJECTION_SECONDS}}}
-    maxEjectionPercent: {max_percent}
-urlMaps:
-- name: lb
-  defaultService: global/backendServices/pool
-targetHttpProxies:
-- name: proxy
-  urlMap: global/urlMaps/lb
-forwardingRules:
-- name: fr
-  IPAddress: 127.0.0.1
-  portRange: "{listen}"
-  target: global/targetHttpProxies/proxy
-"#
-    )
+    let outliers = format!(
+        "  outlierDetection:\n    consecutiveErrors: 5\n    enforcingConsecutiveErrors: 100\n    interval: {{seconds: 1}}\n    baseEjectionTime: {{seconds: {BASE_EJECTION_SECONDS}}}\n    maxEjectionPercent: {max_percent}\n"
+    );
+    one_neg_pool(listen, ports, 1000, &outliers)
 }
 
 enum Running {

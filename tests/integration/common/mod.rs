@@ -864,3 +864,36 @@ pub async fn get_on_connection(
         .to_bytes();
     Ok((status, body))
 }
+
+/// The front of a load balancer on 127.0.0.1:`listen` whose URL map sends everything to the
+/// backend service `pool`.
+pub fn front_for_pool(listen: u16) -> String {
+    format!(
+        r#"urlMaps:
+- name: lb
+  defaultService: global/backendServices/pool
+targetHttpProxies:
+- name: proxy
+  urlMap: global/urlMaps/lb
+forwardingRules:
+- name: fr
+  IPAddress: 127.0.0.1
+  portRange: "{listen}"
+  target: global/targetHttpProxies/proxy
+"#
+    )
+}
+
+/// One zonal NEG of the endpoints at 127.0.0.1:`ports` behind the backend service `pool`
+/// (RATE, `rate` per endpoint, and `settings`: YAML lines at the service's indentation), with
+/// [`front_for_pool`] on `listen`.
+pub fn one_neg_pool(listen: u16, ports: &[u16], rate: u32, settings: &str) -> String {
+    let endpoints: String = ports
+        .iter()
+        .map(|port| format!("  - {{ipAddress: 127.0.0.1, port: {port}}}\n"))
+        .collect();
+    format!(
+        "\nnetworkEndpointGroups:\n- name: neg\n  zone: us-central1-a\n  endpoints:\n{endpoints}backendServices:\n- name: pool\n{settings}  backends:\n  - {{group: neg, balancingMode: RATE, maxRatePerEndpoint: {rate}}}\n{}",
+        front_for_pool(listen)
+    )
+}
