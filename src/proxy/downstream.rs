@@ -1,15 +1,15 @@
 //! Accepted HTTP connections: HTTP/2 by prior knowledge (the client preface) or HTTP/1.1 with
 //! keep-alive, each request handed to the request handler in proxy/http.rs.
 //!
-//! An idle HTTP/1.1 connection holds no buffers. hyper keeps a read and a write buffer (8 KiB
-//! or more each) for as long as its connection object lives, so a connection here is served
-//! by a short-lived hyper connection per exchange: once a body-less request has been answered,
-//! hyper is asked to stop after that response, hands the socket back with any bytes it had
-//! already read, and the socket waits for the client's next request with nothing allocated
-//! but itself. Requests with a body, pipelined requests and upgrades stay inside one hyper
-//! connection until a plain exchange ends. A request whose head asks for an upgrade the
-//! listener allows (WebSocket) is served by a hyper connection that owns the socket, since
-//! the upgraded exchange takes the socket over.
+//! An idle HTTP/1.1 connection holds no buffers, plain or TLS. hyper keeps a read and a write
+//! buffer (8 KiB or more each) for as long as its connection object lives, so a connection
+//! here is served by a short-lived hyper connection per exchange: once a body-less request has
+//! been answered, hyper is asked to stop after that response, hands the socket back with any
+//! bytes it had already read, and the socket waits for the client's next request with nothing
+//! allocated but itself (proxy/between_exchanges.rs). Requests with a body, pipelined requests
+//! and upgrades stay inside one hyper connection until a plain exchange ends. A request whose
+//! head asks for an upgrade the listener allows (WebSocket) is served by a hyper connection
+//! that owns the socket, since the upgraded exchange takes the socket over.
 //!
 //! A listener that sets the connection manager's timeouts gets its clocks here
 //! (proxy/timeouts.rs): each request races its stream idle clock, a request head that stops
@@ -24,19 +24,20 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{header, Request, Response, Version};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::access_log_http;
+use super::between_exchanges::{Idle, Rewind};
 use super::config::ProxyConfig;
 use super::http::{handle, Upstreams};
 use super::request_body::{BodyFailure, DownstreamBody};
@@ -195,8 +196,8 @@ pub async fn serve_connection(
 }
 
 /// Serves one connection whose TLS the listener terminated, as [`serve_connection`] does: HTTP/2
-/// when the client chose `h2` by ALPN, else HTTP/1.1 (one hyper connection for the whole
-/// connection: the TLS session's buffers stay with it anyway).
+/// when the client chose `h2` by ALPN, else HTTP/1.1 with the socket handed back between
+/// exchanges as a plain one is (hyper's 16 KiB of buffers are not kept by idle TLS clients).
 pub async fn serve_tls_connection(
     stream: TlsStream<TcpStream>,
     peer: SocketAddr,
@@ -222,7 +223,7 @@ pub async fn serve_tls_connection(
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
             Box::pin(serve_http2(stream, handler, drain)).await
         } else {
-            serve_upgradeable(stream, Bytes::new(), handler, drain).await
+            serve_http1_then_upgrade(stream, handler, drain).await
         }
     })
     .await;
@@ -271,7 +272,7 @@ where
 }
 
 /// Serves the connection until it closes or `drain` is cancelled.
-async fn serve(mut stream: TcpStream, handler: Handler, drain: CancellationToken) {
+async fn serve(stream: TcpStream, handler: Handler, drain: CancellationToken) {
     let preface = starts_with_http2_preface(&stream, &drain).await;
     if let (Some(_), Some(clock)) = (preface, &handler.clock) {
         clock.note_client_spoke();
@@ -280,15 +281,29 @@ async fn serve(mut stream: TcpStream, handler: Handler, drain: CancellationToken
         // Boxed: an HTTP/2 connection's state is large, and an HTTP/1 one should not carry
         // room for it.
         Some(true) => Box::pin(serve_http2(stream, handler, drain)).await,
-        Some(false) => {
-            let upgrading = serve_http1(&mut stream, handler.clone(), drain.clone()).await;
-            if let Some(already_read) = upgrading {
-                // Boxed, as HTTP/2 is: an idle connection's future should not carry room
-                // for a hyper connection it does not have.
-                Box::pin(serve_upgradeable(stream, already_read, handler, drain)).await;
-            }
-        }
+        Some(false) => serve_http1_then_upgrade(stream, handler, drain).await,
         None => {}
+    }
+}
+
+/// HTTP/1.1 with the socket handed back between exchanges, until a request asks for an
+/// upgrade: the rest of the connection is then one hyper connection that owns the socket.
+async fn serve_http1_then_upgrade<Io>(mut stream: Io, handler: Handler, drain: CancellationToken)
+where
+    Io: Idle + 'static,
+{
+    let upgrading = serve_http1(&mut stream, handler.clone(), drain.clone()).await;
+    match upgrading {
+        // Boxed, as HTTP/2 is: an idle connection's future should not carry room for a
+        // hyper connection it does not have.
+        Some(already_read) => {
+            Box::pin(serve_upgradeable(stream, already_read, handler, drain)).await;
+        }
+        // hyper let go of the socket without shutting it down: a TLS client is owed its
+        // close_notify before the FIN, or it sees a truncated stream.
+        None => {
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        }
     }
 }
 
@@ -345,17 +360,17 @@ where
 /// HTTP/1.1: one hyper connection per run of exchanges, the socket alone between them.
 /// Returns the bytes already read when the next request asks for an upgrade the listener
 /// allows: that request needs a hyper connection that owns the socket.
-async fn serve_http1(
-    stream: &mut TcpStream,
+async fn serve_http1<Io: Idle>(
+    stream: &mut Io,
     handler: Handler,
     drain: CancellationToken,
 ) -> Option<Bytes> {
     let mut already_read = Bytes::new();
     loop {
-        if already_read.is_empty() && !next_request_arrives(stream, &drain).await {
-            return None;
+        if already_read.is_empty() {
+            already_read = stream.next_request(&drain).await?;
         }
-        if handler.manager.websocket && next_head_asks_upgrade(stream, &already_read).await {
+        if handler.manager.websocket && stream.next_head_asks_upgrade(&mut already_read).await {
             return Some(already_read);
         }
         let exchanges = handler.exchanges.clone();
@@ -422,7 +437,7 @@ async fn serve_http1(
 
 /// Answers a request head that stopped arriving as Envoy does (408 `stream timeout`), and
 /// closes the connection: what follows on it cannot be read as requests.
-async fn answer_head_timeout(stream: &mut TcpStream, via: Option<&str>) {
+async fn answer_head_timeout<Io: Idle>(stream: &mut Io, via: Option<&str>) {
     use tokio::io::AsyncWriteExt;
     let reply = head_timed_out_reply(via, std::time::SystemTime::now());
     STATS.response(408);
@@ -443,7 +458,7 @@ async fn serve_upgradeable<Io>(
 {
     let io = TokioIo::new(Rewind {
         prefix: already_read,
-        inner: stream,
+        inner: ShutDownWhenDropped(Some(stream)),
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .serve_connection(io, handler)
@@ -457,91 +472,63 @@ async fn serve_upgradeable<Io>(
     let _ = connection.await;
 }
 
-/// Whether the request head waiting on the socket (after `already_read`) has an Upgrade
-/// header. Peeks without consuming; a head still incomplete after a few milliseconds, or
-/// longer than 8 KiB, is taken as not asking.
-async fn next_head_asks_upgrade(stream: &TcpStream, already_read: &Bytes) -> bool {
-    const LOOK_AT_MOST: usize = 8 * 1024;
-    // A whole head already read: the socket may hold nothing more (peeking would wait).
-    if let Some(asks) = super::upgrade::head_asks_upgrade(already_read) {
-        return asks;
-    }
-    // Most heads fit in 2 KiB; a longer one is looked at again with room for 8 KiB.
-    let mut peeked = vec![0u8; 2048];
-    for _ in 0..20 {
-        let Ok(count) = stream.peek(&mut peeked).await else {
-            return false;
-        };
-        let mut head = already_read.to_vec();
-        head.extend_from_slice(&peeked[..count]);
-        match super::upgrade::head_asks_upgrade(&head) {
-            Some(asks) => return asks,
-            None if head.len() >= LOOK_AT_MOST || count == 0 => return false,
-            None if count == peeked.len() => peeked.resize(LOOK_AT_MOST, 0),
-            None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+/// A socket shut down (a TLS one with its close_notify) when hyper lets go of it. hyper does
+/// not shut a connection down when it ends after a request that offered an upgrade it did not
+/// take (`Upgrade: h2c`, or a WebSocket the backend refused), nor when an upgraded tunnel ends.
+struct ShutDownWhenDropped<Io: AsyncWrite + Unpin + Send + 'static>(Option<Io>);
+
+impl<Io: AsyncWrite + Unpin + Send + 'static> Drop for ShutDownWhenDropped<Io> {
+    fn drop(&mut self) {
+        if let Some(mut stream) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            });
         }
     }
-    false
 }
 
-/// Waits for the client's next request without holding a buffer; false when the client
-/// closes or the connection drains.
-async fn next_request_arrives(stream: &TcpStream, drain: &CancellationToken) -> bool {
-    let mut byte = [0u8; 1];
-    tokio::select! {
-        peeked = stream.peek(&mut byte) => matches!(peeked, Ok(1)),
-        _ = drain.cancelled() => false,
-    }
-}
-
-/// A socket that first yields bytes already read from it.
-struct Rewind<T> {
-    prefix: Bytes,
-    inner: T,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+impl<Io: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for ShutDownWhenDropped<Io> {
     fn poll_read(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let count = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..count]);
-            self.prefix.advance(count);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        Pin::new(self.0.as_mut().expect("taken only when dropped")).poll_read(cx, buf)
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+impl<Io: AsyncWrite + Unpin + Send + 'static> AsyncWrite for ShutDownWhenDropped<Io> {
     fn poll_write(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut std::task::Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        Pin::new(self.0.as_mut().expect("taken only when dropped")).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        cx: &mut std::task::Context<'_>,
         data: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, data)
+        Pin::new(self.0.as_mut().expect("taken only when dropped")).poll_write_vectored(cx, data)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.0.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(self.0.as_mut().expect("taken only when dropped")).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(self.0.as_mut().expect("taken only when dropped")).poll_shutdown(cx)
     }
 }

@@ -11,6 +11,7 @@ pub mod access_log_http;
 pub mod admin;
 pub mod attempts;
 pub mod balancer;
+mod between_exchanges;
 pub mod body_copy;
 pub mod bootstrap;
 pub mod circuit_breakers;

@@ -3,13 +3,18 @@
 //! socket between short-lived HTTP sessions so an idle connection holds no buffers — this
 //! proves nothing is lost or reordered across those hand-overs); `Connection: close` and
 //! HTTP/1.0 end it; hop-by-hop headers, an h2c upgrade offer among them, stop at the sidecar,
-//! which answers in HTTP/1.1 as Envoy does.
+//! which answers in HTTP/1.1 as Envoy does. The same script runs over TLS (an HTTPS target
+//! proxy), where the hand-over reads the next request's first bytes instead of peeking.
 
 use crate::common::echo::EchoBackend;
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+/// What the script runs over: a plain or a TLS connection.
+trait Socket: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Socket for T {}
 
 /// A load balancer on 127.0.0.1:`listen` sending everything to the echo backend on `port`.
 fn config(listen: u16, port: u16) -> String {
@@ -26,6 +31,25 @@ targetHttpProxies:
 forwardingRules:
 - {{name: f, IPAddress: 127.0.0.1, portRange: "{listen}", target: global/targetHttpProxies/p}}
 "#
+    )
+}
+
+/// [`config`] with an HTTPS front on 127.0.0.1:`secure` beside the plain one (the example's
+/// www.example.test certificate).
+fn config_with_https(listen: u16, secure: u16, port: u16) -> String {
+    let certificates = repo_root().join("examples/certs");
+    format!(
+        r#"{plain}
+sslCertificates:
+- {{name: c, certificateFile: {dir}/www.example.test.pem, privateKeyFile: {dir}/www.example.test.key}}
+targetHttpsProxies:
+- {{name: ps, urlMap: global/urlMaps/m, sslCertificates: [global/sslCertificates/c]}}
+"#,
+        plain = config(listen, port).replace(
+            "forwardingRules:\n",
+            &format!("forwardingRules:\n- {{name: fs, IPAddress: 127.0.0.1, portRange: \"{secure}\", target: global/targetHttpsProxies/ps}}\n"),
+        ),
+        dir = certificates.display(),
     )
 }
 
@@ -50,7 +74,7 @@ impl Answer {
     }
 }
 
-async fn read_answer(reader: &mut BufReader<TcpStream>) -> Answer {
+async fn read_answer<S: Socket>(reader: &mut BufReader<S>) -> Answer {
     let mut status_line = String::new();
     reader.read_line(&mut status_line).await.unwrap();
     let mut headers = Vec::new();
@@ -78,16 +102,17 @@ async fn read_answer(reader: &mut BufReader<TcpStream>) -> Answer {
     }
 }
 
-async fn closed(reader: &mut BufReader<TcpStream>) -> bool {
+async fn closed<S: Socket>(reader: &mut BufReader<S>) -> bool {
     let mut rest = Vec::new();
+    // Over TLS, Ok only after the sidecar's close_notify.
     matches!(reader.read_to_end(&mut rest).await, Ok(0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_connection_carries_plain_pipelined_and_body_requests_until_told_to_close() {
     let echo = EchoBackend::start().await;
-    let listen = free_port();
-    let switchyard = Switchyard::start(&config(listen, echo.port())).await;
+    let (listen, secure) = (free_port(), free_port());
+    let switchyard = Switchyard::start(&config_with_https(listen, secure, echo.port())).await;
     let sidecar = Sidecar::start(
         "envoy-bootstrap.yaml",
         switchyard.running.xds_addr,
@@ -98,7 +123,30 @@ async fn one_connection_carries_plain_pipelined_and_body_requests_until_told_to_
     wait_for_status(listen).await;
 
     let stream = TcpStream::connect(("127.0.0.1", listen)).await.unwrap();
-    let mut connection = BufReader::new(stream);
+    carries_requests_in_order_until_closed(BufReader::new(stream)).await;
+    let stream = TcpStream::connect(("127.0.0.1", secure)).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        switchyard::unverified_tls::client_config(vec![b"http/1.1".to_vec()]),
+    ))
+    .connect("www.example.test".try_into().unwrap(), stream)
+    .await
+    .expect("a TLS handshake with the sidecar's HTTPS listener");
+    carries_requests_in_order_until_closed(BufReader::new(tls)).await;
+
+    // HTTP/1.0 without keep-alive: one request, then the sidecar closes.
+    let stream = TcpStream::connect(("127.0.0.1", listen)).await.unwrap();
+    let mut old = BufReader::new(stream);
+    old.get_mut()
+        .write_all(b"GET /old HTTP/1.0\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answer(&mut old).await.path(), "/old");
+    assert!(closed(&mut old).await);
+}
+
+/// Plain, pipelined, body-carrying, split and upgrade-offering requests on one connection, each
+/// answered in order, then `Connection: close` ends it.
+async fn carries_requests_in_order_until_closed<S: Socket>(mut connection: BufReader<S>) {
     // Plain, then three pipelined in one write (one with a body in the middle), then a
     // chunked body.
     let script: [(&[u8], &[&str]); 3] = [
@@ -174,16 +222,6 @@ async fn one_connection_carries_plain_pipelined_and_body_requests_until_told_to_
     assert_eq!(last.path(), "/last");
     assert_eq!(last.header("connection"), Some("close"));
     assert!(closed(&mut connection).await);
-
-    // HTTP/1.0 without keep-alive: one request, then the sidecar closes.
-    let stream = TcpStream::connect(("127.0.0.1", listen)).await.unwrap();
-    let mut old = BufReader::new(stream);
-    old.get_mut()
-        .write_all(b"GET /old HTTP/1.0\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(read_answer(&mut old).await.path(), "/old");
-    assert!(closed(&mut old).await);
 }
 
 async fn wait_for_status(listen: u16) {

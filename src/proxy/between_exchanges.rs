@@ -1,0 +1,168 @@
+//! An HTTP/1.1 connection between two exchanges: the socket alone, no hyper connection and no
+//! buffer, waiting for the client's next request. Plain sockets are peeked (nothing read);
+//! TLS sockets wait on the TCP socket's readiness and read the first bytes of the request
+//! only once they are there, since a TLS record cannot be peeked.
+//!
+//! Must not: parse HTTP beyond finding an Upgrade header in a request head; that is hyper's.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+/// A downstream socket that can wait for a request with nothing allocated.
+pub trait Idle: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Waits for the client's next request. `Some` with the bytes of it already read (none
+    /// when the socket could be peeked), `None` when the client closes or `drain` fires.
+    fn next_request(
+        &mut self,
+        drain: &CancellationToken,
+    ) -> impl Future<Output = Option<Bytes>> + Send;
+
+    /// Whether the request head waiting on the socket, after `already_read`, asks for an
+    /// upgrade. May read more of the head into `already_read`. A head that cannot be seen
+    /// whole is taken as not asking.
+    fn next_head_asks_upgrade(
+        &mut self,
+        already_read: &mut Bytes,
+    ) -> impl Future<Output = bool> + Send;
+}
+
+impl Idle for TcpStream {
+    async fn next_request(&mut self, drain: &CancellationToken) -> Option<Bytes> {
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            peeked = self.peek(&mut byte) => matches!(peeked, Ok(1)).then(Bytes::new),
+            _ = drain.cancelled() => None,
+        }
+    }
+
+    async fn next_head_asks_upgrade(&mut self, already_read: &mut Bytes) -> bool {
+        const LOOK_AT_MOST: usize = 8 * 1024;
+        // A whole head already read: the socket may hold nothing more (peeking would wait).
+        if let Some(asks) = super::upgrade::head_asks_upgrade(already_read) {
+            return asks;
+        }
+        // Most heads fit in 2 KiB; a longer one is looked at again with room for 8 KiB.
+        let mut peeked = vec![0u8; 2048];
+        for _ in 0..20 {
+            let Ok(count) = self.peek(&mut peeked).await else {
+                return false;
+            };
+            let mut head = already_read.to_vec();
+            head.extend_from_slice(&peeked[..count]);
+            match super::upgrade::head_asks_upgrade(&head) {
+                Some(asks) => return asks,
+                None if head.len() >= LOOK_AT_MOST || count == 0 => return false,
+                None if count == peeked.len() => peeked.resize(LOOK_AT_MOST, 0),
+                None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+            }
+        }
+        false
+    }
+}
+
+/// Room for the first read of a request over TLS: most request heads fit.
+const FIRST_READ: usize = 4096;
+
+impl Idle for TlsStream<TcpStream> {
+    async fn next_request(&mut self, drain: &CancellationToken) -> Option<Bytes> {
+        if !has_plaintext(self) {
+            // Peeked, not `readable()`: readiness left over from the last read would end the
+            // wait at once and leave the read below waiting with its buffer.
+            let mut byte = [0u8; 1];
+            tokio::select! {
+                peeked = self.get_ref().0.peek(&mut byte) => {
+                    if !matches!(peeked, Ok(1)) {
+                        return None;
+                    }
+                }
+                _ = drain.cancelled() => return None,
+            }
+        }
+        // The client sent something: now a buffer is worth holding. A record without
+        // application data (a key update) makes this read wait for the next one.
+        let mut buffer = BytesMut::with_capacity(FIRST_READ);
+        tokio::select! {
+            read = self.read_buf(&mut buffer) => match read {
+                Ok(count) if count > 0 => Some(buffer.freeze()),
+                _ => None,
+            },
+            _ = drain.cancelled() => None,
+        }
+    }
+
+    async fn next_head_asks_upgrade(&mut self, already_read: &mut Bytes) -> bool {
+        // What the first read brought is all that is looked at: a head longer than that is
+        // served by a connection that can upgrade anyway (the caller's choice), so only the
+        // answer "no" needs to be sure.
+        super::upgrade::head_asks_upgrade(already_read).unwrap_or(true)
+    }
+}
+
+/// Whether rustls holds decrypted bytes the last exchange's reader did not take (a pipelined
+/// request); the TCP socket would then not become readable for them.
+fn has_plaintext(stream: &mut TlsStream<TcpStream>) -> bool {
+    match stream.get_mut().1.process_new_packets() {
+        Ok(state) => state.plaintext_bytes_to_read() > 0,
+        // Let the read report it.
+        Err(_) => true,
+    }
+}
+
+/// A socket that first yields bytes already read from it.
+pub struct Rewind<T> {
+    pub prefix: Bytes,
+    pub inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let count = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..count]);
+            self.prefix.advance(count);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
