@@ -43,23 +43,16 @@ impl Idle for TcpStream {
     }
 
     async fn next_head_asks_upgrade(&mut self, already_read: &mut Bytes) -> bool {
-        const LOOK_AT_MOST: usize = 8 * 1024;
         // A whole head already read: the socket may hold nothing more (peeking would wait).
         if let Some(asks) = super::upgrade::head_asks_upgrade(already_read) {
             return asks;
         }
-        // Most heads fit in 2 KiB; a longer one is looked at again with room for 8 KiB.
-        let mut peeked = vec![0u8; 2048];
         for _ in 0..20 {
-            let Ok(count) = self.peek(&mut peeked).await else {
-                return false;
-            };
-            let mut head = already_read.to_vec();
-            head.extend_from_slice(&peeked[..count]);
-            match super::upgrade::head_asks_upgrade(&head) {
+            let verdict =
+                std::future::poll_fn(|cx| peek_head_asks_upgrade(self, already_read, cx)).await;
+            match verdict {
                 Some(asks) => return asks,
-                None if head.len() >= LOOK_AT_MOST || count == 0 => return false,
-                None if count == peeked.len() => peeked.resize(LOOK_AT_MOST, 0),
+                // A head still arriving: look again shortly.
                 None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
             }
         }
@@ -67,10 +60,51 @@ impl Idle for TcpStream {
     }
 }
 
+/// The longest head looked at for an Upgrade header; a longer one is taken as not asking.
+const LOOK_AT_MOST: usize = 8 * 1024;
+
+thread_local! {
+    /// Where request heads are peeked: once per worker thread, not once per request.
+    static PEEKED: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; LOOK_AT_MOST].into_boxed_slice());
+}
+
+/// Peeks the head waiting on `stream` after `already_read`: whether it asks for an upgrade,
+/// `None` while it is incomplete.
+fn peek_head_asks_upgrade(
+    stream: &TcpStream,
+    already_read: &Bytes,
+    cx: &mut Context<'_>,
+) -> Poll<Option<bool>> {
+    PEEKED.with_borrow_mut(|scratch| {
+        let room = LOOK_AT_MOST.saturating_sub(already_read.len()).max(1);
+        let mut peeked = ReadBuf::new(&mut scratch[..room]);
+        let count = match stream.poll_peek(cx, &mut peeked) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(Some(false)),
+            Poll::Ready(Ok(count)) => count,
+        };
+        let verdict = if already_read.is_empty() {
+            super::upgrade::head_asks_upgrade(peeked.filled())
+        } else {
+            let mut head = already_read.to_vec();
+            head.extend_from_slice(peeked.filled());
+            super::upgrade::head_asks_upgrade(&head)
+        };
+        Poll::Ready(match verdict {
+            Some(asks) => Some(asks),
+            None if count == 0 || already_read.len() + count >= LOOK_AT_MOST => Some(false),
+            None => None,
+        })
+    })
+}
+
 /// Room for the first read of a request over TLS: most request heads fit.
 const FIRST_READ: usize = 4096;
 
-impl Idle for TlsStream<TcpStream> {
+/// Boxed: every layer of a connection's future that holds the stream would otherwise hold
+/// its 1.2 KB of rustls state again.
+impl Idle for Box<TlsStream<TcpStream>> {
     async fn next_request(&mut self, drain: &CancellationToken) -> Option<Bytes> {
         if !has_plaintext(self) {
             // Peeked, not `readable()`: readiness left over from the last read would end the

@@ -199,7 +199,7 @@ pub async fn serve_connection(
 /// when the client chose `h2` by ALPN, else HTTP/1.1 with the socket handed back between
 /// exchanges as a plain one is (hyper's 16 KiB of buffers are not kept by idle TLS clients).
 pub async fn serve_tls_connection(
-    stream: TlsStream<TcpStream>,
+    stream: Box<TlsStream<TcpStream>>,
     peer: SocketAddr,
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
@@ -423,7 +423,8 @@ async fn serve_http1<Io: Idle>(
         .await;
         if head_timed_out {
             drop(connection);
-            answer_head_timeout(stream, handler.manager.via.as_deref()).await;
+            // Boxed: rare, and its reply need not be room in every idle connection.
+            Box::pin(answer_head_timeout(stream, handler.manager.via.as_deref())).await;
             return None;
         }
         if finished.is_err() || !stopping || draining {

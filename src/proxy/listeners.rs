@@ -189,7 +189,7 @@ async fn accept(
                         }
                         Accepted::Tls(stream) => {
                             Box::pin(downstream::serve_tls_connection(
-                                *stream, peer, manager, config, upstreams, stop,
+                                stream, peer, manager, config, upstreams, stop,
                             ))
                             .await
                         }
