@@ -44,6 +44,7 @@ mod observability;
 mod packaging;
 mod properties;
 mod proxyless_grpc;
+mod readme_quickstart;
 mod reload_stress;
 mod sidecar;
 mod sidecar_accepts;
