@@ -22,6 +22,8 @@ mod cli;
 mod config_source;
 mod conformance;
 mod differential;
+mod doc_links;
+mod doc_tables;
 mod durations;
 mod durations_refused;
 mod durations_served;
