@@ -274,6 +274,15 @@ fn assert_ports_free() {
     }
 }
 
+fn assert_curl_installed() {
+    let found = Command::new("curl").arg("--version").output();
+    assert!(
+        found.is_ok_and(|out| out.status.success()),
+        "curl is missing; the README's quickstart uses it: apt-get install -y curl \
+         (./scripts/test does this)"
+    );
+}
+
 fn assert_envoy_installed() {
     let envoy = repo_root().join(".venv/bin/envoy");
     assert!(
@@ -352,6 +361,7 @@ fn the_readme_quickstart_works_as_written() {
     );
     assert_every_backend_started(&blocks);
     assert_envoy_installed();
+    assert_curl_installed();
     assert_ports_free();
 
     let mut terminals = Terminals::new();
