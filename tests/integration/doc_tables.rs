@@ -1,8 +1,8 @@
 //! The documentation's reference tables keep up with the code: every admin route (of `serve`
 //! and of the sidecar) has its row, every subcommand `switchyard --help` lists has its row in
-//! the README's commands table, the files the examples' comments name exist, and the README's
-//! sample config loads without errors. Reads the sources as text; runs the binary only for
-//! `--help`.
+//! the README's commands table, every benchmark (and load-generator scenario) has its command in
+//! docs/performance.md, the files the examples' comments name exist, and the README's sample
+//! config loads without errors. Reads the sources as text; runs the binary only for `--help`.
 
 use std::process::Command;
 
@@ -138,4 +138,56 @@ fn the_readme_sample_config_loads_without_errors() {
         !loaded.model.services.is_empty(),
         "README's sample config serves no service"
     );
+}
+
+/// The load generator's scenarios (`enum Scenario`'s variants), as their subcommands.
+fn loadgen_scenarios() -> Vec<String> {
+    let source = read("benches/loadgen/main.rs");
+    let start = source
+        .find("enum Scenario {")
+        .expect("benches/loadgen: enum Scenario");
+    let end = start + source[start..].find("\n}").unwrap();
+    let variant = regex::Regex::new(r"(?m)^    ([A-Z]\w*)\b").unwrap();
+    let kebab = |name: &str| {
+        let mut out = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_uppercase() && i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    };
+    variant
+        .captures_iter(&source[start..end])
+        .map(|c| kebab(&c[1]))
+        .collect()
+}
+
+#[test]
+fn every_benchmark_has_its_command_in_performance_md() {
+    let performance = read("docs/performance.md");
+    let manifest = read("Cargo.toml");
+    let bench = regex::Regex::new(r#"(?m)^\[\[bench\]\]\s*\nname = "([^"]+)""#).unwrap();
+    let mut commands: Vec<String> = bench
+        .captures_iter(&manifest)
+        .map(|c| format!("cargo bench --bench {}", &c[1]))
+        .collect();
+    let scenarios = loadgen_scenarios();
+    assert!(scenarios.len() >= 8, "scenarios read: {scenarios:?}");
+    commands.extend(
+        scenarios
+            .iter()
+            .map(|s| format!("cargo bench --bench loadgen -- {s}")),
+    );
+    let missing: Vec<&String> = commands
+        .iter()
+        .filter(|command| {
+            !performance.match_indices(command.as_str()).any(|(at, _)| {
+                !performance[at + command.len()..]
+                    .starts_with(|c: char| c == '-' || c.is_alphanumeric())
+            })
+        })
+        .collect();
+    assert_eq!(missing, Vec::<&String>::new(), "not in docs/performance.md");
 }
