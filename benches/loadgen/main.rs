@@ -1,6 +1,6 @@
 //! Load generator for `switchyard serve`: starts the real server process on a generated config,
 //! opens N ADS streams on loopback acting as Envoys (state of the world, delta, or a mix),
-//! and reports what the README quotes — convergence of an edit from the file write, messages
+//! and reports what docs/performance.md quotes — convergence of an edit from the file write, messages
 //! and bytes per type, server RSS and CPU, per-client memory, reconnect storms.
 //!
 //!     cargo bench --bench loadgen -- fleet --services 1000 --clients 2000 --delta-share 0.5
