@@ -178,7 +178,7 @@ fn asks_to_close(headers: &http::HeaderMap) -> bool {
 /// HTTP/2 clients get a GOAWAY.
 pub async fn serve_connection(
     stream: TcpStream,
-    peer: SocketAddr,
+    (peer, original_destination): (SocketAddr, Option<SocketAddr>),
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
@@ -186,7 +186,10 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let connection = Connection::plain(peer, local);
+    let connection = Connection {
+        original_destination,
+        ..Connection::plain(peer, local)
+    };
     let handler = Handler::new(connection, manager, config, upstreams);
     serve_with_clock(handler, drain, |handler, drain| {
         serve(stream, handler, drain)
@@ -199,7 +202,7 @@ pub async fn serve_connection(
 /// connection: the TLS session's buffers stay with it anyway).
 pub async fn serve_tls_connection(
     stream: TlsStream<TcpStream>,
-    peer: SocketAddr,
+    (peer, original_destination): (SocketAddr, Option<SocketAddr>),
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
@@ -209,6 +212,7 @@ pub async fn serve_tls_connection(
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let connection = Connection {
+        original_destination,
         tls: true,
         session: Some(Arc::new(super::tls::session_of(stream.get_ref().1))),
         ..Connection::plain(peer, local)

@@ -55,6 +55,7 @@ mod sidecar_edge;
 mod sidecar_listener_settings;
 mod sidecar_load_reports;
 mod sidecar_outlier;
+mod sidecar_requests_per_connection;
 mod sidecar_routing;
 mod sidecar_stickiness;
 mod sidecar_tls;
