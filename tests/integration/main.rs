@@ -54,6 +54,7 @@ mod sidecar_dns;
 mod sidecar_edge;
 mod sidecar_listener_settings;
 mod sidecar_load_reports;
+mod sidecar_original_destination;
 mod sidecar_outlier;
 mod sidecar_requests_per_connection;
 mod sidecar_routing;

@@ -364,7 +364,7 @@ mod tests {
         HttpProtocolOptions as Common, UpstreamHttpProtocolOptions,
     };
     use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::ExplicitHttpConfig;
-    use envoy_types::pb::google::protobuf::Duration as XdsDuration;
+    use envoy_types::pb::google::protobuf::{Duration as XdsDuration, UInt32Value};
     use prost::Message;
 
     fn cluster_with(options: HttpProtocolOptions) -> Vec<u8> {
@@ -420,5 +420,53 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[test]
+    fn max_requests_per_connection_is_read_and_zero_means_no_limit() {
+        let with_limit = |value: u32| {
+            let mut options = http1_with_idle(600);
+            options
+                .common_http_protocol_options
+                .as_mut()
+                .unwrap()
+                .max_requests_per_connection = Some(UInt32Value { value });
+            convert("web", &cluster_with(options))
+                .unwrap()
+                .max_requests_per_connection
+        };
+        assert_eq!(with_limit(11), Some(11));
+        assert_eq!(with_limit(0), None);
+    }
+
+    #[test]
+    fn original_dst_goes_with_cluster_provided_only_and_cleans_up_every_5_s_by_default() {
+        let original_dst = |lb_policy: XdsLbPolicy| {
+            XdsCluster {
+                name: "passthrough".into(),
+                cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+                    DiscoveryType::OriginalDst as i32,
+                )),
+                lb_policy: lb_policy as i32,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let converted =
+            convert("passthrough", &original_dst(XdsLbPolicy::ClusterProvided)).unwrap();
+        assert_eq!(
+            converted.original_dst,
+            Some(OriginalDst {
+                cleanup_interval: Duration::from_secs(5)
+            })
+        );
+        let refused = convert("passthrough", &original_dst(XdsLbPolicy::RoundRobin)).unwrap_err();
+        assert_eq!(
+            refused.fault,
+            Fault::at("lb_policy", Problem::LbPolicy { policy: 0 })
+        );
+        let mut eds = XdsCluster::decode(cluster_with(http1_with_idle(1)).as_slice()).unwrap();
+        eds.lb_policy = XdsLbPolicy::ClusterProvided as i32;
+        assert!(convert("web", &eds.encode_to_vec()).is_err());
     }
 }

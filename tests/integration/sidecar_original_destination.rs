@@ -1,0 +1,159 @@
+//! ORIGINAL_DST clusters through the sidecar, with real netfilter redirection: in a private
+//! network namespace, connections from 127.0.0.2 to 127.0.0.77 are redirected (DNAT) to the
+//! sidecar's listeners, which send each one on to where it was going. The backends there
+//! answer with the address they were called from, so an answer that did not pass through the
+//! sidecar (from 127.0.0.2, not 127.0.0.1) shows. A request straight to the sidecar's
+//! listener has no original destination but the listener itself: it gets a local answer
+//! instead of looping.
+//!
+//! (Envoy needs the original_dst listener filter to read the redirected destination, which
+//! Switchyard does not emit: Envoy is not compared here.)
+
+use std::net::{IpAddr, SocketAddr};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::netns::{add_nat_rule, in_private_network};
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
+
+/// Where redirected clients are going, and where they come from.
+const ORIGINAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 77));
+const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// An HTTP load balancer on 127.0.0.1:`http` and a TCP one on 127.0.0.1:`tcp`, both to
+/// ORIGINAL_DESTINATION services.
+fn config(http: u16, tcp: u16) -> String {
+    format!(
+        r#"
+backendServices:
+- {{name: passthrough, localityLbPolicy: ORIGINAL_DESTINATION}}
+- {{name: tcp-passthrough, protocol: TCP, localityLbPolicy: ORIGINAL_DESTINATION}}
+urlMaps:
+- {{name: m, defaultService: passthrough}}
+targetHttpProxies:
+- {{name: p, urlMap: m}}
+targetTcpProxies:
+- {{name: tp, service: tcp-passthrough}}
+forwardingRules:
+- {{name: http-rule, IPAddress: 127.0.0.1, portRange: "{http}", target: p}}
+- {{name: tcp-rule, IPAddress: 127.0.0.1, portRange: "{tcp}", target: tp}}
+"#
+    )
+}
+
+/// A backend at `address` answering each HTTP request (or, with `http` false, each TCP
+/// connection) with `{name} from {the caller's IP}`.
+async fn start_caller_backend(name: &'static str, address: SocketAddr, http: bool) {
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, peer)) = listener.accept().await {
+            let answer = format!("{name} from {}", peer.ip());
+            tokio::spawn(async move {
+                if !http {
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                let service = service_fn(move |_request| {
+                    let answer = answer.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(answer)),
+                        ))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+/// Redirects connections from [`CLIENT`] to [`ORIGINAL`]:`port` to the sidecar's `listen`.
+fn redirect(port: u16, listen: u16) {
+    let (port, to) = (port.to_string(), format!("127.0.0.1:{listen}"));
+    let (from, original) = (CLIENT.to_string(), ORIGINAL.to_string());
+    add_nat_rule(&[
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-s",
+        &from,
+        "-d",
+        &original,
+        "--dport",
+        &port,
+        "-j",
+        "DNAT",
+        "--to-destination",
+        &to,
+    ]);
+}
+
+/// What a TCP connection from [`CLIENT`] to `to` reads until the other side closes.
+async fn read_tcp_from_client(to: SocketAddr) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(CLIENT, 0)).unwrap();
+    let mut stream = socket.connect(to).await.unwrap();
+    let mut read = String::new();
+    stream.read_to_string(&mut read).await.unwrap();
+    read
+}
+
+#[test]
+fn redirected_connections_go_to_their_original_destination_and_the_listener_itself_is_refused() {
+    in_private_network(|| async {
+        let (http_port, tcp_port) = (free_port(), free_port());
+        start_caller_backend("http", SocketAddr::new(ORIGINAL, http_port), true).await;
+        start_caller_backend("tcp", SocketAddr::new(ORIGINAL, tcp_port), false).await;
+        let (http_listen, tcp_listen) = (free_port(), free_port());
+        let switchyard = Switchyard::start(&config(http_listen, tcp_listen)).await;
+        let sidecar = Sidecar::start(
+            "envoy-bootstrap.yaml",
+            switchyard.running.xds_addr,
+            "sidecar-original-dst",
+        )
+        .await;
+        switchyard.wait_for_acks("sidecar-original-dst").await;
+        sidecar.wait_ready().await;
+        redirect(http_port, http_listen);
+        redirect(tcp_port, tcp_listen);
+
+        // HTTP: the client asks for 127.0.0.77; the sidecar (127.0.0.1) calls it there.
+        let client = reqwest::Client::builder()
+            .local_address(CLIENT)
+            .no_proxy()
+            .build()
+            .unwrap();
+        let url = format!("http://{ORIGINAL}:{http_port}/");
+        for _ in 0..3 {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "GET {url}");
+            assert_eq!(response.text().await.unwrap(), "http from 127.0.0.1");
+        }
+        // TCP proxy: the same, a connection at a time.
+        let read = read_tcp_from_client(SocketAddr::new(ORIGINAL, tcp_port)).await;
+        assert_eq!(read, "tcp from 127.0.0.1");
+
+        // Straight to the listener: its own address is the destination, refused, not looped.
+        let own = format!("http://127.0.0.1:{http_listen}/");
+        let response = http().get(&own).send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 502, "GET {own}: {body}");
+        assert!(body.contains("own listener"), "GET {own}: {body}");
+        assert!(
+            sidecar.log().contains("is this proxy's own listener"),
+            "the sidecar logs the refusal"
+        );
+        let read = read_tcp_from_client(SocketAddr::from(([127, 0, 0, 1], tcp_listen))).await;
+        assert_eq!(
+            read, "",
+            "a TCP connection to the listener itself is closed"
+        );
+    });
+}
