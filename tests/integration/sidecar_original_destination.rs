@@ -1,8 +1,8 @@
 //! ORIGINAL_DST clusters through the sidecar, with real netfilter redirection: in a private
-//! network namespace, connections from 127.0.0.2 to 127.0.0.77 are redirected (DNAT) to the
-//! sidecar's listeners, which send each one on to where it was going. The backends there
-//! answer with the address they were called from, so an answer that did not pass through the
-//! sidecar (from 127.0.0.2, not 127.0.0.1) shows. A request straight to the sidecar's
+//! network namespace, connections from 127.0.0.2 to 127.0.0.77 (and from fd00::2 to fd00::77)
+//! are redirected (DNAT) to the sidecar's listeners, which send each one on to where it was
+//! going. The backends there answer with the address they were called from, so an answer that
+//! did not pass through the sidecar (from the client's address) shows. A request straight to the sidecar's
 //! listener has no original destination but the listener itself: it gets a local answer
 //! instead of looping.
 //!
@@ -15,17 +15,20 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::netns::{add_nat_rule, in_private_network};
+use crate::common::netns::{add_loopback_address, add_nat_rule, in_private_network};
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
 
 /// Where redirected clients are going, and where they come from.
 const ORIGINAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 77));
 const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+/// The same over IPv6 (addresses the test gives the namespace's loopback interface).
+const ORIGINAL_V6: &str = "fd00::77";
+const CLIENT_V6: &str = "fd00::2";
 
-/// An HTTP load balancer on 127.0.0.1:`http` and a TCP one on 127.0.0.1:`tcp`, both to
-/// ORIGINAL_DESTINATION services.
-fn config(http: u16, tcp: u16) -> String {
+/// An HTTP load balancer on 127.0.0.1:`http` and [::1]:`http_v6`, and a TCP one on
+/// 127.0.0.1:`tcp`, all to ORIGINAL_DESTINATION services.
+fn config(http: u16, http_v6: u16, tcp: u16) -> String {
     format!(
         r#"
 backendServices:
@@ -40,6 +43,7 @@ targetTcpProxies:
 forwardingRules:
 - {{name: http-rule, IPAddress: 127.0.0.1, portRange: "{http}", target: p}}
 - {{name: tcp-rule, IPAddress: 127.0.0.1, portRange: "{tcp}", target: tp}}
+- {{name: http-v6-rule, ipVersion: IPV6, IPAddress: '::1', portRange: "{http_v6}", target: p}}
 "#
     )
 }
@@ -73,25 +77,29 @@ async fn start_caller_backend(name: &'static str, address: SocketAddr, http: boo
     });
 }
 
-/// Redirects connections from [`CLIENT`] to [`ORIGINAL`]:`port` to the sidecar's `listen`.
-fn redirect(port: u16, listen: u16) {
-    let (port, to) = (port.to_string(), format!("127.0.0.1:{listen}"));
-    let (from, original) = (CLIENT.to_string(), ORIGINAL.to_string());
-    add_nat_rule(&[
-        "OUTPUT",
-        "-p",
-        "tcp",
-        "-s",
-        &from,
-        "-d",
-        &original,
-        "--dport",
-        &port,
-        "-j",
-        "DNAT",
-        "--to-destination",
-        &to,
-    ]);
+/// Redirects connections from `client` to `original`:`port` to the sidecar's listener at
+/// `to` (its address and port).
+fn redirect(client: IpAddr, original: IpAddr, port: u16, to: SocketAddr) {
+    let (port, to) = (port.to_string(), to.to_string());
+    let (from, original) = (client.to_string(), original.to_string());
+    add_nat_rule(
+        client.is_ipv6(),
+        &[
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-s",
+            &from,
+            "-d",
+            &original,
+            "--dport",
+            &port,
+            "-j",
+            "DNAT",
+            "--to-destination",
+            &to,
+        ],
+    );
 }
 
 /// What a TCP connection from [`CLIENT`] to `to` reads until the other side closes.
@@ -107,11 +115,16 @@ async fn read_tcp_from_client(to: SocketAddr) -> String {
 #[test]
 fn redirected_connections_go_to_their_original_destination_and_the_listener_itself_is_refused() {
     in_private_network(|| async {
+        let (original_v6, client_v6): (IpAddr, IpAddr) =
+            (ORIGINAL_V6.parse().unwrap(), CLIENT_V6.parse().unwrap());
+        add_loopback_address(&format!("{ORIGINAL_V6}/128"));
+        add_loopback_address(&format!("{CLIENT_V6}/128"));
         let (http_port, tcp_port) = (free_port(), free_port());
         start_caller_backend("http", SocketAddr::new(ORIGINAL, http_port), true).await;
+        start_caller_backend("http", SocketAddr::new(original_v6, http_port), true).await;
         start_caller_backend("tcp", SocketAddr::new(ORIGINAL, tcp_port), false).await;
-        let (http_listen, tcp_listen) = (free_port(), free_port());
-        let switchyard = Switchyard::start(&config(http_listen, tcp_listen)).await;
+        let (http_listen, http_v6_listen, tcp_listen) = (free_port(), free_port(), free_port());
+        let switchyard = Switchyard::start(&config(http_listen, http_v6_listen, tcp_listen)).await;
         let sidecar = Sidecar::start(
             "envoy-bootstrap.yaml",
             switchyard.running.xds_addr,
@@ -120,8 +133,25 @@ fn redirected_connections_go_to_their_original_destination_and_the_listener_itse
         .await;
         switchyard.wait_for_acks("sidecar-original-dst").await;
         sidecar.wait_ready().await;
-        redirect(http_port, http_listen);
-        redirect(tcp_port, tcp_listen);
+        let sidecar_at = |ip: &str, port: u16| SocketAddr::new(ip.parse().unwrap(), port);
+        redirect(
+            CLIENT,
+            ORIGINAL,
+            http_port,
+            sidecar_at("127.0.0.1", http_listen),
+        );
+        redirect(
+            CLIENT,
+            ORIGINAL,
+            tcp_port,
+            sidecar_at("127.0.0.1", tcp_listen),
+        );
+        redirect(
+            client_v6,
+            original_v6,
+            http_port,
+            sidecar_at("::1", http_v6_listen),
+        );
 
         // HTTP: the client asks for 127.0.0.77; the sidecar (127.0.0.1) calls it there.
         let client = reqwest::Client::builder()
@@ -135,6 +165,21 @@ fn redirected_connections_go_to_their_original_destination_and_the_listener_itse
             assert_eq!(response.status(), 200, "GET {url}");
             assert_eq!(response.text().await.unwrap(), "http from 127.0.0.1");
         }
+        // IPv6: the sidecar calls fd00::77 from an address of its own choosing, not the
+        // client's.
+        let client_v6 = reqwest::Client::builder()
+            .local_address(client_v6)
+            .no_proxy()
+            .build()
+            .unwrap();
+        let url = format!("http://[{ORIGINAL_V6}]:{http_port}/");
+        let response = client_v6.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {url}");
+        let answer = response.text().await.unwrap();
+        assert!(
+            answer.starts_with("http from ") && !answer.ends_with(CLIENT_V6),
+            "GET {url}: {answer}"
+        );
         // TCP proxy: the same, a connection at a time.
         let read = read_tcp_from_client(SocketAddr::new(ORIGINAL, tcp_port)).await;
         assert_eq!(read, "tcp from 127.0.0.1");

@@ -40,11 +40,22 @@ where
     }
 }
 
-/// Adds a netfilter rule to the namespace's `nat` table (`iptables -t nat -A ...`).
-pub fn add_nat_rule(rule: &[&str]) {
+/// Adds a netfilter rule to the namespace's `nat` table (`iptables -t nat -A ...`, or
+/// `ip6tables` for IPv6).
+pub fn add_nat_rule(ipv6: bool, rule: &[&str]) {
     let mut args = vec!["-t", "nat", "-A"];
     args.extend_from_slice(rule);
-    run("iptables", &args, "apt-get install -y iptables");
+    let program = if ipv6 { "ip6tables" } else { "iptables" };
+    run(program, &args, "apt-get install -y iptables");
+}
+
+/// Gives the namespace's loopback interface one more address (an IPv6 one, say).
+pub fn add_loopback_address(address: &str) {
+    run(
+        "ip",
+        &["addr", "add", address, "dev", "lo"],
+        "apt-get install -y iproute2",
+    );
 }
 
 fn run(program: &str, args: &[&str], install: &str) {
