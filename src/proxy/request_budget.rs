@@ -6,7 +6,11 @@
 //! read on that connection; the answer spends one request of it (one atomic decrement), and
 //! the last one poisons the connection (which the request captured), so that the pool drops it
 //! instead of reusing it. A cluster without the limit adds nothing to its connections or
-//! requests. Must not: pick connections or hold them open.
+//! requests; a limited one pays, per request, the capture (one small allocation) and the
+//! decrement. Requests are counted as they are answered, where Envoy counts them as they
+//! start: sequential requests see the same connections, but requests in flight at once on
+//! one connection (HTTP/2 streams) may take it a little past its budget before it leaves
+//! the pool. Must not: pick connections or hold them open.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
