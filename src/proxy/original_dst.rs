@@ -141,4 +141,33 @@ mod tests {
         assert_eq!(destination(Some(original), local, &config), Ok(original));
         assert_eq!(destination(Some(local), local, &config), Err(local));
     }
+
+    #[test]
+    fn a_destination_another_listener_binds_loops_back_too() {
+        let mut config = ProxyConfig::default();
+        let listener = |address: &str| {
+            std::sync::Arc::new(crate::proxy::resources::listener::Listener {
+                name: address.into(),
+                addresses: vec![address.parse().unwrap()],
+                freebind: false,
+                chains: Vec::new(),
+                inspects_tls: false,
+            })
+        };
+        for address in ["127.0.0.1:8081", "0.0.0.0:8082"] {
+            config.listeners.insert(address.into(), listener(address));
+        }
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let to = |address: &str| destination(Some(address.parse().unwrap()), local, &config);
+        assert!(to("127.0.0.1:8081").is_err());
+        assert!(
+            to("127.0.0.9:8082").is_err(),
+            "a wildcard listener takes loopback"
+        );
+        assert!(
+            to("10.0.0.9:8082").is_ok(),
+            "another host on a wildcard listener's port"
+        );
+        assert!(to("127.0.0.77:9000").is_ok());
+    }
 }
