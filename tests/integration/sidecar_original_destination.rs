@@ -6,8 +6,11 @@
 //! listener has no original destination but the listener itself: it gets a local answer
 //! instead of looping.
 //!
-//! (Envoy needs the original_dst listener filter to read the redirected destination, which
-//! Switchyard does not emit: Envoy is not compared here.)
+//! Envoy reads the redirected destination only with the original_dst listener filter, which
+//! Switchyard does not emit (without it Envoy answers 503 "no healthy upstream" for such a
+//! service, redirected or not). So the sidecar's answer is compared with that of an Envoy
+//! bootstrapped by hand with the filter and the same ORIGINAL_DST cluster. (Straight to its
+//! listener, that Envoy connects to itself until its route times out: not compared.)
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -102,6 +105,45 @@ fn redirect(client: IpAddr, original: IpAddr, port: u16, to: SocketAddr) {
     );
 }
 
+/// An Envoy listening on 127.0.0.1:`listen` with the original_dst listener filter, sending
+/// every request to an ORIGINAL_DST cluster.
+fn envoy_with_original_dst(listen: u16) -> String {
+    format!(
+        r#"
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}
+static_resources:
+  listeners:
+  - name: redirected
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: redirected
+          route_config:
+            virtual_hosts:
+            - {{name: all, domains: ["*"], routes: [{{match: {{prefix: /}}, route: {{cluster: passthrough}}}}]}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - {{name: passthrough, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, connect_timeout: 5s}}
+"#
+    )
+}
+
+/// The answer to GET `url` from `client`, which must be a 200.
+async fn get_ok(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.text().await.unwrap()
+}
+
 /// What a TCP connection from [`CLIENT`] to `to` reads until the other side closes.
 async fn read_tcp_from_client(to: SocketAddr) -> String {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -161,10 +203,32 @@ fn redirected_connections_go_to_their_original_destination_and_the_listener_itse
             .unwrap();
         let url = format!("http://{ORIGINAL}:{http_port}/");
         for _ in 0..3 {
-            let response = client.get(&url).send().await.unwrap();
-            assert_eq!(response.status(), 200, "GET {url}");
-            assert_eq!(response.text().await.unwrap(), "http from 127.0.0.1");
+            assert_eq!(get_ok(&client, &url).await, "http from 127.0.0.1");
         }
+        // Envoy with the listener filter, for another original port, answers the same.
+        let (envoy_port, envoy_listen) = (free_port(), free_port());
+        start_caller_backend("http", SocketAddr::new(ORIGINAL, envoy_port), true).await;
+        let envoy = Envoy::launch(
+            &envoy_with_original_dst(envoy_listen),
+            "envoy-original-dst",
+            1,
+        )
+        .await;
+        let envoy_at = sidecar_at("127.0.0.1", envoy_listen);
+        wait_for("Envoy's listener", || async {
+            tokio::net::TcpStream::connect(envoy_at)
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await;
+        redirect(CLIENT, ORIGINAL, envoy_port, envoy_at);
+        let through_envoy = get_ok(&client, &format!("http://{ORIGINAL}:{envoy_port}/")).await;
+        assert_eq!(
+            through_envoy, "http from 127.0.0.1",
+            "through Envoy ({})",
+            envoy.admin
+        );
         // IPv6: the sidecar calls fd00::77 from an address of its own choosing, not the
         // client's.
         let client_v6 = reqwest::Client::builder()
