@@ -21,6 +21,7 @@ use super::load_stats::Ended;
 use super::outlier::Reported;
 use super::override_host::{self, OverrideHost, UpstreamHost};
 use super::request_body::{AttemptBodies, BodyFailure, UpstreamBody};
+use super::request_budget;
 use super::resources::route::Retry;
 use super::retry::{self, retries_failure, retries_status, Failure};
 use super::stats::STATS;
@@ -32,6 +33,8 @@ pub(super) struct Attempts<'a> {
     pub entry: &'a ClusterEntry,
     /// The hash that picks the endpoint, if the route hashes.
     pub hash: Option<u64>,
+    /// For an ORIGINAL_DST cluster: where the client was going (the host of every attempt).
+    pub destination: Option<std::net::SocketAddr>,
     pub client: UpstreamClient,
     /// The retry policy, when it applies to this request.
     pub retry: Option<&'a Retry>,
@@ -73,7 +76,7 @@ impl Attempts<'_> {
                 drop(place);
             }
             let wanted = self.parts.extensions.get::<OverrideHost>();
-            let Some(host) = override_host::choose(&self.entry.balancer, wanted, self.hash) else {
+            let Some(host) = self.choose_host(wanted) else {
                 // Envoy's words, byte for byte.
                 let answer = full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
                 return Err(flagged(answer, "UH"));
@@ -146,6 +149,17 @@ impl Attempts<'_> {
         Err(full(StatusCode::SERVICE_UNAVAILABLE, UNANSWERED))
     }
 
+    /// The host of the next attempt: an ORIGINAL_DST cluster's for the destination, else the
+    /// balancer's pick (honouring an override host).
+    fn choose_host(&self, wanted: Option<&OverrideHost>) -> Option<Arc<Host>> {
+        match (&self.entry.original_dst, self.destination) {
+            (Some(hosts), Some(destination)) => {
+                Some(hosts.host_for(destination, std::time::Instant::now()))
+            }
+            _ => override_host::choose(&self.entry.balancer, wanted, self.hash),
+        }
+    }
+
     /// One attempt to `host`, bounded by the route's deadline and the per-try timeout, counted
     /// in the load of the host's locality.
     async fn attempt(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {
@@ -191,6 +205,12 @@ impl Attempts<'_> {
         };
         host.active.fetch_add(1, Ordering::Relaxed);
         STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
+        let mut upstream = upstream;
+        let connection = self
+            .entry
+            .cluster
+            .max_requests_per_connection
+            .map(|_| request_budget::track(&mut upstream));
         let sent = self.client.request(upstream);
         let result = match self.try_deadline() {
             Some(limit) => tokio::time::timeout_at(limit, sent).await,
@@ -198,7 +218,12 @@ impl Attempts<'_> {
         };
         host.active.fetch_sub(1, Ordering::Relaxed);
         match result {
-            Ok(Ok(response)) => Outcome::Answered(response),
+            Ok(Ok(response)) => {
+                if let Some(connection) = &connection {
+                    request_budget::spend(&response, connection);
+                }
+                Outcome::Answered(response)
+            }
             Ok(Err(_)) if self.body_failure.as_ref().is_some_and(|f| f.happened()) => {
                 Outcome::BodyFailed
             }

@@ -457,6 +457,8 @@ mod tests {
             auto_sni: false,
             outlier_detection: None,
             dns: None,
+            original_dst: None,
+            max_requests_per_connection: None,
             proxy_protocol: None,
             slow_start: None,
             circuit_breakers: Default::default(),

@@ -17,6 +17,7 @@ use super::balancer::Balancer;
 use super::circuit_breakers::{BreakerStore, Breakers};
 use super::dns_clusters::DnsAnswers;
 use super::load_stats::LoadStore;
+use super::original_dst_hosts::OriginalDstHosts;
 use super::outlier::{without_ejected, Detector, OutlierStore};
 use super::resources::cluster::{self, Cluster};
 use super::resources::endpoint::{self, Assignment};
@@ -41,6 +42,8 @@ pub struct ClusterEntry {
     /// The cluster's outlier detector, when it has outlier detection (its ejected endpoints
     /// are unhealthy to `balancer`).
     pub outliers: Option<Arc<Detector>>,
+    /// The hosts of an ORIGINAL_DST cluster, made per destination (its balancer has none).
+    pub original_dst: Option<Arc<OriginalDstHosts>>,
 }
 
 /// Everything applied, at one moment.
@@ -60,6 +63,9 @@ pub struct ProxyConfig {
     /// When each listener and cluster (by name) first appeared, for the initial fetch timeout.
     pub listeners_since: BTreeMap<String, Instant>,
     pub clusters_since: BTreeMap<String, Instant>,
+    /// Whether some cluster is ORIGINAL_DST (only then are accepted connections asked where
+    /// they were going).
+    pub original_dst_clusters: bool,
 }
 
 /// How long a listener waits for its routes, and a cluster for its endpoints, before it
@@ -201,9 +207,15 @@ impl Applier {
             let Ok(cluster) = cluster::convert(name, &held.resource.value) else {
                 continue;
             };
-            let assignment = match &cluster.dns {
-                Some(settings) => self.dns.assignment(name, settings),
-                None => assignments.get(&cluster.service_name).cloned(),
+            let assignment = match (&cluster.dns, &cluster.original_dst) {
+                (Some(settings), _) => self.dns.assignment(name, settings),
+                // No endpoints will come: nothing to wait for.
+                (None, Some(_)) => Some(Assignment {
+                    cluster: name.clone(),
+                    localities: Vec::new(),
+                    overprovisioning_factor: 140,
+                }),
+                (None, None) => assignments.get(&cluster.service_name).cloned(),
             };
             let outliers = self.outliers.for_cluster(
                 name,
@@ -213,6 +225,10 @@ impl Applier {
             let entry = self.cluster_entry(name, cluster, assignment, outliers);
             config.clusters.insert(name.clone(), Arc::new(entry));
         }
+        config.original_dst_clusters = config
+            .clusters
+            .values()
+            .any(|entry| entry.original_dst.is_some());
         self.loads.end_round();
         self.ramps
             .retain(&|name| config.clusters.contains_key(name));
@@ -305,7 +321,14 @@ impl Applier {
         let balanced = without_ejected(assignment.as_ref(), outliers.as_deref());
         let balancer = Balancer::ramped(&cluster, balanced.as_deref(), &counters, &started);
         let breakers = self.breakers.for_cluster(name, cluster.circuit_breakers);
+        let original_dst = cluster.original_dst.map(|settings| {
+            Arc::new(OriginalDstHosts::new(
+                settings.cleanup_interval,
+                Instant::now(),
+            ))
+        });
         ClusterEntry {
+            original_dst,
             cluster,
             assignment,
             balancer,

@@ -179,7 +179,7 @@ fn asks_to_close(headers: &http::HeaderMap) -> bool {
 /// HTTP/2 clients get a GOAWAY.
 pub async fn serve_connection(
     stream: TcpStream,
-    peer: SocketAddr,
+    (peer, original_destination): (SocketAddr, Option<SocketAddr>),
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
@@ -187,7 +187,10 @@ pub async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let connection = Connection::plain(peer, local);
+    let connection = Connection {
+        original_destination,
+        ..Connection::plain(peer, local)
+    };
     let handler = Handler::new(connection, manager, config, upstreams);
     serve_with_clock(handler, drain, |handler, drain| {
         serve(stream, handler, drain)
@@ -200,7 +203,7 @@ pub async fn serve_connection(
 /// exchanges as a plain one is (hyper's 16 KiB of buffers are not kept by idle TLS clients).
 pub async fn serve_tls_connection(
     stream: Box<TlsStream<TcpStream>>,
-    peer: SocketAddr,
+    (peer, original_destination): (SocketAddr, Option<SocketAddr>),
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
@@ -210,6 +213,7 @@ pub async fn serve_tls_connection(
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let connection = Connection {
+        original_destination,
         tls: true,
         session: Some(Arc::new(super::tls::session_of(stream.get_ref().1))),
         ..Connection::plain(peer, local)

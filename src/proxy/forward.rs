@@ -159,6 +159,17 @@ pub(super) async fn forward_request<'c>(
         let missing = full(StatusCode::SERVICE_UNAVAILABLE, "cluster not found\n");
         return answer(super::access_log_http::flagged(missing, "NC"));
     };
+    // An ORIGINAL_DST cluster's host is where the client was going (unless that is here).
+    let destination = match &entry.original_dst {
+        None => None,
+        Some(_) => {
+            let original = connection.original_destination;
+            match super::original_dst::destination(original, connection.local, config) {
+                Ok(destination) => Some(destination),
+                Err(own) => return answer(super::original_dst::loop_answer(own)),
+            }
+        }
+    };
     let (hash, issued) = affinity(&forward.hash, &request, connection.remote.ip());
     // A WebSocket upgrade the listener allows (its OnUpgrade is still in the request).
     let client_upgrade = (upgrade::is_websocket_request(request.headers())
@@ -186,6 +197,7 @@ pub(super) async fn forward_request<'c>(
         parts: &parts,
         entry,
         hash,
+        destination,
         client: upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(&parts)),
         retry,
         // A route with a max_stream_duration leaves the whole stream to it, as Envoy's router

@@ -48,9 +48,14 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub(super) type UpstreamClient = Client<UpstreamConnector, UpstreamBody>;
 
-/// What tells one pool from another: HTTP/2 or not, the idle timeout, and the TLS settings
-/// with the SNI its connections send.
-type PoolKey = (bool, Duration, Option<(UpstreamTls, Option<String>)>);
+/// What tells one pool from another: HTTP/2 or not, the idle timeout, the TLS settings
+/// with the SNI its connections send, and the requests a connection may carry.
+type PoolKey = (
+    bool,
+    Duration,
+    Option<(UpstreamTls, Option<String>)>,
+    Option<u32>,
+);
 
 /// Connection pools by protocol and idle timeout, made when a cluster first needs one.
 /// Cloned into every connection, so kept behind one pointer.
@@ -83,17 +88,18 @@ impl Upstreams {
                 tls.sni.clone().or(auto).filter(|s| !s.is_empty()),
             )
         });
-        self.client(cluster.http2, cluster.idle_timeout, tls)
+        let idle = cluster.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
+        self.client((
+            cluster.http2,
+            idle,
+            tls,
+            cluster.max_requests_per_connection,
+        ))
     }
 
-    /// The pool for HTTP/2 (or HTTP/1.1) connections that close after `idle` without use.
-    fn client(
-        &self,
-        http2: bool,
-        idle: Option<Duration>,
-        tls: Option<(UpstreamTls, Option<String>)>,
-    ) -> UpstreamClient {
-        let key: PoolKey = (http2, idle.unwrap_or(DEFAULT_IDLE_TIMEOUT), tls);
+    /// The pool for HTTP/2 (or HTTP/1.1) connections as `key` describes them.
+    fn client(&self, key: PoolKey) -> UpstreamClient {
+        let http2 = key.0;
         if let Some(client) = self
             .0
             .clients
@@ -122,6 +128,7 @@ impl Upstreams {
                     .2
                     .as_ref()
                     .map(|(tls, sni)| TlsOrigination::new(tls, sni.clone())),
+                max_requests: key.3,
             })
         });
         client.clone()

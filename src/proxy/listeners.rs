@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::ProxyConfig;
 use super::downstream;
 use super::http::Upstreams;
+use super::original_dst;
 use super::resources::listener::ListenerKind;
 use super::tcp;
 use super::tls::{self, Accepted};
@@ -163,6 +164,12 @@ async fn accept(
         };
         // The address the client reached, which a PROXY protocol header names.
         let local = stream.local_addr().unwrap_or(peer);
+        // Where a redirected client was going: asked of the kernel only when some cluster
+        // goes there.
+        let original = match snapshot.original_dst_clusters {
+            true => original_dst::redirected_destination(&stream),
+            false => None,
+        };
         let (name, config, upstreams, stop) = (
             name.clone(),
             config.clone(),
@@ -183,13 +190,23 @@ async fn accept(
                     match accepted {
                         Accepted::Plain(stream) => {
                             Box::pin(downstream::serve_connection(
-                                stream, peer, manager, config, upstreams, stop,
+                                stream,
+                                (peer, original),
+                                manager,
+                                config,
+                                upstreams,
+                                stop,
                             ))
                             .await
                         }
                         Accepted::Tls(stream) => {
                             Box::pin(downstream::serve_tls_connection(
-                                stream, peer, manager, config, upstreams, stop,
+                                stream,
+                                (peer, original),
+                                manager,
+                                config,
+                                upstreams,
+                                stop,
                             ))
                             .await
                         }
@@ -202,11 +219,13 @@ async fn accept(
                     // 9 KB of a 10 KB idle HTTP connection before this was boxed.
                     match accepted {
                         Accepted::Plain(stream) => {
-                            Box::pin(tcp::serve_connection(stream, peer, local, forward, config))
+                            let addresses = (peer, local, original);
+                            Box::pin(tcp::serve_connection(stream, addresses, forward, config))
                                 .await
                         }
                         Accepted::Tls(stream) => {
-                            Box::pin(tcp::serve_connection(*stream, peer, local, forward, config))
+                            let addresses = (peer, local, original);
+                            Box::pin(tcp::serve_connection(*stream, addresses, forward, config))
                                 .await
                         }
                     }

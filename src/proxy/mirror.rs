@@ -68,7 +68,12 @@ pub(super) fn send_copies(
             true => Empty::new().map_err(|never| match never {}).boxed(),
             false => body.copy().boxed(),
         };
-        let copy = copy.map(|()| body);
+        let mut copy = copy.map(|()| body);
+        // A copy counts against its connection's max_requests_per_connection too.
+        let connection = entry
+            .cluster
+            .max_requests_per_connection
+            .map(|_| super::request_budget::track(&mut copy));
         let client = upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(parts));
         let limit = timeout
             .filter(|t| !t.is_zero())
@@ -77,6 +82,9 @@ pub(super) fn send_copies(
         tokio::spawn(async move {
             let sent = async {
                 let response = client.request(copy).await.map_err(|e| e.to_string())?;
+                if let Some(connection) = &connection {
+                    super::request_budget::spend(&response, connection);
+                }
                 // Read to the end, so that the connection can serve again; then dropped.
                 let body = response.into_body().collect().await;
                 body.map(drop).map_err(|e| e.to_string())

@@ -21,6 +21,9 @@ pub struct Connection {
     pub remote: SocketAddr,
     /// The address the client connected to (the listener's port).
     pub local: SocketAddr,
+    /// Where the client was going when netfilter redirected it to the listener (read only
+    /// while the config has an ORIGINAL_DST cluster; see proxy/original_dst.rs).
+    pub original_destination: Option<SocketAddr>,
     /// Whether the listener terminated TLS on it (X-Forwarded-Proto says https).
     pub tls: bool,
     /// What the TLS handshake settled, when the listener terminated TLS.
@@ -48,6 +51,7 @@ impl Connection {
         Connection {
             remote,
             local,
+            original_destination: None,
             tls: false,
             session: None,
             protocol: Version::HTTP_11,
@@ -305,6 +309,7 @@ mod tests {
     const CONNECTION: Connection = Connection {
         remote: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)), 5555),
         local: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 80),
+        original_destination: None,
         tls: false,
         session: None,
         protocol: Version::HTTP_11,

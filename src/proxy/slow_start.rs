@@ -235,6 +235,8 @@ mod tests {
             tls: None,
             auto_sni: false,
             dns: None,
+            original_dst: None,
+            max_requests_per_connection: None,
             proxy_protocol: None,
             slow_start,
             circuit_breakers: Default::default(),

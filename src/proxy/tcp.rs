@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::access_log::{self, Entry};
 use super::balancer::hash_text;
 use super::config::ProxyConfig;
+use super::original_dst;
 use super::proxy_protocol;
 use super::resources::listener::TcpForward;
 use super::upstream_tls::TlsOrigination;
@@ -23,10 +24,11 @@ use super::upstream_tls::TlsOrigination;
 /// Envoy's default idle timeout for TCP proxies.
 const DEFAULT_IDLE: Duration = Duration::from_secs(3600);
 
+/// `addresses`: the client's, the one it reached, and where it was going when netfilter
+/// redirected it (if it was, and the config has an ORIGINAL_DST cluster).
 pub async fn serve_connection(
     downstream: impl AsyncRead + AsyncWrite + Unpin,
-    peer: SocketAddr,
-    local: SocketAddr,
+    addresses: (SocketAddr, SocketAddr, Option<SocketAddr>),
     forward: Arc<TcpForward>,
     config: watch::Receiver<Arc<ProxyConfig>>,
 ) {
@@ -36,18 +38,19 @@ pub async fn serve_connection(
         start: Some(SystemTime::now()),
         ..Default::default()
     };
-    proxy(downstream, (peer, local), &forward, &config, &mut entry).await;
+    proxy(downstream, addresses, &forward, &config, &mut entry).await;
     if !forward.access_logs.is_empty() {
         entry.duration = began.elapsed();
         access_log::emit(&forward.access_logs, &entry);
     }
 }
 
-/// Connects the client at `addresses` (its own, then the one it reached) to an endpoint and
-/// copies until the connection ends, noting in `entry` what the access log says of it.
+/// Connects the client at `addresses` (its own, the one it reached, where it was going) to
+/// an endpoint and copies until the connection ends, noting in `entry` what the access log
+/// says of it.
 async fn proxy(
     downstream: impl AsyncRead + AsyncWrite + Unpin,
-    (peer, local): (SocketAddr, SocketAddr),
+    (peer, local, original): (SocketAddr, SocketAddr, Option<SocketAddr>),
     forward: &TcpForward,
     config: &watch::Receiver<Arc<ProxyConfig>>,
     entry: &mut Entry,
@@ -61,7 +64,14 @@ async fn proxy(
     let hash = forward
         .hash_source_ip
         .then(|| hash_text(&peer.ip().to_string()));
-    let Some(host) = cluster.balancer.pick(hash) else {
+    let host = match &cluster.original_dst {
+        None => cluster.balancer.pick(hash),
+        // Where the client was going, unless that is this proxy (then the connection closes).
+        Some(hosts) => original_dst::destination(original, local, &snapshot)
+            .ok()
+            .map(|destination| hosts.host_for(destination, Instant::now())),
+    };
+    let Some(host) = host else {
         entry.flags = Some("UH");
         return;
     };

@@ -94,6 +94,8 @@ fn client_config(tls: &UpstreamTls, send_sni: bool) -> Arc<ClientConfig> {
 pub struct UpstreamConnector {
     pub tcp: HttpConnector<EndpointNames>,
     pub tls: Option<TlsOrigination>,
+    /// The requests each connection may carry (see proxy/request_budget.rs).
+    pub max_requests: Option<u32>,
 }
 
 impl tower_service::Service<http::Uri> for UpstreamConnector {
@@ -109,28 +111,47 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
         let host = uri.host().unwrap_or_default().to_string();
         let connecting = self.tcp.call(uri);
         let tls = self.tls.clone();
+        let max_requests = self.max_requests;
         Box::pin(async move {
             let tcp = connecting.await?;
-            let Some(tls) = tls else {
-                return Ok(UpstreamIo::Plain(tcp));
+            let stream = match tls {
+                None => UpstreamStream::Plain(tcp),
+                Some(tls) => {
+                    let stream = tls.connect(tcp.into_inner(), &host).await?;
+                    UpstreamStream::Tls(Box::new(TokioIo::new(stream)))
+                }
             };
-            let stream = tls.connect(tcp.into_inner(), &host).await?;
-            Ok(UpstreamIo::Tls(Box::new(TokioIo::new(stream))))
+            Ok(UpstreamIo {
+                stream,
+                max_requests,
+            })
         })
     }
 }
 
+/// A connection to a backend, and the requests it may carry.
+pub struct UpstreamIo {
+    stream: UpstreamStream,
+    max_requests: Option<u32>,
+}
+
 /// A connection to a backend, in clear or over TLS.
-pub enum UpstreamIo {
+enum UpstreamStream {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
 }
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
+        super::request_budget::attach(self.stream.connected(), self.max_requests)
+    }
+}
+
+impl UpstreamStream {
+    fn connected(&self) -> Connected {
         match self {
-            UpstreamIo::Plain(tcp) => tcp.connected(),
-            UpstreamIo::Tls(tls) => {
+            UpstreamStream::Plain(tcp) => tcp.connected(),
+            UpstreamStream::Tls(tls) => {
                 let session = tls.inner().get_ref().1;
                 // The endpoint's address is what the pool keys on; nothing of TCP adds to it.
                 let connected = Connected::new();
@@ -149,9 +170,9 @@ impl Read for UpstreamIo {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
-            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().stream {
+            UpstreamStream::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            UpstreamStream::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -162,23 +183,23 @@ impl Write for UpstreamIo {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io).poll_write(cx, data),
-            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, data),
+        match &mut self.get_mut().stream {
+            UpstreamStream::Plain(io) => Pin::new(io).poll_write(cx, data),
+            UpstreamStream::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, data),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io).poll_flush(cx),
-            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            UpstreamStream::Plain(io) => Pin::new(io).poll_flush(cx),
+            UpstreamStream::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            UpstreamIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
-            UpstreamIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            UpstreamStream::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            UpstreamStream::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Cluster → how the sidecar balances and connects to one cluster: its LB policy, connect
-//! timeout, HTTP/2 to the upstream, and happy eyeballs. Endpoints come separately over EDS,
-//! or, for STRICT_DNS and LOGICAL_DNS clusters, from the names they resolve (dns_cluster.rs).
+//! timeout, HTTP/2 to the upstream, the requests a connection may carry, and happy eyeballs.
+//! Endpoints come separately over EDS, or, for STRICT_DNS and LOGICAL_DNS clusters, from the
+//! names they resolve (dns_cluster.rs); an ORIGINAL_DST cluster has none: each connection goes
+//! where the client was going (proxy/original_dst.rs).
 //! (`lrs_server` is accepted and, as Envoy does, not acted on: the sidecar reports load when
 //! its bootstrap has `cluster_manager.load_stats_config`, see proxy/lrs_client.rs.)
 
@@ -41,9 +43,23 @@ pub enum LbPolicy {
     RoundRobin,
     LeastRequest,
     Random,
-    RingHash { minimum_ring_size: u64 },
+    RingHash {
+        minimum_ring_size: u64,
+    },
     Maglev,
+    /// The cluster picks the host itself (ORIGINAL_DST clusters, and only those).
+    ClusterProvided,
 }
+
+/// An ORIGINAL_DST cluster's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OriginalDst {
+    /// How often hosts unused since the last sweep are dropped (Envoy's default: 5 s).
+    pub cleanup_interval: Duration,
+}
+
+/// Envoy's default `cleanup_interval` of an ORIGINAL_DST cluster.
+const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cluster {
@@ -65,6 +81,12 @@ pub struct Cluster {
     pub auto_sni: bool,
     /// The names to resolve, for a DNS cluster (None: endpoints come over EDS).
     pub dns: Option<DnsCluster>,
+    /// For an ORIGINAL_DST cluster: no endpoints, the client's original destination is the
+    /// host (see proxy/original_dst.rs).
+    pub original_dst: Option<OriginalDst>,
+    /// `common_http_protocol_options.max_requests_per_connection`: an upstream connection
+    /// closes after that many requests (None: no limit; see proxy/request_budget.rs).
+    pub max_requests_per_connection: Option<u32>,
     /// A PROXY protocol header goes first on each connection to an endpoint
     /// (`upstream_proxy_protocol` around the TLS or raw socket). TCP proxies write it; the
     /// HTTP pools, shared by all clients, do not (Switchyard asks for it on TCP and SSL
@@ -115,6 +137,8 @@ const FIELDS: &[&str] = &[
     "load_assignment.cluster_name",
     "load_assignment.endpoints.lb_endpoints.endpoint.address.socket_address.address",
     "load_assignment.endpoints.lb_endpoints.endpoint.address.socket_address.port_value",
+    // ORIGINAL_DST clusters: see proxy/original_dst.rs.
+    "cleanup_interval",
 ];
 
 /// What the sidecar applies of a cluster's HttpProtocolOptions.
@@ -122,6 +146,7 @@ pub(super) const HTTP_OPTIONS_FIELDS: &[&str] = &[
     "explicit_http_config.http_protocol_options",
     "explicit_http_config.http2_protocol_options",
     "common_http_protocol_options.idle_timeout",
+    "common_http_protocol_options.max_requests_per_connection",
     "upstream_http_protocol_options.auto_sni",
 ];
 
@@ -137,38 +162,31 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
         Some(ClusterDiscoveryType::Type(t)) => t,
         _ => DiscoveryType::Static as i32,
     };
-    let dns = match DiscoveryType::try_from(kind) {
-        Ok(DiscoveryType::Eds) => None,
-        Ok(DiscoveryType::StrictDns) => Some(dns_cluster::read(&cluster, DnsKind::Strict)?),
-        Ok(DiscoveryType::LogicalDns) => Some(dns_cluster::read(&cluster, DnsKind::Logical)?),
+    let (dns, original_dst) = match DiscoveryType::try_from(kind) {
+        Ok(DiscoveryType::Eds) => (None, None),
+        Ok(DiscoveryType::StrictDns) => (Some(dns_cluster::read(&cluster, DnsKind::Strict)?), None),
+        Ok(DiscoveryType::LogicalDns) => {
+            (Some(dns_cluster::read(&cluster, DnsKind::Logical)?), None)
+        }
+        Ok(DiscoveryType::OriginalDst) => (None, Some(original_dst_settings(&cluster))),
         other => {
             let kind = other.map_or_else(|_| kind.to_string(), |d| d.as_str_name().to_string());
             return Err(Fault::at("type", Problem::DiscoveryType { kind }));
         }
     };
-    let lb = match XdsLbPolicy::try_from(cluster.lb_policy) {
-        Ok(XdsLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
-        Ok(XdsLbPolicy::LeastRequest) => LbPolicy::LeastRequest,
-        Ok(XdsLbPolicy::Random) => LbPolicy::Random,
-        Ok(XdsLbPolicy::Maglev) => LbPolicy::Maglev,
-        Ok(XdsLbPolicy::RingHash) => LbPolicy::RingHash {
-            minimum_ring_size: match &cluster.lb_config {
-                Some(LbConfig::RingHashLbConfig(ring)) => ring
-                    .minimum_ring_size
-                    .as_ref()
-                    .map_or(DEFAULT_MINIMUM_RING_SIZE, |m| m.value),
-                _ => DEFAULT_MINIMUM_RING_SIZE,
-            },
-        },
-        _ => {
-            return Err(Problem::LbPolicy {
+    let lb = lb_policy(&cluster)?;
+    // As Envoy: ORIGINAL_DST goes with CLUSTER_PROVIDED, and CLUSTER_PROVIDED with it only.
+    if original_dst.is_some() != (lb == LbPolicy::ClusterProvided) {
+        return Err(Fault::at(
+            "lb_policy",
+            Problem::LbPolicy {
                 policy: cluster.lb_policy,
-            }
-            .into())
-        }
-    };
+            },
+        ));
+    }
     let mut http2 = false;
     let mut idle_timeout = None;
+    let mut max_requests_per_connection = None;
     let mut auto_sni = false;
     for (key, options) in &cluster.typed_extension_protocol_options {
         if key != HTTP_PROTOCOL_OPTIONS {
@@ -177,11 +195,15 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
         let at = format!("typed_extension_protocol_options[{key}]");
         let options: HttpProtocolOptions = decode_checked(&options.value, HTTP_OPTIONS_FIELDS)
             .map_err(|fault| fault.inside(&at))?;
-        idle_timeout = options
-            .common_http_protocol_options
-            .as_ref()
+        let common = options.common_http_protocol_options.as_ref();
+        idle_timeout = common
             .and_then(|common| common.idle_timeout.as_ref())
             .map(duration);
+        // Envoy reads 0 as no limit.
+        max_requests_per_connection = common
+            .and_then(|common| common.max_requests_per_connection.as_ref())
+            .map(|limit| limit.value)
+            .filter(|limit| *limit > 0);
         auto_sni = options
             .upstream_http_protocol_options
             .as_ref()
@@ -219,10 +241,50 @@ fn read(name: &str, bytes: &[u8]) -> Result<Cluster, Fault> {
         tls: upstream_tls(transport.as_ref())?,
         auto_sni,
         dns,
+        original_dst,
+        max_requests_per_connection,
         proxy_protocol,
         slow_start: cluster_policies::slow_start(cluster.lb_config.as_ref()),
         circuit_breakers: cluster_policies::circuit_breakers(cluster.circuit_breakers.as_ref()),
         outlier_detection: outlier_detection::settings(cluster.outlier_detection.as_ref()),
+    })
+}
+
+/// An ORIGINAL_DST cluster's settings (its cleanup interval, else Envoy's default).
+fn original_dst_settings(cluster: &XdsCluster) -> OriginalDst {
+    OriginalDst {
+        cleanup_interval: cluster
+            .cleanup_interval
+            .as_ref()
+            .map(duration)
+            .filter(|interval| !interval.is_zero())
+            .unwrap_or(DEFAULT_CLEANUP_INTERVAL),
+    }
+}
+
+/// The cluster's balancing policy.
+fn lb_policy(cluster: &XdsCluster) -> Result<LbPolicy, Fault> {
+    Ok(match XdsLbPolicy::try_from(cluster.lb_policy) {
+        Ok(XdsLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(XdsLbPolicy::LeastRequest) => LbPolicy::LeastRequest,
+        Ok(XdsLbPolicy::Random) => LbPolicy::Random,
+        Ok(XdsLbPolicy::Maglev) => LbPolicy::Maglev,
+        Ok(XdsLbPolicy::ClusterProvided) => LbPolicy::ClusterProvided,
+        Ok(XdsLbPolicy::RingHash) => LbPolicy::RingHash {
+            minimum_ring_size: match &cluster.lb_config {
+                Some(LbConfig::RingHashLbConfig(ring)) => ring
+                    .minimum_ring_size
+                    .as_ref()
+                    .map_or(DEFAULT_MINIMUM_RING_SIZE, |m| m.value),
+                _ => DEFAULT_MINIMUM_RING_SIZE,
+            },
+        },
+        _ => {
+            return Err(Problem::LbPolicy {
+                policy: cluster.lb_policy,
+            }
+            .into())
+        }
     })
 }
 
@@ -302,7 +364,7 @@ mod tests {
         HttpProtocolOptions as Common, UpstreamHttpProtocolOptions,
     };
     use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::ExplicitHttpConfig;
-    use envoy_types::pb::google::protobuf::Duration as XdsDuration;
+    use envoy_types::pb::google::protobuf::{Duration as XdsDuration, UInt32Value};
     use prost::Message;
 
     fn cluster_with(options: HttpProtocolOptions) -> Vec<u8> {
@@ -358,5 +420,53 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[test]
+    fn max_requests_per_connection_is_read_and_zero_means_no_limit() {
+        let with_limit = |value: u32| {
+            let mut options = http1_with_idle(600);
+            options
+                .common_http_protocol_options
+                .as_mut()
+                .unwrap()
+                .max_requests_per_connection = Some(UInt32Value { value });
+            convert("web", &cluster_with(options))
+                .unwrap()
+                .max_requests_per_connection
+        };
+        assert_eq!(with_limit(11), Some(11));
+        assert_eq!(with_limit(0), None);
+    }
+
+    #[test]
+    fn original_dst_goes_with_cluster_provided_only_and_cleans_up_every_5_s_by_default() {
+        let original_dst = |lb_policy: XdsLbPolicy| {
+            XdsCluster {
+                name: "passthrough".into(),
+                cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+                    DiscoveryType::OriginalDst as i32,
+                )),
+                lb_policy: lb_policy as i32,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let converted =
+            convert("passthrough", &original_dst(XdsLbPolicy::ClusterProvided)).unwrap();
+        assert_eq!(
+            converted.original_dst,
+            Some(OriginalDst {
+                cleanup_interval: Duration::from_secs(5)
+            })
+        );
+        let refused = convert("passthrough", &original_dst(XdsLbPolicy::RoundRobin)).unwrap_err();
+        assert_eq!(
+            refused.fault,
+            Fault::at("lb_policy", Problem::LbPolicy { policy: 0 })
+        );
+        let mut eds = XdsCluster::decode(cluster_with(http1_with_idle(1)).as_slice()).unwrap();
+        eds.lb_policy = XdsLbPolicy::ClusterProvided as i32;
+        assert!(convert("web", &eds.encode_to_vec()).is_err());
     }
 }

@@ -198,11 +198,11 @@ pub enum Problem {
     DependentSampling,
 
     // Cluster.
-    /// A cluster type other than EDS, STRICT_DNS and LOGICAL_DNS (`kind`: its name, or
+    /// A cluster type other than EDS, STRICT_DNS, LOGICAL_DNS and ORIGINAL_DST (`kind`: its name, or
     /// the extension's name for a `cluster_type`).
     #[error(
-        "the cluster type {kind} is not supported; the sidecar takes EDS, STRICT_DNS and \
-         LOGICAL_DNS clusters"
+        "the cluster type {kind} is not supported; the sidecar takes EDS, STRICT_DNS, \
+         LOGICAL_DNS and ORIGINAL_DST clusters"
     )]
     DiscoveryType { kind: String },
     #[error("lb_policy {policy} is not supported")]

@@ -8,6 +8,7 @@ pub mod checked;
 pub mod dns_server;
 pub mod echo;
 pub mod grpc;
+pub mod netns;
 pub mod pki;
 pub mod process;
 pub mod ramp;

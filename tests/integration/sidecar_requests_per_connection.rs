@@ -1,0 +1,234 @@
+//! `circuitBreakers.maxRequestsPerConnection` through the sidecar, differentially against
+//! Envoy: the same config is served to both by two Switchyards, and each proxy sends the same
+//! sequential requests to backends that count the TCP connections they accept. With a limit
+//! of k requests per connection, N requests take ceil(N/k) connections through either proxy,
+//! to an HTTP/1.1 backend and to an HTTP/2 one (over TLS, as `protocol: HTTP2` means).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
+
+/// The limit the services set, and the requests each sends through each proxy.
+const LIMIT: u64 = 3;
+const REQUESTS: u64 = 10;
+
+/// A backend answering `ok` over HTTP/1.1, or over TLS with HTTP/2 by ALPN, counting the TCP
+/// connections it accepted.
+struct CountingBackend {
+    port: u16,
+    accepted: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Answers `ok` on one connection.
+async fn answer_ok<S>(stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let answer = service_fn(|_request| async {
+        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from_static(b"ok"),
+        )))
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), answer)
+        .await;
+}
+
+/// TLS with a self-signed certificate, offering HTTP/2 by ALPN.
+fn h2_acceptor() -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio_rustls::rustls::ServerConfig;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["backend.internal".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+impl CountingBackend {
+    /// Over TLS (HTTP/2) with `tls`, else in clear (HTTP/1.1).
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> CountingBackend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => answer_ok(stream).await,
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                answer_ok(stream).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        CountingBackend {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CountingBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The listener ports of one proxy: one whose backend only tells when the proxy is ready,
+/// one to the HTTP/1.1 service, one to the HTTP/2 service.
+#[derive(Clone, Copy)]
+struct Listens {
+    probe: u16,
+    http1: u16,
+    http2: u16,
+}
+
+impl Listens {
+    fn free() -> Listens {
+        Listens {
+            probe: free_port(),
+            http1: free_port(),
+            http2: free_port(),
+        }
+    }
+}
+
+/// Services `probe` (no limit), `http1` and `http2` (at most [`LIMIT`] requests per
+/// connection), each with one endpoint, each behind its own forwarding rule.
+fn config(listens: Listens, probe: u16, http1: u16, http2: u16) -> String {
+    let service = |name: &str, settings: &str| {
+        format!(
+            r#"- name: {name}
+  {settings}
+  backends: [{{group: zones/us-central1-a/networkEndpointGroups/{name}-neg, balancingMode: RATE, maxRate: 1000}}]
+"#
+        )
+    };
+    let neg = |name: &str, port: u16| {
+        format!("- {{name: {name}-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {port}}}]}}\n")
+    };
+    let front = |name: &str, listen: u16| {
+        (
+            format!("- {{name: {name}-map, defaultService: {name}}}\n"),
+            format!("- {{name: {name}-proxy, urlMap: {name}-map}}\n"),
+            format!("- {{name: {name}-rule, IPAddress: 127.0.0.1, portRange: \"{listen}\", target: {name}-proxy}}\n"),
+        )
+    };
+    let limit = format!("circuitBreakers: {{maxRequestsPerConnection: {LIMIT}}}");
+    let services = [
+        service("probe", "protocol: HTTP"),
+        service("http1", &format!("protocol: HTTP\n  {limit}")),
+        service("http2", &format!("protocol: HTTP2\n  {limit}")),
+    ]
+    .concat();
+    let negs = [
+        neg("probe", probe),
+        neg("http1", http1),
+        neg("http2", http2),
+    ]
+    .concat();
+    let fronts = [
+        front("probe", listens.probe),
+        front("http1", listens.http1),
+        front("http2", listens.http2),
+    ];
+    let (mut maps, mut proxies, mut rules) = (String::new(), String::new(), String::new());
+    for (map, proxy, rule) in fronts {
+        maps.push_str(&map);
+        proxies.push_str(&proxy);
+        rules.push_str(&rule);
+    }
+    format!(
+        "networkEndpointGroups:\n{negs}backendServices:\n{services}urlMaps:\n{maps}targetHttpProxies:\n{proxies}forwardingRules:\n{rules}"
+    )
+}
+
+/// The connections one proxy opened to the HTTP/1.1 and the HTTP/2 backend for
+/// [`REQUESTS`] sequential requests to each (one client connection, kept alive).
+async fn connections_through(
+    listens: Listens,
+    http1: &CountingBackend,
+    http2: &CountingBackend,
+) -> (u64, u64) {
+    let client = http();
+    let mut opened = Vec::new();
+    for (listen, backend) in [(listens.http1, http1), (listens.http2, http2)] {
+        let before = backend.accepted();
+        for request in 0..REQUESTS {
+            let url = format!("http://127.0.0.1:{listen}/{request}");
+            let response = client.get(&url).send().await.unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_eq!((status.as_u16(), body.as_str()), (200, "ok"), "GET {url}");
+        }
+        opened.push(backend.accepted() - before);
+    }
+    (opened[0], opened[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_connection_carries_at_most_max_requests_per_connection_as_through_envoy() {
+    let probe = Backend::start("probe").await;
+    let http1 = CountingBackend::start(None).await;
+    let http2 = CountingBackend::start(Some(h2_acceptor())).await;
+    let (envoy_listens, sidecar_listens) = (Listens::free(), Listens::free());
+    let served = |listens| config(listens, probe.port(), http1.port, http2.port);
+    let for_envoy = Switchyard::start(&served(envoy_listens)).await;
+    let for_sidecar = Switchyard::start(&served(sidecar_listens)).await;
+    let _envoy = Envoy::start(for_envoy.running.xds_addr, "envoy-per-connection").await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        for_sidecar.running.xds_addr,
+        "sidecar-per-connection",
+    )
+    .await;
+    for_envoy.wait_for_acks("envoy-per-connection").await;
+    for_sidecar.wait_for_acks("sidecar-per-connection").await;
+    sidecar.wait_ready().await;
+    for listens in [envoy_listens, sidecar_listens] {
+        wait_for_body(&format!("http://127.0.0.1:{}/", listens.probe), "probe").await;
+    }
+    let expected = REQUESTS.div_ceil(LIMIT);
+    let through_envoy = connections_through(envoy_listens, &http1, &http2).await;
+    let through_sidecar = connections_through(sidecar_listens, &http1, &http2).await;
+    // Without the limit each proxy would keep one connection per backend: 1, not 4.
+    assert_eq!(
+        through_envoy,
+        (expected, expected),
+        "Envoy: connections to the HTTP/1.1 and the HTTP/2 backend"
+    );
+    assert_eq!(
+        through_sidecar, through_envoy,
+        "the sidecar: connections to the HTTP/1.1 and the HTTP/2 backend, against Envoy's"
+    );
+}
