@@ -1,12 +1,13 @@
 //! One health probe against one address, as the cloud's checkers make it: TCP and SSL
 //! (connect — and handshake — send `request` if any, expect `response` as the first bytes if
-//! any), HTTP and HTTPS (HTTP/1.1 GET through hyper, h1.rs, of `requestPath` with the check's `host`, 200 or the
-//! check's status ranges expected, the body beginning with `response` if any), HTTP2 (the same
-//! over HTTP/2 on TLS) and GRPC (grpc.health.v1 Check over cleartext HTTP/2, SERVING expected;
-//! or a chosen method judged by its grpc-status, as AWS checks), each within the check's
-//! timeout, with a PROXY v1 line first when the check asks for one. HTTP/2 connections are
-//! kept in the target's [`Session`] and reused by its next probes. Returns pass or fail with
-//! the reason. Must not: decide health (state.rs does) or schedule probes.
+//! any), HTTP and HTTPS (an HTTP/1.1 GET of `requestPath` through hyper, see h1.rs, with the
+//! check's `host`, 200 or the check's status ranges expected, the body beginning with
+//! `response` if any), HTTP2 (the same over HTTP/2 on TLS) and GRPC (grpc.health.v1 Check over
+//! cleartext HTTP/2, SERVING expected; or a chosen method judged by its grpc-status, as AWS
+//! checks), each within the check's timeout, with a PROXY v1 line first when the check asks for
+//! one. HTTP/2 connections are kept in the target's [`Session`] and reused by its next probes.
+//! Returns pass or fail with the reason. Must not: decide health (state.rs does) or schedule
+//! probes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
