@@ -30,6 +30,7 @@ pub mod lrs_client;
 pub mod mirror;
 pub mod outlier;
 pub mod override_host;
+pub mod prometheus;
 pub mod proxy_protocol;
 pub mod request_body;
 pub mod resources;

@@ -767,7 +767,11 @@ impl Proxy {
                 .stat("cluster_manager.cds.update_rejected")
                 .await
                 .unwrap_or(0),
-            Proxy::Sidecar(sidecar) => sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+            Proxy::Sidecar(sidecar) => {
+                sidecar
+                    .stat("switchyard_proxy_xds_updates_rejected_total")
+                    .await
+            }
         }
     }
 }
