@@ -21,6 +21,7 @@ mod capacity_splits;
 mod cli;
 mod config_source;
 mod conformance;
+mod console;
 mod differential;
 mod durations;
 mod durations_refused;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod checked;
 pub mod dns_server;
 pub mod echo;
