@@ -2,7 +2,8 @@
 //! real Envoy: the page loads with no console error, shows the connected Envoy's node id and
 //! the endpoint health found by real health checks, draws where traffic goes, follows the
 //! locality chooser, and — with no reload — shows a rejected edit's diagnostic. The test saves
-//! a screenshot (a temporary file; docs/console.png is a copy of one).
+//! a screenshot in a temporary folder; SWITCHYARD_CONSOLE_SCREENSHOT=PATH keeps a copy (that
+//! is how docs/console.png was made).
 
 use crate::common::browser::Browser;
 use crate::common::*;
@@ -76,9 +77,8 @@ async fn the_console_shows_clients_health_traffic_and_a_rejected_edit_without_a_
     page.wait_for_text("console-envoy").await;
     page.wait_for_text("us-central1 / us-central1-a").await;
     page.wait_for_text("Cluster SYNCED").await;
-    // The closed port fails its check: the page follows health as it moves (1 of 2 healthy),
-    // and an Envoy in us-central1-a is sent everything to its own, still healthy, region
-    // (1.4 × 50% health keeps the whole load at priority 0).
+    // The closed port fails its check (1 of 2 healthy, the failing one named), and an Envoy in us-central1-a is sent everything to its own region, which stays first
+    // while any endpoint there is healthy (Switchyard's overprovisioning factor is 1000×).
     page.wait_for_text(&format!("127.0.0.1:{closed} UNHEALTHY"))
         .await;
     page.wait_for_text("1/2 healthy").await;
