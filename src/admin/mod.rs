@@ -5,9 +5,11 @@
 //! clients reported over LRS), `/load_measured` (that load over the window capacity reads:
 //! requests/s and in flight per service and client region), `/health` (the health checker's
 //! view of every checked endpoint, per family) and `/capacity` (capacity, measured load and
-//! the shares decided from it, per service). Read-only; nothing here may hold a copy of a
+//! the shares decided from it, per service), and the console at `/` (console/: an HTML page
+//! over the same data, refreshing itself). Read-only; nothing here may hold a copy of a
 //! large config.
 
+mod console;
 mod dump;
 
 use std::sync::{Arc, RwLock};
@@ -46,6 +48,8 @@ pub struct AdminState {
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(console::page))
+        .route("/console/main", get(console::main_part))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/config_dump", get(dump::config_dump))

@@ -5,10 +5,11 @@
 //! re-translate listeners, routes or clusters.
 //!
 //! `targets` says what a model asks to probe, `state` how results make a standing, `probe`
-//! (with `h2` and `tls`) makes one probe, `checker` keeps the standings and reports changes,
+//! (with `h1`, `h2` and `tls`) makes one probe, `checker` keeps the standings and reports changes,
 //! `scheduler` runs the probes and hands changes to the publisher.
 
 pub mod checker;
+mod h1;
 mod h2;
 pub mod probe;
 pub mod scheduler;

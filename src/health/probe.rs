@@ -1,12 +1,13 @@
 //! One health probe against one address, as the cloud's checkers make it: TCP and SSL
 //! (connect — and handshake — send `request` if any, expect `response` as the first bytes if
-//! any), HTTP and HTTPS (HTTP/1.1 GET of `requestPath` with the check's `host`, 200 or the
-//! check's status ranges expected, the body beginning with `response` if any), HTTP2 (the same
-//! over HTTP/2 on TLS) and GRPC (grpc.health.v1 Check over cleartext HTTP/2, SERVING expected;
-//! or a chosen method judged by its grpc-status, as AWS checks), each within the check's
-//! timeout, with a PROXY v1 line first when the check asks for one. HTTP/2 connections are
-//! kept in the target's [`Session`] and reused by its next probes. Returns pass or fail with
-//! the reason. Must not: decide health (state.rs does) or schedule probes.
+//! any), HTTP and HTTPS (an HTTP/1.1 GET of `requestPath` through hyper, see h1.rs, with the
+//! check's `host`, 200 or the check's status ranges expected, the body beginning with
+//! `response` if any), HTTP2 (the same over HTTP/2 on TLS) and GRPC (grpc.health.v1 Check over
+//! cleartext HTTP/2, SERVING expected; or a chosen method judged by its grpc-status, as AWS
+//! checks), each within the check's timeout, with a PROXY v1 line first when the check asks for
+//! one. HTTP/2 connections are kept in the target's [`Session`] and reused by its next probes.
+//! Returns pass or fail with the reason. Must not: decide health (state.rs does) or schedule
+//! probes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::h1;
 use super::h2::{self, H2Probe};
 use super::tls;
 
@@ -174,15 +176,15 @@ async fn attempt(
             codes,
         } => {
             let host_header = host.clone().unwrap_or_else(|| address.to_string());
-            let expected = Expected {
+            let expected = h1::Expected {
                 response: response.as_deref(),
                 codes,
             };
             if *tls {
                 let stream = tls::handshake(stream, host.as_deref(), false).await?;
-                http(stream, path, &host_header, expected).await
+                h1::get(stream, path, &host_header, expected).await
             } else {
-                http(stream, path, &host_header, expected).await
+                h1::get(stream, path, &host_header, expected).await
             }
         }
         Probe::Http2 { .. } | Probe::Grpc { .. } | Probe::GrpcCall { .. } => {
@@ -244,55 +246,6 @@ async fn tcp<S: AsyncRead + AsyncWrite + Unpin>(
             String::from_utf8_lossy(&answer)
         ))
     }
-}
-
-/// What an HTTP answer must be to pass.
-struct Expected<'p> {
-    response: Option<&'p str>,
-    codes: &'p [(u16, u16)],
-}
-
-async fn http<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    path: &str,
-    host: &str,
-    expected: Expected<'_>,
-) -> Outcome {
-    let response = expected.response;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: switchyard-health-check\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|error| format!("write: {error}"))?;
-    let mut answer = Vec::new();
-    // Read the head, and as much of the body as the expected response needs.
-    loop {
-        let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n");
-        let enough = match (head_end, response) {
-            (Some(end), Some(expected)) => answer.len() >= end + 4 + expected.len(),
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if enough || answer.len() >= MAX_READ * 8 || !read_more(&mut stream, &mut answer).await? {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&answer);
-    let status = text
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|code| code.parse::<u16>().ok());
-    if !status.is_some_and(|code| code_passes(code, expected.codes, 200)) {
-        let line = text.lines().next().unwrap_or("no answer");
-        return Err(format!(
-            "answered `{line}`, expected {}",
-            describe_codes(expected.codes, 200)
-        ));
-    }
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    body_begins_with(body.as_bytes(), response)
 }
 
 /// An HTTP answer's body passes when it begins with the expected response, if there is one.

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::bootstrap::Bootstrap;
 use super::config::Applier;
+use super::prometheus::Scrape;
 use crate::xds::reflect::resource_to_json;
 use crate::xds::types::TypeUrl;
 
@@ -154,27 +155,42 @@ fn clusters_json(config: &super::config::ProxyConfig) -> Value {
 async fn stats(State(state): State<AdminState>) -> impl IntoResponse {
     let applier = &state.applier;
     let config = applier.current();
-    let breakers = super::circuit_breakers::render(
+    let mut scrape = Scrape::default();
+    scrape.gauge(
+        "switchyard_proxy_xds_connected",
+        "Whether the xDS stream to the control plane is up.",
+        u64::from(applier.connected.load(Ordering::Relaxed)),
+    );
+    scrape.counter(
+        "switchyard_proxy_xds_updates_accepted",
+        "xDS updates applied.",
+        applier.updates_accepted.load(Ordering::Relaxed),
+    );
+    scrape.counter(
+        "switchyard_proxy_xds_updates_rejected",
+        "xDS updates refused (NACKed).",
+        applier.updates_rejected.load(Ordering::Relaxed),
+    );
+    super::stats::STATS.gather(&mut scrape);
+    super::circuit_breakers::gather(
         config
             .clusters
             .iter()
             .map(|(name, entry)| (name, &*entry.breakers)),
+        &mut scrape,
     );
-    let outliers = super::outlier::render(
+    super::outlier::gather(
         config
             .clusters
             .iter()
             .filter_map(|(name, entry)| Some((name, &entry.outliers.as_ref()?.stats))),
+        &mut scrape,
     );
-    format!(
-        "# TYPE switchyard_proxy_xds_connected gauge\nswitchyard_proxy_xds_connected {}\n\
-         # TYPE switchyard_proxy_xds_updates_accepted counter\nswitchyard_proxy_xds_updates_accepted {}\n\
-         # TYPE switchyard_proxy_xds_updates_rejected counter\nswitchyard_proxy_xds_updates_rejected {}\n{}{}{}",
-        u8::from(applier.connected.load(Ordering::Relaxed)),
-        applier.updates_accepted.load(Ordering::Relaxed),
-        applier.updates_rejected.load(Ordering::Relaxed),
-        super::stats::STATS.render(),
-        breakers,
-        outliers,
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        scrape.encode(),
     )
 }

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::prometheus::{label, Scrape};
+
 /// Envoy's default for every threshold but retries.
 pub const DEFAULT_LIMIT: u32 = 1024;
 
@@ -200,10 +202,12 @@ impl BreakerStore {
 /// One counter of [`OverflowStats`].
 type StatOf = fn(&OverflowStats) -> &AtomicU64;
 
-/// The overflow counters of every cluster in Envoy's Prometheus form
-/// (`envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="web"} 3`).
-pub fn render<'a>(clusters: impl Iterator<Item = (&'a String, &'a Breakers)> + Clone) -> String {
-    let mut text = String::new();
+/// Adds the overflow counters of every cluster to `scrape`, in Envoy's Prometheus form with
+/// `_total` (`envoy_cluster_upstream_rq_pending_overflow_total{envoy_cluster_name="web"} 3`).
+pub fn gather<'a>(
+    clusters: impl Iterator<Item = (&'a String, &'a Breakers)> + Clone,
+    scrape: &mut Scrape,
+) {
     let counters: [(&str, StatOf); 4] = [
         ("upstream_rq_pending_overflow", |s| {
             &s.upstream_rq_pending_overflow
@@ -217,15 +221,19 @@ pub fn render<'a>(clusters: impl Iterator<Item = (&'a String, &'a Breakers)> + C
         }),
     ];
     for (stat, counter) in counters {
-        text.push_str(&format!("# TYPE envoy_cluster_{stat} counter\n"));
-        for (name, breakers) in clusters.clone() {
-            let value = counter(&breakers.stats).load(Ordering::Relaxed);
-            text.push_str(&format!(
-                "envoy_cluster_{stat}{{envoy_cluster_name=\"{name}\"}} {value}\n"
-            ));
-        }
+        let series = clusters
+            .clone()
+            .map(|(name, breakers)| {
+                let value = counter(&breakers.stats).load(Ordering::Relaxed);
+                (label("envoy_cluster_name", name), value)
+            })
+            .collect();
+        scrape.counters(
+            &format!("envoy_cluster_{stat}"),
+            "Requests or connections refused by a circuit breaker, as Envoy counts them.",
+            series,
+        );
     }
-    text
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub mod original_dst;
 pub mod original_dst_hosts;
 pub mod outlier;
 pub mod override_host;
+pub mod prometheus;
 pub mod proxy_protocol;
 pub mod request_body;
 pub mod request_budget;

@@ -1,9 +1,11 @@
 //! The data plane's counters, as `/stats/prometheus` shows them: downstream connections and
 //! requests with responses by status class, the connection manager's timeouts that fired,
 //! upstream requests and their failures. One sidecar per process, so the counters are
-//! process-wide.
+//! process-wide. prometheus.rs encodes them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::prometheus::{label, Scrape};
 
 #[derive(Default)]
 pub struct Stats {
@@ -49,74 +51,71 @@ impl Stats {
         ConnectionGuard(self)
     }
 
-    /// The Prometheus text of every counter.
-    pub fn render(&self) -> String {
+    /// Adds every counter to `scrape` (counters gain `_total` there).
+    pub fn gather(&self, scrape: &mut Scrape) {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let mut text = String::new();
-        let mut metric = |name: &str, kind: &str, lines: Vec<(String, u64)>| {
-            text.push_str(&format!("# TYPE {name} {kind}\n"));
-            for (labels, value) in lines {
-                text.push_str(&format!("{name}{labels} {value}\n"));
-            }
-        };
-        metric(
-            "switchyard_proxy_downstream_connections_total",
-            "counter",
-            vec![(String::new(), get(&self.downstream_connections_total))],
+        scrape.counter(
+            "switchyard_proxy_downstream_connections",
+            "Downstream connections accepted.",
+            get(&self.downstream_connections_total),
         );
-        metric(
+        scrape.gauge(
             "switchyard_proxy_downstream_connections_active",
-            "gauge",
-            vec![(String::new(), get(&self.downstream_connections_active))],
+            "Downstream connections open now.",
+            get(&self.downstream_connections_active),
         );
-        metric(
-            "switchyard_proxy_downstream_requests_total",
-            "counter",
-            vec![(String::new(), get(&self.downstream_requests))],
+        scrape.counter(
+            "switchyard_proxy_downstream_requests",
+            "Downstream requests received.",
+            get(&self.downstream_requests),
         );
-        metric(
-            "switchyard_proxy_downstream_responses_total",
-            "counter",
+        scrape.counters(
+            "switchyard_proxy_downstream_responses",
+            "Downstream responses by status class.",
             (0..5)
                 .map(|i| {
+                    let class = format!("{}xx", i + 1);
                     (
-                        format!("{{code_class=\"{}xx\"}}", i + 1),
+                        label("code_class", &class),
                         get(&self.downstream_responses[i]),
                     )
                 })
                 .collect(),
         );
-        metric(
-            "switchyard_proxy_upstream_requests_total",
-            "counter",
-            vec![(String::new(), get(&self.upstream_requests))],
-        );
-        metric(
-            "switchyard_proxy_upstream_failures_total",
-            "counter",
-            vec![(String::new(), get(&self.upstream_failures))],
-        );
-        for (name, counter) in [
+        for (name, help, counter) in [
             (
-                "switchyard_proxy_downstream_stream_idle_timeouts_total",
+                "switchyard_proxy_upstream_requests",
+                "Requests sent upstream.",
+                &self.upstream_requests,
+            ),
+            (
+                "switchyard_proxy_upstream_failures",
+                "Upstream requests that failed (connect, reset, timeout).",
+                &self.upstream_failures,
+            ),
+            (
+                "switchyard_proxy_downstream_stream_idle_timeouts",
+                "Requests ended by the stream idle timeout.",
                 &self.stream_idle_timeouts,
             ),
             (
-                "switchyard_proxy_downstream_connection_idle_timeouts_total",
+                "switchyard_proxy_downstream_connection_idle_timeouts",
+                "Connections drained by the idle timeout.",
                 &self.connection_idle_timeouts,
             ),
             (
-                "switchyard_proxy_downstream_connection_max_durations_total",
+                "switchyard_proxy_downstream_connection_max_durations",
+                "Connections drained at their max duration.",
                 &self.connection_max_durations,
             ),
             (
-                "switchyard_proxy_access_log_lines_dropped_total",
+                "switchyard_proxy_access_log_lines_dropped",
+                "Access log lines dropped because the writer fell behind.",
                 &super::access_log::DROPPED_LINES,
             ),
         ] {
-            metric(name, "counter", vec![(String::new(), get(counter))]);
+            scrape.counter(name, help, get(counter));
         }
-        text
     }
 }
 

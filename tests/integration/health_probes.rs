@@ -4,7 +4,9 @@
 //! goes first when asked; a server that never answers fails at the timeout. HTTPS, HTTP2 (over
 //! TLS, on one connection reused across probes) and SSL probes pass against a TLS backend with
 //! a self-signed certificate; GRPC probes pass on SERVING and fail on NOT_SERVING. A matcher's
-//! status ranges and a gRPC call judged by its grpc-status (AWS's checks) hold too.
+//! status ranges and a gRPC call judged by its grpc-status (AWS's checks) hold too. A chunked
+//! body is matched after de-chunking: the expected response may span chunks, and the chunk
+//! sizes are never taken for the body.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -160,6 +162,33 @@ async fn http_probes_want_200_and_send_path_host_and_proxy_line() {
             && last.contains(&format!(" {}\r\nGET /healthz HTTP/1.1\r\n", address.port())),
         "{last}"
     );
+}
+
+#[tokio::test]
+async fn http_probes_match_the_response_prefix_of_a_chunked_body() {
+    // `healthy` in two chunks, then the last (empty) chunk.
+    let (address, _, _task) = server(|_| {
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nheal\r\n3\r\nthy\r\n0\r\n\r\n"
+            .into()
+    })
+    .await;
+    // A prefix across the chunk boundary, and the whole body.
+    for expected in ["health", "healthy"] {
+        let probe = http_probe("/healthz", None, Some(expected));
+        assert_eq!(
+            run(&probe, address, false, TIMEOUT).await,
+            Ok(()),
+            "{expected}"
+        );
+    }
+    // What a reader of the raw bytes would see first, and a body that goes another way.
+    for expected in ["4\r\nheal", "healthz", "heaven"] {
+        let probe = http_probe("/healthz", None, Some(expected));
+        assert_eq!(
+            run(&probe, address, false, TIMEOUT).await,
+            Err(format!("the body does not begin with {expected:?}")),
+        );
+    }
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ mod capacity_splits;
 mod cli;
 mod config_source;
 mod conformance;
+mod console;
 mod differential;
 mod doc_links;
 mod doc_tables;

@@ -270,9 +270,15 @@ async fn circuit_breakers_turn_requests_away_through_the_sidecar_as_through_envo
     for_sidecar.wait_for_acks("sidecar-breakers").await;
     let url = |listen: u16, ms: u64| format!("http://127.0.0.1:{listen}/sleep/{ms}");
     let mut outcomes = Vec::new();
-    for (name, admin, (narrow, few)) in [
-        ("Envoy", envoy.admin.clone(), envoy_ports),
-        ("the sidecar", sidecar.admin.clone(), sidecar_ports),
+    // Envoy's Prometheus counters carry no suffix; the sidecar's (OpenMetrics) end in `_total`.
+    for (name, admin, (narrow, few), suffix) in [
+        ("Envoy", envoy.admin.clone(), envoy_ports, ""),
+        (
+            "the sidecar",
+            sidecar.admin.clone(),
+            sidecar_ports,
+            "_total",
+        ),
     ] {
         // The warm-up leaves narrow's one connection open and idle.
         wait_for_body(&url(narrow, 0), "slept").await;
@@ -288,7 +294,7 @@ async fn circuit_breakers_turn_requests_away_through_the_sidecar_as_through_envo
             ("few", "upstream_rq_active_overflow"),
             ("narrow", "upstream_cx_overflow"),
         ] {
-            let stat = format!("envoy_cluster_{stat}{{envoy_cluster_name=\"{cluster}\"}}");
+            let stat = format!("envoy_cluster_{stat}{suffix}{{envoy_cluster_name=\"{cluster}\"}}");
             counted.push(prometheus_counter(&admin, &stat).await);
         }
         eprintln!(

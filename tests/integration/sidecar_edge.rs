@@ -173,7 +173,9 @@ async fn proxy_lines_through(through: Through) {
     );
     if let Proxy::Sidecar(sidecar) = &proxy {
         assert_eq!(
-            sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+            sidecar
+                .stat("switchyard_proxy_xds_updates_rejected_total")
+                .await,
             0,
             "{}",
             sidecar.log()

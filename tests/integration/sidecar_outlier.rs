@@ -164,9 +164,15 @@ impl Side {
                 .await
                 .unwrap_or(0),
             Running::Sidecar(sidecar) => {
+                // Prometheus counters end in `_total`; ejections_active is a gauge.
+                let total = if stat == "ejections_active" || stat.ends_with("_total") {
+                    ""
+                } else {
+                    "_total"
+                };
                 sidecar
                     .stat(&format!(
-                        "envoy_cluster_outlier_detection_{stat}{{envoy_cluster_name=\"pool\"}}"
+                        "envoy_cluster_outlier_detection_{stat}{total}{{envoy_cluster_name=\"pool\"}}"
                     ))
                     .await
             }

@@ -314,7 +314,9 @@ async fn aws_example_through(through: Through, switchyard: &Switchyard, listen: 
     assert_every_type_synced(switchyard, &node_id).await;
     if let Proxy::Sidecar(sidecar) = &proxy {
         assert_eq!(
-            sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+            sidecar
+                .stat("switchyard_proxy_xds_updates_rejected_total")
+                .await,
             0,
             "{}",
             sidecar.log()

@@ -143,7 +143,9 @@ async fn https_example_through(through: Through) {
         let client = switchyard.client(&node_id).await.unwrap();
         assert!(client["types"].get("Secret").is_some(), "{client}");
         assert_eq!(
-            sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+            sidecar
+                .stat("switchyard_proxy_xds_updates_rejected_total")
+                .await,
             0,
             "{}",
             sidecar.log()

@@ -122,7 +122,9 @@ async fn a_resource_it_cannot_apply_is_nacked_by_name_and_field_and_the_old_conf
         "RouteConfiguration web-routes: field `virtual_hosts[0].routes[0].route.append_x_forwarded_host` is not supported by the sidecar"
     );
     assert_eq!(
-        sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+        sidecar
+            .stat("switchyard_proxy_xds_updates_rejected_total")
+            .await,
         2
     );
     for _ in 0..10 {

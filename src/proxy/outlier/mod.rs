@@ -14,7 +14,7 @@ pub mod timer;
 use std::time::Duration;
 
 pub use detector::{Detector, Reported};
-pub use stats::render;
+pub use stats::gather;
 pub use store::{without_ejected, OutlierStore};
 
 /// A cluster's `outlier_detection`, Envoy's defaults filled in (see

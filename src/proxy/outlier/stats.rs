@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::detector::Ejection;
+use crate::proxy::prometheus::{label, Labels, Scrape};
 
 #[derive(Debug, Default)]
 pub struct OutlierStats {
@@ -62,32 +63,37 @@ impl OutlierStats {
     }
 }
 
-/// The Prometheus text of the counters of every cluster with outlier detection, as Envoy's
-/// `/stats/prometheus` writes them (`envoy_cluster_outlier_detection_<stat>`).
-pub fn render<'a>(clusters: impl Iterator<Item = (&'a String, &'a OutlierStats)>) -> String {
-    let mut by_stat: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+/// Adds the counters of every cluster with outlier detection to `scrape`, as Envoy's
+/// `/stats/prometheus` names them (`envoy_cluster_outlier_detection_<stat>`), counters with
+/// `_total` (`ejections_enforced_total` is Envoy's counter `ejections_enforced_total` too).
+pub fn gather<'a>(
+    clusters: impl Iterator<Item = (&'a String, &'a OutlierStats)>,
+    scrape: &mut Scrape,
+) {
+    let mut by_stat: Vec<(String, Vec<(Labels, u64)>)> = Vec::new();
     for (cluster, stats) in clusters {
         for (index, (stat, value)) in stats.values().into_iter().enumerate() {
             if by_stat.len() <= index {
                 by_stat.push((stat, Vec::new()));
             }
-            by_stat[index].1.push((cluster.clone(), value));
+            by_stat[index]
+                .1
+                .push((label("envoy_cluster_name", cluster), value));
         }
     }
-    let mut text = String::new();
-    for (stat, values) in by_stat {
-        let kind = if stat == "ejections_active" {
-            "gauge"
+    for (stat, series) in by_stat {
+        if stat == "ejections_active" {
+            let name = format!("envoy_cluster_outlier_detection_{stat}");
+            scrape.gauges(&name, "Hosts ejected now.", series);
         } else {
-            "counter"
-        };
-        let name = format!("envoy_cluster_outlier_detection_{stat}");
-        text.push_str(&format!("# TYPE {name} {kind}\n"));
-        for (cluster, value) in values {
-            text.push_str(&format!(
-                "{name}{{envoy_cluster_name=\"{cluster}\"}} {value}\n"
-            ));
+            // The encoder adds `_total` to counters; a stat already ending in it keeps one.
+            let stat = stat.strip_suffix("_total").unwrap_or(&stat);
+            let name = format!("envoy_cluster_outlier_detection_{stat}");
+            scrape.counters(
+                &name,
+                "Outlier detection ejections, as Envoy counts them.",
+                series,
+            );
         }
     }
-    text
 }

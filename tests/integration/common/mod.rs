@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod checked;
 pub mod dns_server;
 pub mod echo;
@@ -768,7 +769,11 @@ impl Proxy {
                 .stat("cluster_manager.cds.update_rejected")
                 .await
                 .unwrap_or(0),
-            Proxy::Sidecar(sidecar) => sidecar.stat("switchyard_proxy_xds_updates_rejected").await,
+            Proxy::Sidecar(sidecar) => {
+                sidecar
+                    .stat("switchyard_proxy_xds_updates_rejected_total")
+                    .await
+            }
         }
     }
 }
