@@ -6,12 +6,14 @@
 //!
 //! `targets` says what a model asks to probe, `state` how results make a standing, `probe`
 //! (with `h2` and `tls`) makes one probe, `checker` keeps the standings and reports changes,
-//! `scheduler` runs the probes and hands changes to the publisher.
+//! `scheduler` runs the probes and hands changes to the publisher; `sharing` is where replicas
+//! split the probing between them (absent for a lone replica).
 
 pub mod checker;
 mod h2;
 pub mod probe;
 pub mod scheduler;
+pub mod sharing;
 pub mod state;
 pub mod targets;
 mod tls;
