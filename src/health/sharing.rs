@@ -2,7 +2,7 @@
 //! it, before each probe, whether this replica probes the target now, and tells it when a
 //! local probe changed a target's standing; standings decided elsewhere come back in through
 //! [`super::checker::Checker::set_shared_standing`]. A lone replica has no sharing and probes
-//! everything. Must not: know where the shared state lives (etcd is `crate::cluster`'s).
+//! everything. Must not: know where the shared state lives (etcd is the cluster module's).
 
 use super::state::Standing;
 use super::targets::TargetKey;

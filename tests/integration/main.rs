@@ -45,6 +45,7 @@ mod packaging;
 mod properties;
 mod proxyless_grpc;
 mod reload_stress;
+mod replicas;
 mod sidecar;
 mod sidecar_accepts;
 mod sidecar_balancers;

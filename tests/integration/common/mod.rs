@@ -7,6 +7,7 @@
 pub mod checked;
 pub mod dns_server;
 pub mod echo;
+pub mod etcd;
 pub mod grpc;
 pub mod pki;
 pub mod process;
