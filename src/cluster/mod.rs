@@ -93,6 +93,13 @@ impl Replicas {
 
 impl Sharing for Replicas {
     fn probes(&self, key: &TargetKey) -> bool {
+        if !self.view().sharing(Instant::now()) {
+            return true;
+        }
+        if let Some(mine) = self.index().owns(key) {
+            return mine;
+        }
+        // A target the last pass has not seen yet.
         let id = owners::target_id(key);
         self.view().probes(&id, Instant::now())
     }

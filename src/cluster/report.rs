@@ -45,10 +45,8 @@ impl Replicas {
         let index = self.index();
         let view = self.view();
         let mut owned: BTreeMap<&str, usize> = BTreeMap::new();
-        for (id, _) in &index.entries {
-            if let Some(owner) = view.owner(id) {
-                *owned.entry(owner).or_default() += 1;
-            }
+        for owner in index.entries.iter().filter_map(|t| t.owner.as_deref()) {
+            *owned.entry(owner).or_default() += 1;
         }
         let now_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -4,36 +4,70 @@
 //! the probing is not shared (etcd's word is stale then). Must not: talk to etcd (the session
 //! writes what a pass returns).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::health::checker::{Checker, TargetEntry};
 use crate::health::state::Standing;
+use crate::health::targets::TargetKey;
 
 use super::owners::target_id;
+use super::view::View;
 use super::Replicas;
 
-/// The checker's targets with their ids, read again when the checker adopts a model.
+/// The checker's targets with their ids and owners, read again when the checker adopts a
+/// model, owners computed again when the members change (not on every probe or pass).
 #[derive(Default)]
 pub struct Index {
-    generation: Option<u64>,
-    pub entries: Vec<(String, TargetEntry)>,
+    /// The checker generation and view membership the entries were made for.
+    stamp: Option<(u64, u64)>,
+    pub entries: Vec<Indexed>,
+    /// Whether this replica owns each target.
+    mine: HashMap<Arc<TargetKey>, bool>,
+}
+
+/// A target with its id and owner.
+pub struct Indexed {
+    pub id: String,
+    pub entry: TargetEntry,
+    pub owner: Option<String>,
 }
 
 impl Index {
-    /// Reads the checker's targets again if it adopted a model since the last read.
-    fn refresh(&mut self, checker: &Checker) {
+    /// Whether this replica owns `key` (None: a target not indexed yet).
+    pub fn owns(&self, key: &TargetKey) -> Option<bool> {
+        self.mine.get(key).copied()
+    }
+
+    /// Brings the entries up to date with the checker's targets and the view's members.
+    fn refresh(&mut self, checker: &Checker, view: &View) {
         let generation = checker.generation();
-        if self.generation == Some(generation) {
+        let stamp = (generation, view.membership);
+        if self.stamp == Some(stamp) {
             return;
         }
-        self.entries = checker
-            .entries()
-            .into_iter()
-            .map(|entry| (target_id(&entry.0), entry))
-            .collect();
-        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
-        self.generation = Some(generation);
+        if self.stamp.map(|(g, _)| g) != Some(generation) {
+            let mut entries: Vec<Indexed> = checker
+                .entries()
+                .into_iter()
+                .map(|entry| Indexed {
+                    id: target_id(&entry.0),
+                    entry,
+                    owner: None,
+                })
+                .collect();
+            entries.sort_by(|a, b| a.id.cmp(&b.id));
+            self.entries = entries;
+        }
+        self.mine.clear();
+        for target in &mut self.entries {
+            target.owner = view.owner(&target.id).map(str::to_string);
+            let mine = target.owner.as_deref() == Some(view.me.as_str());
+            self.mine.insert(target.entry.0.clone(), mine);
+        }
+        self.stamp = Some(stamp);
     }
 }
 
@@ -49,25 +83,26 @@ pub struct Write {
 pub fn pass(replicas: &Replicas, checker: &Checker) -> Vec<Write> {
     let now = Instant::now();
     let mut index = replicas.index();
-    index.refresh(checker);
     let mut writes = Vec::new();
     let mut adopted = Vec::new();
     let mut owned = 0;
     {
         let view = replicas.view();
+        index.refresh(checker, &view);
         let sharing = view.sharing(now);
-        for (id, (key, cell)) in &index.entries {
-            let mine = view.owner(id) == Some(view.me.as_str());
+        for target in &index.entries {
+            let (key, cell) = &target.entry;
+            let mine = target.owner.as_deref() == Some(view.me.as_str());
             owned += usize::from(mine);
             if !sharing {
                 continue;
             }
             let local = cell.standing();
-            let shared = view.shared.get(id).copied();
+            let shared = view.shared.get(&target.id).copied();
             if mine && local != Standing::Unknown {
                 if shared != Some(local) {
                     writes.push(Write {
-                        id: id.clone(),
+                        id: target.id.clone(),
                         standing: local,
                         address: key.address,
                     });

@@ -91,6 +91,8 @@ pub struct View {
     pub me: String,
     pub lease_ttl: Duration,
     pub members: BTreeMap<String, Member>,
+    /// Changes whenever the member names may have changed (ownership is computed again).
+    pub membership: u64,
     /// Target id → the standing etcd holds.
     pub shared: HashMap<String, Standing>,
     pub connection: Connection,
@@ -104,6 +106,7 @@ impl View {
             me,
             lease_ttl,
             members: BTreeMap::new(),
+            membership: 0,
             shared: HashMap::new(),
             connection: Connection::Connecting,
             confirmed: None,
@@ -136,6 +139,7 @@ impl View {
         shared: HashMap<String, Standing>,
     ) {
         self.members = members;
+        self.membership += 1;
         self.shared = shared;
         self.connection = Connection::Connected;
         self.confirmed = Some(now);
@@ -155,7 +159,9 @@ impl View {
     pub fn put(&mut self, entry: Entry, value: &str) {
         match entry {
             Entry::Member(name) => {
-                self.members.insert(name, parse_member(value));
+                if self.members.insert(name, parse_member(value)).is_none() {
+                    self.membership += 1;
+                }
             }
             Entry::Health(id) => match parse_health(value) {
                 Some(standing) => {
@@ -172,7 +178,9 @@ impl View {
     pub fn delete(&mut self, entry: Entry) {
         match entry {
             Entry::Member(name) => {
-                self.members.remove(&name);
+                if self.members.remove(&name).is_some() {
+                    self.membership += 1;
+                }
             }
             Entry::Health(id) => {
                 self.shared.remove(&id);
