@@ -109,3 +109,81 @@ impl EtcdArgs {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Option<EtcdOptions>, String> {
+        let serve = Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        serve.etcd.options().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn without_etcd_there_are_no_options() {
+        assert!(parse(&[]).unwrap().is_none());
+        let refused = parse(&["--etcd-lease", "5"]).unwrap_err();
+        assert!(refused.contains("--etcd"), "{refused}");
+    }
+
+    #[test]
+    fn urls_split_on_commas_and_the_prefix_ends_with_a_slash() {
+        let options = parse(&[
+            "--etcd",
+            "http://a:2379,http://b:2379",
+            "--etcd-prefix",
+            "/fleet",
+            "--replica-name",
+            "r1",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.endpoints, ["http://a:2379", "http://b:2379"]);
+        assert_eq!(options.prefix, "/fleet/");
+        assert_eq!(options.replica_name, "r1");
+        assert_eq!(options.lease, crate::cluster::DEFAULT_LEASE);
+        assert!(options.tls.is_none() && options.user.is_none());
+    }
+
+    #[test]
+    fn a_lease_out_of_range_and_a_user_without_password_are_refused() {
+        let refused = parse(&["--etcd", "http://a:2379", "--etcd-lease", "0"]).unwrap_err();
+        assert!(
+            refused.contains("--etcd-lease") && refused.contains("1 to 3600"),
+            "{refused}"
+        );
+        let refused = parse(&["--etcd", "http://a:2379", "--etcd-user", "me"]).unwrap_err();
+        assert!(refused.contains("--etcd-password-file"), "{refused}");
+    }
+
+    #[test]
+    fn the_password_is_the_first_line_of_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("password");
+        std::fs::write(&file, "s3cret\nignored\n").unwrap();
+        let options = parse(&[
+            "--etcd",
+            "http://a:2379",
+            "--etcd-user",
+            "me",
+            "--etcd-password-file",
+            file.to_str().unwrap(),
+            "--etcd-tls-ca",
+            "/ca.pem",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.user, Some(("me".into(), "s3cret".into())));
+        let tls = options.tls.unwrap();
+        assert_eq!(tls.ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert!(tls.identity.is_none());
+    }
+}
