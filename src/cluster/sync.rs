@@ -121,3 +121,111 @@ pub fn pass(replicas: &Replicas, checker: &Checker) -> Vec<Write> {
     }
     writes
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::cluster::owners::owner;
+    use crate::cluster::view::Member;
+    use crate::cluster::EtcdOptions;
+    use crate::health::sharing::Sharing;
+    use crate::model::endpoint_facts::EndpointSource;
+
+    fn replicas(me: &str) -> Arc<Replicas> {
+        Arc::new(Replicas::new(EtcdOptions {
+            endpoints: Vec::new(),
+            prefix: "/t/".into(),
+            replica_name: me.into(),
+            lease: Duration::from_secs(10),
+            tls: None,
+            user: None,
+        }))
+    }
+
+    /// Twenty checked endpoints.
+    fn model() -> crate::model::Model {
+        let endpoints: Vec<String> = (1..=20)
+            .map(|i| format!("{{ipAddress: 10.0.0.{i}, port: 80}}"))
+            .collect();
+        let text = format!(
+            "healthChecks:\n- {{name: hc, type: HTTP, checkIntervalSec: 5, timeoutSec: 1}}\n\
+             networkEndpointGroups:\n- {{name: neg, zone: us-central1-a, endpoints: [{}]}}\n\
+             backendServices:\n- {{name: web, healthChecks: [hc], backends: [{{group: neg, balancingMode: RATE, maxRate: 1}}]}}\n",
+            endpoints.join(", ")
+        );
+        let loaded = crate::config::load_str(&text, "hc.yaml");
+        assert!(!loaded.diagnostics.has_errors(), "{}", loaded.diagnostics);
+        loaded.model
+    }
+
+    #[test]
+    fn the_owner_writes_its_standings_and_the_others_take_etcd_s() {
+        let replicas = replicas("a");
+        let checker = Checker::with_sharing(replicas.clone());
+        checker.adopt(&model());
+        let owned_by = |id: &str| owner(id, ["a", "b"]).unwrap().to_string();
+        let entries: Vec<(String, TargetEntry)> = checker
+            .entries()
+            .into_iter()
+            .map(|entry| (target_id(&entry.0), entry))
+            .collect();
+        // b says every target it owns is unhealthy.
+        let shared: HashMap<String, Standing> = entries
+            .iter()
+            .filter(|(id, _)| owned_by(id) == "b")
+            .map(|(id, _)| (id.clone(), Standing::Unhealthy))
+            .collect();
+        assert!(!shared.is_empty() && shared.len() < entries.len());
+        let members: BTreeMap<String, Member> = ["a", "b"]
+            .into_iter()
+            .map(|name| (name.to_string(), Member { granted_unix: 0.0 }))
+            .collect();
+        replicas.view().connected(Instant::now(), members, shared);
+        // a probes its own: each passes.
+        for (id, (key, cell)) in &entries {
+            assert_eq!(replicas.probes(key), owned_by(id) == "a", "{key:?}");
+            if owned_by(id) == "a" {
+                checker.record(key, cell, Ok(()), SystemTime::now());
+            }
+        }
+        let writes = pass(&replicas, &checker);
+        let written: HashSet<&str> = writes.iter().map(|w| w.id.as_str()).collect();
+        let mine: HashSet<&str> = entries
+            .iter()
+            .filter(|(id, _)| owned_by(id) == "a")
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(
+            written, mine,
+            "a writes exactly the standings of its own targets"
+        );
+        assert!(writes.iter().all(|w| w.standing == Standing::Healthy));
+        for (id, (_, cell)) in &entries {
+            let expected = if owned_by(id) == "a" {
+                Standing::Healthy
+            } else {
+                Standing::Unhealthy
+            };
+            assert_eq!(cell.standing(), expected);
+        }
+        // Once etcd has them, nothing more to write.
+        for write in writes {
+            replicas.view().shared.insert(write.id, write.standing);
+        }
+        assert!(pass(&replicas, &checker).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_compared_while_the_probing_is_not_shared() {
+        let replicas = replicas("a");
+        let checker = Checker::with_sharing(replicas.clone());
+        checker.adopt(&model());
+        let (key, cell) = checker.entries().remove(0);
+        assert!(replicas.probes(&key), "never connected: probes everything");
+        checker.record(&key, &cell, Ok(()), SystemTime::now());
+        assert!(pass(&replicas, &checker).is_empty());
+    }
+}
