@@ -4,10 +4,12 @@
 //! Data flows left to right through the modules:
 //! `config` (YAML) → `model` (validated) → `translate` (pure xDS) → `publish` (snapshots,
 //! draining, the removal guard) → `xds` (cache and streams),
-//! with `admin` exposing what is served and to whom.
+//! with `admin` exposing what is served and to whom, and `cluster` sharing health checking
+//! between replicas through etcd.
 
 pub mod admin;
 pub mod capacity;
+pub mod cluster;
 pub mod config;
 pub mod descriptors;
 pub mod explain;

@@ -73,6 +73,8 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
+        etcd: Box<switchyard::cluster::cli::EtcdArgs>,
+        #[command(flatten)]
         template: TemplateArgs,
     },
     /// Check a config; exit 0 when it has no errors, 1 otherwise.
@@ -439,6 +441,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             exit_on_invalid,
             xds_limits,
             tls,
+            etcd,
             template,
         } => {
             anyhow::ensure!(
@@ -463,6 +466,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 reload_stall_limit: Duration::from_secs_f64(reload_stall_limit),
                 load_report_interval,
                 inputs: template.inputs()?,
+                etcd: etcd.options()?,
                 ..serve::ServeOptions::new(path, xds_listen, admin_listen)
             };
             let runtime = tokio::runtime::Runtime::new()?;

@@ -99,6 +99,8 @@ pub struct ServeOptions {
     pub reload_stall_limit: Duration,
     /// How often clients are asked to report load.
     pub load_report_interval: Duration,
+    /// Share health checking with other replicas through etcd (None: alone).
+    pub etcd: Option<crate::cluster::EtcdOptions>,
 }
 
 impl ServeOptions {
@@ -118,6 +120,7 @@ impl ServeOptions {
             health_concurrency: health::scheduler::DEFAULT_CONCURRENCY,
             reload_stall_limit: DEFAULT_STALL_LIMIT,
             load_report_interval: load_feed::DEFAULT_INTERVAL,
+            etcd: None,
         }
     }
 }
@@ -318,12 +321,19 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
     let load_reports = Arc::new(LoadReports::default());
     let load_feed = Arc::new(LoadFeed::new(options.load_report_interval));
     let refusals = Arc::new(Refusals::default());
+    let replicas = options
+        .etcd
+        .clone()
+        .map(|etcd| Arc::new(crate::cluster::Replicas::new(etcd)));
     let metrics = Arc::new(Metrics::new(|registry| {
         registry.register(
             "xds_refused",
             "What the xDS port refused, by reason (limits, idle connections, accept failures)",
             refusals.family.clone(),
-        )
+        );
+        if let Some(replicas) = &replicas {
+            replicas.metrics.register(registry);
+        }
     }));
     let shutdown = CancellationToken::new();
     let limits = within_open_file_limit(options.xds_limits);
@@ -382,7 +392,13 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
             tracing::error!(%error, "the xDS server stopped");
         }
     });
-    let checker = Arc::new(Checker::default());
+    let checker = Arc::new(match &replicas {
+        Some(replicas) => Checker::with_sharing(replicas.clone()),
+        None => Checker::default(),
+    });
+    if let Some(replicas) = &replicas {
+        crate::cluster::spawn(replicas.clone(), checker.clone(), shutdown.clone());
+    }
     let liveness = Arc::new(ReloadLiveness::new(
         options.reload_stall_limit,
         metrics.clone(),
@@ -398,6 +414,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         load_window: load_feed.window(),
         metrics: metrics.clone(),
         checker: checker.clone(),
+        cluster: replicas,
     };
     let stop_admin = shutdown.clone().cancelled_owned();
     let admin_task = tokio::spawn(async move {

@@ -5,8 +5,9 @@
 //! clients reported over LRS), `/load_measured` (that load over the window capacity reads:
 //! requests/s and in flight per service and client region), `/health` (the health checker's
 //! view of every checked endpoint, per family) and `/capacity` (capacity, measured load and
-//! the shares decided from it, per service), and the console at `/` (console/: an HTML page
-//! over the same data, refreshing itself). Read-only; nothing here may hold a copy of a
+//! the shares decided from it, per service), `/cluster` (the replica set in etcd, with
+//! `serve --etcd`), and the console at `/` (console/: an HTML page over the same data,
+//! refreshing itself). Read-only; nothing here may hold a copy of a
 //! large config.
 
 mod console;
@@ -44,6 +45,8 @@ pub struct AdminState {
     pub checker: Arc<Checker>,
     pub liveness: Arc<ReloadLiveness>,
     pub capacity: Arc<CapacityBoard>,
+    /// The replica set, with `--etcd`.
+    pub cluster: Option<Arc<crate::cluster::Replicas>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -60,6 +63,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/capacity", get(capacity))
+        .route("/cluster", get(cluster))
         .with_state(state)
 }
 
@@ -185,6 +189,18 @@ struct HealthQuery {
 /// `/capacity?service=NAME`: the service's backends (capacity, load, why they take what they
 /// take) and client regions (demand, target and published shares); without a service, the
 /// services decided for.
+/// `/cluster`: the replica set as this replica sees it.
+async fn cluster(State(state): State<AdminState>) -> Result<Json<Value>, (StatusCode, String)> {
+    match &state.cluster {
+        Some(replicas) => Ok(Json(json!(replicas.report()))),
+        None => Err((
+            StatusCode::NOT_FOUND,
+            "this replica is alone: serve --etcd URL to share health checking with others\n"
+                .to_string(),
+        )),
+    }
+}
+
 async fn capacity(
     State(state): State<AdminState>,
     Query(query): Query<CapacityQuery>,

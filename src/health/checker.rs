@@ -20,6 +20,7 @@ use crate::model::endpoint_facts::{
 use crate::model::Model;
 
 use super::probe::Outcome;
+use super::sharing::Sharing;
 use super::state::{endpoint_standing, Standing, TargetHealth};
 use super::targets::{plan, Plan, ServiceEndpoint, TargetKey};
 
@@ -53,7 +54,8 @@ impl TargetCell {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn standing(&self) -> Standing {
+    /// The target's standing now.
+    pub fn standing(&self) -> Standing {
         self.lock().health.standing
     }
 }
@@ -97,11 +99,59 @@ pub struct Checker {
     pub(super) changed: Notify,
     /// Woken when targets were added or removed.
     pub(super) replanned: Notify,
+    /// Replicas splitting the probing (None: this process probes every target).
+    sharing: Option<Arc<dyn Sharing>>,
+    /// Counts adopted models, so a reader of [`Checker::entries`] knows when to read again.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Checker {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A checker whose probing is split with other replicas through `sharing`.
+    pub fn with_sharing(sharing: Arc<dyn Sharing>) -> Checker {
+        Checker {
+            sharing: Some(sharing),
+            ..Checker::default()
+        }
+    }
+
+    /// Whether this replica probes `key` now.
+    pub fn probes(&self, key: &TargetKey) -> bool {
+        self.sharing.as_ref().is_none_or(|s| s.probes(key))
+    }
+
+    /// How many models were adopted so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Every target of the served config.
+    pub fn entries(&self) -> Vec<TargetEntry> {
+        let state = self.lock();
+        state
+            .targets
+            .iter()
+            .map(|(key, cell)| (key.clone(), cell.clone()))
+            .collect()
+    }
+
+    /// Takes a standing another replica decided for a target (it keeps probing from there if
+    /// it comes to own it); returns whether the standing changed.
+    pub fn set_shared_standing(&self, cell: &TargetCell, standing: Standing) -> bool {
+        let mut target = cell.lock();
+        if !target.wanted || target.health.standing == standing {
+            return false;
+        }
+        target.health = TargetHealth::carried(standing);
+        target.since = SystemTime::now();
+        let users = target.users.clone();
+        drop(target);
+        self.lock().dirty.extend(users);
+        self.changed.notify_one();
+        true
     }
 
     /// Takes the targets to start and to stop.
@@ -128,6 +178,9 @@ impl Checker {
         let users = changed.map(|standing| {
             target.since = at;
             log_change(key, &target, before, standing, &outcome);
+            if let Some(sharing) = &self.sharing {
+                sharing.changed(key, standing);
+            }
             target.users.clone()
         });
         if let Err(error) = outcome {
@@ -327,6 +380,8 @@ impl EndpointSource for Checker {
             }
         }
         drop(state);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.replanned.notify_one();
         layer
     }

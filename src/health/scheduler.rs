@@ -145,6 +145,11 @@ async fn probe_loop(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(on_tick(next)) => {}
         }
+        if !checker.probes(&key) {
+            // Another replica owns the target this round; its verdicts arrive through etcd.
+            next = next_round(next, interval, &key);
+            continue;
+        }
         let outcome = {
             let Ok(_permit) = limit.acquire().await else {
                 return;
@@ -164,16 +169,23 @@ async fn probe_loop(
         if stop.is_cancelled() || !checker.record(&key, &cell, outcome, SystemTime::now()) {
             return;
         }
-        // The next round, a little early or late (up to 1% of the interval) so targets that
-        // share a phase drift apart; a round missed while waiting for a permit is skipped.
-        let jitter = random_below(interval / 50, &(&key, next));
-        next = (next + interval + jitter)
-            .checked_sub(interval / 100)
-            .unwrap_or(next + interval);
-        let now = Instant::now();
-        if next < now {
-            next = now + interval;
-        }
+        next = next_round(next, interval, &key);
+    }
+}
+
+/// The next round after the one due at `next`: a little early or late (up to 1% of the
+/// interval) so targets that share a phase drift apart; a round missed while waiting for a
+/// permit is skipped.
+fn next_round(next: Instant, interval: Duration, key: &TargetKey) -> Instant {
+    let jitter = random_below(interval / 50, &(key, next));
+    let next = (next + interval + jitter)
+        .checked_sub(interval / 100)
+        .unwrap_or(next + interval);
+    let now = Instant::now();
+    if next < now {
+        now + interval
+    } else {
+        next
     }
 }
 

@@ -8,6 +8,7 @@
 //! - config: model;
 //! - translate: model, and xds's shared message helpers (types, wire, reflect);
 //! - health: model, metrics, unverified_tls; capacity: model, metrics;
+//! - cluster (replicas through etcd): health, model, metrics;
 //! - publish: model, config, translate, capacity, metrics, memory, and the xDS cache it publishes to;
 //! - xds/server: xds's shared helpers, metrics, memory;
 //! - xds/client and proxy (the sidecar, which stands apart): xds's shared helpers and the
@@ -28,6 +29,7 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("health", &["model", "metrics", "unverified_tls"]),
     ("capacity", &["model", "metrics"]),
+    ("cluster", &["health", "model", "metrics"]),
     (
         "publish",
         &[

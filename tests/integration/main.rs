@@ -49,6 +49,7 @@ mod properties;
 mod proxyless_grpc;
 mod readme_quickstart;
 mod reload_stress;
+mod replicas;
 mod sidecar;
 mod sidecar_accepts;
 mod sidecar_balancers;

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod checked;
 pub mod dns_server;
 pub mod echo;
+pub mod etcd;
 pub mod grpc;
 pub mod netns;
 pub mod pki;
