@@ -367,15 +367,16 @@ forwardingRules:
 }
 
 /// The tries `backend` received while `send` ran, and how many retries `cluster` turned away
-/// meanwhile by the proxy's own count (`admin`).
+/// meanwhile by the proxy's own count (`admin`; its counters' names end in `suffix`).
 async fn tries_and_retry_overflows<F: std::future::Future<Output = ()>>(
     backend: &Backend,
-    admin: &str,
+    (admin, suffix): (&str, &str),
     cluster: &str,
     send: F,
 ) -> (u64, u64) {
-    let stat =
-        format!("envoy_cluster_upstream_rq_retry_overflow{{envoy_cluster_name=\"{cluster}\"}}");
+    let stat = format!(
+        "envoy_cluster_upstream_rq_retry_overflow{suffix}{{envoy_cluster_name=\"{cluster}\"}}"
+    );
     let hits_before = *backend.hits.lock().unwrap();
     let overflows_before = prometheus_counter(admin, &stat).await;
     send.await;
@@ -412,9 +413,15 @@ async fn the_retry_circuit_breaker_holds_retries_back_through_the_sidecar_as_thr
     .await;
     for_envoy.wait_for_acks("envoy-retries").await;
     for_sidecar.wait_for_acks("sidecar-retries").await;
-    for (name, admin, (open, shut)) in [
-        ("Envoy", envoy.admin.clone(), envoy_ports),
-        ("the sidecar", sidecar.admin.clone(), sidecar_ports),
+    // Envoy's Prometheus counters carry no suffix; the sidecar's (OpenMetrics) end in `_total`.
+    for (name, admin, (open, shut), suffix) in [
+        ("Envoy", envoy.admin.clone(), envoy_ports, ""),
+        (
+            "the sidecar",
+            sidecar.admin.clone(),
+            sidecar_ports,
+            "_total",
+        ),
     ] {
         for listen in [open, shut] {
             let url = format!("http://127.0.0.1:{listen}/");
@@ -425,18 +432,19 @@ async fn the_retry_circuit_breaker_holds_retries_back_through_the_sidecar_as_thr
             .await;
         }
         let open_url = format!("http://127.0.0.1:{open}/");
-        let (tries, overflows) = tries_and_retry_overflows(&backend, &admin, "open", async {
-            for _ in 0..REQUESTS {
-                let response = http().get(&open_url).send().await.unwrap();
-                assert_eq!(
-                    response.status(),
-                    500,
-                    "through {name}: the last try's answer"
-                );
-                assert_eq!(response.text().await.unwrap(), "failing", "through {name}");
-            }
-        })
-        .await;
+        let (tries, overflows) =
+            tries_and_retry_overflows(&backend, (&admin, suffix), "open", async {
+                for _ in 0..REQUESTS {
+                    let response = http().get(&open_url).send().await.unwrap();
+                    assert_eq!(
+                        response.status(),
+                        500,
+                        "through {name}: the last try's answer"
+                    );
+                    assert_eq!(response.text().await.unwrap(), "failing", "through {name}");
+                }
+            })
+            .await;
         assert_eq!(
             (tries, overflows),
             (REQUESTS * 4, 0),
@@ -444,14 +452,15 @@ async fn the_retry_circuit_breaker_holds_retries_back_through_the_sidecar_as_thr
         );
 
         let shut_url = format!("http://127.0.0.1:{shut}/");
-        let (tries, overflows) = tries_and_retry_overflows(&backend, &admin, "shut", async {
-            let replies = all_at_once(&shut_url, REQUESTS as usize).await;
-            assert!(
-                replies.iter().all(|r| r.status == 500),
-                "through {name}: {replies:?}"
-            );
-        })
-        .await;
+        let (tries, overflows) =
+            tries_and_retry_overflows(&backend, (&admin, suffix), "shut", async {
+                let replies = all_at_once(&shut_url, REQUESTS as usize).await;
+                assert!(
+                    replies.iter().all(|r| r.status == 500),
+                    "through {name}: {replies:?}"
+                );
+            })
+            .await;
         eprintln!("through {name}, shut: {tries} tries, {overflows} retries turned away");
         // Each request either made its three retries or stopped at its one refusal (after
         // 0 to 2 retries): the tries lie between those bounds.
