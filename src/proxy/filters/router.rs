@@ -80,11 +80,14 @@ pub(crate) async fn respond(
             let forwarded = |request| {
                 forward::forward_request(request, connection.clone(), &chosen, config, upstreams)
             };
+            // Boxed: forwarding's state (about 4 KB) would otherwise be room in every future
+            // that awaits this one, each copied whole as it is built and boxed (the connection
+            // manager's future was 12 KB, and memcpy 6% of the sidecar's profile under load).
             match limit {
-                None => forwarded(request).await,
+                None => Box::pin(forwarded(request)).await,
                 // Envoy's connection manager answers an expired stream itself, and the route's
                 // response headers go on its reply too.
-                Some(limit) => stream_deadline::bounded(limit, forwarded(request)).await,
+                Some(limit) => Box::pin(stream_deadline::bounded(limit, forwarded(request))).await,
             }
         }
     };
