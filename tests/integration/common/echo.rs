@@ -73,27 +73,7 @@ impl EchoBackend {
     /// cloud often have), offering HTTP/2 and HTTP/1.1 by ALPN; its answers also carry the SNI
     /// the client sent (`"sni"`, empty without one) and the HTTP version (`"version"`).
     pub async fn start_tls(name: &str) -> EchoBackend {
-        use std::sync::Arc;
-        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-        use tokio_rustls::rustls::ServerConfig;
-
-        let key = rcgen::KeyPair::generate().unwrap();
-        let certificate = rcgen::CertificateParams::new(vec!["backend.internal".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![certificate.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
-            .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = super::pki::self_signed_backend_acceptor(&[b"h2", b"http/1.1"]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let name = name.to_string();
