@@ -20,7 +20,6 @@ use serde_json::Value;
 
 use crate::common::grpc::{bootstrap, GrpcClient, Library};
 use crate::common::*;
-use crate::envoy_backends::http_frontend;
 use crate::proxyless_grpc::{backends_named, with_ports};
 
 /// How long traffic may take to move after the load changes.

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 
 use crate::common::grpc::{bootstrap, Calls, GrpcBackend, GrpcClient, Library};
 use crate::common::*;
-use crate::envoy_backends::http_frontend;
 use crate::proxyless_grpc::{backends_named, with_ports};
 
 const REQUESTS: usize = 2000;

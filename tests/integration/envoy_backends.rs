@@ -7,25 +7,6 @@ use std::collections::BTreeSet;
 
 use crate::common::*;
 
-/// An HTTP frontend on 127.0.0.1:`listen` whose URL map sends everything to `service`.
-pub fn http_frontend(listen: u16, service: &str) -> String {
-    format!(
-        r#"
-urlMaps:
-- name: lb
-  defaultService: global/backendServices/{service}
-targetHttpProxies:
-- name: proxy
-  urlMap: global/urlMaps/lb
-forwardingRules:
-- name: fr
-  IPAddress: 127.0.0.1
-  portRange: "{listen}"
-  target: global/targetHttpProxies/proxy
-"#
-    )
-}
-
 /// Switchyard serving `config`, and an Envoy (in us-central1-a) that has ACKed it.
 async fn serve(node_id: &str, config: &str) -> (Switchyard, Envoy) {
     let switchyard = Switchyard::start(config).await;

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::grpc::{bootstrap, GrpcClient, Library};
 use crate::common::*;
-use crate::envoy_backends::http_frontend;
 use crate::proxyless_grpc::{backends_named, with_ports};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::load_stats::v3::load_reporting_service_client::LoadReportingServiceClient;

@@ -130,14 +130,7 @@ impl Detector {
                 state.aliases.insert(*alias, *address);
             }
         }
-        state.ejected = state
-            .hosts
-            .values()
-            .filter(|m| m.ejected_at.is_some())
-            .count();
-        self.stats
-            .ejections_active
-            .store(state.ejected as u64, Ordering::Relaxed);
+        self.recount_ejected(&mut state);
     }
 
     /// The EDS addresses of the endpoints ejected now.
@@ -196,6 +189,18 @@ impl Detector {
     }
 
     /// A consecutive-failure threshold reached: eject (unless already out), then count again.
+    /// Counts the hosts out now, for the ejection limit and `ejections_active`.
+    fn recount_ejected(&self, state: &mut State) {
+        state.ejected = state
+            .hosts
+            .values()
+            .filter(|m| m.ejected_at.is_some())
+            .count();
+        self.stats
+            .ejections_active
+            .store(state.ejected as u64, Ordering::Relaxed);
+    }
+
     fn on_consecutive(&self, state: &mut State, key: SocketAddr, reason: Ejection, now: Instant) {
         if state.hosts[&key].ejected_at.is_some() {
             return;
@@ -277,14 +282,7 @@ impl Detector {
             }
             monitor.previous = std::mem::take(&mut monitor.current);
         }
-        state.ejected = state
-            .hosts
-            .values()
-            .filter(|m| m.ejected_at.is_some())
-            .count();
-        self.stats
-            .ejections_active
-            .store(state.ejected as u64, Ordering::Relaxed);
+        self.recount_ejected(&mut state);
         self.eject_by_rates(&mut state, now);
         for monitor in state.hosts.values_mut() {
             let stayed = monitor.ejected_at.is_none()

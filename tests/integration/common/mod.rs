@@ -872,13 +872,13 @@ pub async fn get_on_connection(
     Ok((status, body))
 }
 
-/// The front of a load balancer on 127.0.0.1:`listen` whose URL map sends everything to the
-/// backend service `pool`.
-pub fn front_for_pool(listen: u16) -> String {
+/// An HTTP frontend on 127.0.0.1:`listen` whose URL map sends everything to `service`.
+pub fn http_frontend(listen: u16, service: &str) -> String {
     format!(
-        r#"urlMaps:
+        r#"
+urlMaps:
 - name: lb
-  defaultService: global/backendServices/pool
+  defaultService: global/backendServices/{service}
 targetHttpProxies:
 - name: proxy
   urlMap: global/urlMaps/lb
@@ -889,6 +889,11 @@ forwardingRules:
   target: global/targetHttpProxies/proxy
 "#
     )
+}
+
+/// [`http_frontend`] to the backend service `pool`.
+pub fn front_for_pool(listen: u16) -> String {
+    http_frontend(listen, "pool")
 }
 
 /// One zonal NEG of the endpoints at 127.0.0.1:`ports` behind the backend service `pool`
