@@ -20,7 +20,7 @@ use crate::health::checker::Checker;
 use super::sync::{self, Write};
 use super::view::{
     health_key, health_value, member_key, member_value, parse_health, parse_key, parse_member,
-    Entry,
+    parse_since, Entry,
 };
 use super::{EtcdOptions, Replicas};
 
@@ -125,7 +125,7 @@ async fn session(
         .get(prefix, Some(GetOptions::new().with_prefix()))
         .await?;
     let revision = snapshot.header().map_or(0, |h| h.revision());
-    let (members, shared) = read_snapshot(prefix, snapshot.kvs());
+    let (members, shared, shared_since) = read_snapshot(prefix, snapshot.kvs());
     let mut watch = client
         .watch(
             prefix,
@@ -136,7 +136,11 @@ async fn session(
             ),
         )
         .await?;
-    replicas.view().connected(Instant::now(), members, shared);
+    {
+        let mut view = replicas.view();
+        view.connected(Instant::now(), members, shared);
+        view.shared_since = shared_since;
+    }
     replicas.metrics.etcd_connected.set(1);
     tracing::info!(replica = %options.replica_name, lease, "joined the replica set in etcd");
 
@@ -175,16 +179,18 @@ async fn session(
     }
 }
 
-/// Members and standings from a read of the whole prefix.
+/// Members, standings and when they changed, from a read of the whole prefix.
 fn read_snapshot(
     prefix: &str,
     kvs: &[etcd_client::KeyValue],
 ) -> (
     BTreeMap<String, super::view::Member>,
     HashMap<String, crate::health::state::Standing>,
+    HashMap<String, SystemTime>,
 ) {
     let mut members = BTreeMap::new();
     let mut shared = HashMap::new();
+    let mut shared_since = HashMap::new();
     for kv in kvs {
         let (Ok(key), Ok(value)) = (kv.key_str(), kv.value_str()) else {
             continue;
@@ -194,6 +200,9 @@ fn read_snapshot(
                 members.insert(name, parse_member(value));
             }
             Some(Entry::Health(id)) => {
+                if let Some(since) = parse_since(value) {
+                    shared_since.insert(id.clone(), since);
+                }
                 if let Some(standing) = parse_health(value) {
                     shared.insert(id, standing);
                 }
@@ -201,7 +210,7 @@ fn read_snapshot(
             None => {}
         }
     }
-    (members, shared)
+    (members, shared, shared_since)
 }
 
 /// Applies watch events to the view.
@@ -234,7 +243,7 @@ async fn write(
             .map(|w| {
                 TxnOp::put(
                     health_key(prefix, &w.id),
-                    health_value(w.standing, &w.address.to_string()),
+                    health_value(w.standing, &w.address.to_string(), w.since),
                     Some(PutOptions::new().with_lease(lease)),
                 )
             })
@@ -244,6 +253,7 @@ async fn write(
         let mut view = replicas.view();
         for w in batch {
             view.shared.insert(w.id.clone(), w.standing);
+            view.shared_since.insert(w.id.clone(), w.since);
         }
     }
     Ok(())

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::health::checker::{Checker, TargetEntry};
 use crate::health::state::Standing;
@@ -71,12 +71,14 @@ impl Index {
     }
 }
 
-/// A standing this replica must write: target id, standing, and the address it is of.
+/// A standing this replica must write: target id, standing, the address it is of, and when
+/// it changed.
 #[derive(Debug)]
 pub struct Write {
     pub id: String,
     pub standing: Standing,
     pub address: SocketAddr,
+    pub since: SystemTime,
 }
 
 /// One pass; returns the writes etcd needs.
@@ -105,10 +107,12 @@ pub fn pass(replicas: &Replicas, checker: &Checker) -> Vec<Write> {
                         id: target.id.clone(),
                         standing: local,
                         address: key.address,
+                        since: cell.since(),
                     });
                 }
             } else if let Some(shared) = shared.filter(|s| *s != local) {
-                adopted.push((cell.clone(), shared));
+                let since = view.shared_since.get(&target.id).copied();
+                adopted.push((cell.clone(), shared, since));
             }
         }
         replicas.metrics.sharing.set(i64::from(sharing));
@@ -116,8 +120,8 @@ pub fn pass(replicas: &Replicas, checker: &Checker) -> Vec<Write> {
     }
     replicas.metrics.targets_owned.set(owned as i64);
     drop(index);
-    for (cell, standing) in adopted {
-        checker.set_shared_standing(&cell, standing);
+    for (cell, standing, since) in adopted {
+        checker.set_shared_standing(&cell, standing, since);
     }
     writes
 }

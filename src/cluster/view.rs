@@ -5,7 +5,7 @@
 //! leaves a target unprobed, nor pulls endpoints). Pure: the clock is handed in; no I/O.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::health::state::Standing;
 
@@ -57,9 +57,23 @@ pub fn parse_key(prefix: &str, key: &str) -> Option<Entry> {
 }
 
 /// The value written for a standing: the standing first, then what it is of (for people
-/// reading etcd).
-pub fn health_value(standing: Standing, what: &str) -> String {
-    format!("{} {what}", standing.as_str())
+/// reading etcd), then when it changed (Unix milliseconds, by the prober's clock: slow-start
+/// ramps start from it on every replica).
+pub fn health_value(standing: Standing, what: &str, since: SystemTime) -> String {
+    let millis = since
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{} {what} since={millis}", standing.as_str())
+}
+
+/// When the standing a value written by [`health_value`] carries changed (None: not said).
+pub fn parse_since(value: &str) -> Option<SystemTime> {
+    let millis: u64 = value
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("since="))?
+        .parse()
+        .ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_millis(millis))
 }
 
 /// The standing a value written by [`health_value`] carries.
@@ -95,6 +109,8 @@ pub struct View {
     pub membership: u64,
     /// Target id → the standing etcd holds.
     pub shared: HashMap<String, Standing>,
+    /// Target id → when its shared standing changed, where the writer said.
+    pub shared_since: HashMap<String, SystemTime>,
     pub connection: Connection,
     /// When this replica's lease was last confirmed alive.
     pub confirmed: Option<Instant>,
@@ -108,6 +124,7 @@ impl View {
             members: BTreeMap::new(),
             membership: 0,
             shared: HashMap::new(),
+            shared_since: HashMap::new(),
             connection: Connection::Connecting,
             confirmed: None,
         }
@@ -163,14 +180,16 @@ impl View {
                     self.membership += 1;
                 }
             }
-            Entry::Health(id) => match parse_health(value) {
-                Some(standing) => {
-                    self.shared.insert(id, standing);
-                }
-                None => {
-                    self.shared.remove(&id);
-                }
-            },
+            Entry::Health(id) => {
+                match parse_since(value) {
+                    Some(since) => self.shared_since.insert(id.clone(), since),
+                    None => self.shared_since.remove(&id),
+                };
+                match parse_health(value) {
+                    Some(standing) => self.shared.insert(id, standing),
+                    None => self.shared.remove(&id),
+                };
+            }
         }
     }
 
@@ -184,6 +203,7 @@ impl View {
             }
             Entry::Health(id) => {
                 self.shared.remove(&id);
+                self.shared_since.remove(&id);
             }
         }
     }
@@ -248,8 +268,15 @@ mod tests {
             Some(Entry::Health("abc".into()))
         );
         assert_eq!(parse_key(prefix, "/other/members/x"), None);
-        let value = health_value(Standing::Unhealthy, "127.0.0.1:80");
+        let since = SystemTime::UNIX_EPOCH + Duration::from_millis(1_765_100_000_123);
+        let value = health_value(Standing::Unhealthy, "127.0.0.1:80", since);
         assert_eq!(parse_health(&value), Some(Standing::Unhealthy));
+        assert_eq!(parse_since(&value), Some(since));
+        assert_eq!(
+            parse_since("HEALTHY 127.0.0.1:80"),
+            None,
+            "an older writer's value"
+        );
         assert_eq!(parse_member(&member_value(12.5)).granted_unix, 12.5);
     }
 }

@@ -58,6 +58,11 @@ impl TargetCell {
     pub fn standing(&self) -> Standing {
         self.lock().health.standing
     }
+
+    /// When the target's standing last changed.
+    pub fn since(&self) -> SystemTime {
+        self.lock().since
+    }
 }
 
 /// A target and its record.
@@ -138,15 +143,21 @@ impl Checker {
             .collect()
     }
 
-    /// Takes a standing another replica decided for a target (it keeps probing from there if
-    /// it comes to own it); returns whether the standing changed.
-    pub fn set_shared_standing(&self, cell: &TargetCell, standing: Standing) -> bool {
+    /// Takes a standing another replica decided for a target at `since` (by its clock; now
+    /// when it did not say), and keeps probing from there if it comes to own it; returns
+    /// whether the standing changed.
+    pub fn set_shared_standing(
+        &self,
+        cell: &TargetCell,
+        standing: Standing,
+        since: Option<SystemTime>,
+    ) -> bool {
         let mut target = cell.lock();
         if !target.wanted || target.health.standing == standing {
             return false;
         }
         target.health = TargetHealth::carried(standing);
-        target.since = SystemTime::now();
+        target.since = since.unwrap_or_else(SystemTime::now);
         let users = target.users.clone();
         drop(target);
         self.lock().dirty.extend(users);
@@ -218,6 +229,7 @@ impl Checker {
                     service: endpoint.service.to_string(),
                     address: endpoint.address,
                     status: status_of(standing),
+                    since: endpoint_since_in(&checked.targets),
                 })
             })
             .collect()
@@ -458,6 +470,12 @@ fn inherited_standings(
 /// An endpoint's standing from its targets'.
 fn endpoint_standing_in(targets: &[TargetEntry]) -> Standing {
     endpoint_standing(targets.iter().map(|(_, cell)| cell.standing()))
+}
+
+/// When an endpoint's standing came to be: the latest change among its targets (the one
+/// that settled it).
+fn endpoint_since_in(targets: &[TargetEntry]) -> Option<SystemTime> {
+    targets.iter().map(|(_, cell)| cell.since()).max()
 }
 
 /// The EDS status of a standing (None: the checker says nothing).

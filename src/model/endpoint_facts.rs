@@ -39,6 +39,9 @@ pub struct EndpointReport {
     pub service: String,
     pub address: SocketAddr,
     pub status: Option<ReportedStatus>,
+    /// When the status came to be, on the wall clock replicas share (for a health check:
+    /// when the target's standing changed, as its prober recorded it); None when unknown.
+    pub since: Option<std::time::SystemTime>,
 }
 
 /// Where a source sends its changes (the publisher).

@@ -96,6 +96,7 @@ mod tests {
             service: service.into(),
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             status,
+            since: None,
         }
     }
 

@@ -91,7 +91,7 @@ impl Served {
     /// draining, the health sources report, and slow-start ramps.
     fn with_overlay<R>(&mut self, now: Instant, build: impl FnOnce(&Model, Overlay<'_>) -> R) -> R {
         let draining: Vec<DrainingEndpoint> = self.draining.keys().cloned().collect();
-        let fractions = self.ramps.fractions(now);
+        let fractions = self.ramps.fractions(slow_start::Moment::at(now));
         let overlay = Overlay {
             draining: &draining,
             health: self.layers.combined(),
@@ -205,7 +205,12 @@ impl Publisher {
         resources.endpoints = endpoints_with(&loaded.model, &draining, layers.combined());
         served.pending = None;
         served.draining = draining;
-        served.ramps.observe(&loaded.model, layers.combined(), now);
+        served.ramps.observe(
+            &loaded.model,
+            layers.combined(),
+            &slow_start::StatusTimes::new(),
+            slow_start::Moment::at(now),
+        );
         served.layers = layers;
         served.endpoints = kept;
         served.model = Arc::new(loaded.model);
@@ -254,7 +259,12 @@ impl Publisher {
                 endpoints_with(&served.model, &served.draining, served.layers.combined());
             self.publish(&mut served, resources, now);
         }
-        if served.ramps.next_step().is_some_and(|step| step <= now) {
+        let moment = slow_start::Moment::at(now);
+        if served
+            .ramps
+            .next_step(moment)
+            .is_some_and(|step| step <= now)
+        {
             self.step_ramps(&mut served, now);
         }
         if served
@@ -272,7 +282,9 @@ impl Publisher {
         let served = self.lock();
         let drain = served.draining.values().min().copied();
         let pending = served.pending.as_ref().map(|p| p.deadline);
-        let ramp = served.ramps.next_step();
+        let ramp = served
+            .ramps
+            .next_step(slow_start::Moment::at(Instant::now()));
         let capacity = served.capacity.as_ref().map(CapacityFeed::next_step);
         drain
             .into_iter()
@@ -290,7 +302,7 @@ impl Publisher {
     /// Re-publishes the endpoints of the services ramping up, one step further.
     fn step_ramps(&self, served: &mut Served, now: Instant) {
         let ramping = served.ramps.ramping();
-        served.ramps.stepped(now);
+        served.ramps.stepped(slow_start::Moment::at(now));
         let changed: BTreeSet<&str> = ramping.iter().map(String::as_str).collect();
         self.publish_endpoint_changes(served, &changed, now);
     }
@@ -356,7 +368,16 @@ impl Publisher {
         let mut changed = served.layers.apply(source, reports);
         let model = served.model.clone();
         let Served { ramps, layers, .. } = &mut *served;
-        let ramps_changed = ramps.observe(&model, layers.combined(), now);
+        let times: slow_start::StatusTimes = reports
+            .iter()
+            .filter_map(|report| Some(((report.service.clone(), report.address), report.since?)))
+            .collect();
+        let ramps_changed = ramps.observe(
+            &model,
+            layers.combined(),
+            &times,
+            slow_start::Moment::at(now),
+        );
         if !ramps_changed.is_empty() {
             self.wake.notify_one();
         }
