@@ -7,6 +7,8 @@
 //! the lease lasts 2 s here, to keep the tests short.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -26,6 +28,8 @@ const WINDOW: Duration = Duration::from_secs(10);
 
 struct ReplicaSet {
     etcd: Etcd,
+    /// The port the config's forwarding rule listens on (Envoy's listener).
+    listen: u16,
     replicas: Vec<Option<ServeProcess>>,
     backends: Vec<Checked>,
     _dir: tempfile::TempDir,
@@ -40,10 +44,11 @@ impl ReplicaSet {
             backends.push(Checked::start(&format!("b{i}")).await);
         }
         let ports: Vec<u16> = backends.iter().map(Checked::port).collect();
+        let listen = free_port();
         let config = format!(
             "healthChecks:\n- {{name: hc, type: HTTP, checkIntervalSec: {}, timeoutSec: 1, httpHealthCheck: {{portSpecification: USE_SERVING_PORT, requestPath: /healthz}}}}\n{}",
             INTERVAL.as_secs(),
-            one_neg_pool(free_port(), &ports, 100, "  protocol: HTTP\n  healthChecks: [hc]\n")
+            one_neg_pool(listen, &ports, 100, "  protocol: HTTP\n  healthChecks: [hc]\n")
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lb.yaml");
@@ -65,6 +70,7 @@ impl ReplicaSet {
         }
         let set = ReplicaSet {
             etcd,
+            listen,
             replicas,
             backends,
             _dir: dir,
@@ -212,6 +218,134 @@ async fn a_killed_replica_s_targets_are_probed_by_the_others() {
     set.wait_for_sharing(&["r1", "r3"]).await;
     // Every backend keeps one checker's probes, those of the dead replica's share included.
     set.assert_probed_by(1.0, "after r2 was killed").await;
+}
+
+/// The replica whose /clients lists `node_id`.
+async fn serving(set: &ReplicaSet, node_id: &str) -> Option<usize> {
+    for (index, replica) in set.replicas.iter().enumerate() {
+        let Some(replica) = replica else { continue };
+        let clients = get_json(&replica.url("/clients")).await?;
+        let listed = clients["clients"]
+            .as_array()?
+            .iter()
+            .any(|client| client["node_id"] == node_id);
+        if listed {
+            return Some(index);
+        }
+    }
+    None
+}
+
+/// The Envoy counters that move when xDS changes its config.
+const CONFIG_CHANGES: [&str; 6] = [
+    "cluster_manager.cluster_added",
+    "cluster_manager.cluster_modified",
+    "cluster_manager.cluster_removed",
+    "listener_manager.listener_added",
+    "listener_manager.listener_modified",
+    "listener_manager.listener_removed",
+];
+
+async fn config_changes(envoy: &Envoy) -> Vec<Option<u64>> {
+    let mut values = Vec::new();
+    for name in CONFIG_CHANGES {
+        values.push(envoy.stat(name).await);
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_listing_every_replica_moves_to_another_without_a_failed_request_or_a_push() {
+    let mut set = ReplicaSet::start(3).await;
+    let addresses: Vec<SocketAddr> = set.live().map(|replica| replica.xds).collect();
+    let node_id = "envoy-listing-three";
+    let envoy = Envoy::start_with(
+        "envoy-bootstrap.yaml",
+        &addresses,
+        node_id,
+        "us-central1",
+        "us-central1-a",
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{}/", set.listen);
+    wait_for("Envoy to answer through the listener", || async {
+        let answer = http().get(&url).send().await.ok()?;
+        answer.status().is_success().then_some(())
+    })
+    .await;
+    // Every backend's first checks done, so no health change is due during the switch.
+    for backend in &set.backends {
+        wait_for("Envoy to see every backend healthy", || async {
+            (envoy_status(&envoy, backend.addr).await? == "HEALTHY").then_some(())
+        })
+        .await;
+    }
+    let first = wait_for("a replica to list Envoy's stream", || {
+        serving(&set, node_id)
+    })
+    .await;
+    let changes_before = config_changes(&envoy).await;
+    let versions_before = (
+        envoy.stat("cluster_manager.cds.version").await,
+        envoy.stat("listener_manager.lds.version").await,
+    );
+
+    // Requests without a pause while the replica Envoy streams from dies (SIGKILL: no
+    // goodbye; Envoy sees its stream reset and dials the next host of its xDS cluster).
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (stop, url) = (stop.clone(), url.clone());
+        tokio::spawn(async move {
+            let client = http();
+            let (mut answered, mut failed) = (0u64, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                match client.get(&url).send().await {
+                    Ok(answer) if answer.status().is_success() => answered += 1,
+                    Ok(answer) => failed.push(answer.status().to_string()),
+                    Err(error) => failed.push(error.to_string()),
+                }
+            }
+            (answered, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = set.replicas[first].take().unwrap();
+    killed.signal(libc::SIGKILL);
+    drop(killed);
+    let second = wait_for("Envoy to stream from another replica", || async {
+        serving(&set, node_id).await.filter(|index| *index != first)
+    })
+    .await;
+    wait_for("Envoy to report itself connected again", || async {
+        (envoy.stat("control_plane.connected_state").await? == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (answered, failed) = traffic.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "every request answered across the switch to replica {second}: {} failed of {}: {:?}",
+        failed.len(),
+        answered + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(answered > 20, "requests kept flowing: {answered}");
+    // The new replica serves the same versions, so what it answers Envoy's first requests
+    // with changes nothing: no cluster or listener added, modified or removed, the same
+    // versions held.
+    assert_eq!(
+        config_changes(&envoy).await,
+        changes_before,
+        "{CONFIG_CHANGES:?}"
+    );
+    assert_eq!(
+        (
+            envoy.stat("cluster_manager.cds.version").await,
+            envoy.stat("listener_manager.lds.version").await,
+        ),
+        versions_before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
