@@ -6,6 +6,8 @@
 //! on both Envoys — which only happens if each replica decides from the sum of the load both
 //! published, not from its own clients' reports.
 //!
+//! With etcd gone past the lease, each replica decides from its own clients' load again.
+//!
 //! Both Envoys get the same listeners from the same config, so each also carries a listener
 //! of its own from its bootstrap (a distinct port, routing to the service's cluster), and each
 //! client sends to its own Envoy's. Shares are counted per client from the backends' answers.
@@ -329,5 +331,21 @@ async fn load_arriving_through_two_replicas_is_summed_and_both_clients_spill() {
         (1.0..=most).contains(&writes),
         "{writes} load writes, at most {most:.0}"
     );
+
+    // etcd gone past the lease: each replica decides from its own clients again (15/s), and
+    // says so; a replica keeping the last sum would stay at 30.
+    let mut etcd = etcd;
+    etcd.stop();
+    for replica in &replicas {
+        wait_for(
+            &format!("{} to decide from its own load without etcd", replica.admin),
+            || async {
+                let source = cluster(replica).await?["load_decided_from"].clone();
+                let decided = decided_demand(replica).await?;
+                (source == "local" && decided < NEAR_CAPACITY).then_some(())
+            },
+        )
+        .await;
+    }
     drop((clients, envoys, replicas, etcd));
 }
