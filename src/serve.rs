@@ -404,6 +404,11 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         metrics.clone(),
     ));
     let capacity_board = Arc::new(crate::capacity::report::CapacityBoard::default());
+    let load_for_decisions = crate::cluster::fleet_load::load_for_decisions(
+        replicas.as_ref(),
+        load_feed.window(),
+        options.load_report_interval,
+    );
     let admin_state = AdminState {
         capacity: capacity_board.clone(),
         liveness: liveness.clone(),
@@ -450,7 +455,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         )
         .with_source(checker.clone())
         .with_measured_load(
-            load_feed.measured(),
+            load_for_decisions,
             options.load_report_interval,
             capacity_board.clone(),
         ),

@@ -4,9 +4,11 @@
 //! (a shared one, for replicas) can stand in. Time is passed in, never read from a clock.
 //! Must not: grow with what clients send (bounded per service and locality), or know xDS.
 
+mod export;
 mod rows;
 mod series;
 
+pub use export::SeriesLoad;
 pub use rows::{MeasuredPage, MeasuredRow, UpstreamRow};
 
 use std::collections::BTreeMap;

@@ -12,7 +12,8 @@ use super::{default_replica_name, EtcdOptions, EtcdTls, DEFAULT_PREFIX};
 #[derive(Args, Debug, Clone)]
 pub struct EtcdArgs {
     /// etcd's client URLs (comma-separated): replicas given the same etcd and prefix share
-    /// health checking and publish the same endpoint health.
+    /// health checking and publish the same endpoint health, and decide capacity from the
+    /// load reports of all their clients.
     #[arg(
         long,
         value_name = "URL[,URL...]",

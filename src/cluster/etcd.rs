@@ -1,7 +1,8 @@
 //! The etcd session: connects, takes a lease and puts this replica's member key on it, reads
-//! everything under the prefix, then keeps the lease alive, follows the prefix with a watch
-//! and writes the standings sync passes ask for (on this replica's lease, so a dead replica's
-//! words vanish with it). Any failure ends the session and a new one starts a second later
+//! everything under the prefix, then keeps the lease alive, follows the prefix with a watch,
+//! writes the standings sync passes ask for and, once per load-report interval, this
+//! replica's load when it changed (all on this replica's lease, so a dead replica's words
+//! vanish with it). Any failure ends the session and a new one starts a second later
 //! with a fresh lease; what was known stands meanwhile (the view decides when it is too old).
 //! The only file that talks to etcd. Must not: decide ownership or health.
 
@@ -17,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::checker::Checker;
 
+use super::load_value::{parse_load, PublishedLoad};
 use super::sync::{self, Write};
 use super::view::{
-    health_key, health_value, member_key, member_value, parse_health, parse_key, parse_member,
-    parse_since, Entry,
+    health_key, health_value, load_key, member_key, member_value, parse_health, parse_key,
+    parse_member, parse_since, Entry,
 };
 use super::{EtcdOptions, Replicas};
 
@@ -136,16 +138,22 @@ async fn session(
             ),
         )
         .await?;
+    let loads = read_loads(prefix, snapshot.kvs());
     {
         let mut view = replicas.view();
         view.connected(Instant::now(), members, shared);
         view.shared_since = shared_since;
+        view.replace_loads(loads);
     }
+    // A new lease: this replica's load is written again at the first tick.
+    replicas.load.forget();
     replicas.metrics.etcd_connected.set(1);
     tracing::info!(replica = %options.replica_name, lease, "joined the replica set in etcd");
 
     let mut renew = tokio::time::interval(options.lease / 3);
     let mut passes = tokio::time::interval(PASS_EVERY);
+    let load_every = replicas.load.interval();
+    let mut load_ticks = tokio::time::interval(load_every.unwrap_or(PASS_EVERY));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -174,6 +182,9 @@ async fn session(
             }
             _ = passes.tick() => {
                 write(&mut client, replicas, lease, sync::pass(replicas, checker)).await?;
+            }
+            _ = load_ticks.tick(), if load_every.is_some() => {
+                write_load(&mut client, replicas, lease).await?;
             }
         }
     }
@@ -207,10 +218,48 @@ fn read_snapshot(
                     shared.insert(id, standing);
                 }
             }
-            None => {}
+            _ => {}
         }
     }
     (members, shared, shared_since)
+}
+
+/// The load each replica published, from a read of the whole prefix.
+fn read_loads(prefix: &str, kvs: &[etcd_client::KeyValue]) -> BTreeMap<String, PublishedLoad> {
+    kvs.iter()
+        .filter_map(|kv| {
+            let Some(Entry::Load(name)) = parse_key(prefix, kv.key_str().ok()?) else {
+                return None;
+            };
+            Some((name, parse_load(kv.value_str().ok()?)?))
+        })
+        .collect()
+}
+
+/// Writes this replica's load on `lease` when it says something new, and records it in the
+/// view (the watch will say the same).
+async fn write_load(
+    client: &mut Client,
+    replicas: &Replicas,
+    lease: i64,
+) -> Result<(), SessionError> {
+    let Some(value) = replicas.load.next_value(unix_now()) else {
+        return Ok(());
+    };
+    let options = &replicas.options;
+    client
+        .put(
+            load_key(&options.prefix, &options.replica_name),
+            value.encode(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await?;
+    replicas.metrics.load_writes.inc();
+    replicas
+        .view()
+        .set_load(options.replica_name.clone(), Some(value.clone()));
+    replicas.load.wrote(value);
+    Ok(())
 }
 
 /// Applies watch events to the view.

@@ -1,6 +1,6 @@
 //! The replica set's metrics: members, whether etcd is connected, whether the probing is
 //! shared (0: this replica probes everything), the targets this replica owns, and the
-//! standings it wrote to etcd. Registered only when `--etcd` is given.
+//! standings and load values it wrote to etcd. Registered only when `--etcd` is given.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,6 +13,7 @@ pub struct ClusterMetrics {
     pub sharing: Gauge,
     pub targets_owned: Gauge,
     pub health_writes: Counter,
+    pub load_writes: Counter,
 }
 
 impl ClusterMetrics {
@@ -41,6 +42,11 @@ impl ClusterMetrics {
             "cluster_health_writes",
             "Changes of target standing this replica wrote to etcd",
             self.health_writes.clone(),
+        );
+        registry.register(
+            "cluster_load_writes",
+            "Values of this replica's measured load it wrote to etcd (at most one per load-report interval)",
+            self.load_writes.clone(),
         );
     }
 }

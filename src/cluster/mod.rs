@@ -1,7 +1,9 @@
 //! Replicas that share their work through etcd (`serve --etcd`): each replica holds a lease
 //! under the prefix (membership), every health-check target is owned by one live member
 //! (rendezvous hashing), the owner probes it and writes changes of its standing to etcd, and
-//! every replica applies what etcd holds, so all publish the same endpoint health. Without
+//! every replica applies what etcd holds, so all publish the same endpoint health. Each
+//! replica also publishes the load its own clients reported, and capacity decisions read the
+//! sum over the live members (`load_value`, `load_publish`, `load_sum`, `fleet_load`). Without
 //! `--etcd` none of this exists and a replica probes everything itself.
 //!
 //! `owners` and `view` are the pure logic (who owns what; whether the probing is shared now),
@@ -13,6 +15,10 @@
 pub mod cli;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod fleet_load;
+pub mod load_publish;
+pub mod load_sum;
+pub mod load_value;
 pub mod metrics;
 pub mod owners;
 pub mod report;
@@ -70,6 +76,8 @@ pub struct Replicas {
     /// Woken when standings may need comparing (a local change, news from etcd).
     pub(crate) wake: Notify,
     pub metrics: ClusterMetrics,
+    /// What this replica publishes of its own clients' load.
+    pub load: load_publish::LoadPublishing,
 }
 
 impl Replicas {
@@ -81,6 +89,7 @@ impl Replicas {
             index: Mutex::new(Index::default()),
             wake: Notify::new(),
             metrics: ClusterMetrics::default(),
+            load: load_publish::LoadPublishing::default(),
         }
     }
 

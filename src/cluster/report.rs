@@ -1,6 +1,7 @@
 //! `/cluster` on the admin port: this replica's name, the etcd connection, whether the probing
-//! is shared, and each live member with its lease's age and the targets it owns (as this
-//! replica computes ownership). Must not: change anything.
+//! is shared, where capacity decisions take the load from, and each live member with its
+//! lease's age, the targets it owns (as this replica computes ownership) and the load it last
+//! published. Must not: change anything.
 
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
@@ -19,6 +20,10 @@ pub struct ClusterReport {
     pub sharing: bool,
     pub lease_ttl_sec: f64,
     pub targets: usize,
+    /// Where capacity decisions take the measured load from: `members` (the sum of what every
+    /// live member published) or `local` (this replica's own clients only, while etcd is out
+    /// of reach past the TTL).
+    pub load_decided_from: &'static str,
     pub members: Vec<MemberReport>,
 }
 
@@ -38,6 +43,21 @@ pub struct MemberReport {
     /// Seconds since the member was granted the lease its key hangs on.
     pub lease_age_sec: f64,
     pub targets_owned: usize,
+    /// The load it last published (None: none yet).
+    pub load: Option<MemberLoadReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberLoadReport {
+    /// The services it has load for.
+    pub services: usize,
+    /// Requests per second over all of them.
+    pub requests_per_second: f64,
+    /// Seconds since it was written (by the member's clock; it is written again only when
+    /// the figures change).
+    pub age_sec: f64,
+    /// Series left out to keep the value bounded.
+    pub left_out: usize,
 }
 
 impl Replicas {
@@ -58,6 +78,12 @@ impl Replicas {
                 name: name.clone(),
                 lease_age_sec: (now_unix - member.granted_unix).max(0.0),
                 targets_owned: owned.get(name.as_str()).copied().unwrap_or(0),
+                load: view.loads.get(name).map(|load| MemberLoadReport {
+                    services: load.services.len(),
+                    requests_per_second: load.requests_per_second(),
+                    age_sec: (now_unix - load.at).max(0.0),
+                    left_out: load.left_out,
+                }),
             })
             .collect();
         let (state, last_error) = match &view.connection {
@@ -78,6 +104,11 @@ impl Replicas {
                     .map(|at| now.saturating_duration_since(at).as_secs_f64()),
             },
             sharing: view.sharing(now),
+            load_decided_from: if view.sharing(now) {
+                "members"
+            } else {
+                "local"
+            },
             lease_ttl_sec: view.lease_ttl.as_secs_f64(),
             targets: index.entries.len(),
             members,

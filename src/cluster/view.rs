@@ -1,14 +1,16 @@
 //! What this replica knows of the replica set: the members and when each granted its lease,
-//! the standings replicas wrote, the state of the etcd connection, and from those whether it
-//! shares the probing now. It shares while its lease was confirmed alive within the lease's
-//! TTL and it is itself a member; otherwise it probes everything (so etcd going away never
-//! leaves a target unprobed, nor pulls endpoints). Pure: the clock is handed in; no I/O.
+//! the standings replicas wrote, the load each published, the state of the etcd connection,
+//! and from those whether it shares the probing (and sums the load) now. It shares while its
+//! lease was confirmed alive within the lease's TTL and it is itself a member; otherwise it
+//! probes everything (so etcd going away never leaves a target unprobed, nor pulls
+//! endpoints) and decides from its own load. Pure: the clock is handed in; no I/O.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::health::state::Standing;
 
+use super::load_value::{parse_load, PublishedLoad};
 use super::owners::owner;
 
 /// One live member, as its key in etcd says.
@@ -34,6 +36,8 @@ pub enum Connection {
 pub enum Entry {
     Member(String),
     Health(String),
+    /// The load member `NAME` published.
+    Load(String),
 }
 
 /// The key of member `name` under the prefix.
@@ -46,11 +50,19 @@ pub fn health_key(prefix: &str, id: &str) -> String {
     format!("{prefix}health/{id}")
 }
 
+/// The key of the load member `name` published, under the prefix.
+pub fn load_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}load/{name}")
+}
+
 /// What `key` is (None: not ours).
 pub fn parse_key(prefix: &str, key: &str) -> Option<Entry> {
     let rest = key.strip_prefix(prefix)?;
     if let Some(name) = rest.strip_prefix("members/") {
         return Some(Entry::Member(name.to_string()));
+    }
+    if let Some(name) = rest.strip_prefix("load/") {
+        return Some(Entry::Load(name.to_string()));
     }
     rest.strip_prefix("health/")
         .map(|id| Entry::Health(id.to_string()))
@@ -114,6 +126,10 @@ pub struct View {
     pub connection: Connection,
     /// When this replica's lease was last confirmed alive.
     pub confirmed: Option<Instant>,
+    /// Member name → the load it published.
+    pub loads: BTreeMap<String, PublishedLoad>,
+    /// Changes whenever `loads` does.
+    pub loads_version: u64,
 }
 
 impl View {
@@ -127,6 +143,8 @@ impl View {
             shared_since: HashMap::new(),
             connection: Connection::Connecting,
             confirmed: None,
+            loads: BTreeMap::new(),
+            loads_version: 0,
         }
     }
 
@@ -162,6 +180,32 @@ impl View {
         self.confirmed = Some(now);
     }
 
+    /// The loads read with everything under the prefix, at (re)connection.
+    pub fn replace_loads(&mut self, loads: BTreeMap<String, PublishedLoad>) {
+        self.loads = loads;
+        self.loads_version += 1;
+    }
+
+    /// The load `name` published, `None` for a value that carries none.
+    pub fn set_load(&mut self, name: String, load: Option<PublishedLoad>) {
+        match load {
+            Some(load) => {
+                self.loads.insert(name, load);
+            }
+            None => {
+                self.loads.remove(&name);
+            }
+        }
+        self.loads_version += 1;
+    }
+
+    /// The loads of the live members, by name.
+    pub fn member_loads(&self) -> impl Iterator<Item = (&String, &PublishedLoad)> {
+        self.loads
+            .iter()
+            .filter(|(name, _)| self.members.contains_key(*name))
+    }
+
     /// The lease was confirmed alive at `now`.
     pub fn kept_alive(&mut self, now: Instant) {
         self.confirmed = Some(now);
@@ -190,6 +234,7 @@ impl View {
                     None => self.shared.remove(&id),
                 };
             }
+            Entry::Load(name) => self.set_load(name, parse_load(value)),
         }
     }
 
@@ -205,6 +250,7 @@ impl View {
                 self.shared.remove(&id);
                 self.shared_since.remove(&id);
             }
+            Entry::Load(name) => self.set_load(name, None),
         }
     }
 }
@@ -266,6 +312,10 @@ mod tests {
         assert_eq!(
             parse_key(prefix, &health_key(prefix, "abc")),
             Some(Entry::Health("abc".into()))
+        );
+        assert_eq!(
+            parse_key(prefix, &load_key(prefix, "r1")),
+            Some(Entry::Load("r1".into()))
         );
         assert_eq!(parse_key(prefix, "/other/members/x"), None);
         let since = SystemTime::UNIX_EPOCH + Duration::from_millis(1_765_100_000_123);
