@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod publish;
 pub mod serve;
 pub mod status;
+pub mod status_replicas;
 pub mod translate;
 pub mod unverified_tls;
 pub mod validation_report;

@@ -106,11 +106,18 @@ enum Command {
         template: TemplateArgs,
     },
     /// One line per connected xDS client: node, kind, protocol and per type SYNCED, STALE,
-    /// NACKED or NOT_SENT.
+    /// NACKED or NOT_SENT. Given several replicas' admin endpoints, also one line per replica
+    /// (the version it serves, its clients, its share of the probing) and whether they all
+    /// serve the same version; fails when one does not answer.
     Status {
-        /// The admin endpoint of `switchyard serve`.
-        #[arg(long, default_value = "127.0.0.1:19000")]
-        admin: SocketAddr,
+        /// The admin endpoint of `switchyard serve`, or several replicas' (comma-separated).
+        #[arg(
+            long,
+            default_value = "127.0.0.1:19000",
+            value_delimiter = ',',
+            value_name = "ADDRESS[,ADDRESS...]"
+        )]
+        admin: Vec<SocketAddr>,
     },
     /// Run the sidecar proxy: an xDS client and data plane started from an Envoy bootstrap.
     Proxy {
@@ -542,12 +549,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { admin } => {
-            let clients = tokio::runtime::Builder::new_current_thread()
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()?
-                .block_on(switchyard::status::fetch_clients(admin))?;
-            write_stdout(&switchyard::status::table(&clients))?;
-            Ok(ExitCode::SUCCESS)
+                .build()?;
+            if let [one] = admin.as_slice() {
+                let clients = runtime.block_on(switchyard::status::fetch_clients(*one))?;
+                write_stdout(&switchyard::status::table(&clients))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let answers = runtime.block_on(async {
+                let mut answers = Vec::new();
+                for address in &admin {
+                    let answer = switchyard::status_replicas::fetch_replica(*address)
+                        .await
+                        .map_err(|error| format!("{error:#}"));
+                    answers.push((*address, answer));
+                }
+                answers
+            });
+            let (text, every_one_answered) = switchyard::status_replicas::fleet_table(&answers);
+            write_stdout(&text)?;
+            Ok(if every_one_answered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Translate {
             path,

@@ -208,9 +208,39 @@ async fn three_replicas_probe_as_one_and_publish_the_same_health() {
     set.assert_probed_by(1.0, "with one backend failing").await;
 }
 
+/// `switchyard status --admin` over every replica's admin address (live or not): its exit
+/// status and output.
+fn status_of_every_replica(admins: &[String]) -> (bool, String) {
+    let addresses: Vec<&str> = admins
+        .iter()
+        .map(|url| url.trim_start_matches("http://"))
+        .collect();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["status", "--admin", &addresses.join(",")])
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replica_s_targets_are_probed_by_the_others() {
     let mut set = ReplicaSet::start(6).await;
+    let admins: Vec<String> = set.live().map(|r| r.admin.clone()).collect();
+    let (answered, report) = status_of_every_replica(&admins);
+    assert!(answered, "{report}");
+    assert!(
+        report.contains("3 of 3 replicas answered, all serving version"),
+        "{report}"
+    );
+    for name in NAMES {
+        assert!(
+            report.contains(&format!("  {name}  ")),
+            "{name} listed: {report}"
+        );
+    }
     // SIGKILL: no goodbye, the lease has to expire.
     let killed = set.replicas[1].take().unwrap();
     killed.signal(libc::SIGKILL);
@@ -218,6 +248,19 @@ async fn a_killed_replica_s_targets_are_probed_by_the_others() {
     set.wait_for_sharing(&["r1", "r3"]).await;
     // Every backend keeps one checker's probes, those of the dead replica's share included.
     set.assert_probed_by(1.0, "after r2 was killed").await;
+    let (answered, report) = status_of_every_replica(&admins);
+    assert!(
+        !answered,
+        "a replica that does not answer fails status: {report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "{}: no answer",
+            admins[1].trim_start_matches("http://")
+        )),
+        "{report}"
+    );
+    assert!(report.contains("2 of 3 replicas answered"), "{report}");
 }
 
 /// The replica whose /clients lists `node_id`.
