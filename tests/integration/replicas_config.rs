@@ -159,6 +159,26 @@ async fn pushed_configs_are_validated_served_followed_and_rolled_back() {
     // The same report as `validate`.
     let (_, validated, _) = switchyard(&["validate", invalid.to_str().unwrap()]);
     assert_eq!(out, validated);
+    // A config over etcd's request limit (here a small one): refused before writing.
+    let (code, out, err) = with_etcd(
+        &etcd,
+        &[
+            "push",
+            first.to_str().unwrap(),
+            "--etcd-max-request-bytes",
+            "4200",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("--max-request-bytes") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(
+        etcd_revision_and_keys(&etcd).await,
+        before,
+        "push wrote an oversized config"
+    );
 
     // Nothing pushed yet: the replica serves nothing and says why.
     let replica = ServeProcess::start_without_path(&[

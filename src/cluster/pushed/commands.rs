@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
+
 use crate::cluster::EtcdOptions;
 use crate::config::{self, ReadLimits, Sources, TemplateInputs};
 
@@ -48,7 +50,7 @@ pub fn push(
 
 /// `history`: the kept pushes, newest first.
 pub fn history(etcd: &EtcdOptions, limit: usize) -> anyhow::Result<ExitCode> {
-    let entries = block_on(async {
+    let entries = block_on(etcd, async {
         let mut store = Store::connect(etcd).await?;
         anyhow::Ok(store.history(limit).await?)
     })?;
@@ -103,7 +105,7 @@ pub fn rollback(
     etcd: &EtcdOptions,
     max_request_bytes: usize,
 ) -> anyhow::Result<ExitCode> {
-    let found = block_on(async {
+    let found = block_on(etcd, async {
         let mut store = Store::connect(etcd).await?;
         anyhow::Ok(store.at_revision(revision).await?)
     })?;
@@ -152,7 +154,7 @@ fn write(
         eprintln!("not pushed: {refused}");
         return Ok(ExitCode::FAILURE);
     }
-    let pushed = block_on(async {
+    let pushed = block_on(etcd, async {
         let mut store = Store::connect(etcd).await?;
         anyhow::Ok(store.push(record).await?)
     })?;
@@ -173,11 +175,16 @@ fn write(
     Ok(ExitCode::SUCCESS)
 }
 
-fn block_on<T>(work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+/// Runs `work` (talking to the etcd at `etcd`) to its end; an error names that etcd.
+fn block_on<T>(
+    etcd: &EtcdOptions,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(work)
+        .with_context(|| format!("etcd at {}", etcd.endpoints.join(",")))
 }
 
 fn print(text: &str) -> anyhow::Result<()> {
