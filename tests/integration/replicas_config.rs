@@ -276,4 +276,47 @@ async fn pushed_configs_are_validated_served_followed_and_rolled_back() {
         newest.contains(&format!("rollback to {first_revision}")),
         "{history}"
     );
+
+    // Large pushes share the prefix with the health session's keys (more than the 4 MiB one
+    // gRPC answer may carry, all together); then etcd goes away: the replica keeps serving,
+    // a push fails saying which etcd, and once etcd is back both sessions resume.
+    for pad in ["a", "b", "c", "d"] {
+        let big = dir.path().join(format!("big-{pad}"));
+        std::fs::create_dir(&big).unwrap();
+        for name in ["negs.yaml", "lb.yaml"] {
+            std::fs::copy(first.join(name), big.join(name)).unwrap();
+        }
+        let padding = format!("# {}\n", pad.repeat(98)).repeat(12_000);
+        std::fs::write(big.join("padding.yaml"), format!("{padding}{{}}\n")).unwrap();
+        let (code, out, err) = with_etcd(&etcd, &["push", big.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let mut etcd = etcd;
+    etcd.stop();
+    wait_for("the replica to notice etcd is gone", || async {
+        let cluster = get_json(&replica.url("/cluster")).await?;
+        (cluster["etcd"]["state"] != "connected").then_some(())
+    })
+    .await;
+    assert_eq!(
+        served_ports(&replica).await,
+        Some(vec![u64::from(first_port)])
+    );
+    let (code, _, err) = with_etcd(&etcd, &["push", second.to_str().unwrap()]);
+    assert_eq!(code, 1, "a push without etcd fails");
+    assert!(err.contains(&format!("etcd at {}", etcd.url)), "{err}");
+    etcd.resume().await;
+    wait_for("the health session to read the prefix again", || async {
+        let cluster = get_json(&replica.url("/cluster")).await?;
+        (cluster["etcd"]["state"] == "connected").then_some(())
+    })
+    .await;
+    let (code, out, err) = with_etcd(&etcd, &["push", second.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for_endpoint(
+        &replica,
+        second_port,
+        "a push after the outage to be followed",
+    )
+    .await;
 }
