@@ -38,8 +38,18 @@ enum Command {
     /// Serve a config (file or directory) over xDS, reloading it when it changes.
     Serve {
         /// The config file, or a folder of them (every *.yaml / *.yml, as one config); watched,
-        /// and read again on SIGHUP.
-        path: PathBuf,
+        /// and read again on SIGHUP. Not with --config-from-etcd.
+        #[arg(required_unless_present = "config_from_etcd")]
+        path: Option<PathBuf>,
+        /// Serve the config kept in etcd (written by `switchyard push`) instead of files: the
+        /// newest push, and each new one as it comes (needs --etcd).
+        #[arg(
+            long,
+            requires = "etcd",
+            conflicts_with = "path",
+            help_heading = "Replicas (etcd)"
+        )]
+        config_from_etcd: bool,
         /// Where xDS clients (Envoy, gRPC, the sidecar) connect.
         #[arg(long, default_value = "127.0.0.1:18000", help_heading = "Addresses")]
         xds_listen: SocketAddr,
@@ -141,6 +151,40 @@ enum Command {
     },
     /// Print the manual page (roff), e.g. `switchyard man > switchyard.1 && man ./switchyard.1`.
     Man,
+    /// Validate a config as `validate` does and, only when it is valid, write it to etcd as
+    /// one new revision, for `serve --config-from-etcd`.
+    #[command(mut_arg("etcd", |a| a.required(true)), mut_arg("replica_name", |a| a.hide(true)), mut_arg("etcd_lease", |a| a.hide(true)))]
+    Push {
+        /// The config file, or a folder of them (every *.yaml / *.yml, as one config).
+        path: PathBuf,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        template: TemplateArgs,
+        #[command(flatten)]
+        store: switchyard::cluster::pushed::cli::ConfigStoreArgs,
+    },
+    /// The configs kept in etcd, newest first: etcd revision, time, who pushed, size, digest.
+    #[command(mut_arg("etcd", |a| a.required(true)), mut_arg("replica_name", |a| a.hide(true)), mut_arg("etcd_lease", |a| a.hide(true)))]
+    History {
+        /// How many to list at most.
+        #[arg(long, default_value_t = switchyard::cluster::pushed::keys::HISTORY_KEPT as usize)]
+        limit: usize,
+        #[command(flatten)]
+        store: switchyard::cluster::pushed::cli::ConfigStoreArgs,
+    },
+    /// Push a kept config again as the newest revision, after validating it again.
+    #[command(mut_arg("etcd", |a| a.required(true)), mut_arg("replica_name", |a| a.hide(true)), mut_arg("etcd_lease", |a| a.hide(true)))]
+    Rollback {
+        /// The etcd revision to go back to (as `switchyard history` lists it).
+        revision: i64,
+        #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
+        template: TemplateArgs,
+        #[command(flatten)]
+        store: switchyard::cluster::pushed::cli::ConfigStoreArgs,
+    },
     /// Print the xDS resources a config translates to.
     Translate {
         /// The config file, or a folder of them.
@@ -438,6 +482,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve {
             path,
+            config_from_etcd,
             xds_listen,
             admin_listen,
             removal_grace,
@@ -474,7 +519,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 load_report_interval,
                 inputs: template.inputs()?,
                 etcd: etcd.options()?,
-                ..serve::ServeOptions::new(path, xds_listen, admin_listen)
+                config_from_etcd,
+                ..serve::ServeOptions::new(path.unwrap_or_default(), xds_listen, admin_listen)
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let result = runtime.block_on(run_serve(options));
@@ -482,6 +528,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // the exit: give the rest a moment, then leave without it.
             runtime.shutdown_timeout(Duration::from_secs(1));
             result
+        }
+        #[cfg(feature = "etcd")]
+        Command::Push {
+            path,
+            limits,
+            template,
+            store,
+        } => {
+            let validation = pushed_validation(limits, &template)?;
+            let max = store.etcd_max_request_bytes;
+            pushed::push(&path, &validation, &store.options()?, max)
+        }
+        #[cfg(feature = "etcd")]
+        Command::History { limit, store } => pushed::history(&store.options()?, limit),
+        #[cfg(feature = "etcd")]
+        Command::Rollback {
+            revision,
+            limits,
+            template,
+            store,
+        } => {
+            let validation = pushed_validation(limits, &template)?;
+            let max = store.etcd_max_request_bytes;
+            pushed::rollback(revision, &validation, &store.options()?, max)
+        }
+        // Without the etcd feature the options are refused, saying how to build with it.
+        #[cfg(not(feature = "etcd"))]
+        Command::Push { store, .. }
+        | Command::History { store, .. }
+        | Command::Rollback { store, .. } => {
+            store.options()?;
+            unreachable!("--etcd is refused without the etcd feature")
         }
         Command::Validate {
             path,
@@ -595,6 +673,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[cfg(feature = "etcd")]
+use switchyard::cluster::pushed::commands as pushed;
+
+/// How push and rollback validate: as `validate` does, with the same limits and inputs.
+#[cfg(feature = "etcd")]
+fn pushed_validation(
+    limits: LimitArgs,
+    template: &TemplateArgs,
+) -> anyhow::Result<pushed::Validation> {
+    Ok(pushed::Validation {
+        limits: limits.limits(),
+        inputs: template.inputs()?,
+    })
 }
 
 /// Writes `text` to standard output. A reader that has gone (`switchyard translate … | head`)

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::model::diagnostics::Diagnostics;
 use crate::publish::liveness::{ReloadLiveness, DEFAULT_STALL_LIMIT};
 use crate::publish::load_feed::{self, LoadFeed};
-use crate::publish::reload::{self, Reloader, Trigger};
+use crate::publish::reload::{self, Changes, Reloader, Trigger};
 use crate::publish::status::ConfigStatus;
 use crate::publish::{Offered, Publisher, DEFAULT_REMOVAL_GRACE};
 use crate::xds::server::csds::CsdsService;
@@ -66,6 +66,9 @@ pub enum StartError {
     /// The task that starts the watch panicked or was cancelled.
     #[error(transparent)]
     WatchTask(#[from] tokio::task::JoinError),
+    /// The config is to come from etcd, and no etcd was given.
+    #[error("--config-from-etcd needs --etcd URL")]
+    ConfigFromEtcdWithoutEtcd,
     /// `exit_on_invalid`, and the config is not valid.
     #[error("the config has errors:\n{diagnostics}")]
     InvalidConfig { diagnostics: Diagnostics },
@@ -101,6 +104,8 @@ pub struct ServeOptions {
     pub load_report_interval: Duration,
     /// Share health checking with other replicas through etcd (None: alone).
     pub etcd: Option<crate::cluster::EtcdOptions>,
+    /// Serve the config pushed to `etcd` instead of the files at `config`.
+    pub config_from_etcd: bool,
 }
 
 impl ServeOptions {
@@ -121,6 +126,7 @@ impl ServeOptions {
             reload_stall_limit: DEFAULT_STALL_LIMIT,
             load_report_interval: load_feed::DEFAULT_INTERVAL,
             etcd: None,
+            config_from_etcd: false,
         }
     }
 }
@@ -311,6 +317,27 @@ async fn trim_when_streams_close(
     }
 }
 
+/// Watches the config files; started before the first read, so that no edit between the two
+/// is missed.
+async fn watch_files(
+    config: &std::path::Path,
+    liveness: &Arc<ReloadLiveness>,
+) -> Result<ConfigWatch, StartError> {
+    let watch_liveness = liveness.clone();
+    let watched = config.to_path_buf();
+    // Starting the watch reads the file system and waits for notify's thread: off the runtime.
+    tokio::task::spawn_blocking(move || {
+        ConfigWatch::start(&watched, move || {
+            watch_liveness.change_seen(std::time::Instant::now())
+        })
+    })
+    .await?
+    .map_err(|source| StartError::Watch {
+        path: config.to_path_buf(),
+        source,
+    })
+}
+
 /// Starts serving: binds both ports, loads the config (off the async runtime) and starts
 /// watching it. Fails when a port cannot be bound, or with `exit_on_invalid` when the config
 /// is not valid.
@@ -430,22 +457,23 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
             tracing::error!(%error, "the admin server stopped");
         }
     });
-    tracing::info!(%xds_addr, %admin_addr, config = %options.config.display(), "listening");
-
-    // Watch before the first read, so that no edit between the two is missed.
-    let watch_liveness = liveness.clone();
-    let watched = options.config.clone();
-    // Starting the watch reads the file system and waits for notify's thread: off the runtime.
-    let watch = tokio::task::spawn_blocking(move || {
-        ConfigWatch::start(&watched, move || {
-            watch_liveness.change_seen(std::time::Instant::now())
-        })
-    })
-    .await?
-    .map_err(|source| StartError::Watch {
-        path: options.config.clone(),
-        source,
-    })?;
+    let pushed = match (&options.etcd, options.config_from_etcd) {
+        (Some(etcd), true) => {
+            Some(crate::cluster::pushed::follow_from_start(etcd, &shutdown).await)
+        }
+        (None, true) => return Err(StartError::ConfigFromEtcdWithoutEtcd),
+        (_, false) => None,
+    };
+    let changes = match &pushed {
+        Some(latest) => {
+            tracing::info!(%xds_addr, %admin_addr, config = %latest.describe(), "listening");
+            Changes::Pushed(latest.clone())
+        }
+        None => {
+            tracing::info!(%xds_addr, %admin_addr, config = %options.config.display(), "listening");
+            Changes::Files(Arc::new(watch_files(&options.config, &liveness).await?))
+        }
+    };
     let publisher = Arc::new(
         Publisher::new(
             cache.clone(),
@@ -472,16 +500,18 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
         options.health_concurrency,
         shutdown.clone(),
     );
-    let reloader = Arc::new(
-        Reloader::new(
-            options.config.clone(),
-            options.limits,
-            publisher,
-            status.clone(),
-            metrics.clone(),
-        )
-        .with_inputs(options.inputs.clone()),
-    );
+    let mut reloader = Reloader::new(
+        options.config.clone(),
+        options.limits,
+        publisher,
+        status.clone(),
+        metrics.clone(),
+    )
+    .with_inputs(options.inputs.clone());
+    if let Some(latest) = pushed {
+        reloader = reloader.with_pushed(latest);
+    }
+    let reloader = Arc::new(reloader);
     liveness.attempt_started(std::time::Instant::now());
     let first = reload::reload_off_runtime(&reloader, Trigger::Start).await;
     liveness.attempt_finished();
@@ -503,7 +533,7 @@ pub async fn start(options: ServeOptions) -> Result<Running, StartError> {
     let force_reload = Arc::new(Notify::new());
     let reload_task = tokio::spawn(reload::run(
         reloader,
-        Arc::new(watch),
+        changes,
         force_reload.clone(),
         liveness.clone(),
         shutdown.clone(),

@@ -70,7 +70,7 @@ pub async fn run(replicas: Arc<Replicas>, checker: Arc<Checker>, shutdown: Cance
 }
 
 /// The options etcd-client connects with.
-fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, SessionError> {
+pub(crate) fn connect_options(options: &EtcdOptions) -> Result<ConnectOptions, SessionError> {
     let lease = options.lease;
     let mut connect = ConnectOptions::new()
         .with_connect_timeout(lease.min(Duration::from_secs(5)))
@@ -123,17 +123,22 @@ async fn session(
         )
         .await?;
     let (mut keeper, mut kept) = client.lease_keep_alive(lease).await?;
+    // The prefix but the pushed configs (large values, read by their own follower).
+    let (start, end) = super::pushed::keys::session_range(prefix);
     let snapshot = client
-        .get(prefix, Some(GetOptions::new().with_prefix()))
+        .get(
+            start.as_str(),
+            Some(GetOptions::new().with_range(end.clone())),
+        )
         .await?;
     let revision = snapshot.header().map_or(0, |h| h.revision());
     let (members, shared, shared_since) = read_snapshot(prefix, snapshot.kvs());
     let mut watch = client
         .watch(
-            prefix,
+            start,
             Some(
                 WatchOptions::new()
-                    .with_prefix()
+                    .with_range(end)
                     .with_start_revision(revision + 1),
             ),
         )

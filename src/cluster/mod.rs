@@ -21,6 +21,7 @@ pub mod load_sum;
 pub mod load_value;
 pub mod metrics;
 pub mod owners;
+pub mod pushed;
 pub mod report;
 pub mod sync;
 pub mod view;
@@ -122,16 +123,20 @@ impl Sharing for Replicas {
 
 /// This host's name and process id: a replica name unique among running processes.
 pub fn default_replica_name() -> String {
+    format!("{}-{}", host_name(), std::process::id())
+}
+
+/// This host's name ("switchyard" when it cannot be read).
+pub fn host_name() -> String {
     let mut buffer = [0u8; 256];
     // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
     let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
-    let host = if result == 0 {
+    if result == 0 {
         let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
         String::from_utf8_lossy(&buffer[..end]).into_owned()
     } else {
         "switchyard".to_string()
-    };
-    format!("{host}-{}", std::process::id())
+    }
 }
 
 /// Starts the etcd session; it ends with `shutdown` (revoking the lease, so the others take

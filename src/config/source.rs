@@ -110,6 +110,35 @@ pub fn sources_from_text(text: &str, file: &str) -> Sources {
     }
 }
 
+/// Sources made of named texts held elsewhere (a config pushed to etcd): `root` says where
+/// they came from, each name is the file's path as pushed (relative to the config folder).
+pub fn sources_from_files(root: &str, files: Vec<(String, String)>) -> Sources {
+    let files: Vec<SourceFile> = files
+        .into_iter()
+        .map(|(name, text)| SourceFile {
+            display: name.into(),
+            text: Ok(text),
+        })
+        .collect();
+    Sources {
+        root: root.into(),
+        listing_error: None,
+        fingerprint: fingerprint(&files, None),
+        files,
+    }
+}
+
+/// Sources that stand for nothing, for the reason given (a config source that has nothing to
+/// offer yet).
+pub fn sources_unavailable(root: &str, reason: String) -> Sources {
+    Sources {
+        root: root.into(),
+        fingerprint: fingerprint(&[], Some(&reason)),
+        listing_error: Some(reason),
+        files: Vec::new(),
+    }
+}
+
 /// The files a config path stands for: the path itself, or the `*.yaml` / `*.yml` files
 /// directly in the folder and in its subfolders named after a collection (`urlMaps/`, where
 /// `gcloud … export` files go), sorted; hidden names, such as an editor's temporary files and

@@ -1,5 +1,6 @@
-//! The file source's driver: waits for the watcher, a forced reload (SIGHUP) or a timer; lets
-//! a burst of file events settle; reads the files and offers new content to the publisher —
+//! The config source's driver: waits for the watcher (or, for a config kept in etcd, a new
+//! push), a forced reload (SIGHUP) or a timer; lets a burst of file events settle; reads the
+//! files (or takes the newest push) and offers new content to the publisher —
 //! all of the reading, parsing and translating on a blocking thread, so the async runtime
 //! keeps answering clients and the admin port whatever the config's size.
 //!
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use sha2::{Digest, Sha256};
 
+use crate::cluster::pushed::latest::LatestConfig;
 use crate::config::certificates::{self, ReferencedFile};
 use crate::config::{self, source, watch::ConfigWatch, ReadLimits, TemplateInputs};
 use crate::metrics::Metrics;
@@ -45,9 +47,18 @@ pub enum Trigger {
     GraceOver,
 }
 
+/// Where the config is read from.
+#[derive(Clone)]
+pub enum Origin {
+    /// A file or a folder of them.
+    Files(PathBuf),
+    /// The newest config pushed to etcd, as last read from it.
+    Pushed(Arc<LatestConfig>),
+}
+
 /// Reads a config path and offers what is new in it to a publisher.
 pub struct Reloader {
-    path: PathBuf,
+    origin: Origin,
     limits: ReadLimits,
     /// Values templates take from outside the files, the same for every load.
     inputs: TemplateInputs,
@@ -69,7 +80,7 @@ impl Reloader {
     ) -> Self {
         status.write().unwrap_or_else(|e| e.into_inner()).config = path.display().to_string();
         Reloader {
-            path,
+            origin: Origin::Files(path),
             limits,
             inputs: TemplateInputs::default(),
             publisher,
@@ -86,11 +97,30 @@ impl Reloader {
         self
     }
 
+    /// The reloader, reading the config pushed to etcd instead of files.
+    pub fn with_pushed(mut self, latest: Arc<LatestConfig>) -> Self {
+        self.status_mut().config = latest.describe();
+        self.origin = Origin::Pushed(latest);
+        self
+    }
+
+    /// The config as it is now.
+    fn read_sources(&self) -> source::Sources {
+        match &self.origin {
+            Origin::Files(path) => source::read_sources(path, &self.limits),
+            Origin::Pushed(latest) => {
+                let sources = latest.sources();
+                self.status_mut().config = latest.describe();
+                sources
+            }
+        }
+    }
+
     /// Reads the files and handles what they hold. Blocking; returns None when the content
     /// was already loaded.
     pub fn reload(&self, trigger: Trigger) -> Option<Offered> {
         let started = Instant::now();
-        let sources = source::read_sources(&self.path, &self.limits);
+        let sources = self.read_sources();
         self.status_mut().reads += 1;
         // A renewed certificate file is new content even when no YAML changed.
         let referenced_now = certificates::digests_now(&self.referenced_files());
@@ -172,7 +202,7 @@ pub async fn reload_off_runtime(reloader: &Arc<Reloader>, trigger: Trigger) -> O
 /// held-back edit) is due; returns when `shutdown` is cancelled, even while a read is stuck.
 pub async fn run(
     reloader: Arc<Reloader>,
-    watch: Arc<ConfigWatch>,
+    changes: Changes,
     force: Arc<Notify>,
     liveness: Arc<ReloadLiveness>,
     shutdown: CancellationToken,
@@ -182,7 +212,10 @@ pub async fn run(
     let mut trim_at = Some(Instant::now() + TRIM_AFTER);
     // The certificate files the first load read.
     let files = reloader.referenced_files();
-    if !watch_off_runtime(&watch, &shutdown, move |watch| watch.set_referenced(files)).await {
+    if !changes
+        .on_watch(&shutdown, move |watch| watch.set_referenced(files))
+        .await
+    {
         return;
     }
     loop {
@@ -194,8 +227,8 @@ pub async fn run(
                 let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
                 continue;
             }
-            _ = watch.changed() => {
-                settle(&watch).await;
+            _ = changes.changed() => {
+                changes.settle().await;
                 Trigger::Changed
             }
             _ = force.notified() => Trigger::Forced,
@@ -212,7 +245,7 @@ pub async fn run(
                 Trigger::GraceOver
             }
         };
-        if !watch_off_runtime(&watch, &shutdown, ConfigWatch::rearm).await {
+        if !changes.on_watch(&shutdown, ConfigWatch::rearm).await {
             return;
         }
         liveness.attempt_started(Instant::now());
@@ -225,8 +258,47 @@ pub async fn run(
             trim_at = Some(Instant::now() + TRIM_AFTER);
         }
         let files = reloader.referenced_files();
-        if !watch_off_runtime(&watch, &shutdown, move |watch| watch.set_referenced(files)).await {
+        if !changes
+            .on_watch(&shutdown, move |watch| watch.set_referenced(files))
+            .await
+        {
             return;
+        }
+    }
+}
+
+/// What says the config may have changed.
+pub enum Changes {
+    /// The watch of the files.
+    Files(Arc<ConfigWatch>),
+    /// A new push read from etcd.
+    Pushed(Arc<LatestConfig>),
+}
+
+impl Changes {
+    async fn changed(&self) {
+        match self {
+            Changes::Files(watch) => watch.changed().await,
+            Changes::Pushed(latest) => latest.changed().await,
+        }
+    }
+
+    /// Lets a burst of file events settle (a push comes whole).
+    async fn settle(&self) {
+        if let Changes::Files(watch) = self {
+            settle(watch).await;
+        }
+    }
+
+    /// Runs `call` on the file watch, if there is one (see [`watch_off_runtime`]).
+    async fn on_watch(
+        &self,
+        shutdown: &CancellationToken,
+        call: impl FnOnce(&ConfigWatch) + Send + 'static,
+    ) -> bool {
+        match self {
+            Changes::Files(watch) => watch_off_runtime(watch, shutdown, call).await,
+            Changes::Pushed(_) => !shutdown.is_cancelled(),
         }
     }
 }

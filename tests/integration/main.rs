@@ -50,6 +50,7 @@ mod proxyless_grpc;
 mod readme_quickstart;
 mod reload_stress;
 mod replicas;
+mod replicas_config;
 mod replicas_load;
 mod replicas_ramps;
 mod sidecar;

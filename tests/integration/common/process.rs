@@ -31,6 +31,15 @@ impl ServeProcess {
         args: &[&str],
         max_fds: Option<u64>,
     ) -> ServeProcess {
+        Self::spawn(Some(config), args, max_fds).await
+    }
+
+    /// `switchyard serve ARGS…` without a config path (`--config-from-etcd`).
+    pub async fn start_without_path(args: &[&str]) -> ServeProcess {
+        Self::spawn(None, args, None).await
+    }
+
+    async fn spawn(config: Option<&Path>, args: &[&str], max_fds: Option<u64>) -> ServeProcess {
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("serve.log");
         let xds: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -62,7 +71,7 @@ impl ServeProcess {
         }
         let child = command
             .arg("serve")
-            .arg(config)
+            .args(config)
             .args([
                 "--xds-listen",
                 &xds.to_string(),
