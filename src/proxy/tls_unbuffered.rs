@@ -499,3 +499,7 @@ impl AsyncWrite for UnbufferedTlsStream {
         Pin::new(&mut this.tcp).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+#[path = "tls_unbuffered_tests.rs"]
+mod tests;
