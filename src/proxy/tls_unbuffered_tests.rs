@@ -25,8 +25,14 @@ use super::UnbufferedTlsStream;
 const BOTH: &[&SupportedProtocolVersion] = &[&TLS12, &TLS13];
 
 fn server_config(versions: &[&'static SupportedProtocolVersion]) -> Arc<ServerConfig> {
-    let certs = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/certs/www.example.test.pem");
-    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/certs/www.example.test.key");
+    let certs = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/certs/www.example.test.pem"
+    );
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/certs/www.example.test.key"
+    );
     let chain = CertificateDer::pem_file_iter(certs)
         .unwrap()
         .collect::<Result<Vec<_>, _>>()
@@ -106,7 +112,11 @@ async fn read_plaintext(
     let mut chunk = vec![0u8; 16 * 1024];
     while plaintext.len() < length {
         let count = tcp.read(&mut chunk).await.unwrap();
-        assert!(count > 0, "the server closed after {} bytes", plaintext.len());
+        assert!(
+            count > 0,
+            "the server closed after {} bytes",
+            plaintext.len()
+        );
         let mut arrived = &chunk[..count];
         while !arrived.is_empty() {
             connection.read_tls(&mut arrived).unwrap();
