@@ -1,7 +1,8 @@
 //! An HTTP/1.1 connection between two exchanges: the socket alone, no hyper connection and no
 //! buffer, waiting for the client's next request. Plain sockets are peeked (nothing read);
 //! TLS sockets wait on the TCP socket's readiness and read the first bytes of the request
-//! only once they are there, since a TLS record cannot be peeked.
+//! only once they are there (into a per-thread buffer, keeping only what arrived), since a TLS
+//! record cannot be peeked.
 //!
 //! Must not: parse HTTP beyond finding an Upgrade header in a request head; that is hyper's.
 

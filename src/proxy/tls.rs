@@ -2,8 +2,10 @@
 //! TLS (versions, TLS 1.2 suites and ALPN as the DownstreamTlsContext gives them, the
 //! certificate chosen by SNI among the chain's certificates, the first when none matches, as
 //! Envoy chooses), and, for each accepted connection, the ClientHello read and the filter
-//! chain chosen from what it says (and the session it settled, for header values). A new snapshot (a renewed Secret) builds new configs that
-//! new connections get; open connections keep theirs.
+//! chain chosen from what it says (and the session it settled, for header values). The
+//! handshake then runs on proxy/tls_unbuffered.rs's stream, which keeps no buffer while a
+//! connection is idle. A new snapshot (a renewed Secret) builds new configs that new
+//! connections get; open connections keep theirs.
 //!
 //! Must not: serve HTTP or TCP (proxy/downstream.rs and proxy/tcp.rs do, on what this
 //! returns).
