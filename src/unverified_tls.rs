@@ -12,13 +12,23 @@ use tokio_rustls::rustls::client::danger::{
 };
 use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, Error, SignatureScheme};
+use tokio_rustls::rustls::{
+    ClientConfig, DigitallySignedStruct, Error, SignatureScheme, SupportedProtocolVersion,
+};
 
 /// A client config (TLS 1.2 and 1.3, ring) offering `alpn` that verifies no certificate.
 pub fn client_config(alpn: Vec<Vec<u8>>) -> ClientConfig {
+    client_config_with_versions(alpn, tokio_rustls::rustls::DEFAULT_VERSIONS)
+}
+
+/// As [`client_config`], offering only `versions`.
+pub fn client_config_with_versions(
+    alpn: Vec<Vec<u8>>,
+    versions: &[&'static SupportedProtocolVersion],
+) -> ClientConfig {
     let provider = Arc::new(crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .expect("the ring provider supports TLS 1.2 and 1.3")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))

@@ -1,7 +1,8 @@
 //! An HTTP/1.1 connection between two exchanges: the socket alone, no hyper connection and no
 //! buffer, waiting for the client's next request. Plain sockets are peeked (nothing read);
 //! TLS sockets wait on the TCP socket's readiness and read the first bytes of the request
-//! only once they are there, since a TLS record cannot be peeked.
+//! only once they are there (into a per-thread buffer, keeping only what arrived), since a TLS
+//! record cannot be peeked.
 //!
 //! Must not: parse HTTP beyond finding an Upgrade header in a request head; that is hyper's.
 
@@ -9,11 +10,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+
+use super::tls_unbuffered::UnbufferedTlsStream;
 
 /// A downstream socket that can wait for a request with nothing allocated.
 pub trait Idle: AsyncRead + AsyncWrite + Unpin + Send {
@@ -99,19 +101,16 @@ fn peek_head_asks_upgrade(
     })
 }
 
-/// Room for the first read of a request over TLS: most request heads fit.
-const FIRST_READ: usize = 4096;
-
 /// Boxed: every layer of a connection's future that holds the stream would otherwise hold
-/// its 1.2 KB of rustls state again.
-impl Idle for Box<TlsStream<TcpStream>> {
+/// its rustls state again.
+impl Idle for Box<UnbufferedTlsStream> {
     async fn next_request(&mut self, drain: &CancellationToken) -> Option<Bytes> {
-        if !has_plaintext(self) {
+        if !self.has_plaintext() {
             // Peeked, not `readable()`: readiness left over from the last read would end the
-            // wait at once and leave the read below waiting with its buffer.
+            // wait at once and leave the read below waiting.
             let mut byte = [0u8; 1];
             tokio::select! {
-                peeked = self.get_ref().0.peek(&mut byte) => {
+                peeked = self.tcp().peek(&mut byte) => {
                     if !matches!(peeked, Ok(1)) {
                         return None;
                     }
@@ -119,14 +118,23 @@ impl Idle for Box<TlsStream<TcpStream>> {
                 _ = drain.cancelled() => return None,
             }
         }
-        // The client sent something: now a buffer is worth holding. A record without
-        // application data (a key update) makes this read wait for the next one.
-        let mut buffer = BytesMut::with_capacity(FIRST_READ);
+        // The client sent something: read into the thread's scratch buffer, keep only what
+        // arrived. A record without application data (a key update) makes this wait for the
+        // next one.
+        let read = std::future::poll_fn(|cx| {
+            FIRST_READ_ROOM.with_borrow_mut(|scratch| {
+                let mut room = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut **self).poll_read(cx, &mut room) {
+                    Poll::Ready(Ok(())) if !room.filled().is_empty() => {
+                        Poll::Ready(Some(Bytes::copy_from_slice(room.filled())))
+                    }
+                    Poll::Ready(_) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+        });
         tokio::select! {
-            read = self.read_buf(&mut buffer) => match read {
-                Ok(count) if count > 0 => Some(buffer.freeze()),
-                _ => None,
-            },
+            read = read => read,
             _ = drain.cancelled() => None,
         }
     }
@@ -139,14 +147,14 @@ impl Idle for Box<TlsStream<TcpStream>> {
     }
 }
 
-/// Whether rustls holds decrypted bytes the last exchange's reader did not take (a pipelined
-/// request); the TCP socket would then not become readable for them.
-fn has_plaintext(stream: &mut TlsStream<TcpStream>) -> bool {
-    match stream.get_mut().1.process_new_packets() {
-        Ok(state) => state.plaintext_bytes_to_read() > 0,
-        // Let the read report it.
-        Err(_) => true,
-    }
+/// Room for the first read of a request over TLS: most request heads fit.
+const FIRST_READ: usize = 4096;
+
+thread_local! {
+    /// Where the first bytes of a request over TLS are read: once per worker thread; each
+    /// request keeps only as many bytes as arrived.
+    static FIRST_READ_ROOM: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; FIRST_READ].into_boxed_slice());
 }
 
 /// A socket that first yields bytes already read from it.

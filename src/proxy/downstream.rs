@@ -33,7 +33,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::access_log_http;
@@ -45,6 +44,7 @@ use super::resources::listener::HttpManager;
 use super::rewrite::Connection;
 use super::stats::STATS;
 use super::timeouts::{head_timed_out_reply, ClientBody, ConnectionClock, StreamClock};
+use super::tls_unbuffered::UnbufferedTlsStream;
 
 type Handling = Pin<Box<dyn Future<Output = Result<Response<ClientBody>, Infallible>> + Send>>;
 
@@ -202,20 +202,20 @@ pub async fn serve_connection(
 /// when the client chose `h2` by ALPN, else HTTP/1.1 with the socket handed back between
 /// exchanges as a plain one is (hyper's 16 KiB of buffers are not kept by idle TLS clients).
 pub async fn serve_tls_connection(
-    stream: Box<TlsStream<TcpStream>>,
+    stream: Box<UnbufferedTlsStream>,
     (peer, original_destination): (SocketAddr, Option<SocketAddr>),
     manager: Arc<HttpManager>,
     config: watch::Receiver<Arc<ProxyConfig>>,
     upstreams: Upstreams,
     drain: CancellationToken,
 ) {
-    let tcp = stream.get_ref().0;
+    let tcp = stream.tcp();
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(peer);
     let connection = Connection {
         original_destination,
         tls: true,
-        session: Some(Arc::new(super::tls::session_of(stream.get_ref().1))),
+        session: Some(stream.session()),
         ..Connection::plain(peer, local)
     };
     let handler = Handler::new(connection, manager, config, upstreams);
@@ -224,7 +224,7 @@ pub async fn serve_tls_connection(
         if let Some(clock) = &handler.clock {
             clock.note_client_spoke();
         }
-        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        if stream.alpn_protocol() == Some(b"h2") {
             Box::pin(serve_http2(stream, handler, drain)).await
         } else {
             serve_http1_then_upgrade(stream, handler, drain).await

@@ -47,6 +47,7 @@ pub mod stream_deadline;
 pub mod tcp;
 pub mod timeouts;
 pub mod tls;
+pub mod tls_unbuffered;
 pub mod upgrade;
 pub mod upstream_tls;
 

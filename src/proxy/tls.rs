@@ -2,8 +2,10 @@
 //! TLS (versions, TLS 1.2 suites and ALPN as the DownstreamTlsContext gives them, the
 //! certificate chosen by SNI among the chain's certificates, the first when none matches, as
 //! Envoy chooses), and, for each accepted connection, the ClientHello read and the filter
-//! chain chosen from what it says (and the session it settled, for header values). A new snapshot (a renewed Secret) builds new configs that
-//! new connections get; open connections keep theirs.
+//! chain chosen from what it says (and the session it settled, for header values). The
+//! handshake then runs on proxy/tls_unbuffered.rs's stream, which keeps no buffer while a
+//! connection is idle. A new snapshot (a renewed Secret) builds new configs that new
+//! connections get; open connections keep theirs.
 //!
 //! Must not: serve HTTP or TCP (proxy/downstream.rs and proxy/tcp.rs do, on what this
 //! returns).
@@ -17,14 +19,13 @@ use tokio_rustls::rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::version::{TLS12, TLS13};
 use tokio_rustls::rustls::{ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::LazyConfigAcceptor;
 
 use super::config::ProxyConfig;
 use super::resources::filter_chain::{self, ConnectionFacts};
 use super::resources::listener::Listener;
 use super::resources::tls::{CertificateSource, DownstreamTls, ServedCertificate, TlsVersion};
 use super::rewrite::TlsSession;
+use super::tls_unbuffered::UnbufferedTlsStream;
 
 /// The first byte of a TLS record carrying a handshake message (the ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -93,21 +94,25 @@ fn cipher_suites(tls: &DownstreamTls) -> Vec<SupportedCipherSuite> {
     suites
 }
 
-/// What the handshake of a terminated connection settled, named as Envoy names it.
-pub fn session_of(connection: &tokio_rustls::rustls::ServerConnection) -> TlsSession {
+/// What a terminated connection's handshake settled (its version, suite and the client's
+/// SNI), named as Envoy names them.
+pub fn session_named(
+    version: Option<tokio_rustls::rustls::ProtocolVersion>,
+    suite: Option<SupportedCipherSuite>,
+    server_name: Option<String>,
+) -> TlsSession {
     use tokio_rustls::rustls::ProtocolVersion;
-    let version = match connection.protocol_version() {
+    let version = match version {
         Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
         _ => "TLSv1.2",
     };
-    let cipher = connection
-        .negotiated_cipher_suite()
+    let cipher = suite
         .and_then(|suite| openssl_name(&suite).or_else(|| tls13_name(&suite)))
         .unwrap_or_default();
     TlsSession {
         version,
         cipher,
-        server_name: connection.server_name().map(str::to_string),
+        server_name,
     }
 }
 
@@ -175,7 +180,7 @@ fn wildcard_matches(pattern: &str, name: &str) -> bool {
 /// An accepted connection once its chain is known.
 pub enum Accepted {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<UnbufferedTlsStream>),
 }
 
 /// Reads what the listener's chains match on (the ClientHello when one may matter), chooses
@@ -202,14 +207,17 @@ pub async fn accept(
         }
         return Some((chain, Accepted::Plain(stream)));
     }
-    let start = LazyConfigAcceptor::new(Acceptor::default(), stream)
+    let mut stream = stream;
+    let (hello, already_read) = read_client_hello(&mut stream)
         .await
         .map_err(|error| tracing::debug!(listener = %name, %error, "no ClientHello"))
         .ok()?;
-    let hello = start.client_hello();
+    let server_name = hello.client_hello().server_name().map(str::to_string);
+    // The parsed hello holds a buffered rustls connection: not kept through the handshake.
+    drop(hello);
     let facts = ConnectionFacts {
         destination_port,
-        server_name: hello.server_name(),
+        server_name: server_name.as_deref(),
         transport_protocol: "tls",
     };
     let chain = filter_chain::select(&matches, facts)?;
@@ -217,12 +225,45 @@ pub async fn accept(
         tracing::debug!(listener = %name, chain, "no TLS config for the chosen chain; closed");
         return None;
     };
-    let stream = start
-        .into_stream(server.clone())
+    let stream = UnbufferedTlsStream::handshake(stream, server.clone(), already_read, server_name)
         .await
         .map_err(|error| tracing::debug!(listener = %name, %error, "TLS handshake failed"))
         .ok()?;
     Some((chain, Accepted::Tls(Box::new(stream))))
+}
+
+/// Reads the client's ClientHello, parsed (to choose the chain and its config), with every
+/// byte read so far: the handshake starts over from them. A malformed one is answered with
+/// rustls's alert.
+async fn read_client_hello(
+    stream: &mut TcpStream,
+) -> std::io::Result<(tokio_rustls::rustls::server::Accepted, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut acceptor = Acceptor::default();
+    let mut already_read = Vec::new();
+    loop {
+        let before = already_read.len();
+        already_read.reserve(2048);
+        if stream.read_buf(&mut already_read).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut fresh = &already_read[before..];
+        while !fresh.is_empty() {
+            if acceptor.read_tls(&mut fresh)? == 0 {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => return Ok((accepted, already_read)),
+            Ok(None) => continue,
+            Err((error, mut alert)) => {
+                let mut bytes = Vec::new();
+                let _ = alert.write_all(&mut bytes);
+                let _ = stream.write_all(&bytes).await;
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, error));
+            }
+        }
+    }
 }
 
 /// Whether the client's first byte starts a TLS handshake record (waits for that byte).
