@@ -1,5 +1,6 @@
-//! Capacity decisions in the publisher: every load-report interval the publisher's timer asks
-//! `capacity` to take the measured load into account, and what it decides becomes the shares
+//! Capacity decisions in the publisher: every load-report interval (on wall-clock boundaries,
+//! so replicas decide at the same moments) the publisher's timer asks `capacity` to take the
+//! measured load into account, and what it decides becomes the shares
 //! translation reads (a neutral type translate owns). Also posts the reports for `/capacity`,
 //! sets the capacity metrics and logs a line when a region fills up or frees up. Must not:
 //! decide (capacity does) or publish (the publisher does, with the services this names).
@@ -36,7 +37,7 @@ impl CapacityFeed {
             load,
             state: CapacityState::new(Tuning::every(interval)),
             board,
-            next: Instant::now() + interval,
+            next: super::wall_clock::next_aligned(Instant::now(), interval),
             shares: CapacityShares::new(),
         }
     }
@@ -55,7 +56,8 @@ impl CapacityFeed {
         now: Instant,
     ) -> BTreeSet<String> {
         let interval = self.state.tuning().interval;
-        self.next = (self.next + interval).max(now + interval / 2);
+        // On wall-clock boundaries: replicas reading the same load decide at the same moments.
+        self.next = super::wall_clock::next_aligned(now + interval / 2, interval);
         let step = self.state.step(model, health, &*self.load, now);
         self.shares = self.state.published();
         for change in &step.regions {

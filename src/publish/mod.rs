@@ -23,6 +23,7 @@ pub mod reload;
 pub mod slow_start;
 pub mod status;
 mod views;
+pub mod wall_clock;
 
 pub use views::{content_of, content_with};
 use views::{endpoint_views_changing, endpoints_with};

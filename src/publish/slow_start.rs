@@ -23,50 +23,11 @@ use crate::model::Model;
 use crate::translate::endpoints::members;
 use crate::translate::slow_start::Ramps;
 
+use super::wall_clock::{next_boundary, PAST_BOUNDARY};
+pub use super::wall_clock::{wall_of, Moment};
+
 /// The smallest share of its weight a ramping endpoint gets (Envoy's floor, as configured).
 pub const MINIMUM_FRACTION: f64 = 0.01;
-
-/// How long after a step boundary the step is taken, so that the clocks read again then
-/// agree the boundary has passed.
-const PAST_BOUNDARY: Duration = Duration::from_millis(5);
-
-/// A moment on both clocks: the monotonic one the publisher's timers use, and the wall clock
-/// (time since the Unix epoch) ramps are reckoned on.
-#[derive(Clone, Copy, Debug)]
-pub struct Moment {
-    pub instant: Instant,
-    pub wall: Duration,
-}
-
-impl Moment {
-    /// `instant` on the wall clock too (reads both clocks now).
-    pub fn at(instant: Instant) -> Moment {
-        let behind = Instant::now().saturating_duration_since(instant);
-        Moment {
-            instant,
-            wall: wall_of(SystemTime::now()).saturating_sub(behind),
-        }
-    }
-
-    /// The instant of a wall-clock time.
-    fn instant_of(&self, wall: Duration) -> Instant {
-        if wall >= self.wall {
-            self.instant + (wall - self.wall)
-        } else {
-            let before = self.wall - wall;
-            self.instant.checked_sub(before).unwrap_or(self.instant)
-        }
-    }
-}
-
-/// A wall-clock time as time since the Unix epoch, in whole milliseconds (what etcd carries:
-/// replicas must reckon from the very same start).
-pub fn wall_of(time: SystemTime) -> Duration {
-    let since_epoch = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Duration::from_millis(since_epoch.as_millis() as u64)
-}
 
 /// When each endpoint's latest status came to be, where its source said (service, address).
 pub type StatusTimes = BTreeMap<(String, SocketAddr), SystemTime>;
@@ -223,13 +184,6 @@ impl RampState {
 /// Whole steps in `elapsed`.
 fn steps_in(elapsed: Duration, step: Duration) -> u32 {
     (elapsed.as_millis() / step.as_millis().max(1)) as u32
-}
-
-/// The first multiple of `step` since the epoch at or after `wall`.
-fn next_boundary(wall: Duration, step: Duration) -> Duration {
-    let step_millis = step.as_millis().max(1);
-    let millis = wall.as_millis().div_ceil(step_millis) * step_millis;
-    Duration::from_millis(millis as u64)
 }
 
 /// How often a ramp over `window` is re-published.
