@@ -69,11 +69,16 @@ pub fn table(clients: &Value) -> String {
         row.push(text("snapshot_version"));
         rows.push(row);
     }
+    columns(&rows)
+}
+
+/// Rows as left-aligned columns, two spaces apart (the first row is the header).
+pub fn columns(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|column| rows.iter().map(|r| r[column].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)

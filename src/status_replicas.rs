@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use crate::status::{fetch_clients, fetch_json, table};
+use crate::status::{columns, fetch_clients, fetch_json, table};
 
 /// What one replica's admin endpoint answered.
 #[derive(Debug)]
@@ -129,24 +129,6 @@ fn verdict(versions: &[String], asked: usize) -> String {
                 .join(", ")
         ),
     }
-}
-
-/// Left-aligned columns, two spaces apart.
-fn columns(rows: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|column| rows.iter().map(|r| r[column].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -109,6 +109,21 @@ def wait(what, check, patience=300):
     sys.exit(f"gave up waiting for {what}")
 
 
+def start_etcd(etcd_binary, work, children):
+    """A one-member etcd on free loopback ports (added to `children`); its client URL."""
+    client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    etcd = subprocess.Popen(
+        [etcd_binary, "--name", "bench", "--data-dir", os.path.join(work, "etcd"),
+         "--listen-client-urls", client, "--advertise-client-urls", client,
+         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+         "--initial-cluster", f"bench={peer}", "--log-level", "warn"],
+        stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "etcd.log"), "w"),
+    )
+    children.append(etcd)
+    wait("etcd", lambda: "true" in get(f"{client}/health"))
+    return client
+
+
 def serve(binary, path, work, name, extra):
     admin = f"127.0.0.1:{free_port()}"
     log = open(os.path.join(work, f"{name}.log"), "w")
@@ -155,16 +170,7 @@ def main():
         path = os.path.join(work, "fleet.yaml")
         with open(path, "w") as f:
             f.write(config(args.targets, args.interval, port))
-        client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-        etcd = subprocess.Popen(
-            [etcd_binary, "--name", "bench", "--data-dir", os.path.join(work, "etcd"),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"bench={peer}", "--log-level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "etcd.log"), "w"),
-        )
-        children.append(etcd)
-        wait("etcd", lambda: "true" in get(f"{client}/health"))
+        client = start_etcd(etcd_binary, work, children)
         replicas = []
         for name in ["r1", "r2", "r3"]:
             replica = serve(args.binary, path, work, name,

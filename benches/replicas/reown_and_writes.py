@@ -35,7 +35,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from probe_rate import address, config, free_port, get, probes, serve, wait  # noqa: E402
+from probe_rate import (  # noqa: E402
+    address, config, free_port, get, probes, serve, start_etcd, wait,
+)
 
 LAST_PROBE = {}
 
@@ -95,16 +97,7 @@ def main():
         path = os.path.join(work, "fleet.yaml")
         with open(path, "w") as f:
             f.write(config(args.targets, args.interval, port))
-        client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-        etcd = subprocess.Popen(
-            [etcd_binary, "--name", "bench", "--data-dir", os.path.join(work, "etcd"),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"bench={peer}", "--log-level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "etcd.log"), "w"),
-        )
-        children.append(etcd)
-        wait("etcd", lambda: "true" in get(f"{client}/health"))
+        client = start_etcd(etcd_binary, work, children)
         replicas = {}
         for name in ["r1", "r2", "r3"]:
             child, admin = serve(args.binary, path, work, name,
@@ -139,8 +132,7 @@ def main():
             delays.append(after[0] - killed_at if after else float("inf"))
         waited = sorted(d for d in delays if d > args.interval)
         print(f"{args.targets} targets, TCP check every {args.interval} s, lease {args.lease} s, "
-              f"{os.path.basename(args.binary)} "
-              f"({'release' if 'release' in args.binary else 'debug'} build)")
+              f"binary {args.binary}")
         print(f"  r2 killed: {len(waited)} targets waited more than one interval "
               f"(r2's share: about {args.targets // 3}); the last was probed again "
               f"{max(delays):.1f} s after the kill, the median of those "

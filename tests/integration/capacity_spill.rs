@@ -27,7 +27,7 @@ const SETTLE: Duration = Duration::from_secs(15);
 
 /// Near (us-central1-a) and far (europe-west1-b): one endpoint each at maxRatePerEndpoint 20,
 /// the near one at `near_scaler`, behind an HTTP proxy on `listen`.
-fn config(listen: u16, near: &Backend, far: &Backend, near_scaler: &str) -> String {
+pub(crate) fn config(listen: u16, near: &Backend, far: &Backend, near_scaler: &str) -> String {
     format!(
         r#"
 networkEndpointGroups:

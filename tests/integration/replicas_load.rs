@@ -41,35 +41,6 @@ const SETTLE: Duration = Duration::from_secs(15);
 const COUNTED: u64 = 300;
 const TOLERANCE: f64 = 0.1;
 
-/// Near and far, one endpoint each at 20 requests/s, behind an HTTP frontend on `listen`.
-fn config(listen: u16, near: &Backend, far: &Backend) -> String {
-    format!(
-        r#"
-networkEndpointGroups:
-- name: near
-  zone: us-central1-a
-  endpoints:
-  - {{ipAddress: 127.0.0.1, port: {near}}}
-- name: far
-  zone: europe-west1-b
-  endpoints:
-  - {{ipAddress: 127.0.0.1, port: {far}}}
-backendServices:
-- name: svc
-  backends:
-  - group: zones/us-central1-a/networkEndpointGroups/near
-    balancingMode: RATE
-    maxRatePerEndpoint: 20
-  - group: zones/europe-west1-b/networkEndpointGroups/far
-    balancingMode: RATE
-    maxRatePerEndpoint: 20
-{frontend}"#,
-        near = near.port(),
-        far = far.port(),
-        frontend = http_frontend(listen, "svc")
-    )
-}
-
 /// An Envoy in us-central1 attached to the replica at `xds` (reporting load to it), with a
 /// listener of its own on `port` that sends everything to the cluster `svc`.
 async fn envoy_with_own_listener(xds: SocketAddr, node_id: &str, port: u16) -> Envoy {
@@ -232,7 +203,11 @@ async fn load_arriving_through_two_replicas_is_summed_and_both_clients_spill() {
     let (near, far) = (Backend::start("near").await, Backend::start("far").await);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lb.yaml");
-    std::fs::write(&path, config(free_port(), &near, &far)).unwrap();
+    std::fs::write(
+        &path,
+        crate::capacity_spill::config(free_port(), &near, &far, "1"),
+    )
+    .unwrap();
     assert_sidecar_accepts(&path);
     let started = Instant::now();
     let mut replicas = Vec::new();
