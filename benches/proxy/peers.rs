@@ -265,16 +265,9 @@ pub async fn run(bench: bool) {
         in_process / maxima[reference]
     );
     let target = maxima[reference] / 2.0;
-    let mut p50 = Vec::new();
-    let mut p99 = Vec::new();
-    for proxy in &proxies {
-        let (median, tail) =
-            latency_at(proxy.port, &Transport::Plain, target, 16, seconds * 2.0).await;
-        p50.push(median);
-        p99.push(tail);
-    }
+    let (p50, p99) = latencies(&proxies, &maxima, target, rounds.min(3), seconds).await;
     println!(
-        "latency at {target:.0} requests/s (half {}'s max), open loop:",
+        "latency at {target:.0} requests/s (half {}'s max), open loop, median of rotating rounds; NaN: the proxy's maximum is below that rate:",
         first.name
     );
     ratios("  p50 ms", &names, &p50, "");
@@ -299,6 +292,39 @@ pub async fn run(bench: bool) {
         "",
     );
     finish(for_envoy, for_sidecar, for_baseline).await;
+}
+
+/// p50 and p99 (ms) of each proxy at `target` requests/s, the medians of `rounds` whose order
+/// rotates, as the maxima's do: a proxy measured just after another one struggled is not
+/// always the same one. A proxy whose maximum is below the rate is left out (NaN): it would
+/// only queue, and its backlog would weigh on whichever proxy came next.
+async fn latencies(
+    proxies: &[&Proxy],
+    maxima: &[f64],
+    target: f64,
+    rounds: usize,
+    seconds: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut seen = vec![(Vec::new(), Vec::new()); proxies.len()];
+    for round in 0..rounds {
+        for step in 0..proxies.len() {
+            let index = (round + step) % proxies.len();
+            if maxima[index] < target * 1.1 {
+                continue;
+            }
+            let port = proxies[index].port;
+            let (p50, p99) = latency_at(port, &Transport::Plain, target, 16, seconds).await;
+            seen[index].0.push(p50);
+            seen[index].1.push(p99);
+        }
+    }
+    let median_or_nan = |values: &mut Vec<f64>| match values.is_empty() {
+        true => f64::NAN,
+        false => crate::median(values),
+    };
+    seen.into_iter()
+        .map(|(mut p50, mut p99)| (median_or_nan(&mut p50), median_or_nan(&mut p99)))
+        .unzip()
 }
 
 type Serving = switchyard::serve::Running;
