@@ -471,13 +471,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dns_resolver,
         } => {
             let bootstrap = switchyard::proxy::bootstrap::load(&bootstrap)?;
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            if let Some(workers) = concurrency {
-                runtime.worker_threads(workers.max(1));
-            }
-            runtime.enable_all().build()?.block_on(run_proxy(
+            // This thread runs the xDS client and the admin port; the data plane runs on
+            // worker threads of its own (proxy/workers.rs), as Envoy's does.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run_proxy(
                 bootstrap,
-                switchyard::proxy::Options { dns_resolver },
+                switchyard::proxy::Options {
+                    dns_resolver,
+                    workers: concurrency,
+                },
             ))
         }
         Command::Serve {

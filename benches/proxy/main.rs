@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench proxy              # HTTP/1.1 over plain TCP
 //!     cargo bench --bench proxy -- --tls     # HTTPS (a target HTTPS proxy, TLS 1.3)
+//!     cargo bench --bench proxy -- --peers   # also haproxy and nginx, with wrk (peers.rs)
 //!
 //! - maximum requests/s, HTTP/1.1 keep-alive, small responses, closed loop on 32 connections;
 //! - p50 / p99 latency at a fixed rate of half Envoy's maximum, open loop (latency counted
@@ -32,6 +33,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 mod load;
+mod peers;
 #[path = "../support/ports.rs"]
 mod ports;
 mod tls;
@@ -174,12 +176,15 @@ where
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let tls = std::env::args().any(|a| a == "--tls");
+    let with_peers = std::env::args().any(|a| a == "--peers");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    if bench {
+    if with_peers {
+        runtime.block_on(peers::run(bench));
+    } else if bench {
         runtime.block_on(run(bench, tls));
     } else {
         // The smoke run goes through both, so neither rots unseen.

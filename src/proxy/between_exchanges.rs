@@ -1,8 +1,8 @@
 //! An HTTP/1.1 connection between two exchanges: the socket alone, no hyper connection and no
-//! buffer, waiting for the client's next request. Plain sockets are peeked (nothing read);
-//! TLS sockets wait on the TCP socket's readiness and read the first bytes of the request
-//! only once they are there (into a per-thread buffer, keeping only what arrived), since a TLS
-//! record cannot be peeked.
+//! buffer, waiting for the client's next request. Plain sockets read its first bytes into a
+//! per-thread scratch buffer and keep a copy of only what arrived; TLS sockets wait on the
+//! TCP socket's readiness and read the first bytes of the request only once they are there
+//! (into a per-thread buffer, keeping only what arrived), since a TLS record cannot be peeked.
 //!
 //! Must not: parse HTTP beyond finding an Upgrade header in a request head; that is hyper's.
 
@@ -19,8 +19,8 @@ use super::tls_unbuffered::UnbufferedTlsStream;
 
 /// A downstream socket that can wait for a request with nothing allocated.
 pub trait Idle: AsyncRead + AsyncWrite + Unpin + Send {
-    /// Waits for the client's next request. `Some` with the bytes of it already read (none
-    /// when the socket could be peeked), `None` when the client closes or `drain` fires.
+    /// Waits for the client's next request. `Some` with the bytes of it already read, `None`
+    /// when the client closes or `drain` fires.
     fn next_request(
         &mut self,
         drain: &CancellationToken,
@@ -36,10 +36,12 @@ pub trait Idle: AsyncRead + AsyncWrite + Unpin + Send {
 }
 
 impl Idle for TcpStream {
+    /// Reads what the client sent into the worker's scratch buffer and returns a copy of just
+    /// that: one system call for the whole head in the usual case, where peeking for the
+    /// request and then for an Upgrade header and hyper's own read made three.
     async fn next_request(&mut self, drain: &CancellationToken) -> Option<Bytes> {
-        let mut byte = [0u8; 1];
         tokio::select! {
-            peeked = self.peek(&mut byte) => matches!(peeked, Ok(1)).then(Bytes::new),
+            read = std::future::poll_fn(|cx| read_into_scratch(self, cx)) => read,
             _ = drain.cancelled() => None,
         }
     }
@@ -49,13 +51,16 @@ impl Idle for TcpStream {
         if let Some(asks) = super::upgrade::head_asks_upgrade(already_read) {
             return asks;
         }
+        // A head still arriving is looked at for about 20 ms; the socket may hold nothing yet
+        // (the start of the head was read, not peeked), so each look waits at most 1 ms: a
+        // head that stops arriving then goes to hyper, whose stream idle clock answers it.
+        let pause = std::time::Duration::from_millis(1);
         for _ in 0..20 {
-            let verdict =
-                std::future::poll_fn(|cx| peek_head_asks_upgrade(self, already_read, cx)).await;
-            match verdict {
-                Some(asks) => return asks,
-                // A head still arriving: look again shortly.
-                None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+            let peeking = std::future::poll_fn(|cx| peek_head_asks_upgrade(self, already_read, cx));
+            match tokio::time::timeout(pause, peeking).await {
+                Ok(Some(asks)) => return asks,
+                Ok(None) => tokio::time::sleep(pause).await,
+                Err(_) => {}
             }
         }
         false
@@ -66,9 +71,26 @@ impl Idle for TcpStream {
 const LOOK_AT_MOST: usize = 8 * 1024;
 
 thread_local! {
-    /// Where request heads are peeked: once per worker thread, not once per request.
-    static PEEKED: std::cell::RefCell<Box<[u8]>> =
+    /// Where request heads are read or peeked: once per worker thread, not once per request.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
         std::cell::RefCell::new(vec![0u8; LOOK_AT_MOST].into_boxed_slice());
+}
+
+/// Reads what is waiting on `stream` (a request head, usually whole) into the worker's
+/// scratch buffer; a copy of the bytes read, `None` when the client closed or failed.
+fn read_into_scratch(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut read = ReadBuf::new(&mut scratch[..]);
+        // Through AsyncRead: a read that leaves room clears the socket's readiness, so the
+        // wait after the next exchange goes to epoll without a read that would block first.
+        match Pin::new(stream).poll_read(cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                Poll::Ready(Some(Bytes::copy_from_slice(read.filled())))
+            }
+            Poll::Ready(_) => Poll::Ready(None),
+        }
+    })
 }
 
 /// Peeks the head waiting on `stream` after `already_read`: whether it asks for an upgrade,
@@ -78,7 +100,7 @@ fn peek_head_asks_upgrade(
     already_read: &Bytes,
     cx: &mut Context<'_>,
 ) -> Poll<Option<bool>> {
-    PEEKED.with_borrow_mut(|scratch| {
+    SCRATCH.with_borrow_mut(|scratch| {
         let room = LOOK_AT_MOST.saturating_sub(already_read.len()).max(1);
         let mut peeked = ReadBuf::new(&mut scratch[..room]);
         let count = match stream.poll_peek(cx, &mut peeked) {
@@ -206,5 +228,58 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A connected pair on loopback: (the client's end, the proxy's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_request_head_is_read_whole_and_its_upgrade_seen_without_more_reads() {
+        let (mut client, mut server) = pair().await;
+        let head =
+            b"GET /ws HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        let drain = CancellationToken::new();
+        let mut read = server.next_request(&drain).await.expect("a request");
+        assert_eq!(&read[..], &head[..]);
+        assert!(server.next_head_asks_upgrade(&mut read).await);
+        assert_eq!(&read[..], &head[..], "nothing more was read");
+    }
+
+    #[tokio::test]
+    async fn a_head_that_stops_arriving_is_handed_on_as_not_asking() {
+        let (mut client, mut server) = pair().await;
+        let start = b"GET / HTTP/1.1\r\nhost: a\r\n";
+        client.write_all(start).await.unwrap();
+        let drain = CancellationToken::new();
+        let mut read = server.next_request(&drain).await.expect("a request");
+        // The rest never comes: the answer must not wait for it (hyper's clock takes over).
+        let verdict = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            server.next_head_asks_upgrade(&mut read),
+        )
+        .await;
+        assert_eq!(verdict, Ok(false));
+        assert_eq!(&read[..], &start[..]);
+    }
+
+    #[tokio::test]
+    async fn a_closed_client_ends_the_wait() {
+        let (client, mut server) = pair().await;
+        drop(client);
+        assert_eq!(server.next_request(&CancellationToken::new()).await, None);
     }
 }

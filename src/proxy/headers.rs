@@ -9,6 +9,10 @@ use http::{header, HeaderValue, Method, Request, Uri};
 
 use super::resources::listener::HttpManager;
 
+/// Names written on every request, made once: inserting by `&str` allocates the name each time.
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+
 /// With `strip_any_host_port`, Envoy's connection manager takes the port off the Host (and
 /// the `:authority`) before anything else sees the request: routing matches the bare host,
 /// the backend receives it, and redirects are built from it. A CONNECT keeps its port (its
@@ -110,23 +114,37 @@ pub(super) fn add_forwarding_headers(
 ) {
     let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
     if manager.use_remote_address && !manager.skip_xff_append {
-        let client = client.to_canonical().to_string();
-        let forwarded = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) if !earlier.is_empty() => format!("{earlier},{client}"),
-            _ => client,
+        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(earlier) if !earlier.is_empty() => {
+                let forwarded = format!("{earlier},{}", client.to_canonical());
+                HeaderValue::from_str(&forwarded).ok()
+            }
+            _ => address_value(client.to_canonical()),
         };
-        if let Ok(value) = HeaderValue::from_str(&forwarded) {
-            headers.insert("x-forwarded-for", value);
+        if let Some(value) = value {
+            headers.insert(X_FORWARDED_FOR, value);
         }
     }
     if manager.use_remote_address {
-        headers.insert("x-forwarded-proto", proto);
+        headers.insert(X_FORWARDED_PROTO, proto);
     } else {
-        headers.entry("x-forwarded-proto").or_insert(proto);
+        headers.entry(X_FORWARDED_PROTO).or_insert(proto);
     }
     if let Some(via) = manager.via.as_deref() {
         append_via(headers, via);
     }
+}
+
+/// `address` as a header value, written on the stack: the value's own bytes are the only
+/// allocation.
+fn address_value(address: std::net::IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    // The longest IPv6 text (an IPv4-mapped one) is 45 bytes.
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    write!(cursor, "{address}").ok()?;
+    let length = cursor.position() as usize;
+    HeaderValue::from_bytes(&text[..length]).ok()
 }
 
 pub(super) fn append_via(headers: &mut http::HeaderMap, via: &str) {
@@ -291,6 +309,28 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["te", "x-end-to-end"]);
+    }
+
+    #[test]
+    fn a_request_without_x_forwarded_for_gets_the_client_address_alone() {
+        for (client, expected) in [
+            ("10.0.0.9", "10.0.0.9"),
+            ("::ffff:10.0.0.9", "10.0.0.9"),
+            ("2001:db8::1", "2001:db8::1"),
+            (
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+                "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
+            ),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            add_forwarding_headers(
+                &mut headers,
+                client.parse().unwrap(),
+                false,
+                &manager(true, None),
+            );
+            assert_eq!(headers["x-forwarded-for"], expected, "from {client}");
+        }
     }
 
     #[test]

@@ -26,13 +26,19 @@ struct Running {
     stop: CancellationToken,
 }
 
-/// Follows the config until `shutdown`.
-pub async fn run(mut config: watch::Receiver<Arc<ProxyConfig>>, shutdown: CancellationToken) {
+/// Follows the config until `shutdown`. With `share_ports`, sockets are bound with
+/// SO_REUSEPORT, so that every worker (proxy/workers.rs) has its own on the same address.
+pub async fn run(
+    mut config: watch::Receiver<Arc<ProxyConfig>>,
+    shutdown: CancellationToken,
+    share_ports: bool,
+) {
     let upstreams = Upstreams::new();
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     loop {
         let snapshot = config.borrow_and_update().clone();
-        reconcile(&snapshot, &mut running, &config, &upstreams, &shutdown).await;
+        let context = (&config, &upstreams, &shutdown, share_ports);
+        reconcile(&snapshot, &mut running, context).await;
         // A listener still waiting for its routes is looked at again when its initial fetch
         // timeout is up.
         let deadline = snapshot.next_warming_deadline();
@@ -54,12 +60,19 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     }
 }
 
+/// What a worker's listeners share: its config channel, its pools, its shutdown, and
+/// whether its sockets share their ports with other workers'.
+type Context<'a> = (
+    &'a watch::Receiver<Arc<ProxyConfig>>,
+    &'a Upstreams,
+    &'a CancellationToken,
+    bool,
+);
+
 async fn reconcile(
     snapshot: &ProxyConfig,
     running: &mut BTreeMap<String, Running>,
-    config: &watch::Receiver<Arc<ProxyConfig>>,
-    upstreams: &Upstreams,
-    shutdown: &CancellationToken,
+    (config, upstreams, shutdown, share_ports): Context<'_>,
 ) {
     running.retain(|name, listener| {
         let keep = snapshot
@@ -81,7 +94,7 @@ async fn reconcile(
         let stop = shutdown.child_token();
         let mut bound = Vec::new();
         for address in &listener.addresses {
-            match bind(*address, listener.freebind) {
+            match bind(*address, listener.freebind, share_ports) {
                 Ok(socket) => bound.push(socket),
                 Err(error) => tracing::warn!(listener = %name, %address, %error, "cannot bind"),
             }
@@ -106,13 +119,16 @@ async fn reconcile(
     }
 }
 
-fn bind(address: SocketAddr, freebind: bool) -> std::io::Result<TcpListener> {
+fn bind(address: SocketAddr, freebind: bool, share_port: bool) -> std::io::Result<TcpListener> {
     let socket = if address.is_ipv6() {
         tokio::net::TcpSocket::new_v6()?
     } else {
         tokio::net::TcpSocket::new_v4()?
     };
     socket.set_reuseaddr(true)?;
+    if share_port {
+        socket.set_reuseport(true)?;
+    }
     if freebind {
         set_freebind(&socket);
     }

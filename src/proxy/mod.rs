@@ -50,6 +50,7 @@ pub mod tls;
 pub mod tls_unbuffered;
 pub mod upgrade;
 pub mod upstream_tls;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,8 @@ pub enum ProxyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("starting the data-plane worker threads")]
+    StartWorkers(#[source] std::io::Error),
 }
 
 /// What the operator sets on the command line rather than in the bootstrap.
@@ -82,6 +85,8 @@ pub struct Options {
     /// The DNS server DNS clusters ask (UDP), instead of the system's (/etc/resolv.conf);
     /// /etc/hosts answers first either way.
     pub dns_resolver: Option<SocketAddr>,
+    /// Data-plane worker threads (Envoy's --concurrency); one per CPU when None.
+    pub workers: Option<usize>,
 }
 
 /// Runs the sidecar from `bootstrap` until `shutdown`.
@@ -138,7 +143,8 @@ pub async fn run(
         config.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(listeners::run(config, shutdown.clone()));
+    let workers = options.workers.unwrap_or_else(workers::default_count);
+    workers::start(workers, config, shutdown.clone()).map_err(ProxyError::StartWorkers)?;
     tokio::spawn(trim_when_connections_close(shutdown.clone()));
     ads::run(
         server,
