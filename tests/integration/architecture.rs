@@ -8,8 +8,10 @@
 //! - config: model;
 //! - translate: model, and xds's shared message helpers (types, wire, reflect);
 //! - health: model, metrics, unverified_tls; capacity: model, metrics;
-//! - cluster (replicas through etcd): health, model, metrics;
-//! - publish: model, config, translate, capacity, metrics, memory, and the xDS cache it publishes to;
+//! - cluster (replicas through etcd): health, model, metrics, capacity (the load it shares),
+//!   config and validation_report (configs kept in etcd are read and validated as files are);
+//! - publish: model, config, cluster (a config may come from etcd), translate, capacity,
+//!   metrics, memory, and the xDS cache it publishes to;
 //! - xds/server: xds's shared helpers, metrics, memory;
 //! - xds/client and proxy (the sidecar, which stands apart): xds's shared helpers and the
 //!   xDS client, memory (and, for proxy, unverified_tls);
@@ -29,12 +31,23 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("health", &["model", "metrics", "unverified_tls"]),
     ("capacity", &["model", "metrics"]),
-    ("cluster", &["health", "model", "metrics"]),
+    (
+        "cluster",
+        &[
+            "health",
+            "model",
+            "metrics",
+            "capacity",
+            "config",
+            "validation_report",
+        ],
+    ),
     (
         "publish",
         &[
             "model",
             "config",
+            "cluster",
             "translate",
             "capacity",
             "metrics",
