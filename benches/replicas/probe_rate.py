@@ -35,16 +35,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def sink(port):
-    """Accepts and closes connections on every loopback address until the process ends."""
+def sink(port, on_probe=None):
+    """Accepts and closes connections on every loopback address until the process ends,
+    calling `on_probe(address probed)` for each when given."""
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("0.0.0.0", port))
-    server.listen(4096)
+    server.listen(8192)
 
     def serve():
         while True:
             connection, _ = server.accept()
+            if on_probe:
+                on_probe(connection.getsockname()[0])
             connection.close()
 
     threading.Thread(target=serve, daemon=True).start()

@@ -27,35 +27,21 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from probe_rate import (  # noqa: E402
-    address, config, free_port, get, probes, serve, start_etcd, wait,
+    address, config, free_port, get, probes, serve, sink, start_etcd, wait,
 )
 
 LAST_PROBE = {}
 
 
-def recording_sink(port):
-    """Accepts every probe on 0.0.0.0:PORT, noting when each target address was probed."""
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(("0.0.0.0", port))
-    server.listen(8192)
-
-    def run():
-        while True:
-            connection, _ = server.accept()
-            LAST_PROBE.setdefault(connection.getsockname()[0], []).append(time.time())
-            connection.close()
-
-    threading.Thread(target=run, daemon=True).start()
+def note_probe(address_probed):
+    LAST_PROBE.setdefault(address_probed, []).append(time.time())
 
 
 def writes(admin):
@@ -93,7 +79,7 @@ def main():
     work = tempfile.mkdtemp(prefix="reown-")
     children, port, rule = [], free_port(), None
     try:
-        recording_sink(port)
+        sink(port, note_probe)
         path = os.path.join(work, "fleet.yaml")
         with open(path, "w") as f:
             f.write(config(args.targets, args.interval, port))
