@@ -76,6 +76,11 @@ thread_local! {
         std::cell::RefCell::new(vec![0u8; LOOK_AT_MOST].into_boxed_slice());
 }
 
+/// Runs `use_it` with the worker's scratch buffer (room for the longest head looked at).
+pub fn with_scratch<R>(use_it: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with_borrow_mut(|scratch| use_it(&mut scratch[..]))
+}
+
 /// Reads what is waiting on `stream` (a request head, usually whole) into the worker's
 /// scratch buffer; a copy of the bytes read, `None` when the client closed or failed.
 fn read_into_scratch(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {

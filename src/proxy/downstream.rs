@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::access_log_http;
 use super::between_exchanges::{Idle, Rewind};
+use super::lingering::{Exchanges, Watched, LINGER};
 use super::config::ProxyConfig;
 use super::http::{handle, Upstreams};
 use super::request_body::{BodyFailure, DownstreamBody};
@@ -60,15 +61,6 @@ struct Handler {
     body_failure: Arc<BodyFailure>,
     /// The connection's clock, when its listener limits connections.
     clock: Option<Arc<ConnectionClock>>,
-}
-
-/// Counts of one socket's exchanges, written by the request handler and read by the loop that
-/// decides when hyper may let go of the socket.
-#[derive(Default)]
-struct Exchanges {
-    started: AtomicU64,
-    /// The number of the last exchange after which the socket may be handed back (0: none).
-    releasable_after: AtomicU64,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Handler {
@@ -361,7 +353,8 @@ where
     let _ = connection.await;
 }
 
-/// HTTP/1.1: one hyper connection per run of exchanges, the socket alone between them.
+/// HTTP/1.1: one hyper connection per run of exchanges, the socket alone between them. A run
+/// lasts while the client's next request follows within [`LINGER`] (proxy/lingering.rs).
 /// Returns the bytes already read when the next request asks for an upgrade the listener
 /// allows: that request needs a hyper connection that owns the socket.
 async fn serve_http1<Io: Idle>(
@@ -378,13 +371,16 @@ async fn serve_http1<Io: Idle>(
             return Some(already_read);
         }
         let exchanges = handler.exchanges.clone();
-        let before = exchanges.started.load(Ordering::Relaxed);
-        let io = TokioIo::new(Rewind {
-            prefix: std::mem::take(&mut already_read),
-            inner: &mut *stream,
-        });
+        let watched = Watched::new(
+            std::mem::take(&mut already_read),
+            &mut *stream,
+            &exchanges,
+            handler.manager.websocket,
+        );
+        let before = watched.before();
         let mut connection = Box::pin(
-            hyper::server::conn::http1::Builder::new().serve_connection(io, handler.clone()),
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(watched), handler.clone()),
         );
         let mut stopping = false;
         let mut draining = false;
@@ -397,6 +393,8 @@ async fn serve_http1<Io: Idle>(
             .stream_idle
             .map(|timeout| Box::pin(tokio::time::sleep(timeout)));
         let mut head_timed_out = false;
+        // How long the connection has waited past its last plain exchange, and for which one.
+        let mut linger: Option<(u64, Pin<Box<tokio::time::Sleep>>)> = None;
         let finished = std::future::poll_fn(|cx| {
             if let Some(clock) = head_clock.as_mut() {
                 if exchanges.started.load(Ordering::Relaxed) > before {
@@ -412,11 +410,10 @@ async fn serve_http1<Io: Idle>(
             }
             let polled = connection.as_mut().get_mut().poll_without_shutdown(cx);
             if polled.is_pending() && !stopping && !draining {
-                let started = exchanges.started.load(Ordering::Relaxed);
-                let releasable = exchanges.releasable_after.load(Ordering::Relaxed);
+                let held = exchanges.head_held.load(Ordering::Relaxed);
                 // Only when the plain exchange is the last one hyper started: a pipelined
                 // request behind it would otherwise be answered with `Connection: close`.
-                if releasable == started && started > before {
+                if held || lingered(&mut linger, exchanges.past(before), cx) {
                     stopping = true;
                     connection.as_mut().graceful_shutdown();
                     cx.waker().wake_by_ref();
@@ -434,10 +431,38 @@ async fn serve_http1<Io: Idle>(
         if finished.is_err() || !stopping || draining {
             return None;
         }
-        let read_buf = Pin::into_inner(connection).into_parts().read_buf;
+        let parts = Pin::into_inner(connection).into_parts();
+        let held = parts.io.into_inner().into_held();
         // Copied out: even empty, hyper's bytes keep its whole read buffer alive.
-        already_read = Bytes::copy_from_slice(&read_buf);
+        already_read = match held {
+            None => Bytes::copy_from_slice(&parts.read_buf),
+            Some(held) => [&parts.read_buf[..], &held[..]].concat().into(),
+        };
     }
+}
+
+/// Whether the connection has waited [`LINGER`] past the plain exchange `past` (the last one
+/// hyper started) with nothing more from its client. The clock is made once per hyper
+/// connection and pushed on at each exchange (which only moves its deadline later).
+fn lingered(
+    linger: &mut Option<(u64, Pin<Box<tokio::time::Sleep>>)>,
+    past: Option<u64>,
+    cx: &mut std::task::Context<'_>,
+) -> bool {
+    let Some(past) = past else {
+        return false;
+    };
+    match linger {
+        Some((since, clock)) => {
+            if *since != past {
+                *since = past;
+                clock.as_mut().reset(tokio::time::Instant::now() + LINGER);
+            }
+        }
+        None => *linger = Some((past, Box::pin(tokio::time::sleep(LINGER)))),
+    }
+    let (_, clock) = linger.as_mut().expect("set above");
+    clock.as_mut().poll(cx).is_ready()
 }
 
 /// Answers a request head that stopped arriving as Envoy does (408 `stream timeout`), and

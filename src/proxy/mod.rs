@@ -24,6 +24,7 @@ pub mod filters;
 pub mod forward;
 pub mod headers;
 pub mod http;
+pub mod lingering;
 pub mod listeners;
 pub mod load_report;
 pub mod load_stats;

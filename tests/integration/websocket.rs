@@ -177,3 +177,54 @@ async fn websocket_echoes_through_envoy() {
 async fn websocket_echoes_through_the_sidecar() {
     websocket_echoes_through(Through::Sidecar).await;
 }
+
+/// A client that sends plain requests and then, on the same connection and at once, asks for
+/// an upgrade gets its tunnel: the sidecar keeps its HTTP/1.1 connection across a busy
+/// client's exchanges, and must still see an upgrade coming (proxy/lingering.rs).
+async fn websocket_follows_plain_requests(through: Through) {
+    let (backend, heads, _task) = start_echo().await;
+    let listen = free_port();
+    let node = format!("websocket-after-plain-{through:?}").to_lowercase();
+    let (_switchyard, _proxy) = serve_through(through, &node, &config(listen, backend)).await;
+    let plain = "GET /plain HTTP/1.1\r\nHost: chat.example.test\r\n\r\n";
+    let mut stream = wait_for("a plain request to be answered", || async move {
+        let mut stream = TcpStream::connect(("127.0.0.1", listen)).await.ok()?;
+        stream.write_all(plain.as_bytes()).await.ok()?;
+        read_head(&mut stream)
+            .await
+            .starts_with("HTTP/1.1 400")
+            .then_some(stream)
+    })
+    .await;
+    for _ in 0..3 {
+        stream.write_all(plain.as_bytes()).await.unwrap();
+        let head = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{through:?}: {head}");
+    }
+    let upgrade = format!(
+        "GET /chat HTTP/1.1\r\nHost: chat.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(upgrade.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "{through:?}: an upgrade after plain requests got {head}; the backend saw {:?}",
+        heads.lock().unwrap().last()
+    );
+    stream
+        .write_all(&frame(b"after plain", Some([5, 6, 7, 8])))
+        .await
+        .unwrap();
+    let (_, payload) = read_frame(&mut stream).await.expect("an echoed frame");
+    assert_eq!(payload, b"echo: after plain", "{through:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_follows_plain_requests_through_envoy() {
+    websocket_follows_plain_requests(Through::Envoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_follows_plain_requests_through_the_sidecar() {
+    websocket_follows_plain_requests(Through::Sidecar).await;
+}
