@@ -28,8 +28,6 @@ use super::stats::STATS;
 
 /// What one request's attempts share.
 pub(super) struct Attempts<'a> {
-    /// The request as it goes upstream, but for its target (each attempt's endpoint) and body.
-    pub parts: &'a http::request::Parts,
     pub entry: &'a ClusterEntry,
     /// The hash that picks the endpoint, if the route hashes.
     pub hash: Option<u64>,
@@ -63,8 +61,11 @@ const UNANSWERED: &str = "upstream connect error or disconnect/reset before head
 
 impl Attempts<'_> {
     /// The backend's answer, or the local answer Envoy gives when there is none to pass on.
+    /// `parts` is the request as it goes upstream, but for its target (each attempt's
+    /// endpoint) and body: each attempt but the last sends a copy, the last sends it.
     pub async fn run(
         &self,
+        mut parts: http::request::Parts,
         bodies: &mut AttemptBodies,
     ) -> Result<Response<Incoming>, Response<Body>> {
         let attempts = self.retry.map_or(1, |policy| policy.num_retries + 1);
@@ -75,16 +76,21 @@ impl Attempts<'_> {
                 self.back_off(attempt - 1).await;
                 drop(place);
             }
-            let wanted = self.parts.extensions.get::<OverrideHost>();
+            let wanted = parts.extensions.get::<OverrideHost>();
+            let asked_for_host = wanted.is_some();
             let Some(host) = self.choose_host(wanted) else {
                 // Envoy's words, byte for byte.
                 let answer = full(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
                 return Err(flagged(answer, "UH"));
             };
-            let Some(uri) = upstream_uri(&self.parts.uri, &host.name) else {
+            let Some(uri) = upstream_uri(&parts.uri, &host) else {
                 return Err(full(StatusCode::BAD_REQUEST, "bad request target\n"));
             };
-            let mut upstream = Request::from_parts(self.parts.clone(), bodies.next_body());
+            let sent = match attempt == attempts {
+                true => std::mem::replace(&mut parts, Request::new(()).into_parts().0),
+                false => parts.clone(),
+            };
+            let mut upstream = Request::from_parts(sent, bodies.next_body());
             *upstream.uri_mut() = uri;
             // The cluster's protocol, whatever the client spoke (an HTTP/2 client, over TLS by
             // ALPN or in clear, may reach an HTTP/1.1 backend).
@@ -114,7 +120,7 @@ impl Attempts<'_> {
                     ));
                 }
                 Outcome::Answered(mut response) => {
-                    if wanted.is_some() {
+                    if asked_for_host {
                         // For the filter that asked (only then: this allocates).
                         response.extensions_mut().insert(UpstreamHost(host.address));
                     }
@@ -327,11 +333,18 @@ fn failure_of(error: &hyper_util::client::legacy::Error) -> Failure {
     Failure::Reset { refused }
 }
 
-/// The request target rewritten to reach the endpoint named `name` (no port: the name holds
+/// The request target rewritten to reach `host` by its endpoint name (no port: the name holds
 /// each address's own), keeping path and query.
-pub(super) fn upstream_uri(uri: &Uri, name: &str) -> Option<Uri> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("http://{name}{path}").parse().ok()
+pub(super) fn upstream_uri(uri: &Uri, host: &Host) -> Option<Uri> {
+    let mut target = http::uri::Parts::default();
+    target.scheme = Some(http::uri::Scheme::HTTP);
+    target.authority = Some(host.authority.clone()?);
+    target.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(target).ok()
 }
 
 /// The bytes a header block takes on the wire (`name: value\r\n` per header).

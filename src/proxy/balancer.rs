@@ -29,6 +29,8 @@ pub struct Host {
     pub fallback: Vec<SocketAddr>,
     /// The endpoint's name for upstream requests (see [`super::endpoint_names`]).
     pub name: String,
+    /// The name as a request target's authority, made once rather than per request.
+    pub authority: Option<http::uri::Authority>,
     pub active: AtomicUsize,
     /// The counters of the endpoint's locality, for load reports.
     pub load: Arc<LocalityCounters>,
@@ -185,10 +187,12 @@ impl Balancer {
                         let all: Vec<SocketAddr> = std::iter::once(address)
                             .chain(fallback.iter().copied())
                             .collect();
+                        let name = super::endpoint_names::name_of(&all);
                         Arc::new(Host {
                             address,
                             fallback,
-                            name: super::endpoint_names::name_of(&all),
+                            authority: name.parse().ok(),
+                            name,
                             active: AtomicUsize::new(0),
                             load: load.clone(),
                         })

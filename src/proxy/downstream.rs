@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::access_log_http;
 use super::between_exchanges::{Idle, Rewind};
-use super::lingering::{Exchanges, Watched, LINGER};
 use super::config::ProxyConfig;
 use super::http::{handle, Upstreams};
+use super::lingering::{Exchanges, Watched, LINGER};
 use super::request_body::{BodyFailure, DownstreamBody};
 use super::resources::listener::HttpManager;
 use super::rewrite::Connection;

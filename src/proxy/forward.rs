@@ -194,7 +194,6 @@ pub(super) async fn forward_request<'c>(
         client_upgrade.is_none() && retries_anything(policy) && retriable(policy, &parts)
     });
     let attempts = Attempts {
-        parts: &parts,
         entry,
         hash,
         destination,
@@ -222,7 +221,7 @@ pub(super) async fn forward_request<'c>(
         upstreams,
     );
     let mut bodies = AttemptBodies::new(body, empty, retry.is_some());
-    let mut reply = match attempts.run(&mut bodies).await {
+    let mut reply = match attempts.run(parts, &mut bodies).await {
         Ok(response) => answer(downstream_response(
             response,
             client_upgrade.map(|client| (client, tunnel_clock)),

@@ -130,8 +130,8 @@ pub(super) fn add_forwarding_headers(
     } else {
         headers.entry(X_FORWARDED_PROTO).or_insert(proto);
     }
-    if let Some(via) = manager.via.as_deref() {
-        append_via(headers, via);
+    if let Some(via) = &manager.via_value {
+        append_via_value(headers, via);
     }
 }
 
@@ -148,13 +148,28 @@ fn address_value(address: std::net::IpAddr) -> Option<HeaderValue> {
 }
 
 pub(super) fn append_via(headers: &mut http::HeaderMap, via: &str) {
-    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(earlier) if !earlier.is_empty() => format!("{earlier}, {via}"),
-        _ => via.to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(header::VIA, value);
+    if let Ok(via) = HeaderValue::from_str(via) {
+        append_via_value(headers, &via);
     }
+}
+
+/// Appends `via` to the Via header: the value itself when there is none (no allocation: the
+/// value's bytes are shared), else the earlier value and `, via`.
+pub(super) fn append_via_value(headers: &mut http::HeaderMap, via: &HeaderValue) {
+    let value = match headers.get(header::VIA).filter(|v| !v.is_empty()) {
+        Some(earlier) => {
+            let mut joined = Vec::with_capacity(earlier.len() + 2 + via.len());
+            joined.extend_from_slice(earlier.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(via.as_bytes());
+            match HeaderValue::from_bytes(&joined) {
+                Ok(value) => value,
+                Err(_) => return,
+            }
+        }
+        None => via.clone(),
+    };
+    headers.insert(header::VIA, value);
 }
 
 /// Removes what belongs to one connection and not to the message (RFC 9110 7.6.1): the
@@ -166,7 +181,14 @@ pub(super) fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| http::HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        // Not header names (`close`), or removed below anyway: no name made for them.
+        .filter(|token| {
+            !["close", "keep-alive", "upgrade"]
+                .iter()
+                .any(|known| token.eq_ignore_ascii_case(known))
+        })
+        .filter_map(|token| http::HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -218,6 +240,7 @@ mod tests {
             strip_any_host_port: true,
             use_remote_address,
             via: via.map(str::to_string),
+            via_value: via.map(|v| HeaderValue::from_str(v).unwrap()),
             skip_xff_append: false,
             drop_underscore_headers: false,
             host_with_listener_port: false,

@@ -19,7 +19,7 @@ use super::config::ProxyConfig;
 use super::endpoint_names::EndpointNames;
 use super::filters::{self, router::Routed};
 use super::headers::{
-    add_forwarding_headers, append_listener_port, append_via, drop_underscore_headers,
+    add_forwarding_headers, append_listener_port, append_via_value, drop_underscore_headers,
     strip_host_port,
 };
 use super::request_body::{DownstreamBody, UpstreamBody};
@@ -159,9 +159,10 @@ pub(crate) fn full(status: StatusCode, text: &str) -> Response<Body> {
 }
 
 /// The host a request is for, as routing matches it: the `:authority` (HTTP/2, or an
-/// absolute request target), else the Host header, in lower case.
-fn host_of(request: &Request<DownstreamBody>) -> String {
-    request
+/// absolute request target), else the Host header, in lower case (borrowed when it is
+/// already).
+fn host_of(request: &Request<DownstreamBody>) -> std::borrow::Cow<'_, str> {
+    let host = request
         .uri()
         .authority()
         .map(|a| a.as_str())
@@ -171,8 +172,11 @@ fn host_of(request: &Request<DownstreamBody>) -> String {
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
         })
-        .unwrap_or_default()
-        .to_ascii_lowercase()
+        .unwrap_or_default();
+    match host.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => host.to_ascii_lowercase().into(),
+        false => host.into(),
+    }
 }
 
 pub async fn handle(
@@ -217,8 +221,8 @@ pub async fn handle(
         }
     }
     STATS.response(response.status().as_u16());
-    if let Some(via) = manager.via.as_deref() {
-        append_via(response.headers_mut(), via);
+    if let Some(via) = &manager.via_value {
+        append_via_value(response.headers_mut(), via);
     }
     response
 }
@@ -233,8 +237,8 @@ async fn route_and_forward(
     let Some(table) = config.routes.get(&manager.route_name) else {
         return full(StatusCode::NOT_FOUND, "route configuration not found\n");
     };
-    let host = host_of(&request);
     let (vhost, route) = {
+        let host = host_of(&request);
         let parts = RequestParts {
             host: &host,
             path: request.uri().path(),

@@ -217,10 +217,14 @@ mod tests {
         // The next exchange, answered; its successor asks for a WebSocket.
         exchanges.started.store(2, Ordering::Relaxed);
         exchanges.releasable_after.store(2, Ordering::Relaxed);
-        let upgrade = b"GET /ws HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
+        let upgrade =
+            b"GET /ws HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n";
         client.write_all(upgrade).await.unwrap();
         let read = tokio::time::timeout(Duration::from_millis(300), watched.read(&mut got)).await;
-        assert!(read.is_err(), "hyper is given nothing of an upgrade request");
+        assert!(
+            read.is_err(),
+            "hyper is given nothing of an upgrade request"
+        );
         assert!(exchanges.head_held.load(Ordering::Relaxed));
         assert_eq!(watched.into_held().as_deref(), Some(&upgrade[..]));
     }

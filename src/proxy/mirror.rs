@@ -44,7 +44,7 @@ pub(super) fn send_copies(
         let Some(host) = entry.balancer.pick(hash) else {
             continue;
         };
-        let Some(uri) = upstream_uri(&parts.uri, &host.name) else {
+        let Some(uri) = upstream_uri(&parts.uri, &host) else {
             continue;
         };
         let mut copy = Request::from_parts(parts.clone(), ());

@@ -88,10 +88,12 @@ impl Table {
 
 /// The host of a connection to `destination`.
 fn host_at(destination: SocketAddr) -> Host {
+    let name = super::endpoint_names::name_of(&[destination]);
     Host {
         address: destination,
         fallback: Vec::new(),
-        name: super::endpoint_names::name_of(&[destination]),
+        authority: name.parse().ok(),
+        name,
         active: AtomicUsize::new(0),
         load: Default::default(),
     }

@@ -85,14 +85,8 @@ pub fn apply<'e>(
             let present = headers.contains_key(&addition.name);
             match addition.mode {
                 AddMode::Append if present && JOINED_ON_APPEND.contains(&addition.name) => {
-                    let joined = headers
-                        .get_all(&addition.name)
-                        .iter()
-                        .chain(std::iter::once(&value))
-                        .filter_map(|v| v.to_str().ok())
-                        .collect::<Vec<_>>()
-                        .join(",");
-                    if let Ok(joined) = HeaderValue::from_str(&joined) {
+                    let values = headers.get_all(&addition.name).iter();
+                    if let Some(joined) = comma_joined(values.chain(std::iter::once(&value))) {
                         headers.insert(addition.name.clone(), joined);
                     }
                 }
@@ -118,47 +112,76 @@ fn value_of(
 ) -> Option<HeaderValue> {
     match &addition.value {
         HeaderText::Fixed(value) => Some(value.clone()),
-        HeaderText::Template(parts) => {
-            let text: String = parts
-                .iter()
-                .map(|part| part_text(part, connection, headers))
-                .collect();
+        HeaderText::Template(parts) => with_text_buffer(|text| {
+            for part in parts {
+                write_part(part, connection, headers, text);
+            }
             if text.is_empty() {
                 return None;
             }
-            HeaderValue::from_str(&text).ok()
-        }
+            HeaderValue::from_str(text).ok()
+        }),
     }
 }
 
-/// One part of a header value as Envoy's formatter writes it (an absent fact: nothing).
-fn part_text(part: &TextPart, connection: &Connection, headers: &HeaderMap) -> String {
+thread_local! {
+    /// Where header values are written before they become one: the value's own bytes are
+    /// then its only allocation.
+    static TEXT_BUFFER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Runs `write` with the thread's text buffer, emptied.
+fn with_text_buffer<R>(write: impl FnOnce(&mut String) -> R) -> R {
+    TEXT_BUFFER.with_borrow_mut(|text| {
+        text.clear();
+        write(text)
+    })
+}
+
+/// `values` joined by commas, as one header value (values that are not text are left out).
+fn comma_joined<'v>(values: impl Iterator<Item = &'v HeaderValue>) -> Option<HeaderValue> {
+    with_text_buffer(|text| {
+        for value in values.filter_map(|v| v.to_str().ok()) {
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(value);
+        }
+        HeaderValue::from_str(text).ok()
+    })
+}
+
+/// Writes one part of a header value as Envoy's formatter writes it (an absent fact:
+/// nothing) at the end of `text`.
+fn write_part(part: &TextPart, connection: &Connection, headers: &HeaderMap, text: &mut String) {
+    use std::fmt::Write;
     let session = connection.session.as_deref();
-    match part {
-        TextPart::Literal(text) => text.clone(),
-        TextPart::LocalAddress => canonical(connection.local).ip().to_string(),
-        TextPart::RemoteAddress => canonical(connection.remote).ip().to_string(),
-        TextPart::LocalAddressWithPort => canonical(connection.local).to_string(),
-        TextPart::RemoteAddressWithPort => canonical(connection.remote).to_string(),
-        TextPart::LocalPort => connection.local.port().to_string(),
-        TextPart::RemotePort => connection.remote.port().to_string(),
-        TextPart::Protocol => protocol_name(connection.protocol).to_string(),
-        TextPart::TlsVersion => session.map_or("", |s| s.version).to_string(),
-        TextPart::TlsCipher => session.map_or("", |s| s.cipher).to_string(),
-        TextPart::ServerName => session
-            .and_then(|s| s.server_name.clone())
-            .unwrap_or_default(),
-        TextPart::Encrypted => session.is_some().to_string(),
+    let _ = match part {
+        TextPart::Literal(literal) => text.write_str(literal),
+        TextPart::LocalAddress => write!(text, "{}", canonical(connection.local).ip()),
+        TextPart::RemoteAddress => write!(text, "{}", canonical(connection.remote).ip()),
+        TextPart::LocalAddressWithPort => write!(text, "{}", canonical(connection.local)),
+        TextPart::RemoteAddressWithPort => write!(text, "{}", canonical(connection.remote)),
+        TextPart::LocalPort => write!(text, "{}", connection.local.port()),
+        TextPart::RemotePort => write!(text, "{}", connection.remote.port()),
+        TextPart::Protocol => text.write_str(protocol_name(connection.protocol)),
+        TextPart::TlsVersion => text.write_str(session.map_or("", |s| s.version)),
+        TextPart::TlsCipher => text.write_str(session.map_or("", |s| s.cipher)),
+        TextPart::ServerName => {
+            text.write_str(session.and_then(|s| s.server_name.as_deref()).unwrap_or(""))
+        }
+        TextPart::Encrypted => write!(text, "{}", session.is_some()),
         TextPart::RequestHeader(name) => {
             // On a request, its own headers; on a response, the request's as kept.
             let request = connection.request_headers.as_deref().unwrap_or(headers);
-            request
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string()
+            text.write_str(
+                request
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default(),
+            )
         }
-    }
+    };
 }
 
 /// An HTTP version as Envoy's `%PROTOCOL%` writes it.

@@ -96,16 +96,23 @@ fn header_value<'r>(
         ":path" => Some(request.path_and_query.into()),
         ":authority" | "host" => Some(request.host.into()),
         _ => {
-            let values: Vec<&str> = request
+            let mut values = request
                 .headers
                 .get_all(name)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            match values.len() {
-                0 => None,
-                1 => Some(values[0].into()),
-                _ => Some(values.join(",").into()),
+                .filter_map(|v| v.to_str().ok());
+            let first = values.next()?;
+            match values.next() {
+                // One value, as most are: borrowed.
+                None => Some(first.into()),
+                Some(second) => {
+                    let mut joined = format!("{first},{second}");
+                    for more in values {
+                        joined.push(',');
+                        joined.push_str(more);
+                    }
+                    Some(joined.into())
+                }
             }
         }
     }
@@ -147,19 +154,24 @@ fn query_matches(matcher: &QueryMatch, query: Option<&str>) -> bool {
 }
 
 pub(crate) fn text_matches(matcher: &TextMatch, ignore_case: bool, value: &str) -> bool {
-    let lower = |s: &str| {
-        if ignore_case {
-            s.to_ascii_lowercase()
-        } else {
-            s.to_string()
-        }
+    // Compared in place: this runs for every request a header or retry matcher looks at.
+    let same = |a: &[u8], b: &[u8]| match ignore_case {
+        true => a.eq_ignore_ascii_case(b),
+        false => a == b,
     };
-    let value_cased = lower(value);
+    let bytes = value.as_bytes();
     match matcher {
-        TextMatch::Exact(v) => value_cased == lower(v),
-        TextMatch::Prefix(v) => value_cased.starts_with(&lower(v)),
-        TextMatch::Suffix(v) => value_cased.ends_with(&lower(v)),
-        TextMatch::Contains(v) => value_cased.contains(&lower(v)),
+        TextMatch::Exact(v) => same(bytes, v.as_bytes()),
+        TextMatch::Prefix(v) => bytes.len() >= v.len() && same(&bytes[..v.len()], v.as_bytes()),
+        TextMatch::Suffix(v) => {
+            bytes.len() >= v.len() && same(&bytes[bytes.len() - v.len()..], v.as_bytes())
+        }
+        TextMatch::Contains(v) => {
+            v.is_empty()
+                || bytes
+                    .windows(v.len())
+                    .any(|window| same(window, v.as_bytes()))
+        }
         TextMatch::Regex(regex) => regex.is_match(value),
     }
 }

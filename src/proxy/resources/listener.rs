@@ -106,6 +106,8 @@ pub struct HttpManager {
     pub strip_any_host_port: bool,
     pub use_remote_address: bool,
     pub via: Option<String>,
+    /// `via` as a header value, made once: appended to every request and response.
+    pub via_value: Option<http::HeaderValue>,
     /// `skip_xff_append`: the client's address is not appended to X-Forwarded-For (the route
     /// configuration may still add to it or remove it).
     pub skip_xff_append: bool,
@@ -391,6 +393,9 @@ fn http_manager(bytes: &[u8]) -> Result<HttpManager, Fault> {
         ),
         use_remote_address: manager.use_remote_address.is_some_and(|v| v.value),
         via: Some(manager.via.clone()).filter(|v| !v.is_empty()),
+        via_value: Some(manager.via.as_str())
+            .filter(|v| !v.is_empty())
+            .and_then(|v| http::HeaderValue::from_str(v).ok()),
         skip_xff_append: manager.skip_xff_append,
         drop_underscore_headers,
         host_with_listener_port,
