@@ -21,7 +21,7 @@ use crate::{bootstrap, config, mib, sidecar_command, Proxy};
 const INSTALL: &str = "benches/peers/install.sh";
 
 /// An nginx running as one process (no master), from `body` placed in an `http` block.
-fn nginx(dir: &Path, name: &'static str, port: u16, body: &str) -> Proxy {
+pub(crate) fn nginx(dir: &Path, name: &'static str, port: u16, body: &str) -> Proxy {
     let file = name.replace(' ', "-");
     let conf = dir.join(format!("{file}.conf"));
     let temp = dir.join(format!("{file}-temp"));
@@ -69,12 +69,17 @@ fn nginx_proxy(dir: &Path, port: u16, backend: u16) -> Proxy {
 
 /// haproxy on one thread, HTTP mode, keep-alive both sides.
 fn haproxy(dir: &Path, port: u16, backend: u16) -> Proxy {
+    haproxy_with(dir, port, backend, "")
+}
+
+/// haproxy as [`haproxy`] starts it, `server_options` added to its server line (`proto h2`).
+pub(crate) fn haproxy_with(dir: &Path, port: u16, backend: u16, server_options: &str) -> Proxy {
     let conf = dir.join("haproxy.cfg");
     let text = format!(
         "global\n  nbthread 1\n  maxconn 9000\n\
          defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
          frontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n\
-         backend b\n  server s 127.0.0.1:{backend}\n"
+         backend b\n  server s 127.0.0.1:{backend} {server_options}\n"
     );
     std::fs::write(&conf, text).unwrap();
     let child = Command::new("haproxy")
@@ -110,7 +115,7 @@ fn wrk_rate(port: u16, seconds: f64) -> f64 {
 }
 
 /// The median of `measure` on each proxy over `rounds`, the order rotating each round.
-fn rotating<F: FnMut(u16) -> f64>(proxies: &[&Proxy], rounds: usize, mut measure: F) -> Vec<f64> {
+pub(crate) fn rotating<F: FnMut(u16) -> f64>(proxies: &[&Proxy], rounds: usize, mut measure: F) -> Vec<f64> {
     let mut rates = vec![Vec::new(); proxies.len()];
     for round in 0..rounds {
         for step in 0..proxies.len() {
@@ -124,7 +129,7 @@ fn rotating<F: FnMut(u16) -> f64>(proxies: &[&Proxy], rounds: usize, mut measure
     rates.iter_mut().map(|r| crate::median(r)).collect()
 }
 
-fn ratios(label: &str, names: &[&str], values: &[f64], unit: &str) {
+pub(crate) fn ratios(label: &str, names: &[&str], values: &[f64], unit: &str) {
     let Some(sidecar) = names
         .iter()
         .position(|n| *n == "sidecar")
@@ -148,13 +153,13 @@ fn ratios(label: &str, names: &[&str], values: &[f64], unit: &str) {
 
 /// The sidecar measured as "sidecar": this build's, unless `SWITCHYARD_BENCH_SIDECAR` names
 /// another binary (to compare two earlier builds without rebuilding the bench).
-fn this_build() -> String {
+pub(crate) fn this_build() -> String {
     std::env::var("SWITCHYARD_BENCH_SIDECAR")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_string())
 }
 
 /// The proxies named by `--only envoy,sidecar,...` (all when not given).
-fn chosen() -> Option<Vec<String>> {
+pub(crate) fn chosen() -> Option<Vec<String>> {
     let args: Vec<String> = std::env::args().collect();
     let at = args.iter().position(|a| a == "--only")?;
     Some(
@@ -306,9 +311,9 @@ async fn latencies(
         .unzip()
 }
 
-type Serving = switchyard::serve::Running;
+pub(crate) type Serving = switchyard::serve::Running;
 
-async fn finish(envoy: Serving, sidecar: Serving, baseline: Option<(Serving, Proxy)>) {
+pub(crate) async fn finish(envoy: Serving, sidecar: Serving, baseline: Option<(Serving, Proxy)>) {
     envoy.shutdown().await;
     sidecar.shutdown().await;
     if let Some((serving, _)) = baseline {
