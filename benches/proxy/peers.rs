@@ -115,7 +115,11 @@ fn wrk_rate(port: u16, seconds: f64) -> f64 {
 }
 
 /// The median of `measure` on each proxy over `rounds`, the order rotating each round.
-pub(crate) fn rotating<F: FnMut(u16) -> f64>(proxies: &[&Proxy], rounds: usize, mut measure: F) -> Vec<f64> {
+pub(crate) fn rotating<F: FnMut(u16) -> f64>(
+    proxies: &[&Proxy],
+    rounds: usize,
+    mut measure: F,
+) -> Vec<f64> {
     let mut rates = vec![Vec::new(); proxies.len()];
     for round in 0..rounds {
         for step in 0..proxies.len() {

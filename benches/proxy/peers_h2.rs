@@ -63,8 +63,10 @@ pub async fn run(bench: bool) {
     );
     let backend_address = format!("127.0.0.1:{backend_port}").parse().unwrap();
     let h2c = |listen: u16| {
-        config(listen, backend_address, false)
-            .replace("- {name: b, backends:", "- {name: b, protocol: H2C, backends:")
+        config(listen, backend_address, false).replace(
+            "- {name: b, backends:",
+            "- {name: b, protocol: H2C, backends:",
+        )
     };
     let (envoy_port, sidecar_port) = (free_port(), free_port());
     let for_envoy = crate::start_switchyard(dir.path(), envoy_port, h2c(envoy_port))

@@ -16,7 +16,9 @@ use super::access_log_http::{flagged, reached};
 use super::balancer::Host;
 use super::circuit_breakers::RetryPlace;
 use super::config::ClusterEntry;
-use super::http::{full, Body, UpstreamClient, MAX_RESPONSE_HEADERS_BYTES};
+use super::http::{
+    authority_from_host, full, Body, UpstreamClient, Upstreams, MAX_RESPONSE_HEADERS_BYTES,
+};
 use super::load_stats::Ended;
 use super::outlier::Reported;
 use super::override_host::{self, OverrideHost, UpstreamHost};
@@ -33,7 +35,8 @@ pub(super) struct Attempts<'a> {
     pub hash: Option<u64>,
     /// For an ORIGINAL_DST cluster: where the client was going (the host of every attempt).
     pub destination: Option<std::net::SocketAddr>,
-    pub client: UpstreamClient,
+    /// The upstream pools: an attempt takes the one for its cluster and endpoint.
+    pub upstreams: &'a Upstreams,
     /// The retry policy, when it applies to this request.
     pub retry: Option<&'a Retry>,
     /// When the route's timeout runs out.
@@ -86,6 +89,11 @@ impl Attempts<'_> {
             let Some(uri) = upstream_uri(&parts.uri, &host) else {
                 return Err(full(StatusCode::BAD_REQUEST, "bad request target\n"));
             };
+            let client = self.upstreams.client_for(
+                &self.entry.cluster,
+                super::upstream_tls::request_host(&parts),
+                &host,
+            );
             let sent = match attempt == attempts {
                 true => std::mem::replace(&mut parts, Request::new(()).into_parts().0),
                 false => parts.clone(),
@@ -98,7 +106,10 @@ impl Attempts<'_> {
                 true => http::Version::HTTP_2,
                 false => http::Version::HTTP_11,
             };
-            let outcome = self.attempt(&host, upstream).await;
+            if self.entry.cluster.http2 {
+                authority_from_host(&mut upstream, self.entry.cluster.tls.is_some());
+            }
+            let outcome = self.attempt(&host, &client, upstream).await;
             // Asked after the attempt: the body may have outgrown what is kept meanwhile.
             let may_retry = attempt < attempts && bodies.can_resend();
             match outcome {
@@ -168,9 +179,14 @@ impl Attempts<'_> {
 
     /// One attempt to `host`, bounded by the route's deadline and the per-try timeout, counted
     /// in the load of the host's locality.
-    async fn attempt(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {
+    async fn attempt(
+        &self,
+        host: &Host,
+        client: &UpstreamClient,
+        upstream: Request<UpstreamBody>,
+    ) -> Outcome {
         let issued = host.load.issue();
-        let outcome = self.attempt_uncounted(host, upstream).await;
+        let outcome = self.attempt_uncounted(host, client, upstream).await;
         issued.end(match &outcome {
             Outcome::Answered(response) => Ended::of_status(response.status()),
             Outcome::TimedOut | Outcome::Unanswered(_) => Ended::Error,
@@ -196,7 +212,12 @@ impl Attempts<'_> {
         detector.report(host.address, result, std::time::Instant::now());
     }
 
-    async fn attempt_uncounted(&self, host: &Host, upstream: Request<UpstreamBody>) -> Outcome {
+    async fn attempt_uncounted(
+        &self,
+        host: &Host,
+        client: &UpstreamClient,
+        upstream: Request<UpstreamBody>,
+    ) -> Outcome {
         // A request waiting for a connection waits within the route's timeouts.
         let admitted = self.entry.breakers.admit(!self.entry.cluster.http2);
         let admitted = match self.try_deadline() {
@@ -217,7 +238,7 @@ impl Attempts<'_> {
             .cluster
             .max_requests_per_connection
             .map(|_| request_budget::track(&mut upstream));
-        let sent = self.client.request(upstream);
+        let sent = client.request(upstream);
         let result = match self.try_deadline() {
             Some(limit) => tokio::time::timeout_at(limit, sent).await,
             None => Ok(sent.await),

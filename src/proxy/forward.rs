@@ -197,7 +197,7 @@ pub(super) async fn forward_request<'c>(
         entry,
         hash,
         destination,
-        client: upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(&parts)),
+        upstreams,
         retry,
         // A route with a max_stream_duration leaves the whole stream to it, as Envoy's router
         // then sets no timeout of its own.

@@ -57,12 +57,20 @@ type PoolKey = (
     Option<u32>,
 );
 
-/// Connection pools by protocol and idle timeout, made when a cluster first needs one.
-/// Cloned into every connection, so kept behind one pointer.
+/// Connection pools by protocol and idle timeout, made when a cluster first needs one, and
+/// for HTTP/2 one per endpoint too (see [`Upstreams::client_for`]). Cloned into every
+/// connection, so kept behind one pointer.
 struct Pools {
     connector: HttpConnector<EndpointNames>,
-    clients: std::sync::RwLock<std::collections::HashMap<PoolKey, UpstreamClient>>,
+    clients: std::sync::RwLock<std::collections::HashMap<PoolAt, UpstreamClient>>,
 }
+
+/// A pool's key and, for HTTP/2, the endpoint all its connections go to.
+type PoolAt = (PoolKey, Option<std::net::SocketAddr>);
+
+/// The most pools kept: endpoints come and go, and a pool per HTTP/2 endpoint must not
+/// pile up; past it they are all made again as requests need them.
+const MOST_POOLS: usize = 4096;
 
 impl Upstreams {
     pub fn new() -> Upstreams {
@@ -77,10 +85,18 @@ impl Upstreams {
         }))
     }
 
-    /// The pool for `cluster`'s connections, for a request to `host`: HTTP/2 or HTTP/1.1,
-    /// closed after the cluster's idle timeout, over TLS when the cluster asks (the SNI
-    /// the context names, else `host` with auto_sni).
-    pub(super) fn client_for(&self, cluster: &Cluster, host: &str) -> UpstreamClient {
+    /// The pool for `cluster`'s connections to `endpoint`, for a request to `host`: HTTP/2
+    /// or HTTP/1.1, closed after the cluster's idle timeout, over TLS when the cluster asks
+    /// (the SNI the context names, else `host` with auto_sni). HTTP/1.1 pools are shared by
+    /// the cluster's endpoints (the request's target names the endpoint, and goes out in
+    /// origin form); an HTTP/2 pool is the endpoint's own, so that the request's target
+    /// can carry the Host as its `:authority` (see [`authority_from_host`]).
+    pub(super) fn client_for(
+        &self,
+        cluster: &Cluster,
+        host: &str,
+        endpoint: &super::balancer::Host,
+    ) -> UpstreamClient {
         let tls = cluster.tls.as_ref().map(|tls| {
             let auto = cluster.auto_sni.then(|| host.to_string());
             (
@@ -89,28 +105,45 @@ impl Upstreams {
             )
         });
         let idle = cluster.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT);
-        self.client((
+        let key = (
             cluster.http2,
             idle,
             tls,
             cluster.max_requests_per_connection,
-        ))
+        );
+        match cluster.http2 {
+            true => self.client((key, Some(endpoint.address)), endpoint.authority.as_ref()),
+            false => self.client((key, None), None),
+        }
     }
 
-    /// The pool for HTTP/2 (or HTTP/1.1) connections as `key` describes them.
-    fn client(&self, key: PoolKey) -> UpstreamClient {
-        let http2 = key.0;
+    /// The pool for HTTP/2 (or HTTP/1.1) connections as `at` describes them; an endpoint's
+    /// own pool connects to `endpoint` whatever its requests' targets name.
+    fn client(&self, at: PoolAt, endpoint: Option<&http::uri::Authority>) -> UpstreamClient {
         if let Some(client) = self
             .0
             .clients
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get(&at)
         {
             return client.clone();
         }
         let mut clients = self.0.clients.write().unwrap_or_else(|e| e.into_inner());
-        let client = clients.entry(key.clone()).or_insert_with(|| {
+        if clients.len() >= MOST_POOLS && !clients.contains_key(&at) {
+            clients.clear();
+        }
+        let (key, _) = &at;
+        let http2 = key.0;
+        let endpoint = endpoint.and_then(|authority| {
+            http::Uri::builder()
+                .scheme("http")
+                .authority(authority.clone())
+                .path_and_query("/")
+                .build()
+                .ok()
+        });
+        let client = clients.entry(at.clone()).or_insert_with(|| {
             let mut builder = Client::builder(TokioExecutor::new());
             builder.pool_idle_timeout(key.1);
             if http2 {
@@ -129,9 +162,37 @@ impl Upstreams {
                     .as_ref()
                     .map(|(tls, sni)| TlsOrigination::new(tls, sni.clone())),
                 max_requests: key.3,
+                endpoint,
             })
         });
         client.clone()
+    }
+}
+
+/// An HTTP/2 request's target as Envoy sends it: the Host (after the route's rewrites) as
+/// its `:authority`, and no Host header beside it, which servers that check the two (nginx)
+/// refuse when they differ; `https` as its `:scheme` over TLS. A Host that is no authority
+/// stays a header, and the target keeps the endpoint's name.
+pub(super) fn authority_from_host<B>(request: &mut Request<B>, tls: bool) {
+    let Some(authority) = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| http::uri::Authority::try_from(host.as_bytes()).ok())
+    else {
+        return;
+    };
+    let mut target = std::mem::take(request.uri_mut()).into_parts();
+    target.authority = Some(authority);
+    target.scheme = Some(match tls {
+        true => http::uri::Scheme::HTTPS,
+        false => http::uri::Scheme::HTTP,
+    });
+    if target.path_and_query.is_none() {
+        target.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = http::Uri::from_parts(target) {
+        *request.uri_mut() = uri;
+        request.headers_mut().remove(header::HOST);
     }
 }
 

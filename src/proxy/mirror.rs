@@ -69,12 +69,19 @@ pub(super) fn send_copies(
             false => body.copy().boxed(),
         };
         let mut copy = copy.map(|()| body);
+        if entry.cluster.http2 {
+            super::http::authority_from_host(&mut copy, entry.cluster.tls.is_some());
+        }
         // A copy counts against its connection's max_requests_per_connection too.
         let connection = entry
             .cluster
             .max_requests_per_connection
             .map(|_| super::request_budget::track(&mut copy));
-        let client = upstreams.client_for(&entry.cluster, super::upstream_tls::request_host(parts));
+        let client = upstreams.client_for(
+            &entry.cluster,
+            super::upstream_tls::request_host(parts),
+            &host,
+        );
         let limit = timeout
             .filter(|t| !t.is_zero())
             .unwrap_or(UNBOUNDED_COPY_LIMIT);

@@ -96,6 +96,9 @@ pub struct UpstreamConnector {
     pub tls: Option<TlsOrigination>,
     /// The requests each connection may carry (see proxy/request_budget.rs).
     pub max_requests: Option<u32>,
+    /// Where every connection goes, whatever the pool asks for: an HTTP/2 endpoint's own
+    /// pool, whose requests' targets name the Host rather than the endpoint.
+    pub endpoint: Option<http::Uri>,
 }
 
 impl tower_service::Service<http::Uri> for UpstreamConnector {
@@ -108,6 +111,7 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let uri = self.endpoint.clone().unwrap_or(uri);
         let host = uri.host().unwrap_or_default().to_string();
         let connecting = self.tcp.call(uri);
         let tls = self.tls.clone();

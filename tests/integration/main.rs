@@ -38,6 +38,7 @@ mod golden;
 mod hardening;
 mod health_checking;
 mod health_probes;
+mod http2_authority;
 mod https;
 mod illegal_requests;
 mod internet_negs;
