@@ -103,10 +103,20 @@ struct Proxy {
 
 impl Proxy {
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        self.proc_kib("status", "VmRSS:")
+    }
+
+    /// The process's anonymous memory (its heap, stacks and written data), without the file
+    /// pages of its binary and libraries that RSS also counts.
+    fn anonymous_kib(&self) -> u64 {
+        self.proc_kib("smaps_rollup", "Anonymous:")
+    }
+
+    fn proc_kib(&self, file: &str, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/{file}", self.child.id()))
             .unwrap_or_default()
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
             .unwrap_or(0)
     }

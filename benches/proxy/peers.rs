@@ -239,6 +239,7 @@ pub async fn run(bench: bool) {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle: Vec<f64> = proxies.iter().map(|p| mib(p.rss_kib())).collect();
+    let own: Vec<f64> = proxies.iter().map(|p| mib(p.anonymous_kib())).collect();
     println!("HTTP/1.1 against the peers; one worker each; backend: one nginx worker; wrk -t1 -c32, {seconds} s per round, {rounds} rotating rounds; machine shared");
     for proxy in &proxies {
         wrk_rate(proxy.port, 1.0); // warm up
@@ -261,6 +262,7 @@ pub async fn run(bench: bool) {
     ratios("  p50 ms", &names, &p50, "");
     ratios("  p99 ms", &names, &p99, "");
     ratios("RSS idle MiB", &names, &idle, "");
+    ratios("  of it anonymous (heap, stacks) MiB", &names, &own, "");
     if only.is_some() {
         // A run kept to some proxies compares builds; holding connections is the full run's.
         return finish(for_envoy, for_sidecar, for_baseline).await;

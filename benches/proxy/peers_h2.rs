@@ -100,6 +100,7 @@ pub async fn run(bench: bool) {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle: Vec<f64> = proxies.iter().map(|p| mib(p.rss_kib())).collect();
+    let own: Vec<f64> = proxies.iter().map(|p| mib(p.anonymous_kib())).collect();
     println!(
         "HTTP/2 (cleartext) on both sides; one worker each; backend: one nginx worker; \
          h2load -t1 -c{CONNECTIONS} -m{STREAMS}, {seconds} s per round, {rounds} rotating rounds; machine shared"
@@ -110,5 +111,6 @@ pub async fn run(bench: bool) {
     let maxima = rotating(&proxies, rounds, |port| h2load_rate(port, seconds));
     ratios("max requests/s (h2load)", &names, &maxima, "");
     ratios("RSS idle MiB", &names, &idle, "");
+    ratios("  of it anonymous (heap, stacks) MiB", &names, &own, "");
     finish(for_envoy, for_sidecar, None).await;
 }
