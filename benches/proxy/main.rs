@@ -7,6 +7,7 @@
 //!     cargo bench --bench proxy -- --tls     # HTTPS (a target HTTPS proxy, TLS 1.3)
 //!     cargo bench --bench proxy -- --peers   # also haproxy and nginx, with wrk (peers.rs)
 //!     cargo bench --bench proxy -- --peers --h2   # HTTP/2 both sides, with h2load (peers_h2.rs)
+//!     cargo bench --bench proxy -- --peers --tls  # the peers terminating TLS 1.3
 //!
 //! - maximum requests/s, HTTP/1.1 keep-alive, small responses, closed loop on 32 connections;
 //! - p50 / p99 latency at a fixed rate of half Envoy's maximum, open loop (latency counted
@@ -232,7 +233,7 @@ fn main() {
     if with_peers && std::env::args().any(|a| a == "--h2") {
         runtime.block_on(peers_h2::run(bench));
     } else if with_peers {
-        runtime.block_on(peers::run(bench));
+        runtime.block_on(peers::run(bench, tls));
     } else if bench {
         runtime.block_on(run(bench, tls));
     } else {

@@ -58,27 +58,54 @@ fn backend(dir: &Path, port: u16) -> Proxy {
 }
 
 /// nginx as a reverse proxy, reusing upstream connections as the others do.
-fn nginx_proxy(dir: &Path, port: u16, backend: u16) -> Proxy {
+fn nginx_proxy(dir: &Path, port: u16, backend: u16, tls: bool) -> Proxy {
+    let listen = match tls {
+        false => format!("listen 127.0.0.1:{port};"),
+        true => format!(
+            "listen 127.0.0.1:{port} ssl; ssl_certificate {certs}/www.example.test.pem; \
+             ssl_certificate_key {certs}/www.example.test.key;",
+            certs = crate::repo("examples/certs").display()
+        ),
+    };
     let body = format!(
         "  keepalive_requests 100000000;\n  upstream b {{ server 127.0.0.1:{backend}; keepalive 64; }}\n  \
-         server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://b; \
+         server {{ {listen} location / {{ proxy_pass http://b; \
          proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}"
     );
     nginx(dir, "nginx", port, &body)
 }
 
 /// haproxy on one thread, HTTP mode, keep-alive both sides.
-fn haproxy(dir: &Path, port: u16, backend: u16) -> Proxy {
-    haproxy_with(dir, port, backend, "")
+fn haproxy(dir: &Path, port: u16, backend: u16, tls: bool) -> Proxy {
+    let bind_options = match tls {
+        false => String::new(),
+        true => {
+            // haproxy takes the certificate and its key from one file.
+            let certs = crate::repo("examples/certs");
+            let mut pem = std::fs::read(certs.join("www.example.test.pem")).unwrap();
+            pem.extend(std::fs::read(certs.join("www.example.test.key")).unwrap());
+            let both = dir.join("www.example.test.both.pem");
+            std::fs::write(&both, pem).unwrap();
+            format!("ssl crt {}", both.display())
+        }
+    };
+    haproxy_with(dir, port, backend, &bind_options, "")
 }
 
-/// haproxy as [`haproxy`] starts it, `server_options` added to its server line (`proto h2`).
-pub(crate) fn haproxy_with(dir: &Path, port: u16, backend: u16, server_options: &str) -> Proxy {
+/// haproxy as [`haproxy`] starts it, `bind_options` added to its bind line (`ssl crt …`) and
+/// `server_options` to its server line (`proto h2`).
+pub(crate) fn haproxy_with(
+    dir: &Path,
+    port: u16,
+    backend: u16,
+    bind_options: &str,
+    server_options: &str,
+) -> Proxy {
     let conf = dir.join("haproxy.cfg");
     let text = format!(
         "global\n  nbthread 1\n  maxconn 9000\n\
          defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
-         frontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n\
+         frontend f\n  bind 127.0.0.1:{port} {bind_options}\n  default_backend b\n\
          backend b\n  server s 127.0.0.1:{backend} {server_options}\n"
     );
     std::fs::write(&conf, text).unwrap();
@@ -97,10 +124,11 @@ pub(crate) fn haproxy_with(dir: &Path, port: u16, backend: u16, server_options: 
 }
 
 /// Requests/s wrk reaches on `port` over 32 keep-alive connections from one thread.
-fn wrk_rate(port: u16, seconds: f64) -> f64 {
+fn wrk_rate(port: u16, seconds: f64, tls: bool) -> f64 {
+    let scheme = if tls { "https" } else { "http" };
     let output = Command::new("wrk")
         .args(["-t1", "-c32", &format!("-d{}s", seconds.ceil() as u64)])
-        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(format!("{scheme}://127.0.0.1:{port}/"))
         .stderr(Stdio::null())
         .output()
         .unwrap_or_else(|_| panic!("wrk runs (install the peers: {INSTALL})"));
@@ -179,7 +207,7 @@ pub(crate) fn chosen() -> Option<Vec<String>> {
 /// binary, its sidecar runs as one more peer ("baseline"); `--only sidecar,baseline` (any of
 /// envoy, sidecar, haproxy, nginx, baseline) keeps a run to some of them, the latency then
 /// at half the first one's maximum.
-pub async fn run(bench: bool) {
+pub async fn run(bench: bool, tls: bool) {
     // 8,000 idle connections, not the plain bench's 10,000: haproxy needs two descriptors per
     // connection it may hold, and this machine allows a process 20,000.
     let (seconds, idle_connections, rounds) = if bench {
@@ -193,7 +221,7 @@ pub async fn run(bench: bool) {
     let backend_address = format!("127.0.0.1:{backend_port}").parse().unwrap();
     let (envoy_port, sidecar_port) = (free_port(), free_port());
     let start = |listen: u16| {
-        crate::start_switchyard(dir.path(), listen, config(listen, backend_address, false))
+        crate::start_switchyard(dir.path(), listen, config(listen, backend_address, tls))
     };
     let for_envoy = start(envoy_port).await.unwrap();
     let for_sidecar = start(sidecar_port).await.unwrap();
@@ -206,8 +234,12 @@ pub async fn run(bench: bool) {
         ),
         port: sidecar_port,
     };
-    let haproxy = haproxy(dir.path(), free_port(), backend_port);
-    let nginx = nginx_proxy(dir.path(), free_port(), backend_port);
+    let haproxy = haproxy(dir.path(), free_port(), backend_port, tls);
+    let nginx = nginx_proxy(dir.path(), free_port(), backend_port, tls);
+    let transport = match tls {
+        true => crate::tls::client(true),
+        false => Transport::Plain,
+    };
     let for_baseline = match std::env::var("SWITCHYARD_BENCH_BASELINE") {
         Ok(binary) => {
             let port = free_port();
@@ -235,26 +267,39 @@ pub async fn run(bench: bool) {
     let names: Vec<&str> = proxies.iter().map(|p| p.name).collect();
     let reference = names.iter().position(|n| *n == "haproxy").unwrap_or(0);
     for proxy in &proxies {
-        ready(proxy.port, &Transport::Plain).await;
+        ready(proxy.port, &transport).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle: Vec<f64> = proxies.iter().map(|p| mib(p.rss_kib())).collect();
     let own: Vec<f64> = proxies.iter().map(|p| mib(p.anonymous_kib())).collect();
-    println!("HTTP/1.1 against the peers; one worker each; backend: one nginx worker; wrk -t1 -c32, {seconds} s per round, {rounds} rotating rounds; machine shared");
+    let over = if tls {
+        "over TLS 1.3 (keep-alive: handshakes amortised)"
+    } else {
+        "plain"
+    };
+    println!("HTTP/1.1 {over} against the peers; one worker each; backend: one nginx worker; wrk -t1 -c32, {seconds} s per round, {rounds} rotating rounds; machine shared");
     for proxy in &proxies {
-        wrk_rate(proxy.port, 1.0); // warm up
+        wrk_rate(proxy.port, 1.0, tls); // warm up
     }
-    let maxima = rotating(&proxies, rounds, |port| wrk_rate(port, seconds));
+    let maxima = rotating(&proxies, rounds, |port| wrk_rate(port, seconds, tls));
     ratios("max requests/s (wrk)", &names, &maxima, "");
     let first = proxies[reference];
-    let in_process = max_rate(first.port, &Transport::Plain, 32, seconds).await;
+    let in_process = max_rate(first.port, &transport, 32, seconds).await;
     println!(
         "  one round of the bench's own generator against {}: {in_process:.0} requests/s ({:.2} of wrk's median)",
         first.name,
         in_process / maxima[reference]
     );
     let target = maxima[reference] / 2.0;
-    let (p50, p99) = latencies(&proxies, &maxima, target, rounds.min(3), seconds).await;
+    let (p50, p99) = latencies(
+        &proxies,
+        &maxima,
+        target,
+        rounds.min(3),
+        seconds,
+        &transport,
+    )
+    .await;
     println!(
         "latency at {target:.0} requests/s (half {}'s max), open loop, median of rotating rounds; NaN: the proxy's maximum is below that rate:",
         first.name
@@ -269,10 +314,9 @@ pub async fn run(bench: bool) {
     }
     let mut held = Vec::new();
     for proxy in &proxies {
-        let kib = with_idle_connections(proxy.port, &Transport::Plain, idle_connections, || {
-            proxy.rss_kib()
-        })
-        .await;
+        let kib =
+            with_idle_connections(proxy.port, &transport, idle_connections, || proxy.rss_kib())
+                .await;
         held.push(mib(kib));
     }
     ratios(
@@ -294,6 +338,7 @@ async fn latencies(
     target: f64,
     rounds: usize,
     seconds: f64,
+    transport: &Transport,
 ) -> (Vec<f64>, Vec<f64>) {
     let mut seen = vec![(Vec::new(), Vec::new()); proxies.len()];
     for round in 0..rounds {
@@ -303,7 +348,7 @@ async fn latencies(
                 continue;
             }
             let port = proxies[index].port;
-            let (p50, p99) = latency_at(port, &Transport::Plain, target, 16, seconds).await;
+            let (p50, p99) = latency_at(port, transport, target, 16, seconds).await;
             seen[index].0.push(p50);
             seen[index].1.push(p99);
         }

@@ -85,7 +85,7 @@ pub async fn run(bench: bool) {
         port: sidecar_port,
     };
     // haproxy takes HTTP/2 from clients by the preface on its plain bind.
-    let haproxy = haproxy_with(dir.path(), free_port(), backend_port, "proto h2");
+    let haproxy = haproxy_with(dir.path(), free_port(), backend_port, "", "proto h2");
     let only = chosen();
     let proxies: Vec<&Proxy> = [&envoy, &sidecar, &haproxy]
         .into_iter()

@@ -190,16 +190,25 @@ pub struct Rewind<T> {
     pub inner: T,
 }
 
+/// Moves what `buf` has room for of `prefix` (bytes read earlier) into it; false when the
+/// prefix is spent and the socket itself is next.
+pub fn give_prefix(prefix: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if prefix.is_empty() {
+        return false;
+    }
+    let count = prefix.len().min(buf.remaining());
+    buf.put_slice(&prefix[..count]);
+    prefix.advance(count);
+    true
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let count = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..count]);
-            self.prefix.advance(count);
+        if give_prefix(&mut self.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)

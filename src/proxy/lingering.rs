@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// How long a hyper connection waits for its client's next request before it lets go of the
@@ -130,10 +130,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Watched<'_, Io> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let count = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..count]);
-            self.prefix.advance(count);
+        if super::between_exchanges::give_prefix(&mut self.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         if self.held.is_some() {
