@@ -3,10 +3,11 @@
 //!
 //! An idle HTTP/1.1 connection holds no buffers, plain or TLS. hyper keeps a read and a write
 //! buffer (8 KiB or more each) for as long as its connection object lives, so a connection
-//! here is served by a short-lived hyper connection per exchange: once a body-less request has
-//! been answered, hyper is asked to stop after that response, hands the socket back with any
-//! bytes it had already read, and the socket waits for the client's next request with nothing
-//! allocated but itself (proxy/between_exchanges.rs). Requests with a body, pipelined requests
+//! here is served by a hyper connection per run of exchanges: once a body-less request has
+//! been answered and the client has sent nothing more for 20 ms (proxy/lingering.rs), hyper is
+//! asked to stop, hands the socket back with any bytes it had already read, and the socket
+//! waits for the client's next request with nothing allocated but itself
+//! (proxy/between_exchanges.rs). A busy client keeps its hyper connection. Requests with a body, pipelined requests
 //! and upgrades stay inside one hyper connection until a plain exchange ends. A request whose
 //! head asks for an upgrade the listener allows (WebSocket) is served by a hyper connection
 //! that owns the socket, since the upgraded exchange takes the socket over.
