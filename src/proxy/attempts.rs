@@ -233,10 +233,12 @@ impl Attempts<'_> {
         host.active.fetch_add(1, Ordering::Relaxed);
         STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
         let mut upstream = upstream;
+        // HTTP/1.1 pools count their connections' requests themselves.
         let connection = self
             .entry
             .cluster
             .max_requests_per_connection
+            .filter(|_| self.entry.cluster.http2)
             .map(|_| request_budget::track(&mut upstream));
         let sent = client.request(upstream);
         let result = match self.try_deadline() {
@@ -341,7 +343,7 @@ fn overflow_answer() -> Response<Body> {
 
 /// How an attempt without an answer failed: no connection, or a stream reset (refused, when
 /// an HTTP/2 backend said REFUSED_STREAM; hyper keeps that reason only in its error's text).
-fn failure_of(error: &hyper_util::client::legacy::Error) -> Failure {
+fn failure_of(error: &super::http::UpstreamError) -> Failure {
     if error.is_connect() {
         return Failure::ConnectFailed;
     }

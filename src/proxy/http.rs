@@ -22,6 +22,7 @@ use super::headers::{
     add_forwarding_headers, append_listener_port, append_via_value, drop_underscore_headers,
     strip_host_port,
 };
+use super::http1_pool::{Http1Error, Http1Pool};
 use super::request_body::{DownstreamBody, UpstreamBody};
 use super::resources::cluster::Cluster;
 use super::resources::listener::HttpManager;
@@ -33,8 +34,8 @@ use super::upstream_tls::{TlsOrigination, UpstreamConnector};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Upstream connection pools: one for HTTP/1.1, one for HTTP/2 (prior knowledge), shared by
-/// every listener and keyed by endpoint address inside.
+/// Upstream connection pools, shared by every listener: HTTP/1.1 pools whose connections
+/// each worker thread keeps (proxy/http1_pool.rs), hyper-util's for HTTP/2 (prior knowledge).
 #[derive(Clone)]
 pub struct Upstreams(std::sync::Arc<Pools>);
 
@@ -46,7 +47,66 @@ pub(super) const MAX_RESPONSE_HEADERS_BYTES: usize = 60 * 1024;
 /// Envoy's default.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-pub(super) type UpstreamClient = Client<UpstreamConnector, UpstreamBody>;
+/// Where an attempt sends its request: a pool of HTTP/1.1 connections kept per worker
+/// thread (proxy/http1_pool.rs), or hyper-util's pool for HTTP/2.
+#[derive(Clone)]
+pub(super) enum UpstreamClient {
+    Http1(Http1Pool),
+    /// Behind a pointer: hyper-util's client is over 400 bytes, and is cloned per request.
+    Http2(std::sync::Arc<Client<UpstreamConnector, UpstreamBody>>),
+}
+
+/// Why an attempt got no answer.
+#[derive(Debug)]
+pub(super) enum UpstreamError {
+    Http1(Http1Error),
+    Http2(hyper_util::client::legacy::Error),
+}
+
+impl UpstreamClient {
+    /// Sends `request`, whose target names the endpoint; the answer, its body still to come.
+    pub(super) async fn request(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
+        match self {
+            UpstreamClient::Http1(pool) => {
+                pool.request(request).await.map_err(UpstreamError::Http1)
+            }
+            UpstreamClient::Http2(client) => {
+                client.request(request).await.map_err(UpstreamError::Http2)
+            }
+        }
+    }
+}
+
+impl UpstreamError {
+    /// Whether no connection could be opened.
+    pub(super) fn is_connect(&self) -> bool {
+        match self {
+            UpstreamError::Http1(error) => matches!(error, Http1Error::Connect(_)),
+            UpstreamError::Http2(error) => error.is_connect(),
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Http1(error) => error.fmt(f),
+            UpstreamError::Http2(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpstreamError::Http1(error) => error.source(),
+            UpstreamError::Http2(error) => error.source(),
+        }
+    }
+}
 
 /// What tells one pool from another: HTTP/2 or not, the idle timeout, the TLS settings
 /// with the SNI its connections send, and the requests a connection may carry.
@@ -144,26 +204,32 @@ impl Upstreams {
                 .ok()
         });
         let client = clients.entry(at.clone()).or_insert_with(|| {
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder.pool_idle_timeout(key.1);
-            if http2 {
-                builder
-                    .http2_only(true)
-                    .http2_max_header_list_size(MAX_RESPONSE_HEADERS_BYTES as u32);
-            } else {
-                // Bounds what a response's head may make the client buffer; the limit itself
-                // is checked on the parsed headers (`header_block_size`).
-                builder.http1_max_buf_size(2 * MAX_RESPONSE_HEADERS_BYTES);
-            }
-            builder.build(UpstreamConnector {
+            let connector = UpstreamConnector {
                 tcp: self.0.connector.clone(),
                 tls: key
                     .2
                     .as_ref()
                     .map(|(tls, sni)| TlsOrigination::new(tls, sni.clone())),
-                max_requests: key.3,
+                max_requests: key.3.filter(|_| http2),
                 endpoint,
-            })
+            };
+            if !http2 {
+                // Bounds what a response's head may make the client buffer; the limit itself
+                // is checked on the parsed headers (`header_block_size`).
+                let most_buffered = 2 * MAX_RESPONSE_HEADERS_BYTES;
+                return UpstreamClient::Http1(Http1Pool::new(
+                    connector,
+                    key.1,
+                    most_buffered,
+                    key.3,
+                ));
+            }
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_idle_timeout(key.1)
+                .http2_only(true)
+                .http2_max_header_list_size(MAX_RESPONSE_HEADERS_BYTES as u32);
+            UpstreamClient::Http2(std::sync::Arc::new(builder.build(connector)))
         });
         client.clone()
     }

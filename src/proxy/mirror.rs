@@ -76,6 +76,7 @@ pub(super) fn send_copies(
         let connection = entry
             .cluster
             .max_requests_per_connection
+            .filter(|_| entry.cluster.http2)
             .map(|_| super::request_budget::track(&mut copy));
         let client = upstreams.client_for(
             &entry.cluster,

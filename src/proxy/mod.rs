@@ -24,6 +24,7 @@ pub mod filters;
 pub mod forward;
 pub mod headers;
 pub mod http;
+mod http1_pool;
 pub mod lingering;
 pub mod listeners;
 pub mod load_report;

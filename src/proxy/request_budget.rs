@@ -2,6 +2,9 @@
 //! at most so many requests, then leaves the pool (it closes once its last answer is read),
 //! and the next request opens a new one, as Envoy's pools do.
 //!
+//! This is how HTTP/2 connections (hyper-util's pools) count; HTTP/1.1 connections are kept
+//! by proxy/http1_pool.rs, which counts them itself as they start.
+//!
 //! Each such connection carries a [`RequestBudget`] that hyper's pool hands to every response
 //! read on that connection; the answer spends one request of it (one atomic decrement), and
 //! the last one poisons the connection (which the request captured), so that the pool drops it

@@ -70,6 +70,7 @@ mod sidecar_routing;
 mod sidecar_stickiness;
 mod sidecar_tls;
 mod sidecar_tls_rotation;
+mod sidecar_upstream_connections;
 mod sidecar_xds;
 mod slow_consumers;
 mod translation;

@@ -1,0 +1,193 @@
+//! How the sidecar keeps its HTTP/1.1 connections to backends, differentially against Envoy:
+//! sequential requests from one client share one upstream connection, requests in flight at
+//! once each take their own, and a connection the backend closed while it was free is not
+//! used again (the request goes out on a new one instead of failing). The backends are raw
+//! TCP servers on 127.0.0.1 that count the connections they accept.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::sidecar::Sidecar;
+use crate::common::*;
+
+/// An HTTP/1.1 backend answering `ok` to each request head (after `delay`), on keep-alive
+/// connections it closes `close_after` past an answer when set, counting what it accepted.
+struct RawBackend {
+    port: u16,
+    accepted: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawBackend {
+    async fn start(delay: Duration, close_after: Option<Duration>) -> RawBackend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(answer_heads(stream, delay, close_after));
+            }
+        });
+        RawBackend {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RawBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Answers every request head (bodiless requests) read on `stream`.
+async fn answer_heads(
+    mut stream: tokio::net::TcpStream,
+    delay: Duration,
+    close_after: Option<Duration>,
+) {
+    let mut pending = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            pending.drain(..end + 4);
+            tokio::time::sleep(delay).await;
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            if stream.write_all(answer).await.is_err() {
+                return;
+            }
+            if let Some(after) = close_after {
+                tokio::time::sleep(after).await;
+                return;
+            }
+        }
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => pending.extend_from_slice(&buffer[..read]),
+        }
+    }
+}
+
+/// Services `probe` (answers when the proxy is ready), `steady`, `slow` and `closing`, each
+/// with one endpoint, on four listen ports from `listens`.
+fn config(listens: [u16; 4], ports: [u16; 4]) -> String {
+    let names = ["probe", "steady", "slow", "closing"];
+    let mut text = String::from("networkEndpointGroups:\n");
+    for (name, port) in names.iter().zip(ports) {
+        text += &format!("- {{name: {name}-neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {port}}}]}}\n");
+    }
+    text += "backendServices:\n";
+    for name in names {
+        text += &format!("- {{name: {name}, protocol: HTTP, backends: [{{group: zones/us-central1-a/networkEndpointGroups/{name}-neg, balancingMode: RATE, maxRate: 1000}}]}}\n");
+    }
+    text += "urlMaps:\n";
+    for name in names {
+        text += &format!("- {{name: {name}-map, defaultService: {name}}}\n");
+    }
+    text += "targetHttpProxies:\n";
+    for name in names {
+        text += &format!("- {{name: {name}-proxy, urlMap: {name}-map}}\n");
+    }
+    text += "forwardingRules:\n";
+    for (name, listen) in names.iter().zip(listens) {
+        text += &format!("- {{name: {name}-rule, IPAddress: 127.0.0.1, portRange: \"{listen}\", target: {name}-proxy}}\n");
+    }
+    text
+}
+
+/// The connections `backend` accepted while `requests` ran.
+async fn opened_by<F: std::future::Future<Output = ()>>(backend: &RawBackend, requests: F) -> u64 {
+    let before = backend.accepted();
+    requests.await;
+    backend.accepted() - before
+}
+
+async fn get_ok(client: &reqwest::Client, url: &str) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok"), "GET {url}");
+}
+
+/// What one proxy did: connections opened for 20 sequential requests on one client
+/// connection, for 6 requests in flight at once, and for 4 requests each past the backend
+/// closing the connection of the one before.
+async fn connections_through(listens: [u16; 4], backends: &[RawBackend; 3]) -> (u64, u64, u64) {
+    let [_, steady, slow, closing] = listens;
+    let [steady_backend, slow_backend, closing_backend] = backends;
+    let client = http();
+    let sequential = opened_by(steady_backend, async {
+        for request in 0..20 {
+            get_ok(&client, &format!("http://127.0.0.1:{steady}/{request}")).await;
+        }
+    })
+    .await;
+    let at_once = opened_by(slow_backend, async {
+        let requests = (0..6).map(|request| {
+            let client = http();
+            async move { get_ok(&client, &format!("http://127.0.0.1:{slow}/{request}")).await }
+        });
+        futures_util::future::join_all(requests).await;
+    })
+    .await;
+    let past_closes = opened_by(closing_backend, async {
+        for request in 0..4 {
+            get_ok(&client, &format!("http://127.0.0.1:{closing}/{request}")).await;
+            // The backend closes the connection 50 ms after its answer.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    (sequential, at_once, past_closes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_while_free_and_dropped_once_closed_as_by_envoy() {
+    let probe = Backend::start("probe").await;
+    let backends = [
+        RawBackend::start(Duration::ZERO, None).await,
+        RawBackend::start(Duration::from_millis(400), None).await,
+        RawBackend::start(Duration::ZERO, Some(Duration::from_millis(50))).await,
+    ];
+    let ports = [
+        probe.port(),
+        backends[0].port,
+        backends[1].port,
+        backends[2].port,
+    ];
+    let envoy_listens = [free_port(), free_port(), free_port(), free_port()];
+    let sidecar_listens = [free_port(), free_port(), free_port(), free_port()];
+    let for_envoy = Switchyard::start(&config(envoy_listens, ports)).await;
+    let for_sidecar = Switchyard::start(&config(sidecar_listens, ports)).await;
+    let _envoy = Envoy::start(for_envoy.running.xds_addr, "envoy-upstream-reuse").await;
+    let sidecar = Sidecar::start(
+        "envoy-bootstrap.yaml",
+        for_sidecar.running.xds_addr,
+        "sidecar-upstream-reuse",
+    )
+    .await;
+    for_envoy.wait_for_acks("envoy-upstream-reuse").await;
+    for_sidecar.wait_for_acks("sidecar-upstream-reuse").await;
+    sidecar.wait_ready().await;
+    for listens in [envoy_listens, sidecar_listens] {
+        wait_for_body(&format!("http://127.0.0.1:{}/", listens[0]), "probe").await;
+    }
+    let through_envoy = connections_through(envoy_listens, &backends).await;
+    let through_sidecar = connections_through(sidecar_listens, &backends).await;
+    // Sequential requests take one connection (a pool that handed connections back late
+    // would open more); six slow requests at once take six; each request after a close
+    // takes a new one, and none of them fails (asserted in `get_ok`).
+    assert_eq!(through_envoy, (1, 6, 4), "Envoy");
+    assert_eq!(through_sidecar, through_envoy, "the sidecar, against Envoy");
+}
