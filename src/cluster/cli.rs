@@ -79,6 +79,12 @@ impl EtcdArgs {
             "--etcd: this build has no etcd client; build with `cargo install --path . --features \
              etcd` (etcd-client's build needs protoc: Debian's protobuf-compiler)"
         );
+        self.parsed().map(Some)
+    }
+
+    /// The options `--etcd` and its companions spell, checked (whether this build can use
+    /// them is [`Self::options`]' to say).
+    fn parsed(&self) -> anyhow::Result<EtcdOptions> {
         anyhow::ensure!(
             (1..=3600).contains(&self.etcd_lease),
             "--etcd-lease must be a whole number of seconds from 1 to 3600, not {}",
@@ -102,7 +108,7 @@ impl EtcdArgs {
             }
             _ => None,
         };
-        Ok(Some(EtcdOptions {
+        Ok(EtcdOptions {
             endpoints: self.etcd.iter().map(|e| e.trim().to_string()).collect(),
             prefix,
             replica_name: self
@@ -112,7 +118,7 @@ impl EtcdArgs {
             lease: Duration::from_secs(self.etcd_lease),
             tls,
             user,
-        }))
+        })
     }
 }
 
@@ -127,10 +133,28 @@ mod tests {
         etcd: EtcdArgs,
     }
 
+    /// The options as a build with etcd reads them.
     fn parse(args: &[&str]) -> Result<Option<EtcdOptions>, String> {
         let serve = Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
-        serve.etcd.options().map_err(|e| e.to_string())
+        match serve.etcd.etcd.is_empty() {
+            true => serve.etcd.options(),
+            false => serve.etcd.parsed().map(Some),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_build_without_etcd_refuses_etcd_and_says_how_to_build_one() {
+        let serve = Serve::try_parse_from(["serve", "--etcd", "http://a:2379"]).unwrap();
+        let options = serve.etcd.options();
+        match cfg!(feature = "etcd") {
+            true => assert!(options.unwrap().is_some()),
+            false => {
+                let refused = options.unwrap_err().to_string();
+                assert!(refused.contains("--features etcd"), "{refused}");
+            }
+        }
     }
 
     #[test]
