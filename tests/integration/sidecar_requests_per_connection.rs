@@ -4,26 +4,16 @@
 //! of k requests per connection, N requests take ceil(N/k) connections through either proxy,
 //! to an HTTP/1.1 backend and to an HTTP/2 one (over TLS, as `protocol: HTTP2` means).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::common::counting::CountingBackend;
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
 
 /// The limit the services set, and the requests each sends through each proxy.
 const LIMIT: u64 = 3;
 const REQUESTS: u64 = 10;
-
-/// A backend answering `ok` over HTTP/1.1, or over TLS with HTTP/2 by ALPN, counting the TCP
-/// connections it accepted.
-struct CountingBackend {
-    port: u16,
-    accepted: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
 
 /// Answers `ok` on one connection.
 async fn answer_ok<S>(stream: S)
@@ -45,45 +35,23 @@ fn h2_acceptor() -> tokio_rustls::TlsAcceptor {
     crate::common::pki::self_signed_backend_acceptor(&[b"h2"])
 }
 
-impl CountingBackend {
-    /// Over TLS (HTTP/2) with `tls`, else in clear (HTTP/1.1).
-    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> CountingBackend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let counter = accepted.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::Relaxed);
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    match tls {
-                        None => answer_ok(stream).await,
-                        Some(tls) => {
-                            if let Ok(stream) = tls.accept(stream).await {
-                                answer_ok(stream).await;
-                            }
-                        }
+/// A backend answering `ok` over HTTP/1.1, or over TLS with HTTP/2 by ALPN with `tls`,
+/// counting the TCP connections it accepted.
+async fn ok_backend(tls: Option<tokio_rustls::TlsAcceptor>) -> CountingBackend {
+    CountingBackend::start(move |stream| {
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => answer_ok(stream).await,
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        answer_ok(stream).await;
                     }
-                });
+                }
             }
-        });
-        CountingBackend {
-            port,
-            accepted,
-            task,
         }
-    }
-
-    fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for CountingBackend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    })
+    .await
 }
 
 /// The listener ports of one proxy: one whose backend only tells when the proxy is ready,
@@ -181,8 +149,8 @@ async fn connections_through(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_connection_carries_at_most_max_requests_per_connection_as_through_envoy() {
     let probe = Backend::start("probe").await;
-    let http1 = CountingBackend::start(None).await;
-    let http2 = CountingBackend::start(Some(h2_acceptor())).await;
+    let http1 = ok_backend(None).await;
+    let http2 = ok_backend(Some(h2_acceptor())).await;
     let (envoy_listens, sidecar_listens) = (Listens::free(), Listens::free());
     let served = |listens| config(listens, probe.port(), http1.port, http2.port);
     let for_envoy = Switchyard::start(&served(envoy_listens)).await;

@@ -4,51 +4,18 @@
 //! used again (the request goes out on a new one instead of failing). The backends are raw
 //! TCP servers on 127.0.0.1 that count the connections they accept.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::common::counting::CountingBackend;
 use crate::common::sidecar::Sidecar;
 use crate::common::*;
 
 /// An HTTP/1.1 backend answering `ok` to each request head (after `delay`), on keep-alive
 /// connections it closes `close_after` past an answer when set, counting what it accepted.
-struct RawBackend {
-    port: u16,
-    accepted: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RawBackend {
-    async fn start(delay: Duration, close_after: Option<Duration>) -> RawBackend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let counter = accepted.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(answer_heads(stream, delay, close_after));
-            }
-        });
-        RawBackend {
-            port,
-            accepted,
-            task,
-        }
-    }
-
-    fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for RawBackend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+async fn raw_backend(delay: Duration, close_after: Option<Duration>) -> CountingBackend {
+    CountingBackend::start(move |stream| answer_heads(stream, delay, close_after)).await
 }
 
 /// Answers every request head (bodiless requests) read on `stream`.
@@ -107,7 +74,10 @@ fn config(listens: [u16; 4], ports: [u16; 4]) -> String {
 }
 
 /// The connections `backend` accepted while `requests` ran.
-async fn opened_by<F: std::future::Future<Output = ()>>(backend: &RawBackend, requests: F) -> u64 {
+async fn opened_by<F: std::future::Future<Output = ()>>(
+    backend: &CountingBackend,
+    requests: F,
+) -> u64 {
     let before = backend.accepted();
     requests.await;
     backend.accepted() - before
@@ -123,7 +93,10 @@ async fn get_ok(client: &reqwest::Client, url: &str) {
 /// What one proxy did: connections opened for 20 sequential requests on one client
 /// connection, for 6 requests in flight at once, and for 4 requests each past the backend
 /// closing the connection of the one before.
-async fn connections_through(listens: [u16; 4], backends: &[RawBackend; 3]) -> (u64, u64, u64) {
+async fn connections_through(
+    listens: [u16; 4],
+    backends: &[CountingBackend; 3],
+) -> (u64, u64, u64) {
     let [_, steady, slow, closing] = listens;
     let [steady_backend, slow_backend, closing_backend] = backends;
     let client = http();
@@ -156,9 +129,9 @@ async fn connections_through(listens: [u16; 4], backends: &[RawBackend; 3]) -> (
 async fn upstream_connections_are_reused_while_free_and_dropped_once_closed_as_by_envoy() {
     let probe = Backend::start("probe").await;
     let backends = [
-        RawBackend::start(Duration::ZERO, None).await,
-        RawBackend::start(Duration::from_millis(400), None).await,
-        RawBackend::start(Duration::ZERO, Some(Duration::from_millis(50))).await,
+        raw_backend(Duration::ZERO, None).await,
+        raw_backend(Duration::from_millis(400), None).await,
+        raw_backend(Duration::ZERO, Some(Duration::from_millis(50))).await,
     ];
     let ports = [
         probe.port(),

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod checked;
+pub mod counting;
 pub mod dns_server;
 pub mod echo;
 pub mod etcd;

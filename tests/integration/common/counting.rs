@@ -1,0 +1,51 @@
+//! A backend on 127.0.0.1 that counts the TCP connections it accepts and hands each to a
+//! handler of the test's: for tests of how proxies open, reuse and close upstream connections.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+/// The listener's port and what it accepted; dropped, it stops accepting.
+pub struct CountingBackend {
+    pub port: u16,
+    accepted: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingBackend {
+    /// Accepts connections on a free port, each served by `serve` on a task of its own.
+    pub async fn start<F, Fut>(serve: F) -> CountingBackend
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(serve(stream));
+            }
+        });
+        CountingBackend {
+            port,
+            accepted,
+            task,
+        }
+    }
+
+    /// The connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CountingBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
