@@ -8,7 +8,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::common::counting::CountingBackend;
-use crate::common::sidecar::Sidecar;
+use crate::common::sidecar::SideBySide;
 use crate::common::*;
 
 /// The limit the services set, and the requests each sends through each proxy.
@@ -153,18 +153,12 @@ async fn an_upstream_connection_carries_at_most_max_requests_per_connection_as_t
     let http2 = ok_backend(Some(h2_acceptor())).await;
     let (envoy_listens, sidecar_listens) = (Listens::free(), Listens::free());
     let served = |listens| config(listens, probe.port(), http1.port, http2.port);
-    let for_envoy = Switchyard::start(&served(envoy_listens)).await;
-    let for_sidecar = Switchyard::start(&served(sidecar_listens)).await;
-    let _envoy = Envoy::start(for_envoy.running.xds_addr, "envoy-per-connection").await;
-    let sidecar = Sidecar::start(
-        "envoy-bootstrap.yaml",
-        for_sidecar.running.xds_addr,
-        "sidecar-per-connection",
+    let _proxies = SideBySide::start(
+        &served(envoy_listens),
+        &served(sidecar_listens),
+        "per-connection",
     )
     .await;
-    for_envoy.wait_for_acks("envoy-per-connection").await;
-    for_sidecar.wait_for_acks("sidecar-per-connection").await;
-    sidecar.wait_ready().await;
     for listens in [envoy_listens, sidecar_listens] {
         wait_for_body(&format!("http://127.0.0.1:{}/", listens.probe), "probe").await;
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::counting::CountingBackend;
-use crate::common::sidecar::Sidecar;
+use crate::common::sidecar::SideBySide;
 use crate::common::*;
 
 /// An HTTP/1.1 backend answering `ok` to each request head (after `delay`), on keep-alive
@@ -141,18 +141,12 @@ async fn upstream_connections_are_reused_while_free_and_dropped_once_closed_as_b
     ];
     let envoy_listens = [free_port(), free_port(), free_port(), free_port()];
     let sidecar_listens = [free_port(), free_port(), free_port(), free_port()];
-    let for_envoy = Switchyard::start(&config(envoy_listens, ports)).await;
-    let for_sidecar = Switchyard::start(&config(sidecar_listens, ports)).await;
-    let _envoy = Envoy::start(for_envoy.running.xds_addr, "envoy-upstream-reuse").await;
-    let sidecar = Sidecar::start(
-        "envoy-bootstrap.yaml",
-        for_sidecar.running.xds_addr,
-        "sidecar-upstream-reuse",
+    let _proxies = SideBySide::start(
+        &config(envoy_listens, ports),
+        &config(sidecar_listens, ports),
+        "upstream-reuse",
     )
     .await;
-    for_envoy.wait_for_acks("envoy-upstream-reuse").await;
-    for_sidecar.wait_for_acks("sidecar-upstream-reuse").await;
-    sidecar.wait_ready().await;
     for listens in [envoy_listens, sidecar_listens] {
         wait_for_body(&format!("http://127.0.0.1:{}/", listens[0]), "probe").await;
     }

@@ -138,3 +138,38 @@ impl Drop for Sidecar {
         let _ = self.child.wait();
     }
 }
+
+/// Envoy and the sidecar side by side, each from envoy-bootstrap.yaml with a Switchyard of
+/// its own serving its config (the same but for the listen ports, as a differential test
+/// needs), both having ACKed everything and the sidecar ready.
+pub struct SideBySide {
+    pub envoy: super::Envoy,
+    pub sidecar: Sidecar,
+    pub for_envoy: super::Switchyard,
+    pub for_sidecar: super::Switchyard,
+}
+
+impl SideBySide {
+    /// Node ids `envoy-{name}` and `sidecar-{name}`.
+    pub async fn start(envoy_config: &str, sidecar_config: &str, name: &str) -> SideBySide {
+        let for_envoy = super::Switchyard::start(envoy_config).await;
+        let for_sidecar = super::Switchyard::start(sidecar_config).await;
+        let (envoy_node, sidecar_node) = (format!("envoy-{name}"), format!("sidecar-{name}"));
+        let envoy = super::Envoy::start(for_envoy.running.xds_addr, &envoy_node).await;
+        let sidecar = Sidecar::start(
+            "envoy-bootstrap.yaml",
+            for_sidecar.running.xds_addr,
+            &sidecar_node,
+        )
+        .await;
+        for_envoy.wait_for_acks(&envoy_node).await;
+        for_sidecar.wait_for_acks(&sidecar_node).await;
+        sidecar.wait_ready().await;
+        SideBySide {
+            envoy,
+            sidecar,
+            for_envoy,
+            for_sidecar,
+        }
+    }
+}
