@@ -13,7 +13,7 @@
 //! Must not: pick endpoints or change requests beyond their target's form (origin-form, the
 //! endpoint's name kept to connect to); HTTP/2 stays on hyper-util's pools (proxy/http.rs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,7 +107,8 @@ impl Eq for EndpointKey {}
 /// One thread's connections by pool and endpoint.
 #[derive(Default)]
 struct ThreadConnections {
-    by_endpoint: HashMap<EndpointKey, Vec<Kept>>,
+    /// Least recently sent on first: the likeliest to be free again.
+    by_endpoint: HashMap<EndpointKey, VecDeque<Kept>>,
     /// Whether this thread's sweep is running.
     sweeping: bool,
 }
@@ -184,14 +185,23 @@ impl Http1Pool {
     }
 
     /// A connection of this pool to `key`'s endpoint that can take a request now, taken out
-    /// of the thread's list (it goes back with [`Self::keep`]); closed ones are dropped.
+    /// of the thread's list (it goes back with [`Self::keep`]); closed ones met on the way are
+    /// dropped, busy ones go to the back, so that the front stays the likeliest to be free.
     fn take_free(&self, key: &EndpointKey) -> Option<Kept> {
         CONNECTIONS.with(|connections| {
             let mut connections = connections.lock().unwrap_or_else(|e| e.into_inner());
-            let kept = connections.by_endpoint.get_mut(key)?;
-            kept.retain(|kept| !kept.sender.is_closed());
-            let free = kept.iter().position(|kept| kept.sender.is_ready())?;
-            Some(kept.swap_remove(free))
+            let list = connections.by_endpoint.get_mut(key)?;
+            for _ in 0..list.len() {
+                let kept = list.pop_front()?;
+                if kept.sender.is_closed() {
+                    continue;
+                }
+                if kept.sender.is_ready() {
+                    return Some(kept);
+                }
+                list.push_back(kept);
+            }
+            None
         })
     }
 
@@ -208,9 +218,11 @@ impl Http1Pool {
         let start_sweep = CONNECTIONS.with(|connections| {
             let mut connections = connections.lock().unwrap_or_else(|e| e.into_inner());
             match connections.by_endpoint.get_mut(key) {
-                Some(list) => list.push(kept),
+                Some(list) => list.push_back(kept),
                 None => {
-                    connections.by_endpoint.insert(key.clone(), vec![kept]);
+                    connections
+                        .by_endpoint
+                        .insert(key.clone(), VecDeque::from([kept]));
                 }
             }
             !std::mem::replace(&mut connections.sweeping, true)

@@ -7,7 +7,7 @@
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::common::counting::CountingBackend;
+use crate::common::counting::{client_connection, get_ok_on, CountingBackend};
 use crate::common::sidecar::SideBySide;
 use crate::common::*;
 
@@ -130,16 +130,12 @@ async fn connections_through(
     http1: &CountingBackend,
     http2: &CountingBackend,
 ) -> (u64, u64) {
-    let client = http();
     let mut opened = Vec::new();
     for (listen, backend) in [(listens.http1, http1), (listens.http2, http2)] {
         let before = backend.accepted();
-        for request in 0..REQUESTS {
-            let url = format!("http://127.0.0.1:{listen}/{request}");
-            let response = client.get(&url).send().await.unwrap();
-            let status = response.status();
-            let body = response.text().await.unwrap();
-            assert_eq!((status.as_u16(), body.as_str()), (200, "ok"), "GET {url}");
+        let mut sender = client_connection(listen).await;
+        for request in 0..REQUESTS as usize {
+            get_ok_on(&mut sender, request).await;
         }
         opened.push(backend.accepted() - before);
     }

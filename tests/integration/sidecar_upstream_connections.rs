@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::counting::CountingBackend;
+use crate::common::counting::{client_connection, get_ok_on, CountingBackend};
 use crate::common::sidecar::SideBySide;
 use crate::common::*;
 
@@ -83,40 +83,37 @@ async fn opened_by<F: std::future::Future<Output = ()>>(
     backend.accepted() - before
 }
 
-async fn get_ok(client: &reqwest::Client, url: &str) {
-    let response = client.get(url).send().await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap();
-    assert_eq!((status, body.as_str()), (200, "ok"), "GET {url}");
-}
-
 /// What one proxy did: connections opened for 20 sequential requests on one client
-/// connection, for 6 requests in flight at once, and for 4 requests each past the backend
-/// closing the connection of the one before.
+/// connection, for 6 requests in flight at once (each on a client connection of its own),
+/// and for 4 requests on one client connection each past the backend closing the upstream
+/// connection of the one before. Sequential requests go on one explicit client connection:
+/// a pooled client may open a second one when its next request comes before the first is
+/// back in its pool, and a proxy's worker keeps its own upstream connections.
 async fn connections_through(
     listens: [u16; 4],
     backends: &[CountingBackend; 3],
 ) -> (u64, u64, u64) {
     let [_, steady, slow, closing] = listens;
     let [steady_backend, slow_backend, closing_backend] = backends;
-    let client = http();
     let sequential = opened_by(steady_backend, async {
+        let mut sender = client_connection(steady).await;
         for request in 0..20 {
-            get_ok(&client, &format!("http://127.0.0.1:{steady}/{request}")).await;
+            get_ok_on(&mut sender, request).await;
         }
     })
     .await;
     let at_once = opened_by(slow_backend, async {
-        let requests = (0..6).map(|request| {
-            let client = http();
-            async move { get_ok(&client, &format!("http://127.0.0.1:{slow}/{request}")).await }
+        let requests = (0..6).map(|request| async move {
+            let mut sender = client_connection(slow).await;
+            get_ok_on(&mut sender, request).await;
         });
         futures_util::future::join_all(requests).await;
     })
     .await;
     let past_closes = opened_by(closing_backend, async {
+        let mut sender = client_connection(closing).await;
         for request in 0..4 {
-            get_ok(&client, &format!("http://127.0.0.1:{closing}/{request}")).await;
+            get_ok_on(&mut sender, request).await;
             // The backend closes the connection 50 ms after its answer.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

@@ -1,5 +1,8 @@
 //! A backend on 127.0.0.1 that counts the TCP connections it accepts and hands each to a
-//! handler of the test's: for tests of how proxies open, reuse and close upstream connections.
+//! handler of the test's, and a client that sends its requests on one connection it holds:
+//! for tests of how proxies open, reuse and close upstream connections (a pooled client may
+//! open a second connection when its next request comes before the first is back in its
+//! pool, and a proxy's worker keeps its own upstream connections).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,4 +51,32 @@ impl Drop for CountingBackend {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A client's HTTP/1.1 connection, kept open by its own task.
+pub type ClientConnection =
+    hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// One client connection to 127.0.0.1:`port`, kept open by its own task.
+pub async fn client_connection(port: u16) -> ClientConnection {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+/// GET /`request` on `sender`'s connection, which must answer 200 `ok`.
+pub async fn get_ok_on(sender: &mut ClientConnection, request: usize) {
+    sender.ready().await.unwrap();
+    let answer = super::get_on_connection(sender, &format!("/{request}"), "upstream.test").await;
+    assert_eq!(
+        answer.map(|(status, body)| (status, body.to_vec())),
+        Ok((200, b"ok".to_vec())),
+        "request {request}"
+    );
 }
