@@ -58,13 +58,8 @@ networkEndpointGroups:
 - {{name: neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {backend}}}]}}
 backendServices:
 - {{name: shop, protocol: H2C, backends: [{{group: neg, balancingMode: RATE, maxRate: 1000}}]}}
-urlMaps:
-- {{name: lb, defaultService: shop}}
-targetHttpProxies:
-- {{name: proxy, urlMap: lb}}
-forwardingRules:
-- {{name: fr, IPAddress: 127.0.0.1, portRange: "{listen}", target: proxy}}
-"#
+{}"#,
+        http_frontend(listen, "shop")
     )
 }
 
