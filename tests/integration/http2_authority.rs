@@ -52,15 +52,7 @@ async fn start_h2_backend() -> (u16, Seen) {
 }
 
 fn config(listen: u16, backend: u16) -> String {
-    format!(
-        r#"
-networkEndpointGroups:
-- {{name: neg, zone: us-central1-a, endpoints: [{{ipAddress: 127.0.0.1, port: {backend}}}]}}
-backendServices:
-- {{name: shop, protocol: H2C, backends: [{{group: neg, balancingMode: RATE, maxRate: 1000}}]}}
-{}"#,
-        http_frontend(listen, "shop")
-    )
+    one_neg_pool(listen, &[backend], 1000, "  protocol: H2C\n")
 }
 
 /// The status line of one HTTP/1.1 request for `host` on a new connection.
