@@ -109,7 +109,8 @@ impl Attempts<'_> {
             if self.entry.cluster.http2 {
                 authority_from_host(&mut upstream, self.entry.cluster.tls.is_some());
             }
-            let outcome = self.attempt(&host, &client, upstream).await;
+            // Lent, not moved, to the attempt: its futures hold a pointer, not a copy each.
+            let outcome = self.attempt(&host, &client, &mut upstream).await;
             // Asked after the attempt: the body may have outgrown what is kept meanwhile.
             let may_retry = attempt < attempts && bodies.can_resend();
             match outcome {
@@ -183,7 +184,7 @@ impl Attempts<'_> {
         &self,
         host: &Host,
         client: &UpstreamClient,
-        upstream: Request<UpstreamBody>,
+        upstream: &mut Request<UpstreamBody>,
     ) -> Outcome {
         let issued = host.load.issue();
         let outcome = self.attempt_uncounted(host, client, upstream).await;
@@ -216,7 +217,7 @@ impl Attempts<'_> {
         &self,
         host: &Host,
         client: &UpstreamClient,
-        upstream: Request<UpstreamBody>,
+        upstream: &mut Request<UpstreamBody>,
     ) -> Outcome {
         // A request waiting for a connection waits within the route's timeouts.
         let admitted = self.entry.breakers.admit(!self.entry.cluster.http2);
@@ -232,14 +233,13 @@ impl Attempts<'_> {
         };
         host.active.fetch_add(1, Ordering::Relaxed);
         STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
-        let mut upstream = upstream;
         // HTTP/1.1 pools count their connections' requests themselves.
         let connection = self
             .entry
             .cluster
             .max_requests_per_connection
             .filter(|_| self.entry.cluster.http2)
-            .map(|_| request_budget::track(&mut upstream));
+            .map(|_| request_budget::track(upstream));
         let sent = client.request(upstream);
         let result = match self.try_deadline() {
             Some(limit) => tokio::time::timeout_at(limit, sent).await,

@@ -92,13 +92,15 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         let handler = self.clone();
         // Boxed: the routing and forwarding state (about 4 KB) lives only per request.
         Box::pin(async move {
-            let handling = handle(
+            // Pinned where it is made: awaited or raced by reference, not moved again (the
+            // future is some KB, and each move is a copy of all of it).
+            let handling = std::pin::pin!(handle(
                 request,
                 handler.connection.clone(),
                 &handler.manager,
                 &snapshot,
                 &handler.upstreams,
-            );
+            ));
             let mut response = match &stream_clock {
                 None => handling.await,
                 Some(clock) => tokio::select! {

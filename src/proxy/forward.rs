@@ -189,7 +189,7 @@ pub(super) async fn forward_request<'c>(
     let facts = parts
         .extensions
         .remove::<RequestFacts>()
-        .map(|facts| facts.forwarded(&parts));
+        .map(|facts| Box::new(facts.forwarded(&parts)));
     let retry = chosen.retry.filter(|policy| {
         client_upgrade.is_none() && retries_anything(policy) && retriable(policy, &parts)
     });
@@ -230,7 +230,7 @@ pub(super) async fn forward_request<'c>(
         Err(local) => answer(local),
     };
     if let Some(facts) = facts {
-        reply.0.extensions_mut().insert(facts);
+        reply.0.extensions_mut().insert(*facts);
     }
     reply
 }

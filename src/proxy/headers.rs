@@ -12,6 +12,8 @@ use super::resources::listener::HttpManager;
 /// Names written on every request, made once: inserting by `&str` allocates the name each time.
 const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: header::HeaderName = header::HeaderName::from_static("proxy-connection");
 
 /// With `strip_any_host_port`, Envoy's connection manager takes the port off the Host (and
 /// the `:authority`) before anything else sees the request: routing matches the bare host,
@@ -176,6 +178,10 @@ pub(super) fn append_via_value(headers: &mut http::HeaderMap, via: &HeaderValue)
 /// Connection header and every header it names, Keep-Alive, Proxy-Connection, Upgrade and a TE
 /// other than `trailers` (which gRPC needs end to end). Each hop decides its own.
 pub(super) fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Most messages have none: one look at each name, no lookups, then nothing to do.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<http::HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -196,8 +202,8 @@ pub(super) fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
     for name in [
         header::CONNECTION,
         header::UPGRADE,
-        http::HeaderName::from_static("keep-alive"),
-        http::HeaderName::from_static("proxy-connection"),
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
     ] {
         headers.remove(name);
     }
@@ -207,6 +213,16 @@ pub(super) fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
     {
         headers.remove(header::TE);
     }
+}
+
+/// Whether `name` is one of the headers that only its hop may carry (those the Connection
+/// header names aside: it is one of these).
+fn is_hop_by_hop(name: &header::HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
 
 /// `name="value"; Max-Age=…; Path=…; HttpOnly`, as Envoy writes the cookies it issues (no

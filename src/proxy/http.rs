@@ -64,18 +64,25 @@ pub(super) enum UpstreamError {
 }
 
 impl UpstreamClient {
-    /// Sends `request`, whose target names the endpoint; the answer, its body still to come.
-    pub(super) async fn request(
-        &self,
-        request: Request<UpstreamBody>,
-    ) -> Result<Response<hyper::body::Incoming>, UpstreamError> {
+    /// Sends `request`, whose target names the endpoint, taking it from behind the reference
+    /// as it goes; the answer, its body still to come.
+    pub(super) fn request<'a>(
+        &'a self,
+        request: &'a mut Request<UpstreamBody>,
+    ) -> impl std::future::Future<Output = Result<Response<hyper::body::Incoming>, UpstreamError>> + 'a
+    {
+        use futures_util::future::{Either, TryFutureExt};
+        // Not an async fn: the chosen pool's future is all the state, with no room kept for
+        // the other's or for the arguments.
         match self {
             UpstreamClient::Http1(pool) => {
-                pool.request(request).await.map_err(UpstreamError::Http1)
+                Either::Left(pool.request(request).map_err(UpstreamError::Http1))
             }
-            UpstreamClient::Http2(client) => {
-                client.request(request).await.map_err(UpstreamError::Http2)
-            }
+            UpstreamClient::Http2(client) => Either::Right(
+                client
+                    .request(std::mem::take(request))
+                    .map_err(UpstreamError::Http2),
+            ),
         }
     }
 }
@@ -336,15 +343,27 @@ pub async fn handle(
         connection.tls,
         manager,
     );
-    // For the access log: the router replaces these with the facts as forwarded.
-    let facts = (!manager.access_logs.is_empty()).then(|| access_log_http::request_facts(&request));
+    // For the access log: the router replaces these with the facts as forwarded. Boxed: a
+    // listener without access logs should not carry their room in every request's future.
+    let facts = (!manager.access_logs.is_empty())
+        .then(|| Box::new(access_log_http::request_facts(&request)));
     if let Some(facts) = &facts {
-        request.extensions_mut().insert(facts.clone());
+        request.extensions_mut().insert(RequestFacts::clone(facts));
     }
-    let mut response = route_and_forward(request, connection, manager, config, upstreams).await;
+    // The routing is done before anything is awaited; only the way the request goes on
+    // (the router, or the filter chain and then the router) is a future held here.
+    let mut response = match route(request, &connection, manager, config) {
+        Routing::Answered(response) => response,
+        Routing::Routed(request, routed) if manager.filters.is_empty() => {
+            filters::router::respond(request, connection, routed, config, upstreams).await
+        }
+        Routing::Routed(request, routed) => {
+            run_filters(request, connection, routed, manager, config, upstreams).await
+        }
+    };
     if let Some(facts) = facts {
         if response.extensions().get::<RequestFacts>().is_none() {
-            response.extensions_mut().insert(facts);
+            response.extensions_mut().insert(*facts);
         }
     }
     STATS.response(response.status().as_u16());
@@ -354,15 +373,26 @@ pub async fn handle(
     response
 }
 
-async fn route_and_forward(
+/// Where routing left a request: answered already (nothing routes it), or routed.
+// Matched as soon as it is returned, never kept: boxing the request would cost an allocation
+// per request to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
+enum Routing<'c> {
+    Answered(Response<Body>),
+    Routed(Request<DownstreamBody>, Routed<'c>),
+}
+
+/// The route of `request` in the table its listener names, as Envoy's connection manager
+/// chooses it: 404 without a route configuration, virtual host or route.
+fn route<'c>(
     mut request: Request<DownstreamBody>,
-    connection: Connection,
+    connection: &Connection,
     manager: &HttpManager,
-    config: &ProxyConfig,
-    upstreams: &Upstreams,
-) -> Response<Body> {
+    config: &'c ProxyConfig,
+) -> Routing<'c> {
     let Some(table) = config.routes.get(&manager.route_name) else {
-        return full(StatusCode::NOT_FOUND, "route configuration not found\n");
+        let missing = full(StatusCode::NOT_FOUND, "route configuration not found\n");
+        return Routing::Answered(missing);
     };
     let (vhost, route) = {
         let host = host_of(&request);
@@ -375,10 +405,11 @@ async fn route_and_forward(
             headers: request.headers(),
         };
         let Some(vhost) = router::virtual_host(table, &host) else {
-            return flagged(full(StatusCode::NOT_FOUND, "no virtual host\n"), "NR");
+            let answer = flagged(full(StatusCode::NOT_FOUND, "no virtual host\n"), "NR");
+            return Routing::Answered(answer);
         };
         let Some(route) = router::route(vhost, &parts) else {
-            return flagged(full(StatusCode::NOT_FOUND, "no route\n"), "NR");
+            return Routing::Answered(flagged(full(StatusCode::NOT_FOUND, "no route\n"), "NR"));
         };
         (vhost, route)
     };
@@ -393,12 +424,20 @@ async fn route_and_forward(
         vhost,
         route,
     };
-    if manager.filters.is_empty() {
-        return filters::router::respond(request, connection, routed, config, upstreams).await;
-    }
-    // Boxed, so that the state of a filter chain does not grow the future of every request
-    // on a listener without one.
-    let (by_route, by_vhost) = (&route.filter_configs, &vhost.filter_configs);
+    Routing::Routed(request, routed)
+}
+
+/// The listener's filter chain, then the router. Boxed, so that the state of a filter chain
+/// does not grow the future of every request on a listener without one.
+async fn run_filters(
+    request: Request<DownstreamBody>,
+    connection: Connection,
+    routed: Routed<'_>,
+    manager: &HttpManager,
+    config: &ProxyConfig,
+    upstreams: &Upstreams,
+) -> Response<Body> {
+    let (by_route, by_vhost) = (&routed.route.filter_configs, &routed.vhost.filter_configs);
     let for_router = connection.clone();
     Box::pin(filters::run(
         &manager.filters,

@@ -143,11 +143,13 @@ impl Http1Pool {
 
     /// Sends `request` (its target names the endpoint) on a free connection of this pool to
     /// that endpoint, else on a new one; the backend's answer, its body still to be read.
+    /// The request is taken from behind the reference as it is sent: the futures that lead
+    /// here hold a pointer to it, not a copy each.
     pub async fn request(
         &self,
-        request: Request<UpstreamBody>,
+        request: &mut Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, Http1Error> {
-        let (mut request, endpoint) = origin_form(request)?;
+        let endpoint = origin_form(request)?;
         let key = EndpointKey(self.0.id, endpoint);
         // After a kept connection turned out closed, the request goes on a new one.
         let mut fresh_only = false;
@@ -158,13 +160,13 @@ impl Http1Pool {
             };
             let (sent, reused) = match free {
                 Some(mut kept) => {
-                    let sent = kept.sender.try_send_request(request);
+                    let sent = kept.sender.try_send_request(std::mem::take(request));
                     self.keep(&key, kept);
                     (sent, true)
                 }
                 None => {
                     let mut kept = self.open(&key.1).await?;
-                    let sent = kept.sender.try_send_request(request);
+                    let sent = kept.sender.try_send_request(std::mem::take(request));
                     self.keep(&key, kept);
                     (sent, false)
                 }
@@ -174,7 +176,7 @@ impl Http1Pool {
                 // A kept connection that closed before it took the request: again on another.
                 Err(mut error) if reused => match error.take_message() {
                     Some(unsent) => {
-                        request = unsent;
+                        *request = unsent;
                         fresh_only = true;
                     }
                     None => return Err(Http1Error::Exchange(error.into_error())),
@@ -261,11 +263,9 @@ impl Http1Pool {
     }
 }
 
-/// `request` with its target in origin-form, and the endpoint its target named; a request
+/// Puts `request`'s target in origin-form and returns the endpoint it named; a request
 /// without a Host gets the endpoint's, as hyper-util's client gives it.
-fn origin_form(
-    mut request: Request<UpstreamBody>,
-) -> Result<(Request<UpstreamBody>, Authority), Http1Error> {
+fn origin_form(request: &mut Request<UpstreamBody>) -> Result<Authority, Http1Error> {
     let mut target = std::mem::take(request.uri_mut()).into_parts();
     let endpoint = target.authority.take().ok_or(Http1Error::NoEndpoint)?;
     target.scheme = None;
@@ -278,7 +278,7 @@ fn origin_form(
             request.headers_mut().insert(header::HOST, host);
         }
     }
-    Ok((request, endpoint))
+    Ok(endpoint)
 }
 
 /// How often a thread's sweep looks for connections free past their idle timeout, at most.
@@ -380,11 +380,11 @@ mod tests {
     /// GET / to the endpoint at `address` through `pool`, its body read to the end.
     async fn get(pool: &Http1Pool, address: SocketAddr) -> String {
         let target = format!("http://{}/", name_of(&[address]));
-        let request = Request::get(target)
+        let mut request = Request::get(target)
             .header(header::HOST, "example.test")
             .body(Empty::new().map_err(|never| match never {}).boxed())
             .unwrap();
-        let response = pool.request(request).await.unwrap();
+        let response = pool.request(&mut request).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
     }

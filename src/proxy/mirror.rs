@@ -89,7 +89,8 @@ pub(super) fn send_copies(
         let cluster = mirror.cluster.clone();
         tokio::spawn(async move {
             let sent = async {
-                let response = client.request(copy).await.map_err(|e| e.to_string())?;
+                let mut copy = copy;
+                let response = client.request(&mut copy).await.map_err(|e| e.to_string())?;
                 if let Some(connection) = &connection {
                     super::request_budget::spend(&response, connection);
                 }
