@@ -5,7 +5,7 @@
 //!
 //!     cargo bench --bench proxy              # HTTP/1.1 over plain TCP
 //!     cargo bench --bench proxy -- --tls     # HTTPS (a target HTTPS proxy, TLS 1.3)
-//!     cargo bench --bench proxy -- --peers   # also haproxy and nginx, with wrk (peers.rs)
+//!     cargo bench --bench proxy -- --peers   # also haproxy, nginx and a floor, with wrk (peers.rs)
 //!     cargo bench --bench proxy -- --peers --h2   # HTTP/2 both sides, with h2load (peers_h2.rs)
 //!     cargo bench --bench proxy -- --peers --tls  # the peers terminating TLS 1.3
 //!
@@ -34,6 +34,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+mod floor;
 mod load;
 mod peers;
 mod peers_h2;
@@ -222,6 +223,9 @@ where
 }
 
 fn main() {
+    if floor::run_if_asked() {
+        return;
+    }
     let bench = std::env::args().any(|a| a == "--bench");
     let tls = std::env::args().any(|a| a == "--tls");
     let with_peers = std::env::args().any(|a| a == "--peers");

@@ -1,5 +1,6 @@
 //! The proxy bench with `--peers`: the sidecar against what a standalone deployment replaces,
-//! haproxy and nginx, and Envoy, in one run. Each proxy runs one worker in front of the same
+//! haproxy and nginx, and Envoy, in one run, beside the floor any tokio proxy stands on
+//! (floor.rs, plain HTTP only). Each proxy runs one worker in front of the same
 //! backend (an nginx answering `200 ok` from its own process, as the issue measured), and
 //! each maximum is the median of rounds whose order rotates, so a machine growing busier
 //! favours none. The maximum rate comes from wrk (`-t1 -c32`, its own process, as the issue
@@ -205,7 +206,7 @@ pub(crate) fn chosen() -> Option<Vec<String>> {
 /// One run against every peer: maximum rate, latency at half haproxy's maximum, RSS idle and
 /// with `idle_connections` held. With `SWITCHYARD_BENCH_BASELINE` naming another build's
 /// binary, its sidecar runs as one more peer ("baseline"); `--only sidecar,baseline` (any of
-/// envoy, sidecar, haproxy, nginx, baseline) keeps a run to some of them, the latency then
+/// envoy, sidecar, haproxy, nginx, floor, baseline) keeps a run to some of them, the latency then
 /// at half the first one's maximum.
 pub async fn run(bench: bool, tls: bool) {
     // 8,000 idle connections, not the plain bench's 10,000: haproxy needs two descriptors per
@@ -236,6 +237,8 @@ pub async fn run(bench: bool, tls: bool) {
     };
     let haproxy = haproxy(dir.path(), free_port(), backend_port, tls);
     let nginx = nginx_proxy(dir.path(), free_port(), backend_port, tls);
+    // The least a tokio proxy does per request (floor.rs): plain HTTP only.
+    let floor = (!tls).then(|| crate::floor::start(free_port(), backend_port));
     let transport = match tls {
         true => crate::tls::client(true),
         false => Transport::Plain,
@@ -256,6 +259,7 @@ pub async fn run(bench: bool, tls: bool) {
     };
     let everyone = [&envoy, &sidecar, &haproxy, &nginx]
         .into_iter()
+        .chain(&floor)
         .chain(for_baseline.as_ref().map(|(_, proxy)| proxy));
     let only = chosen();
     let proxies: Vec<&Proxy> = everyone
