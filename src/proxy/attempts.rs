@@ -23,7 +23,6 @@ use super::load_stats::Ended;
 use super::outlier::Reported;
 use super::override_host::{self, OverrideHost, UpstreamHost};
 use super::request_body::{AttemptBodies, BodyFailure, UpstreamBody};
-use super::request_budget;
 use super::resources::route::Retry;
 use super::retry::{self, retries_failure, retries_status, Failure};
 use super::stats::STATS;
@@ -233,13 +232,7 @@ impl Attempts<'_> {
         };
         host.active.fetch_add(1, Ordering::Relaxed);
         STATS.upstream_requests.fetch_add(1, Ordering::Relaxed);
-        // HTTP/1.1 pools count their connections' requests themselves.
-        let connection = self
-            .entry
-            .cluster
-            .max_requests_per_connection
-            .filter(|_| self.entry.cluster.http2)
-            .map(|_| request_budget::track(upstream));
+        // The pools count their connections' requests themselves.
         let sent = client.request(upstream);
         let result = match self.try_deadline() {
             Some(limit) => tokio::time::timeout_at(limit, sent).await,
@@ -247,12 +240,7 @@ impl Attempts<'_> {
         };
         host.active.fetch_sub(1, Ordering::Relaxed);
         match result {
-            Ok(Ok(response)) => {
-                if let Some(connection) = &connection {
-                    request_budget::spend(&response, connection);
-                }
-                Outcome::Answered(response)
-            }
+            Ok(Ok(response)) => Outcome::Answered(response),
             Ok(Err(_)) if self.body_failure.as_ref().is_some_and(|f| f.happened()) => {
                 Outcome::BodyFailed
             }

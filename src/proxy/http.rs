@@ -11,8 +11,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::access_log_http::{self, flagged, RequestFacts};
 use super::config::ProxyConfig;
@@ -23,6 +22,7 @@ use super::headers::{
     strip_host_port,
 };
 use super::http1_pool::{Http1Error, Http1Pool};
+use super::http2_pool::{self, Http2Endpoint, Http2Error};
 use super::request_body::{DownstreamBody, UpstreamBody};
 use super::resources::cluster::Cluster;
 use super::resources::listener::HttpManager;
@@ -35,7 +35,8 @@ use super::upstream_tls::{TlsOrigination, UpstreamConnector};
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Upstream connection pools, shared by every listener: HTTP/1.1 pools whose connections
-/// each worker thread keeps (proxy/http1_pool.rs), hyper-util's for HTTP/2 (prior knowledge).
+/// each worker thread keeps (proxy/http1_pool.rs), and an HTTP/2 connection (prior knowledge)
+/// per endpoint shared by every worker (proxy/http2_pool.rs).
 #[derive(Clone)]
 pub struct Upstreams(std::sync::Arc<Pools>);
 
@@ -48,19 +49,19 @@ pub(super) const MAX_RESPONSE_HEADERS_BYTES: usize = 60 * 1024;
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Where an attempt sends its request: a pool of HTTP/1.1 connections kept per worker
-/// thread (proxy/http1_pool.rs), or hyper-util's pool for HTTP/2.
+/// thread (proxy/http1_pool.rs), or an endpoint's HTTP/2 connection (proxy/http2_pool.rs).
 #[derive(Clone)]
 pub(super) enum UpstreamClient {
     Http1(Http1Pool),
-    /// Behind a pointer: hyper-util's client is over 400 bytes, and is cloned per request.
-    Http2(std::sync::Arc<Client<UpstreamConnector, UpstreamBody>>),
+    /// Behind a pointer: shared by every worker, and cloned per request.
+    Http2(std::sync::Arc<Http2Endpoint>),
 }
 
 /// Why an attempt got no answer.
 #[derive(Debug)]
 pub(super) enum UpstreamError {
     Http1(Http1Error),
-    Http2(hyper_util::client::legacy::Error),
+    Http2(Http2Error),
 }
 
 impl UpstreamClient {
@@ -78,11 +79,9 @@ impl UpstreamClient {
             UpstreamClient::Http1(pool) => {
                 Either::Left(pool.request(request).map_err(UpstreamError::Http1))
             }
-            UpstreamClient::Http2(client) => Either::Right(
-                client
-                    .request(std::mem::take(request))
-                    .map_err(UpstreamError::Http2),
-            ),
+            UpstreamClient::Http2(endpoint) => {
+                Either::Right(endpoint.request(request).map_err(UpstreamError::Http2))
+            }
         }
     }
 }
@@ -92,7 +91,7 @@ impl UpstreamError {
     pub(super) fn is_connect(&self) -> bool {
         match self {
             UpstreamError::Http1(error) => matches!(error, Http1Error::Connect(_)),
-            UpstreamError::Http2(error) => error.is_connect(),
+            UpstreamError::Http2(error) => matches!(error, Http2Error::Connect(_)),
         }
     }
 }
@@ -217,7 +216,6 @@ impl Upstreams {
                     .2
                     .as_ref()
                     .map(|(tls, sni)| TlsOrigination::new(tls, sni.clone())),
-                max_requests: key.3.filter(|_| http2),
                 endpoint,
             };
             if !http2 {
@@ -231,12 +229,12 @@ impl Upstreams {
                     key.3,
                 ));
             }
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder
-                .pool_idle_timeout(key.1)
-                .http2_only(true)
-                .http2_max_header_list_size(MAX_RESPONSE_HEADERS_BYTES as u32);
-            UpstreamClient::Http2(std::sync::Arc::new(builder.build(connector)))
+            let settings = http2_pool::Settings {
+                idle_timeout: key.1,
+                max_requests: key.3,
+                max_header_list_bytes: MAX_RESPONSE_HEADERS_BYTES as u32,
+            };
+            UpstreamClient::Http2(std::sync::Arc::new(Http2Endpoint::new(connector, settings)))
         });
         client.clone()
     }

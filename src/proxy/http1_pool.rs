@@ -6,12 +6,12 @@
 //! connection that closed while free gets the request again on a new one, as hyper-util's
 //! pool retries a request it never sent.
 //!
-//! A pool's connections carry at most `max_requests` requests (proxy/request_budget.rs keeps
+//! A pool's connections carry at most `max_requests` requests (proxy/http2_pool.rs keeps
 //! that count for HTTP/2) and close after `idle_timeout` free, checked by one sweep per
 //! thread while it holds any.
 //!
 //! Must not: pick endpoints or change requests beyond their target's form (origin-form, the
-//! endpoint's name kept to connect to); HTTP/2 stays on hyper-util's pools (proxy/http.rs).
+//! endpoint's name kept to connect to); HTTP/2 has its own (proxy/http2_pool.rs).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -371,7 +371,6 @@ mod tests {
         let connector = UpstreamConnector {
             tcp: HttpConnector::new_with_resolver(EndpointNames),
             tls: None,
-            max_requests: None,
             endpoint: None,
         };
         Http1Pool::new(connector, idle_timeout, 8192, max_requests)

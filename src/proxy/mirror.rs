@@ -72,12 +72,6 @@ pub(super) fn send_copies(
         if entry.cluster.http2 {
             super::http::authority_from_host(&mut copy, entry.cluster.tls.is_some());
         }
-        // A copy counts against its connection's max_requests_per_connection too.
-        let connection = entry
-            .cluster
-            .max_requests_per_connection
-            .filter(|_| entry.cluster.http2)
-            .map(|_| super::request_budget::track(&mut copy));
         let client = upstreams.client_for(
             &entry.cluster,
             super::upstream_tls::request_host(parts),
@@ -91,9 +85,6 @@ pub(super) fn send_copies(
             let sent = async {
                 let mut copy = copy;
                 let response = client.request(&mut copy).await.map_err(|e| e.to_string())?;
-                if let Some(connection) = &connection {
-                    super::request_budget::spend(&response, connection);
-                }
                 // Read to the end, so that the connection can serve again; then dropped.
                 let body = response.into_body().collect().await;
                 body.map(drop).map_err(|e| e.to_string())

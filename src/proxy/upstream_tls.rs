@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -94,8 +94,6 @@ fn client_config(tls: &UpstreamTls, send_sni: bool) -> Arc<ClientConfig> {
 pub struct UpstreamConnector {
     pub tcp: HttpConnector<EndpointNames>,
     pub tls: Option<TlsOrigination>,
-    /// The requests each connection may carry (see proxy/request_budget.rs).
-    pub max_requests: Option<u32>,
     /// Where every connection goes, whatever the pool asks for: an HTTP/2 endpoint's own
     /// pool, whose requests' targets name the Host rather than the endpoint.
     pub endpoint: Option<http::Uri>,
@@ -115,7 +113,6 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
         let host = uri.host().unwrap_or_default().to_string();
         let connecting = self.tcp.call(uri);
         let tls = self.tls.clone();
-        let max_requests = self.max_requests;
         Box::pin(async move {
             let tcp = connecting.await?;
             let stream = match tls {
@@ -125,47 +122,20 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
                     UpstreamStream::Tls(Box::new(TokioIo::new(stream)))
                 }
             };
-            Ok(UpstreamIo {
-                stream,
-                max_requests,
-            })
+            Ok(UpstreamIo { stream })
         })
     }
 }
 
-/// A connection to a backend, and the requests it may carry.
+/// A connection to a backend.
 pub struct UpstreamIo {
     stream: UpstreamStream,
-    max_requests: Option<u32>,
 }
 
 /// A connection to a backend, in clear or over TLS.
 enum UpstreamStream {
     Plain(TokioIo<TcpStream>),
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
-}
-
-impl Connection for UpstreamIo {
-    fn connected(&self) -> Connected {
-        super::request_budget::attach(self.stream.connected(), self.max_requests)
-    }
-}
-
-impl UpstreamStream {
-    fn connected(&self) -> Connected {
-        match self {
-            UpstreamStream::Plain(tcp) => tcp.connected(),
-            UpstreamStream::Tls(tls) => {
-                let session = tls.inner().get_ref().1;
-                // The endpoint's address is what the pool keys on; nothing of TCP adds to it.
-                let connected = Connected::new();
-                match session.alpn_protocol() {
-                    Some(b"h2") => connected.negotiated_h2(),
-                    _ => connected,
-                }
-            }
-        }
-    }
 }
 
 impl Read for UpstreamIo {

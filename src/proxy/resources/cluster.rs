@@ -85,7 +85,8 @@ pub struct Cluster {
     /// host (see proxy/original_dst.rs).
     pub original_dst: Option<OriginalDst>,
     /// `common_http_protocol_options.max_requests_per_connection`: an upstream connection
-    /// closes after that many requests (None: no limit; see proxy/request_budget.rs).
+    /// closes after that many requests (None: no limit; see proxy/http1_pool.rs and
+    /// proxy/http2_pool.rs).
     pub max_requests_per_connection: Option<u32>,
     /// A PROXY protocol header goes first on each connection to an endpoint
     /// (`upstream_proxy_protocol` around the TLS or raw socket). TCP proxies write it; the
