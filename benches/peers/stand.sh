@@ -8,7 +8,9 @@
 #   benches/peers/stand.sh haproxy
 #
 # Prints the proxy's port and pid, then waits; Ctrl-C (or SIGTERM) stops everything it started.
-# Set PROXY_WRAPPER to run the proxy under a tool, e.g. PROXY_WRAPPER="heaptrack -o /tmp/h".
+# Set PROXY_WRAPPER to run the proxy under a tool, e.g. PROXY_WRAPPER="heaptrack -o /tmp/h";
+# HTTP2=1 for the `--peers --h2` shape (cleartext HTTP/2 to the backend; clients such as
+# h2load speak it by prior knowledge, curl and wrk still get HTTP/1.1).
 set -euo pipefail
 
 which_proxy=${1:?usage: stand.sh sidecar|haproxy [BINARY]}
@@ -26,14 +28,20 @@ trap stop EXIT INT TERM
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 backend=$(port)
 listen=$(port)
+# HTTP/2 to the backend when asked: nginx's listen option, the backend service's protocol,
+# haproxy's server option.
+http2=${HTTP2:-}
+backend_listen=${http2:+ http2}
+service_protocol=${http2:+ protocol: H2C,}
+server_options=${http2:+ proto h2}
 mkdir -p "$dir/temp"
 cat >"$dir/backend.conf" <<EOF
 daemon off; master_process off; worker_processes 1; worker_rlimit_nofile 20000;
 pid $dir/backend.pid; error_log $dir/backend.log error;
 events { worker_connections 19000; }
 http { access_log off; client_body_temp_path $dir/temp; proxy_temp_path $dir/temp;
-  keepalive_requests 100000000;
-  server { listen 127.0.0.1:$backend; location / { return 200 "ok"; } } }
+  keepalive_requests 100000000; http2_max_requests 100000000;
+  server { listen 127.0.0.1:$backend$backend_listen; location / { return 200 "ok"; } } }
 EOF
 nginx -c "$dir/backend.conf" -e "$dir/backend.log" &
 pids+=($!)
@@ -53,7 +61,7 @@ frontend f
   bind 127.0.0.1:$listen
   default_backend b
 backend b
-  server s 127.0.0.1:$backend
+  server s 127.0.0.1:$backend$server_options
 EOF
   ${PROXY_WRAPPER:-} haproxy -db -f "$dir/haproxy.cfg" &
   proxy=$!
@@ -64,7 +72,7 @@ sidecar)
 networkEndpointGroups:
 - {name: b, zone: us-central1-a, endpoints: [{ipAddress: 127.0.0.1, port: $backend}]}
 backendServices:
-- {name: b, backends: [{group: zones/us-central1-a/networkEndpointGroups/b, balancingMode: RATE, maxRate: 100000}]}
+- {name: b,$service_protocol backends: [{group: zones/us-central1-a/networkEndpointGroups/b, balancingMode: RATE, maxRate: 100000}]}
 urlMaps:
 - {name: m, defaultService: global/backendServices/b}
 targetHttpProxies:
