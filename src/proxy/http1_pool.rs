@@ -335,36 +335,27 @@ mod tests {
 
     use super::*;
     use crate::proxy::endpoint_names::{name_of, EndpointNames};
+    use crate::proxy::test_backends;
 
     /// A backend on loopback answering `ok` to each request head, counting the connections
     /// it accepted and the ones that were closed on it.
     async fn backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (accepted, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (accepting, closing) = (accepted.clone(), closed.clone());
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                accepting.fetch_add(1, Ordering::SeqCst);
-                let closing = closing.clone();
-                tokio::spawn(async move {
-                    let mut buffer = [0u8; 4096];
-                    loop {
-                        match stream.read(&mut buffer).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(_) => {
-                                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                                if stream.write_all(answer).await.is_err() {
-                                    break;
-                                }
-                            }
+        let (address, counts) = test_backends::counting(|mut stream| async move {
+            let mut buffer = [0u8; 4096];
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            break;
                         }
                     }
-                    closing.fetch_add(1, Ordering::SeqCst);
-                });
+                }
             }
-        });
-        (address, accepted, closed)
+        })
+        .await;
+        (address, counts.accepted, counts.ended)
     }
 
     fn pool(idle_timeout: Duration, max_requests: Option<u32>) -> Http1Pool {
@@ -413,17 +404,7 @@ mod tests {
         let idle = Duration::from_millis(200);
         let quick = pool(idle, None);
         assert_eq!(get(&quick, address).await, "ok");
-        let answered = std::time::Instant::now();
-        while closed.load(Ordering::SeqCst) == 0 {
-            assert!(answered.elapsed() < Duration::from_secs(30), "never closed");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // Never before the timeout (late is only a slow machine).
-        assert!(
-            answered.elapsed() >= idle,
-            "closed after {:?}",
-            answered.elapsed()
-        );
+        test_backends::closed_after_idle(&closed, idle, std::time::Instant::now()).await;
         assert_eq!(get(&quick, address).await, "ok", "a new one replaces it");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }

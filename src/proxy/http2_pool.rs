@@ -239,62 +239,45 @@ mod tests {
 
     use super::*;
     use crate::proxy::endpoint_names::{name_of, EndpointNames};
+    use crate::proxy::test_backends;
+
+    /// A service answering `ok` to every request.
+    async fn ok(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }
 
     /// An HTTP/2 backend on loopback answering `ok`, counting the connections it accepted and
     /// the ones that ended.
     async fn backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (accepted, ended) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (accepting, ending) = (accepted.clone(), ended.clone());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                accepting.fetch_add(1, Ordering::SeqCst);
-                let ending = ending.clone();
-                tokio::spawn(async move {
-                    let answer = hyper::service::service_fn(|_| async {
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), answer)
-                        .await;
-                    ending.fetch_add(1, Ordering::SeqCst);
-                });
-            }
-        });
-        (address, accepted, ended)
+        let (address, counts) = test_backends::counting(|stream| async move {
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(ok))
+                .await;
+        })
+        .await;
+        (address, counts.accepted, counts.ended)
     }
 
     /// An HTTP/2 backend that answers one request per connection, then says GOAWAY; counts
     /// the connections it accepted.
     async fn one_request_backend() -> (SocketAddr, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let accepting = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                accepting.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let (answered, mut done) = tokio::sync::mpsc::unbounded_channel::<()>();
-                    let answer = hyper::service::service_fn(move |_| {
-                        let _ = answered.send(());
-                        async {
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                        }
-                    });
-                    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), answer);
-                    let mut connection = std::pin::pin!(connection);
-                    tokio::select! {
-                        _ = &mut connection => return,
-                        _ = done.recv() => connection.as_mut().graceful_shutdown(),
-                    }
-                    let _ = connection.await;
-                });
+        let (address, counts) = test_backends::counting(|stream| async move {
+            let (answered, mut done) = tokio::sync::mpsc::unbounded_channel::<()>();
+            let answer = hyper::service::service_fn(move |request| {
+                let _ = answered.send(());
+                ok(request)
+            });
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), answer);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = &mut connection => return,
+                _ = done.recv() => connection.as_mut().graceful_shutdown(),
             }
-        });
-        (address, accepted)
+            let _ = connection.await;
+        })
+        .await;
+        (address, counts.accepted)
     }
 
     fn endpoint(
@@ -357,17 +340,7 @@ mod tests {
         let idle = Duration::from_millis(200);
         let quick = endpoint(address, idle, None);
         assert_eq!(get(&quick).await, "ok");
-        let answered = std::time::Instant::now();
-        while ended.load(Ordering::SeqCst) == 0 {
-            assert!(answered.elapsed() < Duration::from_secs(30), "never closed");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // Never before the timeout (late is only a slow machine).
-        assert!(
-            answered.elapsed() >= idle,
-            "closed after {:?}",
-            answered.elapsed()
-        );
+        test_backends::closed_after_idle(&ended, idle, std::time::Instant::now()).await;
         assert_eq!(get(&quick).await, "ok", "a new one replaces it");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }

@@ -47,6 +47,8 @@ pub mod slow_start;
 pub mod stats;
 pub mod stream_deadline;
 pub mod tcp;
+#[cfg(test)]
+mod test_backends;
 pub mod timeouts;
 pub mod tls;
 pub mod tls_unbuffered;
