@@ -1,6 +1,7 @@
 //! HTTP/2 upstream connections: one per endpoint (of a cluster's pool), shared by every worker,
 //! carrying each request as a stream. A request takes the endpoint's current connection, or
-//! opens one (one at a time: requests that arrive meanwhile wait for it); a connection that
+//! opens one (one at a time: requests that arrive meanwhile wait for it, and fail with it
+//! if it fails, as Envoy fails the requests pending on a connection); a connection that
 //! closed before it took the request gets it again on a new one. `max_requests_per_connection`
 //! is counted as requests start, as Envoy counts; a connection that has carried its share, or
 //! on which no request started for the pool's idle timeout, is no longer handed out and
@@ -33,6 +34,8 @@ pub struct Http2Endpoint {
     current: Arc<Mutex<Option<Current>>>,
     /// Held while a connection is being opened: one handshake at a time per endpoint.
     opening: tokio::sync::Mutex<()>,
+    /// When the last attempt to open one failed, and why.
+    failed: Mutex<Option<(Instant, String)>>,
 }
 
 /// What every connection of an endpoint is opened with.
@@ -88,6 +91,7 @@ impl Http2Endpoint {
             settings,
             current: Arc::default(),
             opening: tokio::sync::Mutex::new(()),
+            failed: Mutex::default(),
         }
     }
 
@@ -144,26 +148,31 @@ impl Http2Endpoint {
     }
 
     /// A new connection, made current (this request counted on it), unless another request
-    /// opened one meanwhile and `fresh_only` is not asked; then that one.
+    /// opened one meanwhile and `fresh_only` is not asked; then that one. When an attempt to
+    /// open one failed while this request waited for its turn, the request fails with it, as
+    /// Envoy fails the requests pending on a connection it could not open: requests queued
+    /// behind an endpoint that does not answer do not each wait out a connect timeout in turn.
     async fn open(&self, fresh_only: bool) -> Result<http2::SendRequest<UpstreamBody>, Http2Error> {
+        let asked = Instant::now();
         let _opening = self.opening.lock().await;
         if !fresh_only {
             if let Some(sender) = self.take_current() {
                 return Ok(sender);
             }
         }
-        // The connector names the endpoint whatever target it is given.
-        let io = self
-            .connector
-            .clone()
-            .call(http::Uri::from_static("http://endpoint/"))
-            .await
-            .map_err(Http2Error::Connect)?;
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .max_header_list_size(self.settings.max_header_list_bytes)
-            .handshake(io)
-            .await
-            .map_err(|error| Http2Error::Connect(Box::new(error)))?;
+        if let Some(failure) = lock(&self.failed)
+            .as_ref()
+            .filter(|(when, _)| *when >= asked)
+        {
+            return Err(Http2Error::Connect(failure.1.clone().into()));
+        }
+        let (sender, connection) = match self.handshake().await {
+            Ok(opened) => opened,
+            Err(error) => {
+                *lock(&self.failed) = Some((Instant::now(), error.to_string()));
+                return Err(Http2Error::Connect(error));
+            }
+        };
         let number = next_number();
         let left = self
             .settings
@@ -193,7 +202,28 @@ impl Http2Endpoint {
         });
         Ok(sender)
     }
+
+    /// A connection to the endpoint, TCP (and TLS) then HTTP/2's preface.
+    async fn handshake(&self) -> Result<Handshaken, BoxError> {
+        // The connector names the endpoint whatever target it is given.
+        let io = self
+            .connector
+            .clone()
+            .call(http::Uri::from_static("http://endpoint/"))
+            .await?;
+        let handshaken = http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(self.settings.max_header_list_bytes)
+            .handshake(io)
+            .await?;
+        Ok(handshaken)
+    }
 }
+
+/// A new connection: the handle requests take, and the connection's own future.
+type Handshaken = (
+    http2::SendRequest<UpstreamBody>,
+    http2::Connection<super::upstream_tls::UpstreamIo, UpstreamBody, TokioExecutor>,
+);
 
 /// Returns once connection `number` is no longer current: taken out for its idle timeout
 /// here, or replaced. (The connection task then drives it until its last stream ends.)
@@ -239,7 +269,9 @@ mod tests {
 
     use super::*;
     use crate::proxy::endpoint_names::{name_of, EndpointNames};
+    use crate::proxy::resources::tls::UpstreamTls;
     use crate::proxy::test_backends;
+    use crate::proxy::upstream_tls::TlsOrigination;
 
     /// A service answering `ok` to every request.
     async fn ok(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -353,5 +385,49 @@ mod tests {
             assert_eq!(get(&pool).await, "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_waiting_on_a_connection_that_fails_fail_with_it() {
+        // The backend closes each connection at once: the TLS handshake fails.
+        let (address, counts) = test_backends::counting(|stream| async move { drop(stream) }).await;
+        let target = format!("http://{}/", name_of(&[address]));
+        let tls = UpstreamTls {
+            sni: None,
+            alpn: vec![b"h2".to_vec()],
+        };
+        let connector = UpstreamConnector {
+            tcp: HttpConnector::new_with_resolver(EndpointNames),
+            tls: Some(TlsOrigination::new(&tls, Some("example.test".into()))),
+            endpoint: Some(target.parse().unwrap()),
+        };
+        let settings = Settings {
+            idle_timeout: Duration::from_secs(600),
+            max_requests: None,
+            max_header_list_bytes: 65536,
+        };
+        let pool = Http2Endpoint::new(connector, settings);
+        let attempts = (0..4).map(|_| async {
+            let mut request = Request::get("https://example.test/")
+                .version(http::Version::HTTP_2)
+                .body(Empty::new().map_err(|never| match never {}).boxed())
+                .unwrap();
+            pool.request(&mut request).await
+        });
+        let failed = futures_util::future::join_all(attempts).await;
+        assert!(failed
+            .iter()
+            .all(|result| matches!(result, Err(Http2Error::Connect(_)))));
+        assert_eq!(
+            counts.accepted.load(Ordering::SeqCst),
+            1,
+            "the three waiting behind the first attempt fail with it, not each on its own"
+        );
+        // A request that comes after the failure tries again.
+        let mut request = Request::get("https://example.test/")
+            .body(Empty::new().map_err(|never| match never {}).boxed())
+            .unwrap();
+        assert!(pool.request(&mut request).await.is_err());
+        assert_eq!(counts.accepted.load(Ordering::SeqCst), 2);
     }
 }
