@@ -536,8 +536,12 @@ backendServices:
     let (_switchyard, envoy) = serve("outliers", &config).await;
     let url = format!("http://127.0.0.1:{listen}/");
     let early = tally(&url, 50).await;
+    // Envoy counts the errors on its workers and ejects on its main thread, which then tells
+    // the workers: a request or two may still reach the endpoint after the third error on a
+    // busy machine (5 seen once in CI). Without ejection about half of the 50 would fail.
+    let failed = early.get("<500>").copied().unwrap_or(0);
     assert!(
-        early.get("<500>").copied().unwrap_or(0) <= 3,
+        (3..=8).contains(&failed),
         "3 consecutive errors eject the endpoint: {early:?}"
     );
     let later = tally(&url, 200).await;
@@ -552,7 +556,7 @@ backendServices:
             .await,
         Some(1)
     );
-    assert_eq!(*bad.hits.lock().unwrap(), 3);
+    assert_eq!(*bad.hits.lock().unwrap() as usize, failed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
