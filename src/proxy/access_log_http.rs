@@ -20,6 +20,7 @@ use http_body_util::BodyExt;
 
 use super::access_log::{self, Entry};
 use super::http::Body;
+use super::request_body::BoxError;
 use super::resources::listener::HttpManager;
 
 /// The upstream cluster a request went to (a response extension).
@@ -179,12 +180,12 @@ impl LoggedBody {
 
 impl HttpBody for LoggedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

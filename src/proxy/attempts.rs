@@ -10,14 +10,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 
 use super::access_log_http::{flagged, reached};
 use super::balancer::Host;
 use super::circuit_breakers::RetryPlace;
 use super::config::ClusterEntry;
 use super::http::{
-    authority_from_host, full, Body, UpstreamClient, Upstreams, MAX_RESPONSE_HEADERS_BYTES,
+    authority_from_host, full, Body, ResponseBody, UpstreamClient, Upstreams,
+    MAX_RESPONSE_HEADERS_BYTES,
 };
 use super::load_stats::Ended;
 use super::outlier::Reported;
@@ -46,9 +46,11 @@ pub(super) struct Attempts<'a> {
     pub note_endpoint: bool,
 }
 
-/// How one attempt ended.
+/// How one attempt ended. Not boxed: the answer is by far the most common outcome, and boxing
+/// it would cost an allocation per request to spare the other outcomes' size.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
-    Answered(Response<Incoming>),
+    Answered(Response<ResponseBody>),
     /// The per-try timeout ran out (the route's may have too).
     TimedOut,
     /// No answer: the connection failed or was reset.
@@ -69,7 +71,7 @@ impl Attempts<'_> {
         &self,
         mut parts: http::request::Parts,
         bodies: &mut AttemptBodies,
-    ) -> Result<Response<Incoming>, Response<Body>> {
+    ) -> Result<Response<ResponseBody>, Response<Body>> {
         let attempts = self.retry.map_or(1, |policy| policy.num_retries + 1);
         // A retry's place among the cluster's `max_retries`, held while it backs off.
         let mut retry_place = None;
@@ -303,7 +305,7 @@ impl Attempts<'_> {
     }
 
     /// Whether the retry policy retries this answer.
-    fn retries(&self, response: &Response<Incoming>) -> bool {
+    fn retries(&self, response: &Response<ResponseBody>) -> bool {
         self.retry
             .is_some_and(|policy| retries_status(policy, response.status()))
     }

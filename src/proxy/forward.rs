@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::access_log_http::{RequestFacts, UpstreamCluster};
@@ -16,7 +15,7 @@ use super::balancer::{hash_text, next_random};
 use super::config::ProxyConfig;
 use super::filters::router::Chosen;
 use super::headers::{remove_hop_by_hop, set_cookie};
-use super::http::{full, Body, Upstreams};
+use super::http::{full, Body, ResponseBody, Upstreams};
 use super::request_body::{AttemptBodies, DownstreamBody};
 use super::resources::route::{HashPolicy, PathMatch, WeightedCluster};
 use super::retry::{retriable, retries_anything};
@@ -282,7 +281,7 @@ fn keep_host(parts: &mut http::request::Parts) {
 /// on the request's clock, if it has one), the hop-by-hop headers dropped, the affinity cookie
 /// issued.
 fn downstream_response(
-    mut response: Response<Incoming>,
+    mut response: Response<ResponseBody>,
     client_upgrade: Option<(OnUpgrade, Option<Arc<StreamClock>>)>,
     issued: Option<HeaderValue>,
 ) -> Response<Body> {

@@ -21,9 +21,11 @@ use super::headers::{
     add_forwarding_headers, append_listener_port, append_via_value, drop_underscore_headers,
     strip_host_port,
 };
+use super::http1_exchange::UpstreamResponseBody;
+pub(super) use super::http1_pool::ResponseBody;
 use super::http1_pool::{Http1Error, Http1Pool};
 use super::http2_pool::{self, Http2Endpoint, Http2Error};
-use super::request_body::{DownstreamBody, UpstreamBody};
+use super::request_body::{BoxError, DownstreamBody, UpstreamBody};
 use super::resources::cluster::Cluster;
 use super::resources::listener::HttpManager;
 use super::resources::tls::UpstreamTls;
@@ -32,7 +34,7 @@ use super::router::{self, RequestParts};
 use super::stats::STATS;
 use super::upstream_tls::{TlsOrigination, UpstreamConnector};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
 
 /// Upstream connection pools, shared by every listener: HTTP/1.1 pools whose connections
 /// each worker thread keeps (proxy/http1_pool.rs), and an HTTP/2 connection (prior knowledge)
@@ -70,8 +72,7 @@ impl UpstreamClient {
     pub(super) fn request<'a>(
         &'a self,
         request: &'a mut Request<UpstreamBody>,
-    ) -> impl std::future::Future<Output = Result<Response<hyper::body::Incoming>, UpstreamError>> + 'a
-    {
+    ) -> impl std::future::Future<Output = Result<Response<ResponseBody>, UpstreamError>> + 'a {
         use futures_util::future::{Either, TryFutureExt};
         // Not an async fn: the chosen pool's future is all the state, with no room kept for
         // the other's or for the arguments.
@@ -79,9 +80,12 @@ impl UpstreamClient {
             UpstreamClient::Http1(pool) => {
                 Either::Left(pool.request(request).map_err(UpstreamError::Http1))
             }
-            UpstreamClient::Http2(endpoint) => {
-                Either::Right(endpoint.request(request).map_err(UpstreamError::Http2))
-            }
+            UpstreamClient::Http2(endpoint) => Either::Right(
+                endpoint
+                    .request(request)
+                    .map_ok(|response| response.map(UpstreamResponseBody::Hyper))
+                    .map_err(UpstreamError::Http2),
+            ),
         }
     }
 }

@@ -6,6 +6,12 @@
 //! connection that closed while free gets the request again on a new one, as hyper-util's
 //! pool retries a request it never sent.
 //!
+//! A request without a body or an upgrade goes out on a connection driven from its own task
+//! (proxy/http1_exchange.rs), which is out of the list while its answer is read and comes
+//! back when the answer's body has been read; other requests go through hyper's client, whose
+//! connection task drives them. A free connection of either kind takes a request of either
+//! kind: one of the sidecar's own goes to hyper's client for a request that needs hyper.
+//!
 //! A pool's connections carry at most `max_requests` requests (proxy/http2_pool.rs keeps
 //! that count for HTTP/2) and close after `idle_timeout` free, checked by one sweep per
 //! thread while it holds any.
@@ -19,14 +25,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{header, HeaderValue, Request, Response, Uri};
-use hyper::body::Incoming;
+use http::{header, HeaderValue, Method, Request, Response, Uri};
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use super::http1_codec::encode_request_head;
+use super::http1_exchange::{
+    ExchangeError, Homecoming, InlineBody, InlineConnection, UpstreamResponseBody,
+};
 use super::request_body::UpstreamBody;
-use super::upstream_tls::UpstreamConnector;
+use super::upstream_tls::{UpstreamConnector, UpstreamIo};
+
+/// An upstream answer's body, from either kind of connection.
+pub type ResponseBody = UpstreamResponseBody<Home>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -50,6 +62,8 @@ pub enum Http1Error {
     Connect(BoxError),
     /// The connection failed before the answer's head was read.
     Exchange(hyper::Error),
+    /// The same, on a connection driven here.
+    Inline(ExchangeError),
     /// The request had no endpoint to go to.
     NoEndpoint,
 }
@@ -59,6 +73,7 @@ impl std::fmt::Display for Http1Error {
         match self {
             Http1Error::Connect(error) => write!(f, "connect: {error}"),
             Http1Error::Exchange(error) => write!(f, "{error}"),
+            Http1Error::Inline(error) => write!(f, "{error}"),
             Http1Error::NoEndpoint => f.write_str("no endpoint in the request's target"),
         }
     }
@@ -69,6 +84,7 @@ impl std::error::Error for Http1Error {
         match self {
             Http1Error::Connect(error) => Some(error.as_ref()),
             Http1Error::Exchange(error) => Some(error),
+            Http1Error::Inline(error) => Some(error),
             Http1Error::NoEndpoint => None,
         }
     }
@@ -76,12 +92,57 @@ impl std::error::Error for Http1Error {
 
 /// A connection kept by a thread.
 struct Kept {
-    sender: SendRequest<UpstreamBody>,
+    link: Link,
     /// The requests it may still carry, when its pool limits them.
     left: Option<u32>,
     /// When it last took a request.
     last_used: Instant,
     idle_timeout: Duration,
+}
+
+/// How a kept connection is driven.
+enum Link {
+    /// By hyper's client, from a task of its own; listed while busy.
+    Hyper(SendRequest<UpstreamBody>),
+    /// From the task of the request it carries; listed only while free.
+    Inline(InlineConnection),
+}
+
+impl Link {
+    /// Whether the connection has closed (for one of the sidecar's own, while free).
+    fn is_closed(&mut self) -> bool {
+        match self {
+            Link::Hyper(sender) => sender.is_closed(),
+            Link::Inline(connection) => connection.closed_while_free(),
+        }
+    }
+
+    /// Whether it can take a request now.
+    fn is_free(&self) -> bool {
+        match self {
+            Link::Hyper(sender) => sender.is_ready(),
+            Link::Inline(_) => true,
+        }
+    }
+}
+
+/// Where a connection of the sidecar's own goes back once its answer's body is read.
+pub struct Home {
+    key: EndpointKey,
+    left: Option<u32>,
+    idle_timeout: Duration,
+}
+
+impl Homecoming for Home {
+    fn give_back(self, connection: InlineConnection) {
+        let kept = Kept {
+            link: Link::Inline(connection),
+            left: self.left,
+            last_used: Instant::now(),
+            idle_timeout: self.idle_timeout,
+        };
+        list(&self.key, kept);
+    }
 }
 
 /// A pool (its id) and an endpoint (its name, made by proxy/endpoint_names.rs, so always in
@@ -143,14 +204,16 @@ impl Http1Pool {
 
     /// Sends `request` (its target names the endpoint) on a free connection of this pool to
     /// that endpoint, else on a new one; the backend's answer, its body still to be read.
-    /// The request is taken from behind the reference as it is sent: the futures that lead
-    /// here hold a pointer to it, not a copy each.
+    /// A request that goes through hyper's client is taken from behind the reference as it
+    /// is sent (the futures that lead here hold a pointer to it, not a copy each); one sent
+    /// on a connection driven here is left where it is.
     pub async fn request(
         &self,
         request: &mut Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, Http1Error> {
+    ) -> Result<Response<ResponseBody>, Http1Error> {
         let endpoint = origin_form(request)?;
         let key = EndpointKey(self.0.id, endpoint);
+        let inline = sendable_inline(request);
         // After a kept connection turned out closed, the request goes on a new one.
         let mut fresh_only = false;
         loop {
@@ -158,21 +221,25 @@ impl Http1Pool {
                 true => None,
                 false => self.take_free(&key),
             };
-            let (sent, reused) = match free {
-                Some(mut kept) => {
-                    let sent = kept.sender.try_send_request(std::mem::take(request));
-                    self.keep(&key, kept);
-                    (sent, true)
-                }
-                None => {
-                    let mut kept = self.open(&key.1).await?;
-                    let sent = kept.sender.try_send_request(std::mem::take(request));
-                    self.keep(&key, kept);
-                    (sent, false)
-                }
+            let (mut kept, reused) = match free {
+                Some(kept) => (kept, true),
+                None => (self.open(&key.1, inline).await?, false),
             };
+            if inline {
+                if let Link::Inline(connection) = kept.link {
+                    return self.send_inline(key, connection, kept.left, request).await;
+                }
+            }
+            if let Link::Inline(connection) = kept.link {
+                kept.link = Link::Hyper(self.handshake(connection.into_io()).await?);
+            }
+            let Link::Hyper(sender) = &mut kept.link else {
+                unreachable!("made a hyper link just above");
+            };
+            let sent = sender.try_send_request(std::mem::take(request));
+            self.keep(&key, kept);
             match sent.await {
-                Ok(response) => return Ok(response),
+                Ok(response) => return Ok(response.map(UpstreamResponseBody::Hyper)),
                 // A kept connection that closed before it took the request: again on another.
                 Err(mut error) if reused => match error.take_message() {
                     Some(unsent) => {
@@ -186,19 +253,46 @@ impl Http1Pool {
         }
     }
 
-    /// A connection of this pool to `key`'s endpoint that can take a request now, taken out
-    /// of the thread's list (it goes back with [`Self::keep`]); closed ones met on the way are
-    /// dropped, busy ones go to the back, so that the front stays the likeliest to be free.
+    /// Sends `request` (without a body) on `connection`, driven from this task; the
+    /// connection comes back to the thread's list when the answer's body has been read.
+    async fn send_inline(
+        &self,
+        key: EndpointKey,
+        mut connection: InlineConnection,
+        left: Option<u32>,
+        request: &Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, Http1Error> {
+        let left = left.map(|left| left - 1);
+        let mut head = Vec::new();
+        encode_request_head(request, &mut head);
+        let most_bytes = self.0.max_bytes_buffered;
+        let (response, framing, keep_alive) = connection
+            .exchange(&head, request.method(), most_bytes)
+            .await
+            .map_err(Http1Error::Inline)?;
+        let home = (keep_alive && left != Some(0) && !closes(request)).then(|| Home {
+            key,
+            left,
+            idle_timeout: self.0.idle_timeout,
+        });
+        let body = InlineBody::new(connection, framing, home, most_bytes);
+        Ok(response.map(|()| UpstreamResponseBody::Inline(body)))
+    }
+
+    /// A free connection of this pool to `key`'s endpoint, taken out of the thread's list
+    /// (one of hyper's goes back with [`Self::keep`], one of the sidecar's own when its answer
+    /// is read); closed ones met on the way are dropped, busy ones go to the back, so that the
+    /// front stays the likeliest to be free.
     fn take_free(&self, key: &EndpointKey) -> Option<Kept> {
         CONNECTIONS.with(|connections| {
             let mut connections = connections.lock().unwrap_or_else(|e| e.into_inner());
             let list = connections.by_endpoint.get_mut(key)?;
             for _ in 0..list.len() {
-                let kept = list.pop_front()?;
-                if kept.sender.is_closed() {
+                let mut kept = list.pop_front()?;
+                if kept.link.is_closed() {
                     continue;
                 }
-                if kept.sender.is_ready() {
+                if kept.link.is_free() {
                     return Some(kept);
                 }
                 list.push_back(kept);
@@ -207,8 +301,8 @@ impl Http1Pool {
         })
     }
 
-    /// Lists `kept`, which has just taken a request, unless that was the last it may carry
-    /// (dropped, it closes once its answer is read).
+    /// Lists `kept`, one of hyper's which has just taken a request, unless that was the last
+    /// it may carry (dropped, it closes once its answer is read).
     fn keep(&self, key: &EndpointKey, mut kept: Kept) {
         kept.last_used = Instant::now();
         if let Some(left) = &mut kept.left {
@@ -217,25 +311,12 @@ impl Http1Pool {
                 return;
             }
         }
-        let start_sweep = CONNECTIONS.with(|connections| {
-            let mut connections = connections.lock().unwrap_or_else(|e| e.into_inner());
-            match connections.by_endpoint.get_mut(key) {
-                Some(list) => list.push_back(kept),
-                None => {
-                    connections
-                        .by_endpoint
-                        .insert(key.clone(), VecDeque::from([kept]));
-                }
-            }
-            !std::mem::replace(&mut connections.sweeping, true)
-        });
-        if start_sweep {
-            tokio::spawn(sweep(thread_connections()));
-        }
+        list(key, kept);
     }
 
-    /// A new connection to `endpoint`, its exchanges driven by a task of their own.
-    async fn open(&self, endpoint: &Authority) -> Result<Kept, Http1Error> {
+    /// A new connection to `endpoint`: one driven here for a request that can be, else one
+    /// whose exchanges hyper's client drives from a task of their own.
+    async fn open(&self, endpoint: &Authority, inline: bool) -> Result<Kept, Http1Error> {
         let target = Uri::builder()
             .scheme("http")
             .authority(endpoint.clone())
@@ -244,6 +325,20 @@ impl Http1Pool {
             .map_err(|_| Http1Error::NoEndpoint)?;
         let mut connector = self.0.connector.clone();
         let io = connector.call(target).await.map_err(Http1Error::Connect)?;
+        let link = match inline {
+            true => Link::Inline(InlineConnection::new(io)),
+            false => Link::Hyper(self.handshake(io).await?),
+        };
+        Ok(Kept {
+            link,
+            left: self.0.max_requests,
+            last_used: Instant::now(),
+            idle_timeout: self.0.idle_timeout,
+        })
+    }
+
+    /// Hands `io` to hyper's client, its exchanges driven by a task of their own.
+    async fn handshake(&self, io: UpstreamIo) -> Result<SendRequest<UpstreamBody>, Http1Error> {
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(self.0.max_bytes_buffered)
             .handshake(io)
@@ -254,13 +349,53 @@ impl Http1Pool {
                 tracing::debug!(%error, "upstream connection ended");
             }
         });
-        Ok(Kept {
-            sender,
-            left: self.0.max_requests,
-            last_used: Instant::now(),
-            idle_timeout: self.0.idle_timeout,
-        })
+        Ok(sender)
     }
+}
+
+/// Lists `kept` in this thread's connections to `key`, starting the thread's sweep if it
+/// was not running.
+fn list(key: &EndpointKey, kept: Kept) {
+    let start_sweep = CONNECTIONS.with(|connections| {
+        let mut connections = connections.lock().unwrap_or_else(|e| e.into_inner());
+        match connections.by_endpoint.get_mut(key) {
+            Some(list) => list.push_back(kept),
+            None => {
+                connections
+                    .by_endpoint
+                    .insert(key.clone(), VecDeque::from([kept]));
+            }
+        }
+        !std::mem::replace(&mut connections.sweeping, true)
+    });
+    if start_sweep {
+        tokio::spawn(sweep(thread_connections()));
+    }
+}
+
+/// Whether `request` can go out on a connection driven here: no body to send (hyper's
+/// client writes none for it either) and nothing that may switch the connection to another
+/// protocol.
+fn sendable_inline(request: &Request<UpstreamBody>) -> bool {
+    use http_body::Body;
+    request.body().is_end_stream()
+        && request.method() != Method::CONNECT
+        && !request.headers().contains_key(header::UPGRADE)
+        && !request.headers().contains_key(header::TRANSFER_ENCODING)
+}
+
+/// Whether `request` asks for its connection to close after the answer.
+fn closes(request: &Request<UpstreamBody>) -> bool {
+    request
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|value| {
+            value
+                .as_bytes()
+                .split(|byte| *byte == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+        })
 }
 
 /// Puts `request`'s target in origin-form and returns the endpoint it named; a request
@@ -294,10 +429,10 @@ async fn sweep(connections: Arc<Mutex<ThreadConnections>>) {
             let now = Instant::now();
             let mut next = now + LONGEST_SWEEP;
             connections.by_endpoint.retain(|_, list| {
-                list.retain(|kept| {
+                list.retain_mut(|kept| {
                     let expires = kept.last_used + kept.idle_timeout;
-                    let free = kept.sender.is_ready();
-                    let keep = !(kept.sender.is_closed() || free && expires <= now);
+                    let free = kept.link.is_free();
+                    let keep = !(kept.link.is_closed() || free && expires <= now);
                     if keep {
                         // A busy one is looked at again within its timeout of now.
                         next = next.min(if free {
@@ -407,5 +542,173 @@ mod tests {
         test_backends::closed_after_idle(&closed, idle, std::time::Instant::now()).await;
         assert_eq!(get(&quick, address).await, "ok", "a new one replaces it");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A backend on loopback that answers each request as its path says (see `answer`),
+    /// reading a request body by its Content-Length.
+    async fn scripted_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+        let (address, counts) = test_backends::counting(|mut stream| async move {
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let Some(head_end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                    }
+                    continue;
+                };
+                let (method, path, length) = {
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut request = httparse::Request::new(&mut headers);
+                    request.parse(&buffer).unwrap();
+                    let length = request
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |h| {
+                            std::str::from_utf8(h.value).unwrap().parse().unwrap()
+                        });
+                    let method = request.method.unwrap().to_string();
+                    (method, request.path.unwrap().to_string(), length)
+                };
+                while buffer.len() < head_end + 4 + length {
+                    let read = stream.read(&mut chunk).await.unwrap_or(0);
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                }
+                buffer.drain(..head_end + 4 + length);
+                let (answer, then_close) = answer(&method, &path);
+                if stream.write_all(answer.as_bytes()).await.is_err() || then_close {
+                    return;
+                }
+            }
+        })
+        .await;
+        (address, counts.accepted)
+    }
+
+    /// The answer to `method` `path`, and whether the backend closes the connection after it.
+    fn answer(method: &str, path: &str) -> (String, bool) {
+        match (method, path) {
+            ("HEAD", _) => ("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".into(), false),
+            (_, "/chunked") => (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                 5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 11\r\n\r\n"
+                    .into(),
+                false,
+            ),
+            (_, "/until-close") => ("HTTP/1.0 200 OK\r\n\r\nbye".into(), true),
+            (_, "/silent-close") => (
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".into(),
+                true,
+            ),
+            (_, "/extra") => (
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n".into(),
+                false,
+            ),
+            (_, "/no-content") => ("HTTP/1.1 204 No Content\r\n\r\n".into(), false),
+            _ => (
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".into(),
+                false,
+            ),
+        }
+    }
+
+    /// `method` `path` (with `body`) to the endpoint at `address` through `pool`: the status,
+    /// the body and the trailers.
+    async fn send(
+        pool: &Http1Pool,
+        address: SocketAddr,
+        method: &str,
+        path: &str,
+        body: &'static str,
+    ) -> (u16, String, Option<http::HeaderMap>) {
+        use http_body_util::Full;
+        let target = format!("http://{}{path}", name_of(&[address]));
+        let mut request = Request::builder()
+            .method(method)
+            .uri(target)
+            .header(header::HOST, "example.test");
+        if !body.is_empty() {
+            request = request.header(header::CONTENT_LENGTH, body.len());
+        }
+        let body = Full::new(bytes::Bytes::from_static(body.as_bytes()));
+        let mut request = request
+            .body(body.map_err(|never| match never {}).boxed())
+            .unwrap();
+        let response = pool.request(&mut request).await.unwrap();
+        let status = response.status().as_u16();
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        let text = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
+        (status, text, trailers)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn answers_read_here_are_whole_and_their_connection_reused_only_when_it_may_be() {
+        let (address, accepted) = scripted_backend().await;
+        let pool = pool(Duration::from_secs(600), None);
+        let connections = || accepted.load(Ordering::SeqCst);
+        assert_eq!(send(&pool, address, "GET", "/", "").await.1, "ok");
+        assert_eq!(send(&pool, address, "GET", "/", "").await.1, "ok");
+        assert_eq!(
+            connections(),
+            1,
+            "a Content-Length answer leaves it reusable"
+        );
+        let (_, body, trailers) = send(&pool, address, "GET", "/chunked", "").await;
+        assert_eq!(body, "hello world");
+        assert_eq!(trailers.unwrap()["x-sum"], "11");
+        assert_eq!(send(&pool, address, "HEAD", "/", "").await.1, "");
+        assert_eq!(send(&pool, address, "GET", "/no-content", "").await.0, 204);
+        assert_eq!(
+            connections(),
+            1,
+            "chunked, HEAD and 204 answers leave it reusable"
+        );
+        assert_eq!(
+            send(&pool, address, "GET", "/until-close", "").await.1,
+            "bye"
+        );
+        assert_eq!(send(&pool, address, "GET", "/", "").await.1, "ok");
+        assert_eq!(
+            connections(),
+            2,
+            "a body read until the close ends its connection"
+        );
+        assert_eq!(send(&pool, address, "GET", "/extra", "").await.1, "ok");
+        assert_eq!(send(&pool, address, "GET", "/", "").await.1, "ok");
+        assert_eq!(connections(), 3, "bytes past an answer's end: not reused");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_the_backend_closed_while_free_is_not_used() {
+        let (address, accepted) = scripted_backend().await;
+        let pool = pool(Duration::from_secs(600), None);
+        assert_eq!(
+            send(&pool, address, "GET", "/silent-close", "").await.1,
+            "ok"
+        );
+        // Time for the backend's FIN to arrive and the runtime to see it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(send(&pool, address, "GET", "/", "").await.1, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_with_a_body_takes_a_free_connection_for_hyper_to_drive() {
+        let (address, accepted) = scripted_backend().await;
+        let pool = pool(Duration::from_secs(600), None);
+        assert_eq!(send(&pool, address, "GET", "/", "").await.1, "ok");
+        assert_eq!(send(&pool, address, "POST", "/", "a body").await.1, "ok");
+        assert_eq!(send(&pool, address, "GET", "/", "").await.1, "ok");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection throughout"
+        );
     }
 }

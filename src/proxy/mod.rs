@@ -24,6 +24,8 @@ pub mod filters;
 pub mod forward;
 pub mod headers;
 pub mod http;
+mod http1_codec;
+mod http1_exchange;
 mod http1_pool;
 mod http2_pool;
 pub mod lingering;

@@ -260,7 +260,7 @@ impl HttpBody for ClientBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending if self.idled_out(cx) => {
                 STATS.stream_idle_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -473,11 +473,11 @@ mod tests {
         struct Stalled;
         impl HttpBody for Stalled {
             type Data = Bytes;
-            type Error = hyper::Error;
+            type Error = crate::proxy::request_body::BoxError;
             fn poll_frame(
                 self: Pin<&mut Self>,
                 _: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+            ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
                 Poll::Pending
             }
         }

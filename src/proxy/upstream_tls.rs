@@ -177,3 +177,45 @@ impl Write for UpstreamIo {
         }
     }
 }
+
+/// The same connection read and written through tokio's traits, for the sidecar's own
+/// HTTP/1.1 exchanges (proxy/http1_exchange.rs).
+impl tokio::io::AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().stream {
+            UpstreamStream::Plain(io) => Pin::new(io.inner_mut()).poll_read(cx, buf),
+            UpstreamStream::Tls(io) => Pin::new(io.inner_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().stream {
+            UpstreamStream::Plain(io) => Pin::new(io.inner_mut()).poll_write(cx, data),
+            UpstreamStream::Tls(io) => Pin::new(io.inner_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().stream {
+            UpstreamStream::Plain(io) => Pin::new(io.inner_mut()).poll_flush(cx),
+            UpstreamStream::Tls(io) => Pin::new(io.inner_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().stream {
+            UpstreamStream::Plain(io) => Pin::new(io.inner_mut()).poll_shutdown(cx),
+            UpstreamStream::Tls(io) => Pin::new(io.inner_mut()).poll_shutdown(cx),
+        }
+    }
+}
