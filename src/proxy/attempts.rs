@@ -95,11 +95,15 @@ impl Attempts<'_> {
                 super::upstream_tls::request_host(&parts),
                 &host,
             );
-            let sent = match attempt == attempts {
+            let body = bodies.next_body();
+            // Sent in place, the request comes back for the next attempt: no copy needed.
+            let in_place = attempt < attempts && client.sends_in_place(&parts, &body);
+            let had_host = parts.headers.contains_key(http::header::HOST);
+            let sent = match attempt == attempts || in_place {
                 true => std::mem::replace(&mut parts, Request::new(()).into_parts().0),
                 false => parts.clone(),
             };
-            let mut upstream = Request::from_parts(sent, bodies.next_body());
+            let mut upstream = Request::from_parts(sent, body);
             *upstream.uri_mut() = uri;
             // The cluster's protocol, whatever the client spoke (an HTTP/2 client, over TLS by
             // ALPN or in clear, may reach an HTTP/1.1 backend).
@@ -112,6 +116,13 @@ impl Attempts<'_> {
             }
             // Lent, not moved, to the attempt: its futures hold a pointer, not a copy each.
             let outcome = self.attempt(&host, &client, &mut upstream).await;
+            if in_place {
+                parts = upstream.into_parts().0;
+                if !had_host {
+                    // The pool gave it this endpoint's name; the next may go elsewhere.
+                    parts.headers.remove(http::header::HOST);
+                }
+            }
             // Asked after the attempt: the body may have outgrown what is kept meanwhile.
             let may_retry = attempt < attempts && bodies.can_resend();
             match outcome {

@@ -90,6 +90,20 @@ impl UpstreamClient {
     }
 }
 
+impl UpstreamClient {
+    /// Whether a request with these parts and body is sent without being taken (the
+    /// HTTP/1.1 pool's own exchanges, proxy/http1_pool.rs), so that another attempt can send
+    /// it again without a copy made beforehand.
+    pub(super) fn sends_in_place(&self, parts: &http::request::Parts, body: &UpstreamBody) -> bool {
+        match self {
+            UpstreamClient::Http1(_) => {
+                super::http1_pool::sends_in_place(&parts.method, &parts.headers, body)
+            }
+            UpstreamClient::Http2(_) => false,
+        }
+    }
+}
+
 impl UpstreamError {
     /// Whether no connection could be opened.
     pub(super) fn is_connect(&self) -> bool {

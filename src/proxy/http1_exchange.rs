@@ -11,12 +11,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Response};
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
-use super::http1_codec::{parse_response_head, ChunkedDecoder, CodecError, Decoded, Framing};
+use super::http1_codec::{
+    encode_request_head, parse_response_head, ChunkedDecoder, CodecError, Decoded, Framing,
+};
 use super::request_body::BoxError;
 use super::upstream_tls::UpstreamIo;
 
@@ -26,7 +28,10 @@ const READ_ROOM: usize = 8 * 1024;
 /// A connection between exchanges: nothing is left in its buffer.
 pub struct InlineConnection {
     io: UpstreamIo,
+    /// What has been read and not yet taken.
     buffer: BytesMut,
+    /// Where each request head is written before it goes out, kept for the next.
+    head: Vec<u8>,
 }
 
 /// Why an exchange failed.
@@ -75,6 +80,7 @@ impl InlineConnection {
         InlineConnection {
             io,
             buffer: BytesMut::new(),
+            head: Vec::new(),
         }
     }
 
@@ -95,16 +101,19 @@ impl InlineConnection {
             .is_ready()
     }
 
-    /// Sends `head` (a request without a body) and reads the answer's head: the answer, its
-    /// body to be read from this connection, and whether the connection may be reused then.
-    pub async fn exchange(
+    /// Sends the head of `request` (which has no body, and its target in origin-form) and
+    /// reads the answer's head: the answer, its body to be read from this connection, and
+    /// whether the connection may be reused then.
+    pub async fn exchange<B>(
         &mut self,
-        head: &[u8],
-        method: &Method,
+        request: &http::Request<B>,
         most_bytes: usize,
     ) -> Result<(Response<()>, Framing, bool), ExchangeError> {
-        self.io.write_all(head).await?;
+        self.head.clear();
+        encode_request_head(request, &mut self.head);
+        self.io.write_all(&self.head).await?;
         self.io.flush().await?;
+        let method = request.method();
         loop {
             if !self.buffer.is_empty() {
                 if let Some(head) = parse_response_head(&mut self.buffer, method, most_bytes)? {

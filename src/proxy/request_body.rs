@@ -212,7 +212,7 @@ where
     }
 }
 
-fn empty() -> UpstreamBody {
+pub(super) fn empty() -> UpstreamBody {
     Full::new(Bytes::new())
         .map_err(|never| match never {})
         .boxed()
