@@ -232,7 +232,9 @@ impl<H: Homecoming> InlineBody<H> {
                 BodyState::Chunked(decoder) => match decoder.decode(buffer, self.most_bytes)? {
                     Some(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     Some(Decoded::Trailers(trailers)) => {
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                        // The trailers end the body: whoever reads it asks no more.
+                        self.finish();
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
                     Some(Decoded::End) => {
                         self.finish();

@@ -280,3 +280,25 @@ async fn a_request_without_a_body_is_left_in_place_whichever_connection_takes_it
         "one connection throughout"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_chunked_answer_gives_its_connection_back_with_its_trailers() {
+    let (address, accepted) = scripted_backend().await;
+    let pool = pool(Duration::from_secs(600), None);
+    let target = format!("http://{}/chunked", name_of(&[address]));
+    let mut request = Request::get(target)
+        .header(header::HOST, "example.test")
+        .body(Empty::new().map_err(|never| match never {}).boxed())
+        .unwrap();
+    let mut body = pool.request(&mut request).await.unwrap().into_body();
+    // Read as hyper's server reads it: nothing more asked after the trailers.
+    loop {
+        let frame = body.frame().await.unwrap().unwrap();
+        if frame.is_trailers() {
+            break;
+        }
+    }
+    drop(body);
+    assert_eq!(send(&pool, address, "GET", "/", "").await.1, "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the same connection");
+}
