@@ -342,7 +342,7 @@ impl Http1Pool {
     async fn handshake(&self, io: UpstreamIo) -> Result<SendRequest<UpstreamBody>, Http1Error> {
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(self.0.max_bytes_buffered)
-            .handshake(io)
+            .handshake(hyper_util::rt::TokioIo::new(io))
             .await
             .map_err(|error| Http1Error::Connect(Box::new(error)))?;
         tokio::spawn(async move {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -213,7 +213,7 @@ impl Http2Endpoint {
             .await?;
         let handshaken = http2::Builder::new(TokioExecutor::new())
             .max_header_list_size(self.settings.max_header_list_bytes)
-            .handshake(io)
+            .handshake(TokioIo::new(io))
             .await?;
         Ok(handshaken)
     }
@@ -222,7 +222,7 @@ impl Http2Endpoint {
 /// A new connection: the handle requests take, and the connection's own future.
 type Handshaken = (
     http2::SendRequest<UpstreamBody>,
-    http2::Connection<super::upstream_tls::UpstreamIo, UpstreamBody, TokioExecutor>,
+    http2::Connection<TokioIo<super::upstream_tls::UpstreamIo>, UpstreamBody, TokioExecutor>,
 );
 
 /// Returns once connection `number` is no longer current: taken out for its idle timeout

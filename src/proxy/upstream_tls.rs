@@ -11,9 +11,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -116,10 +115,10 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
         Box::pin(async move {
             let tcp = connecting.await?;
             let stream = match tls {
-                None => UpstreamStream::Plain(tcp),
+                None => UpstreamStream::Plain(tcp.into_inner()),
                 Some(tls) => {
                     let stream = tls.connect(tcp.into_inner(), &host).await?;
-                    UpstreamStream::Tls(Box::new(TokioIo::new(stream)))
+                    UpstreamStream::Tls(Box::new(stream))
                 }
             };
             Ok(UpstreamIo { stream })
@@ -127,22 +126,23 @@ impl tower_service::Service<http::Uri> for UpstreamConnector {
     }
 }
 
-/// A connection to a backend.
+/// A connection to a backend, read and written through tokio's traits (hyper's client takes
+/// it in a `TokioIo`; the sidecar's own HTTP/1.1 exchanges, proxy/http1_exchange.rs, as it is).
 pub struct UpstreamIo {
     stream: UpstreamStream,
 }
 
 /// A connection to a backend, in clear or over TLS.
 enum UpstreamStream {
-    Plain(TokioIo<TcpStream>),
-    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl Read for UpstreamIo {
+impl AsyncRead for UpstreamIo {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         match &mut self.get_mut().stream {
             UpstreamStream::Plain(io) => Pin::new(io).poll_read(cx, buf),
@@ -151,7 +151,7 @@ impl Read for UpstreamIo {
     }
 }
 
-impl Write for UpstreamIo {
+impl AsyncWrite for UpstreamIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -174,48 +174,6 @@ impl Write for UpstreamIo {
         match &mut self.get_mut().stream {
             UpstreamStream::Plain(io) => Pin::new(io).poll_shutdown(cx),
             UpstreamStream::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
-/// The same connection read and written through tokio's traits, for the sidecar's own
-/// HTTP/1.1 exchanges (proxy/http1_exchange.rs).
-impl tokio::io::AsyncRead for UpstreamIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().stream {
-            UpstreamStream::Plain(io) => Pin::new(io.inner_mut()).poll_read(cx, buf),
-            UpstreamStream::Tls(io) => Pin::new(io.inner_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for UpstreamIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match &mut self.get_mut().stream {
-            UpstreamStream::Plain(io) => Pin::new(io.inner_mut()).poll_write(cx, data),
-            UpstreamStream::Tls(io) => Pin::new(io.inner_mut()).poll_write(cx, data),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().stream {
-            UpstreamStream::Plain(io) => Pin::new(io.inner_mut()).poll_flush(cx),
-            UpstreamStream::Tls(io) => Pin::new(io.inner_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match &mut self.get_mut().stream {
-            UpstreamStream::Plain(io) => Pin::new(io.inner_mut()).poll_shutdown(cx),
-            UpstreamStream::Tls(io) => Pin::new(io.inner_mut()).poll_shutdown(cx),
         }
     }
 }
