@@ -44,13 +44,18 @@ fn pool(idle_timeout: Duration, max_requests: Option<u32>) -> Http1Pool {
     Http1Pool::new(connector, idle_timeout, 8192, max_requests)
 }
 
-/// GET / to the endpoint at `address` through `pool`, its body read to the end.
-async fn get(pool: &Http1Pool, address: SocketAddr) -> String {
-    let target = format!("http://{}/", name_of(&[address]));
-    let mut request = Request::get(target)
+/// A GET of `path` from the endpoint at `address`, with a Host and no body.
+fn get_request(address: SocketAddr, path: &str) -> Request<UpstreamBody> {
+    let target = format!("http://{}{path}", name_of(&[address]));
+    Request::get(target)
         .header(header::HOST, "example.test")
         .body(Empty::new().map_err(|never| match never {}).boxed())
-        .unwrap();
+        .unwrap()
+}
+
+/// GET / to the endpoint at `address` through `pool`, its body read to the end.
+async fn get(pool: &Http1Pool, address: SocketAddr) -> String {
+    let mut request = get_request(address, "/");
     let response = pool.request(&mut request).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(body.to_vec()).unwrap()
@@ -261,12 +266,10 @@ async fn a_request_without_a_body_is_left_in_place_whichever_connection_takes_it
     // First on a connection driven here; then, that connection having carried a request
     // with a body, on one hyper's client drives.
     for round in ["driven here", "driven by hyper"] {
-        let target = format!("http://{}/", name_of(&[address]));
-        let mut request = Request::get(target)
-            .header(header::HOST, "example.test")
-            .header("x-kept", "yes")
-            .body(Empty::new().map_err(|never| match never {}).boxed())
-            .unwrap();
+        let mut request = get_request(address, "/");
+        request
+            .headers_mut()
+            .insert("x-kept", HeaderValue::from_static("yes"));
         let response = pool.request(&mut request).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "ok", "{round}");
@@ -285,11 +288,7 @@ async fn a_request_without_a_body_is_left_in_place_whichever_connection_takes_it
 async fn a_chunked_answer_gives_its_connection_back_with_its_trailers() {
     let (address, accepted) = scripted_backend().await;
     let pool = pool(Duration::from_secs(600), None);
-    let target = format!("http://{}/chunked", name_of(&[address]));
-    let mut request = Request::get(target)
-        .header(header::HOST, "example.test")
-        .body(Empty::new().map_err(|never| match never {}).boxed())
-        .unwrap();
+    let mut request = get_request(address, "/chunked");
     let mut body = pool.request(&mut request).await.unwrap().into_body();
     // Read as hyper's server reads it: nothing more asked after the trailers.
     loop {
