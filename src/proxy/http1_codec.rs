@@ -197,7 +197,7 @@ fn parse_one_head(
 }
 
 /// Whether the comma-separated `value` lists `token` (in any case).
-fn has_token(value: &HeaderValue, token: &str) -> bool {
+pub fn has_token(value: &HeaderValue, token: &str) -> bool {
     value
         .as_bytes()
         .split(|byte| *byte == b',')

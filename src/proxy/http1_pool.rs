@@ -30,6 +30,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use super::http1_codec::has_token;
 use super::http1_exchange::{
     ExchangeError, Homecoming, InlineBody, InlineConnection, UpstreamResponseBody,
 };
@@ -408,12 +409,7 @@ fn closes(request: &Request<UpstreamBody>) -> bool {
         .headers()
         .get_all(header::CONNECTION)
         .iter()
-        .any(|value| {
-            value
-                .as_bytes()
-                .split(|byte| *byte == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-        })
+        .any(|value| has_token(value, "close"))
 }
 
 /// Puts `request`'s target in origin-form and returns the endpoint it named; a request
